@@ -1,0 +1,131 @@
+import type { Cidr } from "../policy/cidr.js";
+
+/**
+ * The data-path driver's interface: everything the daemon needs from the kernel side.
+ * Two implementations: KernelFilter (real eBPF through the loader child) and FakeFilter
+ * (in memory, for unit tests only — kernel behaviour is proven by kernel tests).
+ *
+ * Every method is idempotent where it can be, validates its input before touching the kernel,
+ * and throws NetfenceError (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, UNAVAILABLE, INTERNAL).
+ */
+
+/** Kernel policy modes. Values must match `enum nf_mode` in bpf/include/netfence.h. */
+export type FilterMode = "disabled" | "allowlist" | "denylist" | "block-all";
+
+export type TargetSpec =
+  | { readonly kind: "interface"; readonly name: string; readonly direction: "ingress" | "egress" }
+  | { readonly kind: "cgroup"; /** absolute path inside the cgroup2 mount */ readonly path: string };
+
+/** Attach method actually used, chosen by probing the kernel (reported by status/list). */
+export type AttachMethod = "tcx" | "clsact" | "cgroup-link" | "cgroup-attach";
+
+/** Preference for interface attachments; "auto" probes TCX and falls back to clsact. */
+export type AttachMethodPreference = "auto" | "tcx" | "clsact";
+
+/**
+ * One kernel entry: a unique prefix with what it says. The caller merges its rules so each
+ * prefix appears once (allow and deny may both be set: deny wins at equal prefix length).
+ */
+export interface FilterEntry {
+  readonly cidr: Cidr;
+  readonly allow: boolean;
+  readonly deny: boolean;
+  /** Wall-clock deadline in ms since the epoch; null = never expires. Checked in the kernel. */
+  readonly expiresAtMs: number | null;
+  /** Opaque rule number reported with packet events (0 = none). */
+  readonly ruleId?: number;
+}
+
+export interface FilterPolicy {
+  readonly mode: FilterMode;
+  /** Evaluate and report, but let blocked packets pass (counted as audited). */
+  readonly audit: boolean;
+  readonly entries: readonly FilterEntry[];
+}
+
+export interface AttachSpec {
+  /** Attachment id: [A-Za-z0-9_-]{1,63}; names the pin directory /sys/fs/bpf/netfence/<id>/. */
+  readonly id: string;
+  /** Small integer unique among live attachments; carried in packet events. */
+  readonly slot: number;
+  readonly target: TargetSpec;
+  /** The attachment's DNS server (always allowed): IPv4 and/or IPv6 address and port. */
+  readonly dns: { readonly ipv4: string | null; readonly ipv6: string | null; readonly port: number };
+  readonly method?: AttachMethodPreference;
+}
+
+export interface AttachResult {
+  readonly method: AttachMethod;
+  /** ifindex for interfaces, 0 for cgroups. */
+  readonly ifindex: number;
+}
+
+export interface AdoptedAttachment {
+  readonly id: string;
+  readonly slot: number;
+  readonly kind: "interface" | "cgroup";
+  readonly method: AttachMethod;
+  readonly ifindex: number;
+  readonly mode: FilterMode;
+  readonly audit: boolean;
+}
+
+export interface FilterCounters {
+  readonly allowed: bigint;
+  readonly blocked: bigint;
+  readonly audited: bigint;
+}
+
+export type PacketVerdict = "blocked" | "audit";
+
+/** A blocked (or audited) packet as reported by the kernel, after in-kernel throttling. */
+export interface KernelPacketEvent {
+  readonly timeMs: number;
+  readonly slot: number;
+  readonly attachmentId: string | null;
+  readonly family: 4 | 6;
+  readonly protocol: number;
+  readonly src: string;
+  readonly dst: string;
+  readonly srcPort: number;
+  readonly dstPort: number;
+  readonly verdict: PacketVerdict;
+  /** e.g. "mode:block-all", "not-in-allowlist", "deny-cidr" */
+  readonly reason: string;
+  /** The matching prefix, e.g. "10.0.0.0/8", or null. */
+  readonly rule: string | null;
+  /** Identical events folded into this one by throttling. */
+  readonly suppressed: number;
+}
+
+/** A protected destination no command can revoke (operator config). port 0 = any, protocol 0 = any. */
+export interface ProtectedEntry {
+  readonly cidr: Cidr;
+  readonly protocol: number;
+  readonly port: number;
+}
+
+export interface Filter {
+  /** Loads, pins, installs `policy`, then attaches — enforcement starts with the full policy. On failure nothing is left behind. */
+  attach(spec: AttachSpec, policy: FilterPolicy): Promise<AttachResult>;
+  /** Detaches and removes the pins. Unknown id → NOT_FOUND. A vanished target is not an error. */
+  detach(id: string): Promise<void>;
+  /** Atomic full replacement (mode, audit flag, every entry): no half-applied state is ever visible. */
+  replacePolicy(id: string, policy: FilterPolicy): Promise<void>;
+  /** Insert or overwrite entries in the live policy (batched). */
+  upsertEntries(id: string, entries: readonly FilterEntry[]): Promise<void>;
+  /** Remove prefixes from the live policy; absent ones are ignored. */
+  deleteEntries(id: string, cidrs: readonly Cidr[]): Promise<void>;
+  setMode(id: string, mode: FilterMode, audit: boolean): Promise<void>;
+  counters(ids: readonly string[]): Promise<Map<string, FilterCounters>>;
+  /** Replaces the host-wide protected set (shared by all attachments). */
+  setProtected(entries: readonly ProtectedEntry[]): Promise<void>;
+  /** Ids of attachments pinned in bpffs (alive from a previous daemon or helper). */
+  listPinned(): Promise<string[]>;
+  /** Re-opens a pinned attachment so it can be driven again; incompatible pins → FAILED_PRECONDITION. */
+  adopt(id: string): Promise<AdoptedAttachment>;
+  /** Blocked/audited packet events; ends when the filter is closed. */
+  events(): AsyncIterable<KernelPacketEvent>;
+  /** Stops the helper; pinned filters keep enforcing. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,59 @@
+import type { Cidr } from "./cidr.js";
+import type { FilterMode } from "../datapath/filter.js";
+
+/**
+ * The typed policy model of one attachment, independent of protobuf and of the kernel.
+ * Control-plane commands and the local default policy are parsed into these values at the edge;
+ * the attachment manager compiles them (plus DNS-learned addresses) into kernel entries.
+ */
+
+export type DnsModeName = "disabled" | "allowlist" | "denylist" | "proxy";
+
+export interface CidrRule {
+  readonly cidr: Cidr;
+  /** Wall-clock deadline (ms since epoch), null = permanent. */
+  readonly expiresAtMs: number | null;
+}
+
+export interface DomainRule {
+  /** Lower case, no trailing dot, validated (1..253 chars, labels 1..63). */
+  readonly domain: string;
+  readonly includeSubdomains: boolean;
+}
+
+export interface DnsPolicy {
+  readonly mode: DnsModeName;
+  readonly allowDomains: readonly DomainRule[];
+  readonly denyDomains: readonly DomainRule[];
+  /** "ip:port" upstreams overriding the daemon default; empty = use dns.upstream. */
+  readonly upstreams: readonly string[];
+}
+
+export interface AttachmentPolicy {
+  readonly mode: FilterMode;
+  readonly audit: boolean;
+  readonly allowCidrs: readonly CidrRule[];
+  readonly denyCidrs: readonly CidrRule[];
+  readonly dns: DnsPolicy;
+}
+
+/** A validated policy change for one attachment (what a ControlCommand becomes after parsing). */
+export type PolicyCommand =
+  | { readonly kind: "set-mode"; readonly mode: FilterMode }
+  | { readonly kind: "allow-cidr"; readonly rule: CidrRule }
+  | { readonly kind: "deny-cidr"; readonly rule: CidrRule }
+  | { readonly kind: "remove-cidr"; readonly cidr: Cidr }
+  | {
+      readonly kind: "bulk-update";
+      readonly mode: FilterMode;
+      readonly allowCidrs: readonly CidrRule[];
+      readonly denyCidrs: readonly CidrRule[];
+      /** Absent: DNS rules are left as they are (BulkUpdate without `dns`). */
+      readonly dns: DnsPolicy | null;
+    }
+  | { readonly kind: "set-dns-mode"; readonly mode: DnsModeName }
+  | { readonly kind: "allow-domain"; readonly rule: DomainRule }
+  | { readonly kind: "deny-domain"; readonly rule: DomainRule }
+  | { readonly kind: "remove-domain"; readonly domain: string };
+
+export const EMPTY_DNS_POLICY: DnsPolicy = { mode: "disabled", allowDomains: [], denyDomains: [], upstreams: [] };
