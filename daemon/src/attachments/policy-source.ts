@@ -1,0 +1,13 @@
+import type { AttachmentView } from "./attachment-view.js";
+import type { AttachmentPolicy } from "../policy/policy.js";
+
+/**
+ * Where an attachment's initial policy comes from, and who hears that it went away.
+ * Implemented by the control-plane client (Subscribed → SubscribedAck) and, without a control
+ * plane, by LocalPolicySource (the default policy from config). The manager depends only on this.
+ */
+export interface PolicySource {
+  /** Resolves with the initial policy; rejects (DEADLINE_EXCEEDED / UNAVAILABLE) → the attach is rolled back. */
+  subscribe(attachment: AttachmentView): Promise<AttachmentPolicy>;
+  unsubscribed(id: string, reason: "removed" | "detached" | "error", error?: string): void;
+}

@@ -1,0 +1,15 @@
+import type { AttachmentStatsView, AttachmentView } from "../attachments/attachment-view.js";
+import type { PolicyCommand } from "../policy/policy.js";
+
+/**
+ * What the control-plane connection needs from the daemon (implemented by the attachment
+ * manager). The connection never holds the manager itself, only this narrow seam.
+ */
+export interface ControlPlaneHost {
+  /** All current attachments, for SyncRequest. */
+  attachments(): readonly AttachmentView[];
+  /** Applies one validated command atomically; throws NetfenceError (NOT_FOUND, INVALID_ARGUMENT, …) and changes nothing on failure. */
+  applyCommand(attachmentId: string, command: PolicyCommand): Promise<void>;
+  /** Per-attachment counters, for Heartbeat. */
+  stats(): Promise<readonly AttachmentStatsView[]>;
+}
