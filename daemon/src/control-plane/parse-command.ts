@@ -1,0 +1,242 @@
+import type { Duration } from "@bufbuild/protobuf/wkt";
+import {
+  type BulkUpdate,
+  type CIDREntry,
+  type ControlCommand,
+  type DnsConfig,
+  type DomainEntry,
+  type SubscribedAck,
+} from "../../../proto/gen/netfence/v1/control_pb.js";
+import { DnsMode, PolicyMode } from "../../../proto/gen/netfence/v1/types_pb.js";
+import { NetfenceError, invalidArgument, isNetfenceError } from "../errors.js";
+import { formatAddr, parseCidr, type Cidr } from "../policy/cidr.js";
+import { normalizeDomain } from "../dns/domain-name.js";
+import type { FilterMode } from "../datapath/filter.js";
+import type { AttachmentPolicy, CidrRule, DnsModeName, DnsPolicy, DomainRule, PolicyCommand } from "../policy/policy.js";
+
+/**
+ * The validation edge for control-plane commands: protobuf in, typed policy values out, or one
+ * INVALID_ARGUMENT naming the command and the field. Nothing here touches the daemon's state, so
+ * an invalid command is rejected before anything changes.
+ */
+
+export interface ParsedCommand {
+  /** ControlCommand.id: the attachment the command is for. */
+  readonly attachmentId: string;
+  /** The extension command_id (field 100); null when the control plane did not set it. */
+  readonly commandId: string | null;
+  readonly command: PolicyCommand;
+}
+
+/** A TTL above this is almost certainly a unit mistake (ms sent as s); reject it rather than overflow deadlines. */
+export const MAX_TTL_SECONDS = 10 * 365 * 24 * 3600;
+/** Bound on list sizes in one command so a hostile control plane cannot make us allocate without limit. */
+export const MAX_RULES_PER_LIST = 1_000_000;
+export const MAX_UPSTREAMS = 16;
+
+const ATTACHMENT_ID = /^[A-Za-z0-9_-]{1,63}$/;
+
+/**
+ * Parses every command except SyncAck and SubscribedAck (which the connection handles itself).
+ * `nowMs` is injectable for tests; TTLs become wall-clock deadlines `nowMs + ttl`.
+ */
+export function parseCommand(cmd: ControlCommand, nowMs: number = Date.now()): ParsedCommand {
+  const commandId = cmd.commandId === "" ? null : cmd.commandId;
+  const attachmentId = parseAttachmentId(cmd.id);
+  const c = cmd.command;
+  let command: PolicyCommand;
+  switch (c.case) {
+    case "setMode":
+      command = { kind: "set-mode", mode: parsePolicyMode(c.value.mode, "set_mode.mode") };
+      break;
+    case "allowCidr":
+      command = { kind: "allow-cidr", rule: parseCidrEntry(c.value, "allow_cidr", nowMs) };
+      break;
+    case "denyCidr":
+      command = { kind: "deny-cidr", rule: parseCidrEntry(c.value, "deny_cidr", nowMs) };
+      break;
+    case "removeCidr":
+      command = { kind: "remove-cidr", cidr: parseCidrField(c.value, "remove_cidr") };
+      break;
+    case "bulkUpdate":
+      command = parseBulkUpdate(c.value, nowMs);
+      break;
+    case "setDnsMode":
+      command = { kind: "set-dns-mode", mode: parseDnsMode(c.value.mode, "set_dns_mode.mode") };
+      break;
+    case "allowDomain":
+      command = { kind: "allow-domain", rule: parseDomainEntry(c.value, "allow_domain") };
+      break;
+    case "denyDomain":
+      command = { kind: "deny-domain", rule: parseDomainEntry(c.value, "deny_domain") };
+      break;
+    case "removeDomain":
+      command = { kind: "remove-domain", domain: parseDomainField(c.value, "remove_domain").domain };
+      break;
+    case "syncAck":
+    case "subscribedAck":
+      throw invalidArgument(`${c.case === "syncAck" ? "sync_ack" : "subscribed_ack"} is not a policy command`);
+    case undefined:
+      throw invalidArgument("command has no command set (empty oneof, or a command unknown to this daemon)");
+  }
+  return { attachmentId, commandId, command };
+}
+
+/** The initial policy carried by a SubscribedAck. Without `dns` the DNS policy is disabled with no rules. */
+export function parseSubscribedAck(ack: SubscribedAck, nowMs: number = Date.now()): AttachmentPolicy {
+  return {
+    mode: parsePolicyMode(ack.mode, "subscribed_ack.mode"),
+    audit: false,
+    allowCidrs: parseCidrList(ack.allowCidrs, "subscribed_ack.allow_cidrs", nowMs),
+    denyCidrs: parseCidrList(ack.denyCidrs, "subscribed_ack.deny_cidrs", nowMs),
+    dns: ack.dns === undefined
+      ? { mode: "disabled", allowDomains: [], denyDomains: [], upstreams: [] }
+      : parseDnsConfig(ack.dns, "subscribed_ack.dns"),
+  };
+}
+
+export function parseAttachmentId(id: string): string {
+  if (!ATTACHMENT_ID.test(id)) {
+    throw invalidArgument(
+      id === "" ? "command has an empty attachment id" : `attachment id "${truncate(id)}" is not of the form [A-Za-z0-9_-]{1,63}`,
+    );
+  }
+  return id;
+}
+
+function parseBulkUpdate(b: BulkUpdate, nowMs: number): PolicyCommand {
+  return {
+    kind: "bulk-update",
+    mode: parsePolicyMode(b.mode, "bulk_update.mode"),
+    allowCidrs: parseCidrList(b.allowCidrs, "bulk_update.allow_cidrs", nowMs),
+    denyCidrs: parseCidrList(b.denyCidrs, "bulk_update.deny_cidrs", nowMs),
+    dns: b.dns === undefined ? null : parseDnsConfig(b.dns, "bulk_update.dns"),
+  };
+}
+
+export function parsePolicyMode(mode: PolicyMode, field: string): FilterMode {
+  switch (mode) {
+    case PolicyMode.DISABLED: return "disabled";
+    case PolicyMode.ALLOWLIST: return "allowlist";
+    case PolicyMode.DENYLIST: return "denylist";
+    case PolicyMode.BLOCK_ALL: return "block-all";
+    case PolicyMode.UNSPECIFIED:
+      throw invalidArgument(`${field} is POLICY_MODE_UNSPECIFIED; send DISABLED, ALLOWLIST, DENYLIST or BLOCK_ALL`);
+    default:
+      throw invalidArgument(`${field} has unknown policy mode ${String(mode)}`);
+  }
+}
+
+export function parseDnsMode(mode: DnsMode, field: string): DnsModeName {
+  switch (mode) {
+    case DnsMode.DISABLED: return "disabled";
+    case DnsMode.ALLOWLIST: return "allowlist";
+    case DnsMode.DENYLIST: return "denylist";
+    case DnsMode.PROXY: return "proxy";
+    case DnsMode.UNSPECIFIED:
+      throw invalidArgument(`${field} is DNS_MODE_UNSPECIFIED; send DISABLED, ALLOWLIST, DENYLIST or PROXY`);
+    default:
+      throw invalidArgument(`${field} has unknown DNS mode ${String(mode)}`);
+  }
+}
+
+function parseCidrList(entries: readonly CIDREntry[], field: string, nowMs: number): CidrRule[] {
+  if (entries.length > MAX_RULES_PER_LIST) throw invalidArgument(`${field} has ${entries.length} entries (max ${MAX_RULES_PER_LIST})`);
+  return entries.map((e, i) => parseCidrEntry(e, `${field}[${i}]`, nowMs));
+}
+
+function parseCidrEntry(entry: CIDREntry, field: string, nowMs: number): CidrRule {
+  const cidr = parseCidrField(entry.cidr, `${field}.cidr`);
+  const ttlMs = entry.ttl === undefined ? 0 : parseTtlMs(entry.ttl, `${field}.ttl`);
+  return { cidr, expiresAtMs: ttlMs === 0 ? null : nowMs + ttlMs };
+}
+
+function parseCidrField(text: string, field: string): Cidr {
+  return withField(field, () => parseCidr(text));
+}
+
+/** Duration → milliseconds. Zero means "no TTL" (as in the Go original); negative, malformed or huge is rejected. */
+export function parseTtlMs(ttl: Duration, field: string): number {
+  const seconds = ttl.seconds;
+  const nanos = ttl.nanos;
+  if (nanos < -999_999_999 || nanos > 999_999_999) throw invalidArgument(`${field} has nanos ${nanos} out of range`);
+  if ((seconds > 0n && nanos < 0) || (seconds < 0n && nanos > 0)) throw invalidArgument(`${field} has seconds and nanos of different signs`);
+  if (seconds < 0n || nanos < 0) throw invalidArgument(`${field} is negative (${seconds}s)`);
+  if (seconds > BigInt(MAX_TTL_SECONDS)) throw invalidArgument(`${field} of ${seconds}s exceeds the maximum of ${MAX_TTL_SECONDS}s (10 years)`);
+  const ms = Number(seconds) * 1000 + Math.ceil(nanos / 1_000_000);
+  return ms;
+}
+
+function parseDnsConfig(dns: DnsConfig, field: string): DnsPolicy {
+  const allow = dns.allowDomains;
+  const deny = dns.denyDomains;
+  if (allow.length > MAX_RULES_PER_LIST) throw invalidArgument(`${field}.allow_domains has ${allow.length} entries (max ${MAX_RULES_PER_LIST})`);
+  if (deny.length > MAX_RULES_PER_LIST) throw invalidArgument(`${field}.deny_domains has ${deny.length} entries (max ${MAX_RULES_PER_LIST})`);
+  if (dns.upstreamServers.length > MAX_UPSTREAMS) {
+    throw invalidArgument(`${field}.upstream_servers has ${dns.upstreamServers.length} entries (max ${MAX_UPSTREAMS})`);
+  }
+  return {
+    mode: parseDnsMode(dns.mode, `${field}.mode`),
+    allowDomains: allow.map((d, i) => parseDomainEntry(d, `${field}.allow_domains[${i}]`)),
+    denyDomains: deny.map((d, i) => parseDomainEntry(d, `${field}.deny_domains[${i}]`)),
+    upstreams: dns.upstreamServers.map((u, i) => parseUpstream(u, `${field}.upstream_servers[${i}]`)),
+  };
+}
+
+function parseDomainEntry(entry: DomainEntry, field: string): DomainRule {
+  const parsed = parseDomainField(entry.domain, `${field}.domain`);
+  return { domain: parsed.domain, includeSubdomains: entry.includeSubdomains || parsed.wildcard };
+}
+
+/**
+ * A domain, optionally written "*.example.com" — accepted as example.com with subdomains,
+ * since that is how operators write it in the README of the original.
+ */
+function parseDomainField(text: string, field: string): { domain: string; wildcard: boolean } {
+  const trimmed = text.trim();
+  const wildcard = trimmed.startsWith("*.");
+  const domain = withField(field, () => normalizeDomain(wildcard ? trimmed.slice(2) : trimmed));
+  return { domain, wildcard };
+}
+
+/** "ip", "ip:port" or "[v6]:port" → canonical "ip:port" / "[v6]:port" (port defaults to 53). */
+export function parseUpstream(text: string, field: string): string {
+  const raw = text.trim();
+  let host = raw;
+  let port = 53;
+  const bracketed = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(raw);
+  if (bracketed) {
+    host = bracketed[1]!;
+    if (bracketed[2] !== undefined) port = Number(bracketed[2]);
+  } else {
+    const colons = raw.split(":").length - 1;
+    if (colons === 1) {
+      const [h, p] = raw.split(":");
+      host = h!;
+      if (!/^\d{1,5}$/.test(p!)) throw invalidArgument(`${field} "${truncate(text)}" has a bad port`);
+      port = Number(p);
+    }
+  }
+  if (port < 1 || port > 65535) throw invalidArgument(`${field} "${truncate(text)}" has port ${port} out of range`);
+  const addr = withField(field, () => parseCidr(host));
+  if (addr.prefixLen !== (addr.family === 4 ? 32 : 128) || host.includes("/")) {
+    throw invalidArgument(`${field} "${truncate(text)}" must be an IP address, not a prefix`);
+  }
+  const canonical = formatAddr(addr.family, addr.addr);
+  return addr.family === 4 ? `${canonical}:${port}` : `[${canonical}]:${port}`;
+}
+
+function withField<T>(field: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (isNetfenceError(err)) {
+      throw new NetfenceError(err.code, `${field}: ${err.message}`, { details: { ...err.details, field }, cause: err });
+    }
+    throw err;
+  }
+}
+
+function truncate(s: string): string {
+  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+}

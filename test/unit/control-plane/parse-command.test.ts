@@ -1,0 +1,195 @@
+import { describe, expect, it } from "vitest";
+import { create } from "@bufbuild/protobuf";
+import { DurationSchema } from "@bufbuild/protobuf/wkt";
+import {
+  ControlCommandSchema,
+  SubscribedAckSchema,
+  type ControlCommand,
+} from "../../../proto/gen/netfence/v1/control_pb.js";
+import { DnsMode, PolicyMode } from "../../../proto/gen/netfence/v1/types_pb.js";
+import { parseCommand, parseSubscribedAck, parseUpstream } from "../../../daemon/src/control-plane/parse-command.js";
+import { formatCidr } from "../../../daemon/src/policy/cidr.js";
+import { isNetfenceError } from "../../../daemon/src/errors.js";
+
+const NOW = 1_700_000_000_000;
+
+function cmd(command: ControlCommand["command"], extra: { id?: string; commandId?: string } = {}): ControlCommand {
+  return create(ControlCommandSchema, { id: extra.id ?? "att-1", commandId: extra.commandId ?? "", command });
+}
+
+function rejects(c: ControlCommand, pattern: RegExp): void {
+  let caught: unknown;
+  try {
+    parseCommand(c, NOW);
+  } catch (err) {
+    caught = err;
+  }
+  expect(isNetfenceError(caught)).toBe(true);
+  if (isNetfenceError(caught)) {
+    expect(caught.code).toBe("INVALID_ARGUMENT");
+    expect(caught.message).toMatch(pattern);
+  }
+}
+
+describe("parseCommand", () => {
+  it("maps every policy mode", () => {
+    const modes: Array<[PolicyMode, string]> = [
+      [PolicyMode.DISABLED, "disabled"],
+      [PolicyMode.ALLOWLIST, "allowlist"],
+      [PolicyMode.DENYLIST, "denylist"],
+      [PolicyMode.BLOCK_ALL, "block-all"],
+    ];
+    for (const [mode, name] of modes) {
+      const parsed = parseCommand(cmd({ case: "setMode", value: { $typeName: "netfence.v1.SetMode", mode } }), NOW);
+      expect(parsed.command).toEqual({ kind: "set-mode", mode: name });
+    }
+  });
+
+  it("keeps command_id when set and null when not", () => {
+    const c = { case: "setMode" as const, value: { $typeName: "netfence.v1.SetMode" as const, mode: PolicyMode.ALLOWLIST } };
+    expect(parseCommand(cmd(c, { commandId: "c-7" }), NOW).commandId).toBe("c-7");
+    expect(parseCommand(cmd(c), NOW).commandId).toBeNull();
+    expect(parseCommand(cmd(c), NOW).attachmentId).toBe("att-1");
+  });
+
+  it("parses allow/deny CIDR with TTL into a deadline", () => {
+    const c = create(ControlCommandSchema, {
+      id: "a",
+      command: { case: "allowCidr", value: { cidr: "10.1.2.3/16", ttl: create(DurationSchema, { seconds: 30n, nanos: 500_000_000 }) } },
+    });
+    const parsed = parseCommand(c, NOW);
+    expect(parsed.command.kind).toBe("allow-cidr");
+    if (parsed.command.kind === "allow-cidr") {
+      expect(formatCidr(parsed.command.rule.cidr)).toBe("10.1.0.0/16");
+      expect(parsed.command.rule.expiresAtMs).toBe(NOW + 30_500);
+    }
+    const deny = parseCommand(create(ControlCommandSchema, { id: "a", command: { case: "denyCidr", value: { cidr: "2001:db8::1/32" } } }), NOW);
+    expect(deny.command).toMatchObject({ kind: "deny-cidr", rule: { expiresAtMs: null } });
+    const zeroTtl = parseCommand(
+      create(ControlCommandSchema, { id: "a", command: { case: "denyCidr", value: { cidr: "1.2.3.4", ttl: create(DurationSchema, {}) } } }),
+      NOW,
+    );
+    expect(zeroTtl.command).toMatchObject({ kind: "deny-cidr", rule: { expiresAtMs: null } });
+  });
+
+  it("rejects bad CIDRs naming the field", () => {
+    rejects(create(ControlCommandSchema, { id: "a", command: { case: "allowCidr", value: { cidr: "10.0.0.0/33" } } }), /allow_cidr\.cidr: .*exceeds 32/);
+    rejects(create(ControlCommandSchema, { id: "a", command: { case: "denyCidr", value: { cidr: "::/129" } } }), /deny_cidr\.cidr/);
+    rejects(create(ControlCommandSchema, { id: "a", command: { case: "removeCidr", value: "garbage" } }), /remove_cidr: .*not an IP/);
+    rejects(create(ControlCommandSchema, { id: "a", command: { case: "removeCidr", value: "" } }), /remove_cidr/);
+  });
+
+  it("rejects negative, malformed and huge TTLs", () => {
+    const withTtl = (seconds: bigint, nanos = 0) =>
+      create(ControlCommandSchema, { id: "a", command: { case: "allowCidr", value: { cidr: "1.1.1.1", ttl: create(DurationSchema, { seconds, nanos }) } } });
+    rejects(withTtl(-5n), /negative/);
+    rejects(withTtl(0n, -1), /negative/);
+    rejects(withTtl(1n, -1), /different signs/);
+    rejects(withTtl(1n, 2_000_000_000), /out of range/);
+    rejects(withTtl(10n ** 12n), /exceeds the maximum/);
+  });
+
+  it("rejects UNSPECIFIED and unknown modes", () => {
+    rejects(cmd({ case: "setMode", value: { $typeName: "netfence.v1.SetMode", mode: PolicyMode.UNSPECIFIED } }), /UNSPECIFIED/);
+    rejects(cmd({ case: "setMode", value: { $typeName: "netfence.v1.SetMode", mode: 42 as PolicyMode } }), /unknown policy mode 42/);
+    rejects(cmd({ case: "setDnsMode", value: { $typeName: "netfence.v1.SetDnsMode", mode: DnsMode.UNSPECIFIED } }), /DNS_MODE_UNSPECIFIED/);
+    rejects(cmd({ case: "setDnsMode", value: { $typeName: "netfence.v1.SetDnsMode", mode: 9 as DnsMode } }), /unknown DNS mode/);
+  });
+
+  it("maps DNS modes", () => {
+    const pairs: Array<[DnsMode, string]> = [
+      [DnsMode.DISABLED, "disabled"],
+      [DnsMode.ALLOWLIST, "allowlist"],
+      [DnsMode.DENYLIST, "denylist"],
+      [DnsMode.PROXY, "proxy"],
+    ];
+    for (const [mode, name] of pairs) {
+      expect(parseCommand(cmd({ case: "setDnsMode", value: { $typeName: "netfence.v1.SetDnsMode", mode } }), NOW).command)
+        .toEqual({ kind: "set-dns-mode", mode: name });
+    }
+  });
+
+  it("parses domains and rejects empty or over-long ones", () => {
+    const allow = parseCommand(create(ControlCommandSchema, { id: "a", command: { case: "allowDomain", value: { domain: "PyPI.org.", includeSubdomains: true } } }), NOW);
+    expect(allow.command).toEqual({ kind: "allow-domain", rule: { domain: "pypi.org", includeSubdomains: true } });
+    const wildcard = parseCommand(create(ControlCommandSchema, { id: "a", command: { case: "denyDomain", value: { domain: "*.evil.example" } } }), NOW);
+    expect(wildcard.command).toEqual({ kind: "deny-domain", rule: { domain: "evil.example", includeSubdomains: true } });
+    expect(parseCommand(create(ControlCommandSchema, { id: "a", command: { case: "removeDomain", value: "x.org" } }), NOW).command)
+      .toEqual({ kind: "remove-domain", domain: "x.org" });
+    rejects(create(ControlCommandSchema, { id: "a", command: { case: "allowDomain", value: { domain: "" } } }), /allow_domain\.domain: domain is empty/);
+    rejects(create(ControlCommandSchema, { id: "a", command: { case: "denyDomain", value: { domain: `${"a".repeat(60)}.`.repeat(5) + "com" } } }), /longer than 253/);
+    rejects(create(ControlCommandSchema, { id: "a", command: { case: "removeDomain", value: "bad domain!" } }), /remove_domain/);
+  });
+
+  it("parses BulkUpdate with and without dns", () => {
+    const withDns = parseCommand(create(ControlCommandSchema, {
+      id: "a",
+      command: {
+        case: "bulkUpdate",
+        value: {
+          mode: PolicyMode.ALLOWLIST,
+          allowCidrs: [{ cidr: "10.0.0.0/8" }, { cidr: "192.168.1.1" }],
+          denyCidrs: [{ cidr: "10.9.0.0/16" }],
+          dns: { mode: DnsMode.ALLOWLIST, allowDomains: [{ domain: "example.com" }], upstreamServers: ["127.0.0.1:5353", "::1"] },
+        },
+      },
+    }), NOW);
+    expect(withDns.command.kind).toBe("bulk-update");
+    if (withDns.command.kind === "bulk-update") {
+      expect(withDns.command.allowCidrs.map((r) => formatCidr(r.cidr))).toEqual(["10.0.0.0/8", "192.168.1.1/32"]);
+      expect(withDns.command.dns).toEqual({
+        mode: "allowlist",
+        allowDomains: [{ domain: "example.com", includeSubdomains: false }],
+        denyDomains: [],
+        upstreams: ["127.0.0.1:5353", "[::1]:53"],
+      });
+    }
+    const noDns = parseCommand(create(ControlCommandSchema, { id: "a", command: { case: "bulkUpdate", value: { mode: PolicyMode.BLOCK_ALL } } }), NOW);
+    expect(noDns.command).toMatchObject({ kind: "bulk-update", mode: "block-all", dns: null });
+  });
+
+  it("rejects a BulkUpdate with one bad entry as a whole, naming the index", () => {
+    rejects(create(ControlCommandSchema, {
+      id: "a",
+      command: { case: "bulkUpdate", value: { mode: PolicyMode.ALLOWLIST, allowCidrs: [{ cidr: "10.0.0.0/8" }, { cidr: "300.1.1.1" }] } },
+    }), /bulk_update\.allow_cidrs\[1\]\.cidr/);
+  });
+
+  it("rejects a missing oneof, acks as commands, and bad attachment ids", () => {
+    rejects(create(ControlCommandSchema, { id: "a" }), /no command set/);
+    rejects(create(ControlCommandSchema, { id: "a", command: { case: "syncAck", value: {} } }), /not a policy command/);
+    rejects(create(ControlCommandSchema, { id: "", command: { case: "removeCidr", value: "1.1.1.1" } }), /empty attachment id/);
+    rejects(create(ControlCommandSchema, { id: "../etc", command: { case: "removeCidr", value: "1.1.1.1" } }), /not of the form/);
+  });
+});
+
+describe("parseSubscribedAck", () => {
+  it("gives the full initial policy", () => {
+    const policy = parseSubscribedAck(create(SubscribedAckSchema, {
+      mode: PolicyMode.DENYLIST,
+      denyCidrs: [{ cidr: "169.254.169.254/32", ttl: create(DurationSchema, { seconds: 60n }) }],
+      dns: { mode: DnsMode.DENYLIST, denyDomains: [{ domain: "evil.example", includeSubdomains: true }] },
+    }), NOW);
+    expect(policy.mode).toBe("denylist");
+    expect(policy.audit).toBe(false);
+    expect(policy.allowCidrs).toEqual([]);
+    expect(policy.denyCidrs.map((r) => [formatCidr(r.cidr), r.expiresAtMs])).toEqual([["169.254.169.254/32", NOW + 60_000]]);
+    expect(policy.dns.mode).toBe("denylist");
+    expect(policy.dns.denyDomains).toEqual([{ domain: "evil.example", includeSubdomains: true }]);
+  });
+
+  it("defaults DNS to disabled without dns and rejects an unspecified mode", () => {
+    expect(parseSubscribedAck(create(SubscribedAckSchema, { mode: PolicyMode.ALLOWLIST }), NOW).dns.mode).toBe("disabled");
+    expect(() => parseSubscribedAck(create(SubscribedAckSchema, {}), NOW)).toThrow(/subscribed_ack\.mode is POLICY_MODE_UNSPECIFIED/);
+  });
+});
+
+describe("parseUpstream", () => {
+  it("normalises and validates", () => {
+    expect(parseUpstream("10.0.0.2", "f")).toBe("10.0.0.2:53");
+    expect(parseUpstream("[2001:db8::1]:5353", "f")).toBe("[2001:db8::1]:5353");
+    expect(() => parseUpstream("10.0.0.2:99999", "f")).toThrow(/out of range/);
+    expect(() => parseUpstream("dns.google:53", "f")).toThrow(/not an IP/);
+    expect(() => parseUpstream("10.0.0.0/8", "f")).toThrow();
+  });
+});
