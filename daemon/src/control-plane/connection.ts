@@ -1,0 +1,457 @@
+import { readFileSync } from "node:fs";
+import * as grpc from "@grpc/grpc-js";
+import { create } from "@bufbuild/protobuf";
+import type pino from "pino";
+import {
+  ControlPlane,
+  DaemonEventSchema,
+  DnsQueryRequestSchema,
+  type ControlCommand,
+  type DaemonEvent,
+  type DnsQueryResponse,
+  type PacketEvent,
+} from "../../../proto/gen/netfence/v1/control_pb.js";
+import { NetfenceError, isNetfenceError } from "../errors.js";
+import { methodDefinition } from "../rpc/grpc-adapter.js";
+import type { AttachmentView } from "../attachments/attachment-view.js";
+import type { PolicySource } from "../attachments/policy-source.js";
+import type { DnsProxy, DnsProxyAnswer } from "../dns/dns-proxy.js";
+import type { AttachmentPolicy, PolicyCommand } from "../policy/policy.js";
+import type { ControlPlaneHost } from "./control-plane-host.js";
+import { Backoff } from "./backoff.js";
+import { parseCommand, parseSubscribedAck } from "./parse-command.js";
+import {
+  commandResultEvent,
+  heartbeatEvent,
+  subscribedEvent,
+  syncRequestEvent,
+  unsubscribedEvent,
+} from "./wire-events.js";
+
+export type ControlPlaneState = "disconnected" | "connecting" | "connected";
+
+/** Command kinds as reported to metrics; "invalid" = no (known) command in the oneof. */
+export type CommandKind = PolicyCommand["kind"] | "subscribed-ack" | "invalid";
+
+export interface ControlPlaneTlsOptions {
+  /** Paths to PEM files. With none set, the system roots are used and no client certificate is sent. */
+  readonly ca?: string | null;
+  readonly cert?: string | null;
+  readonly key?: string | null;
+}
+
+export interface ControlPlaneClientOptions {
+  /** "host:port" of the control plane. */
+  readonly url: string;
+  readonly tls?: ControlPlaneTlsOptions | null;
+  /** Sent as `authorization: Bearer <token>` on every call. */
+  readonly token?: string | null;
+  readonly daemonId: string;
+  readonly hostname: string;
+  readonly metadata: Record<string, string>;
+  readonly heartbeatIntervalMs: number;
+  readonly subscribeAckTimeoutMs: number;
+  readonly host: ControlPlaneHost;
+  readonly logger: pino.Logger;
+  /** Deadline of one ControlPlane.QueryDns call (default 2 s). */
+  readonly queryDnsTimeoutMs?: number;
+  /** How long one connection attempt may wait for the transport (default 5 s). */
+  readonly connectTimeoutMs?: number;
+  readonly backoff?: { readonly baseMs: number; readonly capMs: number };
+  /** Observability hook (metrics): every policy command's outcome and apply latency. */
+  readonly onCommandOutcome?: (kind: CommandKind, applied: boolean, latencyMs: number) => void;
+  /** Observability hook (metrics): every state change. */
+  readonly onStateChange?: (state: ControlPlaneState) => void;
+}
+
+interface PendingSubscription {
+  readonly view: AttachmentView;
+  readonly resolve: (policy: AttachmentPolicy) => void;
+  readonly reject: (err: NetfenceError) => void;
+  readonly timer: NodeJS.Timeout;
+}
+
+const CONNECT_METHOD = methodDefinition(ControlPlane.method.connect);
+const QUERY_DNS_METHOD = methodDefinition(ControlPlane.method.queryDns);
+
+/**
+ * The daemon's side of `ControlPlane.Connect`: one long-lived bidirectional stream per daemon.
+ *
+ * - Every (re)connect sends SyncRequest with all current attachments, then re-sends Subscribed for
+ *   attachments still waiting for their SubscribedAck.
+ * - Commands are parsed at the edge (parse-command.ts) and handed to the host one at a time per
+ *   attachment, in arrival order. Invalid commands change nothing and never break the stream.
+ * - A command carrying the extension `command_id` is answered with a CommandResult event; one
+ *   without it is never answered (a control plane written for the Go original never sees one).
+ * - Fail-static: a broken stream only changes `state()`; enforcement stays as last applied while
+ *   the client reconnects with exponential backoff and full jitter.
+ * - Unsubscribed while disconnected is dropped, not queued: the SyncRequest sent on reconnect is
+ *   authoritative (an attachment missing from it is gone), and a queued Unsubscribed would arrive
+ *   after that SyncRequest and describe a state the control plane already knows.
+ */
+export class ControlPlaneClient implements PolicySource, DnsProxy {
+  private readonly log: pino.Logger;
+  private readonly credentials: grpc.ChannelCredentials;
+  private readonly backoff: Backoff;
+  private currentState: ControlPlaneState = "disconnected";
+  private started = false;
+  private stopped = false;
+  private client: grpc.Client | null = null;
+  private call: grpc.ClientDuplexStream<DaemonEvent, ControlCommand> | null = null;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private heartbeatTimer: NodeJS.Timeout | null = null;
+  private heartbeatInFlight = false;
+  private readonly pending = new Map<string, PendingSubscription>();
+  /** Tail of each attachment's command chain; keeps commands for one attachment in order. */
+  private readonly chains = new Map<string, Promise<void>>();
+
+  constructor(private readonly opts: ControlPlaneClientOptions) {
+    this.log = opts.logger.child({ component: "control-plane", controlPlane: opts.url });
+    this.credentials = buildCredentials(opts.tls ?? null);
+    this.backoff = new Backoff(opts.backoff ?? { baseMs: 200, capMs: 30_000 });
+  }
+
+  state(): ControlPlaneState {
+    return this.currentState;
+  }
+
+  address(): string {
+    return this.opts.url;
+  }
+
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    this.connect();
+  }
+
+  /** Ends the stream, stops reconnecting and fails pending subscriptions with UNAVAILABLE. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
+    this.stopHeartbeat();
+    for (const [id, p] of this.pending) {
+      clearTimeout(p.timer);
+      p.reject(new NetfenceError("UNAVAILABLE", "control-plane client stopped", { details: { attachmentId: id } }));
+    }
+    this.pending.clear();
+    const call = this.call;
+    this.call = null;
+    if (call) {
+      call.end();
+      call.cancel();
+    }
+    this.client?.close();
+    this.client = null;
+    this.setState("disconnected");
+  }
+
+  // ---------------------------------------------------------------- PolicySource
+
+  subscribe(view: AttachmentView): Promise<AttachmentPolicy> {
+    if (this.stopped) return Promise.reject(new NetfenceError("UNAVAILABLE", "control-plane client stopped"));
+    if (this.pending.has(view.id)) {
+      return Promise.reject(new NetfenceError("ALREADY_EXISTS", `attachment ${view.id} is already waiting for its SubscribedAck`));
+    }
+    return new Promise<AttachmentPolicy>((resolve, reject) => {
+      const timeoutMs = this.opts.subscribeAckTimeoutMs;
+      const timer = setTimeout(() => {
+        if (this.pending.get(view.id)?.timer !== timer) return;
+        this.pending.delete(view.id);
+        const connected = this.currentState === "connected";
+        const message = connected
+          ? `no SubscribedAck within ${formatSeconds(timeoutMs)}`
+          : `no SubscribedAck within ${formatSeconds(timeoutMs)} (control plane ${this.currentState} at ${this.opts.url})`;
+        this.log.warn({ attachmentId: view.id, timeoutMs, state: this.currentState }, "subscribe timed out");
+        reject(new NetfenceError("DEADLINE_EXCEEDED", message, { details: { attachmentId: view.id, timeoutMs } }));
+      }, timeoutMs);
+      this.pending.set(view.id, { view, resolve, reject, timer });
+      // Not connected: the Subscribed goes out right after the next SyncRequest, within the same deadline.
+      if (this.currentState === "connected") this.send(subscribedEvent(view));
+      this.log.info({ attachmentId: view.id, state: this.currentState }, "subscribed; waiting for SubscribedAck");
+    });
+  }
+
+  unsubscribed(id: string, reason: "removed" | "detached" | "error", error?: string): void {
+    const p = this.pending.get(id);
+    if (p) {
+      clearTimeout(p.timer);
+      this.pending.delete(id);
+      p.reject(new NetfenceError("ABORTED", `attachment ${id} went away while waiting for its SubscribedAck`));
+    }
+    if (!this.send(unsubscribedEvent(id, reason, error))) {
+      this.log.info({ attachmentId: id, reason }, "unsubscribed while disconnected; the next SyncRequest reflects it");
+    }
+  }
+
+  // ---------------------------------------------------------------- DnsProxy
+
+  queryDns(attachmentId: string, domain: string, queryType: string): Promise<DnsProxyAnswer> {
+    const client = this.client;
+    if (client === null || this.currentState !== "connected") {
+      return Promise.reject(new NetfenceError("UNAVAILABLE", `control plane not connected (${this.currentState})`, { details: { attachmentId } }));
+    }
+    const timeoutMs = this.opts.queryDnsTimeoutMs ?? 2000;
+    const request = create(DnsQueryRequestSchema, { id: attachmentId, domain, queryType });
+    return new Promise<DnsProxyAnswer>((resolve, reject) => {
+      client.makeUnaryRequest(
+        QUERY_DNS_METHOD.path,
+        QUERY_DNS_METHOD.requestSerialize,
+        QUERY_DNS_METHOD.responseDeserialize,
+        request,
+        this.callMetadata(),
+        { deadline: Date.now() + timeoutMs },
+        (err: grpc.ServiceError | null, response?: DnsQueryResponse) => {
+          if (err || response === undefined) {
+            const code = err?.code === grpc.status.DEADLINE_EXCEEDED ? "DEADLINE_EXCEEDED" : "UNAVAILABLE";
+            reject(new NetfenceError(code, `QueryDns failed: ${err?.details ?? "no response"}`, { details: { attachmentId, domain }, cause: err }));
+            return;
+          }
+          resolve({ allow: response.allow, addToFilter: response.addToFilter, ips: [...response.ips], ttlSeconds: response.ttlSeconds });
+        },
+      );
+    });
+  }
+
+  // ---------------------------------------------------------------- extension: packet events
+
+  /** Forwards blocked/audited packet events as one PacketEventBatch. False when not connected (dropped). */
+  publishEvents(events: readonly PacketEvent[]): boolean {
+    if (events.length === 0) return true;
+    return this.send(create(DaemonEventSchema, { event: { case: "packetEvents", value: { events: [...events] } } }));
+  }
+
+  // ---------------------------------------------------------------- connection lifecycle
+
+  private setState(state: ControlPlaneState): void {
+    if (this.currentState === state) return;
+    this.currentState = state;
+    this.log.info({ state }, `control plane ${state}`);
+    this.opts.onStateChange?.(state);
+  }
+
+  private connect(): void {
+    if (this.stopped) return;
+    this.reconnectTimer = null;
+    this.setState("connecting");
+    const client = new grpc.Client(this.opts.url, this.credentials, {
+      "grpc.keepalive_time_ms": 30_000,
+      "grpc.keepalive_timeout_ms": 10_000,
+      "grpc.keepalive_permit_without_calls": 1,
+      // Our own backoff governs reconnects; one attempt per client.
+      "grpc.initial_reconnect_backoff_ms": 1000,
+    });
+    this.client = client;
+    client.waitForReady(Date.now() + (this.opts.connectTimeoutMs ?? 5000), (err) => {
+      if (this.stopped || this.client !== client) return;
+      if (err) {
+        this.log.warn({ err: err.message, attempt: this.backoff.attempts() }, "control plane unreachable");
+        this.disconnected(client);
+        return;
+      }
+      this.openStream(client);
+    });
+  }
+
+  private openStream(client: grpc.Client): void {
+    const call = client.makeBidiStreamRequest(
+      CONNECT_METHOD.path,
+      CONNECT_METHOD.requestSerialize,
+      CONNECT_METHOD.responseDeserialize,
+      this.callMetadata(),
+      {},
+    );
+    this.call = call;
+    call.on("data", (cmd: ControlCommand) => this.onCommand(call, cmd));
+    call.on("error", (err: grpc.ServiceError) => this.onStreamEnd(call, client, err));
+    call.on("end", () => this.onStreamEnd(call, client, null));
+
+    const attachments = this.opts.host.attachments();
+    call.write(syncRequestEvent(this.opts.daemonId, this.opts.hostname, this.opts.metadata, attachments));
+    this.setState("connected");
+    this.log.info({ attachments: attachments.length, pendingSubscriptions: this.pending.size }, "sent SyncRequest");
+    for (const p of this.pending.values()) call.write(subscribedEvent(p.view));
+    this.startHeartbeat(call);
+  }
+
+  private onStreamEnd(call: grpc.ClientDuplexStream<DaemonEvent, ControlCommand>, client: grpc.Client, err: grpc.ServiceError | null): void {
+    if (this.call !== call) return;
+    this.call = null;
+    if (err) this.log.warn({ code: err.code, err: err.details }, "control-plane stream failed; enforcing last policy (fail-static)");
+    else this.log.warn("control plane ended the stream; enforcing last policy (fail-static)");
+    call.end();
+    this.disconnected(client);
+  }
+
+  private disconnected(client: grpc.Client): void {
+    this.stopHeartbeat();
+    client.close();
+    if (this.client === client) this.client = null;
+    this.setState("disconnected");
+    if (this.stopped) return;
+    const delay = this.backoff.next();
+    this.log.info({ delayMs: delay, attempt: this.backoff.attempts() }, "reconnecting to control plane");
+    this.reconnectTimer = setTimeout(() => this.connect(), delay);
+  }
+
+  private send(event: DaemonEvent, call = this.call): boolean {
+    if (call === null || this.call !== call || this.currentState !== "connected") return false;
+    call.write(event);
+    return true;
+  }
+
+  private callMetadata(): grpc.Metadata {
+    const md = new grpc.Metadata();
+    if (this.opts.token) md.set("authorization", `Bearer ${this.opts.token}`);
+    return md;
+  }
+
+  // ---------------------------------------------------------------- heartbeat
+
+  private startHeartbeat(call: grpc.ClientDuplexStream<DaemonEvent, ControlCommand>): void {
+    this.stopHeartbeat();
+    this.heartbeatTimer = setInterval(() => void this.heartbeat(call), this.opts.heartbeatIntervalMs);
+    this.heartbeatTimer.unref();
+  }
+
+  private stopHeartbeat(): void {
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = null;
+  }
+
+  private async heartbeat(call: grpc.ClientDuplexStream<DaemonEvent, ControlCommand>): Promise<void> {
+    // A slow stats read must not pile up heartbeats behind it.
+    if (this.heartbeatInFlight) return;
+    this.heartbeatInFlight = true;
+    try {
+      const stats = await this.opts.host.stats();
+      this.send(heartbeatEvent(stats), call);
+    } catch (err) {
+      this.log.warn({ err: errorMessage(err) }, "heartbeat skipped: reading stats failed");
+    } finally {
+      this.heartbeatInFlight = false;
+    }
+  }
+
+  // ---------------------------------------------------------------- commands
+
+  private onCommand(call: grpc.ClientDuplexStream<DaemonEvent, ControlCommand>, cmd: ControlCommand): void {
+    // The control plane is demonstrably serving: the next outage starts from the base delay again.
+    this.backoff.reset();
+    const commandId = cmd.commandId === "" ? null : cmd.commandId;
+    const respond = (error: string | null): void => {
+      if (commandId !== null) this.send(commandResultEvent(commandId, cmd.id, error), call);
+    };
+    switch (cmd.command.case) {
+      case "syncAck":
+        this.log.debug({ commandId }, "SyncAck");
+        respond(null);
+        return;
+      case "subscribedAck":
+        this.onSubscribedAck(cmd, commandId, respond);
+        return;
+      default:
+        break;
+    }
+    let parsed: ReturnType<typeof parseCommand>;
+    try {
+      parsed = parseCommand(cmd);
+    } catch (err) {
+      const message = errorMessage(err);
+      this.log.warn({ attachmentId: cmd.id, commandId, command: cmd.command.case ?? "none", err: message }, "rejected invalid command");
+      this.opts.onCommandOutcome?.(kindOf(cmd), false, 0);
+      respond(message);
+      return;
+    }
+    this.enqueue(parsed.attachmentId, async () => {
+      const started = performance.now();
+      try {
+        await this.opts.host.applyCommand(parsed.attachmentId, parsed.command);
+        this.log.debug({ attachmentId: parsed.attachmentId, commandId, command: parsed.command.kind }, "applied command");
+        this.opts.onCommandOutcome?.(parsed.command.kind, true, performance.now() - started);
+        respond(null);
+      } catch (err) {
+        const message = errorMessage(err);
+        this.log.warn({ attachmentId: parsed.attachmentId, commandId, command: parsed.command.kind, err: message }, "command not applied");
+        this.opts.onCommandOutcome?.(parsed.command.kind, false, performance.now() - started);
+        respond(message);
+      }
+    });
+  }
+
+  private onSubscribedAck(cmd: ControlCommand, commandId: string | null, respond: (error: string | null) => void): void {
+    if (cmd.command.case !== "subscribedAck") return;
+    const p = this.pending.get(cmd.id);
+    if (!p) {
+      const message = `no pending subscription for attachment "${cmd.id}" (unknown, or its SubscribedAck already timed out)`;
+      this.log.warn({ attachmentId: cmd.id, commandId }, message);
+      respond(message);
+      return;
+    }
+    clearTimeout(p.timer);
+    this.pending.delete(cmd.id);
+    try {
+      const policy = parseSubscribedAck(cmd.command.value);
+      this.log.info({ attachmentId: cmd.id, commandId, mode: policy.mode, dnsMode: policy.dns.mode }, "SubscribedAck");
+      this.opts.onCommandOutcome?.("subscribed-ack", true, 0);
+      p.resolve(policy);
+      // "applied" here means accepted as the initial policy; if the host then fails to install it,
+      // the attach is rolled back and the control plane hears Unsubscribed(ERROR).
+      respond(null);
+    } catch (err) {
+      const nfe = NetfenceError.from(err, "INVALID_ARGUMENT");
+      this.log.warn({ attachmentId: cmd.id, commandId, err: nfe.message }, "invalid SubscribedAck; attach fails");
+      this.opts.onCommandOutcome?.("subscribed-ack", false, 0);
+      p.reject(new NetfenceError(nfe.code, `invalid SubscribedAck: ${nfe.message}`, { details: nfe.details, cause: nfe }));
+      respond(nfe.message);
+    }
+  }
+
+  private enqueue(attachmentId: string, task: () => Promise<void>): void {
+    const previous = this.chains.get(attachmentId) ?? Promise.resolve();
+    const next = previous.then(task);
+    this.chains.set(attachmentId, next);
+    void next.then(() => {
+      if (this.chains.get(attachmentId) === next) this.chains.delete(attachmentId);
+    });
+  }
+}
+
+function buildCredentials(tls: ControlPlaneTlsOptions | null): grpc.ChannelCredentials {
+  if (tls === null) return grpc.credentials.createInsecure();
+  const read = (what: string, path: string | null | undefined): Buffer | null => {
+    if (!path) return null;
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      throw new NetfenceError("FAILED_PRECONDITION", `control_plane.tls.${what}: cannot read ${path}: ${errorMessage(err)}`, { cause: err });
+    }
+  };
+  return grpc.credentials.createSsl(read("ca", tls.ca), read("key", tls.key), read("cert", tls.cert));
+}
+
+function kindOf(cmd: ControlCommand): CommandKind {
+  switch (cmd.command.case) {
+    case "setMode": return "set-mode";
+    case "allowCidr": return "allow-cidr";
+    case "denyCidr": return "deny-cidr";
+    case "removeCidr": return "remove-cidr";
+    case "bulkUpdate": return "bulk-update";
+    case "setDnsMode": return "set-dns-mode";
+    case "allowDomain": return "allow-domain";
+    case "denyDomain": return "deny-domain";
+    case "removeDomain": return "remove-domain";
+    default: return "invalid";
+  }
+}
+
+function errorMessage(err: unknown): string {
+  if (isNetfenceError(err)) return err.message;
+  return err instanceof Error ? err.message : String(err);
+}
+
+function formatSeconds(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
+}

@@ -1,0 +1,100 @@
+import { create } from "@bufbuild/protobuf";
+import {
+  AttachmentSchema,
+  AttachmentStatsSchema,
+  DaemonEventSchema,
+  SubscribedSchema,
+  UnsubscribeReason,
+  type AttachmentStats,
+  type DaemonEvent,
+} from "../../../proto/gen/netfence/v1/control_pb.js";
+import { AttachmentType, DnsMode, PolicyMode } from "../../../proto/gen/netfence/v1/types_pb.js";
+import type { AttachmentStatsView, AttachmentView } from "../attachments/attachment-view.js";
+import type { FilterMode } from "../datapath/filter.js";
+import type { DnsModeName } from "../policy/policy.js";
+
+/** Typed daemon values → netfence.v1 DaemonEvent messages (the outbound half of the wire mapping). */
+
+export function policyModeToWire(mode: FilterMode): PolicyMode {
+  switch (mode) {
+    case "disabled": return PolicyMode.DISABLED;
+    case "allowlist": return PolicyMode.ALLOWLIST;
+    case "denylist": return PolicyMode.DENYLIST;
+    case "block-all": return PolicyMode.BLOCK_ALL;
+  }
+}
+
+export function dnsModeToWire(mode: DnsModeName): DnsMode {
+  switch (mode) {
+    case "disabled": return DnsMode.DISABLED;
+    case "allowlist": return DnsMode.ALLOWLIST;
+    case "denylist": return DnsMode.DENYLIST;
+    case "proxy": return DnsMode.PROXY;
+  }
+}
+
+function typeToWire(type: AttachmentView["type"]): AttachmentType {
+  return type === "interface" ? AttachmentType.TC : AttachmentType.CGROUP;
+}
+
+export function syncRequestEvent(daemonId: string, hostname: string, metadata: Record<string, string>, attachments: readonly AttachmentView[]): DaemonEvent {
+  return create(DaemonEventSchema, {
+    event: {
+      case: "sync",
+      value: {
+        daemonId,
+        hostname,
+        metadata: { ...metadata },
+        attachments: attachments.map((a) => create(AttachmentSchema, {
+          id: a.id,
+          target: a.target,
+          type: typeToWire(a.type),
+          mode: policyModeToWire(a.mode),
+          dnsMode: dnsModeToWire(a.dnsMode),
+          metadata: { ...a.metadata },
+        })),
+      },
+    },
+  });
+}
+
+export function subscribedEvent(a: AttachmentView): DaemonEvent {
+  return create(DaemonEventSchema, {
+    event: {
+      case: "subscribed",
+      value: create(SubscribedSchema, {
+        id: a.id,
+        target: a.target,
+        type: typeToWire(a.type),
+        mode: policyModeToWire(a.mode),
+        dnsMode: dnsModeToWire(a.dnsMode),
+        dnsAddress: a.dnsAddress,
+        metadata: { ...a.metadata },
+      }),
+    },
+  });
+}
+
+export function unsubscribedEvent(id: string, reason: "removed" | "detached" | "error", error: string | undefined): DaemonEvent {
+  const wireReason = reason === "removed" ? UnsubscribeReason.REMOVED
+    : reason === "detached" ? UnsubscribeReason.DETACHED
+    : UnsubscribeReason.ERROR;
+  return create(DaemonEventSchema, { event: { case: "unsubscribed", value: { id, reason: wireReason, error: error ?? "" } } });
+}
+
+export function heartbeatEvent(stats: readonly AttachmentStatsView[]): DaemonEvent {
+  const wire: AttachmentStats[] = stats.map((s) => create(AttachmentStatsSchema, {
+    id: s.id,
+    packetsAllowed: s.packetsAllowed,
+    packetsBlocked: s.packetsBlocked,
+    dnsQueriesAllowed: s.dnsQueriesAllowed,
+    dnsQueriesBlocked: s.dnsQueriesBlocked,
+  }));
+  return create(DaemonEventSchema, { event: { case: "heartbeat", value: { stats: wire } } });
+}
+
+export function commandResultEvent(commandId: string, attachmentId: string, error: string | null): DaemonEvent {
+  return create(DaemonEventSchema, {
+    event: { case: "commandResult", value: { commandId, attachmentId, applied: error === null, error: error ?? "" } },
+  });
+}
