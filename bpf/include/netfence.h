@@ -1,0 +1,332 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * netfence.h — THE kernel <-> userspace contract of Netfence.
+ *
+ * Included by the BPF programs (bpf/netfence_{tc,cgroup}.bpf.c), by the loader child (bpf/loader/), and mirrored
+ * field by field in TypeScript by daemon/src/datapath/wire-format.ts.
+ * Any change here MUST be matched there; test/unit/datapath/wire-format.test.ts checks the
+ * sizes and offsets the TypeScript side assumes, and NF_LAYOUT_VERSION guards pinned state:
+ * a loader refuses to adopt pins written with another layout version.
+ *
+ * Byte order: addresses are always network byte order (as on the wire); ports in events are
+ * host byte order; every other integer is host byte order (x86-64/arm64: little endian).
+ */
+#ifndef NETFENCE_H
+#define NETFENCE_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#define NF_LAYOUT_VERSION 1
+#define NF_STATE_MAGIC 0x4e464e31u /* "NFN1" */
+
+/* ---------------------------------------------------------------- policy */
+
+/* Must match FilterMode in daemon/src/datapath/filter.ts (via wire-format.ts). */
+enum nf_mode {
+	NF_MODE_DISABLED = 0,
+	NF_MODE_ALLOWLIST = 1,
+	NF_MODE_DENYLIST = 2,
+	NF_MODE_BLOCK_ALL = 3,
+};
+
+/* nf_gen_settings.flags */
+#define NF_SETTING_AUDIT (1u << 0) /* evaluate and report, never drop */
+
+/* nf_entry.flags: both may be set for one prefix; deny wins at equal prefix length. */
+#define NF_ENTRY_ALLOW (1u << 0)
+#define NF_ENTRY_DENY (1u << 1)
+
+/*
+ * Value of every policy entry (exact hash and LPM trie alike). 16 bytes.
+ * expires_ns: CLOCK_MONOTONIC deadline (bpf_ktime_get_ns), 0 = never. The kernel treats an
+ * expired entry as absent, so a TTL holds even while the daemon is down; the daemon deletes
+ * expired entries later (garbage collection only).
+ * Designed to grow: rule_id indexes per-rule hit counts and, later, a port/protocol rule table.
+ */
+struct nf_entry {
+	__u64 expires_ns;
+	__u32 rule_id;
+	__u8 flags;
+	__u8 prefixlen; /* the entry's own prefix length (lets the LPM walk skip expired entries) */
+	__u8 _pad[2];
+};
+
+/* Exact-match keys: /32 and /128 entries (DNS-learned addresses, single hosts) live in a hash,
+ * which costs a few ns per packet instead of an LPM trie walk. */
+struct nf_exact_v4_key {
+	__u8 addr[4];
+};
+struct nf_exact_v6_key {
+	__u8 addr[16];
+};
+/* LPM keys: prefixlen first, as the LPM trie requires. */
+struct nf_lpm_v4_key {
+	__u32 prefixlen;
+	__u8 addr[4];
+};
+struct nf_lpm_v6_key {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+/* Operator-protected destinations (host-wide, shared by all attachments). */
+struct nf_protected {
+	__u16 port;  /* destination port, host byte order; 0 = any */
+	__u8 proto;  /* IPPROTO_*; 0 = any */
+	__u8 _pad;
+};
+
+/*
+ * Double buffering: each of the four policy tables is an ARRAY_OF_MAPS with one slot per
+ * generation. An atomic replace fills fresh inner maps, installs them in the inactive slot,
+ * writes the inactive generation's settings, and then flips `active_gen` with one aligned
+ * 32-bit store. A packet reads active_gen once, so it sees either the old or the new policy
+ * as a whole, never a mix.
+ */
+#define NF_GENERATIONS 2
+#define NF_MAX_ENTRIES 262144 /* per table (allow and deny share a table): >= 10^5 each */
+
+struct nf_gen_settings {
+	__u32 mode;  /* enum nf_mode */
+	__u32 flags; /* NF_SETTING_* */
+};
+
+/* Attachment kinds and attach methods recorded in nf_state (self-describing pins). */
+enum nf_kind {
+	NF_KIND_TC = 1,
+	NF_KIND_CGROUP = 2,
+};
+enum nf_method {
+	NF_METHOD_NONE = 0,
+	NF_METHOD_TCX = 1,
+	NF_METHOD_CLSACT = 2,
+	NF_METHOD_CGROUP_LINK = 3,
+	NF_METHOD_CGROUP_ATTACH = 4,
+};
+enum nf_direction {
+	NF_DIR_INGRESS = 0, /* host-side veth/tap ingress = packets the workload sends */
+	NF_DIR_EGRESS = 1,
+};
+
+#define NF_ID_LEN 64
+
+/*
+ * Per-attachment scalar state: one-entry ARRAY map "nf_state", BPF_F_MMAPABLE, pinned.
+ * The program reads it with an inlined array lookup; the loader writes fields through mmap with
+ * single aligned stores. It also records how the attachment was made, so a fresh loader can
+ * re-adopt and detach it from the pins alone. 160 bytes.
+ */
+struct nf_state {
+	__u32 magic;      /* NF_STATE_MAGIC */
+	__u32 layout;     /* NF_LAYOUT_VERSION */
+	__u32 active_gen; /* 0 or 1 */
+	__u32 slot;       /* attachment slot, carried in events */
+	struct nf_gen_settings gen[NF_GENERATIONS];
+	__u8 dns_ip4[4];  /* the attachment's DNS server (always allowed); 0 = none */
+	__u8 dns_ip6[16];
+	__u16 dns_port;   /* host byte order; 0 = none */
+	__u8 kind;        /* enum nf_kind */
+	__u8 method;      /* enum nf_method */
+	__u8 direction;   /* enum nf_direction */
+	__u8 _pad0[3];
+	__u32 ifindex;
+	__u32 tc_handle;  /* clsact only */
+	__u32 tc_priority;
+	char id[NF_ID_LEN];
+	__u8 _reserved[24];
+};
+
+/* Per-CPU counters: PERCPU_ARRAY "nf_counters" indexed by these. */
+enum nf_counter {
+	NF_CNT_ALLOWED = 0,
+	NF_CNT_BLOCKED = 1,
+	NF_CNT_AUDITED = 2,
+	NF_CNT_EVENTS_LOST = 3, /* ring buffer full */
+	NF_CNT_MAX = 4,
+};
+
+/* ---------------------------------------------------------------- events */
+
+enum nf_verdict {
+	NF_VERDICT_ALLOWED = 1,
+	NF_VERDICT_BLOCKED = 2,
+	NF_VERDICT_AUDIT = 3,
+};
+
+/* Why a packet was decided; must match REASONS in daemon/src/datapath/wire-format.ts. */
+enum nf_reason {
+	NF_REASON_NONE = 0,
+	NF_REASON_MODE_BLOCK_ALL = 1,
+	NF_REASON_NOT_IN_ALLOWLIST = 2,
+	NF_REASON_DENY_CIDR = 3,
+	NF_REASON_ALLOW_CIDR = 4,
+	NF_REASON_MODE_DISABLED = 5,
+	NF_REASON_DENYLIST_DEFAULT = 6,
+	NF_REASON_ALWAYS_ALLOWED = 7,
+	NF_REASON_PROTECTED = 8,
+	NF_REASON_MALFORMED = 9,
+};
+
+/* One blocked/audited packet, on the shared ring buffer "nf_events". 80 bytes. */
+struct nf_event {
+	__u64 ts_ns;      /* bpf_ktime_get_ns(); the loader converts to wall-clock ns */
+	__u64 suppressed; /* identical events folded into this one (throttling) */
+	__u32 slot;
+	__u16 sport;      /* host byte order */
+	__u16 dport;
+	__u8 family;      /* 4 or 6 */
+	__u8 proto;
+	__u8 verdict;     /* enum nf_verdict */
+	__u8 reason;      /* enum nf_reason */
+	__u8 direction;   /* 1 = sent by the workload (the only direction filtered today) */
+	__u8 rule_prefixlen; /* 255 = no rule */
+	__u8 _pad[2];
+	__u8 saddr[16];   /* IPv4 in the first 4 bytes */
+	__u8 daddr[16];
+	__u8 rule_addr[16];
+};
+
+/* Throttle: identical events (same slot, src, dst, dport, proto, reason) within
+ * NF_EVENT_THROTTLE_NS are folded into one. Kept in a shared LRU hash, so stale entries are
+ * evicted under pressure; the daemon ignores entries older than a minute. */
+#define NF_EVENT_THROTTLE_NS (10ull * 1000 * 1000 * 1000)
+struct nf_throttle_key {
+	__u32 slot;
+	__u16 dport;
+	__u8 proto;
+	__u8 reason;
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+struct nf_throttle_val {
+	__u64 last_ns;
+	__u64 suppressed;
+};
+
+/* ---------------------------------------------------------------- loader protocol */
+
+/*
+ * Framed protocol between the daemon (TypeScript) and the loader child over stdin/stdout.
+ * Every frame: struct nf_frame_hdr followed by `len - sizeof(hdr)` payload bytes.
+ * Requests carry a daemon-chosen seq; the reply echoes seq and op and carries status
+ * (0 or -errno) and, on error, a UTF-8 message as payload. Unsolicited frames have seq 0:
+ * NF_OP_EVENTS (payload: nf_event[]) and NF_OP_LOG (payload: text).
+ * The first request must be NF_OP_HELLO with NF_PROTOCOL_VERSION.
+ */
+#define NF_PROTOCOL_VERSION 1
+#define NF_MAX_FRAME (64u * 1024 * 1024)
+
+struct nf_frame_hdr {
+	__u32 len;  /* whole frame including this header */
+	__u32 seq;
+	__u16 op;
+	__u16 _pad;
+	__s32 status;
+};
+
+enum nf_op {
+	NF_OP_HELLO = 1,      /* req: nf_hello_req; reply: nf_hello_reply */
+	NF_OP_LOAD = 2,       /* req: nf_load_req; creates + pins, not attached */
+	NF_OP_LINK = 3,       /* req: nf_link_req; reply: nf_link_reply */
+	NF_OP_UNLOAD = 4,     /* req: nf_id_req; detaches, unpins */
+	NF_OP_ADOPT = 5,      /* req: nf_id_req; reply: nf_adopt_reply */
+	NF_OP_REPLACE = 6,    /* req: nf_policy_req + nf_wire_entry[count] */
+	NF_OP_UPSERT = 7,     /* req: nf_entries_req + nf_wire_entry[count] */
+	NF_OP_DELETE = 8,     /* req: nf_entries_req + nf_wire_entry[count] (value ignored) */
+	NF_OP_SET_MODE = 9,   /* req: nf_mode_req */
+	NF_OP_COUNTERS = 10,  /* req: __u32 count + nf_id[count]; reply: __u64[count][NF_CNT_MAX] */
+	NF_OP_PROTECTED = 11, /* req: __u32 count + nf_wire_protected[count] (replaces the set) */
+	NF_OP_EVENTS = 100,   /* unsolicited: nf_event[] */
+	NF_OP_LOG = 101,      /* unsolicited: text */
+};
+
+struct nf_hello_req {
+	__u32 version;
+	__u32 _pad;
+	char pin_root[256];
+	char bpf_dir[256]; /* where netfence_tc.bpf.o / netfence_cgroup.bpf.o live */
+};
+struct nf_hello_reply {
+	__u32 version;
+	__u32 layout;
+	__u32 features; /* NF_FEAT_* */
+	__u32 _pad;
+};
+#define NF_FEAT_TCX (1u << 0) /* BPF_LINK_CREATE with BPF_TCX_* works on this kernel */
+
+struct nf_id_req {
+	char id[NF_ID_LEN];
+};
+
+struct nf_load_req {
+	char id[NF_ID_LEN];
+	__u32 slot;
+	__u8 kind;      /* enum nf_kind */
+	__u8 direction; /* enum nf_direction */
+	__u16 dns_port;
+	__u8 dns_ip4[4];
+	__u8 dns_ip6[16];
+};
+
+struct nf_link_req {
+	char id[NF_ID_LEN];
+	__u32 ifindex;      /* tc */
+	__u8 method_pref;   /* 0 auto, NF_METHOD_TCX, NF_METHOD_CLSACT */
+	__u8 _pad[3];
+	char cgroup_path[4096];
+};
+struct nf_link_reply {
+	__u32 method; /* enum nf_method */
+	__u32 prog_id;
+};
+
+struct nf_adopt_reply {
+	struct nf_state state;
+	__u32 prog_id;
+	__u32 attached; /* 1 if the filter is still attached */
+};
+
+/* One policy entry on the wire. 32 bytes. */
+struct nf_wire_entry {
+	__u8 family;    /* 4 or 6 */
+	__u8 prefixlen;
+	__u8 flags;     /* NF_ENTRY_* */
+	__u8 _pad;
+	__u32 rule_id;
+	__u64 expires_ms; /* wall clock (CLOCK_REALTIME) ms since epoch, 0 = never */
+	__u8 addr[16];
+};
+
+struct nf_policy_req {
+	char id[NF_ID_LEN];
+	__u32 mode;
+	__u32 flags;
+	__u32 count;
+	__u32 _pad;
+};
+
+struct nf_entries_req {
+	char id[NF_ID_LEN];
+	__u32 count;
+	__u32 _pad;
+};
+
+struct nf_mode_req {
+	char id[NF_ID_LEN];
+	__u32 mode;
+	__u32 flags;
+};
+
+struct nf_wire_protected {
+	__u8 family;
+	__u8 prefixlen;
+	__u8 proto;
+	__u8 _pad;
+	__u16 port;
+	__u16 _pad2;
+	__u8 addr[16];
+};
+
+#endif /* NETFENCE_H */

@@ -1,0 +1,1186 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * netfence-loader — the long-lived helper the daemon runs as a child process.
+ *
+ * It speaks the framed protocol of include/netfence.h on stdin/stdout and does what it is told:
+ * load + pin the CO-RE objects, attach (TCX link, clsact or cgroup link), batched map updates,
+ * atomic policy replace, counters, protected set, and it streams the shared ring buffer of
+ * packet events. It holds no policy. Everything it creates is pinned under
+ *   <pin_root>/<id>/{state,counters,v4_exact,v4_lpm,v6_exact,v6_lpm,prog,link}
+ *   <pin_root>/_host/{events,throttle,protected_v4,protected_v6}
+ * so the kernel keeps enforcing when this process (or the daemon) dies, and a fresh loader can
+ * re-adopt everything from the pins alone (nf_state records how each attachment was made).
+ *
+ * Requests are handled one at a time in arrival order; the daemon serialises its kernel
+ * mutations anyway. libbpf logs go to stderr, which the daemon forwards to its log.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+
+#include "netfence.h"
+
+/* TCX attach types: libbpf 1.1's uapi headers predate TCX (Linux 6.6), so define them here. */
+#define NF_BPF_TCX_INGRESS 46
+#define NF_BPF_TCX_EGRESS 47
+#define ENOTSUPP 524 /* kernel-internal "operation not supported", seen by userspace as 524 */
+
+enum { T_V4_EXACT, T_V4_LPM, T_V6_EXACT, T_V6_LPM, T_COUNT };
+static const char *const table_names[T_COUNT] = { "v4_exact", "v4_lpm", "v6_exact", "v6_lpm" };
+static const char *const outer_map_names[T_COUNT] = { "nf_v4_exact", "nf_v4_lpm", "nf_v6_exact", "nf_v6_lpm" };
+static const __u32 table_key_size[T_COUNT] = {
+	sizeof(struct nf_exact_v4_key), sizeof(struct nf_lpm_v4_key),
+	sizeof(struct nf_exact_v6_key), sizeof(struct nf_lpm_v6_key),
+};
+static const enum bpf_map_type table_type[T_COUNT] = {
+	BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LPM_TRIE, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LPM_TRIE,
+};
+
+struct att {
+	bool used;
+	char id[NF_ID_LEN];
+	int state_fd, counters_fd, prog_fd, link_fd;
+	int outer_fd[T_COUNT];
+	int inner_fd[NF_GENERATIONS][T_COUNT]; /* -1 = not opened */
+	struct nf_state *st;                   /* mmap of the state map */
+	struct timespec release_at;            /* when to empty the stale generation; 0 = nothing pending */
+};
+
+static struct {
+	char pin_root[256];
+	char bpf_dir[256];
+	bool hello;
+	__u32 features;
+	int events_fd, throttle_fd, prot_fd[2];
+	struct ring_buffer *rb;
+	struct att *atts;
+	size_t n_atts;
+	/* event batch being assembled by the ring buffer callback */
+	struct nf_event *evbuf;
+	size_t ev_count, ev_cap;
+	__s64 mono_to_real_ns;
+	char errmsg[1024];
+	char liblog[2048]; /* tail of libbpf's log for the current request */
+	size_t liblog_len;
+} g = { .events_fd = -1, .throttle_fd = -1, .prot_fd = { -1, -1 } };
+
+/* ---------------------------------------------------------------- small helpers */
+
+static int fail(int err, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(g.errmsg, sizeof(g.errmsg), fmt, ap);
+	va_end(ap);
+	if (err && n >= 0 && (size_t)n < sizeof(g.errmsg))
+		snprintf(g.errmsg + n, sizeof(g.errmsg) - n, ": %s", strerror(err));
+	return -(err ? err : EINVAL);
+}
+
+static int libbpf_print_fn(enum libbpf_print_level level, const char *fmt, va_list args)
+{
+	char line[512];
+	va_list copy;
+	va_copy(copy, args);
+	int n = vsnprintf(line, sizeof(line), fmt, copy);
+	va_end(copy);
+	if (n > 0) {
+		size_t len = strlen(line);
+		if (len >= sizeof(g.liblog))
+			len = sizeof(g.liblog) - 1;
+		if (g.liblog_len + len >= sizeof(g.liblog)) { /* keep the tail */
+			size_t drop = g.liblog_len + len - sizeof(g.liblog) + 1;
+			memmove(g.liblog, g.liblog + drop, g.liblog_len - drop);
+			g.liblog_len -= drop;
+		}
+		memcpy(g.liblog + g.liblog_len, line, len);
+		g.liblog_len += len;
+		g.liblog[g.liblog_len] = 0;
+	}
+	if (level == LIBBPF_DEBUG)
+		return 0;
+	return vfprintf(stderr, fmt, args);
+}
+
+static __s64 clock_ns(clockid_t c)
+{
+	struct timespec ts;
+	clock_gettime(c, &ts);
+	return (__s64)ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
+
+static bool valid_id(const char *id)
+{
+	size_t n = strnlen(id, NF_ID_LEN);
+	if (n == 0 || n >= NF_ID_LEN || id[0] == '_' || id[0] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = id[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+static void pin_path(char *out, size_t cap, const char *id, const char *name)
+{
+	snprintf(out, cap, "%s/%s/%s", g.pin_root, id, name);
+}
+
+static struct att *find_att(const char *id)
+{
+	for (size_t i = 0; i < g.n_atts; i++)
+		if (g.atts[i].used && strncmp(g.atts[i].id, id, NF_ID_LEN) == 0)
+			return &g.atts[i];
+	return NULL;
+}
+
+static struct att *new_att(const char *id)
+{
+	struct att *a = NULL;
+	for (size_t i = 0; i < g.n_atts; i++)
+		if (!g.atts[i].used) {
+			a = &g.atts[i];
+			break;
+		}
+	if (!a) {
+		struct att *n = realloc(g.atts, (g.n_atts + 16) * sizeof(*n));
+		if (!n)
+			return NULL;
+		memset(n + g.n_atts, 0, 16 * sizeof(*n));
+		g.atts = n;
+		a = &g.atts[g.n_atts];
+		g.n_atts += 16;
+	}
+	memset(a, 0, sizeof(*a));
+	a->used = true;
+	snprintf(a->id, sizeof(a->id), "%s", id);
+	a->state_fd = a->counters_fd = a->prog_fd = a->link_fd = -1;
+	for (int t = 0; t < T_COUNT; t++) {
+		a->outer_fd[t] = -1;
+		for (int gen = 0; gen < NF_GENERATIONS; gen++)
+			a->inner_fd[gen][t] = -1;
+	}
+	return a;
+}
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+static void free_att(struct att *a)
+{
+	if (a->st)
+		munmap(a->st, sizeof(struct nf_state));
+	close_fd(&a->state_fd);
+	close_fd(&a->counters_fd);
+	close_fd(&a->prog_fd);
+	close_fd(&a->link_fd);
+	for (int t = 0; t < T_COUNT; t++) {
+		close_fd(&a->outer_fd[t]);
+		for (int gen = 0; gen < NF_GENERATIONS; gen++)
+			close_fd(&a->inner_fd[gen][t]);
+	}
+	memset(a, 0, sizeof(*a));
+}
+
+static const char *const pin_names[] = { "state", "counters", "v4_exact", "v4_lpm", "v6_exact", "v6_lpm", "prog", "link" };
+
+static void unpin_all(const char *id)
+{
+	char p[512];
+	for (size_t i = 0; i < sizeof(pin_names) / sizeof(pin_names[0]); i++) {
+		pin_path(p, sizeof(p), id, pin_names[i]);
+		unlink(p);
+	}
+	snprintf(p, sizeof(p), "%s/%s", g.pin_root, id);
+	rmdir(p);
+}
+
+static int create_inner(int table)
+{
+	LIBBPF_OPTS(bpf_map_create_opts, o, .map_flags = BPF_F_NO_PREALLOC);
+	return bpf_map_create(table_type[table], table_names[table], table_key_size[table], sizeof(struct nf_entry),
+			      NF_MAX_ENTRIES, &o);
+}
+
+/* Opens the fd of the inner map currently installed in outer[gen]. */
+static int open_inner(int outer_fd, __u32 gen)
+{
+	__u32 inner_id = 0;
+	if (bpf_map_lookup_elem(outer_fd, &gen, &inner_id))
+		return -errno;
+	int fd = bpf_map_get_fd_by_id(inner_id);
+	return fd < 0 ? -errno : fd;
+}
+
+/* Installs fresh empty inner maps for generation `gen`, replacing (and closing) the old ones. */
+static int install_empty_generation(struct att *a, __u32 gen)
+{
+	int fds[T_COUNT];
+	for (int t = 0; t < T_COUNT; t++) {
+		fds[t] = create_inner(t);
+		if (fds[t] < 0) {
+			int err = errno;
+			for (int u = 0; u < t; u++)
+				close(fds[u]);
+			return fail(err, "creating %s map", table_names[t]);
+		}
+	}
+	for (int t = 0; t < T_COUNT; t++) {
+		if (bpf_map_update_elem(a->outer_fd[t], &gen, &fds[t], BPF_ANY)) {
+			int err = errno;
+			for (int u = 0; u < T_COUNT; u++)
+				close(fds[u]);
+			return fail(err, "installing %s generation %u", table_names[t], gen);
+		}
+	}
+	for (int t = 0; t < T_COUNT; t++) {
+		close_fd(&a->inner_fd[gen][t]);
+		a->inner_fd[gen][t] = fds[t];
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- output frames */
+
+static int write_all(const void *buf, size_t len)
+{
+	const char *p = buf;
+	while (len) {
+		ssize_t n = write(STDOUT_FILENO, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int send_frame(__u32 seq, __u16 op, __s32 status, const void *payload, size_t len)
+{
+	struct nf_frame_hdr h = { .len = (__u32)(sizeof(h) + len), .seq = seq, .op = op, .status = status };
+	int err = write_all(&h, sizeof(h));
+	if (!err && len)
+		err = write_all(payload, len);
+	return err;
+}
+
+/* ---------------------------------------------------------------- events */
+
+static int on_event(void *ctx, void *data, size_t size)
+{
+	(void)ctx;
+	if (size < sizeof(struct nf_event))
+		return 0;
+	if (g.ev_count == g.ev_cap) {
+		size_t cap = g.ev_cap ? g.ev_cap * 2 : 256;
+		struct nf_event *n = realloc(g.evbuf, cap * sizeof(*n));
+		if (!n)
+			return 0;
+		g.evbuf = n;
+		g.ev_cap = cap;
+	}
+	struct nf_event *ev = &g.evbuf[g.ev_count++];
+	memcpy(ev, data, sizeof(*ev));
+	ev->ts_ns = (__u64)((__s64)ev->ts_ns + g.mono_to_real_ns); /* now wall-clock ns */
+	return g.ev_count >= 4096 ? 1 : 0;                           /* stop: flush a batch */
+}
+
+static void pump_events(void)
+{
+	if (!g.rb)
+		return;
+	g.mono_to_real_ns = clock_ns(CLOCK_REALTIME) - clock_ns(CLOCK_MONOTONIC);
+	for (int round = 0; round < 16; round++) {
+		g.ev_count = 0;
+		int n = ring_buffer__consume(g.rb);
+		if (g.ev_count)
+			send_frame(0, NF_OP_EVENTS, 0, g.evbuf, g.ev_count * sizeof(struct nf_event));
+		if (n <= 0 || g.ev_count < 4096)
+			break;
+	}
+}
+
+/* ---------------------------------------------------------------- host-wide maps */
+
+/* Opens a pinned host-wide map, or creates and pins it. An existing pin with another layout is
+ * reported, never silently replaced. */
+static int host_map(const char *name, enum bpf_map_type type, __u32 ks, __u32 vs, __u32 max, __u32 flags)
+{
+	char p[512];
+	snprintf(p, sizeof(p), "%s/_host/%s", g.pin_root, name);
+	int fd = bpf_obj_get(p);
+	if (fd >= 0) {
+		struct bpf_map_info info = {};
+		__u32 len = sizeof(info);
+		if (bpf_obj_get_info_by_fd(fd, &info, &len) || info.type != (__u32)type || info.key_size != ks ||
+		    info.value_size != vs) {
+			close(fd);
+			return fail(0, "pinned %s has an incompatible layout (type %u key %u value %u); remove %s", p,
+				    info.type, info.key_size, info.value_size, p);
+		}
+		return fd;
+	}
+	LIBBPF_OPTS(bpf_map_create_opts, o, .map_flags = flags);
+	fd = bpf_map_create(type, name, ks, vs, max, &o);
+	if (fd < 0)
+		return fail(errno, "creating host map %s", name);
+	if (bpf_obj_pin(fd, p)) {
+		int err = errno;
+		close(fd);
+		return fail(err, "pinning %s", p);
+	}
+	return fd;
+}
+
+/* TCX is probed from the kernel's own BTF (is BPF_TCX_INGRESS a known attach type?), not from
+ * the version number, and without attaching anything anywhere. */
+static bool probe_tcx(void)
+{
+	struct btf *btf = btf__load_vmlinux_btf();
+	if (!btf)
+		return false;
+	bool found = false;
+	__s32 id = btf__find_by_name_kind(btf, "bpf_attach_type", BTF_KIND_ENUM);
+	if (id > 0) {
+		const struct btf_type *t = btf__type_by_id(btf, id);
+		const struct btf_enum *e = btf_enum(t);
+		for (int i = 0; i < btf_vlen(t); i++)
+			if (strcmp(btf__name_by_offset(btf, e[i].name_off), "BPF_TCX_INGRESS") == 0)
+				found = true;
+	}
+	btf__free(btf);
+	return found;
+}
+
+static int op_hello(const void *req, size_t len, void *reply, size_t *reply_len)
+{
+	if (len < sizeof(struct nf_hello_req))
+		return fail(0, "HELLO: short request");
+	const struct nf_hello_req *r = req;
+	if (r->version != NF_PROTOCOL_VERSION)
+		return fail(EPROTO, "HELLO: daemon speaks protocol %u, loader speaks %u", r->version, NF_PROTOCOL_VERSION);
+	if (g.hello)
+		return fail(EALREADY, "HELLO: already initialised");
+	snprintf(g.pin_root, sizeof(g.pin_root), "%.*s", (int)sizeof(r->pin_root), r->pin_root);
+	snprintf(g.bpf_dir, sizeof(g.bpf_dir), "%.*s", (int)sizeof(r->bpf_dir), r->bpf_dir);
+	char p[512];
+	if (mkdir(g.pin_root, 0700) && errno != EEXIST)
+		return fail(errno, "creating %s (is bpffs mounted at /sys/fs/bpf?)", g.pin_root);
+	snprintf(p, sizeof(p), "%s/_host", g.pin_root);
+	if (mkdir(p, 0700) && errno != EEXIST)
+		return fail(errno, "creating %s", p);
+	if ((g.events_fd = host_map("events", BPF_MAP_TYPE_RINGBUF, 0, 0, 1 << 20, 0)) < 0)
+		return g.events_fd;
+	if ((g.throttle_fd = host_map("throttle", BPF_MAP_TYPE_LRU_HASH, sizeof(struct nf_throttle_key),
+				      sizeof(struct nf_throttle_val), 16384, 0)) < 0)
+		return g.throttle_fd;
+	if ((g.prot_fd[0] = host_map("protected_v4", BPF_MAP_TYPE_LPM_TRIE, sizeof(struct nf_lpm_v4_key),
+				     sizeof(struct nf_protected), 4096, BPF_F_NO_PREALLOC)) < 0)
+		return g.prot_fd[0];
+	if ((g.prot_fd[1] = host_map("protected_v6", BPF_MAP_TYPE_LPM_TRIE, sizeof(struct nf_lpm_v6_key),
+				     sizeof(struct nf_protected), 4096, BPF_F_NO_PREALLOC)) < 0)
+		return g.prot_fd[1];
+	g.rb = ring_buffer__new(g.events_fd, on_event, NULL, NULL);
+	if (!g.rb)
+		return fail(errno, "opening the event ring buffer");
+	g.features = probe_tcx() ? NF_FEAT_TCX : 0;
+	g.hello = true;
+	struct nf_hello_reply *out = reply;
+	memset(out, 0, sizeof(*out));
+	out->version = NF_PROTOCOL_VERSION;
+	out->layout = NF_LAYOUT_VERSION;
+	out->features = g.features;
+	*reply_len = sizeof(*out);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- load / link / unload */
+
+static struct nf_state *map_state(int fd)
+{
+	void *p = mmap(NULL, sizeof(struct nf_state), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static int op_load(const void *req, size_t len)
+{
+	if (len < sizeof(struct nf_load_req))
+		return fail(0, "LOAD: short request");
+	const struct nf_load_req *r = req;
+	char id[NF_ID_LEN];
+	snprintf(id, sizeof(id), "%.*s", NF_ID_LEN - 1, r->id);
+	if (!valid_id(id))
+		return fail(EINVAL, "LOAD: invalid attachment id \"%s\"", id);
+	if (r->kind != NF_KIND_TC && r->kind != NF_KIND_CGROUP)
+		return fail(EINVAL, "LOAD %s: unknown kind %u", id, r->kind);
+	char dir[512];
+	snprintf(dir, sizeof(dir), "%s/%s", g.pin_root, id);
+	if (find_att(id) || access(dir, F_OK) == 0)
+		return fail(EEXIST, "LOAD %s: already loaded (pins at %s)", id, dir);
+
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", g.bpf_dir,
+		 r->kind == NF_KIND_TC ? "netfence_tc.bpf.o" : "netfence_cgroup.bpf.o");
+	struct bpf_object *obj = bpf_object__open_file(path, NULL);
+	if (!obj)
+		return fail(errno, "LOAD %s: opening %s", id, path);
+	int err = 0;
+	struct att *a = NULL;
+	static const char *const shared[] = { "nf_events", "nf_throttle", "nf_protected_v4", "nf_protected_v6" };
+	int shared_fd[] = { g.events_fd, g.throttle_fd, g.prot_fd[0], g.prot_fd[1] };
+	for (int i = 0; i < 4; i++) {
+		struct bpf_map *m = bpf_object__find_map_by_name(obj, shared[i]);
+		if (!m || bpf_map__reuse_fd(m, shared_fd[i])) {
+			err = fail(errno ? errno : ENOENT, "LOAD %s: sharing %s", id, shared[i]);
+			goto out;
+		}
+	}
+	g.liblog_len = 0;
+	g.liblog[0] = 0;
+	if (bpf_object__load(obj)) {
+		err = fail(errno, "LOAD %s: bpf_object__load (%s) — %.400s", id, path, g.liblog);
+		goto out;
+	}
+	a = new_att(id);
+	if (!a) {
+		err = fail(ENOMEM, "LOAD %s", id);
+		goto out;
+	}
+	struct bpf_program *prog = bpf_object__next_program(obj, NULL);
+	a->prog_fd = dup(bpf_program__fd(prog));
+	a->state_fd = dup(bpf_object__find_map_fd_by_name(obj, "nf_state"));
+	a->counters_fd = dup(bpf_object__find_map_fd_by_name(obj, "nf_counters"));
+	for (int t = 0; t < T_COUNT; t++)
+		a->outer_fd[t] = dup(bpf_object__find_map_fd_by_name(obj, outer_map_names[t]));
+	if (!(a->st = map_state(a->state_fd))) {
+		err = fail(errno, "LOAD %s: mmap of the state map", id);
+		goto out;
+	}
+	memset(a->st, 0, sizeof(*a->st));
+	a->st->layout = NF_LAYOUT_VERSION;
+	a->st->slot = r->slot;
+	a->st->kind = r->kind;
+	a->st->direction = r->direction;
+	a->st->dns_port = r->dns_port;
+	memcpy(a->st->dns_ip4, r->dns_ip4, 4);
+	memcpy(a->st->dns_ip6, r->dns_ip6, 16);
+	snprintf(a->st->id, sizeof(a->st->id), "%s", id);
+	a->st->gen[0].mode = NF_MODE_BLOCK_ALL; /* until the daemon's REPLACE: fail closed */
+	a->st->gen[1].mode = NF_MODE_BLOCK_ALL;
+	for (__u32 gen = 0; gen < NF_GENERATIONS && !err; gen++)
+		err = install_empty_generation(a, gen);
+	if (err)
+		goto out;
+	__atomic_store_n(&a->st->magic, NF_STATE_MAGIC, __ATOMIC_RELEASE);
+
+	if (mkdir(dir, 0700)) {
+		err = fail(errno, "LOAD %s: creating %s", id, dir);
+		goto out;
+	}
+	char p[512];
+	int pins[] = { a->state_fd, a->counters_fd, a->outer_fd[0], a->outer_fd[1], a->outer_fd[2], a->outer_fd[3], a->prog_fd };
+	for (int i = 0; i < 7; i++) {
+		pin_path(p, sizeof(p), id, pin_names[i]);
+		if (bpf_obj_pin(pins[i], p)) {
+			err = fail(errno, "LOAD %s: pinning %s", id, p);
+			unpin_all(id);
+			goto out;
+		}
+	}
+out:
+	if (err && a)
+		free_att(a);
+	bpf_object__close(obj);
+	return err;
+}
+
+static int tc_hook_for(struct att *a, struct bpf_tc_hook *hook)
+{
+	memset(hook, 0, sizeof(*hook));
+	hook->sz = sizeof(*hook);
+	hook->ifindex = (int)a->st->ifindex;
+	hook->attach_point = a->st->direction == NF_DIR_EGRESS ? BPF_TC_EGRESS : BPF_TC_INGRESS;
+	return 0;
+}
+
+static __u32 prog_id_of(int fd)
+{
+	struct bpf_prog_info info = {};
+	__u32 len = sizeof(info);
+	return bpf_obj_get_info_by_fd(fd, &info, &len) ? 0 : info.id;
+}
+
+static int op_link(const void *req, size_t len, void *reply, size_t *reply_len)
+{
+	if (len < sizeof(struct nf_link_req))
+		return fail(0, "LINK: short request");
+	const struct nf_link_req *r = req;
+	char id[NF_ID_LEN];
+	snprintf(id, sizeof(id), "%.*s", NF_ID_LEN - 1, r->id);
+	struct att *a = find_att(id);
+	if (!a)
+		return fail(ENOENT, "LINK %s: not loaded", id);
+	if (a->st->method != NF_METHOD_NONE)
+		return fail(EALREADY, "LINK %s: already attached", id);
+	char p[512];
+	pin_path(p, sizeof(p), id, "link");
+	__u32 method = NF_METHOD_NONE;
+	if (a->st->kind == NF_KIND_TC) {
+		if (r->ifindex == 0)
+			return fail(EINVAL, "LINK %s: no interface index", id);
+		a->st->ifindex = r->ifindex;
+		int tcx_err = 0;
+		if (r->method_pref != NF_METHOD_CLSACT && (g.features & NF_FEAT_TCX || r->method_pref == NF_METHOD_TCX)) {
+			int type = a->st->direction == NF_DIR_EGRESS ? NF_BPF_TCX_EGRESS : NF_BPF_TCX_INGRESS;
+			int fd = bpf_link_create(a->prog_fd, (int)r->ifindex, (enum bpf_attach_type)type, NULL);
+			if (fd >= 0) {
+				if (bpf_obj_pin(fd, p)) {
+					int err = errno;
+					bpf_link_detach(fd);
+					close(fd);
+					return fail(err, "LINK %s: pinning %s", id, p);
+				}
+				a->link_fd = fd;
+				method = NF_METHOD_TCX;
+			} else {
+				tcx_err = errno;
+				if (r->method_pref == NF_METHOD_TCX)
+					return fail(tcx_err, "LINK %s: TCX attach to ifindex %u", id, r->ifindex);
+			}
+		}
+		if (method == NF_METHOD_NONE) {
+			struct bpf_tc_hook hook;
+			tc_hook_for(a, &hook);
+			int err = bpf_tc_hook_create(&hook);
+			if (err && err != -EEXIST)
+				return fail(-err, "LINK %s: creating clsact on ifindex %u%s", id, r->ifindex,
+					    tcx_err ? " (TCX failed too)" : "");
+			LIBBPF_OPTS(bpf_tc_opts, o, .prog_fd = a->prog_fd);
+			err = bpf_tc_attach(&hook, &o);
+			if (err)
+				return fail(-err, "LINK %s: clsact attach to ifindex %u", id, r->ifindex);
+			a->st->tc_handle = o.handle;
+			a->st->tc_priority = o.priority;
+			method = NF_METHOD_CLSACT;
+		}
+	} else {
+		char cg[4097];
+		snprintf(cg, sizeof(cg), "%.*s", (int)sizeof(r->cgroup_path), r->cgroup_path);
+		int cgfd = open(cg, O_RDONLY | O_DIRECTORY);
+		if (cgfd < 0)
+			return fail(errno, "LINK %s: opening cgroup %s", id, cg);
+		int fd = bpf_link_create(a->prog_fd, cgfd, BPF_CGROUP_INET_EGRESS, NULL);
+		int err = errno;
+		close(cgfd);
+		if (fd < 0)
+			return fail(err, "LINK %s: cgroup attach to %s", id, cg);
+		if (bpf_obj_pin(fd, p)) {
+			err = errno;
+			bpf_link_detach(fd);
+			close(fd);
+			return fail(err, "LINK %s: pinning %s", id, p);
+		}
+		a->link_fd = fd;
+		method = NF_METHOD_CGROUP_LINK;
+	}
+	__atomic_store_n(&a->st->method, (__u8)method, __ATOMIC_RELEASE);
+	struct nf_link_reply *out = reply;
+	out->method = method;
+	out->prog_id = prog_id_of(a->prog_fd);
+	*reply_len = sizeof(*out);
+	return 0;
+}
+
+/* Detaches whatever the state says was attached. A vanished interface or cgroup is not an error. */
+static void detach(struct att *a)
+{
+	if (a->link_fd >= 0) {
+		bpf_link_detach(a->link_fd);
+		close_fd(&a->link_fd);
+	}
+	if (a->st && a->st->method == NF_METHOD_CLSACT) {
+		struct bpf_tc_hook hook;
+		tc_hook_for(a, &hook);
+		LIBBPF_OPTS(bpf_tc_opts, q, .handle = a->st->tc_handle, .priority = a->st->tc_priority);
+		/* only remove the filter if it is still ours (the handle could have been reused) */
+		if (bpf_tc_query(&hook, &q) == 0 && q.prog_id == prog_id_of(a->prog_fd)) {
+			LIBBPF_OPTS(bpf_tc_opts, d, .handle = a->st->tc_handle, .priority = a->st->tc_priority);
+			bpf_tc_detach(&hook, &d);
+		}
+	}
+}
+
+static int adopt(const char *id, struct att **out);
+
+static int op_unload(const void *req, size_t len)
+{
+	if (len < sizeof(struct nf_id_req))
+		return fail(0, "UNLOAD: short request");
+	char id[NF_ID_LEN];
+	snprintf(id, sizeof(id), "%.*s", NF_ID_LEN - 1, ((const struct nf_id_req *)req)->id);
+	if (!valid_id(id))
+		return fail(EINVAL, "UNLOAD: invalid attachment id \"%s\"", id);
+	struct att *a = find_att(id);
+	if (!a) {
+		int err = adopt(id, &a);
+		if (err == -ENOENT)
+			return fail(ENOENT, "UNLOAD %s: no such attachment", id);
+		if (err) { /* unreadable pins: still remove them so nothing is orphaned */
+			unpin_all(id);
+			return 0;
+		}
+	}
+	detach(a);
+	unpin_all(id);
+	free_att(a);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- adopt */
+
+static int open_pinned_map(const char *id, const char *name, __u32 type, __u32 vs, int *fd)
+{
+	char p[512];
+	pin_path(p, sizeof(p), id, name);
+	*fd = bpf_obj_get(p);
+	if (*fd < 0)
+		return fail(errno, "ADOPT %s: opening %s", id, p);
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info);
+	if (bpf_obj_get_info_by_fd(*fd, &info, &len) || info.type != type || (vs && info.value_size != vs))
+		return fail(EPROTO, "ADOPT %s: %s has an incompatible layout (type %u, value size %u)", id, p, info.type,
+			    info.value_size);
+	return 0;
+}
+
+static int adopt(const char *id, struct att **out)
+{
+	char dir[512], p[512];
+	snprintf(dir, sizeof(dir), "%s/%s", g.pin_root, id);
+	if (access(dir, F_OK))
+		return fail(ENOENT, "ADOPT %s: no pins at %s", id, dir);
+	struct att *a = new_att(id);
+	if (!a)
+		return fail(ENOMEM, "ADOPT %s", id);
+	int err = open_pinned_map(id, "state", BPF_MAP_TYPE_ARRAY, sizeof(struct nf_state), &a->state_fd);
+	if (!err && !(a->st = map_state(a->state_fd)))
+		err = fail(errno, "ADOPT %s: mmap of the state map", id);
+	if (!err && (a->st->magic != NF_STATE_MAGIC || a->st->layout != NF_LAYOUT_VERSION))
+		err = fail(EPROTO, "ADOPT %s: pinned state has layout %u (magic %#x), this loader writes layout %u", id,
+			   a->st->layout, a->st->magic, NF_LAYOUT_VERSION);
+	if (!err)
+		err = open_pinned_map(id, "counters", BPF_MAP_TYPE_PERCPU_ARRAY, 8, &a->counters_fd);
+	for (int t = 0; t < T_COUNT && !err; t++)
+		err = open_pinned_map(id, table_names[t], BPF_MAP_TYPE_ARRAY_OF_MAPS, 0, &a->outer_fd[t]);
+	for (__u32 gen = 0; gen < NF_GENERATIONS && !err; gen++)
+		for (int t = 0; t < T_COUNT && !err; t++) {
+			int fd = open_inner(a->outer_fd[t], gen);
+			if (fd < 0)
+				err = fail(-fd, "ADOPT %s: opening %s generation %u", id, table_names[t], gen);
+			else
+				a->inner_fd[gen][t] = fd;
+		}
+	if (!err) {
+		pin_path(p, sizeof(p), id, "prog");
+		a->prog_fd = bpf_obj_get(p);
+		if (a->prog_fd < 0)
+			err = fail(errno, "ADOPT %s: opening %s", id, p);
+	}
+	if (!err) {
+		pin_path(p, sizeof(p), id, "link");
+		a->link_fd = bpf_obj_get(p); /* absent for clsact */
+	}
+	if (err) {
+		free_att(a);
+		return err;
+	}
+	*out = a;
+	return 0;
+}
+
+static int op_adopt(const void *req, size_t len, void *reply, size_t *reply_len)
+{
+	if (len < sizeof(struct nf_id_req))
+		return fail(0, "ADOPT: short request");
+	char id[NF_ID_LEN];
+	snprintf(id, sizeof(id), "%.*s", NF_ID_LEN - 1, ((const struct nf_id_req *)req)->id);
+	if (!valid_id(id))
+		return fail(EINVAL, "ADOPT: invalid attachment id \"%s\"", id);
+	struct att *a = find_att(id);
+	if (!a) {
+		int err = adopt(id, &a);
+		if (err)
+			return err;
+	}
+	struct nf_adopt_reply *out = reply;
+	memset(out, 0, sizeof(*out));
+	memcpy(&out->state, a->st, sizeof(out->state));
+	out->prog_id = prog_id_of(a->prog_fd);
+	if (a->st->method == NF_METHOD_CLSACT) {
+		struct bpf_tc_hook hook;
+		tc_hook_for(a, &hook);
+		LIBBPF_OPTS(bpf_tc_opts, q, .handle = a->st->tc_handle, .priority = a->st->tc_priority);
+		out->attached = bpf_tc_query(&hook, &q) == 0 && q.prog_id == out->prog_id;
+	} else {
+		out->attached = a->link_fd >= 0;
+	}
+	*reply_len = sizeof(*out);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- policy entries */
+
+struct batch {
+	void *keys;
+	struct nf_entry *vals;
+	__u32 n;
+};
+
+static int table_of(const struct nf_wire_entry *e)
+{
+	if (e->family == 4)
+		return e->prefixlen == 32 ? T_V4_EXACT : T_V4_LPM;
+	return e->prefixlen == 128 ? T_V6_EXACT : T_V6_LPM;
+}
+
+static int check_entry(const struct nf_wire_entry *e, __u32 i)
+{
+	if (e->family != 4 && e->family != 6)
+		return fail(EINVAL, "entry %u: family %u", i, e->family);
+	if (e->prefixlen > (e->family == 4 ? 32 : 128))
+		return fail(EINVAL, "entry %u: prefix length %u", i, e->prefixlen);
+	return 0;
+}
+
+static void make_key(int table, const struct nf_wire_entry *e, void *key)
+{
+	unsigned alen = e->family == 4 ? 4 : 16;
+	if (table == T_V4_EXACT || table == T_V6_EXACT) {
+		memcpy(key, e->addr, alen);
+	} else {
+		__u32 pl = e->prefixlen;
+		memcpy(key, &pl, 4);
+		memcpy((char *)key + 4, e->addr, alen);
+	}
+}
+
+/* Converts a wall-clock deadline to the kernel's CLOCK_MONOTONIC; returns false if it already passed. */
+static bool make_value(const struct nf_wire_entry *e, struct nf_entry *v, __s64 now_real_ns, __s64 now_mono_ns)
+{
+	memset(v, 0, sizeof(*v));
+	v->flags = e->flags;
+	v->prefixlen = e->prefixlen;
+	v->rule_id = e->rule_id;
+	if (e->expires_ms) {
+		__s64 left = (__s64)e->expires_ms * 1000000ll - now_real_ns;
+		if (left <= 0)
+			return false;
+		v->expires_ns = (__u64)(now_mono_ns + left);
+	}
+	return true;
+}
+
+/* Splits entries by table; entries already expired are put into `expired` (to be deleted). */
+static int build_batches(const struct nf_wire_entry *es, __u32 count, struct batch b[T_COUNT], struct batch x[T_COUNT])
+{
+	for (int t = 0; t < T_COUNT; t++) {
+		b[t].keys = calloc(count ? count : 1, table_key_size[t]);
+		b[t].vals = calloc(count ? count : 1, sizeof(struct nf_entry));
+		x[t].keys = calloc(count ? count : 1, table_key_size[t]);
+		x[t].vals = NULL;
+		b[t].n = x[t].n = 0;
+		if (!b[t].keys || !b[t].vals || !x[t].keys)
+			return fail(ENOMEM, "allocating %u entries", count);
+	}
+	__s64 now_real = clock_ns(CLOCK_REALTIME), now_mono = clock_ns(CLOCK_MONOTONIC);
+	for (__u32 i = 0; i < count; i++) {
+		int err = check_entry(&es[i], i);
+		if (err)
+			return err;
+		int t = table_of(&es[i]);
+		struct nf_entry v;
+		if (make_value(&es[i], &v, now_real, now_mono)) {
+			make_key(t, &es[i], (char *)b[t].keys + (size_t)b[t].n * table_key_size[t]);
+			b[t].vals[b[t].n++] = v;
+		} else {
+			make_key(t, &es[i], (char *)x[t].keys + (size_t)x[t].n * table_key_size[t]);
+			x[t].n++;
+		}
+	}
+	return 0;
+}
+
+static void free_batches(struct batch b[T_COUNT], struct batch x[T_COUNT])
+{
+	for (int t = 0; t < T_COUNT; t++) {
+		free(b[t].keys);
+		free(b[t].vals);
+		free(x[t].keys);
+	}
+}
+
+/* bpf_map_update_batch where the kernel has it for this map type, element by element otherwise. */
+static int write_batch(int fd, int t, const struct batch *b)
+{
+	if (!b->n)
+		return 0;
+	__u32 n = b->n;
+	if (bpf_map_update_batch(fd, b->keys, b->vals, &n, NULL) == 0)
+		return 0;
+	int err = errno;
+	if (err != EINVAL && err != ENOTSUPP && err != EOPNOTSUPP && err != ENOTSUP)
+		return fail(err, "writing %u %s entries", b->n, table_names[t]);
+	for (__u32 i = 0; i < b->n; i++)
+		if (bpf_map_update_elem(fd, (char *)b->keys + (size_t)i * table_key_size[t], &b->vals[i], BPF_ANY))
+			return fail(errno, "writing %s entry %u", table_names[t], i);
+	return 0;
+}
+
+static int delete_keys(int fd, int t, const void *keys, __u32 n)
+{
+	for (__u32 i = 0; i < n; i++)
+		if (bpf_map_delete_elem(fd, (const char *)keys + (size_t)i * table_key_size[t]) && errno != ENOENT)
+			return fail(errno, "deleting %s entry %u", table_names[t], i);
+	return 0;
+}
+
+static struct att *att_for(const char *raw_id, const char *op)
+{
+	char id[NF_ID_LEN];
+	snprintf(id, sizeof(id), "%.*s", NF_ID_LEN - 1, raw_id);
+	struct att *a = find_att(id);
+	if (!a)
+		fail(ENOENT, "%s %s: not loaded or adopted", op, id);
+	return a;
+}
+
+static void release_stale_generation(struct att *a)
+{
+	if (!a->release_at.tv_sec)
+		return;
+	a->release_at.tv_sec = 0;
+	install_empty_generation(a, a->st->active_gen ^ 1);
+}
+
+/* How long the previous generation stays installed after a flip: packets that read the old
+ * active_gen just before the flip may still look up its maps. Program runs take microseconds. */
+#define NF_RELEASE_DELAY_MS 200
+
+static int op_replace(const void *req, size_t len)
+{
+	if (len < sizeof(struct nf_policy_req))
+		return fail(0, "REPLACE: short request");
+	const struct nf_policy_req *r = req;
+	if ((len - sizeof(*r)) / sizeof(struct nf_wire_entry) < r->count)
+		return fail(EINVAL, "REPLACE: %u entries announced, %zu bytes sent", r->count, len - sizeof(*r));
+	if (r->mode > NF_MODE_BLOCK_ALL)
+		return fail(EINVAL, "REPLACE: unknown mode %u", r->mode);
+	struct att *a = att_for(r->id, "REPLACE");
+	if (!a)
+		return -ENOENT;
+	/* A replace right after another must not overwrite the generation packets may still use. */
+	if (a->release_at.tv_sec) {
+		struct timespec ts = { 0, NF_RELEASE_DELAY_MS * 1000000l };
+		__s64 wait = (__s64)a->release_at.tv_sec * 1000000000ll + a->release_at.tv_nsec - clock_ns(CLOCK_MONOTONIC);
+		if (wait > 0) {
+			ts.tv_sec = wait / 1000000000ll;
+			ts.tv_nsec = wait % 1000000000ll;
+			nanosleep(&ts, NULL);
+		}
+		a->release_at.tv_sec = 0;
+	}
+	const struct nf_wire_entry *es = (const void *)(r + 1);
+	struct batch b[T_COUNT], x[T_COUNT];
+	int err = build_batches(es, r->count, b, x);
+	int fds[T_COUNT] = { -1, -1, -1, -1 };
+	__u32 next = a->st->active_gen ^ 1;
+	for (int t = 0; t < T_COUNT && !err; t++) {
+		fds[t] = create_inner(t);
+		if (fds[t] < 0)
+			err = fail(errno, "REPLACE %s: creating %s map", a->id, table_names[t]);
+		else
+			err = write_batch(fds[t], t, &b[t]);
+	}
+	/* Nothing is visible to packets until here: the new maps go into the inactive slot, then
+	 * its settings, then the one store that flips the generation. */
+	for (int t = 0; t < T_COUNT && !err; t++)
+		if (bpf_map_update_elem(a->outer_fd[t], &next, &fds[t], BPF_ANY))
+			err = fail(errno, "REPLACE %s: installing %s", a->id, table_names[t]);
+	if (!err) {
+		struct nf_gen_settings s = { .mode = r->mode, .flags = r->flags };
+		__u64 packed;
+		memcpy(&packed, &s, sizeof(packed));
+		__atomic_store_n((__u64 *)&a->st->gen[next], packed, __ATOMIC_RELEASE);
+		__atomic_store_n(&a->st->active_gen, next, __ATOMIC_RELEASE);
+		for (int t = 0; t < T_COUNT; t++) {
+			close_fd(&a->inner_fd[next][t]);
+			a->inner_fd[next][t] = fds[t];
+			fds[t] = -1;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &a->release_at);
+		a->release_at.tv_nsec += NF_RELEASE_DELAY_MS * 1000000l;
+		if (a->release_at.tv_nsec >= 1000000000l) {
+			a->release_at.tv_sec += 1;
+			a->release_at.tv_nsec -= 1000000000l;
+		}
+	}
+	for (int t = 0; t < T_COUNT; t++)
+		close_fd(&fds[t]);
+	free_batches(b, x);
+	return err;
+}
+
+static int op_entries(const void *req, size_t len, bool del)
+{
+	const char *op = del ? "DELETE" : "UPSERT";
+	if (len < sizeof(struct nf_entries_req))
+		return fail(0, "%s: short request", op);
+	const struct nf_entries_req *r = req;
+	if ((len - sizeof(*r)) / sizeof(struct nf_wire_entry) < r->count)
+		return fail(EINVAL, "%s: %u entries announced, %zu bytes sent", op, r->count, len - sizeof(*r));
+	struct att *a = att_for(r->id, op);
+	if (!a)
+		return -ENOENT;
+	__u32 gen = a->st->active_gen & 1;
+	const struct nf_wire_entry *es = (const void *)(r + 1);
+	struct batch b[T_COUNT], x[T_COUNT];
+	int err = build_batches(es, r->count, b, x);
+	for (int t = 0; t < T_COUNT && !err; t++) {
+		int fd = a->inner_fd[gen][t];
+		if (del) {
+			err = delete_keys(fd, t, b[t].keys, b[t].n);
+			if (!err)
+				err = delete_keys(fd, t, x[t].keys, x[t].n);
+		} else {
+			err = write_batch(fd, t, &b[t]);
+			if (!err)
+				err = delete_keys(fd, t, x[t].keys, x[t].n); /* already expired: make sure it is gone */
+		}
+	}
+	free_batches(b, x);
+	return err;
+}
+
+static int op_set_mode(const void *req, size_t len)
+{
+	if (len < sizeof(struct nf_mode_req))
+		return fail(0, "SET_MODE: short request");
+	const struct nf_mode_req *r = req;
+	if (r->mode > NF_MODE_BLOCK_ALL)
+		return fail(EINVAL, "SET_MODE: unknown mode %u", r->mode);
+	struct att *a = att_for(r->id, "SET_MODE");
+	if (!a)
+		return -ENOENT;
+	struct nf_gen_settings s = { .mode = r->mode, .flags = r->flags };
+	__u64 packed;
+	memcpy(&packed, &s, sizeof(packed));
+	__atomic_store_n((__u64 *)&a->st->gen[a->st->active_gen & 1], packed, __ATOMIC_RELEASE);
+	return 0;
+}
+
+static int op_counters(const void *req, size_t len, void **reply, size_t *reply_len)
+{
+	if (len < 4)
+		return fail(0, "COUNTERS: short request");
+	__u32 count;
+	memcpy(&count, req, 4);
+	if ((len - 4) / NF_ID_LEN < count)
+		return fail(EINVAL, "COUNTERS: %u ids announced, %zu bytes sent", count, len - 4);
+	int ncpu = libbpf_num_possible_cpus();
+	if (ncpu <= 0)
+		return fail(-ncpu, "COUNTERS: possible CPUs");
+	__u64 *out = calloc((size_t)count * NF_CNT_MAX + 1, sizeof(__u64));
+	__u64 *percpu = calloc((size_t)ncpu, sizeof(__u64));
+	if (!out || !percpu) {
+		free(out);
+		free(percpu);
+		return fail(ENOMEM, "COUNTERS");
+	}
+	for (__u32 i = 0; i < count; i++) {
+		struct att *a = att_for((const char *)req + 4 + (size_t)i * NF_ID_LEN, "COUNTERS");
+		if (!a) {
+			free(out);
+			free(percpu);
+			return -ENOENT;
+		}
+		for (__u32 c = 0; c < NF_CNT_MAX; c++) {
+			if (bpf_map_lookup_elem(a->counters_fd, &c, percpu))
+				continue;
+			for (int cpu = 0; cpu < ncpu; cpu++)
+				out[(size_t)i * NF_CNT_MAX + c] += percpu[cpu];
+		}
+	}
+	free(percpu);
+	*reply = out;
+	*reply_len = (size_t)count * NF_CNT_MAX * sizeof(__u64);
+	return 0;
+}
+
+/* Replaces the host-wide protected set: new entries are written before stale ones are removed,
+ * so a destination protected before and after is never unprotected in between. */
+static int op_protected(const void *req, size_t len)
+{
+	if (len < 4)
+		return fail(0, "PROTECTED: short request");
+	__u32 count;
+	memcpy(&count, req, 4);
+	if ((len - 4) / sizeof(struct nf_wire_protected) < count)
+		return fail(EINVAL, "PROTECTED: %u entries announced", count);
+	const struct nf_wire_protected *es = (const void *)((const char *)req + 4);
+	for (__u32 i = 0; i < count; i++)
+		if ((es[i].family != 4 && es[i].family != 6) || es[i].prefixlen > (es[i].family == 4 ? 32 : 128))
+			return fail(EINVAL, "PROTECTED: entry %u is not a valid prefix", i);
+	for (__u32 i = 0; i < count; i++) {
+		struct nf_lpm_v6_key k = { .prefixlen = es[i].prefixlen };
+		memcpy(k.addr, es[i].addr, es[i].family == 4 ? 4 : 16);
+		struct nf_protected v = { .port = es[i].port, .proto = es[i].proto };
+		if (bpf_map_update_elem(g.prot_fd[es[i].family == 6], &k, &v, BPF_ANY))
+			return fail(errno, "PROTECTED: writing entry %u", i);
+	}
+	for (int f = 0; f < 2; f++) {
+		struct nf_lpm_v6_key cur, nxt;
+		void *prev = NULL;
+		unsigned alen = f ? 16 : 4;
+		while (bpf_map_get_next_key(g.prot_fd[f], prev, &nxt) == 0) {
+			bool keep = false;
+			for (__u32 i = 0; i < count && !keep; i++)
+				keep = es[i].family == (f ? 6 : 4) && es[i].prefixlen == nxt.prefixlen &&
+				       memcmp(es[i].addr, nxt.addr, alen) == 0;
+			if (!keep) {
+				bpf_map_delete_elem(g.prot_fd[f], &nxt);
+				prev = NULL; /* restart the walk: the deleted key cannot be a cursor */
+				continue;
+			}
+			cur = nxt;
+			prev = &cur;
+		}
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- main loop */
+
+static int read_full(int fd, void *buf, size_t len)
+{
+	char *p = buf;
+	while (len) {
+		ssize_t n = read(fd, p, len);
+		if (n == 0)
+			return 0;
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 1;
+}
+
+static void handle(const struct nf_frame_hdr *h, void *payload, size_t len)
+{
+	char small[sizeof(struct nf_adopt_reply)];
+	void *reply = small;
+	void *heap = NULL;
+	size_t reply_len = 0;
+	int err;
+	g.errmsg[0] = 0;
+	if (!g.hello && h->op != NF_OP_HELLO) {
+		err = fail(EPROTO, "the first request must be HELLO");
+	} else {
+		switch (h->op) {
+		case NF_OP_HELLO: err = op_hello(payload, len, reply, &reply_len); break;
+		case NF_OP_LOAD: err = op_load(payload, len); break;
+		case NF_OP_LINK: err = op_link(payload, len, reply, &reply_len); break;
+		case NF_OP_UNLOAD: err = op_unload(payload, len); break;
+		case NF_OP_ADOPT: err = op_adopt(payload, len, reply, &reply_len); break;
+		case NF_OP_REPLACE: err = op_replace(payload, len); break;
+		case NF_OP_UPSERT: err = op_entries(payload, len, false); break;
+		case NF_OP_DELETE: err = op_entries(payload, len, true); break;
+		case NF_OP_SET_MODE: err = op_set_mode(payload, len); break;
+		case NF_OP_COUNTERS: err = op_counters(payload, len, &heap, &reply_len); reply = heap; break;
+		case NF_OP_PROTECTED: err = op_protected(payload, len); break;
+		default: err = fail(EOPNOTSUPP, "unknown op %u", h->op);
+		}
+	}
+	if (err)
+		send_frame(h->seq, h->op, err < 0 ? err : -err, g.errmsg, strlen(g.errmsg));
+	else
+		send_frame(h->seq, h->op, 0, reply, reply_len);
+	free(heap);
+}
+
+int main(void)
+{
+	libbpf_set_print(libbpf_print_fn);
+	setvbuf(stderr, NULL, _IOLBF, 0);
+	void *payload = NULL;
+	size_t cap = 0;
+	for (;;) {
+		struct pollfd pfd[2] = { { .fd = STDIN_FILENO, .events = POLLIN }, { .fd = -1, .events = POLLIN } };
+		if (g.rb)
+			pfd[1].fd = ring_buffer__epoll_fd(g.rb);
+		int timeout = 1000;
+		__s64 now = clock_ns(CLOCK_MONOTONIC);
+		for (size_t i = 0; i < g.n_atts; i++) {
+			struct att *a = &g.atts[i];
+			if (!a->used || !a->release_at.tv_sec)
+				continue;
+			__s64 due = (__s64)a->release_at.tv_sec * 1000000000ll + a->release_at.tv_nsec;
+			if (due <= now)
+				release_stale_generation(a);
+			else if ((due - now) / 1000000 + 1 < timeout)
+				timeout = (int)((due - now) / 1000000 + 1);
+		}
+		int n = poll(pfd, 2, timeout);
+		if (n < 0 && errno != EINTR)
+			return 1;
+		if (pfd[1].revents & POLLIN)
+			pump_events();
+		if (!(pfd[0].revents & (POLLIN | POLLHUP | POLLERR)))
+			continue;
+		struct nf_frame_hdr h;
+		int rc = read_full(STDIN_FILENO, &h, sizeof(h));
+		if (rc <= 0)
+			return 0; /* daemon went away: exit; pins keep enforcing */
+		if (h.len < sizeof(h) || h.len > NF_MAX_FRAME) {
+			fprintf(stderr, "netfence-loader: bad frame length %u, exiting\n", h.len);
+			return 2;
+		}
+		size_t len = h.len - sizeof(h);
+		if (len > cap) {
+			void *p = realloc(payload, len);
+			if (!p)
+				return 3;
+			payload = p;
+			cap = len;
+		}
+		if (len && read_full(STDIN_FILENO, payload, len) <= 0)
+			return 0;
+		handle(&h, payload, len);
+		pump_events();
+	}
+}

@@ -1,0 +1,377 @@
+import { access, readdir, readFile, stat } from "node:fs/promises";
+import { constants as fsConstants } from "node:fs";
+import path from "node:path";
+import ipaddr from "ipaddr.js";
+import pino, { type Logger } from "pino";
+import { NetfenceError, invalidArgument, isNetfenceError } from "../errors.js";
+import { formatAddr, formatCidr } from "../policy/cidr.js";
+import type { Cidr } from "../policy/cidr.js";
+import type {
+  AdoptedAttachment,
+  AttachMethod,
+  AttachResult,
+  AttachSpec,
+  Filter,
+  FilterCounters,
+  FilterEntry,
+  FilterMode,
+  FilterPolicy,
+  KernelPacketEvent,
+  ProtectedEntry,
+} from "./filter.js";
+import { LoaderProcess } from "./loader-process.js";
+import { projectRoot } from "./project-root.js";
+import {
+  COUNTERS_PER_ATTACHMENT,
+  decodeEvents,
+  decodeHello,
+  decodeState,
+  DIR_EGRESS,
+  DIR_INGRESS,
+  encodeCountersRequest,
+  encodeEntries,
+  encodeHello,
+  encodeId,
+  encodeLink,
+  encodeLoad,
+  encodeMode,
+  encodePolicy,
+  encodeProtected,
+  KIND_CGROUP,
+  KIND_TC,
+  LAYOUT,
+  METHOD,
+  NO_RULE,
+  Op,
+  REASONS,
+  type HelloReply,
+} from "./wire-format.js";
+import { EventFanout } from "./event-fanout.js";
+
+export interface KernelFilterOptions {
+  /** The loader binary; default <project>/bpf/loader/netfence-loader. */
+  readonly loaderPath?: string;
+  /** Directory of netfence_tc.bpf.o / netfence_cgroup.bpf.o; default <project>/bpf/prebuilt. */
+  readonly bpfDir?: string;
+  /** bpffs directory for pins; default /sys/fs/bpf/netfence. */
+  readonly pinRoot?: string;
+  readonly logger?: Logger;
+}
+
+const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
+const IFNAME_RE = /^[A-Za-z0-9_.:@-]{1,15}$/;
+const METHOD_NAMES: Record<number, AttachMethod> = {
+  [METHOD.TCX]: "tcx",
+  [METHOD.CLSACT]: "clsact",
+  [METHOD.CGROUP_LINK]: "cgroup-link",
+  [METHOD.CGROUP_ATTACH]: "cgroup-attach",
+};
+const METHOD_PREF = { auto: 0, tcx: METHOD.TCX, clsact: METHOD.CLSACT } as const;
+
+interface Known {
+  readonly slot: number;
+}
+
+/**
+ * The real data path: eBPF programs loaded, pinned and driven by the loader child.
+ * Supervises the child: when it dies, pending calls fail with UNAVAILABLE, a new child is
+ * started (with backoff) and every known attachment is re-adopted from its pins — the kernel
+ * kept enforcing meanwhile.
+ */
+export class KernelFilter implements Filter {
+  private loader!: LoaderProcess;
+  private ready: Promise<void> = Promise.resolve();
+  private closing = false;
+  private restarts = 0;
+  private readonly known = new Map<string, Known>();
+  private readonly slotToId = new Map<number, string>();
+  private readonly fanout = new EventFanout<KernelPacketEvent>();
+  hello: HelloReply | null = null;
+
+  private constructor(
+    private readonly loaderPath: string,
+    private readonly bpfDir: string,
+    readonly pinRoot: string,
+    private readonly logger: Logger,
+  ) {}
+
+  static async start(opts: KernelFilterOptions = {}): Promise<KernelFilter> {
+    const root = projectRoot();
+    const loaderPath = opts.loaderPath ?? path.join(root, "bpf", "loader", "netfence-loader");
+    const bpfDir = path.resolve(opts.bpfDir ?? path.join(root, "bpf", "prebuilt"));
+    const pinRoot = opts.pinRoot ?? "/sys/fs/bpf/netfence";
+    const logger = opts.logger ?? pino({ level: "warn" });
+    try {
+      await access(loaderPath, fsConstants.X_OK);
+    } catch {
+      throw new NetfenceError("FAILED_PRECONDITION", `loader helper not found at ${loaderPath}: build it with \`make -C bpf loader\``);
+    }
+    const f = new KernelFilter(loaderPath, bpfDir, pinRoot, logger);
+    await f.spawnLoader();
+    return f;
+  }
+
+  /** PID of the current loader child (tests kill it to prove supervision). */
+  get loaderPid(): number | undefined {
+    return this.loader.pid;
+  }
+
+  get loaderRestarts(): number {
+    return this.restarts;
+  }
+
+  /** Resolves once a loader is up (after a restart, once re-adoption finished). */
+  whenReady(): Promise<void> {
+    return this.ready;
+  }
+
+  private async spawnLoader(): Promise<void> {
+    this.loader = LoaderProcess.spawn({
+      path: this.loaderPath,
+      logger: this.logger,
+      onEvents: (payload) => this.onEvents(payload),
+      onExit: (code, signal) => this.onLoaderExit(code, signal),
+    });
+    this.hello = decodeHello(await this.loader.request(Op.HELLO, encodeHello(this.pinRoot, this.bpfDir)));
+  }
+
+  private onLoaderExit(code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.closing) return;
+    this.logger.error({ code, signal }, "loader helper exited; restarting it (pinned filters keep enforcing)");
+    this.ready = this.restart();
+  }
+
+  private async restart(): Promise<void> {
+    for (let attempt = 0; !this.closing; attempt++) {
+      await new Promise((r) => setTimeout(r, Math.min(5000, 50 * 2 ** attempt)));
+      try {
+        await this.spawnLoader();
+        for (const id of this.known.keys()) await this.loader.request(Op.ADOPT, encodeId(id));
+        this.restarts++;
+        this.logger.info({ attachments: this.known.size }, "loader helper restarted; attachments re-adopted");
+        return;
+      } catch (err) {
+        this.logger.error({ err, attempt }, "loader helper restart failed");
+        if (this.loader.alive) this.loader.kill();
+      }
+    }
+  }
+
+  private async call(op: number, payload: Buffer): Promise<Buffer> {
+    await this.ready;
+    return this.loader.request(op, payload);
+  }
+
+  private requireKnown(id: string): Known {
+    const k = this.known.get(id);
+    if (!k) throw new NetfenceError("NOT_FOUND", `attachment ${id} is not loaded in the data path`, { details: { id } });
+    return k;
+  }
+
+  async attach(spec: AttachSpec, policy: FilterPolicy): Promise<AttachResult> {
+    if (!ID_RE.test(spec.id)) throw invalidArgument(`invalid attachment id "${spec.id}"`);
+    if (!Number.isInteger(spec.slot) || spec.slot < 0 || spec.slot > 0xffffffff) throw invalidArgument(`invalid slot ${spec.slot}`);
+    if (this.known.has(spec.id)) throw new NetfenceError("ALREADY_EXISTS", `attachment ${spec.id} already exists`);
+    const dnsIp4 = parseDnsAddress(spec.dns.ipv4, "ipv4");
+    const dnsIp6 = parseDnsAddress(spec.dns.ipv6, "ipv6");
+    if (!Number.isInteger(spec.dns.port) || spec.dns.port < 0 || spec.dns.port > 65535) throw invalidArgument(`invalid DNS port ${spec.dns.port}`);
+    validateEntries(policy.entries);
+    let ifindex = 0;
+    let cgroupPath = "";
+    if (spec.target.kind === "interface") {
+      ifindex = await interfaceIndex(spec.target.name);
+    } else {
+      cgroupPath = await validateCgroupDir(spec.target.path);
+    }
+    const kind = spec.target.kind === "interface" ? KIND_TC : KIND_CGROUP;
+    const direction = spec.target.kind === "interface" && spec.target.direction === "egress" ? DIR_EGRESS : DIR_INGRESS;
+    await this.call(Op.LOAD, encodeLoad({ id: spec.id, slot: spec.slot, kind, direction, dnsPort: spec.dns.port, dnsIp4, dnsIp6 }));
+    try {
+      await this.call(Op.REPLACE, encodePolicy(spec.id, policy.mode, policy.audit, policy.entries));
+      const reply = await this.call(Op.LINK, encodeLink(spec.id, ifindex, METHOD_PREF[spec.method ?? "auto"], cgroupPath));
+      const method = METHOD_NAMES[reply.readUInt32LE(LAYOUT.nf_link_reply.method)];
+      if (!method) throw new NetfenceError("INTERNAL", "loader reported an unknown attach method");
+      this.known.set(spec.id, { slot: spec.slot });
+      this.slotToId.set(spec.slot, spec.id);
+      return { method, ifindex };
+    } catch (err) {
+      await this.call(Op.UNLOAD, encodeId(spec.id)).catch((e: unknown) =>
+        this.logger.error({ err: e, attachment: spec.id }, "rollback of a failed attach failed"),
+      );
+      throw err;
+    }
+  }
+
+  async detach(id: string): Promise<void> {
+    if (!ID_RE.test(id)) throw invalidArgument(`invalid attachment id "${id}"`);
+    const k = this.known.get(id);
+    await this.call(Op.UNLOAD, encodeId(id));
+    this.known.delete(id);
+    if (k && this.slotToId.get(k.slot) === id) this.slotToId.delete(k.slot);
+  }
+
+  async replacePolicy(id: string, policy: FilterPolicy): Promise<void> {
+    this.requireKnown(id);
+    validateEntries(policy.entries);
+    await this.call(Op.REPLACE, encodePolicy(id, policy.mode, policy.audit, policy.entries));
+  }
+
+  async upsertEntries(id: string, entries: readonly FilterEntry[]): Promise<void> {
+    this.requireKnown(id);
+    validateEntries(entries);
+    if (entries.length) await this.call(Op.UPSERT, encodeEntries(id, entries));
+  }
+
+  async deleteEntries(id: string, cidrs: readonly Cidr[]): Promise<void> {
+    this.requireKnown(id);
+    const entries = cidrs.map((cidr) => ({ cidr, allow: false, deny: false, expiresAtMs: null }));
+    validateEntries(entries);
+    if (entries.length) await this.call(Op.DELETE, encodeEntries(id, entries));
+  }
+
+  async setMode(id: string, mode: FilterMode, audit: boolean): Promise<void> {
+    this.requireKnown(id);
+    await this.call(Op.SET_MODE, encodeMode(id, mode, audit));
+  }
+
+  async counters(ids: readonly string[]): Promise<Map<string, FilterCounters>> {
+    for (const id of ids) this.requireKnown(id);
+    const out = new Map<string, FilterCounters>();
+    if (!ids.length) return out;
+    const reply = await this.call(Op.COUNTERS, encodeCountersRequest(ids));
+    ids.forEach((id, i) => {
+      const base = i * COUNTERS_PER_ATTACHMENT * 8;
+      out.set(id, {
+        allowed: reply.readBigUInt64LE(base),
+        blocked: reply.readBigUInt64LE(base + 8),
+        audited: reply.readBigUInt64LE(base + 16),
+      });
+    });
+    return out;
+  }
+
+  async setProtected(entries: readonly ProtectedEntry[]): Promise<void> {
+    for (const e of entries) {
+      if (!Number.isInteger(e.port) || e.port < 0 || e.port > 65535) throw invalidArgument(`invalid protected port ${e.port}`);
+      if (!Number.isInteger(e.protocol) || e.protocol < 0 || e.protocol > 255) throw invalidArgument(`invalid protected protocol ${e.protocol}`);
+    }
+    await this.call(Op.PROTECTED, encodeProtected(entries));
+  }
+
+  async listPinned(): Promise<string[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.pinRoot);
+    } catch {
+      return [];
+    }
+    const ids: string[] = [];
+    for (const name of names) {
+      if (!ID_RE.test(name)) continue;
+      const st = await stat(path.join(this.pinRoot, name)).catch(() => null);
+      if (st?.isDirectory()) ids.push(name);
+    }
+    return ids.sort();
+  }
+
+  async adopt(id: string): Promise<AdoptedAttachment> {
+    if (!ID_RE.test(id)) throw invalidArgument(`invalid attachment id "${id}"`);
+    const reply = await this.call(Op.ADOPT, encodeId(id));
+    const state = decodeState(reply, LAYOUT.nf_adopt_reply.state);
+    const method = METHOD_NAMES[state.method];
+    if (!method) {
+      // Loaded but never attached (a crash between LOAD and LINK): not a live attachment.
+      throw new NetfenceError("FAILED_PRECONDITION", `pinned attachment ${id} was never attached`, { details: { id } });
+    }
+    this.known.set(id, { slot: state.slot });
+    this.slotToId.set(state.slot, id);
+    return {
+      id,
+      slot: state.slot,
+      kind: state.kind === KIND_TC ? "interface" : "cgroup",
+      method,
+      ifindex: state.ifindex,
+      mode: state.mode,
+      audit: state.audit,
+    };
+  }
+
+  events(): AsyncIterable<KernelPacketEvent> {
+    return this.fanout.subscribe();
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    this.fanout.close();
+    await this.loader.stop();
+  }
+
+  /** Test hook: SIGKILL the loader child (supervision restarts it). */
+  killLoader(): void {
+    this.loader.kill("SIGKILL");
+  }
+
+  private onEvents(payload: Buffer): void {
+    for (const raw of decodeEvents(payload)) {
+      const fam = raw.family;
+      const rule = raw.rulePrefixLen === NO_RULE ? null : formatCidr({ family: fam, addr: raw.ruleAddr.subarray(0, fam === 4 ? 4 : 16), prefixLen: raw.rulePrefixLen });
+      this.fanout.publish({
+        timeMs: Number(raw.tsNs / 1_000_000n),
+        slot: raw.slot,
+        attachmentId: this.slotToId.get(raw.slot) ?? null,
+        family: fam,
+        protocol: raw.proto,
+        src: formatAddr(fam, raw.saddr),
+        dst: formatAddr(fam, raw.daddr),
+        srcPort: raw.sport,
+        dstPort: raw.dport,
+        verdict: raw.verdict === 3 ? "audit" : "blocked",
+        reason: REASONS[raw.reason] ?? `reason-${raw.reason}`,
+        rule,
+        suppressed: Number(raw.suppressed),
+      });
+    }
+  }
+}
+
+function parseDnsAddress(text: string | null, kind: "ipv4" | "ipv6"): Uint8Array | null {
+  if (text === null || text === "") return null;
+  if (!ipaddr.isValid(text)) throw invalidArgument(`invalid DNS server address "${text}"`);
+  const parsed = ipaddr.parse(text);
+  if (parsed.kind() !== kind) throw invalidArgument(`DNS server address "${text}" is not ${kind === "ipv4" ? "IPv4" : "IPv6"}`);
+  return Uint8Array.from(parsed.toByteArray());
+}
+
+function validateEntries(entries: readonly FilterEntry[]): void {
+  entries.forEach((e, i) => {
+    const max = e.cidr.family === 4 ? 32 : 128;
+    if ((e.cidr.family !== 4 && e.cidr.family !== 6) || !Number.isInteger(e.cidr.prefixLen) || e.cidr.prefixLen < 0 || e.cidr.prefixLen > max) {
+      throw invalidArgument(`entry ${i}: invalid prefix length ${e.cidr.prefixLen}`);
+    }
+    if (e.cidr.addr.length !== (e.cidr.family === 4 ? 4 : 16)) throw invalidArgument(`entry ${i}: address has ${e.cidr.addr.length} bytes`);
+    if (e.expiresAtMs !== null && !(Number.isFinite(e.expiresAtMs) && e.expiresAtMs > 0)) throw invalidArgument(`entry ${i}: invalid deadline`);
+  });
+}
+
+async function interfaceIndex(name: string): Promise<number> {
+  if (!IFNAME_RE.test(name) || name === "." || name === "..") throw invalidArgument(`invalid interface name "${name}"`);
+  try {
+    const text = await readFile(`/sys/class/net/${name}/ifindex`, "utf8");
+    const idx = Number(text.trim());
+    if (!Number.isInteger(idx) || idx <= 0) throw new Error("bad ifindex");
+    return idx;
+  } catch (err) {
+    if (isNetfenceError(err)) throw err;
+    throw new NetfenceError("NOT_FOUND", `interface "${name}" does not exist`, { details: { interface: name } });
+  }
+}
+
+async function validateCgroupDir(p: string): Promise<string> {
+  if (!path.isAbsolute(p)) throw invalidArgument(`cgroup path "${p}" must be absolute`);
+  try {
+    await access(path.join(p, "cgroup.procs"));
+  } catch {
+    throw invalidArgument(`"${p}" is not a cgroup v2 directory`);
+  }
+  return p;
+}

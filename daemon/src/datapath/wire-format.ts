@@ -1,0 +1,289 @@
+/**
+ * TypeScript mirror of bpf/include/netfence.h — the loader protocol and the kernel structs.
+ * MUST MATCH netfence.h: test/unit/datapath/wire-format.test.ts compiles a C probe against the
+ * header and compares every size and offset used here.
+ * Byte order: little endian for integers (x86-64/arm64 hosts); addresses in network order.
+ */
+import type { FilterEntry, FilterMode, ProtectedEntry } from "./filter.js";
+
+export const PROTOCOL_VERSION = 1;
+export const LAYOUT_VERSION = 1;
+export const ID_LEN = 64;
+export const FRAME_HDR_SIZE = 16;
+export const MAX_FRAME = 64 * 1024 * 1024;
+
+export const Op = {
+  HELLO: 1,
+  LOAD: 2,
+  LINK: 3,
+  UNLOAD: 4,
+  ADOPT: 5,
+  REPLACE: 6,
+  UPSERT: 7,
+  DELETE: 8,
+  SET_MODE: 9,
+  COUNTERS: 10,
+  PROTECTED: 11,
+  EVENTS: 100,
+  LOG: 101,
+} as const;
+export type OpCode = (typeof Op)[keyof typeof Op];
+
+export const MODE_CODES: Record<FilterMode, number> = { disabled: 0, allowlist: 1, denylist: 2, "block-all": 3 };
+export const MODE_NAMES: readonly FilterMode[] = ["disabled", "allowlist", "denylist", "block-all"];
+export const SETTING_AUDIT = 1;
+export const ENTRY_ALLOW = 1;
+export const ENTRY_DENY = 2;
+export const KIND_TC = 1;
+export const KIND_CGROUP = 2;
+export const DIR_INGRESS = 0;
+export const DIR_EGRESS = 1;
+export const METHOD = { NONE: 0, TCX: 1, CLSACT: 2, CGROUP_LINK: 3, CGROUP_ATTACH: 4 } as const;
+export const FEAT_TCX = 1;
+export const COUNTERS_PER_ATTACHMENT = 4; // NF_CNT_MAX: allowed, blocked, audited, events lost
+export const NO_RULE = 255;
+
+/** enum nf_reason → the text used in PacketEvent.reason. */
+export const REASONS: readonly string[] = [
+  "none",
+  "mode:block-all",
+  "not-in-allowlist",
+  "deny-cidr",
+  "allow-cidr",
+  "mode:disabled",
+  "denylist-default",
+  "always-allowed",
+  "protected",
+  "malformed",
+];
+
+/** Sizes and offsets this module relies on (checked against the C header by a test). */
+export const LAYOUT = {
+  nf_frame_hdr: { size: 16, len: 0, seq: 4, op: 8, status: 12 },
+  nf_hello_req: { size: 520, version: 0, pin_root: 8, bpf_dir: 264 },
+  nf_hello_reply: { size: 16, version: 0, layout: 4, features: 8 },
+  nf_load_req: { size: 92, id: 0, slot: 64, kind: 68, direction: 69, dns_port: 70, dns_ip4: 72, dns_ip6: 76 },
+  nf_link_req: { size: 4168, id: 0, ifindex: 64, method_pref: 68, cgroup_path: 72 },
+  nf_link_reply: { size: 8, method: 0, prog_id: 4 },
+  nf_state: {
+    size: 160, magic: 0, layout: 4, active_gen: 8, slot: 12, gen: 16, dns_ip4: 32, dns_ip6: 36, dns_port: 52,
+    kind: 54, method: 55, direction: 56, ifindex: 60, tc_handle: 64, tc_priority: 68, id: 72,
+  },
+  nf_adopt_reply: { size: 168, state: 0, prog_id: 160, attached: 164 },
+  nf_wire_entry: { size: 32, family: 0, prefixlen: 1, flags: 2, rule_id: 4, expires_ms: 8, addr: 16 },
+  nf_policy_req: { size: 80, id: 0, mode: 64, flags: 68, count: 72 },
+  nf_entries_req: { size: 72, id: 0, count: 64 },
+  nf_mode_req: { size: 72, id: 0, mode: 64, flags: 68 },
+  nf_wire_protected: { size: 24, family: 0, prefixlen: 1, proto: 2, port: 4, addr: 8 },
+  nf_event: {
+    size: 80, ts_ns: 0, suppressed: 8, slot: 16, sport: 20, dport: 22, family: 24, proto: 25, verdict: 26,
+    reason: 27, direction: 28, rule_prefixlen: 29, saddr: 32, daddr: 48, rule_addr: 64,
+  },
+} as const;
+
+export function encodeFrame(seq: number, op: number, payload: Buffer): Buffer {
+  const h = Buffer.alloc(FRAME_HDR_SIZE);
+  h.writeUInt32LE(FRAME_HDR_SIZE + payload.length, 0);
+  h.writeUInt32LE(seq, 4);
+  h.writeUInt16LE(op, 8);
+  return payload.length ? Buffer.concat([h, payload]) : h;
+}
+
+function writeCString(buf: Buffer, offset: number, cap: number, text: string): void {
+  const bytes = Buffer.from(text, "utf8");
+  if (bytes.length >= cap) throw new RangeError(`string of ${bytes.length} bytes does not fit in ${cap}`);
+  bytes.copy(buf, offset);
+}
+
+export function encodeHello(pinRoot: string, bpfDir: string): Buffer {
+  const L = LAYOUT.nf_hello_req;
+  const b = Buffer.alloc(L.size);
+  b.writeUInt32LE(PROTOCOL_VERSION, L.version);
+  writeCString(b, L.pin_root, 256, pinRoot);
+  writeCString(b, L.bpf_dir, 256, bpfDir);
+  return b;
+}
+
+export function encodeId(id: string): Buffer {
+  const b = Buffer.alloc(ID_LEN);
+  writeCString(b, 0, ID_LEN, id);
+  return b;
+}
+
+export interface LoadRequest {
+  id: string;
+  slot: number;
+  kind: number;
+  direction: number;
+  dnsPort: number;
+  dnsIp4: Uint8Array | null;
+  dnsIp6: Uint8Array | null;
+}
+
+export function encodeLoad(r: LoadRequest): Buffer {
+  const L = LAYOUT.nf_load_req;
+  const b = Buffer.alloc(L.size);
+  writeCString(b, L.id, ID_LEN, r.id);
+  b.writeUInt32LE(r.slot, L.slot);
+  b.writeUInt8(r.kind, L.kind);
+  b.writeUInt8(r.direction, L.direction);
+  b.writeUInt16LE(r.dnsPort, L.dns_port);
+  if (r.dnsIp4) Buffer.from(r.dnsIp4).copy(b, L.dns_ip4);
+  if (r.dnsIp6) Buffer.from(r.dnsIp6).copy(b, L.dns_ip6);
+  return b;
+}
+
+export function encodeLink(id: string, ifindex: number, methodPref: number, cgroupPath: string): Buffer {
+  const L = LAYOUT.nf_link_req;
+  const b = Buffer.alloc(L.size);
+  writeCString(b, L.id, ID_LEN, id);
+  b.writeUInt32LE(ifindex, L.ifindex);
+  b.writeUInt8(methodPref, L.method_pref);
+  writeCString(b, L.cgroup_path, 4096, cgroupPath);
+  return b;
+}
+
+function writeEntry(b: Buffer, off: number, e: FilterEntry): void {
+  const L = LAYOUT.nf_wire_entry;
+  b.writeUInt8(e.cidr.family, off + L.family);
+  b.writeUInt8(e.cidr.prefixLen, off + L.prefixlen);
+  b.writeUInt8((e.allow ? ENTRY_ALLOW : 0) | (e.deny ? ENTRY_DENY : 0), off + L.flags);
+  b.writeUInt32LE(e.ruleId ?? 0, off + L.rule_id);
+  b.writeBigUInt64LE(e.expiresAtMs === null ? 0n : BigInt(Math.max(1, Math.ceil(e.expiresAtMs))), off + L.expires_ms);
+  b.set(e.cidr.addr.subarray(0, 16), off + L.addr);
+}
+
+export function encodePolicy(id: string, mode: FilterMode, audit: boolean, entries: readonly FilterEntry[]): Buffer {
+  const L = LAYOUT.nf_policy_req;
+  const E = LAYOUT.nf_wire_entry.size;
+  const b = Buffer.alloc(L.size + entries.length * E);
+  writeCString(b, L.id, ID_LEN, id);
+  b.writeUInt32LE(MODE_CODES[mode], L.mode);
+  b.writeUInt32LE(audit ? SETTING_AUDIT : 0, L.flags);
+  b.writeUInt32LE(entries.length, L.count);
+  entries.forEach((e, i) => writeEntry(b, L.size + i * E, e));
+  return b;
+}
+
+export function encodeEntries(id: string, entries: readonly FilterEntry[]): Buffer {
+  const L = LAYOUT.nf_entries_req;
+  const E = LAYOUT.nf_wire_entry.size;
+  const b = Buffer.alloc(L.size + entries.length * E);
+  writeCString(b, L.id, ID_LEN, id);
+  b.writeUInt32LE(entries.length, L.count);
+  entries.forEach((e, i) => writeEntry(b, L.size + i * E, e));
+  return b;
+}
+
+export function encodeMode(id: string, mode: FilterMode, audit: boolean): Buffer {
+  const L = LAYOUT.nf_mode_req;
+  const b = Buffer.alloc(L.size);
+  writeCString(b, L.id, ID_LEN, id);
+  b.writeUInt32LE(MODE_CODES[mode], L.mode);
+  b.writeUInt32LE(audit ? SETTING_AUDIT : 0, L.flags);
+  return b;
+}
+
+export function encodeCountersRequest(ids: readonly string[]): Buffer {
+  const b = Buffer.alloc(4 + ids.length * ID_LEN);
+  b.writeUInt32LE(ids.length, 0);
+  ids.forEach((id, i) => writeCString(b, 4 + i * ID_LEN, ID_LEN, id));
+  return b;
+}
+
+export function encodeProtected(entries: readonly ProtectedEntry[]): Buffer {
+  const L = LAYOUT.nf_wire_protected;
+  const b = Buffer.alloc(4 + entries.length * L.size);
+  b.writeUInt32LE(entries.length, 0);
+  entries.forEach((e, i) => {
+    const off = 4 + i * L.size;
+    b.writeUInt8(e.cidr.family, off + L.family);
+    b.writeUInt8(e.cidr.prefixLen, off + L.prefixlen);
+    b.writeUInt8(e.protocol, off + L.proto);
+    b.writeUInt16LE(e.port, off + L.port);
+    b.set(e.cidr.addr.subarray(0, 16), off + L.addr);
+  });
+  return b;
+}
+
+export interface HelloReply {
+  version: number;
+  layout: number;
+  tcx: boolean;
+}
+
+export function decodeHello(b: Buffer): HelloReply {
+  const L = LAYOUT.nf_hello_reply;
+  return { version: b.readUInt32LE(L.version), layout: b.readUInt32LE(L.layout), tcx: (b.readUInt32LE(L.features) & FEAT_TCX) !== 0 };
+}
+
+export interface StateView {
+  activeGen: number;
+  slot: number;
+  mode: FilterMode;
+  audit: boolean;
+  kind: number;
+  method: number;
+  direction: number;
+  ifindex: number;
+  id: string;
+}
+
+export function decodeState(b: Buffer, off = 0): StateView {
+  const L = LAYOUT.nf_state;
+  const gen = b.readUInt32LE(off + L.active_gen) & 1;
+  const modeCode = b.readUInt32LE(off + L.gen + gen * 8);
+  const flags = b.readUInt32LE(off + L.gen + gen * 8 + 4);
+  const idBytes = b.subarray(off + L.id, off + L.id + ID_LEN);
+  const nul = idBytes.indexOf(0);
+  return {
+    activeGen: gen,
+    slot: b.readUInt32LE(off + L.slot),
+    mode: MODE_NAMES[modeCode] ?? "block-all",
+    audit: (flags & SETTING_AUDIT) !== 0,
+    kind: b.readUInt8(off + L.kind),
+    method: b.readUInt8(off + L.method),
+    direction: b.readUInt8(off + L.direction),
+    ifindex: b.readUInt32LE(off + L.ifindex),
+    id: idBytes.subarray(0, nul === -1 ? ID_LEN : nul).toString("utf8"),
+  };
+}
+
+export interface RawEvent {
+  tsNs: bigint;
+  suppressed: bigint;
+  slot: number;
+  sport: number;
+  dport: number;
+  family: 4 | 6;
+  proto: number;
+  verdict: number;
+  reason: number;
+  rulePrefixLen: number;
+  saddr: Uint8Array;
+  daddr: Uint8Array;
+  ruleAddr: Uint8Array;
+}
+
+export function decodeEvents(b: Buffer): RawEvent[] {
+  const L = LAYOUT.nf_event;
+  const out: RawEvent[] = [];
+  for (let off = 0; off + L.size <= b.length; off += L.size) {
+    out.push({
+      tsNs: b.readBigUInt64LE(off + L.ts_ns),
+      suppressed: b.readBigUInt64LE(off + L.suppressed),
+      slot: b.readUInt32LE(off + L.slot),
+      sport: b.readUInt16LE(off + L.sport),
+      dport: b.readUInt16LE(off + L.dport),
+      family: b.readUInt8(off + L.family) === 6 ? 6 : 4,
+      proto: b.readUInt8(off + L.proto),
+      verdict: b.readUInt8(off + L.verdict),
+      reason: b.readUInt8(off + L.reason),
+      rulePrefixLen: b.readUInt8(off + L.rule_prefixlen),
+      saddr: Uint8Array.from(b.subarray(off + L.saddr, off + L.saddr + 16)),
+      daddr: Uint8Array.from(b.subarray(off + L.daddr, off + L.daddr + 16)),
+      ruleAddr: Uint8Array.from(b.subarray(off + L.rule_addr, off + L.rule_addr + 16)),
+    });
+  }
+  return out;
+}
