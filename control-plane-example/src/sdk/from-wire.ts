@@ -1,0 +1,70 @@
+import {
+  UnsubscribeReason as WireUnsubscribeReason,
+  type Attachment,
+  type AttachmentStats,
+  type Subscribed,
+  type SyncRequest,
+} from "../../../proto/gen/netfence/v1/control_pb.js";
+import { AttachmentType, DnsMode as WireDnsMode, PolicyMode } from "../../../proto/gen/netfence/v1/types_pb.js";
+import type { AttachmentInfo, AttachmentStatsInfo, DaemonInfo, DnsMode, Mode, UnsubscribeReason } from "./policy-spec.js";
+
+/** netfence.v1 daemon events → plain SDK values. */
+
+export function modeFromWire(mode: PolicyMode): Mode | "unspecified" {
+  switch (mode) {
+    case PolicyMode.DISABLED: return "disabled";
+    case PolicyMode.ALLOWLIST: return "allowlist";
+    case PolicyMode.DENYLIST: return "denylist";
+    case PolicyMode.BLOCK_ALL: return "block-all";
+    default: return "unspecified";
+  }
+}
+
+export function dnsModeFromWire(mode: WireDnsMode): DnsMode | "unspecified" {
+  switch (mode) {
+    case WireDnsMode.DISABLED: return "disabled";
+    case WireDnsMode.ALLOWLIST: return "allowlist";
+    case WireDnsMode.DENYLIST: return "denylist";
+    case WireDnsMode.PROXY: return "proxy";
+    default: return "unspecified";
+  }
+}
+
+function typeFromWire(type: AttachmentType): AttachmentInfo["type"] {
+  return type === AttachmentType.TC ? "interface" : type === AttachmentType.CGROUP ? "cgroup" : "unspecified";
+}
+
+export function daemonFromWire(sync: SyncRequest): DaemonInfo {
+  return { daemonId: sync.daemonId, hostname: sync.hostname, metadata: { ...sync.metadata } };
+}
+
+export function attachmentFromWire(a: Attachment | Subscribed): AttachmentInfo {
+  return {
+    id: a.id,
+    target: a.target,
+    type: typeFromWire(a.type),
+    mode: modeFromWire(a.mode),
+    dnsMode: dnsModeFromWire(a.dnsMode),
+    dnsAddress: "dnsAddress" in a ? a.dnsAddress : "",
+    metadata: { ...a.metadata },
+  };
+}
+
+export function statsFromWire(s: AttachmentStats): AttachmentStatsInfo {
+  return {
+    id: s.id,
+    packetsAllowed: s.packetsAllowed,
+    packetsBlocked: s.packetsBlocked,
+    dnsQueriesAllowed: s.dnsQueriesAllowed,
+    dnsQueriesBlocked: s.dnsQueriesBlocked,
+  };
+}
+
+export function reasonFromWire(r: WireUnsubscribeReason): UnsubscribeReason {
+  switch (r) {
+    case WireUnsubscribeReason.REMOVED: return "removed";
+    case WireUnsubscribeReason.DETACHED: return "detached";
+    case WireUnsubscribeReason.ERROR: return "error";
+    default: return "unspecified";
+  }
+}

@@ -1,0 +1,20 @@
+// The netfence.v1 control-plane SDK: implement ControlPlaneHooks, start a ControlPlaneServer.
+export { ControlPlaneServer } from "./control-plane-server.js";
+export type { ControlPlaneHooks, ControlPlaneServerOptions } from "./control-plane-server.js";
+export { DaemonHandle, CommandNotConfirmedError } from "./daemon-handle.js";
+export type {
+  AttachmentInfo,
+  AttachmentStatsInfo,
+  CidrSpec,
+  Command,
+  CommandOutcome,
+  DaemonInfo,
+  DnsDecision,
+  DnsMode,
+  DnsQuery,
+  DnsSpec,
+  DomainSpec,
+  Mode,
+  PolicySpec,
+  UnsubscribeReason,
+} from "./policy-spec.js";

@@ -1,0 +1,104 @@
+/**
+ * Plain TypeScript values a control-plane author works with (no protobuf in sight).
+ * to-wire.ts turns them into netfence.v1 messages; from-wire.ts turns daemon events into them.
+ */
+
+export type Mode = "disabled" | "allowlist" | "denylist" | "block-all";
+export type DnsMode = "disabled" | "allowlist" | "denylist" | "proxy";
+
+/** A CIDR ("10.0.0.0/8", "2001:db8::/32", a bare address) with an optional TTL counted from when the daemon receives it. */
+export interface CidrSpec {
+  readonly cidr: string;
+  readonly ttlSeconds?: number;
+}
+
+/** "*.example.com" is the same as { domain: "example.com", includeSubdomains: true }. */
+export interface DomainSpec {
+  readonly domain: string;
+  readonly includeSubdomains?: boolean;
+}
+
+export interface DnsSpec {
+  readonly mode: DnsMode;
+  readonly allow?: readonly (string | DomainSpec)[];
+  readonly deny?: readonly (string | DomainSpec)[];
+  /** "ip" or "ip:port" resolvers overriding the daemon default. */
+  readonly upstreams?: readonly string[];
+}
+
+/** A whole attachment policy: what SubscribedAck and BulkUpdate carry. */
+export interface PolicySpec {
+  readonly mode: Mode;
+  readonly allow?: readonly (string | CidrSpec)[];
+  readonly deny?: readonly (string | CidrSpec)[];
+  /**
+   * Absent in a BulkUpdate: DNS rules stay as they are on a Netfence daemon (the Go original
+   * clears them). Absent in a SubscribedAck: DNS filtering starts disabled.
+   */
+  readonly dns?: DnsSpec;
+}
+
+/** One command for one attachment. */
+export type Command =
+  | { readonly kind: "set-mode"; readonly mode: Mode }
+  | { readonly kind: "allow-cidr"; readonly cidr: string; readonly ttlSeconds?: number }
+  | { readonly kind: "deny-cidr"; readonly cidr: string; readonly ttlSeconds?: number }
+  | { readonly kind: "remove-cidr"; readonly cidr: string }
+  | { readonly kind: "bulk-update"; readonly policy: PolicySpec }
+  | { readonly kind: "set-dns-mode"; readonly mode: DnsMode }
+  | { readonly kind: "allow-domain"; readonly domain: string; readonly includeSubdomains?: boolean }
+  | { readonly kind: "deny-domain"; readonly domain: string; readonly includeSubdomains?: boolean }
+  | { readonly kind: "remove-domain"; readonly domain: string };
+
+/** The daemon's answer to one command (the CommandResult extension event). */
+export interface CommandOutcome {
+  readonly commandId: string;
+  readonly attachmentId: string;
+  readonly applied: boolean;
+  /** Why it was rejected; null when applied. Nothing changed on the daemon when rejected. */
+  readonly error: string | null;
+}
+
+export interface DaemonInfo {
+  readonly daemonId: string;
+  readonly hostname: string;
+  readonly metadata: Readonly<Record<string, string>>;
+}
+
+export interface AttachmentInfo {
+  readonly id: string;
+  /** Interface name or cgroup path. */
+  readonly target: string;
+  readonly type: "interface" | "cgroup" | "unspecified";
+  readonly mode: Mode | "unspecified";
+  readonly dnsMode: DnsMode | "unspecified";
+  /** "ip:port" of the attachment's DNS server; "" for attachments listed in a SyncRequest (not carried there). */
+  readonly dnsAddress: string;
+  readonly metadata: Readonly<Record<string, string>>;
+}
+
+export interface AttachmentStatsInfo {
+  readonly id: string;
+  readonly packetsAllowed: bigint;
+  readonly packetsBlocked: bigint;
+  readonly dnsQueriesAllowed: bigint;
+  readonly dnsQueriesBlocked: bigint;
+}
+
+export type UnsubscribeReason = "removed" | "detached" | "error" | "unspecified";
+
+export interface DnsQuery {
+  readonly attachmentId: string;
+  readonly domain: string;
+  /** "A", "AAAA", … */
+  readonly queryType: string;
+}
+
+export interface DnsDecision {
+  readonly allow: boolean;
+  /** Add the answer's addresses to the attachment's IP allowlist. */
+  readonly addToFilter?: boolean;
+  /** Answer with these addresses instead of resolving upstream. */
+  readonly ips?: readonly string[];
+  readonly ttlSeconds?: number;
+}

@@ -1,0 +1,106 @@
+import { create } from "@bufbuild/protobuf";
+import { DurationSchema, type Duration } from "@bufbuild/protobuf/wkt";
+import {
+  BulkUpdateSchema,
+  CIDREntrySchema,
+  ControlCommandSchema,
+  DnsConfigSchema,
+  DomainEntrySchema,
+  SubscribedAckSchema,
+  type BulkUpdate,
+  type CIDREntry,
+  type ControlCommand,
+  type DnsConfig,
+  type DomainEntry,
+  type SubscribedAck,
+} from "../../../proto/gen/netfence/v1/control_pb.js";
+import { DnsMode as WireDnsMode, PolicyMode } from "../../../proto/gen/netfence/v1/types_pb.js";
+import type { CidrSpec, Command, DnsMode, DnsSpec, DomainSpec, Mode, PolicySpec } from "./policy-spec.js";
+
+/** Plain SDK values → netfence.v1 messages. */
+
+export function modeToWire(mode: Mode): PolicyMode {
+  switch (mode) {
+    case "disabled": return PolicyMode.DISABLED;
+    case "allowlist": return PolicyMode.ALLOWLIST;
+    case "denylist": return PolicyMode.DENYLIST;
+    case "block-all": return PolicyMode.BLOCK_ALL;
+  }
+}
+
+export function dnsModeToWire(mode: DnsMode): WireDnsMode {
+  switch (mode) {
+    case "disabled": return WireDnsMode.DISABLED;
+    case "allowlist": return WireDnsMode.ALLOWLIST;
+    case "denylist": return WireDnsMode.DENYLIST;
+    case "proxy": return WireDnsMode.PROXY;
+  }
+}
+
+function ttlToWire(ttlSeconds: number | undefined): Duration | undefined {
+  if (ttlSeconds === undefined || ttlSeconds === 0) return undefined;
+  const whole = Math.trunc(ttlSeconds);
+  return create(DurationSchema, { seconds: BigInt(whole), nanos: Math.round((ttlSeconds - whole) * 1e9) });
+}
+
+export function cidrToWire(entry: string | CidrSpec): CIDREntry {
+  const spec: CidrSpec = typeof entry === "string" ? { cidr: entry } : entry;
+  return create(CIDREntrySchema, { cidr: spec.cidr, ttl: ttlToWire(spec.ttlSeconds) });
+}
+
+export function domainToWire(entry: string | DomainSpec): DomainEntry {
+  const spec: DomainSpec = typeof entry === "string" ? { domain: entry } : entry;
+  return create(DomainEntrySchema, { domain: spec.domain, includeSubdomains: spec.includeSubdomains ?? false });
+}
+
+export function dnsToWire(dns: DnsSpec): DnsConfig {
+  return create(DnsConfigSchema, {
+    mode: dnsModeToWire(dns.mode),
+    allowDomains: (dns.allow ?? []).map(domainToWire),
+    denyDomains: (dns.deny ?? []).map(domainToWire),
+    upstreamServers: [...(dns.upstreams ?? [])],
+  });
+}
+
+export function policyToSubscribedAck(policy: PolicySpec): SubscribedAck {
+  return create(SubscribedAckSchema, {
+    mode: modeToWire(policy.mode),
+    allowCidrs: (policy.allow ?? []).map(cidrToWire),
+    denyCidrs: (policy.deny ?? []).map(cidrToWire),
+    dns: policy.dns === undefined ? undefined : dnsToWire(policy.dns),
+  });
+}
+
+export function policyToBulkUpdate(policy: PolicySpec): BulkUpdate {
+  return create(BulkUpdateSchema, {
+    mode: modeToWire(policy.mode),
+    allowCidrs: (policy.allow ?? []).map(cidrToWire),
+    denyCidrs: (policy.deny ?? []).map(cidrToWire),
+    dns: policy.dns === undefined ? undefined : dnsToWire(policy.dns),
+  });
+}
+
+/** One command → ControlCommand (id = attachment id; commandId "" = no CommandResult wanted). */
+export function commandToWire(attachmentId: string, command: Command, commandId: string): ControlCommand {
+  const base = { id: attachmentId, commandId };
+  switch (command.kind) {
+    case "set-mode":
+      return create(ControlCommandSchema, { ...base, command: { case: "setMode", value: { mode: modeToWire(command.mode) } } });
+    case "allow-cidr":
+      return create(ControlCommandSchema, { ...base, command: { case: "allowCidr", value: cidrToWire(command) } });
+    case "deny-cidr":
+      return create(ControlCommandSchema, { ...base, command: { case: "denyCidr", value: cidrToWire(command) } });
+    case "remove-cidr":
+      return create(ControlCommandSchema, { ...base, command: { case: "removeCidr", value: command.cidr } });
+    case "bulk-update":
+      return create(ControlCommandSchema, { ...base, command: { case: "bulkUpdate", value: policyToBulkUpdate(command.policy) } });
+    case "set-dns-mode":
+      return create(ControlCommandSchema, { ...base, command: { case: "setDnsMode", value: { mode: dnsModeToWire(command.mode) } } });
+    case "allow-domain":
+      return create(ControlCommandSchema, { ...base, command: { case: "allowDomain", value: domainToWire(command) } });
+    case "deny-domain":
+      return create(ControlCommandSchema, { ...base, command: { case: "denyDomain", value: domainToWire(command) } });
+    case "remove-domain":
+      return create(ControlCommandSchema, { ...base, command: { case: "removeDomain", value: command.domain } });
+  }
+}
