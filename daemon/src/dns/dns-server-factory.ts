@@ -20,11 +20,10 @@ export interface DnsServerHandle {
   stats(): DnsServerStats;
 }
 
-export type DnsServerFactory = (
-  attachmentId: string,
-  listen: { readonly host: string; readonly port: number },
-  getPolicy: () => DnsPolicy,
-) => Promise<DnsServerHandle>;
+/** Structurally the `DnsServerFactory` the attachment manager expects (attachments/dns-server-factory.ts). */
+export interface DnsServerFactory {
+  start(attachmentId: string, listen: { readonly host: string; readonly port: number }, getPolicy: () => DnsPolicy): Promise<DnsServerHandle>;
+}
 
 export interface DnsServerFactoryOptions {
   readonly defaultUpstreams: readonly string[];
@@ -38,7 +37,7 @@ export interface DnsServerFactoryOptions {
 export function createDnsServerFactory(opts: DnsServerFactoryOptions): DnsServerFactory {
   for (const upstream of opts.defaultUpstreams) parseUpstreamAddress(upstream); // INVALID_ARGUMENT at startup
   const pool = new UpstreamPool({ ...DEFAULT_UPSTREAM_OPTIONS, timeoutMs: opts.upstreamTimeoutMs ?? DEFAULT_UPSTREAM_OPTIONS.timeoutMs });
-  return async (attachmentId, listen, getPolicy) => {
+  const start = async (attachmentId: string, listen: { readonly host: string; readonly port: number }, getPolicy: () => DnsPolicy): Promise<DnsServerHandle> => {
     const server = await AttachmentDnsServer.start({
       attachmentId,
       listen,
@@ -56,4 +55,5 @@ export function createDnsServerFactory(opts: DnsServerFactoryOptions): DnsServer
       stats: () => server.stats(),
     };
   };
+  return { start };
 }

@@ -19,9 +19,9 @@ describe("createDnsServerFactory", () => {
   it("starts independent servers per attachment sharing one upstream socket", async () => {
     const allower = new RecordingAllower();
     allower.delayMs = 1;
-    const start = createDnsServerFactory({ defaultUpstreams: [upstream.address], allower, logger: silentLogger });
-    const a = await start("att-a", { host: "127.0.0.1", port: 0 }, () => dnsPolicy("allowlist", ["*.a.test"]));
-    const b = await start("att-b", { host: "127.0.0.1", port: 0 }, () => dnsPolicy("denylist", [], ["*.a.test"]));
+    const factory = createDnsServerFactory({ defaultUpstreams: [upstream.address], allower, logger: silentLogger });
+    const a = await factory.start("att-a", { host: "127.0.0.1", port: 0 }, () => dnsPolicy("allowlist", ["*.a.test"]));
+    const b = await factory.start("att-b", { host: "127.0.0.1", port: 0 }, () => dnsPolicy("denylist", [], ["*.a.test"]));
     handles.push(a, b);
     expect(a.address).not.toBe(b.address);
     expect((await udpQuery(a.address, "x.a.test")).rcode).toBe("NOERROR");
