@@ -142,14 +142,14 @@ export class Sandbox {
 
   /** Runs a command in a namespace (optionally inside a cgroup), bounded in time. */
   exec(ns: string, argv: string[], opts: { cgroup?: string; allowFail?: boolean; timeoutMs?: number } = {}) {
-    const inner = opts.cgroup ? ["sh", "-c", `echo $$ > ${opts.cgroup}/cgroup.procs && exec "$@"`, "sh", ...argv] : argv;
-    return sh("ip", ["netns", "exec", ns, ...inner], { allowFail: opts.allowFail, timeoutMs: opts.timeoutMs });
+    const [cmd, args] = inNamespace(ns, argv, opts.cgroup);
+    return sh(cmd, args, { allowFail: opts.allowFail, timeoutMs: opts.timeoutMs });
   }
 
   /** Starts a long-lived process in a namespace; killed (by PID) at cleanup. Lines of stdout go to onLine. */
   spawn(ns: string, argv: string[], opts: { cgroup?: string; onLine?: (line: string) => void } = {}): ChildProcess {
-    const inner = opts.cgroup ? ["sh", "-c", `echo $$ > ${opts.cgroup}/cgroup.procs && exec "$@"`, "sh", ...argv] : argv;
-    const child = spawn("ip", ["netns", "exec", ns, ...inner], { stdio: ["ignore", "pipe", "pipe"] });
+    const [cmd, args] = inNamespace(ns, argv, opts.cgroup);
+    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
     this.children.add(child);
     child.on("exit", () => this.children.delete(child));
     if (opts.onLine) createInterface({ input: child.stdout! }).on("line", opts.onLine);
@@ -176,6 +176,15 @@ export class Sandbox {
     for (const fn of this.cleanups.reverse()) await fn().catch(() => undefined);
     this.cleanups.length = 0;
   }
+}
+
+/**
+ * argv that runs `argv` inside netns `ns`, optionally as a member of `cgroup`. The cgroup is
+ * joined first: `ip netns exec` remounts /sys, which hides a cgroup2 mount below it.
+ */
+function inNamespace(ns: string, argv: string[], cgroup?: string): [string, string[]] {
+  if (!cgroup) return ["ip", ["netns", "exec", ns, ...argv]];
+  return ["sh", ["-c", `echo $$ > "${cgroup}/cgroup.procs" && exec ip netns exec "$0" "$@"`, ns, ...argv]];
 }
 
 export function fixture(name: string): string {
