@@ -1,0 +1,123 @@
+import type pino from "pino";
+import type { ControlPlaneHooks } from "../sdk/control-plane-server.js";
+import type { DaemonHandle } from "../sdk/daemon-handle.js";
+import type { AttachmentInfo, AttachmentStatsInfo, PolicySpec } from "../sdk/policy-spec.js";
+import { labelsOf, selectPolicy, type PolicyFile } from "./policy-file.js";
+
+export interface PushSummary {
+  /** Attachments whose policy changed and got a BulkUpdate. */
+  readonly pushed: number;
+  readonly applied: number;
+  readonly rejected: number;
+  /** No CommandResult (timeout, disconnect, or a daemon without the extension). */
+  readonly unconfirmed: number;
+  readonly unchanged: number;
+}
+
+/**
+ * netfence-cp's brain: answers SubscribedAck from the policy file, reconciles every attachment of
+ * a (re)synced daemon, and on reload pushes an atomic BulkUpdate (mode + CIDRs + DNS) to exactly
+ * the attachments whose selected policy changed.
+ */
+export class PolicyController implements ControlPlaneHooks {
+  private file: PolicyFile;
+  /** daemonId → attachmentId → canonical JSON of the policy last sent. */
+  private readonly sent = new Map<string, Map<string, string>>();
+  private readonly lastStats = new Map<string, AttachmentStatsInfo>();
+
+  constructor(file: PolicyFile, private readonly log: pino.Logger) {
+    this.file = file;
+  }
+
+  policyFile(): PolicyFile {
+    return this.file;
+  }
+
+  /** Latest heartbeat counters per attachment id. */
+  stats(): ReadonlyMap<string, AttachmentStatsInfo> {
+    return this.lastStats;
+  }
+
+  onSubscribed(daemon: DaemonHandle, attachment: AttachmentInfo): PolicySpec {
+    const { rule, policy } = selectPolicy(this.file, labelsOf(daemon.info.metadata, attachment.metadata));
+    this.remember(daemon.daemonId, attachment.id, policy);
+    this.log.info({ daemonId: daemon.daemonId, attachmentId: attachment.id, rule: rule ?? "(defaults)", mode: policy.mode }, "initial policy");
+    return policy;
+  }
+
+  async onDaemonSynced(daemon: DaemonHandle): Promise<void> {
+    // A daemon that reconnects may have missed reloads while it was away: reconcile all of it.
+    this.sent.delete(daemon.daemonId);
+    const summary = await this.pushChanged([daemon]);
+    this.log.info({ daemonId: daemon.daemonId, attachments: daemon.attachments.size, ...summary }, "daemon reconciled");
+  }
+
+  onUnsubscribed(daemon: DaemonHandle, attachmentId: string, reason: string): void {
+    this.sent.get(daemon.daemonId)?.delete(attachmentId);
+    this.lastStats.delete(attachmentId);
+    this.log.info({ daemonId: daemon.daemonId, attachmentId, reason }, "attachment gone");
+  }
+
+  onHeartbeat(daemon: DaemonHandle, stats: readonly AttachmentStatsInfo[]): void {
+    for (const s of stats) this.lastStats.set(s.id, s);
+    this.log.debug({ daemonId: daemon.daemonId, attachments: stats.length }, "heartbeat");
+  }
+
+  onDaemonDisconnected(daemon: DaemonHandle, reason: string): void {
+    this.sent.delete(daemon.daemonId);
+    this.log.warn({ daemonId: daemon.daemonId, reason }, "daemon disconnected");
+  }
+
+  /** Switches to a new policy file and pushes BulkUpdates where the selected policy changed. */
+  async reload(file: PolicyFile, daemons: readonly DaemonHandle[]): Promise<PushSummary> {
+    this.file = file;
+    return this.pushChanged(daemons);
+  }
+
+  private async pushChanged(daemons: readonly DaemonHandle[]): Promise<PushSummary> {
+    let unchanged = 0;
+    const pushes: Array<Promise<"applied" | "rejected" | "unconfirmed">> = [];
+    for (const daemon of daemons) {
+      if (!daemon.connected) continue;
+      for (const attachment of daemon.attachments.values()) {
+        const { rule, policy } = selectPolicy(this.file, labelsOf(daemon.info.metadata, attachment.metadata));
+        const canonical = JSON.stringify(policy);
+        if (this.sent.get(daemon.daemonId)?.get(attachment.id) === canonical) {
+          unchanged++;
+          continue;
+        }
+        this.remember(daemon.daemonId, attachment.id, policy);
+        const log = { daemonId: daemon.daemonId, attachmentId: attachment.id, rule: rule ?? "(defaults)" };
+        pushes.push(daemon.bulkUpdate(attachment.id, policy).then(
+          (outcome) => {
+            if (outcome.applied) {
+              this.log.info(log, "BulkUpdate applied");
+              return "applied";
+            }
+            this.log.error({ ...log, err: outcome.error }, "BulkUpdate rejected by the daemon");
+            this.sent.get(daemon.daemonId)?.delete(attachment.id);
+            return "rejected";
+          },
+          (err: unknown) => {
+            this.log.warn({ ...log, err: err instanceof Error ? err.message : String(err) }, "BulkUpdate not confirmed");
+            return "unconfirmed";
+          },
+        ));
+      }
+    }
+    const results = await Promise.all(pushes);
+    return {
+      pushed: pushes.length,
+      applied: results.filter((r) => r === "applied").length,
+      rejected: results.filter((r) => r === "rejected").length,
+      unconfirmed: results.filter((r) => r === "unconfirmed").length,
+      unchanged,
+    };
+  }
+
+  private remember(daemonId: string, attachmentId: string, policy: PolicySpec): void {
+    let m = this.sent.get(daemonId);
+    if (!m) this.sent.set(daemonId, (m = new Map()));
+    m.set(attachmentId, JSON.stringify(policy));
+  }
+}
