@@ -1,0 +1,26 @@
+#!/bin/sh
+# /init of the portability initramfs: PID 1 inside a qemu guest booted from Debian's kernel.
+# Mounts the pseudo file systems, loads this kernel's veth/clsact/cls_bpf modules, runs checks.sh against the
+# real loader and objects, prints PORTABILITY: PASS|FAIL on the console and powers off.
+export PATH=/sbin:/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mount -t tmpfs run /run
+mount -t bpf bpf /sys/fs/bpf
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+KVER=$(uname -r)
+echo "info guest up: kernel $KVER, uptime $(cut -d' ' -f1 /proc/uptime)s"
+for m in veth sch_ingress cls_bpf; do
+	f=/lib/modules/$KVER/$m.ko
+	[ -f "$f" ] && { insmod "$f" || echo "info insmod $m failed (built in?)"; }
+done
+echo "info bpf_jit_enable=$(cat /proc/sys/net/core/bpf_jit_enable 2>/dev/null) btf_bytes=$(wc -c < /sys/kernel/btf/vmlinux 2>/dev/null)"
+METHOD=auto
+for w in $(cat /proc/cmdline); do
+	case $w in netfence.method=*) METHOD=${w#netfence.method=} ;; esac
+done
+IP=/sbin/ip sh /test/checks.sh g /sys/fs/bpf/netfence-port /sys/fs/cgroup /test/bpf /test/netfence-loader \
+	/test/guest-client "$METHOD" || echo "info checks.sh exit status $?"
+echo "info guest done: uptime $(cut -d' ' -f1 /proc/uptime)s"
+poweroff -f
