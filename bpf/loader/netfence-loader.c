@@ -23,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <linux/membarrier.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -876,17 +878,32 @@ static struct att *att_for(const char *raw_id, const char *op)
 	return a;
 }
 
+/*
+ * Waits until every BPF program run that started before now has finished. Programs run inside
+ * RCU read-side sections, and membarrier(MEMBARRIER_CMD_GLOBAL) is synchronize_rcu(). Without it
+ * (nohz_full kernels refuse the command) fall back to a wait far longer than any program run.
+ */
+static void wait_for_running_programs(void)
+{
+	if (syscall(__NR_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) != 0) {
+		struct timespec ts = { 0, 100 * 1000000l };
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* After a flip, the previous generation's maps stay installed until no packet can still be
+ * using them, then are swapped for empty ones so their memory is freed. */
 static void release_stale_generation(struct att *a)
 {
 	if (!a->release_at.tv_sec)
 		return;
 	a->release_at.tv_sec = 0;
+	wait_for_running_programs();
 	install_empty_generation(a, a->st->active_gen ^ 1);
 }
 
-/* How long the previous generation stays installed after a flip: packets that read the old
- * active_gen just before the flip may still look up its maps. Program runs take microseconds. */
-#define NF_RELEASE_DELAY_MS 200
+/* Release is deferred off the request path (done by the idle loop) by this much. */
+#define NF_RELEASE_DELAY_MS 50
 
 static int op_replace(const void *req, size_t len)
 {
@@ -902,13 +919,7 @@ static int op_replace(const void *req, size_t len)
 		return -ENOENT;
 	/* A replace right after another must not overwrite the generation packets may still use. */
 	if (a->release_at.tv_sec) {
-		struct timespec ts = { 0, NF_RELEASE_DELAY_MS * 1000000l };
-		__s64 wait = (__s64)a->release_at.tv_sec * 1000000000ll + a->release_at.tv_nsec - clock_ns(CLOCK_MONOTONIC);
-		if (wait > 0) {
-			ts.tv_sec = wait / 1000000000ll;
-			ts.tv_nsec = wait % 1000000000ll;
-			nanosleep(&ts, NULL);
-		}
+		wait_for_running_programs();
 		a->release_at.tv_sec = 0;
 	}
 	const struct nf_wire_entry *es = (const void *)(r + 1);
