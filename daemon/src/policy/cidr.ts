@@ -15,7 +15,9 @@ export function parseCidr(text: string): Cidr {
   if (raw === "" || raw.length > 64) throw invalidArgument(`invalid CIDR "${text}": empty or too long`);
   const slash = raw.indexOf("/");
   const addrText = slash === -1 ? raw : raw.slice(0, slash);
-  if (!ipaddr.isValid(addrText) || !/^[0-9a-fA-F.:]+$/.test(addrText)) {
+  // IPv4 only in the four-part dotted-decimal form: "1.2.3" or "0x0a.0.0.1" are not accepted.
+  const looksV4 = !addrText.includes(":");
+  if (looksV4 ? !ipaddr.IPv4.isValidFourPartDecimal(addrText) : !ipaddr.IPv6.isValid(addrText) || !/^[0-9a-fA-F.:]+$/.test(addrText)) {
     throw invalidArgument(`invalid CIDR "${text}": "${addrText}" is not an IP address`);
   }
   const parsed = ipaddr.parse(addrText);
