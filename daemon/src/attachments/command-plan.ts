@@ -1,0 +1,139 @@
+import { formatCidr, parseCidr, type Cidr } from "../policy/cidr.js";
+import { nameAllowed } from "../dns/domain-match.js";
+import type { FilterEntry, FilterMode, FilterPolicy } from "../datapath/filter.js";
+import type { DnsPolicy, DomainRule, PolicyCommand } from "../policy/policy.js";
+import { indexRules, type PolicyState, type PrefixRules } from "./policy-state.js";
+
+/**
+ * Turns one validated command into a plan: the single kernel operation that expresses it, and a
+ * commit that updates the in-memory state. The manager runs the kernel operation first and
+ * commits only if it succeeded, so a failed command changes nothing anywhere.
+ *
+ * A later command about the same prefix (or domain) replaces the earlier one: AllowCIDR of a
+ * prefix that was denied turns it into an allow (the prefix is the key, as in the original).
+ */
+export type KernelOp =
+  | { readonly kind: "none" }
+  | { readonly kind: "mode"; readonly mode: FilterMode; readonly audit: boolean }
+  | { readonly kind: "upsert"; readonly entries: readonly FilterEntry[] }
+  | { readonly kind: "delete"; readonly cidrs: readonly Cidr[] }
+  | { readonly kind: "replace"; readonly policy: FilterPolicy };
+
+export interface Plan {
+  readonly op: KernelOp;
+  commit(): void;
+}
+
+/** Above this many touched prefixes one atomic replace is cheaper than entry updates. */
+export const REPLACE_THRESHOLD = 256;
+
+export function planCommand(state: PolicyState, command: PolicyCommand, nowMs: number): Plan {
+  switch (command.kind) {
+    case "set-mode":
+      return {
+        op: state.mode === command.mode ? { kind: "none" } : { kind: "mode", mode: command.mode, audit: state.audit },
+        commit: () => {
+          state.mode = command.mode;
+        },
+      };
+    case "allow-cidr":
+    case "deny-cidr": {
+      const rule = command.rule;
+      const key = formatCidr(rule.cidr);
+      const next: PrefixRules =
+        command.kind === "allow-cidr" ? { cidr: rule.cidr, allow: rule, deny: null } : { cidr: rule.cidr, allow: null, deny: rule };
+      return prefixPlan(state, key, next, nowMs);
+    }
+    case "remove-cidr": {
+      const key = formatCidr(command.cidr);
+      if (!state.rules.has(key)) return { op: { kind: "none" }, commit: () => undefined };
+      return prefixPlan(state, key, null, nowMs);
+    }
+    case "bulk-update": {
+      const rules = indexRules(command.allowCidrs, command.denyCidrs);
+      const dns = command.dns ?? state.dns;
+      const dropped = droppedNames(state, dns);
+      const policy = state.compile(nowMs, dropped, rules);
+      return {
+        op: { kind: "replace", policy: { ...policy, mode: command.mode } },
+        commit: () => {
+          state.mode = command.mode;
+          state.rules = rules;
+          state.dns = dns;
+          for (const n of dropped) state.learned.removeName(n);
+        },
+      };
+    }
+    case "set-dns-mode":
+      return dnsPlan(state, { ...state.dns, mode: command.mode }, nowMs);
+    case "allow-domain":
+    case "deny-domain": {
+      const d = command.rule.domain;
+      const allowDomains = withoutDomain(state.dns.allowDomains, d);
+      const denyDomains = withoutDomain(state.dns.denyDomains, d);
+      if (command.kind === "allow-domain") allowDomains.push(command.rule);
+      else denyDomains.push(command.rule);
+      return dnsPlan(state, { ...state.dns, allowDomains, denyDomains }, nowMs);
+    }
+    case "remove-domain":
+      return dnsPlan(
+        state,
+        { ...state.dns, allowDomains: withoutDomain(state.dns.allowDomains, command.domain), denyDomains: withoutDomain(state.dns.denyDomains, command.domain) },
+        nowMs,
+      );
+  }
+}
+
+function withoutDomain(rules: readonly DomainRule[], domain: string): DomainRule[] {
+  return rules.filter((r) => r.domain !== domain);
+}
+
+function droppedNames(state: PolicyState, dns: DnsPolicy): Set<string> {
+  return new Set(state.learned.names().filter((n) => !nameAllowed(dns, n)));
+}
+
+function prefixPlan(state: PolicyState, key: string, next: PrefixRules | null, nowMs: number): Plan {
+  const cidr = next?.cidr ?? state.rules.get(key)!.cidr;
+  const entry = state.entryFor(key, cidr, nowMs, { rules: next });
+  return {
+    op: entry === null ? { kind: "delete", cidrs: [cidr] } : { kind: "upsert", entries: [entry] },
+    commit: () => {
+      if (next === null) state.rules.delete(key);
+      else state.rules.set(key, next);
+    },
+  };
+}
+
+/** DNS rules changed: learned addresses of names no longer allowed go, the rest stay exactly. */
+function dnsPlan(state: PolicyState, dns: DnsPolicy, nowMs: number): Plan {
+  const dropped = droppedNames(state, dns);
+  const commit = (): void => {
+    state.dns = dns;
+    for (const n of dropped) state.learned.removeName(n);
+  };
+  if (dropped.size === 0) return { op: { kind: "none" }, commit };
+  const affected = new Set<string>();
+  for (const n of dropped) for (const k of state.learned.prefixesOf(n)) affected.add(k);
+  if (affected.size > REPLACE_THRESHOLD) return { op: { kind: "replace", policy: state.compile(nowMs, dropped) }, commit };
+  return { op: prefixesOp(state, affected, nowMs, dropped), commit };
+}
+
+/**
+ * One kernel op recomputing `keys` (learned of `excluded` names left out): upsert or delete
+ * alone when possible, an atomic replace when both are needed.
+ */
+export function prefixesOp(state: PolicyState, keys: Iterable<string>, nowMs: number, excluded: ReadonlySet<string>): KernelOp {
+  const upserts: FilterEntry[] = [];
+  const deletes: Cidr[] = [];
+  for (const key of keys) {
+    const cidr = state.rules.get(key)?.cidr ?? parseCidr(key);
+    const learned = state.learned.forPrefix(key).filter((l) => !excluded.has(l.name));
+    const entry = state.entryFor(key, cidr, nowMs, { learned });
+    if (entry === null) deletes.push(cidr);
+    else upserts.push(entry);
+  }
+  if (upserts.length > 0 && deletes.length > 0) return { kind: "replace", policy: state.compile(nowMs, excluded) };
+  if (deletes.length > 0) return { kind: "delete", cidrs: deletes };
+  if (upserts.length > 0) return { kind: "upsert", entries: upserts };
+  return { kind: "none" };
+}

@@ -1,0 +1,691 @@
+import { randomBytes } from "node:crypto";
+import net from "node:net";
+import type { Logger } from "pino";
+import { NetfenceError, isNetfenceError } from "../errors.js";
+import { formatCidr, parseCidr, type Cidr } from "../policy/cidr.js";
+import type { AttachMethod, Filter, FilterEntry, TargetSpec } from "../datapath/filter.js";
+import type { AttachmentPolicy, PolicyCommand } from "../policy/policy.js";
+import type { ControlPlaneHost } from "../control-plane/control-plane-host.js";
+import type { ResolvedAddress, ResolvedAllower } from "../dns/resolved-allower.js";
+import type { AttachmentStatsView, AttachmentView } from "./attachment-view.js";
+import type { PolicySource } from "./policy-source.js";
+import type { DnsServerFactory, DnsServerHandle } from "./dns-server-factory.js";
+import { OpQueue } from "./op-queue.js";
+import { PolicyState, type PrefixRules } from "./policy-state.js";
+import { LearnedAddresses } from "./learned-addresses.js";
+import { planCommand, type KernelOp } from "./command-plan.js";
+import { interfaceIndex, isCgroupDir, resolveTarget, type TargetRequest } from "./target.js";
+import type { StateStore } from "../store/state-store.js";
+import { loadPolicy, type StoreSnapshot, type StoredAttachment } from "../store/snapshot.js";
+import { randomDaemonId } from "../store/daemon-id.js";
+
+/**
+ * The attachment manager: registry of attachments and THE single writer of kernel state. Every
+ * kernel-changing operation (attach, detach, policy commands, DNS-learned inserts, TTL garbage
+ * collection, restart adoption) runs through one OpQueue. It is the ControlPlaneHost the
+ * control-plane connection drives and the ResolvedAllower the DNS servers report to.
+ */
+
+export interface ManagerOptions {
+  readonly filter: Filter;
+  readonly policySource: PolicySource;
+  readonly store: StateStore;
+  readonly dnsServers: DnsServerFactory;
+  readonly logger: Logger;
+  readonly dns: { readonly listenAddr: string; readonly portMin: number; readonly portMax: number; readonly minTtlSeconds: number };
+  /** The cgroup2 mount (or configured override); null when there is none. */
+  readonly cgroupRoot: string | null;
+  /** Used when the store has no daemon id yet (memory store: derived from the machine). */
+  readonly fallbackDaemonId?: string;
+  readonly now?: () => number;
+  readonly gcIntervalMs?: number;
+  readonly newId?: () => string;
+}
+
+export interface AttachInput {
+  readonly target: TargetRequest;
+  readonly metadata: Readonly<Record<string, string>>;
+}
+
+export interface StartReport {
+  readonly adopted: string[];
+  /** Stored attachments whose pins or target vanished while the daemon was down. */
+  readonly removed: string[];
+  /** Pinned attachments the store did not know, detached and cleaned. */
+  readonly orphans: string[];
+}
+
+export interface WatchedTarget {
+  readonly id: string;
+  readonly target: TargetSpec;
+  readonly ifindex: number;
+}
+
+interface Record_ {
+  readonly id: string;
+  readonly slot: number;
+  readonly target: TargetSpec;
+  readonly key: string;
+  readonly targetText: string;
+  readonly dnsPort: number;
+  readonly dnsAddress: string;
+  readonly metadata: Readonly<Record<string, string>>;
+  readonly attachedAtMs: number;
+  readonly method: AttachMethod;
+  readonly ifindex: number;
+  readonly state: PolicyState;
+  dns: DnsServerHandle | null;
+  /** Persisted form; null when the state changed since it was built. */
+  stored: StoredAttachment | null;
+}
+
+interface Reservation {
+  readonly id: string;
+  readonly slot: number;
+  readonly port: number;
+  readonly key: string;
+  /** Settles when the attach finished (either way); commands for the id wait for it. */
+  readonly settled: Promise<void>;
+}
+
+interface PendingInsert {
+  readonly id: string;
+  readonly name: string;
+  readonly addresses: readonly ResolvedAddress[];
+  readonly ttlSeconds: number;
+  readonly resolve: () => void;
+  readonly reject: (err: unknown) => void;
+}
+
+export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
+  private readonly queue = new OpQueue();
+  private readonly records = new Map<string, Record_>();
+  private readonly reservations = new Map<string, Reservation>();
+  private readonly log: Logger;
+  private readonly now: () => number;
+  private readonly newId: () => string;
+  private daemonIdValue = "";
+  private gcTimer: NodeJS.Timeout | null = null;
+  private gcQueued = false;
+  private pendingInserts: PendingInsert[] = [];
+  private saveChain: Promise<void> = Promise.resolve();
+  private queuedSave: Promise<void> | null = null;
+  private stopped = false;
+
+  constructor(private readonly opts: ManagerOptions) {
+    this.log = opts.logger.child({ component: "attachments" });
+    this.now = opts.now ?? Date.now;
+    this.newId = opts.newId ?? (() => `nf-${randomBytes(6).toString("hex")}`);
+  }
+
+  get daemonId(): string {
+    return this.daemonIdValue;
+  }
+
+  get queueDepth(): number {
+    return this.queue.depth;
+  }
+
+  /** Loads the store, re-adopts pinned attachments, cleans orphans, starts the TTL collector. */
+  async start(): Promise<StartReport> {
+    const report = await this.queue.run(() => this.restore());
+    const interval = this.opts.gcIntervalMs ?? 1000;
+    if (interval > 0) {
+      this.gcTimer = setInterval(() => this.scheduleGc(), interval);
+      this.gcTimer.unref();
+    }
+    return report;
+  }
+
+  private async restore(): Promise<StartReport> {
+    const snapshot = await this.opts.store.load();
+    this.daemonIdValue = snapshot?.daemonId ?? (this.opts.store.durable ? randomDaemonId() : (this.opts.fallbackDaemonId ?? randomDaemonId()));
+    const pinned = new Set(await this.opts.filter.listPinned());
+    const report: StartReport = { adopted: [], removed: [], orphans: [] };
+    for (const stored of snapshot?.attachments ?? []) {
+      const alog = this.log.child({ attachmentId: stored.id });
+      if (!pinned.has(stored.id)) {
+        alog.warn("stored attachment has no pins any more; dropping it");
+        report.removed.push(stored.id);
+        continue;
+      }
+      pinned.delete(stored.id);
+      if (!targetAlive(stored.target, stored.ifindex)) {
+        alog.warn({ target: stored.targetText }, "target vanished while the daemon was down; detaching");
+        await this.opts.filter.detach(stored.id).catch((err: unknown) => alog.warn({ err }, "detach of vanished target failed"));
+        report.removed.push(stored.id);
+        continue;
+      }
+      try {
+        const adopted = await this.opts.filter.adopt(stored.id);
+        const policy = loadPolicy(stored.policy);
+        const learned = new LearnedAddresses();
+        for (const l of stored.learned) learned.add(l.name, parseCidr(l.address), l.expiresAtMs);
+        const rec: Record_ = {
+          id: stored.id,
+          slot: adopted.slot,
+          target: stored.target,
+          key: targetKey(stored.target),
+          targetText: stored.targetText,
+          dnsPort: stored.dnsPort,
+          dnsAddress: this.dnsAddress(stored.dnsPort),
+          metadata: stored.metadata,
+          attachedAtMs: stored.attachedAtMs,
+          method: adopted.method,
+          ifindex: stored.ifindex,
+          state: new PolicyState(policy, learned),
+          dns: null,
+          stored: null,
+        };
+        if (adopted.mode !== policy.mode || adopted.audit !== policy.audit) {
+          // The daemon died between a kernel change and its save: make the kernel match the store.
+          await this.opts.filter.replacePolicy(rec.id, rec.state.compile(this.now()));
+        }
+        this.records.set(rec.id, rec);
+        rec.dns = await this.startDns(rec).catch((err: unknown) => {
+          alog.error({ err }, "DNS server could not be restarted; the filter keeps enforcing");
+          return null;
+        });
+        report.adopted.push(rec.id);
+        alog.info({ target: rec.targetText, slot: rec.slot, dnsAddress: rec.dnsAddress }, "re-adopted pinned attachment");
+      } catch (err) {
+        alog.error({ err }, "pinned attachment cannot be adopted; detaching it");
+        await this.opts.filter.detach(stored.id).catch(() => undefined);
+        report.removed.push(stored.id);
+      }
+    }
+    for (const id of pinned) {
+      this.log.warn({ attachmentId: id }, "pinned attachment unknown to the state store; removing it");
+      try {
+        await this.opts.filter.detach(id);
+      } catch {
+        await this.opts.filter.adopt(id).then(() => this.opts.filter.detach(id)).catch((err: unknown) => {
+          this.log.error({ attachmentId: id, err }, "cannot remove orphaned pins");
+        });
+      }
+      report.orphans.push(id);
+    }
+    for (const id of report.removed) this.opts.policySource.unsubscribed(id, "removed");
+    await this.persist();
+    return report;
+  }
+
+  // ---------------------------------------------------------------- attach / detach
+
+  async attach(input: AttachInput): Promise<AttachmentView> {
+    let settle!: () => void;
+    const settled = new Promise<void>((r) => (settle = r));
+    const reservation = await this.queue.run(async () => {
+      this.assertRunning();
+      const target = resolveTarget(input.target, this.opts.cgroupRoot);
+      const existing = this.findByKey(target.key);
+      if (existing !== null) {
+        throw new NetfenceError("ALREADY_EXISTS", `${target.text} is already attached as ${existing}`, {
+          details: { target: target.text, id: existing },
+        });
+      }
+      const r: Reservation = { id: this.uniqueId(), slot: this.freeSlot(), port: this.freePort(), key: target.key, settled };
+      this.reservations.set(r.id, r);
+      return { r, target };
+    });
+    const { r, target } = reservation;
+    const alog = this.log.child({ attachmentId: r.id });
+    const view: AttachmentView = {
+      id: r.id,
+      target: target.text,
+      type: target.spec.kind,
+      mode: "disabled",
+      dnsMode: "disabled",
+      dnsAddress: this.dnsAddress(r.port),
+      metadata: { ...input.metadata },
+      attachedAtMs: this.now(),
+      method: target.spec.kind === "interface" ? "tcx" : "cgroup-link",
+    };
+    let subscribed = false;
+    try {
+      const policy = await this.opts.policySource.subscribe(view);
+      subscribed = true;
+      const rec = await this.queue.run(() => this.install(r, target.spec, target.text, view, policy));
+      await this.persist();
+      alog.info({ target: rec.targetText, type: rec.target.kind, method: rec.method, dnsAddress: rec.dnsAddress }, "attached");
+      return this.view(rec);
+    } catch (err) {
+      alog.warn({ err, target: target.text }, "attach failed; rolled back");
+      if (subscribed) this.opts.policySource.unsubscribed(r.id, "error", err instanceof Error ? err.message : String(err));
+      throw NetfenceError.from(err);
+    } finally {
+      this.reservations.delete(r.id);
+      settle();
+    }
+  }
+
+  private async install(r: Reservation, spec: TargetSpec, text: string, view: AttachmentView, policy: AttachmentPolicy): Promise<Record_> {
+    this.assertRunning();
+    // The target may have vanished while the control plane was answering.
+    const ifindex = spec.kind === "interface" ? interfaceIndex(spec.name) : 0;
+    if (spec.kind === "interface" && ifindex === null) {
+      throw new NetfenceError("NOT_FOUND", `interface "${spec.name}" disappeared during attach`);
+    }
+    const state = new PolicyState(policy);
+    const listen = this.opts.dns.listenAddr;
+    const result = await this.opts.filter.attach(
+      {
+        id: r.id,
+        slot: r.slot,
+        target: spec,
+        dns: { ipv4: net.isIPv4(listen) ? listen : null, ipv6: net.isIPv6(listen) ? listen : null, port: r.port },
+      },
+      state.compile(this.now()),
+    );
+    const rec: Record_ = {
+      id: r.id,
+      slot: r.slot,
+      target: spec,
+      key: r.key,
+      targetText: text,
+      dnsPort: r.port,
+      dnsAddress: view.dnsAddress,
+      metadata: view.metadata,
+      attachedAtMs: view.attachedAtMs,
+      method: result.method,
+      ifindex: ifindex ?? result.ifindex,
+      state,
+      dns: null,
+      stored: null,
+    };
+    try {
+      rec.dns = await this.startDns(rec);
+    } catch (err) {
+      await this.opts.filter.detach(r.id).catch((e: unknown) => this.log.error({ attachmentId: r.id, err: e }, "rollback detach failed"));
+      throw new NetfenceError("UNAVAILABLE", `DNS server for ${r.id} could not listen on ${view.dnsAddress}: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+    this.records.set(rec.id, rec);
+    return rec;
+  }
+
+  private startDns(rec: Record_): Promise<DnsServerHandle> {
+    return this.opts.dnsServers.start(rec.id, { host: this.opts.dns.listenAddr, port: rec.dnsPort }, () => rec.state.dns);
+  }
+
+  async detach(id: string): Promise<void> {
+    await this.queue.run(() => this.remove(id, "detached"));
+    await this.persist();
+  }
+
+  /** The target watcher saw the interface/cgroup vanish. */
+  async targetGone(id: string): Promise<void> {
+    await this.queue.run(async () => {
+      if (!this.records.has(id)) return;
+      await this.remove(id, "removed");
+    });
+    await this.persist();
+  }
+
+  private async remove(id: string, reason: "detached" | "removed"): Promise<void> {
+    const rec = this.records.get(id);
+    if (rec === undefined) throw new NetfenceError("NOT_FOUND", `no attachment with id "${id}"`, { details: { id } });
+    try {
+      await this.opts.filter.detach(id);
+    } catch (err) {
+      if (!(isNetfenceError(err) && err.code === "NOT_FOUND")) throw err;
+    }
+    this.records.delete(id);
+    await rec.dns?.stop().catch((err: unknown) => this.log.warn({ attachmentId: id, err }, "DNS server stop failed"));
+    this.log.info({ attachmentId: id, target: rec.targetText, reason }, reason === "detached" ? "detached" : "target vanished; attachment removed");
+    this.opts.policySource.unsubscribed(id, reason);
+  }
+
+  // ---------------------------------------------------------------- views
+
+  get(id: string): AttachmentView {
+    const rec = this.records.get(id);
+    if (rec === undefined) throw new NetfenceError("NOT_FOUND", `no attachment with id "${id}"`, { details: { id } });
+    return this.view(rec);
+  }
+
+  /** All live attachments, oldest first (stable order for paging). */
+  list(): AttachmentView[] {
+    return [...this.records.values()].sort((a, b) => a.attachedAtMs - b.attachedAtMs || (a.id < b.id ? -1 : 1)).map((r) => this.view(r));
+  }
+
+  get size(): number {
+    return this.records.size;
+  }
+
+  attachments(): readonly AttachmentView[] {
+    return this.list();
+  }
+
+  policyOf(id: string): AttachmentPolicy {
+    const rec = this.records.get(id);
+    if (rec === undefined) throw new NetfenceError("NOT_FOUND", `no attachment with id "${id}"`, { details: { id } });
+    return rec.state.toPolicy();
+  }
+
+  watchedTargets(): WatchedTarget[] {
+    return [...this.records.values()].map((r) => ({ id: r.id, target: r.target, ifindex: r.ifindex }));
+  }
+
+  /** Stats for some (or all) attachments: kernel counters + DNS counters. */
+  async statsFor(ids: readonly string[]): Promise<AttachmentStatsView[]> {
+    const counters = await this.opts.filter.counters(ids);
+    return ids.map((id) => {
+      const c = counters.get(id);
+      const d = this.records.get(id)?.dns?.stats();
+      return {
+        id,
+        packetsAllowed: c?.allowed ?? 0n,
+        packetsBlocked: c?.blocked ?? 0n,
+        packetsAudited: c?.audited ?? 0n,
+        dnsQueriesAllowed: d?.allowed ?? 0n,
+        dnsQueriesBlocked: d?.blocked ?? 0n,
+      };
+    });
+  }
+
+  async stats(): Promise<readonly AttachmentStatsView[]> {
+    return this.statsFor([...this.records.keys()]);
+  }
+
+  private view(rec: Record_): AttachmentView {
+    return {
+      id: rec.id,
+      target: rec.targetText,
+      type: rec.target.kind,
+      mode: rec.state.mode,
+      dnsMode: rec.state.dns.mode,
+      dnsAddress: rec.dnsAddress,
+      metadata: rec.metadata,
+      attachedAtMs: rec.attachedAtMs,
+      method: rec.method,
+    };
+  }
+
+  // ---------------------------------------------------------------- commands
+
+  async applyCommand(attachmentId: string, command: PolicyCommand): Promise<void> {
+    const pending = this.reservations.get(attachmentId);
+    if (pending !== undefined) await pending.settled;
+    await this.queue.run(async () => {
+      const rec = this.records.get(attachmentId);
+      if (rec === undefined) throw new NetfenceError("NOT_FOUND", `no attachment with id "${attachmentId}"`, { details: { id: attachmentId } });
+      const plan = planCommand(rec.state, command, this.now());
+      await this.runOp(rec.id, plan.op);
+      plan.commit();
+      rec.stored = null;
+      this.log.debug({ attachmentId, command: command.kind, op: plan.op.kind }, "command applied");
+    });
+    await this.persist();
+  }
+
+  private async runOp(id: string, op: KernelOp): Promise<void> {
+    const f = this.opts.filter;
+    switch (op.kind) {
+      case "none":
+        return;
+      case "mode":
+        return f.setMode(id, op.mode, op.audit);
+      case "upsert":
+        return f.upsertEntries(id, op.entries);
+      case "delete":
+        return f.deleteEntries(id, op.cidrs);
+      case "replace":
+        return f.replacePolicy(id, op.policy);
+    }
+  }
+
+  // ---------------------------------------------------------------- DNS-learned addresses
+
+  /**
+   * Records the addresses a DNS answer produced for `name` and makes sure the kernel allows them;
+   * resolves once they are in the map. Concurrent calls are coalesced into one queued operation
+   * (one batched upsert per attachment) per turn of the event loop.
+   */
+  allowResolved(attachmentId: string, name: string, addresses: readonly ResolvedAddress[], ttlSeconds: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.pendingInserts.push({ id: attachmentId, name, addresses, ttlSeconds, resolve, reject });
+      if (this.pendingInserts.length === 1) {
+        setImmediate(() => {
+          const batch = this.pendingInserts;
+          this.pendingInserts = [];
+          this.queue.run(() => this.insertLearned(batch)).catch((err: unknown) => {
+            for (const p of batch) p.reject(err);
+          });
+        });
+      }
+    });
+  }
+
+  private async insertLearned(batch: readonly PendingInsert[]): Promise<void> {
+    const now = this.now();
+    const byId = new Map<string, PendingInsert[]>();
+    for (const p of batch) {
+      if (!this.records.has(p.id)) {
+        p.reject(new NetfenceError("NOT_FOUND", `no attachment with id "${p.id}"`, { details: { id: p.id } }));
+        continue;
+      }
+      const list = byId.get(p.id) ?? [];
+      list.push(p);
+      byId.set(p.id, list);
+    }
+    let changed = false;
+    for (const [id, inserts] of byId) {
+      const rec = this.records.get(id)!;
+      const additions: { name: string; cidr: Cidr; key: string; expiresAtMs: number }[] = [];
+      for (const p of inserts) {
+        const ttl = p.ttlSeconds > 0 ? p.ttlSeconds : this.opts.dns.minTtlSeconds;
+        const deadline = now + ttl * 1000;
+        for (const a of p.addresses) {
+          let cidr: Cidr;
+          try {
+            cidr = parseCidr(a.address);
+          } catch {
+            continue;
+          }
+          additions.push({ name: p.name, cidr, key: formatCidr(cidr), expiresAtMs: deadline });
+        }
+      }
+      // Skip the kernel when the live entry already allows the address long enough (half its TTL).
+      const upserts = new Map<string, FilterEntry>();
+      for (const a of additions) {
+        const current = rec.state.entryFor(a.key, a.cidr, now);
+        const slack = (a.expiresAtMs - now) / 2;
+        if (current !== null && current.allow && (current.expiresAtMs === null || current.expiresAtMs >= a.expiresAtMs - slack)) continue;
+        const learned = [...rec.state.learned.forPrefix(a.key), { name: a.name, cidr: a.cidr, expiresAtMs: a.expiresAtMs }];
+        const entry = rec.state.entryFor(a.key, a.cidr, now, { learned });
+        if (entry !== null) upserts.set(a.key, entry);
+      }
+      try {
+        if (upserts.size > 0) await this.opts.filter.upsertEntries(id, [...upserts.values()]);
+      } catch (err) {
+        for (const p of inserts) p.reject(err);
+        continue;
+      }
+      for (const a of additions) {
+        const existing = rec.state.learned.forPrefix(a.key).find((l) => l.name === a.name);
+        // A skipped address keeps the deadline the kernel has, so memory never outlives the map.
+        const kernelEntry = upserts.get(a.key) ?? rec.state.entryFor(a.key, a.cidr, now);
+        const deadline = upserts.has(a.key) ? a.expiresAtMs : Math.min(a.expiresAtMs, kernelEntry?.expiresAtMs ?? a.expiresAtMs);
+        rec.state.learned.add(a.name, a.cidr, Math.max(deadline, existing?.expiresAtMs ?? 0));
+        rec.stored = null;
+        changed = true;
+      }
+      for (const p of inserts) p.resolve();
+    }
+    if (changed) this.persist().catch(() => undefined);
+  }
+
+  // ---------------------------------------------------------------- TTL garbage collection
+
+  private scheduleGc(): void {
+    if (this.gcQueued || this.stopped) return;
+    this.gcQueued = true;
+    this.queue
+      .run(() => this.collectExpired())
+      .catch((err: unknown) => this.log.error({ err }, "TTL garbage collection failed"))
+      .finally(() => {
+        this.gcQueued = false;
+      });
+  }
+
+  /** Removes expired CIDR rules and learned addresses from the policy and the kernel. */
+  async collectExpired(): Promise<number> {
+    const now = this.now();
+    let removed = 0;
+    for (const rec of this.records.values()) {
+      const st = rec.state;
+      const newRules = new Map<string, PrefixRules | null>();
+      for (const [key, r] of st.rules) {
+        const allowDead = r.allow !== null && r.allow.expiresAtMs !== null && r.allow.expiresAtMs <= now;
+        const denyDead = r.deny !== null && r.deny.expiresAtMs !== null && r.deny.expiresAtMs <= now;
+        if (!allowDead && !denyDead) continue;
+        const allow = allowDead ? null : r.allow;
+        const deny = denyDead ? null : r.deny;
+        newRules.set(key, allow === null && deny === null ? null : { cidr: r.cidr, allow, deny });
+      }
+      const expiredLearned = st.learned.expired(now);
+      if (newRules.size === 0 && expiredLearned.length === 0) continue;
+      const keys = new Set<string>([...newRules.keys(), ...expiredLearned.map((l) => formatCidr(l.cidr))]);
+      const upserts: FilterEntry[] = [];
+      const deletes: Cidr[] = [];
+      for (const key of keys) {
+        const cidr = st.rules.get(key)?.cidr ?? parseCidr(key);
+        const rules = newRules.has(key) ? newRules.get(key)! : undefined;
+        const entry = st.entryFor(key, cidr, now, rules === undefined ? {} : { rules });
+        if (entry === null) deletes.push(cidr);
+        else upserts.push(entry);
+      }
+      try {
+        // Expired entries are already ignored by the kernel, so two separate calls are safe here.
+        if (deletes.length > 0) await this.opts.filter.deleteEntries(rec.id, deletes);
+        if (upserts.length > 0) await this.opts.filter.upsertEntries(rec.id, upserts);
+      } catch (err) {
+        this.log.warn({ attachmentId: rec.id, err }, "expired entries could not be removed; retrying");
+        continue;
+      }
+      for (const [key, r] of newRules) {
+        if (r === null) st.rules.delete(key);
+        else st.rules.set(key, r);
+      }
+      for (const l of expiredLearned) st.learned.remove(l.name, formatCidr(l.cidr));
+      rec.stored = null;
+      removed += keys.size;
+      this.log.debug({ attachmentId: rec.id, prefixes: keys.size }, "expired entries removed");
+    }
+    if (removed > 0) this.persist().catch(() => undefined);
+    return removed;
+  }
+
+  // ---------------------------------------------------------------- persistence
+
+  /** Saves a snapshot taken after this call; concurrent calls share one write. */
+  persist(): Promise<void> {
+    if (this.queuedSave !== null) return this.queuedSave;
+    // Wait one macrotask so a burst of changes (10k commands) shares one write.
+    const p = this.saveChain.then(() => new Promise<void>((r) => setImmediate(r))).then(() => {
+      this.queuedSave = null;
+      return this.opts.store.save(this.snapshot());
+    });
+    this.queuedSave = p;
+    this.saveChain = p.catch((err: unknown) => {
+      this.log.error({ err }, "state store write failed");
+    });
+    return p;
+  }
+
+  snapshot(): StoreSnapshot {
+    const attachments = [...this.records.values()].map((r) => (r.stored ??= this.toStored(r)));
+    return { version: 1, daemonId: this.daemonIdValue, attachments };
+  }
+
+  private toStored(r: Record_): StoredAttachment {
+    const { policy, learned } = r.state.toStored();
+    return {
+      id: r.id,
+      slot: r.slot,
+      target: r.target,
+      targetText: r.targetText,
+      dnsPort: r.dnsPort,
+      metadata: r.metadata,
+      attachedAtMs: r.attachedAtMs,
+      method: r.method,
+      ifindex: r.ifindex,
+      policy,
+      learned,
+    };
+  }
+
+  /** Stops timers and DNS servers after the queue drains; pinned filters keep enforcing. */
+  async stop(): Promise<void> {
+    if (this.gcTimer !== null) clearInterval(this.gcTimer);
+    this.gcTimer = null;
+    await this.queue.run(async () => {
+      this.stopped = true;
+      for (const rec of this.records.values()) {
+        await rec.dns?.stop().catch(() => undefined);
+        rec.dns = null;
+      }
+    });
+    await this.persist().catch(() => undefined);
+  }
+
+  // ---------------------------------------------------------------- allocation
+
+  private assertRunning(): void {
+    if (this.stopped) throw new NetfenceError("UNAVAILABLE", "the daemon is shutting down");
+  }
+
+  private findByKey(key: string): string | null {
+    for (const r of this.records.values()) if (r.key === key) return r.id;
+    for (const r of this.reservations.values()) if (r.key === key) return r.id;
+    return null;
+  }
+
+  private uniqueId(): string {
+    for (;;) {
+      const id = this.newId();
+      if (!this.records.has(id) && !this.reservations.has(id)) return id;
+    }
+  }
+
+  private freeSlot(): number {
+    const used = new Set<number>();
+    for (const r of this.records.values()) used.add(r.slot);
+    for (const r of this.reservations.values()) used.add(r.slot);
+    let slot = 1;
+    while (used.has(slot)) slot++;
+    return slot;
+  }
+
+  private freePort(): number {
+    const used = new Set<number>();
+    for (const r of this.records.values()) used.add(r.dnsPort);
+    for (const r of this.reservations.values()) used.add(r.port);
+    for (let p = this.opts.dns.portMin; p <= this.opts.dns.portMax; p++) if (!used.has(p)) return p;
+    throw new NetfenceError(
+      "RESOURCE_EXHAUSTED",
+      `no free DNS port in ${this.opts.dns.portMin}-${this.opts.dns.portMax} (${used.size} attachments); widen dns.port_min/dns.port_max`,
+      { details: { portMin: this.opts.dns.portMin, portMax: this.opts.dns.portMax } },
+    );
+  }
+
+  private dnsAddress(port: number): string {
+    const host = this.opts.dns.listenAddr;
+    return net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
+  }
+}
+
+function targetKey(t: TargetSpec): string {
+  return t.kind === "interface" ? `if:${t.name}:${t.direction}` : `cg:${t.path}`;
+}
+
+/** Interface still there with the same ifindex (a re-created one has lost our filter), or cgroup dir still there. */
+export function targetAlive(t: TargetSpec, ifindex: number): boolean {
+  if (t.kind === "interface") {
+    const now = interfaceIndex(t.name);
+    return now !== null && (ifindex === 0 || now === ifindex);
+  }
+  return isCgroupDir(t.path);
+}

@@ -1,0 +1,90 @@
+import { existsSync, readFileSync, realpathSync, statSync } from "node:fs";
+import path from "node:path";
+import { NetfenceError, invalidArgument } from "../errors.js";
+import type { TargetSpec } from "../datapath/filter.js";
+
+/**
+ * Validation of attach targets at the edge: an interface that exists, or a cgroup v2 directory
+ * that resolves (after symlinks and `..`) inside the cgroup2 mount.
+ */
+
+export type TargetRequest =
+  | { readonly kind: "interface"; readonly name: string; readonly direction: "ingress" | "egress" }
+  | { readonly kind: "cgroup"; readonly path: string };
+
+export interface ResolvedTarget {
+  readonly spec: TargetSpec;
+  /** Identity used to refuse a second attach on the same target. */
+  readonly key: string;
+  /** As the caller gave it. */
+  readonly text: string;
+}
+
+const IFNAME = /^[A-Za-z0-9_.:@-]{1,15}$/;
+
+/** The cgroup2 mount point from /proc/mounts (e.g. /sys/fs/cgroup or /sys/fs/cgroup/unified). */
+export function findCgroup2Mount(mounts = "/proc/mounts"): string | null {
+  let text: string;
+  try {
+    text = readFileSync(mounts, "utf8");
+  } catch {
+    return null;
+  }
+  for (const line of text.split("\n")) {
+    const f = line.split(" ");
+    if (f[2] === "cgroup2" && f[1] !== undefined) return f[1].replace(/\\040/g, " ");
+  }
+  return null;
+}
+
+export function interfaceIndex(name: string): number | null {
+  try {
+    const n = Number(readFileSync(`/sys/class/net/${name}/ifindex`, "utf8").trim());
+    return Number.isInteger(n) && n > 0 ? n : null;
+  } catch {
+    return null;
+  }
+}
+
+export function isCgroupDir(dir: string): boolean {
+  return existsSync(path.join(dir, "cgroup.procs"));
+}
+
+export function resolveTarget(req: TargetRequest, cgroupRoot: string | null): ResolvedTarget {
+  if (req.kind === "interface") {
+    const name = req.name;
+    if (!IFNAME.test(name) || name === "." || name === "..") {
+      throw invalidArgument(`invalid interface name "${name}"`, { interface: name });
+    }
+    if (interfaceIndex(name) === null) {
+      throw new NetfenceError("NOT_FOUND", `interface "${name}" does not exist`, { details: { interface: name } });
+    }
+    return { spec: { kind: "interface", name, direction: req.direction }, key: `if:${name}:${req.direction}`, text: name };
+  }
+  const given = req.path;
+  if (given.trim() === "" || given.includes("\0")) throw invalidArgument("cgroup path is empty");
+  if (cgroupRoot === null) throw new NetfenceError("FAILED_PRECONDITION", "no cgroup2 filesystem is mounted on this host");
+  const root = realpathSync(cgroupRoot);
+  const joined = path.isAbsolute(given) ? path.resolve(given) : path.resolve(root, given);
+  if (!within(root, joined)) {
+    throw invalidArgument(`cgroup path "${given}" is outside the cgroup2 mount ${root}`, { cgroup: given });
+  }
+  let real: string;
+  try {
+    real = realpathSync(joined);
+  } catch {
+    throw new NetfenceError("NOT_FOUND", `cgroup "${given}" does not exist`, { details: { cgroup: given } });
+  }
+  if (!within(root, real)) {
+    throw invalidArgument(`cgroup path "${given}" resolves outside the cgroup2 mount ${root}`, { cgroup: given });
+  }
+  if (real === root) throw invalidArgument("refusing to attach to the root cgroup", { cgroup: given });
+  if (!statSync(real).isDirectory() || !isCgroupDir(real)) {
+    throw invalidArgument(`"${given}" is not a cgroup v2 directory`, { cgroup: given });
+  }
+  return { spec: { kind: "cgroup", path: real }, key: `cg:${real}`, text: given };
+}
+
+function within(root: string, p: string): boolean {
+  return p === root || p.startsWith(root.endsWith("/") ? root : `${root}/`);
+}

@@ -1,0 +1,262 @@
+import net from "node:net";
+import { NetfenceError } from "../errors.js";
+import { cidrContains, formatCidr, parseCidr, type Cidr } from "../policy/cidr.js";
+import type {
+  AdoptedAttachment,
+  AttachResult,
+  AttachSpec,
+  Filter,
+  FilterCounters,
+  FilterEntry,
+  FilterMode,
+  FilterPolicy,
+  KernelPacketEvent,
+  ProtectedEntry,
+} from "./filter.js";
+
+/**
+ * In-memory Filter for unit tests (never used by the daemon itself). It evaluates verdicts with
+ * the kernel's semantics — longest live prefix wins, deny wins at equal prefix, allowlist /
+ * denylist / block-all / disabled, deadlines — so manager tests can assert what traffic would do.
+ * Kernel behaviour itself is proven by the kernel tests. An expired entry is treated as absent
+ * (the lookup falls back to shorter live prefixes).
+ *
+ * "Pins" live in a FakeBpffs that outlives a FakeFilter, so restart/adopt can be tested by
+ * building a second FakeFilter over the same FakeBpffs.
+ */
+
+export interface FakePinned {
+  readonly spec: AttachSpec;
+  mode: FilterMode;
+  audit: boolean;
+  entries: Map<string, FilterEntry>;
+  allowed: bigint;
+  blocked: bigint;
+  /** Set to true to make the target look gone to the fake (tests). */
+  targetGone: boolean;
+}
+
+export class FakeBpffs {
+  readonly pinned = new Map<string, FakePinned>();
+  protectedEntries: readonly ProtectedEntry[] = [];
+}
+
+export type FakeFilterMethod = "attach" | "detach" | "replacePolicy" | "upsertEntries" | "deleteEntries" | "setMode" | "adopt";
+
+const ID_RE = /^[A-Za-z0-9_-]{1,63}$/;
+const ALWAYS_ALLOWED: readonly Cidr[] = ["127.0.0.0/8", "::1/128", "fe80::/10", "ff02::/16"].map(parseCidr);
+
+export class FakeFilter implements Filter {
+  /** Every mutating call, in order (tests check which primitive the manager used). */
+  readonly calls: { method: FakeFilterMethod; id: string }[] = [];
+  private readonly driven = new Set<string>();
+  private readonly failures = new Map<FakeFilterMethod, NetfenceError>();
+  private readonly listeners = new Set<(e: KernelPacketEvent | null) => void>();
+  private closed = false;
+  /** Clock used for deadline checks; tests may replace it. */
+  now: () => number = () => Date.now();
+
+  constructor(readonly bpffs: FakeBpffs = new FakeBpffs()) {}
+
+  /** The next call of `method` throws `err` (once). */
+  failNext(method: FakeFilterMethod, err: NetfenceError = new NetfenceError("INTERNAL", `injected ${method} failure`)): void {
+    this.failures.set(method, err);
+  }
+
+  private enter(method: FakeFilterMethod, id: string): void {
+    if (this.closed) throw new NetfenceError("UNAVAILABLE", "filter is closed");
+    this.calls.push({ method, id });
+    const err = this.failures.get(method);
+    if (err !== undefined) {
+      this.failures.delete(method);
+      throw err;
+    }
+  }
+
+  private get(id: string): FakePinned {
+    const p = this.bpffs.pinned.get(id);
+    if (p === undefined || !this.driven.has(id)) throw new NetfenceError("NOT_FOUND", `attachment ${id} is not loaded`, { details: { id } });
+    return p;
+  }
+
+  async attach(spec: AttachSpec, policy: FilterPolicy): Promise<AttachResult> {
+    if (!ID_RE.test(spec.id)) throw new NetfenceError("INVALID_ARGUMENT", `invalid attachment id "${spec.id}"`);
+    this.enter("attach", spec.id);
+    if (this.bpffs.pinned.has(spec.id)) throw new NetfenceError("ALREADY_EXISTS", `attachment ${spec.id} is already pinned`);
+    for (const p of this.bpffs.pinned.values()) {
+      if (p.spec.slot === spec.slot) throw new NetfenceError("ALREADY_EXISTS", `slot ${spec.slot} is in use`);
+    }
+    const entries = new Map(policy.entries.map((e) => [formatCidr(e.cidr), e]));
+    this.bpffs.pinned.set(spec.id, { spec, mode: policy.mode, audit: policy.audit, entries, allowed: 0n, blocked: 0n, targetGone: false });
+    this.driven.add(spec.id);
+    return spec.target.kind === "interface" ? { method: "tcx", ifindex: 100 + spec.slot } : { method: "cgroup-link", ifindex: 0 };
+  }
+
+  async detach(id: string): Promise<void> {
+    this.enter("detach", id);
+    if (!this.bpffs.pinned.has(id)) throw new NetfenceError("NOT_FOUND", `attachment ${id} is not pinned`, { details: { id } });
+    this.bpffs.pinned.delete(id);
+    this.driven.delete(id);
+  }
+
+  async replacePolicy(id: string, policy: FilterPolicy): Promise<void> {
+    this.enter("replacePolicy", id);
+    const p = this.get(id);
+    p.mode = policy.mode;
+    p.audit = policy.audit;
+    p.entries = new Map(policy.entries.map((e) => [formatCidr(e.cidr), e]));
+  }
+
+  async upsertEntries(id: string, entries: readonly FilterEntry[]): Promise<void> {
+    this.enter("upsertEntries", id);
+    const p = this.get(id);
+    for (const e of entries) p.entries.set(formatCidr(e.cidr), e);
+  }
+
+  async deleteEntries(id: string, cidrs: readonly Cidr[]): Promise<void> {
+    this.enter("deleteEntries", id);
+    const p = this.get(id);
+    for (const c of cidrs) p.entries.delete(formatCidr(c));
+  }
+
+  async setMode(id: string, mode: FilterMode, audit: boolean): Promise<void> {
+    this.enter("setMode", id);
+    const p = this.get(id);
+    p.mode = mode;
+    p.audit = audit;
+  }
+
+  async counters(ids: readonly string[]): Promise<Map<string, FilterCounters>> {
+    const out = new Map<string, FilterCounters>();
+    for (const id of ids) {
+      const p = this.bpffs.pinned.get(id);
+      if (p !== undefined) out.set(id, { allowed: p.allowed, blocked: p.blocked, audited: 0n });
+    }
+    return out;
+  }
+
+  async setProtected(entries: readonly ProtectedEntry[]): Promise<void> {
+    this.bpffs.protectedEntries = [...entries];
+  }
+
+  async listPinned(): Promise<string[]> {
+    return [...this.bpffs.pinned.keys()];
+  }
+
+  async adopt(id: string): Promise<AdoptedAttachment> {
+    this.enter("adopt", id);
+    const p = this.bpffs.pinned.get(id);
+    if (p === undefined) throw new NetfenceError("NOT_FOUND", `attachment ${id} is not pinned`, { details: { id } });
+    this.driven.add(id);
+    return {
+      id,
+      slot: p.spec.slot,
+      kind: p.spec.target.kind,
+      method: p.spec.target.kind === "interface" ? "tcx" : "cgroup-link",
+      ifindex: p.spec.target.kind === "interface" ? 100 + p.spec.slot : 0,
+      mode: p.mode,
+      audit: p.audit,
+    };
+  }
+
+  async *events(): AsyncIterable<KernelPacketEvent> {
+    const queue: KernelPacketEvent[] = [];
+    let wake: (() => void) | null = null;
+    let done = this.closed;
+    const listener = (e: KernelPacketEvent | null): void => {
+      if (e === null) done = true;
+      else queue.push(e);
+      wake?.();
+    };
+    this.listeners.add(listener);
+    try {
+      while (true) {
+        const next = queue.shift();
+        if (next !== undefined) {
+          yield next;
+          continue;
+        }
+        if (done) return;
+        await new Promise<void>((resolve) => (wake = resolve));
+        wake = null;
+      }
+    } finally {
+      this.listeners.delete(listener);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const l of this.listeners) l(null);
+  }
+
+  /** What the kernel would do with a packet to `dst` from attachment `id`. Pure (no counters). */
+  verdict(id: string, dst: string, opts: { protocol?: number; port?: number } = {}): "allow" | "block" {
+    const p = this.bpffs.pinned.get(id);
+    if (p === undefined) return "allow";
+    const ip = parseCidr(dst);
+    if (ALWAYS_ALLOWED.some((c) => cidrContains(c, ip))) return "allow";
+    const dnsAddr = ip.family === 4 ? p.spec.dns.ipv4 : p.spec.dns.ipv6;
+    if (dnsAddr !== null && net.isIP(dnsAddr) !== 0 && formatCidr(parseCidr(dnsAddr)) === formatCidr(ip)) return "allow";
+    const prot = this.bpffs.protectedEntries.some(
+      (e) =>
+        cidrContains(e.cidr, ip) &&
+        (e.protocol === 0 || e.protocol === opts.protocol) &&
+        (e.port === 0 || e.port === opts.port),
+    );
+    if (prot) return "allow";
+    switch (p.mode) {
+      case "disabled":
+        return "allow";
+      case "block-all":
+        return "block";
+      case "allowlist":
+      case "denylist": {
+        const now = this.now();
+        let best: FilterEntry | null = null;
+        for (const e of p.entries.values()) {
+          if (e.expiresAtMs !== null && e.expiresAtMs <= now) continue;
+          if (!cidrContains(e.cidr, ip)) continue;
+          if (best === null || e.cidr.prefixLen > best.cidr.prefixLen) best = e;
+        }
+        if (best === null) return p.mode === "allowlist" ? "block" : "allow";
+        if (best.deny) return "block";
+        return best.allow ? "allow" : p.mode === "allowlist" ? "block" : "allow";
+      }
+    }
+  }
+
+  /** Simulates one packet: counts it and emits an event when blocked. */
+  sendPacket(id: string, dst: string, opts: { protocol?: number; port?: number } = {}): "allow" | "block" {
+    const v = this.verdict(id, dst, opts);
+    const p = this.bpffs.pinned.get(id);
+    if (p === undefined) return v;
+    if (v === "allow") p.allowed += 1n;
+    else {
+      p.blocked += 1n;
+      const ip = parseCidr(dst);
+      const event: KernelPacketEvent = {
+        timeMs: this.now(),
+        slot: p.spec.slot,
+        attachmentId: id,
+        family: ip.family,
+        protocol: opts.protocol ?? 6,
+        src: ip.family === 4 ? "10.0.0.2" : "fd00::2",
+        dst,
+        srcPort: 40000,
+        dstPort: opts.port ?? 0,
+        verdict: "blocked",
+        reason: p.mode === "block-all" ? "mode:block-all" : "not-in-allowlist",
+        rule: null,
+        suppressed: 0,
+      };
+      for (const l of this.listeners) l(event);
+    }
+    return v;
+  }
+
+  /** Live entries of an attachment, keyed by canonical prefix (tests). */
+  entries(id: string): Map<string, FilterEntry> {
+    return new Map(this.bpffs.pinned.get(id)?.entries ?? []);
+  }
+}

@@ -1,0 +1,116 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "../../../daemon/src/config.js";
+import { formatCidr } from "../../../daemon/src/policy/cidr.js";
+
+describe("loadConfig", () => {
+  it("has the SPEC §4 defaults", () => {
+    const c = loadConfig({ env: {} });
+    expect(c.socket).toBe("/var/run/netfence.sock");
+    expect(c.dataDir).toBeNull();
+    expect(c.logLevel).toBe("info");
+    expect(c.dns).toEqual({ listenAddr: "127.0.0.1", portMin: 11000, portMax: 11500, upstream: "8.8.8.8:53", minTtlSeconds: 300 });
+    expect(c.controlPlane.url).toBeNull();
+    expect(c.controlPlane.subscribeAckTimeoutMs).toBe(5000);
+    expect(c.controlPlane.heartbeatIntervalMs).toBe(30_000);
+    expect(c.controlPlane.tls).toBeNull();
+    expect(c.metadata).toEqual({});
+    expect(c.bpf.pinRoot).toBe("/sys/fs/bpf/netfence");
+    expect(c.defaultPolicy.mode).toBe("disabled");
+    expect(c.metrics.listen).toBeNull();
+  });
+
+  it("reads YAML, nested keys and durations", () => {
+    const c = loadConfig({
+      env: {},
+      text: [
+        "socket: /tmp/x.sock",
+        "data_dir: /var/lib/netfence",
+        "dns: { port_min: 12000, port_max: 12010, upstream: '10.0.0.53:53', min_ttl: 1m }",
+        "control_plane: { url: 'cp.example:9000', subscribe_ack_timeout: 250ms, heartbeat_interval: 1m30s, token: abc }",
+        "metadata: { region: eu, rack: 7 }",
+        "default_policy:",
+        "  mode: allowlist",
+        "  allow_cidrs: [10.0.0.0/8, '2001:db8::1']",
+        "  dns: { mode: allowlist, allow_domains: ['*.example.com', pypi.org] }",
+        "protected: [{ cidr: 192.0.2.10, protocol: tcp, port: 22 }]",
+      ].join("\n"),
+    });
+    expect(c.socket).toBe("/tmp/x.sock");
+    expect(c.dns.portMin).toBe(12000);
+    expect(c.dns.minTtlSeconds).toBe(60);
+    expect(c.controlPlane.subscribeAckTimeoutMs).toBe(250);
+    expect(c.controlPlane.heartbeatIntervalMs).toBe(90_000);
+    expect(c.metadata).toEqual({ region: "eu", rack: "7" });
+    expect(c.defaultPolicy.allowCidrs.map((r) => formatCidr(r.cidr))).toEqual(["10.0.0.0/8", "2001:db8::1/128"]);
+    expect(c.defaultPolicy.dns.allowDomains).toEqual([
+      { domain: "example.com", includeSubdomains: true },
+      { domain: "pypi.org", includeSubdomains: false },
+    ]);
+    expect(c.protected).toHaveLength(1);
+    expect(c.protected[0]!.protocol).toBe(6);
+    expect(c.protected[0]!.port).toBe(22);
+  });
+
+  it("lets NETFENCE_* environment variables override the file", () => {
+    const c = loadConfig({
+      text: "dns: { port_min: 12000 }\nlog_level: warn",
+      env: {
+        NETFENCE_DNS_PORT_MIN: "13000",
+        NETFENCE_DNS_PORT_MAX: "13005",
+        NETFENCE_CONTROL_PLANE_URL: "127.0.0.1:7000",
+        NETFENCE_METADATA: "a=1,b=2",
+        NETFENCE_DEFAULT_POLICY_ALLOW_CIDRS: "10.1.0.0/16, 10.2.0.0/16",
+        NETFENCE_CONTROL_PLANE_SUBSCRIBE_ACK_TIMEOUT: "2s",
+      },
+    });
+    expect(c.dns.portMin).toBe(13000);
+    expect(c.dns.portMax).toBe(13005);
+    expect(c.logLevel).toBe("warn");
+    expect(c.controlPlane.url).toBe("127.0.0.1:7000");
+    expect(c.metadata).toEqual({ a: "1", b: "2" });
+    expect(c.defaultPolicy.allowCidrs).toHaveLength(2);
+    expect(c.controlPlane.subscribeAckTimeoutMs).toBe(2000);
+  });
+
+  it("reports every problem at once, each naming its key", () => {
+    let err: unknown;
+    try {
+      loadConfig({
+        env: { NETFENCE_DNS_LISTEN_ADDR: "not-an-ip" },
+        text: "bogus: 1\ndns: { port_min: 12000, port_max: 11000, nope: 2 }\ncontrol_plane: { subscribe_ack_timeout: soon }\nlog_level: loud\ndefault_policy: { allow_cidrs: [10.0.0.0/33] }",
+      });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    const problems = (err as ConfigError).problems;
+    const text = problems.join("\n");
+    expect(text).toContain("bogus: unknown key");
+    expect(text).toContain("dns.nope: unknown key");
+    expect(text).toContain("dns.port_min: 12000 is greater than dns.port_max");
+    expect(text).toContain("control_plane.subscribe_ack_timeout");
+    expect(text).toContain("log_level");
+    expect(text).toContain("dns.listen_addr");
+    expect(text).toContain("default_policy.allow_cidrs");
+    expect((err as Error).message).not.toContain("\n");
+  });
+
+  it.each([
+    ["dns.port_max: 70000", "dns.port_max"],
+    ["dns.upstream: 8.8.8.8", "dns.upstream"],
+    ["control_plane.url: 5", "control_plane"],
+    ["control_plane: { heartbeat_interval: 5x }", "control_plane.heartbeat_interval"],
+    ["protected: [{ cidr: 10.0.0.0/8, protocol: icmp }]", "protected[0].protocol"],
+    ["bpf: { pin_root: relative/dir }", "bpf.pin_root"],
+    ["default_policy: { mode: allow-some }", "default_policy.mode"],
+    ["default_policy: { dns: { allow_domains: ['bad..name'] } }", "default_policy.dns.allow_domains"],
+    ["metrics: { listen: nowhere }", "metrics.listen"],
+    ["- a list", "mapping"],
+  ])("rejects %s naming %s", (text, key) => {
+    expect(() => loadConfig({ env: {}, text })).toThrow(key);
+  });
+
+  it("reports an unreadable file with its path", () => {
+    expect(() => loadConfig({ env: {}, file: "/nonexistent/netfence.yaml" })).toThrow("/nonexistent/netfence.yaml");
+  });
+});

@@ -1,0 +1,354 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { rmSync } from "node:fs";
+import path from "node:path";
+import { AttachmentManager, type ManagerOptions } from "../../../daemon/src/attachments/manager.js";
+import { FakeBpffs, FakeFilter } from "../../../daemon/src/datapath/fake-filter.js";
+import { MemoryStateStore, type StateStore } from "../../../daemon/src/store/state-store.js";
+import { NetfenceError } from "../../../daemon/src/errors.js";
+import { formatCidr, parseCidr } from "../../../daemon/src/policy/cidr.js";
+import type { AttachmentPolicy } from "../../../daemon/src/policy/policy.js";
+import { FakeDnsServers, RecordingPolicySource, fakeCgroupRoot, policy, silentLogger } from "./fakes.js";
+
+const rule = (c: string, expiresAtMs: number | null = null) => ({ cidr: parseCidr(c), expiresAtMs });
+
+interface Rig {
+  manager: AttachmentManager;
+  filter: FakeFilter;
+  source: RecordingPolicySource;
+  dns: FakeDnsServers;
+  store: StateStore;
+  cgroupRoot: string;
+  clock: { now: number };
+}
+
+const roots: string[] = [];
+const managers: AttachmentManager[] = [];
+
+async function rig(
+  pol: AttachmentPolicy = policy(),
+  over: Partial<ManagerOptions> & { bpffs?: FakeBpffs; store?: StateStore; cgroupRoot?: string; clock?: { now: number } } = {},
+): Promise<Rig> {
+  const cgroupRoot = over.cgroupRoot ?? fakeCgroupRoot("a", "b", "c", "nested/d");
+  roots.push(cgroupRoot);
+  const clock = over.clock ?? { now: 1_700_000_000_000 };
+  const filter = new FakeFilter(over.bpffs);
+  filter.now = () => clock.now;
+  const source = new RecordingPolicySource(pol);
+  const dns = new FakeDnsServers();
+  const store = over.store ?? new MemoryStateStore();
+  const manager = new AttachmentManager({
+    filter,
+    policySource: source,
+    store,
+    dnsServers: dns,
+    logger: silentLogger,
+    dns: { listenAddr: "127.0.0.1", portMin: 11000, portMax: 11010, minTtlSeconds: 300 },
+    cgroupRoot,
+    now: () => clock.now,
+    gcIntervalMs: 0,
+    fallbackDaemonId: "nfd-test",
+    ...over,
+  });
+  managers.push(manager);
+  await manager.start();
+  return { manager, filter, source, dns, store, cgroupRoot, clock };
+}
+
+afterEach(async () => {
+  for (const m of managers.splice(0)) await m.stop();
+  for (const r of roots.splice(0)) rmSync(r, { recursive: true, force: true });
+});
+
+async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return "OK";
+  } catch (err) {
+    return (err as NetfenceError).code ?? String(err);
+  }
+}
+
+describe("AttachmentManager attach/detach", () => {
+  it("attaches an interface with the initial policy enforced, a DNS server and a unique port", async () => {
+    const r = await rig(policy({ allowCidrs: [rule("10.0.0.0/8")] }));
+    const v = await r.manager.attach({ target: { kind: "interface", name: "lo", direction: "ingress" }, metadata: { vm: "1" } });
+    expect(v.id).toMatch(/^nf-[0-9a-f]{12}$/);
+    expect(v.dnsAddress).toBe("127.0.0.1:11000");
+    expect(v.type).toBe("interface");
+    expect(v.mode).toBe("allowlist");
+    expect(r.filter.verdict(v.id, "10.1.2.3")).toBe("allow");
+    expect(r.filter.verdict(v.id, "11.1.2.3")).toBe("block");
+    expect(r.filter.verdict(v.id, "127.0.0.1")).toBe("allow");
+    expect(r.dns.running.get(v.id)?.listen).toEqual({ host: "127.0.0.1", port: 11000 });
+    expect(r.source.subscribed[0]?.metadata).toEqual({ vm: "1" });
+    expect(r.manager.list().map((a) => a.id)).toEqual([v.id]);
+  });
+
+  it("refuses a second attach of the same target with ALREADY_EXISTS", async () => {
+    const r = await rig();
+    await r.manager.attach({ target: { kind: "cgroup", path: "a" }, metadata: {} });
+    expect(await codeOf(r.manager.attach({ target: { kind: "cgroup", path: path.join(r.cgroupRoot, "a") }, metadata: {} }))).toBe("ALREADY_EXISTS");
+    expect(await codeOf(r.manager.attach({ target: { kind: "cgroup", path: "nested/../a" }, metadata: {} }))).toBe("ALREADY_EXISTS");
+    expect(r.manager.size).toBe(1);
+  });
+
+  it("validates cgroup and interface targets", async () => {
+    const r = await rig();
+    const cg = (p: string) => codeOf(r.manager.attach({ target: { kind: "cgroup", path: p }, metadata: {} }));
+    expect(await cg("/etc")).toBe("INVALID_ARGUMENT");
+    expect(await cg("../..")).toBe("INVALID_ARGUMENT");
+    expect(await cg("a/../../..")).toBe("INVALID_ARGUMENT");
+    expect(await cg("not-a-cgroup")).toBe("INVALID_ARGUMENT");
+    expect(await cg("")).toBe("INVALID_ARGUMENT");
+    expect(await cg(r.cgroupRoot)).toBe("INVALID_ARGUMENT");
+    expect(await cg("missing")).toBe("NOT_FOUND");
+    expect(await cg("nested/d")).toBe("OK");
+    const itf = (n: string) => codeOf(r.manager.attach({ target: { kind: "interface", name: n, direction: "ingress" }, metadata: {} }));
+    expect(await itf("nf-no-such-if")).toBe("NOT_FOUND");
+    expect(await itf("../etc")).toBe("INVALID_ARGUMENT");
+    expect(await itf("a-name-longer-than-15")).toBe("INVALID_ARGUMENT");
+    expect(r.manager.size).toBe(1);
+    expect(await r.filter.listPinned()).toHaveLength(1);
+  });
+
+  it("hands out distinct ports and reports exhaustion clearly", async () => {
+    const r = await rig(policy(), { dns: { listenAddr: "127.0.0.1", portMin: 11000, portMax: 11001, minTtlSeconds: 300 } });
+    const a = await r.manager.attach({ target: { kind: "cgroup", path: "a" }, metadata: {} });
+    const b = await r.manager.attach({ target: { kind: "cgroup", path: "b" }, metadata: {} });
+    expect(new Set([a.dnsAddress, b.dnsAddress]).size).toBe(2);
+    const err = await r.manager.attach({ target: { kind: "cgroup", path: "c" }, metadata: {} }).catch((e: unknown) => e as NetfenceError);
+    expect(err).toMatchObject({ code: "RESOURCE_EXHAUSTED" });
+    expect((err as Error).message).toContain("11000-11001");
+    await r.manager.detach(a.id);
+    const c = await r.manager.attach({ target: { kind: "cgroup", path: "c" }, metadata: {} });
+    expect(c.dnsAddress).toBe(a.dnsAddress);
+  });
+
+  it("rolls everything back when the kernel attach, the DNS server or the policy source fails", async () => {
+    const r = await rig();
+    r.filter.failNext("attach");
+    expect(await codeOf(r.manager.attach({ target: { kind: "cgroup", path: "a" }, metadata: {} }))).toBe("INTERNAL");
+    expect(r.source.unsubscribedCalls).toEqual([{ id: r.source.subscribed[0]!.id, reason: "error" }]);
+
+    r.dns.busyPorts.add(11000);
+    expect(await codeOf(r.manager.attach({ target: { kind: "cgroup", path: "a" }, metadata: {} }))).toBe("UNAVAILABLE");
+    r.dns.busyPorts.clear();
+
+    r.source.fail = new NetfenceError("DEADLINE_EXCEEDED", "no SubscribedAck within 5s");
+    expect(await codeOf(r.manager.attach({ target: { kind: "cgroup", path: "a" }, metadata: {} }))).toBe("DEADLINE_EXCEEDED");
+    r.source.fail = null;
+
+    expect(r.manager.size).toBe(0);
+    expect(await r.filter.listPinned()).toEqual([]);
+    expect(r.dns.running.size).toBe(0);
+    // The same target (and port) can be attached afterwards.
+    const ok = await r.manager.attach({ target: { kind: "cgroup", path: "a" }, metadata: {} });
+    expect(ok.dnsAddress).toBe("127.0.0.1:11000");
+  });
+
+  it("detach removes pins, stops DNS, reports DETACHED; unknown id → NOT_FOUND", async () => {
+    const r = await rig();
+    const v = await r.manager.attach({ target: { kind: "cgroup", path: "a" }, metadata: {} });
+    await r.manager.detach(v.id);
+    expect(await r.filter.listPinned()).toEqual([]);
+    expect(r.dns.running.size).toBe(0);
+    expect(r.source.unsubscribedCalls).toEqual([{ id: v.id, reason: "detached" }]);
+    expect(await codeOf(r.manager.detach(v.id))).toBe("NOT_FOUND");
+    expect(await codeOf(r.manager.detach("nf-000000000000"))).toBe("NOT_FOUND");
+  });
+
+  it("targetGone detaches and reports REMOVED", async () => {
+    const r = await rig();
+    const v = await r.manager.attach({ target: { kind: "cgroup", path: "b" }, metadata: {} });
+    await r.manager.targetGone(v.id);
+    expect(r.manager.size).toBe(0);
+    expect(r.source.unsubscribedCalls).toEqual([{ id: v.id, reason: "removed" }]);
+  });
+
+  it("serialises concurrent attaches of distinct targets", async () => {
+    const r = await rig();
+    r.source.delayMs = 5;
+    const views = await Promise.all(["a", "b", "c", "nested/d"].map((p) => r.manager.attach({ target: { kind: "cgroup", path: p }, metadata: {} })));
+    expect(new Set(views.map((v) => v.dnsAddress)).size).toBe(4);
+    expect(new Set(views.map((v) => v.id)).size).toBe(4);
+    const slots = [...r.filter.bpffs.pinned.values()].map((p) => p.spec.slot);
+    expect(new Set(slots).size).toBe(4);
+  });
+});
+
+describe("AttachmentManager commands", () => {
+  async function attached(pol: AttachmentPolicy = policy()) {
+    const r = await rig(pol);
+    const v = await r.manager.attach({ target: { kind: "cgroup", path: "a" }, metadata: {} });
+    r.filter.calls.length = 0;
+    return { ...r, id: v.id };
+  }
+
+  it("single CIDR commands use entry updates; a failed one changes nothing", async () => {
+    const r = await attached();
+    await r.manager.applyCommand(r.id, { kind: "allow-cidr", rule: rule("192.0.2.0/24") });
+    expect(r.filter.calls.map((c) => c.method)).toEqual(["upsertEntries"]);
+    expect(r.filter.verdict(r.id, "192.0.2.9")).toBe("allow");
+    await r.manager.applyCommand(r.id, { kind: "deny-cidr", rule: rule("192.0.2.9") });
+    expect(r.filter.verdict(r.id, "192.0.2.9")).toBe("block");
+    expect(r.filter.verdict(r.id, "192.0.2.8")).toBe("allow");
+    await r.manager.applyCommand(r.id, { kind: "remove-cidr", cidr: parseCidr("192.0.2.9") });
+    expect(r.filter.calls.at(-1)?.method).toBe("deleteEntries");
+    expect(r.filter.verdict(r.id, "192.0.2.9")).toBe("allow");
+
+    r.filter.failNext("upsertEntries");
+    expect(await codeOf(r.manager.applyCommand(r.id, { kind: "allow-cidr", rule: rule("198.51.100.0/24") }))).toBe("INTERNAL");
+    expect(r.filter.verdict(r.id, "198.51.100.1")).toBe("block");
+    expect(r.manager.policyOf(r.id).allowCidrs.map((c) => formatCidr(c.cidr))).toEqual(["192.0.2.0/24"]);
+    expect(await codeOf(r.manager.applyCommand("nf-unknown", { kind: "set-mode", mode: "block-all" }))).toBe("NOT_FOUND");
+  });
+
+  it("set-mode switches the kernel mode", async () => {
+    const r = await attached(policy({ allowCidrs: [rule("10.0.0.0/8")] }));
+    await r.manager.applyCommand(r.id, { kind: "set-mode", mode: "block-all" });
+    expect(r.filter.verdict(r.id, "10.0.0.1")).toBe("block");
+    await r.manager.applyCommand(r.id, { kind: "set-mode", mode: "denylist" });
+    expect(r.filter.verdict(r.id, "11.0.0.1")).toBe("allow");
+    expect(r.manager.get(r.id).mode).toBe("denylist");
+  });
+
+  it("bulk-update replaces the whole policy atomically", async () => {
+    const r = await attached(policy({ allowCidrs: [rule("10.0.0.0/8"), rule("172.16.0.0/12")] }));
+    await r.manager.applyCommand(r.id, {
+      kind: "bulk-update",
+      mode: "allowlist",
+      allowCidrs: [rule("10.0.0.0/8"), rule("192.168.0.0/16")],
+      denyCidrs: [rule("10.9.0.0/16")],
+      dns: null,
+    });
+    expect(r.filter.calls.map((c) => c.method)).toEqual(["replacePolicy"]);
+    expect(r.filter.verdict(r.id, "10.1.0.1")).toBe("allow");
+    expect(r.filter.verdict(r.id, "10.9.0.1")).toBe("block");
+    expect(r.filter.verdict(r.id, "172.16.0.1")).toBe("block");
+    expect(r.filter.verdict(r.id, "192.168.3.3")).toBe("allow");
+    r.filter.failNext("replacePolicy");
+    const before = r.filter.entries(r.id);
+    expect(await codeOf(r.manager.applyCommand(r.id, { kind: "bulk-update", mode: "block-all", allowCidrs: [], denyCidrs: [], dns: null }))).toBe("INTERNAL");
+    expect(r.filter.entries(r.id)).toEqual(before);
+    expect(r.manager.get(r.id).mode).toBe("allowlist");
+  });
+
+  it("keeps DNS-learned addresses exactly while their name is allowed", async () => {
+    const dns = { mode: "allowlist" as const, allowDomains: [{ domain: "example.com", includeSubdomains: true }, { domain: "pypi.org", includeSubdomains: false }], denyDomains: [], upstreams: [] };
+    const r = await attached(policy({ dns }));
+    await r.manager.allowResolved(r.id, "www.example.com", [{ family: 4, address: "203.0.113.5" }], 60);
+    await r.manager.allowResolved(r.id, "pypi.org", [{ family: 4, address: "203.0.113.6" }, { family: 6, address: "2001:db8::6" }], 0);
+    expect(r.filter.verdict(r.id, "203.0.113.5")).toBe("allow");
+    expect(r.filter.verdict(r.id, "2001:db8::6")).toBe("allow");
+    expect(r.filter.entries(r.id).get("203.0.113.5/32")?.expiresAtMs).toBe(r.clock.now + 60_000);
+    expect(r.filter.entries(r.id).get("203.0.113.6/32")?.expiresAtMs).toBe(r.clock.now + 300_000);
+
+    // A CIDR rule on a learned address: removing the rule keeps the learned entry.
+    await r.manager.applyCommand(r.id, { kind: "allow-cidr", rule: rule("203.0.113.5") });
+    await r.manager.applyCommand(r.id, { kind: "remove-cidr", cidr: parseCidr("203.0.113.5") });
+    expect(r.filter.verdict(r.id, "203.0.113.5")).toBe("allow");
+    expect(r.filter.entries(r.id).get("203.0.113.5/32")?.expiresAtMs).toBe(r.clock.now + 60_000);
+
+    // Bulk update with new DNS rules: pypi.org no longer allowed → its addresses go; example.com stays.
+    await r.manager.applyCommand(r.id, {
+      kind: "bulk-update",
+      mode: "allowlist",
+      allowCidrs: [],
+      denyCidrs: [],
+      dns: { ...dns, allowDomains: [{ domain: "example.com", includeSubdomains: true }] },
+    });
+    expect(r.filter.verdict(r.id, "203.0.113.5")).toBe("allow");
+    expect(r.filter.verdict(r.id, "203.0.113.6")).toBe("block");
+    expect(r.filter.verdict(r.id, "2001:db8::6")).toBe("block");
+
+    // Denying a subdomain drops what it produced.
+    await r.manager.applyCommand(r.id, { kind: "deny-domain", rule: { domain: "www.example.com", includeSubdomains: false } });
+    expect(r.filter.verdict(r.id, "203.0.113.5")).toBe("block");
+    expect(r.manager.policyOf(r.id).dns.denyDomains).toHaveLength(1);
+  });
+
+  it("coalesces concurrent DNS inserts and skips addresses already allowed long enough", async () => {
+    const r = await attached();
+    await Promise.all(
+      Array.from({ length: 50 }, (_, i) => r.manager.allowResolved(r.id, `n${i}.test`, [{ family: 4, address: `198.18.0.${i}` }], 120)),
+    );
+    expect(r.filter.calls.filter((c) => c.method === "upsertEntries")).toHaveLength(1);
+    expect(r.filter.entries(r.id).size).toBe(50);
+    await r.manager.allowResolved(r.id, "n0.test", [{ family: 4, address: "198.18.0.0" }], 120);
+    expect(r.filter.calls.filter((c) => c.method === "upsertEntries")).toHaveLength(1);
+    expect(await codeOf(r.manager.allowResolved("nf-gone", "x.test", [{ family: 4, address: "1.2.3.4" }], 5))).toBe("NOT_FOUND");
+  });
+
+  it("collects expired CIDR rules and learned addresses from policy and kernel", async () => {
+    const r = await attached();
+    const t0 = r.clock.now;
+    await r.manager.applyCommand(r.id, { kind: "allow-cidr", rule: rule("100.64.0.0/10", t0 + 5_000) });
+    await r.manager.applyCommand(r.id, { kind: "allow-cidr", rule: rule("100.100.0.0/16") });
+    await r.manager.allowResolved(r.id, "a.test", [{ family: 4, address: "100.64.1.1" }], 3);
+    expect(r.filter.verdict(r.id, "100.64.9.9")).toBe("allow");
+    r.clock.now = t0 + 3_000;
+    expect(await r.manager.collectExpired()).toBe(1);
+    expect(r.filter.entries(r.id).has("100.64.1.1/32")).toBe(false);
+    expect(r.filter.verdict(r.id, "100.64.1.1")).toBe("allow");
+    r.clock.now = t0 + 5_000;
+    expect(await r.manager.collectExpired()).toBe(1);
+    expect(r.filter.verdict(r.id, "100.64.9.9")).toBe("block");
+    expect(r.filter.entries(r.id).has("100.64.0.0/10")).toBe(false);
+    expect(r.manager.policyOf(r.id).allowCidrs.map((c) => formatCidr(c.cidr))).toEqual(["100.100.0.0/16"]);
+    expect(await r.manager.collectExpired()).toBe(0);
+  });
+
+  it("applies a burst of 10k single-CIDR commands in order", async () => {
+    const r = await attached();
+    const ops = Array.from({ length: 10_000 }, (_, i) =>
+      r.manager.applyCommand(r.id, { kind: "allow-cidr", rule: rule(`10.${(i >> 8) & 255}.${i & 255}.0/24`) }),
+    );
+    await Promise.all(ops);
+    expect(r.filter.entries(r.id).size).toBe(10_000);
+    expect(r.manager.policyOf(r.id).allowCidrs).toHaveLength(10_000);
+  });
+});
+
+describe("AttachmentManager restart", () => {
+  it("re-adopts stored attachments with the same ids, ports, slots, policies and deadlines; cleans orphans", async () => {
+    const bpffs = new FakeBpffs();
+    const store = new MemoryStateStore();
+    const clock = { now: 1_700_000_000_000 };
+    const cgroupRoot = fakeCgroupRoot("a", "b", "c");
+    const first = await rig(policy({ allowCidrs: [rule("10.0.0.0/8")] }), { bpffs, store, cgroupRoot, clock });
+    const a = await first.manager.attach({ target: { kind: "cgroup", path: "a" }, metadata: { k: "v" } });
+    const b = await first.manager.attach({ target: { kind: "cgroup", path: "b" }, metadata: {} });
+    const c = await first.manager.attach({ target: { kind: "cgroup", path: "c" }, metadata: {} });
+    await first.manager.applyCommand(a.id, { kind: "allow-cidr", rule: rule("192.0.2.0/24", clock.now + 60_000) });
+    await first.manager.allowResolved(a.id, "x.test", [{ family: 4, address: "203.0.113.1" }], 100);
+    await first.manager.persist();
+    const daemonId = first.manager.daemonId;
+    // "Crash": nothing is detached. Then: an orphan pin, a vanished cgroup, and pins lost for c.
+    bpffs.pinned.set("nf-orphan00000", { ...bpffs.pinned.get(b.id)!, spec: { ...bpffs.pinned.get(b.id)!.spec, id: "nf-orphan00000", slot: 99 } });
+    rmSync(path.join(cgroupRoot, "b"), { recursive: true });
+    bpffs.pinned.delete(c.id);
+
+    const second = await rig(policy(), { bpffs, store, cgroupRoot, clock });
+    expect(second.manager.daemonId).toBe(daemonId);
+    expect(second.manager.list().map((v) => v.id)).toEqual([a.id]);
+    const again = second.manager.get(a.id);
+    expect(again.dnsAddress).toBe(a.dnsAddress);
+    expect(again.metadata).toEqual({ k: "v" });
+    expect(second.manager.policyOf(a.id).allowCidrs.map((r) => [formatCidr(r.cidr), r.expiresAtMs])).toEqual([
+      ["10.0.0.0/8", null],
+      ["192.0.2.0/24", clock.now + 60_000],
+    ]);
+    expect(second.dns.running.get(a.id)?.listen.port).toBe(11000);
+    expect(await second.filter.listPinned()).toEqual([a.id]);
+    expect(second.source.unsubscribedCalls.map((u) => [u.id, u.reason]).sort()).toEqual([[b.id, "removed"], [c.id, "removed"]].sort());
+    // Still driveable, and learned addresses survived (removing the name's rule drops them).
+    await second.manager.applyCommand(a.id, { kind: "set-mode", mode: "allowlist" });
+    expect(second.filter.verdict(a.id, "203.0.113.1")).toBe("allow");
+    clock.now += 100_000;
+    await second.manager.collectExpired();
+    expect(second.filter.entries(a.id).has("203.0.113.1/32")).toBe(false);
+    // New attachments do not reuse the adopted slot or port.
+    const d = await second.manager.attach({ target: { kind: "cgroup", path: "c" }, metadata: {} });
+    expect(d.dnsAddress).not.toBe(a.dnsAddress);
+  });
+});
