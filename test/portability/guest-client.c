@@ -294,8 +294,8 @@ static int link_req(const char *id, __u32 ifindex, const char *cgroup, __u8 pref
 	size_t n;
 	char e[1024];
 	int err = request(NF_OP_LINK, &q, sizeof(q), r, sizeof(*r), &n, e, sizeof(e));
-	check(!err && n == sizeof(*r) && r->prog_id > 0, "LINK %s -> method %s, prog id %u %s", id, method_name(r->method),
-	      r->prog_id, err ? e : "");
+	check(!err && n == sizeof(*r) && r->prog_id > 0, "LINK %s -> method %s, prog id %u%s%s", id, method_name(r->method),
+	      r->prog_id, err ? ": " : "", err ? e : "");
 	return err;
 }
 

@@ -148,15 +148,17 @@ fails=0
 report() { # name log
 	local name=$1 log=$2 res
 	echo "--- $name"
-	grep -aE '^(ok  |FAIL|info|PORTABILITY:)' "$log" | tr -d '\r' | sed 's/^/    /'
-	res=$(grep -a '^PORTABILITY:' "$log" | tail -1 | tr -d '\r')
+	# the guest console starts with terminal escape sequences: strip them and the CRs
+	sed 's/\x1b\[[0-9;?]*[a-zA-Z]//g; s/\x1b[a-zA-Z]//g; s/\r$//' "$log" >"$log.txt"
+	grep -aE '^(ok  |FAIL|info|PORTABILITY:)' "$log.txt" | sed 's/^/    /'
+	res=$(grep -a '^PORTABILITY:' "$log.txt" | tail -1)
 	if [[ $res == "PORTABILITY: PASS"* ]]; then
 		RESULTS+=("MATRIX $name: PASS ${res#PORTABILITY: PASS }")
 	else
 		fails=$((fails + 1))
 		[ -n "$res" ] || res="no PORTABILITY line (timeout after ${BOOT_TIMEOUT}s or crash; see $log)"
 		RESULTS+=("MATRIX $name: FAIL ${res#PORTABILITY: FAIL }")
-		grep -aiE 'panic|BUG:|Oops|Call Trace|libbpf' "$log" | head -20 | sed 's/^/    ! /'
+		grep -aiE 'panic|BUG:|Oops|Call Trace|libbpf' "$log.txt" | head -20 | sed 's/^/    ! /'
 	fi
 }
 RESULTS=()
