@@ -29,7 +29,7 @@ export class TestControlPlane {
   private waiters: Array<() => void> = [];
   port = 0;
 
-  async start(port = 0): Promise<number> {
+  async start(port = 0, credentials: grpc.ServerCredentials = grpc.ServerCredentials.createInsecure()): Promise<number> {
     const server = new grpc.Server();
     server.addService(serviceDefinition(ControlPlane), {
       Connect: (stream: Stream) => {
@@ -50,7 +50,7 @@ export class TestControlPlane {
       },
     });
     this.port = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+      server.bindAsync(`127.0.0.1:${port}`, credentials, (err, p) => (err ? reject(err) : resolve(p)));
     });
     this.server = server;
     return this.port;
