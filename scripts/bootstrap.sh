@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Idempotent set-up shared by both README commands (demo and tests) and by .ci/run:
+# Debian packages, bpffs, npm dependencies, the loader helper, the TypeScript build.
+# Safe to run again: each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[bootstrap] %s\n' "$*" >&2; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "netfence needs root (CAP_BPF, CAP_NET_ADMIN): run this as root" >&2
+  exit 1
+fi
+
+# 1. Debian packages: build tools for the loader (objects under bpf/prebuilt are committed),
+#    the network tools the tests and the demo use, and the peers the benchmarks compare with.
+PACKAGES=(bpftool clang llvm gcc make libbpf-dev libelf-dev zlib1g-dev libzstd-dev
+  iproute2 iputils-ping nftables iptables dnsutils dnsmasq-base iperf3 dnsperf netcat-openbsd
+  python3 python3-grpcio python3-grpc-tools procps)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# 2. bpffs (pins live under /sys/fs/bpf/netfence).
+if ! awk '$2 == "/sys/fs/bpf" && $3 == "bpf" { found = 1 } END { exit !found }' /proc/mounts; then
+  log "mounting bpffs at /sys/fs/bpf"
+  mkdir -p /sys/fs/bpf
+  mount -t bpf bpf /sys/fs/bpf
+fi
+awk '$3 == "cgroup2" { found = 1 } END { exit !found }' /proc/mounts || { echo "no cgroup2 mount found in /proc/mounts" >&2; exit 1; }
+
+# 3. npm dependencies (exactly the lock file).
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  log "npm ci"
+  npm ci --no-audit --no-fund >/dev/null
+fi
+
+# 4. The loader helper (static, against Debian's libbpf). NETFENCE_REBUILD_BPF=1 also rebuilds
+#    the committed CO-RE objects (needs clang and the running kernel's BTF).
+if [ "${NETFENCE_REBUILD_BPF:-0}" = "1" ]; then make -s -C bpf objects; fi
+make -s -C bpf loader
+
+# 5. TypeScript → dist/
+if [ ! -f dist/.stamp ] || [ -n "$(find daemon cli control-plane-example bench scripts proto/gen test/helpers -name '*.ts' -newer dist/.stamp 2>/dev/null | head -1)" ] || [ tsconfig.json -nt dist/.stamp ]; then
+  log "building TypeScript"
+  npx tsc -p tsconfig.json
+  touch dist/.stamp
+fi
