@@ -1,0 +1,168 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import pino from "pino";
+import type { KernelFilter } from "../../../daemon/src/datapath/kernel-filter.js";
+import { AttachmentManager } from "../../../daemon/src/attachments/manager.js";
+import { findCgroup2Mount } from "../../../daemon/src/attachments/target.js";
+import { MemoryStateStore } from "../../../daemon/src/store/state-store.js";
+import { createDnsServerFactory } from "../../../daemon/src/dns/dns-server-factory.js";
+import { ControlPlaneClient } from "../../../daemon/src/control-plane/connection.js";
+import type { ControlPlaneHost } from "../../../daemon/src/control-plane/control-plane-host.js";
+import type { ResolvedAllower } from "../../../daemon/src/dns/resolved-allower.js";
+import { isNetfenceError } from "../../../daemon/src/errors.js";
+import { ControlPlaneServer, type DaemonHandle, type PolicySpec } from "../../../control-plane-example/src/sdk/index.js";
+import { startFilter } from "../../helpers/kernel-filter-fixture.js";
+import { probe, requireKernel, Sandbox, type SandboxNetwork } from "../../helpers/sandbox.js";
+
+// The control-plane path against the real kernel: SDK control plane ⇄ ControlPlaneClient ⇄
+// AttachmentManager ⇄ KernelFilter (eBPF via the loader child) on a sandbox veth, with real traffic.
+
+const PORT = 7231;
+const silent = pino({ level: "silent" });
+
+async function waitFor(pred: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await pred())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+describe("control plane driving the kernel data path", () => {
+  let sb: Sandbox;
+  let sb2: Sandbox;
+  let net: SandboxNetwork;
+  let net2: SandboxNetwork;
+  let filter: KernelFilter;
+  let manager: AttachmentManager;
+  let client: ControlPlaneClient;
+  let server: ControlPlaneServer;
+  let port = 0;
+  const synced: DaemonHandle[] = [];
+  const initial: { policy: PolicySpec } = { policy: { mode: "block-all" } };
+
+  function makeServer(): ControlPlaneServer {
+    return new ControlPlaneServer({
+      logger: silent,
+      commandTimeoutMs: 10_000,
+      hooks: {
+        onDaemonSynced: (d) => void synced.push(d),
+        onSubscribed: async (_d, a) => {
+          // "slow" attachments never get an ack: the attach must time out and roll back.
+          if (a.metadata["slow"] === "yes") await new Promise((r) => setTimeout(r, 60_000));
+          return initial.policy;
+        },
+      },
+    });
+  }
+
+  const reach = (ip: string) => probe(sb, net.workloadNs, "tcp", ip, { port: PORT, timeoutMs: 700 });
+  const daemon = (): DaemonHandle => synced[synced.length - 1]!;
+
+  beforeAll(async () => {
+    await requireKernel();
+    sb = await Sandbox.create("cpk");
+    net = await sb.network();
+    sb2 = await Sandbox.create("cpk2");
+    net2 = await sb2.network();
+    await sb.echoServer(net.serverNs, PORT);
+    filter = await startFilter(sb);
+    server = makeServer();
+    port = await server.listen("127.0.0.1:0");
+    // The manager and the client refer to each other only through narrow seams.
+    let mgr: AttachmentManager | null = null;
+    const host: ControlPlaneHost = {
+      attachments: () => mgr!.attachments(),
+      applyCommand: (id, cmd) => mgr!.applyCommand(id, cmd),
+      stats: () => mgr!.stats(),
+    };
+    const allower: ResolvedAllower = { allowResolved: (id, name, addrs, ttl) => mgr!.allowResolved(id, name, addrs, ttl) };
+    client = new ControlPlaneClient({
+      url: `127.0.0.1:${port}`, daemonId: "kernel-test", hostname: "sandbox", metadata: {}, heartbeatIntervalMs: 60_000,
+      subscribeAckTimeoutMs: 1500, host, logger: silent, backoff: { baseMs: 50, capMs: 300 },
+    });
+    manager = new AttachmentManager({
+      filter,
+      policySource: client,
+      store: new MemoryStateStore(),
+      dnsServers: createDnsServerFactory({ defaultUpstreams: ["127.0.0.1:53"], allower, logger: silent }),
+      logger: silent,
+      dns: { listenAddr: "127.0.0.1", portMin: 12_600, portMax: 12_700, minTtlSeconds: 300 },
+      cgroupRoot: findCgroup2Mount(),
+      gcIntervalMs: 0,
+    });
+    mgr = manager;
+    await manager.start();
+    client.start();
+    await waitFor(() => synced.length === 1, "daemon synced");
+  });
+
+  afterAll(async () => {
+    client?.stop();
+    for (const a of manager?.list() ?? []) await manager.detach(a.id).catch(() => undefined);
+    await manager?.stop().catch(() => undefined);
+    await filter?.close().catch(() => undefined);
+    await server?.close(100).catch(() => undefined);
+    await sb?.cleanup();
+    await sb2?.cleanup();
+  });
+
+  it("attach waits for the SubscribedAck and enforces its policy; commands change traffic within one round trip", async () => {
+    const [a, b] = [net.serverIp4[0]!, net.serverIp4[1]!];
+    initial.policy = { mode: "allowlist", allow: [`${a}/32`] };
+    const view = await manager.attach({ target: { kind: "interface", name: net.hostIf, direction: "ingress" }, metadata: { app: "k" } });
+    expect(view.mode).toBe("allowlist");
+    expect(await reach(a)).toBe(true);
+    expect(await reach(b)).toBe(false);
+
+    const d = daemon();
+    expect(await d.allowCidr(view.id, `${b}/32`)).toMatchObject({ applied: true });
+    expect(await reach(b)).toBe(true);
+    expect(await d.removeCidr(view.id, `${b}/32`)).toMatchObject({ applied: true });
+    expect(await reach(b)).toBe(false);
+
+    // Invalid commands change nothing and the stream stays up.
+    const bad = await d.allowCidr(view.id, "10.0.0.0/33");
+    expect(bad.applied).toBe(false);
+    expect(await d.setMode("no-such-attachment", "disabled")).toMatchObject({ applied: false });
+    expect(await reach(a)).toBe(true);
+    expect(await reach(b)).toBe(false);
+
+    expect(await d.bulkUpdate(view.id, { mode: "denylist", deny: [`${a}/32`] })).toMatchObject({ applied: true });
+    expect(await reach(a)).toBe(false);
+    expect(await reach(b)).toBe(true);
+    expect(await d.setMode(view.id, "block-all")).toMatchObject({ applied: true });
+    expect(await reach(b)).toBe(false);
+    expect(manager.get(view.id).mode).toBe("block-all");
+  });
+
+  it("rolls an attach back completely when no SubscribedAck arrives in time", async () => {
+    const before = await filter.listPinned();
+    const err = await manager.attach({ target: { kind: "interface", name: net2.hostIf, direction: "ingress" }, metadata: { slow: "yes" } })
+      .then(() => null, (e: unknown) => e);
+    expect(isNetfenceError(err) && err.code).toBe("DEADLINE_EXCEEDED");
+    expect((err as Error).message).toMatch(/no SubscribedAck within 1500ms/);
+    expect(manager.list().some((a) => a.target === net2.hostIf)).toBe(false);
+    expect((await filter.listPinned()).sort()).toEqual(before.sort());
+  });
+
+  it("is fail-static when the control plane dies, and resyncs when it returns", async () => {
+    const a = net.serverIp4[0]!;
+    const view = manager.list().find((v) => v.target === net.hostIf)!;
+    expect(await daemon().setMode(view.id, "allowlist")).toMatchObject({ applied: true });
+    expect(await daemon().allowCidr(view.id, `${a}/32`)).toMatchObject({ applied: true });
+    expect(await reach(a)).toBe(true);
+
+    await server.close(50);
+    await waitFor(() => client.state() !== "connected", "client notices");
+    // Enforcement is unchanged while the control plane is gone.
+    expect(await reach(a)).toBe(true);
+    expect(await reach(net.serverIp4[1]!)).toBe(false);
+
+    server = makeServer();
+    await server.listen(`127.0.0.1:${port}`);
+    await waitFor(() => synced.length >= 2 && daemon().connected, "resync", 15_000);
+    expect([...daemon().attachments.keys()]).toEqual([view.id]);
+    expect(await daemon().removeCidr(view.id, `${a}/32`)).toMatchObject({ applied: true });
+    expect(await reach(a)).toBe(false);
+  });
+});
