@@ -56,6 +56,10 @@ describe("kernel portability matrix (host + Debian 6.1 + Debian 6.12 under qemu)
     expect(rows.some((r) => r.kernel.startsWith("debian 6.1.")), "a 6.1 kernel was booted").toBe(true);
     expect(rows.some((r) => r.kernel.startsWith("debian 6.12.")), "a 6.12 kernel was booted").toBe(true);
     for (const r of rows) expect(r.pass, `${r.kernel}: ${r.detail}`).toBe(true);
+    if (process.env.WITH_NODE !== "0") {
+      // the daemon's TypeScript driver (KernelFilter under Node) attached end to end in each guest, same method
+      for (const r of rows.filter((row) => row.kernel.startsWith("debian"))) expect(r.detail).toContain(`node=${r.method}`);
+    }
     if (!process.env.FORCE_METHOD) {
       // both TC attach paths were exercised: TCX where the kernel has it, the clsact fallback where not
       expect(new Set(rows.map((r) => r.method))).toEqual(new Set(["tcx", "clsact"]));

@@ -17,6 +17,8 @@
 #   KERNELS="pkg pkg"         Debian kernel packages to boot (default: newest linux-image-6.1.0-N-amd64 and
 #                             linux-image-6.12.N+deb12-amd64 known to apt)
 #   SKIP_HOST=1               do not run the host-kernel checks
+#   WITH_NODE=0               do not also run the daemon's TypeScript driver (KernelFilter, Node 20 copied into
+#                             the guests, bundled with esbuild from node_modules) for one end-to-end attach
 #   NETFENCE_PORTABILITY_CACHE  kernel package cache (default /var/cache/netfence-portability; kept between runs)
 #   BOOT_TIMEOUT=seconds      per guest (default 240)
 #   SKIP_APT=1                do not apt-get install missing host tools
@@ -26,6 +28,7 @@ REPO=$(cd "$HERE/../.." && pwd)
 WORK=$REPO/.cache/portability
 CACHE=${NETFENCE_PORTABILITY_CACHE:-/var/cache/netfence-portability}
 METHOD=${FORCE_METHOD:-auto}
+WITH_NODE=${WITH_NODE:-1}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-240}
 T0=$(date +%s.%N)
 t() { printf '[%6.1fs] %s\n' "$(awk -v a="$(date +%s.%N)" -v b="$T0" 'BEGIN{print a-b}')" "$*"; }
@@ -56,6 +59,18 @@ for o in netfence_tc.bpf.o netfence_cgroup.bpf.o; do
 done
 gcc -O2 -Wall -Wextra -Werror -static -I"$REPO/bpf/include" -o "$WORK/guest-client" "$HERE/guest-client.c" \
 	2>"$WORK/build.log" || { cat "$WORK/build.log"; die "building guest-client failed"; }
+
+if [ "$WITH_NODE" = 1 ]; then
+	NODE_BIN=$(readlink -f "$(command -v node)") || die "WITH_NODE=1 but no node on PATH"
+	[ -x "$REPO/node_modules/.bin/esbuild" ] || die "WITH_NODE=1 needs node_modules (npm ci) for esbuild"
+	mkdir -p "$WORK/node"
+	"$REPO/node_modules/.bin/esbuild" "$HERE/guest-node-check.ts" --bundle --platform=node --format=esm --target=node20 \
+		--log-level=warning --outfile="$WORK/node/node-check.mjs" \
+		--banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" \
+		2>"$WORK/build.log" || { cat "$WORK/build.log"; die "bundling guest-node-check.ts failed"; }
+	# KernelFilter locates the project root by its package.json name
+	echo '{ "name": "netfence", "private": true, "type": "module" }' >"$WORK/node/package.json"
+fi
 
 # ---------------------------------------------------------------- 3. kernel matrix: resolve, download (cached), extract
 newest() { apt-cache pkgnames "$1" | grep -E "$2" | sort -V | tail -1; }
@@ -103,7 +118,12 @@ cp /bin/busybox "$R/bin/busybox"
 for a in $(/bin/busybox --list); do [ -e "$R/bin/$a" ] || ln -s busybox "$R/bin/$a"; done
 rm -f "$R/bin/ip" # busybox's ip cannot create veth pairs in other namespaces: use iproute2's
 cp "$(command -v ip)" "$R/sbin/ip"
-for l in $(ldd "$R/sbin/ip" | grep -o '/[^ ]*' | sort -u); do
+LIBS_OF="$R/sbin/ip"
+if [ "$WITH_NODE" = 1 ]; then
+	cp "$NODE_BIN" "$R/bin/node" && cp -r "$WORK/node" "$R/test/node" || die "copying node"
+	LIBS_OF="$LIBS_OF $R/bin/node"
+fi
+for l in $(ldd $LIBS_OF | grep -v ':$' | grep -o '/[^ ]*' | sort -u); do
 	mkdir -p "$R$(dirname "$l")" && cp -L "$l" "$R$l"
 done
 for P in $KPKGS; do
@@ -120,13 +140,16 @@ cp "$HERE/guest-init.sh" "$R/init" && chmod +x "$R/init"
 
 # ---------------------------------------------------------------- 5. run: guests in the background, host in the foreground
 pids=()
+# if we are interrupted, stop what we started (timeout forwards the signal to qemu / checks.sh, which cleans up)
+stop_runs() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done; }
+trap 'stop_runs; t "interrupted"; exit 130' INT TERM
 for P in $KPKGS; do
 	K=$CACHE/kpkg-$P
 	V=$(ls "$K/lib/modules")
 	t "boot $V (qemu TCG, method=$METHOD); config:"
 	grep -hE '^CONFIG_(BPF_SYSCALL|BPF_JIT|DEBUG_INFO_BTF|CGROUP_BPF|NET_CLS_BPF|NET_SCH_INGRESS|NET_XGRESS)=' "$K"/boot/config-* |
 		tr '\n' ' ' | sed 's/^/    /;s/$/\n/'
-	timeout "$BOOT_TIMEOUT" qemu-system-x86_64 -accel tcg -cpu max -m 768 -smp 1 \
+	timeout "$BOOT_TIMEOUT" qemu-system-x86_64 -accel tcg -cpu max -m 1024 -smp 1 \
 		-kernel "$(ls "$K"/boot/vmlinuz-*)" -initrd "$WORK/initramfs.cpio.gz" \
 		-append "console=ttyS0 panic=-1 quiet netfence.method=$METHOD" \
 		-nic none -nographic -no-reboot -monitor none >"$WORK/console-$V.log" 2>&1 &
@@ -138,20 +161,29 @@ if [ -z "${SKIP_HOST:-}" ]; then
 	[ -n "$CGROOT" ] || die "no cgroup2 mount in /proc/mounts"
 	t "host kernel $HOSTV: own netns pair, cgroup $CGROOT/nfport-h$$, pins /sys/fs/bpf/netfence-port-h$$"
 	timeout 240 sh "$HERE/checks.sh" "h$$" "/sys/fs/bpf/netfence-port-h$$" "$CGROOT" "$REPO/bpf/prebuilt" "$LOADER" \
-		"$WORK/guest-client" "$METHOD" >"$WORK/console-host.log" 2>&1
+		"$WORK/guest-client" "$METHOD" >"$WORK/console-host.log" 2>&1 &
+	pids+=($!)
 fi
 for p in "${pids[@]}"; do wait "$p"; done
+pids=()
 t "all runs finished"
 
 # ---------------------------------------------------------------- 6. report
 fails=0
-report() { # name log
-	local name=$1 log=$2 res
+report() { # name log guest(0|1)
+	local name=$1 log=$2 guest=$3 res node_res
 	echo "--- $name"
 	# the guest console starts with terminal escape sequences: strip them and the CRs
 	sed 's/\x1b\[[0-9;?]*[a-zA-Z]//g; s/\x1b[a-zA-Z]//g; s/\r$//' "$log" >"$log.txt"
-	grep -aE '^(ok  |FAIL|info|PORTABILITY:)' "$log.txt" | sed 's/^/    /'
+	grep -aE '^(ok  |FAIL|info|PORTABILITY:|NODE-E2E:)' "$log.txt" | sed 's/^/    /'
 	res=$(grep -a '^PORTABILITY:' "$log.txt" | tail -1)
+	if [ "$guest" = 1 ] && [ "$WITH_NODE" = 1 ] && [[ $res == "PORTABILITY: PASS"* ]]; then
+		node_res=$(grep -a '^NODE-E2E:' "$log.txt" | tail -1)
+		case $node_res in
+		"NODE-E2E: PASS method="*) res="$res node=${node_res#NODE-E2E: PASS method=}" ;;
+		*) res="PORTABILITY: FAIL Node/KernelFilter end-to-end: ${node_res:-no NODE-E2E line}" ;;
+		esac
+	fi
 	if [[ $res == "PORTABILITY: PASS"* ]]; then
 		RESULTS+=("MATRIX $name: PASS ${res#PORTABILITY: PASS }")
 	else
@@ -162,8 +194,8 @@ report() { # name log
 	fi
 }
 RESULTS=()
-[ -z "${SKIP_HOST:-}" ] && report "host $HOSTV" "$WORK/console-host.log"
-for V in $KVERS; do report "debian $V" "$WORK/console-$V.log"; done
+[ -z "${SKIP_HOST:-}" ] && report "host $HOSTV" "$WORK/console-host.log" 0
+for V in $KVERS; do report "debian $V" "$WORK/console-$V.log" 1; done
 echo
 printf '%s\n' "${RESULTS[@]}"
 if [ $fails = 0 ]; then t "PORTABILITY MATRIX: PASS (${#RESULTS[@]} kernels)"; exit 0; fi
