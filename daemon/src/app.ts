@@ -1,0 +1,195 @@
+import os from "node:os";
+import type { Logger } from "pino";
+import type { DaemonConfig } from "./config.js";
+import type { Filter } from "./datapath/filter.js";
+import { KernelFilter } from "./datapath/kernel-filter.js";
+import { AttachmentManager } from "./attachments/manager.js";
+import { LatePolicySource } from "./attachments/late-policy-source.js";
+import { LocalPolicySource } from "./attachments/local-policy-source.js";
+import { TargetWatcher } from "./attachments/target-watcher.js";
+import { findCgroup2Mount } from "./attachments/target.js";
+import type { DnsServerFactory } from "./attachments/dns-server-factory.js";
+import { createDnsServerFactory } from "./dns/dns-server-factory.js";
+import { ControlPlaneClient } from "./control-plane/connection.js";
+import { FileStateStore, MemoryStateStore, type StateStore } from "./store/state-store.js";
+import { derivedDaemonId } from "./store/daemon-id.js";
+import { DaemonServiceImpl } from "./rpc/daemon-service.js";
+import { DaemonServer } from "./rpc/daemon-server.js";
+import { DaemonMetrics } from "./metrics.js";
+import { EventForwarder } from "./event-forwarder.js";
+import { NetfenceError } from "./errors.js";
+import { netfenceVersion } from "./version.js";
+
+/**
+ * The composition root: builds the parts in order (filter → store → manager → watcher →
+ * control plane → metrics → DaemonService) and stops them in reverse. Stopping never detaches:
+ * pinned filters keep enforcing until the next daemon re-adopts them.
+ */
+
+export interface AppOverrides {
+  /** Tests inject an in-memory Filter / DNS factory; the daemon itself always uses the kernel. */
+  readonly filter?: Filter;
+  readonly dnsServers?: DnsServerFactory;
+}
+
+export class App {
+  private readonly stops: { name: string; stop: () => Promise<void> | void }[] = [];
+  manager!: AttachmentManager;
+  private server: DaemonServer | null = null;
+  filter!: Filter;
+  controlPlane: ControlPlaneClient | null = null;
+
+  private constructor(
+    readonly config: DaemonConfig,
+    private readonly logger: Logger,
+  ) {}
+
+  static async start(config: DaemonConfig, logger: Logger, overrides: AppOverrides = {}): Promise<App> {
+    const app = new App(config, logger);
+    try {
+      await app.build(overrides);
+    } catch (err) {
+      await app.stop().catch(() => undefined);
+      throw err;
+    }
+    return app;
+  }
+
+  private onStop(name: string, stop: () => Promise<void> | void): void {
+    this.stops.push({ name, stop });
+  }
+
+  private async build(overrides: AppOverrides): Promise<void> {
+    const { config, logger } = this;
+    const version = netfenceVersion();
+    logger.info({ version, socket: config.socket, dataDir: config.dataDir, controlPlane: config.controlPlane.url }, "netfenced starting");
+
+    // Bind the socket first: a second daemon on the same socket is refused before it touches any pin.
+    let serviceReady!: (impl: DaemonServiceImpl) => void;
+    let serviceFailed!: (err: unknown) => void;
+    const service = new Promise<DaemonServiceImpl>((resolve, reject) => {
+      serviceReady = resolve;
+      serviceFailed = reject;
+    });
+    const server = new DaemonServer(config.socket, service, logger);
+    await server.start();
+    this.server = server;
+    this.onStop("daemon service", () => serviceFailed(new NetfenceError("UNAVAILABLE", "the daemon is shutting down")));
+
+    const cgroupRoot = config.cgroupRoot ?? findCgroup2Mount();
+    if (cgroupRoot === null) logger.warn("no cgroup2 mount found; cgroup attachments are unavailable");
+
+    const filter =
+      overrides.filter ?? (await KernelFilter.start({ pinRoot: config.bpf.pinRoot, loaderPath: config.bpf.loaderPath ?? undefined, logger }));
+    this.filter = filter;
+    this.onStop("filter", () => filter.close());
+    await filter.setProtected(config.protected);
+
+    const store: StateStore = config.dataDir !== null ? new FileStateStore(config.dataDir) : new MemoryStateStore();
+    const policySource = new LatePolicySource();
+    let manager: AttachmentManager | null = null;
+    let controlPlane: ControlPlaneClient | null = null;
+    const dnsServers =
+      overrides.dnsServers ??
+      createDnsServerFactory({
+        defaultUpstreams: [config.dns.upstream],
+        allower: {
+          allowResolved: (id, name, addresses, ttl) =>
+            manager === null ? Promise.reject(new NetfenceError("UNAVAILABLE", "starting")) : manager.allowResolved(id, name, addresses, ttl),
+        },
+        proxy: {
+          queryDns: (id, domain, type) =>
+            controlPlane === null
+              ? Promise.reject(new NetfenceError("UNAVAILABLE", "DNS proxy mode needs a control plane (control_plane.url)"))
+              : controlPlane.queryDns(id, domain, type),
+        },
+        minTtlSeconds: config.dns.minTtlSeconds,
+        logger,
+      });
+    manager = new AttachmentManager({
+      filter,
+      policySource,
+      store,
+      dnsServers,
+      logger,
+      dns: config.dns,
+      cgroupRoot,
+      fallbackDaemonId: derivedDaemonId(),
+    });
+    this.manager = manager;
+    const report = await manager.start();
+    this.onStop("attachments", () => manager!.stop());
+    logger.info({ daemonId: manager.daemonId, ...report }, "state restored");
+
+    const watcher = new TargetWatcher(() => manager!.watchedTargets(), (id) => manager!.targetGone(id), logger);
+    watcher.start();
+    this.onStop("target watcher", () => watcher.stop());
+
+    let metrics: DaemonMetrics | null = null;
+    if (config.controlPlane.url !== null) {
+      controlPlane = new ControlPlaneClient({
+        url: config.controlPlane.url,
+        tls: config.controlPlane.tls,
+        token: config.controlPlane.token,
+        daemonId: manager.daemonId,
+        hostname: os.hostname(),
+        metadata: { ...config.metadata },
+        heartbeatIntervalMs: config.controlPlane.heartbeatIntervalMs,
+        subscribeAckTimeoutMs: config.controlPlane.subscribeAckTimeoutMs,
+        host: manager,
+        logger,
+        onCommandOutcome: (kind, applied, ms) => metrics?.commandOutcome(kind, applied, ms),
+      });
+      this.controlPlane = controlPlane;
+      policySource.set(controlPlane);
+      controlPlane.start();
+      const cp = controlPlane;
+      this.onStop("control plane", () => cp.stop());
+      const forwarder = new EventForwarder(filter.events(), (batch) => cp.publishEvents(batch));
+      forwarder.start();
+      this.onStop("event forwarder", () => forwarder.stop());
+    } else {
+      policySource.set(new LocalPolicySource(config.defaultPolicy, logger));
+    }
+
+    metrics = new DaemonMetrics({
+      stats: () => manager!.stats(),
+      attachmentCount: () => manager!.size,
+      queueDepth: () => manager!.queueDepth,
+      controlPlaneState: () => controlPlane?.state() ?? "none",
+    });
+    if (config.metrics.listen !== null) {
+      await metrics.listen(config.metrics.listen, logger);
+      const m = metrics;
+      this.onStop("metrics", () => m.close());
+    }
+
+    serviceReady(
+      new DaemonServiceImpl({
+        registry: manager,
+        version,
+        hostname: os.hostname(),
+        controlPlane,
+        events: () => filter.events(),
+      }),
+    );
+    logger.info({ daemonId: manager.daemonId, attachments: manager.size }, "netfenced ready");
+  }
+
+  /** Stops everything in reverse order of start; pinned filters keep enforcing. */
+  async stop(): Promise<void> {
+    // Stop taking calls first, then the rest in reverse order of start.
+    const server = this.server;
+    this.server = null;
+    await server?.stop().catch((err: unknown) => this.logger.warn({ err }, "stopping the DaemonService failed"));
+    while (this.stops.length > 0) {
+      const { name, stop } = this.stops.pop()!;
+      try {
+        await stop();
+      } catch (err) {
+        this.logger.warn({ err, part: name }, "stop failed");
+      }
+    }
+    this.logger.info("netfenced stopped; pinned filters keep enforcing");
+  }
+}

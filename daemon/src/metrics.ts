@@ -1,0 +1,96 @@
+import http from "node:http";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { Logger } from "pino";
+import type { AttachmentStatsView } from "./attachments/attachment-view.js";
+
+/**
+ * Prometheus metrics. Per-attachment counters are read from the kernel at scrape time (no
+ * polling in between); command outcomes and control-plane state are pushed by hooks.
+ */
+export interface MetricsSources {
+  stats(): Promise<readonly AttachmentStatsView[]>;
+  attachmentCount(): number;
+  queueDepth(): number;
+  controlPlaneState(): "disconnected" | "connecting" | "connected" | "none";
+}
+
+export class DaemonMetrics {
+  readonly registry = new Registry();
+  private readonly commands: Counter<"kind" | "outcome">;
+  private readonly commandLatency: Histogram<"kind">;
+  private server: http.Server | null = null;
+
+  constructor(sources: MetricsSources) {
+    const r = this.registry;
+    const perAttachment = (name: string, help: string, pick: (s: AttachmentStatsView) => bigint): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames: ["attachment"],
+        registers: [r],
+        async collect() {
+          this.reset();
+          for (const s of await sources.stats()) this.set({ attachment: s.id }, Number(pick(s)));
+        },
+      });
+    };
+    perAttachment("netfence_packets_allowed", "Packets allowed per attachment (kernel per-CPU counters summed)", (s) => s.packetsAllowed);
+    perAttachment("netfence_packets_blocked", "Packets blocked per attachment", (s) => s.packetsBlocked);
+    perAttachment("netfence_dns_queries_allowed", "DNS queries answered per attachment", (s) => s.dnsQueriesAllowed);
+    perAttachment("netfence_dns_queries_blocked", "DNS queries refused per attachment", (s) => s.dnsQueriesBlocked);
+    new Gauge({ name: "netfence_attachments", help: "Live attachments", registers: [r], collect() { this.set(sources.attachmentCount()); } });
+    new Gauge({ name: "netfence_op_queue_depth", help: "Kernel operations waiting in the manager queue", registers: [r], collect() { this.set(sources.queueDepth()); } });
+    new Gauge({
+      name: "netfence_control_plane_connected",
+      help: "1 when the control-plane stream is up, 0 otherwise (absent without a control plane)",
+      registers: [r],
+      collect() {
+        const s = sources.controlPlaneState();
+        if (s !== "none") this.set(s === "connected" ? 1 : 0);
+      },
+    });
+    this.commands = new Counter({ name: "netfence_commands_total", help: "Control-plane commands by kind and outcome", labelNames: ["kind", "outcome"], registers: [r] });
+    this.commandLatency = new Histogram({
+      name: "netfence_command_apply_seconds",
+      help: "Time to apply a control-plane command",
+      labelNames: ["kind"],
+      buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1],
+      registers: [r],
+    });
+  }
+
+  /** Hook for ControlPlaneClient's onCommandOutcome. */
+  commandOutcome(kind: string, applied: boolean, latencyMs: number): void {
+    this.commands.inc({ kind, outcome: applied ? "applied" : "rejected" });
+    this.commandLatency.observe({ kind }, latencyMs / 1000);
+  }
+
+  /** Serves /metrics on "ip:port". */
+  async listen(address: string, logger: Logger): Promise<void> {
+    const idx = address.lastIndexOf(":");
+    const host = address.slice(0, idx).replace(/^\[|\]$/g, "");
+    const port = Number(address.slice(idx + 1));
+    const server = http.createServer((req, res) => {
+      if (req.url !== "/metrics") {
+        res.writeHead(404).end();
+        return;
+      }
+      this.registry.metrics().then(
+        (text) => res.writeHead(200, { "content-type": this.registry.contentType }).end(text),
+        (err: unknown) => res.writeHead(500).end(String(err)),
+      );
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, host, () => resolve());
+    });
+    this.server = server;
+    logger.info({ metrics: address }, "metrics listening");
+  }
+
+  async close(): Promise<void> {
+    const s = this.server;
+    this.server = null;
+    if (s) await new Promise<void>((r) => s.close(() => r()));
+  }
+}

@@ -1,0 +1,238 @@
+import * as grpc from "@grpc/grpc-js";
+import { create } from "@bufbuild/protobuf";
+import { EmptySchema, timestampFromMs, type Empty } from "@bufbuild/protobuf/wkt";
+import {
+  AttachResponseSchema,
+  AttachmentInfoSchema,
+  ConnectionState,
+  DaemonStatusSchema,
+  ListResponseSchema,
+  type AttachRequest,
+  type AttachResponse,
+  type DaemonStatus,
+  type DetachRequest,
+  type ListRequest,
+  type ListResponse,
+  type WatchEventsRequest,
+} from "../../../proto/gen/netfence/v1/daemon_pb.js";
+import { AttachmentType } from "../../../proto/gen/netfence/v1/types_pb.js";
+import type { PacketEvent } from "../../../proto/gen/netfence/v1/control_pb.js";
+import { invalidArgument, NetfenceError } from "../errors.js";
+import type { AttachmentView, AttachmentStatsView } from "../attachments/attachment-view.js";
+import type { AttachInput } from "../attachments/manager.js";
+import type { KernelPacketEvent } from "../datapath/filter.js";
+import { dnsModeToWire, policyModeToWire } from "../control-plane/wire-events.js";
+import { packetEventToWire } from "./packet-event.js";
+import { toServiceError } from "./grpc-status.js";
+
+/**
+ * DaemonService: request validation at the edge, then the attachment manager. The typed
+ * `DaemonServiceImpl` is usable in memory (tests); `daemonServiceHandlers` adapts it to grpc-js.
+ */
+
+/** The part of the attachment manager the service needs. */
+export interface AttachmentRegistry {
+  attach(input: AttachInput): Promise<AttachmentView>;
+  detach(id: string): Promise<void>;
+  list(): AttachmentView[];
+  statsFor(ids: readonly string[]): Promise<AttachmentStatsView[]>;
+  readonly size: number;
+  readonly daemonId: string;
+}
+
+export interface DaemonServiceDeps {
+  readonly registry: AttachmentRegistry;
+  readonly version: string;
+  readonly hostname: string;
+  /** Control-plane connection state; null without a control plane. */
+  readonly controlPlane: { state(): "disconnected" | "connecting" | "connected"; address(): string } | null;
+  /** A fresh subscription to packet events per call. */
+  readonly events: () => AsyncIterable<KernelPacketEvent>;
+}
+
+/** Metadata key selecting the TC hook of an interface attachment (the proto has no field). */
+export const DIRECTION_METADATA_KEY = "netfence.direction";
+export const DEFAULT_PAGE_SIZE = 100;
+export const MAX_PAGE_SIZE = 1000;
+const MAX_METADATA_ENTRIES = 64;
+const MAX_METADATA_KEY = 128;
+const MAX_METADATA_VALUE = 1024;
+const MAX_TARGET = 4096;
+
+export class DaemonServiceImpl {
+  constructor(private readonly deps: DaemonServiceDeps) {}
+
+  async attach(req: AttachRequest): Promise<AttachResponse> {
+    const input = parseAttachRequest(req);
+    const view = await this.deps.registry.attach(input);
+    return create(AttachResponseSchema, { id: view.id, dnsAddress: view.dnsAddress });
+  }
+
+  async detach(req: DetachRequest): Promise<Empty> {
+    const id = req.id.trim();
+    if (id === "") throw invalidArgument("detach needs an attachment id");
+    if (id.length > 128) throw invalidArgument("attachment id is too long");
+    await this.deps.registry.detach(id);
+    return create(EmptySchema);
+  }
+
+  async list(req: ListRequest): Promise<ListResponse> {
+    if (req.pageSize < 0) throw invalidArgument(`page_size must not be negative (got ${req.pageSize})`);
+    const pageSize = Math.min(req.pageSize === 0 ? DEFAULT_PAGE_SIZE : req.pageSize, MAX_PAGE_SIZE);
+    const all = this.deps.registry.list();
+    let start = 0;
+    if (req.pageToken !== "") {
+      const after = decodePageToken(req.pageToken);
+      start = all.findIndex((a) => a.attachedAtMs > after.attachedAtMs || (a.attachedAtMs === after.attachedAtMs && a.id > after.id));
+      if (start === -1) start = all.length;
+    }
+    const page = all.slice(start, start + pageSize);
+    const stats = new Map((await this.deps.registry.statsFor(page.map((a) => a.id))).map((s) => [s.id, s]));
+    const last = page.at(-1);
+    return create(ListResponseSchema, {
+      attachments: page.map((a) => {
+        const s = stats.get(a.id);
+        return create(AttachmentInfoSchema, {
+          id: a.id,
+          target: a.target,
+          type: a.type === "interface" ? AttachmentType.TC : AttachmentType.CGROUP,
+          mode: policyModeToWire(a.mode),
+          dnsMode: dnsModeToWire(a.dnsMode),
+          dnsAddress: a.dnsAddress,
+          metadata: { ...a.metadata },
+          packetsAllowed: s?.packetsAllowed ?? 0n,
+          packetsBlocked: s?.packetsBlocked ?? 0n,
+          dnsQueriesAllowed: s?.dnsQueriesAllowed ?? 0n,
+          dnsQueriesBlocked: s?.dnsQueriesBlocked ?? 0n,
+          attachedAt: timestampFromMs(a.attachedAtMs),
+        });
+      }),
+      nextPageToken: last !== undefined && start + pageSize < all.length ? encodePageToken(last) : "",
+      totalCount: all.length,
+    });
+  }
+
+  async getStatus(): Promise<DaemonStatus> {
+    const cp = this.deps.controlPlane;
+    const state = cp?.state();
+    return create(DaemonStatusSchema, {
+      version: this.deps.version,
+      daemonId: this.deps.registry.daemonId,
+      hostname: this.deps.hostname,
+      controlPlaneState:
+        state === "connected" ? ConnectionState.CONNECTED : state === "connecting" ? ConnectionState.CONNECTING : ConnectionState.DISCONNECTED,
+      controlPlaneAddress: cp?.address() ?? "",
+      attachmentCount: this.deps.registry.size,
+    });
+  }
+
+  /** Packet events, optionally for one attachment; ends when `signal` aborts or events end. */
+  async *watchEvents(req: WatchEventsRequest, signal: AbortSignal): AsyncGenerator<PacketEvent> {
+    const id = req.attachmentId.trim();
+    if (id !== "" && !this.deps.registry.list().some((a) => a.id === id)) {
+      throw new NetfenceError("NOT_FOUND", `no attachment with id "${id}"`, { details: { id } });
+    }
+    const iterator = this.deps.events()[Symbol.asyncIterator]();
+    const aborted = new Promise<IteratorResult<KernelPacketEvent>>((resolve) => {
+      if (signal.aborted) resolve({ done: true, value: undefined });
+      signal.addEventListener("abort", () => resolve({ done: true, value: undefined }), { once: true });
+    });
+    try {
+      for (;;) {
+        const next = await Promise.race([iterator.next(), aborted]);
+        if (next.done) return;
+        if (id === "" || next.value.attachmentId === id) yield packetEventToWire(next.value);
+      }
+    } finally {
+      await iterator.return?.();
+    }
+  }
+}
+
+export function parseAttachRequest(req: AttachRequest): AttachInput {
+  const metadata: Record<string, string> = {};
+  const entries = Object.entries(req.metadata);
+  if (entries.length > MAX_METADATA_ENTRIES) throw invalidArgument(`too many metadata entries (${entries.length} > ${MAX_METADATA_ENTRIES})`);
+  for (const [k, v] of entries) {
+    if (k === "" || k.length > MAX_METADATA_KEY) throw invalidArgument(`metadata key "${k.slice(0, 40)}" must be 1..${MAX_METADATA_KEY} characters`);
+    if (v.length > MAX_METADATA_VALUE) throw invalidArgument(`metadata value of "${k}" is longer than ${MAX_METADATA_VALUE} characters`);
+    metadata[k] = v;
+  }
+  const dir = metadata[DIRECTION_METADATA_KEY] ?? "ingress";
+  if (dir !== "ingress" && dir !== "egress") {
+    throw invalidArgument(`metadata ${DIRECTION_METADATA_KEY} must be "ingress" or "egress" (got "${dir.slice(0, 40)}")`);
+  }
+  switch (req.target.case) {
+    case "interfaceName": {
+      const name = req.target.value.trim();
+      if (name === "") throw invalidArgument("interface_name is empty");
+      if (name.length > MAX_TARGET) throw invalidArgument("interface_name is too long");
+      return { target: { kind: "interface", name, direction: dir }, metadata };
+    }
+    case "cgroupPath": {
+      const path = req.target.value.trim();
+      if (path === "") throw invalidArgument("cgroup_path is empty");
+      if (path.length > MAX_TARGET) throw invalidArgument("cgroup_path is too long");
+      return { target: { kind: "cgroup", path }, metadata };
+    }
+    default:
+      throw invalidArgument("attach needs a target: interface_name or cgroup_path");
+  }
+}
+
+function encodePageToken(a: AttachmentView): string {
+  return Buffer.from(JSON.stringify([a.attachedAtMs, a.id])).toString("base64url");
+}
+
+function decodePageToken(token: string): { attachedAtMs: number; id: string } {
+  try {
+    if (token.length > 512) throw new Error("too long");
+    const v: unknown = JSON.parse(Buffer.from(token, "base64url").toString("utf8"));
+    if (Array.isArray(v) && v.length === 2 && typeof v[0] === "number" && typeof v[1] === "string") return { attachedAtMs: v[0], id: v[1] };
+  } catch {
+    // fall through
+  }
+  throw invalidArgument("page_token is not one this daemon issued");
+}
+
+type Unary<Req, Res> = (call: grpc.ServerUnaryCall<Req, Res>, cb: grpc.sendUnaryData<Res>) => void;
+
+/**
+ * grpc-js handlers keyed by the RPC names of the .proto (as `serviceDefinition` keys them).
+ * `impl` may be a promise: the socket is bound first (so a second daemon is refused before it
+ * touches any pin) and calls arriving during start-up wait until the daemon is ready.
+ */
+export function daemonServiceHandlers(impl: DaemonServiceImpl | Promise<DaemonServiceImpl>): grpc.UntypedServiceImplementation {
+  const ready = Promise.resolve(impl);
+  ready.catch(() => undefined);
+  const unary =
+    <Req, Res>(fn: (s: DaemonServiceImpl, req: Req) => Promise<Res>): Unary<Req, Res> =>
+    (call, cb) => {
+      ready.then((s) => fn(s, call.request)).then(
+        (res) => cb(null, res),
+        (err: unknown) => cb(toServiceError(err)),
+      );
+    };
+  return {
+    Attach: unary((s, r: AttachRequest) => s.attach(r)),
+    Detach: unary((s, r: DetachRequest) => s.detach(r)),
+    List: unary((s, r: ListRequest) => s.list(r)),
+    GetStatus: unary((s, _r: Empty) => s.getStatus()),
+    WatchEvents: (call: grpc.ServerWritableStream<WatchEventsRequest, PacketEvent>) => {
+      const ac = new AbortController();
+      call.on("cancelled", () => ac.abort());
+      call.on("close", () => ac.abort());
+      void (async () => {
+        try {
+          const s = await ready;
+          for await (const ev of s.watchEvents(call.request, ac.signal)) {
+            if (!call.write(ev)) await new Promise<void>((r) => call.once("drain", () => r()));
+          }
+          call.end();
+        } catch (err) {
+          call.destroy(toServiceError(err));
+        }
+      })();
+    },
+  };
+}
