@@ -87,7 +87,11 @@ KVERS=""
 for P in $KPKGS; do
 	if ! ls "$CACHE/${P}_"*.deb >/dev/null 2>&1; then
 		t "apt-get download $P"
-		(cd "$CACHE" && apt-get download "$P" >"$WORK/download.log" 2>&1) || { cat "$WORK/download.log"; die "apt-get download $P"; }
+		if ! (cd "$CACHE" && apt-get download "$P" >"$WORK/download.log" 2>&1); then
+			t "apt-get download failed; apt-get update and one retry"
+			apt-get update >>"$WORK/download.log" 2>&1
+			(cd "$CACHE" && apt-get download "$P" >>"$WORK/download.log" 2>&1) || { cat "$WORK/download.log"; die "apt-get download $P"; }
+		fi
 	fi
 	K=$CACHE/kpkg-$P
 	if [ ! -d "$K" ]; then
@@ -159,6 +163,9 @@ HOSTV=$(uname -r)
 if [ -z "${SKIP_HOST:-}" ]; then
 	CGROOT=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
 	[ -n "$CGROOT" ] || die "no cgroup2 mount in /proc/mounts"
+	[ -r /proc/config.gz ] && zcat /proc/config.gz |
+		grep -E '^CONFIG_(BPF_SYSCALL|BPF_JIT|DEBUG_INFO_BTF|CGROUP_BPF|NET_CLS_BPF|NET_SCH_INGRESS|NET_XGRESS)=' | tr '\n' ' ' |
+		sed 's/^/    host config: /;s/$/\n/'
 	t "host kernel $HOSTV: own netns pair, cgroup $CGROOT/nfport-h$$, pins /sys/fs/bpf/netfence-port-h$$"
 	timeout 240 sh "$HERE/checks.sh" "h$$" "/sys/fs/bpf/netfence-port-h$$" "$CGROOT" "$REPO/bpf/prebuilt" "$LOADER" \
 		"$WORK/guest-client" "$METHOD" >"$WORK/console-host.log" 2>&1 &
