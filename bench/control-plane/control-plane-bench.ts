@@ -7,6 +7,8 @@
  *    memory, so this is the control-plane path alone; the kernel apply is measured by the datapath
  *    benchmark (and end to end by the daemon e2e bench).
  * 2. BulkUpdate of 10k CIDRs over the same path (encode, send, parse/validate 10k prefixes, result).
+ *    Then both again with the real AttachmentManager + KernelFilter on a sandbox veth (root,
+ *    bpffs): the result is sent only once the kernel map update is acknowledged.
  * 3. One netfence-cp process (the real binary, YAML policy) driving N simulated daemon streams:
  *    time until all are synced and acked, the netfence-cp CPU while every daemon heartbeats each
  *    second, and the fan-out time of a policy reload to every attachment.
@@ -28,6 +30,13 @@ import type { AttachmentStatsView, AttachmentView } from "../../daemon/src/attac
 import type { PolicyCommand } from "../../daemon/src/policy/policy.js";
 import { projectRoot } from "../../daemon/src/datapath/project-root.js";
 import { ControlPlaneServer } from "../../control-plane-example/src/sdk/control-plane-server.js";
+import { KernelFilter } from "../../daemon/src/datapath/kernel-filter.js";
+import { AttachmentManager } from "../../daemon/src/attachments/manager.js";
+import { findCgroup2Mount } from "../../daemon/src/attachments/target.js";
+import { MemoryStateStore } from "../../daemon/src/store/state-store.js";
+import { createDnsServerFactory } from "../../daemon/src/dns/dns-server-factory.js";
+import type { ResolvedAllower } from "../../daemon/src/dns/resolved-allower.js";
+import { requireKernel, Sandbox } from "../../test/helpers/sandbox.js";
 import type { DaemonHandle } from "../../control-plane-example/src/sdk/daemon-handle.js";
 
 const CONNECT = methodDefinition(ControlPlane.method.connect);
@@ -165,6 +174,101 @@ async function commandPath(args: Args): Promise<Record<string, unknown>> {
   } finally {
     client.stop();
     await server.close(200);
+  }
+}
+
+
+// ------------------------------------------------------------ 1k + 2k: through the real kernel
+
+/**
+ * The same two measurements with the real AttachmentManager and KernelFilter (eBPF via the loader
+ * child) behind the client, attached to a sandbox veth: the CommandResult is sent only after the
+ * kernel map update was acknowledged by the loader, so this is "command sent → applied in the
+ * kernel → result back".
+ */
+async function kernelPath(args: Args): Promise<Record<string, unknown>> {
+  await requireKernel();
+  const sb = await Sandbox.create("cpb");
+  let filter: KernelFilter | null = null;
+  let manager: AttachmentManager | null = null;
+  let client: ControlPlaneClient | null = null;
+  let daemon: DaemonHandle | null = null;
+  const server = new ControlPlaneServer({
+    logger: silent,
+    commandTimeoutMs: 30_000,
+    hooks: { onSubscribed: () => ({ mode: "allowlist", allow: ["100.64.0.0/24"] }), onDaemonSynced: (d) => { daemon = d; } },
+  });
+  try {
+    const net = await sb.network();
+    const port = await server.listen("127.0.0.1:0");
+    filter = await KernelFilter.start({ pinRoot: await sb.pinRoot() });
+    let mgr: AttachmentManager | null = null;
+    const host: ControlPlaneHost = {
+      attachments: () => mgr!.attachments(),
+      applyCommand: (id, cmd) => mgr!.applyCommand(id, cmd),
+      stats: () => mgr!.stats(),
+    };
+    const allower: ResolvedAllower = { allowResolved: (id, name, addrs, ttl) => mgr!.allowResolved(id, name, addrs, ttl) };
+    client = new ControlPlaneClient({
+      url: `127.0.0.1:${port}`, daemonId: "bench-kernel", hostname: os.hostname(), metadata: {}, heartbeatIntervalMs: 3_600_000,
+      subscribeAckTimeoutMs: 5000, host, logger: silent,
+    });
+    manager = new AttachmentManager({
+      filter, policySource: client, store: new MemoryStateStore(),
+      dnsServers: createDnsServerFactory({ defaultUpstreams: ["127.0.0.1:53"], allower, logger: silent }),
+      logger: silent, dns: { listenAddr: "127.0.0.1", portMin: 12_800, portMax: 12_900, minTtlSeconds: 300 },
+      cgroupRoot: findCgroup2Mount(), gcIntervalMs: 0,
+    });
+    mgr = manager;
+    await manager.start();
+    client.start();
+    await until(() => daemon !== null, "daemon sync", 10_000);
+    const view = await manager.attach({ target: { kind: "interface", name: net.hostIf, direction: "ingress" }, metadata: {} });
+    const d = daemon as unknown as DaemonHandle;
+    for (let i = 0; i < 100; i++) await d.allowCidr(view.id, `100.65.${i}.0/24`);
+    const rtt: number[] = [];
+    const phaseEnd = Date.now() + 60_000;
+    for (let i = 0; i < args.commands && Date.now() < phaseEnd; i++) {
+      const cidr = `100.66.${(i >> 1) % 256}.${(i >> 9) % 256}/32`;
+      const t0 = performance.now();
+      const o = i % 2 === 0 ? await d.allowCidr(view.id, cidr) : await d.removeCidr(view.id, cidr);
+      rtt.push(performance.now() - t0);
+      if (!o.applied) throw new Error(`command rejected: ${o.error}`);
+    }
+    const bulkMs: number[] = [];
+    for (let rep = 0; rep < 10; rep++) {
+      const cidrs = Array.from({ length: 10_000 }, (_, i) => `100.${64 + (rep % 2) * 8 + (i >> 12)}.${(i >> 4) & 255}.${(i & 15) << 4}/28`);
+      const t0 = performance.now();
+      const o = await d.bulkUpdate(view.id, { mode: "allowlist", allow: cidrs, dns: { mode: "disabled" } });
+      bulkMs.push(performance.now() - t0);
+      if (!o.applied) throw new Error(`bulk rejected: ${o.error}`);
+    }
+    await manager.detach(view.id);
+    return {
+      kernelRoundTrip: {
+        what: "SDK send → gRPC → client → AttachmentManager → KernelFilter map update acked by the loader → CommandResult → resolved",
+        kernelApplyIncluded: true,
+        commands: rtt.length,
+        p50Ms: r3(percentile(rtt, 50)),
+        p99Ms: r3(percentile(rtt, 99)),
+        maxMs: r3(Math.max(...rtt)),
+        targetP50Ms: 1,
+      },
+      kernelBulkUpdate10k: {
+        what: "BulkUpdate of 10,000 CIDRs end to end: wire, validation, manager plan, atomic kernel replace, CommandResult",
+        kernelApplyIncluded: true,
+        repetitions: bulkMs.length,
+        p50Ms: r3(percentile(bulkMs, 50)),
+        maxMs: r3(Math.max(...bulkMs)),
+        targetMs: 50,
+      },
+    };
+  } finally {
+    client?.stop();
+    await manager?.stop().catch(() => undefined);
+    await filter?.close().catch(() => undefined);
+    await server.close(100);
+    await sb.cleanup();
   }
 }
 
@@ -312,6 +416,7 @@ async function main(): Promise<void> {
   // Other work on the machine skews tail latencies; record how busy it was.
   const loadAvgAtStart = os.loadavg().map(r3);
   const path1 = await commandPath(args);
+  const pathKernel = await kernelPath(args);
   const path3 = await manyDaemons(args);
   const cpuModel = /^model name\s*:\s*(.+)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1]?.trim() ?? "unknown";
   const result = {
@@ -319,6 +424,7 @@ async function main(): Promise<void> {
     started,
     machine: { nproc: os.availableParallelism(), kernel: os.release(), cpuModel, node: process.version, loadAvgAtStart, loadAvgAtEnd: os.loadavg().map(r3) },
     ...path1,
+    ...pathKernel,
     ...path3,
   };
   mkdirSync(path.dirname(args.out), { recursive: true });
