@@ -177,8 +177,8 @@ t "all runs finished"
 
 # ---------------------------------------------------------------- 6. report
 fails=0
-report() { # name log guest(0|1)
-	local name=$1 log=$2 guest=$3 res node_res
+report() { # name log guest(0|1) kernel-config-text
+	local name=$1 log=$2 guest=$3 config=$4 res node_res want got
 	echo "--- $name"
 	# the guest console starts with terminal escape sequences: strip them and the CRs
 	sed 's/\x1b\[[0-9;?]*[a-zA-Z]//g; s/\x1b[a-zA-Z]//g; s/\r$//' "$log" >"$log.txt"
@@ -191,6 +191,16 @@ report() { # name log guest(0|1)
 		*) res="PORTABILITY: FAIL Node/KernelFilter end-to-end: ${node_res:-no NODE-E2E line}" ;;
 		esac
 	fi
+	# cross-check of the loader's BTF probe against how the kernel was built: TCX exists iff CONFIG_NET_XGRESS=y
+	if [ "$METHOD" = auto ] && [ -n "$config" ] && [[ $res == "PORTABILITY: PASS"* ]]; then
+		if grep -q '^CONFIG_NET_XGRESS=y' <<<"$config"; then want=tcx; else want=clsact; fi
+		got=$(sed -n 's/.*PORTABILITY: PASS method=\([a-z_]*\).*/\1/p' <<<"$res")
+		if [ "$got" = "$want" ]; then
+			echo "    ok   kernel config $(grep -q '^CONFIG_NET_XGRESS=y' <<<"$config" && echo has || echo lacks) CONFIG_NET_XGRESS: the loader's probe chose $got"
+		else
+			res="PORTABILITY: FAIL the loader chose $got but the kernel config says $want"
+		fi
+	fi
 	if [[ $res == "PORTABILITY: PASS"* ]]; then
 		RESULTS+=("MATRIX $name: PASS ${res#PORTABILITY: PASS }")
 	else
@@ -201,8 +211,11 @@ report() { # name log guest(0|1)
 	fi
 }
 RESULTS=()
-[ -z "${SKIP_HOST:-}" ] && report "host $HOSTV" "$WORK/console-host.log" 0
-for V in $KVERS; do report "debian $V" "$WORK/console-$V.log" 1; done
+[ -z "${SKIP_HOST:-}" ] && report "host $HOSTV" "$WORK/console-host.log" 0 "$(zcat /proc/config.gz 2>/dev/null)"
+for P in $KPKGS; do
+	V=$(ls "$CACHE/kpkg-$P/lib/modules")
+	report "debian $V" "$WORK/console-$V.log" 1 "$(cat "$CACHE/kpkg-$P"/boot/config-*)"
+done
 echo
 printf '%s\n' "${RESULTS[@]}"
 if [ $fails = 0 ]; then t "PORTABILITY MATRIX: PASS (${#RESULTS[@]} kernels)"; exit 0; fi
