@@ -1,4 +1,4 @@
-import type { Answer } from "dns-packet";
+import type { WireRecord } from "./dns-wire.js";
 import { canonicalQueryName } from "./domain-name.js";
 import type { ResolvedAddress } from "./resolved-allower.js";
 
@@ -28,7 +28,7 @@ export interface AnswerAddresses {
   readonly rejectedName: string | null;
 }
 
-export function answerAddresses(answers: readonly Answer[], queriedName: string, nameOk: (name: string) => boolean): AnswerAddresses {
+export function answerAddresses(answers: readonly WireRecord[], queriedName: string, nameOk: (name: string) => boolean): AnswerAddresses {
   const chain = [canonicalQueryName(queriedName)];
   let current = chain[0]!;
   let ttl = Number.POSITIVE_INFINITY;
@@ -37,7 +37,7 @@ export function answerAddresses(answers: readonly Answer[], queriedName: string,
     for (const record of answers) {
       if (record.type === "CNAME" && canonicalQueryName(record.name) === current) {
         next = canonicalQueryName(record.data);
-        ttl = Math.min(ttl, record.ttl ?? 0);
+        ttl = Math.min(ttl, record.ttl);
         break;
       }
     }
@@ -51,7 +51,7 @@ export function answerAddresses(answers: readonly Answer[], queriedName: string,
   for (const record of answers) {
     if ((record.type === "A" || record.type === "AAAA") && canonicalQueryName(record.name) === current) {
       addresses.push({ family: record.type === "A" ? 4 : 6, address: record.data });
-      ttl = Math.min(ttl, record.ttl ?? 0);
+      ttl = Math.min(ttl, record.ttl);
     }
   }
   return { addresses, ttlSeconds: addresses.length === 0 || ttl === Number.POSITIVE_INFINITY ? 0 : ttl, chain, rejectedName: null };

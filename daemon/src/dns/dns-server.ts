@@ -10,7 +10,7 @@ import { answerAddresses } from "./answer-addresses.js";
 import { compileDomainRules, matchDomain, nameAllowed } from "./domain-match.js";
 import {
   HEADER_LENGTH, RCODE_FORMERR, RCODE_NOTIMP, RCODE_REFUSED, RCODE_SERVFAIL, TYPE_A, TYPE_AAAA,
-  errorReply, isResponse, opcodeOf, questionCount, readQuestion, typeName,
+  errorReply, isResponse, opcodeOf, questionCount, readAnswerRecords, readQuestion, typeName,
 } from "./dns-wire.js";
 import type { WireQuestion } from "./dns-wire.js";
 import type { DnsProxy } from "./dns-proxy.js";
@@ -228,9 +228,8 @@ export class AttachmentDnsServer {
         return;
       }
       if (this.stopped) return;
-      this.udp.send(reply, rinfo.port, rinfo.address, (err) => {
-        if (err) this.log.debug({ err: err.message }, "DNS UDP reply not sent");
-      });
+      // No callback: a failed send surfaces as the socket's 'error' event (logged in wire()).
+      this.udp.send(reply, rinfo.port, rinfo.address);
     });
   }
 
@@ -383,10 +382,8 @@ export class AttachmentDnsServer {
     }
     // Only NOERROR answers with records can carry addresses; skip the decode otherwise.
     if ((reply.readUInt16BE(2) & 0xf) !== 0 || reply.readUInt16BE(6) === 0) return reply;
-    let answers: Answer[];
-    try {
-      answers = dnsPacket.decode(reply).answers ?? [];
-    } catch {
+    const answers = readAnswerRecords(reply);
+    if (answers === null) {
       this.servfailCount++;
       this.log.warn({ name: question.name }, "DNS upstream sent an answer that cannot be parsed; answering SERVFAIL");
       return errorReply(query, RCODE_SERVFAIL);

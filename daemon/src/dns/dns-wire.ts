@@ -144,3 +144,109 @@ export function typeName(type: number): string {
 
 export const TYPE_A = 1;
 export const TYPE_AAAA = 28;
+
+/** An answer-section record the server cares about; others are skipped while parsing. */
+export interface WireRecord {
+  readonly type: "A" | "AAAA" | "CNAME";
+  /** Lower case, no trailing dot. */
+  readonly name: string;
+  readonly ttl: number;
+  /** Dotted IPv4, RFC 5952 IPv6, or the CNAME target (lower case). */
+  readonly data: string;
+}
+
+const TYPE_CNAME = 5;
+const MAX_POINTER_JUMPS = 64;
+
+/** Reads a possibly compressed name at `offset`; returns [name, offset after it] or null. */
+function readName(msg: Buffer, offset: number): [string, number] | null {
+  let name = "";
+  let next = -1;
+  let jumps = 0;
+  let length = 0;
+  for (;;) {
+    if (offset >= msg.length) return null;
+    const len = msg[offset]!;
+    if (len === 0) {
+      if (next < 0) next = offset + 1;
+      break;
+    }
+    if ((len & 0xc0) === 0xc0) {
+      if (offset + 1 >= msg.length || ++jumps > MAX_POINTER_JUMPS) return null;
+      if (next < 0) next = offset + 2;
+      offset = ((len & 0x3f) << 8) | msg[offset + 1]!;
+      continue;
+    }
+    if (len > 63 || offset + 1 + len > msg.length) return null;
+    length += len + 1;
+    if (length > 255) return null;
+    const label = msg.toString("latin1", offset + 1, offset + 1 + len);
+    name = name.length === 0 ? label : `${name}.${label}`;
+    offset += 1 + len;
+  }
+  return [name.toLowerCase(), next];
+}
+
+function formatIpv6(msg: Buffer, at: number): string {
+  const words: number[] = [];
+  for (let i = 0; i < 8; i++) words.push(msg.readUInt16BE(at + 2 * i));
+  // RFC 5952: compress the longest run (≥ 2) of zero words, the first one on a tie.
+  let bestStart = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (words[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && words[j] === 0) j++;
+    if (j - i > bestLen) {
+      bestStart = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = (ws: number[]): string => ws.map((w) => w.toString(16)).join(":");
+  if (bestStart < 0) return hex(words);
+  return `${hex(words.slice(0, bestStart))}::${hex(words.slice(bestStart + bestLen))}`;
+}
+
+/**
+ * The A, AAAA and CNAME records of a response's answer section, straight from the wire (a full
+ * decode of every section costs several times more). Null when the message is malformed.
+ */
+export function readAnswerRecords(msg: Buffer): WireRecord[] | null {
+  if (msg.length < HEADER_LENGTH) return null;
+  const qd = msg.readUInt16BE(4);
+  const an = msg.readUInt16BE(6);
+  let offset = HEADER_LENGTH;
+  for (let i = 0; i < qd; i++) {
+    const q = readName(msg, offset);
+    if (q === null) return null;
+    offset = q[1] + 4;
+  }
+  const records: WireRecord[] = [];
+  for (let i = 0; i < an; i++) {
+    const n = readName(msg, offset);
+    if (n === null || n[1] + 10 > msg.length) return null;
+    const at = n[1];
+    const type = msg.readUInt16BE(at);
+    const ttl = msg.readUInt32BE(at + 4);
+    const rdlength = msg.readUInt16BE(at + 8);
+    const rdata = at + 10;
+    if (rdata + rdlength > msg.length) return null;
+    if (type === TYPE_A && rdlength === 4) {
+      records.push({ type: "A", name: n[0], ttl, data: `${msg[rdata]}.${msg[rdata + 1]}.${msg[rdata + 2]}.${msg[rdata + 3]}` });
+    } else if (type === TYPE_AAAA && rdlength === 16) {
+      records.push({ type: "AAAA", name: n[0], ttl, data: formatIpv6(msg, rdata) });
+    } else if (type === TYPE_CNAME) {
+      const target = readName(msg, rdata);
+      if (target === null) return null;
+      records.push({ type: "CNAME", name: n[0], ttl, data: target[0] });
+    } else if (type === TYPE_A || type === TYPE_AAAA) {
+      return null; // an address record of the wrong size
+    }
+    offset = rdata + rdlength;
+  }
+  return records;
+}

@@ -23,7 +23,12 @@ export interface CompiledDomainRules {
   /** domain → bit set of EXACT_ALLOW | EXACT_DENY | SUBTREE_ALLOW | SUBTREE_DENY */
   readonly byName: ReadonlyMap<string, number>;
   readonly ruleCount: number;
+  /** Verdicts of recently asked canonical names (bounded; the rules are immutable, so never stale). */
+  readonly verdicts: Map<string, DomainVerdict>;
 }
+
+/** Names whose verdict is remembered per compiled policy; the cache is simply emptied when full. */
+export const VERDICT_CACHE_SIZE = 16_384;
 
 const compiledCache = new WeakMap<DnsPolicy, CompiledDomainRules>();
 
@@ -40,16 +45,25 @@ export function compileDomainRules(dns: DnsPolicy): CompiledDomainRules {
   const byName = new Map<string, number>();
   for (const rule of dns.allowDomains) addRule(byName, rule, true);
   for (const rule of dns.denyDomains) addRule(byName, rule, false);
-  const compiled: CompiledDomainRules = { byName, ruleCount: dns.allowDomains.length + dns.denyDomains.length };
+  const compiled: CompiledDomainRules = { byName, ruleCount: dns.allowDomains.length + dns.denyDomains.length, verdicts: new Map() };
   compiledCache.set(dns, compiled);
   return compiled;
 }
 
 /** The verdict of the most specific matching rule for `name` (any case, trailing dot ignored). */
 export function matchDomain(rules: CompiledDomainRules, name: string): DomainVerdict {
-  const byName = rules.byName;
-  if (byName.size === 0) return "none";
+  if (rules.byName.size === 0) return "none";
   const query = canonicalQueryName(name);
+  const cached = rules.verdicts.get(query);
+  if (cached !== undefined) return cached;
+  const verdict = walkSuffixes(rules.byName, query);
+  if (rules.verdicts.size >= VERDICT_CACHE_SIZE) rules.verdicts.clear();
+  rules.verdicts.set(query, verdict);
+  return verdict;
+}
+
+/** The uncached decision: the full name, then each proper suffix, most specific first. */
+export function walkSuffixes(byName: ReadonlyMap<string, number>, query: string): DomainVerdict {
   if (query.length === 0) return "none";
   // The full name: exact and subtree rules both apply and are equally specific.
   const own = byName.get(query);
@@ -57,7 +71,7 @@ export function matchDomain(rules: CompiledDomainRules, name: string): DomainVer
     if (own & (EXACT_DENY | SUBTREE_DENY)) return "deny";
     if (own & (EXACT_ALLOW | SUBTREE_ALLOW)) return "allow";
   }
-  // Proper suffixes, most specific first: only subtree rules apply.
+  // Proper suffixes: only subtree rules apply.
   let dot = query.indexOf(".");
   while (dot !== -1) {
     const bits = byName.get(query.slice(dot + 1));

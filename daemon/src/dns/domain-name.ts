@@ -38,6 +38,15 @@ export function normalizeDomain(text: string): string {
  * a name that is not valid simply matches no rule).
  */
 export function canonicalQueryName(name: string): string {
+  // Fast path: most names on the query path are already canonical; scanning is cheaper than
+  // allocating a lower-cased copy.
+  const last = name.length - 1;
+  let canonical = last < 0 || name.charCodeAt(last) !== 0x2e;
+  for (let i = 0; canonical && i <= last; i++) {
+    const c = name.charCodeAt(i);
+    if ((c >= 0x41 && c <= 0x5a) || c > 0x7f) canonical = false;
+  }
+  if (canonical) return name;
   let lower = name.toLowerCase();
   if (lower.endsWith(".")) lower = lower.slice(0, -1);
   return lower;

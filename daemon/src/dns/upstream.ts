@@ -1,5 +1,6 @@
 import dgram from "node:dgram";
 import net from "node:net";
+import { performance } from "node:perf_hooks";
 import { NetfenceError } from "../errors.js";
 import { firstQuestionEnd, isResponse, isTruncated, readId, sameQuestion, writeId } from "./dns-wire.js";
 import type { UpstreamAddress } from "./upstream-address.js";
@@ -30,13 +31,23 @@ interface Pending {
   readonly questionEnd: number;
   readonly resolve: (reply: Buffer) => void;
   readonly reject: (err: NetfenceError) => void;
-  readonly timer: NodeJS.Timeout;
+  /** performance.now() deadline; entries are in send order, so deadlines are ascending. */
+  readonly deadline: number;
 }
 
-/** One upstream over one shared UDP socket, created lazily and re-created after a socket error. */
+/**
+ * One upstream over one shared, connected UDP socket (created lazily, re-created after a socket
+ * error). Connected: no address lookup per send, the kernel drops datagrams from other sources,
+ * and an ICMP port-unreachable fails the queries at once instead of waiting for the timeout.
+ * Timeouts use one timer per upstream, not one per query: the in-flight Map keeps send order,
+ * so the sweep stops at the first entry that is still in time.
+ */
 export class UdpUpstream {
   private socket: dgram.Socket | null = null;
   private readonly inFlight = new Map<number, Pending>();
+  private sweepTimer: NodeJS.Timeout | null = null;
+  /** Queries sent while the socket connects (Node refuses sends on a socket still connecting). */
+  private waitingForConnect: Array<[number, Buffer]> | null = null;
   private closed = false;
 
   constructor(
@@ -63,22 +74,21 @@ export class UdpUpstream {
     const wire = Buffer.from(query);
     writeId(wire, id);
     return new Promise<Buffer>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        if (this.inFlight.get(id)?.timer !== timer) return;
-        this.inFlight.delete(id);
-        reject(new NetfenceError("DEADLINE_EXCEEDED", "DNS upstream did not answer in time", {
-          details: { upstream: this.address.key, timeoutMs: this.options.timeoutMs },
-        }));
-      }, this.options.timeoutMs);
-      this.inFlight.set(id, { clientId: readId(query), query, questionEnd, resolve, reject, timer });
-      socket.send(wire, this.address.port, this.address.host, (err) => {
-        if (!err) return;
-        const entry = this.inFlight.get(id);
-        if (entry?.timer !== timer) return;
-        this.inFlight.delete(id);
-        clearTimeout(timer);
-        reject(new NetfenceError("UNAVAILABLE", `cannot send to DNS upstream: ${err.message}`, { details: { upstream: this.address.key }, cause: err }));
-      });
+      const deadline = performance.now() + this.options.timeoutMs;
+      const entry: Pending = { clientId: readId(query), query, questionEnd, resolve, reject, deadline };
+      this.inFlight.set(id, entry);
+      if (this.sweepTimer === null) this.armSweep(this.options.timeoutMs);
+      if (this.waitingForConnect !== null) this.waitingForConnect.push([id, wire]);
+      else this.send(socket, id, wire);
+    });
+  }
+
+  private send(socket: dgram.Socket, id: number, wire: Buffer): void {
+    socket.send(wire, (err) => {
+      const entry = this.inFlight.get(id);
+      if (!err || entry === undefined) return;
+      this.inFlight.delete(id);
+      entry.reject(new NetfenceError("UNAVAILABLE", `cannot send to DNS upstream: ${err.message}`, { details: { upstream: this.address.key }, cause: err }));
     });
   }
 
@@ -87,6 +97,7 @@ export class UdpUpstream {
     this.failAll(new NetfenceError("UNAVAILABLE", "DNS upstream closed", { details: { upstream: this.address.key } }));
     this.socket?.close();
     this.socket = null;
+    this.waitingForConnect = null;
   }
 
   private freeId(): number {
@@ -97,35 +108,61 @@ export class UdpUpstream {
     }
   }
 
+  private armSweep(delayMs: number): void {
+    this.sweepTimer = setTimeout(() => this.sweep(), Math.max(1, Math.ceil(delayMs)));
+    this.sweepTimer.unref();
+  }
+
+  private sweep(): void {
+    this.sweepTimer = null;
+    const now = performance.now();
+    for (const [id, entry] of this.inFlight) {
+      if (entry.deadline > now) {
+        this.armSweep(entry.deadline - now);
+        return;
+      }
+      this.inFlight.delete(id);
+      entry.reject(new NetfenceError("DEADLINE_EXCEEDED", "DNS upstream did not answer in time", {
+        details: { upstream: this.address.key, timeoutMs: this.options.timeoutMs },
+      }));
+    }
+  }
+
   private ensureSocket(): dgram.Socket {
     if (this.socket) return this.socket;
     const socket = dgram.createSocket({ type: this.address.family === 6 ? "udp6" : "udp4" });
-    socket.on("message", (msg, rinfo) => this.onMessage(msg, rinfo));
+    socket.on("message", (msg) => this.onMessage(msg));
     socket.on("error", (err) => {
-      if (this.socket === socket) this.socket = null;
+      if (this.socket === socket) {
+        this.socket = null;
+        this.waitingForConnect = null;
+      }
       socket.close();
       this.failAll(new NetfenceError("UNAVAILABLE", `DNS upstream socket failed: ${err.message}`, { details: { upstream: this.address.key }, cause: err }));
     });
-    socket.on("listening", () => {
+    const waiting: Array<[number, Buffer]> = [];
+    this.waitingForConnect = waiting;
+    socket.on("connect", () => {
       try {
         socket.setRecvBufferSize(1 << 20);
       } catch {
         // the kernel caps it at net.core.rmem_max; the default still works, only bursts drop sooner
       }
+      if (this.waitingForConnect === waiting) this.waitingForConnect = null;
+      for (const [id, wire] of waiting) if (this.inFlight.has(id)) this.send(socket, id, wire);
     });
+    socket.connect(this.address.port, this.address.host);
     socket.unref();
     this.socket = socket;
     return socket;
   }
 
-  private onMessage(msg: Buffer, rinfo: dgram.RemoteInfo): void {
-    if (rinfo.port !== this.address.port || rinfo.address !== this.address.host) return;
+  private onMessage(msg: Buffer): void {
     if (msg.length < 12 || !isResponse(msg)) return;
     const id = readId(msg);
     const entry = this.inFlight.get(id);
     if (!entry || !sameQuestion(entry.query, entry.questionEnd, msg)) return; // late, stray or spoofed
     this.inFlight.delete(id);
-    clearTimeout(entry.timer);
     writeId(msg, entry.clientId);
     entry.resolve(msg);
   }
@@ -133,10 +170,11 @@ export class UdpUpstream {
   private failAll(err: NetfenceError): void {
     const entries = [...this.inFlight.values()];
     this.inFlight.clear();
-    for (const entry of entries) {
-      clearTimeout(entry.timer);
-      entry.reject(err);
+    if (this.sweepTimer !== null) {
+      clearTimeout(this.sweepTimer);
+      this.sweepTimer = null;
     }
+    for (const entry of entries) entry.reject(err);
   }
 }
 
@@ -227,7 +265,7 @@ export async function forwardQuery(
   tcpOnTruncation: boolean,
   timeoutMs: number,
 ): Promise<Buffer> {
-  let lastError: NetfenceError = new NetfenceError("UNAVAILABLE", "no DNS upstream configured");
+  let lastError: NetfenceError | null = null; // built lazily: an Error captures a stack trace
   for (const upstream of upstreams) {
     try {
       const reply = await upstream.query(query);
@@ -238,5 +276,5 @@ export async function forwardQuery(
       if (lastError.code === "INVALID_ARGUMENT") throw lastError;
     }
   }
-  throw lastError;
+  throw lastError ?? new NetfenceError("UNAVAILABLE", "no DNS upstream configured");
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { compileDomainRules, matchDomain, nameAllowed } from "../../../daemon/src/dns/domain-match.js";
+import { VERDICT_CACHE_SIZE, compileDomainRules, matchDomain, nameAllowed } from "../../../daemon/src/dns/domain-match.js";
 import type { DnsModeName, DnsPolicy, DomainRule } from "../../../daemon/src/policy/policy.js";
 
 function rule(spec: string): DomainRule {
@@ -63,6 +63,17 @@ describe("matchDomain", () => {
     const p = policy("allowlist", ["a.com"], []);
     expect(compileDomainRules(p)).toBe(compileDomainRules(p));
     expect(compileDomainRules(policy("allowlist", ["a.com"], []))).not.toBe(compileDomainRules(p));
+  });
+
+  it("remembers verdicts per compiled policy and stays correct when the cache is emptied", () => {
+    const rules = compileDomainRules(policy("allowlist", ["*.a.test"], ["bad.a.test"]));
+    expect(matchDomain(rules, "x.a.test")).toBe("allow");
+    expect(matchDomain(rules, "X.A.TEST.")).toBe("allow");
+    expect(rules.verdicts.get("x.a.test")).toBe("allow");
+    for (let i = 0; i < VERDICT_CACHE_SIZE + 10; i++) matchDomain(rules, `n${i}.a.test`);
+    expect(rules.verdicts.size).toBeLessThanOrEqual(VERDICT_CACHE_SIZE);
+    expect(matchDomain(rules, "bad.a.test")).toBe("deny");
+    expect(matchDomain(rules, "x.a.test")).toBe("allow");
   });
 
   it("finds the right rule among 10k rules", () => {

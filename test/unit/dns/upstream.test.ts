@@ -37,10 +37,11 @@ describe("parseUpstreamAddress", () => {
 
 describe("UdpUpstream", () => {
   it("remaps ids on one shared socket and gives every reply back its client id", async () => {
-    const u = udpUpstream();
+    const u = udpUpstream({ timeoutMs: 3000, maxInFlight: 4096 });
     upstream.behaviour = (q) => ({ kind: "answer", answers: [{ type: "TXT", name: q.name, ttl: 1, data: q.name }] });
-    // 200 concurrent queries that all carry the same client id: only remapping keeps them apart
-    const names = Array.from({ length: 200 }, (_, i) => `n${i}.test`);
+    // 100 concurrent queries that all carry the same client id: only remapping keeps them apart
+    // (100: a burst that fits the default 208 KiB socket buffers on a loaded machine)
+    const names = Array.from({ length: 100 }, (_, i) => `n${i}.test`);
     const replies = await Promise.all(names.map((n) => u.query(queryBytes(n, "TXT", 7))));
     replies.forEach((reply, i) => {
       const packet = dnsPacket.decode(reply);
@@ -49,7 +50,7 @@ describe("UdpUpstream", () => {
       expect(String((packet.answers?.[0]?.data as Buffer[])[0])).toBe(names[i]);
     });
     expect(new Set(upstream.received.map((r) => r.port)).size).toBe(1);
-    expect(new Set(upstream.received.map((r) => r.id)).size).toBe(200);
+    expect(new Set(upstream.received.map((r) => r.id)).size).toBe(100);
     expect(u.pending).toBe(0);
   });
 
@@ -80,6 +81,17 @@ describe("UdpUpstream", () => {
       upstream.udp.send(spoof, rinfo.port, rinfo.address);
     });
     await expect(u.query(queryBytes("real.test"))).rejects.toMatchObject({ code: "DEADLINE_EXCEEDED" });
+  });
+
+  it("fails at once with UNAVAILABLE when nothing listens on the upstream port (connected socket)", async () => {
+    const dead = await FakeUpstream.start();
+    const address = parseUpstreamAddress(dead.address);
+    await dead.close();
+    const u = new UdpUpstream(address, { timeoutMs: 30_000, maxInFlight: 10 });
+    closers.push(() => u.close());
+    await expect(u.query(queryBytes("a.test"))).rejects.toMatchObject({ code: "UNAVAILABLE" });
+    // and the upstream recovers with a new socket for the next query
+    await expect(u.query(queryBytes("b.test"))).rejects.toMatchObject({ code: "UNAVAILABLE" });
   });
 
   it("rejects queries after close", async () => {

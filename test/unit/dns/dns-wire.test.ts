@@ -1,0 +1,109 @@
+import { describe, expect, it } from "vitest";
+import dnsPacket from "dns-packet";
+import type { Answer } from "dns-packet";
+import { errorReply, firstQuestionEnd, readAnswerRecords, readQuestion, sameQuestion } from "../../../daemon/src/dns/dns-wire.js";
+import { answerAddresses } from "../../../daemon/src/dns/answer-addresses.js";
+import { queryBytes } from "./helpers/fake-dns.js";
+
+function response(answers: Answer[], name = "www.Example.com"): Buffer {
+  return Buffer.from(dnsPacket.encode({ type: "response", id: 1, questions: [{ type: "A", name }], answers }));
+}
+
+describe("readQuestion", () => {
+  it("reads name (lower-cased), type and class", () => {
+    const q = readQuestion(queryBytes("WWW.Example.COM", "AAAA"));
+    expect(q).toMatchObject({ name: "www.example.com", plainLabels: true, type: 28, qclass: 1 });
+  });
+
+  it("flags labels with characters rules cannot describe", () => {
+    expect(readQuestion(queryBytes("_srv._tcp.a-b.example"))?.plainLabels).toBe(true);
+    const raw = Buffer.from(queryBytes("ab.example"));
+    raw[13] = 0x20; // ' '
+    expect(readQuestion(raw)?.plainLabels).toBe(false);
+  });
+
+  it("returns null for compressed, truncated or over-long questions", () => {
+    const q = Buffer.from(queryBytes("a.example"));
+    expect(readQuestion(q.subarray(0, q.length - 1))).toBeNull();
+    const pointer = Buffer.concat([q.subarray(0, 12), Buffer.from([0xc0, 0x0c, 0, 1, 0, 1])]);
+    expect(readQuestion(pointer)).toBeNull();
+    const long = Buffer.concat([q.subarray(0, 12), Buffer.alloc(5 * 64, 0), Buffer.from([0, 0, 1, 0, 1])]);
+    for (let i = 0; i < 5; i++) long.fill(0x61, 12 + i * 64, 12 + (i + 1) * 64).writeUInt8(63, 12 + i * 64);
+    expect(firstQuestionEnd(long)).toBe(-1);
+  });
+});
+
+describe("errorReply and sameQuestion", () => {
+  it("echoes id, RD and the question with the rcode", () => {
+    const q = queryBytes("x.example", "A", 0x4242);
+    const r = errorReply(q, 5)!;
+    const p = dnsPacket.decode(r);
+    expect(p).toMatchObject({ id: 0x4242, type: "response", rcode: "REFUSED", flag_rd: true, flag_ra: true });
+    expect(p.questions).toEqual([{ name: "x.example", type: "A", class: "IN" }]);
+    expect(errorReply(Buffer.alloc(5), 1)).toBeNull();
+  });
+
+  it("compares questions case-insensitively", () => {
+    const q = queryBytes("x.example");
+    expect(sameQuestion(q, firstQuestionEnd(q), response([], "X.EXAMPLE"))).toBe(true);
+    expect(sameQuestion(q, firstQuestionEnd(q), response([], "y.example"))).toBe(false);
+  });
+});
+
+describe("readAnswerRecords", () => {
+  it("matches dns-packet on A, AAAA and CNAME records with name compression", () => {
+    const answers: Answer[] = [
+      { type: "CNAME", name: "www.Example.com", ttl: 300, data: "Edge.CDN.example.net" },
+      { type: "A", name: "edge.cdn.example.net", ttl: 20, data: "192.0.2.10" },
+      { type: "AAAA", name: "edge.cdn.example.net", ttl: 30, data: "2001:db8::10" },
+      { type: "AAAA", name: "edge.cdn.example.net", ttl: 30, data: "2001:db8:0:1:0:0:0:1" },
+      { type: "AAAA", name: "edge.cdn.example.net", ttl: 30, data: "::" },
+      { type: "AAAA", name: "edge.cdn.example.net", ttl: 30, data: "fe80::1:0:0:1" },
+      { type: "TXT", name: "www.example.com", ttl: 5, data: "skip me" },
+      { type: "MX", name: "www.example.com", ttl: 5, data: { preference: 1, exchange: "mx.example.com" } },
+    ];
+    const records = readAnswerRecords(response(answers));
+    expect(records).toEqual([
+      { type: "CNAME", name: "www.example.com", ttl: 300, data: "edge.cdn.example.net" },
+      { type: "A", name: "edge.cdn.example.net", ttl: 20, data: "192.0.2.10" },
+      { type: "AAAA", name: "edge.cdn.example.net", ttl: 30, data: "2001:db8::10" },
+      { type: "AAAA", name: "edge.cdn.example.net", ttl: 30, data: "2001:db8:0:1::1" },
+      { type: "AAAA", name: "edge.cdn.example.net", ttl: 30, data: "::" },
+      { type: "AAAA", name: "edge.cdn.example.net", ttl: 30, data: "fe80::1:0:0:1" },
+    ]);
+  });
+
+  it("returns null for truncated or looping messages", () => {
+    const full = response([{ type: "A", name: "www.example.com", ttl: 1, data: "192.0.2.1" }]);
+    for (let cut = 13; cut < full.length; cut += 3) expect(readAnswerRecords(full.subarray(0, cut))).toBeNull();
+    const loop = Buffer.from(full);
+    const answerStart = firstQuestionEnd(loop);
+    loop.writeUInt16BE(0xc000 | answerStart, answerStart); // the answer's name points at itself
+    expect(readAnswerRecords(loop)).toBeNull();
+  });
+});
+
+describe("answerAddresses", () => {
+  const ok = (n: string): boolean => n.endsWith("example.com");
+  it("stops at CNAME loops and overlong chains", () => {
+    const loop = readAnswerRecords(response([
+      { type: "CNAME", name: "www.example.com", ttl: 1, data: "a.example.com" },
+      { type: "CNAME", name: "a.example.com", ttl: 1, data: "www.example.com" },
+      { type: "A", name: "a.example.com", ttl: 1, data: "192.0.2.1" },
+    ]))!;
+    expect(answerAddresses(loop, "www.example.com", ok).addresses).toEqual([]);
+    const chain: Answer[] = [];
+    for (let i = 0; i < 20; i++) chain.push({ type: "CNAME", name: i === 0 ? "www.example.com" : `c${i}.example.com`, ttl: 1, data: `c${i + 1}.example.com` });
+    chain.push({ type: "A", name: "c20.example.com", ttl: 1, data: "192.0.2.1" });
+    expect(answerAddresses(readAnswerRecords(response(chain))!, "www.example.com", ok).addresses).toEqual([]);
+  });
+
+  it("takes the minimum TTL and gives 0 when there are no addresses", () => {
+    const r = readAnswerRecords(response([
+      { type: "CNAME", name: "www.example.com", ttl: 40, data: "b.example.com" },
+      { type: "A", name: "b.example.com", ttl: 70, data: "192.0.2.1" },
+    ]))!;
+    expect(answerAddresses(r, "WWW.example.com.", ok)).toMatchObject({ ttlSeconds: 40, chain: ["www.example.com", "b.example.com"], rejectedName: null });
+    expect(answerAddresses([], "www.example.com", ok)).toMatchObject({ addresses: [], ttlSeconds: 0 });
+  });
+});
