@@ -7,7 +7,7 @@
  * either the previous snapshot or the next one, never a torn mix. The kernel side (pins) is the
  * other half of the truth; app start reconciles the two (see AttachmentManager.start).
  */
-import { mkdir, open, readFile, rename, unlink } from "node:fs/promises";
+import { mkdir, open, readFile, readdir, rename, unlink } from "node:fs/promises";
 import path from "node:path";
 import { NetfenceError } from "../errors.js";
 import type { StoreSnapshot } from "./snapshot.js";
@@ -44,6 +44,10 @@ export class FileStateStore implements StateStore {
 
   async load(): Promise<StoreSnapshot | null> {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    // Temp files of writes interrupted by a crash: never renamed, so never part of the state.
+    for (const name of await readdir(this.dir)) {
+      if (name.startsWith(`${STATE_FILE}.`) && name.endsWith(".tmp")) await unlink(path.join(this.dir, name)).catch(() => undefined);
+    }
     let text: string;
     try {
       text = await readFile(this.file, "utf8");

@@ -64,6 +64,7 @@ describe("FileStateStore", () => {
       const n = Number(loaded!.daemonId.slice(4));
       expect(n).toBeGreaterThanOrEqual(acked);
       expect(loaded!.attachments).toHaveLength(1000 + (n % 2000));
+      expect(readdirSync(dir)).toEqual([STATE_FILE]);
     }
   }, 120_000);
 });
