@@ -1,14 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pino from "pino";
 import type { KernelFilter } from "../../../daemon/src/datapath/kernel-filter.js";
-import { AttachmentManager } from "../../../daemon/src/attachments/manager.js";
-import { findCgroup2Mount } from "../../../daemon/src/attachments/target.js";
-import { MemoryStateStore } from "../../../daemon/src/store/state-store.js";
-import { createDnsServerFactory } from "../../../daemon/src/dns/dns-server-factory.js";
-import { ControlPlaneClient } from "../../../daemon/src/control-plane/connection.js";
-import type { ControlPlaneHost } from "../../../daemon/src/control-plane/control-plane-host.js";
-import type { ResolvedAllower } from "../../../daemon/src/dns/resolved-allower.js";
 import { isNetfenceError } from "../../../daemon/src/errors.js";
+import type { AttachmentManager } from "../../../daemon/src/attachments/manager.js";
+import type { ControlPlaneClient } from "../../../daemon/src/control-plane/connection.js";
+import { startKernelDaemon, type KernelDaemon } from "./kernel-daemon.js";
 import { ControlPlaneServer, type DaemonHandle, type PolicySpec } from "../../../control-plane-example/src/sdk/index.js";
 import { startFilter } from "../../helpers/kernel-filter-fixture.js";
 import { probe, requireKernel, Sandbox, type SandboxNetwork } from "../../helpers/sandbox.js";
@@ -35,6 +31,7 @@ describe("control plane driving the kernel data path", () => {
   let filter: KernelFilter;
   let manager: AttachmentManager;
   let client: ControlPlaneClient;
+  let kd: KernelDaemon | undefined;
   let server: ControlPlaneServer;
   let port = 0;
   const synced: DaemonHandle[] = [];
@@ -68,38 +65,16 @@ describe("control plane driving the kernel data path", () => {
     filter = await startFilter(sb);
     server = makeServer();
     port = await server.listen("127.0.0.1:0");
-    // The manager and the client refer to each other only through narrow seams.
-    let mgr: AttachmentManager | null = null;
-    const host: ControlPlaneHost = {
-      attachments: () => mgr!.attachments(),
-      applyCommand: (id, cmd) => mgr!.applyCommand(id, cmd),
-      stats: () => mgr!.stats(),
-    };
-    const allower: ResolvedAllower = { allowResolved: (id, name, addrs, ttl) => mgr!.allowResolved(id, name, addrs, ttl) };
-    client = new ControlPlaneClient({
-      url: `127.0.0.1:${port}`, daemonId: "kernel-test", hostname: "sandbox", metadata: {}, heartbeatIntervalMs: 60_000,
-      subscribeAckTimeoutMs: 1500, host, logger: silent, backoff: { baseMs: 50, capMs: 300 },
+    kd = await startKernelDaemon({
+      filter, controlPlaneUrl: `127.0.0.1:${port}`, daemonId: "kernel-test", subscribeAckTimeoutMs: 1500, dnsPorts: { min: 12_600, max: 12_700 },
     });
-    manager = new AttachmentManager({
-      filter,
-      policySource: client,
-      store: new MemoryStateStore(),
-      dnsServers: createDnsServerFactory({ defaultUpstreams: ["127.0.0.1:53"], allower, logger: silent }),
-      logger: silent,
-      dns: { listenAddr: "127.0.0.1", portMin: 12_600, portMax: 12_700, minTtlSeconds: 300 },
-      cgroupRoot: findCgroup2Mount(),
-      gcIntervalMs: 0,
-    });
-    mgr = manager;
-    await manager.start();
-    client.start();
+    manager = kd.manager;
+    client = kd.client;
     await waitFor(() => synced.length === 1, "daemon synced");
   });
 
   afterAll(async () => {
-    client?.stop();
-    for (const a of manager?.list() ?? []) await manager.detach(a.id).catch(() => undefined);
-    await manager?.stop().catch(() => undefined);
+    await kd?.stop();
     await filter?.close().catch(() => undefined);
     await server?.close(100).catch(() => undefined);
     await sb?.cleanup();

@@ -1,0 +1,64 @@
+import pino from "pino";
+import type { KernelFilter } from "../../../daemon/src/datapath/kernel-filter.js";
+import { AttachmentManager } from "../../../daemon/src/attachments/manager.js";
+import { findCgroup2Mount } from "../../../daemon/src/attachments/target.js";
+import { MemoryStateStore } from "../../../daemon/src/store/state-store.js";
+import { createDnsServerFactory } from "../../../daemon/src/dns/dns-server-factory.js";
+import { ControlPlaneClient } from "../../../daemon/src/control-plane/connection.js";
+import type { ControlPlaneHost } from "../../../daemon/src/control-plane/control-plane-host.js";
+import type { ResolvedAllower } from "../../../daemon/src/dns/resolved-allower.js";
+
+/**
+ * The daemon's control-plane half composed for kernel tests: AttachmentManager (real
+ * KernelFilter) + ControlPlaneClient, wired through the narrow seams the composition root uses.
+ */
+export interface KernelDaemon {
+  readonly manager: AttachmentManager;
+  readonly client: ControlPlaneClient;
+  stop(): Promise<void>;
+}
+
+export async function startKernelDaemon(opts: {
+  filter: KernelFilter;
+  controlPlaneUrl: string;
+  daemonId: string;
+  subscribeAckTimeoutMs: number;
+  dnsPorts: { min: number; max: number };
+  heartbeatIntervalMs?: number;
+}): Promise<KernelDaemon> {
+  const silent = pino({ level: "silent" });
+  let mgr: AttachmentManager | null = null;
+  const host: ControlPlaneHost = {
+    attachments: () => mgr!.attachments(),
+    applyCommand: (id, cmd) => mgr!.applyCommand(id, cmd),
+    stats: () => mgr!.stats(),
+  };
+  const allower: ResolvedAllower = { allowResolved: (id, name, addrs, ttl) => mgr!.allowResolved(id, name, addrs, ttl) };
+  const client = new ControlPlaneClient({
+    url: opts.controlPlaneUrl, daemonId: opts.daemonId, hostname: "sandbox", metadata: {},
+    heartbeatIntervalMs: opts.heartbeatIntervalMs ?? 60_000, subscribeAckTimeoutMs: opts.subscribeAckTimeoutMs,
+    host, logger: silent, backoff: { baseMs: 50, capMs: 300 },
+  });
+  const manager = new AttachmentManager({
+    filter: opts.filter,
+    policySource: client,
+    store: new MemoryStateStore(),
+    dnsServers: createDnsServerFactory({ defaultUpstreams: ["127.0.0.1:53"], allower, logger: silent }),
+    logger: silent,
+    dns: { listenAddr: "127.0.0.1", portMin: opts.dnsPorts.min, portMax: opts.dnsPorts.max, minTtlSeconds: 300 },
+    cgroupRoot: findCgroup2Mount(),
+    gcIntervalMs: 0,
+  });
+  mgr = manager;
+  await manager.start();
+  client.start();
+  return {
+    manager,
+    client,
+    async stop() {
+      client.stop();
+      for (const a of manager.list()) await manager.detach(a.id).catch(() => undefined);
+      await manager.stop().catch(() => undefined);
+    },
+  };
+}
