@@ -1,0 +1,65 @@
+import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import dgram from "node:dgram";
+import dnsPacket from "dns-packet";
+
+/** Child processes of the DNS benchmark (dnsmasq instances), started and stopped by PID. */
+
+export async function run(cmd: string, args: string[], allowFail = false): Promise<string> {
+  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let err = "";
+  child.stdout.on("data", (c: Buffer) => (out += c.toString()));
+  child.stderr.on("data", (c: Buffer) => (err += c.toString()));
+  const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+  const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+  clearTimeout(timer);
+  if (code !== 0 && !allowFail) throw new Error(`${cmd} ${args.join(" ")} failed (${code}): ${err.trim()}`);
+  return out;
+}
+
+export class Dnsmasq {
+  private constructor(private readonly child: ChildProcess, readonly port: number) {}
+
+  /** dnsmasq on 127.0.0.1:port in the foreground, no config file, no resolv.conf, no /etc/hosts. */
+  static async start(port: number, extra: string[], logFile: string): Promise<Dnsmasq> {
+    const args = [
+      "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces",
+      "--listen-address=127.0.0.1", `--port=${port}`, "--pid-file=", "--user=root", `--log-facility=${logFile}`, ...extra,
+    ];
+    const child = spawn("dnsmasq", args, { stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr!.on("data", (c: Buffer) => (stderr += c.toString()));
+    const server = new Dnsmasq(child, port);
+    const exited = new Promise<never>((_, reject) => child.on("exit", (code) => reject(new Error(`dnsmasq exited (${code}): ${stderr.trim()}`))));
+    exited.catch(() => undefined);
+    await Promise.race([waitForDns(port, "probe.bench.test"), exited]);
+    return server;
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.pid === undefined) return;
+    const closed = new Promise<void>((resolve) => this.child.on("exit", () => resolve()));
+    process.kill(this.child.pid, "SIGTERM");
+    const timer = setTimeout(() => this.child.pid !== undefined && this.child.exitCode === null && process.kill(this.child.pid, "SIGKILL"), 5000);
+    await closed;
+    clearTimeout(timer);
+  }
+}
+
+/** Resolves once something answers DNS on 127.0.0.1:port (any rcode); gives up after 10 s. */
+export async function waitForDns(port: number, name: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  const socket = dgram.createSocket("udp4");
+  let answered = false;
+  socket.on("message", () => (answered = true));
+  try {
+    while (!answered) {
+      if (Date.now() > deadline) throw new Error(`nothing answers DNS on 127.0.0.1:${port}`);
+      socket.send(dnsPacket.encode({ type: "query", id: 1, questions: [{ type: "A", name }] }), port, "127.0.0.1");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    socket.close();
+  }
+}

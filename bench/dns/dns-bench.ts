@@ -1,0 +1,490 @@
+/**
+ * DNS benchmark: our per-attachment DNS server against dnsmasq peers, all in one run, on the
+ * loopback of a throwaway network namespace (the root namespace, its firewall and its lo are
+ * never touched). Usage (root, after `npm run build`):
+ * `node dist/bench/dns/dns-bench.js [--rounds 3] [--seconds 10] [--latency-seconds 3] [--cold-names 50000] [--out FILE]`.
+ *
+ * The outer process creates netns `nfdnsb<pid>` (own lo, one veth pair for the eBPF filter) and
+ * re-runs itself inside it with `ip netns exec … --inner`; the inner process mounts a private
+ * bpffs (ip netns exec gives it its own mount namespace), runs every measurement and writes the
+ * JSON; the outer one always deletes the namespace afterwards.
+ */
+import { mkdtemp, readFile, rm, writeFile, mkdir } from "node:fs/promises";
+import { spawn } from "node:child_process";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import pino from "pino";
+import { AttachmentDnsServer } from "../../daemon/src/dns/dns-server.js";
+import { compileDomainRules, nameAllowed, walkSuffixes } from "../../daemon/src/dns/domain-match.js";
+import type { ResolvedAddress } from "../../daemon/src/dns/resolved-allower.js";
+import type { ResolvedBatchAllower, ResolvedBatchItem } from "../../daemon/src/dns/resolved-inserter.js";
+import { KernelFilter } from "../../daemon/src/datapath/kernel-filter.js";
+import type { FilterEntry } from "../../daemon/src/datapath/filter.js";
+import { parseCidr } from "../../daemon/src/policy/cidr.js";
+import type { DnsPolicy, DomainRule } from "../../daemon/src/policy/policy.js";
+import { projectRoot } from "../../daemon/src/datapath/project-root.js";
+import { Dnsmasq, run } from "./bench-processes.js";
+import { percentile, runDnsperf } from "./dnsperf.js";
+import type { DnsperfOptions, DnsperfResult } from "./dnsperf.js";
+
+interface Args {
+  inner: boolean;
+  rounds: number;
+  seconds: number;
+  latencySeconds: number;
+  coldNames: number;
+  out: string;
+}
+
+function parseArgs(argv: string[]): Args {
+  const args: Args = {
+    inner: false, rounds: 3, seconds: 10, latencySeconds: 3, coldNames: 50_000,
+    out: path.join(projectRoot(), "bench", "results", "dns.json"),
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const next = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    if (a === "--inner") args.inner = true;
+    else if (a === "--rounds") args.rounds = Math.min(9, Math.max(1, Number(next())));
+    else if (a === "--seconds") args.seconds = Math.min(60, Math.max(1, Number(next())));
+    else if (a === "--latency-seconds") args.latencySeconds = Math.min(30, Math.max(1, Number(next())));
+    else if (a === "--cold-names") args.coldNames = Math.min(60_000, Math.max(1000, Number(next())));
+    else if (a === "--out") args.out = path.resolve(next());
+    else throw new Error(`unknown argument ${a}`);
+  }
+  return args;
+}
+
+// ---------------------------------------------------------------------------------------------
+// outer: the throwaway namespace
+
+async function outer(args: Args): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error("the DNS benchmark needs root (network namespace, nftables, eBPF)");
+  const ns = `nfdnsb${process.pid}`;
+  const cleanup = async (): Promise<void> => {
+    await run("ip", ["netns", "del", ns], true);
+  };
+  const onSignal = (): void => {
+    void cleanup().finally(() => process.exit(130));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  try {
+    await run("ip", ["netns", "add", ns]);
+    await run("ip", ["netns", "exec", ns, "ip", "link", "set", "lo", "up"]);
+    await run("ip", ["netns", "exec", ns, "ip", "link", "add", "nfbh0", "type", "veth", "peer", "name", "nfbw0"]);
+    await run("ip", ["netns", "exec", ns, "ip", "link", "set", "nfbh0", "up"]);
+    await run("ip", ["netns", "exec", ns, "ip", "link", "set", "nfbw0", "up"]);
+    // dnsperf resolves its -s with AI_ADDRCONFIG: without a non-loopback IPv4 address in the
+    // namespace it finds no IPv4 at all (and with the veths' IPv6 link-local it picks ::ffff:…).
+    await run("ip", ["netns", "exec", ns, "ip", "addr", "add", "10.253.77.1/30", "dev", "nfbh0"]);
+    const self = fileURLToPath(import.meta.url);
+    const innerArgs = [
+      "netns", "exec", ns, process.execPath, self, "--inner", "--rounds", String(args.rounds), "--seconds", String(args.seconds),
+      "--latency-seconds", String(args.latencySeconds), "--cold-names", String(args.coldNames), "--out", args.out,
+    ];
+    const child = spawn("ip", innerArgs, { stdio: "inherit" });
+    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+    if (code !== 0) throw new Error(`benchmark inner run failed (${code})`);
+  } finally {
+    await cleanup();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// inner: measurements
+
+const PORTS = { upstream: 15301, forwarder: 15302, forwarderCache: 15303, nftset: 15304, oursForward: 15305, oursAllowlist: 15306 };
+const ATTACHMENT = "dnsbench";
+
+function coldAddress(i: number): string {
+  return `10.${64 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`;
+}
+
+interface Files {
+  dir: string;
+  hosts: string;
+  warm: string;
+  /** cold[target][round]: names queried once each, every answer a new address */
+  cold: Record<string, string[]>;
+  coldLatency: Record<string, string>;
+}
+
+const COLD_TARGETS = ["dnsmasq-nftset", "netfence-allowlist"] as const;
+const COLD_LATENCY_NAMES = 5000;
+
+/** Hosts file for the authoritative upstream and dnsperf query files (distinct names per cold run). */
+async function writeFiles(coldNames: number, rounds: number): Promise<Files> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), "nf-dnsbench-"));
+  const hostLines: string[] = ["10.77.0.1 probe.bench.test"];
+  const warm: string[] = [];
+  for (let i = 0; i < 1000; i++) {
+    hostLines.push(`10.77.${i >> 8}.${i & 255} w${i}.bench.test`);
+    warm.push(`w${i}.bench.test A`);
+  }
+  let n = 0;
+  const nameFile = async (file: string, count: number): Promise<string> => {
+    const lines: string[] = [];
+    for (let i = 0; i < count; i++, n++) {
+      hostLines.push(`${coldAddress(n)} c${n}.bench.test`);
+      lines.push(`c${n}.bench.test A`);
+    }
+    const full = path.join(dir, file);
+    await writeFile(full, lines.join("\n") + "\n");
+    return full;
+  };
+  const cold: Record<string, string[]> = {};
+  const coldLatency: Record<string, string> = {};
+  for (const target of COLD_TARGETS) {
+    cold[target] = [];
+    for (let r = 0; r < rounds; r++) cold[target]!.push(await nameFile(`cold-${target}-${r}.txt`, coldNames));
+    coldLatency[target] = await nameFile(`cold-latency-${target}.txt`, COLD_LATENCY_NAMES);
+  }
+  const hosts = path.join(dir, "hosts");
+  await writeFile(hosts, hostLines.join("\n") + "\n");
+  const warmFile = path.join(dir, "warm.txt");
+  await writeFile(warmFile, warm.join("\n") + "\n");
+  return { dir, hosts, warm: warmFile, cold, coldLatency };
+}
+
+/** 10k domain rules: *.bench.test plus 9,999 others, some deny, as an operator might have. */
+function tenKRulesPolicy(): DnsPolicy {
+  const allow: DomainRule[] = [{ domain: "bench.test", includeSubdomains: true }];
+  const deny: DomainRule[] = [];
+  for (let i = 1; i < 10_000; i++) {
+    if (i % 4 === 0) deny.push({ domain: `blocked${i}.svc${i % 500}.other.test`, includeSubdomains: i % 8 === 0 });
+    else allow.push({ domain: `svc${i}.other.test`, includeSubdomains: i % 2 === 0 });
+  }
+  return { mode: "allowlist", allowDomains: allow, denyDomains: deny, upstreams: [] };
+}
+
+interface DecisionResult {
+  rules: number;
+  compileMs: number;
+  cachedNs: number;
+  uncachedNs: number;
+  cachedRunsNs: number[];
+  uncachedRunsNs: number[];
+}
+
+function timeDecisions(fn: (name: string) => boolean, names: readonly string[]): number[] {
+  let sink = 0;
+  for (let i = 0; i < 300_000; i++) if (fn(names[i & 1023]!)) sink++;
+  const runsNs: number[] = [];
+  const iterations = 2_000_000;
+  for (let r = 0; r < 5; r++) {
+    const start = process.hrtime.bigint();
+    for (let i = 0; i < iterations; i++) if (fn(names[i & 1023]!)) sink++;
+    runsNs.push(Number(process.hrtime.bigint() - start) / iterations);
+  }
+  if (sink === 0) throw new Error("decision benchmark allowed nothing");
+  return runsNs;
+}
+
+const median = (xs: readonly number[]): number => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted.length % 2 ? sorted[(sorted.length - 1) / 2]! : (sorted[sorted.length / 2 - 1]! + sorted[sorted.length / 2]!) / 2;
+};
+
+/**
+ * Cost of a name decision against 10k rules: `nameAllowed` as the server calls it (compiled
+ * rules cached per policy, verdict cache warm) and the uncached suffix walk behind it.
+ */
+function measureDecision(): DecisionResult {
+  const policy = tenKRulesPolicy();
+  const t0 = process.hrtime.bigint();
+  const compiled = compileDomainRules(policy);
+  const compileMs = Number(process.hrtime.bigint() - t0) / 1e6;
+  const names: string[] = [];
+  for (let i = 0; i < 1024; i++) {
+    switch (i % 4) {
+      case 0: names.push(`w${i}.bench.test`); break; // allowed via subtree, 3 labels
+      case 1: names.push(`api.v2.svc${i * 7 % 10_000}.other.test`); break; // deeper name
+      case 2: names.push(`blocked${i * 4}.svc${(i * 4) % 500}.other.test`); break;
+      default: names.push(`unlisted${i}.example.com`);
+    }
+  }
+  const cachedRunsNs = timeDecisions((n) => nameAllowed(policy, n), names);
+  const uncachedRunsNs = timeDecisions((n) => walkSuffixes(compiled.byName, n) === "allow", names);
+  return {
+    rules: policy.allowDomains.length + policy.denyDomains.length, compileMs,
+    cachedNs: median(cachedRunsNs), uncachedNs: median(uncachedRunsNs), cachedRunsNs, uncachedRunsNs,
+  };
+}
+
+/** The real insert path: the resolved addresses go into the attachment's pinned kernel map. */
+class KernelAllower implements ResolvedBatchAllower {
+  calls = 0;
+  addresses = 0;
+  constructor(private readonly filter: KernelFilter) {}
+  allowResolved(attachmentId: string, name: string, addresses: readonly ResolvedAddress[], ttlSeconds: number): Promise<void> {
+    return this.allowResolvedMany(attachmentId, [{ name, addresses, ttlSeconds }]);
+  }
+  async allowResolvedMany(attachmentId: string, items: readonly ResolvedBatchItem[]): Promise<void> {
+    const now = Date.now();
+    const entries: FilterEntry[] = [];
+    for (const item of items) {
+      for (const a of item.addresses) {
+        entries.push({ cidr: parseCidr(`${a.address}/${a.family === 4 ? 32 : 128}`), allow: true, deny: false, expiresAtMs: now + item.ttlSeconds * 1000 });
+      }
+    }
+    this.calls++;
+    this.addresses += entries.length;
+    await this.filter.upsertEntries(attachmentId, entries);
+  }
+}
+
+/** Fallback when no kernel filter can be started: a Map, honest about being in memory. */
+class MemoryAllower implements ResolvedBatchAllower {
+  calls = 0;
+  addresses = 0;
+  readonly entries = new Map<string, number>();
+  allowResolved(attachmentId: string, name: string, addresses: readonly ResolvedAddress[], ttlSeconds: number): Promise<void> {
+    return this.allowResolvedMany(attachmentId, [{ name, addresses, ttlSeconds }]);
+  }
+  async allowResolvedMany(_attachmentId: string, items: readonly ResolvedBatchItem[]): Promise<void> {
+    this.calls++;
+    const now = Date.now();
+    for (const item of items) for (const a of item.addresses) {
+      this.addresses++;
+      this.entries.set(a.address, now + item.ttlSeconds * 1000);
+    }
+  }
+}
+
+type Figure<U extends string> = { value: number; unit: U };
+
+interface RunSummary {
+  rounds: number;
+  queries_completed: number[];
+  queries_lost: number[];
+  response_codes: Record<string, number>;
+  /** median over the rounds; `per_round` in run order */
+  qps: Figure<"queries/s"> & { per_round: number[] };
+  latency_avg: Figure<"µs"> & { per_round: number[] };
+  latency_max: Figure<"µs">;
+  latency_p50?: Figure<"µs">;
+  latency_p90?: Figure<"µs">;
+  latency_p99?: Figure<"µs">;
+  samples?: number;
+  note: string;
+}
+
+const round = (v: number, digits = 1): number => Math.round(v * 10 ** digits) / 10 ** digits;
+
+function summarize(rs: readonly DnsperfResult[], note: string): RunSummary {
+  const rcodes: Record<string, number> = {};
+  for (const r of rs) for (const [k, v] of Object.entries(r.rcodes)) rcodes[k] = (rcodes[k] ?? 0) + v;
+  const s: RunSummary = {
+    rounds: rs.length,
+    queries_completed: rs.map((r) => r.completed),
+    queries_lost: rs.map((r) => r.lost),
+    response_codes: rcodes,
+    qps: { value: round(median(rs.map((r) => r.qps)), 0), unit: "queries/s", per_round: rs.map((r) => round(r.qps, 0)) },
+    latency_avg: { value: round(median(rs.map((r) => r.avgLatencyUs))), unit: "µs", per_round: rs.map((r) => round(r.avgLatencyUs)) },
+    latency_max: { value: round(Math.max(...rs.map((r) => r.maxLatencyUs))), unit: "µs" },
+    note,
+  };
+  const latencies = rs.flatMap((r) => r.latenciesUs);
+  if (latencies.length > 0) {
+    const sorted = latencies.sort((a, b) => a - b);
+    s.latency_p50 = { value: round(percentile(sorted, 50)), unit: "µs" };
+    s.latency_p90 = { value: round(percentile(sorted, 90)), unit: "µs" };
+    s.latency_p99 = { value: round(percentile(sorted, 99)), unit: "µs" };
+    s.samples = sorted.length;
+  }
+  return s;
+}
+
+interface Target {
+  readonly name: string;
+  readonly port: number;
+  readonly note: string;
+}
+
+async function inner(args: Args): Promise<void> {
+  const mounts = await readFile("/proc/mounts", "utf8");
+  if (!mounts.split("\n").some((l) => l.split(" ")[1] === "/sys/fs/bpf" && l.split(" ")[2] === "bpf")) {
+    // ip netns exec gave us a private mount namespace with a fresh /sys: a private bpffs here
+    await run("mount", ["-t", "bpf", "bpf", "/sys/fs/bpf"]);
+  }
+  const log = pino({ level: "warn" });
+  const files = await writeFiles(args.coldNames, args.rounds);
+  const children: Dnsmasq[] = [];
+  const servers: AttachmentDnsServer[] = [];
+  let filter: KernelFilter | null = null;
+  const results: Record<string, Record<string, RunSummary>> = {};
+  const record = (target: string, phase: string, s: RunSummary): void => {
+    (results[target] ??= {})[phase] = s;
+    const pct = s.latency_p50 ? ` p50 ${s.latency_p50.value} µs p90 ${s.latency_p90!.value} µs p99 ${s.latency_p99!.value} µs (${s.samples} samples)` : "";
+    console.log(`${target.padEnd(19)} ${phase.padEnd(13)} ${String(s.qps.value).padStart(7)} q/s [${s.qps.per_round.join(", ")}] avg ${s.latency_avg.value} µs${pct} lost ${s.queries_lost.join("/")} ${JSON.stringify(s.response_codes)}`);
+  };
+  const throughput = (port: number, dataFile: string, onePass = false): DnsperfOptions =>
+    ({ server: "127.0.0.1", port, dataFile, seconds: args.seconds, onePass, clients: 4, outstanding: 100 });
+  // Light, steady load (500 queries/s, ≤ 10 outstanding): per-query latency without queueing.
+  const latency = (port: number, dataFile: string, onePass = false): DnsperfOptions =>
+    ({ server: "127.0.0.1", port, dataFile, seconds: args.latencySeconds, onePass, clients: 1, outstanding: 10, maxQps: 500, verbose: true });
+
+  let insertPath: string;
+  let allower: KernelAllower | MemoryAllower;
+  try {
+    console.log("decision cost against 10k rules …");
+    const decision = measureDecision();
+    console.log(`  cached ${round(decision.cachedNs)} ns/decision, uncached suffix walk ${round(decision.uncachedNs)} ns (compile ${round(decision.compileMs)} ms)`);
+
+    try {
+      filter = await KernelFilter.start({ pinRoot: `/sys/fs/bpf/netfence-dnsbench-${process.pid}`, logger: log });
+      await filter.attach(
+        { id: ATTACHMENT, slot: 1, target: { kind: "interface", name: "nfbh0", direction: "ingress" }, dns: { ipv4: "127.0.0.1", ipv6: null, port: PORTS.oursAllowlist } },
+        { mode: "allowlist", audit: false, entries: [] },
+      );
+      allower = new KernelAllower(filter);
+      insertPath = "kernel: KernelFilter.upsertEntries through the loader child into the attachment's pinned LPM map (TC program on a veth in the bench netns); the server coalesces the inserts of one event-loop turn into one upsert";
+    } catch (err) {
+      console.log(`kernel filter unavailable (${(err as Error).message}); using an in-memory allower`);
+      filter = null;
+      allower = new MemoryAllower();
+      insertPath = `in-memory Map (kernel filter could not start: ${(err as Error).message})`;
+    }
+
+    // Every server runs for the whole benchmark (idle while another is measured), so rounds can
+    // interleave the targets and a slow spell of the shared machine hits them all alike.
+    const upstreamArg = `--server=127.0.0.1#${PORTS.upstream}`;
+    children.push(await Dnsmasq.start(PORTS.upstream, [`--addn-hosts=${files.hosts}`, "--local-ttl=60"], path.join(files.dir, "upstream.log")));
+    children.push(await Dnsmasq.start(PORTS.forwarder, [upstreamArg, "--cache-size=0"], path.join(files.dir, "fwd.log")));
+    children.push(await Dnsmasq.start(PORTS.forwarderCache, [upstreamArg, "--cache-size=10000"], path.join(files.dir, "fwd-cache.log")));
+    await run("nft", ["add", "table", "inet", "nfdnsbench"]);
+    await run("nft", ["add", "set", "inet", "nfdnsbench", "allowed4", "{ type ipv4_addr; size 1048576; flags timeout; }"]);
+    children.push(await Dnsmasq.start(PORTS.nftset, [upstreamArg, "--cache-size=0", "--nftset=/bench.test/4#inet#nfdnsbench#allowed4"], path.join(files.dir, "nftset.log")));
+    servers.push(await AttachmentDnsServer.start({
+      attachmentId: "dnsbench-fwd", listen: { host: "127.0.0.1", port: PORTS.oursForward },
+      getPolicy: () => ({ mode: "disabled", allowDomains: [], denyDomains: [], upstreams: [] }),
+      defaultUpstreams: [`127.0.0.1:${PORTS.upstream}`], allower, logger: log,
+    }));
+    const policy = tenKRulesPolicy();
+    const ours = await AttachmentDnsServer.start({
+      attachmentId: ATTACHMENT, listen: { host: "127.0.0.1", port: PORTS.oursAllowlist }, getPolicy: () => policy,
+      defaultUpstreams: [`127.0.0.1:${PORTS.upstream}`], allower, logger: log,
+    });
+    servers.push(ours);
+
+    const targets: Target[] = [
+      { name: "upstream", port: PORTS.upstream, note: "authoritative dnsmasq answering from a hosts file (the bare upstream)" },
+      { name: "dnsmasq-forward", port: PORTS.forwarder, note: "dnsmasq as a plain forwarder, cache off" },
+      { name: "dnsmasq-cache", port: PORTS.forwarderCache, note: "dnsmasq forwarder with a 10k-entry cache (all hits after the first pass)" },
+      { name: "dnsmasq-nftset", port: PORTS.nftset, note: "dnsmasq forwarder (cache off) adding every answer to an nftables set" },
+      { name: "netfence-forward", port: PORTS.oursForward, note: "our server, DNS mode disabled (forward only, no decision, no insert)" },
+      { name: "netfence-allowlist", port: PORTS.oursAllowlist, note: "our server, allowlist with 10k rules, addresses in the kernel map before each reply" },
+    ];
+    const portOf = (name: string): number => targets.find((t) => t.name === name)!.port;
+
+    // Cold first (one pass over fresh names: every answer is a new address to add), then warm.
+    const before = { calls: allower.calls, addresses: allower.addresses };
+    const cold: Record<string, DnsperfResult[]> = {};
+    for (let r = 0; r < args.rounds; r++) {
+      for (const t of COLD_TARGETS) (cold[t] ??= []).push(await runDnsperf(throughput(portOf(t), files.cold[t]![r]!, true)));
+    }
+    const coldInserts = { calls: allower.calls - before.calls, addresses: allower.addresses - before.addresses };
+    for (const t of COLD_TARGETS) record(t, "cold", summarize(cold[t]!, `one pass over ${args.coldNames} fresh names per round: every answer a new address to add`));
+
+    const warm: Record<string, DnsperfResult[]> = {};
+    for (let r = 0; r < args.rounds; r++) {
+      for (const t of targets) (warm[t.name] ??= []).push(await runDnsperf(throughput(t.port, files.warm)));
+    }
+    for (const t of targets) record(t.name, "warm", summarize(warm[t.name]!, `1000 names repeated; ${t.note}`));
+
+    for (const t of targets) record(t.name, "latency", summarize([await runDnsperf(latency(t.port, files.warm))], "500 queries/s, warm names"));
+    for (const t of COLD_TARGETS) {
+      record(t, "latency-cold", summarize([await runDnsperf(latency(portOf(t), files.coldLatency[t]!, true))], "500 queries/s, every answer a new address to add first"));
+    }
+
+    const setList = await run("nft", ["list", "set", "inet", "nfdnsbench", "allowed4"]);
+    const nftElements = (setList.match(/\d+\.\d+\.\d+\.\d+/g) ?? []).length;
+    const ourStats = ours.detailedStats();
+
+    const get = (t: string, p: string): RunSummary => results[t]![p]!;
+    const upstreamP50 = get("upstream", "latency").latency_p50!.value;
+    const checks = [
+      {
+        name: "allowed-query QPS ≥ dnsmasq+nftset (warm names)",
+        measured: get("netfence-allowlist", "warm").qps.value, reference: get("dnsmasq-nftset", "warm").qps.value, unit: "queries/s",
+        met: get("netfence-allowlist", "warm").qps.value >= get("dnsmasq-nftset", "warm").qps.value,
+      },
+      {
+        name: "allowed-query QPS ≥ dnsmasq+nftset (every answer a new address)",
+        measured: get("netfence-allowlist", "cold").qps.value, reference: get("dnsmasq-nftset", "cold").qps.value, unit: "queries/s",
+        met: get("netfence-allowlist", "cold").qps.value >= get("dnsmasq-nftset", "cold").qps.value,
+      },
+      {
+        name: "added p50 latency over the bare upstream ≤ 100 µs (warm names)",
+        measured: round(get("netfence-allowlist", "latency").latency_p50!.value - upstreamP50), limit: 100, unit: "µs",
+        met: get("netfence-allowlist", "latency").latency_p50!.value - upstreamP50 <= 100,
+      },
+      {
+        name: "added p50 latency over the bare upstream ≤ 100 µs (every answer inserted into the kernel map first)",
+        measured: round(get("netfence-allowlist", "latency-cold").latency_p50!.value - upstreamP50), limit: 100, unit: "µs",
+        met: get("netfence-allowlist", "latency-cold").latency_p50!.value - upstreamP50 <= 100,
+      },
+      { name: "cached name decision against 10k rules ≤ 1 µs", measured: round(decision.cachedNs), limit: 1000, unit: "ns", met: decision.cachedNs <= 1000 },
+      { name: "uncached name decision (suffix walk) against 10k rules ≤ 1 µs", measured: round(decision.uncachedNs), limit: 1000, unit: "ns", met: decision.uncachedNs <= 1000 },
+    ];
+
+    const cpu = /model name\s*:\s*(.*)/.exec(await readFile("/proc/cpuinfo", "utf8"))?.[1] ?? "unknown";
+    const loadavg = os.loadavg().map((v) => round(v, 2));
+    const output = {
+      benchmark: "dns",
+      finished_at: new Date().toISOString(),
+      machine: {
+        nproc: os.availableParallelism(), cpu, kernel: os.release(), node: process.version,
+        dnsperf: (await run("dnsperf", ["-h"], true)).match(/Version ([\d.]+)/)?.[1] ?? "unknown",
+        dnsmasq: (await run("dnsmasq", ["--version"], true)).match(/version ([\d.]+)/)?.[1] ?? "unknown",
+        load_average_at_end: { value: loadavg, unit: "runnable tasks (1/5/15 min)" },
+      },
+      setup: {
+        where: "every server on its own 127.0.0.1 port in a throwaway network namespace (own lo); dnsperf, the servers and the upstream share the machine's cores",
+        upstream: "dnsmasq --no-resolv --addn-hosts (authoritative for *.bench.test, TTL 60 s)",
+        throughput_runs: `dnsperf -c 4 -q 100 -T 1 -l ${args.seconds}, ${args.rounds} rounds interleaving the targets, median reported; cold runs add -n 1 over ${args.coldNames} fresh names`,
+        latency_runs: `dnsperf -c 1 -q 10 -Q 500 -l ${args.latencySeconds} -v (each query's latency → percentiles)`,
+        netfence_policy: "allowlist, 10,000 domain rules (*.bench.test plus 9,999 others), min TTL 300 s",
+        insert_path: insertPath,
+      },
+      decision: {
+        rules: decision.rules,
+        cached_ns_per_decision: { value: round(decision.cachedNs), unit: "ns", runs: decision.cachedRunsNs.map((v) => round(v)) },
+        uncached_ns_per_decision: { value: round(decision.uncachedNs), unit: "ns", runs: decision.uncachedRunsNs.map((v) => round(v)) },
+        compile_10k_rules: { value: round(decision.compileMs, 2), unit: "ms" },
+        note: "cached = nameAllowed(policy, name) as the server calls it (compiled rules and verdicts cached per policy object); uncached = the suffix walk over the compiled Map; median of 5 runs of 2M decisions over 1024 names (allowed, deep, denied, unlisted)",
+      },
+      runs: results,
+      inserts: {
+        cold_runs_allower_calls: coldInserts.calls,
+        cold_runs_addresses: coldInserts.addresses,
+        addresses_per_call: { value: coldInserts.calls > 0 ? round(coldInserts.addresses / coldInserts.calls, 2) : 0, unit: "addresses/call" },
+        netfence_allowlist_server_stats: Object.fromEntries(Object.entries(ourStats).map(([k, v]) => [k, Number(v)])),
+        nftset_elements_after_runs: nftElements,
+      },
+      targets: checks,
+    };
+    await mkdir(path.dirname(args.out), { recursive: true });
+    await writeFile(args.out, JSON.stringify(output, null, 2) + "\n");
+    console.log(`\nwrote ${args.out}`);
+    for (const t of checks) console.log(`${t.met ? "MET    " : "NOT MET"} ${t.name}: ${t.measured} ${t.unit}`);
+  } finally {
+    for (const s of servers) await s.stop().catch(() => undefined);
+    for (const c of children) await c.stop().catch(() => undefined);
+    if (filter) {
+      await filter.detach(ATTACHMENT).catch(() => undefined);
+      await filter.close().catch(() => undefined);
+    }
+    await run("nft", ["delete", "table", "inet", "nfdnsbench"], true);
+    await rm(files.dir, { recursive: true, force: true });
+  }
+}
+
+const args = parseArgs(process.argv.slice(2));
+await (args.inner ? inner(args) : outer(args));
