@@ -36,8 +36,10 @@ $IP netns add "$NW" || fail "netns add $NW"
 # veth0 lives in the host-side namespace, veth1 in the workload namespace (never in the caller's)
 $IP -n "$NA" link add veth0 type veth peer name veth1 netns "$NW" || fail "veth pair"
 $IP -n "$NA" addr add 10.0.0.1/24 dev veth0 && $IP -n "$NA" addr add 10.0.0.254/24 dev veth0 &&
+	$IP -n "$NA" addr add fd00::1/64 dev veth0 nodad && $IP -n "$NA" addr add fd00::fe/64 dev veth0 nodad &&
 	$IP -n "$NA" link set veth0 up && $IP -n "$NA" link set lo up || fail "veth0 addresses"
 $IP -n "$NW" addr add 10.0.0.2/24 dev veth1 && $IP -n "$NW" addr add 10.0.0.3/24 dev veth1 &&
+	$IP -n "$NW" addr add fd00::2/64 dev veth1 nodad &&
 	$IP -n "$NW" link set veth1 up && $IP -n "$NW" link set lo up || fail "veth1 addresses"
 mkdir "$CG" || fail "cgroup $CG"
 

@@ -6,8 +6,8 @@
  * guest's initramfs but busybox `ping`.
  *
  * Topology, created beforehand by checks.sh (both namespaces are ours, nothing else is touched):
- *   netns HOST (--host-ns): veth0 = 10.0.0.1/24 + 10.0.0.254/24   <- the loader runs here
- *   netns WL   (--wl-ns):   veth1 = 10.0.0.2/24 + 10.0.0.3/24      <- the "workload"
+ *   netns HOST (--host-ns): veth0 = 10.0.0.1/24 + 10.0.0.254/24, fd00::1/64 + fd00::fe/64  <- the loader runs here
+ *   netns WL   (--wl-ns):   veth1 = 10.0.0.2/24 + 10.0.0.3/24, fd00::2/64                 <- the "workload"
  * The TC program sits on veth0 ingress (= what the workload sends); the cgroup program on
  * --cgroup (processes in it, running in HOST, send to 10.0.0.2 / 10.0.0.3).
  *
@@ -42,6 +42,8 @@
 
 #define ADDR_HOST "10.0.0.1"    /* veth0, HOST netns */
 #define ADDR_HOST_2 "10.0.0.254" /* veth0, HOST netns */
+#define ADDR6_HOST "fd00::1"    /* veth0, HOST netns */
+#define ADDR6_HOST_2 "fd00::fe" /* veth0, HOST netns */
 #define ADDR_WL "10.0.0.2"      /* veth1, WL netns */
 #define ADDR_WL_2 "10.0.0.3"    /* veth1, WL netns */
 #define TC_ID "port-tc"
@@ -306,6 +308,13 @@ static struct nf_wire_entry v4(const char *addr, __u8 plen, __u8 flags, __u32 ru
 	return w;
 }
 
+static struct nf_wire_entry v6(const char *addr, __u8 plen, __u8 flags, __u32 rule)
+{
+	struct nf_wire_entry w = { .family = 6, .prefixlen = plen, .flags = flags, .rule_id = rule };
+	inet_pton(AF_INET6, addr, w.addr);
+	return w;
+}
+
 static int replace(const char *id, __u32 mode, const struct nf_wire_entry *es, __u32 count, const char *what)
 {
 	size_t len = sizeof(struct nf_policy_req) + count * sizeof(*es);
@@ -468,11 +477,12 @@ static __u32 run(void)
 	check(ping_dropped(opt.wl_ns, NULL, ADDR_HOST), "before any policy (block_all): ping %s dropped", ADDR_HOST);
 	check(blocked_of(TC_ID) > c0, "before any policy: blocked counter went up");
 
-	/* policy 1: allow 10.0.0.1 only (exact-match table) */
-	struct nf_wire_entry p1[] = { v4(ADDR_HOST, 32, NF_ENTRY_ALLOW, 1) };
-	if (replace(TC_ID, NF_MODE_ALLOWLIST, p1, 1, "allowlist {10.0.0.1/32}"))
+	/* policy 1: allow 10.0.0.1 and fd00::1 only (exact-match tables; IPv6 neighbour discovery always passes) */
+	struct nf_wire_entry p1[] = { v4(ADDR_HOST, 32, NF_ENTRY_ALLOW, 1), v6(ADDR6_HOST, 128, NF_ENTRY_ALLOW, 6) };
+	if (replace(TC_ID, NF_MODE_ALLOWLIST, p1, 2, "allowlist {10.0.0.1/32, fd00::1/128}"))
 		return method;
 	tc_expect("policy 1", ADDR_HOST, ADDR_HOST_2, true);
+	tc_expect("policy 1 (IPv6)", ADDR6_HOST, ADDR6_HOST_2, true);
 	__u64 c[NF_CNT_MAX];
 	counters(TC_ID, c);
 	check(c[NF_CNT_ALLOWED] > 0 && c[NF_CNT_BLOCKED] >= 2, "COUNTERS %s: allowed=%llu blocked=%llu audited=%llu lost=%llu",
@@ -482,10 +492,12 @@ static __u32 run(void)
 	      events_seen);
 
 	/* policy 2, atomic replace: allow the /24 (LPM table) but deny 10.0.0.1 (exact) */
-	struct nf_wire_entry p2[] = { v4("10.0.0.0", 24, NF_ENTRY_ALLOW, 2), v4(ADDR_HOST, 32, NF_ENTRY_DENY, 3) };
-	if (replace(TC_ID, NF_MODE_ALLOWLIST, p2, 2, "allowlist {10.0.0.0/24} minus deny {10.0.0.1/32}"))
+	struct nf_wire_entry p2[] = { v4("10.0.0.0", 24, NF_ENTRY_ALLOW, 2), v4(ADDR_HOST, 32, NF_ENTRY_DENY, 3),
+				      v6("fd00::", 64, NF_ENTRY_ALLOW, 7), v6(ADDR6_HOST, 128, NF_ENTRY_DENY, 8) };
+	if (replace(TC_ID, NF_MODE_ALLOWLIST, p2, 4, "allowlist {10.0.0.0/24, fd00::/64} minus deny {10.0.0.1/32, fd00::1/128}"))
 		return method;
 	tc_expect("policy 2", ADDR_HOST_2, ADDR_HOST, true);
+	tc_expect("policy 2 (IPv6)", ADDR6_HOST_2, ADDR6_HOST, true);
 	__u64 blocked_before_kill = blocked_of(TC_ID);
 
 	/* the loader dies: the pins keep the program attached and the policy in force */
