@@ -37,6 +37,9 @@ die() { t "PORTABILITY MATRIX: FAIL $*"; exit 1; }
 case $METHOD in auto | tcx | clsact) ;; *) die "FORCE_METHOD must be tcx or clsact, not '$METHOD'" ;; esac
 [ "$(id -u)" = 0 ] || die "must run as root (netns, bpffs, cgroups)"
 mkdir -p "$WORK" "$CACHE" || die "cannot create $WORK / $CACHE"
+# one matrix at a time per checkout and cache (they share the rootfs, initramfs and console logs)
+exec 9>"$WORK/lock"
+flock -w 600 9 || die "another run.sh still holds $WORK/lock after 10 minutes"
 
 # ---------------------------------------------------------------- 1. host tools (idempotent; nothing else installed)
 PKGS="qemu-system-x86 busybox-static iproute2 iputils-ping xz-utils gcc libc6-dev make libbpf-dev libelf-dev zlib1g-dev libzstd-dev"
