@@ -57,7 +57,11 @@ export interface ControlPlaneServerOptions {
  * SubscribedAck from `onSubscribed`, typed DaemonHandles for pushing commands with awaitable results.
  */
 export class ControlPlaneServer {
-  private readonly server = new grpc.Server({ "grpc.max_concurrent_streams": 100_000 });
+  private readonly server = new grpc.Server({
+    "grpc.max_concurrent_streams": 100_000,
+    // SyncRequests of large daemons and packet-event batches can exceed the 4 MiB default.
+    "grpc.max_receive_message_length": 64 * 1024 * 1024,
+  });
   private readonly log: pino.Logger;
   private readonly byDaemon = new Map<string, DaemonHandle>();
   private readonly byAttachment = new Map<string, DaemonHandle>();

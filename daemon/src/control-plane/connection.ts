@@ -237,11 +237,14 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     this.reconnectTimer = null;
     this.setState("connecting");
     const client = new grpc.Client(this.opts.url, this.credentials, {
-      "grpc.keepalive_time_ms": 30_000,
-      "grpc.keepalive_timeout_ms": 10_000,
-      "grpc.keepalive_permit_without_calls": 1,
-      // Our own backoff governs reconnects; one attempt per client.
-      "grpc.initial_reconnect_backoff_ms": 1000,
+      // Detects a control plane that vanished without closing TCP. Not more often than every
+      // 5 minutes: Go and C-core gRPC servers answer more frequent pings with GOAWAY
+      // ("too_many_pings"), which would break the stream of a perfectly healthy control plane.
+      "grpc.keepalive_time_ms": 300_000,
+      "grpc.keepalive_timeout_ms": 20_000,
+      "grpc.keepalive_permit_without_calls": 0,
+      // A BulkUpdate with very many prefixes exceeds gRPC's 4 MiB default (≈ 20 bytes per CIDR).
+      "grpc.max_receive_message_length": 64 * 1024 * 1024,
     });
     this.client = client;
     client.waitForReady(Date.now() + (this.opts.connectTimeoutMs ?? 5000), (err) => {

@@ -152,6 +152,35 @@ describe("ControlPlaneClient", () => {
     expect(cp.streams).toBe(1);
   });
 
+  it("survives a burst of 10k commands, valid and invalid, applying the valid ones in order", async () => {
+    const { cp, host, client } = await setup();
+    for (let i = 0; i < 10_000; i++) {
+      if (i % 10 === 9) cp.send({ id: "att-a", command: { case: "allowCidr", value: { cidr: `10.${i}.0.0/8` } } }); // invalid octet ≥ 256 mostly
+      else cp.send({ id: "att-a", command: { case: "allowCidr", value: { cidr: `10.${(i >> 8) & 255}.${i & 255}.0/24` } } });
+    }
+    cp.send({ id: "att-a", commandId: "last", command: { case: "setMode", value: { mode: PolicyMode.DENYLIST } } });
+    await cp.waitFor(() => cp.ofCase("commandResult").length === 1, 30_000, "last result");
+    const applied = host.applied.flatMap((a) => (a.command.kind === "allow-cidr" ? [formatCidr(a.command.rule.cidr)] : []));
+    // Exactly the valid ones (10.<i>.0.0/8 is valid only while i < 256), in arrival order.
+    const expected = Array.from({ length: 10_000 }, (_, i) => i)
+      .filter((i) => i % 10 !== 9 || i < 256)
+      .map((i) => (i % 10 === 9 ? "10.0.0.0/8" : `10.${(i >> 8) & 255}.${i & 255}.0/24`));
+    expect(applied).toEqual(expected);
+    expect(host.applied[host.applied.length - 1]!.command).toEqual({ kind: "set-mode", mode: "denylist" });
+    expect(client.state()).toBe("connected");
+    expect(cp.streams).toBe(1);
+  });
+
+  it("accepts a BulkUpdate larger than gRPC's 4 MiB default message size", async () => {
+    const { cp, host } = await setup();
+    const allowCidrs = Array.from({ length: 250_000 }, (_, i) => ({ cidr: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}/32` }));
+    cp.send({ id: "att-a", commandId: "big", command: { case: "bulkUpdate", value: { mode: PolicyMode.ALLOWLIST, allowCidrs } } });
+    await cp.waitFor(() => cp.ofCase("commandResult").length === 1, 30_000, "big result");
+    expect(cp.ofCase("commandResult")[0]).toMatchObject({ commandId: "big", applied: true });
+    const bulk = host.applied[0]!.command;
+    expect(bulk.kind === "bulk-update" && bulk.allowCidrs.length).toBe(250_000);
+  });
+
   it("answers SyncAck with a command_id and otherwise stays silent", async () => {
     const { cp } = await setup();
     cp.send({ command: { case: "syncAck", value: {} } });
