@@ -23,7 +23,10 @@ const run = promisify(execFile);
  *        |  veth
  *   netns <s>  (servers)   sv0 10.<a>.<b>.10-.19/24, fd00:<a>:<b>::10-::19/64
  *
- * The root namespace gets no address and no route, so nothing there can reach these subnets.
+ * The root namespace gets no address and no route, so nothing there can reach these subnets —
+ * unless network({ hostAddress: true }) puts 10.<a>.<b>.1/24 on the bridge: then the root
+ * namespace (where a daemon under test runs and serves DNS) is the workload's gateway on this
+ * private subnet of ours, exactly like a VM host's bridge. Only this subnet is routed.
  */
 
 let counter = 0;
@@ -63,6 +66,8 @@ export interface SandboxNetwork {
   readonly serverIp6: readonly string[];
   readonly subnet4: string;
   readonly subnet6: string;
+  /** 10.<a>.<b>.1 on the bridge in the root namespace, when requested. */
+  readonly hostIp4: string | null;
 }
 
 export class Sandbox {
@@ -87,7 +92,7 @@ export class Sandbox {
     return dir;
   }
 
-  async network(): Promise<SandboxNetwork> {
+  async network(opts: { hostAddress?: boolean } = {}): Promise<SandboxNetwork> {
     const a = 200 + (process.pid % 50);
     const b = (counter * 7 + randomBytes(1)[0]!) % 250;
     const w = `${this.tag}w`;
@@ -119,7 +124,15 @@ export class Sandbox {
     await nsSh(w, `ip link set lo up && ip link set wl0 up && ip addr add ${subnet4}.2/24 dev wl0 && ip -6 addr add ${subnet6}::2/64 dev wl0 nodad`);
     const adds = serverIp4.map((ip) => `ip addr add ${ip}/24 dev sv0`).concat(serverIp6.map((ip) => `ip -6 addr add ${ip}/64 dev sv0 nodad`));
     await nsSh(s, `ip link set lo up && ip link set sv0 up && ${adds.join(" && ")}`);
-    return { workloadNs: w, serverNs: s, hostIf, workloadIp4: `${subnet4}.2`, workloadIp6: `${subnet6}::2`, serverIp4, serverIp6, subnet4, subnet6 };
+    let hostIp4: string | null = null;
+    if (opts.hostAddress) {
+      hostIp4 = `${subnet4}.1`;
+      await sh("ip", ["addr", "add", `${hostIp4}/24`, "dev", brIf]);
+      // The workload and the servers route everything else through the host, like a VM would.
+      await nsSh(w, `ip route add default via ${hostIp4}`);
+      await nsSh(s, `ip route add default via ${hostIp4}`);
+    }
+    return { workloadNs: w, serverNs: s, hostIf, workloadIp4: `${subnet4}.2`, workloadIp6: `${subnet6}::2`, serverIp4, serverIp6, subnet4, subnet6, hostIp4 };
   }
 
   /** A fresh cgroup v2 directory of our own under the cgroup2 mount. */
