@@ -103,6 +103,7 @@ export class AttachmentDnsServer {
   private pendingQueries = 0;
   private stopped = false;
   private proxyMissingLogged = false;
+  private readonly cnameLogged = new Set<string>();
 
   private allowedCount = 0n;
   private blockedCount = 0n;
@@ -245,9 +246,10 @@ export class AttachmentDnsServer {
     socket.on("error", () => socket.destroy());
     let buffered: Buffer = Buffer.alloc(0);
     let inProgress = 0;
-    socket.on("data", (chunk: Buffer) => {
-      buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
-      while (buffered.length >= 2) {
+    // Parses whole frames while fewer than maxPipelined queries are being answered; reading is
+    // paused meanwhile, so one connection can never have more than that in progress.
+    const pump = (): void => {
+      while (buffered.length >= 2 && inProgress < this.tcpLimits.maxPipelined) {
         const length = buffered.readUInt16BE(0);
         if (length > this.tcpLimits.maxMessageBytes) {
           this.log.debug({ length, max: this.tcpLimits.maxMessageBytes }, "oversized DNS message over TCP; closing");
@@ -259,21 +261,25 @@ export class AttachmentDnsServer {
         const query = Buffer.from(buffered.subarray(2, 2 + length));
         buffered = buffered.subarray(2 + length);
         inProgress++;
-        if (inProgress >= this.tcpLimits.maxPipelined) socket.pause();
         void this.answer(query, true).then((reply) => {
           inProgress--;
           if (socket.destroyed) return;
-          if (inProgress < this.tcpLimits.maxPipelined) socket.resume();
-          if (reply === null) {
-            this.droppedCount++;
-            return;
+          if (reply === null) this.droppedCount++;
+          else {
+            const frame = Buffer.allocUnsafe(2 + reply.length);
+            frame.writeUInt16BE(reply.length, 0);
+            reply.copy(frame, 2);
+            socket.write(frame);
           }
-          const frame = Buffer.allocUnsafe(2 + reply.length);
-          frame.writeUInt16BE(reply.length, 0);
-          reply.copy(frame, 2);
-          socket.write(frame);
+          pump();
         });
       }
+      if (inProgress >= this.tcpLimits.maxPipelined) socket.pause();
+      else socket.resume();
+    };
+    socket.on("data", (chunk: Buffer) => {
+      buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+      pump();
     });
   }
 
@@ -335,7 +341,7 @@ export class AttachmentDnsServer {
   }
 
   /** Answers with the control plane's own IPs (the ones matching the query type). */
-  private async ownAnswer(query: Buffer, question: WireQuestion, ips: readonly string[], ttlSeconds: number, addToFilter: boolean): Promise<Buffer> {
+  private async ownAnswer(query: Buffer, question: WireQuestion, ips: readonly string[], ttlSeconds: number, addToFilter: boolean): Promise<Buffer | null> {
     const wanted = question.type === TYPE_A ? 4 : question.type === TYPE_AAAA ? 6 : 0;
     const addresses: ResolvedAddress[] = [];
     for (const ip of ips) {
@@ -345,7 +351,10 @@ export class AttachmentDnsServer {
     const ttl = Math.max(0, Math.floor(ttlSeconds));
     const originalName = dnsPacket.decode(query).questions?.[0]?.name ?? question.name;
     const answers: Answer[] = addresses.map((a) => ({ type: a.family === 4 ? "A" : "AAAA", name: originalName, ttl, class: "IN", data: a.address }));
-    if (addToFilter && addresses.length > 0) await this.insert(question.name, addresses, ttl);
+    if (addToFilter && addresses.length > 0) {
+      if (this.stopped) return null;
+      await this.insert(question.name, addresses, ttl);
+    }
     const rd = (query.readUInt16BE(2) & 0x0100) !== 0;
     const reply: Packet = {
       type: "response",
@@ -391,11 +400,25 @@ export class AttachmentDnsServer {
     const found = answerAddresses(answers, question.name, nameOk);
     if (found.rejectedName !== null) {
       this.cnameRejectedCount++;
-      this.log.info({ name: question.name, chain: found.chain }, "CNAME chain leaves the allowed names; its addresses are not added");
+      this.logCnameRejected(question.name, found.chain);
       return reply;
     }
-    if (found.addresses.length > 0) await this.insert(question.name, found.addresses, found.ttlSeconds);
+    if (found.addresses.length > 0) {
+      if (this.stopped) return null; // detached meanwhile: nothing to open, nobody to answer
+      await this.insert(question.name, found.addresses, found.ttlSeconds);
+    }
     return reply;
+  }
+
+  /** Info once per name (bounded memory), debug after: a CDN name may be asked thousands of times. */
+  private logCnameRejected(name: string, chain: readonly string[]): void {
+    if (this.cnameLogged.has(name)) {
+      this.log.debug({ name, chain }, "CNAME chain leaves the allowed names; its addresses are not added");
+      return;
+    }
+    if (this.cnameLogged.size >= 1024) this.cnameLogged.clear();
+    this.cnameLogged.add(name);
+    this.log.info({ name, chain }, "CNAME chain leaves the allowed names; its addresses are not added");
   }
 
   private insert(name: string, addresses: readonly ResolvedAddress[], answerTtl: number): Promise<void> | undefined {

@@ -333,6 +333,45 @@ describe("TCP", () => {
     expect((await ask(server, "www.allowed.test")).rcode).toBe("NOERROR");
   });
 
+  it("answers pipelined queries on one connection, never more than maxPipelined at once", async () => {
+    policy = dnsPolicy("proxy");
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const proxy: DnsProxy = {
+      async queryDns(_id, domain) {
+        inFlight++;
+        maxInFlight = Math.max(maxInFlight, inFlight);
+        await new Promise((r) => setTimeout(r, 5));
+        inFlight--;
+        return { allow: true, addToFilter: false, ips: [`198.51.100.${Number(domain.split(".")[0]!.slice(1))}`], ttlSeconds: 5 };
+      },
+    };
+    const server = await startServer({ proxy, tcp: { maxPipelined: 4 } });
+    const frames = Buffer.concat(Array.from({ length: 40 }, (_, i) => framed(queryBytes(`q${i}.example`, "A", 1000 + i))));
+    const [host, port] = server.address.split(":");
+    const socket = (await import("node:net")).connect(Number(port), host);
+    const replies = await new Promise<Map<number, string>>((resolve, reject) => {
+      const got = new Map<number, string>();
+      let buf = Buffer.alloc(0);
+      socket.on("connect", () => socket.write(frames));
+      socket.on("error", reject);
+      socket.on("data", (chunk: Buffer) => {
+        buf = Buffer.concat([buf, chunk]);
+        while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+          const p = dnsPacket.decode(buf.subarray(2, 2 + buf.readUInt16BE(0)));
+          buf = buf.subarray(2 + buf.readUInt16BE(0));
+          got.set(p.id!, String(p.answers?.[0]?.data));
+          if (got.size === 40) resolve(got);
+        }
+      });
+    });
+    socket.destroy();
+    expect(replies.get(1000)).toBe("198.51.100.0");
+    expect(replies.get(1039)).toBe("198.51.100.39");
+    expect(maxInFlight).toBeGreaterThan(1);
+    expect(maxInFlight).toBeLessThanOrEqual(4);
+  });
+
   it("retries a truncated upstream answer over TCP for TCP clients", async () => {
     const server = await startServer();
     upstream.behaviour = (q) => ({ kind: "truncate-udp", answers: [{ type: "A", name: q.name, ttl: 60, data: "192.0.2.55" }] });
