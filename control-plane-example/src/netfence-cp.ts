@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+import * as grpc from "@grpc/grpc-js";
 import pino from "pino";
 import { ControlPlaneServer } from "./sdk/control-plane-server.js";
 import { PolicyController, type PushSummary } from "./policy-file/policy-controller.js";
@@ -10,6 +12,10 @@ export interface NetfenceCpOptions {
   readonly policyPath: string;
   /** Require `authorization: Bearer <token>` from daemons. */
   readonly token?: string | null;
+  /** PEM file paths: serve TLS with cert+key; with clientCa also require client certificates (mTLS). */
+  readonly tls?: { readonly cert: string; readonly key: string; readonly clientCa?: string | null } | null;
+  /** Log every attachment's counters at info when they changed (default: debug only). */
+  readonly logStats?: boolean;
   readonly debounceMs?: number;
   readonly logger?: pino.Logger;
   /** Observability/test hook: every hot reload's outcome. */
@@ -30,12 +36,13 @@ export interface RunningNetfenceCp {
 export async function startNetfenceCp(opts: NetfenceCpOptions): Promise<RunningNetfenceCp> {
   const log = opts.logger ?? pino({ level: "info" });
   const initial = await loadPolicyFile(opts.policyPath);
-  const controller = new PolicyController(initial, log.child({ component: "policy" }));
+  const controller = new PolicyController(initial, log.child({ component: "policy" }), { logStats: opts.logStats ?? false });
   const token = opts.token ?? null;
   const server = new ControlPlaneServer({
     hooks: controller,
     logger: log,
     authenticate: token === null ? undefined : (auth) => auth === `Bearer ${token}`,
+    credentials: opts.tls ? serverCredentials(opts.tls) : undefined,
   });
   const port = await server.listen(opts.listen);
   const watcher = new PolicyWatcher({
@@ -65,4 +72,9 @@ export async function startNetfenceCp(opts: NetfenceCpOptions): Promise<RunningN
       await server.close();
     },
   };
+}
+
+function serverCredentials(tls: { readonly cert: string; readonly key: string; readonly clientCa?: string | null }): grpc.ServerCredentials {
+  const ca = tls.clientCa ? readFileSync(tls.clientCa) : null;
+  return grpc.ServerCredentials.createSsl(ca, [{ cert_chain: readFileSync(tls.cert), private_key: readFileSync(tls.key) }], ca !== null);
 }

@@ -25,7 +25,7 @@ export class PolicyController implements ControlPlaneHooks {
   private readonly sent = new Map<string, Map<string, string>>();
   private readonly lastStats = new Map<string, AttachmentStatsInfo>();
 
-  constructor(file: PolicyFile, private readonly log: pino.Logger) {
+  constructor(file: PolicyFile, private readonly log: pino.Logger, private readonly opts: { logStats?: boolean } = {}) {
     this.file = file;
   }
 
@@ -59,7 +59,22 @@ export class PolicyController implements ControlPlaneHooks {
   }
 
   onHeartbeat(daemon: DaemonHandle, stats: readonly AttachmentStatsInfo[]): void {
-    for (const s of stats) this.lastStats.set(s.id, s);
+    for (const s of stats) {
+      const prev = this.lastStats.get(s.id);
+      this.lastStats.set(s.id, s);
+      const changed = !prev || prev.packetsAllowed !== s.packetsAllowed || prev.packetsBlocked !== s.packetsBlocked ||
+        prev.dnsQueriesAllowed !== s.dnsQueriesAllowed || prev.dnsQueriesBlocked !== s.dnsQueriesBlocked;
+      if (this.opts.logStats && changed) {
+        this.log.info({
+          daemonId: daemon.daemonId,
+          attachmentId: s.id,
+          packetsAllowed: Number(s.packetsAllowed),
+          packetsBlocked: Number(s.packetsBlocked),
+          dnsQueriesAllowed: Number(s.dnsQueriesAllowed),
+          dnsQueriesBlocked: Number(s.dnsQueriesBlocked),
+        }, "counters");
+      }
+    }
     this.log.debug({ daemonId: daemon.daemonId, attachments: stats.length }, "heartbeat");
   }
 

@@ -9,6 +9,7 @@ import { ControlPlaneClient } from "../../../daemon/src/control-plane/connection
 import { formatCidr } from "../../../daemon/src/policy/cidr.js";
 import type { PolicyCommand } from "../../../daemon/src/policy/policy.js";
 import { FakeHost } from "../control-plane/helpers/fake-host.js";
+import { makePki } from "../control-plane/helpers/pki.js";
 
 const silent = pino({ level: "silent" });
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -133,5 +134,36 @@ describe("netfence-cp", () => {
     expect(bulkFor(host, "att-db")[1]!.mode).toBe("disabled");
     expect(bulkFor(host, "att-other")[0]!.mode).toBe("disabled");
     expect(bulkFor(host, "att-web").length).toBe(2);
+  });
+
+  it("serves mutual TLS with a bearer token and logs changed counters with --log-stats", async () => {
+    const pki = makePki();
+    const dir = mkdtempSync(join(tmpdir(), "netfence-cp-"));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    cleanups.push(() => rmSync(pki.dir, { recursive: true, force: true }));
+    const policyPath = join(dir, "policy.yaml");
+    writeFileSync(policyPath, V1);
+    const lines: Array<Record<string, unknown>> = [];
+    const logger = pino({ level: "info" }, { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) });
+    const cp = await startNetfenceCp({
+      listen: "127.0.0.1:0", policyPath, logger, logStats: true, token: "t0k",
+      tls: { cert: pki.serverCert, key: pki.serverKey, clientCa: pki.ca },
+    });
+    cleanups.push(() => cp.stop());
+    const host = new FakeHost();
+    host.add("att-web", { app: "web" });
+    const client = new ControlPlaneClient({
+      url: `127.0.0.1:${cp.port}`, daemonId: "tls-d", hostname: "h", metadata: {}, heartbeatIntervalMs: 50, subscribeAckTimeoutMs: 3000,
+      host, logger: silent, backoff: { baseMs: 20, capMs: 100 }, token: "t0k", tls: { ca: pki.ca, cert: pki.clientCert, key: pki.clientKey },
+    });
+    client.start();
+    cleanups.push(() => client.stop());
+    await waitFor(() => bulkFor(host, "att-web").length === 1, "reconcile over TLS");
+    await waitFor(() => lines.some((l) => l["msg"] === "counters"), "counters log line");
+    const counters = lines.find((l) => l["msg"] === "counters")!;
+    expect(counters).toMatchObject({ daemonId: "tls-d", attachmentId: "att-web", packetsAllowed: 100, packetsBlocked: 7, dnsQueriesAllowed: 3 });
+    // Unchanged counters are not logged again.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(lines.filter((l) => l["msg"] === "counters").length).toBe(1);
   });
 });

@@ -1,33 +1,16 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { readFileSync, rmSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 import pino from "pino";
 import { ControlPlaneClient } from "../../../daemon/src/control-plane/connection.js";
 import { TestControlPlane } from "./helpers/test-control-plane.js";
 import { FakeHost } from "./helpers/fake-host.js";
+import { makePki } from "./helpers/pki.js";
 
 const cleanups: Array<() => void> = [];
 afterEach(() => {
   while (cleanups.length > 0) cleanups.pop()!();
 });
-
-/** A throwaway CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl. */
-function makePki(): { dir: string; ca: string; serverCert: string; serverKey: string; clientCert: string; clientKey: string } {
-  const dir = mkdtempSync(join(tmpdir(), "netfence-tls-"));
-  const p = (name: string) => join(dir, name);
-  const ssl = (...args: string[]) => execFileSync("openssl", args, { stdio: "pipe" });
-  ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", p("ca.key"), "-out", p("ca.pem"), "-days", "1", "-subj", "/CN=netfence-test-ca");
-  writeFileSync(p("server.ext"), "subjectAltName=IP:127.0.0.1\n");
-  for (const who of ["server", "client"]) {
-    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", p(`${who}.key`), "-out", p(`${who}.csr`), "-subj", `/CN=netfence-${who}`);
-    const ext = who === "server" ? ["-extfile", p("server.ext")] : [];
-    ssl("x509", "-req", "-in", p(`${who}.csr`), "-CA", p("ca.pem"), "-CAkey", p("ca.key"), "-CAcreateserial", "-out", p(`${who}.pem`), "-days", "1", ...ext);
-  }
-  return { dir, ca: p("ca.pem"), serverCert: p("server.pem"), serverKey: p("server.key"), clientCert: p("client.pem"), clientKey: p("client.key") };
-}
 
 describe("ControlPlaneClient over TLS", () => {
   it("connects with mutual TLS and is refused without its client certificate", async () => {
