@@ -34,6 +34,7 @@ export function attachmentRows(list: readonly AttachmentInfo[]): string[][] {
     a.packetsAllowed.toString(),
     a.packetsBlocked.toString(),
     Object.entries(a.metadata)
+      .sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))
       .map(([k, v]) => `${k}=${v}`)
       .join(","),
   ]);

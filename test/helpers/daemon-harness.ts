@@ -1,0 +1,165 @@
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, closeSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+/**
+ * Runs the real `netfenced` binary (dist/cli/src/index.js) as a child process for integration
+ * tests: its own socket, data_dir, DNS port range and bpffs pin root (under /sys/fs/bpf, given by
+ * the Sandbox), JSON logs captured to a file. `cli()` runs the real CLI against it.
+ */
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+export const CLI = path.join(ROOT, "dist", "cli", "src", "index.js");
+
+/** Builds dist/ when it is missing or older than a source file (tsc emits even with type errors elsewhere). */
+export function ensureBuilt(): void {
+  const newest = (dir: string): number => {
+    let t = 0;
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      t = Math.max(t, e.isDirectory() ? newest(p) : e.name.endsWith(".ts") ? statSync(p).mtimeMs : 0);
+    }
+    return t;
+  };
+  const src = Math.max(newest(path.join(ROOT, "daemon", "src")), newest(path.join(ROOT, "cli", "src")));
+  if (existsSync(CLI) && statSync(CLI).mtimeMs >= src) return;
+  spawnSync(path.join(ROOT, "node_modules", ".bin", "tsc"), ["-p", path.join(ROOT, "tsconfig.json")], { stdio: "ignore", timeout: 180_000 });
+  if (!existsSync(CLI)) throw new Error(`cannot build ${CLI}: run \`npm run build\``);
+}
+
+export interface CliResult {
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly code: number;
+}
+
+export function runCli(args: readonly string[], timeoutMs = 60_000): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
+    child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`netfenced ${args.join(" ")} did not finish within ${timeoutMs} ms`));
+    }, timeoutMs);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ stdout, stderr, code: code ?? 1 });
+    });
+  });
+}
+
+let portBlock = 0;
+
+export interface DaemonOptions {
+  readonly pinRoot: string;
+  /** Extra YAML appended to the generated config (e.g. a default_policy block). */
+  readonly yaml?: string;
+  readonly ports?: number;
+}
+
+export class DaemonProcess {
+  readonly dir: string;
+  readonly socket: string;
+  readonly configFile: string;
+  readonly logFile: string;
+  readonly portMin: number;
+  private child: ChildProcess | null = null;
+
+  constructor(readonly opts: DaemonOptions) {
+    ensureBuilt();
+    this.dir = mkdtempSync(path.join(os.tmpdir(), "nf-daemon-"));
+    this.socket = path.join(this.dir, "netfence.sock");
+    this.configFile = path.join(this.dir, "netfence.yaml");
+    this.logFile = path.join(this.dir, "daemon.log");
+    const ports = Math.min(opts.ports ?? 50, 330);
+    // Distinct ranges per test process and per daemon, away from the default 11000-11500.
+    this.portMin = 20000 + (process.pid % 40) * 1000 + (portBlock++ % 3) * 330;
+    writeFileSync(
+      this.configFile,
+      [
+        `socket: ${this.socket}`,
+        `data_dir: ${path.join(this.dir, "data")}`,
+        "log_level: debug",
+        `bpf: { pin_root: ${opts.pinRoot} }`,
+        `dns: { listen_addr: 127.0.0.1, port_min: ${this.portMin}, port_max: ${this.portMin + ports - 1}, upstream: "127.0.0.1:9" }`,
+        opts.yaml ?? "",
+      ].join("\n"),
+    );
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  /** Starts `netfenced start` and waits for "netfenced ready" in its log. */
+  async start(timeoutMs = 30_000): Promise<void> {
+    const fd = openSync(this.logFile, "a");
+    const child = spawn(process.execPath, [CLI, "start", "--config", this.configFile], { stdio: ["ignore", fd, fd] });
+    closeSync(fd);
+    this.child = child;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (this.log().includes('"msg":"netfenced ready"') && this.readyCount() > this.starts) break;
+      if (child.exitCode !== null) throw new Error(`netfenced exited with ${child.exitCode}:\n${this.log().slice(-3000)}`);
+      if (Date.now() > deadline) throw new Error(`netfenced not ready within ${timeoutMs} ms:\n${this.log().slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    this.starts++;
+  }
+
+  private starts = 0;
+
+  private readyCount(): number {
+    return this.log().split('"msg":"netfenced ready"').length - 1;
+  }
+
+  log(): string {
+    return existsSync(this.logFile) ? readFileSync(this.logFile, "utf8") : "";
+  }
+
+  cli(...args: string[]): Promise<CliResult> {
+    return runCli(["--socket", this.socket, ...args]);
+  }
+
+  /** SIGKILL: no cleanup at all (the crash case). */
+  async kill9(): Promise<void> {
+    await this.signal("SIGKILL");
+  }
+
+  /** SIGTERM: graceful stop; resolves with the exit code. */
+  async stop(): Promise<number | null> {
+    return this.signal("SIGTERM");
+  }
+
+  private async signal(sig: NodeJS.Signals): Promise<number | null> {
+    const child = this.child;
+    if (child === null || child.exitCode !== null || child.signalCode !== null) return child?.exitCode ?? null;
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    child.kill(sig);
+    const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+    const code = await exited;
+    clearTimeout(timer);
+    this.child = null;
+    return code;
+  }
+
+  /** Stops the daemon if running and removes its temp dir (the pin root belongs to the Sandbox). */
+  async cleanup(): Promise<void> {
+    await this.kill9();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Polls `pred` every 25 ms until true or `ms` elapsed (then throws naming `what`). */
+export async function waitFor(pred: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await pred())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}

@@ -1,0 +1,163 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { existsSync, readdirSync, statSync } from "node:fs";
+import path from "node:path";
+import { probe, requireKernel, Sandbox, cgroup2Mount, type SandboxNetwork } from "../../helpers/sandbox.js";
+import { DaemonProcess, runCli } from "../../helpers/daemon-harness.js";
+
+// The real daemon process, the real CLI binary and the real kernel: attach/list/detach of an
+// interface and a cgroup on the local default policy, with traffic checks, and every bad input.
+
+const PORT = 7311;
+
+describe("netfenced attach / list / detach (real kernel, real CLI)", () => {
+  let sb: Sandbox;
+  let net: SandboxNetwork;
+  let daemon: DaemonProcess;
+  let pinRoot: string;
+
+  beforeAll(async () => {
+    await requireKernel();
+    sb = await Sandbox.create("nfat");
+    net = await sb.network();
+    pinRoot = await sb.pinRoot();
+    await sb.echoServer(net.serverNs, PORT);
+    daemon = new DaemonProcess({
+      pinRoot,
+      yaml: [
+        "default_policy:",
+        "  mode: allowlist",
+        `  allow_cidrs: ["${net.serverIp4[0]}/32", "${net.serverIp6[0]}/128"]`,
+        "metadata: { rack: r1 }",
+      ].join("\n"),
+    });
+    await daemon.start();
+  });
+
+  afterAll(async () => {
+    await daemon?.cleanup();
+    await sb?.cleanup();
+  });
+
+  const reach = (ip: string, cgroup?: string) => probe(sb, net.workloadNs, "tcp", ip, { port: PORT, timeoutMs: 800, cgroup });
+
+  it("status reports the daemon", async () => {
+    const r = await daemon.cli("status");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/Version:\s+\d+\.\d+\.\d+/);
+    expect(r.stdout).toMatch(/Daemon ID:\s+nfd-[0-9a-f]+/);
+    expect(r.stdout).toContain("Attachments:   0");
+    const j = JSON.parse((await daemon.cli("status", "--json")).stdout) as { daemonId: string; attachmentCount: number };
+    expect(j.attachmentCount).toBe(0);
+    expect(statSync(daemon.socket).mode & 0o777).toBe(0o660);
+  });
+
+  it("attaches to an interface, enforces the default policy, lists it, and detaches", async () => {
+    expect(await reach(net.serverIp4[1]!)).toBe(true);
+    const r = await daemon.cli("attach", "-i", net.hostIf, "--metadata", "vm=abc,tenant=t1");
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const id = /^ID: (nf-[0-9a-f]{12})$/m.exec(r.stdout)?.[1];
+    const dns = /^DNS Address: (127\.0\.0\.1:\d+)$/m.exec(r.stdout)?.[1];
+    expect(id).toBeDefined();
+    expect(dns).toBe(`127.0.0.1:${daemon.portMin}`);
+    expect(existsSync(path.join(pinRoot, id!))).toBe(true);
+
+    expect(await reach(net.serverIp4[0]!)).toBe(true);
+    expect(await reach(net.serverIp6[0]!)).toBe(true);
+    expect(await reach(net.serverIp4[1]!)).toBe(false);
+    expect(await reach(net.serverIp6[1]!)).toBe(false);
+
+    const table = await daemon.cli("list");
+    expect(table.code).toBe(0);
+    const row = table.stdout.split("\n").find((l) => l.startsWith(id!))!;
+    expect(row).toMatch(new RegExp(`^${id}\\s+${net.hostIf}\\s+interface\\s+allowlist\\s+disabled\\s+${dns!.replace(/\./g, "\\.")}\\s+\\d+\\s+[1-9]\\d*\\s+tenant=t1,vm=abc$`));
+    const json = JSON.parse((await daemon.cli("list", "--json")).stdout) as { attachments: { id: string; type: string; mode: string; packetsBlocked?: string; attachedAt: string }[]; totalCount: number };
+    expect(json.totalCount).toBe(1);
+    expect(json.attachments[0]).toMatchObject({ id, type: "ATTACHMENT_TYPE_TC", mode: "POLICY_MODE_ALLOWLIST" });
+    expect(Number(json.attachments[0]!.packetsBlocked)).toBeGreaterThan(0);
+    expect(Date.parse(json.attachments[0]!.attachedAt)).toBeGreaterThan(Date.now() - 120_000);
+
+    const d = await daemon.cli("detach", "--id", id!);
+    expect(d.code).toBe(0);
+    expect(d.stdout).toBe(`Detached ${id}\n`);
+    expect(existsSync(path.join(pinRoot, id!))).toBe(false);
+    expect(await reach(net.serverIp4[1]!)).toBe(true);
+    expect((await daemon.cli("list")).stdout).toBe("No attachments.\n");
+  });
+
+  it("attaches to a cgroup (absolute and relative paths) and enforces for its processes only", async () => {
+    const cg = await sb.cgroup();
+    const rel = path.relative(cgroup2Mount(), cg);
+    const r = await daemon.cli("attach", "--cgroup", rel, "--json");
+    expect(r.code).toBe(0);
+    const { id } = JSON.parse(r.stdout) as { id: string; dnsAddress: string };
+    expect(await reach(net.serverIp4[0]!, cg)).toBe(true);
+    expect(await reach(net.serverIp4[2]!, cg)).toBe(false);
+    expect(await reach(net.serverIp4[2]!)).toBe(true); // not in the cgroup: unaffected
+    const again = await daemon.cli("attach", "-g", cg);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toBe(`Error: ${cg} is already attached as ${id}\n`);
+    const row = (await daemon.cli("list")).stdout.split("\n").find((l) => l.startsWith(id))!;
+    expect(row).toContain(" cgroup ");
+    expect((await daemon.cli("detach", "--id", id)).code).toBe(0);
+    expect(await reach(net.serverIp4[2]!, cg)).toBe(true);
+  });
+
+  it("rejects bad inputs with one line on stderr and a non-zero exit code", async () => {
+    const cases: [string[], number, RegExp][] = [
+      [["attach"], 2, /^Error: attach needs exactly one of --interface\/-i NAME or --cgroup\/-g PATH\n$/],
+      [["attach", "-i", "x", "-g", "y"], 2, /exactly one/],
+      [["attach", "-g", "/etc"], 2, /^Error: cgroup path "\/etc" is outside the cgroup2 mount .+\n$/],
+      [["attach", "-g", "../.."], 2, /^Error: cgroup path "\.\.\/\.\." is outside the cgroup2 mount .+\n$/],
+      [["attach", "-g", "nftest-does-not-exist"], 1, /^Error: cgroup "nftest-does-not-exist" does not exist\n$/],
+      [["attach", "-i", "nfnoexist0"], 1, /^Error: interface "nfnoexist0" does not exist\n$/],
+      [["attach", "-i", "../../etc"], 2, /^Error: invalid interface name/],
+      [["attach", "-i", net.hostIf, "--direction", "sideways"], 2, /sideways/],
+      [["attach", "-i", net.hostIf, "--metadata", "novalue"], 2, /not key=value/],
+      [["detach", "--id", "nf-000000000000"], 1, /^Error: no attachment with id "nf-000000000000"\n$/],
+      [["detach"], 2, /required option '--id <id>'/],
+      [["list", "--page-size", "0"], 2, /must be an integer/],
+      [["frobnicate"], 2, /unknown command/],
+    ];
+    for (const [args, code, stderr] of cases) {
+      const r = await daemon.cli(...args);
+      expect({ args, code: r.code }).toEqual({ args, code });
+      expect(r.stderr).toMatch(stderr);
+      expect(r.stderr).not.toMatch(/\n\s+at /); // no stack traces
+    }
+    expect(readdirSync(pinRoot).filter((n) => n.startsWith("nf-"))).toEqual([]);
+    // The daemon is still fine.
+    expect((await daemon.cli("status")).code).toBe(0);
+  });
+
+  it("says how to start the daemon when it is not running", async () => {
+    const sock = path.join(daemon.dir, "nobody-here.sock");
+    const r = await runCli(["-s", sock, "list"]);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toBe(`Error: daemon not running at ${sock}: start it with \`netfenced start\`\n`);
+  });
+
+  it("refuses a second daemon on the same socket without touching the first", async () => {
+    const r = await runCli(["start", "--config", daemon.configFile], 30_000);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`netfenced: cannot start: another netfenced is already serving ${daemon.socket}\n`);
+    expect((await daemon.cli("status")).code).toBe(0);
+  });
+
+  it("exits 2 with one line naming the key on bad config", async () => {
+    const bad = await new Promise<{ code: number; stderr: string }>((resolve) => {
+      import("node:child_process").then(({ spawn }) => {
+        const c = spawn(process.execPath, [path.join(process.cwd(), "dist/cli/src/index.js"), "start"], {
+          env: { ...process.env, NETFENCE_DNS_PORT_MIN: "2000", NETFENCE_DNS_PORT_MAX: "1000", NETFENCE_SOCKET: path.join(daemon.dir, "x.sock") },
+          stdio: ["ignore", "pipe", "pipe"],
+        });
+        let stderr = "";
+        c.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
+        c.on("exit", (code) => resolve({ code: code ?? 1, stderr }));
+      });
+    });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toBe("netfenced: invalid config: dns.port_min: 2000 is greater than dns.port_max (1000)\n");
+    expect(existsSync(path.join(daemon.dir, "x.sock"))).toBe(false);
+  });
+});
