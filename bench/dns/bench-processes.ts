@@ -33,7 +33,13 @@ export class Dnsmasq {
     const server = new Dnsmasq(child, port);
     const exited = new Promise<never>((_, reject) => child.on("exit", (code) => reject(new Error(`dnsmasq exited (${code}): ${stderr.trim()}`))));
     exited.catch(() => undefined);
-    await Promise.race([waitForDns(port, "probe.bench.test"), exited]);
+    try {
+      // a hosts file of a few hundred thousand names takes dnsmasq a while on a busy machine
+      await Promise.race([waitForDns(port, "probe.bench.test", 90_000), exited]);
+    } catch (err) {
+      await server.stop();
+      throw err;
+    }
     return server;
   }
 
@@ -47,9 +53,9 @@ export class Dnsmasq {
   }
 }
 
-/** Resolves once something answers DNS on 127.0.0.1:port (any rcode); gives up after 10 s. */
-export async function waitForDns(port: number, name: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
+/** Resolves once something answers DNS on 127.0.0.1:port (any rcode); gives up after `timeoutMs`. */
+export async function waitForDns(port: number, name: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
   const socket = dgram.createSocket("udp4");
   let answered = false;
   socket.on("message", () => (answered = true));

@@ -2,7 +2,7 @@
  * DNS benchmark: our per-attachment DNS server against dnsmasq peers, all in one run, on the
  * loopback of a throwaway network namespace (the root namespace, its firewall and its lo are
  * never touched). Usage (root, after `npm run build`):
- * `node dist/bench/dns/dns-bench.js [--rounds 3] [--seconds 10] [--latency-seconds 3] [--cold-names 50000] [--out FILE]`.
+ * `node dist/bench/dns/dns-bench.js [--rounds 3] [--seconds 10] [--latency-seconds 3] [--cold-names 30000] [--out FILE]`.
  *
  * The outer process creates netns `nfdnsb<pid>` (own lo, one veth pair for the eBPF filter) and
  * re-runs itself inside it with `ip netns exec … --inner`; the inner process mounts a private
@@ -39,7 +39,7 @@ interface Args {
 
 function parseArgs(argv: string[]): Args {
   const args: Args = {
-    inner: false, rounds: 3, seconds: 10, latencySeconds: 3, coldNames: 50_000,
+    inner: false, rounds: 3, seconds: 10, latencySeconds: 3, coldNames: 30_000,
     out: path.join(projectRoot(), "bench", "results", "dns.json"),
   };
   for (let i = 0; i < argv.length; i++) {
@@ -67,6 +67,15 @@ async function outer(args: Args): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error("the DNS benchmark needs root (network namespace, nftables, eBPF)");
   const ns = `nfdnsb${process.pid}`;
   const cleanup = async (): Promise<void> => {
+    // Anything still running in our namespace was started by this benchmark: stop it by PID.
+    const pids = (await run("ip", ["netns", "pids", ns], true)).split(/\s+/).filter((p) => /^\d+$/.test(p)).map(Number);
+    for (const pid of pids) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
     await run("ip", ["netns", "del", ns], true);
   };
   const onSignal = (): void => {

@@ -1,7 +1,7 @@
 import type pino from "pino";
 import type { DnsPolicy } from "../policy/policy.js";
 import { AttachmentDnsServer } from "./dns-server.js";
-import type { DnsServerStats } from "./dns-server.js";
+import type { DnsServerDetailedStats, DnsServerStats } from "./dns-server.js";
 import type { DnsProxy } from "./dns-proxy.js";
 import type { ResolvedAllower } from "./resolved-allower.js";
 import { DEFAULT_UPSTREAM_OPTIONS, UpstreamPool } from "./upstream.js";
@@ -18,6 +18,8 @@ export interface DnsServerHandle {
   readonly address: string;
   stop(): Promise<void>;
   stats(): DnsServerStats;
+  /** Also SERVFAIL/FORMERR/dropped/CNAME-rejected counts, for metrics by outcome. */
+  detailedStats(): DnsServerDetailedStats;
 }
 
 /** Structurally the `DnsServerFactory` the attachment manager expects (attachments/dns-server-factory.ts). */
@@ -53,6 +55,7 @@ export function createDnsServerFactory(opts: DnsServerFactoryOptions): DnsServer
       address: server.address,
       stop: () => server.stop(),
       stats: () => server.stats(),
+      detailedStats: () => server.detailedStats(),
     };
   };
   return { start };
