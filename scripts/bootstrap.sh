@@ -16,7 +16,7 @@ fi
 #    the network tools the tests and the demo use, and the peers the benchmarks compare with.
 PACKAGES=(bpftool clang llvm gcc make libbpf-dev libelf-dev zlib1g-dev libzstd-dev
   iproute2 iputils-ping nftables iptables dnsutils dnsmasq-base iperf3 dnsperf netcat-openbsd
-  python3 python3-grpcio python3-grpc-tools procps)
+  curl python3 python3-grpcio python3-grpc-tools procps)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -96,9 +96,9 @@ export class KernelFilter implements Filter {
   ) {}
 
   static async start(opts: KernelFilterOptions = {}): Promise<KernelFilter> {
-    const root = projectRoot();
-    const loaderPath = opts.loaderPath ?? path.join(root, "bpf", "loader", "netfence-loader");
-    const bpfDir = path.resolve(opts.bpfDir ?? path.join(root, "bpf", "prebuilt"));
+    // The project root is only needed for defaults (a bundled daemon passes both paths).
+    const loaderPath = opts.loaderPath ?? path.join(projectRoot(), "bpf", "loader", "netfence-loader");
+    const bpfDir = path.resolve(opts.bpfDir ?? path.join(projectRoot(), "bpf", "prebuilt"));
     const pinRoot = opts.pinRoot ?? "/sys/fs/bpf/netfence";
     const logger = opts.logger ?? pino({ level: "warn" });
     try {
