@@ -1,0 +1,61 @@
+import { Command } from "commander";
+import pino from "pino";
+import { startNetfenceCp, type RunningNetfenceCp } from "./netfence-cp.js";
+
+// netfence-cp: a ready netfence.v1 control plane driven by a YAML policy file (hot-reloaded).
+interface CliOptions {
+  policy: string;
+  listen: string;
+  token?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsClientCa?: string;
+  logStats?: boolean;
+  logLevel: string;
+}
+
+/**
+ * The netfence-cp command. Nothing in here calls process.exit(): errors set process.exitCode and
+ * print one line per problem on stderr. With `onStarted`, the caller owns the running control
+ * plane (tests, embedders); without it, SIGINT/SIGTERM stop it.
+ */
+export function netfenceCpCommand(onStarted?: (cp: RunningNetfenceCp) => void): Command {
+  return new Command("netfence-cp")
+    .description("netfence control plane driven by a YAML policy file")
+    .requiredOption("--policy <file>", "policy file (YAML); watched and hot-reloaded")
+    .option("--listen <host:port>", "address to serve ControlPlane on", "127.0.0.1:50051")
+    .option("--token <token>", "require 'authorization: Bearer <token>' from daemons (default: $NETFENCE_CP_TOKEN)")
+    .option("--tls-cert <file>", "serve TLS with this certificate (PEM); needs --tls-key")
+    .option("--tls-key <file>", "private key (PEM) of --tls-cert")
+    .option("--tls-client-ca <file>", "require daemon client certificates signed by this CA (mutual TLS)")
+    .option("--log-stats", "log each attachment's packet/DNS counters when a heartbeat changes them")
+    .option("--log-level <level>", "pino log level", "info")
+    .action(async (opts: CliOptions) => {
+      const logger = pino({ level: opts.logLevel });
+      if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined)) {
+        process.stderr.write("netfence-cp: --tls-cert and --tls-key must be given together\n");
+        process.exitCode = 2;
+        return;
+      }
+      try {
+        const cp = await startNetfenceCp({
+          listen: opts.listen,
+          policyPath: opts.policy,
+          token: opts.token ?? process.env["NETFENCE_CP_TOKEN"] ?? null,
+          tls: opts.tlsCert && opts.tlsKey ? { cert: opts.tlsCert, key: opts.tlsKey, clientCa: opts.tlsClientCa ?? null } : null,
+          logStats: opts.logStats ?? false,
+          logger,
+        });
+        if (onStarted) {
+          onStarted(cp);
+          return;
+        }
+        const shutdown = (): void => void cp.stop();
+        process.once("SIGINT", shutdown);
+        process.once("SIGTERM", shutdown);
+      } catch (err) {
+        process.stderr.write(`netfence-cp: ${err instanceof Error ? err.message : String(err)}\n`);
+        process.exitCode = 2;
+      }
+    });
+}
