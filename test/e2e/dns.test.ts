@@ -1,0 +1,315 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import pino from "pino";
+import { probe, requireKernel, Sandbox, type SandboxNetwork } from "../helpers/sandbox.js";
+import { waitFor } from "../helpers/daemon-harness.js";
+import { dig, Dnsmasq, E2eDaemon, runFixture, splitHostPort, type DnsRecord } from "../helpers/e2e.js";
+import { ControlPlaneServer, type DnsDecision, type DnsQuery } from "../../control-plane-example/src/sdk/index.js";
+
+// Issue 6, end to end: the real `netfenced` process (dist/), the real CLI, the real kernel and
+// real packets. The workload namespace asks the attachment's DNS server (on the sandbox bridge
+// address, like a VM host) with dig; the daemon's upstream is our own dnsmasq inside the server
+// namespace, whose query log proves which names reached it; a TCP echo server there answers the
+// connects. Policies come from the daemon's default_policy (no control plane) and, for proxy mode,
+// from an in-process SDK control plane answering QueryDns.
+
+const PORT = 7411;
+const RACE_NAMES = 30;
+
+describe("per-attachment DNS, end to end (real daemon, dnsmasq upstream, real kernel)", () => {
+  let sb: Sandbox;
+  let net: SandboxNetwork;
+  let upstream: Dnsmasq;
+  /** 10.a.b.100 … : extra server addresses, one per race name, plus two for proxy mode. */
+  let extra: string[];
+
+  beforeAll(async () => {
+    await requireKernel();
+    sb = await Sandbox.create("nfdn");
+    net = await sb.network({ hostAddress: true });
+    extra = Array.from({ length: RACE_NAMES + 2 }, (_, i) => `${net.subnet4}.${100 + i}`);
+    await sb.exec(net.serverNs, ["sh", "-c", extra.map((ip) => `ip addr add ${ip}/24 dev sv0`).join(" && ")]);
+    await sb.echoServer(net.serverNs, PORT);
+    const s = net.serverIp4;
+    const records: DnsRecord[] = [
+      { name: "ok.e2e.test", ipv4: s[0] },
+      { name: "v6.e2e.test", ipv6: net.serverIp6[1] },
+      { name: "unlisted.e2e.test", ipv4: s[2] },
+      { name: "secret.corp.e2e.test", ipv4: s[3] },
+      { name: "www.corp.e2e.test", ipv4: s[4] },
+      { name: "x.blocked.e2e.test", ipv4: s[5] },
+      { name: "open.blocked.e2e.test", ipv4: s[6] },
+      { name: "ttl.e2e.test", ipv4: s[7], ttl: 3 },
+      { name: "p-allow.e2e.test", ipv4: s[8] },
+      { name: "p-deny.e2e.test", ipv4: s[1] },
+      { name: "p-noadd.e2e.test", ipv4: extra[RACE_NAMES + 1] },
+      ...Array.from({ length: RACE_NAMES }, (_, i) => ({ name: `n${i}.race.e2e.test`, ipv4: extra[i] })),
+    ];
+    upstream = await Dnsmasq.start(sb, net.serverNs, s[9]!, records);
+  }, 120_000);
+
+  afterAll(async () => {
+    await upstream?.stop();
+    await sb?.cleanup();
+  });
+
+  const reach = (ip: string, timeoutMs = 800) => probe(sb, net.workloadNs, "tcp", ip, { port: PORT, timeoutMs });
+
+  describe("allowlist / denylist rules from the daemon's default_policy (no control plane)", () => {
+    let daemon: E2eDaemon;
+    let id: string;
+    let dnsHost: string;
+    let dnsPort: number;
+    const ask = (name: string, type = "A", tcp = false) => dig(sb, net.workloadNs, dnsHost, dnsPort, name, type, { tcp });
+
+    beforeAll(async () => {
+      const pins = await sb.pinRoot();
+      daemon = new E2eDaemon({
+        pinRoot: pins,
+        dns: { listenAddr: net.hostIp4!, upstream: `${net.serverIp4[9]}:53`, minTtl: "1s" },
+        yaml: [
+          "default_policy:",
+          "  mode: allowlist",
+          "  dns:",
+          "    mode: allowlist",
+          '    allow_domains: ["ok.e2e.test", "v6.e2e.test", "*.corp.e2e.test", "open.blocked.e2e.test", "*.race.e2e.test", "ttl.e2e.test"]',
+          '    deny_domains: ["secret.corp.e2e.test", "*.blocked.e2e.test"]',
+        ].join("\n"),
+      });
+      await daemon.start();
+      const a = await daemon.attachInterface(net.hostIf, { vm: "dns-e2e" });
+      id = a.id;
+      ({ host: dnsHost, port: dnsPort } = splitHostPort(a.dnsAddress));
+      expect(dnsHost).toBe(net.hostIp4);
+    }, 120_000);
+
+    afterAll(async () => {
+      // Detach so the next daemon can own the interface; then stop this one by its PID.
+      if (daemon?.alive() && id) await daemon.cli("detach", "--id", id);
+      await daemon?.cleanup();
+    });
+
+    it("an allowed name resolves and opens exactly its address (blocked before the query)", async () => {
+      expect(await reach(net.serverIp4[0]!)).toBe(false);
+      const r = await ask("ok.e2e.test");
+      expect(r.status).toBe("NOERROR");
+      expect(r.answers).toEqual([expect.objectContaining({ name: "ok.e2e.test.", type: "A", data: net.serverIp4[0] })]);
+      expect(upstream.asked("ok.e2e.test")).toBe(true);
+      expect(await reach(net.serverIp4[0]!)).toBe(true);
+      // Over TCP too, and a name allowed only by the broad "*.corp" rule.
+      const t = await ask("www.corp.e2e.test", "A", true);
+      expect(t.status).toBe("NOERROR");
+      expect(t.answers.map((a) => a.data)).toEqual([net.serverIp4[4]]);
+      expect(await reach(net.serverIp4[4]!)).toBe(true);
+    });
+
+    it("unlisted and denied names get REFUSED, never reach the upstream, and their addresses stay blocked", async () => {
+      const before = await daemon.counters(id);
+      const refusedNames = ["unlisted.e2e.test", "secret.corp.e2e.test", "x.blocked.e2e.test"];
+      for (const name of refusedNames) {
+        const r = await ask(name);
+        expect({ name, status: r.status, answers: r.answers }).toEqual({ name, status: "REFUSED", answers: [] });
+      }
+      // Over TCP as well.
+      expect((await ask("secret.corp.e2e.test", "A", true)).status).toBe("REFUSED");
+      // A later allowed query is in the upstream's log, so the log is current: the refused names never arrived.
+      const seen = upstream.count("ok.e2e.test", "A");
+      expect((await ask("ok.e2e.test")).status).toBe("NOERROR");
+      await waitFor(() => upstream.count("ok.e2e.test", "A") > seen, "the marker query in the dnsmasq log", 5000);
+      for (const name of refusedNames) expect({ name, askedUpstream: upstream.asked(name) }).toEqual({ name, askedUpstream: false });
+      for (const ip of [net.serverIp4[2]!, net.serverIp4[3]!, net.serverIp4[5]!]) expect({ ip, reachable: await reach(ip) }).toEqual({ ip, reachable: false });
+      const after = await daemon.counters(id);
+      expect(after.dnsBlocked - before.dnsBlocked).toBe(4);
+      expect(after.dnsAllowed - before.dnsAllowed).toBe(1);
+    });
+
+    it("the most specific rule wins: an exact allow beats a broad deny, an exact deny beats a broad allow", async () => {
+      expect(await reach(net.serverIp4[6]!)).toBe(false);
+      const open = await ask("open.blocked.e2e.test");
+      expect(open.status).toBe("NOERROR");
+      expect(open.answers.map((a) => a.data)).toEqual([net.serverIp4[6]]);
+      expect(await reach(net.serverIp4[6]!)).toBe(true);
+      // Siblings under the broad deny, and the exact deny under the broad allow, stay refused.
+      expect((await ask("x.blocked.e2e.test")).status).toBe("REFUSED");
+      expect((await ask("SECRET.Corp.e2e.test.")).status).toBe("REFUSED");
+      expect((await ask("www.CORP.e2e.test")).status).toBe("NOERROR");
+      expect(upstream.asked("secret.corp.e2e.test")).toBe(false);
+    });
+
+    it("an AAAA answer opens the IPv6 address (and only that one)", async () => {
+      const v6 = net.serverIp6[1]!;
+      expect(await reach(v6)).toBe(false);
+      const r = await ask("v6.e2e.test", "AAAA");
+      expect(r.status).toBe("NOERROR");
+      expect(r.answers).toEqual([expect.objectContaining({ type: "AAAA", data: v6 })]);
+      expect(await reach(v6)).toBe(true);
+      expect(await reach(net.serverIp6[2]!)).toBe(false);
+    });
+
+    it(`${RACE_NAMES} different names resolved and connected in parallel: every connect succeeds, no packet is ever blocked`, async () => {
+      const names = Array.from({ length: RACE_NAMES }, (_, i) => `n${i}.race.e2e.test`);
+      const before = await daemon.counters(id);
+      // Each client connects the moment its answer arrives, without retrying the connect: if the
+      // address were not in the kernel map yet, the first SYN would be dropped and counted as blocked.
+      const out = await runFixture(sb, net.workloadNs, "dns-client.mjs", ["race", dnsHost, String(dnsPort), String(PORT), "5000", ...names], 60_000);
+      const results = JSON.parse(out) as { name: string; address: string | null; ok: boolean; error: string | null }[];
+      expect(results.filter((r) => !r.ok)).toEqual([]);
+      expect(new Set(results.map((r) => r.address)).size).toBe(RACE_NAMES);
+      const after = await daemon.counters(id);
+      expect(after.blocked - before.blocked).toBe(0);
+      expect(after.allowed).toBeGreaterThan(before.allowed);
+      expect(after.dnsAllowed - before.dnsAllowed).toBeGreaterThanOrEqual(RACE_NAMES);
+    });
+
+    it("a resolved address is blocked again after the answer's TTL (dnsmasq TTL 3 s, dns.min_ttl 1 s), and re-opened by a new query", async () => {
+      const ip = net.serverIp4[7]!;
+      expect(await reach(ip)).toBe(false);
+      const connectNow = async () =>
+        JSON.parse(await runFixture(sb, net.workloadNs, "dns-client.mjs", ["race", dnsHost, String(dnsPort), String(PORT), "2000", "ttl.e2e.test"], 30_000)) as {
+          ok: boolean; address: string; error: string | null;
+        }[];
+      const first = await connectNow();
+      expect(first).toEqual([{ name: "ttl.e2e.test", address: ip, ok: true, error: null }]);
+      const r = await ask("ttl.e2e.test");
+      expect(r.answers[0]?.ttl).toBeLessThanOrEqual(3);
+      // No further queries: the kernel entry's deadline passes and the address is blocked again.
+      await waitFor(async () => !(await reach(ip, 500)), "the TTL to expire and the address to be blocked", 20_000);
+      expect(await reach(ip)).toBe(false);
+      const again = await connectNow();
+      expect(again[0]).toMatchObject({ address: ip, ok: true });
+    });
+
+    it("malformed, truncated and oversized packets get FORMERR/NOTIMP or are dropped; the daemon keeps answering", async () => {
+      const before = await daemon.counters(id);
+      const out = JSON.parse(await runFixture(sb, net.workloadNs, "dns-client.mjs", ["garbage", dnsHost, String(dnsPort)], 60_000)) as {
+        replies: { label: string; reply: { rcode: number | null; id: number | null } | null }[];
+        oversizedTcp: string;
+      };
+      const rcode = Object.fromEntries(out.replies.map((r) => [r.label, r.reply === null ? "no reply" : r.reply.rcode]));
+      const FORMERR = 1;
+      const NOTIMP = 4;
+      expect(rcode).toEqual({
+        "short-5-bytes": "no reply",
+        "header-only-no-question": FORMERR,
+        "truncated-label": FORMERR,
+        "question-without-type": FORMERR,
+        "two-questions": FORMERR,
+        "pointer-loop": FORMERR,
+        "label-too-long": FORMERR,
+        "response-bit-set": "no reply",
+        "opcode-status": NOTIMP,
+      });
+      // Replies carry the query id.
+      for (const r of out.replies) if (r.reply !== null) expect(r.reply.id).toBe(0x1234);
+      expect(out.oversizedTcp).toBe("closed");
+      expect(daemon.alive()).toBe(true);
+      // Still answering, over UDP and TCP, and nothing garbage-shaped reached the upstream.
+      expect((await ask("ok.e2e.test")).status).toBe("NOERROR");
+      expect((await ask("ok.e2e.test", "A", true)).status).toBe("NOERROR");
+      expect((await ask("unlisted.e2e.test")).status).toBe("REFUSED");
+      expect(upstream.queries().every((q) => /^[a-z0-9.-]+$/.test(q.name))).toBe(true);
+      expect((await daemon.counters(id)).dnsAllowed).toBeGreaterThan(before.dnsAllowed);
+      expect(daemon.log()).not.toMatch(/uncaught|unhandled/i);
+    });
+  });
+
+  describe("proxy mode: the control plane answers QueryDns", () => {
+    let sbPins: Sandbox;
+    let daemon: E2eDaemon;
+    let cp: ControlPlaneServer;
+    let id: string;
+    let dnsHost: string;
+    let dnsPort: number;
+    const queries: DnsQuery[] = [];
+    const ask = (name: string, type = "A") => dig(sb, net.workloadNs, dnsHost, dnsPort, name, type);
+
+    beforeAll(async () => {
+      const own = extra[RACE_NAMES]!;
+      const decide = (q: DnsQuery): DnsDecision => {
+        switch (q.domain.replace(/\.$/, "").toLowerCase()) {
+          case "p-allow.e2e.test":
+            return { allow: true, addToFilter: true };
+          case "p-noadd.e2e.test":
+            return { allow: true, addToFilter: false };
+          case "p-own.e2e.test":
+            return { allow: true, addToFilter: true, ips: [own], ttlSeconds: 60 };
+          default:
+            return { allow: false };
+        }
+      };
+      cp = new ControlPlaneServer({
+        logger: pino({ level: "silent" }),
+        hooks: {
+          onSubscribed: () => ({ mode: "allowlist", dns: { mode: "proxy" } }),
+          onQueryDns: (q) => {
+            queries.push(q);
+            return decide(q);
+          },
+        },
+      });
+      const cpPort = await cp.listen("127.0.0.1:0");
+      sbPins = await Sandbox.create("nfdq");
+      daemon = new E2eDaemon({
+        pinRoot: await sbPins.pinRoot(),
+        dns: { listenAddr: net.hostIp4!, upstream: `${net.serverIp4[9]}:53` },
+        controlPlane: { url: `127.0.0.1:${cpPort}`, ackTimeout: "5s", heartbeat: "30s" },
+      });
+      await daemon.start();
+      await waitFor(async () => (await daemon.statusJson()).controlPlaneState === "CONNECTION_STATE_CONNECTED", "daemon connected to the control plane", 15_000);
+      const a = await daemon.attachInterface(net.hostIf, { vm: "dns-proxy" });
+      id = a.id;
+      ({ host: dnsHost, port: dnsPort } = splitHostPort(a.dnsAddress));
+    }, 120_000);
+
+    afterAll(async () => {
+      if (daemon?.alive() && id) await daemon.cli("detach", "--id", id);
+      await daemon?.cleanup();
+      await cp?.close(100);
+      await sbPins?.cleanup();
+    });
+
+    it("allow: forwarded upstream and the answer's address opened before the reply", async () => {
+      const ip = net.serverIp4[8]!;
+      expect(await reach(ip)).toBe(false);
+      const r = await ask("p-allow.e2e.test");
+      expect(r.status).toBe("NOERROR");
+      expect(r.answers.map((a) => a.data)).toEqual([ip]);
+      expect(upstream.asked("p-allow.e2e.test")).toBe(true);
+      expect(await reach(ip)).toBe(true);
+      expect(queries).toContainEqual({ attachmentId: id, domain: expect.stringMatching(/^p-allow\.e2e\.test\.?$/), queryType: "A" });
+    });
+
+    it("deny: REFUSED and never sent upstream; the address stays blocked", async () => {
+      const r = await ask("p-deny.e2e.test");
+      expect(r.status).toBe("REFUSED");
+      const seen = upstream.count("p-allow.e2e.test", "A");
+      expect((await ask("p-allow.e2e.test")).status).toBe("NOERROR");
+      await waitFor(() => upstream.count("p-allow.e2e.test", "A") > seen, "the marker query in the dnsmasq log", 5000);
+      expect(upstream.asked("p-deny.e2e.test")).toBe(false);
+      expect(await reach(net.serverIp4[1]!)).toBe(false);
+      expect(queries.some((q) => q.domain.startsWith("p-deny.e2e.test"))).toBe(true);
+    });
+
+    it("the control plane's own IPs: answered locally (not upstream) and opened", async () => {
+      const own = extra[RACE_NAMES]!;
+      expect(await reach(own)).toBe(false);
+      const r = await ask("p-own.e2e.test");
+      expect(r.status).toBe("NOERROR");
+      expect(r.answers).toEqual([expect.objectContaining({ name: "p-own.e2e.test.", type: "A", data: own, ttl: 60 })]);
+      expect(await reach(own)).toBe(true);
+      // An AAAA question gets no A records from the control plane's IPv4 list.
+      expect((await ask("p-own.e2e.test", "AAAA")).answers).toEqual([]);
+      expect(upstream.asked("p-own.e2e.test")).toBe(false);
+    });
+
+    it("allow without add_to_filter: resolved, but the address stays blocked", async () => {
+      const ip = extra[RACE_NAMES + 1]!;
+      const r = await ask("p-noadd.e2e.test");
+      expect(r.status).toBe("NOERROR");
+      expect(r.answers.map((a) => a.data)).toEqual([ip]);
+      expect(await reach(ip)).toBe(false);
+      const c = await daemon.counters(id);
+      expect(c.dnsBlocked).toBeGreaterThanOrEqual(1);
+      expect(c.dnsAllowed).toBeGreaterThanOrEqual(4);
+    });
+  });
+});
