@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node, type Pair, type YAMLMap } from "yaml";
 import { parseCidr } from "../../../daemon/src/policy/cidr.js";
 import { normalizeDomain } from "../../../daemon/src/dns/domain-name.js";
@@ -17,6 +18,7 @@ export class PolicyFileError extends Error {
 const MODES: readonly Mode[] = ["disabled", "allowlist", "denylist", "block-all"];
 const DNS_MODES: readonly DnsMode[] = ["disabled", "allowlist", "denylist", "proxy"];
 const POLICY_KEYS = ["mode", "allow", "deny", "dns"];
+const NO_ANSWERS: ReadonlyMap<string, readonly string[]> = new Map();
 const RULE_KEYS = ["name", "match", ...POLICY_KEYS];
 const LABEL_KEY = /^[A-Za-z0-9_.\/-]{1,253}$/;
 
@@ -48,6 +50,7 @@ export function parsePolicyFile(text: string, fileName: string): PolicyFile {
   v.onlyKeys(root, ["defaults", "rules"]);
   const defaultsNode = v.get(root, "defaults");
   const defaults = defaultsNode === undefined ? BUILTIN_DEFAULT_POLICY : v.policy(defaultsNode, "defaults", POLICY_KEYS);
+  const defaultAnswers = defaultsNode === undefined ? NO_ANSWERS : v.answersOf(defaultsNode, "defaults");
   const rules: PolicyRule[] = [];
   const rulesNode = v.get(root, "rules");
   if (rulesNode !== undefined) {
@@ -63,8 +66,8 @@ export function parsePolicyFile(text: string, fileName: string): PolicyFile {
       });
     }
   }
-  if (problems.length > 0 || defaults === null) throw new PolicyFileError(problems);
-  return { defaults, rules };
+  if (problems.length > 0 || defaults === null || defaultAnswers === null) throw new PolicyFileError(problems);
+  return { defaults, defaultAnswers, rules };
 }
 
 class Validator {
@@ -116,8 +119,9 @@ class Validator {
     const name = this.ruleName(node, index);
     const match = this.match(this.get(node, "match"), name);
     const policy = this.policy(node, `rule "${name}"`, RULE_KEYS);
-    if (match === null || policy === null) return null;
-    return { name, match, policy };
+    const answers = this.answersOf(node, `rule "${name}"`);
+    if (match === null || policy === null || answers === null) return null;
+    return { name, match, policy, answers };
   }
 
   match(node: Node | undefined, ruleName: string): Record<string, string[]> | null {
@@ -236,7 +240,7 @@ class Validator {
       this.error(node, `${what} must be a mapping with "mode" and optional "allow", "deny", "upstreams"`);
       return null;
     }
-    this.onlyKeys(node, ["mode", "allow", "deny", "upstreams"]);
+    this.onlyKeys(node, ["mode", "allow", "deny", "upstreams", "answers"]);
     const modeNode = this.get(node, "mode");
     let mode: DnsMode | null = null;
     if (modeNode === undefined) this.error(node, `${what}: "mode" is required (${DNS_MODES.join(", ")})`);
@@ -294,6 +298,54 @@ class Validator {
       this.error(domainNode, `${what}: ${(err as Error).message} ("${text}")`);
       return null;
     }
+  }
+
+  /** `dns.answers` of a policy mapping: name → addresses, only meaningful (and allowed) in proxy mode. */
+  answersOf(policyNode: Node, where: string): ReadonlyMap<string, readonly string[]> | null {
+    if (!isMap(policyNode)) return NO_ANSWERS;
+    const dnsNode = this.get(policyNode, "dns");
+    if (dnsNode === undefined || !isMap(dnsNode)) return NO_ANSWERS;
+    const node = this.get(dnsNode, "answers");
+    if (node === undefined) return NO_ANSWERS;
+    const modeNode = this.get(dnsNode, "mode");
+    if (!modeNode || !isScalar(modeNode) || modeNode.value !== "proxy") {
+      this.error(node, `${where}: dns: answers are only used with mode: proxy (netfence-cp answers QueryDns)`);
+      return null;
+    }
+    if (!isMap(node)) {
+      this.error(node, `${where}: dns: answers must map a domain to a list of IP addresses`);
+      return null;
+    }
+    const out = new Map<string, string[]>();
+    let ok = true;
+    for (const pair of node.items) {
+      const keyNode = pair.key as Node;
+      const keyText = isScalar(keyNode) ? String(keyNode.value) : "";
+      let domain: string;
+      try {
+        domain = normalizeDomain(keyText);
+      } catch (err) {
+        this.error(keyNode, `${where}: dns: answers: ${(err as Error).message} ("${keyText}")`);
+        ok = false;
+        continue;
+      }
+      const value = pair.value as Node | null;
+      if (value === null || !isSeq(value) || value.items.length === 0) {
+        this.error(value ?? keyNode, `${where}: dns: answers.${domain} must be a non-empty list of IP addresses`);
+        ok = false;
+        continue;
+      }
+      const ips: string[] = [];
+      for (const item of value.items) {
+        const text = isScalar(item) ? String((item as { value: unknown }).value) : "";
+        if (isIP(text) === 0) {
+          this.error(item as Node, `${where}: dns: answers.${domain}: "${text}" is not an IP address`);
+          ok = false;
+        } else ips.push(text);
+      }
+      out.set(domain, ips);
+    }
+    return ok ? out : null;
   }
 
   upstreams(node: Node | undefined, what: string): string[] | null {

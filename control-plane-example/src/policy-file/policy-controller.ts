@@ -1,7 +1,10 @@
 import type pino from "pino";
 import type { ControlPlaneHooks } from "../sdk/control-plane-server.js";
 import type { DaemonHandle } from "../sdk/daemon-handle.js";
-import type { AttachmentInfo, AttachmentStatsInfo, PolicySpec } from "../sdk/policy-spec.js";
+import type { AttachmentInfo, AttachmentStatsInfo, DnsDecision, DnsQuery, DomainSpec, PolicySpec } from "../sdk/policy-spec.js";
+import { compileDomainRules, matchDomain } from "../../../daemon/src/dns/domain-match.js";
+import { canonicalQueryName } from "../../../daemon/src/dns/domain-name.js";
+import type { DnsPolicy, DomainRule } from "../../../daemon/src/policy/policy.js";
 import { labelsOf, selectPolicy, type PolicyFile } from "./policy-file.js";
 
 export interface PushSummary {
@@ -78,6 +81,28 @@ export class PolicyController implements ControlPlaneHooks {
     this.log.debug({ daemonId: daemon.daemonId, attachments: stats.length }, "heartbeat");
   }
 
+  /**
+   * DNS proxy mode: a name listed in the rule's `dns.answers` is answered with those addresses;
+   * otherwise the rule's allow/deny domains decide, allowlist-style (no matching allow → refused).
+   * Allowed answers are added to the attachment's IP filter.
+   */
+  onQueryDns(query: DnsQuery, daemon: DaemonHandle | undefined): DnsDecision {
+    const attachment = daemon?.attachments.get(query.attachmentId);
+    if (daemon === undefined || attachment === undefined) {
+      this.log.warn({ attachmentId: query.attachmentId, domain: query.domain }, "QueryDns for an unknown attachment refused");
+      return { allow: false };
+    }
+    const { rule, policy, answers } = selectPolicy(this.file, labelsOf(daemon.info.metadata, attachment.metadata));
+    const name = canonicalQueryName(query.domain);
+    const own = answers.get(name);
+    let decision: DnsDecision;
+    if (own !== undefined) decision = { allow: true, addToFilter: true, ips: own, ttlSeconds: 60 };
+    else if (matchDomain(compileDomainRules(dnsPolicyOf(policy)), name) === "allow") decision = { allow: true, addToFilter: true };
+    else decision = { allow: false };
+    this.log.debug({ daemonId: daemon.daemonId, attachmentId: query.attachmentId, domain: name, type: query.queryType, rule: rule ?? "(defaults)", allow: decision.allow }, "QueryDns");
+    return decision;
+  }
+
   onDaemonDisconnected(daemon: DaemonHandle, reason: string): void {
     this.sent.delete(daemon.daemonId);
     this.log.warn({ daemonId: daemon.daemonId, reason }, "daemon disconnected");
@@ -135,4 +160,25 @@ export class PolicyController implements ControlPlaneHooks {
     if (!m) this.sent.set(daemonId, (m = new Map()));
     m.set(attachmentId, JSON.stringify(policy));
   }
+}
+
+const dnsPolicies = new WeakMap<PolicySpec, DnsPolicy>();
+
+/** The daemon-side DnsPolicy of a spec, built once per (immutable) spec so rule compilation is cached too. */
+function dnsPolicyOf(policy: PolicySpec): DnsPolicy {
+  let p = dnsPolicies.get(policy);
+  if (p === undefined) {
+    const rule = (d: string | DomainSpec): DomainRule => {
+      if (typeof d !== "string") return { domain: d.domain, includeSubdomains: d.includeSubdomains ?? false };
+      return d.startsWith("*.") ? { domain: d.slice(2), includeSubdomains: true } : { domain: d, includeSubdomains: false };
+    };
+    p = {
+      mode: policy.dns?.mode ?? "disabled",
+      allowDomains: (policy.dns?.allow ?? []).map(rule),
+      denyDomains: (policy.dns?.deny ?? []).map(rule),
+      upstreams: [],
+    };
+    dnsPolicies.set(policy, p);
+  }
+  return p;
 }

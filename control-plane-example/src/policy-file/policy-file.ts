@@ -13,10 +13,13 @@ export interface PolicyRule {
   /** label → accepted values (one of). Empty = matches every attachment. */
   readonly match: Readonly<Record<string, readonly string[]>>;
   readonly policy: PolicySpec;
+  /** DNS proxy mode only: names netfence-cp answers itself (exact name → addresses). */
+  readonly answers: ReadonlyMap<string, readonly string[]>;
 }
 
 export interface PolicyFile {
   readonly defaults: PolicySpec;
+  readonly defaultAnswers: ReadonlyMap<string, readonly string[]>;
   readonly rules: readonly PolicyRule[];
 }
 
@@ -27,13 +30,14 @@ export interface Selection {
   /** The matching rule's name, or null when `defaults` applied. */
   readonly rule: string | null;
   readonly policy: PolicySpec;
+  readonly answers: ReadonlyMap<string, readonly string[]>;
 }
 
 export function selectPolicy(file: PolicyFile, labels: Readonly<Record<string, string>>): Selection {
   for (const rule of file.rules) {
-    if (ruleMatches(rule, labels)) return { rule: rule.name, policy: rule.policy };
+    if (ruleMatches(rule, labels)) return { rule: rule.name, policy: rule.policy, answers: rule.answers };
   }
-  return { rule: null, policy: file.defaults };
+  return { rule: null, policy: file.defaults, answers: file.defaultAnswers };
 }
 
 function ruleMatches(rule: PolicyRule, labels: Readonly<Record<string, string>>): boolean {

@@ -169,7 +169,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
       }, timeoutMs);
       this.pending.set(view.id, { view, resolve, reject, timer });
       // Not connected: the Subscribed goes out right after the next SyncRequest, within the same deadline.
-      if (this.currentState === "connected") this.send(subscribedEvent(view));
+      if (this.call !== null) this.send(subscribedEvent(view));
       this.log.info({ attachmentId: view.id, state: this.currentState }, "subscribed; waiting for SubscribedAck");
     });
   }
@@ -190,7 +190,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
 
   queryDns(attachmentId: string, domain: string, queryType: string): Promise<DnsProxyAnswer> {
     const client = this.client;
-    if (client === null || this.currentState !== "connected") {
+    if (client === null || this.call === null) {
       return Promise.reject(new NetfenceError("UNAVAILABLE", `control plane not connected (${this.currentState})`, { details: { attachmentId } }));
     }
     const timeoutMs = this.opts.queryDnsTimeoutMs ?? 2000;
@@ -271,9 +271,13 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     call.on("error", (err: grpc.ServiceError) => this.onStreamEnd(call, client, err));
     call.on("end", () => this.onStreamEnd(call, client, null));
 
+    // "connected" once the control plane answers (headers, SyncAck or any command): a server that
+    // rejects the stream (bad token, wrong service) must not look connected in the meantime.
+    call.on("metadata", () => {
+      if (this.call === call) this.setState("connected");
+    });
     const attachments = this.opts.host.attachments();
     call.write(syncRequestEvent(this.opts.daemonId, this.opts.hostname, this.opts.metadata, attachments));
-    this.setState("connected");
     this.log.info({ attachments: attachments.length, pendingSubscriptions: this.pending.size }, "sent SyncRequest");
     for (const p of this.pending.values()) call.write(subscribedEvent(p.view));
     this.startHeartbeat(call);
@@ -300,7 +304,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
   }
 
   private send(event: DaemonEvent, call = this.call): boolean {
-    if (call === null || this.call !== call || this.currentState !== "connected") return false;
+    if (call === null || this.call !== call) return false;
     call.write(event);
     return true;
   }
@@ -343,6 +347,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
   private onCommand(call: grpc.ClientDuplexStream<DaemonEvent, ControlCommand>, cmd: ControlCommand): void {
     // The control plane is demonstrably serving: the next outage starts from the base delay again.
     this.backoff.reset();
+    if (this.call === call) this.setState("connected");
     const commandId = cmd.commandId === "" ? null : cmd.commandId;
     const respond = (error: string | null): void => {
       if (commandId !== null) this.send(commandResultEvent(commandId, cmd.id, error), call);

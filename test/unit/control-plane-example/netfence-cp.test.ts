@@ -166,4 +166,41 @@ describe("netfence-cp", () => {
     await new Promise((r) => setTimeout(r, 300));
     expect(lines.filter((l) => l["msg"] === "counters").length).toBe(1);
   });
+
+  it("answers QueryDns for proxy-mode rules from the policy file", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "netfence-cp-"));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const policyPath = join(dir, "policy.yaml");
+    writeFileSync(policyPath, [
+      "rules:",
+      "  - name: proxied",
+      "    match: {app: web}",
+      "    mode: allowlist",
+      "    dns:",
+      "      mode: proxy",
+      "      allow: [\"*.corp.example\"]",
+      "      deny: [secret.corp.example]",
+      "      answers: {db.internal: [10.30.0.5, \"fd00::5\"]}",
+    ].join("\n"));
+    const cp = await startNetfenceCp({ listen: "127.0.0.1:0", policyPath, logger: silent });
+    cleanups.push(() => cp.stop());
+    const host = new FakeHost();
+    host.add("att-web", { app: "web" });
+    host.add("att-other", {});
+    const client = new ControlPlaneClient({
+      url: `127.0.0.1:${cp.port}`, daemonId: "dns-d", hostname: "h", metadata: {}, heartbeatIntervalMs: 60_000,
+      subscribeAckTimeoutMs: 3000, host, logger: silent, backoff: { baseMs: 20, capMs: 100 },
+    });
+    client.start();
+    cleanups.push(() => client.stop());
+    await waitFor(() => bulkFor(host, "att-web").length === 1, "sync");
+    expect(bulkFor(host, "att-web")[0]!.dns).toMatchObject({ mode: "proxy" });
+    expect(await client.queryDns("att-web", "DB.internal.", "A")).toEqual({ allow: true, addToFilter: true, ips: ["10.30.0.5", "fd00::5"], ttlSeconds: 60 });
+    expect(await client.queryDns("att-web", "git.corp.example", "AAAA")).toEqual({ allow: true, addToFilter: true, ips: [], ttlSeconds: 0 });
+    expect(await client.queryDns("att-web", "secret.corp.example", "A")).toMatchObject({ allow: false });
+    expect(await client.queryDns("att-web", "evil.example", "A")).toMatchObject({ allow: false });
+    // An attachment whose rule has no such answers (defaults: block-all, DNS disabled) gets refusals.
+    expect(await client.queryDns("att-other", "db.internal", "A")).toMatchObject({ allow: false });
+    expect(await client.queryDns("unknown-att", "db.internal", "A")).toMatchObject({ allow: false });
+  });
 });

@@ -19,7 +19,9 @@ describe("policy file parsing", () => {
     const text = readFileSync(new URL("../../../control-plane-example/policy.example.yaml", import.meta.url), "utf8");
     const file = parsePolicyFile(text, "policy.example.yaml");
     expect(file.defaults).toEqual({ mode: "block-all", allow: [], deny: [], dns: { mode: "disabled" } });
-    expect(file.rules.map((r) => r.name)).toEqual(["demo", "acme-builds", "acme-default"]);
+    expect(file.rules.map((r) => r.name)).toEqual(["demo", "acme-builds", "internal-proxy", "acme-default"]);
+    expect([...file.rules[2]!.answers]).toEqual([["db.internal", ["10.30.0.5"]], ["cache.internal", ["10.30.0.6", "fd00:30::6"]]]);
+    expect(file.rules[0]!.answers.size).toBe(0);
     const builds = file.rules[1]!;
     expect(builds.match).toEqual({ tenant: ["acme"], env: ["ci", "staging"] });
     expect(builds.policy.allow).toEqual([{ cidr: "10.20.0.0/16" }, { cidr: "203.0.113.10", ttlSeconds: 7200 }]);
@@ -79,6 +81,31 @@ describe("policy file parsing", () => {
   });
 });
 
+describe("DNS proxy answers", () => {
+  it("are only accepted in proxy mode and must be IP addresses", () => {
+    const p = problems([
+      "rules:",
+      "  - name: a",
+      "    mode: allowlist",
+      "    dns:",
+      "      mode: allowlist",
+      "      answers: {x.internal: [10.0.0.1]}",
+      "  - name: b",
+      "    mode: allowlist",
+      "    dns:",
+      "      mode: proxy",
+      "      answers:",
+      "        \"bad name!\": [10.0.0.1]",
+      "        ok.internal: [10.0.0.1, not-an-ip]",
+      "        empty.internal: []",
+    ].join("\n"));
+    expect(p).toContain('p.yaml:6:16: rule "a": dns: answers are only used with mode: proxy (netfence-cp answers QueryDns)');
+    expect(p.some((x) => x.startsWith("p.yaml:12:9: ") && /bad name!/.test(x))).toBe(true);
+    expect(p).toContain('p.yaml:13:33: rule "b": dns: answers.ok.internal: "not-an-ip" is not an IP address');
+    expect(p.some((x) => x.startsWith("p.yaml:14:25: ") && /non-empty list/.test(x))).toBe(true);
+  });
+});
+
 describe("rule selection", () => {
   const file = parsePolicyFile([
     "defaults: {mode: block-all}",
@@ -93,7 +120,7 @@ describe("rule selection", () => {
     expect(selectPolicy(file, { tenant: "acme", env: "dev" }).rule).toBe("acme");
     expect(selectPolicy(file, { tenant: "acme", region: "eu-west" }).rule).toBe("acme");
     expect(selectPolicy(file, { region: "eu-central" }).rule).toBe("eu");
-    expect(selectPolicy(file, { region: "us" })).toEqual({ rule: null, policy: file.defaults });
+    expect(selectPolicy(file, { region: "us" })).toEqual({ rule: null, policy: file.defaults, answers: file.defaultAnswers });
   });
 
   it("overlays attachment metadata on daemon metadata", () => {

@@ -35,6 +35,7 @@ async function setup(overrides: Partial<ControlPlaneClientOptions> = {}) {
   cleanups.push(() => { client.stop(); cp.kill(); });
   client.start();
   await cp.waitFor(() => cp.ofCase("sync").length === 1, 5000, "SyncRequest");
+  await cp.waitFor(() => client.state() === "connected", 5000, "connected (SyncAck received)");
   return { cp, host, client, port };
 }
 
@@ -50,6 +51,23 @@ describe("ControlPlaneClient", () => {
     ]);
     expect(client.state()).toBe("connected");
     expect(cp.authorizations).toEqual([""]);
+  });
+
+  it("reports connecting, not connected, until the control plane answers", async () => {
+    const cp = new TestControlPlane();
+    cp.autoSyncAck = false;
+    const port = await cp.start();
+    const host = new FakeHost();
+    const client = new ControlPlaneClient({
+      url: `127.0.0.1:${port}`, daemonId: "d", hostname: "h", metadata: {}, heartbeatIntervalMs: 60_000, subscribeAckTimeoutMs: 1000,
+      host, logger: pino({ level: "silent" }),
+    });
+    cleanups.push(() => { client.stop(); cp.kill(); });
+    client.start();
+    await cp.waitFor(() => cp.ofCase("sync").length === 1, 5000, "SyncRequest");
+    expect(client.state()).toBe("connecting");
+    cp.send({ command: { case: "syncAck", value: {} } });
+    await cp.waitFor(() => client.state() === "connected", 5000, "connected after SyncAck");
   });
 
   it("sends the bearer token as authorization metadata", async () => {

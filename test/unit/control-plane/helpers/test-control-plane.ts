@@ -24,6 +24,8 @@ export class TestControlPlane {
   readonly dnsQueries: DnsQueryRequest[] = [];
   streams = 0;
   dnsAnswer: Partial<DnsQueryResponse> = { allow: true };
+  /** Answer SyncRequest with SyncAck, as every control plane must. */
+  autoSyncAck = true;
   private server: grpc.Server | null = null;
   private current: Stream | null = null;
   private waiters: Array<() => void> = [];
@@ -38,6 +40,7 @@ export class TestControlPlane {
         this.authorizations.push(String(stream.metadata.get("authorization")[0] ?? ""));
         stream.on("data", (ev: DaemonEvent) => {
           this.events.push(ev);
+          if (ev.event.case === "sync" && this.autoSyncAck) stream.write(create(ControlCommandSchema, { command: { case: "syncAck", value: {} } }));
           this.notify();
         });
         stream.on("end", () => stream.end());
