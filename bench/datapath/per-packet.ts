@@ -122,8 +122,8 @@ export async function perPacketBench(o: PerPacketOptions): Promise<PerPacketResu
   const netfencePin = path.join(o.pinRoot, o.attachmentId, "prog");
   const cases: CaseFigures[] = [];
   const denylist: DenylistMissFigures[] = [];
-  // One run of prog-run: rounds × packets × programs × repeat × ~100 ns, with a wide margin.
-  const runTimeoutMs = Math.max(60_000, o.rounds * 8 * 3 * o.repeat * 0.002);
+  // One prog-run call: programs × packets × rounds × repeat runs of ~100–400 ns; allow 2 µs each plus start-up.
+  const runTimeoutMs = 30_000 + PROGS.length * 6 * o.rounds * o.repeat * 0.002;
   for (const n of o.sizes) {
     const sets = { 4: makeEntrySet(4, n, 0x4e46 + n), 6: makeEntrySet(6, n, 0x4e46 + n) } as const;
     const all = [...sets[4].entries, ...sets[6].entries];

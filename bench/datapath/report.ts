@@ -91,7 +91,7 @@ function resultsSection(r: DatapathResults): string {
         "",
         `**Profile \`${prof.profile}\`** — ${prof.description}; ${prof.iperf3}; ${prof.rounds} interleaved rounds.`,
         "",
-        row(["variant", "Gbit/s median (samples)", "% of no filter: paired / of medians", "RTT p50 / p99 µs", "blocks an unlisted destination"]),
+        row(["variant", "Gbit/s median (samples by round)", "% of no filter: paired median [p25–p75] / of medians", "RTT p50 / p99 µs", "blocks an unlisted destination"]),
         row(["---", "---:", "---:", "---:", "---"]),
       );
       for (const v of prof.variants) {
@@ -99,7 +99,7 @@ function resultsSection(r: DatapathResults): string {
           row([
             v.variant,
             `${v.throughput_gbit_s} (${v.throughput_samples_gbit_s.join(", ")})`,
-            `${v.paired_vs_none_pct} / ${v.throughput_vs_none_pct}`,
+            `${v.paired_vs_none_pct} [${v.paired_p25_pct}–${v.paired_p75_pct}] / ${v.throughput_vs_none_pct}`,
             v.rtt_p50_us === null ? "—" : `${v.rtt_p50_us} / ${v.rtt_p99_us}`,
             v.blocks_unlisted_destination === null ? "n/a" : v.blocks_unlisted_destination ? "yes" : "NO",
           ]),
@@ -118,9 +118,9 @@ function resultsSection(r: DatapathResults): string {
       row(["---", "---:"]),
       row([`IPC floor: a COUNTERS request round trip (no map write; ${ins.counters_round_trip.count} sequential)`, `p50 ${ins.counters_round_trip.p50_us} µs, p99 ${ins.counters_round_trip.p99_us} µs`]),
       row([`single insert round trip (${ins.single_insert.count} sequential upserts of one /32)`, `p50 ${ins.single_insert.p50_us} µs, p99 ${ins.single_insert.p99_us} µs, mean ${ins.single_insert.mean_us} µs`]),
-      row([`batched insert, ${ins.batch_insert_hosts.entries_per_batch} /32 per upsert (${ins.batch_insert_hosts.batches} batches)`, `${ins.batch_insert_hosts.per_entry_us} µs/entry (batches ${ins.batch_insert_hosts.batch_ms.join(", ")} ms)`]),
-      row([`batched insert, ${ins.batch_insert_prefixes.entries_per_batch} prefixes per upsert (${ins.batch_insert_prefixes.batches} batches)`, `${ins.batch_insert_prefixes.per_entry_us} µs/entry (batches ${ins.batch_insert_prefixes.batch_ms.join(", ")} ms)`]),
-      row([`atomic replace, ${ins.replace_10k.entries} entries (${ins.replace_10k.runs} runs, ${ins.replace_10k.spacing_ms} ms apart)`, `p50 ${ins.replace_10k.p50_ms} ms, max ${ins.replace_10k.max_ms} ms`]),
+      row([`batched insert, ${ins.batch_insert_hosts.entries_per_batch} /32 per upsert (${ins.batch_insert_hosts.batches} batches)`, `median ${ins.batch_insert_hosts.per_entry_us} µs/entry, best ${ins.batch_insert_hosts.best_per_entry_us} (batches ${ins.batch_insert_hosts.batch_ms.join(", ")} ms; TS encoding ${ins.batch_insert_hosts.encode_ms} ms of that)`]),
+      row([`batched insert, ${ins.batch_insert_prefixes.entries_per_batch} prefixes per upsert (${ins.batch_insert_prefixes.batches} batches)`, `median ${ins.batch_insert_prefixes.per_entry_us} µs/entry, best ${ins.batch_insert_prefixes.best_per_entry_us} (batches ${ins.batch_insert_prefixes.batch_ms.join(", ")} ms; TS encoding ${ins.batch_insert_prefixes.encode_ms} ms of that)`]),
+      row([`atomic replace, ${ins.replace_10k.entries} entries (${ins.replace_10k.runs} runs, ${ins.replace_10k.spacing_ms} ms apart)`, `p50 ${ins.replace_10k.p50_ms} ms, min ${ins.replace_10k.min_ms}, max ${ins.replace_10k.max_ms} ms`]),
       row([`diagnostic: creating one inner exact hash (${ins.replace_breakdown.create_inner_hash_ms.length}×)`, `p50 ${ins.replace_breakdown.create_inner_hash_p50_ms} ms`]),
       row([`diagnostic: installing an inner map into an ARRAY_OF_MAPS slot from user space`, `p50 ${ins.replace_breakdown.install_outer_slot_p50_ms} ms`]),
       row([`\`bpftool map update\`, one process per entry (${ins.bpftool_process_per_update.count} updates)`, `${ins.bpftool_process_per_update.per_entry_ms} ms/entry (p50 ${ins.bpftool_process_per_update.p50_ms}, p99 ${ins.bpftool_process_per_update.p99_ms} ms)`]),

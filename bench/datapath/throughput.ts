@@ -47,6 +47,9 @@ export interface VariantFigures {
   readonly throughput_samples_gbit_s: readonly number[];
   readonly throughput_vs_none_pct: number;
   readonly paired_vs_none_pct: number;
+  /** Spread of the per-round ratios: how much of a difference this run can resolve. */
+  readonly paired_p25_pct: number;
+  readonly paired_p75_pct: number;
   readonly retransmits: readonly number[];
   readonly rtt_p50_us: number | null;
   readonly rtt_p99_us: number | null;
@@ -190,13 +193,16 @@ export async function throughputBench(o: ThroughputOptions): Promise<ThroughputR
       const s = samples.get(v)!;
       const rtts = s.flatMap((x) => x.rtts);
       const tput = median(s.map((x) => x.gbit));
+      const paired = s.map((x, i) => (x.gbit / none[i]!.gbit) * 100);
       return {
         variant: v,
         rules: rulesText[v],
         throughput_gbit_s: round(tput, 3),
         throughput_samples_gbit_s: s.map((x) => round(x.gbit, 3)),
         throughput_vs_none_pct: round((tput / noneTput) * 100, 1),
-        paired_vs_none_pct: round(median(s.map((x, i) => (x.gbit / none[i]!.gbit) * 100)), 1),
+        paired_vs_none_pct: round(median(paired), 1),
+        paired_p25_pct: round(percentile(paired, 25), 1),
+        paired_p75_pct: round(percentile(paired, 75), 1),
         retransmits: s.map((x) => x.retransmits),
         rtt_p50_us: rtts.length ? round(percentile(rtts, 50), 1) : null,
         rtt_p99_us: rtts.length ? round(percentile(rtts, 99), 1) : null,
