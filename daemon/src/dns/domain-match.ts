@@ -53,10 +53,17 @@ export function compileDomainRules(dns: DnsPolicy): CompiledDomainRules {
 /** The verdict of the most specific matching rule for `name` (any case, trailing dot ignored). */
 export function matchDomain(rules: CompiledDomainRules, name: string): DomainVerdict {
   if (rules.byName.size === 0) return "none";
+  // Keys are canonical names without a trailing dot, so a raw hit is the canonical verdict and
+  // the common case (a canonical name asked again) skips canonicalising.
+  const hit = rules.verdicts.get(name);
+  if (hit !== undefined) return hit;
   const query = canonicalQueryName(name);
-  const cached = rules.verdicts.get(query);
-  if (cached !== undefined) return cached;
+  if (query !== name) {
+    const cached = rules.verdicts.get(query);
+    if (cached !== undefined) return cached;
+  }
   const verdict = walkSuffixes(rules.byName, query);
+  if (query.endsWith(".")) return verdict; // "a.." is not a name; never let it become a key
   if (rules.verdicts.size >= VERDICT_CACHE_SIZE) rules.verdicts.clear();
   rules.verdicts.set(query, verdict);
   return verdict;

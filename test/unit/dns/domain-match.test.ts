@@ -74,6 +74,10 @@ describe("matchDomain", () => {
     expect(rules.verdicts.size).toBeLessThanOrEqual(VERDICT_CACHE_SIZE);
     expect(matchDomain(rules, "bad.a.test")).toBe("deny");
     expect(matchDomain(rules, "x.a.test")).toBe("allow");
+    // a doubled trailing dot is not the same name and must not poison the cache
+    expect(matchDomain(rules, "bad.a.test..")).toBe("none");
+    expect(matchDomain(rules, "bad.a.test.")).toBe("deny");
+    expect(matchDomain(rules, "bad.a.test")).toBe("deny");
   });
 
   it("finds the right rule among 10k rules", () => {
