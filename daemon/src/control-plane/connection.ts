@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 import { create } from "@bufbuild/protobuf";
 import type pino from "pino";
@@ -19,6 +18,9 @@ import type { DnsProxy, DnsProxyAnswer } from "../dns/dns-proxy.js";
 import type { AttachmentPolicy, PolicyCommand } from "../policy/policy.js";
 import type { ControlPlaneHost } from "./control-plane-host.js";
 import { Backoff } from "./backoff.js";
+import { callMetadata, channelCredentials, type ControlPlaneTlsOptions } from "./channel-credentials.js";
+import { KeyedSerialQueue } from "./keyed-serial-queue.js";
+import { PendingSubscriptions } from "./pending-subscriptions.js";
 import { parseCommand, parseSubscribedAck } from "./parse-command.js";
 import {
   commandResultEvent,
@@ -33,12 +35,7 @@ export type ControlPlaneState = "disconnected" | "connecting" | "connected";
 /** Command kinds as reported to metrics; "invalid" = no (known) command in the oneof. */
 export type CommandKind = PolicyCommand["kind"] | "subscribed-ack" | "invalid";
 
-export interface ControlPlaneTlsOptions {
-  /** Paths to PEM files. With none set, the system roots are used and no client certificate is sent. */
-  readonly ca?: string | null;
-  readonly cert?: string | null;
-  readonly key?: string | null;
-}
+export type { ControlPlaneTlsOptions } from "./channel-credentials.js";
 
 export interface ControlPlaneClientOptions {
   /** "host:port" of the control plane. */
@@ -62,13 +59,6 @@ export interface ControlPlaneClientOptions {
   readonly onCommandOutcome?: (kind: CommandKind, applied: boolean, latencyMs: number) => void;
   /** Observability hook (metrics): every state change. */
   readonly onStateChange?: (state: ControlPlaneState) => void;
-}
-
-interface PendingSubscription {
-  readonly view: AttachmentView;
-  readonly resolve: (policy: AttachmentPolicy) => void;
-  readonly reject: (err: NetfenceError) => void;
-  readonly timer: NodeJS.Timeout;
 }
 
 const CONNECT_METHOD = methodDefinition(ControlPlane.method.connect);
@@ -101,14 +91,14 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
   private reconnectTimer: NodeJS.Timeout | null = null;
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private heartbeatInFlight = false;
-  private readonly pending = new Map<string, PendingSubscription>();
-  /** Tail of each attachment's command chain; keeps commands for one attachment in order. */
-  private readonly chains = new Map<string, Promise<void>>();
+  private readonly pending: PendingSubscriptions;
+  private readonly commands = new KeyedSerialQueue();
 
   constructor(private readonly opts: ControlPlaneClientOptions) {
     this.log = opts.logger.child({ component: "control-plane", controlPlane: opts.url });
-    this.credentials = buildCredentials(opts.tls ?? null);
+    this.credentials = channelCredentials(opts.tls ?? null);
     this.backoff = new Backoff(opts.backoff ?? { baseMs: 200, capMs: 30_000 });
+    this.pending = new PendingSubscriptions(opts.subscribeAckTimeoutMs, (view) => this.ackTimedOut(view));
   }
 
   state(): ControlPlaneState {
@@ -132,11 +122,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = null;
     this.stopHeartbeat();
-    for (const [id, p] of this.pending) {
-      clearTimeout(p.timer);
-      p.reject(new NetfenceError("UNAVAILABLE", "control-plane client stopped", { details: { attachmentId: id } }));
-    }
-    this.pending.clear();
+    this.pending.rejectAll((id) => new NetfenceError("UNAVAILABLE", "control-plane client stopped", { details: { attachmentId: id } }));
     const call = this.call;
     this.call = null;
     if (call) {
@@ -152,38 +138,30 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
 
   subscribe(view: AttachmentView): Promise<AttachmentPolicy> {
     if (this.stopped) return Promise.reject(new NetfenceError("UNAVAILABLE", "control-plane client stopped"));
-    if (this.pending.has(view.id)) {
-      return Promise.reject(new NetfenceError("ALREADY_EXISTS", `attachment ${view.id} is already waiting for its SubscribedAck`));
+    const policy = this.pending.wait(view);
+    // Not connected: the Subscribed goes out right after the next SyncRequest, within the same deadline.
+    if (this.pending.has(view.id) && this.send(subscribedEvent(view))) {
+      this.log.info({ attachmentId: view.id }, "subscribed; waiting for SubscribedAck");
+    } else {
+      this.log.info({ attachmentId: view.id, state: this.currentState }, "subscribe waits for the control plane");
     }
-    return new Promise<AttachmentPolicy>((resolve, reject) => {
-      const timeoutMs = this.opts.subscribeAckTimeoutMs;
-      const timer = setTimeout(() => {
-        if (this.pending.get(view.id)?.timer !== timer) return;
-        this.pending.delete(view.id);
-        const connected = this.currentState === "connected";
-        const message = connected
-          ? `no SubscribedAck within ${formatSeconds(timeoutMs)}`
-          : `no SubscribedAck within ${formatSeconds(timeoutMs)} (control plane ${this.currentState} at ${this.opts.url})`;
-        this.log.warn({ attachmentId: view.id, timeoutMs, state: this.currentState }, "subscribe timed out");
-        reject(new NetfenceError("DEADLINE_EXCEEDED", message, { details: { attachmentId: view.id, timeoutMs } }));
-      }, timeoutMs);
-      this.pending.set(view.id, { view, resolve, reject, timer });
-      // Not connected: the Subscribed goes out right after the next SyncRequest, within the same deadline.
-      if (this.call !== null) this.send(subscribedEvent(view));
-      this.log.info({ attachmentId: view.id, state: this.currentState }, "subscribed; waiting for SubscribedAck");
-    });
+    return policy;
   }
 
   unsubscribed(id: string, reason: "removed" | "detached" | "error", error?: string): void {
-    const p = this.pending.get(id);
-    if (p) {
-      clearTimeout(p.timer);
-      this.pending.delete(id);
-      p.reject(new NetfenceError("ABORTED", `attachment ${id} went away while waiting for its SubscribedAck`));
-    }
+    this.pending.reject(id, new NetfenceError("ABORTED", `attachment ${id} went away while waiting for its SubscribedAck`));
     if (!this.send(unsubscribedEvent(id, reason, error))) {
       this.log.info({ attachmentId: id, reason }, "unsubscribed while disconnected; the next SyncRequest reflects it");
     }
+  }
+
+  private ackTimedOut(view: AttachmentView): NetfenceError {
+    const timeoutMs = this.opts.subscribeAckTimeoutMs;
+    const message = this.currentState === "connected"
+      ? `no SubscribedAck within ${formatSeconds(timeoutMs)}`
+      : `no SubscribedAck within ${formatSeconds(timeoutMs)} (control plane ${this.currentState} at ${this.opts.url})`;
+    this.log.warn({ attachmentId: view.id, timeoutMs, state: this.currentState }, "subscribe timed out");
+    return new NetfenceError("DEADLINE_EXCEEDED", message, { details: { attachmentId: view.id, timeoutMs } });
   }
 
   // ---------------------------------------------------------------- DnsProxy
@@ -279,7 +257,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     const attachments = this.opts.host.attachments();
     call.write(syncRequestEvent(this.opts.daemonId, this.opts.hostname, this.opts.metadata, attachments));
     this.log.info({ attachments: attachments.length, pendingSubscriptions: this.pending.size }, "sent SyncRequest");
-    for (const p of this.pending.values()) call.write(subscribedEvent(p.view));
+    for (const view of this.pending.views()) call.write(subscribedEvent(view));
     this.startHeartbeat(call);
   }
 
@@ -310,9 +288,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
   }
 
   private callMetadata(): grpc.Metadata {
-    const md = new grpc.Metadata();
-    if (this.opts.token) md.set("authorization", `Bearer ${this.opts.token}`);
-    return md;
+    return callMetadata(this.opts.token);
   }
 
   // ---------------------------------------------------------------- heartbeat
@@ -373,7 +349,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
       respond(message);
       return;
     }
-    this.enqueue(parsed.attachmentId, async () => {
+    this.commands.run(parsed.attachmentId, async () => {
       const started = performance.now();
       try {
         await this.opts.host.applyCommand(parsed.attachmentId, parsed.command);
@@ -391,53 +367,35 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
 
   private onSubscribedAck(cmd: ControlCommand, commandId: string | null, respond: (error: string | null) => void): void {
     if (cmd.command.case !== "subscribedAck") return;
-    const p = this.pending.get(cmd.id);
-    if (!p) {
+    const ack = cmd.command.value;
+    if (!this.pending.has(cmd.id)) {
       const message = `no pending subscription for attachment "${cmd.id}" (unknown, or its SubscribedAck already timed out)`;
       this.log.warn({ attachmentId: cmd.id, commandId }, message);
       respond(message);
       return;
     }
-    clearTimeout(p.timer);
-    this.pending.delete(cmd.id);
     try {
-      const policy = parseSubscribedAck(cmd.command.value);
-      this.log.info({ attachmentId: cmd.id, commandId, mode: policy.mode, dnsMode: policy.dns.mode }, "SubscribedAck");
-      this.opts.onCommandOutcome?.("subscribed-ack", true, 0);
-      p.resolve(policy);
-      // "applied" here means accepted as the initial policy; if the host then fails to install it,
-      // the attach is rolled back and the control plane hears Unsubscribed(ERROR).
-      respond(null);
+      this.pending.settle(cmd.id, () => {
+        try {
+          return parseSubscribedAck(ack);
+        } catch (err) {
+          const nfe = NetfenceError.from(err, "INVALID_ARGUMENT");
+          throw new NetfenceError(nfe.code, `invalid SubscribedAck: ${nfe.message}`, { details: nfe.details, cause: nfe });
+        }
+      });
     } catch (err) {
-      const nfe = NetfenceError.from(err, "INVALID_ARGUMENT");
-      this.log.warn({ attachmentId: cmd.id, commandId, err: nfe.message }, "invalid SubscribedAck; attach fails");
+      const message = errorMessage(err);
+      this.log.warn({ attachmentId: cmd.id, commandId, err: message }, "invalid SubscribedAck; attach fails");
       this.opts.onCommandOutcome?.("subscribed-ack", false, 0);
-      p.reject(new NetfenceError(nfe.code, `invalid SubscribedAck: ${nfe.message}`, { details: nfe.details, cause: nfe }));
-      respond(nfe.message);
+      respond(message);
+      return;
     }
+    this.log.info({ attachmentId: cmd.id, commandId }, "SubscribedAck");
+    this.opts.onCommandOutcome?.("subscribed-ack", true, 0);
+    // "applied" here means accepted as the initial policy; if the host then fails to install it,
+    // the attach is rolled back and the control plane hears Unsubscribed(ERROR).
+    respond(null);
   }
-
-  private enqueue(attachmentId: string, task: () => Promise<void>): void {
-    const previous = this.chains.get(attachmentId) ?? Promise.resolve();
-    const next = previous.then(task);
-    this.chains.set(attachmentId, next);
-    void next.then(() => {
-      if (this.chains.get(attachmentId) === next) this.chains.delete(attachmentId);
-    });
-  }
-}
-
-function buildCredentials(tls: ControlPlaneTlsOptions | null): grpc.ChannelCredentials {
-  if (tls === null) return grpc.credentials.createInsecure();
-  const read = (what: string, path: string | null | undefined): Buffer | null => {
-    if (!path) return null;
-    try {
-      return readFileSync(path);
-    } catch (err) {
-      throw new NetfenceError("FAILED_PRECONDITION", `control_plane.tls.${what}: cannot read ${path}: ${errorMessage(err)}`, { cause: err });
-    }
-  };
-  return grpc.credentials.createSsl(read("ca", tls.ca), read("key", tls.key), read("cert", tls.cert));
 }
 
 function kindOf(cmd: ControlCommand): CommandKind {
