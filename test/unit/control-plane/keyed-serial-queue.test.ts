@@ -19,8 +19,9 @@ describe("KeyedSerialQueue", () => {
       bDone();
     });
     await b;
+    await new Promise((r) => setTimeout(r, 10));
     expect(log).toEqual(["b1"]); // "a" is blocked on its first task, "b" is not
-    expect(q.activeKeys).toBe(1);
+    expect(q.activeKeys).toBe(1); // "b" finished and was forgotten
     releaseSlow();
     await new Promise((r) => setTimeout(r, 10));
     expect(log).toEqual(["b1", "a1", "a2"]);
