@@ -25,7 +25,7 @@ function resultsSection(r: DatapathResults): string {
       " (other work shares this machine). Raw figures: `bench/results/datapath.json`.",
   );
   out.push("", "### Targets", "", row(["target", "measured", "met"]), row(["---", "---", "---"]));
-  for (const t of r.targets) out.push(row([`${t.name} (${t.target})`, t.measured, t.met ? "yes" : `**no** (by ${t.miss_by})`]));
+  for (const t of r.targets) out.push(row([`${t.name} — target ${t.target}`, t.measured, (t.met ? "yes" : `**no** (by ${t.miss_by})`) + (t.note ? ` — ${t.note}` : "")]));
   const pp = r.per_packet;
   if (pp) {
     out.push(
@@ -118,8 +118,8 @@ function resultsSection(r: DatapathResults): string {
       row(["---", "---:"]),
       row([`IPC floor: a COUNTERS request round trip (no map write; ${ins.counters_round_trip.count} sequential)`, `p50 ${ins.counters_round_trip.p50_us} µs, p99 ${ins.counters_round_trip.p99_us} µs`]),
       row([`single insert round trip (${ins.single_insert.count} sequential upserts of one /32)`, `p50 ${ins.single_insert.p50_us} µs, p99 ${ins.single_insert.p99_us} µs, mean ${ins.single_insert.mean_us} µs`]),
-      row([`batched insert, ${ins.batch_insert_hosts.entries_per_batch} /32 per upsert (${ins.batch_insert_hosts.batches} batches)`, `median ${ins.batch_insert_hosts.per_entry_us} µs/entry, best ${ins.batch_insert_hosts.best_per_entry_us} (batches ${ins.batch_insert_hosts.batch_ms.join(", ")} ms; TS encoding ${ins.batch_insert_hosts.encode_ms} ms of that)`]),
-      row([`batched insert, ${ins.batch_insert_prefixes.entries_per_batch} prefixes per upsert (${ins.batch_insert_prefixes.batches} batches)`, `median ${ins.batch_insert_prefixes.per_entry_us} µs/entry, best ${ins.batch_insert_prefixes.best_per_entry_us} (batches ${ins.batch_insert_prefixes.batch_ms.join(", ")} ms; TS encoding ${ins.batch_insert_prefixes.encode_ms} ms of that)`]),
+      row([`batched insert, ${ins.batch_insert_hosts.entries_per_batch} /32 per upsert (${ins.batch_insert_hosts.batches} batches)`, `median ${ins.batch_insert_hosts.per_entry_us} µs/entry, best ${ins.batch_insert_hosts.best_per_entry_us} (batches ${ins.batch_insert_hosts.batch_ms.join(", ")} ms; encoding the frame in TS alone ${ins.batch_insert_hosts.encode_ms} ms)`]),
+      row([`batched insert, ${ins.batch_insert_prefixes.entries_per_batch} prefixes per upsert (${ins.batch_insert_prefixes.batches} batches)`, `median ${ins.batch_insert_prefixes.per_entry_us} µs/entry, best ${ins.batch_insert_prefixes.best_per_entry_us} (batches ${ins.batch_insert_prefixes.batch_ms.join(", ")} ms; encoding the frame in TS alone ${ins.batch_insert_prefixes.encode_ms} ms)`]),
       row([`atomic replace, ${ins.replace_10k.entries} entries (${ins.replace_10k.runs} runs, ${ins.replace_10k.spacing_ms} ms apart)`, `p50 ${ins.replace_10k.p50_ms} ms, min ${ins.replace_10k.min_ms}, max ${ins.replace_10k.max_ms} ms`]),
       row([`diagnostic: creating one inner exact hash (${ins.replace_breakdown.create_inner_hash_ms.length}×)`, `p50 ${ins.replace_breakdown.create_inner_hash_p50_ms} ms`]),
       row([`diagnostic: installing an inner map into an ARRAY_OF_MAPS slot from user space`, `p50 ${ins.replace_breakdown.install_outer_slot_p50_ms} ms`]),
