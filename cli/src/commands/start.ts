@@ -1,5 +1,4 @@
 import { Command } from "commander";
-import { runDaemon } from "../../../daemon/src/main.js";
 
 export function startCommand(): Command {
   return new Command("start")
@@ -8,6 +7,8 @@ export function startCommand(): Command {
     .action(async (opts: { config?: string }, cmd: Command) => {
       // --socket given explicitly on the command line overrides the config's socket.
       const socket = cmd.getOptionValueSourceWithGlobals("socket") === "cli" ? cmd.optsWithGlobals<{ socket?: string }>().socket : null;
+      // Loaded on demand: client commands should not pay for the whole daemon at start-up.
+      const { runDaemon } = await import("../../../daemon/src/main.js");
       process.exitCode = await runDaemon({ configFile: opts.config ?? null, socket });
     });
 }

@@ -246,7 +246,14 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
       const policy = await this.opts.policySource.subscribe(view);
       subscribed = true;
       const rec = await this.queue.run(() => this.install(r, target.spec, target.text, view, policy));
-      await this.persist();
+      try {
+        await this.persist();
+      } catch (err) {
+        // Not durable → not attached: a restart would find pins without a record and remove them.
+        subscribed = false;
+        await this.queue.run(() => this.remove(rec.id, "error")).catch(() => undefined);
+        throw err;
+      }
       alog.info({ target: rec.targetText, type: rec.target.kind, method: rec.method, dnsAddress: rec.dnsAddress }, "attached");
       return this.view(rec);
     } catch (err) {
@@ -323,7 +330,7 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
     await this.persist();
   }
 
-  private async remove(id: string, reason: "detached" | "removed"): Promise<void> {
+  private async remove(id: string, reason: "detached" | "removed" | "error"): Promise<void> {
     const rec = this.records.get(id);
     if (rec === undefined) throw new NetfenceError("NOT_FOUND", `no attachment with id "${id}"`, { details: { id } });
     try {
@@ -333,7 +340,10 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
     }
     this.records.delete(id);
     await rec.dns?.stop().catch((err: unknown) => this.log.warn({ attachmentId: id, err }, "DNS server stop failed"));
-    this.log.info({ attachmentId: id, target: rec.targetText, reason }, reason === "detached" ? "detached" : "target vanished; attachment removed");
+    this.log.info(
+      { attachmentId: id, target: rec.targetText, reason },
+      reason === "detached" ? "detached" : reason === "removed" ? "target vanished; attachment removed" : "attach rolled back",
+    );
     this.opts.policySource.unsubscribed(id, reason);
   }
 

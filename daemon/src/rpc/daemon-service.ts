@@ -230,7 +230,8 @@ export function daemonServiceHandlers(impl: DaemonServiceImpl | Promise<DaemonSe
           }
           call.end();
         } catch (err) {
-          call.destroy(toServiceError(err));
+          // grpc-js sends the status of an 'error' event (destroy() would drop it).
+          call.emit("error", toServiceError(err));
         }
       })();
     },

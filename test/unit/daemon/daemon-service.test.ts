@@ -168,6 +168,25 @@ describe("DaemonService over the unix socket (FakeFilter)", () => {
     }
   });
 
+  it("streams packet events, optionally for one attachment", async () => {
+    const a = await client.attach({ target: { case: "cgroupPath", value: "w2" } });
+    const b = await client.attach({ target: { case: "cgroupPath", value: "w3" } });
+    const forA = client.watchEvents(a.id);
+    const first = forA.next();
+    await new Promise((r) => setTimeout(r, 200)); // let the stream subscribe
+    filter.sendPacket(b.id, "192.0.2.7", { port: 443 });
+    filter.sendPacket(a.id, "192.0.2.8", { port: 80 });
+    const ev = (await Promise.race([first, new Promise<never>((_, rej) => setTimeout(() => rej(new Error("no event")), 3000))])).value!;
+    expect(ev.attachmentId).toBe(a.id);
+    expect(ev.dst).toBe("192.0.2.8");
+    expect(ev.dstPort).toBe(80);
+    expect(ev.protocol).toBe("tcp");
+    await forA.return(undefined);
+    expect(await codeOf(client.watchEvents("nf-unknown").next())).toBe("NOT_FOUND");
+    await client.detach(a.id);
+    await client.detach(b.id);
+  });
+
   it("refuses to take over a live socket, and removes a stale one", async () => {
     await expect(clearStaleSocket(socket)).rejects.toMatchObject({ code: "ALREADY_EXISTS" });
     // A crashed daemon: the socket file stays, nobody listens on it any more.

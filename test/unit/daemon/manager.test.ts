@@ -146,6 +146,19 @@ describe("AttachmentManager attach/detach", () => {
     expect(ok.dnsAddress).toBe("127.0.0.1:11000");
   });
 
+  it("rolls back an attach whose state cannot be saved", async () => {
+    const store = new MemoryStateStore();
+    const r = await rig(policy(), { store });
+    store.save = async () => {
+      throw new NetfenceError("INTERNAL", "disk full");
+    };
+    expect(await codeOf(r.manager.attach({ target: { kind: "cgroup", path: "a" }, metadata: {} }))).toBe("INTERNAL");
+    expect(r.manager.size).toBe(0);
+    expect(await r.filter.listPinned()).toEqual([]);
+    expect(r.dns.running.size).toBe(0);
+    expect(r.source.unsubscribedCalls.map((u) => u.reason)).toEqual(["error"]);
+  });
+
   it("detach removes pins, stops DNS, reports DETACHED; unknown id → NOT_FOUND", async () => {
     const r = await rig();
     const v = await r.manager.attach({ target: { kind: "cgroup", path: "a" }, metadata: {} });
