@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import dgram from "node:dgram";
+import dnsPacket from "dns-packet";
 import pino from "pino";
 import type { KernelFilter } from "../../../daemon/src/datapath/kernel-filter.js";
 import { isNetfenceError } from "../../../daemon/src/errors.js";
@@ -36,6 +38,7 @@ describe("control plane driving the kernel data path", () => {
   let port = 0;
   const synced: DaemonHandle[] = [];
   const initial: { policy: PolicySpec } = { policy: { mode: "block-all" } };
+  const proxyAnswer = { ip: "" };
 
   function makeServer(): ControlPlaneServer {
     return new ControlPlaneServer({
@@ -43,6 +46,7 @@ describe("control plane driving the kernel data path", () => {
       commandTimeoutMs: 10_000,
       hooks: {
         onDaemonSynced: (d) => void synced.push(d),
+        onQueryDns: (q) => (q.domain === "svc.netfence.test" ? { allow: true, addToFilter: true, ips: [proxyAnswer.ip], ttlSeconds: 120 } : { allow: false }),
         onSubscribed: async (_d, a) => {
           // "slow" attachments never get an ack: the attach must time out and roll back.
           if (a.metadata["slow"] === "yes") await new Promise((r) => setTimeout(r, 60_000));
@@ -140,4 +144,42 @@ describe("control plane driving the kernel data path", () => {
     expect(await daemon().removeCidr(view.id, `${a}/32`)).toMatchObject({ applied: true });
     expect(await reach(a)).toBe(false);
   });
+
+  it("DNS proxy mode: the control plane's answer is resolved and its address let through by the kernel", async () => {
+    const c = net.serverIp4[2]!;
+    proxyAnswer.ip = c;
+    const view = manager.list().find((v) => v.target === net.hostIf)!;
+    expect(await daemon().bulkUpdate(view.id, { mode: "allowlist", dns: { mode: "proxy" } })).toMatchObject({ applied: true });
+    expect(await reach(c)).toBe(false);
+    const [host, portText] = view.dnsAddress.split(":");
+    const refused = await dnsQuery(host!, Number(portText), "evil.example");
+    expect(refused.rcode).toBe("REFUSED");
+    const answer = await dnsQuery(host!, Number(portText), "svc.netfence.test");
+    expect(answer.rcode).toBe("NOERROR");
+    expect(answer.addresses).toEqual([c]);
+    // The address is in the kernel before the answer left the daemon.
+    expect(await reach(c)).toBe(true);
+    expect(await reach(net.serverIp4[1]!)).toBe(false);
+  });
 });
+
+/** One UDP DNS query (A) from the root namespace to the attachment's DNS server. */
+async function dnsQuery(host: string, port: number, name: string): Promise<{ rcode: string; addresses: string[] }> {
+  const sock = dgram.createSocket("udp4");
+  try {
+    const id = Math.floor(Math.random() * 65535);
+    const reply = await new Promise<Buffer>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`no DNS answer for ${name}`)), 5000);
+      sock.once("message", (m) => {
+        clearTimeout(t);
+        resolve(m);
+      });
+      sock.send(dnsPacket.encode({ type: "query", id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: "A", name }] }), port, host);
+    });
+    const decoded = dnsPacket.decode(reply);
+    const addresses = (decoded.answers ?? []).flatMap((a) => (a.type === "A" ? [String(a.data)] : []));
+    return { rcode: decoded.rcode ?? "NOERROR", addresses };
+  } finally {
+    sock.close();
+  }
+}

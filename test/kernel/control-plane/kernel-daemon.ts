@@ -34,6 +34,7 @@ export async function startKernelDaemon(opts: {
     stats: () => mgr!.stats(),
   };
   const allower: ResolvedAllower = { allowResolved: (id, name, addrs, ttl) => mgr!.allowResolved(id, name, addrs, ttl) };
+  let cpClient: ControlPlaneClient | null = null;
   const client = new ControlPlaneClient({
     url: opts.controlPlaneUrl, daemonId: opts.daemonId, hostname: "sandbox", metadata: {},
     heartbeatIntervalMs: opts.heartbeatIntervalMs ?? 60_000, subscribeAckTimeoutMs: opts.subscribeAckTimeoutMs,
@@ -43,13 +44,19 @@ export async function startKernelDaemon(opts: {
     filter: opts.filter,
     policySource: client,
     store: new MemoryStateStore(),
-    dnsServers: createDnsServerFactory({ defaultUpstreams: ["127.0.0.1:53"], allower, logger: silent }),
+    dnsServers: createDnsServerFactory({
+      defaultUpstreams: ["127.0.0.1:53"],
+      allower,
+      proxy: { queryDns: (id, domain, type) => cpClient!.queryDns(id, domain, type) },
+      logger: silent,
+    }),
     logger: silent,
     dns: { listenAddr: "127.0.0.1", portMin: opts.dnsPorts.min, portMax: opts.dnsPorts.max, minTtlSeconds: 300 },
     cgroupRoot: findCgroup2Mount(),
     gcIntervalMs: 0,
   });
   mgr = manager;
+  cpClient = client;
   await manager.start();
   client.start();
   return {
