@@ -1,6 +1,6 @@
 import dgram from "node:dgram";
 import net from "node:net";
-import { once } from "node:events";
+import type { EventEmitter } from "node:events";
 import dnsPacket from "dns-packet";
 import type { Answer, Packet } from "dns-packet";
 import type pino from "pino";
@@ -84,6 +84,22 @@ export interface DnsServerDetailedStats extends DnsServerStats {
 
 const DNS_CLASS_IN = 1;
 
+/** Resolves on "listening", rejects on "error"; removes both listeners either way (no late rejection). */
+function listening(emitter: EventEmitter): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const onListening = (): void => {
+      emitter.off("error", onError);
+      resolve();
+    };
+    const onError = (err: Error): void => {
+      emitter.off("listening", onListening);
+      reject(err);
+    };
+    emitter.once("listening", onListening);
+    emitter.once("error", onError);
+  });
+}
+
 function formatAddress(host: string, port: number): string {
   return net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
 }
@@ -137,7 +153,7 @@ export class AttachmentDnsServer {
       const udp = dgram.createSocket({ type: net.isIPv6(host) ? "udp6" : "udp4" });
       try {
         udp.bind({ address: host, port: opts.listen.port, exclusive: true });
-        await Promise.race([once(udp, "listening"), once(udp, "error").then(([err]) => Promise.reject(err))]);
+        await listening(udp);
       } catch (err) {
         udp.close();
         lastError = err;
@@ -147,7 +163,7 @@ export class AttachmentDnsServer {
       const tcp = net.createServer({ pauseOnConnect: false });
       try {
         tcp.listen({ host, port, exclusive: true });
-        await Promise.race([once(tcp, "listening"), once(tcp, "error").then(([err]) => Promise.reject(err))]);
+        await listening(tcp);
       } catch (err) {
         udp.close();
         tcp.close();
@@ -427,6 +443,9 @@ export class AttachmentDnsServer {
   }
 
   private upstreams(policy: DnsPolicy): UdpUpstream[] {
+    // A query that was waiting (e.g. on the control plane) when the server stopped must not
+    // acquire upstream sockets that nobody would release.
+    if (this.stopped) throw new NetfenceError("UNAVAILABLE", "DNS server stopped");
     const texts = policy.upstreams.length > 0 ? policy.upstreams : this.opts.defaultUpstreams;
     const cached = this.upstreamsFor;
     if (cached !== null && cached.key === texts) return cached.list;
