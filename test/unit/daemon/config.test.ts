@@ -110,6 +110,14 @@ describe("loadConfig", () => {
     expect(() => loadConfig({ env: {}, text })).toThrow(key);
   });
 
+  it("loads the example config shipped in examples/", () => {
+    const c = loadConfig({ env: {}, file: new URL("../../../examples/netfenced.yaml", import.meta.url).pathname });
+    expect(c.defaultPolicy.mode).toBe("allowlist");
+    expect(c.defaultPolicy.dns.allowDomains).toContainEqual({ domain: "debian.org", includeSubdomains: true });
+    expect(c.protected).toHaveLength(1);
+    expect(c.dataDir).toBe("/var/lib/netfence");
+  });
+
   it("reports an unreadable file with its path", () => {
     expect(() => loadConfig({ env: {}, file: "/nonexistent/netfence.yaml" })).toThrow("/nonexistent/netfence.yaml");
   });
