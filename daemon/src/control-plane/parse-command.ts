@@ -83,16 +83,21 @@ export function parseCommand(cmd: ControlCommand, nowMs: number = Date.now()): P
   return { attachmentId, commandId, command };
 }
 
-/** The initial policy carried by a SubscribedAck. Without `dns` the DNS policy is disabled with no rules. */
+/**
+ * The initial policy carried by a SubscribedAck. Without `dns` the DNS policy is disabled with no
+ * rules. An UNSPECIFIED mode (an empty `SubscribedAck{}`, which the Go original accepted: its
+ * attachments start DISABLED) means "disabled" here too — for SubscribedAck only, so that control
+ * planes written for the original keep working; explicit commands must name a mode.
+ */
 export function parseSubscribedAck(ack: SubscribedAck, nowMs: number = Date.now()): AttachmentPolicy {
   return {
-    mode: parsePolicyMode(ack.mode, "subscribed_ack.mode"),
+    mode: ack.mode === PolicyMode.UNSPECIFIED ? "disabled" : parsePolicyMode(ack.mode, "subscribed_ack.mode"),
     audit: false,
     allowCidrs: parseCidrList(ack.allowCidrs, "subscribed_ack.allow_cidrs", nowMs),
     denyCidrs: parseCidrList(ack.denyCidrs, "subscribed_ack.deny_cidrs", nowMs),
     dns: ack.dns === undefined
       ? { mode: "disabled", allowDomains: [], denyDomains: [], upstreams: [] }
-      : parseDnsConfig(ack.dns, "subscribed_ack.dns"),
+      : parseDnsConfig(ack.dns, "subscribed_ack.dns", true),
   };
 }
 
@@ -168,7 +173,7 @@ export function parseTtlMs(ttl: Duration, field: string): number {
   return ms;
 }
 
-function parseDnsConfig(dns: DnsConfig, field: string): DnsPolicy {
+function parseDnsConfig(dns: DnsConfig, field: string, unspecifiedIsDisabled = false): DnsPolicy {
   const allow = dns.allowDomains;
   const deny = dns.denyDomains;
   if (allow.length > MAX_RULES_PER_LIST) throw invalidArgument(`${field}.allow_domains has ${allow.length} entries (max ${MAX_RULES_PER_LIST})`);
@@ -177,7 +182,7 @@ function parseDnsConfig(dns: DnsConfig, field: string): DnsPolicy {
     throw invalidArgument(`${field}.upstream_servers has ${dns.upstreamServers.length} entries (max ${MAX_UPSTREAMS})`);
   }
   return {
-    mode: parseDnsMode(dns.mode, `${field}.mode`),
+    mode: unspecifiedIsDisabled && dns.mode === DnsMode.UNSPECIFIED ? "disabled" : parseDnsMode(dns.mode, `${field}.mode`),
     allowDomains: allow.map((d, i) => parseDomainEntry(d, `${field}.allow_domains[${i}]`)),
     denyDomains: deny.map((d, i) => parseDomainEntry(d, `${field}.deny_domains[${i}]`)),
     upstreams: dns.upstreamServers.map((u, i) => parseUpstream(u, `${field}.upstream_servers[${i}]`)),

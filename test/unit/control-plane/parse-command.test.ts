@@ -178,9 +178,17 @@ describe("parseSubscribedAck", () => {
     expect(policy.dns.denyDomains).toEqual([{ domain: "evil.example", includeSubdomains: true }]);
   });
 
-  it("defaults DNS to disabled without dns and rejects an unspecified mode", () => {
+  it("defaults DNS to disabled without dns", () => {
     expect(parseSubscribedAck(create(SubscribedAckSchema, { mode: PolicyMode.ALLOWLIST }), NOW).dns.mode).toBe("disabled");
-    expect(() => parseSubscribedAck(create(SubscribedAckSchema, {}), NOW)).toThrow(/subscribed_ack\.mode is POLICY_MODE_UNSPECIFIED/);
+  });
+
+  it("accepts an empty SubscribedAck as disabled (the Go original's starting state) but rejects unknown modes", () => {
+    const empty = parseSubscribedAck(create(SubscribedAckSchema, {}), NOW);
+    expect([empty.mode, empty.dns.mode, empty.allowCidrs, empty.denyCidrs]).toEqual(["disabled", "disabled", [], []]);
+    expect(parseSubscribedAck(create(SubscribedAckSchema, { mode: PolicyMode.BLOCK_ALL, dns: {} }), NOW).dns.mode).toBe("disabled");
+    expect(() => parseSubscribedAck(create(SubscribedAckSchema, { mode: 77 as PolicyMode }), NOW)).toThrow(/subscribed_ack\.mode has unknown policy mode 77/);
+    // Explicit commands still have to name a mode.
+    rejects(create(ControlCommandSchema, { id: "a", command: { case: "bulkUpdate", value: {} } }), /bulk_update\.mode is POLICY_MODE_UNSPECIFIED/);
   });
 });
 
