@@ -1,0 +1,88 @@
+import { spawn } from "node:child_process";
+import { DaemonClient } from "../../cli/src/daemon-client.js";
+import { summarize, type MsSummary } from "./summary.js";
+
+/**
+ * `list --all` over N attachments: the real CLI binary (a fresh Node process per run, as an
+ * operator types it) timed from spawn to exit, its JSON checked; the raw RPC time from a
+ * connected in-process client; and the bare cost of starting Node (`node -e ""`), which bounds
+ * what any Node CLI can reach.
+ */
+
+export interface ListResult {
+  readonly attachments: number;
+  readonly cli_command: string;
+  readonly cli_wall: MsSummary;
+  readonly cli_wall_samples_ms: number[];
+  readonly cli_listed: number;
+  readonly rpc_list_all_page_100: MsSummary;
+  readonly rpc_single_page_1000: MsSummary;
+  readonly node_startup_baseline: MsSummary & { readonly what: string };
+}
+
+function timedProcess(cmd: string, args: readonly string[], timeoutMs = 30_000): Promise<{ ms: number; stdout: string; code: number }> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
+    const out: Buffer[] = [];
+    let stderr = "";
+    child.stdout.on("data", (b: Buffer) => out.push(b));
+    child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`${cmd} ${args.join(" ")} did not finish within ${timeoutMs} ms`));
+    }, timeoutMs);
+    child.on("exit", (code) => {
+      const ms = performance.now() - t0;
+      clearTimeout(timer);
+      if (code !== 0) reject(new Error(`${cmd} ${args.join(" ")} exited ${code}: ${stderr.slice(0, 500)}`));
+      else resolve({ ms, stdout: Buffer.concat(out).toString(), code: code ?? 0 });
+    });
+  });
+}
+
+export async function listBench(opts: { cli: string; socket: string; expected: number; runs: number }): Promise<ListResult> {
+  const args = [opts.cli, "-s", opts.socket, "list", "--all", "--json"];
+  const cliMs: number[] = [];
+  let listed = -1;
+  for (let i = 0; i < opts.runs; i++) {
+    const r = await timedProcess(process.execPath, args);
+    const parsed = JSON.parse(r.stdout) as { attachments: unknown[]; totalCount: number };
+    listed = parsed.attachments.length;
+    if (listed !== opts.expected || parsed.totalCount !== opts.expected) {
+      throw new Error(`CLI list --all returned ${listed} attachments (total_count ${parsed.totalCount}), expected ${opts.expected}`);
+    }
+    cliMs.push(r.ms);
+  }
+  const nodeMs: number[] = [];
+  for (let i = 0; i < opts.runs; i++) nodeMs.push((await timedProcess(process.execPath, ["-e", ""])).ms);
+
+  const client = new DaemonClient(opts.socket);
+  try {
+    await client.getStatus(); // connect the channel first
+    const page100: number[] = [];
+    const page1000: number[] = [];
+    for (let i = 0; i < opts.runs; i++) {
+      let t0 = performance.now();
+      const all = await client.listAll(100);
+      page100.push(performance.now() - t0);
+      if (all.attachments.length !== opts.expected) throw new Error(`listAll(100) returned ${all.attachments.length}, expected ${opts.expected}`);
+      t0 = performance.now();
+      const one = await client.list(1000);
+      page1000.push(performance.now() - t0);
+      if (one.attachments.length !== Math.min(1000, opts.expected)) throw new Error(`list(1000) returned ${one.attachments.length}`);
+    }
+    return {
+      attachments: opts.expected,
+      cli_command: `node dist/cli/src/index.js -s SOCKET list --all --json (default page size 100 → ${Math.ceil(opts.expected / 100)} List RPCs)`,
+      cli_wall: summarize(cliMs),
+      cli_wall_samples_ms: cliMs.map((x) => Math.round(x * 10) / 10),
+      cli_listed: listed,
+      rpc_list_all_page_100: summarize(page100),
+      rpc_single_page_1000: summarize(page1000),
+      node_startup_baseline: { what: 'node -e "" spawned and waited for (the fixed cost of any Node CLI run)', ...summarize(nodeMs) },
+    };
+  } finally {
+    client.close();
+  }
+}
