@@ -42,7 +42,14 @@ export function planCommand(state: PolicyState, command: PolicyCommand, nowMs: n
       const key = formatCidr(rule.cidr);
       const next: PrefixRules =
         command.kind === "allow-cidr" ? { cidr: rule.cidr, allow: rule, deny: null } : { cidr: rule.cidr, allow: null, deny: rule };
-      return prefixPlan(state, key, next, nowMs);
+      const plan = prefixPlan(state, key, next, nowMs);
+      return {
+        op: plan.op,
+        commit: () => {
+          plan.commit();
+          state.noteDeadline(rule.expiresAtMs);
+        },
+      };
     }
     case "remove-cidr": {
       const key = formatCidr(command.cidr);
@@ -61,6 +68,7 @@ export function planCommand(state: PolicyState, command: PolicyCommand, nowMs: n
           state.rules = rules;
           state.dns = dns;
           for (const n of dropped) state.learned.removeName(n);
+          state.recomputeNextExpiry();
         },
       };
     }

@@ -519,6 +519,7 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
         const kernelEntry = upserts.get(a.key) ?? rec.state.entryFor(a.key, a.cidr, now);
         const deadline = upserts.has(a.key) ? a.expiresAtMs : Math.min(a.expiresAtMs, kernelEntry?.expiresAtMs ?? a.expiresAtMs);
         rec.state.learned.add(a.name, a.cidr, Math.max(deadline, existing?.expiresAtMs ?? 0));
+        rec.state.noteDeadline(deadline);
         rec.stored = null;
         changed = true;
       }
@@ -546,6 +547,7 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
     let removed = 0;
     for (const rec of this.records.values()) {
       const st = rec.state;
+      if (st.nextExpiryMs > now) continue;
       const newRules = new Map<string, PrefixRules | null>();
       for (const [key, r] of st.rules) {
         const allowDead = r.allow !== null && r.allow.expiresAtMs !== null && r.allow.expiresAtMs <= now;
@@ -556,7 +558,10 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
         newRules.set(key, allow === null && deny === null ? null : { cidr: r.cidr, allow, deny });
       }
       const expiredLearned = st.learned.expired(now);
-      if (newRules.size === 0 && expiredLearned.length === 0) continue;
+      if (newRules.size === 0 && expiredLearned.length === 0) {
+        st.recomputeNextExpiry();
+        continue;
+      }
       const keys = new Set<string>([...newRules.keys(), ...expiredLearned.map((l) => formatCidr(l.cidr))]);
       const upserts: FilterEntry[] = [];
       const deletes: Cidr[] = [];
@@ -581,6 +586,7 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
       }
       for (const l of expiredLearned) st.learned.remove(l.name, formatCidr(l.cidr));
       rec.stored = null;
+      st.recomputeNextExpiry();
       removed += keys.size;
       this.log.debug({ attachmentId: rec.id, prefixes: keys.size }, "expired entries removed");
     }

@@ -22,6 +22,12 @@ export class PolicyState {
   dns: DnsPolicy;
   rules: Map<string, PrefixRules>;
   readonly learned: LearnedAddresses;
+  /**
+   * No rule or learned address expires before this (ms; Infinity = none), so the once-a-second
+   * collector skips attachments with nothing due without scanning their rules. May be early
+   * (never late): notes only move it earlier; `recomputeNextExpiry` makes it exact.
+   */
+  nextExpiryMs = Infinity;
 
   constructor(policy: AttachmentPolicy, learned: LearnedAddresses = new LearnedAddresses()) {
     this.mode = policy.mode;
@@ -29,6 +35,21 @@ export class PolicyState {
     this.dns = policy.dns;
     this.rules = indexRules(policy.allowCidrs, policy.denyCidrs);
     this.learned = learned;
+    this.recomputeNextExpiry();
+  }
+
+  noteDeadline(expiresAtMs: number | null): void {
+    if (expiresAtMs !== null && expiresAtMs < this.nextExpiryMs) this.nextExpiryMs = expiresAtMs;
+  }
+
+  recomputeNextExpiry(): void {
+    let next = Infinity;
+    for (const r of this.rules.values()) {
+      if (r.allow?.expiresAtMs != null && r.allow.expiresAtMs < next) next = r.allow.expiresAtMs;
+      if (r.deny?.expiresAtMs != null && r.deny.expiresAtMs < next) next = r.deny.expiresAtMs;
+    }
+    for (const l of this.learned.all()) if (l.expiresAtMs < next) next = l.expiresAtMs;
+    this.nextExpiryMs = next;
   }
 
   toPolicy(): AttachmentPolicy {

@@ -311,6 +311,31 @@ describe("AttachmentManager commands", () => {
     expect(await r.manager.collectExpired()).toBe(0);
   });
 
+  it("collects TTL rules that arrived by bulk update, by initial policy and after a restart", async () => {
+    const clock = { now: 1_700_000_000_000 };
+    const store = new MemoryStateStore();
+    const bpffs = new FakeBpffs();
+    const r = await rig(policy({ allowCidrs: [rule("198.51.100.0/24", clock.now + 2_000)] }), { clock, store, bpffs });
+    const v = await r.manager.attach({ target: { kind: "cgroup", path: "a" }, metadata: {} });
+    await r.manager.applyCommand(v.id, {
+      kind: "bulk-update",
+      mode: "allowlist",
+      allowCidrs: [rule("198.51.100.0/24", clock.now + 2_000), rule("203.0.113.0/24", clock.now + 4_000)],
+      denyCidrs: [],
+      dns: null,
+    });
+    await r.manager.persist();
+    clock.now += 2_000;
+    expect(await r.manager.collectExpired()).toBe(1);
+    expect(r.filter.entries(v.id).has("198.51.100.0/24")).toBe(false);
+    await r.manager.stop();
+    const again = await rig(policy(), { clock, store, bpffs, cgroupRoot: r.cgroupRoot });
+    clock.now += 2_000;
+    expect(await again.manager.collectExpired()).toBe(1);
+    expect(again.filter.entries(v.id).size).toBe(0);
+    expect(again.manager.policyOf(v.id).allowCidrs).toEqual([]);
+  });
+
   it("applies a burst of 10k single-CIDR commands in order", async () => {
     const r = await attached();
     const ops = Array.from({ length: 10_000 }, (_, i) =>
