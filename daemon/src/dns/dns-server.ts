@@ -51,6 +51,7 @@ export interface TcpLimits {
 
 export const DEFAULT_TCP_LIMITS: TcpLimits = { maxMessageBytes: 4096, idleTimeoutMs: 10_000, maxConnections: 128, maxPipelined: 16 };
 export const DEFAULT_MIN_TTL_SECONDS = 300;
+export const DEFAULT_PROXY_TIMEOUT_MS = 3000;
 /** Queries being worked on at once per server; UDP queries beyond it are dropped (clients retry). */
 export const MAX_PENDING_QUERIES = 4096;
 
@@ -66,6 +67,8 @@ export interface AttachmentDnsServerOptions {
   /** Shared by the servers of one factory; a private pool is made (and closed on stop) when absent. */
   readonly upstreamPool?: UpstreamPool;
   readonly upstreamTimeoutMs?: number;
+  /** How long a proxy-mode query waits for the control plane before SERVFAIL (default 3 s). */
+  readonly proxyTimeoutMs?: number;
   readonly tcp?: Partial<TcpLimits>;
 }
 
@@ -83,6 +86,15 @@ export interface DnsServerDetailedStats extends DnsServerStats {
 }
 
 const DNS_CLASS_IN = 1;
+
+/** `promise`, or the error of `onTimeout()` when it takes longer than `ms`. */
+function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(onTimeout()), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
 
 /** Resolves on "listening", rejects on "error"; removes both listeners either way (no late rejection). */
 function listening(emitter: EventEmitter): Promise<void> {
@@ -109,6 +121,7 @@ export class AttachmentDnsServer {
   private readonly inserter: ResolvedInserter;
   private readonly minTtl: number;
   private readonly timeoutMs: number;
+  private readonly proxyTimeoutMs: number;
   private readonly tcpLimits: TcpLimits;
   private readonly pool: UpstreamPool;
   /** Upstream lists resolved per distinct upstream text list, each address acquired once. */
@@ -138,6 +151,7 @@ export class AttachmentDnsServer {
     this.inserter = new ResolvedInserter(opts.attachmentId, opts.allower);
     this.minTtl = opts.minTtlSeconds ?? DEFAULT_MIN_TTL_SECONDS;
     this.timeoutMs = opts.upstreamTimeoutMs ?? opts.upstreamPool?.options.timeoutMs ?? DEFAULT_UPSTREAM_OPTIONS.timeoutMs;
+    this.proxyTimeoutMs = opts.proxyTimeoutMs ?? DEFAULT_PROXY_TIMEOUT_MS;
     this.tcpLimits = { ...DEFAULT_TCP_LIMITS, ...opts.tcp };
     this.pool = opts.upstreamPool ?? new UpstreamPool({ ...DEFAULT_UPSTREAM_OPTIONS, timeoutMs: this.timeoutMs });
   }
@@ -245,8 +259,12 @@ export class AttachmentDnsServer {
         return;
       }
       if (this.stopped) return;
-      // No callback: a failed send surfaces as the socket's 'error' event (logged in wire()).
-      this.udp.send(reply, rinfo.port, rinfo.address);
+      try {
+        // No callback: a failed send surfaces as the socket's 'error' event (logged in wire()).
+        this.udp.send(reply, rinfo.port, rinfo.address);
+      } catch (err) {
+        this.log.debug({ err: (err as Error).message }, "DNS UDP reply not sent");
+      }
     });
   }
 
@@ -344,7 +362,11 @@ export class AttachmentDnsServer {
       return errorReply(query, RCODE_SERVFAIL);
     }
     if (!question.plainLabels) return this.refuse(query, question);
-    const decision = await proxy.queryDns(this.opts.attachmentId, question.name, typeName(question.type));
+    const decision = await withTimeout(
+      proxy.queryDns(this.opts.attachmentId, question.name, typeName(question.type)),
+      this.proxyTimeoutMs,
+      () => new NetfenceError("DEADLINE_EXCEEDED", "control plane did not answer QueryDns in time", { details: { name: question.name, timeoutMs: this.proxyTimeoutMs } }),
+    );
     if (!decision.allow) return this.refuse(query, question);
     this.allowedCount++;
     if (decision.ips.length === 0) {

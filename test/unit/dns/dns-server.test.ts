@@ -438,6 +438,14 @@ describe("proxy mode", () => {
     expect(allower.log.indexOf("inserted pinned.example 203.0.113.5")).toBeLessThan(allower.log.indexOf("reply Pinned.Example"));
   });
 
+  it("answers SERVFAIL when the control plane does not answer in time", async () => {
+    policy = dnsPolicy("proxy");
+    const hanging: DnsProxy = { queryDns: () => new Promise<DnsProxyAnswer>(() => undefined) };
+    const server = await startServer({ proxy: hanging, proxyTimeoutMs: 100 });
+    expect((await ask(server, "slow.example")).rcode).toBe("SERVFAIL");
+    expect(upstream.received).toEqual([]);
+  });
+
   it("answers SERVFAIL when the control plane cannot be asked", async () => {
     policy = dnsPolicy("proxy");
     const server = await startServer({ proxy: new FakeProxy(() => new Error("stream down")) });
@@ -457,6 +465,22 @@ describe("lifecycle", () => {
     const again = await startServer({ listen: { host: "127.0.0.1", port } });
     expect(again.address).toBe(`127.0.0.1:${port}`);
     await expect(startServer({ listen: { host: "127.0.0.1", port } })).rejects.toMatchObject({ name: "NetfenceError", code: "ALREADY_EXISTS" });
+  });
+
+  it("serves IPv6 on [::1]", async () => {
+    const server = await startServer({ listen: { host: "::1", port: 0 } });
+    expect(server.address).toMatch(/^\[::1\]:\d+$/);
+    const port = Number(server.address.slice(server.address.lastIndexOf(":") + 1));
+    const dgram = await import("node:dgram");
+    const socket = dgram.createSocket("udp6");
+    const reply = await new Promise<Buffer>((resolve) => {
+      socket.on("message", (m) => resolve(m));
+      socket.send(queryBytes("v6client.allowed.test"), port, "::1");
+    });
+    socket.close();
+    expect(dnsPacket.decode(reply).answers?.[0]?.data).toBe("192.0.2.1");
+    const tcp = await tcpExchange(`::1:${port}`, framed(queryBytes("evil.test")));
+    expect(rcodeOf(tcp as Buffer)).toBe(REFUSED);
   });
 
   it("rejects a listen host that is not an IP", async () => {
