@@ -34,6 +34,7 @@ export interface DnsServerFactoryOptions {
   readonly minTtlSeconds?: number;
   readonly logger: pino.Logger;
   readonly upstreamTimeoutMs?: number;
+  readonly proxyTimeoutMs?: number;
 }
 
 export function createDnsServerFactory(opts: DnsServerFactoryOptions): DnsServerFactory {
@@ -50,6 +51,7 @@ export function createDnsServerFactory(opts: DnsServerFactoryOptions): DnsServer
       minTtlSeconds: opts.minTtlSeconds,
       logger: opts.logger,
       upstreamPool: pool,
+      proxyTimeoutMs: opts.proxyTimeoutMs,
     });
     return {
       address: server.address,

@@ -211,6 +211,20 @@ describe("TTL and insert economy", () => {
     expect(reply.answers ?? []).toEqual([]);
   });
 
+  it("30 different names in parallel: every reply leaves only after its own addresses are in", async () => {
+    const server = await startServer();
+    allower.delayMs = 20;
+    upstream.behaviour = (q) => ({ kind: "answer", answers: [{ type: "A", name: q.name, ttl: 60, data: `192.0.2.${Number(q.name.split(".")[0]!.slice(1)) + 1}` }] });
+    const names = Array.from({ length: 30 }, (_, i) => `n${i}.allowed.test`);
+    const replies = await Promise.all(names.map((n) => ask(server, n)));
+    replies.forEach((r, i) => expect(r.answers?.[0]?.data).toBe(`192.0.2.${i + 1}`));
+    for (const [i, name] of names.entries()) {
+      const inserted = allower.log.indexOf(`inserted ${name} 192.0.2.${i + 1}`);
+      expect(inserted).toBeGreaterThanOrEqual(0);
+      expect(inserted).toBeLessThan(allower.log.indexOf(`reply ${name}`));
+    }
+  });
+
   it("holds concurrent replies until their shared insert is done", async () => {
     const server = await startServer();
     allower.delayMs = 60;
