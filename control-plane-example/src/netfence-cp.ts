@@ -17,6 +17,8 @@ export interface NetfenceCpOptions {
   /** Log every attachment's counters at info when they changed (default: debug only). */
   readonly logStats?: boolean;
   readonly debounceMs?: number;
+  /** How long a pushed command waits for the daemon's CommandResult (default 10 s). */
+  readonly commandTimeoutMs?: number;
   readonly logger?: pino.Logger;
   /** Observability/test hook: every hot reload's outcome. */
   readonly onReload?: (result: { ok: true; summary: PushSummary } | { ok: false; error: string }) => void;
@@ -43,6 +45,7 @@ export async function startNetfenceCp(opts: NetfenceCpOptions): Promise<RunningN
     logger: log,
     authenticate: token === null ? undefined : (auth) => auth === `Bearer ${token}`,
     credentials: opts.tls ? serverCredentials(opts.tls) : undefined,
+    commandTimeoutMs: opts.commandTimeoutMs,
   });
   const port = await server.listen(opts.listen);
   const watcher = new PolicyWatcher({

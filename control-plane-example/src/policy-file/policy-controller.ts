@@ -128,6 +128,13 @@ export class PolicyController implements ControlPlaneHooks {
         }
         this.remember(daemon.daemonId, attachment.id, policy);
         const log = { daemonId: daemon.daemonId, attachmentId: attachment.id, rule: rule ?? "(defaults)" };
+        if (daemon.confirmsCommands === false) {
+          // A daemon without the CommandResult extension (Go original): send and move on.
+          daemon.post(attachment.id, { kind: "bulk-update", policy });
+          this.log.info(log, "BulkUpdate sent (daemon does not confirm commands)");
+          pushes.push(Promise.resolve("unconfirmed"));
+          continue;
+        }
         pushes.push(daemon.bulkUpdate(attachment.id, policy).then(
           (outcome) => {
             if (outcome.applied) {

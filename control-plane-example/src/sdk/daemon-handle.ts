@@ -48,6 +48,7 @@ export class DaemonHandle {
   readonly attachments = new Map<string, AttachmentInfo>();
   private readonly pending = new Map<string, PendingCommand>();
   private open = true;
+  private confirms: boolean | null = null;
 
   constructor(
     info: DaemonInfo,
@@ -63,6 +64,15 @@ export class DaemonHandle {
 
   get daemonId(): string {
     return this.info.daemonId;
+  }
+
+  /**
+   * Whether this daemon answers command_id with CommandResult: true once one arrived, false after
+   * a command went unanswered without any ever arriving (a Go-original daemon), null until known.
+   * Use `post()` for daemons where this is false.
+   */
+  get confirmsCommands(): boolean | null {
+    return this.confirms;
   }
 
   /**
@@ -83,6 +93,7 @@ export class DaemonHandle {
     return new Promise<CommandOutcome>((resolve, reject) => {
       const timer = setTimeout(() => {
         if (this.pending.delete(commandId)) {
+          if (this.confirms === null) this.confirms = false;
           reject(new CommandNotConfirmedError(`no CommandResult for ${label} on ${attachmentId} within ${timeoutMs}ms`, commandId, attachmentId));
         }
       }, timeoutMs);
@@ -134,6 +145,7 @@ export class DaemonHandle {
 
   /** @internal Called by the server when a CommandResult arrives. False when nobody waited for it. */
   settle(outcome: CommandOutcome): boolean {
+    this.confirms = true;
     const p = this.pending.get(outcome.commandId);
     if (!p) return false;
     clearTimeout(p.timer);

@@ -3,6 +3,10 @@ import { mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino from "pino";
+import * as grpc from "@grpc/grpc-js";
+import { create } from "@bufbuild/protobuf";
+import { ControlPlane, DaemonEventSchema, type ControlCommand, type DaemonEvent } from "../../../proto/gen/netfence/v1/control_pb.js";
+import { methodDefinition } from "../../../daemon/src/rpc/grpc-adapter.js";
 import { startNetfenceCp } from "../../../control-plane-example/src/netfence-cp.js";
 import { PolicyFileError } from "../../../control-plane-example/src/policy-file/parse-policy-file.js";
 import { ControlPlaneClient } from "../../../daemon/src/control-plane/connection.js";
@@ -202,5 +206,38 @@ describe("netfence-cp", () => {
     // An attachment whose rule has no such answers (defaults: block-all, DNS disabled) gets refusals.
     expect(await client.queryDns("att-other", "db.internal", "A")).toMatchObject({ allow: false });
     expect(await client.queryDns("unknown-att", "db.internal", "A")).toMatchObject({ allow: false });
+  });
+
+  it("pushes to a daemon without the CommandResult extension (Go original) without waiting for results", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "netfence-cp-"));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const policyPath = join(dir, "policy.yaml");
+    writeFileSync(policyPath, V1);
+    const reloads: Array<{ ok: boolean; pushed?: number }> = [];
+    const cp = await startNetfenceCp({
+      listen: "127.0.0.1:0", policyPath, logger: silent, debounceMs: 50, commandTimeoutMs: 200,
+      onReload: (r) => reloads.push(r.ok ? { ok: true, pushed: r.summary.pushed } : { ok: false }),
+    });
+    cleanups.push(() => cp.stop());
+    // A legacy daemon: speaks the original protocol and never sends CommandResult.
+    const channel = new grpc.Client(`127.0.0.1:${cp.port}`, grpc.credentials.createInsecure());
+    cleanups.push(() => channel.close());
+    const CONNECT = methodDefinition(ControlPlane.method.connect);
+    const call = channel.makeBidiStreamRequest(CONNECT.path, CONNECT.requestSerialize, CONNECT.responseDeserialize, new grpc.Metadata(), {}) as grpc.ClientDuplexStream<DaemonEvent, ControlCommand>;
+    cleanups.push(() => call.cancel());
+    const received: ControlCommand[] = [];
+    call.on("data", (c: ControlCommand) => received.push(c));
+    call.on("error", () => undefined);
+    call.write(create(DaemonEventSchema, { event: { case: "sync", value: { daemonId: "go-d", hostname: "h", attachments: [{ id: "att-web", metadata: { app: "web" } }] } } }));
+    await waitFor(() => received.some((c) => c.command.case === "bulkUpdate"), "reconcile BulkUpdate");
+    const daemon = cp.server.daemon("go-d")!;
+    await waitFor(() => daemon.confirmsCommands === false, "legacy daemon detected");
+    writeFileSync(policyPath, V2);
+    await waitFor(() => received.filter((c) => c.command.case === "bulkUpdate").length === 2, "BulkUpdate after reload");
+    const pushed = received.filter((c) => c.command.case === "bulkUpdate")[1]!;
+    expect(pushed.commandId).toBe(""); // posted: nothing for a legacy daemon to ignore, nothing to wait for
+    expect(pushed.id).toBe("att-web");
+    await waitFor(() => reloads.length === 1, "reload outcome");
+    expect(reloads[0]).toEqual({ ok: true, pushed: 1 });
   });
 });
