@@ -18,7 +18,7 @@
 #include <linux/types.h>
 #endif
 
-#define NF_LAYOUT_VERSION 1
+#define NF_LAYOUT_VERSION 2
 #define NF_STATE_MAGIC 0x4e464e31u /* "NFN1" */
 
 /* ---------------------------------------------------------------- policy */
@@ -53,20 +53,46 @@ struct nf_entry {
 	__u8 _pad[2];
 };
 
-/* Exact-match keys: /32 and /128 entries (DNS-learned addresses, single hosts) live in a hash,
- * which costs a few ns per packet instead of an LPM trie walk. */
+/*
+ * Double buffering by key: every policy key carries the generation (0 or 1) it belongs to, so
+ * both generations live in the same four maps. An atomic replace writes the new policy under
+ * the inactive generation, writes that generation's settings, then flips `active_gen` with one
+ * aligned 32-bit store; a packet reads active_gen once and looks up only its generation's keys,
+ * so it sees the old or the new policy whole, never a mix. The retired generation's keys are
+ * deleted after an RCU grace period. (No map-in-map: every map-in-map slot write from user
+ * space waits for a grace period, which would put milliseconds on every attach and replace.)
+ *
+ * Exact-match keys: /32 and /128 entries (DNS-learned addresses, single hosts) live in a hash,
+ * which costs a few ns per packet instead of an LPM trie walk. Its size is fixed when the
+ * attachment is loaded (nf_load_req.exact_cap; a hash allocates its bucket array up front);
+ * entries that do not fit are stored in the LPM trie as /32 (/128): same verdicts, slower lookup.
+ */
 struct nf_exact_v4_key {
+	__u32 gen;
 	__u8 addr[4];
 };
 struct nf_exact_v6_key {
+	__u32 gen;
 	__u8 addr[16];
 };
-/* LPM keys: prefixlen first, as the LPM trie requires. */
+/* LPM keys: prefixlen first, as the LPM trie requires; it counts the generation byte too
+ * (prefixlen = 8 + the rule's prefix length), so a lookup only matches its own generation. */
 struct nf_lpm_v4_key {
 	__u32 prefixlen;
+	__u8 gen;
 	__u8 addr[4];
 };
 struct nf_lpm_v6_key {
+	__u32 prefixlen;
+	__u8 gen;
+	__u8 addr[16];
+};
+/* Keys of the host-wide protected tries (no generations). */
+struct nf_prot_v4_key {
+	__u32 prefixlen;
+	__u8 addr[4];
+};
+struct nf_prot_v6_key {
 	__u32 prefixlen;
 	__u8 addr[16];
 };
@@ -78,15 +104,10 @@ struct nf_protected {
 	__u8 _pad;
 };
 
-/*
- * Double buffering: each of the four policy tables is an ARRAY_OF_MAPS with one slot per
- * generation. An atomic replace fills fresh inner maps, installs them in the inactive slot,
- * writes the inactive generation's settings, and then flips `active_gen` with one aligned
- * 32-bit store. A packet reads active_gen once, so it sees either the old or the new policy
- * as a whole, never a mix.
- */
 #define NF_GENERATIONS 2
-#define NF_MAX_ENTRIES 262144 /* per table (allow and deny share a table): >= 10^5 each */
+#define NF_MAX_ENTRIES 262144 /* per LPM trie (allow and deny share a table): >= 10^5 each */
+#define NF_EXACT_CAP_DEFAULT 4096 /* exact-hash entries when the loader is not told otherwise */
+#define NF_EXACT_CAP_MAX 524288
 
 struct nf_gen_settings {
 	__u32 mode;  /* enum nf_mode */
@@ -135,7 +156,8 @@ struct nf_state {
 	__u32 tc_handle;  /* clsact only */
 	__u32 tc_priority;
 	char id[NF_ID_LEN];
-	__u8 _reserved[24];
+	__u32 protected_n; /* entries in the host-wide protected set (0: skip its lookup) */
+	__u8 _reserved[20];
 };
 
 /* Per-CPU counters: PERCPU_ARRAY "nf_counters" indexed by these. */
@@ -268,6 +290,7 @@ struct nf_load_req {
 	__u16 dns_port;
 	__u8 dns_ip4[4];
 	__u8 dns_ip6[16];
+	__u32 exact_cap; /* entries per exact hash (covering both generations); 0 = default */
 };
 
 struct nf_link_req {

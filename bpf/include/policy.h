@@ -39,50 +39,39 @@ struct {
 	__type(value, __u64);
 } nf_counters SEC(".maps");
 
-/* Inner map templates; the loader creates one of each per generation. Sizes rather than
- * __type(): clang emits only a forward declaration for a struct reached solely through an
- * inner-map template, and libbpf then cannot size the key. */
-struct nf_v4_exact_inner {
+/* The four policy tables; keys carry the generation (see netfence.h). The loader sets the
+ * exact hashes' max_entries at load time. */
+struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, NF_MAX_ENTRIES);
+	__uint(max_entries, NF_EXACT_CAP_DEFAULT);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(key_size, sizeof(struct nf_exact_v4_key));
-	__uint(value_size, sizeof(struct nf_entry));
-};
-struct nf_v6_exact_inner {
+	__type(key, struct nf_exact_v4_key);
+	__type(value, struct nf_entry);
+} nf_v4_exact SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, NF_MAX_ENTRIES);
+	__uint(max_entries, NF_EXACT_CAP_DEFAULT);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(key_size, sizeof(struct nf_exact_v6_key));
-	__uint(value_size, sizeof(struct nf_entry));
-};
-struct nf_v4_lpm_inner {
+	__type(key, struct nf_exact_v6_key);
+	__type(value, struct nf_entry);
+} nf_v6_exact SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, NF_MAX_ENTRIES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(key_size, sizeof(struct nf_lpm_v4_key));
-	__uint(value_size, sizeof(struct nf_entry));
-};
-struct nf_v6_lpm_inner {
+	__type(key, struct nf_lpm_v4_key);
+	__type(value, struct nf_entry);
+} nf_v4_lpm SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, NF_MAX_ENTRIES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(key_size, sizeof(struct nf_lpm_v6_key));
-	__uint(value_size, sizeof(struct nf_entry));
-};
-
-#define NF_OUTER(name, inner)                              \
-	struct {                                           \
-		__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);  \
-		__uint(max_entries, NF_GENERATIONS);       \
-		__type(key, __u32);                        \
-		__array(values, struct inner);             \
-	} name SEC(".maps")
-
-NF_OUTER(nf_v4_exact, nf_v4_exact_inner);
-NF_OUTER(nf_v4_lpm, nf_v4_lpm_inner);
-NF_OUTER(nf_v6_exact, nf_v6_exact_inner);
-NF_OUTER(nf_v6_lpm, nf_v6_lpm_inner);
+	__type(key, struct nf_lpm_v6_key);
+	__type(value, struct nf_entry);
+} nf_v6_lpm SEC(".maps");
 
 /* ---------------------------------------------------------------- host-wide shared maps */
 /* The loader replaces these with the pinned host-wide instances (bpf_map__reuse_fd). */
@@ -103,7 +92,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, 4096);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct nf_lpm_v4_key);
+	__type(key, struct nf_prot_v4_key);
 	__type(value, struct nf_protected);
 } nf_protected_v4 SEC(".maps");
 
@@ -111,7 +100,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, 4096);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct nf_lpm_v6_key);
+	__type(key, struct nf_prot_v6_key);
 	__type(value, struct nf_protected);
 } nf_protected_v6 SEC(".maps");
 
@@ -153,27 +142,20 @@ static __always_inline int nf_entry_live(const struct nf_entry *e)
 
 static __always_inline int nf_lookup_v4(__u32 gen, __u32 daddr, struct nf_match *m)
 {
-	struct nf_entry *e;
-	void *exact = bpf_map_lookup_elem(&nf_v4_exact, &gen);
-	if (exact) {
-		struct nf_exact_v4_key k;
-		__builtin_memcpy(k.addr, &daddr, 4);
-		e = bpf_map_lookup_elem(exact, &k);
-		if (e && nf_entry_live(e)) {
-			m->flags = e->flags;
-			m->prefixlen = 32;
-			__builtin_memcpy(m->addr, &daddr, 4);
-			return 1;
-		}
+	struct nf_exact_v4_key k = { .gen = gen };
+	__builtin_memcpy(k.addr, &daddr, 4);
+	struct nf_entry *e = bpf_map_lookup_elem(&nf_v4_exact, &k);
+	if (e && nf_entry_live(e)) {
+		m->flags = e->flags;
+		m->prefixlen = 32;
+		__builtin_memcpy(m->addr, &daddr, 4);
+		return 1;
 	}
-	void *lpm = bpf_map_lookup_elem(&nf_v4_lpm, &gen);
-	if (!lpm)
-		return 0;
-	struct nf_lpm_v4_key lk = { .prefixlen = 32 };
+	struct nf_lpm_v4_key lk = { .prefixlen = 8 + 32, .gen = (__u8)gen };
 	__builtin_memcpy(lk.addr, &daddr, 4);
 #pragma unroll
 	for (int i = 0; i < NF_LPM_EXPIRED_HOPS; i++) {
-		e = bpf_map_lookup_elem(lpm, &lk);
+		e = bpf_map_lookup_elem(&nf_v4_lpm, &lk);
 		if (!e)
 			return 0;
 		if (nf_entry_live(e)) {
@@ -184,34 +166,27 @@ static __always_inline int nf_lookup_v4(__u32 gen, __u32 daddr, struct nf_match 
 		}
 		if (e->prefixlen == 0)
 			return 0;
-		lk.prefixlen = e->prefixlen - 1; /* look for a shorter live prefix */
+		lk.prefixlen = 8 + e->prefixlen - 1; /* look for a shorter live prefix */
 	}
 	return 0;
 }
 
 static __always_inline int nf_lookup_v6(__u32 gen, const __u8 *daddr, struct nf_match *m)
 {
-	struct nf_entry *e;
-	void *exact = bpf_map_lookup_elem(&nf_v6_exact, &gen);
-	if (exact) {
-		struct nf_exact_v6_key k;
-		__builtin_memcpy(k.addr, daddr, 16);
-		e = bpf_map_lookup_elem(exact, &k);
-		if (e && nf_entry_live(e)) {
-			m->flags = e->flags;
-			m->prefixlen = 128;
-			__builtin_memcpy(m->addr, daddr, 16);
-			return 1;
-		}
+	struct nf_exact_v6_key k = { .gen = gen };
+	__builtin_memcpy(k.addr, daddr, 16);
+	struct nf_entry *e = bpf_map_lookup_elem(&nf_v6_exact, &k);
+	if (e && nf_entry_live(e)) {
+		m->flags = e->flags;
+		m->prefixlen = 128;
+		__builtin_memcpy(m->addr, daddr, 16);
+		return 1;
 	}
-	void *lpm = bpf_map_lookup_elem(&nf_v6_lpm, &gen);
-	if (!lpm)
-		return 0;
-	struct nf_lpm_v6_key lk = { .prefixlen = 128 };
+	struct nf_lpm_v6_key lk = { .prefixlen = 8 + 128, .gen = (__u8)gen };
 	__builtin_memcpy(lk.addr, daddr, 16);
 #pragma unroll
 	for (int i = 0; i < NF_LPM_EXPIRED_HOPS; i++) {
-		e = bpf_map_lookup_elem(lpm, &lk);
+		e = bpf_map_lookup_elem(&nf_v6_lpm, &lk);
 		if (!e)
 			return 0;
 		if (nf_entry_live(e)) {
@@ -222,7 +197,7 @@ static __always_inline int nf_lookup_v6(__u32 gen, const __u8 *daddr, struct nf_
 		}
 		if (e->prefixlen == 0)
 			return 0;
-		lk.prefixlen = e->prefixlen - 1;
+		lk.prefixlen = 8 + e->prefixlen - 1;
 	}
 	return 0;
 }
@@ -321,11 +296,11 @@ static __always_inline int nf_protected(struct __sk_buff *skb, const struct nf_p
 {
 	struct nf_protected *v;
 	if (p->family == 4) {
-		struct nf_lpm_v4_key k = { .prefixlen = 32 };
+		struct nf_prot_v4_key k = { .prefixlen = 32 };
 		__builtin_memcpy(k.addr, &p->daddr.v4, 4);
 		v = bpf_map_lookup_elem(&nf_protected_v4, &k);
 	} else {
-		struct nf_lpm_v6_key k = { .prefixlen = 128 };
+		struct nf_prot_v6_key k = { .prefixlen = 128 };
 		__builtin_memcpy(k.addr, p->daddr.v6, 16);
 		v = bpf_map_lookup_elem(&nf_protected_v6, &k);
 	}
@@ -422,7 +397,7 @@ static __always_inline int nf_decide(struct __sk_buff *skb, const struct nf_pkt 
 		reason = NF_REASON_MALFORMED;
 		goto block;
 	}
-	if (nf_always_allowed(skb, p, st) || nf_protected(skb, p))
+	if (nf_always_allowed(skb, p, st) || (st->protected_n && nf_protected(skb, p)))
 		goto pass;
 	if (s.mode == NF_MODE_BLOCK_ALL) {
 		reason = NF_REASON_MODE_BLOCK_ALL;

@@ -43,12 +43,12 @@
 
 enum { T_V4_EXACT, T_V4_LPM, T_V6_EXACT, T_V6_LPM, T_COUNT };
 static const char *const table_names[T_COUNT] = { "v4_exact", "v4_lpm", "v6_exact", "v6_lpm" };
-static const char *const outer_map_names[T_COUNT] = { "nf_v4_exact", "nf_v4_lpm", "nf_v6_exact", "nf_v6_lpm" };
+static const char *const table_map_names[T_COUNT] = { "nf_v4_exact", "nf_v4_lpm", "nf_v6_exact", "nf_v6_lpm" };
 static const __u32 table_key_size[T_COUNT] = {
 	sizeof(struct nf_exact_v4_key), sizeof(struct nf_lpm_v4_key),
 	sizeof(struct nf_exact_v6_key), sizeof(struct nf_lpm_v6_key),
 };
-static const enum bpf_map_type table_type[T_COUNT] = {
+static const __u32 table_type[T_COUNT] = {
 	BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LPM_TRIE, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LPM_TRIE,
 };
 
@@ -56,10 +56,12 @@ struct att {
 	bool used;
 	char id[NF_ID_LEN];
 	int state_fd, counters_fd, prog_fd, link_fd;
-	int outer_fd[T_COUNT];
-	int inner_fd[NF_GENERATIONS][T_COUNT]; /* -1 = not opened */
-	struct nf_state *st;                   /* mmap of the state map */
-	struct timespec release_at;            /* when to empty the stale generation; 0 = nothing pending */
+	int table_fd[T_COUNT];
+	struct nf_state *st; /* mmap of the state map */
+	/* Keys of the inactive generation may still exist (an older policy, or a failed fill) and
+	 * must be deleted before it is refilled; `gp_done` says a grace period has passed since the
+	 * flip that retired it, so no packet can still be looking them up. */
+	bool stale_dirty, gp_done, clear_failed;
 };
 
 static struct {
@@ -68,6 +70,7 @@ static struct {
 	bool hello;
 	__u32 features;
 	int events_fd, throttle_fd, prot_fd[2];
+	__u32 protected_n; /* entries in the host-wide protected set, mirrored into every nf_state */
 	struct ring_buffer *rb;
 	struct att *atts;
 	size_t n_atts;
@@ -172,11 +175,8 @@ static struct att *new_att(const char *id)
 	a->used = true;
 	snprintf(a->id, sizeof(a->id), "%s", id);
 	a->state_fd = a->counters_fd = a->prog_fd = a->link_fd = -1;
-	for (int t = 0; t < T_COUNT; t++) {
-		a->outer_fd[t] = -1;
-		for (int gen = 0; gen < NF_GENERATIONS; gen++)
-			a->inner_fd[gen][t] = -1;
-	}
+	for (int t = 0; t < T_COUNT; t++)
+		a->table_fd[t] = -1;
 	return a;
 }
 
@@ -195,11 +195,8 @@ static void free_att(struct att *a)
 	close_fd(&a->counters_fd);
 	close_fd(&a->prog_fd);
 	close_fd(&a->link_fd);
-	for (int t = 0; t < T_COUNT; t++) {
-		close_fd(&a->outer_fd[t]);
-		for (int gen = 0; gen < NF_GENERATIONS; gen++)
-			close_fd(&a->inner_fd[gen][t]);
-	}
+	for (int t = 0; t < T_COUNT; t++)
+		close_fd(&a->table_fd[t]);
 	memset(a, 0, sizeof(*a));
 }
 
@@ -216,48 +213,113 @@ static void unpin_all(const char *id)
 	rmdir(p);
 }
 
-static int create_inner(int table)
+static __u32 count_keys(int fd)
 {
-	LIBBPF_OPTS(bpf_map_create_opts, o, .map_flags = BPF_F_NO_PREALLOC);
-	return bpf_map_create(table_type[table], table_names[table], table_key_size[table], sizeof(struct nf_entry),
-			      NF_MAX_ENTRIES, &o);
+	struct nf_prot_v6_key cur, nxt;
+	void *prev = NULL;
+	__u32 n = 0;
+	while (bpf_map_get_next_key(fd, prev, &nxt) == 0) {
+		n++;
+		cur = nxt;
+		prev = &cur;
+	}
+	return n;
 }
 
-/* Opens the fd of the inner map currently installed in outer[gen]. */
-static int open_inner(int outer_fd, __u32 gen)
+static __u32 max_entries_of(int fd)
 {
-	__u32 inner_id = 0;
-	if (bpf_map_lookup_elem(outer_fd, &gen, &inner_id))
-		return -errno;
-	int fd = bpf_map_get_fd_by_id(inner_id);
-	return fd < 0 ? -errno : fd;
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info);
+	return bpf_obj_get_info_by_fd(fd, &info, &len) ? 0 : info.max_entries;
 }
 
-/* Installs fresh empty inner maps for generation `gen`, replacing (and closing) the old ones. */
-static int install_empty_generation(struct att *a, __u32 gen)
+static bool is_exact(int t)
 {
-	int fds[T_COUNT];
+	return t == T_V4_EXACT || t == T_V6_EXACT;
+}
+
+/* The generation a stored key belongs to (layouts in netfence.h). */
+static __u32 key_gen(int t, const void *key)
+{
+	if (is_exact(t)) {
+		__u32 gen;
+		memcpy(&gen, key, 4);
+		return gen;
+	}
+	return ((const __u8 *)key)[4];
+}
+
+/* Deletes every key of generation `gen` from table t: keys listed first (cursor iteration),
+ * then deleted (in one batch where the kernel can). */
+static int clear_generation(int fd, int t, __u32 gen)
+{
+	size_t ks = table_key_size[t], cap = 1024, cnt = 0;
+	char *keys = malloc(cap * ks), cur[32], last[32];
+	if (!keys)
+		return fail(ENOMEM, "clearing %s", table_names[t]);
+	const void *prev = NULL;
+	while (bpf_map_get_next_key(fd, prev, cur) == 0) {
+		if (key_gen(t, cur) == gen) {
+			if (cnt == cap) {
+				char *k = realloc(keys, cap * 2 * ks);
+				if (!k) {
+					free(keys);
+					return fail(ENOMEM, "clearing %s", table_names[t]);
+				}
+				keys = k;
+				cap *= 2;
+			}
+			memcpy(keys + cnt++ * ks, cur, ks);
+		}
+		memcpy(last, cur, ks); /* the cursor must not alias the output buffer */
+		prev = last;
+	}
+	int err = 0;
+	__u32 done = (__u32)cnt;
+	if (cnt && !(is_exact(t) && bpf_map_delete_batch(fd, keys, &done, NULL) == 0)) {
+		for (size_t i = 0; i < cnt; i++)
+			if (bpf_map_delete_elem(fd, keys + i * ks) && errno != ENOENT) {
+				err = fail(errno, "clearing %s", table_names[t]);
+				break;
+			}
+	}
+	free(keys);
+	return err;
+}
+
+/*
+ * Waits until every BPF program run that started before now has finished. Programs run inside
+ * RCU read-side sections, and membarrier(MEMBARRIER_CMD_GLOBAL) is synchronize_rcu(). Without it
+ * (nohz_full kernels refuse the command) fall back to a wait far longer than any program run.
+ */
+static void wait_for_running_programs(void)
+{
+	if (syscall(__NR_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) != 0) {
+		struct timespec ts = { 0, 100 * 1000000l };
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* Deletes the inactive generation's keys once no packet can still be using them (a packet that
+ * read the old active_gen just before a flip may look them up until a grace period passed). */
+static int clear_stale_generation(struct att *a)
+{
+	if (!a->stale_dirty)
+		return 0;
+	if (!a->gp_done) {
+		wait_for_running_programs();
+		a->gp_done = true;
+	}
+	__u32 gen = (a->st->active_gen & 1) ^ 1;
 	for (int t = 0; t < T_COUNT; t++) {
-		fds[t] = create_inner(t);
-		if (fds[t] < 0) {
-			int err = errno;
-			for (int u = 0; u < t; u++)
-				close(fds[u]);
-			return fail(err, "creating %s map", table_names[t]);
+		int err = clear_generation(a->table_fd[t], t, gen);
+		if (err) {
+			a->clear_failed = true;
+			return err;
 		}
 	}
-	for (int t = 0; t < T_COUNT; t++) {
-		if (bpf_map_update_elem(a->outer_fd[t], &gen, &fds[t], BPF_ANY)) {
-			int err = errno;
-			for (int u = 0; u < T_COUNT; u++)
-				close(fds[u]);
-			return fail(err, "installing %s generation %u", table_names[t], gen);
-		}
-	}
-	for (int t = 0; t < T_COUNT; t++) {
-		close_fd(&a->inner_fd[gen][t]);
-		a->inner_fd[gen][t] = fds[t];
-	}
+	a->stale_dirty = false;
+	a->clear_failed = false;
 	return 0;
 }
 
@@ -398,12 +460,13 @@ static int op_hello(const void *req, size_t len, void *reply, size_t *reply_len)
 	if ((g.throttle_fd = host_map("throttle", BPF_MAP_TYPE_LRU_HASH, sizeof(struct nf_throttle_key),
 				      sizeof(struct nf_throttle_val), 16384, 0)) < 0)
 		return g.throttle_fd;
-	if ((g.prot_fd[0] = host_map("protected_v4", BPF_MAP_TYPE_LPM_TRIE, sizeof(struct nf_lpm_v4_key),
+	if ((g.prot_fd[0] = host_map("protected_v4", BPF_MAP_TYPE_LPM_TRIE, sizeof(struct nf_prot_v4_key),
 				     sizeof(struct nf_protected), 4096, BPF_F_NO_PREALLOC)) < 0)
 		return g.prot_fd[0];
-	if ((g.prot_fd[1] = host_map("protected_v6", BPF_MAP_TYPE_LPM_TRIE, sizeof(struct nf_lpm_v6_key),
+	if ((g.prot_fd[1] = host_map("protected_v6", BPF_MAP_TYPE_LPM_TRIE, sizeof(struct nf_prot_v6_key),
 				     sizeof(struct nf_protected), 4096, BPF_F_NO_PREALLOC)) < 0)
 		return g.prot_fd[1];
+	g.protected_n = count_keys(g.prot_fd[0]) + count_keys(g.prot_fd[1]);
 	g.rb = ring_buffer__new(g.events_fd, on_event, NULL, NULL);
 	if (!g.rb)
 		return fail(errno, "opening the event ring buffer");
@@ -452,6 +515,14 @@ static int op_load(const void *req, size_t len)
 	struct att *a = NULL;
 	static const char *const shared[] = { "nf_events", "nf_throttle", "nf_protected_v4", "nf_protected_v6" };
 	int shared_fd[] = { g.events_fd, g.throttle_fd, g.prot_fd[0], g.prot_fd[1] };
+	__u32 cap = r->exact_cap ? r->exact_cap : NF_EXACT_CAP_DEFAULT;
+	if (cap > NF_EXACT_CAP_MAX)
+		cap = NF_EXACT_CAP_MAX;
+	if (bpf_map__set_max_entries(bpf_object__find_map_by_name(obj, "nf_v4_exact"), cap) ||
+	    bpf_map__set_max_entries(bpf_object__find_map_by_name(obj, "nf_v6_exact"), cap)) {
+		err = fail(errno ? errno : EINVAL, "LOAD %s: sizing the exact tables to %u", id, cap);
+		goto out;
+	}
 	for (int i = 0; i < 4; i++) {
 		struct bpf_map *m = bpf_object__find_map_by_name(obj, shared[i]);
 		if (!m || bpf_map__reuse_fd(m, shared_fd[i])) {
@@ -475,7 +546,7 @@ static int op_load(const void *req, size_t len)
 	a->state_fd = dup(bpf_object__find_map_fd_by_name(obj, "nf_state"));
 	a->counters_fd = dup(bpf_object__find_map_fd_by_name(obj, "nf_counters"));
 	for (int t = 0; t < T_COUNT; t++)
-		a->outer_fd[t] = dup(bpf_object__find_map_fd_by_name(obj, outer_map_names[t]));
+		a->table_fd[t] = dup(bpf_object__find_map_fd_by_name(obj, table_map_names[t]));
 	if (!(a->st = map_state(a->state_fd))) {
 		err = fail(errno, "LOAD %s: mmap of the state map", id);
 		goto out;
@@ -491,10 +562,7 @@ static int op_load(const void *req, size_t len)
 	snprintf(a->st->id, sizeof(a->st->id), "%s", id);
 	a->st->gen[0].mode = NF_MODE_BLOCK_ALL; /* until the daemon's REPLACE: fail closed */
 	a->st->gen[1].mode = NF_MODE_BLOCK_ALL;
-	for (__u32 gen = 0; gen < NF_GENERATIONS && !err; gen++)
-		err = install_empty_generation(a, gen);
-	if (err)
-		goto out;
+	a->st->protected_n = g.protected_n;
 	__atomic_store_n(&a->st->magic, NF_STATE_MAGIC, __ATOMIC_RELEASE);
 
 	if (mkdir(dir, 0700)) {
@@ -502,7 +570,7 @@ static int op_load(const void *req, size_t len)
 		goto out;
 	}
 	char p[512];
-	int pins[] = { a->state_fd, a->counters_fd, a->outer_fd[0], a->outer_fd[1], a->outer_fd[2], a->outer_fd[3], a->prog_fd };
+	int pins[] = { a->state_fd, a->counters_fd, a->table_fd[0], a->table_fd[1], a->table_fd[2], a->table_fd[3], a->prog_fd };
 	for (int i = 0; i < 7; i++) {
 		pin_path(p, sizeof(p), id, pin_names[i]);
 		if (bpf_obj_pin(pins[i], p)) {
@@ -695,15 +763,7 @@ static int adopt(const char *id, struct att **out)
 	if (!err)
 		err = open_pinned_map(id, "counters", BPF_MAP_TYPE_PERCPU_ARRAY, 8, &a->counters_fd);
 	for (int t = 0; t < T_COUNT && !err; t++)
-		err = open_pinned_map(id, table_names[t], BPF_MAP_TYPE_ARRAY_OF_MAPS, 0, &a->outer_fd[t]);
-	for (__u32 gen = 0; gen < NF_GENERATIONS && !err; gen++)
-		for (int t = 0; t < T_COUNT && !err; t++) {
-			int fd = open_inner(a->outer_fd[t], gen);
-			if (fd < 0)
-				err = fail(-fd, "ADOPT %s: opening %s generation %u", id, table_names[t], gen);
-			else
-				a->inner_fd[gen][t] = fd;
-		}
+		err = open_pinned_map(id, table_names[t], table_type[t], sizeof(struct nf_entry), &a->table_fd[t]);
 	if (!err) {
 		pin_path(p, sizeof(p), id, "prog");
 		a->prog_fd = bpf_obj_get(p);
@@ -718,6 +778,10 @@ static int adopt(const char *id, struct att **out)
 		free_att(a);
 		return err;
 	}
+	/* What the inactive generation holds is unknown: empty it before its next use. */
+	a->stale_dirty = true;
+	a->gp_done = false;
+	a->st->protected_n = g.protected_n;
 	*out = a;
 	return 0;
 }
@@ -776,15 +840,32 @@ static int check_entry(const struct nf_wire_entry *e, __u32 i)
 	return 0;
 }
 
-static void make_key(int table, const struct nf_wire_entry *e, void *key)
+static void make_key(int table, const struct nf_wire_entry *e, __u32 gen, void *key)
 {
-	unsigned alen = e->family == 4 ? 4 : 16;
-	if (table == T_V4_EXACT || table == T_V6_EXACT) {
-		memcpy(key, e->addr, alen);
-	} else {
-		__u32 pl = e->prefixlen;
-		memcpy(key, &pl, 4);
-		memcpy((char *)key + 4, e->addr, alen);
+	switch (table) {
+	case T_V4_EXACT: {
+		struct nf_exact_v4_key k = { .gen = gen };
+		memcpy(k.addr, e->addr, 4);
+		memcpy(key, &k, sizeof(k));
+		break;
+	}
+	case T_V6_EXACT: {
+		struct nf_exact_v6_key k = { .gen = gen };
+		memcpy(k.addr, e->addr, 16);
+		memcpy(key, &k, sizeof(k));
+		break;
+	}
+	case T_V4_LPM: {
+		struct nf_lpm_v4_key k = { .prefixlen = 8u + e->prefixlen, .gen = (__u8)gen };
+		memcpy(k.addr, e->addr, 4);
+		memcpy(key, &k, sizeof(k));
+		break;
+	}
+	default: {
+		struct nf_lpm_v6_key k = { .prefixlen = 8u + e->prefixlen, .gen = (__u8)gen };
+		memcpy(k.addr, e->addr, 16);
+		memcpy(key, &k, sizeof(k));
+	}
 	}
 }
 
@@ -804,8 +885,8 @@ static bool make_value(const struct nf_wire_entry *e, struct nf_entry *v, __s64 
 	return true;
 }
 
-/* Splits entries by table; entries already expired are put into `expired` (to be deleted). */
-static int build_batches(const struct nf_wire_entry *es, __u32 count, struct batch b[T_COUNT], struct batch x[T_COUNT])
+/* Splits entries by table, keyed for generation `gen`; entries already expired go to `x` (to be deleted). */
+static int build_batches(const struct nf_wire_entry *es, __u32 count, __u32 gen, struct batch b[T_COUNT], struct batch x[T_COUNT])
 {
 	for (int t = 0; t < T_COUNT; t++) {
 		b[t].keys = calloc(count ? count : 1, table_key_size[t]);
@@ -824,10 +905,10 @@ static int build_batches(const struct nf_wire_entry *es, __u32 count, struct bat
 		int t = table_of(&es[i]);
 		struct nf_entry v;
 		if (make_value(&es[i], &v, now_real, now_mono)) {
-			make_key(t, &es[i], (char *)b[t].keys + (size_t)b[t].n * table_key_size[t]);
+			make_key(t, &es[i], gen, (char *)b[t].keys + (size_t)b[t].n * table_key_size[t]);
 			b[t].vals[b[t].n++] = v;
 		} else {
-			make_key(t, &es[i], (char *)x[t].keys + (size_t)x[t].n * table_key_size[t]);
+			make_key(t, &es[i], gen, (char *)x[t].keys + (size_t)x[t].n * table_key_size[t]);
 			x[t].n++;
 		}
 	}
@@ -852,11 +933,13 @@ static int write_batch(int fd, int t, const struct batch *b)
 	if (bpf_map_update_batch(fd, b->keys, b->vals, &n, NULL) == 0)
 		return 0;
 	int err = errno;
+	if (err == E2BIG)
+		return fail(err, "%s holds at most %u entries", table_names[t], max_entries_of(fd));
 	if (err != EINVAL && err != ENOTSUPP && err != EOPNOTSUPP && err != ENOTSUP)
 		return fail(err, "writing %u %s entries", b->n, table_names[t]);
 	for (__u32 i = 0; i < b->n; i++)
 		if (bpf_map_update_elem(fd, (char *)b->keys + (size_t)i * table_key_size[t], &b->vals[i], BPF_ANY))
-			return fail(errno, "writing %s entry %u", table_names[t], i);
+			return fail(errno, "writing %s entry %u", table_names[t], i); /* E2BIG: table full */
 	return 0;
 }
 
@@ -878,32 +961,57 @@ static struct att *att_for(const char *raw_id, const char *op)
 	return a;
 }
 
-/*
- * Waits until every BPF program run that started before now has finished. Programs run inside
- * RCU read-side sections, and membarrier(MEMBARRIER_CMD_GLOBAL) is synchronize_rcu(). Without it
- * (nohz_full kernels refuse the command) fall back to a wait far longer than any program run.
- */
-static void wait_for_running_programs(void)
+/* The LPM key (prefix /32 or /128) standing in for an exact key that did not fit its hash. */
+static void spill_key(int t, const void *exact_key, void *lpm_key)
 {
-	if (syscall(__NR_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) != 0) {
-		struct timespec ts = { 0, 100 * 1000000l };
-		nanosleep(&ts, NULL);
+	__u32 gen;
+	memcpy(&gen, exact_key, 4);
+	if (t == T_V4_EXACT) {
+		struct nf_lpm_v4_key k = { .prefixlen = 8 + 32, .gen = (__u8)gen };
+		memcpy(k.addr, (const char *)exact_key + 4, 4);
+		memcpy(lpm_key, &k, sizeof(k));
+	} else {
+		struct nf_lpm_v6_key k = { .prefixlen = 8 + 128, .gen = (__u8)gen };
+		memcpy(k.addr, (const char *)exact_key + 4, 16);
+		memcpy(lpm_key, &k, sizeof(k));
 	}
 }
 
-/* After a flip, the previous generation's maps stay installed until no packet can still be
- * using them, then are swapped for empty ones so their memory is freed. */
-static void release_stale_generation(struct att *a)
+/* Writes exact entries; when the hash is full, the rest are updated in place if present and
+ * otherwise stored in the family's LPM trie as /32 (/128): same verdict, slower lookup. */
+static int write_exact(struct att *a, int t, const struct batch *b)
 {
-	if (!a->release_at.tv_sec)
-		return;
-	a->release_at.tv_sec = 0;
-	wait_for_running_programs();
-	install_empty_generation(a, a->st->active_gen ^ 1);
+	int err = write_batch(a->table_fd[t], t, b);
+	if (err != -E2BIG)
+		return err;
+	int lpm = t == T_V4_EXACT ? T_V4_LPM : T_V6_LPM;
+	char lk[32];
+	for (__u32 i = 0; i < b->n; i++) {
+		const char *k = (const char *)b->keys + (size_t)i * table_key_size[t];
+		if (bpf_map_update_elem(a->table_fd[t], k, &b->vals[i], BPF_EXIST) == 0)
+			continue;
+		if (errno != ENOENT)
+			return fail(errno, "writing %s entry %u", table_names[t], i);
+		spill_key(t, k, lk);
+		if (bpf_map_update_elem(a->table_fd[lpm], lk, &b->vals[i], BPF_ANY))
+			return fail(errno, "%s is full and %s cannot take entry %u", table_names[t], table_names[lpm], i);
+	}
+	return 0;
 }
 
-/* Release is deferred off the request path (done by the idle loop) by this much. */
-#define NF_RELEASE_DELAY_MS 50
+/* Deletes exact keys from the hash and any /32 (/128) stand-in of theirs from the LPM trie. */
+static int delete_exact(struct att *a, int t, const void *keys, __u32 n)
+{
+	int err = delete_keys(a->table_fd[t], t, keys, n);
+	int lpm = t == T_V4_EXACT ? T_V4_LPM : T_V6_LPM;
+	char lk[32];
+	for (__u32 i = 0; i < n && !err; i++) {
+		spill_key(t, (const char *)keys + (size_t)i * table_key_size[t], lk);
+		if (bpf_map_delete_elem(a->table_fd[lpm], lk) && errno != ENOENT)
+			err = fail(errno, "deleting %s entry %u", table_names[lpm], i);
+	}
+	return err;
+}
 
 static int op_replace(const void *req, size_t len)
 {
@@ -917,48 +1025,30 @@ static int op_replace(const void *req, size_t len)
 	struct att *a = att_for(r->id, "REPLACE");
 	if (!a)
 		return -ENOENT;
-	/* A replace right after another must not overwrite the generation packets may still use. */
-	if (a->release_at.tv_sec) {
-		wait_for_running_programs();
-		a->release_at.tv_sec = 0;
-	}
+	__u32 next = (a->st->active_gen & 1) ^ 1;
 	const struct nf_wire_entry *es = (const void *)(r + 1);
 	struct batch b[T_COUNT], x[T_COUNT];
-	int err = build_batches(es, r->count, b, x);
-	int fds[T_COUNT] = { -1, -1, -1, -1 };
-	__u32 next = a->st->active_gen ^ 1;
-	for (int t = 0; t < T_COUNT && !err; t++) {
-		fds[t] = create_inner(t);
-		if (fds[t] < 0)
-			err = fail(errno, "REPLACE %s: creating %s map", a->id, table_names[t]);
-		else
-			err = write_batch(fds[t], t, &b[t]);
-	}
-	/* Nothing is visible to packets until here: the new maps go into the inactive slot, then
-	 * its settings, then the one store that flips the generation. */
+	int err = build_batches(es, r->count, next, b, x);
+	/* The new policy is written under the inactive generation, after its old keys are gone. */
+	if (!err)
+		err = clear_stale_generation(a);
 	for (int t = 0; t < T_COUNT && !err; t++)
-		if (bpf_map_update_elem(a->outer_fd[t], &next, &fds[t], BPF_ANY))
-			err = fail(errno, "REPLACE %s: installing %s", a->id, table_names[t]);
-	if (!err) {
-		struct nf_gen_settings s = { .mode = r->mode, .flags = r->flags };
+		err = is_exact(t) ? write_exact(a, t, &b[t]) : write_batch(a->table_fd[t], t, &b[t]);
+	if (err) {
+		/* Never visible to packets; its keys are deleted before the generation is reused. */
+		a->stale_dirty = true;
+		a->gp_done = true;
+	} else {
+		/* Nothing was visible to packets until here: the generation's settings, then the one
+		 * store that flips it. The retired generation is cleared later, off this path. */
+		struct nf_gen_settings set = { .mode = r->mode, .flags = r->flags };
 		__u64 packed;
-		memcpy(&packed, &s, sizeof(packed));
+		memcpy(&packed, &set, sizeof(packed));
 		__atomic_store_n((__u64 *)&a->st->gen[next], packed, __ATOMIC_RELEASE);
 		__atomic_store_n(&a->st->active_gen, next, __ATOMIC_RELEASE);
-		for (int t = 0; t < T_COUNT; t++) {
-			close_fd(&a->inner_fd[next][t]);
-			a->inner_fd[next][t] = fds[t];
-			fds[t] = -1;
-		}
-		clock_gettime(CLOCK_MONOTONIC, &a->release_at);
-		a->release_at.tv_nsec += NF_RELEASE_DELAY_MS * 1000000l;
-		if (a->release_at.tv_nsec >= 1000000000l) {
-			a->release_at.tv_sec += 1;
-			a->release_at.tv_nsec -= 1000000000l;
-		}
+		a->stale_dirty = true;
+		a->gp_done = false;
 	}
-	for (int t = 0; t < T_COUNT; t++)
-		close_fd(&fds[t]);
 	free_batches(b, x);
 	return err;
 }
@@ -974,20 +1064,19 @@ static int op_entries(const void *req, size_t len, bool del)
 	struct att *a = att_for(r->id, op);
 	if (!a)
 		return -ENOENT;
-	__u32 gen = a->st->active_gen & 1;
 	const struct nf_wire_entry *es = (const void *)(r + 1);
 	struct batch b[T_COUNT], x[T_COUNT];
-	int err = build_batches(es, r->count, b, x);
+	int err = build_batches(es, r->count, a->st->active_gen & 1, b, x);
 	for (int t = 0; t < T_COUNT && !err; t++) {
-		int fd = a->inner_fd[gen][t];
+		int fd = a->table_fd[t];
 		if (del) {
-			err = delete_keys(fd, t, b[t].keys, b[t].n);
+			err = is_exact(t) ? delete_exact(a, t, b[t].keys, b[t].n) : delete_keys(fd, t, b[t].keys, b[t].n);
 			if (!err)
-				err = delete_keys(fd, t, x[t].keys, x[t].n);
+				err = is_exact(t) ? delete_exact(a, t, x[t].keys, x[t].n) : delete_keys(fd, t, x[t].keys, x[t].n);
 		} else {
-			err = write_batch(fd, t, &b[t]);
-			if (!err)
-				err = delete_keys(fd, t, x[t].keys, x[t].n); /* already expired: make sure it is gone */
+			err = is_exact(t) ? write_exact(a, t, &b[t]) : write_batch(fd, t, &b[t]);
+			if (!err) /* already expired: make sure it is gone */
+				err = is_exact(t) ? delete_exact(a, t, x[t].keys, x[t].n) : delete_keys(fd, t, x[t].keys, x[t].n);
 		}
 	}
 	free_batches(b, x);
@@ -1051,6 +1140,16 @@ static int op_counters(const void *req, size_t len, void **reply, size_t *reply_
 
 /* Replaces the host-wide protected set: new entries are written before stale ones are removed,
  * so a destination protected before and after is never unprotected in between. */
+/* Mirrors the protected set's size into every attachment's state: programs skip the protected
+ * lookup entirely while the set is empty. */
+static void set_protected_n(__u32 n)
+{
+	g.protected_n = n;
+	for (size_t i = 0; i < g.n_atts; i++)
+		if (g.atts[i].used && g.atts[i].st)
+			__atomic_store_n(&g.atts[i].st->protected_n, n, __ATOMIC_RELEASE);
+}
+
 static int op_protected(const void *req, size_t len)
 {
 	if (len < 4)
@@ -1064,14 +1163,14 @@ static int op_protected(const void *req, size_t len)
 		if ((es[i].family != 4 && es[i].family != 6) || es[i].prefixlen > (es[i].family == 4 ? 32 : 128))
 			return fail(EINVAL, "PROTECTED: entry %u is not a valid prefix", i);
 	for (__u32 i = 0; i < count; i++) {
-		struct nf_lpm_v6_key k = { .prefixlen = es[i].prefixlen };
+		struct nf_prot_v6_key k = { .prefixlen = es[i].prefixlen };
 		memcpy(k.addr, es[i].addr, es[i].family == 4 ? 4 : 16);
 		struct nf_protected v = { .port = es[i].port, .proto = es[i].proto };
 		if (bpf_map_update_elem(g.prot_fd[es[i].family == 6], &k, &v, BPF_ANY))
 			return fail(errno, "PROTECTED: writing entry %u", i);
 	}
 	for (int f = 0; f < 2; f++) {
-		struct nf_lpm_v6_key cur, nxt;
+		struct nf_prot_v6_key cur, nxt;
 		void *prev = NULL;
 		unsigned alen = f ? 16 : 4;
 		while (bpf_map_get_next_key(g.prot_fd[f], prev, &nxt) == 0) {
@@ -1088,6 +1187,7 @@ static int op_protected(const void *req, size_t len)
 			prev = &cur;
 		}
 	}
+	set_protected_n(count);
 	return 0;
 }
 
@@ -1154,17 +1254,20 @@ int main(void)
 		struct pollfd pfd[2] = { { .fd = STDIN_FILENO, .events = POLLIN }, { .fd = -1, .events = POLLIN } };
 		if (g.rb)
 			pfd[1].fd = ring_buffer__epoll_fd(g.rb);
+		/* Idle work: empty retired generations (after a grace period), one attachment per turn
+		 * so requests are never kept waiting for more than one. */
 		int timeout = 1000;
-		__s64 now = clock_ns(CLOCK_MONOTONIC);
 		for (size_t i = 0; i < g.n_atts; i++) {
 			struct att *a = &g.atts[i];
-			if (!a->used || !a->release_at.tv_sec)
-				continue;
-			__s64 due = (__s64)a->release_at.tv_sec * 1000000000ll + a->release_at.tv_nsec;
-			if (due <= now)
-				release_stale_generation(a);
-			else if ((due - now) / 1000000 + 1 < timeout)
-				timeout = (int)((due - now) / 1000000 + 1);
+			if (a->used && a->stale_dirty && !a->clear_failed) {
+				struct pollfd in = { .fd = STDIN_FILENO, .events = POLLIN };
+				if (poll(&in, 1, 0) == 0) { /* nothing waiting: do it now */
+					if (clear_stale_generation(a))
+						fprintf(stderr, "netfence-loader: %s: %s\n", a->id, g.errmsg);
+				}
+				timeout = 0;
+				break;
+			}
 		}
 		int n = poll(pfd, 2, timeout);
 		if (n < 0 && errno != EINTR)

@@ -185,7 +185,8 @@ export class KernelFilter implements Filter {
     }
     const kind = spec.target.kind === "interface" ? KIND_TC : KIND_CGROUP;
     const direction = spec.target.kind === "interface" && spec.target.direction === "egress" ? DIR_EGRESS : DIR_INGRESS;
-    await this.call(Op.LOAD, encodeLoad({ id: spec.id, slot: spec.slot, kind, direction, dnsPort: spec.dns.port, dnsIp4, dnsIp6 }));
+    const exactCap = exactCapacityFor(policy.entries);
+    await this.call(Op.LOAD, encodeLoad({ id: spec.id, slot: spec.slot, kind, direction, dnsPort: spec.dns.port, dnsIp4, dnsIp6, exactCap }));
     try {
       await this.call(Op.REPLACE, encodePolicy(spec.id, policy.mode, policy.audit, policy.entries));
       const reply = await this.call(Op.LINK, encodeLink(spec.id, ifindex, METHOD_PREF[spec.method ?? "auto"], cgroupPath));
@@ -332,6 +333,25 @@ export class KernelFilter implements Filter {
       });
     }
   }
+}
+
+/**
+ * Size of the exact-match hashes, fixed at load (a hash allocates its buckets up front, 16 bytes
+ * each): room for both generations of the initial single hosts plus as many again for DNS-learned
+ * addresses, at least 4096. Entries beyond it still work (stored in the LPM trie as /32, /128).
+ */
+const EXACT_CAP_MIN = 4096;
+const EXACT_CAP_MAX = 524288;
+export function exactCapacityFor(entries: readonly FilterEntry[]): number {
+  let v4 = 0;
+  let v6 = 0;
+  for (const e of entries) {
+    if (e.cidr.family === 4 && e.cidr.prefixLen === 32) v4++;
+    else if (e.cidr.family === 6 && e.cidr.prefixLen === 128) v6++;
+  }
+  let cap = EXACT_CAP_MIN;
+  while (cap < 3 * Math.max(v4, v6) && cap < EXACT_CAP_MAX) cap *= 2;
+  return cap;
 }
 
 function parseDnsAddress(text: string | null, kind: "ipv4" | "ipv6"): Uint8Array | null {

@@ -7,7 +7,7 @@
 import type { FilterEntry, FilterMode, ProtectedEntry } from "./filter.js";
 
 export const PROTOCOL_VERSION = 1;
-export const LAYOUT_VERSION = 1;
+export const LAYOUT_VERSION = 2;
 export const ID_LEN = 64;
 export const FRAME_HDR_SIZE = 16;
 export const MAX_FRAME = 64 * 1024 * 1024;
@@ -62,12 +62,12 @@ export const LAYOUT = {
   nf_frame_hdr: { size: 16, len: 0, seq: 4, op: 8, status: 12 },
   nf_hello_req: { size: 520, version: 0, pin_root: 8, bpf_dir: 264 },
   nf_hello_reply: { size: 16, version: 0, layout: 4, features: 8 },
-  nf_load_req: { size: 92, id: 0, slot: 64, kind: 68, direction: 69, dns_port: 70, dns_ip4: 72, dns_ip6: 76 },
+  nf_load_req: { size: 96, id: 0, slot: 64, kind: 68, direction: 69, dns_port: 70, dns_ip4: 72, dns_ip6: 76, exact_cap: 92 },
   nf_link_req: { size: 4168, id: 0, ifindex: 64, method_pref: 68, cgroup_path: 72 },
   nf_link_reply: { size: 8, method: 0, prog_id: 4 },
   nf_state: {
     size: 160, magic: 0, layout: 4, active_gen: 8, slot: 12, gen: 16, dns_ip4: 32, dns_ip6: 36, dns_port: 52,
-    kind: 54, method: 55, direction: 56, ifindex: 60, tc_handle: 64, tc_priority: 68, id: 72,
+    kind: 54, method: 55, direction: 56, ifindex: 60, tc_handle: 64, tc_priority: 68, id: 72, protected_n: 136,
   },
   nf_adopt_reply: { size: 168, state: 0, prog_id: 160, attached: 164 },
   nf_wire_entry: { size: 32, family: 0, prefixlen: 1, flags: 2, rule_id: 4, expires_ms: 8, addr: 16 },
@@ -118,6 +118,8 @@ export interface LoadRequest {
   dnsPort: number;
   dnsIp4: Uint8Array | null;
   dnsIp6: Uint8Array | null;
+  /** Entries per exact-match hash (both generations together); 0 = the loader's default. */
+  exactCap?: number;
 }
 
 export function encodeLoad(r: LoadRequest): Buffer {
@@ -130,6 +132,7 @@ export function encodeLoad(r: LoadRequest): Buffer {
   b.writeUInt16LE(r.dnsPort, L.dns_port);
   if (r.dnsIp4) Buffer.from(r.dnsIp4).copy(b, L.dns_ip4);
   if (r.dnsIp6) Buffer.from(r.dnsIp6).copy(b, L.dns_ip6);
+  b.writeUInt32LE(r.exactCap ?? 0, L.exact_cap);
   return b;
 }
 
@@ -143,14 +146,22 @@ export function encodeLink(id: string, ifindex: number, methodPref: number, cgro
   return b;
 }
 
-function writeEntry(b: Buffer, off: number, e: FilterEntry): void {
-  const L = LAYOUT.nf_wire_entry;
-  b.writeUInt8(e.cidr.family, off + L.family);
-  b.writeUInt8(e.cidr.prefixLen, off + L.prefixlen);
-  b.writeUInt8((e.allow ? ENTRY_ALLOW : 0) | (e.deny ? ENTRY_DENY : 0), off + L.flags);
-  b.writeUInt32LE(e.ruleId ?? 0, off + L.rule_id);
-  b.writeBigUInt64LE(e.expiresAtMs === null ? 0n : BigInt(Math.max(1, Math.ceil(e.expiresAtMs))), off + L.expires_ms);
-  b.set(e.cidr.addr.subarray(0, 16), off + L.addr);
+/** Hot path (10k entries per BulkUpdate, one per DNS answer): plain DataView writes, no BigInt. */
+function writeEntry(view: DataView, bytes: Uint8Array, off: number, e: FilterEntry): void {
+  view.setUint8(off, e.cidr.family);
+  view.setUint8(off + 1, e.cidr.prefixLen);
+  view.setUint8(off + 2, (e.allow ? ENTRY_ALLOW : 0) | (e.deny ? ENTRY_DENY : 0));
+  view.setUint32(off + 4, e.ruleId ?? 0, true);
+  const ms = e.expiresAtMs === null ? 0 : Math.max(1, Math.ceil(e.expiresAtMs));
+  view.setUint32(off + 8, ms % 0x100000000, true);
+  view.setUint32(off + 12, Math.floor(ms / 0x100000000), true);
+  bytes.set(e.cidr.addr.length > 16 ? e.cidr.addr.subarray(0, 16) : e.cidr.addr, off + 16);
+}
+
+function writeEntries(b: Buffer, start: number, entries: readonly FilterEntry[]): void {
+  const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const E = LAYOUT.nf_wire_entry.size;
+  for (let i = 0; i < entries.length; i++) writeEntry(view, b, start + i * E, entries[i]!);
 }
 
 export function encodePolicy(id: string, mode: FilterMode, audit: boolean, entries: readonly FilterEntry[]): Buffer {
@@ -161,7 +172,7 @@ export function encodePolicy(id: string, mode: FilterMode, audit: boolean, entri
   b.writeUInt32LE(MODE_CODES[mode], L.mode);
   b.writeUInt32LE(audit ? SETTING_AUDIT : 0, L.flags);
   b.writeUInt32LE(entries.length, L.count);
-  entries.forEach((e, i) => writeEntry(b, L.size + i * E, e));
+  writeEntries(b, L.size, entries);
   return b;
 }
 
@@ -171,7 +182,7 @@ export function encodeEntries(id: string, entries: readonly FilterEntry[]): Buff
   const b = Buffer.alloc(L.size + entries.length * E);
   writeCString(b, L.id, ID_LEN, id);
   b.writeUInt32LE(entries.length, L.count);
-  entries.forEach((e, i) => writeEntry(b, L.size + i * E, e));
+  writeEntries(b, L.size, entries);
   return b;
 }
 
