@@ -3,7 +3,7 @@ import { readdirSync } from "node:fs";
 import pino from "pino";
 import { probe, requireKernel, Sandbox, type SandboxNetwork } from "../helpers/sandbox.js";
 import { waitFor } from "../helpers/daemon-harness.js";
-import { E2eDaemon, NetfenceCpProcess, sleep } from "../helpers/e2e.js";
+import { E2eDaemon, NetfenceCpProcess, reachability } from "../helpers/e2e.js";
 import { ControlPlaneServer, type AttachmentStatsInfo, type DaemonHandle } from "../../control-plane-example/src/sdk/index.js";
 
 // Issue 5, end to end: the real `netfenced` process and CLI against two control planes — the
@@ -48,6 +48,7 @@ describe("control plane, end to end: netfence-cp (YAML policy) and the real daem
   let s: readonly string[];
 
   const reach = (ip: string) => probe(sb, net.workloadNs, "tcp", ip, { port: PORT, timeoutMs: 800 });
+  const expectReach = async (want: Record<string, boolean>) => expect(await reachability(sb, net.workloadNs, PORT, Object.keys(want))).toEqual(want);
   const applied = (id: string, since = 0) => cp.logLines(since).filter((l) => l["msg"] === "BulkUpdate applied" && l["attachmentId"] === id).length;
 
   beforeAll(async () => {
@@ -76,17 +77,14 @@ describe("control plane, end to end: netfence-cp (YAML policy) and the real daem
   it("attach is acked and enforcing; the metadata label selects the rule", async () => {
     const db = await daemon.attachInterface(net.hostIf, { role: "db" });
     expect(cp.logLines().find((l) => l["msg"] === "initial policy" && l["attachmentId"] === db.id)).toMatchObject({ rule: "db", mode: "allowlist" });
-    expect(await reach(s[2]!)).toBe(true);
-    expect(await reach(s[0]!)).toBe(false);
+    await expectReach({ [s[2]!]: true, [s[0]!]: false });
     expect((await daemon.cli("detach", "--id", db.id)).code).toBe(0);
 
     const web = await daemon.attachInterface(net.hostIf, { role: "web" });
     webId = web.id;
     expect(cp.logLines().find((l) => l["msg"] === "initial policy" && l["attachmentId"] === webId)).toMatchObject({ rule: "web", mode: "allowlist" });
     // Attach returned after the SubscribedAck was applied: enforcing right away.
-    expect(await reach(s[0]!)).toBe(true);
-    expect(await reach(s[1]!)).toBe(true);
-    expect(await reach(s[2]!)).toBe(false);
+    await expectReach({ [s[0]!]: true, [s[1]!]: true, [s[2]!]: false });
     const listed = await daemon.listJson();
     expect(listed).toEqual([expect.objectContaining({ id: webId, target: net.hostIf, mode: "POLICY_MODE_ALLOWLIST", metadata: { role: "web" } })]);
   });
@@ -111,9 +109,7 @@ describe("control plane, end to end: netfence-cp (YAML policy) and the real daem
     const after = await daemon.counters(webId);
     expect(after.blocked - before.blocked).toBe(0);
     // The new policy is the whole policy: s3 opened, s1 closed, s0 untouched.
-    expect(await reach(s[3]!)).toBe(true);
-    expect(await reach(s[1]!)).toBe(false);
-    expect(await reach(s[0]!)).toBe(true);
+    await expectReach({ [s[3]!]: true, [s[1]!]: false, [s[0]!]: true });
   });
 
   it("an invalid policy file is rejected and the last good policy stays enforced", async () => {
@@ -122,9 +118,7 @@ describe("control plane, end to end: netfence-cp (YAML policy) and the real daem
     await waitFor(() => cp.logLines(offset).some((l) => l["msg"] === "policy file rejected; keeping the last good policy"), "the rejection", 15_000);
     const rejected = cp.logLines(offset).find((l) => l["msg"] === "policy file rejected; keeping the last good policy")!;
     expect(String(rejected["err"])).toMatch(/policy\.yaml:4:\d+: .*mode must be one of/);
-    expect(await reach(s[0]!)).toBe(true);
-    expect(await reach(s[3]!)).toBe(true);
-    expect(await reach(s[1]!)).toBe(false);
+    await expectReach({ [s[0]!]: true, [s[3]!]: true, [s[1]!]: false });
   });
 
   it("a CIDR with a ttl opens on push and closes by itself when the ttl runs out", async () => {
@@ -135,8 +129,7 @@ describe("control plane, end to end: netfence-cp (YAML policy) and the real daem
     expect(await reach(s[4]!)).toBe(true);
     await waitFor(async () => !(await reach(s[4]!)), "the CIDR's ttl to expire", 20_000);
     // Only that entry went away.
-    expect(await reach(s[0]!)).toBe(true);
-    expect(await reach(s[4]!)).toBe(false);
+    await expectReach({ [s[0]!]: true, [s[4]!]: false });
     // Back to the plain policy (a resync would otherwise push the ttl entry again).
     const seen2 = applied(webId);
     cp.writePolicy(policyYaml(s, [s[0]!, s[3]!]));
@@ -146,10 +139,7 @@ describe("control plane, end to end: netfence-cp (YAML policy) and the real daem
   it("control plane killed → enforcement unchanged (fail-static) → restarted → resync lists the attachment", async () => {
     await cp.kill9();
     await waitFor(async () => (await daemon.statusJson()).controlPlaneState !== CONNECTED, "the daemon to notice the control plane is gone", 15_000);
-    expect(await reach(s[0]!)).toBe(true);
-    expect(await reach(s[3]!)).toBe(true);
-    expect(await reach(s[1]!)).toBe(false);
-    expect(await reach(s[2]!)).toBe(false);
+    await expectReach({ [s[0]!]: true, [s[3]!]: true, [s[1]!]: false, [s[2]!]: false });
     expect((await daemon.listJson()).map((a) => [a.id, a.mode])).toEqual([[webId, "POLICY_MODE_ALLOWLIST"]]);
 
     const offset = cp.logOffset();
@@ -161,8 +151,7 @@ describe("control plane, end to end: netfence-cp (YAML policy) and the real daem
     expect(synced).toMatchObject({ daemonId: status.daemonId, attachments: 1 });
     // The fresh netfence-cp knows the attachment only from the SyncRequest, and reconciles exactly it.
     expect(applied(webId, offset)).toBe(1);
-    expect(await reach(s[0]!)).toBe(true);
-    expect(await reach(s[1]!)).toBe(false);
+    await expectReach({ [s[0]!]: true, [s[1]!]: false });
   });
 });
 
@@ -178,6 +167,7 @@ describe("control plane, end to end: SDK control plane observing the real daemon
   const subscribedMetadata: Record<string, string>[] = [];
 
   const reach = (ip: string) => probe(sb, net.workloadNs, "tcp", ip, { port: PORT, timeoutMs: 800 });
+  const expectReach = async (want: Record<string, boolean>) => expect(await reachability(sb, net.workloadNs, PORT, Object.keys(want))).toEqual(want);
 
   beforeAll(async () => {
     await requireKernel();
@@ -193,6 +183,7 @@ describe("control plane, end to end: SDK control plane observing the real daemon
           subscribedMetadata.push({ ...a.metadata });
           // A control plane that never acks this attachment (throwing sends no SubscribedAck).
           if (a.metadata["ack"] === "never") throw new Error("not acking");
+          if (a.metadata["role"] === "sandboxed") return { mode: "block-all" };
           return { mode: "allowlist", allow: [`${s[0]}/32`] };
         },
         onHeartbeat: (_d, stats) => void heartbeats.push({ stats }),
@@ -224,16 +215,14 @@ describe("control plane, end to end: SDK control plane observing the real daemon
     expect(readdirSync(pinRoot).filter((n) => n.startsWith("nf-"))).toEqual([]);
     expect((await daemon.cli("list")).stdout).toBe("No attachments.\n");
     expect((await daemon.statusJson()).attachmentCount).toBe(0);
-    expect(await reach(s[1]!)).toBe(true);
-    expect(await reach(s[2]!)).toBe(true);
+    await expectReach({ [s[1]!]: true, [s[2]!]: true });
   });
 
   let id = "";
 
   it("heartbeats carry the attachment's packet counters", async () => {
     id = (await daemon.attachInterface(net.hostIf, { role: "web" })).id;
-    expect(await reach(s[0]!)).toBe(true);
-    expect(await reach(s[1]!)).toBe(false);
+    await expectReach({ [s[0]!]: true, [s[1]!]: false });
     const listed = await daemon.counters(id);
     expect(listed.allowed).toBeGreaterThan(0);
     expect(listed.blocked).toBeGreaterThan(0);
@@ -252,26 +241,35 @@ describe("control plane, end to end: SDK control plane observing the real daemon
   });
 
   it("daemon kill -9 → enforcement continues → restart with the same data_dir and pin root → SyncRequest lists the same ids", async () => {
+    // A second attachment, a cgroup whose processes may send nothing at all.
+    const cg = await sb.cgroup();
+    const r = await daemon.cli("attach", "-g", cg, "--metadata", "role=sandboxed");
+    expect(r.code).toBe(0);
+    const cgId = /^ID: (\S+)$/m.exec(r.stdout)![1]!;
+    const reachFromCgroup = (ip: string) => probe(sb, net.workloadNs, "tcp", ip, { port: PORT, timeoutMs: 800, cgroup: cg });
+    // The picture both filters give: s0 open for the workload, closed for the cgroup's processes; s1 closed.
+    const expectEnforced = async () => {
+      const [fromCgroup] = await Promise.all([reachFromCgroup(s[0]!), expectReach({ [s[0]!]: true, [s[1]!]: false })]);
+      expect(fromCgroup).toBe(false);
+    };
+    await expectEnforced();
     const first = synced[synced.length - 1]!;
     expect(first.handle.attachments.has(id)).toBe(true);
+
     await daemon.kill9();
-    // Nobody is running the daemon now; the pinned filter keeps enforcing.
-    expect(await reach(s[0]!)).toBe(true);
-    expect(await reach(s[1]!)).toBe(false);
-    await sleep(200);
-    expect(await reach(s[1]!)).toBe(false);
+    // Nobody is running the daemon now; the pinned filters keep enforcing.
+    await expectEnforced();
 
     const count = synced.length;
     await daemon.start();
     await waitFor(() => synced.length > count, "the restarted daemon's SyncRequest", 20_000);
     const again = synced[synced.length - 1]!;
     expect(again.daemonId).toBe(first.daemonId);
-    expect(again.attachments).toEqual([id]);
-    expect(await reach(s[0]!)).toBe(true);
-    expect(await reach(s[1]!)).toBe(false);
+    expect([...again.attachments].sort()).toEqual([id, cgId].sort());
+    await expectEnforced();
     // The re-adopted attachment still takes commands.
     expect(await again.handle.setMode(id, "block-all")).toMatchObject({ applied: true });
     expect(await reach(s[0]!)).toBe(false);
-    expect((await daemon.listJson()).map((a) => [a.id, a.mode])).toEqual([[id, "POLICY_MODE_BLOCK_ALL"]]);
+    expect((await daemon.listJson()).map((a) => [a.id, a.mode]).sort()).toEqual([[id, "POLICY_MODE_BLOCK_ALL"], [cgId, "POLICY_MODE_BLOCK_ALL"]].sort());
   });
 });

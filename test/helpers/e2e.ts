@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { DaemonProcess, ensureBuilt, waitFor } from "./daemon-harness.js";
-import type { Sandbox } from "./sandbox.js";
+import { probe, type Sandbox } from "./sandbox.js";
 
 /**
  * End-to-end helpers on top of daemon-harness.ts and sandbox.ts: a daemon whose DNS settings
@@ -155,6 +155,9 @@ export interface DnsRecord {
   readonly ttl?: number;
 }
 
+/** A name of its own the helper asks to know dnsmasq is serving (so tests' names are never asked by us). */
+const READY_NAME = "nf-ready.dnsmasq.invalid";
+
 /**
  * Debian's dnsmasq as the test's own authoritative upstream: bound only to `address` inside
  * `ns`, no resolv.conf, no /etc/hosts, no upstream of its own (unknown names → REFUSED), every
@@ -186,17 +189,16 @@ export class Dnsmasq {
       "--pid-file=",
       "--user=root",
       "--cache-size=0",
+      `--host-record=${READY_NAME},192.0.2.1`,
       ...records.map((r) => `--host-record=${[r.name, r.ipv4, r.ipv6, String(r.ttl ?? 3600)].filter((x) => x !== undefined).join(",")}`),
     ];
     const child = sb.spawn(ns, argv);
     let stderr = "";
     child.stderr?.on("data", (b: Buffer) => (stderr += b.toString()));
     const server = new Dnsmasq(address, logFile, dir, child);
-    const probeName = records[0]?.name;
-    if (probeName === undefined) throw new Error("dnsmasq needs at least one record");
     await waitFor(async () => {
       if (child.exitCode !== null) throw new Error(`dnsmasq exited with ${child.exitCode}: ${stderr}`);
-      const r = await dig(sb, ns, address, 53, probeName, "A", { timeoutSeconds: 1 });
+      const r = await dig(sb, ns, address, 53, READY_NAME, "A", { timeoutSeconds: 1 });
       return r.status === "NOERROR";
     }, "dnsmasq to answer", 15_000);
     return server;
@@ -369,3 +371,14 @@ export async function runFixture(sb: Sandbox, ns: string, script: string, args: 
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * TCP-probes several destinations from `ns` at once (each its own probe process) and returns
+ * `{ ip: reachable }`, so a test can state the whole expected picture in one assertion.
+ */
+export async function reachability(
+  sb: Sandbox, ns: string, port: number, ips: readonly string[], opts: { cgroup?: string; timeoutMs?: number } = {},
+): Promise<Record<string, boolean>> {
+  const results = await Promise.all(ips.map((ip) => probe(sb, ns, "tcp", ip, { port, timeoutMs: opts.timeoutMs ?? 800, cgroup: opts.cgroup })));
+  return Object.fromEntries(ips.map((ip, i) => [ip, results[i]!]));
+}
