@@ -53,6 +53,11 @@ export interface StartReport {
   readonly removed: string[];
   /** Pinned attachments the store did not know, detached and cleaned. */
   readonly orphans: string[];
+  /**
+   * Stored and pinned, but the filter could not adopt them (e.g. incompatible pins): reported,
+   * left in place (still enforcing), kept in the store for the next start, and detachable.
+   */
+  readonly unadopted: string[];
 }
 
 export interface WatchedTarget {
@@ -101,6 +106,7 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
   private readonly queue = new OpQueue();
   private readonly records = new Map<string, Record_>();
   private readonly reservations = new Map<string, Reservation>();
+  private readonly unadopted = new Map<string, StoredAttachment>();
   private readonly log: Logger;
   private readonly now: () => number;
   private readonly newId: () => string;
@@ -141,7 +147,7 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
     const snapshot = await this.opts.store.load();
     this.daemonIdValue = snapshot?.daemonId ?? (this.opts.store.durable ? randomDaemonId() : (this.opts.fallbackDaemonId ?? randomDaemonId()));
     const pinned = new Set(await this.opts.filter.listPinned());
-    const report: StartReport = { adopted: [], removed: [], orphans: [] };
+    const report: StartReport = { adopted: [], removed: [], orphans: [], unadopted: [] };
     for (const stored of snapshot?.attachments ?? []) {
       const alog = this.log.child({ attachmentId: stored.id });
       if (!pinned.has(stored.id)) {
@@ -189,9 +195,10 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
         report.adopted.push(rec.id);
         alog.info({ target: rec.targetText, slot: rec.slot, dnsAddress: rec.dnsAddress }, "re-adopted pinned attachment");
       } catch (err) {
-        alog.error({ err }, "pinned attachment cannot be adopted; detaching it");
-        await this.opts.filter.detach(stored.id).catch(() => undefined);
-        report.removed.push(stored.id);
+        // Report, never silently replace: the pins keep enforcing and the record is kept.
+        alog.error({ err, target: stored.targetText }, "pinned attachment cannot be adopted; left in place and kept for the next start");
+        this.unadopted.set(stored.id, stored);
+        report.unadopted.push(stored.id);
       }
     }
     for (const id of pinned) {
@@ -332,6 +339,15 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
 
   private async remove(id: string, reason: "detached" | "removed" | "error"): Promise<void> {
     const rec = this.records.get(id);
+    if (rec === undefined && this.unadopted.has(id)) {
+      await this.opts.filter.detach(id).catch((err: unknown) => {
+        if (!(isNetfenceError(err) && err.code === "NOT_FOUND")) throw err;
+      });
+      this.unadopted.delete(id);
+      this.log.info({ attachmentId: id, reason }, "unadopted attachment removed");
+      this.opts.policySource.unsubscribed(id, reason);
+      return;
+    }
     if (rec === undefined) throw new NetfenceError("NOT_FOUND", `no attachment with id "${id}"`, { details: { id } });
     try {
       await this.opts.filter.detach(id);
@@ -613,6 +629,7 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
 
   snapshot(): StoreSnapshot {
     const attachments = [...this.records.values()].map((r) => (r.stored ??= this.toStored(r)));
+    attachments.push(...this.unadopted.values());
     return { version: 1, daemonId: this.daemonIdValue, attachments };
   }
 
@@ -656,13 +673,14 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
   private findByKey(key: string): string | null {
     for (const r of this.records.values()) if (r.key === key) return r.id;
     for (const r of this.reservations.values()) if (r.key === key) return r.id;
+    for (const r of this.unadopted.values()) if (targetKey(r.target) === key) return r.id;
     return null;
   }
 
   private uniqueId(): string {
     for (;;) {
       const id = this.newId();
-      if (!this.records.has(id) && !this.reservations.has(id)) return id;
+      if (!this.records.has(id) && !this.reservations.has(id) && !this.unadopted.has(id)) return id;
     }
   }
 
@@ -670,6 +688,7 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
     const used = new Set<number>();
     for (const r of this.records.values()) used.add(r.slot);
     for (const r of this.reservations.values()) used.add(r.slot);
+    for (const r of this.unadopted.values()) used.add(r.slot);
     let slot = 1;
     while (used.has(slot)) slot++;
     return slot;
@@ -679,6 +698,7 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
     const used = new Set<number>();
     for (const r of this.records.values()) used.add(r.dnsPort);
     for (const r of this.reservations.values()) used.add(r.port);
+    for (const r of this.unadopted.values()) used.add(r.dnsPort);
     for (let p = this.opts.dns.portMin; p <= this.opts.dns.portMax; p++) if (!used.has(p)) return p;
     throw new NetfenceError(
       "RESOURCE_EXHAUSTED",

@@ -389,4 +389,39 @@ describe("AttachmentManager restart", () => {
     const d = await second.manager.attach({ target: { kind: "cgroup", path: "c" }, metadata: {} });
     expect(d.dnsAddress).not.toBe(a.dnsAddress);
   });
+
+  it("keeps an attachment it cannot adopt: pins left in place, record kept, port reserved, detachable", async () => {
+    const bpffs = new FakeBpffs();
+    const store = new MemoryStateStore();
+    const cgroupRoot = fakeCgroupRoot("a", "b");
+    const first = await rig(policy(), { bpffs, store, cgroupRoot, dns: { listenAddr: "127.0.0.1", portMin: 11000, portMax: 11001, minTtlSeconds: 300 } });
+    const a = await first.manager.attach({ target: { kind: "cgroup", path: "a" }, metadata: {} });
+    await first.manager.stop();
+
+    const filter = new FakeFilter(bpffs);
+    filter.failNext("adopt", new NetfenceError("FAILED_PRECONDITION", "incompatible pin layout"));
+    const source = new RecordingPolicySource(policy());
+    const second = new AttachmentManager({
+      filter,
+      policySource: source,
+      store,
+      dnsServers: new FakeDnsServers(),
+      logger: silentLogger,
+      dns: { listenAddr: "127.0.0.1", portMin: 11000, portMax: 11001, minTtlSeconds: 300 },
+      cgroupRoot,
+      gcIntervalMs: 0,
+    });
+    managers.push(second);
+    const report = await second.start();
+    expect(report.unadopted).toEqual([a.id]);
+    expect(second.list()).toEqual([]);
+    expect(await filter.listPinned()).toEqual([a.id]);
+    expect(second.snapshot().attachments.map((x) => x.id)).toEqual([a.id]);
+    expect(await codeOf(second.attach({ target: { kind: "cgroup", path: "a" }, metadata: {} }))).toBe("ALREADY_EXISTS");
+    const b = await second.attach({ target: { kind: "cgroup", path: "b" }, metadata: {} });
+    expect(b.dnsAddress).not.toBe(a.dnsAddress);
+    await second.detach(a.id);
+    expect(await filter.listPinned()).toEqual([b.id]);
+    expect(second.snapshot().attachments.map((x) => x.id)).toEqual([b.id]);
+  });
 });
