@@ -1,9 +1,10 @@
 import { rm, writeFile } from "node:fs/promises";
 import path from "node:path";
+import type { FilterPolicy } from "../../daemon/src/datapath/filter.js";
 import type { KernelFilter } from "../../daemon/src/datapath/kernel-filter.js";
-import { encodeEntries } from "../../daemon/src/datapath/wire-format.js";
 import { median, round } from "../lib/stats.js";
 import { makeEntrySet, type EntrySet } from "./entry-sets.js";
+import { encodeEntriesFile } from "./entries-file.js";
 import { tcpSynFrame } from "./packets.js";
 import { loadBaseline, testRun, type ProgRunResult } from "./prog-run.js";
 
@@ -19,6 +20,8 @@ import { loadBaseline, testRun, type ProgRunResult } from "./prog-run.js";
 
 export interface PerPacketOptions {
   readonly filter: KernelFilter;
+  /** Attaches netfence with a policy (a fresh attachment per size: the data path sizes its tables from the initial policy). */
+  readonly attach: (id: string, policy: FilterPolicy) => Promise<void>;
   readonly attachmentId: string;
   readonly pinRoot: string;
   readonly progRun: string;
@@ -32,7 +35,7 @@ export interface PerPacketOptions {
 
 export type Case = "host_hit" | "prefix_hit" | "miss";
 const CASES: readonly Case[] = ["host_hit", "prefix_hit", "miss"];
-const PROGS = ["noop", "single_lpm", "netfence", "hash_lpm", "hash_lpm_mim"] as const;
+const PROGS = ["noop", "single_lpm", "netfence", "hash_lpm", "hash_lpm_mim", "hash_lpm_mim_prot"] as const;
 type ProgName = (typeof PROGS)[number];
 const TC_ACT_UNSPEC = -1;
 const TC_ACT_SHOT = 2;
@@ -60,6 +63,8 @@ export interface CaseFigures {
     readonly hash_lpm_over_noop_ns: number;
     readonly hash_lpm_mim_ns: number;
     readonly hash_lpm_mim_over_noop_ns: number;
+    readonly hash_lpm_mim_prot_ns: number;
+    readonly hash_lpm_mim_prot_over_noop_ns: number;
   };
 }
 
@@ -119,7 +124,6 @@ function overNoop(a: readonly number[], noop: readonly number[]): number {
 export async function perPacketBench(o: PerPacketOptions): Promise<PerPacketResult> {
   const noopPin = path.join(o.pinRoot, "bench-noop");
   await loadBaseline(o.progRun, path.join(o.buildDir, "noop.bpf.o"), noopPin);
-  const netfencePin = path.join(o.pinRoot, o.attachmentId, "prog");
   const cases: CaseFigures[] = [];
   const denylist: DenylistMissFigures[] = [];
   // One prog-run call: programs × packets × rounds × repeat runs of ~100–400 ns; allow 2 µs each plus start-up.
@@ -128,18 +132,22 @@ export async function perPacketBench(o: PerPacketOptions): Promise<PerPacketResu
     const sets = { 4: makeEntrySet(4, n, 0x4e46 + n), 6: makeEntrySet(6, n, 0x4e46 + n) } as const;
     const all = [...sets[4].entries, ...sets[6].entries];
     const entriesFile = path.join(o.tmpDir, `entries-${n}.bin`);
-    await writeFile(entriesFile, encodeEntries("bench", all));
+    await writeFile(entriesFile, encodeEntriesFile(all));
     const singlePin = path.join(o.pinRoot, `bench-single-${n}`);
     const hashPin = path.join(o.pinRoot, `bench-hash-${n}`);
     const mimPin = path.join(o.pinRoot, `bench-mim-${n}`);
+    const protPin = path.join(o.pinRoot, `bench-prot-${n}`);
     const t0 = performance.now();
     await loadBaseline(o.progRun, path.join(o.buildDir, "single_lpm.bpf.o"), singlePin, entriesFile);
     await loadBaseline(o.progRun, path.join(o.buildDir, "hash_lpm.bpf.o"), hashPin, entriesFile);
     await loadBaseline(o.progRun, path.join(o.buildDir, "hash_lpm_mim.bpf.o"), mimPin, entriesFile);
+    await loadBaseline(o.progRun, path.join(o.buildDir, "hash_lpm_mim_prot.bpf.o"), protPin, entriesFile);
     const t1 = performance.now();
-    await o.filter.replacePolicy(o.attachmentId, { mode: "allowlist", audit: false, entries: all });
+    const id = `${o.attachmentId}-${n}`;
+    await o.attach(id, { mode: "allowlist", audit: false, entries: all });
+    const netfencePin = path.join(o.pinRoot, id, "prog");
     const t2 = performance.now();
-    o.log(`per-packet: ${n} entries/family loaded (3 baselines ${(t1 - t0).toFixed(0)} ms, netfence replace ${(t2 - t1).toFixed(0)} ms)`);
+    o.log(`per-packet: ${n} entries/family loaded (4 baselines ${(t1 - t0).toFixed(0)} ms, netfence attach ${(t2 - t1).toFixed(0)} ms)`);
 
     const packets = new Map<string, string>();
     for (const fam of [4, 6] as const) {
@@ -151,6 +159,7 @@ export async function perPacketBench(o: PerPacketOptions): Promise<PerPacketResu
       ["netfence", netfencePin],
       ["hash_lpm", hashPin],
       ["hash_lpm_mim", mimPin],
+      ["hash_lpm_mim_prot", protPin],
     ]);
     const results = await testRun(o.progRun, o.repeat, o.rounds, packets, progs, runTimeoutMs);
     for (const fam of [4, 6] as const) {
@@ -161,9 +170,10 @@ export async function perPacketBench(o: PerPacketOptions): Promise<PerPacketResu
         const nf = pick(results, "netfence", pkt);
         const hash = pick(results, "hash_lpm", pkt);
         const mim = pick(results, "hash_lpm_mim", pkt);
+        const prot = pick(results, "hash_lpm_mim_prot", pkt);
         const want = c === "miss" ? "drop" : "pass";
         const verdicts = { single_lpm: verdictOf(single.retval), netfence: verdictOf(nf.retval) };
-        for (const r of [single, nf, hash, mim]) {
+        for (const r of [single, nf, hash, mim, prot]) {
           if (verdictOf(r.retval) !== want) throw new Error(`${pkt} at ${n} entries: expected ${want}, ${r.prog} said ${verdictOf(r.retval)}`);
         }
         cases.push({
@@ -185,16 +195,18 @@ export async function perPacketBench(o: PerPacketOptions): Promise<PerPacketResu
             hash_lpm_over_noop_ns: overNoop(hash.ns, noop.ns),
             hash_lpm_mim_ns: median(mim.ns),
             hash_lpm_mim_over_noop_ns: overNoop(mim.ns, noop.ns),
+            hash_lpm_mim_prot_ns: median(prot.ns),
+            hash_lpm_mim_prot_over_noop_ns: overNoop(prot.ns, noop.ns),
           },
         });
       }
     }
 
     // Diagnostic: misses in denylist mode (lookup only, the packet passes, no drop/event path).
-    await o.filter.setMode(o.attachmentId, "denylist", false);
+    await o.filter.setMode(id, "denylist", false);
     const missPackets = new Map([...packets].filter(([k]) => k.endsWith("_miss")));
     const dl = await testRun(o.progRun, o.repeat, o.rounds, missPackets, progs, runTimeoutMs);
-    await o.filter.setMode(o.attachmentId, "allowlist", false);
+    await o.filter.detach(id);
     for (const fam of [4, 6] as const) {
       const pkt = `v${fam}_miss`;
       const noop = pick(dl, "noop", pkt);
@@ -211,7 +223,7 @@ export async function perPacketBench(o: PerPacketOptions): Promise<PerPacketResu
         hash_lpm_mim_ns: median(pick(dl, "hash_lpm_mim", pkt).ns),
       });
     }
-    for (const pin of [singlePin, hashPin, mimPin]) await rm(pin, { force: true });
+    for (const pin of [singlePin, hashPin, mimPin, protPin]) await rm(pin, { force: true });
     await rm(entriesFile, { force: true });
     const c100 = cases.filter((x) => x.entries_per_family === n);
     o.log(
@@ -238,9 +250,10 @@ export async function perPacketBench(o: PerPacketOptions): Promise<PerPacketResu
     programs: {
       noop: "bench/datapath/noop.bpf.c — returns TC_ACT_UNSPEC (baseline a)",
       single_lpm: "bench/datapath/single_lpm.bpf.c — one LPM trie per family holding every entry, the Go original's design (baseline b)",
-      netfence: "bpf/prebuilt/netfence_tc.bpf.o through KernelFilter + the loader, run from its pin <pinRoot>/<id>/prog",
+      netfence: "bpf/prebuilt/netfence_tc.bpf.o attached with the size's policy through KernelFilter + the loader (a fresh attachment per size), run from its pin <pinRoot>/<id>/prog",
       hash_lpm: "diagnostic, bench/datapath/hash_lpm.bpf.c — netfence's lookup design alone (exact hash, then LPM) in static maps",
       hash_lpm_mim: "diagnostic, same with the maps behind an ARRAY_OF_MAPS slot as netfence's generations are",
+      hash_lpm_mim_prot: "diagnostic, hash_lpm_mim plus a lookup in an empty LPM trie first, as netfence's protected-set check does on every packet",
     },
     cases,
     denylist_miss: denylist,

@@ -52,10 +52,10 @@ function resultsSection(r: DatapathResults): string {
     }
     out.push(
       "",
-      "Diagnostic programs (same run, same probes): netfence's lookup design alone — exact hash then LPM, nothing else — in static maps (`hash_lpm`) and behind an ARRAY_OF_MAPS slot like netfence's generations (`hash_lpm_mim`), ns over no-op:",
+      "Diagnostic programs (same run, same probes): netfence's lookup design alone — exact hash then LPM, nothing else — in static maps (`hash_lpm`), behind an ARRAY_OF_MAPS slot like netfence's generations (`hash_lpm_mim`), and that plus a lookup in an empty LPM trie like netfence's per-packet protected-set check (`hash_lpm_mim_prot`), ns over no-op:",
       "",
-      row(["entries / family", "IP", "case", "single LPM", "hash_lpm (static)", "hash_lpm_mim (map-in-map)", "netfence_tc"]),
-      row(["---:", "---", "---", "---:", "---:", "---:", "---:"]),
+      row(["entries / family", "IP", "case", "single LPM", "hash_lpm (static)", "hash_lpm_mim (map-in-map)", "hash_lpm_mim_prot (+ empty protected trie)", "netfence_tc"]),
+      row(["---:", "---", "---", "---:", "---:", "---:", "---:", "---:"]),
     );
     for (const c of pp.cases) {
       out.push(
@@ -66,6 +66,7 @@ function resultsSection(r: DatapathResults): string {
           sign(c.single_lpm_over_noop_ns),
           sign(c.diagnostics.hash_lpm_over_noop_ns),
           sign(c.diagnostics.hash_lpm_mim_over_noop_ns),
+          sign(c.diagnostics.hash_lpm_mim_prot_over_noop_ns),
           sign(c.netfence_over_noop_ns),
         ]),
       );
@@ -121,8 +122,12 @@ function resultsSection(r: DatapathResults): string {
       row([`batched insert, ${ins.batch_insert_hosts.entries_per_batch} /32 per upsert (${ins.batch_insert_hosts.batches} batches)`, `median ${ins.batch_insert_hosts.per_entry_us} µs/entry, best ${ins.batch_insert_hosts.best_per_entry_us} (batches ${ins.batch_insert_hosts.batch_ms.join(", ")} ms; encoding the frame in TS alone ${ins.batch_insert_hosts.encode_ms} ms)`]),
       row([`batched insert, ${ins.batch_insert_prefixes.entries_per_batch} prefixes per upsert (${ins.batch_insert_prefixes.batches} batches)`, `median ${ins.batch_insert_prefixes.per_entry_us} µs/entry, best ${ins.batch_insert_prefixes.best_per_entry_us} (batches ${ins.batch_insert_prefixes.batch_ms.join(", ")} ms; encoding the frame in TS alone ${ins.batch_insert_prefixes.encode_ms} ms)`]),
       row([`atomic replace, ${ins.replace_10k.entries} entries (${ins.replace_10k.runs} runs, ${ins.replace_10k.spacing_ms} ms apart)`, `p50 ${ins.replace_10k.p50_ms} ms, min ${ins.replace_10k.min_ms}, max ${ins.replace_10k.max_ms} ms`]),
-      row([`diagnostic: creating one inner exact hash (${ins.replace_breakdown.create_inner_hash_ms.length}×)`, `p50 ${ins.replace_breakdown.create_inner_hash_p50_ms} ms`]),
+      row([`diagnostic: creating one 262144-bucket exact hash (${ins.replace_breakdown.create_inner_hash_ms.length}×)`, `p50 ${ins.replace_breakdown.create_inner_hash_p50_ms} ms`]),
       row([`diagnostic: installing an inner map into an ARRAY_OF_MAPS slot from user space`, `p50 ${ins.replace_breakdown.install_outer_slot_p50_ms} ms`]),
+      row([
+        "diagnostic: the same 10k entries published by a C program into map-in-map double buffers, by creating 4 maps + fill + install + flip vs by filling the installed empty inactive maps + flip",
+        `p50 ${ins.replace_strategies.fresh_p50_ms} ms vs ${ins.replace_strategies.in_place_p50_ms} ms (of which hash fill ${ins.replace_strategies.in_place_hash_fill_p50_ms} ms, LPM fill ${ins.replace_strategies.in_place_lpm_fill_p50_ms} ms)`,
+      ]),
       row([`\`bpftool map update\`, one process per entry (${ins.bpftool_process_per_update.count} updates)`, `${ins.bpftool_process_per_update.per_entry_ms} ms/entry (p50 ${ins.bpftool_process_per_update.p50_ms}, p99 ${ins.bpftool_process_per_update.p99_ms} ms)`]),
       row([`\`bpftool batch file\` (${ins.bpftool_batch.count} updates in one process)`, `${ins.bpftool_batch.per_entry_us} µs/entry (${ins.bpftool_batch.total_ms} ms total)`]),
     );

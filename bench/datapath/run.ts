@@ -20,6 +20,7 @@ import os from "node:os";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
 import pino from "pino";
+import type { FilterPolicy } from "../../daemon/src/datapath/filter.js";
 import { KernelFilter } from "../../daemon/src/datapath/kernel-filter.js";
 import { projectRoot } from "../../daemon/src/datapath/project-root.js";
 import { Sandbox, sh, requireKernel } from "../../test/helpers/sandbox.js";
@@ -145,19 +146,16 @@ async function main(): Promise<void> {
       filter = await KernelFilter.start({ pinRoot, logger: pino({ level: "warn" }) });
       const f = filter;
       const out: { per_packet?: PerPacketResult; throughput?: ThroughputResult; inserts?: InsertResult } = {};
-      const attach = async (id: string, slot: number) => {
-        await f.attach(
-          { id, slot, target: { kind: "interface", name: net.hostIf, direction: "ingress" }, dns: { ipv4: null, ipv6: null, port: 0 } },
-          { mode: "allowlist", audit: false, entries: [] },
-        );
+      let slot = 1;
+      const attach = async (id: string, policy: FilterPolicy) => {
+        await f.attach({ id, slot: slot++, target: { kind: "interface", name: net.hostIf, direction: "ingress" }, dns: { ipv4: null, ipv6: null, port: 0 } }, policy);
       };
 
       if (args.only.has("per-packet")) {
-        const id = "bench-pp";
-        await attach(id, 1);
         out.per_packet = await perPacketBench({
           filter: f,
-          attachmentId: id,
+          attach,
+          attachmentId: "bench-pp",
           pinRoot,
           progRun: path.join(buildDir, "prog-run"),
           buildDir,
@@ -167,16 +165,14 @@ async function main(): Promise<void> {
           rounds: args.quick ? 3 : 7,
           log,
         });
-        await f.detach(id);
       }
       if (args.only.has("inserts")) {
         const id = "bench-ins";
-        await attach(id, 2);
-        out.inserts = await insertBench({ filter: f, attachmentId: id, pinRoot, tmpDir, progRun: path.join(buildDir, "prog-run"), quick: args.quick, log });
+        out.inserts = await insertBench({ filter: f, attach, attachmentId: id, pinRoot, tmpDir, progRun: path.join(buildDir, "prog-run"), quick: args.quick, log });
         await f.detach(id);
       }
       if (args.only.has("throughput")) {
-        out.throughput = await throughputBench({ sandbox: sb, net, filter: f, attachmentId: "bench-tput", slot: 3, tag: sb.tag, tmpDir, quick: args.quick, log });
+        out.throughput = await throughputBench({ sandbox: sb, net, filter: f, attachmentId: "bench-tput", slot: 999, tag: sb.tag, tmpDir, quick: args.quick, log });
       }
 
       const results: DatapathResults = {
