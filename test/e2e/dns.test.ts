@@ -26,7 +26,7 @@ describe("per-attachment DNS, end to end (real daemon, dnsmasq upstream, real ke
     await requireKernel();
     sb = await Sandbox.create("nfdn");
     net = await sb.network({ hostAddress: true });
-    extra = Array.from({ length: RACE_NAMES + 2 }, (_, i) => `${net.subnet4}.${100 + i}`);
+    extra = Array.from({ length: RACE_NAMES + 3 }, (_, i) => `${net.subnet4}.${100 + i}`);
     await sb.exec(net.serverNs, ["sh", "-c", extra.map((ip) => `ip addr add ${ip}/24 dev sv0`).join(" && ")]);
     await sb.echoServer(net.serverNs, PORT);
     const s = net.serverIp4;
@@ -42,6 +42,9 @@ describe("per-attachment DNS, end to end (real daemon, dnsmasq upstream, real ke
       { name: "p-allow.e2e.test", ipv4: s[8] },
       { name: "p-deny.e2e.test", ipv4: s[1] },
       { name: "p-noadd.e2e.test", ipv4: extra[RACE_NAMES + 1] },
+      { name: "cn-target.corp.e2e.test", ipv4: extra[RACE_NAMES + 2] },
+      { name: "alias.corp.e2e.test", cname: "cn-target.corp.e2e.test" },
+      { name: "leak.corp.e2e.test", cname: "unlisted.e2e.test" },
       ...Array.from({ length: RACE_NAMES }, (_, i) => ({ name: `n${i}.race.e2e.test`, ipv4: extra[i] })),
     ];
     upstream = await Dnsmasq.start(sb, net.serverNs, s[9]!, records);
@@ -135,6 +138,18 @@ describe("per-attachment DNS, end to end (real daemon, dnsmasq upstream, real ke
       expect((await ask("SECRET.Corp.e2e.test.")).status).toBe("REFUSED");
       expect((await ask("www.CORP.e2e.test")).status).toBe("NOERROR");
       expect(upstream.asked("secret.corp.e2e.test")).toBe(false);
+    });
+
+    it("CNAME chains: followed while every name is allowed, never into an unlisted name", async () => {
+      const target = extra[RACE_NAMES + 2]!;
+      await expectReach({ [target]: false, [net.serverIp4[2]!]: false });
+      const alias = await ask("alias.corp.e2e.test");
+      expect(alias.status).toBe("NOERROR");
+      expect(alias.answers.map((a) => [a.type, a.data])).toEqual([["CNAME", "cn-target.corp.e2e.test."], ["A", target]]);
+      // An allowed name whose CNAME leads to an unlisted one: the answer is passed on, its address is not opened.
+      const leak = await ask("leak.corp.e2e.test");
+      expect(leak.answers.map((a) => [a.type, a.data])).toEqual([["CNAME", "unlisted.e2e.test."], ["A", net.serverIp4[2]]]);
+      await expectReach({ [target]: true, [net.serverIp4[2]!]: false });
     });
 
     it("an AAAA answer opens the IPv6 address (and only that one)", async () => {
@@ -243,7 +258,8 @@ describe("per-attachment DNS, end to end (real daemon, dnsmasq upstream, real ke
       cp = new ControlPlaneServer({
         logger: pino({ level: "silent" }),
         hooks: {
-          onSubscribed: () => ({ mode: "allowlist", dns: { mode: "proxy" } }),
+          // The daemon's own dns.upstream is a dead port: resolving works only through this per-attachment upstream.
+          onSubscribed: () => ({ mode: "allowlist", dns: { mode: "proxy", upstreams: [`${net.serverIp4[9]}:53`] } }),
           onQueryDns: (q) => {
             queries.push(q);
             return decide(q);
@@ -254,7 +270,7 @@ describe("per-attachment DNS, end to end (real daemon, dnsmasq upstream, real ke
       sbPins = await Sandbox.create("nfdq");
       daemon = new E2eDaemon({
         pinRoot: await sbPins.pinRoot(),
-        dns: { listenAddr: net.hostIp4!, upstream: `${net.serverIp4[9]}:53` },
+        dns: { listenAddr: net.hostIp4!, upstream: "127.0.0.1:9" },
         controlPlane: { url: `127.0.0.1:${cpPort}`, ackTimeout: "5s", heartbeat: "30s" },
       });
       await daemon.start();
@@ -314,6 +330,17 @@ describe("per-attachment DNS, end to end (real daemon, dnsmasq upstream, real ke
       const c = await daemon.counters(id);
       expect(c.dnsBlocked).toBeGreaterThanOrEqual(1);
       expect(c.dnsAllowed).toBeGreaterThanOrEqual(4);
+    });
+
+    it("an upstream that does not answer gives SERVFAIL (the per-attachment upstream replaced by a dead one)", async () => {
+      const handle = cp.daemonOf(id);
+      expect(handle).toBeDefined();
+      const outcome = await handle!.bulkUpdate(id, { mode: "allowlist", dns: { mode: "proxy", upstreams: ["127.0.0.1:9"] } });
+      expect(outcome).toMatchObject({ applied: true });
+      const seen = upstream.count("p-allow.e2e.test", "A");
+      expect((await ask("p-allow.e2e.test")).status).toBe("SERVFAIL");
+      expect(upstream.count("p-allow.e2e.test", "A")).toBe(seen);
+      expect(daemon.alive()).toBe(true);
     });
   });
 });

@@ -151,8 +151,16 @@ export interface DnsRecord {
   readonly name: string;
   readonly ipv4?: string;
   readonly ipv6?: string;
+  /** `name` is a CNAME for this (local) name instead of having addresses. */
+  readonly cname?: string;
   /** Answer TTL in seconds (default 3600). */
   readonly ttl?: number;
+}
+
+function recordArg(r: DnsRecord): string {
+  const ttl = String(r.ttl ?? 3600);
+  if (r.cname !== undefined) return `--cname=${r.name},${r.cname},${ttl}`;
+  return `--host-record=${[r.name, r.ipv4, r.ipv6, ttl].filter((x) => x !== undefined).join(",")}`;
 }
 
 /** A name of its own the helper asks to know dnsmasq is serving (so tests' names are never asked by us). */
@@ -190,7 +198,7 @@ export class Dnsmasq {
       "--user=root",
       "--cache-size=0",
       `--host-record=${READY_NAME},192.0.2.1`,
-      ...records.map((r) => `--host-record=${[r.name, r.ipv4, r.ipv6, String(r.ttl ?? 3600)].filter((x) => x !== undefined).join(",")}`),
+      ...records.map(recordArg),
     ];
     const child = sb.spawn(ns, argv);
     let stderr = "";
