@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { spawn } from "node:child_process";
+import * as grpc from "@grpc/grpc-js";
 import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -104,6 +105,29 @@ describe("DaemonService over the unix socket (FakeFilter)", () => {
     expect(err).toMatchObject({ code: "ALREADY_EXISTS" });
     expect((err as Error).message).toContain(a.id);
     await client.detach(a.id);
+  });
+
+  it("survives malformed and oversized requests", async () => {
+    const raw = new grpc.Client(`unix:${socket}`, grpc.credentials.createInsecure());
+    const send = (method: string, bytes: Buffer) =>
+      new Promise<grpc.status>((resolve) => {
+        raw.makeUnaryRequest(
+          `/netfence.v1.DaemonService/${method}`,
+          (b: Buffer) => b,
+          (b: Buffer) => b,
+          bytes,
+          (err) => resolve(err?.code ?? grpc.status.OK),
+        );
+      });
+    expect(await send("Attach", Buffer.from([0xff, 0xff, 0xff, 0xff]))).not.toBe(grpc.status.OK);
+    expect(await send("Attach", Buffer.from([0x0a, 0x50, 0x01]))).not.toBe(grpc.status.OK); // truncated field
+    expect(await send("List", Buffer.from([0x08, 0xff, 0xff, 0xff, 0xff, 0x0f]))).toBe(grpc.status.INVALID_ARGUMENT); // page_size -1
+    expect(await send("NoSuchMethod", Buffer.alloc(0))).toBe(grpc.status.UNIMPLEMENTED);
+    raw.close();
+    expect(await codeOf(client.attach({ target: { case: "interfaceName", value: "x".repeat(5000) } }))).toBe("INVALID_ARGUMENT");
+    expect(await codeOf(client.attach({ target: { case: "cgroupPath", value: "w9" }, metadata: Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`k${i}`, "v"])) }))).toBe("INVALID_ARGUMENT");
+    expect(await codeOf(client.attach({ target: { case: "cgroupPath", value: "w9\u0000/../../etc" } }))).toBe("INVALID_ARGUMENT");
+    expect((await client.getStatus()).attachmentCount).toBe(0);
   });
 
   it("pages over 250 attachments without gaps or duplicates", async () => {
