@@ -1,15 +1,14 @@
 import dgram from "node:dgram";
 import net from "node:net";
 import type { EventEmitter } from "node:events";
-import dnsPacket from "dns-packet";
-import type { Answer, Packet } from "dns-packet";
+import ipaddr from "ipaddr.js";
 import type pino from "pino";
 import { NetfenceError } from "../errors.js";
 import type { DnsPolicy } from "../policy/policy.js";
 import { answerAddresses } from "./answer-addresses.js";
 import { compileDomainRules, matchDomain, nameAllowed } from "./domain-match.js";
 import {
-  HEADER_LENGTH, RCODE_FORMERR, RCODE_NOTIMP, RCODE_REFUSED, RCODE_SERVFAIL, TYPE_A, TYPE_AAAA,
+  HEADER_LENGTH, RCODE_FORMERR, addressReply, RCODE_NOTIMP, RCODE_REFUSED, RCODE_SERVFAIL, TYPE_A, TYPE_AAAA,
   errorReply, isResponse, opcodeOf, questionCount, readAnswerRecords, readQuestion, typeName,
 } from "./dns-wire.js";
 import type { WireQuestion } from "./dns-wire.js";
@@ -84,8 +83,6 @@ export interface DnsServerDetailedStats extends DnsServerStats {
   /** Answers whose CNAME chain left the allowed names (addresses not added). */
   readonly cnameRejected: bigint;
 }
-
-const DNS_CLASS_IN = 1;
 
 /** `promise`, or the error of `onTimeout()` when it takes longer than `ms`. */
 function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
@@ -378,30 +375,24 @@ export class AttachmentDnsServer {
     return this.ownAnswer(query, question, decision.ips, decision.ttlSeconds, decision.addToFilter);
   }
 
-  /** Answers with the control plane's own IPs (the ones matching the query type). */
+  /** Answers with the control plane's own IPs (those of the asked family; other types get NODATA). */
   private async ownAnswer(query: Buffer, question: WireQuestion, ips: readonly string[], ttlSeconds: number, addToFilter: boolean): Promise<Buffer | null> {
     const wanted = question.type === TYPE_A ? 4 : question.type === TYPE_AAAA ? 6 : 0;
     const addresses: ResolvedAddress[] = [];
+    const records: { family: 4 | 6; bytes: Uint8Array }[] = [];
     for (const ip of ips) {
       const family = net.isIP(ip);
-      if ((family === 4 || family === 6) && family === wanted) addresses.push({ family, address: ip });
+      if ((family !== 4 && family !== 6) || family !== wanted) continue;
+      const parsed = ipaddr.parse(ip);
+      addresses.push({ family, address: parsed.toString() });
+      records.push({ family, bytes: Uint8Array.from(parsed.toByteArray()) });
     }
     const ttl = Math.max(0, Math.floor(ttlSeconds));
-    const originalName = dnsPacket.decode(query).questions?.[0]?.name ?? question.name;
-    const answers: Answer[] = addresses.map((a) => ({ type: a.family === 4 ? "A" : "AAAA", name: originalName, ttl, class: "IN", data: a.address }));
     if (addToFilter && addresses.length > 0) {
       if (this.stopped) return null;
       await this.insert(question.name, addresses, ttl);
     }
-    const rd = (query.readUInt16BE(2) & 0x0100) !== 0;
-    const reply: Packet = {
-      type: "response",
-      id: query.readUInt16BE(0),
-      flags: (rd ? dnsPacket.RECURSION_DESIRED : 0) | dnsPacket.RECURSION_AVAILABLE,
-      questions: [{ name: originalName, type: typeName(question.type) as "A", class: question.qclass === DNS_CLASS_IN ? "IN" : "ANY" }],
-      answers,
-    };
-    return dnsPacket.encode(reply);
+    return addressReply(query, records, ttl);
   }
 
   private async forward(query: Buffer, viaTcp: boolean, policy: DnsPolicy): Promise<Buffer | null> {

@@ -250,3 +250,35 @@ export function readAnswerRecords(msg: Buffer): WireRecord[] | null {
   }
   return records;
 }
+
+/**
+ * A NOERROR reply to `query` carrying `addresses` as A/AAAA records of the asked name (each
+ * owner name a pointer to the question, so the client sees its own spelling), e.g. the control
+ * plane's own answer in proxy mode. Null when the query has no well-formed question.
+ */
+export function addressReply(query: Buffer, addresses: readonly { family: 4 | 6; bytes: Uint8Array }[], ttlSeconds: number): Buffer | null {
+  const qEnd = firstQuestionEnd(query);
+  if (qEnd < 0) return null;
+  let length = qEnd;
+  for (const a of addresses) length += 12 + a.bytes.length;
+  const reply = Buffer.alloc(length);
+  query.copy(reply, 0, 0, qEnd);
+  const flags = query.readUInt16BE(2);
+  reply.writeUInt16BE(FLAG_QR | (flags & (OPCODE_MASK | FLAG_RD)) | FLAG_RA | RCODE_NOERROR, 2);
+  reply.writeUInt16BE(1, 4);
+  reply.writeUInt16BE(addresses.length, 6);
+  reply.writeUInt16BE(0, 8);
+  reply.writeUInt16BE(0, 10);
+  let offset = qEnd;
+  const ttl = Math.min(Math.max(0, Math.floor(ttlSeconds)), 0x7fffffff);
+  for (const a of addresses) {
+    reply.writeUInt16BE(0xc000 | HEADER_LENGTH, offset); // name: pointer to the question's name
+    reply.writeUInt16BE(a.family === 4 ? TYPE_A : TYPE_AAAA, offset + 2);
+    reply.writeUInt16BE(1, offset + 4); // class IN
+    reply.writeUInt32BE(ttl, offset + 6);
+    reply.writeUInt16BE(a.bytes.length, offset + 10);
+    reply.set(a.bytes, offset + 12);
+    offset += 12 + a.bytes.length;
+  }
+  return reply;
+}

@@ -452,6 +452,22 @@ describe("proxy mode", () => {
     expect(allower.log.indexOf("inserted pinned.example 203.0.113.5")).toBeLessThan(allower.log.indexOf("reply Pinned.Example"));
   });
 
+  it("gives NODATA for other query types when the control plane answers with IPs", async () => {
+    policy = dnsPolicy("proxy");
+    const proxy = new FakeProxy(() => proxyAnswer({ ips: ["203.0.113.5"] }));
+    const server = await startServer({ proxy });
+    const txt = await ask(server, "pinned.example", "TXT");
+    expect(txt.rcode).toBe("NOERROR");
+    expect(txt.answers).toEqual([]);
+    const raw = Buffer.from(queryBytes("pinned.example", "A", 77));
+    raw.writeUInt16BE(65000, raw.length - 4); // an unassigned type number
+    const reply = await udpExchange(server.address, raw);
+    expect(rcodeOf(reply!)).toBe(0);
+    expect(reply!.readUInt16BE(6)).toBe(0);
+    expect(proxy.asked.at(-1)).toBe("att-1 pinned.example TYPE65000");
+    expect(allower.calls).toEqual([]);
+  });
+
   it("answers SERVFAIL when the control plane does not answer in time", async () => {
     policy = dnsPolicy("proxy");
     const hanging: DnsProxy = { queryDns: () => new Promise<DnsProxyAnswer>(() => undefined) };

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import dnsPacket from "dns-packet";
 import type { Answer } from "dns-packet";
-import { errorReply, firstQuestionEnd, readAnswerRecords, readQuestion, sameQuestion } from "../../../daemon/src/dns/dns-wire.js";
+import { addressReply, errorReply, firstQuestionEnd, readAnswerRecords, readQuestion, sameQuestion } from "../../../daemon/src/dns/dns-wire.js";
 import { answerAddresses } from "../../../daemon/src/dns/answer-addresses.js";
 import { queryBytes } from "./helpers/fake-dns.js";
 
@@ -47,6 +47,17 @@ describe("errorReply and sameQuestion", () => {
     const q = queryBytes("x.example");
     expect(sameQuestion(q, firstQuestionEnd(q), response([], "X.EXAMPLE"))).toBe(true);
     expect(sameQuestion(q, firstQuestionEnd(q), response([], "y.example"))).toBe(false);
+  });
+});
+
+describe("addressReply", () => {
+  it("answers the question with A/AAAA records pointing at the asked name", () => {
+    const q = queryBytes("Mixed.Case.example", "AAAA", 0x0102);
+    const r = dnsPacket.decode(addressReply(q, [{ family: 6, bytes: Uint8Array.from([0x20, 0x01, 0x0d, 0xb8, ...new Array(11).fill(0), 5]) }], 42)!);
+    expect(r).toMatchObject({ id: 0x0102, type: "response", rcode: "NOERROR", flag_rd: true });
+    expect(r.questions).toEqual([{ name: "Mixed.Case.example", type: "AAAA", class: "IN" }]);
+    expect(r.answers).toEqual([{ name: "Mixed.Case.example", type: "AAAA", ttl: 42, class: "IN", flush: false, data: "2001:db8::5" }]);
+    expect(readAnswerRecords(addressReply(q, [], 1)!)).toEqual([]);
   });
 });
 
