@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readdirSync } from "node:fs";
 import pino from "pino";
-import { probe, requireKernel, Sandbox, type SandboxNetwork } from "../helpers/sandbox.js";
+import { probe, requireKernel, Sandbox, sh, type SandboxNetwork } from "../helpers/sandbox.js";
 import { waitFor } from "../helpers/daemon-harness.js";
 import { E2eDaemon, NetfenceCpProcess, reachability } from "../helpers/e2e.js";
 import { ControlPlaneServer, type AttachmentStatsInfo, type DaemonHandle } from "../../control-plane-example/src/sdk/index.js";
@@ -79,6 +79,7 @@ describe("control plane, end to end: netfence-cp (YAML policy) and the real daem
     expect(cp.logLines().find((l) => l["msg"] === "initial policy" && l["attachmentId"] === db.id)).toMatchObject({ rule: "db", mode: "allowlist" });
     await expectReach({ [s[2]!]: true, [s[0]!]: false });
     expect((await daemon.cli("detach", "--id", db.id)).code).toBe(0);
+    await waitFor(() => cp.logLines().some((l) => l["msg"] === "attachment gone" && l["attachmentId"] === db.id && l["reason"] === "detached"), "Unsubscribed(DETACHED) at netfence-cp", 10_000);
 
     const web = await daemon.attachInterface(net.hostIf, { role: "web" });
     webId = web.id;
@@ -93,8 +94,8 @@ describe("control plane, end to end: netfence-cp (YAML policy) and the real daem
     const before = await daemon.counters(webId);
     const seen = applied(webId);
     let pingDone = false;
-    // ~800 echo requests at 5 ms intervals to s0, allowed before and after the change.
-    const ping = sb.exec(net.workloadNs, ["ping", "-n", "-q", "-i", "0.005", "-c", "800", "-W", "2", s[0]!], { allowFail: true, timeoutMs: 40_000 }).finally(() => {
+    // 1000 echo requests at 5 ms intervals to s0, allowed before and after the change.
+    const ping = sb.exec(net.workloadNs, ["ping", "-n", "-q", "-i", "0.005", "-c", "1000", "-W", "2", s[0]!], { allowFail: true, timeoutMs: 40_000 }).finally(() => {
       pingDone = true;
     });
     await waitFor(async () => (await daemon.counters(webId)).allowed > before.allowed + 20, "the ping flood to start", 10_000);
@@ -104,8 +105,8 @@ describe("control plane, end to end: netfence-cp (YAML policy) and the real daem
     const out = await ping;
     const stats = pingStats(out.stdout);
     expect(pushedDuringPing).toBe(true);
-    expect(stats.transmitted).toBe(800);
-    expect(stats.received).toBe(800);
+    expect(stats.transmitted).toBe(1000);
+    expect(stats.received).toBe(1000);
     const after = await daemon.counters(webId);
     expect(after.blocked - before.blocked).toBe(0);
     // The new policy is the whole policy: s3 opened, s1 closed, s0 untouched.
@@ -150,7 +151,9 @@ describe("control plane, end to end: netfence-cp (YAML policy) and the real daem
     const synced = cp.logLines(offset).find((l) => l["msg"] === "daemon synced")!;
     expect(synced).toMatchObject({ daemonId: status.daemonId, attachments: 1 });
     // The fresh netfence-cp knows the attachment only from the SyncRequest, and reconciles exactly it.
-    expect(applied(webId, offset)).toBe(1);
+    const pushed = cp.logLines(offset).filter((l) => l["msg"] === "BulkUpdate applied").map((l) => l["attachmentId"]);
+    expect(pushed.length).toBeGreaterThanOrEqual(1);
+    expect(new Set(pushed)).toEqual(new Set([webId]));
     await expectReach({ [s[0]!]: true, [s[1]!]: false });
   });
 });
@@ -165,6 +168,7 @@ describe("control plane, end to end: SDK control plane observing the real daemon
   const synced: { daemonId: string; attachments: string[]; handle: DaemonHandle }[] = [];
   const heartbeats: { stats: readonly AttachmentStatsInfo[] }[] = [];
   const subscribedMetadata: Record<string, string>[] = [];
+  const unsubscribed: { attachmentId: string; reason: string }[] = [];
 
   const reach = (ip: string) => probe(sb, net.workloadNs, "tcp", ip, { port: PORT, timeoutMs: 800 });
   const expectReach = async (want: Record<string, boolean>) => expect(await reachability(sb, net.workloadNs, PORT, Object.keys(want))).toEqual(want);
@@ -187,6 +191,7 @@ describe("control plane, end to end: SDK control plane observing the real daemon
           return { mode: "allowlist", allow: [`${s[0]}/32`] };
         },
         onHeartbeat: (_d, stats) => void heartbeats.push({ stats }),
+        onUnsubscribed: (_d, attachmentId, reason) => void unsubscribed.push({ attachmentId, reason }),
       },
     });
     const port = await server.listen("127.0.0.1:0");
@@ -271,5 +276,14 @@ describe("control plane, end to end: SDK control plane observing the real daemon
     expect(await again.handle.setMode(id, "block-all")).toMatchObject({ applied: true });
     expect(await reach(s[0]!)).toBe(false);
     expect((await daemon.listJson()).map((a) => [a.id, a.mode]).sort()).toEqual([[id, "POLICY_MODE_BLOCK_ALL"], [cgId, "POLICY_MODE_BLOCK_ALL"]].sort());
+  });
+
+  it("the interface disappearing → Unsubscribed(REMOVED) and the attachment is gone", async () => {
+    expect(id).not.toBe("");
+    // The workload's host-side veth goes away (the VM was destroyed); the daemon notices by itself.
+    await sh("ip", ["link", "del", net.hostIf]);
+    await waitFor(() => unsubscribed.some((u) => u.attachmentId === id && u.reason === "removed"), "Unsubscribed(REMOVED)", 15_000);
+    expect((await daemon.listJson()).map((a) => a.id)).not.toContain(id);
+    expect(readdirSync(pinRoot)).not.toContain(id);
   });
 });
