@@ -128,6 +128,23 @@ export class BenchDaemon {
     return out;
   }
 
+  /**
+   * Epoch-ms times of the start-up milestones the daemon logs ("netfenced starting", "state
+   * restored", "netfenced ready") for process `pid`; null where the line is missing.
+   */
+  startupMilestones(pid: number): { starting: number | null; restored: number | null; ready: number | null } {
+    const out = { starting: null as number | null, restored: null as number | null, ready: null as number | null };
+    const text = existsSync(this.logFile) ? readFileSync(this.logFile, "utf8") : "";
+    for (const line of text.split("\n")) {
+      if (!line.includes(`"pid":${pid},`)) continue;
+      const key = line.includes('"msg":"netfenced starting"') ? "starting" : line.includes('"msg":"state restored"') ? "restored" : line.includes('"msg":"netfenced ready"') ? "ready" : null;
+      if (key === null) continue;
+      const t = /"time":(\d+)/.exec(line);
+      if (t) out[key] = Number(t[1]);
+    }
+    return out;
+  }
+
   logTail(chars = 3000): string {
     return existsSync(this.logFile) ? readFileSync(this.logFile, "utf8").slice(-chars) : "";
   }

@@ -1,91 +1,103 @@
 import { execFile } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { rm } from "node:fs/promises";
+import { readdir, rm } from "node:fs/promises";
 import { promisify } from "node:util";
 import pino from "pino";
-import { LoaderProcess } from "../../daemon/src/datapath/loader-process.js";
-import { DIR_INGRESS, KIND_CGROUP, Op, encodeHello, encodeId, encodeLink, encodeLoad, encodePolicy } from "../../daemon/src/datapath/wire-format.js";
+import { KernelFilter } from "../../daemon/src/datapath/kernel-filter.js";
 import { Deadline } from "../lib/time-limit.js";
 import { summarize, type MsSummary } from "./summary.js";
 
 /**
  * Diagnostics that explain the attach figure (not targets):
- *  - the loader's own cost per step of an attach (a separate loader child driven directly with
- *    the wire protocol, the same LOAD → REPLACE(default policy) → LINK sequence KernelFilter.attach
- *    sends; 150 ms pause between attaches so the loader's deferred release of the stale generation
- *    does not land inside the next measured step);
- *  - the two kernel operations those steps repeat (`bench/datapath/build/prog-run mim-cost`):
- *    creating a 262,144-entry BPF_F_NO_PREALLOC hash map and installing an inner map into an
- *    ARRAY_OF_MAPS slot from user space (the kernel waits for an RCU grace period on every such update);
+ *  - the data path alone: KernelFilter.attach (the loader child's LOAD → REPLACE(policy) → LINK,
+ *    exactly what the daemon's attach does in the kernel) without the daemon around it — the
+ *    difference to the daemon's Attach is gRPC + manager + state file + DNS server;
+ *  - re-adopting pinned attachments one ADOPT at a time vs all at once (the loader does idle
+ *    work — clearing a retired generation after an RCU grace period — between requests);
+ *  - the length of one RCU grace period on this machine;
  *  - /proc/meminfo, to put a figure on the kernel memory the attachments hold.
  */
 
 const run = promisify(execFile);
 
-export interface LoaderBreakdown {
+export interface FilterAttachCost {
   readonly what: string;
   readonly attaches: number;
-  readonly load: MsSummary;
-  readonly replace: MsSummary;
-  readonly link: MsSummary;
-  readonly total: MsSummary;
+  readonly attach: MsSummary;
+  readonly detach: MsSummary;
+  /** Re-adopting the same pinned attachments with a fresh loader child, one ADOPT at a time (as the daemon's restore does). */
+  readonly adopt_sequential_ms_per_attachment: number;
+  /** The same with every ADOPT sent at once (the loader gets no idle time between them). */
+  readonly adopt_pipelined_ms_per_attachment: number;
 }
 
-export async function loaderBreakdown(opts: { loaderPath: string; bpfDir: string; pinRoot: string; cgroups: readonly string[]; limitMs: number }): Promise<LoaderBreakdown> {
-  const loader = LoaderProcess.spawn({ path: opts.loaderPath, logger: pino({ level: "silent" }), onEvents: () => undefined, onExit: () => undefined });
-  const loaded: string[] = [];
-  const t = { load: [] as number[], replace: [] as number[], link: [] as number[], total: [] as number[] };
+export async function filterAttachCost(opts: { loaderPath: string; pinRoot: string; cgroups: readonly string[]; limitMs: number }): Promise<FilterAttachCost> {
+  const start = () => KernelFilter.start({ loaderPath: opts.loaderPath, pinRoot: opts.pinRoot, logger: pino({ level: "silent" }) });
+  let filter = await start();
+  const attached: string[] = [];
+  const attachMs: number[] = [];
+  const detachMs: number[] = [];
+  const adoptMs = { sequential: 0, pipelined: 0 };
   const deadline = new Deadline(opts.limitMs);
   try {
-    await loader.request(Op.HELLO, encodeHello(opts.pinRoot, opts.bpfDir));
     for (let i = 0; i < opts.cgroups.length && !deadline.expired(); i++) {
       const id = `nfdiag-${i}`;
-      await new Promise((r) => setTimeout(r, 150));
       const t0 = performance.now();
-      await loader.request(Op.LOAD, encodeLoad({ id, slot: 60_000 + i, kind: KIND_CGROUP, direction: DIR_INGRESS, dnsPort: 0, dnsIp4: null, dnsIp6: null }));
-      loaded.push(id);
-      const t1 = performance.now();
-      await loader.request(Op.REPLACE, encodePolicy(id, "allowlist", false, []));
-      const t2 = performance.now();
-      await loader.request(Op.LINK, encodeLink(id, 0, 0, opts.cgroups[i]!));
-      const t3 = performance.now();
-      t.load.push(t1 - t0);
-      t.replace.push(t2 - t1);
-      t.link.push(t3 - t2);
-      t.total.push(t3 - t0);
+      await filter.attach(
+        { id, slot: 60_000 + i, target: { kind: "cgroup", path: opts.cgroups[i]! }, dns: { ipv4: "127.0.0.1", ipv6: null, port: 61999 } },
+        { mode: "allowlist", audit: false, entries: [] },
+      );
+      attachMs.push(performance.now() - t0);
+      attached.push(id);
+    }
+    for (const mode of ["sequential", "pipelined"] as const) {
+      await filter.close();
+      filter = await start();
+      const t0 = performance.now();
+      if (mode === "sequential") for (const id of attached) await filter.adopt(id);
+      else await Promise.all(attached.map((id) => filter.adopt(id)));
+      adoptMs[mode] = (performance.now() - t0) / Math.max(1, attached.length);
+    }
+    for (const id of attached.splice(0)) {
+      const t0 = performance.now();
+      await filter.detach(id);
+      detachMs.push(performance.now() - t0);
     }
   } finally {
-    for (const id of loaded) await loader.request(Op.UNLOAD, encodeId(id)).catch(() => undefined);
-    await loader.stop().catch(() => undefined);
+    for (const id of attached) await filter.detach(id).catch(() => undefined);
+    await filter.close().catch(() => undefined);
     await rm(opts.pinRoot, { recursive: true, force: true });
   }
   return {
-    what: "a loader child driven directly (no daemon): LOAD, REPLACE (empty allowlist), LINK to a cgroup",
-    attaches: t.total.length,
-    load: summarize(t.load),
-    replace: summarize(t.replace),
-    link: summarize(t.link),
-    total: summarize(t.total),
+    what: "KernelFilter with its own loader child, no daemon (cgroup targets, empty allowlist): attach, re-adopt after a loader restart, detach",
+    attaches: attachMs.length,
+    attach: summarize(attachMs),
+    detach: summarize(detachMs),
+    adopt_sequential_ms_per_attachment: Math.round(adoptMs.sequential * 100) / 100,
+    adopt_pipelined_ms_per_attachment: Math.round(adoptMs.pipelined * 100) / 100,
   };
 }
 
-export interface KernelOpCost {
+export interface GracePeriodCost {
   readonly what: string;
-  readonly hash_map_create: MsSummary;
-  readonly outer_slot_install: MsSummary;
+  readonly grace_period: MsSummary;
 }
 
-/** `prog-run mim-cost` (built by `make -C bench/datapath build/prog-run`); null with a reason when it cannot run. */
-export async function kernelOpCost(root: string, reps: number): Promise<KernelOpCost | { readonly unavailable: string }> {
+/**
+ * One RCU grace period as user space sees it on this machine: a write of an ARRAY_OF_MAPS slot
+ * from user space returns only after synchronize_rcu(), the same wait membarrier(GLOBAL) does in
+ * the loader (`bench/datapath/build/prog-run mim-cost`, built on demand). null with a reason when
+ * the helper cannot run.
+ */
+export async function gracePeriodCost(root: string, reps: number): Promise<GracePeriodCost | { readonly unavailable: string }> {
   const bin = `${root}/bench/datapath/build/prog-run`;
   try {
     if (!existsSync(bin)) await run("make", ["-s", "-C", `${root}/bench/datapath`, "build/prog-run"], { timeout: 120_000 });
     const { stdout } = await run(bin, ["mim-cost", String(reps)], { timeout: 60_000 });
-    const r = JSON.parse(stdout) as { create_ms: number[]; install_ms: number[] };
+    const r = JSON.parse(stdout) as { install_ms: number[] };
     return {
-      what: "bench/datapath/build/prog-run mim-cost: bpf_map_create of a 262,144-entry NO_PREALLOC hash (netfence's exact table), and bpf_map_update_elem of an ARRAY_OF_MAPS slot from user space",
-      hash_map_create: summarize(r.create_ms),
-      outer_slot_install: summarize(r.install_ms),
+      what: "one RCU grace period seen from user space: bpf_map_update_elem of an ARRAY_OF_MAPS slot (waits in synchronize_rcu), via bench/datapath/build/prog-run mim-cost",
+      grace_period: summarize(r.install_ms),
     };
   } catch (err) {
     return { unavailable: (err as Error).message.split("\n")[0] ?? "unknown error" };
@@ -101,4 +113,54 @@ export function memInfo(): MemInfo {
   const text = readFileSync("/proc/meminfo", "utf8");
   const kib = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+)`, "m").exec(text)?.[1] ?? NaN);
   return { memAvailableKiB: kib("MemAvailable"), vmallocUsedKiB: kib("VmallocUsed") };
+}
+
+export interface AttachmentKernelMemory {
+  readonly what: string;
+  readonly sampled_attachments: number;
+  /** Per attachment (mean of the sample): bytes_memlock of every map and the program. */
+  readonly per_attachment_kib: number;
+  /** Per pinned object name (mean of the sample), KiB; map-in-map outer maps include their inner maps. */
+  readonly by_object_kib: Record<string, number>;
+}
+
+async function bpftoolJson(args: string[]): Promise<unknown> {
+  const { stdout } = await run("bpftool", ["-j", ...args], { timeout: 20_000, maxBuffer: 16 * 1024 * 1024 });
+  return JSON.parse(stdout) as unknown;
+}
+
+async function mapBytes(spec: string[]): Promise<number> {
+  const info = (await bpftoolJson(["map", "show", ...spec])) as { type?: string; bytes_memlock?: number };
+  let bytes = info.bytes_memlock ?? 0;
+  if (info.type === "array_of_maps" || info.type === "hash_of_maps") {
+    const entries = (await bpftoolJson(["map", "dump", ...spec])) as { inner_map_id?: number }[];
+    for (const e of entries) if (typeof e.inner_map_id === "number") bytes += await mapBytes(["id", String(e.inner_map_id)]);
+  }
+  return bytes;
+}
+
+/**
+ * Kernel memory of attachments, from what the kernel reports (`bpftool … show` bytes_memlock of
+ * every pinned map — inner maps of map-in-map tables included — and of the program) for a sample
+ * of attachment pin directories.
+ */
+export async function attachmentKernelMemory(pinRoot: string, ids: readonly string[]): Promise<AttachmentKernelMemory> {
+  const byObject: Record<string, number> = {};
+  let total = 0;
+  for (const id of ids) {
+    for (const name of await readdir(`${pinRoot}/${id}`)) {
+      if (name === "link") continue;
+      const p = `${pinRoot}/${id}/${name}`;
+      const bytes = name === "prog" ? (((await bpftoolJson(["prog", "show", "pinned", p])) as { bytes_memlock?: number }).bytes_memlock ?? 0) : await mapBytes(["pinned", p]);
+      byObject[name] = (byObject[name] ?? 0) + bytes;
+      total += bytes;
+    }
+  }
+  const n = Math.max(1, ids.length);
+  return {
+    what: "bpftool bytes_memlock (the kernel's own accounting) of each pinned map (with inner maps) and the program, mean over sampled attachments",
+    sampled_attachments: ids.length,
+    per_attachment_kib: Math.round((total / n / 1024) * 10) / 10,
+    by_object_kib: Object.fromEntries(Object.entries(byObject).map(([k, v]) => [k, Math.round((v / n / 1024) * 10) / 10])),
+  };
 }

@@ -18,6 +18,7 @@ export interface ListResult {
   readonly rpc_list_all_page_100: MsSummary;
   readonly rpc_single_page_1000: MsSummary;
   readonly node_startup_baseline: MsSummary & { readonly what: string };
+  readonly cli_version_baseline: MsSummary & { readonly what: string };
 }
 
 function timedProcess(cmd: string, args: readonly string[], timeoutMs = 30_000): Promise<{ ms: number; stdout: string; code: number }> {
@@ -56,6 +57,8 @@ export async function listBench(opts: { cli: string; socket: string; expected: n
   }
   const nodeMs: number[] = [];
   for (let i = 0; i < opts.runs; i++) nodeMs.push((await timedProcess(process.execPath, ["-e", ""])).ms);
+  const versionMs: number[] = [];
+  for (let i = 0; i < opts.runs; i++) versionMs.push((await timedProcess(process.execPath, [opts.cli, "--version"])).ms);
 
   const client = new DaemonClient(opts.socket);
   try {
@@ -81,6 +84,7 @@ export async function listBench(opts: { cli: string; socket: string; expected: n
       rpc_list_all_page_100: summarize(page100),
       rpc_single_page_1000: summarize(page1000),
       node_startup_baseline: { what: 'node -e "" spawned and waited for (the fixed cost of any Node CLI run)', ...summarize(nodeMs) },
+      cli_version_baseline: { what: "node dist/cli/src/index.js --version: the CLI's start-up and module loading, no RPC", ...summarize(versionMs) },
     };
   } finally {
     client.close();

@@ -119,26 +119,23 @@ function resultsSection(r: DaemonBenchResults): string {
       `Detaching all ${r.rss.attachments} through the daemon (16 calls in flight): ${al.detach_all_ms} ms.` +
       (al.stopped_early !== null ? ` **Attaching stopped early at ${al.attachments_reached} attachments: ${al.stopped_early}.**` : ""),
   );
-  const ls = r.diagnostics.loader_steps;
-  const ko = r.diagnostics.kernel_ops;
+  const fo = r.diagnostics.filter_only;
+  const gp = r.diagnostics.rcu;
   out.push(
     "",
     "Where an attach's time goes (diagnostics, same run):",
     "",
     row(["step", "p50 ms", "p99 ms", "n"]),
     row(["---", "---:", "---:", "---:"]),
-    row([`loader alone (no daemon): LOAD (open + verify + 2 empty generations × 4 tables)`, ls.load.p50_ms, ls.load.p99_ms, ls.load.count]),
-    row([`loader alone: REPLACE (the default policy into the inactive generation)`, ls.replace.p50_ms, ls.replace.p99_ms, ls.replace.count]),
-    row([`loader alone: LINK (cgroup link)`, ls.link.p50_ms, ls.link.p99_ms, ls.link.count]),
-    row([`loader alone: LOAD + REPLACE + LINK`, ls.total.p50_ms, ls.total.p99_ms, ls.total.count]),
+    row([`data path alone: KernelFilter.attach (loader LOAD + REPLACE + LINK), no daemon`, fo.attach.p50_ms, fo.attach.p99_ms, fo.attach.count]),
+    row([`data path alone: KernelFilter.detach`, fo.detach.p50_ms, fo.detach.p99_ms, fo.detach.count]),
   );
-  if ("unavailable" in ko) out.push("", `(kernel operation costs unavailable: ${ko.unavailable})`);
-  else {
-    out.push(
-      row(["kernel: create one 262,144-entry NO_PREALLOC hash map", ko.hash_map_create.p50_ms, ko.hash_map_create.p99_ms, ko.hash_map_create.count]),
-      row(["kernel: install an inner map into an ARRAY_OF_MAPS slot from user space", ko.outer_slot_install.p50_ms, ko.outer_slot_install.p99_ms, ko.outer_slot_install.count]),
-    );
-  }
+  out.push(
+    row([`data path alone: re-adopt pinned attachments one ADOPT at a time (as the daemon's restore does), per attachment`, fo.adopt_sequential_ms_per_attachment, "", fo.attaches]),
+    row([`data path alone: re-adopt with all ADOPTs sent at once, per attachment`, fo.adopt_pipelined_ms_per_attachment, "", fo.attaches]),
+  );
+  if ("unavailable" in gp) out.push("", `(grace-period figure unavailable: ${gp.unavailable})`);
+  else out.push(row([`kernel: one RCU grace period seen from user space (${gp.what.split(": ")[1] ?? ""})`, gp.grace_period.p50_ms, gp.grace_period.p99_ms, gp.grace_period.count]));
 
   const l = r.list_all;
   out.push(
@@ -151,6 +148,7 @@ function resultsSection(r: DaemonBenchResults): string {
     row(["raw RPC, connected client: every page at 100 per page", l.rpc_list_all_page_100.p50_ms, l.rpc_list_all_page_100.max_ms, l.rpc_list_all_page_100.count]),
     row(["raw RPC, connected client: one List of page_size 1000", l.rpc_single_page_1000.p50_ms, l.rpc_single_page_1000.max_ms, l.rpc_single_page_1000.count]),
     row([`baseline: \`node -e ""\` (starting Node at all)`, l.node_startup_baseline.p50_ms, l.node_startup_baseline.max_ms, l.node_startup_baseline.count]),
+    row([`diagnostic: \`netfenced --version\` (the CLI's start-up and imports, no RPC)`, l.cli_version_baseline.p50_ms, l.cli_version_baseline.max_ms, l.cli_version_baseline.count]),
   );
 
   const rss = r.rss;
@@ -169,7 +167,9 @@ function resultsSection(r: DaemonBenchResults): string {
     "",
     `≈ ${rss.per_attachment_kib} KiB of daemon RSS per attachment (${rss.attachments} attachments vs none).`,
     "",
-    `Kernel memory held by the ${r.kernel_memory.attachments} attachments (/proc/meminfo, other work adds noise): VmallocUsed +${r.kernel_memory.vmalloc_used_delta_mib} MiB ` +
+    `Kernel memory held by the ${r.kernel_memory.attachments} attachments: the kernel's own accounting of their maps and program (bpftool bytes_memlock, ${r.kernel_memory.bpf_objects.sampled_attachments} sampled) ` +
+      `${r.kernel_memory.bpf_objects.per_attachment_kib} KiB per attachment (${Object.entries(r.kernel_memory.bpf_objects.by_object_kib).map(([k, v]) => `${k} ${v}`).join(", ")}) → ${r.kernel_memory.bpf_objects_total_mib} MiB in all; ` +
+      `/proc/meminfo (other work adds noise): VmallocUsed +${r.kernel_memory.vmalloc_used_delta_mib} MiB ` +
       `(≈ ${r.kernel_memory.per_attachment_vmalloc_kib} KiB per attachment), MemAvailable −${r.kernel_memory.mem_available_delta_mib} MiB ` +
       `(${r.kernel_memory.mem_available_at_total_mib} MiB left; the run stops attaching below ${r.kernel_memory.mem_floor_mib} MiB).`,
   );
@@ -181,8 +181,8 @@ function resultsSection(r: DaemonBenchResults): string {
     "",
     `Cold start with no attachments (spawn → GetStatus): ${rs.cold_start_0_attachments_ms} ms.`,
     "",
-    row(["stop", "signal → exit ms", "spawn → GetStatus ms", "spawn → List of all ms", "listed", "same ids / daemon id", "blocked while down / after"]),
-    row(["---", "---:", "---:", "---:", "---:", "---", "---"]),
+    row(["stop", "signal → exit ms", "spawn → GetStatus ms", "spawn → List of all ms", "listed", "same ids / daemon id", "blocked while down / after", "log: spawn → starting / → restored / → ready ms"]),
+    row(["---", "---:", "---:", "---:", "---:", "---", "---", "---"]),
   );
   for (const s of rs.runs) {
     out.push(
@@ -194,6 +194,7 @@ function resultsSection(r: DaemonBenchResults): string {
         s.listed,
         `${s.same_ids ? "yes" : "NO"} / ${s.same_daemon_id ? "yes" : "NO"}`,
         `${s.blocked_while_down === null ? "—" : s.blocked_while_down ? "yes" : "NO"} / ${s.blocked_after_restart === null ? "—" : s.blocked_after_restart ? "yes" : "NO"}`,
+        `${s.phases.spawn_to_first_log_ms ?? "—"} / ${s.phases.starting_to_restored_ms ?? "—"} / ${s.phases.restored_to_ready_ms ?? "—"}`,
       ]),
     );
   }

@@ -30,6 +30,15 @@ export interface RestartSample {
   /** Same probe right after the restart: still blocked? */
   readonly blocked_after_restart: boolean | null;
   readonly rss_after_restart_mib: number;
+  /** From the new daemon's own log (ms resolution): where the start-up time went. */
+  readonly phases: {
+    /** Spawn → first log line: Node start-up and loading the daemon's modules. */
+    readonly spawn_to_first_log_ms: number | null;
+    /** "netfenced starting" → "state restored": socket, loader child, state file, re-adopting every pinned attachment, DNS servers. */
+    readonly starting_to_restored_ms: number | null;
+    /** "state restored" → "netfenced ready": watcher, policy source, metrics, service. */
+    readonly restored_to_ready_ms: number | null;
+  };
 }
 
 export async function restartOnce(opts: {
@@ -48,7 +57,9 @@ export async function restartOnce(opts: {
     blockedWhileDown = !(await opts.prober.probe("udp", opts.plan.unlistedIp, opts.plan.port, opts.plan.timeoutMs)).ok;
   }
   const t0 = performance.now();
+  const spawnedAtMs = Date.now();
   daemon.spawn();
+  const pid = daemon.pid!;
   const status = await daemon.waitReady(opts.readyTimeoutMs);
   const tStatus = performance.now() - t0;
   const client = new DaemonClient(daemon.socket);
@@ -79,5 +90,15 @@ export async function restartOnce(opts: {
     blocked_while_down: blockedWhileDown,
     blocked_after_restart: blockedAfter,
     rss_after_restart_mib: kibToMib(daemon.status().vmRssKiB),
+    phases: phasesOf(daemon.startupMilestones(pid), spawnedAtMs),
+  };
+}
+
+function phasesOf(m: { starting: number | null; restored: number | null; ready: number | null }, spawnedAtMs: number): RestartSample["phases"] {
+  const diff = (a: number | null, b: number | null) => (a === null || b === null ? null : b - a);
+  return {
+    spawn_to_first_log_ms: diff(spawnedAtMs, m.starting),
+    starting_to_restored_ms: diff(m.starting, m.restored),
+    restored_to_ready_ms: diff(m.restored, m.ready),
   };
 }

@@ -32,7 +32,7 @@ import { BenchDaemon, procStatus } from "./daemon-process.js";
 import { CgroupTargets, VethTargets } from "./bench-targets.js";
 import { Prober } from "./prober-client.js";
 import { attachConcurrently, attachSeries, detachAll, type AttachTarget, type ProbePlan, type VerifiedSample } from "./attach-phase.js";
-import { kernelOpCost, loaderBreakdown, memInfo, type KernelOpCost, type LoaderBreakdown, type MemInfo } from "./diagnostics.js";
+import { attachmentKernelMemory, filterAttachCost, gracePeriodCost, memInfo, type AttachmentKernelMemory, type FilterAttachCost, type GracePeriodCost, type MemInfo } from "./diagnostics.js";
 import { listBench, type ListResult } from "./list-phase.js";
 import { restartOnce, type RestartSample } from "./restart-phase.js";
 import { bpftoolCgroupBaseline, tcInterfaceBaseline, type BaselineRun } from "./bpftool-baseline.js";
@@ -144,6 +144,9 @@ export interface DaemonBenchResults {
   readonly kernel_memory: {
     readonly what: string;
     readonly attachments: number;
+    readonly bpf_objects: AttachmentKernelMemory;
+    /** bpf_objects.per_attachment_kib × attachments. */
+    readonly bpf_objects_total_mib: number;
     readonly vmalloc_used_delta_mib: number;
     readonly mem_available_delta_mib: number;
     readonly per_attachment_vmalloc_kib: number;
@@ -151,8 +154,8 @@ export interface DaemonBenchResults {
     readonly mem_floor_mib: number;
   };
   readonly diagnostics: {
-    readonly loader_steps: LoaderBreakdown;
-    readonly kernel_ops: KernelOpCost | { readonly unavailable: string };
+    readonly filter_only: FilterAttachCost;
+    readonly rcu: GracePeriodCost | { readonly unavailable: string };
   };
   readonly restart: {
     readonly attachments: number;
@@ -334,17 +337,17 @@ async function main(): Promise<void> {
         limitMs: 40_000,
       });
       log(`baselines: bpftool cgroup p50 ${summarize(bpftoolCg.samples.map((s) => s.totalMs)).p50_ms} ms, tc interface p50 ${summarize(tcIf.samples.map((s) => s.totalMs)).p50_ms} ms, idle node RSS ${idleRss} MiB`);
-      const loaderSteps = await loaderBreakdown({
+      const filterOnly = await filterAttachCost({
         loaderPath: loader,
-        bpfDir: path.join(root, "bpf", "prebuilt"),
         pinRoot: path.join(baselinePins, "diag"),
         cgroups: baselineCgNames.slice(0, sizes.diagnosticAttaches).map((n) => cgroups.child(n)),
         limitMs: 30_000,
       });
-      const kernelOps = await kernelOpCost(root, 15);
+      const rcu = await gracePeriodCost(root, 15);
       log(
-        `diagnostics: loader LOAD p50 ${loaderSteps.load.p50_ms} ms, REPLACE ${loaderSteps.replace.p50_ms} ms, LINK ${loaderSteps.link.p50_ms} ms; ` +
-          ("unavailable" in kernelOps ? `kernel ops unavailable (${kernelOps.unavailable})` : `hash create p50 ${kernelOps.hash_map_create.p50_ms} ms, ARRAY_OF_MAPS slot install p50 ${kernelOps.outer_slot_install.p50_ms} ms`),
+        `diagnostics: KernelFilter.attach alone p50 ${filterOnly.attach.p50_ms} ms, detach ${filterOnly.detach.p50_ms} ms, ` +
+          `adopt ${filterOnly.adopt_sequential_ms_per_attachment} ms/attachment one by one vs ${filterOnly.adopt_pipelined_ms_per_attachment} pipelined; ` +
+          ("unavailable" in rcu ? `grace period unavailable (${rcu.unavailable})` : `RCU grace period p50 ${rcu.grace_period.p50_ms} ms`),
       );
 
       // ------------------------------------------------------------------ the daemon
@@ -436,9 +439,10 @@ async function main(): Promise<void> {
         const loaderPid = d.childPids()[0];
         const loaderRss = loaderPid === undefined ? null : kibToMib(procStatus(loaderPid).vmRssKiB);
         const atScaleMs = atScale.samples.map((s) => s.ms);
+        const bpfMem = await attachmentKernelMemory(pinRoot, [allIds[0]!, allIds[Math.floor(reached / 2)]!, allIds[reached - 1]!]);
         log(
           `${reached} attachments: at-scale p50 ${atScaleMs.length ? summarize(atScaleMs).p50_ms : "—"} ms; RSS ${kibToMib(rssTotal.vmRssKiB)} MiB (HWM ${kibToMib(rssTotal.vmHwmKiB)}), loader ${loaderRss} MiB; ` +
-            `VmallocUsed +${kibToMib(memTotal.vmallocUsedKiB - memBefore.vmallocUsedKiB)} MiB, MemAvailable ${kibToMib(memTotal.memAvailableKiB)} MiB`,
+            `BPF objects ${bpfMem.per_attachment_kib} KiB per attachment; VmallocUsed +${kibToMib(memTotal.vmallocUsedKiB - memBefore.vmallocUsedKiB)} MiB, MemAvailable ${kibToMib(memTotal.memAvailableKiB)} MiB`,
         );
 
         // ------------------------------------------------------------------ list --all
@@ -530,15 +534,17 @@ async function main(): Promise<void> {
             loader_child_at_total_mib: loaderRss,
           },
           kernel_memory: {
-            what: "kernel memory held by the attachments: /proc/meminfo deltas between no attachment and all of them (other work on the machine adds noise); BPF hash maps' bucket arrays are vmalloc'd",
+            what: "kernel memory held by the attachments: the kernel's accounting of their BPF maps and programs (bpftool bytes_memlock, sampled), and /proc/meminfo deltas between no attachment and all of them (other work on the machine adds noise to those)",
             attachments: reached,
+            bpf_objects: bpfMem,
+            bpf_objects_total_mib: round((bpfMem.per_attachment_kib * reached) / 1024, 1),
             vmalloc_used_delta_mib: kibToMib(memTotal.vmallocUsedKiB - memBefore.vmallocUsedKiB),
             mem_available_delta_mib: kibToMib(memBefore.memAvailableKiB - memTotal.memAvailableKiB),
             per_attachment_vmalloc_kib: round((memTotal.vmallocUsedKiB - memBefore.vmallocUsedKiB) / Math.max(1, reached), 1),
             mem_available_at_total_mib: kibToMib(memTotal.memAvailableKiB),
             mem_floor_mib: kibToMib(MEM_FLOOR_KIB),
           },
-          diagnostics: { loader_steps: loaderSteps, kernel_ops: kernelOps },
+          diagnostics: { filter_only: filterOnly, rcu },
           restart: {
             attachments: reached,
             cold_start_0_attachments_ms: round(coldStartMs, 1),
