@@ -10,7 +10,7 @@ import {
 import { DnsMode, PolicyMode } from "../../../proto/gen/netfence/v1/types_pb.js";
 import { NetfenceError, invalidArgument, isNetfenceError } from "../errors.js";
 import { formatAddr, parseCidr, type Cidr } from "../policy/cidr.js";
-import { parseCidrFast } from "./parse-cidr-fast.js";
+
 import { normalizeDomain } from "../dns/domain-name.js";
 import type { FilterMode } from "../datapath/filter.js";
 import type { AttachmentPolicy, CidrRule, DnsModeName, DnsPolicy, DomainRule, PolicyCommand } from "../policy/policy.js";
@@ -158,7 +158,7 @@ function parseCidrEntry(entry: CIDREntry, field: string, nowMs: number): CidrRul
 }
 
 function parseCidrField(text: string, field: string): Cidr {
-  return withField(field, () => parseCidrFast(text));
+  return withField(field, () => parseCidr(text));
 }
 
 /** Duration → milliseconds. Zero means "no TTL" (as in the Go original); negative, malformed or huge is rejected. */

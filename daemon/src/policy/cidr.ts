@@ -9,8 +9,34 @@ export interface Cidr {
   readonly prefixLen: number;
 }
 
-/** Parses "10.0.0.0/8", "2001:db8::/32" or a bare address (→ /32, /128). Throws INVALID_ARGUMENT. */
+/** Canonical dotted-quad IPv4 with an optional prefix: by far the most common input. */
+const V4_FAST = /^(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})(?:\/(\d{1,3}))?$/;
+
+/**
+ * Parses "10.0.0.0/8", "2001:db8::/32" or a bare address (→ /32, /128). Throws INVALID_ARGUMENT.
+ * Canonical dotted-quad IPv4 takes a fast path (~10x cheaper; a BulkUpdate carries 10k of them);
+ * everything else, including every error, goes through parseCidrGeneral, and a test checks the
+ * two agree on 20k inputs.
+ */
 export function parseCidr(text: string): Cidr {
+  const m = V4_FAST.exec(text);
+  if (m !== null) {
+    const a = Number(m[1]);
+    const b = Number(m[2]);
+    const c = Number(m[3]);
+    const d = Number(m[4]);
+    const prefixLen = m[5] === undefined ? 32 : Number(m[5]);
+    if (a <= 255 && b <= 255 && c <= 255 && d <= 255 && prefixLen <= 32) {
+      const mask = prefixLen === 0 ? 0 : (0xffffffff << (32 - prefixLen)) >>> 0;
+      const v = (((a << 24) | (b << 16) | (c << 8) | d) >>> 0) & mask;
+      return { family: 4, addr: Uint8Array.of(v >>> 24, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff), prefixLen };
+    }
+  }
+  return parseCidrGeneral(text);
+}
+
+/** The general parser (any form ipaddr.js accepts, with our restrictions). */
+export function parseCidrGeneral(text: string): Cidr {
   const raw = text.trim();
   if (raw === "" || raw.length > 64) throw invalidArgument(`invalid CIDR "${text}": empty or too long`);
   const slash = raw.indexOf("/");
@@ -47,9 +73,30 @@ export function formatCidr(c: Cidr): string {
   return `${formatAddr(c.family, c.addr)}/${c.prefixLen}`;
 }
 
+/** Canonical address text: dotted quad, or RFC 5952 IPv6 (the same text ipaddr.js produces). */
 export function formatAddr(family: 4 | 6, addr: Uint8Array): string {
-  const bytes = Array.from(addr.subarray(0, family === 4 ? 4 : 16));
-  return ipaddr.fromByteArray(bytes).toString();
+  if (family === 4) return `${addr[0]}.${addr[1]}.${addr[2]}.${addr[3]}`;
+  const groups = new Array<number>(8);
+  for (let i = 0; i < 8; i++) groups[i] = (addr[2 * i]! << 8) | addr[2 * i + 1]!;
+  // RFC 5952: compress the longest run (first if tied) of two or more zero groups.
+  let bestStart = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen) {
+      bestStart = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = (from: number, to: number) => groups.slice(from, to).map((g) => g.toString(16)).join(":");
+  if (bestStart === -1) return hex(0, 8);
+  return `${hex(0, bestStart)}::${hex(bestStart + bestLen, 8)}`;
 }
 
 /** True when `inner` lies inside `outer` (same family, longer-or-equal prefix, same leading bits). */
