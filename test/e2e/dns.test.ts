@@ -341,6 +341,20 @@ describe("per-attachment DNS, end to end (real daemon, dnsmasq upstream, real ke
       expect((await ask("p-allow.e2e.test")).status).toBe("SERVFAIL");
       expect(upstream.count("p-allow.e2e.test", "A")).toBe(seen);
       expect(daemon.alive()).toBe(true);
+      // Back to the working upstream.
+      expect(await handle!.bulkUpdate(id, { mode: "allowlist", dns: { mode: "proxy", upstreams: [`${net.serverIp4[9]}:53`] } })).toMatchObject({ applied: true });
+      expect((await ask("p-allow.e2e.test")).status).toBe("NOERROR");
+    });
+
+    it("control plane gone: proxy-mode queries fail closed (SERVFAIL, nothing upstream); addresses already opened stay open", async () => {
+      await cp.close(100);
+      await waitFor(async () => (await daemon.statusJson()).controlPlaneState !== "CONNECTION_STATE_CONNECTED", "the daemon to notice", 15_000);
+      const seen = upstream.count("p-allow.e2e.test", "A");
+      const r = await ask("p-allow.e2e.test");
+      expect(r.status).toBe("SERVFAIL");
+      expect((await ask("p-own.e2e.test")).status).toBe("SERVFAIL");
+      expect(upstream.count("p-allow.e2e.test", "A")).toBe(seen);
+      await expectReach({ [net.serverIp4[8]!]: true, [extra[RACE_NAMES]!]: true, [net.serverIp4[1]!]: false });
     });
   });
 });
