@@ -3,7 +3,7 @@ import net from "node:net";
 import type { Logger } from "pino";
 import { NetfenceError, isNetfenceError } from "../errors.js";
 import { formatCidr, parseCidr, type Cidr } from "../policy/cidr.js";
-import type { AttachMethod, Filter, FilterEntry, TargetSpec } from "../datapath/filter.js";
+import type { AttachMethod, Filter, FilterCounters, FilterEntry, TargetSpec } from "../datapath/filter.js";
 import type { AttachmentPolicy, PolicyCommand } from "../policy/policy.js";
 import type { ControlPlaneHost } from "../control-plane/control-plane-host.js";
 import type { ResolvedAddress, ResolvedAllower } from "../dns/resolved-allower.js";
@@ -396,7 +396,7 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
 
   /** Stats for some (or all) attachments: kernel counters + DNS counters. */
   async statsFor(ids: readonly string[]): Promise<AttachmentStatsView[]> {
-    const counters = await this.opts.filter.counters(ids);
+    const counters = await this.countersOf(ids.filter((id) => this.records.has(id)));
     return ids.map((id) => {
       const c = counters.get(id);
       const d = this.records.get(id)?.dns?.stats();
@@ -409,6 +409,25 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
         dnsQueriesBlocked: d?.blocked ?? 0n,
       };
     });
+  }
+
+  /**
+   * Kernel counters, tolerating attachments that vanish meanwhile (a target deleted between
+   * taking a List page and reading its counters): those read as zero instead of failing the call.
+   */
+  private async countersOf(ids: readonly string[]): Promise<Map<string, FilterCounters>> {
+    if (ids.length === 0) return new Map();
+    try {
+      return await this.opts.filter.counters(ids);
+    } catch (err) {
+      if (ids.length === 1) {
+        this.log.debug({ attachmentId: ids[0], err }, "counters unavailable");
+        return new Map();
+      }
+      const out = new Map<string, FilterCounters>();
+      for (const id of ids) for (const [k, v] of await this.countersOf([id])) out.set(k, v);
+      return out;
+    }
   }
 
   async stats(): Promise<readonly AttachmentStatsView[]> {

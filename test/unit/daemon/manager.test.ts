@@ -170,6 +170,20 @@ describe("AttachmentManager attach/detach", () => {
     expect(await codeOf(r.manager.detach("nf-000000000000"))).toBe("NOT_FOUND");
   });
 
+  it("reads counters as zero for an attachment whose kernel state vanished, without failing the others", async () => {
+    const r = await rig();
+    const a = await r.manager.attach({ target: { kind: "cgroup", path: "a" }, metadata: {} });
+    const b = await r.manager.attach({ target: { kind: "cgroup", path: "b" }, metadata: {} });
+    r.filter.sendPacket(b.id, "192.0.2.1");
+    const original = r.filter.counters.bind(r.filter);
+    r.filter.counters = async (ids) => {
+      if (ids.includes(a.id)) throw new NetfenceError("NOT_FOUND", `COUNTERS ${a.id}: not loaded`);
+      return original(ids);
+    };
+    const stats = await r.manager.statsFor([a.id, b.id, "nf-unknown"]);
+    expect(stats.map((s) => [s.id, s.packetsBlocked])).toEqual([[a.id, 0n], [b.id, 1n], ["nf-unknown", 0n]]);
+  });
+
   it("targetGone detaches and reports REMOVED", async () => {
     const r = await rig();
     const v = await r.manager.attach({ target: { kind: "cgroup", path: "b" }, metadata: {} });
