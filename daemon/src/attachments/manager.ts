@@ -148,26 +148,34 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
     this.daemonIdValue = snapshot?.daemonId ?? (this.opts.store.durable ? randomDaemonId() : (this.opts.fallbackDaemonId ?? randomDaemonId()));
     const pinned = new Set(await this.opts.filter.listPinned());
     const report: StartReport = { adopted: [], removed: [], orphans: [], unadopted: [] };
+    const candidates: StoredAttachment[] = [];
+    const vanished: StoredAttachment[] = [];
     for (const stored of snapshot?.attachments ?? []) {
-      const alog = this.log.child({ attachmentId: stored.id });
       if (!pinned.has(stored.id)) {
-        alog.warn("stored attachment has no pins any more; dropping it");
+        this.log.warn({ attachmentId: stored.id }, "stored attachment has no pins any more; dropping it");
         report.removed.push(stored.id);
         continue;
       }
       pinned.delete(stored.id);
-      if (!targetAlive(stored.target, stored.ifindex)) {
-        alog.warn({ target: stored.targetText }, "target vanished while the daemon was down; detaching");
-        await this.opts.filter.detach(stored.id).catch((err: unknown) => alog.warn({ err }, "detach of vanished target failed"));
-        report.removed.push(stored.id);
-        continue;
-      }
+      if (targetAlive(stored.target, stored.ifindex)) candidates.push(stored);
+      else vanished.push(stored);
+    }
+    // Filter calls are pipelined here (the loader answers them in turn); this is still one
+    // operation of the queue, so nothing else interleaves. Restart-to-ready stays short at scale.
+    await mapLimit(vanished, RESTORE_CONCURRENCY, async (stored) => {
+      this.log.warn({ attachmentId: stored.id, target: stored.targetText }, "target vanished while the daemon was down; detaching");
+      await this.opts.filter.detach(stored.id).catch((err: unknown) => this.log.warn({ attachmentId: stored.id, err }, "detach of vanished target failed"));
+      report.removed.push(stored.id);
+    });
+    await mapLimit(candidates, RESTORE_CONCURRENCY, async (stored) => {
+      const alog = this.log.child({ attachmentId: stored.id });
+      let rec: Record_;
       try {
         const adopted = await this.opts.filter.adopt(stored.id);
         const policy = loadPolicy(stored.policy);
         const learned = new LearnedAddresses();
         for (const l of stored.learned) learned.add(l.name, parseCidr(l.address), l.expiresAtMs);
-        const rec: Record_ = {
+        rec = {
           id: stored.id,
           slot: adopted.slot,
           target: stored.target,
@@ -187,21 +195,22 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
           // The daemon died between a kernel change and its save: make the kernel match the store.
           await this.opts.filter.replacePolicy(rec.id, rec.state.compile(this.now()));
         }
-        this.records.set(rec.id, rec);
-        rec.dns = await this.startDns(rec).catch((err: unknown) => {
-          alog.error({ err }, "DNS server could not be restarted; the filter keeps enforcing");
-          return null;
-        });
-        report.adopted.push(rec.id);
-        alog.info({ target: rec.targetText, slot: rec.slot, dnsAddress: rec.dnsAddress }, "re-adopted pinned attachment");
       } catch (err) {
         // Report, never silently replace: the pins keep enforcing and the record is kept.
         alog.error({ err, target: stored.targetText }, "pinned attachment cannot be adopted; left in place and kept for the next start");
         this.unadopted.set(stored.id, stored);
         report.unadopted.push(stored.id);
+        return;
       }
-    }
-    for (const id of pinned) {
+      this.records.set(rec.id, rec);
+      rec.dns = await this.startDns(rec).catch((err: unknown) => {
+        alog.error({ err }, "DNS server could not be restarted; the filter keeps enforcing");
+        return null;
+      });
+      report.adopted.push(rec.id);
+      alog.info({ target: rec.targetText, slot: rec.slot, dnsAddress: rec.dnsAddress }, "re-adopted pinned attachment");
+    });
+    await mapLimit([...pinned], RESTORE_CONCURRENCY, async (id) => {
       this.log.warn({ attachmentId: id }, "pinned attachment unknown to the state store; removing it");
       try {
         await this.opts.filter.detach(id);
@@ -211,7 +220,7 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
         });
       }
       report.orphans.push(id);
-    }
+    });
     for (const id of report.removed) this.opts.policySource.unsubscribed(id, "removed");
     await this.persist();
     return report;
@@ -730,6 +739,17 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
     const host = this.opts.dns.listenAddr;
     return net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
   }
+}
+
+const RESTORE_CONCURRENCY = 32;
+
+/** Runs `fn` over `items` with at most `limit` in flight. */
+async function mapLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
 function targetKey(t: TargetSpec): string {
