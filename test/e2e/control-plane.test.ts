@@ -4,7 +4,7 @@ import pino from "pino";
 import { probe, requireKernel, Sandbox, sh, type SandboxNetwork } from "../helpers/sandbox.js";
 import { waitFor } from "../helpers/daemon-harness.js";
 import { E2eDaemon, NetfenceCpProcess, reachability } from "../helpers/e2e.js";
-import { ControlPlaneServer, type AttachmentStatsInfo, type DaemonHandle } from "../../control-plane-example/src/sdk/index.js";
+import { ControlPlaneServer, type AttachmentInfo, type AttachmentStatsInfo, type DaemonHandle } from "../../control-plane-example/src/sdk/index.js";
 
 // Issue 5, end to end: the real `netfenced` process and CLI against two control planes — the
 // `netfence-cp` binary driven by a YAML policy file (hot reload, kill -9 and restart), and a
@@ -168,6 +168,7 @@ describe("control plane, end to end: SDK control plane observing the real daemon
   const synced: { daemonId: string; attachments: string[]; handle: DaemonHandle }[] = [];
   const heartbeats: { stats: readonly AttachmentStatsInfo[] }[] = [];
   const subscribedMetadata: Record<string, string>[] = [];
+  const subscribedInfo: AttachmentInfo[] = [];
   const unsubscribed: { attachmentId: string; reason: string }[] = [];
 
   const reach = (ip: string) => probe(sb, net.workloadNs, "tcp", ip, { port: PORT, timeoutMs: 800 });
@@ -185,6 +186,7 @@ describe("control plane, end to end: SDK control plane observing the real daemon
         onDaemonSynced: (d) => void synced.push({ daemonId: d.daemonId, attachments: [...d.attachments.keys()], handle: d }),
         onSubscribed: (_d, a) => {
           subscribedMetadata.push({ ...a.metadata });
+          subscribedInfo.push(a);
           // A control plane that never acks this attachment (throwing sends no SubscribedAck).
           if (a.metadata["ack"] === "never") throw new Error("not acking");
           if (a.metadata["role"] === "sandboxed") return { mode: "block-all" };
@@ -225,8 +227,12 @@ describe("control plane, end to end: SDK control plane observing the real daemon
 
   let id = "";
 
-  it("heartbeats carry the attachment's packet counters", async () => {
-    id = (await daemon.attachInterface(net.hostIf, { role: "web" })).id;
+  it("Subscribed describes the attachment; heartbeats carry its packet counters", async () => {
+    const attached = await daemon.attachInterface(net.hostIf, { role: "web" });
+    id = attached.id;
+    expect(subscribedInfo.find((a) => a.id === id)).toMatchObject({
+      target: net.hostIf, type: "interface", dnsAddress: attached.dnsAddress, metadata: { role: "web" },
+    });
     await expectReach({ [s[0]!]: true, [s[1]!]: false });
     const listed = await daemon.counters(id);
     expect(listed.allowed).toBeGreaterThan(0);
