@@ -55,7 +55,9 @@ export function listCommand(): Command {
         let totalCount: number;
         let next = "";
         if (opts.all) {
-          ({ attachments, totalCount } = await client.listAll(opts.pageSize));
+          // Without an explicit --page-size, --all fetches in the largest pages (fewest round trips).
+          const size = cmd.getOptionValueSource("pageSize") === "cli" ? opts.pageSize : 1000;
+          ({ attachments, totalCount } = await client.listAll(size));
         } else {
           const page = await client.list(opts.pageSize, opts.pageToken ?? "");
           ({ attachments, totalCount } = page);
