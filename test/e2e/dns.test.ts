@@ -229,6 +229,20 @@ describe("per-attachment DNS, end to end (real daemon, dnsmasq upstream, real ke
       expect((await daemon.counters(id)).dnsAllowed).toBeGreaterThan(before.dnsAllowed);
       expect(daemon.log()).not.toMatch(/uncaught|unhandled/i);
     });
+
+    it("daemon kill -9: learned addresses keep working; after restart the DNS server is back on the same address with the same rules", async () => {
+      await daemon.kill9();
+      // Nobody serves DNS now, but what the kernel learned stays enforced.
+      await expectReach({ [net.serverIp4[0]!]: true, [net.serverIp4[2]!]: false });
+      expect((await dig(sb, net.workloadNs, dnsHost, dnsPort, "ok.e2e.test", "A", { timeoutSeconds: 1 })).status).toBe("TIMEOUT");
+      await daemon.start();
+      const listed = await daemon.listJson();
+      expect(listed.map((a) => [a.id, a.dnsAddress])).toEqual([[id, `${dnsHost}:${dnsPort}`]]);
+      expect((await ask("www.corp.e2e.test")).status).toBe("NOERROR");
+      expect((await ask("unlisted.e2e.test")).status).toBe("REFUSED");
+      expect((await ask("secret.corp.e2e.test", "A", true)).status).toBe("REFUSED");
+      await expectReach({ [net.serverIp4[0]!]: true, [net.serverIp4[4]!]: true, [net.serverIp4[2]!]: false });
+    });
   });
 
   describe("proxy mode: the control plane answers QueryDns", () => {
