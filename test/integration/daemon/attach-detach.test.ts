@@ -3,6 +3,8 @@ import { existsSync, readdirSync, statSync } from "node:fs";
 import path from "node:path";
 import { probe, requireKernel, Sandbox, cgroup2Mount, type SandboxNetwork } from "../../helpers/sandbox.js";
 import { DaemonProcess, runCli } from "../../helpers/daemon-harness.js";
+import { DaemonClient } from "../../../cli/src/daemon-client.js";
+import type { NetfenceError } from "../../../daemon/src/errors.js";
 
 // The real daemon process, the real CLI binary and the real kernel: attach/list/detach of an
 // interface and a cgroup on the local default policy, with traffic checks, and every bad input.
@@ -128,6 +130,46 @@ describe("netfenced attach / list / detach (real kernel, real CLI)", () => {
     expect(readdirSync(pinRoot).filter((n) => n.startsWith("nf-"))).toEqual([]);
     // The daemon is still fine.
     expect((await daemon.cli("status")).code).toBe(0);
+  });
+
+  it("answers bad gRPC requests with the right status codes", async () => {
+    const client = new DaemonClient(daemon.socket);
+    try {
+      const codeOf = (p: Promise<unknown>) => p.then(() => "OK", (e: NetfenceError) => e.code);
+      const cg = await sb.cgroup();
+      expect(await codeOf(client.attach({}))).toBe("INVALID_ARGUMENT");
+      expect(await codeOf(client.attach({ target: { case: "cgroupPath", value: "/etc" } }))).toBe("INVALID_ARGUMENT");
+      expect(await codeOf(client.attach({ target: { case: "cgroupPath", value: "../.." } }))).toBe("INVALID_ARGUMENT");
+      expect(await codeOf(client.attach({ target: { case: "interfaceName", value: "nfnoexist0" } }))).toBe("NOT_FOUND");
+      expect(await codeOf(client.detach("nf-000000000000"))).toBe("NOT_FOUND");
+      const { id } = await client.attach({ target: { case: "cgroupPath", value: cg } });
+      expect(await codeOf(client.attach({ target: { case: "cgroupPath", value: cg } }))).toBe("ALREADY_EXISTS");
+      await client.detach(id);
+      expect(await codeOf(client.list(-5))).toBe("INVALID_ARGUMENT");
+      expect(await codeOf(client.list(10, "not-a-token"))).toBe("INVALID_ARGUMENT");
+    } finally {
+      client.close();
+    }
+  });
+
+  it("reports DNS port exhaustion clearly", async () => {
+    const sb2 = await Sandbox.create("nfex");
+    const small = new DaemonProcess({ pinRoot: await sb2.pinRoot(), ports: 2, yaml: "default_policy: { mode: denylist }" });
+    try {
+      await small.start();
+      const cgs = [await sb2.cgroup(), await sb2.cgroup(), await sb2.cgroup()];
+      expect((await small.cli("attach", "-g", cgs[0]!)).code).toBe(0);
+      expect((await small.cli("attach", "-g", cgs[1]!)).code).toBe(0);
+      const r = await small.cli("attach", "-g", cgs[2]!);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toBe(`Error: no free DNS port in ${small.portMin}-${small.portMin + 1} (2 attachments); widen dns.port_min/dns.port_max\n`);
+      const ids = (JSON.parse((await small.cli("list", "--json")).stdout) as { attachments: { id: string }[] }).attachments.map((a) => a.id);
+      expect(ids).toHaveLength(2);
+      for (const id of ids) expect((await small.cli("detach", "--id", id)).code).toBe(0);
+    } finally {
+      await small.cleanup();
+      await sb2.cleanup();
+    }
   });
 
   it("says how to start the daemon when it is not running", async () => {
