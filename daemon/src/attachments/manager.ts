@@ -117,6 +117,7 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
   private saveChain: Promise<void> = Promise.resolve();
   private queuedSave: Promise<void> | null = null;
   private stopped = false;
+  private soonTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly opts: ManagerOptions) {
     this.log = opts.logger.child({ component: "attachments" });
@@ -569,7 +570,7 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
       }
       for (const p of inserts) p.resolve();
     }
-    if (changed) this.persist().catch(() => undefined);
+    if (changed) this.persistSoon();
   }
 
   // ---------------------------------------------------------------- TTL garbage collection
@@ -634,11 +635,25 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
       removed += keys.size;
       this.log.debug({ attachmentId: rec.id, prefixes: keys.size }, "expired entries removed");
     }
-    if (removed > 0) this.persist().catch(() => undefined);
+    if (removed > 0) this.persistSoon();
     return removed;
   }
 
   // ---------------------------------------------------------------- persistence
+
+  /**
+   * For DNS-learned addresses and TTL collection: at most one snapshot per second, so a busy
+   * resolver does not rewrite the state file per answer. Losing the last second of these on a
+   * crash is harmless: their deadlines are in the kernel map, which enforces them on its own.
+   */
+  private persistSoon(): void {
+    if (this.soonTimer !== null || this.stopped) return;
+    this.soonTimer = setTimeout(() => {
+      this.soonTimer = null;
+      this.persist().catch(() => undefined);
+    }, PERSIST_SOON_MS);
+    this.soonTimer.unref();
+  }
 
   /** Saves a snapshot taken after this call; concurrent calls share one write. */
   persist(): Promise<void> {
@@ -682,6 +697,8 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
   async stop(): Promise<void> {
     if (this.gcTimer !== null) clearInterval(this.gcTimer);
     this.gcTimer = null;
+    if (this.soonTimer !== null) clearTimeout(this.soonTimer);
+    this.soonTimer = null;
     await this.queue.run(async () => {
       this.stopped = true;
       for (const rec of this.records.values()) {
@@ -742,6 +759,7 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
 }
 
 const RESTORE_CONCURRENCY = 32;
+const PERSIST_SOON_MS = 1000;
 
 /** Runs `fn` over `items` with at most `limit` in flight. */
 async function mapLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
