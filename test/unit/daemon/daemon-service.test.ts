@@ -211,6 +211,27 @@ describe("DaemonService over the unix socket (FakeFilter)", () => {
     await client.detach(b.id);
   });
 
+  it("CLI events prints one line per blocked packet and stops after --count", async () => {
+    const a = await client.attach({ target: { case: "cgroupPath", value: "w4" } });
+    const out: string[] = [];
+    const o = vi.spyOn(process.stdout, "write").mockImplementation((s) => (out.push(String(s)), true));
+    try {
+      const done = main(["node", "netfenced", "-s", socket, "events", "--id", a.id, "--count", "2"]);
+      const deadline = Date.now() + 10_000;
+      while (out.length < 2 && Date.now() < deadline) {
+        filter.sendPacket(a.id, "192.0.2.44", { port: 8443 });
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await done;
+    } finally {
+      o.mockRestore();
+    }
+    expect(out).toHaveLength(2);
+    expect(out[0]).toMatch(new RegExp(`^\\d{4}-\\d\\d-\\d\\dT.* ${a.id} blocked tcp 10\\.0\\.0\\.2:40000 -> 192\\.0\\.2\\.44:8443 not-in-allowlist\\n$`));
+    expect(process.exitCode).toBeUndefined();
+    await client.detach(a.id);
+  });
+
   it("refuses to take over a live socket, and removes a stale one", async () => {
     await expect(clearStaleSocket(socket)).rejects.toMatchObject({ code: "ALREADY_EXISTS" });
     // A crashed daemon: the socket file stays, nobody listens on it any more.
