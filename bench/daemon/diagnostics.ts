@@ -1,9 +1,11 @@
 import { execFile } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { readdir, rm } from "node:fs/promises";
+import { readFile, readdir, rm } from "node:fs/promises";
 import { promisify } from "node:util";
 import pino from "pino";
 import { KernelFilter } from "../../daemon/src/datapath/kernel-filter.js";
+import { FileStateStore } from "../../daemon/src/store/state-store.js";
+import type { StoreSnapshot } from "../../daemon/src/store/snapshot.js";
 import { Deadline } from "../lib/time-limit.js";
 import { summarize, type MsSummary } from "./summary.js";
 
@@ -162,5 +164,38 @@ export async function attachmentKernelMemory(pinRoot: string, ids: readonly stri
     sampled_attachments: ids.length,
     per_attachment_kib: Math.round((total / n / 1024) * 10) / 10,
     by_object_kib: Object.fromEntries(Object.entries(byObject).map(([k, v]) => [k, Math.round((v / n / 1024) * 10) / 10])),
+  };
+}
+
+export interface StateSaveCost {
+  readonly what: string;
+  readonly state_file_kib: number;
+  readonly save: MsSummary;
+}
+
+/**
+ * What one state-file write costs at the daemon's current size: the daemon's own state.json is
+ * loaded and saved again with the daemon's FileStateStore (stringify, write, fsync, rename,
+ * directory fsync) into a scratch directory on the same filesystem. An Attach waits for one.
+ */
+export async function stateSaveCost(stateFile: string, scratchDir: string, reps: number): Promise<StateSaveCost> {
+  const text = await readFile(stateFile, "utf8");
+  const snapshot = JSON.parse(text) as StoreSnapshot;
+  const store = new FileStateStore(scratchDir);
+  const ms: number[] = [];
+  try {
+    await store.load();
+    for (let i = 0; i < reps; i++) {
+      const t0 = performance.now();
+      await store.save(snapshot);
+      ms.push(performance.now() - t0);
+    }
+  } finally {
+    await rm(scratchDir, { recursive: true, force: true });
+  }
+  return {
+    what: "FileStateStore.save of the daemon's own state.json (JSON.stringify, write, fsync, rename, dir fsync) on the same filesystem",
+    state_file_kib: Math.round((Buffer.byteLength(text) / 1024) * 10) / 10,
+    save: summarize(ms),
   };
 }

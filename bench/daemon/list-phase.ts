@@ -19,6 +19,10 @@ export interface ListResult {
   readonly rpc_single_page_1000: MsSummary;
   readonly node_startup_baseline: MsSummary & { readonly what: string };
   readonly cli_version_baseline: MsSummary & { readonly what: string };
+  /** CPU time (user + system) of the same processes: what they cost without competition for the CPUs. */
+  readonly cpu_time: { readonly what: string; readonly cli_list_all_json: MsSummary; readonly cli_version: MsSummary; readonly node_e: MsSummary };
+  /** Same CLI, other output/paging: where the time between start-up and exit goes. */
+  readonly cli_variants: ReadonlyArray<MsSummary & { readonly args: string }>;
 }
 
 function timedProcess(cmd: string, args: readonly string[], timeoutMs = 30_000): Promise<{ ms: number; stdout: string; code: number }> {
@@ -42,7 +46,19 @@ function timedProcess(cmd: string, args: readonly string[], timeoutMs = 30_000):
   });
 }
 
-export async function listBench(opts: { cli: string; socket: string; expected: number; runs: number }): Promise<ListResult> {
+/**
+ * CPU time (user + system) of one run of `argv`, from bash's `times` for its children: unlike
+ * the wall time it does not grow when other work competes for the CPUs.
+ */
+async function childCpuMs(argv: readonly string[]): Promise<number> {
+  const r = await timedProcess("bash", ["-c", '"$@" >/dev/null || exit 1; times', "cpu-time", ...argv]);
+  const last = r.stdout.trim().split("\n").at(-1) ?? "";
+  const m = /^(\d+)m([\d.]+)s\s+(\d+)m([\d.]+)s$/.exec(last.trim());
+  if (m === null) throw new Error(`cannot parse bash times output "${last}"`);
+  return (Number(m[1]) * 60 + Number(m[2]) + Number(m[3]) * 60 + Number(m[4])) * 1000;
+}
+
+export async function listBench(opts: { cli: string; socket: string; expected: number; runs: number; cpuProfDir?: string | null }): Promise<ListResult> {
   const args = [opts.cli, "-s", opts.socket, "list", "--all", "--json"];
   const cliMs: number[] = [];
   let listed = -1;
@@ -59,6 +75,19 @@ export async function listBench(opts: { cli: string; socket: string; expected: n
   for (let i = 0; i < opts.runs; i++) nodeMs.push((await timedProcess(process.execPath, ["-e", ""])).ms);
   const versionMs: number[] = [];
   for (let i = 0; i < opts.runs; i++) versionMs.push((await timedProcess(process.execPath, [opts.cli, "--version"])).ms);
+  const variants: (MsSummary & { args: string })[] = [];
+  for (const extra of [["list", "--all"], ["list", "--all", "--json", "--page-size", "1000"], ["status"]]) {
+    const ms: number[] = [];
+    for (let i = 0; i < opts.runs; i++) ms.push((await timedProcess(process.execPath, [opts.cli, "-s", "SOCKET", ...extra].map((a) => (a === "SOCKET" ? opts.socket : a)))).ms);
+    variants.push({ args: extra.join(" "), ...summarize(ms) });
+  }
+  const cpu = { list: [] as number[], version: [] as number[], node: [] as number[] };
+  for (let i = 0; i < opts.runs; i++) {
+    cpu.list.push(await childCpuMs([process.execPath, ...args]));
+    cpu.version.push(await childCpuMs([process.execPath, opts.cli, "--version"]));
+    cpu.node.push(await childCpuMs([process.execPath, "-e", ""]));
+  }
+  if (opts.cpuProfDir) await timedProcess(process.execPath, ["--cpu-prof", "--cpu-prof-dir", opts.cpuProfDir, ...args]);
 
   const client = new DaemonClient(opts.socket);
   try {
@@ -85,6 +114,13 @@ export async function listBench(opts: { cli: string; socket: string; expected: n
       rpc_single_page_1000: summarize(page1000),
       node_startup_baseline: { what: 'node -e "" spawned and waited for (the fixed cost of any Node CLI run)', ...summarize(nodeMs) },
       cli_version_baseline: { what: "node dist/cli/src/index.js --version: the CLI's start-up and module loading, no RPC", ...summarize(versionMs) },
+      cli_variants: variants,
+      cpu_time: {
+        what: "user + system CPU time of the process (bash `times` for its children), same commands",
+        cli_list_all_json: summarize(cpu.list),
+        cli_version: summarize(cpu.version),
+        node_e: summarize(cpu.node),
+      },
     };
   } finally {
     client.close();

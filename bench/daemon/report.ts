@@ -136,6 +136,8 @@ function resultsSection(r: DaemonBenchResults): string {
   );
   if ("unavailable" in gp) out.push("", `(grace-period figure unavailable: ${gp.unavailable})`);
   else out.push(row([`kernel: one RCU grace period seen from user space (${gp.what.split(": ")[1] ?? ""})`, gp.grace_period.p50_ms, gp.grace_period.p99_ms, gp.grace_period.count]));
+  const ss = r.diagnostics.state_save_at_total;
+  out.push(row([`daemon: one state-file save at ${r.rss.attachments} attachments (${ss.state_file_kib} KiB; stringify + write + fsync + rename + dir fsync)`, ss.save.p50_ms, ss.save.p99_ms, ss.save.count]));
 
   const l = r.list_all;
   out.push(
@@ -149,6 +151,10 @@ function resultsSection(r: DaemonBenchResults): string {
     row(["raw RPC, connected client: one List of page_size 1000", l.rpc_single_page_1000.p50_ms, l.rpc_single_page_1000.max_ms, l.rpc_single_page_1000.count]),
     row([`baseline: \`node -e ""\` (starting Node at all)`, l.node_startup_baseline.p50_ms, l.node_startup_baseline.max_ms, l.node_startup_baseline.count]),
     row([`diagnostic: \`netfenced --version\` (the CLI's start-up and imports, no RPC)`, l.cli_version_baseline.p50_ms, l.cli_version_baseline.max_ms, l.cli_version_baseline.count]),
+    ...l.cli_variants.map((v) => row([`diagnostic: \`netfenced -s SOCKET ${v.args}\``, v.p50_ms, v.max_ms, v.count])),
+    "",
+    `CPU time (user + system) of the same processes, which unlike wall time does not grow with other load: \`list --all --json\` p50 ${l.cpu_time.cli_list_all_json.p50_ms} ms, ` +
+      `\`netfenced --version\` ${l.cpu_time.cli_version.p50_ms} ms, \`node -e ""\` ${l.cpu_time.node_e.p50_ms} ms.`,
   );
 
   const rss = r.rss;

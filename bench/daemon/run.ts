@@ -32,7 +32,18 @@ import { BenchDaemon, procStatus } from "./daemon-process.js";
 import { CgroupTargets, VethTargets } from "./bench-targets.js";
 import { Prober } from "./prober-client.js";
 import { attachConcurrently, attachSeries, detachAll, type AttachTarget, type ProbePlan, type VerifiedSample } from "./attach-phase.js";
-import { attachmentKernelMemory, filterAttachCost, gracePeriodCost, memInfo, type AttachmentKernelMemory, type FilterAttachCost, type GracePeriodCost, type MemInfo } from "./diagnostics.js";
+import {
+  attachmentKernelMemory,
+  filterAttachCost,
+  gracePeriodCost,
+  memInfo,
+  stateSaveCost,
+  type AttachmentKernelMemory,
+  type FilterAttachCost,
+  type GracePeriodCost,
+  type MemInfo,
+  type StateSaveCost,
+} from "./diagnostics.js";
 import { listBench, type ListResult } from "./list-phase.js";
 import { restartOnce, type RestartSample } from "./restart-phase.js";
 import { bpftoolCgroupBaseline, tcInterfaceBaseline, type BaselineRun } from "./bpftool-baseline.js";
@@ -74,10 +85,12 @@ interface Args {
   readme: string | null;
   /** Copy the daemon's JSON log here before the temp dir goes (debugging). */
   keepLog: string | null;
+  /** Write a V8 CPU profile of one `list --all --json` CLI run into this directory (debugging). */
+  cpuProfDir: string | null;
 }
 
 function parseArgs(argv: readonly string[], root: string): Args {
-  const a: Args = { quick: false, out: path.join(root, "bench", "results", "daemon.json"), readme: path.join(root, "bench", "daemon", "README.md"), keepLog: null };
+  const a: Args = { quick: false, out: path.join(root, "bench", "results", "daemon.json"), readme: path.join(root, "bench", "daemon", "README.md"), keepLog: null, cpuProfDir: null };
   let outGiven = false;
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i];
@@ -87,7 +100,8 @@ function parseArgs(argv: readonly string[], root: string): Args {
       outGiven = true;
     } else if (v === "--no-readme") a.readme = null;
     else if (v === "--keep-log") a.keepLog = path.resolve(argv[++i] ?? "");
-    else throw new Error(`unknown argument "${v}" (use --quick, --out FILE, --no-readme, --keep-log FILE)`);
+    else if (v === "--cpu-prof-cli") a.cpuProfDir = path.resolve(argv[++i] ?? "");
+    else throw new Error(`unknown argument "${v}" (use --quick, --out FILE, --no-readme, --keep-log FILE, --cpu-prof-cli DIR)`);
   }
   if (a.quick) {
     // A quick run is a smoke test: it never overwrites the committed results unless told to.
@@ -156,6 +170,7 @@ export interface DaemonBenchResults {
   readonly diagnostics: {
     readonly filter_only: FilterAttachCost;
     readonly rcu: GracePeriodCost | { readonly unavailable: string };
+    readonly state_save_at_total: StateSaveCost;
   };
   readonly restart: {
     readonly attachments: number;
@@ -440,13 +455,15 @@ async function main(): Promise<void> {
         const loaderRss = loaderPid === undefined ? null : kibToMib(procStatus(loaderPid).vmRssKiB);
         const atScaleMs = atScale.samples.map((s) => s.ms);
         const bpfMem = await attachmentKernelMemory(pinRoot, [allIds[0]!, allIds[Math.floor(reached / 2)]!, allIds[reached - 1]!]);
+        const stateSave = await stateSaveCost(path.join(d.dataDir, "state.json"), path.join(tmpDir, "save-diagnostic"), 7);
+        log(`state file ${stateSave.state_file_kib} KiB, one save p50 ${stateSave.save.p50_ms} ms`);
         log(
           `${reached} attachments: at-scale p50 ${atScaleMs.length ? summarize(atScaleMs).p50_ms : "—"} ms; RSS ${kibToMib(rssTotal.vmRssKiB)} MiB (HWM ${kibToMib(rssTotal.vmHwmKiB)}), loader ${loaderRss} MiB; ` +
             `BPF objects ${bpfMem.per_attachment_kib} KiB per attachment; VmallocUsed +${kibToMib(memTotal.vmallocUsedKiB - memBefore.vmallocUsedKiB)} MiB, MemAvailable ${kibToMib(memTotal.memAvailableKiB)} MiB`,
         );
 
         // ------------------------------------------------------------------ list --all
-        const list = await listBench({ cli, socket: d.socket, expected: reached, runs: sizes.listRuns });
+        const list = await listBench({ cli, socket: d.socket, expected: reached, runs: sizes.listRuns, cpuProfDir: args.cpuProfDir });
         log(`list --all: CLI p50 ${list.cli_wall.p50_ms} ms (node -e "" p50 ${list.node_startup_baseline.p50_ms} ms), RPC all pages ${list.rpc_list_all_page_100.p50_ms} ms, one page of 1000 ${list.rpc_single_page_1000.p50_ms} ms`);
 
         // ------------------------------------------------------------------ restarts
@@ -544,7 +561,7 @@ async function main(): Promise<void> {
             mem_available_at_total_mib: kibToMib(memTotal.memAvailableKiB),
             mem_floor_mib: kibToMib(MEM_FLOOR_KIB),
           },
-          diagnostics: { filter_only: filterOnly, rcu },
+          diagnostics: { filter_only: filterOnly, rcu, state_save_at_total: stateSave },
           restart: {
             attachments: reached,
             cold_start_0_attachments_ms: round(coldStartMs, 1),
@@ -585,7 +602,18 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err: unknown) => {
+/** `--render [FILE]`: re-renders the README's results section from a results JSON (no measurement). */
+async function render(argv: readonly string[]): Promise<void> {
+  const root = projectRoot();
+  const file = argv[0] !== undefined ? path.resolve(argv[0]) : path.join(root, "bench", "results", "daemon.json");
+  const readme = path.join(root, "bench", "daemon", "README.md");
+  const results = JSON.parse(await readFile(file, "utf8")) as DaemonBenchResults;
+  await writeFile(readme, renderMarkdown(await readFile(readme, "utf8").catch(() => ""), results));
+  process.stderr.write(`results section of ${readme} rendered from ${file}\n`);
+}
+
+const argv = process.argv.slice(2);
+(argv[0] === "--render" ? render(argv.slice(1)) : main()).catch((err: unknown) => {
   process.stderr.write(`bench/daemon failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   process.exit(1);
 });
