@@ -242,6 +242,15 @@ const PROTOCOLS: Record<string, number> = { any: 0, tcp: 6, udp: 17 };
 /** `protected`: a list of {cidr, protocol?: tcp|udp|any, port?}. */
 export function parseProtected(key: string, v: unknown, p: Problems): ProtectedEntry[] {
   if (v === undefined || v === null || v === "") return [];
+  if (typeof v === "string") {
+    // Environment form: JSON, e.g. NETFENCE_PROTECTED='[{"cidr":"192.0.2.10/32","protocol":"tcp","port":22}]'
+    try {
+      v = JSON.parse(v) as unknown;
+    } catch {
+      p.push(`${key}: expected a JSON list of {cidr, protocol, port}`);
+      return [];
+    }
+  }
   if (!Array.isArray(v)) {
     p.push(`${key}: expected a list of {cidr, protocol, port}`);
     return [];

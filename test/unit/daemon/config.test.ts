@@ -72,6 +72,12 @@ describe("loadConfig", () => {
     expect(c.controlPlane.subscribeAckTimeoutMs).toBe(2000);
   });
 
+  it("accepts protected entries as JSON in the environment", () => {
+    const c = loadConfig({ env: { NETFENCE_PROTECTED: '[{"cidr":"192.0.2.10/32","protocol":"udp","port":53},{"cidr":"2001:db8::/64"}]' } });
+    expect(c.protected.map((e) => [formatCidr(e.cidr), e.protocol, e.port])).toEqual([["192.0.2.10/32", 17, 53], ["2001:db8::/64", 0, 0]]);
+    expect(() => loadConfig({ env: { NETFENCE_PROTECTED: "10.0.0.0/8" } })).toThrow("protected: expected a JSON list");
+  });
+
   it("reports every problem at once, each naming its key", () => {
     let err: unknown;
     try {
