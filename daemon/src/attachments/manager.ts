@@ -2,8 +2,8 @@ import { randomBytes } from "node:crypto";
 import net from "node:net";
 import type { Logger } from "pino";
 import { NetfenceError, isNetfenceError } from "../errors.js";
-import { formatCidr, parseCidr, type Cidr } from "../policy/cidr.js";
-import type { AttachMethod, Filter, FilterCounters, FilterEntry, TargetSpec } from "../datapath/filter.js";
+import { parseCidr } from "../policy/cidr.js";
+import type { Filter, FilterCounters, TargetSpec } from "../datapath/filter.js";
 import type { AttachmentPolicy, PolicyCommand } from "../policy/policy.js";
 import type { ControlPlaneHost } from "../control-plane/control-plane-host.js";
 import type { ResolvedAddress, ResolvedAllower } from "../dns/resolved-allower.js";
@@ -11,10 +11,15 @@ import type { AttachmentStatsView, AttachmentView } from "./attachment-view.js";
 import type { PolicySource } from "./policy-source.js";
 import type { DnsServerFactory, DnsServerHandle } from "./dns-server-factory.js";
 import { OpQueue } from "./op-queue.js";
-import { PolicyState, type PrefixRules } from "./policy-state.js";
+import { PolicyState } from "./policy-state.js";
 import { LearnedAddresses } from "./learned-addresses.js";
 import { planCommand, type KernelOp } from "./command-plan.js";
-import { interfaceIndex, isCgroupDir, resolveTarget, type TargetRequest } from "./target.js";
+import { planExpiry } from "./expiry-plan.js";
+import { planLearned } from "./learned-plan.js";
+import { lowestFreePort, lowestFreeSlot } from "./allocation.js";
+import { recordToStored, recordView, type AttachmentRecord } from "./attachment-record.js";
+import { SnapshotWriter } from "./snapshot-writer.js";
+import { interfaceIndex, resolveTarget, targetAlive, targetKey, type TargetRequest } from "./target.js";
 import type { StateStore } from "../store/state-store.js";
 import { loadPolicy, type StoreSnapshot, type StoredAttachment } from "../store/snapshot.js";
 import { randomDaemonId } from "../store/daemon-id.js";
@@ -66,24 +71,6 @@ export interface WatchedTarget {
   readonly ifindex: number;
 }
 
-interface Record_ {
-  readonly id: string;
-  readonly slot: number;
-  readonly target: TargetSpec;
-  readonly key: string;
-  readonly targetText: string;
-  readonly dnsPort: number;
-  readonly dnsAddress: string;
-  readonly metadata: Readonly<Record<string, string>>;
-  readonly attachedAtMs: number;
-  readonly method: AttachMethod;
-  readonly ifindex: number;
-  readonly state: PolicyState;
-  dns: DnsServerHandle | null;
-  /** Persisted form; null when the state changed since it was built. */
-  stored: StoredAttachment | null;
-}
-
 interface Reservation {
   readonly id: string;
   readonly slot: number;
@@ -104,7 +91,7 @@ interface PendingInsert {
 
 export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
   private readonly queue = new OpQueue();
-  private readonly records = new Map<string, Record_>();
+  private readonly records = new Map<string, AttachmentRecord>();
   private readonly reservations = new Map<string, Reservation>();
   private readonly unadopted = new Map<string, StoredAttachment>();
   private readonly log: Logger;
@@ -114,15 +101,14 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
   private gcTimer: NodeJS.Timeout | null = null;
   private gcQueued = false;
   private pendingInserts: PendingInsert[] = [];
-  private saveChain: Promise<void> = Promise.resolve();
-  private queuedSave: Promise<void> | null = null;
+  private readonly writer: SnapshotWriter;
   private stopped = false;
-  private soonTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly opts: ManagerOptions) {
     this.log = opts.logger.child({ component: "attachments" });
     this.now = opts.now ?? Date.now;
     this.newId = opts.newId ?? (() => `nf-${randomBytes(6).toString("hex")}`);
+    this.writer = new SnapshotWriter(opts.store, () => this.snapshot(), this.log);
   }
 
   get daemonId(): string {
@@ -170,7 +156,7 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
     });
     await mapLimit(candidates, RESTORE_CONCURRENCY, async (stored) => {
       const alog = this.log.child({ attachmentId: stored.id });
-      let rec: Record_;
+      let rec: AttachmentRecord;
       try {
         const adopted = await this.opts.filter.adopt(stored.id);
         const policy = loadPolicy(stored.policy);
@@ -272,7 +258,7 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
         throw err;
       }
       alog.info({ target: rec.targetText, type: rec.target.kind, method: rec.method, dnsAddress: rec.dnsAddress }, "attached");
-      return this.view(rec);
+      return recordView(rec);
     } catch (err) {
       alog.warn({ err, target: target.text }, "attach failed; rolled back");
       if (subscribed) this.opts.policySource.unsubscribed(r.id, "error", err instanceof Error ? err.message : String(err));
@@ -283,7 +269,7 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
     }
   }
 
-  private async install(r: Reservation, spec: TargetSpec, text: string, view: AttachmentView, policy: AttachmentPolicy): Promise<Record_> {
+  private async install(r: Reservation, spec: TargetSpec, text: string, view: AttachmentView, policy: AttachmentPolicy): Promise<AttachmentRecord> {
     this.assertRunning();
     // The target may have vanished while the control plane was answering.
     const ifindex = spec.kind === "interface" ? interfaceIndex(spec.name) : 0;
@@ -301,7 +287,7 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
       },
       state.compile(this.now()),
     );
-    const rec: Record_ = {
+    const rec: AttachmentRecord = {
       id: r.id,
       slot: r.slot,
       target: spec,
@@ -329,7 +315,7 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
     return rec;
   }
 
-  private startDns(rec: Record_): Promise<DnsServerHandle> {
+  private startDns(rec: AttachmentRecord): Promise<DnsServerHandle> {
     return this.opts.dnsServers.start(rec.id, { host: this.opts.dns.listenAddr, port: rec.dnsPort }, () => rec.state.dns);
   }
 
@@ -378,12 +364,12 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
   get(id: string): AttachmentView {
     const rec = this.records.get(id);
     if (rec === undefined) throw new NetfenceError("NOT_FOUND", `no attachment with id "${id}"`, { details: { id } });
-    return this.view(rec);
+    return recordView(rec);
   }
 
   /** All live attachments, oldest first (stable order for paging). */
   list(): AttachmentView[] {
-    return [...this.records.values()].sort((a, b) => a.attachedAtMs - b.attachedAtMs || (a.id < b.id ? -1 : 1)).map((r) => this.view(r));
+    return [...this.records.values()].sort((a, b) => a.attachedAtMs - b.attachedAtMs || (a.id < b.id ? -1 : 1)).map((r) => recordView(r));
   }
 
   get size(): number {
@@ -442,20 +428,6 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
 
   async stats(): Promise<readonly AttachmentStatsView[]> {
     return this.statsFor([...this.records.keys()]);
-  }
-
-  private view(rec: Record_): AttachmentView {
-    return {
-      id: rec.id,
-      target: rec.targetText,
-      type: rec.target.kind,
-      mode: rec.state.mode,
-      dnsMode: rec.state.dns.mode,
-      dnsAddress: rec.dnsAddress,
-      metadata: rec.metadata,
-      attachedAtMs: rec.attachedAtMs,
-      method: rec.method,
-    };
   }
 
   // ---------------------------------------------------------------- commands
@@ -528,49 +500,19 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
     let changed = false;
     for (const [id, inserts] of byId) {
       const rec = this.records.get(id)!;
-      const additions: { name: string; cidr: Cidr; key: string; expiresAtMs: number }[] = [];
-      for (const p of inserts) {
-        const ttl = p.ttlSeconds > 0 ? p.ttlSeconds : this.opts.dns.minTtlSeconds;
-        const deadline = now + ttl * 1000;
-        for (const a of p.addresses) {
-          let cidr: Cidr;
-          try {
-            cidr = parseCidr(a.address);
-          } catch {
-            continue;
-          }
-          additions.push({ name: p.name, cidr, key: formatCidr(cidr), expiresAtMs: deadline });
-        }
-      }
-      // Skip the kernel when the live entry already allows the address long enough (half its TTL).
-      const upserts = new Map<string, FilterEntry>();
-      for (const a of additions) {
-        const current = rec.state.entryFor(a.key, a.cidr, now);
-        const slack = (a.expiresAtMs - now) / 2;
-        if (current !== null && current.allow && (current.expiresAtMs === null || current.expiresAtMs >= a.expiresAtMs - slack)) continue;
-        const learned = [...rec.state.learned.forPrefix(a.key), { name: a.name, cidr: a.cidr, expiresAtMs: a.expiresAtMs }];
-        const entry = rec.state.entryFor(a.key, a.cidr, now, { learned });
-        if (entry !== null) upserts.set(a.key, entry);
-      }
+      const plan = planLearned(rec.state, inserts, now, this.opts.dns.minTtlSeconds);
       try {
-        if (upserts.size > 0) await this.opts.filter.upsertEntries(id, [...upserts.values()]);
+        if (plan.upserts.length > 0) await this.opts.filter.upsertEntries(id, plan.upserts);
       } catch (err) {
         for (const p of inserts) p.reject(err);
         continue;
       }
-      for (const a of additions) {
-        const existing = rec.state.learned.forPrefix(a.key).find((l) => l.name === a.name);
-        // A skipped address keeps the deadline the kernel has, so memory never outlives the map.
-        const kernelEntry = upserts.get(a.key) ?? rec.state.entryFor(a.key, a.cidr, now);
-        const deadline = upserts.has(a.key) ? a.expiresAtMs : Math.min(a.expiresAtMs, kernelEntry?.expiresAtMs ?? a.expiresAtMs);
-        rec.state.learned.add(a.name, a.cidr, Math.max(deadline, existing?.expiresAtMs ?? 0));
-        rec.state.noteDeadline(deadline);
-        rec.stored = null;
-        changed = true;
-      }
+      plan.commit();
+      rec.stored = null;
+      changed = true;
       for (const p of inserts) p.resolve();
     }
-    if (changed) this.persistSoon();
+    if (changed) this.writer.saveSoon();
   }
 
   // ---------------------------------------------------------------- TTL garbage collection
@@ -591,114 +533,43 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
     const now = this.now();
     let removed = 0;
     for (const rec of this.records.values()) {
-      const st = rec.state;
-      if (st.nextExpiryMs > now) continue;
-      const newRules = new Map<string, PrefixRules | null>();
-      for (const [key, r] of st.rules) {
-        const allowDead = r.allow !== null && r.allow.expiresAtMs !== null && r.allow.expiresAtMs <= now;
-        const denyDead = r.deny !== null && r.deny.expiresAtMs !== null && r.deny.expiresAtMs <= now;
-        if (!allowDead && !denyDead) continue;
-        const allow = allowDead ? null : r.allow;
-        const deny = denyDead ? null : r.deny;
-        newRules.set(key, allow === null && deny === null ? null : { cidr: r.cidr, allow, deny });
-      }
-      const expiredLearned = st.learned.expired(now);
-      if (newRules.size === 0 && expiredLearned.length === 0) {
-        st.recomputeNextExpiry();
-        continue;
-      }
-      const keys = new Set<string>([...newRules.keys(), ...expiredLearned.map((l) => formatCidr(l.cidr))]);
-      const upserts: FilterEntry[] = [];
-      const deletes: Cidr[] = [];
-      for (const key of keys) {
-        const cidr = st.rules.get(key)?.cidr ?? parseCidr(key);
-        const rules = newRules.has(key) ? newRules.get(key)! : undefined;
-        const entry = st.entryFor(key, cidr, now, rules === undefined ? {} : { rules });
-        if (entry === null) deletes.push(cidr);
-        else upserts.push(entry);
-      }
+      const plan = planExpiry(rec.state, now);
+      if (plan === null) continue;
       try {
         // Expired entries are already ignored by the kernel, so two separate calls are safe here.
-        if (deletes.length > 0) await this.opts.filter.deleteEntries(rec.id, deletes);
-        if (upserts.length > 0) await this.opts.filter.upsertEntries(rec.id, upserts);
+        if (plan.deletes.length > 0) await this.opts.filter.deleteEntries(rec.id, plan.deletes);
+        if (plan.upserts.length > 0) await this.opts.filter.upsertEntries(rec.id, plan.upserts);
       } catch (err) {
         this.log.warn({ attachmentId: rec.id, err }, "expired entries could not be removed; retrying");
         continue;
       }
-      for (const [key, r] of newRules) {
-        if (r === null) st.rules.delete(key);
-        else st.rules.set(key, r);
-      }
-      for (const l of expiredLearned) st.learned.remove(l.name, formatCidr(l.cidr));
+      plan.commit();
       rec.stored = null;
-      st.recomputeNextExpiry();
-      removed += keys.size;
-      this.log.debug({ attachmentId: rec.id, prefixes: keys.size }, "expired entries removed");
+      removed += plan.count;
+      this.log.debug({ attachmentId: rec.id, prefixes: plan.count }, "expired entries removed");
     }
-    if (removed > 0) this.persistSoon();
+    if (removed > 0) this.writer.saveSoon();
     return removed;
   }
 
   // ---------------------------------------------------------------- persistence
 
-  /**
-   * For DNS-learned addresses and TTL collection: at most one snapshot per second, so a busy
-   * resolver does not rewrite the state file per answer. Losing the last second of these on a
-   * crash is harmless: their deadlines are in the kernel map, which enforces them on its own.
-   */
-  private persistSoon(): void {
-    if (this.soonTimer !== null || this.stopped) return;
-    this.soonTimer = setTimeout(() => {
-      this.soonTimer = null;
-      this.persist().catch(() => undefined);
-    }, PERSIST_SOON_MS);
-    this.soonTimer.unref();
-  }
-
-  /** Saves a snapshot taken after this call; concurrent calls share one write. */
+  /** Resolves once a snapshot taken after this call is durable (writes are coalesced). */
   persist(): Promise<void> {
-    if (this.queuedSave !== null) return this.queuedSave;
-    // Wait one macrotask so a burst of changes (10k commands) shares one write.
-    const p = this.saveChain.then(() => new Promise<void>((r) => setImmediate(r))).then(() => {
-      this.queuedSave = null;
-      return this.opts.store.save(this.snapshot());
-    });
-    this.queuedSave = p;
-    this.saveChain = p.catch((err: unknown) => {
-      this.log.error({ err }, "state store write failed");
-    });
-    return p;
+    return this.writer.save();
   }
 
   snapshot(): StoreSnapshot {
-    const attachments = [...this.records.values()].map((r) => (r.stored ??= this.toStored(r)));
+    const attachments = [...this.records.values()].map((r) => (r.stored ??= recordToStored(r)));
     attachments.push(...this.unadopted.values());
     return { version: 1, daemonId: this.daemonIdValue, attachments };
-  }
-
-  private toStored(r: Record_): StoredAttachment {
-    const { policy, learned } = r.state.toStored();
-    return {
-      id: r.id,
-      slot: r.slot,
-      target: r.target,
-      targetText: r.targetText,
-      dnsPort: r.dnsPort,
-      metadata: r.metadata,
-      attachedAtMs: r.attachedAtMs,
-      method: r.method,
-      ifindex: r.ifindex,
-      policy,
-      learned,
-    };
   }
 
   /** Stops timers and DNS servers after the queue drains; pinned filters keep enforcing. */
   async stop(): Promise<void> {
     if (this.gcTimer !== null) clearInterval(this.gcTimer);
     this.gcTimer = null;
-    if (this.soonTimer !== null) clearTimeout(this.soonTimer);
-    this.soonTimer = null;
+    this.writer.stop();
     await this.queue.run(async () => {
       this.stopped = true;
       for (const rec of this.records.values()) {
@@ -734,9 +605,7 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
     for (const r of this.records.values()) used.add(r.slot);
     for (const r of this.reservations.values()) used.add(r.slot);
     for (const r of this.unadopted.values()) used.add(r.slot);
-    let slot = 1;
-    while (used.has(slot)) slot++;
-    return slot;
+    return lowestFreeSlot(used);
   }
 
   private freePort(): number {
@@ -744,12 +613,7 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
     for (const r of this.records.values()) used.add(r.dnsPort);
     for (const r of this.reservations.values()) used.add(r.port);
     for (const r of this.unadopted.values()) used.add(r.dnsPort);
-    for (let p = this.opts.dns.portMin; p <= this.opts.dns.portMax; p++) if (!used.has(p)) return p;
-    throw new NetfenceError(
-      "RESOURCE_EXHAUSTED",
-      `no free DNS port in ${this.opts.dns.portMin}-${this.opts.dns.portMax} (${used.size} attachments); widen dns.port_min/dns.port_max`,
-      { details: { portMin: this.opts.dns.portMin, portMax: this.opts.dns.portMax } },
-    );
+    return lowestFreePort(used, this.opts.dns.portMin, this.opts.dns.portMax);
   }
 
   private dnsAddress(port: number): string {
@@ -759,7 +623,6 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
 }
 
 const RESTORE_CONCURRENCY = 32;
-const PERSIST_SOON_MS = 1000;
 
 /** Runs `fn` over `items` with at most `limit` in flight. */
 async function mapLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
@@ -768,17 +631,4 @@ async function mapLimit<T>(items: readonly T[], limit: number, fn: (item: T) => 
     while (next < items.length) await fn(items[next++]!);
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-}
-
-function targetKey(t: TargetSpec): string {
-  return t.kind === "interface" ? `if:${t.name}:${t.direction}` : `cg:${t.path}`;
-}
-
-/** Interface still there with the same ifindex (a re-created one has lost our filter), or cgroup dir still there. */
-export function targetAlive(t: TargetSpec, ifindex: number): boolean {
-  if (t.kind === "interface") {
-    const now = interfaceIndex(t.name);
-    return now !== null && (ifindex === 0 || now === ifindex);
-  }
-  return isCgroupDir(t.path);
 }

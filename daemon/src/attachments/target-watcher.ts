@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import type { WatchedTarget } from "./manager.js";
-import { targetAlive } from "./manager.js";
+import { targetAlive } from "./target.js";
 
 /**
  * Notices that an attached interface or cgroup vanished (veth deleted with its namespace,

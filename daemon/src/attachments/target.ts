@@ -59,7 +59,8 @@ export function resolveTarget(req: TargetRequest, cgroupRoot: string | null): Re
     if (interfaceIndex(name) === null) {
       throw new NetfenceError("NOT_FOUND", `interface "${name}" does not exist`, { details: { interface: name } });
     }
-    return { spec: { kind: "interface", name, direction: req.direction }, key: `if:${name}:${req.direction}`, text: name };
+    const spec: TargetSpec = { kind: "interface", name, direction: req.direction };
+    return { spec, key: targetKey(spec), text: name };
   }
   const given = req.path;
   if (given.trim() === "" || given.includes("\0")) throw invalidArgument("cgroup path is empty");
@@ -82,9 +83,24 @@ export function resolveTarget(req: TargetRequest, cgroupRoot: string | null): Re
   if (!statSync(real).isDirectory() || !isCgroupDir(real)) {
     throw invalidArgument(`"${given}" is not a cgroup v2 directory`, { cgroup: given });
   }
-  return { spec: { kind: "cgroup", path: real }, key: `cg:${real}`, text: given };
+  const spec: TargetSpec = { kind: "cgroup", path: real };
+  return { spec, key: targetKey(spec), text: given };
 }
 
 function within(root: string, p: string): boolean {
   return p === root || p.startsWith(root.endsWith("/") ? root : `${root}/`);
+}
+
+/** Identity of a target, to refuse a second attach on it. */
+export function targetKey(t: TargetSpec): string {
+  return t.kind === "interface" ? `if:${t.name}:${t.direction}` : `cg:${t.path}`;
+}
+
+/** Interface still there with the same ifindex (a re-created one has lost our filter), or cgroup dir still there. */
+export function targetAlive(t: TargetSpec, ifindex: number): boolean {
+  if (t.kind === "interface") {
+    const now = interfaceIndex(t.name);
+    return now !== null && (ifindex === 0 || now === ifindex);
+  }
+  return isCgroupDir(t.path);
 }

@@ -1,0 +1,58 @@
+import type { AttachMethod, TargetSpec } from "../datapath/filter.js";
+import type { StoredAttachment } from "../store/snapshot.js";
+import type { AttachmentView } from "./attachment-view.js";
+import type { DnsServerHandle } from "./dns-server-factory.js";
+import type { PolicyState } from "./policy-state.js";
+
+/** One live attachment as the manager keeps it (the manager is its only writer). */
+export interface AttachmentRecord {
+  readonly id: string;
+  readonly slot: number;
+  readonly target: TargetSpec;
+  /** Identity of the target (see target.ts `targetKey`), to refuse a second attach. */
+  readonly key: string;
+  /** The target as the caller gave it. */
+  readonly targetText: string;
+  readonly dnsPort: number;
+  readonly dnsAddress: string;
+  readonly metadata: Readonly<Record<string, string>>;
+  readonly attachedAtMs: number;
+  readonly method: AttachMethod;
+  /** ifindex at attach time (a re-created interface has another one); 0 for cgroups. */
+  readonly ifindex: number;
+  readonly state: PolicyState;
+  dns: DnsServerHandle | null;
+  /** Persisted form; null when the state changed since it was built. */
+  stored: StoredAttachment | null;
+}
+
+export function recordView(rec: AttachmentRecord): AttachmentView {
+  return {
+    id: rec.id,
+    target: rec.targetText,
+    type: rec.target.kind,
+    mode: rec.state.mode,
+    dnsMode: rec.state.dns.mode,
+    dnsAddress: rec.dnsAddress,
+    metadata: rec.metadata,
+    attachedAtMs: rec.attachedAtMs,
+    method: rec.method,
+  };
+}
+
+export function recordToStored(rec: AttachmentRecord): StoredAttachment {
+  const { policy, learned } = rec.state.toStored();
+  return {
+    id: rec.id,
+    slot: rec.slot,
+    target: rec.target,
+    targetText: rec.targetText,
+    dnsPort: rec.dnsPort,
+    metadata: rec.metadata,
+    attachedAtMs: rec.attachedAtMs,
+    method: rec.method,
+    ifindex: rec.ifindex,
+    policy,
+    learned,
+  };
+}
