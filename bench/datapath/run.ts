@@ -78,9 +78,11 @@ export interface DatapathResults {
   readonly targets: TargetCheck[];
 }
 
-async function toolVersions(): Promise<Record<string, string>> {
+async function toolVersions(root: string): Promise<Record<string, string>> {
   const first = async (cmd: string, args: string[]) => (await sh(cmd, args, { allowFail: true })).stdout.split("\n")[0]?.trim() ?? "";
+  const dirty = (await sh("git", ["-C", root, "status", "--porcelain", "--", "bpf", "daemon/src/datapath"], { allowFail: true })).stdout.trim() !== "";
   return {
+    datapath_revision: `${await first("git", ["-C", root, "log", "-1", "--format=%h %s", "--", "bpf", "daemon/src/datapath"])}${dirty ? " (+ uncommitted changes)" : ""}`,
     clang: await first("clang", ["--version"]),
     bpftool: await first("bpftool", ["version"]),
     iperf3: await first("iperf3", ["--version"]),
@@ -172,13 +174,13 @@ async function main(): Promise<void> {
         await f.detach(id);
       }
       if (args.only.has("throughput")) {
-        out.throughput = await throughputBench({ sandbox: sb, net, filter: f, attachmentId: "bench-tput", slot: 999, tag: sb.tag, tmpDir, quick: args.quick, log });
+        out.throughput = await throughputBench({ sandbox: sb, net, filter: f, attachmentId: "bench-tput", slot: 999, tag: sb.tag, tmpDir, buildDir, quick: args.quick, log });
       }
 
       const results: DatapathResults = {
         benchmark: "datapath",
         machine,
-        tools: await toolVersions(),
+        tools: await toolVersions(root),
         units: {
           _ns: "nanoseconds",
           _us: "microseconds",

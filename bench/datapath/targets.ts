@@ -20,7 +20,8 @@ interface Parts {
   readonly inserts?: InsertResult;
 }
 
-const fmt = (x: number, unit: string) => `${Number.isInteger(x) ? x : x.toFixed(2)} ${unit}`;
+/** Enough digits that a figure just over a limit never prints as the limit itself. */
+const fmt = (x: number, unit: string) => `${Number.isInteger(x) ? x : Math.abs(x) < 10 ? Number(x.toFixed(3)) : Number(x.toFixed(2))} ${unit}`;
 
 export function evaluateTargets(p: Parts): TargetCheck[] {
   const out: TargetCheck[] = [];
@@ -75,7 +76,8 @@ export function evaluateTargets(p: Parts): TargetCheck[] {
     check("single insert round trip TS → loader → kernel, p50", "p50 ≤ 50 µs", p.inserts.single_insert.p50_us, 50, "µs");
     check("batched insert of 10k /32 entries, per entry", "≤ 2 µs per entry", p.inserts.batch_insert_hosts.per_entry_us, 2, "µs");
     check("batched insert of 10k prefixes, per entry", "≤ 2 µs per entry", p.inserts.batch_insert_prefixes.per_entry_us, 2, "µs");
-    check("atomic replace of 10k entries, p50", "≤ 20 ms", p.inserts.replace_10k.p50_ms, 20, "ms");
+    check("atomic replace of 10k entries (half /32, half prefixes), p50", "≤ 20 ms", p.inserts.replace_10k.p50_ms, 20, "ms");
+    if (p.inserts.replace_10k_hosts) check("atomic replace of 10k /32 entries, p50", "≤ 20 ms", p.inserts.replace_10k_hosts.p50_ms, 20, "ms");
   }
   return out;
 }

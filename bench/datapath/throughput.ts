@@ -14,6 +14,8 @@ import { makeEntrySet } from "./entry-sets.js";
  *   workload netns ──veth──▶ host-side veth (root ns) ──bridge──▶ veth ──▶ server netns
  *
  *   none      no filter anywhere
+ *   noop-tc   control: bench/datapath/noop.bpf.c on the same veth ingress (tc clsact, direct-action),
+ *             i.e. the cost of having any TC program on the path
  *   netfence  netfence_tc on the host-side veth's ingress (KernelFilter.attach), allowlist of 10k CIDRs
  *   nftables  the same 10k CIDRs as an nftables interval set, in the WORKLOAD netns's output hook
  *             (table inet nfbench_<tag>, policy drop, `ip daddr @allow4 accept`)
@@ -33,12 +35,15 @@ export interface ThroughputOptions {
   readonly slot: number;
   readonly tag: string;
   readonly tmpDir: string;
+  readonly buildDir: string;
   readonly quick: boolean;
   readonly log: (msg: string) => void;
 }
 
-type Variant = "none" | "netfence" | "nftables" | "iptables";
-const VARIANTS: readonly Variant[] = ["none", "netfence", "nftables", "iptables"];
+type Variant = "none" | "noop-tc" | "netfence" | "nftables" | "iptables";
+const VARIANTS: readonly Variant[] = ["none", "noop-tc", "netfence", "nftables", "iptables"];
+/** Variants that filter (and must block an unlisted destination); noop-tc is a control for the hook itself. */
+const FILTERING: ReadonlySet<Variant> = new Set(["netfence", "nftables", "iptables"]);
 
 export interface VariantFigures {
   readonly variant: Variant;
@@ -114,6 +119,10 @@ export async function throughputBench(o: ThroughputOptions): Promise<ThroughputR
 
   const setup: Record<Variant, () => Promise<void>> = {
     none: async () => undefined,
+    "noop-tc": async () => {
+      await sh("tc", ["qdisc", "add", "dev", net.hostIf, "clsact"]);
+      await sh("tc", ["filter", "add", "dev", net.hostIf, "ingress", "bpf", "direct-action", "object-file", path.join(o.buildDir, "noop.bpf.o"), "section", "tc"]);
+    },
     netfence: async () => {
       await o.filter.attach(
         { id: o.attachmentId, slot: o.slot, target: { kind: "interface", name: net.hostIf, direction: "ingress" }, dns: { ipv4: null, ipv6: null, port: 0 } },
@@ -125,6 +134,7 @@ export async function throughputBench(o: ThroughputOptions): Promise<ThroughputR
   };
   const teardown: Record<Variant, () => Promise<void>> = {
     none: async () => undefined,
+    "noop-tc": async () => void (await sh("tc", ["qdisc", "del", "dev", net.hostIf, "clsact"])),
     netfence: async () => o.filter.detach(o.attachmentId),
     nftables: async () => void (await inW(["nft", "delete", "table", "inet", table])),
     iptables: async () => {
@@ -146,12 +156,16 @@ export async function throughputBench(o: ThroughputOptions): Promise<ThroughputR
   await inW(["ping", "-n", "-c", "3", "-i", "0.2", "-W", "1", server], 10_000);
 
   const profiles: Profile[] = [
-    { name: "default", rounds: o.quick ? 1 : 7, seconds: o.quick ? 1 : 2, ping: true },
-    { name: "mtu-segments", rounds: o.quick ? 1 : 3, seconds: o.quick ? 1 : 2, ping: false },
+    { name: "default", rounds: o.quick ? 1 : 6, seconds: o.quick ? 1 : 2, ping: true },
+    { name: "mtu-segments", rounds: o.quick ? 1 : 4, seconds: o.quick ? 1 : 2, ping: false },
   ];
-  const blocks = new Map<Variant, boolean | null>([["none", null]]);
+  const blocks = new Map<Variant, boolean | null>([
+    ["none", null],
+    ["noop-tc", null],
+  ]);
   const rulesText: Record<Variant, string> = {
     none: "no filter",
+    "noop-tc": "control: a no-op TC program (bench/datapath/noop.bpf.c) on the host-side veth ingress via tc clsact",
     netfence: `netfence_tc, allowlist of ${cidrs.length} IPv4 entries (${set.hosts} /32 in the exact hash, ${set.prefixes} prefixes in the LPM trie)`,
     nftables: `nftables interval set of the same ${cidrs.length} CIDRs, workload netns output hook`,
     iptables: `${iptCidrs.length} linear iptables rules (${(await sh("iptables", ["--version"])).stdout.trim()}), workload netns OUTPUT, match on the last`,
@@ -168,7 +182,7 @@ export async function throughputBench(o: ThroughputOptions): Promise<ThroughputR
       for (const v of order) {
         await setup[v]();
         try {
-          if (v !== "none" && !blocks.has(v)) {
+          if (FILTERING.has(v) && !blocks.has(v)) {
             const p = await inW(["ping", "-n", "-c", "1", "-W", "1", unlisted], 5_000, true);
             blocks.set(v, p.code !== 0);
           }
@@ -212,7 +226,7 @@ export async function throughputBench(o: ThroughputOptions): Promise<ThroughputR
       };
     });
     for (const v of variants) {
-      if (v.variant !== "none" && v.blocks_unlisted_destination !== true) throw new Error(`${v.variant} did not block an unlisted destination: the variant was not filtering`);
+      if (FILTERING.has(v.variant) && v.blocks_unlisted_destination !== true) throw new Error(`${v.variant} did not block an unlisted destination: the variant was not filtering`);
     }
     results.push({
       profile: profile.name,
