@@ -142,6 +142,13 @@ describe("control plane, end to end: netfence-cp (YAML policy) and the real daem
     await waitFor(async () => (await daemon.statusJson()).controlPlaneState !== CONNECTED, "the daemon to notice the control plane is gone", 15_000);
     await expectReach({ [s[0]!]: true, [s[3]!]: true, [s[1]!]: false, [s[2]!]: false });
     expect((await daemon.listJson()).map((a) => [a.id, a.mode])).toEqual([[webId, "POLICY_MODE_ALLOWLIST"]]);
+    // A new attach cannot be acked while the control plane is gone: it fails and leaves nothing.
+    const cg = await sb.cgroup();
+    const attempt = await daemon.cli("attach", "-g", cg, "--metadata", "role=web");
+    expect(attempt.code).not.toBe(0);
+    expect(attempt.stderr).toMatch(/^Error: .+\n$/);
+    expect((await daemon.listJson()).map((a) => a.id)).toEqual([webId]);
+    expect(readdirSync(daemon.opts.pinRoot).filter((n) => n.startsWith("nf-"))).toEqual([webId]);
 
     const offset = cp.logOffset();
     await cp.start(); // same port
