@@ -3,7 +3,7 @@ import { readdirSync } from "node:fs";
 import pino from "pino";
 import { probe, requireKernel, Sandbox, sh, type SandboxNetwork } from "../helpers/sandbox.js";
 import { waitFor } from "../helpers/daemon-harness.js";
-import { E2eDaemon, NetfenceCpProcess, reachability } from "../helpers/e2e.js";
+import { E2eDaemon, NetfenceCpProcess, reachability, startPing } from "../helpers/e2e.js";
 import { ControlPlaneServer, type AttachmentInfo, type AttachmentStatsInfo, type DaemonHandle } from "../../control-plane-example/src/sdk/index.js";
 
 // Issue 5, end to end: the real `netfenced` process and CLI against two control planes — the
@@ -274,6 +274,11 @@ describe("control plane, end to end: SDK control plane observing the real daemon
     const first = synced[synced.length - 1]!;
     expect(first.handle.attachments.has(id)).toBe(true);
 
+    // Continuous traffic across the crash and the restart (re-adoption): the allowed destination
+    // loses nothing, the blocked one gets nothing through — at no moment is the filter missing.
+    const allowedPing = startPing(sb, net.workloadNs, s[0]!);
+    const blockedPing = startPing(sb, net.workloadNs, s[1]!);
+    await waitFor(() => allowedPing.replies() >= 20, "the ping to s0 to run", 10_000);
     await daemon.kill9();
     // Nobody is running the daemon now; the pinned filters keep enforcing.
     await expectEnforced();
@@ -285,6 +290,11 @@ describe("control plane, end to end: SDK control plane observing the real daemon
     expect(again.daemonId).toBe(first.daemonId);
     expect([...again.attachments].sort()).toEqual([id, cgId].sort());
     await expectEnforced();
+    const [allowed, blocked] = await Promise.all([allowedPing.stop(), blockedPing.stop()]);
+    expect(allowed.transmitted).toBeGreaterThan(100);
+    expect(allowed.transmitted - allowed.received).toBeLessThanOrEqual(1); // at most the one in flight at stop
+    expect(blocked.transmitted).toBeGreaterThan(100);
+    expect(blocked.received).toBe(0);
     // The re-adopted attachment still takes commands.
     expect(await again.handle.setMode(id, "block-all")).toMatchObject({ applied: true });
     expect(await reach(s[0]!)).toBe(false);

@@ -390,3 +390,37 @@ export async function reachability(
   const results = await Promise.all(ips.map((ip) => probe(sb, ns, "tcp", ip, { port, timeoutMs: opts.timeoutMs ?? 800, cgroup: opts.cgroup })));
   return Object.fromEntries(ips.map((ip, i) => [ip, results[i]!]));
 }
+
+export interface RunningPing {
+  /** Echo replies seen so far (from ping's per-reply lines). */
+  replies(): number;
+  /** SIGINT → ping prints its statistics; resolves with them. */
+  stop(): Promise<{ transmitted: number; received: number }>;
+}
+
+/**
+ * A continuous ping from `ns` (every `intervalS` seconds) until stop(): the tool for "no packet
+ * was dropped / none got through while X happened". One request may be in flight at stop().
+ */
+export function startPing(sb: Sandbox, ns: string, ip: string, intervalS = 0.01): RunningPing {
+  let replies = 0;
+  let output = "";
+  const child = sb.spawn(ns, ["ping", "-n", "-i", String(intervalS), "-W", "1", ip], {
+    onLine: (line) => {
+      output += `${line}\n`;
+      if (/bytes from/.test(line)) replies++;
+    },
+  });
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  return {
+    replies: () => replies,
+    async stop() {
+      child.kill("SIGINT");
+      await Promise.race([exited, sleep(5000)]);
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      const m = /(\d+) packets transmitted, (\d+) (?:packets )?received/.exec(output);
+      if (!m) throw new Error(`ping ${ip} printed no statistics:\n${output.slice(-500)}`);
+      return { transmitted: Number(m[1]), received: Number(m[2]) };
+    },
+  };
+}
