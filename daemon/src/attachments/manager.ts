@@ -2,7 +2,6 @@ import { randomBytes } from "node:crypto";
 import net from "node:net";
 import type { Logger } from "pino";
 import { NetfenceError, isNetfenceError } from "../errors.js";
-import { parseCidr } from "../policy/cidr.js";
 import type { Filter, FilterCounters, TargetSpec } from "../datapath/filter.js";
 import type { AttachmentPolicy, PolicyCommand } from "../policy/policy.js";
 import type { ControlPlaneHost } from "../control-plane/control-plane-host.js";
@@ -12,16 +11,16 @@ import type { PolicySource } from "./policy-source.js";
 import type { DnsServerFactory, DnsServerHandle } from "./dns-server-factory.js";
 import { OpQueue } from "./op-queue.js";
 import { PolicyState } from "./policy-state.js";
-import { LearnedAddresses } from "./learned-addresses.js";
 import { planCommand, type KernelOp } from "./command-plan.js";
 import { planExpiry } from "./expiry-plan.js";
 import { planLearned } from "./learned-plan.js";
 import { lowestFreePort, lowestFreeSlot } from "./allocation.js";
 import { recordToStored, recordView, type AttachmentRecord } from "./attachment-record.js";
 import { SnapshotWriter } from "./snapshot-writer.js";
-import { interfaceIndex, resolveTarget, targetAlive, targetKey, type TargetRequest } from "./target.js";
+import { interfaceIndex, resolveTarget, targetKey, type TargetRequest } from "./target.js";
+import { reconcile } from "./reconcile.js";
 import type { StateStore } from "../store/state-store.js";
-import { loadPolicy, type StoreSnapshot, type StoredAttachment } from "../store/snapshot.js";
+import type { StoreSnapshot, StoredAttachment } from "../store/snapshot.js";
 import { randomDaemonId } from "../store/daemon-id.js";
 
 /**
@@ -133,84 +132,33 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
   private async restore(): Promise<StartReport> {
     const snapshot = await this.opts.store.load();
     this.daemonIdValue = snapshot?.daemonId ?? (this.opts.store.durable ? randomDaemonId() : (this.opts.fallbackDaemonId ?? randomDaemonId()));
-    const pinned = new Set(await this.opts.filter.listPinned());
-    const report: StartReport = { adopted: [], removed: [], orphans: [], unadopted: [] };
-    const candidates: StoredAttachment[] = [];
-    const vanished: StoredAttachment[] = [];
-    for (const stored of snapshot?.attachments ?? []) {
-      if (!pinned.has(stored.id)) {
-        this.log.warn({ attachmentId: stored.id }, "stored attachment has no pins any more; dropping it");
-        report.removed.push(stored.id);
-        continue;
-      }
-      pinned.delete(stored.id);
-      if (targetAlive(stored.target, stored.ifindex)) candidates.push(stored);
-      else vanished.push(stored);
-    }
-    // Filter calls are pipelined here (the loader answers them in turn); this is still one
-    // operation of the queue, so nothing else interleaves. Restart-to-ready stays short at scale.
-    await mapLimit(vanished, RESTORE_CONCURRENCY, async (stored) => {
-      this.log.warn({ attachmentId: stored.id, target: stored.targetText }, "target vanished while the daemon was down; detaching");
-      await this.opts.filter.detach(stored.id).catch((err: unknown) => this.log.warn({ attachmentId: stored.id, err }, "detach of vanished target failed"));
-      report.removed.push(stored.id);
+    const result = await reconcile({
+      filter: this.opts.filter,
+      logger: this.log,
+      stored: snapshot?.attachments ?? [],
+      dnsAddress: (port) => this.dnsAddress(port),
+      nowMs: this.now(),
     });
-    await mapLimit(candidates, RESTORE_CONCURRENCY, async (stored) => {
-      const alog = this.log.child({ attachmentId: stored.id });
-      let rec: AttachmentRecord;
-      try {
-        const adopted = await this.opts.filter.adopt(stored.id);
-        const policy = loadPolicy(stored.policy);
-        const learned = new LearnedAddresses();
-        for (const l of stored.learned) learned.add(l.name, parseCidr(l.address), l.expiresAtMs);
-        rec = {
-          id: stored.id,
-          slot: adopted.slot,
-          target: stored.target,
-          key: targetKey(stored.target),
-          targetText: stored.targetText,
-          dnsPort: stored.dnsPort,
-          dnsAddress: this.dnsAddress(stored.dnsPort),
-          metadata: stored.metadata,
-          attachedAtMs: stored.attachedAtMs,
-          method: adopted.method,
-          ifindex: stored.ifindex,
-          state: new PolicyState(policy, learned),
-          dns: null,
-          stored: null,
-        };
-        if (adopted.mode !== policy.mode || adopted.audit !== policy.audit) {
-          // The daemon died between a kernel change and its save: make the kernel match the store.
-          await this.opts.filter.replacePolicy(rec.id, rec.state.compile(this.now()));
-        }
-      } catch (err) {
-        // Report, never silently replace: the pins keep enforcing and the record is kept.
-        alog.error({ err, target: stored.targetText }, "pinned attachment cannot be adopted; left in place and kept for the next start");
-        this.unadopted.set(stored.id, stored);
-        report.unadopted.push(stored.id);
-        return;
-      }
-      this.records.set(rec.id, rec);
-      rec.dns = await this.startDns(rec).catch((err: unknown) => {
-        alog.error({ err }, "DNS server could not be restarted; the filter keeps enforcing");
-        return null;
-      });
-      report.adopted.push(rec.id);
-      alog.info({ target: rec.targetText, slot: rec.slot, dnsAddress: rec.dnsAddress }, "re-adopted pinned attachment");
-    });
-    await mapLimit([...pinned], RESTORE_CONCURRENCY, async (id) => {
-      this.log.warn({ attachmentId: id }, "pinned attachment unknown to the state store; removing it");
-      try {
-        await this.opts.filter.detach(id);
-      } catch {
-        await this.opts.filter.adopt(id).then(() => this.opts.filter.detach(id)).catch((err: unknown) => {
-          this.log.error({ attachmentId: id, err }, "cannot remove orphaned pins");
+    for (const s of result.unadopted) this.unadopted.set(s.id, s);
+    for (const rec of result.records) this.records.set(rec.id, rec);
+    // DNS servers come back on their ports; binding is cheap, so all at once.
+    await Promise.all(
+      result.records.map(async (rec) => {
+        rec.dns = await this.startDns(rec).catch((err: unknown) => {
+          this.log.error({ attachmentId: rec.id, err }, "DNS server could not be restarted; the filter keeps enforcing");
+          return null;
         });
-      }
-      report.orphans.push(id);
-    });
-    for (const id of report.removed) this.opts.policySource.unsubscribed(id, "removed");
+        this.log.info({ attachmentId: rec.id, target: rec.targetText, slot: rec.slot, dnsAddress: rec.dnsAddress }, "re-adopted pinned attachment");
+      }),
+    );
+    for (const id of result.removed) this.opts.policySource.unsubscribed(id, "removed");
     await this.persist();
-    return report;
+    return {
+      adopted: result.records.map((r) => r.id),
+      removed: result.removed,
+      orphans: result.orphans,
+      unadopted: result.unadopted.map((s) => s.id),
+    };
   }
 
   // ---------------------------------------------------------------- attach / detach
@@ -620,15 +568,4 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
     const host = this.opts.dns.listenAddr;
     return net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
   }
-}
-
-const RESTORE_CONCURRENCY = 32;
-
-/** Runs `fn` over `items` with at most `limit` in flight. */
-async function mapLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) await fn(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
