@@ -72,7 +72,7 @@ describe("netfenced attach / list / detach (real kernel, real CLI)", () => {
     const table = await daemon.cli("list");
     expect(table.code).toBe(0);
     const row = table.stdout.split("\n").find((l) => l.startsWith(id!))!;
-    expect(row).toMatch(new RegExp(`^${id}\\s+${net.hostIf}\\s+interface\\s+allowlist\\s+disabled\\s+${dns!.replace(/\./g, "\\.")}\\s+\\d+\\s+[1-9]\\d*\\s+tenant=t1,vm=abc$`));
+    expect(row).toMatch(new RegExp(`^${id}\\s+${net.hostIf}\\s+interface\\s+(?:tcx\\s+|clsact\\s+)?allowlist\\s+disabled\\s+${dns!.replace(/\./g, "\\.")}\\s+\\d+\\s+[1-9]\\d*\\s+tenant=t1,vm=abc$`));
     const json = JSON.parse((await daemon.cli("list", "--json")).stdout) as { attachments: { id: string; type: string; mode: string; packetsBlocked?: string; attachedAt: string }[]; totalCount: number };
     expect(json.totalCount).toBe(1);
     expect(json.attachments[0]).toMatchObject({ id, type: "ATTACHMENT_TYPE_TC", mode: "POLICY_MODE_ALLOWLIST" });

@@ -166,7 +166,7 @@ describe("DaemonService over the unix socket (FakeFilter)", () => {
       process.exitCode = undefined;
       await main(["node", "netfenced", "-s", socket, "list", "--page-size", "2"]);
       expect(process.exitCode).toBeUndefined();
-      expect(out.join("")).toMatch(/^ID\s+TARGET\s+TYPE\s+MODE\s+DNS MODE\s+DNS ADDRESS\s+ALLOWED\s+BLOCKED\s+METADATA\n/);
+      expect(out.join("")).toMatch(/^ID\s+TARGET\s+TYPE\s+(ATTACHED VIA\s+)?MODE\s+DNS MODE\s+DNS ADDRESS\s+ALLOWED\s+BLOCKED\s+METADATA\n/);
       expect(out.join("")).toContain("Showing 2 of 249");
       out.length = 0;
       await main(["node", "netfenced", "--socket", socket, "status", "--json"]);

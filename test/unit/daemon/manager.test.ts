@@ -438,4 +438,18 @@ describe("AttachmentManager restart", () => {
     expect(await filter.listPinned()).toEqual([b.id]);
     expect(second.snapshot().attachments.map((x) => x.id)).toEqual([b.id]);
   });
+
+  it("re-applies the stored policy when the kernel's mode disagrees (crash between a kernel change and its save)", async () => {
+    const bpffs = new FakeBpffs();
+    const store = new MemoryStateStore();
+    const cgroupRoot = fakeCgroupRoot("a");
+    const first = await rig(policy({ allowCidrs: [rule("10.0.0.0/8")] }), { bpffs, store, cgroupRoot });
+    const a = await first.manager.attach({ target: { kind: "cgroup", path: "a" }, metadata: {} });
+    await first.manager.stop();
+    bpffs.pinned.get(a.id)!.mode = "block-all";
+    const second = await rig(policy(), { bpffs, store, cgroupRoot });
+    expect(second.filter.calls.filter((c) => c.method === "replacePolicy").map((c) => c.id)).toEqual([a.id]);
+    expect(second.filter.verdict(a.id, "10.1.1.1")).toBe("allow");
+    expect(second.manager.get(a.id).mode).toBe("allowlist");
+  });
 });
