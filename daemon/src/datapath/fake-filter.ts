@@ -19,7 +19,8 @@ import type {
  * the kernel's semantics — longest live prefix wins, deny wins at equal prefix, allowlist /
  * denylist / block-all / disabled, deadlines — so manager tests can assert what traffic would do.
  * Kernel behaviour itself is proven by the kernel tests. An expired entry is treated as absent
- * (the lookup falls back to shorter live prefixes).
+ * and the lookup falls back to shorter live prefixes, as bpf/include/policy.h does (the kernel
+ * steps over at most NF_LPM_EXPIRED_HOPS expired prefixes; the daemon collects them within 1 s).
  *
  * "Pins" live in a FakeBpffs that outlives a FakeFilter, so restart/adopt can be tested by
  * building a second FakeFilter over the same FakeBpffs.
