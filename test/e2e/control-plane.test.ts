@@ -138,6 +138,10 @@ describe("control plane, end to end: netfence-cp (YAML policy) and the real daem
   });
 
   it("control plane killed → enforcement unchanged (fail-static) → restarted → resync lists the attachment", async () => {
+    // Continuous traffic through the outage, the reconnect and the reconciling BulkUpdate.
+    const allowedPing = startPing(sb, net.workloadNs, s[0]!);
+    const blockedPing = startPing(sb, net.workloadNs, s[1]!);
+    await waitFor(() => allowedPing.replies() >= 20, "the ping to s0 to run", 10_000);
     await cp.kill9();
     await waitFor(async () => (await daemon.statusJson()).controlPlaneState !== CONNECTED, "the daemon to notice the control plane is gone", 15_000);
     await expectReach({ [s[0]!]: true, [s[3]!]: true, [s[1]!]: false, [s[2]!]: false });
@@ -161,6 +165,11 @@ describe("control plane, end to end: netfence-cp (YAML policy) and the real daem
     const pushed = cp.logLines(offset).filter((l) => l["msg"] === "BulkUpdate applied").map((l) => l["attachmentId"]);
     expect(pushed.length).toBeGreaterThanOrEqual(1);
     expect(new Set(pushed)).toEqual(new Set([webId]));
+    const [allowed, blocked] = await Promise.all([allowedPing.stop(), blockedPing.stop()]);
+    expect(allowed.transmitted).toBeGreaterThan(100);
+    expect(allowed.transmitted - allowed.received).toBeLessThanOrEqual(1); // at most the one in flight at stop
+    expect(blocked.transmitted).toBeGreaterThan(100);
+    expect(blocked.received).toBe(0);
     await expectReach({ [s[0]!]: true, [s[1]!]: false });
   });
 });
