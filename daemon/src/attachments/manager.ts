@@ -244,7 +244,9 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
       dnsPort: r.port,
       dnsAddress: view.dnsAddress,
       metadata: view.metadata,
-      attachedAtMs: view.attachedAtMs,
+      // The time it became live: List pages are ordered by it, so an attach that waited for its
+      // SubscribedAck does not land behind a page token already handed out.
+      attachedAtMs: this.now(),
       method: result.method,
       ifindex: ifindex ?? result.ifindex,
       state,
