@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { closeSync, existsSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { DaemonClient } from "../../cli/src/daemon-client.js";
@@ -148,6 +148,16 @@ export class BenchDaemon {
   logTail(chars = 3000): string {
     return existsSync(this.logFile) ? readFileSync(this.logFile, "utf8").slice(-chars) : "";
   }
+}
+
+let clockTicks: number | null = null;
+
+/** CPU time (user + system) a process has used so far, in ms, from /proc/<pid>/stat. */
+export function procCpuMs(pid: number): number {
+  clockTicks ??= Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTicks;
 }
 
 export function procStatus(pid: number): ProcStatus {

@@ -115,6 +115,7 @@ function resultsSection(r: DaemonBenchResults): string {
       `interface — ${vi.unlisted_blocked_right_after_return}/${vi.samples} blocked (${Object.entries(vi.blocked_reasons).map(([k, c]) => `${k}: ${c}`).join(", ") || "—"}), allowlisted answered in ${vi.allowed_answered_after_attach}/${vi.samples}. ` +
       `The blocked probe's first packet left p50 ${v.probe_sent_after_return.p50_ms} ms / max ${v.probe_sent_after_return.max_ms} ms (cgroup) after the return. ` +
       `Baseline load step alone (bpftool prog load, one process): p50 ${r.baselines.bpftool_cgroup.load_step.p50_ms} ms (cgroup object), ${r.baselines.tc_interface.load_step.p50_ms} ms (tc object). ` +
+      `CPU time per attach over the first ${al.cgroup_first.count} (does not grow with other load): daemon ${al.cpu_first.daemon_ms_per_attach} ms, loader child ${al.cpu_first.loader_ms_per_attach ?? "—"} ms. ` +
       `Build-up: ${al.build_up.what}: ${al.build_up.wall_ms} ms, ${al.build_up.ms_per_attach} ms per attach. ` +
       `Detaching all ${r.rss.attachments} through the daemon (16 calls in flight): ${al.detach_all_ms} ms.` +
       (al.stopped_early !== null ? ` **Attaching stopped early at ${al.attachments_reached} attachments: ${al.stopped_early}.**` : ""),
@@ -185,10 +186,10 @@ function resultsSection(r: DaemonBenchResults): string {
     "",
     `### 4. Restart to ready with ${rs.attachments} attachments`,
     "",
-    `Cold start with no attachments (spawn → GetStatus): ${rs.cold_start_0_attachments_ms} ms.`,
+    `Cold start with no attachments (spawn → GetStatus): ${rs.cold_start_0_attachments_ms} ms (daemon CPU time ${rs.cold_start_0_attachments_cpu_ms} ms).`,
     "",
-    row(["stop", "signal → exit ms", "spawn → GetStatus ms", "spawn → List of all ms", "listed", "same ids / daemon id", "blocked while down / after", "log: spawn → starting / → restored / → ready ms"]),
-    row(["---", "---:", "---:", "---:", "---:", "---", "---", "---"]),
+    row(["stop", "signal → exit ms", "spawn → GetStatus ms", "spawn → List of all ms", "listed", "same ids / daemon id", "blocked while down / after", "log: spawn → starting / → restored / → ready ms", "daemon CPU ms to ready"]),
+    row(["---", "---:", "---:", "---:", "---:", "---", "---", "---", "---:"]),
   );
   for (const s of rs.runs) {
     out.push(
@@ -201,6 +202,7 @@ function resultsSection(r: DaemonBenchResults): string {
         `${s.same_ids ? "yes" : "NO"} / ${s.same_daemon_id ? "yes" : "NO"}`,
         `${s.blocked_while_down === null ? "—" : s.blocked_while_down ? "yes" : "NO"} / ${s.blocked_after_restart === null ? "—" : s.blocked_after_restart ? "yes" : "NO"}`,
         `${s.phases.spawn_to_first_log_ms ?? "—"} / ${s.phases.starting_to_restored_ms ?? "—"} / ${s.phases.restored_to_ready_ms ?? "—"}`,
+        s.daemon_cpu_to_ready_ms,
       ]),
     );
   }

@@ -1,5 +1,5 @@
 import { DaemonClient } from "../../cli/src/daemon-client.js";
-import type { BenchDaemon } from "./daemon-process.js";
+import { procCpuMs, type BenchDaemon } from "./daemon-process.js";
 import type { ProbePlan } from "./attach-phase.js";
 import type { Prober } from "./prober-client.js";
 import { kibToMib, round } from "./summary.js";
@@ -30,6 +30,8 @@ export interface RestartSample {
   /** Same probe right after the restart: still blocked? */
   readonly blocked_after_restart: boolean | null;
   readonly rss_after_restart_mib: number;
+  /** CPU time (user + system) the new daemon process used from exec until the List answered: what the start costs without competition for the CPUs. */
+  readonly daemon_cpu_to_ready_ms: number;
   /** From the new daemon's own log (ms resolution): where the start-up time went. */
   readonly phases: {
     /** Spawn → first log line: Node start-up and loading the daemon's modules. */
@@ -65,9 +67,11 @@ export async function restartOnce(opts: {
   const client = new DaemonClient(daemon.socket);
   let listed: string[];
   let tList: number;
+  let cpuMs = 0;
   try {
     const page = await client.list(1000);
     tList = performance.now() - t0;
+    cpuMs = procCpuMs(pid);
     listed = page.attachments.map((a) => a.id);
     if (page.nextPageToken !== "") throw new Error(`List after restart returned ${listed.length} of ${page.totalCount} in one page`);
   } finally {
@@ -90,6 +94,7 @@ export async function restartOnce(opts: {
     blocked_while_down: blockedWhileDown,
     blocked_after_restart: blockedAfter,
     rss_after_restart_mib: kibToMib(daemon.status().vmRssKiB),
+    daemon_cpu_to_ready_ms: Math.round(cpuMs),
     phases: phasesOf(daemon.startupMilestones(pid), spawnedAtMs),
   };
 }

@@ -28,7 +28,7 @@ import { DaemonClient } from "../../cli/src/daemon-client.js";
 import { Sandbox, cgroup2Mount, requireKernel, sh } from "../../test/helpers/sandbox.js";
 import { machineInfo } from "../lib/machine.js";
 import { withTimeout } from "../lib/time-limit.js";
-import { BenchDaemon, procStatus } from "./daemon-process.js";
+import { BenchDaemon, procCpuMs, procStatus } from "./daemon-process.js";
 import { CgroupTargets, VethTargets } from "./bench-targets.js";
 import { Prober } from "./prober-client.js";
 import { attachConcurrently, attachSeries, detachAll, type AttachTarget, type ProbePlan, type VerifiedSample } from "./attach-phase.js";
@@ -135,6 +135,7 @@ export interface DaemonBenchResults {
     readonly cgroup_at_scale: (MsSummary & { readonly attachments_before: string }) | null;
     readonly build_up: { readonly what: string; readonly attachments: number; readonly concurrency: number; readonly wall_ms: number; readonly ms_per_attach: number };
     readonly attachments_reached: number;
+    readonly cpu_first: { readonly what: string; readonly daemon_ms_per_attach: number; readonly loader_ms_per_attach: number | null };
     readonly stopped_early: string | null;
     readonly interface: MsSummary & { readonly what: string };
     readonly interface_verified_cycles: MsSummary & { readonly what: string };
@@ -175,6 +176,7 @@ export interface DaemonBenchResults {
   readonly restart: {
     readonly attachments: number;
     readonly cold_start_0_attachments_ms: number;
+    readonly cold_start_0_attachments_cpu_ms: number;
     readonly runs: RestartSample[];
     readonly worst_spawn_to_list_all_ms: number;
   };
@@ -381,6 +383,7 @@ async function main(): Promise<void> {
       d.spawn();
       const first = await d.waitReady(30_000);
       const coldStartMs = performance.now() - t0;
+      const coldStartCpuMs = procCpuMs(d.pid!);
       for (const pid of d.childPids()) loaderPids.add(pid);
       await sleep(1000);
       const rss0 = d.status().vmRssKiB;
@@ -411,6 +414,8 @@ async function main(): Promise<void> {
           return m.memAvailableKiB < MEM_FLOOR_KIB ? `MemAvailable ${kibToMib(m.memAvailableKiB)} MiB fell below the ${kibToMib(MEM_FLOOR_KIB)} MiB floor` : null;
         };
         const cgTargets = cgDirs.map((p): AttachTarget => ({ kind: "cgroup", path: p }));
+        const loaderNow = d.childPids()[0];
+        const cpuBefore = { daemon: procCpuMs(d.pid!), loader: loaderNow === undefined ? null : procCpuMs(loaderNow) };
         const firstSeries = await attachSeries({
           client,
           targets: cgTargets.slice(0, sizes.latencyAttaches),
@@ -420,6 +425,12 @@ async function main(): Promise<void> {
           verifyEvery: sizes.verifyEvery,
           shouldStop: memGuard,
         });
+        const firstCount = Math.max(1, firstSeries.samples.length);
+        const firstCpu = {
+          what: "CPU time (user + system, from /proc/<pid>/stat) per attach over the first series — includes the verified attaches' probe handling; the kernel's verifier runs in the loader's system time",
+          daemon_ms_per_attach: round((procCpuMs(d.pid!) - cpuBefore.daemon) / firstCount, 2),
+          loader_ms_per_attach: cpuBefore.loader === null || loaderNow === undefined ? null : round((procCpuMs(loaderNow) - cpuBefore.loader) / firstCount, 2),
+        };
         await sleep(500);
         const rssLatency = d.status().vmRssKiB;
         const firstMs = firstSeries.samples.map((s) => s.ms);
@@ -530,6 +541,7 @@ async function main(): Promise<void> {
               ms_per_attach: buildUp.ids.length ? round(buildUp.wallMs / buildUp.ids.length, 2) : 0,
             },
             attachments_reached: reached,
+            cpu_first: firstCpu,
             stopped_early: stopped,
             interface: { what: `${ifSeries.samples.length} distinct veths, tcx ingress, attached one after another`, ...summarize(ifSeries.samples.map((s) => s.ms)) },
             interface_verified_cycles: { what: `attach (verified) + detach cycles on the sandbox's workload veth ${net.hostIf}`, ...summarize(ifCycleMs) },
@@ -565,6 +577,7 @@ async function main(): Promise<void> {
           restart: {
             attachments: reached,
             cold_start_0_attachments_ms: round(coldStartMs, 1),
+            cold_start_0_attachments_cpu_ms: Math.round(coldStartCpuMs),
             runs: restarts,
             worst_spawn_to_list_all_ms: Math.max(...restarts.map((r) => r.spawn_to_list_all_ms)),
           },
