@@ -38,7 +38,11 @@ export class DaemonClient {
     return new NetfenceError("UNAVAILABLE", `daemon not running at ${this.socketPath}: start it with \`netfenced start\``);
   }
 
-  private unary<I extends DescMessage, O extends DescMessage>(method: TypedMethod<I, O>, req: MessageShape<I>): Promise<MessageShape<O>> {
+  private unary<I extends DescMessage, O extends DescMessage>(
+    method: TypedMethod<I, O>,
+    req: MessageShape<I>,
+    timeoutMs: number = this.timeoutMs,
+  ): Promise<MessageShape<O>> {
     if (!existsSync(this.socketPath)) return Promise.reject(this.notRunning());
     const def = methodDefinition(method);
     return new Promise((resolve, reject) => {
@@ -48,7 +52,7 @@ export class DaemonClient {
         def.responseDeserialize,
         req,
         new grpc.Metadata(),
-        { deadline: Date.now() + this.timeoutMs },
+        { deadline: timeoutMs === Infinity ? Infinity : Date.now() + timeoutMs },
         (err, res) => {
           if (err) reject(this.mapError(err));
           else resolve(res!);
@@ -64,8 +68,12 @@ export class DaemonClient {
     return fromServiceError(err);
   }
 
+  /**
+   * No client deadline: the daemon bounds an attach itself (control_plane.subscribe_ack_timeout)
+   * and rolls it back on timeout; a client giving up first would leave an attach it never saw.
+   */
   attach(req: MessageInitShape<typeof AttachRequestSchema>): Promise<AttachResponse> {
-    return this.unary(DaemonService.method.attach, create(AttachRequestSchema, req));
+    return this.unary(DaemonService.method.attach, create(AttachRequestSchema, req), Infinity);
   }
 
   async detach(id: string): Promise<void> {
