@@ -245,7 +245,7 @@ describe("per-attachment DNS, end to end (real daemon, dnsmasq upstream, real ke
     });
   });
 
-  describe("proxy mode: the control plane answers QueryDns", () => {
+  describe("rules from a control plane: proxy mode (QueryDns) and domain commands", () => {
     let sbPins: Sandbox;
     let daemon: E2eDaemon;
     let cp: ControlPlaneServer;
@@ -346,6 +346,27 @@ describe("per-attachment DNS, end to end (real daemon, dnsmasq upstream, real ke
       expect(c.dnsAllowed).toBeGreaterThanOrEqual(4);
     });
 
+    it("DNS rules pushed by the control plane: answers open addresses; removing a rule closes them unless a CIDR still allows them", async () => {
+      const handle = cp.daemonOf(id)!;
+      const [www, open, proxied] = [net.serverIp4[4]!, net.serverIp4[6]!, net.serverIp4[8]!];
+      expect(await reach(proxied)).toBe(true); // learned from p-allow in proxy mode
+      const upstreams = [`${net.serverIp4[9]}:53`];
+      expect(await handle.bulkUpdate(id, { mode: "allowlist", allow: [`${open}/32`], dns: { mode: "allowlist", allow: ["*.corp.e2e.test", "open.blocked.e2e.test"], upstreams } }))
+        .toMatchObject({ applied: true });
+      // p-allow is not allowed by the new rules: what it opened is closed; www.corp not learned yet.
+      await expectReach({ [proxied]: false, [www]: false, [open]: true });
+      expect((await ask("www.corp.e2e.test")).status).toBe("NOERROR");
+      expect((await ask("open.blocked.e2e.test")).status).toBe("NOERROR");
+      expect((await ask("p-allow.e2e.test")).status).toBe("REFUSED");
+      await expectReach({ [www]: true, [open]: true });
+      expect(await handle.removeDomain(id, "corp.e2e.test")).toMatchObject({ applied: true });
+      expect(await handle.removeDomain(id, "open.blocked.e2e.test")).toMatchObject({ applied: true });
+      // www.corp's address goes with its rule; open.blocked's stays because the CIDR still allows it.
+      await expectReach({ [www]: false, [open]: true });
+      expect((await ask("www.corp.e2e.test")).status).toBe("REFUSED");
+      expect(await handle.bulkUpdate(id, { mode: "allowlist", dns: { mode: "proxy", upstreams } })).toMatchObject({ applied: true });
+    });
+
     it("an upstream that does not answer gives SERVFAIL (the per-attachment upstream replaced by a dead one)", async () => {
       const handle = cp.daemonOf(id);
       expect(handle).toBeDefined();
@@ -361,6 +382,9 @@ describe("per-attachment DNS, end to end (real daemon, dnsmasq upstream, real ke
     });
 
     it("control plane gone: proxy-mode queries fail closed (SERVFAIL, nothing upstream); addresses already opened stay open", async () => {
+      // Open two addresses through the control plane, then take it away.
+      expect((await ask("p-allow.e2e.test")).status).toBe("NOERROR");
+      expect((await ask("p-own.e2e.test")).status).toBe("NOERROR");
       await cp.close(100);
       await waitFor(async () => (await daemon.statusJson()).controlPlaneState !== "CONNECTION_STATE_CONNECTED", "the daemon to notice", 15_000);
       const seen = upstream.count("p-allow.e2e.test", "A");
