@@ -171,6 +171,7 @@ export class App {
         hostname: os.hostname(),
         controlPlane,
         events: () => filter.events(),
+        tcAttachMethod: () => (filter instanceof KernelFilter && filter.hello !== null ? (filter.hello.tcx ? "tcx" : "clsact") : ""),
       }),
     );
     logger.info({ daemonId: manager.daemonId, attachments: manager.size }, "netfenced ready");

@@ -18,6 +18,9 @@ describe("npm run demo", () => {
     expect(r.stdout).toMatch(/✘ blocked\s+dig evil\.example\.net \(not allowed\)\s+REFUSED; reached the upstream: no/);
     expect(r.stdout).toContain("✔ allowed     ping");
     expect(r.stdout).not.toContain("UNEXPECTED");
+    // status and list show how the filter is attached (probed from the kernel, not assumed)
+    expect(r.stdout).toMatch(/TC attach:\s+(tcx|clsact) \(probed from the kernel\)/);
+    expect(r.stdout).toMatch(/ATTACHED VIA[\s\S]*\s(tcx|clsact)\s+allowlist/);
     expect(r.stdout).toContain("Demo finished: every packet went where the policy said.");
     const links = await run("ip", ["-br", "link"]);
     expect(links.stdout).not.toMatch(/nfd[0-9a-f]{4}[hib]\b/);

@@ -28,6 +28,7 @@ export function attachmentRows(list: readonly AttachmentInfo[]): string[][] {
     a.id,
     a.target,
     a.type === AttachmentType.TC ? "interface" : a.type === AttachmentType.CGROUP ? "cgroup" : "?",
+    a.attachMethod || "-",
     MODE[a.mode] ?? "?",
     DNS_MODE[a.dnsMode] ?? "?",
     a.dnsAddress,
@@ -40,7 +41,7 @@ export function attachmentRows(list: readonly AttachmentInfo[]): string[][] {
   ]);
 }
 
-export const LIST_HEADER = ["ID", "TARGET", "TYPE", "MODE", "DNS MODE", "DNS ADDRESS", "ALLOWED", "BLOCKED", "METADATA"];
+export const LIST_HEADER = ["ID", "TARGET", "TYPE", "ATTACHED VIA", "MODE", "DNS MODE", "DNS ADDRESS", "ALLOWED", "BLOCKED", "METADATA"];
 
 export function listCommand(): Command {
   return new Command("list")

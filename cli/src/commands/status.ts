@@ -22,7 +22,7 @@ export function statusCommand(): Command {
         }
         const cp = s.controlPlaneAddress === "" ? "none (local default policy)" : `${STATE[s.controlPlaneState] ?? "unknown"} (${s.controlPlaneAddress})`;
         process.stdout.write(
-          [`Version:       ${s.version}`, `Daemon ID:     ${s.daemonId}`, `Hostname:      ${s.hostname}`, `Control plane: ${cp}`, `Attachments:   ${s.attachmentCount}`].join("\n") +
+          [`Version:       ${s.version}`, `Daemon ID:     ${s.daemonId}`, `Hostname:      ${s.hostname}`, `Control plane: ${cp}`, `Attachments:   ${s.attachmentCount}`, `TC attach:     ${s.tcAttachMethod || "unknown"} (probed from the kernel)`].join("\n") +
             "\n",
         );
       });

@@ -48,6 +48,8 @@ export interface DaemonServiceDeps {
   readonly controlPlane: { state(): "disconnected" | "connecting" | "connected"; address(): string } | null;
   /** A fresh subscription to packet events per call. */
   readonly events: () => AsyncIterable<KernelPacketEvent>;
+  /** How interface attachments are made on this kernel ("tcx" or "clsact"), "" if unknown. */
+  readonly tcAttachMethod?: () => string;
 }
 
 /** Metadata key selecting the TC hook of an interface attachment (the proto has no field). */
@@ -105,6 +107,8 @@ export class DaemonServiceImpl {
           dnsQueriesAllowed: s?.dnsQueriesAllowed ?? 0n,
           dnsQueriesBlocked: s?.dnsQueriesBlocked ?? 0n,
           attachedAt: timestampFromMs(a.attachedAtMs),
+          attachMethod: a.method,
+          packetsAudited: s?.packetsAudited ?? 0n,
         });
       }),
       nextPageToken: last !== undefined && start + pageSize < all.length ? encodePageToken(last) : "",
@@ -123,6 +127,7 @@ export class DaemonServiceImpl {
         state === "connected" ? ConnectionState.CONNECTED : state === "connecting" ? ConnectionState.CONNECTING : ConnectionState.DISCONNECTED,
       controlPlaneAddress: cp?.address() ?? "",
       attachmentCount: this.deps.registry.size,
+      tcAttachMethod: this.deps.tcAttachMethod?.() ?? "",
     });
   }
 
