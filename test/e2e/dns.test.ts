@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pino from "pino";
 import { probe, requireKernel, Sandbox, type SandboxNetwork } from "../helpers/sandbox.js";
 import { waitFor } from "../helpers/daemon-harness.js";
-import { dig, Dnsmasq, E2eDaemon, reachability, runFixture, splitHostPort, type DnsRecord } from "../helpers/e2e.js";
+import { dig, Dnsmasq, E2eDaemon, reachability, runFixture, splitHostPort, startPing, type DnsRecord } from "../helpers/e2e.js";
 import { ControlPlaneServer, type DnsDecision, type DnsQuery } from "../../control-plane-example/src/sdk/index.js";
 
 // Issue 6, end to end: the real `netfenced` process (dist/), the real CLI, the real kernel and
@@ -359,6 +359,18 @@ describe("per-attachment DNS, end to end (real daemon, dnsmasq upstream, real ke
       expect((await ask("open.blocked.e2e.test")).status).toBe("NOERROR");
       expect((await ask("p-allow.e2e.test")).status).toBe("REFUSED");
       await expectReach({ [www]: true, [open]: true });
+      // A BulkUpdate that still allows *.corp keeps its learned address exactly: a ping flood to it loses nothing.
+      const ping = startPing(sb, net.workloadNs, www);
+      await waitFor(() => ping.replies() >= 20, "the ping to www.corp's address", 10_000);
+      const extraCidr = extra[RACE_NAMES + 1]!;
+      expect(await handle.bulkUpdate(id, {
+        mode: "allowlist", allow: [`${open}/32`, `${extraCidr}/32`], dns: { mode: "allowlist", allow: ["*.corp.e2e.test", "open.blocked.e2e.test"], upstreams },
+      })).toMatchObject({ applied: true });
+      const seen = ping.replies();
+      await waitFor(() => ping.replies() >= seen + 20, "more replies after the BulkUpdate", 10_000);
+      const flood = await ping.stop();
+      expect(flood.transmitted - flood.received).toBeLessThanOrEqual(1); // at most the one in flight at stop
+      await expectReach({ [www]: true, [extraCidr]: true });
       expect(await handle.removeDomain(id, "corp.e2e.test")).toMatchObject({ applied: true });
       expect(await handle.removeDomain(id, "open.blocked.e2e.test")).toMatchObject({ applied: true });
       // www.corp's address goes with its rule; open.blocked's stays because the CIDR still allows it.
