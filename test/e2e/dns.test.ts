@@ -3,7 +3,7 @@ import pino from "pino";
 import { probe, requireKernel, Sandbox, type SandboxNetwork } from "../helpers/sandbox.js";
 import { waitFor } from "../helpers/daemon-harness.js";
 import { dig, Dnsmasq, E2eDaemon, reachability, runFixture, splitHostPort, startPing, type DnsRecord } from "../helpers/e2e.js";
-import { ControlPlaneServer, type DnsDecision, type DnsQuery } from "../../control-plane-example/src/sdk/index.js";
+import { ControlPlaneServer, type AttachmentStatsInfo, type DnsDecision, type DnsQuery } from "../../control-plane-example/src/sdk/index.js";
 
 // Issue 6, end to end: the real `netfenced` process (dist/), the real CLI, the real kernel and
 // real packets. The workload namespace asks the attachment's DNS server (on the sandbox bridge
@@ -70,6 +70,7 @@ describe("per-attachment DNS, end to end (real daemon, dnsmasq upstream, real ke
       daemon = new E2eDaemon({
         pinRoot: pins,
         dns: { listenAddr: net.hostIp4!, upstream: `${net.serverIp4[9]}:53`, minTtl: "1s" },
+        metrics: true,
         yaml: [
           "default_policy:",
           "  mode: allowlist",
@@ -125,6 +126,10 @@ describe("per-attachment DNS, end to end (real daemon, dnsmasq upstream, real ke
       const after = await daemon.counters(id);
       expect(after.dnsBlocked - before.dnsBlocked).toBe(4);
       expect(after.dnsAllowed - before.dnsAllowed).toBe(1);
+      // The same counters in the Prometheus metrics.
+      const m = await daemon.metrics();
+      expect(m.get(`netfence_dns_queries_blocked{attachment="${id}"}`)).toBe(after.dnsBlocked);
+      expect(m.get(`netfence_dns_queries_allowed{attachment="${id}"}`)).toBe(after.dnsAllowed);
     });
 
     it("the most specific rule wins: an exact allow beats a broad deny, an exact deny beats a broad allow", async () => {
@@ -253,6 +258,7 @@ describe("per-attachment DNS, end to end (real daemon, dnsmasq upstream, real ke
     let dnsHost: string;
     let dnsPort: number;
     const queries: DnsQuery[] = [];
+    const heartbeats: AttachmentStatsInfo[][] = [];
     const ask = (name: string, type = "A") => dig(sb, net.workloadNs, dnsHost, dnsPort, name, type);
 
     beforeAll(async () => {
@@ -274,6 +280,7 @@ describe("per-attachment DNS, end to end (real daemon, dnsmasq upstream, real ke
         hooks: {
           // The daemon's own dns.upstream is a dead port: resolving works only through this per-attachment upstream.
           onSubscribed: () => ({ mode: "allowlist", dns: { mode: "proxy", upstreams: [`${net.serverIp4[9]}:53`] } }),
+          onHeartbeat: (_d, stats) => void heartbeats.push([...stats]),
           onQueryDns: (q) => {
             queries.push(q);
             return decide(q);
@@ -285,7 +292,7 @@ describe("per-attachment DNS, end to end (real daemon, dnsmasq upstream, real ke
       daemon = new E2eDaemon({
         pinRoot: await sbPins.pinRoot(),
         dns: { listenAddr: net.hostIp4!, upstream: "127.0.0.1:9" },
-        controlPlane: { url: `127.0.0.1:${cpPort}`, ackTimeout: "5s", heartbeat: "30s" },
+        controlPlane: { url: `127.0.0.1:${cpPort}`, ackTimeout: "5s", heartbeat: "500ms" },
       });
       await daemon.start();
       await waitFor(async () => (await daemon.statusJson()).controlPlaneState === "CONNECTION_STATE_CONNECTED", "daemon connected to the control plane", 15_000);
@@ -344,6 +351,9 @@ describe("per-attachment DNS, end to end (real daemon, dnsmasq upstream, real ke
       const c = await daemon.counters(id);
       expect(c.dnsBlocked).toBeGreaterThanOrEqual(1);
       expect(c.dnsAllowed).toBeGreaterThanOrEqual(4);
+      // Heartbeats carry the DNS counters too.
+      await waitFor(() => heartbeats.some((hb) => hb.some((st) => st.id === id && st.dnsQueriesAllowed >= BigInt(c.dnsAllowed) && st.dnsQueriesBlocked >= BigInt(c.dnsBlocked))),
+        "a heartbeat with the DNS counters", 10_000);
     });
 
     it("DNS rules pushed by the control plane: answers open addresses; removing a rule closes them unless a CIDR still allows them", async () => {

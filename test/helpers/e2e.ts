@@ -33,6 +33,8 @@ export interface E2eDaemonOptions {
   readonly yaml?: string;
   readonly logLevel?: string;
   readonly ports?: number;
+  /** Serve Prometheus metrics on 127.0.0.1 (a port at the end of this daemon's own port block). */
+  readonly metrics?: boolean;
 }
 
 /**
@@ -42,10 +44,15 @@ export interface E2eDaemonOptions {
  * cleanup) is the harness's.
  */
 export class E2eDaemon extends DaemonProcess {
+  /** "127.0.0.1:port" of the metrics endpoint, when enabled. */
+  readonly metricsAddress: string | null;
+
   constructor(readonly e2e: E2eDaemonOptions) {
     super({ pinRoot: e2e.pinRoot, ports: e2e.ports });
-    const ports = Math.min(e2e.ports ?? 50, 330);
+    const ports = Math.min(e2e.ports ?? 50, 329);
     const cp = e2e.controlPlane;
+    // The harness gives each daemon a block of 330 ports from portMin; DNS uses the first `ports`.
+    this.metricsAddress = e2e.metrics ? `127.0.0.1:${this.portMin + 329}` : null;
     writeFileSync(
       this.configFile,
       [
@@ -67,9 +74,23 @@ export class E2eDaemon extends DaemonProcess {
               `  heartbeat_interval: ${cp.heartbeat ?? "30s"}`,
             ]
           : []),
+        this.metricsAddress !== null ? `metrics: { listen: "${this.metricsAddress}" }` : "",
         e2e.yaml ?? "",
       ].join("\n") + "\n",
     );
+  }
+
+  /** One scrape of the metrics endpoint: `name{labels}` → value. */
+  async metrics(): Promise<Map<string, number>> {
+    if (this.metricsAddress === null) throw new Error("metrics are not enabled for this daemon");
+    const res = await fetch(`http://${this.metricsAddress}/metrics`);
+    if (!res.ok) throw new Error(`metrics: HTTP ${res.status}`);
+    const out = new Map<string, number>();
+    for (const line of (await res.text()).split("\n")) {
+      const m = /^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
+      if (m) out.set(m[1]!, Number(m[2]));
+    }
+    return out;
   }
 
   /** Attaches an interface through the CLI; throws with the CLI's stderr on failure. */
