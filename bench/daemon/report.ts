@@ -17,7 +17,9 @@ export interface TargetCheck {
 export function evaluateTargets(r: DaemonBenchResults): TargetCheck[] {
   const a = r.attach_latency.cgroup_first;
   const l = r.list_all.cli_wall;
-  const rssMb = r.rss.daemon_at_total_mb;
+  // The largest of: VmRSS at the total, the process's peak (VmHWM) then, VmRSS after the restarts.
+  const rssMib = Math.max(r.rss.daemon_at_total_mib, r.rss.daemon_at_total_hwm_mib, r.rss.daemon_at_total_after_restarts_mib);
+  const rssMb = Math.round(rssMib * 1.048576 * 10) / 10;
   const restart = r.restart.worst_spawn_to_list_all_ms;
   const n = r.rss.attachments;
   // A run that stopped short of its total has not tested the scale targets: never "met".
@@ -41,9 +43,9 @@ export function evaluateTargets(r: DaemonBenchResults): TargetCheck[] {
     {
       name: `daemon RSS with ${n} attachments`,
       target: "≤ 150 MB",
-      measured: `${rssMb} MB (${r.rss.daemon_at_total_mib} MiB)${short}`,
+      measured: `${rssMb} MB (${rssMib} MiB)${short}`,
       met: full && rssMb <= 150,
-      basis: "VmRSS of the daemon process (10^6-byte MB, the stricter reading)",
+      basis: "the largest of VmRSS at the total, VmHWM (peak) then, and VmRSS after the restarts, of the daemon process (10^6-byte MB, the stricter reading)",
     },
     {
       name: `restart-to-ready with ${r.restart.attachments} attachments`,
@@ -177,7 +179,7 @@ function resultsSection(r: DaemonBenchResults): string {
     `Kernel memory held by the ${r.kernel_memory.attachments} attachments: the kernel's own accounting of their maps and program (bpftool bytes_memlock, ${r.kernel_memory.bpf_objects.sampled_attachments} sampled) ` +
       `${r.kernel_memory.bpf_objects.per_attachment_kib} KiB per attachment (${Object.entries(r.kernel_memory.bpf_objects.by_object_kib).map(([k, v]) => `${k} ${v}`).join(", ")}) → ${r.kernel_memory.bpf_objects_total_mib} MiB in all; ` +
       `/proc/meminfo (other work adds noise): VmallocUsed +${r.kernel_memory.vmalloc_used_delta_mib} MiB ` +
-      `(≈ ${r.kernel_memory.per_attachment_vmalloc_kib} KiB per attachment), MemAvailable −${r.kernel_memory.mem_available_delta_mib} MiB ` +
+      `(≈ ${r.kernel_memory.per_attachment_vmalloc_kib} KiB per attachment), MemAvailable ${r.kernel_memory.mem_available_delta_mib >= 0 ? "−" : "+"}${Math.abs(r.kernel_memory.mem_available_delta_mib)} MiB ` +
       `(${r.kernel_memory.mem_available_at_total_mib} MiB left; the run stops attaching below ${r.kernel_memory.mem_floor_mib} MiB).`,
   );
 
