@@ -1,6 +1,6 @@
-import * as grpc from "@grpc/grpc-js";
 import { existsSync } from "node:fs";
-import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import type { DescMethod } from "@bufbuild/protobuf";
 import { EmptySchema } from "@bufbuild/protobuf/wkt";
 import {
   AttachRequestSchema,
@@ -14,58 +14,44 @@ import {
   type ListResponse,
 } from "../../proto/gen/netfence/v1/daemon_pb.js";
 import type { PacketEvent } from "../../proto/gen/netfence/v1/control_pb.js";
-import { methodDefinition, type TypedMethod } from "../../daemon/src/rpc/grpc-adapter.js";
-import { fromServiceError } from "../../daemon/src/rpc/grpc-status.js";
 import { NetfenceError } from "../../daemon/src/errors.js";
-import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
+import { ConnectionFailed, Http2GrpcChannel } from "./grpc-over-http2.js";
 
 /**
- * Typed DaemonService client over the daemon's unix socket. Errors come back as NetfenceError
- * (gRPC status mapped in rpc/grpc-status.ts); an absent or dead socket becomes one clear
+ * Typed DaemonService client over the daemon's unix socket (protobuf-es messages on a small
+ * HTTP/2 gRPC channel, see grpc-over-http2.ts). Errors come back as NetfenceError (gRPC status
+ * mapped in daemon/src/rpc/grpc-status.ts); an absent or dead socket becomes one clear
  * UNAVAILABLE saying how to start the daemon.
  */
+type TypedMethod<I extends DescMessage, O extends DescMessage> = DescMethod & { input: I; output: O };
+
 export class DaemonClient {
-  private readonly client: grpc.Client;
+  private readonly channel: Http2GrpcChannel;
 
   constructor(
     readonly socketPath: string,
     private readonly timeoutMs = 60_000,
   ) {
-    this.client = new grpc.Client(`unix:${socketPath}`, grpc.credentials.createInsecure());
+    this.channel = new Http2GrpcChannel(socketPath);
   }
 
   private notRunning(): NetfenceError {
     return new NetfenceError("UNAVAILABLE", `daemon not running at ${this.socketPath}: start it with \`netfenced start\``);
   }
 
-  private unary<I extends DescMessage, O extends DescMessage>(
+  private async unary<I extends DescMessage, O extends DescMessage>(
     method: TypedMethod<I, O>,
     req: MessageShape<I>,
     timeoutMs: number = this.timeoutMs,
   ): Promise<MessageShape<O>> {
-    if (!existsSync(this.socketPath)) return Promise.reject(this.notRunning());
-    const def = methodDefinition(method);
-    return new Promise((resolve, reject) => {
-      this.client.makeUnaryRequest(
-        def.path,
-        def.requestSerialize,
-        def.responseDeserialize,
-        req,
-        new grpc.Metadata(),
-        { deadline: timeoutMs === Infinity ? Infinity : Date.now() + timeoutMs },
-        (err, res) => {
-          if (err) reject(this.mapError(err));
-          else resolve(res!);
-        },
-      );
-    });
-  }
-
-  private mapError(err: grpc.ServiceError): NetfenceError {
-    if (err.code === grpc.status.UNAVAILABLE && /ECONNREFUSED|ENOENT|No connection established|connect/i.test(err.details ?? err.message)) {
-      return this.notRunning();
+    if (!existsSync(this.socketPath)) throw this.notRunning();
+    try {
+      const bytes = await this.channel.unary(pathOf(method), toBinary(method.input, req), timeoutMs);
+      return fromBinary(method.output, bytes);
+    } catch (err) {
+      if (err instanceof ConnectionFailed) throw this.notRunning();
+      throw err;
     }
-    return fromServiceError(err);
   }
 
   /**
@@ -105,23 +91,22 @@ export class DaemonClient {
   /** Packet events until the returned iterator is closed or the daemon ends the stream. */
   async *watchEvents(attachmentId = ""): AsyncGenerator<PacketEvent> {
     if (!existsSync(this.socketPath)) throw this.notRunning();
-    const def = methodDefinition(DaemonService.method.watchEvents);
-    const call = this.client.makeServerStreamRequest(
-      def.path,
-      def.requestSerialize,
-      def.responseDeserialize,
-      create(WatchEventsRequestSchema, { attachmentId }),
-    );
+    const method = DaemonService.method.watchEvents;
     try {
-      for await (const ev of call as AsyncIterable<PacketEvent>) yield ev;
+      for await (const bytes of this.channel.serverStream(pathOf(method), toBinary(method.input, create(WatchEventsRequestSchema, { attachmentId })))) {
+        yield fromBinary(method.output, bytes);
+      }
     } catch (err) {
-      throw this.mapError(err as grpc.ServiceError);
-    } finally {
-      call.cancel();
+      if (err instanceof ConnectionFailed) throw this.notRunning();
+      throw err;
     }
   }
 
   close(): void {
-    this.client.close();
+    this.channel.close();
   }
+}
+
+function pathOf(method: DescMethod): string {
+  return `/${method.parent.typeName}/${method.name}`;
 }
