@@ -48,6 +48,7 @@ describe("netfenced attach / list / detach (real kernel, real CLI)", () => {
     expect(r.stdout).toMatch(/Version:\s+\d+\.\d+\.\d+/);
     expect(r.stdout).toMatch(/Daemon ID:\s+nfd-[0-9a-f]+/);
     expect(r.stdout).toContain("Attachments:   0");
+    expect(r.stdout).toMatch(/TC attach:\s+(tcx|clsact) /);
     const j = JSON.parse((await daemon.cli("status", "--json")).stdout) as { daemonId: string; attachmentCount: number };
     expect(j.attachmentCount).toBe(0);
     expect(statSync(daemon.socket).mode & 0o777).toBe(0o660);
@@ -72,7 +73,7 @@ describe("netfenced attach / list / detach (real kernel, real CLI)", () => {
     const table = await daemon.cli("list");
     expect(table.code).toBe(0);
     const row = table.stdout.split("\n").find((l) => l.startsWith(id!))!;
-    expect(row).toMatch(new RegExp(`^${id}\\s+${net.hostIf}\\s+interface\\s+(?:tcx\\s+|clsact\\s+)?allowlist\\s+disabled\\s+${dns!.replace(/\./g, "\\.")}\\s+\\d+\\s+[1-9]\\d*\\s+tenant=t1,vm=abc$`));
+    expect(row).toMatch(new RegExp(`^${id}\\s+${net.hostIf}\\s+interface\\s+(?:tcx|clsact)\\s+allowlist\\s+disabled\\s+${dns!.replace(/\./g, "\\.")}\\s+\\d+\\s+[1-9]\\d*\\s+tenant=t1,vm=abc$`));
     const json = JSON.parse((await daemon.cli("list", "--json")).stdout) as { attachments: { id: string; type: string; mode: string; packetsBlocked?: string; attachedAt: string }[]; totalCount: number };
     expect(json.totalCount).toBe(1);
     expect(json.attachments[0]).toMatchObject({ id, type: "ATTACHMENT_TYPE_TC", mode: "POLICY_MODE_ALLOWLIST" });
@@ -100,7 +101,7 @@ describe("netfenced attach / list / detach (real kernel, real CLI)", () => {
     expect(again.code).toBe(1);
     expect(again.stderr).toBe(`Error: ${cg} is already attached as ${id}\n`);
     const row = (await daemon.cli("list")).stdout.split("\n").find((l) => l.startsWith(id))!;
-    expect(row).toContain(" cgroup ");
+    expect(row).toMatch(/\s+cgroup\s+cgroup-(link|attach)\s+allowlist\s+/);
     expect((await daemon.cli("detach", "--id", id)).code).toBe(0);
     expect(await reach(net.serverIp4[2]!, cg)).toBe(true);
   });

@@ -166,7 +166,7 @@ describe("DaemonService over the unix socket (FakeFilter)", () => {
       process.exitCode = undefined;
       await main(["node", "netfenced", "-s", socket, "list", "--page-size", "2"]);
       expect(process.exitCode).toBeUndefined();
-      expect(out.join("")).toMatch(/^ID\s+TARGET\s+TYPE\s+(ATTACHED VIA\s+)?MODE\s+DNS MODE\s+DNS ADDRESS\s+ALLOWED\s+BLOCKED\s+METADATA\n/);
+      expect(out.join("")).toMatch(/^ID\s+TARGET\s+TYPE\s+ATTACHED VIA\s+MODE\s+DNS MODE\s+DNS ADDRESS\s+ALLOWED\s+BLOCKED\s+METADATA\nnf-[0-9a-f]{12}\s+w\d+\s+cgroup\s+cgroup-link\s+allowlist\s+disabled\s+127\.0\.0\.1:21\d{3}\s+0\s+0\s*\n/);
       expect(out.join("")).toContain("Showing 2 of 249");
       out.length = 0;
       await main(["node", "netfenced", "--socket", socket, "status", "--json"]);
