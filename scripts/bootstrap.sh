@@ -36,10 +36,20 @@ if ! awk '$2 == "/sys/fs/bpf" && $3 == "bpf" { found = 1 } END { exit !found }' 
 fi
 awk '$3 == "cgroup2" { found = 1 } END { exit !found }' /proc/mounts || { echo "no cgroup2 mount found in /proc/mounts" >&2; exit 1; }
 
-# 3. npm dependencies (exactly the lock file).
+# 3. npm dependencies, at the lock file's versions. npm 11 writes lock files without the other
+#    platforms' optional packages when the registry does not serve them, and its own `npm ci`
+#    then refuses that lock (npm/cli#9846); `npm install` installs the same locked versions.
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   log "npm ci"
-  npm ci --no-audit --no-fund >/dev/null
+  if ! npm ci --no-audit --no-fund >/tmp/netfence-npm-ci.log 2>&1; then
+    if grep -q "EUSAGE" /tmp/netfence-npm-ci.log; then
+      log "npm ci refused this npm's own lock file (optional packages of other platforms); npm install at the locked versions"
+      npm install --no-audit --no-fund --no-save >/dev/null
+    else
+      cat /tmp/netfence-npm-ci.log >&2
+      exit 1
+    fi
+  fi
 fi
 
 # 4. The loader helper (static, against Debian's libbpf). NETFENCE_REBUILD_BPF=1 also rebuilds
