@@ -62,6 +62,9 @@ struct att {
 	 * must be deleted before it is refilled; `gp_done` says a grace period has passed since the
 	 * flip that retired it, so no packet can still be looking them up. */
 	bool stale_dirty, gp_done, clear_failed;
+	/* Set once an exact entry of the family has been stored in the LPM trie (hash full); until
+	 * then deleting an exact entry needs no LPM delete. */
+	bool spilled[2];
 };
 
 static struct {
@@ -782,6 +785,7 @@ static int adopt(const char *id, struct att **out)
 	a->stale_dirty = true;
 	a->gp_done = false;
 	a->st->protected_n = g.protected_n;
+	a->spilled[0] = a->spilled[1] = true; /* unknown after a restart: stay conservative */
 	*out = a;
 	return 0;
 }
@@ -993,6 +997,7 @@ static int write_exact(struct att *a, int t, const struct batch *b)
 		if (errno != ENOENT)
 			return fail(errno, "writing %s entry %u", table_names[t], i);
 		spill_key(t, k, lk);
+		a->spilled[t == T_V6_EXACT] = true;
 		if (bpf_map_update_elem(a->table_fd[lpm], lk, &b->vals[i], BPF_ANY))
 			return fail(errno, "%s is full and %s cannot take entry %u", table_names[t], table_names[lpm], i);
 	}
@@ -1003,6 +1008,8 @@ static int write_exact(struct att *a, int t, const struct batch *b)
 static int delete_exact(struct att *a, int t, const void *keys, __u32 n)
 {
 	int err = delete_keys(a->table_fd[t], t, keys, n);
+	if (!a->spilled[t == T_V6_EXACT])
+		return err;
 	int lpm = t == T_V4_EXACT ? T_V4_LPM : T_V6_LPM;
 	char lk[32];
 	for (__u32 i = 0; i < n && !err; i++) {
