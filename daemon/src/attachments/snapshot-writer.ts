@@ -13,21 +13,29 @@ export class SnapshotWriter {
   private queued: Promise<void> | null = null;
   private soonTimer: NodeJS.Timeout | null = null;
   private stopped = false;
+  private lastStart = 0;
 
   constructor(
     private readonly store: StateStore,
     private readonly snapshot: () => StoreSnapshot,
     private readonly logger: Logger,
     private readonly soonMs = 1000,
+    private readonly minIntervalMs = 25,
   ) {}
 
   save(): Promise<void> {
     if (this.queued !== null) return this.queued;
-    // Wait one macrotask so changes made in the same turn share the write.
+    // Wait one macrotask so changes made in the same turn share the write, and keep writes at
+    // least minIntervalMs apart: a burst of commands (each answered by the loader, so spread over
+    // many turns) then costs a few writes instead of one per command — the snapshot is O(state).
     const p = this.chain
-      .then(() => new Promise<void>((r) => setImmediate(r)))
+      .then(() => {
+        const wait = this.lastStart + this.minIntervalMs - Date.now();
+        return new Promise<void>((r) => (wait > 0 ? setTimeout(r, wait) : setImmediate(r)));
+      })
       .then(() => {
         this.queued = null;
+        this.lastStart = Date.now();
         return this.store.save(this.snapshot());
       });
     this.queued = p;
