@@ -73,6 +73,24 @@ struct {
 	__type(value, struct nf_entry);
 } nf_v6_lpm SEC(".maps");
 
+/* The last event this CPU reported for this attachment: a flood of drops to the same destination
+ * is folded here, before the (much dearer) L4 reads and throttle lookup. Not pinned: only the
+ * program uses it. */
+struct nf_recent {
+	__u64 ts_ns;
+	__u64 folded; /* packets folded since; added to the next event's `suppressed` */
+	__u8 daddr[16];
+	__u8 family, proto, reason, _pad[5];
+};
+#define NF_RECENT_NS (1000ull * 1000 * 1000)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nf_recent);
+} nf_recent SEC(".maps");
+
 /* ---------------------------------------------------------------- host-wide shared maps */
 /* The loader replaces these with the pinned host-wide instances (bpf_map__reuse_fd). */
 
@@ -319,6 +337,25 @@ static __always_inline int nf_protected(struct __sk_buff *skb, const struct nf_p
 static __always_inline void nf_report(struct __sk_buff *skb, const struct nf_pkt *p, const struct nf_state *st,
 				      __u8 verdict, __u8 reason, const struct nf_match *m)
 {
+	__u32 zero = 0;
+	__u64 now = bpf_ktime_get_ns();
+	__u64 folded = 0;
+	struct nf_recent *r = bpf_map_lookup_elem(&nf_recent, &zero);
+	if (r) {
+		const __u64 *a = (const __u64 *)r->daddr, *b = (const __u64 *)p->daddr.v6;
+		if (now - r->ts_ns < NF_RECENT_NS && r->reason == reason && r->proto == p->proto && r->family == p->family &&
+		    a[0] == b[0] && a[1] == b[1]) {
+			r->folded++;
+			return;
+		}
+		folded = r->folded;
+		r->folded = 0;
+		r->ts_ns = now;
+		r->reason = reason;
+		r->proto = p->proto;
+		r->family = p->family;
+		__builtin_memcpy(r->daddr, p->daddr.v6, 16);
+	}
 	struct nf_throttle_key tk = {};
 	__u8 proto = p->proto;
 	__u16 sport = 0, dport = 0;
@@ -335,19 +372,18 @@ static __always_inline void nf_report(struct __sk_buff *skb, const struct nf_pkt
 		bpf_skb_load_bytes(skb, p->l3_off + 8, tk.saddr, 16);
 		__builtin_memcpy(tk.daddr, p->daddr.v6, 16);
 	}
-	__u64 now = bpf_ktime_get_ns();
-	__u64 suppressed = 0;
+	__u64 suppressed = folded;
 	struct nf_throttle_val *tv = bpf_map_lookup_elem(&nf_throttle, &tk);
 	if (tv) {
 		if (now - tv->last_ns < NF_EVENT_THROTTLE_NS) {
-			__sync_fetch_and_add(&tv->suppressed, 1);
+			__sync_fetch_and_add(&tv->suppressed, 1 + folded);
 			return;
 		}
-		suppressed = tv->suppressed;
+		suppressed += tv->suppressed;
 		tv->suppressed = 0;
 		tv->last_ns = now;
 	} else {
-		struct nf_throttle_val nv = { .last_ns = now };
+		struct nf_throttle_val nv = { .last_ns = now, .suppressed = 0 };
 		bpf_map_update_elem(&nf_throttle, &tk, &nv, BPF_ANY);
 	}
 	struct nf_event *ev = bpf_ringbuf_reserve(&nf_events, sizeof(*ev), 0);
