@@ -190,8 +190,8 @@ function resultsSection(r: DaemonBenchResults): string {
     "",
     `Cold start with no attachments (spawn → GetStatus): ${rs.cold_start_0_attachments_ms} ms (daemon CPU time ${rs.cold_start_0_attachments_cpu_ms} ms).`,
     "",
-    row(["stop", "signal → exit ms", "spawn → GetStatus ms", "spawn → List of all ms", "listed", "same ids / daemon id", "blocked while down / after", "log: spawn → starting / → restored / → ready ms", "daemon CPU ms to ready"]),
-    row(["---", "---:", "---:", "---:", "---:", "---", "---", "---", "---:"]),
+    row(["stop", "signal → exit ms", "spawn → GetStatus ms", "spawn → List of all ms", "listed", "same ids / daemon id", "blocked while down / after", "log: spawn → starting / → restored / → ready ms", "daemon CPU ms to ready", "old loader still exiting at spawn"]),
+    row(["---", "---:", "---:", "---:", "---:", "---", "---", "---", "---:", "---"]),
   );
   for (const s of rs.runs) {
     out.push(
@@ -205,6 +205,7 @@ function resultsSection(r: DaemonBenchResults): string {
         `${s.blocked_while_down === null ? "—" : s.blocked_while_down ? "yes" : "NO"} / ${s.blocked_after_restart === null ? "—" : s.blocked_after_restart ? "yes" : "NO"}`,
         `${s.phases.spawn_to_first_log_ms ?? "—"} / ${s.phases.starting_to_restored_ms ?? "—"} / ${s.phases.restored_to_ready_ms ?? "—"}`,
         s.daemon_cpu_to_ready_ms,
+        s.old_loader_alive_at_spawn ? "yes" : "no",
       ]),
     );
   }

@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { DaemonClient } from "../../cli/src/daemon-client.js";
 import { procCpuMs, type BenchDaemon } from "./daemon-process.js";
 import type { ProbePlan } from "./attach-phase.js";
@@ -25,6 +26,8 @@ export interface RestartSample {
   readonly listed: number;
   readonly same_ids: boolean;
   readonly same_daemon_id: boolean;
+  /** The previous daemon's loader child was still exiting when the new daemon was spawned (it competes for the CPUs). */
+  readonly old_loader_alive_at_spawn: boolean;
   /** Probe from an attached cgroup while no daemon ran: blocked? (null when not probed) */
   readonly blocked_while_down: boolean | null;
   /** Same probe right after the restart: still blocked? */
@@ -53,11 +56,13 @@ export async function restartOnce(opts: {
   readyTimeoutMs: number;
 }): Promise<RestartSample> {
   const { daemon } = opts;
+  const oldLoaders = daemon.childPids();
   const stopMs = await daemon.stop(opts.signal);
   let blockedWhileDown: boolean | null = null;
   if (opts.prober && opts.plan) {
     blockedWhileDown = !(await opts.prober.probe("udp", opts.plan.unlistedIp, opts.plan.port, opts.plan.timeoutMs)).ok;
   }
+  const oldLoaderAlive = oldLoaders.some((p) => existsSync(`/proc/${p}`));
   const t0 = performance.now();
   const spawnedAtMs = Date.now();
   daemon.spawn();
@@ -91,6 +96,7 @@ export async function restartOnce(opts: {
     listed: listed.length,
     same_ids: sameIds,
     same_daemon_id: status.daemonId === opts.daemonId,
+    old_loader_alive_at_spawn: oldLoaderAlive,
     blocked_while_down: blockedWhileDown,
     blocked_after_restart: blockedAfter,
     rss_after_restart_mib: kibToMib(daemon.status().vmRssKiB),
