@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { existsSync, readdirSync, statSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import path from "node:path";
 import { probe, requireKernel, Sandbox, cgroup2Mount, type SandboxNetwork } from "../../helpers/sandbox.js";
 import { DaemonProcess, runCli } from "../../helpers/daemon-harness.js";
@@ -171,6 +171,20 @@ describe("netfenced attach / list / detach (real kernel, real CLI)", () => {
       await small.cleanup();
       await sb2.cleanup();
     }
+  });
+
+  it("--help and --version", async () => {
+    const v = await runCli(["--version"]);
+    expect(v.code).toBe(0);
+    const pkg = JSON.parse(readFileSync(path.join(process.cwd(), "package.json"), "utf8")) as { version: string };
+    expect(v.stdout.trim()).toBe(pkg.version);
+    const h = await runCli(["--help"]);
+    expect(h.code).toBe(0);
+    for (const cmd of ["start", "attach", "detach", "list", "status", "events"]) expect(h.stdout).toMatch(new RegExp(`^\\s+${cmd} `, "m"));
+    expect(h.stdout).toContain("-s, --socket <path>");
+    const ah = await runCli(["attach", "--help"]);
+    expect(ah.stdout).toContain("-i, --interface <name>");
+    expect(ah.stdout).toContain("-g, --cgroup <path>");
   });
 
   it("says how to start the daemon when it is not running", async () => {
