@@ -24,13 +24,17 @@ export class EventForwarder {
     this.timer = setInterval(() => this.flush(), this.intervalMs);
     this.timer.unref();
     void (async () => {
-      for await (const e of this.events) {
-        if (this.stopped) return;
-        if (this.buffer.length >= this.maxBatch) {
-          this.buffer.shift();
-          this.dropped++;
+      try {
+        for await (const e of this.events) {
+          if (this.stopped) return;
+          if (this.buffer.length >= this.maxBatch) {
+            this.buffer.shift();
+            this.dropped++;
+          }
+          this.buffer.push(packetEventToWire(e));
         }
-        this.buffer.push(packetEventToWire(e));
+      } catch {
+        // The event source ended with an error (filter closing): forwarding simply stops.
       }
     })();
   }

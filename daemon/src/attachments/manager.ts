@@ -271,7 +271,7 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
 
   async detach(id: string): Promise<void> {
     await this.queue.run(() => this.remove(id, "detached"));
-    await this.persist();
+    await this.persistOrLog();
   }
 
   /** The target watcher saw the interface/cgroup vanish. */
@@ -280,7 +280,7 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
       if (!this.records.has(id)) return;
       await this.remove(id, "removed");
     });
-    await this.persist();
+    await this.persistOrLog();
   }
 
   private async remove(id: string, reason: "detached" | "removed" | "error"): Promise<void> {
@@ -394,7 +394,7 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
       rec.stored = null;
       this.log.debug({ attachmentId, command: command.kind, op: plan.op.kind }, "command applied");
     });
-    await this.persist();
+    await this.persistOrLog();
   }
 
   private async runOp(id: string, op: KernelOp): Promise<void> {
@@ -503,6 +503,14 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
   }
 
   // ---------------------------------------------------------------- persistence
+
+  /**
+   * After a change already made in the kernel and in memory: a failed write must not turn it
+   * into a reported failure (it did happen); it is logged and the next write carries it.
+   */
+  private async persistOrLog(): Promise<void> {
+    await this.persist().catch((err: unknown) => this.log.error({ err }, "state not saved; the next write will carry this change"));
+  }
 
   /** Resolves once a snapshot taken after this call is durable (writes are coalesced). */
   persist(): Promise<void> {

@@ -230,6 +230,21 @@ describe("AttachmentManager commands", () => {
     expect(await codeOf(r.manager.applyCommand("nf-unknown", { kind: "set-mode", mode: "block-all" }))).toBe("NOT_FOUND");
   });
 
+  it("a command that reached the kernel is not reported failed when the state write fails; the next write carries it", async () => {
+    const store = new MemoryStateStore();
+    const r = await rig(policy(), { store });
+    const v = await r.manager.attach({ target: { kind: "cgroup", path: "a" }, metadata: {} });
+    const save = store.save.bind(store);
+    store.save = async () => {
+      throw new NetfenceError("INTERNAL", "disk full");
+    };
+    await r.manager.applyCommand(v.id, { kind: "allow-cidr", rule: rule("192.0.2.0/24") });
+    expect(r.filter.verdict(v.id, "192.0.2.1")).toBe("allow");
+    store.save = save;
+    await r.manager.persist();
+    expect((await store.load())!.attachments[0]!.policy.allowCidrs).toEqual([{ cidr: "192.0.2.0/24", expiresAtMs: null }]);
+  });
+
   it("set-mode switches the kernel mode", async () => {
     const r = await attached(policy({ allowCidrs: [rule("10.0.0.0/8")] }));
     await r.manager.applyCommand(r.id, { kind: "set-mode", mode: "block-all" });
