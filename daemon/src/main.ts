@@ -20,6 +20,8 @@ export async function runDaemon(opts: { configFile: string | null; socket?: stri
   }
   if (opts.socket) config = { ...config, socket: opts.socket };
   const logger = createLogger(config.logLevel);
+  // A stray rejection somewhere must not take the daemon down (SPEC §10); it is a bug to log.
+  process.on("unhandledRejection", (err) => logger.error({ err }, "unhandled promise rejection"));
   let app: App;
   try {
     app = await App.start(config, logger);
