@@ -8,6 +8,7 @@ export default defineConfig({
     fileParallelism: false,
     testTimeout: 60_000,
     hookTimeout: 60_000,
-    reporters: ["default"],
+    // The JSON report feeds scripts/test-summary.mjs (a plain "N passed, N failed" line for CI).
+    reporters: ["default", ["json", { outputFile: ".cache/vitest-results.json" }]],
   },
 });
