@@ -32,6 +32,7 @@ export class BenchDaemon {
   readonly logFile: string;
   readonly dataDir: string;
   private child: ChildProcess | null = null;
+  private retired = false;
 
   constructor(private readonly opts: BenchDaemonOptions) {
     this.socket = path.join(opts.dir, "netfence.sock");
@@ -63,6 +64,7 @@ export class BenchDaemon {
 
   /** Spawns the daemon; resolves when the process exists (not when it is ready). */
   spawn(): void {
+    if (this.retired) throw new Error("the benchmark daemon was cleaned up; not starting it again");
     if (this.running) throw new Error("the benchmark daemon is already running");
     const fd = openSync(this.logFile, "a");
     const child = spawn(process.execPath, [this.opts.cli, "start", "--config", this.configFile], { stdio: ["ignore", fd, fd] });
@@ -92,6 +94,11 @@ export class BenchDaemon {
       if (Date.now() > deadline) throw new Error(`netfenced not ready within ${timeoutMs} ms:\n${this.logTail()}`);
       await new Promise((r) => setTimeout(r, pollMs));
     }
+  }
+
+  /** After the clean-up: no further spawn (a measurement still running must not start a daemon nobody stops). */
+  retire(): void {
+    this.retired = true;
   }
 
   /** Sends `sig` and waits for the exit; SIGKILL after `graceMs`. Returns ms from signal to exit. */

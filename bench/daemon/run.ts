@@ -14,7 +14,7 @@
  * with baselines in the same run: bpftool/tc processes per attach (a shell-script tool), and
  * an idle Node process's RSS. Writes bench/results/daemon.json and the results section of
  * bench/daemon/README.md. Everything it creates (veths, namespaces, cgroups, pins, temp dirs,
- * processes) is removed at the end — also on failure, SIGINT/SIGTERM or when the 5-minute limit
+ * processes) is removed at the end — also on failure, SIGINT/SIGTERM or when the 10-minute limit
  * expires: attachments are detached through the daemon, then the pin root is removed.
  */
 import { spawn } from "node:child_process";
@@ -51,11 +51,10 @@ import { kibToMb, kibToMib, round, summarize, type MsSummary } from "./summary.j
 import { evaluateTargets, renderMarkdown, type TargetCheck } from "./report.js";
 
 /**
- * Hard bound of the whole run. The lead asked for ≲ 5 min; at this machine's attach cost
- * (≈ 100-400 ms per attach, see the README) building 1000 attachments alone takes minutes, so the
- * bound is wider and the run reports its own duration.
+ * Hard bound of the whole run. A full run takes 2-3 minutes here; on a heavily loaded machine an
+ * attach can take 300+ ms (building 1000 attachments alone then takes minutes), hence the margin.
  */
-const GLOBAL_LIMIT_MS = 12 * 60_000;
+const GLOBAL_LIMIT_MS = 10 * 60_000;
 /** Attaching stops (and the run reports how far it got) when MemAvailable falls below this. */
 const MEM_FLOOR_KIB = 3 * 1024 * 1024;
 const ECHO_PORT = 7000;
@@ -249,11 +248,13 @@ async function main(): Promise<void> {
   let prober: Prober | null = null;
   let daemon: BenchDaemon | null = null;
   const loaderPids = new Set<number>();
-  let cleaned = false;
+  // One clean-up, shared: a signal may start it while the measurement is still running; the
+  // measurement's own `finally` then waits for the same clean-up instead of exiting under it.
+  let cleaning: Promise<void> | null = null;
+  let interrupted = false;
 
-  const cleanup = async () => {
-    if (cleaned) return;
-    cleaned = true;
+  const cleanup = (): Promise<void> => (cleaning ??= cleanupOnce());
+  const cleanupOnce = async () => {
     const problems: string[] = [];
     if (daemon !== null) {
       if (!daemon.running) {
@@ -281,6 +282,8 @@ async function main(): Promise<void> {
         }
         await daemon.stop("SIGTERM").catch(() => undefined);
       }
+      daemon.retire();
+      if (daemon.running) await daemon.stop("SIGKILL").catch(() => undefined);
     }
     // A loader child outlives a SIGKILLed daemon only until it sees EOF; make sure (by PID, only ours).
     for (const pid of loaderPids) {
@@ -316,6 +319,7 @@ async function main(): Promise<void> {
   };
   const onSignal = (sig: NodeJS.Signals) => {
     log(`${sig}: cleaning up`);
+    interrupted = true;
     void cleanup().finally(() => process.exit(130));
   };
   process.once("SIGINT", onSignal);
@@ -609,6 +613,8 @@ async function main(): Promise<void> {
     })());
   } finally {
     await cleanup();
+    // Interrupted: the signal handler exits (130) once the clean-up is done; nothing else to report.
+    if (interrupted) await new Promise<never>(() => undefined);
     // Nothing of ours may be left: report it loudly if something is.
     const leftovers = (await sh("ip", ["-o", "link", "show"], { allowFail: true })).stdout.split("\n").filter((l) => l.includes(`nd${tag}`));
     if (leftovers.length > 0) log(`WARNING: ${leftovers.length} veths left: ${leftovers.slice(0, 3).join(" / ")}`);
