@@ -7,6 +7,14 @@
 #ifndef NETFENCE_POLICY_H
 #define NETFENCE_POLICY_H
 
+/*
+ * The programs read only stable ABI: the __sk_buff context (rewritten by the verifier) and
+ * on-the-wire Ethernet/VLAN/IPv4/IPv6 headers. None of that needs CO-RE relocation, and an object
+ * with relocations makes libbpf parse the kernel's whole BTF on every load (≈ 20 ms per attach,
+ * measured). So vmlinux.h types are used without preserve_access_index; a program that reads a
+ * kernel-internal structure must use BPF_CORE_READ() (which relocates regardless of this define).
+ */
+#define BPF_NO_PRESERVE_ACCESS_INDEX
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>

@@ -62,6 +62,9 @@ struct att {
 	 * must be deleted before it is refilled; `gp_done` says a grace period has passed since the
 	 * flip that retired it, so no packet can still be looking them up. */
 	bool stale_dirty, gp_done, clear_failed;
+	/* Whether a generation may hold keys: a fresh attachment's first flip retires an empty
+	 * generation, which needs neither a grace period nor a clear (no wait before LINK). */
+	bool gen_used[NF_GENERATIONS];
 	/* Set once an exact entry of the family has been stored in the LPM trie (hash full); until
 	 * then deleting an exact entry needs no LPM delete. */
 	bool spilled[2];
@@ -321,6 +324,7 @@ static int clear_stale_generation(struct att *a)
 			return err;
 		}
 	}
+	a->gen_used[gen] = false;
 	a->stale_dirty = false;
 	a->clear_failed = false;
 	return 0;
@@ -786,6 +790,7 @@ static int adopt(const char *id, struct att **out)
 	a->gp_done = false;
 	a->st->protected_n = g.protected_n;
 	a->spilled[0] = a->spilled[1] = true; /* unknown after a restart: stay conservative */
+	a->gen_used[0] = a->gen_used[1] = true;
 	*out = a;
 	return 0;
 }
@@ -1039,6 +1044,7 @@ static int op_replace(const void *req, size_t len)
 	/* The new policy is written under the inactive generation, after its old keys are gone. */
 	if (!err)
 		err = clear_stale_generation(a);
+	a->gen_used[next] = true;
 	for (int t = 0; t < T_COUNT && !err; t++)
 		err = is_exact(t) ? write_exact(a, t, &b[t]) : write_batch(a->table_fd[t], t, &b[t]);
 	if (err) {
@@ -1053,7 +1059,7 @@ static int op_replace(const void *req, size_t len)
 		memcpy(&packed, &set, sizeof(packed));
 		__atomic_store_n((__u64 *)&a->st->gen[next], packed, __ATOMIC_RELEASE);
 		__atomic_store_n(&a->st->active_gen, next, __ATOMIC_RELEASE);
-		a->stale_dirty = true;
+		a->stale_dirty = a->gen_used[next ^ 1];
 		a->gp_done = false;
 	}
 	free_batches(b, x);
@@ -1074,6 +1080,8 @@ static int op_entries(const void *req, size_t len, bool del)
 	const struct nf_wire_entry *es = (const void *)(r + 1);
 	struct batch b[T_COUNT], x[T_COUNT];
 	int err = build_batches(es, r->count, a->st->active_gen & 1, b, x);
+	if (!del)
+		a->gen_used[a->st->active_gen & 1] = true;
 	for (int t = 0; t < T_COUNT && !err; t++) {
 		int fd = a->table_fd[t];
 		if (del) {
@@ -1261,20 +1269,33 @@ int main(void)
 		struct pollfd pfd[2] = { { .fd = STDIN_FILENO, .events = POLLIN }, { .fd = -1, .events = POLLIN } };
 		if (g.rb)
 			pfd[1].fd = ring_buffer__epoll_fd(g.rb);
-		/* Idle work: empty retired generations (after a grace period), one attachment per turn
-		 * so requests are never kept waiting for more than one. */
+		/* Idle work: empty retired generations, one attachment per turn so a request is never
+		 * kept waiting for more than one. A single grace period covers every attachment that is
+		 * waiting for one (after a restart, that is all of them). */
 		int timeout = 1000;
+		struct att *next_clear = NULL;
+		bool need_gp = false;
 		for (size_t i = 0; i < g.n_atts; i++) {
 			struct att *a = &g.atts[i];
 			if (a->used && a->stale_dirty && !a->clear_failed) {
-				struct pollfd in = { .fd = STDIN_FILENO, .events = POLLIN };
-				if (poll(&in, 1, 0) == 0) { /* nothing waiting: do it now */
-					if (clear_stale_generation(a))
-						fprintf(stderr, "netfence-loader: %s: %s\n", a->id, g.errmsg);
-				}
-				timeout = 0;
-				break;
+				if (!next_clear)
+					next_clear = a;
+				need_gp |= !a->gp_done;
 			}
+		}
+		if (next_clear) {
+			struct pollfd in = { .fd = STDIN_FILENO, .events = POLLIN };
+			if (poll(&in, 1, 0) == 0) { /* nothing waiting: do it now */
+				if (need_gp) {
+					wait_for_running_programs();
+					for (size_t i = 0; i < g.n_atts; i++)
+						if (g.atts[i].used && g.atts[i].stale_dirty)
+							g.atts[i].gp_done = true;
+				}
+				if (clear_stale_generation(next_clear))
+					fprintf(stderr, "netfence-loader: %s: %s\n", next_clear->id, g.errmsg);
+			}
+			timeout = 0;
 		}
 		int n = poll(pfd, 2, timeout);
 		if (n < 0 && errno != EINTR)
