@@ -157,6 +157,7 @@ export class App {
       attachmentCount: () => manager!.size,
       queueDepth: () => manager!.queueDepth,
       controlPlaneState: () => controlPlane?.state() ?? "none",
+      integrityRestores: () => manager!.integrityRestores,
     });
     if (config.metrics.listen !== null) {
       await metrics.listen(config.metrics.listen, logger);

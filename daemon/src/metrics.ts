@@ -12,6 +12,8 @@ export interface MetricsSources {
   attachmentCount(): number;
   queueDepth(): number;
   controlPlaneState(): "disconnected" | "connecting" | "connected" | "none";
+  /** Filters restored after someone else removed their pins (optional). */
+  integrityRestores?(): number;
 }
 
 export class DaemonMetrics {
@@ -49,6 +51,17 @@ export class DaemonMetrics {
         if (s !== "none") this.set(s === "connected" ? 1 : 0);
       },
     });
+    if (sources.integrityRestores !== undefined) {
+      const read = sources.integrityRestores;
+      new Gauge({
+        name: "netfence_integrity_restores",
+        help: "Filters restored since start after their pins were removed by someone else",
+        registers: [r],
+        collect() {
+          this.set(read());
+        },
+      });
+    }
     this.commands = new Counter({ name: "netfence_commands_total", help: "Control-plane commands by kind and outcome", labelNames: ["kind", "outcome"], registers: [r] });
     this.commandLatency = new Histogram({
       name: "netfence_command_apply_seconds",

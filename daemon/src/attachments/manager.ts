@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import net from "node:net";
 import type { Logger } from "pino";
 import { NetfenceError, isNetfenceError } from "../errors.js";
-import type { Filter, FilterCounters, TargetSpec } from "../datapath/filter.js";
+import type { AttachSpec, Filter, FilterCounters, TargetSpec } from "../datapath/filter.js";
 import type { AttachmentPolicy, PolicyCommand } from "../policy/policy.js";
 import type { ControlPlaneHost } from "../control-plane/control-plane-host.js";
 import type { ResolvedAddress, ResolvedAllower } from "../dns/resolved-allower.js";
@@ -17,7 +17,7 @@ import { planLearned } from "./learned-plan.js";
 import { lowestFreePort, lowestFreeSlot } from "./allocation.js";
 import { recordToStored, recordView, type AttachmentRecord } from "./attachment-record.js";
 import { SnapshotWriter } from "./snapshot-writer.js";
-import { interfaceIndex, resolveTarget, targetKey, type TargetRequest } from "./target.js";
+import { interfaceIndex, resolveTarget, targetAlive, targetKey, type TargetRequest } from "./target.js";
 import { reconcile } from "./reconcile.js";
 import type { StateStore } from "../store/state-store.js";
 import type { StoreSnapshot, StoredAttachment } from "../store/snapshot.js";
@@ -43,6 +43,8 @@ export interface ManagerOptions {
   readonly fallbackDaemonId?: string;
   readonly now?: () => number;
   readonly gcIntervalMs?: number;
+  /** Period of the integrity check (pins removed by someone else); 0 = off. Default 2000. */
+  readonly integrityIntervalMs?: number;
   readonly newId?: () => string;
 }
 
@@ -99,6 +101,10 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
   private daemonIdValue = "";
   private gcTimer: NodeJS.Timeout | null = null;
   private gcQueued = false;
+  private integrityTimer: NodeJS.Timeout | null = null;
+  private integrityQueued = false;
+  /** Attachments restored by the integrity check since start (metrics, tests). */
+  integrityRestores = 0;
   private pendingInserts: PendingInsert[] = [];
   private readonly writer: SnapshotWriter;
   private stopped = false;
@@ -125,6 +131,19 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
     if (interval > 0) {
       this.gcTimer = setInterval(() => this.scheduleGc(), interval);
       this.gcTimer.unref();
+    }
+    const integrity = this.opts.integrityIntervalMs ?? 2000;
+    if (integrity > 0) {
+      this.integrityTimer = setInterval(() => {
+        if (this.integrityQueued || this.stopped) return;
+        this.integrityQueued = true;
+        this.checkIntegrity()
+          .catch((err: unknown) => this.log.error({ err }, "integrity check failed"))
+          .finally(() => {
+            this.integrityQueued = false;
+          });
+      }, integrity);
+      this.integrityTimer.unref();
     }
     return report;
   }
@@ -225,16 +244,7 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
       throw new NetfenceError("NOT_FOUND", `interface "${spec.name}" disappeared during attach`);
     }
     const state = new PolicyState(policy);
-    const listen = this.opts.dns.listenAddr;
-    const result = await this.opts.filter.attach(
-      {
-        id: r.id,
-        slot: r.slot,
-        target: spec,
-        dns: { ipv4: net.isIPv4(listen) ? listen : null, ipv6: net.isIPv6(listen) ? listen : null, port: r.port },
-      },
-      state.compile(this.now()),
-    );
+    const result = await this.opts.filter.attach(this.attachSpec(r.id, r.slot, spec, r.port), state.compile(this.now()));
     const rec: AttachmentRecord = {
       id: r.id,
       slot: r.slot,
@@ -263,6 +273,11 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
     }
     this.records.set(rec.id, rec);
     return rec;
+  }
+
+  private attachSpec(id: string, slot: number, target: TargetSpec, dnsPort: number): AttachSpec {
+    const listen = this.opts.dns.listenAddr;
+    return { id, slot, target, dns: { ipv4: net.isIPv4(listen) ? listen : null, ipv6: net.isIPv6(listen) ? listen : null, port: dnsPort } };
   }
 
   private startDns(rec: AttachmentRecord): Promise<DnsServerHandle> {
@@ -465,6 +480,38 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
     if (changed) this.writer.saveSoon();
   }
 
+  // ---------------------------------------------------------------- integrity
+
+  /**
+   * Integrity check (SPEC §9): a live attachment whose pins vanished — removed by someone else,
+   * which for a pinned link also detaches it — is reported and restored with its current policy,
+   * same id, slot and DNS port. A vanished target is the target watcher's business, not this.
+   * Returns the ids restored.
+   */
+  checkIntegrity(): Promise<string[]> {
+    return this.queue.run(async () => {
+      if (this.stopped || this.records.size === 0) return [];
+      const pinned = new Set(await this.opts.filter.listPinned());
+      const restored: string[] = [];
+      for (const rec of this.records.values()) {
+        if (pinned.has(rec.id) || !targetAlive(rec.target, rec.ifindex)) continue;
+        const alog = this.log.child({ attachmentId: rec.id });
+        alog.error({ target: rec.targetText }, "the pins of this attachment were removed by someone else; restoring the filter");
+        // Let the filter drop whatever it still holds for the id, then attach afresh.
+        await this.opts.filter.detach(rec.id).catch(() => undefined);
+        try {
+          await this.opts.filter.attach(this.attachSpec(rec.id, rec.slot, rec.target, rec.dnsPort), rec.state.compile(this.now()));
+          restored.push(rec.id);
+          this.integrityRestores++;
+          alog.warn("filter restored");
+        } catch (err) {
+          alog.error({ err }, "restoring the filter failed; will retry");
+        }
+      }
+      return restored;
+    });
+  }
+
   // ---------------------------------------------------------------- TTL garbage collection
 
   private scheduleGc(): void {
@@ -527,6 +574,8 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
   async stop(): Promise<void> {
     if (this.gcTimer !== null) clearInterval(this.gcTimer);
     this.gcTimer = null;
+    if (this.integrityTimer !== null) clearInterval(this.integrityTimer);
+    this.integrityTimer = null;
     this.writer.stop();
     await this.queue.run(async () => {
       this.stopped = true;

@@ -184,6 +184,25 @@ describe("AttachmentManager attach/detach", () => {
     expect(stats.map((s) => [s.id, s.packetsBlocked])).toEqual([[a.id, 0n], [b.id, 1n], ["nf-unknown", 0n]]);
   });
 
+  it("restores an attachment whose pins were removed by someone else, with its current policy", async () => {
+    const r = await rig(policy({ allowCidrs: [rule("10.0.0.0/8")] }));
+    const a = await r.manager.attach({ target: { kind: "cgroup", path: "a" }, metadata: {} });
+    const b = await r.manager.attach({ target: { kind: "cgroup", path: "b" }, metadata: {} });
+    await r.manager.applyCommand(a.id, { kind: "deny-cidr", rule: rule("10.9.0.0/16") });
+    expect(await r.manager.checkIntegrity()).toEqual([]);
+    const slot = r.filter.bpffs.pinned.get(a.id)!.spec.slot;
+    r.filter.bpffs.pinned.delete(a.id); // "rm -rf <pin_root>/<id>"
+    expect(r.filter.verdict(a.id, "192.0.2.1")).toBe("allow"); // nothing enforces any more
+    expect(await r.manager.checkIntegrity()).toEqual([a.id]);
+    expect(r.filter.bpffs.pinned.get(a.id)!.spec).toMatchObject({ id: a.id, slot, dns: { port: 11000 } });
+    expect(r.filter.verdict(a.id, "192.0.2.1")).toBe("block");
+    expect(r.filter.verdict(a.id, "10.1.0.1")).toBe("allow");
+    expect(r.filter.verdict(a.id, "10.9.0.1")).toBe("block");
+    expect(r.manager.list().map((v) => v.id).sort()).toEqual([a.id, b.id].sort());
+    expect(r.manager.integrityRestores).toBe(1);
+    expect(await r.manager.checkIntegrity()).toEqual([]);
+  });
+
   it("targetGone detaches and reports REMOVED", async () => {
     const r = await rig();
     const v = await r.manager.attach({ target: { kind: "cgroup", path: "b" }, metadata: {} });

@@ -10,6 +10,7 @@ describe("DaemonMetrics", () => {
       attachmentCount: () => 1,
       queueDepth: () => 0,
       controlPlaneState: () => "connected",
+      integrityRestores: () => 2,
     });
     m.commandOutcome("allow-cidr", true, 2);
     m.commandOutcome("allow-cidr", false, 1);
@@ -18,6 +19,7 @@ describe("DaemonMetrics", () => {
     expect(text).toContain('netfence_packets_allowed{attachment="nf-a"} 10');
     expect(text).toContain("netfence_attachments 1");
     expect(text).toContain("netfence_control_plane_connected 1");
+    expect(text).toContain("netfence_integrity_restores 2");
     expect(text).toContain('netfence_commands_total{kind="allow-cidr",outcome="applied"} 1');
     expect(text).toContain('netfence_commands_total{kind="allow-cidr",outcome="rejected"} 1');
     blocked = 7n;
