@@ -486,7 +486,8 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
    * Integrity check (SPEC §9): a live attachment whose pins vanished — removed by someone else,
    * which for a pinned link also detaches it — is reported and restored with its current policy,
    * same id, slot and DNS port. A vanished target is the target watcher's business, not this.
-   * Returns the ids restored.
+   * DNS servers that could not be restarted at start-up are retried here too.
+   * Returns the ids of the filters restored.
    */
   checkIntegrity(): Promise<string[]> {
     return this.queue.run(async () => {
@@ -494,6 +495,11 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
       const pinned = new Set(await this.opts.filter.listPinned());
       const restored: string[] = [];
       for (const rec of this.records.values()) {
+        if (rec.dns === null) {
+          // A DNS server that could not bind at restart (port briefly held elsewhere): retry.
+          rec.dns = await this.startDns(rec).catch(() => null);
+          if (rec.dns !== null) this.log.info({ attachmentId: rec.id, dnsAddress: rec.dnsAddress }, "DNS server restarted");
+        }
         if (pinned.has(rec.id) || !targetAlive(rec.target, rec.ifindex)) continue;
         const alog = this.log.child({ attachmentId: rec.id });
         alog.error({ target: rec.targetText }, "the pins of this attachment were removed by someone else; restoring the filter");

@@ -486,4 +486,23 @@ describe("AttachmentManager restart", () => {
     expect(second.filter.verdict(a.id, "10.1.1.1")).toBe("allow");
     expect(second.manager.get(a.id).mode).toBe("allowlist");
   });
+
+  it("retries a DNS server that could not bind at restart", async () => {
+    const bpffs = new FakeBpffs();
+    const store = new MemoryStateStore();
+    const cgroupRoot = fakeCgroupRoot("a");
+    const first = await rig(policy(), { bpffs, store, cgroupRoot });
+    const a = await first.manager.attach({ target: { kind: "cgroup", path: "a" }, metadata: {} });
+    await first.manager.stop();
+    const dns = new FakeDnsServers();
+    dns.busyPorts.add(11000);
+    const second = await rig(policy(), { bpffs, store, cgroupRoot, dnsServers: dns });
+    expect(second.manager.list().map((v) => v.id)).toEqual([a.id]); // still listed and enforcing
+    expect(dns.running.size).toBe(0);
+    await second.manager.checkIntegrity();
+    expect(dns.running.size).toBe(0);
+    dns.busyPorts.clear();
+    await second.manager.checkIntegrity();
+    expect(dns.running.get(a.id)?.listen.port).toBe(11000);
+  });
 });
