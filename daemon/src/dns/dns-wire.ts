@@ -4,6 +4,7 @@
  * replies (FORMERR, SERVFAIL, REFUSED) straight from the query bytes. All multi-byte fields are
  * big-endian (network byte order), RFC 1035 §4.1.
  */
+import { formatAddr } from "../policy/cidr.js";
 
 export const HEADER_LENGTH = 12;
 
@@ -187,29 +188,6 @@ function readName(msg: Buffer, offset: number): [string, number] | null {
   return [name.toLowerCase(), next];
 }
 
-function formatIpv6(msg: Buffer, at: number): string {
-  const words: number[] = [];
-  for (let i = 0; i < 8; i++) words.push(msg.readUInt16BE(at + 2 * i));
-  // RFC 5952: compress the longest run (≥ 2) of zero words, the first one on a tie.
-  let bestStart = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (words[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && words[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (ws: number[]): string => ws.map((w) => w.toString(16)).join(":");
-  if (bestStart < 0) return hex(words);
-  return `${hex(words.slice(0, bestStart))}::${hex(words.slice(bestStart + bestLen))}`;
-}
 
 /**
  * The A, AAAA and CNAME records of a response's answer section, straight from the wire (a full
@@ -238,7 +216,7 @@ export function readAnswerRecords(msg: Buffer): WireRecord[] | null {
     if (type === TYPE_A && rdlength === 4) {
       records.push({ type: "A", name: n[0], ttl, data: `${msg[rdata]}.${msg[rdata + 1]}.${msg[rdata + 2]}.${msg[rdata + 3]}` });
     } else if (type === TYPE_AAAA && rdlength === 16) {
-      records.push({ type: "AAAA", name: n[0], ttl, data: formatIpv6(msg, rdata) });
+      records.push({ type: "AAAA", name: n[0], ttl, data: formatAddr(6, msg.subarray(rdata, rdata + 16)) });
     } else if (type === TYPE_CNAME) {
       const target = readName(msg, rdata);
       if (target === null) return null;
