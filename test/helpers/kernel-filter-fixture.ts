@@ -1,7 +1,7 @@
 import { KernelFilter } from "../../daemon/src/datapath/kernel-filter.js";
 import type { AttachSpec, FilterEntry, FilterMode, FilterPolicy } from "../../daemon/src/datapath/filter.js";
 import { parseCidr } from "../../daemon/src/policy/cidr.js";
-import type { Sandbox } from "./sandbox.js";
+import { requireKernel, Sandbox, type SandboxNetwork } from "./sandbox.js";
 
 export const allow = (cidr: string, expiresAtMs: number | null = null): FilterEntry => ({ cidr: parseCidr(cidr), allow: true, deny: false, expiresAtMs });
 export const deny = (cidr: string): FilterEntry => ({ cidr: parseCidr(cidr), allow: false, deny: true, expiresAtMs: null });
@@ -42,3 +42,26 @@ export function echoCollector(): { echoes: Echo[]; connected: Promise<void>; onL
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export interface FilterSandbox {
+  readonly sb: Sandbox;
+  readonly net: SandboxNetwork;
+  readonly filter: KernelFilter;
+}
+
+/** The common kernel-test world: a sandbox network, an echo server on `port`, a KernelFilter on its own pin root. */
+export async function filterSandbox(prefix: string, port: number): Promise<FilterSandbox> {
+  await requireKernel();
+  const sb = await Sandbox.create(prefix);
+  const net = await sb.network();
+  await sb.echoServer(net.serverNs, port);
+  return { sb, net, filter: await startFilter(sb) };
+}
+
+/** Detaches every attachment still pinned by this filter, stops it and removes the sandbox. */
+export async function closeFilterSandbox(ctx: FilterSandbox | undefined): Promise<void> {
+  if (ctx === undefined) return;
+  for (const id of await ctx.filter.listPinned().catch(() => [])) await ctx.filter.detach(id).catch(() => undefined);
+  await ctx.filter.close().catch(() => undefined);
+  await ctx.sb.cleanup();
+}

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KernelFilter } from "../../../daemon/src/datapath/kernel-filter.js";
 import type { FilterEntry } from "../../../daemon/src/datapath/filter.js";
-import { allow, deny, echoCollector, interfaceSpec, policy, sleep, startFilter } from "../../helpers/kernel-filter-fixture.js";
-import { fixture, requireKernel, Sandbox, type SandboxNetwork } from "../../helpers/sandbox.js";
+import { type FilterSandbox, allow, closeFilterSandbox, deny, echoCollector, filterSandbox, interfaceSpec, policy, sleep } from "../../helpers/kernel-filter-fixture.js";
+import { fixture, type SandboxNetwork, type Sandbox } from "../../helpers/sandbox.js";
 
 const PORT = 7104;
 
@@ -18,19 +18,15 @@ describe("atomic replace: no packet to a destination allowed before and after is
   let sb: Sandbox;
   let net: SandboxNetwork;
   let filter: KernelFilter;
+  let ctx: FilterSandbox | undefined;
   const id = `t-atom-${process.pid}`;
 
   beforeAll(async () => {
-    await requireKernel();
-    sb = await Sandbox.create("atom");
-    net = await sb.network();
-    await sb.echoServer(net.serverNs, PORT);
-    filter = await startFilter(sb);
+    ctx = await filterSandbox("atom", PORT);
+    ({ sb, net, filter } = ctx);
   });
   afterAll(async () => {
-    await filter?.detach(id).catch(() => undefined);
-    await filter?.close();
-    await sb?.cleanup();
+    await closeFilterSandbox(ctx);
   });
 
   it("30 full replacements of a 5k-entry policy under a ping flood and a TCP stream: zero drops", async () => {

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KernelFilter } from "../../../daemon/src/datapath/kernel-filter.js";
 import { parseCidr } from "../../../daemon/src/policy/cidr.js";
-import { allow, interfaceSpec, noDns, policy, startFilter } from "../../helpers/kernel-filter-fixture.js";
-import { probe, requireKernel, Sandbox, type SandboxNetwork } from "../../helpers/sandbox.js";
+import { type FilterSandbox, allow, closeFilterSandbox, filterSandbox, interfaceSpec, noDns, policy } from "../../helpers/kernel-filter-fixture.js";
+import { probe, type SandboxNetwork, type Sandbox } from "../../helpers/sandbox.js";
 
 const PORT = 7106;
 
@@ -10,20 +10,16 @@ describe("bad input gets a clear error and changes nothing", () => {
   let sb: Sandbox;
   let net: SandboxNetwork;
   let filter: KernelFilter;
+  let ctx: FilterSandbox | undefined;
   const id = `t-bad-${process.pid}`;
 
   beforeAll(async () => {
-    await requireKernel();
-    sb = await Sandbox.create("badi");
-    net = await sb.network();
-    await sb.echoServer(net.serverNs, PORT);
-    filter = await startFilter(sb);
+    ctx = await filterSandbox("badi", PORT);
+    ({ sb, net, filter } = ctx);
     await filter.attach(interfaceSpec(id, 51, net.hostIf), policy("allowlist", [allow(`${net.serverIp4[0]}/32`)]));
   });
   afterAll(async () => {
-    await filter?.detach(id).catch(() => undefined);
-    await filter?.close();
-    await sb?.cleanup();
+    await closeFilterSandbox(ctx);
   });
 
   it("invalid CIDRs are rejected with INVALID_ARGUMENT", () => {

@@ -3,8 +3,8 @@ import type { KernelFilter } from "../../../daemon/src/datapath/kernel-filter.js
 import { exactCapacityFor } from "../../../daemon/src/datapath/kernel-filter.js";
 import type { FilterEntry } from "../../../daemon/src/datapath/filter.js";
 import { parseCidr } from "../../../daemon/src/policy/cidr.js";
-import { allow, interfaceSpec, policy, startFilter } from "../../helpers/kernel-filter-fixture.js";
-import { probe, requireKernel, Sandbox, type SandboxNetwork } from "../../helpers/sandbox.js";
+import { type FilterSandbox, allow, closeFilterSandbox, filterSandbox, interfaceSpec, policy } from "../../helpers/kernel-filter-fixture.js";
+import { probe, type SandboxNetwork, type Sandbox } from "../../helpers/sandbox.js";
 
 const PORT = 7108;
 const hosts = (n: number, offset = 0): FilterEntry[] =>
@@ -14,19 +14,15 @@ describe("exact-match capacity: single hosts beyond the hash's size still work (
   let sb: Sandbox;
   let net: SandboxNetwork;
   let filter: KernelFilter;
+  let ctx: FilterSandbox | undefined;
   const id = `t-cap-${process.pid}`;
 
   beforeAll(async () => {
-    await requireKernel();
-    sb = await Sandbox.create("capy");
-    net = await sb.network();
-    await sb.echoServer(net.serverNs, PORT);
-    filter = await startFilter(sb);
+    ctx = await filterSandbox("capy", PORT);
+    ({ sb, net, filter } = ctx);
   });
   afterAll(async () => {
-    await filter?.detach(id).catch(() => undefined);
-    await filter?.close();
-    await sb?.cleanup();
+    await closeFilterSandbox(ctx);
   });
 
   it("sizes the hash from the initial policy", () => {

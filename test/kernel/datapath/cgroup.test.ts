@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KernelFilter } from "../../../daemon/src/datapath/kernel-filter.js";
-import { allow, policy, startFilter, noDns } from "../../helpers/kernel-filter-fixture.js";
-import { probe, requireKernel, Sandbox, type SandboxNetwork } from "../../helpers/sandbox.js";
+import { type FilterSandbox, allow, closeFilterSandbox, filterSandbox, noDns, policy } from "../../helpers/kernel-filter-fixture.js";
+import { probe, type SandboxNetwork, type Sandbox } from "../../helpers/sandbox.js";
 
 const PORT = 7102;
 
@@ -9,21 +9,17 @@ describe("cgroup attachment (cgroup_skb/egress): processes in the cgroup are fil
   let sb: Sandbox;
   let net: SandboxNetwork;
   let filter: KernelFilter;
+  let ctx: FilterSandbox | undefined;
   let cg: string;
   const id = `t-cg-${process.pid}`;
 
   beforeAll(async () => {
-    await requireKernel();
-    sb = await Sandbox.create("cgrp");
-    net = await sb.network();
-    await sb.echoServer(net.serverNs, PORT);
+    ctx = await filterSandbox("cgrp", PORT);
+    ({ sb, net, filter } = ctx);
     cg = await sb.cgroup();
-    filter = await startFilter(sb);
   });
   afterAll(async () => {
-    await filter?.detach(id).catch(() => undefined);
-    await filter?.close();
-    await sb?.cleanup();
+    await closeFilterSandbox(ctx);
   });
 
   it("allowlist: a process in the cgroup reaches only listed destinations (TCP, UDP, ICMP, v4/v6)", async () => {

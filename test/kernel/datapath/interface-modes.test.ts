@@ -1,34 +1,26 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { KernelFilter } from "../../../daemon/src/datapath/kernel-filter.js";
-import type { FilterEntry, FilterPolicy } from "../../../daemon/src/datapath/filter.js";
-import { parseCidr } from "../../../daemon/src/policy/cidr.js";
-import { probe, requireKernel, Sandbox, type SandboxNetwork } from "../../helpers/sandbox.js";
+import type { KernelFilter } from "../../../daemon/src/datapath/kernel-filter.js";
+import { allow, closeFilterSandbox, deny, filterSandbox, policy, type FilterSandbox } from "../../helpers/kernel-filter-fixture.js";
+import { probe, type SandboxNetwork, type Sandbox } from "../../helpers/sandbox.js";
 
-const allow = (cidr: string): FilterEntry => ({ cidr: parseCidr(cidr), allow: true, deny: false, expiresAtMs: null });
-const deny = (cidr: string): FilterEntry => ({ cidr: parseCidr(cidr), allow: false, deny: true, expiresAtMs: null });
 const PORT = 7101;
 
 describe("interface attachment: modes enforced on real packets (TCP, UDP, ICMP; IPv4 and IPv6)", () => {
   let sb: Sandbox;
   let net: SandboxNetwork;
   let filter: KernelFilter;
+  let ctx: FilterSandbox | undefined;
   const id = `t-modes-${process.pid}`;
 
   beforeAll(async () => {
-    await requireKernel();
-    sb = await Sandbox.create("mode");
-    net = await sb.network();
-    await sb.echoServer(net.serverNs, PORT);
-    filter = await KernelFilter.start({ pinRoot: await sb.pinRoot() });
+    ctx = await filterSandbox("mode", PORT);
+    ({ sb, net, filter } = ctx);
   });
   afterAll(async () => {
-    await filter?.detach(id).catch(() => undefined);
-    await filter?.close();
-    await sb?.cleanup();
+    await closeFilterSandbox(ctx);
   });
 
   const reach = (kind: "tcp" | "udp" | "icmp", ip: string) => probe(sb, net.workloadNs, kind, ip, { port: PORT, timeoutMs: 800 });
-  const policy = (mode: FilterPolicy["mode"], entries: FilterEntry[]): FilterPolicy => ({ mode, audit: false, entries });
 
   it("allowlist: listed destinations pass, everything else is dropped", async () => {
     const [a, b] = net.serverIp4;

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KernelFilter } from "../../../daemon/src/datapath/kernel-filter.js";
 import { parseCidr } from "../../../daemon/src/policy/cidr.js";
-import { allow, echoCollector, interfaceSpec, noDns, policy, sleep, startFilter } from "../../helpers/kernel-filter-fixture.js";
-import { fixture, requireKernel, Sandbox, type SandboxNetwork } from "../../helpers/sandbox.js";
+import { type FilterSandbox, allow, closeFilterSandbox, echoCollector, filterSandbox, interfaceSpec, noDns, policy, sleep } from "../../helpers/kernel-filter-fixture.js";
+import { fixture, type SandboxNetwork, type Sandbox } from "../../helpers/sandbox.js";
 
 const PORT = 7103;
 
@@ -10,18 +10,14 @@ describe("revoking a destination severs an established TCP stream", () => {
   let sb: Sandbox;
   let net: SandboxNetwork;
   let filter: KernelFilter;
+  let ctx: FilterSandbox | undefined;
 
   beforeAll(async () => {
-    await requireKernel();
-    sb = await Sandbox.create("sevr");
-    net = await sb.network();
-    await sb.echoServer(net.serverNs, PORT);
-    filter = await startFilter(sb);
+    ctx = await filterSandbox("sevr", PORT);
+    ({ sb, net, filter } = ctx);
   });
   afterAll(async () => {
-    for (const id of await filter.listPinned()) await filter.detach(id).catch(() => undefined);
-    await filter?.close();
-    await sb?.cleanup();
+    await closeFilterSandbox(ctx);
   });
 
   async function severCheck(id: string, dst: string, cgroup?: string) {

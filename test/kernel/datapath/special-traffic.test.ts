@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KernelFilter } from "../../../daemon/src/datapath/kernel-filter.js";
 import { parseCidr } from "../../../daemon/src/policy/cidr.js";
-import { allow, deny, interfaceSpec, policy, sleep, startFilter } from "../../helpers/kernel-filter-fixture.js";
-import { fixture, probe, requireKernel, Sandbox, type SandboxNetwork } from "../../helpers/sandbox.js";
+import { type FilterSandbox, allow, closeFilterSandbox, deny, filterSandbox, interfaceSpec, policy, sleep } from "../../helpers/kernel-filter-fixture.js";
+import { fixture, probe, type SandboxNetwork, type Sandbox } from "../../helpers/sandbox.js";
 
 const PORT = 7107;
 const DNS_PORT = 7153;
@@ -11,26 +11,22 @@ describe("special destinations: TTLs, metadata service, DNS server, protected CI
   let sb: Sandbox;
   let net: SandboxNetwork;
   let filter: KernelFilter;
+  let ctx: FilterSandbox | undefined;
   const id = `t-spec-${process.pid}`;
   const reach = (kind: "tcp" | "udp" | "icmp", ip: string, port = PORT) => probe(sb, net.workloadNs, kind, ip, { port, timeoutMs: 700 });
 
   beforeAll(async () => {
-    await requireKernel();
-    sb = await Sandbox.create("spec");
-    net = await sb.network();
-    await sb.echoServer(net.serverNs, PORT);
+    ctx = await filterSandbox("spec", PORT);
+    ({ sb, net, filter } = ctx);
     await sb.echoServer(net.serverNs, DNS_PORT);
     // A "cloud metadata service" at 169.254.169.254 on the server side, routed from the workload.
     await sb.exec(net.serverNs, ["ip", "addr", "add", "169.254.169.254/32", "dev", "sv0"]);
     await sb.exec(net.workloadNs, ["ip", "route", "add", "169.254.169.254/32", "dev", "wl0", "src", net.workloadIp4]);
-    filter = await startFilter(sb);
     await filter.attach(interfaceSpec(id, 61, net.hostIf, { dns: { ipv4: net.serverIp4[9]!, ipv6: net.serverIp6[9]!, port: DNS_PORT } }), policy("allowlist", []));
   });
   afterAll(async () => {
     await filter?.setProtected([]).catch(() => undefined);
-    await filter?.detach(id).catch(() => undefined);
-    await filter?.close();
-    await sb?.cleanup();
+    await closeFilterSandbox(ctx);
   });
 
   it("a TTL'd entry expires in the kernel on time, without the daemon deleting it", async () => {
