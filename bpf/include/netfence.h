@@ -124,7 +124,6 @@ enum nf_method {
 	NF_METHOD_TCX = 1,
 	NF_METHOD_CLSACT = 2,
 	NF_METHOD_CGROUP_LINK = 3,
-	NF_METHOD_CGROUP_ATTACH = 4,
 };
 enum nf_direction {
 	NF_DIR_INGRESS = 0, /* host-side veth/tap ingress = packets the workload sends */
@@ -234,7 +233,7 @@ struct nf_throttle_val {
  * Every frame: struct nf_frame_hdr followed by `len - sizeof(hdr)` payload bytes.
  * Requests carry a daemon-chosen seq; the reply echoes seq and op and carries status
  * (0 or -errno) and, on error, a UTF-8 message as payload. Unsolicited frames have seq 0:
- * NF_OP_EVENTS (payload: nf_event[]) and NF_OP_LOG (payload: text).
+ * NF_OP_EVENTS (payload: nf_event[]). The loader logs (libbpf included) to stderr.
  * The first request must be NF_OP_HELLO with NF_PROTOCOL_VERSION.
  */
 #define NF_PROTOCOL_VERSION 1
@@ -261,7 +260,6 @@ enum nf_op {
 	NF_OP_COUNTERS = 10,  /* req: __u32 count + nf_id[count]; reply: __u64[count][NF_CNT_MAX] */
 	NF_OP_PROTECTED = 11, /* req: __u32 count + nf_wire_protected[count] (replaces the set) */
 	NF_OP_EVENTS = 100,   /* unsolicited: nf_event[] */
-	NF_OP_LOG = 101,      /* unsolicited: text */
 };
 
 struct nf_hello_req {

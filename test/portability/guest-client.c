@@ -95,7 +95,6 @@ static const char *method_name(__u32 m)
 	case NF_METHOD_TCX: return "tcx";
 	case NF_METHOD_CLSACT: return "clsact";
 	case NF_METHOD_CGROUP_LINK: return "cgroup_link";
-	case NF_METHOD_CGROUP_ATTACH: return "cgroup_attach";
 	default: return "none";
 	}
 }
@@ -232,8 +231,6 @@ static int request(__u16 op, const void *payload, size_t len, void *reply, size_
 		if (r.seq == 0) {
 			if (r.op == NF_OP_EVENTS)
 				on_events((const struct nf_event *)p, plen / sizeof(struct nf_event));
-			else if (r.op == NF_OP_LOG)
-				info("loader log: %.*s", (int)plen, p);
 			free(p);
 			continue;
 		}

@@ -17,7 +17,7 @@ export type TargetSpec =
   | { readonly kind: "cgroup"; /** absolute path inside the cgroup2 mount */ readonly path: string };
 
 /** Attach method actually used, chosen by probing the kernel (reported by status/list). */
-export type AttachMethod = "tcx" | "clsact" | "cgroup-link" | "cgroup-attach";
+export type AttachMethod = "tcx" | "clsact" | "cgroup-link";
 
 /** Preference for interface attachments; "auto" probes TCX and falls back to clsact. */
 export type AttachMethodPreference = "auto" | "tcx" | "clsact";

@@ -64,7 +64,6 @@ const METHOD_NAMES: Record<number, AttachMethod> = {
   [METHOD.TCX]: "tcx",
   [METHOD.CLSACT]: "clsact",
   [METHOD.CGROUP_LINK]: "cgroup-link",
-  [METHOD.CGROUP_ATTACH]: "cgroup-attach",
 };
 const METHOD_PREF = { auto: 0, tcx: METHOD.TCX, clsact: METHOD.CLSACT } as const;
 

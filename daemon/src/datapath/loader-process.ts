@@ -134,7 +134,7 @@ export class LoaderProcess {
   private dispatch(seq: number, op: number, status: number, payload: Buffer): void {
     if (seq === 0) {
       if (op === Op.EVENTS) this.opts.onEvents(Buffer.from(payload));
-      else if (op === Op.LOG) this.opts.logger.info({ loader: payload.toString("utf8") }, "loader log");
+      else this.opts.logger.warn({ op }, "loader sent an unknown unsolicited frame");
       return;
     }
     const p = this.pending.get(seq);

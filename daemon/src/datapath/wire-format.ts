@@ -25,7 +25,6 @@ export const Op = {
   COUNTERS: 10,
   PROTECTED: 11,
   EVENTS: 100,
-  LOG: 101,
 } as const;
 export type OpCode = (typeof Op)[keyof typeof Op];
 
@@ -38,7 +37,7 @@ export const KIND_TC = 1;
 export const KIND_CGROUP = 2;
 export const DIR_INGRESS = 0;
 export const DIR_EGRESS = 1;
-export const METHOD = { NONE: 0, TCX: 1, CLSACT: 2, CGROUP_LINK: 3, CGROUP_ATTACH: 4 } as const;
+export const METHOD = { NONE: 0, TCX: 1, CLSACT: 2, CGROUP_LINK: 3 } as const;
 export const FEAT_TCX = 1;
 export const COUNTERS_PER_ATTACHMENT = 4; // NF_CNT_MAX: allowed, blocked, audited, events lost
 export const NO_RULE = 255;
