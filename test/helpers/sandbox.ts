@@ -1,7 +1,8 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, rm, rmdir, writeFile } from "node:fs/promises";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
+import { findCgroup2Mount } from "../../daemon/src/attachments/target.js";
 import path from "node:path";
 import { promisify } from "node:util";
 import { createInterface } from "node:readline";
@@ -42,16 +43,11 @@ export async function sh(cmd: string, args: string[], opts: { allowFail?: boolea
   }
 }
 
+/** The cgroup2 mount (from /proc/mounts, via the daemon's own lookup); throws if there is none. */
 export function cgroup2Mount(): string {
-  return cgroup2MountFrom(readFileSync("/proc/mounts", "utf8"));
-}
-
-export function cgroup2MountFrom(mounts: string): string {
-  for (const line of mounts.split("\n")) {
-    const f = line.split(" ");
-    if (f[2] === "cgroup2" && f[1]) return f[1];
-  }
-  throw new Error("no cgroup2 mount in /proc/mounts");
+  const mount = findCgroup2Mount();
+  if (mount === null) throw new Error("no cgroup2 mount in /proc/mounts");
+  return mount;
 }
 
 export interface SandboxNetwork {
@@ -223,5 +219,5 @@ export async function requireKernel(): Promise<void> {
   if (!mounts.split("\n").some((l) => l.split(" ")[1] === "/sys/fs/bpf" && l.split(" ")[2] === "bpf")) {
     throw new Error("bpffs is not mounted at /sys/fs/bpf (run scripts/bootstrap.sh)");
   }
-  cgroup2MountFrom(mounts);
+  cgroup2Mount();
 }
