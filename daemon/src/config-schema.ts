@@ -1,6 +1,7 @@
 import net from "node:net";
 import { parseCidr } from "./policy/cidr.js";
 import { normalizeDomain } from "./dns/domain-name.js";
+import { parseQueryType } from "./dns/query-types.js";
 import type { FilterMode, ProtectedEntry } from "./datapath/filter.js";
 import type { CidrRule, DnsModeName, DomainRule } from "./policy/policy.js";
 
@@ -22,6 +23,15 @@ export const CONFIG_KEYS = [
   "dns.port_max",
   "dns.upstream",
   "dns.min_ttl",
+  "dns.quotas.qps",
+  "dns.quotas.inflight",
+  "dns.quotas.learned",
+  "dns.quotas.answer_records",
+  "dns.quotas.tcp_connections",
+  "dns.quotas.tcp_per_source",
+  "dns.refuse_types",
+  "dns.port_guard",
+  "dns.port_guard_cgroup",
   "control_plane.url",
   "control_plane.subscribe_ack_timeout",
   "control_plane.heartbeat_interval",
@@ -39,6 +49,7 @@ export const CONFIG_KEYS = [
   "default_policy.dns.deny_domains",
   "default_policy.dns.upstreams",
   "protected",
+  "protected_deny",
   "bpf.pin_root",
   "bpf.loader_path",
   "cgroup_root",
@@ -235,6 +246,22 @@ export function parseDomainRules(key: string, v: unknown, p: Problems): DomainRu
     }
   }
   return out;
+}
+
+/** `dns.refuse_types`: query type mnemonics ("TXT", "NULL", "ANY", "TYPE65"). */
+export function parseQueryTypes(key: string, v: unknown, p: Problems): number[] {
+  const out: number[] = [];
+  for (const text of parseStringList(key, v, p)) {
+    const t = parseQueryType(text);
+    if (t === null) p.push(`${key}: "${text}" is not a DNS query type`);
+    else if (!out.includes(t)) out.push(t);
+  }
+  return out;
+}
+
+/** `protected_deny`: CIDRs dropped for every attachment in every mode, never opened by DNS. */
+export function parseProtectedDeny(key: string, v: unknown, p: Problems): ProtectedEntry[] {
+  return parseCidrRules(key, v, p).map((r) => ({ cidr: r.cidr, protocol: 0, port: 0, action: "deny" as const }));
 }
 
 const PROTOCOLS: Record<string, number> = { any: 0, tcp: 6, udp: 17 };

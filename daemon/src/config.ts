@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import type { ProtectedEntry } from "./datapath/filter.js";
 import type { AttachmentPolicy } from "./policy/policy.js";
+import { DEFAULT_DNS_QUOTAS, DNS_QUOTA_LIMITS, type DnsQuotas } from "./dns/dns-quotas.js";
 import {
   CONFIG_KEYS,
   envName,
@@ -16,6 +17,8 @@ import {
   parseIpAddress,
   parseLogLevel,
   parseProtected,
+  parseProtectedDeny,
+  parseQueryTypes,
   parseString,
   parseStringList,
   parseStringMap,
@@ -41,6 +44,18 @@ export interface DaemonConfig {
     readonly upstream: string;
     /** Floor applied to answers with TTL 0, in seconds. */
     readonly minTtlSeconds: number;
+    /** Per-attachment quotas (defaults; `netfence.dns.*` metadata overrides them per attachment). */
+    readonly quotas: DnsQuotas;
+    /** Query types every DNS server refuses unless an attachment says otherwise. */
+    readonly refuseTypes: readonly number[];
+    /**
+     * Refuse bind() to the DNS port range to every process but the daemon's user (a cgroup
+     * sock_addr program on `portGuardCgroup`, default the cgroup2 mount root), so an
+     * unprivileged local user cannot squat a tenant's DNS port, even while the daemon restarts.
+     */
+    readonly portGuard: boolean;
+    /** null → the cgroup2 mount root. */
+    readonly portGuardCgroup: string | null;
   };
   readonly controlPlane: {
     readonly url: string | null;
@@ -52,6 +67,7 @@ export interface DaemonConfig {
   readonly metadata: Readonly<Record<string, string>>;
   /** Policy of every attachment when there is no control plane. */
   readonly defaultPolicy: AttachmentPolicy;
+  /** Host-wide protected destinations: action "allow" (config `protected`) and "deny" (`protected_deny`). */
   readonly protected: readonly ProtectedEntry[];
   readonly bpf: { readonly pinRoot: string; readonly loaderPath: string | null };
   /** null → the cgroup2 mount found in /proc/mounts. */
@@ -138,16 +154,35 @@ function build(f: Map<string, unknown>, p: Problems): DaemonConfig {
   if (cgroupRoot !== null && !cgroupRoot.startsWith("/")) p.push(`cgroup_root: "${cgroupRoot}" must be an absolute path`);
   const socket = parseString("socket", f.get("socket"), p) ?? "/var/run/netfence.sock";
   const minTtl = parseDuration("dns.min_ttl", f.get("dns.min_ttl"), 300_000, p);
+  const listenAddr = parseIpAddress("dns.listen_addr", f.get("dns.listen_addr"), "127.0.0.1", p);
+  if (listenAddr === "0.0.0.0" || listenAddr === "::" || /^0+(\.0+){3}$/.test(listenAddr) || /^[0:]+$/.test(listenAddr)) {
+    p.push(`dns.listen_addr: "${listenAddr}" is a wildcard; give one address of this host (a wildcard would serve every network and defeat tenant isolation)`);
+  }
+  const quota = (name: keyof DnsQuotas, key: string): number =>
+    parseInteger(`dns.quotas.${key}`, f.get(`dns.quotas.${key}`), DEFAULT_DNS_QUOTAS[name], 1, DNS_QUOTA_LIMITS[name], p);
+  const portGuardCgroup = parseString("dns.port_guard_cgroup", f.get("dns.port_guard_cgroup"), p);
+  if (portGuardCgroup !== null && !portGuardCgroup.startsWith("/")) p.push(`dns.port_guard_cgroup: "${portGuardCgroup}" must be an absolute path`);
   return {
     socket,
     dataDir: parseString("data_dir", f.get("data_dir"), p),
     logLevel: parseLogLevel("log_level", f.get("log_level"), p),
     dns: {
-      listenAddr: parseIpAddress("dns.listen_addr", f.get("dns.listen_addr"), "127.0.0.1", p),
+      listenAddr,
       portMin,
       portMax,
       upstream: parseHostPort("dns.upstream", f.get("dns.upstream"), p, true) ?? "8.8.8.8:53",
       minTtlSeconds: Math.ceil(minTtl / 1000),
+      quotas: {
+        qps: quota("qps", "qps"),
+        inflight: quota("inflight", "inflight"),
+        learned: quota("learned", "learned"),
+        answerRecords: quota("answerRecords", "answer_records"),
+        tcpConnections: quota("tcpConnections", "tcp_connections"),
+        tcpPerSource: quota("tcpPerSource", "tcp_per_source"),
+      },
+      refuseTypes: parseQueryTypes("dns.refuse_types", f.get("dns.refuse_types"), p),
+      portGuard: parseBoolean("dns.port_guard", f.get("dns.port_guard"), true, p),
+      portGuardCgroup,
     },
     controlPlane: {
       url: parseHostPort("control_plane.url", f.get("control_plane.url"), p, false),
@@ -171,7 +206,7 @@ function build(f: Map<string, unknown>, p: Problems): DaemonConfig {
         ),
       },
     },
-    protected: parseProtected("protected", f.get("protected"), p),
+    protected: [...parseProtected("protected", f.get("protected"), p), ...parseProtectedDeny("protected_deny", f.get("protected_deny"), p)],
     bpf: { pinRoot, loaderPath: parseString("bpf.loader_path", f.get("bpf.loader_path"), p) },
     cgroupRoot,
     metrics: { listen: parseHostPort("metrics.listen", f.get("metrics.listen"), p, true) },

@@ -3,6 +3,7 @@ import type { StoredAttachment } from "../store/snapshot.js";
 import type { AttachmentView } from "./attachment-view.js";
 import type { DnsServerHandle } from "./dns-server-factory.js";
 import type { PolicyState } from "./policy-state.js";
+import type { AttachOptions } from "./attach-options.js";
 
 /** One live attachment as the manager keeps it (the manager is its only writer). */
 export interface AttachmentRecord {
@@ -16,6 +17,8 @@ export interface AttachmentRecord {
   readonly dnsPort: number;
   readonly dnsAddress: string;
   readonly metadata: Readonly<Record<string, string>>;
+  /** Parsed from the `netfence.*` keys of `metadata` (attach-options.ts). */
+  readonly options: AttachOptions;
   readonly attachedAtMs: number;
   readonly method: AttachMethod;
   /** ifindex at attach time (a re-created interface has another one); 0 for cgroups. */

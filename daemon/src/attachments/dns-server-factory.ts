@@ -1,4 +1,5 @@
 import type { DnsPolicy } from "../policy/policy.js";
+import type { DnsQuotas } from "../dns/dns-quotas.js";
 
 /**
  * What the attachment manager needs to run one attachment's DNS server (implemented in dns/ by
@@ -21,6 +22,16 @@ export interface DnsServerHandle {
   stats(): DnsServerStats;
 }
 
+/** Per-attachment settings of a DNS server, fixed for its lifetime (from config defaults and `netfence.*` metadata). */
+export interface DnsServerOptions {
+  readonly kind: "interface" | "cgroup";
+  readonly quotas: DnsQuotas;
+  /** Query types answered REFUSED without asking anyone. */
+  readonly refuseTypes: readonly number[];
+  /** The workload's own addresses, when the attach named them (interfaces: the only sources answered). */
+  readonly workloadAddresses: readonly string[];
+}
+
 export interface DnsServerFactory {
-  start(attachmentId: string, listen: DnsListen, getPolicy: () => DnsPolicy): Promise<DnsServerHandle>;
+  start(attachmentId: string, listen: DnsListen, getPolicy: () => DnsPolicy, options: DnsServerOptions): Promise<DnsServerHandle>;
 }

@@ -9,6 +9,8 @@ import type { ResolvedAddress, ResolvedAllower } from "../dns/resolved-allower.j
 import type { AttachmentStatsView, AttachmentView } from "./attachment-view.js";
 import type { PolicySource } from "./policy-source.js";
 import type { DnsServerFactory, DnsServerHandle } from "./dns-server-factory.js";
+import { parseAttachOptions, type AttachOptions } from "./attach-options.js";
+import { DEFAULT_DNS_QUOTAS, type DnsQuotas } from "../dns/dns-quotas.js";
 import { OpQueue } from "./op-queue.js";
 import { PolicyState } from "./policy-state.js";
 import { planCommand, type KernelOp } from "./command-plan.js";
@@ -36,7 +38,16 @@ export interface ManagerOptions {
   readonly store: StateStore;
   readonly dnsServers: DnsServerFactory;
   readonly logger: Logger;
-  readonly dns: { readonly listenAddr: string; readonly portMin: number; readonly portMax: number; readonly minTtlSeconds: number };
+  readonly dns: {
+    readonly listenAddr: string;
+    readonly portMin: number;
+    readonly portMax: number;
+    readonly minTtlSeconds: number;
+    /** Defaults of every attachment's quotas (DEFAULT_DNS_QUOTAS when absent). */
+    readonly quotas?: DnsQuotas;
+    /** Query types refused unless an attachment says otherwise (none when absent). */
+    readonly refuseTypes?: readonly number[];
+  };
   /** The cgroup2 mount (or configured override); null when there is none. */
   readonly cgroupRoot: string | null;
   /** Used when the store has no daemon id yet (memory store: derived from the machine). */
@@ -74,6 +85,7 @@ export interface WatchedTarget {
 
 interface Reservation {
   readonly id: string;
+  readonly options: AttachOptions;
   readonly slot: number;
   readonly port: number;
   readonly key: string;
@@ -194,7 +206,8 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
           details: { target: target.text, id: existing },
         });
       }
-      const r: Reservation = { id: this.uniqueId(), slot: this.freeSlot(), port: this.freePort(), key: target.key, settled };
+      const options = parseAttachOptions(input.metadata, target.spec.kind);
+      const r: Reservation = { id: this.uniqueId(), options, slot: this.freeSlot(), port: this.freePort(), key: target.key, settled };
       this.reservations.set(r.id, r);
       return { r, target };
     });
@@ -244,7 +257,7 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
       throw new NetfenceError("NOT_FOUND", `interface "${spec.name}" disappeared during attach`);
     }
     const state = new PolicyState(policy);
-    const result = await this.opts.filter.attach(this.attachSpec(r.id, r.slot, spec, r.port), state.compile(this.now()));
+    const result = await this.opts.filter.attach(this.attachSpec(r.id, r.slot, spec, r.port, r.options), state.compile(this.now()));
     const rec: AttachmentRecord = {
       id: r.id,
       slot: r.slot,
@@ -254,6 +267,7 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
       dnsPort: r.port,
       dnsAddress: view.dnsAddress,
       metadata: view.metadata,
+      options: r.options,
       // The time it became live: List pages are ordered by it, so an attach that waited for its
       // SubscribedAck does not land behind a page token already handed out.
       attachedAtMs: this.now(),
@@ -275,13 +289,25 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
     return rec;
   }
 
-  private attachSpec(id: string, slot: number, target: TargetSpec, dnsPort: number): AttachSpec {
-    const listen = this.opts.dns.listenAddr;
-    return { id, slot, target, dns: { ipv4: net.isIPv4(listen) ? listen : null, ipv6: net.isIPv6(listen) ? listen : null, port: dnsPort } };
+  private attachSpec(id: string, slot: number, target: TargetSpec, dnsPort: number, options: AttachOptions): AttachSpec {
+    const { listenAddr: listen, portMin, portMax } = this.opts.dns;
+    return {
+      id,
+      slot,
+      target,
+      dns: { ipv4: net.isIPv4(listen) ? listen : null, ipv6: net.isIPv6(listen) ? listen : null, port: dnsPort, portMin, portMax },
+      guards: options.guards,
+    };
   }
 
   private startDns(rec: AttachmentRecord): Promise<DnsServerHandle> {
-    return this.opts.dnsServers.start(rec.id, { host: this.opts.dns.listenAddr, port: rec.dnsPort }, () => rec.state.dns);
+    const o = rec.options;
+    return this.opts.dnsServers.start(rec.id, { host: this.opts.dns.listenAddr, port: rec.dnsPort }, () => rec.state.dns, {
+      kind: rec.target.kind,
+      quotas: { ...(this.opts.dns.quotas ?? DEFAULT_DNS_QUOTAS), ...o.quotas },
+      refuseTypes: o.refuseTypes ?? this.opts.dns.refuseTypes ?? [],
+      workloadAddresses: o.guards.workloadAddresses,
+    });
   }
 
   async detach(id: string): Promise<void> {
@@ -506,7 +532,7 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
         // Let the filter drop whatever it still holds for the id, then attach afresh.
         await this.opts.filter.detach(rec.id).catch(() => undefined);
         try {
-          await this.opts.filter.attach(this.attachSpec(rec.id, rec.slot, rec.target, rec.dnsPort), rec.state.compile(this.now()));
+          await this.opts.filter.attach(this.attachSpec(rec.id, rec.slot, rec.target, rec.dnsPort, rec.options), rec.state.compile(this.now()));
           restored.push(rec.id);
           this.integrityRestores++;
           alog.warn("filter restored");

@@ -6,6 +6,7 @@ import type { AttachmentRecord } from "./attachment-record.js";
 import { LearnedAddresses } from "./learned-addresses.js";
 import { PolicyState } from "./policy-state.js";
 import { targetAlive, targetKey } from "./target.js";
+import { storedAttachOptions } from "./attach-options.js";
 
 /**
  * Start-up reconciliation of the state store with the pins in bpffs (after a restart or a
@@ -60,7 +61,7 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
   await mapLimit(candidates, limit, async (stored) => {
     try {
       const adopted = await filter.adopt(stored.id);
-      const rec = toRecord(stored, adopted, opts.dnsAddress(stored.dnsPort));
+      const rec = toRecord(stored, adopted, opts.dnsAddress(stored.dnsPort), log);
       if (adopted.mode !== rec.state.mode || adopted.audit !== rec.state.audit) {
         await filter.replacePolicy(rec.id, rec.state.compile(opts.nowMs));
       }
@@ -85,7 +86,9 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
   return result;
 }
 
-function toRecord(stored: StoredAttachment, adopted: AdoptedAttachment, dnsAddress: string): AttachmentRecord {
+function toRecord(stored: StoredAttachment, adopted: AdoptedAttachment, dnsAddress: string, log: Logger): AttachmentRecord {
+  const { options, problem } = storedAttachOptions(stored.metadata, stored.target.kind);
+  if (problem !== null) log.warn({ attachmentId: stored.id, problem }, "stored attach options are not valid any more; the closed defaults apply");
   const learned = new LearnedAddresses();
   for (const l of stored.learned) learned.add(l.name, parseCidr(l.address), l.expiresAtMs);
   return {
@@ -97,6 +100,7 @@ function toRecord(stored: StoredAttachment, adopted: AdoptedAttachment, dnsAddre
     dnsPort: stored.dnsPort,
     dnsAddress,
     metadata: stored.metadata,
+    options,
     attachedAtMs: stored.attachedAtMs,
     method: adopted.method,
     ifindex: stored.ifindex,

@@ -43,15 +43,61 @@ export interface FilterPolicy {
   readonly entries: readonly FilterEntry[];
 }
 
+/**
+ * What an attachment lets through besides its policy, and the anti-spoofing checks it makes.
+ * The default (CLOSED_GUARDS) is the narrow always-allowed set of SPEC §6: the attachment's own
+ * DNS server and IPv6 neighbour discovery (133, 135, 136 with hop limit 255 to link-local or
+ * multicast), ARP on L2 devices; loopback and link-local destinations closed unless an explicit
+ * allow entry covers them; non-IP frames, router advertisements and redirects dropped.
+ */
+export interface AttachGuards {
+  /** 127.0.0.0/8 and ::1 are decided by the mode like any destination (default: only an explicit allow opens them). */
+  readonly openLoopback: boolean;
+  /** fe80::/10 and 169.254.0.0/16 likewise. */
+  readonly openLinkLocal: boolean;
+  /** DHCPv4 client broadcasts (udp 68 → 255.255.255.255:67). */
+  readonly dhcp: boolean;
+  /** DHCPv6 client (udp 546 → ff02::1:2 port 547). */
+  readonly dhcpv6: boolean;
+  /** MLD reports and done messages (ICMPv6 130-132, 143, hop limit 1, to ff02::/16). */
+  readonly mld: boolean;
+  /** The workload may send router advertisements and redirects (ICMPv6 134, 137): it is a router. */
+  readonly router: boolean;
+  /** L2 devices: frames that are neither IPv4, IPv6 nor ARP pass (default: dropped). */
+  readonly allowNonIp: boolean;
+  /** L2 devices: the workload's MAC ("aa:bb:cc:dd:ee:ff"); frames and ARP from another source MAC are dropped. */
+  readonly workloadMac: string | null;
+  /** The workload's own addresses: ARP replies and neighbour advertisements for any other address are dropped. */
+  readonly workloadAddresses: readonly string[];
+}
+
+export const CLOSED_GUARDS: AttachGuards = {
+  openLoopback: false,
+  openLinkLocal: false,
+  dhcp: false,
+  dhcpv6: false,
+  mld: false,
+  router: false,
+  allowNonIp: false,
+  workloadMac: null,
+  workloadAddresses: [],
+};
+
 export interface AttachSpec {
   /** Attachment id: [A-Za-z0-9_-]{1,63}; names the pin directory /sys/fs/bpf/netfence/<id>/. */
   readonly id: string;
   /** Small integer unique among live attachments; carried in packet events. */
   readonly slot: number;
   readonly target: TargetSpec;
-  /** The attachment's DNS server (always allowed): IPv4 and/or IPv6 address and port. */
-  readonly dns: { readonly ipv4: string | null; readonly ipv6: string | null; readonly port: number };
+  /**
+   * The attachment's DNS server (always allowed): IPv4 and/or IPv6 address and port. `portMin` /
+   * `portMax` is the daemon's whole DNS port range: packets to another port of that range on the
+   * same address are other tenants' DNS servers and are dropped in every mode (absent: no range).
+   */
+  readonly dns: { readonly ipv4: string | null; readonly ipv6: string | null; readonly port: number; readonly portMin?: number; readonly portMax?: number };
   readonly method?: AttachMethodPreference;
+  /** Absent: CLOSED_GUARDS. */
+  readonly guards?: AttachGuards;
 }
 
 export interface AttachResult {
@@ -98,11 +144,16 @@ export interface KernelPacketEvent {
   readonly suppressed: number;
 }
 
-/** A protected destination no command can revoke (operator config). port 0 = any, protocol 0 = any. */
+/**
+ * A host-wide destination no command can change (operator config). "allow" (default): passes in
+ * every mode (management access); "deny": dropped in every mode, and never opened by a DNS answer.
+ * port 0 = any, protocol 0 = any.
+ */
 export interface ProtectedEntry {
   readonly cidr: Cidr;
   readonly protocol: number;
   readonly port: number;
+  readonly action?: "allow" | "deny";
 }
 
 export interface Filter {

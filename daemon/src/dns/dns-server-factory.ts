@@ -1,5 +1,6 @@
 import type pino from "pino";
 import type { DnsPolicy } from "../policy/policy.js";
+import type { DnsQuotas } from "./dns-quotas.js";
 import { AttachmentDnsServer } from "./dns-server.js";
 import type { DnsServerDetailedStats, DnsServerStats } from "./dns-server.js";
 import type { DnsProxy } from "./dns-proxy.js";
@@ -22,9 +23,22 @@ export interface DnsServerHandle {
   detailedStats(): DnsServerDetailedStats;
 }
 
+/** Structurally the `DnsServerOptions` of attachments/dns-server-factory.ts. */
+export interface DnsServerOptions {
+  readonly kind: "interface" | "cgroup";
+  readonly quotas: DnsQuotas;
+  readonly refuseTypes: readonly number[];
+  readonly workloadAddresses: readonly string[];
+}
+
 /** Structurally the `DnsServerFactory` the attachment manager expects (attachments/dns-server-factory.ts). */
 export interface DnsServerFactory {
-  start(attachmentId: string, listen: { readonly host: string; readonly port: number }, getPolicy: () => DnsPolicy): Promise<DnsServerHandle>;
+  start(
+    attachmentId: string,
+    listen: { readonly host: string; readonly port: number },
+    getPolicy: () => DnsPolicy,
+    options: DnsServerOptions,
+  ): Promise<DnsServerHandle>;
 }
 
 export interface DnsServerFactoryOptions {
@@ -40,7 +54,13 @@ export interface DnsServerFactoryOptions {
 export function createDnsServerFactory(opts: DnsServerFactoryOptions): DnsServerFactory {
   for (const upstream of opts.defaultUpstreams) parseUpstreamAddress(upstream); // INVALID_ARGUMENT at startup
   const pool = new UpstreamPool({ ...DEFAULT_UPSTREAM_OPTIONS, timeoutMs: opts.upstreamTimeoutMs ?? DEFAULT_UPSTREAM_OPTIONS.timeoutMs });
-  const start = async (attachmentId: string, listen: { readonly host: string; readonly port: number }, getPolicy: () => DnsPolicy): Promise<DnsServerHandle> => {
+  // TODO(issue 10): the server enforces options (quotas, refused types, sources).
+  const start = async (
+    attachmentId: string,
+    listen: { readonly host: string; readonly port: number },
+    getPolicy: () => DnsPolicy,
+    _options: DnsServerOptions,
+  ): Promise<DnsServerHandle> => {
     const server = await AttachmentDnsServer.start({
       attachmentId,
       listen,

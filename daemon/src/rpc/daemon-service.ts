@@ -24,6 +24,7 @@ import type { KernelPacketEvent } from "../datapath/filter.js";
 import { dnsModeToWire, policyModeToWire } from "../control-plane/wire-events.js";
 import { packetEventToWire } from "./packet-event.js";
 import { toServiceError } from "./grpc-status.js";
+import { DIRECTION_KEY, parseAttachOptions } from "../attachments/attach-options.js";
 
 /**
  * DaemonService: request validation at the edge, then the attachment manager. The typed
@@ -53,7 +54,7 @@ export interface DaemonServiceDeps {
 }
 
 /** Metadata key selecting the TC hook of an interface attachment (the proto has no field). */
-export const DIRECTION_METADATA_KEY = "netfence.direction";
+export const DIRECTION_METADATA_KEY = DIRECTION_KEY;
 export const DEFAULT_PAGE_SIZE = 100;
 export const MAX_PAGE_SIZE = 1000;
 const MAX_METADATA_ENTRIES = 64;
@@ -163,21 +164,19 @@ export function parseAttachRequest(req: AttachRequest): AttachInput {
     if (v.length > MAX_METADATA_VALUE) throw invalidArgument(`metadata value of "${k}" is longer than ${MAX_METADATA_VALUE} characters`);
     metadata[k] = v;
   }
-  const dir = metadata[DIRECTION_METADATA_KEY] ?? "ingress";
-  if (dir !== "ingress" && dir !== "egress") {
-    throw invalidArgument(`metadata ${DIRECTION_METADATA_KEY} must be "ingress" or "egress" (got "${dir.slice(0, 40)}")`);
-  }
   switch (req.target.case) {
     case "interfaceName": {
       const name = req.target.value.trim();
       if (name === "") throw invalidArgument("interface_name is empty");
       if (name.length > MAX_TARGET) throw invalidArgument("interface_name is too long");
-      return { target: { kind: "interface", name, direction: dir }, metadata };
+      const { direction } = parseAttachOptions(metadata, "interface");
+      return { target: { kind: "interface", name, direction }, metadata };
     }
     case "cgroupPath": {
       const path = req.target.value.trim();
       if (path === "") throw invalidArgument("cgroup_path is empty");
       if (path.length > MAX_TARGET) throw invalidArgument("cgroup_path is too long");
+      parseAttachOptions(metadata, "cgroup");
       return { target: { kind: "cgroup", path }, metadata };
     }
     default:

@@ -3,12 +3,28 @@ import { ConfigError, loadConfig } from "../../../daemon/src/config.js";
 import { formatCidr } from "../../../daemon/src/policy/cidr.js";
 
 describe("loadConfig", () => {
+  it("refuses a wildcard DNS listen address and bad quotas, query types and protected_deny entries", () => {
+    expect(() => loadConfig({ env: {}, text: "dns: { listen_addr: 0.0.0.0 }" })).toThrow(/dns.listen_addr: "0.0.0.0" is a wildcard/);
+    expect(() => loadConfig({ env: {}, text: "dns: { listen_addr: '::' }" })).toThrow(/wildcard/);
+    expect(() => loadConfig({ env: {}, text: "dns: { quotas: { qps: 0 } }" })).toThrow(/dns.quotas.qps/);
+    expect(() => loadConfig({ env: {}, text: "dns: { refuse_types: [TXT, BOGUS] }" })).toThrow(/"BOGUS" is not a DNS query type/);
+    expect(() => loadConfig({ env: {}, text: "protected_deny: [10.0.0.0/33]" })).toThrow(/protected_deny/);
+    const c = loadConfig({ env: { NETFENCE_DNS_REFUSE_TYPES: "txt,any", NETFENCE_PROTECTED_DENY: "169.254.169.254/32" }, text: "dns: { quotas: { answer_records: 4 } }" });
+    expect(c.dns.refuseTypes).toEqual([16, 255]);
+    expect(c.dns.quotas.answerRecords).toBe(4);
+    expect(c.protected.map((p) => [formatCidr(p.cidr), p.action])).toEqual([["169.254.169.254/32", "deny"]]);
+  });
+
   it("has the SPEC §4 defaults", () => {
     const c = loadConfig({ env: {} });
     expect(c.socket).toBe("/var/run/netfence.sock");
     expect(c.dataDir).toBeNull();
     expect(c.logLevel).toBe("info");
-    expect(c.dns).toEqual({ listenAddr: "127.0.0.1", portMin: 11000, portMax: 11500, upstream: "8.8.8.8:53", minTtlSeconds: 300 });
+    expect(c.dns).toEqual({
+      listenAddr: "127.0.0.1", portMin: 11000, portMax: 11500, upstream: "8.8.8.8:53", minTtlSeconds: 300,
+      quotas: { qps: 1000, inflight: 128, learned: 16384, answerRecords: 32, tcpConnections: 32, tcpPerSource: 8 },
+      refuseTypes: [], portGuard: true, portGuardCgroup: null,
+    });
     expect(c.controlPlane.url).toBeNull();
     expect(c.controlPlane.subscribeAckTimeoutMs).toBe(5000);
     expect(c.controlPlane.heartbeatIntervalMs).toBe(30_000);
