@@ -2,61 +2,59 @@
 /*
  * TC classifier for interface attachments. Attached (TCX link where the kernel has it, clsact
  * otherwise) to the ingress of the host-side veth/tap — i.e. to the packets the workload sends —
- * or to egress to filter a host NIC's own traffic. Parses Ethernet and up to two VLAN tags
- * (802.1Q/802.1ad: tagged frames are evaluated, never waved through), then hands the IP packet
- * to nf_decide(). Non-IP frames (ARP, …) pass.
+ * or to egress to filter a host NIC's own traffic.
+ *   Ethernet devices (ARPHRD_ETHER): the L2 front end (guards.h nf_l2: source MAC, VLAN tags,
+ *     ARP, non-IP frames), then nf_decide() for IPv4/IPv6.
+ *   L3 devices (tun, wireguard: ARPHRD_NONE, ARPHRD_RAWIP; NF_GUARD_L3_DEVICE): the data starts at
+ *     the IP header and skb->protocol says which; anything else there is a non-IP frame.
+ * The daemon refuses other link types (loopback, ipip, gre, …) before loading anything.
  */
 #include "policy.h"
 
 #define TC_ACT_UNSPEC (-1) /* == TCX_NEXT: pass on to the next filter, if any, else accept */
 #define TC_ACT_SHOT 2      /* == TCX_DROP */
 
-struct vlan_hdr_ {
-	__be16 tci;
-	__be16 proto;
-};
-
-static __always_inline int nf_tc_parse(struct __sk_buff *skb, struct nf_pkt *p)
+/* Parses the frame into p: NF_L2_IP (p is an IP packet), NF_L2_PASS or NF_L2_DROP (*reason). */
+static __always_inline int nf_tc_front(struct __sk_buff *skb, const struct nf_state *st, struct nf_pkt *p, __u8 *reason)
 {
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-	struct ethhdr *eth = data;
-	if ((void *)(eth + 1) > data_end)
-		return 0;
-	__u16 proto = eth->h_proto;
-	__u32 off = sizeof(*eth);
-#pragma unroll
-	for (int i = 0; i < 2; i++) {
-		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
-			break;
-		struct vlan_hdr_ *vh = data + off;
-		if ((void *)(vh + 1) > data_end)
-			return 0;
-		proto = vh->proto;
-		off += sizeof(*vh);
-	}
-	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
-		p->family = 4; /* more than two tags: evaluate as malformed rather than pass */
-		p->malformed = 1;
-		return 0;
-	}
-	nf_parse_ip(skb, proto, off, p);
-	return off;
+	if (!(st->guards & NF_GUARD_L3_DEVICE))
+		return nf_l2(skb, st, p, reason);
+	nf_parse_ip(skb, (__u16)skb->protocol, 0, p);
+	if (p->family)
+		return NF_L2_IP;
+	p->dport = bpf_ntohs((__u16)skb->protocol);
+	if ((st->guards & NF_GUARD_ALLOW_NON_IP) || st->gen[st->active_gen & 1].mode == NF_MODE_DISABLED)
+		return NF_L2_PASS;
+	*reason = NF_REASON_NON_IP;
+	return NF_L2_DROP;
 }
 
 SEC("tc")
 int netfence_tc(struct __sk_buff *skb)
 {
+	struct nf_state *st = nf_state_get();
+	if (!st)
+		return TC_ACT_UNSPEC; /* cannot happen: a one-entry array always has its entry */
 	struct nf_pkt p = {};
-	int off = nf_tc_parse(skb, &p);
-	if (p.malformed && off > 0 && skb->len > (__u32)off) {
-		/* The IP header may sit outside the linear area: pull it in once and re-parse. */
-		__u32 want = off + (p.family == 6 ? 40 : 60);
+	__u8 reason = NF_REASON_MALFORMED;
+	int r = nf_tc_front(skb, st, &p, &reason);
+	if (p.malformed || (r == NF_L2_DROP && reason == NF_REASON_MALFORMED)) {
+		/* The headers may sit outside the linear area: pull them in once and parse again
+		 * (a frame that is really truncated stays malformed). */
+		__u32 want = 14 + 8 + 60;
 		bpf_skb_pull_data(skb, want < skb->len ? want : skb->len);
 		__builtin_memset(&p, 0, sizeof(p));
-		nf_tc_parse(skb, &p);
+		reason = NF_REASON_MALFORMED;
+		r = nf_tc_front(skb, st, &p, &reason);
 	}
-	return nf_decide(skb, &p) ? TC_ACT_UNSPEC : TC_ACT_SHOT;
+	if (r == NF_L2_PASS)
+		return nf_pass() ? TC_ACT_UNSPEC : TC_ACT_SHOT;
+	if (r == NF_L2_DROP) {
+		p.family = 0;
+		nf_guard_drop(skb, &p, st, reason);
+		return TC_ACT_SHOT;
+	}
+	return nf_decide(skb, &p, st) ? TC_ACT_UNSPEC : TC_ACT_SHOT;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

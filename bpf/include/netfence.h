@@ -18,7 +18,7 @@
 #include <linux/types.h>
 #endif
 
-#define NF_LAYOUT_VERSION 2
+#define NF_LAYOUT_VERSION 3
 #define NF_STATE_MAGIC 0x4e464e31u /* "NFN1" */
 
 /* ---------------------------------------------------------------- policy */
@@ -87,7 +87,7 @@ struct nf_lpm_v6_key {
 	__u8 gen;
 	__u8 addr[16];
 };
-/* Keys of the host-wide protected tries (no generations). */
+/* Keys of the host-wide protected tries, allow and deny alike (no generations). */
 struct nf_prot_v4_key {
 	__u32 prefixlen;
 	__u8 addr[4];
@@ -97,7 +97,8 @@ struct nf_prot_v6_key {
 	__u8 addr[16];
 };
 
-/* Operator-protected destinations (host-wide, shared by all attachments). */
+/* Operator-protected destinations (host-wide, shared by all attachments): the value of the
+ * protected-allow tries (pass in every mode) and of the protected-deny tries (dropped in every mode). */
 struct nf_protected {
 	__u16 port;  /* destination port, host byte order; 0 = any */
 	__u8 proto;  /* IPPROTO_*; 0 = any */
@@ -133,10 +134,26 @@ enum nf_direction {
 #define NF_ID_LEN 64
 
 /*
+ * Guards: what an attachment lets through besides its policy, and the anti-spoofing checks it
+ * makes (nf_state.guards, set at LOAD). Must match GUARD in daemon/src/datapath/wire-format.ts.
+ * The default (0) is the narrow always-allowed set; see nf_decide() in policy.h for the order.
+ */
+#define NF_GUARD_OPEN_LOOPBACK (1u << 0)   /* 127/8, ::1: decided by the mode like any destination */
+#define NF_GUARD_OPEN_LINK_LOCAL (1u << 1) /* 169.254/16, fe80::/10: likewise */
+#define NF_GUARD_DHCP (1u << 2)            /* udp 68 -> 255.255.255.255:67 always passes */
+#define NF_GUARD_DHCPV6 (1u << 3)          /* udp 546 -> [ff02::1:2]:547 always passes */
+#define NF_GUARD_MLD (1u << 4)             /* ICMPv6 130-132, 143, hop limit 1, to ff02::/16 always pass */
+#define NF_GUARD_ROUTER (1u << 5)          /* router advertisements (134) and redirects (137) get the ND rule */
+#define NF_GUARD_ALLOW_NON_IP (1u << 6)    /* L2: frames that are neither IPv4, IPv6 nor ARP pass */
+#define NF_GUARD_L3_DEVICE (1u << 7)       /* TC on an L3 device (tun, wireguard): data starts at the IP header */
+#define NF_GUARD_MAC (1u << 8)             /* nf_state.mac is the workload's MAC: other source MACs are dropped */
+#define NF_MAX_WORKLOAD_ADDRS 8            /* per family */
+
+/*
  * Per-attachment scalar state: one-entry ARRAY map "nf_state", BPF_F_MMAPABLE, pinned.
  * The program reads it with an inlined array lookup; the loader writes fields through mmap with
  * single aligned stores. It also records how the attachment was made, so a fresh loader can
- * re-adopt and detach it from the pins alone. 160 bytes.
+ * re-adopt and detach it from the pins alone. 320 bytes.
  */
 struct nf_state {
 	__u32 magic;      /* NF_STATE_MAGIC */
@@ -146,7 +163,7 @@ struct nf_state {
 	struct nf_gen_settings gen[NF_GENERATIONS];
 	__u8 dns_ip4[4];  /* the attachment's DNS server (always allowed); 0 = none */
 	__u8 dns_ip6[16];
-	__u16 dns_port;   /* host byte order; 0 = none */
+	__u16 dns_port;   /* host byte order; 0 = none. The whole DNS port range: dns_port_min/max below */
 	__u8 kind;        /* enum nf_kind */
 	__u8 method;      /* enum nf_method */
 	__u8 direction;   /* enum nf_direction */
@@ -155,8 +172,18 @@ struct nf_state {
 	__u32 tc_handle;  /* clsact only */
 	__u32 tc_priority;
 	char id[NF_ID_LEN];
-	__u32 protected_n; /* entries in the host-wide protected set (0: skip its lookup) */
-	__u8 _reserved[20];
+	__u32 protected_n; /* entries in the host-wide protected(-allow) set (0: skip its lookup) */
+	__u32 pdeny_n;     /* entries in the host-wide protected-deny set (0: skip its lookup) */
+	__u32 guards;      /* NF_GUARD_* */
+	/* The daemon's whole DNS port range (host byte order; 0 = none): on the DNS address, a port of
+	 * this range other than dns_port is another tenant's DNS server, dropped in every mode. */
+	__u16 dns_port_min;
+	__u16 dns_port_max;
+	__u8 mac[6];       /* the workload's MAC (NF_GUARD_MAC) */
+	__u8 n_ip4;        /* workload addresses named (ARP and neighbour-advertisement anti-spoofing) */
+	__u8 n_ip6;
+	__u8 ip4[NF_MAX_WORKLOAD_ADDRS][4];
+	__u8 ip6[NF_MAX_WORKLOAD_ADDRS][16];
 };
 
 /* Per-CPU counters: PERCPU_ARRAY "nf_counters" indexed by these. */
@@ -187,17 +214,27 @@ enum nf_reason {
 	NF_REASON_DENYLIST_DEFAULT = 6,
 	NF_REASON_ALWAYS_ALLOWED = 7,
 	NF_REASON_PROTECTED = 8,
-	NF_REASON_MALFORMED = 9,
+	NF_REASON_MALFORMED = 9,        /* truncated header, > 2 VLAN tags, bad ARP, IPv4-mapped IPv6 destination */
+	NF_REASON_SPOOFED = 10,         /* source MAC, ARP sender or neighbour-advertisement target not the workload's */
+	NF_REASON_NON_IP = 11,          /* L2 frame that is neither IPv4, IPv6 nor ARP */
+	NF_REASON_OTHER_TENANT_DNS = 12, /* another attachment's DNS server (DNS address, port in the range) */
+	NF_REASON_ROUTER_MESSAGE = 13,  /* ICMPv6 router advertisement or redirect (RA guard) */
+	NF_REASON_PROTECTED_DENY = 14,  /* the host-wide protected-deny set */
+	NF_REASON_LOCAL_CLOSED = 15,    /* loopback / link-local destination without an explicit allow */
 };
 
-/* One blocked/audited packet, on the shared ring buffer "nf_events". 80 bytes. */
+/*
+ * One blocked/audited packet, on the shared ring buffer "nf_events". 80 bytes.
+ * family 0 = an L2 frame decided before any IP parsing (spoofed source MAC, ARP, non-IP): saddr and
+ * daddr hold the source and destination MAC (6 bytes), dport the ethertype, proto 0, sport 0.
+ */
 struct nf_event {
 	__u64 ts_ns;      /* bpf_ktime_get_ns(); the loader converts to wall-clock ns */
 	__u64 suppressed; /* identical events folded into this one (throttling) */
 	__u32 slot;
 	__u16 sport;      /* host byte order */
 	__u16 dport;
-	__u8 family;      /* 4 or 6 */
+	__u8 family;      /* 4 or 6; 0 = L2 frame (see above) */
 	__u8 proto;
 	__u8 verdict;     /* enum nf_verdict */
 	__u8 reason;      /* enum nf_reason */
@@ -236,7 +273,7 @@ struct nf_throttle_val {
  * NF_OP_EVENTS (payload: nf_event[]). The loader logs (libbpf included) to stderr.
  * The first request must be NF_OP_HELLO with NF_PROTOCOL_VERSION.
  */
-#define NF_PROTOCOL_VERSION 1
+#define NF_PROTOCOL_VERSION 2
 #define NF_MAX_FRAME (64u * 1024 * 1024)
 
 struct nf_frame_hdr {
@@ -258,7 +295,9 @@ enum nf_op {
 	NF_OP_DELETE = 8,     /* req: nf_entries_req + nf_wire_entry[count] (value ignored) */
 	NF_OP_SET_MODE = 9,   /* req: nf_mode_req */
 	NF_OP_COUNTERS = 10,  /* req: __u32 count + nf_id[count]; reply: __u64[count][NF_CNT_MAX] */
-	NF_OP_PROTECTED = 11, /* req: __u32 count + nf_wire_protected[count] (replaces the set) */
+	NF_OP_PROTECTED = 11, /* req: __u32 count + nf_wire_protected[count] (replaces both sets) */
+	NF_OP_PORT_GUARD = 20,   /* req: nf_port_guard_req; reply: nf_port_guard_reply (install or update) */
+	NF_OP_PORT_UNGUARD = 21, /* no payload: detaches and unpins the port guard */
 	NF_OP_EVENTS = 100,   /* unsolicited: nf_event[] */
 };
 
@@ -289,6 +328,14 @@ struct nf_load_req {
 	__u8 dns_ip4[4];
 	__u8 dns_ip6[16];
 	__u32 exact_cap; /* entries per exact hash (covering both generations); 0 = default */
+	__u32 guards;    /* NF_GUARD_* */
+	__u16 dns_port_min;
+	__u16 dns_port_max;
+	__u8 mac[6];
+	__u8 n_ip4;
+	__u8 n_ip6;
+	__u8 ip4[NF_MAX_WORKLOAD_ADDRS][4];
+	__u8 ip6[NF_MAX_WORKLOAD_ADDRS][16];
 };
 
 struct nf_link_req {
@@ -340,14 +387,44 @@ struct nf_mode_req {
 	__u32 flags;
 };
 
+#define NF_PROT_DENY (1u << 0) /* nf_wire_protected.flags: an entry of the protected-deny set */
 struct nf_wire_protected {
 	__u8 family;
 	__u8 prefixlen;
 	__u8 proto;
-	__u8 _pad;
+	__u8 flags;  /* NF_PROT_* (0: the protected-allow set) */
 	__u16 port;
 	__u16 _pad2;
 	__u8 addr[16];
+};
+
+/* ---------------------------------------------------------------- DNS port guard */
+
+/*
+ * A cgroup/bind4 + cgroup/bind6 program pair (netfence_bindguard.bpf.o) that refuses bind() to a
+ * port in [port_min, port_max] to every process whose uid is not `uid` (the daemon's), so nobody
+ * else can squat a DNS port, also while the daemon restarts. Attached through two bpf_links
+ * pinned at <pin_root>/_host/{portguard_bind4,portguard_bind6}; its settings live in the pinned
+ * one-entry ARRAY <pin_root>/_host/portguard_cfg (value: struct nf_port_guard_cfg).
+ */
+struct nf_port_guard_cfg {
+	__u32 uid;      /* init-namespace uid allowed to bind in the range */
+	__u16 port_min; /* host byte order */
+	__u16 port_max;
+};
+
+struct nf_port_guard_req {
+	__u32 uid;
+	__u16 port_min;
+	__u16 port_max;
+	char cgroup_path[4096]; /* the cgroup v2 directory to guard (its descendants are guarded too) */
+};
+struct nf_port_guard_reply {
+	__u64 cgroup_id;
+	__u32 prog_id4;
+	__u32 prog_id6;
+	__u32 updated; /* 1: pinned links on the same cgroup were found and updated in place */
+	__u32 _pad;
 };
 
 #endif /* NETFENCE_H */

@@ -7,13 +7,15 @@
  * atomic policy replace, counters, protected set, and it streams the shared ring buffer of
  * packet events. It holds no policy. Everything it creates is pinned under
  *   <pin_root>/<id>/{state,counters,v4_exact,v4_lpm,v6_exact,v6_lpm,prog,link}
- *   <pin_root>/_host/{events,throttle,protected_v4,protected_v6}
+ *   <pin_root>/_host/{events,throttle,protected_v4,protected_v6,pdeny_v4,pdeny_v6}
+ *   <pin_root>/_host/{portguard_cfg,portguard_bind4,portguard_bind6}   (the DNS port guard, when installed)
  * so the kernel keeps enforcing when this process (or the daemon) dies, and a fresh loader can
  * re-adopt everything from the pins alone (nf_state records how each attachment was made).
  *
  * Requests are handled one at a time in arrival order; the daemon serialises its kernel
  * mutations anyway. libbpf logs go to stderr, which the daemon forwards to its log.
  */
+#define _GNU_SOURCE /* name_to_handle_at */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -75,8 +77,9 @@ static struct {
 	char bpf_dir[256];
 	bool hello;
 	__u32 features;
-	int events_fd, throttle_fd, prot_fd[2];
-	__u32 protected_n; /* entries in the host-wide protected set, mirrored into every nf_state */
+	int events_fd, throttle_fd, prot_fd[2], pdeny_fd[2];
+	__u32 protected_n; /* entries in the host-wide protected(-allow) set, mirrored into every nf_state */
+	__u32 pdeny_n;     /* entries in the host-wide protected-deny set, likewise */
 	struct ring_buffer *rb;
 	struct att *atts;
 	size_t n_atts;
@@ -87,7 +90,7 @@ static struct {
 	char errmsg[1024];
 	char liblog[2048]; /* tail of libbpf's log for the current request */
 	size_t liblog_len;
-} g = { .events_fd = -1, .throttle_fd = -1, .prot_fd = { -1, -1 } };
+} g = { .events_fd = -1, .throttle_fd = -1, .prot_fd = { -1, -1 }, .pdeny_fd = { -1, -1 } };
 
 /* ---------------------------------------------------------------- small helpers */
 
@@ -473,7 +476,14 @@ static int op_hello(const void *req, size_t len, void *reply, size_t *reply_len)
 	if ((g.prot_fd[1] = host_map("protected_v6", BPF_MAP_TYPE_LPM_TRIE, sizeof(struct nf_prot_v6_key),
 				     sizeof(struct nf_protected), 4096, BPF_F_NO_PREALLOC)) < 0)
 		return g.prot_fd[1];
+	if ((g.pdeny_fd[0] = host_map("pdeny_v4", BPF_MAP_TYPE_LPM_TRIE, sizeof(struct nf_prot_v4_key),
+				      sizeof(struct nf_protected), 4096, BPF_F_NO_PREALLOC)) < 0)
+		return g.pdeny_fd[0];
+	if ((g.pdeny_fd[1] = host_map("pdeny_v6", BPF_MAP_TYPE_LPM_TRIE, sizeof(struct nf_prot_v6_key),
+				      sizeof(struct nf_protected), 4096, BPF_F_NO_PREALLOC)) < 0)
+		return g.pdeny_fd[1];
 	g.protected_n = count_keys(g.prot_fd[0]) + count_keys(g.prot_fd[1]);
+	g.pdeny_n = count_keys(g.pdeny_fd[0]) + count_keys(g.pdeny_fd[1]);
 	g.rb = ring_buffer__new(g.events_fd, on_event, NULL, NULL);
 	if (!g.rb)
 		return fail(errno, "opening the event ring buffer");
@@ -507,6 +517,11 @@ static int op_load(const void *req, size_t len)
 		return fail(EINVAL, "LOAD: invalid attachment id \"%s\"", id);
 	if (r->kind != NF_KIND_TC && r->kind != NF_KIND_CGROUP)
 		return fail(EINVAL, "LOAD %s: unknown kind %u", id, r->kind);
+	if (r->n_ip4 > NF_MAX_WORKLOAD_ADDRS || r->n_ip6 > NF_MAX_WORKLOAD_ADDRS)
+		return fail(EINVAL, "LOAD %s: %u/%u workload addresses (at most %u per family)", id, r->n_ip4, r->n_ip6,
+			    NF_MAX_WORKLOAD_ADDRS);
+	if (r->dns_port_min > r->dns_port_max)
+		return fail(EINVAL, "LOAD %s: DNS port range %u-%u", id, r->dns_port_min, r->dns_port_max);
 	char dir[512];
 	snprintf(dir, sizeof(dir), "%s/%s", g.pin_root, id);
 	if (find_att(id) || access(dir, F_OK) == 0)
@@ -520,8 +535,9 @@ static int op_load(const void *req, size_t len)
 		return fail(errno, "LOAD %s: opening %s", id, path);
 	int err = 0;
 	struct att *a = NULL;
-	static const char *const shared[] = { "nf_events", "nf_throttle", "nf_protected_v4", "nf_protected_v6" };
-	int shared_fd[] = { g.events_fd, g.throttle_fd, g.prot_fd[0], g.prot_fd[1] };
+	static const char *const shared[] = { "nf_events",	 "nf_throttle", "nf_protected_v4",
+					      "nf_protected_v6", "nf_pdeny_v4", "nf_pdeny_v6" };
+	int shared_fd[] = { g.events_fd, g.throttle_fd, g.prot_fd[0], g.prot_fd[1], g.pdeny_fd[0], g.pdeny_fd[1] };
 	__u32 cap = r->exact_cap ? r->exact_cap : NF_EXACT_CAP_DEFAULT;
 	if (cap > NF_EXACT_CAP_MAX)
 		cap = NF_EXACT_CAP_MAX;
@@ -530,7 +546,7 @@ static int op_load(const void *req, size_t len)
 		err = fail(errno ? errno : EINVAL, "LOAD %s: sizing the exact tables to %u", id, cap);
 		goto out;
 	}
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < 6; i++) {
 		struct bpf_map *m = bpf_object__find_map_by_name(obj, shared[i]);
 		if (!m || bpf_map__reuse_fd(m, shared_fd[i])) {
 			err = fail(errno ? errno : ENOENT, "LOAD %s: sharing %s", id, shared[i]);
@@ -566,10 +582,19 @@ static int op_load(const void *req, size_t len)
 	a->st->dns_port = r->dns_port;
 	memcpy(a->st->dns_ip4, r->dns_ip4, 4);
 	memcpy(a->st->dns_ip6, r->dns_ip6, 16);
+	a->st->dns_port_min = r->dns_port_min;
+	a->st->dns_port_max = r->dns_port_max;
+	a->st->guards = r->guards;
+	memcpy(a->st->mac, r->mac, 6);
+	a->st->n_ip4 = r->n_ip4;
+	a->st->n_ip6 = r->n_ip6;
+	memcpy(a->st->ip4, r->ip4, sizeof(a->st->ip4));
+	memcpy(a->st->ip6, r->ip6, sizeof(a->st->ip6));
 	snprintf(a->st->id, sizeof(a->st->id), "%s", id);
 	a->st->gen[0].mode = NF_MODE_BLOCK_ALL; /* until the daemon's REPLACE: fail closed */
 	a->st->gen[1].mode = NF_MODE_BLOCK_ALL;
 	a->st->protected_n = g.protected_n;
+	a->st->pdeny_n = g.pdeny_n;
 	__atomic_store_n(&a->st->magic, NF_STATE_MAGIC, __ATOMIC_RELEASE);
 
 	if (mkdir(dir, 0700)) {
@@ -789,6 +814,7 @@ static int adopt(const char *id, struct att **out)
 	a->stale_dirty = true;
 	a->gp_done = false;
 	a->st->protected_n = g.protected_n;
+	a->st->pdeny_n = g.pdeny_n;
 	a->spilled[0] = a->spilled[1] = true; /* unknown after a restart: stay conservative */
 	a->gen_used[0] = a->gen_used[1] = true;
 	*out = a;
@@ -1153,18 +1179,58 @@ static int op_counters(const void *req, size_t len, void **reply, size_t *reply_
 	return 0;
 }
 
-/* Replaces the host-wide protected set: new entries are written before stale ones are removed,
- * so a destination protected before and after is never unprotected in between. */
-/* Mirrors the protected set's size into every attachment's state: programs skip the protected
- * lookup entirely while the set is empty. */
-static void set_protected_n(__u32 n)
+/* Mirrors the protected sets' sizes into every attachment's state: programs skip a set's lookup
+ * entirely while it is empty. */
+static void set_protected_n(__u32 n, __u32 deny_n)
 {
 	g.protected_n = n;
+	g.pdeny_n = deny_n;
 	for (size_t i = 0; i < g.n_atts; i++)
-		if (g.atts[i].used && g.atts[i].st)
+		if (g.atts[i].used && g.atts[i].st) {
 			__atomic_store_n(&g.atts[i].st->protected_n, n, __ATOMIC_RELEASE);
+			__atomic_store_n(&g.atts[i].st->pdeny_n, deny_n, __ATOMIC_RELEASE);
+		}
 }
 
+/* Replaces one host-wide set (fds[2]: v4, v6) with the entries of `es` whose NF_PROT_DENY flag is
+ * `deny`: new entries are written before stale ones are removed, so a destination in the set
+ * before and after is never out of it in between. Returns the set's new size, or -errno. */
+static int replace_protected_set(int fds[2], const struct nf_wire_protected *es, __u32 count, bool deny)
+{
+	__u32 n = 0;
+	for (__u32 i = 0; i < count; i++) {
+		if (((es[i].flags & NF_PROT_DENY) != 0) != deny)
+			continue;
+		struct nf_prot_v6_key k = { .prefixlen = es[i].prefixlen };
+		memcpy(k.addr, es[i].addr, es[i].family == 4 ? 4 : 16);
+		struct nf_protected v = { .port = es[i].port, .proto = es[i].proto };
+		if (bpf_map_update_elem(fds[es[i].family == 6], &k, &v, BPF_ANY))
+			return fail(errno, "PROTECTED: writing %s entry %u", deny ? "deny" : "allow", i);
+		n++;
+	}
+	for (int f = 0; f < 2; f++) {
+		struct nf_prot_v6_key cur, nxt;
+		void *prev = NULL;
+		unsigned alen = f ? 16 : 4;
+		while (bpf_map_get_next_key(fds[f], prev, &nxt) == 0) {
+			bool keep = false;
+			for (__u32 i = 0; i < count && !keep; i++)
+				keep = ((es[i].flags & NF_PROT_DENY) != 0) == deny && es[i].family == (f ? 6 : 4) &&
+				       es[i].prefixlen == nxt.prefixlen && memcmp(es[i].addr, nxt.addr, alen) == 0;
+			if (!keep) {
+				bpf_map_delete_elem(fds[f], &nxt);
+				prev = NULL; /* restart the walk: the deleted key cannot be a cursor */
+				continue;
+			}
+			cur = nxt;
+			prev = &cur;
+		}
+	}
+	return (int)(count_keys(fds[0]) + count_keys(fds[1]));
+}
+
+/* Replaces both host-wide sets: protected (pass in every mode) and protected-deny (dropped in
+ * every mode), selected per entry by NF_PROT_DENY. */
 static int op_protected(const void *req, size_t len)
 {
 	if (len < 4)
@@ -1174,35 +1240,191 @@ static int op_protected(const void *req, size_t len)
 	if ((len - 4) / sizeof(struct nf_wire_protected) < count)
 		return fail(EINVAL, "PROTECTED: %u entries announced", count);
 	const struct nf_wire_protected *es = (const void *)((const char *)req + 4);
-	for (__u32 i = 0; i < count; i++)
+	for (__u32 i = 0; i < count; i++) {
 		if ((es[i].family != 4 && es[i].family != 6) || es[i].prefixlen > (es[i].family == 4 ? 32 : 128))
 			return fail(EINVAL, "PROTECTED: entry %u is not a valid prefix", i);
-	for (__u32 i = 0; i < count; i++) {
-		struct nf_prot_v6_key k = { .prefixlen = es[i].prefixlen };
-		memcpy(k.addr, es[i].addr, es[i].family == 4 ? 4 : 16);
-		struct nf_protected v = { .port = es[i].port, .proto = es[i].proto };
-		if (bpf_map_update_elem(g.prot_fd[es[i].family == 6], &k, &v, BPF_ANY))
-			return fail(errno, "PROTECTED: writing entry %u", i);
+		if (es[i].flags & ~NF_PROT_DENY)
+			return fail(EINVAL, "PROTECTED: entry %u has unknown flags %#x", i, es[i].flags);
 	}
-	for (int f = 0; f < 2; f++) {
-		struct nf_prot_v6_key cur, nxt;
-		void *prev = NULL;
-		unsigned alen = f ? 16 : 4;
-		while (bpf_map_get_next_key(g.prot_fd[f], prev, &nxt) == 0) {
-			bool keep = false;
-			for (__u32 i = 0; i < count && !keep; i++)
-				keep = es[i].family == (f ? 6 : 4) && es[i].prefixlen == nxt.prefixlen &&
-				       memcmp(es[i].addr, nxt.addr, alen) == 0;
-			if (!keep) {
-				bpf_map_delete_elem(g.prot_fd[f], &nxt);
-				prev = NULL; /* restart the walk: the deleted key cannot be a cursor */
-				continue;
-			}
-			cur = nxt;
-			prev = &cur;
+	int n = replace_protected_set(g.prot_fd, es, count, false);
+	if (n < 0)
+		return n;
+	int deny_n = replace_protected_set(g.pdeny_fd, es, count, true);
+	if (deny_n < 0) { /* partly written: count what is there, so no entry is skipped */
+		set_protected_n((__u32)n, count_keys(g.pdeny_fd[0]) + count_keys(g.pdeny_fd[1]));
+		return deny_n;
+	}
+	set_protected_n((__u32)n, (__u32)deny_n);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- DNS port guard */
+
+static const char *const pg_link_names[2] = { "portguard_bind4", "portguard_bind6" };
+
+static void host_pin_path(char *out, size_t cap, const char *name)
+{
+	snprintf(out, cap, "%s/_host/%s", g.pin_root, name);
+}
+
+/* The cgroup id of a cgroup v2 directory (its kernfs id, as bpf_link_info reports it). */
+static int cgroup_id_of(const char *path, __u64 *id)
+{
+	struct {
+		struct file_handle fh;
+		__u64 id;
+	} h = { .fh = { .handle_bytes = sizeof(__u64) } };
+	int mount_id;
+	if (name_to_handle_at(AT_FDCWD, path, &h.fh, &mount_id, 0))
+		return -errno;
+	memcpy(id, h.fh.f_handle, sizeof(*id));
+	return 0;
+}
+
+/* Opens the pinned link `name` if it is a cgroup link on cgroup `cg_id`; -ENOENT if absent, -ESTALE
+ * if it is attached elsewhere (or its cgroup is gone). */
+static int open_guard_link(const char *name, __u64 cg_id, int *fd)
+{
+	char p[512];
+	host_pin_path(p, sizeof(p), name);
+	*fd = bpf_obj_get(p);
+	if (*fd < 0)
+		return errno == ENOENT ? -ENOENT : fail(errno, "PORT_GUARD: opening %s", p);
+	struct bpf_link_info info = {};
+	__u32 len = sizeof(info);
+	if (bpf_obj_get_info_by_fd(*fd, &info, &len) == 0 && info.type == BPF_LINK_TYPE_CGROUP && info.cgroup.cgroup_id == cg_id)
+		return 0;
+	return -ESTALE;
+}
+
+static void remove_guard_links(void)
+{
+	char p[512];
+	for (int i = 0; i < 2; i++) {
+		host_pin_path(p, sizeof(p), pg_link_names[i]);
+		int fd = bpf_obj_get(p);
+		if (fd >= 0) {
+			bpf_link_detach(fd);
+			close(fd);
 		}
+		unlink(p);
 	}
-	set_protected_n(count);
+}
+
+/*
+ * Installs the DNS port guard on a cgroup, or updates it in place: the settings are written to
+ * the pinned config map first; pinned links already on the same cgroup get the freshly loaded
+ * programs through bpf_link_update (never a moment without a guard); links on another cgroup are
+ * replaced. Everything is pinned, so the guard holds while the daemon and this loader are down.
+ */
+static int op_port_guard(const void *req, size_t len, void *reply, size_t *reply_len)
+{
+	if (len < sizeof(struct nf_port_guard_req))
+		return fail(0, "PORT_GUARD: short request");
+	const struct nf_port_guard_req *r = req;
+	if (r->port_min == 0 || r->port_min > r->port_max)
+		return fail(EINVAL, "PORT_GUARD: invalid port range %u-%u", r->port_min, r->port_max);
+	char cg[4097];
+	snprintf(cg, sizeof(cg), "%.*s", (int)sizeof(r->cgroup_path), r->cgroup_path);
+	int cgfd = open(cg, O_RDONLY | O_DIRECTORY);
+	if (cgfd < 0)
+		return fail(errno, "PORT_GUARD: opening cgroup %s", cg);
+	__u64 cg_id = 0;
+	int err = cgroup_id_of(cg, &cg_id);
+	if (err) {
+		close(cgfd);
+		return fail(-err, "PORT_GUARD: cgroup id of %s", cg);
+	}
+	char path[512], p[512];
+	snprintf(path, sizeof(path), "%s/netfence_bindguard.bpf.o", g.bpf_dir);
+	struct bpf_object *obj = bpf_object__open_file(path, NULL);
+	if (!obj) {
+		err = fail(errno, "PORT_GUARD: opening %s", path);
+		close(cgfd);
+		return err;
+	}
+	int cfg_fd = host_map("portguard_cfg", BPF_MAP_TYPE_ARRAY, 4, sizeof(struct nf_port_guard_cfg), 1, 0);
+	int link_fd[2] = { -1, -1 };
+	bool updated = false;
+	if (cfg_fd < 0) {
+		err = cfg_fd;
+		goto out;
+	}
+	struct nf_port_guard_cfg cfg = { .uid = r->uid, .port_min = r->port_min, .port_max = r->port_max };
+	__u32 zero = 0;
+	if (bpf_map_update_elem(cfg_fd, &zero, &cfg, BPF_ANY)) {
+		err = fail(errno, "PORT_GUARD: writing the settings");
+		goto out;
+	}
+	if (bpf_map__reuse_fd(bpf_object__find_map_by_name(obj, "nf_pg_cfg"), cfg_fd)) {
+		err = fail(errno ? errno : EINVAL, "PORT_GUARD: sharing nf_pg_cfg");
+		goto out;
+	}
+	g.liblog_len = 0;
+	g.liblog[0] = 0;
+	if (bpf_object__load(obj)) {
+		err = fail(errno, "PORT_GUARD: bpf_object__load (%s) — %.400s", path, g.liblog);
+		goto out;
+	}
+	static const char *const progs[2] = { "netfence_bind4", "netfence_bind6" };
+	static const enum bpf_attach_type types[2] = { BPF_CGROUP_INET4_BIND, BPF_CGROUP_INET6_BIND };
+	struct nf_port_guard_reply *out = reply;
+	memset(out, 0, sizeof(*out));
+	for (int i = 0; i < 2; i++) {
+		int prog_fd = bpf_program__fd(bpf_object__find_program_by_name(obj, progs[i]));
+		int e = open_guard_link(pg_link_names[i], cg_id, &link_fd[i]);
+		if (e == 0) {
+			if (bpf_link_update(link_fd[i], prog_fd, NULL)) {
+				err = fail(errno, "PORT_GUARD: updating %s", pg_link_names[i]);
+				goto out;
+			}
+			updated = true;
+		} else {
+			if (e != -ENOENT && e != -ESTALE) {
+				err = e;
+				goto out;
+			}
+			host_pin_path(p, sizeof(p), pg_link_names[i]);
+			if (link_fd[i] >= 0) { /* attached to another cgroup: replace it */
+				bpf_link_detach(link_fd[i]);
+				close_fd(&link_fd[i]);
+				unlink(p);
+			}
+			link_fd[i] = bpf_link_create(prog_fd, cgfd, types[i], NULL);
+			if (link_fd[i] < 0) {
+				err = fail(errno, "PORT_GUARD: attaching %s to %s", progs[i], cg);
+				goto out;
+			}
+			if (bpf_obj_pin(link_fd[i], p)) {
+				err = fail(errno, "PORT_GUARD: pinning %s", p);
+				bpf_link_detach(link_fd[i]);
+				goto out;
+			}
+		}
+		if (i == 0)
+			out->prog_id4 = prog_id_of(prog_fd);
+		else
+			out->prog_id6 = prog_id_of(prog_fd);
+	}
+	out->cgroup_id = cg_id;
+	out->updated = updated;
+	*reply_len = sizeof(*out);
+out:
+	close_fd(&link_fd[0]);
+	close_fd(&link_fd[1]);
+	if (cfg_fd >= 0)
+		close(cfg_fd);
+	close(cgfd);
+	bpf_object__close(obj);
+	return err;
+}
+
+static int op_port_unguard(void)
+{
+	char p[512];
+	remove_guard_links();
+	host_pin_path(p, sizeof(p), "portguard_cfg");
+	unlink(p);
 	return 0;
 }
 
@@ -1249,6 +1471,8 @@ static void handle(const struct nf_frame_hdr *h, void *payload, size_t len)
 		case NF_OP_SET_MODE: err = op_set_mode(payload, len); break;
 		case NF_OP_COUNTERS: err = op_counters(payload, len, &heap, &reply_len); reply = heap; break;
 		case NF_OP_PROTECTED: err = op_protected(payload, len); break;
+		case NF_OP_PORT_GUARD: err = op_port_guard(payload, len, reply, &reply_len); break;
+		case NF_OP_PORT_UNGUARD: err = op_port_unguard(); break;
 		default: err = fail(EOPNOTSUPP, "unknown op %u", h->op);
 		}
 	}

@@ -84,6 +84,8 @@ export class App {
     this.filter = filter;
     this.onStop("filter", () => filter.close());
     await filter.setProtected(config.protected);
+    // Before any DNS server binds (the manager's start re-creates them).
+    await this.installPortGuard(filter, cgroupRoot);
 
     const store: StateStore = config.dataDir !== null ? new FileStateStore(config.dataDir) : new MemoryStateStore();
     const policySource = new LatePolicySource();
@@ -176,6 +178,34 @@ export class App {
       }),
     );
     logger.info({ daemonId: manager.daemonId, attachments: manager.size }, "netfenced ready");
+  }
+
+  /**
+   * The DNS port guard (dns.port_guard): bind() to the DNS port range is refused to every other
+   * uid in dns.port_guard_cgroup (default: the whole cgroup2 hierarchy). Pinned, so it also holds
+   * while the daemon restarts; turned off, a guard left by an earlier run is removed.
+   */
+  private async installPortGuard(filter: Filter, cgroupRoot: string | null): Promise<void> {
+    const { dns } = this.config;
+    if (!dns.portGuard) {
+      await filter.removePortGuard();
+      this.logger.warn("dns.port_guard is off: another local user can bind a DNS port before the daemon does");
+      return;
+    }
+    const cgroup = dns.portGuardCgroup ?? cgroupRoot;
+    if (cgroup === null) {
+      throw new NetfenceError("FAILED_PRECONDITION", "dns.port_guard needs a cgroup2 mount and none was found: set dns.port_guard_cgroup, or dns.port_guard: false");
+    }
+    const uid = process.getuid?.() ?? 0;
+    try {
+      await filter.setPortGuard({ cgroupPath: cgroup, portMin: dns.portMin, portMax: dns.portMax, uid });
+    } catch (err) {
+      const e = NetfenceError.from(err);
+      throw new NetfenceError(e.code, `installing the DNS port guard (dns.port_guard) on ${cgroup} failed: ${e.message}; set dns.port_guard: false to run without it`, {
+        cause: err,
+      });
+    }
+    this.logger.info({ cgroup, portMin: dns.portMin, portMax: dns.portMax, uid }, "DNS port guard active: only this uid may bind the DNS port range");
   }
 
   /** Stops everything in reverse order of start; pinned filters keep enforcing. */

@@ -50,6 +50,8 @@ export interface ManagerOptions {
   };
   /** The cgroup2 mount (or configured override); null when there is none. */
   readonly cgroupRoot: string | null;
+  /** Where interface link types are read; default /sys/class/net (unit tests use a fake one). */
+  readonly netClassDir?: string;
   /** Used when the store has no daemon id yet (memory store: derived from the machine). */
   readonly fallbackDaemonId?: string;
   readonly now?: () => number;
@@ -199,7 +201,7 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
     const settled = new Promise<void>((r) => (settle = r));
     const reservation = await this.queue.run(async () => {
       this.assertRunning();
-      const target = resolveTarget(input.target, this.opts.cgroupRoot);
+      const target = resolveTarget(input.target, this.opts.cgroupRoot, this.opts.netClassDir);
       const existing = this.findByKey(target.key);
       if (existing !== null) {
         throw new NetfenceError("ALREADY_EXISTS", `${target.text} is already attached as ${existing}`, {

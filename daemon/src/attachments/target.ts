@@ -2,10 +2,13 @@ import { existsSync, readFileSync, realpathSync, statSync } from "node:fs";
 import path from "node:path";
 import { NetfenceError, invalidArgument } from "../errors.js";
 import type { TargetSpec } from "../datapath/filter.js";
+import { linkLayerOf, readLinkType } from "../datapath/link-type.js";
 
 /**
- * Validation of attach targets at the edge: an interface that exists, or a cgroup v2 directory
- * that resolves (after symlinks and `..`) inside the cgroup2 mount.
+ * Validation of attach targets at the edge: an interface that exists and whose link type the TC
+ * program can parse (Ethernet-type, or an L3 device such as tun; see datapath/link-type.ts), or a
+ * cgroup v2 directory that resolves (after symlinks and `..`) inside the cgroup2 mount. Checked
+ * before the control plane is asked, so an unsupported target fails fast and changes nothing.
  */
 
 export type TargetRequest =
@@ -50,15 +53,18 @@ export function isCgroupDir(dir: string): boolean {
   return existsSync(path.join(dir, "cgroup.procs"));
 }
 
-export function resolveTarget(req: TargetRequest, cgroupRoot: string | null): ResolvedTarget {
+/** `netDir`: where link types are read (/sys/class/net; unit tests point it elsewhere). */
+export function resolveTarget(req: TargetRequest, cgroupRoot: string | null, netDir = "/sys/class/net"): ResolvedTarget {
   if (req.kind === "interface") {
     const name = req.name;
     if (!IFNAME.test(name) || name === "." || name === "..") {
       throw invalidArgument(`invalid interface name "${name}"`, { interface: name });
     }
-    if (interfaceIndex(name) === null) {
+    const type = readLinkType(name, netDir);
+    if (interfaceIndex(name) === null || type === null) {
       throw new NetfenceError("NOT_FOUND", `interface "${name}" does not exist`, { details: { interface: name } });
     }
+    linkLayerOf(name, type); // INVALID_ARGUMENT for link types the TC program cannot parse
     const spec: TargetSpec = { kind: "interface", name, direction: req.direction };
     return { spec, key: targetKey(spec), text: name };
   }

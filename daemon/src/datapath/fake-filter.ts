@@ -11,13 +11,16 @@ import type {
   FilterMode,
   FilterPolicy,
   KernelPacketEvent,
+  PortGuardSpec,
   ProtectedEntry,
 } from "./filter.js";
 
 /**
  * In-memory Filter for unit tests (never used by the daemon itself). It evaluates verdicts with
- * the kernel's semantics — longest live prefix wins, deny wins at equal prefix, allowlist /
- * denylist / block-all / disabled, deadlines — so manager tests can assert what traffic would do.
+ * the kernel's semantics for IP packets — own DNS server, other tenants' DNS ports, protected
+ * allow and deny, longest live prefix wins, deny wins at equal prefix, allowlist / denylist /
+ * block-all / disabled, closed loopback and link-local, deadlines — so manager tests can assert
+ * what traffic would do (bpf/include/policy.h nf_decide; L2 and ICMPv6 rules are not modelled).
  * Kernel behaviour itself is proven by the kernel tests. An expired entry is treated as absent
  * and the lookup falls back to shorter live prefixes, as bpf/include/policy.h does (the kernel
  * steps over at most NF_LPM_EXPIRED_HOPS expired prefixes; the daemon collects them within 1 s).
@@ -40,12 +43,14 @@ export interface FakePinned {
 export class FakeBpffs {
   readonly pinned = new Map<string, FakePinned>();
   protectedEntries: readonly ProtectedEntry[] = [];
+  portGuard: PortGuardSpec | null = null;
 }
 
 export type FakeFilterMethod = "attach" | "detach" | "replacePolicy" | "upsertEntries" | "deleteEntries" | "setMode" | "adopt";
 
 const ID_RE = /^[A-Za-z0-9_-]{1,63}$/;
-const ALWAYS_ALLOWED: readonly Cidr[] = ["127.0.0.0/8", "::1/128", "fe80::/10", "ff02::/16"].map(parseCidr);
+const LOOPBACK: readonly Cidr[] = ["127.0.0.0/8", "::1/128"].map(parseCidr);
+const LINK_LOCAL: readonly Cidr[] = ["169.254.0.0/16", "fe80::/10"].map(parseCidr);
 
 export class FakeFilter implements Filter {
   /** Every mutating call, in order (tests check which primitive the manager used). */
@@ -140,6 +145,18 @@ export class FakeFilter implements Filter {
     this.bpffs.protectedEntries = [...entries];
   }
 
+  async setPortGuard(spec: PortGuardSpec): Promise<void> {
+    if (this.closed) throw new NetfenceError("UNAVAILABLE", "filter is closed");
+    if (!(spec.portMin >= 1 && spec.portMin <= spec.portMax && spec.portMax <= 65535)) {
+      throw new NetfenceError("INVALID_ARGUMENT", `invalid port guard range ${spec.portMin}-${spec.portMax}`);
+    }
+    this.bpffs.portGuard = { ...spec };
+  }
+
+  async removePortGuard(): Promise<void> {
+    this.bpffs.portGuard = null;
+  }
+
   async listPinned(): Promise<string[]> {
     return [...this.bpffs.pinned.keys()];
   }
@@ -193,43 +210,53 @@ export class FakeFilter implements Filter {
 
   /** What the kernel would do with a packet to `dst` from attachment `id`. Pure (no counters). */
   verdict(id: string, dst: string, opts: { protocol?: number; port?: number } = {}): "allow" | "block" {
+    return this.decide(id, dst, opts).verdict;
+  }
+
+  private decide(id: string, dst: string, opts: { protocol?: number; port?: number }): { verdict: "allow" | "block"; reason: string } {
+    const allow = { verdict: "allow", reason: "" } as const;
+    const block = (reason: string) => ({ verdict: "block", reason }) as const;
     const p = this.bpffs.pinned.get(id);
-    if (p === undefined) return "allow";
+    if (p === undefined) return allow;
     const ip = parseCidr(dst);
-    if (ALWAYS_ALLOWED.some((c) => cidrContains(c, ip))) return "allow";
-    const dnsAddr = ip.family === 4 ? p.spec.dns.ipv4 : p.spec.dns.ipv6;
-    if (dnsAddr !== null && net.isIP(dnsAddr) !== 0 && formatCidr(parseCidr(dnsAddr)) === formatCidr(ip)) return "allow";
-    const prot = this.bpffs.protectedEntries.some(
-      (e) =>
-        cidrContains(e.cidr, ip) &&
-        (e.protocol === 0 || e.protocol === opts.protocol) &&
-        (e.port === 0 || e.port === opts.port),
-    );
-    if (prot) return "allow";
-    switch (p.mode) {
-      case "disabled":
-        return "allow";
-      case "block-all":
-        return "block";
-      case "allowlist":
-      case "denylist": {
-        const now = this.now();
-        let best: FilterEntry | null = null;
-        for (const e of p.entries.values()) {
-          if (e.expiresAtMs !== null && e.expiresAtMs <= now) continue;
-          if (!cidrContains(e.cidr, ip)) continue;
-          if (best === null || e.cidr.prefixLen > best.cidr.prefixLen) best = e;
-        }
-        if (best === null) return p.mode === "allowlist" ? "block" : "allow";
-        if (best.deny) return "block";
-        return best.allow ? "allow" : p.mode === "allowlist" ? "block" : "allow";
+    const { dns, guards } = p.spec;
+    const dnsAddr = ip.family === 4 ? dns.ipv4 : dns.ipv6;
+    const l4 = opts.protocol === 6 || opts.protocol === 17;
+    if (dnsAddr !== null && net.isIP(dnsAddr) !== 0 && formatCidr(parseCidr(dnsAddr)) === formatCidr(ip) && l4) {
+      if (opts.port === dns.port) return allow;
+      if (dns.portMin !== undefined && dns.portMax !== undefined && opts.port !== undefined && opts.port >= dns.portMin && opts.port <= dns.portMax) {
+        return block("other-tenant-dns");
       }
     }
+    const inSet = (deny: boolean) =>
+      this.bpffs.protectedEntries.some(
+        (e) =>
+          (e.action === "deny") === deny &&
+          cidrContains(e.cidr, ip) &&
+          (e.protocol === 0 || e.protocol === opts.protocol) &&
+          (e.port === 0 || e.port === opts.port),
+      );
+    if (inSet(false)) return allow;
+    if (inSet(true)) return block("protected-deny");
+    if (p.mode === "disabled") return allow;
+    if (p.mode === "block-all") return block("mode:block-all");
+    const now = this.now();
+    let best: FilterEntry | null = null;
+    for (const e of p.entries.values()) {
+      if (e.expiresAtMs !== null && e.expiresAtMs <= now) continue;
+      if (!cidrContains(e.cidr, ip)) continue;
+      if (best === null || e.cidr.prefixLen > best.cidr.prefixLen || (e.cidr.prefixLen === best.cidr.prefixLen && e.deny)) best = e;
+    }
+    if (best?.deny) return block("deny-cidr");
+    const local = [...(guards?.openLoopback ? [] : LOOPBACK), ...(guards?.openLinkLocal ? [] : LINK_LOCAL)].find((c) => cidrContains(c, ip));
+    if (best?.allow && (local === undefined || best.cidr.prefixLen >= local.prefixLen)) return allow;
+    if (local !== undefined) return block("local-closed");
+    return p.mode === "denylist" ? allow : block("not-in-allowlist");
   }
 
   /** Simulates one packet: counts it and emits an event when blocked. */
   sendPacket(id: string, dst: string, opts: { protocol?: number; port?: number } = {}): "allow" | "block" {
-    const v = this.verdict(id, dst, opts);
+    const { verdict: v, reason } = this.decide(id, dst, opts);
     const p = this.bpffs.pinned.get(id);
     if (p === undefined) return v;
     if (v === "allow") p.allowed += 1n;
@@ -247,7 +274,7 @@ export class FakeFilter implements Filter {
         srcPort: 40000,
         dstPort: opts.port ?? 0,
         verdict: "blocked",
-        reason: p.mode === "block-all" ? "mode:block-all" : "not-in-allowlist",
+        reason,
         rule: null,
         suppressed: 0,
       };

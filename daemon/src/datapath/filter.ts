@@ -129,14 +129,17 @@ export interface KernelPacketEvent {
   readonly timeMs: number;
   readonly slot: number;
   readonly attachmentId: string | null;
-  readonly family: 4 | 6;
+  /** 0 = an L2 frame dropped before any IP parsing (spoofed source MAC, bad ARP, non-IP). */
+  readonly family: 0 | 4 | 6;
   readonly protocol: number;
+  /** IP addresses; for family 0 the source and destination MAC addresses. */
   readonly src: string;
   readonly dst: string;
   readonly srcPort: number;
+  /** Family 0: the ethertype. ICMP: the type. */
   readonly dstPort: number;
   readonly verdict: PacketVerdict;
-  /** e.g. "mode:block-all", "not-in-allowlist", "deny-cidr" */
+  /** e.g. "mode:block-all", "not-in-allowlist", "deny-cidr", "local-closed", "spoofed" (REASONS in wire-format.ts) */
   readonly reason: string;
   /** The matching prefix, e.g. "10.0.0.0/8", or null. */
   readonly rule: string | null;
@@ -156,6 +159,19 @@ export interface ProtectedEntry {
   readonly action?: "allow" | "deny";
 }
 
+/**
+ * The DNS port guard: bind() to a port in [portMin, portMax] is refused to every process of the
+ * cgroup (and its descendants) whose uid is not `uid`, so the DNS ports cannot be squatted.
+ */
+export interface PortGuardSpec {
+  /** Absolute path of a cgroup v2 directory (the daemon uses the cgroup2 mount root by default). */
+  readonly cgroupPath: string;
+  readonly portMin: number;
+  readonly portMax: number;
+  /** The one uid allowed to bind in the range: the daemon's. */
+  readonly uid: number;
+}
+
 export interface Filter {
   /** Loads, pins, installs `policy`, then attaches — enforcement starts with the full policy. On failure nothing is left behind. */
   attach(spec: AttachSpec, policy: FilterPolicy): Promise<AttachResult>;
@@ -169,8 +185,12 @@ export interface Filter {
   deleteEntries(id: string, cidrs: readonly Cidr[]): Promise<void>;
   setMode(id: string, mode: FilterMode, audit: boolean): Promise<void>;
   counters(ids: readonly string[]): Promise<Map<string, FilterCounters>>;
-  /** Replaces the host-wide protected set (shared by all attachments). */
+  /** Replaces the host-wide protected sets, allow and deny (shared by all attachments). */
   setProtected(entries: readonly ProtectedEntry[]): Promise<void>;
+  /** Installs the DNS port guard, or updates it in place (pinned: it holds while the daemon is down). */
+  setPortGuard(spec: PortGuardSpec): Promise<void>;
+  /** Removes the DNS port guard, if one is installed. */
+  removePortGuard(): Promise<void>;
   /** Ids of attachments pinned in bpffs (alive from a previous daemon or helper). */
   listPinned(): Promise<string[]>;
   /** Re-opens a pinned attachment so it can be driven again; incompatible pins → FAILED_PRECONDITION. */

@@ -1,7 +1,6 @@
 import { access, readdir, readFile, stat } from "node:fs/promises";
 import { constants as fsConstants } from "node:fs";
 import path from "node:path";
-import ipaddr from "ipaddr.js";
 import pino, { type Logger } from "pino";
 import { NetfenceError, invalidArgument, isNetfenceError } from "../errors.js";
 import { formatAddr, formatCidr } from "../policy/cidr.js";
@@ -17,17 +16,19 @@ import type {
   FilterMode,
   FilterPolicy,
   KernelPacketEvent,
+  PortGuardSpec,
   ProtectedEntry,
 } from "./filter.js";
+import { linkLayerOf, readLinkType, type LinkLayer } from "./link-type.js";
+import { loadRequestFor } from "./load-request.js";
 import { LoaderProcess } from "./loader-process.js";
 import { projectRoot } from "./project-root.js";
 import {
   COUNTERS_PER_ATTACHMENT,
   decodeEvents,
   decodeHello,
+  decodePortGuard,
   decodeState,
-  DIR_EGRESS,
-  DIR_INGRESS,
   encodeCountersRequest,
   encodeEntries,
   encodeHello,
@@ -36,8 +37,8 @@ import {
   encodeLoad,
   encodeMode,
   encodePolicy,
+  encodePortGuard,
   encodeProtected,
-  KIND_CGROUP,
   KIND_TC,
   LAYOUT,
   METHOD,
@@ -171,21 +172,21 @@ export class KernelFilter implements Filter {
     if (!ID_RE.test(spec.id)) throw invalidArgument(`invalid attachment id "${spec.id}"`);
     if (!Number.isInteger(spec.slot) || spec.slot < 0 || spec.slot > 0xffffffff) throw invalidArgument(`invalid slot ${spec.slot}`);
     if (this.known.has(spec.id)) throw new NetfenceError("ALREADY_EXISTS", `attachment ${spec.id} already exists`);
-    const dnsIp4 = parseDnsAddress(spec.dns.ipv4, "ipv4");
-    const dnsIp6 = parseDnsAddress(spec.dns.ipv6, "ipv6");
-    if (!Number.isInteger(spec.dns.port) || spec.dns.port < 0 || spec.dns.port > 65535) throw invalidArgument(`invalid DNS port ${spec.dns.port}`);
     validateEntries(policy.entries);
     let ifindex = 0;
     let cgroupPath = "";
+    let linkLayer: LinkLayer | null = null;
     if (spec.target.kind === "interface") {
       ifindex = await interfaceIndex(spec.target.name);
+      // Defensive: the daemon checks this when it resolves the target, before the control plane is asked.
+      const type = readLinkType(spec.target.name);
+      if (type === null) throw new NetfenceError("NOT_FOUND", `interface "${spec.target.name}" does not exist`, { details: { interface: spec.target.name } });
+      linkLayer = linkLayerOf(spec.target.name, type);
     } else {
       cgroupPath = await validateCgroupDir(spec.target.path);
     }
-    const kind = spec.target.kind === "interface" ? KIND_TC : KIND_CGROUP;
-    const direction = spec.target.kind === "interface" && spec.target.direction === "egress" ? DIR_EGRESS : DIR_INGRESS;
-    const exactCap = exactCapacityFor(policy.entries);
-    await this.call(Op.LOAD, encodeLoad({ id: spec.id, slot: spec.slot, kind, direction, dnsPort: spec.dns.port, dnsIp4, dnsIp6, exactCap }));
+    const load = loadRequestFor(spec, linkLayer, exactCapacityFor(policy.entries));
+    await this.call(Op.LOAD, encodeLoad(load));
     try {
       await this.call(Op.REPLACE, encodePolicy(spec.id, policy.mode, policy.audit, policy.entries));
       const reply = await this.call(Op.LINK, encodeLink(spec.id, ifindex, METHOD_PREF[spec.method ?? "auto"], cgroupPath));
@@ -258,6 +259,21 @@ export class KernelFilter implements Filter {
     await this.call(Op.PROTECTED, encodeProtected(entries));
   }
 
+  async setPortGuard(spec: PortGuardSpec): Promise<void> {
+    const { portMin, portMax, uid } = spec;
+    if (!Number.isInteger(portMin) || !Number.isInteger(portMax) || portMin < 1 || portMax > 65535 || portMin > portMax) {
+      throw invalidArgument(`invalid port guard range ${portMin}-${portMax}`);
+    }
+    if (!Number.isInteger(uid) || uid < 0 || uid > 0xffffffff) throw invalidArgument(`invalid port guard uid ${uid}`);
+    const cgroupPath = await validateCgroupDir(spec.cgroupPath);
+    const reply = decodePortGuard(await this.call(Op.PORT_GUARD, encodePortGuard(uid, portMin, portMax, cgroupPath)));
+    this.logger.info({ cgroup: cgroupPath, portMin, portMax, uid, updated: reply.updated, progIds: [reply.progId4, reply.progId6] }, "DNS port guard installed");
+  }
+
+  async removePortGuard(): Promise<void> {
+    await this.call(Op.PORT_UNGUARD, Buffer.alloc(0));
+  }
+
   async listPinned(): Promise<string[]> {
     let names: string[];
     try {
@@ -314,15 +330,18 @@ export class KernelFilter implements Filter {
   private onEvents(payload: Buffer): void {
     for (const raw of decodeEvents(payload)) {
       const fam = raw.family;
-      const rule = raw.rulePrefixLen === NO_RULE ? null : formatCidr({ family: fam, addr: raw.ruleAddr.subarray(0, fam === 4 ? 4 : 16), prefixLen: raw.rulePrefixLen });
+      const rule =
+        raw.rulePrefixLen === NO_RULE || fam === 0
+          ? null
+          : formatCidr({ family: fam, addr: raw.ruleAddr.subarray(0, fam === 4 ? 4 : 16), prefixLen: raw.rulePrefixLen });
       this.fanout.publish({
         timeMs: Number(raw.tsNs / 1_000_000n),
         slot: raw.slot,
         attachmentId: this.slotToId.get(raw.slot) ?? null,
         family: fam,
         protocol: raw.proto,
-        src: formatAddr(fam, raw.saddr),
-        dst: formatAddr(fam, raw.daddr),
+        src: fam === 0 ? formatMac(raw.saddr) : formatAddr(fam, raw.saddr),
+        dst: fam === 0 ? formatMac(raw.daddr) : formatAddr(fam, raw.daddr),
         srcPort: raw.sport,
         dstPort: raw.dport,
         verdict: raw.verdict === 3 ? "audit" : "blocked",
@@ -353,12 +372,8 @@ export function exactCapacityFor(entries: readonly FilterEntry[]): number {
   return cap;
 }
 
-function parseDnsAddress(text: string | null, kind: "ipv4" | "ipv6"): Uint8Array | null {
-  if (text === null || text === "") return null;
-  if (!ipaddr.isValid(text)) throw invalidArgument(`invalid DNS server address "${text}"`);
-  const parsed = ipaddr.parse(text);
-  if (parsed.kind() !== kind) throw invalidArgument(`DNS server address "${text}" is not ${kind === "ipv4" ? "IPv4" : "IPv6"}`);
-  return Uint8Array.from(parsed.toByteArray());
+function formatMac(b: Uint8Array): string {
+  return Array.from(b.subarray(0, 6), (x) => x.toString(16).padStart(2, "0")).join(":");
 }
 
 function validateEntries(entries: readonly FilterEntry[]): void {

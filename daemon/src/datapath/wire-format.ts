@@ -6,8 +6,8 @@
  */
 import type { FilterEntry, FilterMode, ProtectedEntry } from "./filter.js";
 
-export const PROTOCOL_VERSION = 1;
-export const LAYOUT_VERSION = 2;
+export const PROTOCOL_VERSION = 2;
+export const LAYOUT_VERSION = 3;
 export const ID_LEN = 64;
 export const FRAME_HDR_SIZE = 16;
 export const MAX_FRAME = 64 * 1024 * 1024;
@@ -24,6 +24,8 @@ export const Op = {
   SET_MODE: 9,
   COUNTERS: 10,
   PROTECTED: 11,
+  PORT_GUARD: 20,
+  PORT_UNGUARD: 21,
   EVENTS: 100,
 } as const;
 export type OpCode = (typeof Op)[keyof typeof Op];
@@ -41,6 +43,21 @@ export const METHOD = { NONE: 0, TCX: 1, CLSACT: 2, CGROUP_LINK: 3 } as const;
 export const FEAT_TCX = 1;
 export const COUNTERS_PER_ATTACHMENT = 4; // NF_CNT_MAX: allowed, blocked, audited, events lost
 export const NO_RULE = 255;
+export const PROT_DENY = 1;
+export const MAX_WORKLOAD_ADDRS = 8; // NF_MAX_WORKLOAD_ADDRS, per family
+
+/** NF_GUARD_* (nf_state.guards). */
+export const GUARD = {
+  OPEN_LOOPBACK: 1 << 0,
+  OPEN_LINK_LOCAL: 1 << 1,
+  DHCP: 1 << 2,
+  DHCPV6: 1 << 3,
+  MLD: 1 << 4,
+  ROUTER: 1 << 5,
+  ALLOW_NON_IP: 1 << 6,
+  L3_DEVICE: 1 << 7,
+  MAC: 1 << 8,
+} as const;
 
 /** enum nf_reason → the text used in PacketEvent.reason. */
 export const REASONS: readonly string[] = [
@@ -54,6 +71,12 @@ export const REASONS: readonly string[] = [
   "always-allowed",
   "protected",
   "malformed",
+  "spoofed",
+  "non-ip",
+  "other-tenant-dns",
+  "router-message",
+  "protected-deny",
+  "local-closed",
 ];
 
 /** Sizes and offsets this module relies on (checked against the C header by a test). */
@@ -61,19 +84,25 @@ export const LAYOUT = {
   nf_frame_hdr: { size: 16, len: 0, seq: 4, op: 8, status: 12 },
   nf_hello_req: { size: 520, version: 0, pin_root: 8, bpf_dir: 264 },
   nf_hello_reply: { size: 16, version: 0, layout: 4, features: 8 },
-  nf_load_req: { size: 96, id: 0, slot: 64, kind: 68, direction: 69, dns_port: 70, dns_ip4: 72, dns_ip6: 76, exact_cap: 92 },
+  nf_load_req: {
+    size: 272, id: 0, slot: 64, kind: 68, direction: 69, dns_port: 70, dns_ip4: 72, dns_ip6: 76, exact_cap: 92, guards: 96,
+    dns_port_min: 100, dns_port_max: 102, mac: 104, n_ip4: 110, n_ip6: 111, ip4: 112, ip6: 144,
+  },
   nf_link_req: { size: 4168, id: 0, ifindex: 64, method_pref: 68, cgroup_path: 72 },
   nf_link_reply: { size: 8, method: 0, prog_id: 4 },
   nf_state: {
-    size: 160, magic: 0, layout: 4, active_gen: 8, slot: 12, gen: 16, dns_ip4: 32, dns_ip6: 36, dns_port: 52,
+    size: 320, magic: 0, layout: 4, active_gen: 8, slot: 12, gen: 16, dns_ip4: 32, dns_ip6: 36, dns_port: 52,
     kind: 54, method: 55, direction: 56, ifindex: 60, tc_handle: 64, tc_priority: 68, id: 72, protected_n: 136,
+    pdeny_n: 140, guards: 144, dns_port_min: 148, dns_port_max: 150, mac: 152, n_ip4: 158, n_ip6: 159, ip4: 160, ip6: 192,
   },
-  nf_adopt_reply: { size: 168, state: 0, prog_id: 160, attached: 164 },
+  nf_adopt_reply: { size: 328, state: 0, prog_id: 320, attached: 324 },
   nf_wire_entry: { size: 32, family: 0, prefixlen: 1, flags: 2, rule_id: 4, expires_ms: 8, addr: 16 },
   nf_policy_req: { size: 80, id: 0, mode: 64, flags: 68, count: 72 },
   nf_entries_req: { size: 72, id: 0, count: 64 },
   nf_mode_req: { size: 72, id: 0, mode: 64, flags: 68 },
-  nf_wire_protected: { size: 24, family: 0, prefixlen: 1, proto: 2, port: 4, addr: 8 },
+  nf_wire_protected: { size: 24, family: 0, prefixlen: 1, proto: 2, flags: 3, port: 4, addr: 8 },
+  nf_port_guard_req: { size: 4104, uid: 0, port_min: 4, port_max: 6, cgroup_path: 8 },
+  nf_port_guard_reply: { size: 24, cgroup_id: 0, prog_id4: 8, prog_id6: 12, updated: 16 },
   nf_event: {
     size: 80, ts_ns: 0, suppressed: 8, slot: 16, sport: 20, dport: 22, family: 24, proto: 25, verdict: 26,
     reason: 27, direction: 28, rule_prefixlen: 29, saddr: 32, daddr: 48, rule_addr: 64,
@@ -119,6 +148,16 @@ export interface LoadRequest {
   dnsIp6: Uint8Array | null;
   /** Entries per exact-match hash (both generations together); 0 = the loader's default. */
   exactCap?: number;
+  /** GUARD bits. */
+  guards?: number;
+  /** The daemon's whole DNS port range (0/0 = none). */
+  dnsPortMin?: number;
+  dnsPortMax?: number;
+  /** 6 bytes; with GUARD.MAC. */
+  mac?: Uint8Array | null;
+  /** Workload addresses: 4-byte and 16-byte arrays, at most MAX_WORKLOAD_ADDRS each. */
+  ip4?: readonly Uint8Array[];
+  ip6?: readonly Uint8Array[];
 }
 
 export function encodeLoad(r: LoadRequest): Buffer {
@@ -132,6 +171,17 @@ export function encodeLoad(r: LoadRequest): Buffer {
   if (r.dnsIp4) Buffer.from(r.dnsIp4).copy(b, L.dns_ip4);
   if (r.dnsIp6) Buffer.from(r.dnsIp6).copy(b, L.dns_ip6);
   b.writeUInt32LE(r.exactCap ?? 0, L.exact_cap);
+  b.writeUInt32LE(r.guards ?? 0, L.guards);
+  b.writeUInt16LE(r.dnsPortMin ?? 0, L.dns_port_min);
+  b.writeUInt16LE(r.dnsPortMax ?? 0, L.dns_port_max);
+  if (r.mac) b.set(r.mac.subarray(0, 6), L.mac);
+  const ip4 = r.ip4 ?? [];
+  const ip6 = r.ip6 ?? [];
+  if (ip4.length > MAX_WORKLOAD_ADDRS || ip6.length > MAX_WORKLOAD_ADDRS) throw new RangeError(`at most ${MAX_WORKLOAD_ADDRS} workload addresses per family`);
+  b.writeUInt8(ip4.length, L.n_ip4);
+  b.writeUInt8(ip6.length, L.n_ip6);
+  ip4.forEach((a, i) => b.set(a.subarray(0, 4), L.ip4 + i * 4));
+  ip6.forEach((a, i) => b.set(a.subarray(0, 16), L.ip6 + i * 16));
   return b;
 }
 
@@ -210,10 +260,34 @@ export function encodeProtected(entries: readonly ProtectedEntry[]): Buffer {
     b.writeUInt8(e.cidr.family, off + L.family);
     b.writeUInt8(e.cidr.prefixLen, off + L.prefixlen);
     b.writeUInt8(e.protocol, off + L.proto);
+    b.writeUInt8(e.action === "deny" ? PROT_DENY : 0, off + L.flags);
     b.writeUInt16LE(e.port, off + L.port);
     b.set(e.cidr.addr.subarray(0, 16), off + L.addr);
   });
   return b;
+}
+
+export function encodePortGuard(uid: number, portMin: number, portMax: number, cgroupPath: string): Buffer {
+  const L = LAYOUT.nf_port_guard_req;
+  const b = Buffer.alloc(L.size);
+  b.writeUInt32LE(uid, L.uid);
+  b.writeUInt16LE(portMin, L.port_min);
+  b.writeUInt16LE(portMax, L.port_max);
+  writeCString(b, L.cgroup_path, 4096, cgroupPath);
+  return b;
+}
+
+export interface PortGuardReply {
+  cgroupId: bigint;
+  progId4: number;
+  progId6: number;
+  /** Pinned links on the same cgroup were found and updated in place. */
+  updated: boolean;
+}
+
+export function decodePortGuard(b: Buffer): PortGuardReply {
+  const L = LAYOUT.nf_port_guard_reply;
+  return { cgroupId: b.readBigUInt64LE(L.cgroup_id), progId4: b.readUInt32LE(L.prog_id4), progId6: b.readUInt32LE(L.prog_id6), updated: b.readUInt32LE(L.updated) === 1 };
 }
 
 export interface HelloReply {
@@ -265,7 +339,8 @@ export interface RawEvent {
   slot: number;
   sport: number;
   dport: number;
-  family: 4 | 6;
+  /** 0 = an L2 frame: saddr/daddr hold MACs (6 bytes), dport the ethertype. */
+  family: 0 | 4 | 6;
   proto: number;
   verdict: number;
   reason: number;
@@ -285,7 +360,7 @@ export function decodeEvents(b: Buffer): RawEvent[] {
       slot: b.readUInt32LE(off + L.slot),
       sport: b.readUInt16LE(off + L.sport),
       dport: b.readUInt16LE(off + L.dport),
-      family: b.readUInt8(off + L.family) === 6 ? 6 : 4,
+      family: decodeFamily(b.readUInt8(off + L.family)),
       proto: b.readUInt8(off + L.proto),
       verdict: b.readUInt8(off + L.verdict),
       reason: b.readUInt8(off + L.reason),
@@ -296,4 +371,8 @@ export function decodeEvents(b: Buffer): RawEvent[] {
     });
   }
   return out;
+}
+
+function decodeFamily(v: number): 0 | 4 | 6 {
+  return v === 6 ? 6 : v === 4 ? 4 : 0;
 }

@@ -67,3 +67,13 @@ export function fakeCgroupRoot(...children: string[]): string {
   mkdirSync(path.join(root, "not-a-cgroup"), { recursive: true });
   return root;
 }
+
+/** A directory that looks like /sys/class/net for link types only: <name>/type per entry. */
+export function fakeNetClass(links: Readonly<Record<string, number>>): string {
+  const root = mkdtempSync(path.join(os.tmpdir(), "nf-net-"));
+  for (const [name, type] of Object.entries(links)) {
+    mkdirSync(path.join(root, name));
+    writeFileSync(path.join(root, name, "type"), `${type}\n`);
+  }
+  return root;
+}

@@ -7,7 +7,7 @@ import { MemoryStateStore, type StateStore } from "../../../daemon/src/store/sta
 import { NetfenceError } from "../../../daemon/src/errors.js";
 import { formatCidr, parseCidr } from "../../../daemon/src/policy/cidr.js";
 import type { AttachmentPolicy } from "../../../daemon/src/policy/policy.js";
-import { FakeDnsServers, RecordingPolicySource, fakeCgroupRoot, policy, silentLogger } from "./fakes.js";
+import { FakeDnsServers, RecordingPolicySource, fakeCgroupRoot, fakeNetClass, policy, silentLogger } from "./fakes.js";
 
 const rule = (c: string, expiresAtMs: number | null = null) => ({ cidr: parseCidr(c), expiresAtMs });
 
@@ -70,7 +70,10 @@ async function codeOf(p: Promise<unknown>): Promise<string> {
 
 describe("AttachmentManager attach/detach", () => {
   it("attaches an interface with the initial policy enforced, a DNS server and a unique port", async () => {
-    const r = await rig(policy({ allowCidrs: [rule("10.0.0.0/8")] }));
+    // "lo" exists everywhere; a fake /sys/class/net makes it an Ethernet-type device for this test.
+    const netClassDir = fakeNetClass({ lo: 1 });
+    roots.push(netClassDir);
+    const r = await rig(policy({ allowCidrs: [rule("10.0.0.0/8")] }), { netClassDir });
     const v = await r.manager.attach({ target: { kind: "interface", name: "lo", direction: "ingress" }, metadata: { vm: "1" } });
     expect(v.id).toMatch(/^nf-[0-9a-f]{12}$/);
     expect(v.dnsAddress).toBe("127.0.0.1:11000");
@@ -78,10 +81,22 @@ describe("AttachmentManager attach/detach", () => {
     expect(v.mode).toBe("allowlist");
     expect(r.filter.verdict(v.id, "10.1.2.3")).toBe("allow");
     expect(r.filter.verdict(v.id, "11.1.2.3")).toBe("block");
-    expect(r.filter.verdict(v.id, "127.0.0.1")).toBe("allow");
+    expect(r.filter.verdict(v.id, "127.0.0.1")).toBe("block"); // loopback is closed unless allowed explicitly
+    expect(r.filter.verdict(v.id, "127.0.0.1", { protocol: 17, port: 11000 })).toBe("allow"); // its own DNS server
     expect(r.dns.running.get(v.id)?.listen).toEqual({ host: "127.0.0.1", port: 11000 });
     expect(r.source.subscribed[0]?.metadata).toEqual({ vm: "1" });
     expect(r.manager.list().map((a) => a.id)).toEqual([v.id]);
+  });
+
+  it("refuses an interface whose link type the TC program cannot parse, naming the type and what is supported", async () => {
+    const netClassDir = fakeNetClass({ lo: 772 });
+    roots.push(netClassDir);
+    const r = await rig(policy(), { netClassDir });
+    const err = await r.manager.attach({ target: { kind: "interface", name: "lo", direction: "ingress" }, metadata: {} }).catch((e: unknown) => e as NetfenceError);
+    expect(err).toMatchObject({ code: "INVALID_ARGUMENT" });
+    expect((err as NetfenceError).message).toMatch(/link type 772 \(loopback\).*ARPHRD_ETHER.*tun/);
+    expect(r.filter.calls).toEqual([]);
+    expect(r.source.subscribed).toEqual([]);
   });
 
   it("refuses a second attach of the same target with ALREADY_EXISTS", async () => {

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { LAYOUT, MODE_CODES, Op, REASONS, PROTOCOL_VERSION, LAYOUT_VERSION } from "../../../daemon/src/datapath/wire-format.js";
+import { GUARD, LAYOUT, MAX_WORKLOAD_ADDRS, MODE_CODES, Op, PROT_DENY, REASONS, PROTOCOL_VERSION, LAYOUT_VERSION } from "../../../daemon/src/datapath/wire-format.js";
 import { projectRoot } from "../../../daemon/src/datapath/project-root.js";
 
 /**
@@ -22,7 +22,11 @@ describe("wire-format.ts matches bpf/include/netfence.h", () => {
   const consts = [
     "NF_PROTOCOL_VERSION", "NF_LAYOUT_VERSION", "NF_OP_HELLO", "NF_OP_LOAD", "NF_OP_LINK", "NF_OP_UNLOAD", "NF_OP_ADOPT", "NF_OP_REPLACE",
     "NF_OP_UPSERT", "NF_OP_DELETE", "NF_OP_SET_MODE", "NF_OP_COUNTERS", "NF_OP_PROTECTED", "NF_OP_EVENTS",
+    "NF_OP_PORT_GUARD", "NF_OP_PORT_UNGUARD",
     "NF_MODE_DISABLED", "NF_MODE_ALLOWLIST", "NF_MODE_DENYLIST", "NF_MODE_BLOCK_ALL", "NF_REASON_MALFORMED", "NF_CNT_MAX",
+    "NF_REASON_SPOOFED", "NF_REASON_NON_IP", "NF_REASON_OTHER_TENANT_DNS", "NF_REASON_ROUTER_MESSAGE", "NF_REASON_PROTECTED_DENY",
+    "NF_REASON_LOCAL_CLOSED", "NF_PROT_DENY", "NF_MAX_WORKLOAD_ADDRS",
+    ...Object.keys(GUARD).map((k) => `NF_GUARD_${k}`),
   ].map((c) => `printf("${c}=%d\\n", (int)${c});`).join("\n");
   const src = `#include <stdio.h>\n#include <stddef.h>\n#include "netfence.h"\nint main(void){\n${prints}\n${consts}\nreturn 0;}\n`;
 
@@ -53,5 +57,60 @@ describe("wire-format.ts matches bpf/include/netfence.h", () => {
     expect(out.get("NF_MODE_BLOCK_ALL")).toBe(MODE_CODES["block-all"]);
     expect(REASONS[out.get("NF_REASON_MALFORMED")!]).toBe("malformed");
     expect(out.get("NF_CNT_MAX")).toBe(4);
+    const reasons: Record<string, string> = {
+      SPOOFED: "spoofed", NON_IP: "non-ip", OTHER_TENANT_DNS: "other-tenant-dns", ROUTER_MESSAGE: "router-message",
+      PROTECTED_DENY: "protected-deny", LOCAL_CLOSED: "local-closed",
+    };
+    for (const [c, text] of Object.entries(reasons)) expect(REASONS[out.get(`NF_REASON_${c}`)!], c).toBe(text);
+    expect(REASONS).toHaveLength(out.get("NF_REASON_LOCAL_CLOSED")! + 1);
+    for (const [name, bit] of Object.entries(GUARD)) expect(out.get(`NF_GUARD_${name}`), name).toBe(bit);
+    expect(out.get("NF_PROT_DENY")).toBe(PROT_DENY);
+    expect(out.get("NF_MAX_WORKLOAD_ADDRS")).toBe(MAX_WORKLOAD_ADDRS);
+  });
+});
+
+describe("wire-format encoders for the guards, protected-deny and L2 events", () => {
+  it("LOAD carries the guards, the DNS port range, the workload MAC and addresses", async () => {
+    const { encodeLoad } = await import("../../../daemon/src/datapath/wire-format.js");
+    const b = encodeLoad({
+      id: "a", slot: 3, kind: 1, direction: 0, dnsPort: 11003, dnsIp4: Uint8Array.of(10, 0, 0, 1), dnsIp6: null,
+      guards: GUARD.DHCP | GUARD.MAC, dnsPortMin: 11000, dnsPortMax: 11500, mac: Uint8Array.of(2, 0, 0, 0, 0, 9),
+      ip4: [Uint8Array.of(10, 0, 0, 2)], ip6: [new Uint8Array(16).fill(0xfd, 0, 1)],
+    });
+    const L = LAYOUT.nf_load_req;
+    expect(b.length).toBe(L.size);
+    expect(b.readUInt32LE(L.guards)).toBe(GUARD.DHCP | GUARD.MAC);
+    expect([b.readUInt16LE(L.dns_port_min), b.readUInt16LE(L.dns_port_max)]).toEqual([11000, 11500]);
+    expect([...b.subarray(L.mac, L.mac + 6)]).toEqual([2, 0, 0, 0, 0, 9]);
+    expect([b.readUInt8(L.n_ip4), b.readUInt8(L.n_ip6)]).toEqual([1, 1]);
+    expect([...b.subarray(L.ip4, L.ip4 + 4)]).toEqual([10, 0, 0, 2]);
+    expect(b.readUInt8(L.ip6)).toBe(0xfd);
+    expect(() => encodeLoad({ id: "a", slot: 0, kind: 1, direction: 0, dnsPort: 0, dnsIp4: null, dnsIp6: null, ip4: Array.from({ length: 9 }, () => new Uint8Array(4)) })).toThrow(RangeError);
+  });
+
+  it("PROTECTED marks protected-deny entries", async () => {
+    const { encodeProtected } = await import("../../../daemon/src/datapath/wire-format.js");
+    const { parseCidr } = await import("../../../daemon/src/policy/cidr.js");
+    const b = encodeProtected([
+      { cidr: parseCidr("10.0.0.0/8"), protocol: 0, port: 0 },
+      { cidr: parseCidr("192.0.2.0/24"), protocol: 6, port: 22, action: "deny" },
+    ]);
+    const L = LAYOUT.nf_wire_protected;
+    expect(b.readUInt32LE(0)).toBe(2);
+    expect(b.readUInt8(4 + L.flags)).toBe(0);
+    expect(b.readUInt8(4 + L.size + L.flags)).toBe(PROT_DENY);
+    expect(b.readUInt16LE(4 + L.size + L.port)).toBe(22);
+  });
+
+  it("events of L2 frames decode as family 0", async () => {
+    const { decodeEvents } = await import("../../../daemon/src/datapath/wire-format.js");
+    const L = LAYOUT.nf_event;
+    const b = Buffer.alloc(L.size);
+    b.writeUInt8(0, L.family);
+    b.writeUInt16LE(0x88b5, L.dport);
+    b.set([2, 0, 0, 0, 0, 1], L.saddr);
+    const [ev] = decodeEvents(b);
+    expect(ev?.family).toBe(0);
+    expect(ev?.dport).toBe(0x88b5);
   });
 });

@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * report.h — per-CPU counters and blocked/audited packet events (throttled in the kernel).
+ * Included by policy.h after the maps and packet.h.
+ */
+#ifndef NETFENCE_REPORT_H
+#define NETFENCE_REPORT_H
+
+struct nf_match {
+	__u8 flags;
+	__u8 prefixlen;
+	__u8 addr[16];
+};
+
+static __always_inline void nf_count(__u32 idx)
+{
+	__u64 *c = bpf_map_lookup_elem(&nf_counters, &idx);
+	if (c)
+		*c += 1; /* per-CPU value: no atomics needed */
+}
+
+/*
+ * One event per (slot, source, destination, port, protocol, reason) per 10 s: a flood of drops
+ * to the same destination is first folded per CPU in nf_recent (before the dearer L4 reads and
+ * throttle lookup), then in the shared LRU throttle. L2 frames (family 0) carry MACs and the
+ * ethertype instead (netfence.h).
+ */
+static __always_inline void nf_report(struct __sk_buff *skb, struct nf_pkt *p, const struct nf_state *st, __u8 verdict,
+				      __u8 reason, const struct nf_match *m)
+{
+	__u32 zero = 0;
+	__u64 now = bpf_ktime_get_ns();
+	__u64 folded = 0;
+	struct nf_recent *r = bpf_map_lookup_elem(&nf_recent, &zero);
+	if (r) {
+		const __u64 *a = (const __u64 *)r->daddr, *b = (const __u64 *)p->daddr.v6;
+		if (now - r->ts_ns < NF_RECENT_NS && r->reason == reason && r->proto == p->proto && r->family == p->family &&
+		    a[0] == b[0] && a[1] == b[1]) {
+			r->folded++;
+			return;
+		}
+		folded = r->folded;
+		r->folded = 0;
+		r->ts_ns = now;
+		r->reason = reason;
+		r->proto = p->proto;
+		r->family = p->family;
+		__builtin_memcpy(r->daddr, p->daddr.v6, 16);
+	}
+	struct nf_throttle_key tk = {};
+	__u8 proto = 0;
+	__u16 sport = 0, dport = p->dport;
+	if (p->family) {
+		nf_l4(skb, p);
+		proto = p->l4_proto;
+		sport = p->sport;
+		dport = p->dport;
+	}
+	tk.slot = st->slot;
+	tk.dport = dport;
+	tk.proto = proto;
+	tk.reason = reason;
+	if (p->family == 4) {
+		bpf_skb_load_bytes(skb, p->l3_off + 12, tk.saddr, 4);
+		__builtin_memcpy(tk.daddr, &p->daddr.v4, 4);
+	} else if (p->family == 6) {
+		bpf_skb_load_bytes(skb, p->l3_off + 8, tk.saddr, 16);
+		__builtin_memcpy(tk.daddr, p->daddr.v6, 16);
+	} else {
+		bpf_skb_load_bytes(skb, 6, tk.saddr, 6); /* source MAC */
+		__builtin_memcpy(tk.daddr, p->daddr.mac, 6);
+	}
+	__u64 suppressed = folded;
+	struct nf_throttle_val *tv = bpf_map_lookup_elem(&nf_throttle, &tk);
+	if (tv) {
+		if (now - tv->last_ns < NF_EVENT_THROTTLE_NS) {
+			__sync_fetch_and_add(&tv->suppressed, 1 + folded);
+			return;
+		}
+		suppressed += tv->suppressed;
+		tv->suppressed = 0;
+		tv->last_ns = now;
+	} else {
+		struct nf_throttle_val nv = { .last_ns = now, .suppressed = 0 };
+		bpf_map_update_elem(&nf_throttle, &tk, &nv, BPF_ANY);
+	}
+	struct nf_event *ev = bpf_ringbuf_reserve(&nf_events, sizeof(*ev), 0);
+	if (!ev) {
+		nf_count(NF_CNT_EVENTS_LOST);
+		return;
+	}
+	ev->ts_ns = now;
+	ev->suppressed = suppressed;
+	ev->slot = st->slot;
+	ev->sport = sport;
+	ev->dport = dport;
+	ev->family = p->family;
+	ev->proto = proto;
+	ev->verdict = verdict;
+	ev->reason = reason;
+	ev->direction = 1;
+	ev->rule_prefixlen = m ? m->prefixlen : NF_NO_RULE;
+	ev->_pad[0] = ev->_pad[1] = 0;
+	__builtin_memcpy(ev->saddr, tk.saddr, 16);
+	__builtin_memcpy(ev->daddr, tk.daddr, 16);
+	if (m)
+		__builtin_memcpy(ev->rule_addr, m->addr, 16);
+	else
+		__builtin_memset(ev->rule_addr, 0, 16);
+	bpf_ringbuf_submit(ev, 0);
+}
+
+/* A drop by a guard (malformed, spoofed, non-IP, other tenant's DNS, RA guard, protected-deny):
+ * enforced in every mode and also in audit mode, which only concerns the policy. */
+static __always_inline int nf_guard_drop(struct __sk_buff *skb, struct nf_pkt *p, const struct nf_state *st, __u8 reason)
+{
+	nf_count(NF_CNT_BLOCKED);
+	nf_report(skb, p, st, NF_VERDICT_BLOCKED, reason, 0);
+	return 0;
+}
+
+static __always_inline int nf_pass(void)
+{
+	nf_count(NF_CNT_ALLOWED);
+	return 1;
+}
+
+#endif /* NETFENCE_REPORT_H */
