@@ -8,11 +8,12 @@
  * demo exits non-zero if anything behaves otherwise. Everything is removed at the end.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, appendFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { createServer } from "node:net";
 import { projectRoot } from "../daemon/src/datapath/project-root.js";
+import { findCgroup2Mount } from "../daemon/src/attachments/target.js";
 import { createTopology, type DemoTopology } from "./demo/topology.js";
 
 const root = projectRoot();
@@ -71,6 +72,8 @@ let stopping = false;
 let topo: DemoTopology | null = null;
 let workDir = "";
 let pinRoot = "";
+/** The demo daemon's DNS port guard covers this cgroup of its own, never the whole machine. */
+let guardCgroup = "";
 
 async function cleanup(socket: string | null): Promise<void> {
   stopping = true;
@@ -92,6 +95,7 @@ async function cleanup(socket: string | null): Promise<void> {
   }
   topo?.teardown();
   if (pinRoot) rmSync(pinRoot, { recursive: true, force: true });
+  if (guardCgroup && existsSync(guardCgroup)) rmdirSync(guardCgroup);
   if (workDir && !process.env.NETFENCE_DEMO_KEEP) rmSync(workDir, { recursive: true, force: true });
 }
 
@@ -101,6 +105,10 @@ async function main(): Promise<void> {
   topo = createTopology();
   const t = topo;
   pinRoot = `/sys/fs/bpf/netfence-demo-${t.tag}`;
+  const cgroupMount = findCgroup2Mount();
+  if (cgroupMount === null) throw new Error("the demo needs a cgroup2 mount (for the daemon's DNS port guard)");
+  guardCgroup = path.join(cgroupMount, `netfence-demo-${t.tag}`);
+  mkdirSync(guardCgroup);
   const socket = path.join(workDir, "netfenced.sock");
   const inVm = (...argv: string[]) => ["ip", "netns", "exec", t.vmNs, ...argv];
   const inNet = (...argv: string[]) => ["ip", "netns", "exec", t.netNs, ...argv];
@@ -152,6 +160,7 @@ dns:
   port_min: 11000
   port_max: 11500
   upstream: ${t.ip(53)}:53
+  port_guard_cgroup: ${guardCgroup}   # a real host leaves this out: the whole machine is guarded
 control_plane:
   url: 127.0.0.1:${cpPort}
   heartbeat_interval: 2s

@@ -47,7 +47,8 @@ export class BenchDaemon {
         `log_level: ${opts.logLevel}`,
         `bpf: { pin_root: ${opts.pinRoot} }`,
         // The upstream is a local discard port: no DNS query of this benchmark leaves the host.
-        `dns: { listen_addr: 127.0.0.1, port_min: ${opts.portMin}, port_max: ${opts.portMax}, upstream: "127.0.0.1:9" }`,
+        // The DNS port guard stays off: it would cover the whole cgroup2 hierarchy of this machine.
+        `dns: { listen_addr: 127.0.0.1, port_min: ${opts.portMin}, port_max: ${opts.portMax}, upstream: "127.0.0.1:9", port_guard: false }`,
         opts.defaultPolicyYaml,
         "",
       ].join("\n"),

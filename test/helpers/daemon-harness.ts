@@ -1,13 +1,16 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, closeSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmdirSync, rmSync, statSync, writeFileSync, closeSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { findCgroup2Mount } from "../../daemon/src/attachments/target.js";
 
 /**
  * Runs the real `netfenced` binary (dist/cli/src/index.js) as a child process for integration
  * tests: its own socket, data_dir, DNS port range and bpffs pin root (under /sys/fs/bpf, given by
  * the Sandbox), JSON logs captured to a file. `cli()` runs the real CLI against it.
+ * The DNS port guard (dns.port_guard, on by default: the whole cgroup2 hierarchy) is pointed at a
+ * fresh empty cgroup of the daemon's own, `guardCgroup`: a test must never guard the root cgroup.
  */
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -68,11 +71,14 @@ export class DaemonProcess {
   readonly configFile: string;
   readonly logFile: string;
   readonly portMin: number;
+  /** The cgroup the daemon's DNS port guard is attached to (ours, empty unless a test moves processes in). */
+  readonly guardCgroup: string;
   private child: ChildProcess | null = null;
 
   constructor(readonly opts: DaemonOptions) {
     ensureBuilt();
     this.dir = mkdtempSync(path.join(os.tmpdir(), "nf-daemon-"));
+    this.guardCgroup = testGuardCgroup(path.basename(this.dir));
     this.socket = path.join(this.dir, "netfence.sock");
     this.configFile = path.join(this.dir, "netfence.yaml");
     this.logFile = path.join(this.dir, "daemon.log");
@@ -86,7 +92,7 @@ export class DaemonProcess {
         `data_dir: ${path.join(this.dir, "data")}`,
         "log_level: debug",
         `bpf: { pin_root: ${opts.pinRoot} }`,
-        `dns: { listen_addr: 127.0.0.1, port_min: ${this.portMin}, port_max: ${this.portMin + ports - 1}, upstream: "127.0.0.1:9" }`,
+        `dns: { listen_addr: 127.0.0.1, port_min: ${this.portMin}, port_max: ${this.portMin + ports - 1}, upstream: "127.0.0.1:9", port_guard_cgroup: "${this.guardCgroup}" }`,
         opts.yaml ?? "",
       ].join("\n"),
     );
@@ -96,10 +102,14 @@ export class DaemonProcess {
     return this.child?.pid;
   }
 
-  /** Starts `netfenced start` and waits for "netfenced ready" in its log. */
-  async start(timeoutMs = 30_000): Promise<void> {
+  /** Starts `netfenced start` and waits for "netfenced ready" in its log; `inCgroup`: run it as a member of that cgroup. */
+  async start(timeoutMs = 30_000, inCgroup?: string): Promise<void> {
     const fd = openSync(this.logFile, "a");
-    const child = spawn(process.execPath, [CLI, "start", "--config", this.configFile], { stdio: ["ignore", fd, fd] });
+    const argv = [CLI, "start", "--config", this.configFile];
+    const child =
+      inCgroup === undefined
+        ? spawn(process.execPath, argv, { stdio: ["ignore", fd, fd] })
+        : spawn("sh", ["-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', inCgroup, process.execPath, ...argv], { stdio: ["ignore", fd, fd] });
     closeSync(fd);
     this.child = child;
     const deadline = Date.now() + timeoutMs;
@@ -148,10 +158,43 @@ export class DaemonProcess {
     return code;
   }
 
-  /** Stops the daemon if running and removes its temp dir (the pin root belongs to the Sandbox). */
+  /** Stops the daemon if running and removes its temp dir and guard cgroup (the pin root belongs to the Sandbox). */
   async cleanup(): Promise<void> {
     await this.kill9();
     rmSync(this.dir, { recursive: true, force: true });
+    await removeCgroup(this.guardCgroup);
+  }
+}
+
+/**
+ * A fresh cgroup for a test daemon's DNS port guard, directly under the cgroup2 mount. Never the
+ * mount root itself: the guard would then cover every process of the machine.
+ */
+export function testGuardCgroup(tag: string): string {
+  const mount = findCgroup2Mount();
+  if (mount === null) throw new Error("no cgroup2 mount in /proc/mounts (the DNS port guard needs one)");
+  const dir = path.join(mount, `nftest-guard-${tag}`);
+  if (path.resolve(dir) === path.resolve(mount)) throw new Error("refusing to guard the root cgroup in a test");
+  mkdirSync(dir);
+  return dir;
+}
+
+/** Removes a test cgroup, moving any process still in it to its parent first. */
+export async function removeCgroup(dir: string): Promise<void> {
+  const procs = existsSync(dir) ? readFileSync(path.join(dir, "cgroup.procs"), "utf8") : "";
+  for (const pid of procs.split("\n").filter(Boolean)) {
+    try {
+      writeFileSync(path.join(path.dirname(dir), "cgroup.procs"), pid);
+    } catch {
+      /* already gone */
+    }
+  }
+  for (let i = 0; i < 40 && existsSync(dir); i++) {
+    try {
+      rmdirSync(dir);
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
   }
 }
 

@@ -65,6 +65,7 @@ export class E2eDaemon extends DaemonProcess {
         `  port_min: ${this.portMin}`,
         `  port_max: ${this.portMin + ports - 1}`,
         `  upstream: "${e2e.dns.upstream}"`,
+        `  port_guard_cgroup: "${this.guardCgroup}"`,
         e2e.dns.minTtl !== undefined ? `  min_ttl: ${e2e.dns.minTtl}` : "",
         ...(cp
           ? [

@@ -64,6 +64,19 @@ export interface SandboxNetwork {
   readonly subnet6: string;
   /** 10.<a>.<b>.1 on the bridge in the root namespace, when requested. */
   readonly hostIp4: string | null;
+  /** The bridge (root namespace) joining the veths. */
+  readonly bridge: string;
+}
+
+/** A second workload on the same bridge (see Sandbox.neighbour): another tenant. */
+export interface SandboxNeighbour {
+  readonly ns: string;
+  /** Its host-side veth in the root namespace (an attachment target of its own). */
+  readonly hostIf: string;
+  /** The interface inside its namespace. */
+  readonly ifname: string;
+  readonly ip4: string;
+  readonly ip6: string;
 }
 
 export class Sandbox {
@@ -128,7 +141,27 @@ export class Sandbox {
       await nsSh(w, `ip route add default via ${hostIp4}`);
       await nsSh(s, `ip route add default via ${hostIp4}`);
     }
-    return { workloadNs: w, serverNs: s, hostIf, workloadIp4: `${subnet4}.2`, workloadIp6: `${subnet6}::2`, serverIp4, serverIp6, subnet4, subnet6, hostIp4 };
+    return { workloadNs: w, serverNs: s, hostIf, workloadIp4: `${subnet4}.2`, workloadIp6: `${subnet6}::2`, serverIp4, serverIp6, subnet4, subnet6, hostIp4, bridge: brIf };
+  }
+
+  /** Another workload namespace on the network's bridge: nb0 <subnet>.3 / ::3, host-side veth <tag>m. */
+  async neighbour(net: SandboxNetwork): Promise<SandboxNeighbour> {
+    const ns = `${this.tag}n`;
+    const hostIf = `${this.tag}m`;
+    this.cleanups.push(async () => {
+      await sh("ip", ["netns", "del", ns], { allowFail: true });
+      await sh("ip", ["link", "del", hostIf], { allowFail: true });
+    });
+    await sh("ip", ["netns", "add", ns]);
+    await sh("ip", ["link", "add", hostIf, "type", "veth", "peer", "name", "nb0", "netns", ns]);
+    await writeFile(`/proc/sys/net/ipv6/conf/${hostIf}/disable_ipv6`, "1").catch(() => undefined);
+    await sh("ip", ["link", "set", hostIf, "master", net.bridge]);
+    await sh("ip", ["link", "set", hostIf, "up"]);
+    const ip4 = `${net.subnet4}.3`;
+    const ip6 = `${net.subnet6}::3`;
+    await sh("ip", ["netns", "exec", ns, "sh", "-c", `ip link set lo up && ip link set nb0 up && ip addr add ${ip4}/24 dev nb0 && ip -6 addr add ${ip6}/64 dev nb0 nodad`]);
+    if (net.hostIp4 !== null) await sh("ip", ["netns", "exec", ns, "ip", "route", "add", "default", "via", net.hostIp4]);
+    return { ns, hostIf, ifname: "nb0", ip4, ip6 };
   }
 
   /** A fresh cgroup v2 directory of our own under the cgroup2 mount. */

@@ -205,7 +205,8 @@ describe("netfenced attach / list / detach (real kernel, real CLI)", () => {
     const bad = await new Promise<{ code: number; stderr: string }>((resolve) => {
       import("node:child_process").then(({ spawn }) => {
         const c = spawn(process.execPath, [path.join(process.cwd(), "dist/cli/src/index.js"), "start"], {
-          env: { ...process.env, NETFENCE_DNS_PORT_MIN: "2000", NETFENCE_DNS_PORT_MAX: "1000", NETFENCE_SOCKET: path.join(daemon.dir, "x.sock") },
+          // (never starts: bad config; the port guard is off all the same, as in every config a test writes)
+          env: { ...process.env, NETFENCE_DNS_PORT_MIN: "2000", NETFENCE_DNS_PORT_MAX: "1000", NETFENCE_DNS_PORT_GUARD: "false", NETFENCE_SOCKET: path.join(daemon.dir, "x.sock") },
           stdio: ["ignore", "pipe", "pipe"],
         });
         let stderr = "";
