@@ -92,6 +92,11 @@ export class Sandbox {
     return new Sandbox(prefix);
   }
 
+  /** Registers a clean-up step for something the test created itself (run in reverse order). */
+  onCleanup(fn: () => Promise<void>): void {
+    this.cleanups.push(fn);
+  }
+
   /** A unique pin root under /sys/fs/bpf for one test's filter instance. */
   async pinRoot(): Promise<string> {
     const dir = `/sys/fs/bpf/nftest-${this.tag}`;
