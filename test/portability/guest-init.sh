@@ -1,7 +1,8 @@
 #!/bin/sh
 # /init of the portability initramfs: PID 1 inside a qemu guest booted from Debian's kernel.
-# Mounts the pseudo file systems, loads this kernel's veth/clsact/cls_bpf modules, runs checks.sh against the
-# real loader and objects, prints PORTABILITY: PASS|FAIL on the console and powers off.
+# Mounts the pseudo file systems, loads this kernel's veth/clsact/cls_bpf/tun/bridge modules, runs checks.sh against
+# the real loader and objects, then (with Node) the KernelFilter end-to-end and security checks, prints
+# PORTABILITY: PASS|FAIL (NODE-E2E:, SECURITY:) on the console and powers off.
 export PATH=/sbin:/bin
 # busybox ash runs its own applets before PATH lookups: iproute2 is always called as /sbin/ip
 mount -t proc proc /proc
@@ -12,7 +13,7 @@ mount -t bpf bpf /sys/fs/bpf
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 KVER=$(uname -r)
 echo "info guest up: kernel $KVER, uptime $(cut -d' ' -f1 /proc/uptime)s"
-for m in veth sch_ingress cls_bpf; do
+for m in veth sch_ingress cls_bpf tun llc stp bridge; do
 	f=/lib/modules/$KVER/$m.ko
 	[ -f "$f" ] && { insmod "$f" || echo "info insmod $m failed (built in?)"; }
 done
@@ -32,6 +33,9 @@ if [ -x /bin/node ]; then
 	echo "info node $(node --version) starting, uptime $(cut -d' ' -f1 /proc/uptime)s"
 	node /test/node/node-check.mjs /test/netfence-loader /test/bpf /sys/fs/bpf/netfence-node vethn0 /run/netns/nfpn \
 		"$METHOD" || echo "info node check exit status $?"
+	# the kernel-level attack checks of the security suite (test/security/), through KernelFilter and nfpkt
+	node /test/node/security-check.mjs /test/netfence-loader /test/bpf /sys/fs/bpf/netfence-sec /test/nfpkt "$METHOD" ||
+		echo "info security check exit status $?"
 fi
 echo "info guest done: uptime $(cut -d' ' -f1 /proc/uptime)s"
 poweroff -f

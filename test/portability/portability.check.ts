@@ -59,6 +59,8 @@ describe("kernel portability matrix (host + Debian 6.1 + Debian 6.12 under qemu)
     if (process.env.WITH_NODE !== "0") {
       // the daemon's TypeScript driver (KernelFilter under Node) attached end to end in each guest, same method
       for (const r of rows.filter((row) => row.kernel.startsWith("debian"))) expect(r.detail).toContain(`node=${r.method}`);
+      // and the kernel-level attack checks of the security suite passed there (guest-security-check.ts)
+      for (const r of rows.filter((row) => row.kernel.startsWith("debian"))) expect(r.detail).toContain("security=pass");
     }
     if (!process.env.FORCE_METHOD) {
       // both TC attach paths were exercised: TCX where the kernel has it, the clsact fallback where not

@@ -6,7 +6,10 @@
 # through guest-client: load, attach to a veth whose peer is in another netns (TCX or clsact, chosen by the
 # loader's probe), allow/block real pings, fail closed before the first policy, atomic REPLACE, ring-buffer
 # event, COUNTERS, SIGKILL of the loader with enforcement persisting, ADOPT by a new loader, cgroup_skb on a
-# cgroup, UNLOAD.
+# cgroup, UNLOAD. In each guest, the daemon's own driver (KernelFilter under Node) then attaches end to end
+# (guest-node-check.ts) and runs the kernel-level attack checks of the security suite (guest-security-check.ts:
+# ICMPv6 tunnel, link-local, loopback, other tenants' DNS, shared-bridge ARP/MAC/non-IP, protected-deny, tun and
+# refused link types, the DNS port guard), crafting and sniffing with the static test/security/tools/nfpkt.
 #   - the Debian kernels are fetched with `apt-get download` (never installed) and booted with
 #     qemu-system-x86_64 -accel tcg from a busybox initramfs, without any network device (-nic none);
 #   - the host kernel run happens in two network namespaces and a cgroup of its own, with a unique pin root.
@@ -57,11 +60,13 @@ t "build: make -C bpf loader; guest-client (static)"
 make -s -C "$REPO/bpf" loader >"$WORK/build.log" 2>&1 || { cat "$WORK/build.log"; die "building the loader failed"; }
 LOADER=$REPO/bpf/loader/netfence-loader
 readelf -lW "$LOADER" | grep -q 'Requesting program interpreter' && die "$LOADER is not statically linked"
-for o in netfence_tc.bpf.o netfence_cgroup.bpf.o; do
+for o in netfence_tc.bpf.o netfence_cgroup.bpf.o netfence_bindguard.bpf.o; do
 	[ -s "$REPO/bpf/prebuilt/$o" ] || die "missing bpf/prebuilt/$o"
 done
 gcc -O2 -Wall -Wextra -Werror -static -I"$REPO/bpf/include" -o "$WORK/guest-client" "$HERE/guest-client.c" \
 	2>"$WORK/build.log" || { cat "$WORK/build.log"; die "building guest-client failed"; }
+gcc -O2 -Wall -Wextra -Werror -static -o "$WORK/nfpkt" "$REPO/test/security/tools/nfpkt.c" \
+	2>"$WORK/build.log" || { cat "$WORK/build.log"; die "building nfpkt failed"; }
 
 if [ "$WITH_NODE" = 1 ]; then
 	NODE_BIN=$(readlink -f "$(command -v node)") || die "WITH_NODE=1 but no node on PATH"
@@ -71,6 +76,10 @@ if [ "$WITH_NODE" = 1 ]; then
 		--log-level=warning --outfile="$WORK/node/node-check.mjs" \
 		--banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" \
 		2>"$WORK/build.log" || { cat "$WORK/build.log"; die "bundling guest-node-check.ts failed"; }
+	"$REPO/node_modules/.bin/esbuild" "$HERE/guest-security-check.ts" --bundle --platform=node --format=esm --target=node20 \
+		--log-level=warning --outfile="$WORK/node/security-check.mjs" \
+		--banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" \
+		2>"$WORK/build.log" || { cat "$WORK/build.log"; die "bundling guest-security-check.ts failed"; }
 	# KernelFilter locates the project root by its package.json name
 	echo '{ "name": "netfence", "private": true, "type": "module" }' >"$WORK/node/package.json"
 fi
@@ -97,14 +106,18 @@ for P in $KPKGS; do
 		fi
 	fi
 	K=$CACHE/kpkg-$P
-	if [ ! -d "$K" ]; then
+	if [ ! -e "$K/.modules-v2" ]; then # v2: + tun, bridge (stp, llc) for the security checks
 		DEB=$(ls "$CACHE/${P}_"*.deb | head -1)
-		rm -rf "$K.tmp" && mkdir -p "$K.tmp" || die "mkdir $K.tmp"
-		# only vmlinuz, config and the three modules (veth; sch_ingress = clsact; cls_bpf): a few MB of 400
+		rm -rf "$K.tmp" "$K" && mkdir -p "$K.tmp" || die "mkdir $K.tmp"
+		# only vmlinuz, config and a few modules (veth; sch_ingress = clsact; cls_bpf; tun; bridge + stp + llc):
+		# a few MB of 400
 		dpkg-deb --fsys-tarfile "$DEB" | tar -x -C "$K.tmp" --wildcards './boot/vmlinuz-*' './boot/config-*' \
 			'./lib/modules/*/kernel/drivers/net/veth.ko*' './lib/modules/*/kernel/net/sched/sch_ingress.ko*' \
-			'./lib/modules/*/kernel/net/sched/cls_bpf.ko*' || die "extracting $DEB"
+			'./lib/modules/*/kernel/net/sched/cls_bpf.ko*' './lib/modules/*/kernel/drivers/net/tun.ko*' \
+			'./lib/modules/*/kernel/net/bridge/bridge.ko*' './lib/modules/*/kernel/net/802/stp.ko*' \
+			'./lib/modules/*/kernel/net/llc/llc.ko*' || die "extracting $DEB"
 		find "$K.tmp" -name '*.ko.xz' -exec xz -d {} + # 6.12 ships xz modules; busybox insmod wants plain .ko
+		touch "$K.tmp/.modules-v2"
 		mv "$K.tmp" "$K"
 	fi
 	KVERS="$KVERS $(ls "$K/lib/modules")"
@@ -140,8 +153,9 @@ for P in $KPKGS; do
 	find "$K/lib/modules/$V" -name '*.ko' -exec cp {} "$R/lib/modules/$V/" \;
 done
 cp "$LOADER" "$R/test/netfence-loader"
-cp "$REPO"/bpf/prebuilt/netfence_tc.bpf.o "$REPO"/bpf/prebuilt/netfence_cgroup.bpf.o "$R/test/bpf/"
-cp "$WORK/guest-client" "$HERE/checks.sh" "$R/test/"
+cp "$REPO"/bpf/prebuilt/netfence_tc.bpf.o "$REPO"/bpf/prebuilt/netfence_cgroup.bpf.o "$REPO"/bpf/prebuilt/netfence_bindguard.bpf.o \
+	"$R/test/bpf/"
+cp "$WORK/guest-client" "$WORK/nfpkt" "$HERE/checks.sh" "$R/test/"
 cp "$HERE/guest-init.sh" "$R/init" && chmod +x "$R/init"
 (cd "$R" && find . | /bin/busybox cpio -o -H newc 2>/dev/null | gzip -1 >"$WORK/initramfs.cpio.gz") || die "cpio"
 
@@ -181,11 +195,11 @@ t "all runs finished"
 # ---------------------------------------------------------------- 6. report
 fails=0
 report() { # name log guest(0|1) kernel-config-text
-	local name=$1 log=$2 guest=$3 config=$4 res node_res want got
+	local name=$1 log=$2 guest=$3 config=$4 res node_res sec_res want got
 	echo "--- $name"
 	# the guest console starts with terminal escape sequences: strip them and the CRs
 	sed 's/\x1b\[[0-9;?]*[a-zA-Z]//g; s/\x1b[a-zA-Z]//g; s/\r$//' "$log" >"$log.txt"
-	grep -aE '^(ok  |FAIL|info|PORTABILITY:|NODE-E2E:)' "$log.txt" | sed 's/^/    /'
+	grep -aE '^(ok  |FAIL|info|PORTABILITY:|NODE-E2E:|SECURITY:)' "$log.txt" | sed 's/^/    /'
 	res=$(grep -a '^PORTABILITY:' "$log.txt" | tail -1)
 	if [ "$guest" = 1 ] && [ "$WITH_NODE" = 1 ] && [[ $res == "PORTABILITY: PASS"* ]]; then
 		node_res=$(grep -a '^NODE-E2E:' "$log.txt" | tail -1)
@@ -193,6 +207,13 @@ report() { # name log guest(0|1) kernel-config-text
 		"NODE-E2E: PASS method="*) res="$res node=${node_res#NODE-E2E: PASS method=}" ;;
 		*) res="PORTABILITY: FAIL Node/KernelFilter end-to-end: ${node_res:-no NODE-E2E line}" ;;
 		esac
+		sec_res=$(grep -a '^SECURITY:' "$log.txt" | tail -1)
+		if [[ $res == "PORTABILITY: PASS"* ]]; then
+			case $sec_res in
+			"SECURITY: PASS") res="$res security=pass" ;;
+			*) res="PORTABILITY: FAIL security checks: ${sec_res:-no SECURITY line}" ;;
+			esac
+		fi
 	fi
 	# cross-check of the loader's BTF probe against how the kernel was built: TCX exists iff CONFIG_NET_XGRESS=y
 	if [ "$METHOD" = auto ] && [ -n "$config" ] && [[ $res == "PORTABILITY: PASS"* ]]; then

@@ -19,7 +19,10 @@ export function eventsCommand(): Command {
           else {
             const t = e.time ? timestampDate(e.time).toISOString() : "-";
             const verdict = e.verdict === Verdict.AUDIT ? "audit" : "blocked";
-            process.stdout.write(`${t} ${e.attachmentId} ${verdict} ${e.protocol} ${e.src}:${e.srcPort} -> ${e.dst}:${e.dstPort} ${e.reason}${e.rule ? ` (${e.rule})` : ""}\n`);
+            // L2 frames (arp, ether-0x…) carry MAC addresses and no ports
+            const l2 = e.protocol === "arp" || e.protocol.startsWith("ether-");
+            const flow = l2 ? `${e.src} -> ${e.dst}` : `${e.src}:${e.srcPort} -> ${e.dst}:${e.dstPort}`;
+            process.stdout.write(`${t} ${e.attachmentId} ${verdict} ${e.protocol} ${flow} ${e.reason}${e.rule ? ` (${e.rule})` : ""}\n`);
           }
           if (!opts.follow && ++n >= opts.count) break;
         }

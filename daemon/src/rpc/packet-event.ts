@@ -5,6 +5,12 @@ import type { KernelPacketEvent } from "../datapath/filter.js";
 
 const PROTOCOLS: Record<number, string> = { 1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6" };
 
+/** IP events: the protocol's name or number; L2 frames (family 0): "arp" or "ether-0x88b5". */
+function protocolName(e: KernelPacketEvent): string {
+  if (e.family === 0) return e.dstPort === 0x0806 ? "arp" : `ether-0x${e.dstPort.toString(16).padStart(4, "0")}`;
+  return PROTOCOLS[e.protocol] ?? String(e.protocol);
+}
+
 /** Kernel event → wire PacketEvent. Packets are always sent by the workload (egress from its view). */
 export function packetEventToWire(e: KernelPacketEvent): PacketEvent {
   return create(PacketEventSchema, {
@@ -14,7 +20,7 @@ export function packetEventToWire(e: KernelPacketEvent): PacketEvent {
     dst: e.dst,
     srcPort: e.srcPort,
     dstPort: e.dstPort,
-    protocol: PROTOCOLS[e.protocol] ?? String(e.protocol),
+    protocol: protocolName(e),
     direction: Direction.EGRESS,
     verdict: e.verdict === "audit" ? Verdict.AUDIT : Verdict.BLOCKED,
     reason: e.reason,
