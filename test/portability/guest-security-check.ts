@@ -64,7 +64,8 @@ const frame = (spec: string[], mark: string, ns = "nfsw", iface = "wl0") => () =
   const out = run([nfpkt, "send", iface, "2", ...spec, `mark=${mark}`], { ns });
   if (!out.startsWith("sent")) check(false, `nfpkt send ${spec.join(" ")}: ${out}`);
 };
-const mac = (ns: string, dev: string) => run(["cat", `/sys/class/net/${dev}/address`], { ns });
+/** The interface's MAC, from iproute2 (the guest's /sys shows the root namespace only). */
+const mac = (ns: string, dev: string) => /link\/ether ([0-9a-f:]{17})/.exec(run([IP, "-o", "link", "show", "dev", dev], { ns }))?.[1] ?? `no MAC for ${dev}`;
 const allow = (cidr: string) => ({ cidr: parseCidr(cidr), allow: true, deny: false, expiresAtMs: null });
 const pol = (mode: FilterMode, entries = [] as ReturnType<typeof allow>[]) => ({ mode, audit: false, entries });
 const guards = (g: Partial<AttachGuards>): AttachGuards => ({ ...CLOSED_GUARDS, ...g });
@@ -140,11 +141,12 @@ async function main(): Promise<void> {
     await filter.detach("sec-a");
 
     // 2, 3: a cgroup (the processes run in the workload namespace).
-    await filter.attach({ id: "sec-c", slot: 32, target: { kind: "cgroup", path: CG }, dns: { ipv4: null, ipv6: null, port: 0 } }, pol("denylist"));
+    await filter.attach({ id: "sec-c", slot: 32, target: { kind: "cgroup", path: CG }, dns: { ipv4: null, ipv6: null, port: 0 } }, pol("block-all"));
     const raw = [133, 135, 137].map((t) => `RAW${t}`);
     const outs: string[] = [];
     c = await sniffWhile("nfss", "sv0", raw, () => raw.forEach((m, i) => outs.push(run([nfpkt, "icmp6", "fd02::11", String([133, 135, 137][i]), "255", "1", m], { ns: "nfsw", cgroup: CG }))));
-    check(outs.every((o) => o.startsWith("error EPERM")) && raw.every((m) => c.get(m) === 0), `cgroup raw ICMPv6 133/135/137 to a global address: EPERM, nothing arrives (${outs.join("; ")})`);
+    check(outs.every((o) => o.startsWith("error EPERM")) && raw.every((m) => c.get(m) === 0), `cgroup, block-all: raw ICMPv6 133/135/137 to a global address: EPERM, nothing arrives (${outs.join("; ")})`);
+    await filter.replacePolicy("sec-c", pol("denylist"));
     c = await sniffWhile("nfsw", "lo", ["LOOP"], () => outs.push(run([nfpkt, "udp", "127.0.0.1", "5999", "2", "LOOP"], { ns: "nfsw", cgroup: CG })));
     check(c.get("LOOP") === 0 && outs.at(-1)!.startsWith("error EPERM"), `cgroup, denylist: 127.0.0.1 is closed (${outs.at(-1)})`);
     await filter.replacePolicy("sec-c", pol("denylist", [allow("127.0.0.0/8")]));
