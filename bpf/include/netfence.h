@@ -214,7 +214,8 @@ enum nf_reason {
 	NF_REASON_DENYLIST_DEFAULT = 6,
 	NF_REASON_ALWAYS_ALLOWED = 7,
 	NF_REASON_PROTECTED = 8,
-	NF_REASON_MALFORMED = 9,        /* truncated header, > 2 VLAN tags, bad ARP, IPv4-mapped IPv6 destination */
+	NF_REASON_MALFORMED = 9,        /* truncated header, > 2 VLAN tags, bad ARP, IPv4-mapped IPv6 destination,
+	                                 * an IPv6 extension header chain longer than 4 */
 	NF_REASON_SPOOFED = 10,         /* source MAC, ARP sender or neighbour-advertisement target not the workload's */
 	NF_REASON_NON_IP = 11,          /* L2 frame that is neither IPv4, IPv6 nor ARP */
 	NF_REASON_OTHER_TENANT_DNS = 12, /* another attachment's DNS server (DNS address, port in the range) */

@@ -68,13 +68,13 @@ static __always_inline int nf_is_ext_hdr(__u8 nh)
 /*
  * Reads the L4 protocol and ports (ICMP: the type) once, walking up to four IPv6 extension headers.
  * Only called on rare paths (special destinations, ICMPv6, protected sets, events), so the common
- * per-packet path never pays for it. A chain longer than four headers leaves l4_proto at the
- * extension header's number: no rule that needs L4 ever matches it (it is decided by policy).
+ * per-packet path never pays for it. A global function (see NF_GLOBAL in policy.h). A chain longer than four headers leaves l4_proto at the
+ * extension header's number (guards.h drops such a packet as malformed).
  */
-static __always_inline void nf_l4(struct __sk_buff *skb, struct nf_pkt *p)
+__noinline int nf_l4_read(struct __sk_buff *skb, struct nf_pkt *p)
 {
-	if (p->l4_done)
-		return;
+	if (!p)
+		return 0;
 	p->l4_done = 1;
 	__u32 off = p->l4_off;
 	__u8 nh = p->proto;
@@ -107,7 +107,7 @@ static __always_inline void nf_l4(struct __sk_buff *skb, struct nf_pkt *p)
 	p->l4_proto = nh;
 	p->l4_data = off;
 	if (p->is_fragment)
-		return;
+		return 0;
 	if (nh == IPPROTO_TCP || nh == IPPROTO_UDP) {
 		__u16 ports[2];
 		if (bpf_skb_load_bytes(skb, off, ports, 4) == 0) {
@@ -119,6 +119,13 @@ static __always_inline void nf_l4(struct __sk_buff *skb, struct nf_pkt *p)
 		if (bpf_skb_load_bytes(skb, off, &type, 1) == 0)
 			p->dport = type; /* ICMP type reported in the port field */
 	}
+	return 0;
+}
+
+static __always_inline void nf_l4(struct __sk_buff *skb, struct nf_pkt *p)
+{
+	if (!p->l4_done)
+		nf_l4_read(skb, p);
 }
 
 /* ---------------------------------------------------------------- address classes */

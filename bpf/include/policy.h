@@ -154,6 +154,13 @@ struct {
 	__type(value, struct nf_protected);
 } nf_pdeny_v6 SEC(".maps");
 
+/*
+ * The rare paths (reading L4 headers, events, the DNS/ICMPv6/ARP/protected checks) are GLOBAL
+ * functions (non-static __noinline): the verifier checks each once, on its own, instead of once per
+ * call site and per caller state (static subprograms and inlined copies multiplied its work ~4x and
+ * put ~150 ms on every attach). They take the context, pointers to structs of scalars (which they
+ * null-check, as the verifier requires) and scalars, and return a scalar.
+ */
 #include "packet.h"
 #include "report.h"
 #include "guards.h"
@@ -227,18 +234,21 @@ static __always_inline int nf_lookup_v6(__u32 gen, const __u8 *daddr, struct nf_
 	return 0;
 }
 
-/* A match in a host-wide protected trie pair (allow or deny), scoped to its protocol and port. */
-static __always_inline int nf_protected_match(struct __sk_buff *skb, struct nf_pkt *p, void *map4, void *map6)
+/* A match in a host-wide protected trie pair (deny = 0: protected, 1: protected-deny), scoped to
+ * its protocol and port. A global function. */
+__noinline int nf_protected_match(struct __sk_buff *skb, struct nf_pkt *p, int deny)
 {
 	struct nf_protected *v;
+	if (!p)
+		return 0;
 	if (p->family == 4) {
 		struct nf_prot_v4_key k = { .prefixlen = 32 };
 		__builtin_memcpy(k.addr, &p->daddr.v4, 4);
-		v = bpf_map_lookup_elem(map4, &k);
+		v = bpf_map_lookup_elem(deny ? (void *)&nf_pdeny_v4 : (void *)&nf_protected_v4, &k);
 	} else {
 		struct nf_prot_v6_key k = { .prefixlen = 128 };
 		__builtin_memcpy(k.addr, p->daddr.v6, 16);
-		v = bpf_map_lookup_elem(map6, &k);
+		v = bpf_map_lookup_elem(deny ? (void *)&nf_pdeny_v6 : (void *)&nf_protected_v6, &k);
 	}
 	if (!v)
 		return 0;
@@ -254,7 +264,8 @@ static __always_inline int nf_protected_match(struct __sk_buff *skb, struct nf_p
  * Returns 1 = pass, 0 = drop, for an IP packet (family 4 or 6) parsed by the program's front end
  * (the TC program's L2 front end, guards.h nf_l2(), has already dropped spoofed source MACs, bad
  * ARP and non-IP frames). The order, documented in docs/operator-guide.md:
- *   c. malformed (truncated header, IPv4-mapped IPv6 destination)       → drop, every mode
+ *   c. malformed (truncated header, IPv4-mapped IPv6 destination; in e: an IPv6 extension
+ *      header chain longer than 4)                                      → drop, every mode
  *   d. another tenant's DNS server (DNS address, port in the range)     → drop, every mode
  *   e. always allowed: own DNS address+port, ND (133/135/136, hop limit 255, link-scope
  *      destination), DHCP/DHCPv6/MLD where enabled; RA/redirect        → drop, every mode (RA guard)
@@ -275,16 +286,16 @@ static __always_inline int nf_decide(struct __sk_buff *skb, struct nf_pkt *p, co
 	__u8 reason = NF_REASON_MALFORMED;
 	int matched = 0;
 
-	if (p->malformed || (p->family == 6 && nf_v6_v4_mapped(p->daddr.v6)))
+	if (p->malformed) /* (IPv4-mapped IPv6 destinations: in nf_special, which has the address loaded) */
 		return nf_guard_drop(skb, p, st, NF_REASON_MALFORMED);
 	int sp = nf_special(skb, p, st, &reason);
 	if (sp == NF_SPECIAL_PASS)
 		return nf_pass();
 	if (sp == NF_SPECIAL_DROP)
 		return nf_guard_drop(skb, p, st, reason);
-	if (st->protected_n && nf_protected_match(skb, p, &nf_protected_v4, &nf_protected_v6))
+	if (st->protected_n && nf_protected_match(skb, p, 0))
 		return nf_pass();
-	if (st->pdeny_n && nf_protected_match(skb, p, &nf_pdeny_v4, &nf_pdeny_v6))
+	if (st->pdeny_n && nf_protected_match(skb, p, 1))
 		return nf_guard_drop(skb, p, st, NF_REASON_PROTECTED_DENY);
 
 	if (s.mode == NF_MODE_DISABLED)
@@ -315,11 +326,11 @@ static __always_inline int nf_decide(struct __sk_buff *skb, struct nf_pkt *p, co
 block:
 	if (s.flags & NF_SETTING_AUDIT) {
 		nf_count(NF_CNT_AUDITED);
-		nf_report(skb, p, st, NF_VERDICT_AUDIT, reason, matched ? &m : 0);
+		nf_report(skb, p, st, NF_VR(NF_VERDICT_AUDIT, reason), matched ? &m : 0);
 		return 1;
 	}
 	nf_count(NF_CNT_BLOCKED);
-	nf_report(skb, p, st, NF_VERDICT_BLOCKED, reason, matched ? &m : 0);
+	nf_report(skb, p, st, NF_VR(NF_VERDICT_BLOCKED, reason), matched ? &m : 0);
 	return 0;
 }
 

@@ -23,11 +23,16 @@ static __always_inline void nf_count(__u32 idx)
  * One event per (slot, source, destination, port, protocol, reason) per 10 s: a flood of drops
  * to the same destination is first folded per CPU in nf_recent (before the dearer L4 reads and
  * throttle lookup), then in the shared LRU throttle. L2 frames (family 0) carry MACs and the
- * ethertype instead (netfence.h).
+ * ethertype instead (netfence.h). A global function: only dropped and audited packets get here.
  */
-static __always_inline void nf_report(struct __sk_buff *skb, struct nf_pkt *p, const struct nf_state *st, __u8 verdict,
-				      __u8 reason, const struct nf_match *m)
+#define NF_VR(verdict, reason) (((__u32)(verdict) << 8) | (reason)) /* a BPF function takes at most 5 arguments */
+
+__noinline int nf_report(struct __sk_buff *skb, struct nf_pkt *p, const struct nf_state *st, __u32 vr,
+			 const struct nf_match *m)
 {
+	__u8 verdict = vr >> 8, reason = vr & 0xff;
+	if (!p || !st)
+		return 0;
 	__u32 zero = 0;
 	__u64 now = bpf_ktime_get_ns();
 	__u64 folded = 0;
@@ -37,7 +42,7 @@ static __always_inline void nf_report(struct __sk_buff *skb, struct nf_pkt *p, c
 		if (now - r->ts_ns < NF_RECENT_NS && r->reason == reason && r->proto == p->proto && r->family == p->family &&
 		    a[0] == b[0] && a[1] == b[1]) {
 			r->folded++;
-			return;
+			return 0;
 		}
 		folded = r->folded;
 		r->folded = 0;
@@ -66,8 +71,8 @@ static __always_inline void nf_report(struct __sk_buff *skb, struct nf_pkt *p, c
 	} else if (p->family == 6) {
 		bpf_skb_load_bytes(skb, p->l3_off + 8, tk.saddr, 16);
 		__builtin_memcpy(tk.daddr, p->daddr.v6, 16);
-	} else {
-		bpf_skb_load_bytes(skb, 6, tk.saddr, 6); /* source MAC */
+	} else if (!(st->guards & NF_GUARD_L3_DEVICE)) { /* an L2 frame: its MACs (an L3 device has none) */
+		bpf_skb_load_bytes(skb, 6, tk.saddr, 6);
 		__builtin_memcpy(tk.daddr, p->daddr.mac, 6);
 	}
 	__u64 suppressed = folded;
@@ -75,7 +80,7 @@ static __always_inline void nf_report(struct __sk_buff *skb, struct nf_pkt *p, c
 	if (tv) {
 		if (now - tv->last_ns < NF_EVENT_THROTTLE_NS) {
 			__sync_fetch_and_add(&tv->suppressed, 1 + folded);
-			return;
+			return 0;
 		}
 		suppressed += tv->suppressed;
 		tv->suppressed = 0;
@@ -87,7 +92,7 @@ static __always_inline void nf_report(struct __sk_buff *skb, struct nf_pkt *p, c
 	struct nf_event *ev = bpf_ringbuf_reserve(&nf_events, sizeof(*ev), 0);
 	if (!ev) {
 		nf_count(NF_CNT_EVENTS_LOST);
-		return;
+		return 0;
 	}
 	ev->ts_ns = now;
 	ev->suppressed = suppressed;
@@ -108,6 +113,7 @@ static __always_inline void nf_report(struct __sk_buff *skb, struct nf_pkt *p, c
 	else
 		__builtin_memset(ev->rule_addr, 0, 16);
 	bpf_ringbuf_submit(ev, 0);
+	return 0;
 }
 
 /* A drop by a guard (malformed, spoofed, non-IP, other tenant's DNS, RA guard, protected-deny):
@@ -115,7 +121,7 @@ static __always_inline void nf_report(struct __sk_buff *skb, struct nf_pkt *p, c
 static __always_inline int nf_guard_drop(struct __sk_buff *skb, struct nf_pkt *p, const struct nf_state *st, __u8 reason)
 {
 	nf_count(NF_CNT_BLOCKED);
-	nf_report(skb, p, st, NF_VERDICT_BLOCKED, reason, 0);
+	nf_report(skb, p, st, NF_VR(NF_VERDICT_BLOCKED, reason), 0);
 	return 0;
 }
 

@@ -74,6 +74,25 @@ describe("ICMPv6 tunnel (item 1): neighbour discovery is link-scope only", () =>
     });
   }
 
+  it("interface, disabled: the RA guard holds, also behind extension headers; ordinary ICMPv6 with extension headers passes", async () => {
+    const { filter, net, serverMac, wlLL } = w!;
+    await filter.attach(ifaceSpec(id, 75, net.hostIf), policy("disabled", []));
+    try {
+      const ra = (ext: number): Shot => ({
+        spec: [`eth=self,${mcastMac("00000001")}`, `ip6=${wlLL},ff02::1,255`, ...(ext ? [`ext=${ext}`] : []), "icmp6=134"],
+        mark: marker(`dra${ext}`),
+      });
+      const redirect = { spec: [`eth=self,${serverMac}`, `ip6=${wlLL},${w!.serverLL},255`, "ext=2", `icmp6=137,0,${net.serverIp6[1]}`], mark: marker("dredir") };
+      const echo = { spec: [`eth=self,${serverMac}`, `ip6=${net.workloadIp6},${net.serverIp6[1]},64`, "ext=2", "icmp6=128"], mark: marker("decho") };
+      const [atServer] = await fire(w!, [ra(0), ra(1), ra(4), ra(5), redirect, echo], [{ ns: net.serverNs, iface: "sv0" }]);
+      for (const ext of [0, 1, 4, 5]) expect(atServer!.get(marker(`dra${ext}`)), `RA behind ${ext} extension headers`).toBe(0);
+      expect(atServer!.get(redirect.mark), "redirect behind 2 extension headers").toBe(0);
+      expect(atServer!.get(echo.mark), "echo request behind 2 extension headers (disabled mode)").toBeGreaterThan(0);
+    } finally {
+      await filter.detach(id);
+    }
+  });
+
   it("interface with the router guard: router advertisements get the ND rule (on-link, hop limit 255) instead", async () => {
     const { filter, net } = w!;
     await filter.attach(ifaceSpec(id, 72, net.hostIf, { guards: guards({ router: true }) }), policy("block-all", []));

@@ -14,7 +14,8 @@
  *
  * SPEC words (any order): eth=SRC,DST (SRC "self" = the interface's MAC)  vlan=ID (repeatable,
  * outermost first)  type=0xNNNN (a raw ethertype)  arp=OP,SHA,SPA,THA,TPA  arphw=N (ARP htype)
- * ip4=SRC,DST[,TTL]  ip6=SRC,DST[,HLIM]  hbh (IPv6 hop-by-hop header with router alert)
+ * ip4=SRC,DST[,TTL]  ip6=SRC,DST[,HLIM]  hbh (IPv6 hop-by-hop header with router alert)  ext=N (that,
+ * followed by N-1 destination-options headers)
  * udp=SPORT,DPORT  tcp=SPORT,DPORT (SYN)  icmp=TYPE[,CODE]  icmp6=TYPE[,CODE[,TARGET]]
  * mark=TEXT (payload; the sniffer counts frames that contain it).
  * Send results: "sent N" or "error ENAME (message)". Checksums are correct (receivers accept them).
@@ -134,6 +135,10 @@ static void parse_spec(int argc, char **argv, struct spec *sp)
 				sp->ttl = (uint8_t)strtoul(f[2], NULL, 0);
 		} else if (!strcmp(w, "hbh") && n == 0) {
 			sp->hbh = 1;
+		} else if (!strcmp(w, "ext") && n == 1) {
+			sp->hbh = atoi(f[0]);
+			if (sp->hbh < 1 || sp->hbh > 16)
+				die("ext=N takes 1..16, not %s", f[0]);
 		} else if ((!strcmp(w, "udp") || !strcmp(w, "tcp")) && n == 2) {
 			sp->l4 = w[0];
 			sp->sport = (uint16_t)strtoul(f[0], NULL, 0);
@@ -220,9 +225,11 @@ static size_t build(const struct spec *sp, const uint8_t *self_mac, uint8_t *buf
 	uint8_t proto = sp->l4 == 'u' ? 17 : sp->l4 == 't' ? 6 : sp->l4 == '6' ? 58 : 1;
 	if (sp->has_ip6) {
 		l4 = l3 + 40;
-		if (sp->hbh) { /* next header, length 0, router alert (type 5, len 2, value 0 = MLD), PadN */
-			uint8_t h[8] = { proto, 0, 5, 2, 0, 0, 1, 0 };
-			memcpy(buf + l4, h, 8);
+		for (int i = 0; i < sp->hbh; i++) {
+			uint8_t next = i == sp->hbh - 1 ? proto : 60; /* then destination options */
+			/* hop-by-hop first: router alert (type 5, len 2, value 0 = MLD) + PadN; others: PadN */
+			uint8_t h[8] = { next, 0, 5, 2, 0, 0, 1, 0 }, d[8] = { next, 0, 1, 4, 0, 0, 0, 0 };
+			memcpy(buf + l4, i == 0 ? h : d, 8);
 			l4 += 8;
 		}
 	} else {
