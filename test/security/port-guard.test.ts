@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KernelFilter } from "../../daemon/src/datapath/kernel-filter.js";
-import { DaemonProcess } from "../helpers/daemon-harness.js";
+import { readFileSync, writeFileSync } from "node:fs";
+import { DaemonProcess, runCli } from "../helpers/daemon-harness.js";
 import { startFilter } from "../helpers/kernel-filter-fixture.js";
 import { requireKernel, Sandbox, sh } from "../helpers/sandbox.js";
 import { ensureNfpkt } from "./tools/nfpkt.js";
@@ -122,6 +123,20 @@ describe("DNS port guard (item 9): only the daemon's uid binds the DNS port rang
       for (let i = 0; i < 40 && !(await listening()); i++) await new Promise((r) => setTimeout(r, 100));
       expect(await listening()).toBe(true);
       expect(await bindAs(NOBODY, "tcp", "::", port + 2, daemon.guardCgroup)).toMatch(/^error EPERM/);
+    });
+
+    it("a guard that cannot be installed stops the start with a clear error, before anything binds", async () => {
+      const other = new DaemonProcess({ pinRoot: await sb.pinRoot(), ports: 5 });
+      try {
+        const missing = `${other.guardCgroup}-missing`;
+        writeFileSync(other.configFile, readFileSync(other.configFile, "utf8").replace(`port_guard_cgroup: "${other.guardCgroup}"`, `port_guard_cgroup: "${missing}"`));
+        const r = await runCli(["start", "--config", other.configFile], 30_000);
+        expect(r.code).toBe(1);
+        expect(r.stderr).toContain(`netfenced: cannot start: installing the DNS port guard (dns.port_guard) on ${missing} failed:`);
+        expect(r.stderr).toContain("set dns.port_guard: false to run without it");
+      } finally {
+        await other.cleanup();
+      }
     });
   });
 });
