@@ -3,7 +3,6 @@ import { constants as fsConstants } from "node:fs";
 import path from "node:path";
 import pino, { type Logger } from "pino";
 import { NetfenceError, invalidArgument, isNetfenceError } from "../errors.js";
-import { formatAddr, formatCidr } from "../policy/cidr.js";
 import type { Cidr } from "../policy/cidr.js";
 import type {
   AdoptedAttachment,
@@ -19,6 +18,7 @@ import type {
   PortGuardSpec,
   ProtectedEntry,
 } from "./filter.js";
+import { kernelEvent } from "./kernel-event.js";
 import { linkLayerOf, readLinkType, type LinkLayer } from "./link-type.js";
 import { loadRequestFor } from "./load-request.js";
 import { LoaderProcess } from "./loader-process.js";
@@ -42,9 +42,7 @@ import {
   KIND_TC,
   LAYOUT,
   METHOD,
-  NO_RULE,
   Op,
-  REASONS,
   type HelloReply,
 } from "./wire-format.js";
 import { EventFanout } from "./event-fanout.js";
@@ -328,28 +326,7 @@ export class KernelFilter implements Filter {
   }
 
   private onEvents(payload: Buffer): void {
-    for (const raw of decodeEvents(payload)) {
-      const fam = raw.family;
-      const rule =
-        raw.rulePrefixLen === NO_RULE || fam === 0
-          ? null
-          : formatCidr({ family: fam, addr: raw.ruleAddr.subarray(0, fam === 4 ? 4 : 16), prefixLen: raw.rulePrefixLen });
-      this.fanout.publish({
-        timeMs: Number(raw.tsNs / 1_000_000n),
-        slot: raw.slot,
-        attachmentId: this.slotToId.get(raw.slot) ?? null,
-        family: fam,
-        protocol: raw.proto,
-        src: fam === 0 ? formatMac(raw.saddr) : formatAddr(fam, raw.saddr),
-        dst: fam === 0 ? formatMac(raw.daddr) : formatAddr(fam, raw.daddr),
-        srcPort: raw.sport,
-        dstPort: raw.dport,
-        verdict: raw.verdict === 3 ? "audit" : "blocked",
-        reason: REASONS[raw.reason] ?? `reason-${raw.reason}`,
-        rule,
-        suppressed: Number(raw.suppressed),
-      });
-    }
+    for (const raw of decodeEvents(payload)) this.fanout.publish(kernelEvent(raw, this.slotToId.get(raw.slot) ?? null));
   }
 }
 
@@ -370,10 +347,6 @@ export function exactCapacityFor(entries: readonly FilterEntry[]): number {
   let cap = EXACT_CAP_MIN;
   while (cap < 3 * Math.max(v4, v6) && cap < EXACT_CAP_MAX) cap *= 2;
   return cap;
-}
-
-function formatMac(b: Uint8Array): string {
-  return Array.from(b.subarray(0, 6), (x) => x.toString(16).padStart(2, "0")).join(":");
 }
 
 function validateEntries(entries: readonly FilterEntry[]): void {

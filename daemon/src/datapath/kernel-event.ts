@@ -1,0 +1,35 @@
+import { formatAddr, formatCidr } from "../policy/cidr.js";
+import type { KernelPacketEvent } from "./filter.js";
+import { NO_RULE, REASONS, type RawEvent } from "./wire-format.js";
+
+/**
+ * A ring-buffer event as the kernel wrote it (wire-format.ts RawEvent) → KernelPacketEvent.
+ * Family 0 is an L2 frame dropped before any IP parsing: its addresses are MACs, dstPort the
+ * ethertype, and no rule decided it.
+ */
+export function kernelEvent(raw: RawEvent, attachmentId: string | null): KernelPacketEvent {
+  const fam = raw.family;
+  const rule =
+    raw.rulePrefixLen === NO_RULE || fam === 0
+      ? null
+      : formatCidr({ family: fam, addr: raw.ruleAddr.subarray(0, fam === 4 ? 4 : 16), prefixLen: raw.rulePrefixLen });
+  return {
+    timeMs: Number(raw.tsNs / 1_000_000n),
+    slot: raw.slot,
+    attachmentId,
+    family: fam,
+    protocol: raw.proto,
+    src: fam === 0 ? formatMac(raw.saddr) : formatAddr(fam, raw.saddr),
+    dst: fam === 0 ? formatMac(raw.daddr) : formatAddr(fam, raw.daddr),
+    srcPort: raw.sport,
+    dstPort: raw.dport,
+    verdict: raw.verdict === 3 ? "audit" : "blocked",
+    reason: REASONS[raw.reason] ?? `reason-${raw.reason}`,
+    rule,
+    suppressed: Number(raw.suppressed),
+  };
+}
+
+function formatMac(b: Uint8Array): string {
+  return Array.from(b.subarray(0, 6), (x) => x.toString(16).padStart(2, "0")).join(":");
+}
