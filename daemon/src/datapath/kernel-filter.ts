@@ -17,13 +17,17 @@ import type {
   FilterMode,
   FilterPolicy,
   KernelPacketEvent,
+  PinnedAttachment,
   ProtectedEntry,
+  TargetSpec,
+  AttachMethodPreference,
 } from "./filter.js";
 import { LoaderProcess } from "./loader-process.js";
 import { projectRoot } from "./project-root.js";
 import {
   COUNTERS_PER_ATTACHMENT,
   decodeEvents,
+  decodeDump,
   decodeHello,
   decodeState,
   DIR_EGRESS,
@@ -35,6 +39,7 @@ import {
   encodeLink,
   encodeLoad,
   encodeMode,
+  encodeNotify,
   encodePolicy,
   encodeProtected,
   KIND_CGROUP,
@@ -135,7 +140,10 @@ export class KernelFilter implements Filter {
   }
 
   private onLoaderExit(code: number | null, signal: NodeJS.Signals | null): void {
-    if (this.closing) return;
+    if (this.closing) {
+      this.logger.debug({ code, signal }, "loader helper exited while the daemon stops");
+      return;
+    }
     this.logger.error({ code, signal }, "loader helper exited; restarting it (pinned filters keep enforcing)");
     this.ready = this.restart();
   }
@@ -175,13 +183,7 @@ export class KernelFilter implements Filter {
     const dnsIp6 = parseDnsAddress(spec.dns.ipv6, "ipv6");
     if (!Number.isInteger(spec.dns.port) || spec.dns.port < 0 || spec.dns.port > 65535) throw invalidArgument(`invalid DNS port ${spec.dns.port}`);
     validateEntries(policy.entries);
-    let ifindex = 0;
-    let cgroupPath = "";
-    if (spec.target.kind === "interface") {
-      ifindex = await interfaceIndex(spec.target.name);
-    } else {
-      cgroupPath = await validateCgroupDir(spec.target.path);
-    }
+    const { ifindex, cgroupPath } = await locateTarget(spec.target);
     const kind = spec.target.kind === "interface" ? KIND_TC : KIND_CGROUP;
     const direction = spec.target.kind === "interface" && spec.target.direction === "egress" ? DIR_EGRESS : DIR_INGRESS;
     const exactCap = exactCapacityFor(policy.entries);
@@ -293,7 +295,56 @@ export class KernelFilter implements Filter {
       ifindex: state.ifindex,
       mode: state.mode,
       audit: state.audit,
+      attached: reply.readUInt32LE(LAYOUT.nf_adopt_reply.attached) !== 0,
     };
+  }
+
+  async relink(id: string, target: TargetSpec, method: AttachMethodPreference = "auto"): Promise<AttachResult> {
+    this.requireKnown(id);
+    const { ifindex, cgroupPath } = await locateTarget(target);
+    const reply = await this.call(Op.RELINK, encodeLink(id, ifindex, METHOD_PREF[method], cgroupPath));
+    const name = METHOD_NAMES[reply.readUInt32LE(LAYOUT.nf_link_reply.method)];
+    if (!name) throw new NetfenceError("INTERNAL", "loader reported an unknown attach method");
+    return { method: name, ifindex };
+  }
+
+  async inspect(id: string): Promise<PinnedAttachment> {
+    if (!ID_RE.test(id)) throw invalidArgument(`invalid attachment id "${id}"`);
+    const d = decodeDump(await this.call(Op.DUMP, encodeId(id)));
+    const method = METHOD_NAMES[d.method];
+    if (!method) throw new NetfenceError("FAILED_PRECONDITION", `pinned attachment ${id} was never attached`, { details: { id } });
+    this.known.set(id, { slot: d.slot });
+    this.slotToId.set(d.slot, id);
+    return {
+      id,
+      slot: d.slot,
+      kind: d.kind === KIND_TC ? "interface" : "cgroup",
+      method,
+      ifindex: d.ifindex,
+      mode: d.mode,
+      audit: d.audit,
+      attached: d.attached,
+      direction: d.direction === DIR_EGRESS ? "egress" : "ingress",
+      cgroupId: d.cgroupId,
+      dnsPort: d.dnsPort,
+      policy: { mode: d.mode, audit: d.audit, entries: d.entries },
+    };
+  }
+
+  /**
+   * sd_notify(3) through the loader child (Node has no unix datagram sockets): one datagram with
+   * `message` to `socket` ($NOTIFY_SOCKET). The unit needs NotifyAccess=all since the child sends it.
+   */
+  async notify(socket: string, message: string): Promise<void> {
+    await this.call(Op.NOTIFY, encodeNotify(socket, message));
+  }
+
+  /**
+   * First step of a stop: a loader that exits from now on (e.g. SIGTERM to the whole process
+   * group) is not restarted; requests still work while the current one runs.
+   */
+  stopSupervising(): void {
+    this.closing = true;
   }
 
   events(): AsyncIterable<KernelPacketEvent> {
@@ -383,6 +434,12 @@ async function interfaceIndex(name: string): Promise<number> {
     if (isNetfenceError(err)) throw err;
     throw new NetfenceError("NOT_FOUND", `interface "${name}" does not exist`, { details: { interface: name } });
   }
+}
+
+/** ifindex (interfaces) or cgroup directory (cgroups) of a target, for LINK and RELINK. */
+async function locateTarget(target: TargetSpec): Promise<{ ifindex: number; cgroupPath: string }> {
+  if (target.kind === "interface") return { ifindex: await interfaceIndex(target.name), cgroupPath: "" };
+  return { ifindex: 0, cgroupPath: await validateCgroupDir(target.path) };
 }
 
 async function validateCgroupDir(p: string): Promise<string> {
