@@ -14,6 +14,10 @@ import { fromServiceError } from "../../daemon/src/rpc/grpc-status.js";
 
 export class ConnectionFailed extends Error {
   override readonly name = "ConnectionFailed";
+  /** The connect error's code (ENOENT, ECONNREFUSED, EACCES, …) when there was one. */
+  constructor(message: string, readonly errno?: string) {
+    super(message);
+  }
 }
 
 export class Http2GrpcChannel {
@@ -71,7 +75,7 @@ export class Http2GrpcChannel {
         if (timer) clearTimeout(timer);
         if (status === null) {
           const err = this.failure ?? new Error(`stream closed without a gRPC status (rst code ${stream.rstCode ?? "?"})`);
-          reject(isConnectError(err) ? new ConnectionFailed(err.message) : new NetfenceError("UNAVAILABLE", err.message, { cause: err }));
+          reject(isConnectError(err) ? new ConnectionFailed(err.message, (err as NodeJS.ErrnoException).code) : new NetfenceError("UNAVAILABLE", err.message, { cause: err }));
         } else if (status.code !== 0) {
           reject(fromServiceError({ code: status.code, details: status.message }));
         } else if (messages.length !== 1) {
@@ -121,7 +125,7 @@ export class Http2GrpcChannel {
           yield next;
           continue;
         }
-        if (error !== null) throw isConnectError(error) ? new ConnectionFailed((error as Error).message) : error;
+        if (error !== null) throw isConnectError(error) ? new ConnectionFailed((error as Error).message, (error as NodeJS.ErrnoException).code) : error;
         if (ended) {
           const st = status as { code: number; message: string } | null;
           if (st !== null && st.code !== 0) throw fromServiceError({ code: st.code, details: st.message });
@@ -181,5 +185,5 @@ function statusOf(h: http2.IncomingHttpHeaders): { code: number; message: string
 
 function isConnectError(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException).code;
-  return code === "ENOENT" || code === "ECONNREFUSED" || code === "EACCES" || code === "ENOTSOCK";
+  return code === "ENOENT" || code === "ECONNREFUSED" || code === "EACCES" || code === "EPERM" || code === "ENOTSOCK";
 }

@@ -132,6 +132,7 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
   /** Attachments restored by the integrity check since start (metrics, tests). */
   integrityRestores = 0;
   private pendingInserts: PendingInsert[] = [];
+  private readonly startWarnings: string[] = [];
   private readonly writer: SnapshotWriter;
   private stopped = false;
 
@@ -190,6 +191,10 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
     });
     for (const s of result.unadopted) this.unadopted.set(s.id, s);
     for (const o of result.orphans) this.orphanInfos.set(o.id, o);
+    this.startWarnings.push(...(this.opts.store.warnings ?? []));
+    if (result.unadopted.length > 0) {
+      this.startWarnings.push(`${result.unadopted.length} stored attachment(s) could not be adopted or re-created and are kept for the next start: ${result.unadopted.map((s) => s.id).join(", ")}`);
+    }
     for (const rec of result.records) this.records.set(rec.id, rec);
     // DNS servers come back on their ports; binding is cheap, so all at once.
     await Promise.all(
@@ -381,6 +386,11 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
   }
 
   // ---------------------------------------------------------------- orphans
+
+  /** Problems found at start-up that the operator should know (corrupt state moved aside, attachments not adoptable). */
+  warnings(): string[] {
+    return [...this.startWarnings];
+  }
 
   /** Pinned attachments the state store does not account for (kept enforcing). */
   orphans(): OrphanInfo[] {
