@@ -68,6 +68,8 @@ export interface DaemonOptions {
   readonly ownProcessGroup?: boolean;
   /** Extra arguments after `start --config FILE` (e.g. --no-restore). */
   readonly startArgs?: readonly string[];
+  /** bpf.attach_method (default: auto). */
+  readonly attachMethod?: "auto" | "tcx" | "clsact";
 }
 
 export class DaemonProcess {
@@ -93,7 +95,7 @@ export class DaemonProcess {
         `socket: ${this.socket}`,
         `data_dir: ${path.join(this.dir, "data")}`,
         "log_level: debug",
-        `bpf: { pin_root: ${opts.pinRoot} }`,
+        `bpf: { pin_root: ${opts.pinRoot}${opts.attachMethod ? `, attach_method: ${opts.attachMethod}` : ""} }`,
         `dns: { listen_addr: 127.0.0.1, port_min: ${this.portMin}, port_max: ${this.portMin + ports - 1}, upstream: "127.0.0.1:9" }`,
         opts.yaml ?? "",
       ].join("\n"),
