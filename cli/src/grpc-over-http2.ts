@@ -69,7 +69,9 @@ export class Http2GrpcChannel {
       stream.on("data", (chunk: Buffer) => messages.push(...parser.push(chunk)));
       stream.on("error", (err: Error) => {
         if (timer) clearTimeout(timer);
-        reject(this.failure ?? err);
+        const e = this.failure ?? err;
+        const connect = connectErrorOf(e);
+        reject(connect !== null ? new ConnectionFailed(connect.message, connect.code) : e);
       });
       stream.on("close", () => {
         if (timer) clearTimeout(timer);
@@ -125,7 +127,9 @@ export class Http2GrpcChannel {
           yield next;
           continue;
         }
-        if (error !== null) throw isConnectError(error) ? new ConnectionFailed((error as Error).message, (error as NodeJS.ErrnoException).code) : error;
+        const connect = error === null ? null : connectErrorOf(error);
+        if (connect !== null) throw new ConnectionFailed(connect.message, connect.code);
+        if (error !== null) throw error;
         if (ended) {
           const st = status as { code: number; message: string } | null;
           if (st !== null && st.code !== 0) throw fromServiceError({ code: st.code, details: st.message });
@@ -181,6 +185,14 @@ function statusOf(h: http2.IncomingHttpHeaders): { code: number; message: string
     // not percent-encoded after all
   }
   return { code: Number.isInteger(code) ? code : 2, message };
+}
+
+/** The socket-level error behind `err` (itself, or the cause of a cancelled HTTP/2 stream), if it is one. */
+function connectErrorOf(err: unknown): NodeJS.ErrnoException | null {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 3; e = e.cause, depth++) {
+    if (isConnectError(e)) return e as NodeJS.ErrnoException;
+  }
+  return null;
 }
 
 function isConnectError(err: unknown): boolean {
