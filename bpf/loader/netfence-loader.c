@@ -3,7 +3,7 @@
  * netfence-loader — the long-lived helper the daemon runs as a child process.
  *
  * It speaks the framed protocol of include/netfence.h on stdin/stdout and does what it is told:
- * load + pin the CO-RE objects, attach (TCX link, clsact or cgroup link), batched map updates,
+ * load + pin the BPF objects, attach (TCX link, clsact or cgroup link), batched map updates,
  * atomic policy replace, counters, protected set, and it streams the shared ring buffer of
  * packet events. It holds no policy. Everything it creates is pinned under
  *   <pin_root>/<id>/{state,counters,v4_exact,v4_lpm,v6_exact,v6_lpm,prog,link}

@@ -150,7 +150,7 @@ export class App {
         metadata: { ...config.metadata },
         heartbeatIntervalMs: config.controlPlane.heartbeatIntervalMs,
         subscribeAckTimeoutMs: config.controlPlane.subscribeAckTimeoutMs,
-        initialPolicy: config.defaultPolicy,
+        initialPolicy: { ...config.defaultPolicy, audit: false }, // audit is for standalone daemons only
         host: manager,
         logger,
         onCommandOutcome: (kind, applied, ms) => metrics?.commandOutcome(kind, applied, ms),

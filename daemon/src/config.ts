@@ -43,7 +43,7 @@ export interface DaemonConfig {
     readonly portMax: number;
     /** "ip:port" */
     readonly upstream: string;
-    /** Floor applied to answers with TTL 0, in seconds. */
+    /** Floor of the TTL of every DNS-learned address (max(answer TTL, this)), in seconds. */
     readonly minTtlSeconds: number;
     /** Per-attachment quotas (defaults; `netfence.dns.*` metadata overrides them per attachment). */
     readonly quotas: DnsQuotas;
