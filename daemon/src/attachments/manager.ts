@@ -370,6 +370,9 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
       this.opts.policySource.unsubscribed(id, reason);
       return;
     }
+    if (rec === undefined && this.orphanInfos.has(id)) {
+      throw new NetfenceError("NOT_FOUND", `"${id}" is an orphaned filter, not an attachment: remove it with \`netfenced detach --orphan ${id}\` or re-register it with \`netfenced adopt --id ${id}\``, { details: { id } });
+    }
     if (rec === undefined) throw new NetfenceError("NOT_FOUND", `no attachment with id "${id}"`, { details: { id } });
     try {
       await this.opts.filter.detach(id);

@@ -4,10 +4,8 @@ import type pino from "pino";
 import {
   ControlPlane,
   DaemonEventSchema,
-  DnsQueryRequestSchema,
   type ControlCommand,
   type DaemonEvent,
-  type DnsQueryResponse,
   type PacketEvent,
 } from "../../../proto/gen/netfence/v1/control_pb.js";
 import { NetfenceError, isNetfenceError } from "../errors.js";
@@ -21,6 +19,7 @@ import { Backoff } from "./backoff.js";
 import { callMetadata, channelCredentials, type ControlPlaneTlsOptions } from "./channel-credentials.js";
 import { KeyedSerialQueue } from "./keyed-serial-queue.js";
 import { PendingSubscriptions } from "./pending-subscriptions.js";
+import { queryDnsCall } from "./query-dns-call.js";
 import { parseCommand, parseSubscribedAck } from "./parse-command.js";
 import {
   commandResultEvent,
@@ -67,7 +66,6 @@ export interface ControlPlaneClientOptions {
 }
 
 const CONNECT_METHOD = methodDefinition(ControlPlane.method.connect);
-const QUERY_DNS_METHOD = methodDefinition(ControlPlane.method.queryDns);
 
 /**
  * The daemon's side of `ControlPlane.Connect`: one long-lived bidirectional stream per daemon.
@@ -200,28 +198,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     if (client === null || this.call === null) {
       return Promise.reject(new NetfenceError("UNAVAILABLE", `control plane not connected (${this.currentState})`, { details: { attachmentId } }));
     }
-    const timeoutMs = this.opts.queryDnsTimeoutMs ?? 2000;
-    // The question name as asked, with its trailing dot ("proxy.test."), as the Go original sends
-    // it: control planes written for it match on that form.
-    const request = create(DnsQueryRequestSchema, { id: attachmentId, domain: domain.endsWith(".") ? domain : `${domain}.`, queryType });
-    return new Promise<DnsProxyAnswer>((resolve, reject) => {
-      client.makeUnaryRequest(
-        QUERY_DNS_METHOD.path,
-        QUERY_DNS_METHOD.requestSerialize,
-        QUERY_DNS_METHOD.responseDeserialize,
-        request,
-        this.callMetadata(),
-        { deadline: Date.now() + timeoutMs },
-        (err: grpc.ServiceError | null, response?: DnsQueryResponse) => {
-          if (err || response === undefined) {
-            const code = err?.code === grpc.status.DEADLINE_EXCEEDED ? "DEADLINE_EXCEEDED" : "UNAVAILABLE";
-            reject(new NetfenceError(code, `QueryDns failed: ${err?.details ?? "no response"}`, { details: { attachmentId, domain }, cause: err }));
-            return;
-          }
-          resolve({ allow: response.allow, addToFilter: response.addToFilter, ips: [...response.ips], ttlSeconds: response.ttlSeconds });
-        },
-      );
-    });
+    return queryDnsCall(client, this.callMetadata(), { attachmentId, domain, queryType, timeoutMs: this.opts.queryDnsTimeoutMs ?? 2000 });
   }
 
   // ---------------------------------------------------------------- extension: packet events
