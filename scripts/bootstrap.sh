@@ -53,7 +53,7 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 
 # 4. The loader helper (static, against Debian's libbpf). NETFENCE_REBUILD_BPF=1 also rebuilds
-#    the committed CO-RE objects (needs clang and the running kernel's BTF).
+#    the committed BPF objects (needs clang and the running kernel's BTF for vmlinux.h).
 if [ "${NETFENCE_REBUILD_BPF:-0}" = "1" ]; then make -s -C bpf objects; fi
 make -s -C bpf loader
 

@@ -354,7 +354,8 @@ struct nf_link_reply {
 struct nf_adopt_reply {
 	struct nf_state state;
 	__u32 prog_id;
-	__u32 attached; /* 1 if the filter is still attached */
+	__u32 attached; /* 1 if the filter is attached where nf_state says: its TCX or cgroup link is live
+	                 * and runs prog_id, or the clsact filter at tc_handle/tc_priority runs prog_id */
 };
 
 /* One policy entry on the wire. 32 bytes. */
@@ -426,6 +427,39 @@ struct nf_port_guard_reply {
 	__u32 prog_id6;
 	__u32 updated; /* 1: pinned links on the same cgroup were found and updated in place */
 	__u32 _pad;
+};
+
+/*
+ * Operations (issue 11): readiness notification, re-attaching an adopted filter, and reading an
+ * attachment's policy back from its maps. Numbered from 40 so that other additions to enum nf_op
+ * cannot collide with them.
+ */
+#define NF_OP_NOTIFY 40 /* req: nf_notify_req; sends `message` as one datagram to the sd_notify socket */
+#define NF_OP_RELINK 41 /* req: nf_link_req; reply: nf_link_reply. Re-attaches an adopted attachment's
+                         * pinned program (its clsact filter was deleted, its link detached or unpinned,
+                         * or its interface re-created); a filter still attached where asked is left as is */
+#define NF_OP_DUMP 42   /* req: nf_id_req; reply: nf_dump_reply + nf_wire_entry[count] */
+
+struct nf_notify_req {
+	char socket[128];  /* $NOTIFY_SOCKET: a path, or "@name" for an abstract socket */
+	char message[512]; /* e.g. "READY=1", "STOPPING=1" */
+};
+
+/* What a pinned attachment is and enforces, read from its pins (adoption of orphans). */
+struct nf_dump_reply {
+	__u64 cgroup_id; /* cgroup attachments: id (= inode) of the cgroup the link is attached to, 0 if none */
+	__u32 slot;
+	__u32 ifindex;
+	__u32 mode;      /* active generation's enum nf_mode */
+	__u32 flags;     /* active generation's NF_SETTING_* */
+	__u32 prog_id;
+	__u32 attached;  /* 1 if the filter is attached (as in nf_adopt_reply) */
+	__u32 count;     /* entries of the active generation that follow (expired ones left out) */
+	__u16 dns_port;
+	__u8 kind;       /* enum nf_kind */
+	__u8 method;     /* enum nf_method */
+	__u8 direction;  /* enum nf_direction */
+	__u8 _pad[7];
 };
 
 #endif /* NETFENCE_H */

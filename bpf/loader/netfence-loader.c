@@ -3,7 +3,7 @@
  * netfence-loader — the long-lived helper the daemon runs as a child process.
  *
  * It speaks the framed protocol of include/netfence.h on stdin/stdout and does what it is told:
- * load + pin the CO-RE objects, attach (TCX link, clsact or cgroup link), batched map updates,
+ * load + pin the BPF objects, attach (TCX link, clsact or cgroup link), batched map updates,
  * atomic policy replace, counters, protected set, and it streams the shared ring buffer of
  * packet events. It holds no policy. Everything it creates is pinned under
  *   <pin_root>/<id>/{state,counters,v4_exact,v4_lpm,v6_exact,v6_lpm,prog,link}
@@ -19,12 +19,16 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/syscall.h>
 #include <linux/membarrier.h>
 #include <sys/stat.h>
@@ -821,6 +825,39 @@ static int adopt(const char *id, struct att **out)
 	return 0;
 }
 
+/*
+ * Whether the filter is really attached where nf_state says, running our program: a pinned link
+ * can be defunct (its interface or cgroup went away, or someone ran `bpftool link detach`), and a
+ * clsact filter can have been deleted (`tc filter del`) or replaced. `cgroup_id` (optional)
+ * receives the cgroup a cgroup link is attached to.
+ */
+static bool is_attached(struct att *a, __u64 *cgroup_id)
+{
+	__u32 prog_id = prog_id_of(a->prog_fd);
+	if (a->st->method == NF_METHOD_CLSACT) {
+		struct bpf_tc_hook hook;
+		tc_hook_for(a, &hook);
+		LIBBPF_OPTS(bpf_tc_opts, q, .handle = a->st->tc_handle, .priority = a->st->tc_priority);
+		return prog_id && bpf_tc_query(&hook, &q) == 0 && q.prog_id == prog_id;
+	}
+	if (a->link_fd < 0)
+		return false;
+	struct bpf_link_info info;
+	memset(&info, 0, sizeof(info));
+	__u32 len = sizeof(info);
+	if (bpf_obj_get_info_by_fd(a->link_fd, &info, &len) || info.prog_id != prog_id)
+		return false;
+	if (info.type == BPF_LINK_TYPE_CGROUP) {
+		if (cgroup_id)
+			*cgroup_id = info.cgroup.cgroup_id;
+		return info.cgroup.cgroup_id != 0; /* 0 once the link is detached */
+	}
+	/* TCX links (BPF_LINK_TYPE_TCX, newer than these headers) report {ifindex, attach_type} at the
+	 * start of the union, laid out like netns's {netns_ino, attach_type}; ifindex is 0 once the
+	 * link is detached or its device is gone. */
+	return info.netns.netns_ino != 0;
+}
+
 static int op_adopt(const void *req, size_t len, void *reply, size_t *reply_len)
 {
 	if (len < sizeof(struct nf_id_req))
@@ -839,14 +876,7 @@ static int op_adopt(const void *req, size_t len, void *reply, size_t *reply_len)
 	memset(out, 0, sizeof(*out));
 	memcpy(&out->state, a->st, sizeof(out->state));
 	out->prog_id = prog_id_of(a->prog_fd);
-	if (a->st->method == NF_METHOD_CLSACT) {
-		struct bpf_tc_hook hook;
-		tc_hook_for(a, &hook);
-		LIBBPF_OPTS(bpf_tc_opts, q, .handle = a->st->tc_handle, .priority = a->st->tc_priority);
-		out->attached = bpf_tc_query(&hook, &q) == 0 && q.prog_id == out->prog_id;
-	} else {
-		out->attached = a->link_fd >= 0;
-	}
+	out->attached = is_attached(a, NULL);
 	*reply_len = sizeof(*out);
 	return 0;
 }
@@ -1428,6 +1458,163 @@ static int op_port_unguard(void)
 	return 0;
 }
 
+/* ---------------------------------------------------------------- operations (issue 11) */
+
+/* Re-attaches an adopted attachment's pinned program where the request says (a re-created
+ * interface has a new ifindex), after forgetting whatever attachment it had: a defunct or
+ * unpinned link, or a clsact filter someone deleted. A filter still attached there is left as is. */
+static int op_relink(const void *req, size_t len, void *reply, size_t *reply_len)
+{
+	if (len < sizeof(struct nf_link_req))
+		return fail(0, "RELINK: short request");
+	const struct nf_link_req *r = req;
+	char id[NF_ID_LEN];
+	snprintf(id, sizeof(id), "%.*s", NF_ID_LEN - 1, r->id);
+	struct att *a = find_att(id);
+	if (!a)
+		return fail(ENOENT, "RELINK %s: not adopted", id);
+	if (a->st->method != NF_METHOD_NONE && is_attached(a, NULL) &&
+	    (a->st->kind != NF_KIND_TC || a->st->ifindex == r->ifindex)) {
+		struct nf_link_reply *out = reply;
+		out->method = a->st->method;
+		out->prog_id = prog_id_of(a->prog_fd);
+		*reply_len = sizeof(*out);
+		return 0;
+	}
+	detach(a); /* removes only what is still ours */
+	char p[512];
+	pin_path(p, sizeof(p), id, "link");
+	if (unlink(p) && errno != ENOENT)
+		return fail(errno, "RELINK %s: removing the stale %s", id, p);
+	__atomic_store_n(&a->st->method, (__u8)NF_METHOD_NONE, __ATOMIC_RELEASE);
+	return op_link(req, len, reply, reply_len);
+}
+
+/* Appends one map entry of the active generation to the dump (expired entries are left out). */
+static int dump_entry(struct nf_wire_entry **es, __u32 *n, __u32 *cap, int t, const void *key,
+		      const struct nf_entry *v, __s64 now_real_ns, __s64 now_mono_ns)
+{
+	if (v->expires_ns && (__s64)v->expires_ns <= now_mono_ns)
+		return 0;
+	if (*n == *cap) {
+		__u32 c = *cap ? *cap * 2 : 256;
+		struct nf_wire_entry *m = realloc(*es, (size_t)c * sizeof(*m));
+		if (!m)
+			return fail(ENOMEM, "DUMP");
+		*es = m;
+		*cap = c;
+	}
+	struct nf_wire_entry *e = &(*es)[(*n)++];
+	memset(e, 0, sizeof(*e));
+	e->family = (t == T_V4_EXACT || t == T_V4_LPM) ? 4 : 6;
+	e->flags = v->flags;
+	e->rule_id = v->rule_id;
+	if (v->expires_ns) /* CLOCK_MONOTONIC deadline → wall clock ms, rounded up */
+		e->expires_ms = (__u64)((now_real_ns + ((__s64)v->expires_ns - now_mono_ns) + 999999) / 1000000);
+	switch (t) {
+	case T_V4_EXACT:
+		e->prefixlen = 32;
+		memcpy(e->addr, ((const struct nf_exact_v4_key *)key)->addr, 4);
+		break;
+	case T_V6_EXACT:
+		e->prefixlen = 128;
+		memcpy(e->addr, ((const struct nf_exact_v6_key *)key)->addr, 16);
+		break;
+	case T_V4_LPM:
+		e->prefixlen = (__u8)(((const struct nf_lpm_v4_key *)key)->prefixlen - 8);
+		memcpy(e->addr, ((const struct nf_lpm_v4_key *)key)->addr, 4);
+		break;
+	default:
+		e->prefixlen = (__u8)(((const struct nf_lpm_v6_key *)key)->prefixlen - 8);
+		memcpy(e->addr, ((const struct nf_lpm_v6_key *)key)->addr, 16);
+	}
+	return 0;
+}
+
+/* What a pinned attachment is and enforces: its settings and the active generation's entries.
+ * Adopts the pins first when this loader has not yet. */
+static int op_dump(const void *req, size_t len, void **reply, size_t *reply_len)
+{
+	if (len < sizeof(struct nf_id_req))
+		return fail(0, "DUMP: short request");
+	char id[NF_ID_LEN];
+	snprintf(id, sizeof(id), "%.*s", NF_ID_LEN - 1, ((const struct nf_id_req *)req)->id);
+	if (!valid_id(id))
+		return fail(EINVAL, "DUMP: invalid attachment id \"%s\"", id);
+	struct att *a = find_att(id);
+	if (!a) {
+		int err = adopt(id, &a);
+		if (err)
+			return err;
+	}
+	struct nf_dump_reply h;
+	memset(&h, 0, sizeof(h));
+	__u32 gen = a->st->active_gen & 1;
+	h.slot = a->st->slot;
+	h.ifindex = a->st->ifindex;
+	h.mode = a->st->gen[gen].mode;
+	h.flags = a->st->gen[gen].flags;
+	h.prog_id = prog_id_of(a->prog_fd);
+	h.attached = is_attached(a, &h.cgroup_id);
+	h.dns_port = a->st->dns_port;
+	h.kind = a->st->kind;
+	h.method = a->st->method;
+	h.direction = a->st->direction;
+	struct nf_wire_entry *es = NULL;
+	__u32 n = 0, cap = 0;
+	__s64 now_real = clock_ns(CLOCK_REALTIME), now_mono = clock_ns(CLOCK_MONOTONIC);
+	int err = 0;
+	for (int t = 0; t < T_COUNT && !err; t++) {
+		char cur[32], last[32];
+		const void *prev = NULL;
+		while (!err && bpf_map_get_next_key(a->table_fd[t], prev, cur) == 0) {
+			struct nf_entry v;
+			if (key_gen(t, cur) == gen && bpf_map_lookup_elem(a->table_fd[t], cur, &v) == 0)
+				err = dump_entry(&es, &n, &cap, t, cur, &v, now_real, now_mono);
+			memcpy(last, cur, table_key_size[t]);
+			prev = last;
+		}
+	}
+	char *out = err ? NULL : malloc(sizeof(h) + (size_t)n * sizeof(*es));
+	if (!err && !out)
+		err = fail(ENOMEM, "DUMP");
+	if (!err) {
+		h.count = n;
+		memcpy(out, &h, sizeof(h));
+		if (n)
+			memcpy(out + sizeof(h), es, (size_t)n * sizeof(*es));
+		*reply = out;
+		*reply_len = sizeof(h) + (size_t)n * sizeof(*es);
+	}
+	free(es);
+	return err;
+}
+
+/* sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET, which the daemon passes in
+ * (Node cannot send unix datagrams). The service needs NotifyAccess=all: this process sends it. */
+static int op_notify(const void *req, size_t len)
+{
+	if (len < sizeof(struct nf_notify_req))
+		return fail(0, "NOTIFY: short request");
+	const struct nf_notify_req *r = req;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	size_t n = strnlen(r->socket, sizeof(r->socket));
+	if (n == 0 || n >= sizeof(sa.sun_path) || (r->socket[0] != '/' && r->socket[0] != '@'))
+		return fail(EINVAL, "NOTIFY: \"%.*s\" is not a socket path or @abstract name", (int)n, r->socket);
+	memcpy(sa.sun_path, r->socket, n);
+	if (sa.sun_path[0] == '@')
+		sa.sun_path[0] = 0; /* abstract namespace: no terminating NUL counted */
+	socklen_t salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (r->socket[0] == '/'));
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return fail(errno, "NOTIFY: socket");
+	size_t mlen = strnlen(r->message, sizeof(r->message));
+	ssize_t w = sendto(fd, r->message, mlen, MSG_NOSIGNAL, (struct sockaddr *)&sa, salen);
+	int err = w < 0 ? fail(errno, "NOTIFY: sending to %.*s", (int)n, r->socket) : 0;
+	close(fd);
+	return err;
+}
+
 /* ---------------------------------------------------------------- main loop */
 
 static int read_full(int fd, void *buf, size_t len)
@@ -1473,6 +1660,9 @@ static void handle(const struct nf_frame_hdr *h, void *payload, size_t len)
 		case NF_OP_PROTECTED: err = op_protected(payload, len); break;
 		case NF_OP_PORT_GUARD: err = op_port_guard(payload, len, reply, &reply_len); break;
 		case NF_OP_PORT_UNGUARD: err = op_port_unguard(); break;
+		case NF_OP_NOTIFY: err = op_notify(payload, len); break;
+		case NF_OP_RELINK: err = op_relink(payload, len, reply, &reply_len); break;
+		case NF_OP_DUMP: err = op_dump(payload, len, &heap, &reply_len); reply = heap; break;
 		default: err = fail(EOPNOTSUPP, "unknown op %u", h->op);
 		}
 	}
@@ -1485,6 +1675,11 @@ static void handle(const struct nf_frame_hdr *h, void *payload, size_t len)
 
 int main(void)
 {
+	/* The daemon ends this process by closing stdin (or SIGKILL). A SIGTERM/SIGINT sent to the
+	 * whole process group or unit (systemctl stop, Ctrl-C) must not kill it under the daemon,
+	 * which may still need it while it stops (e.g. to send STOPPING=1). */
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
 	libbpf_set_print(libbpf_print_fn);
 	setvbuf(stderr, NULL, _IOLBF, 0);
 	void *payload = NULL;

@@ -1,15 +1,19 @@
-import { existsSync } from "node:fs";
+import { lstatSync, statSync } from "node:fs";
 import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import type { DescMethod } from "@bufbuild/protobuf";
 import { EmptySchema } from "@bufbuild/protobuf/wkt";
 import {
+  AdoptOrphansRequestSchema,
   AttachRequestSchema,
   DaemonService,
+  DetachOrphanRequestSchema,
   DetachRequestSchema,
   ListRequestSchema,
   WatchEventsRequestSchema,
+  type AdoptOrphansResponse,
   type AttachResponse,
   type AttachmentInfo,
+  type ListOrphansResponse,
   type DaemonStatus,
   type ListResponse,
 } from "../../proto/gen/netfence/v1/daemon_pb.js";
@@ -39,17 +43,43 @@ export class DaemonClient {
     return new NetfenceError("UNAVAILABLE", `daemon not running at ${this.socketPath}: start it with \`netfenced start\``);
   }
 
+  /** No socket → not running; a directory on the way we may not search → permission denied. */
+  private checkSocket(): void {
+    try {
+      lstatSync(this.socketPath);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw this.connectionFailed(new ConnectionFailed((err as Error).message, code));
+    }
+  }
+
+  /** The connection failed: a socket we may not use is not a daemon that is not running. */
+  private connectionFailed(err: ConnectionFailed): NetfenceError {
+    if (err.errno !== "EACCES" && err.errno !== "EPERM") return this.notRunning();
+    let owner = "";
+    try {
+      const st = statSync(this.socketPath);
+      owner = ` (socket mode ${(st.mode & 0o777).toString(8).padStart(4, "0")}, uid ${st.uid}, gid ${st.gid})`;
+    } catch {
+      // a directory on the way is not searchable: no details
+    }
+    return new NetfenceError(
+      "PERMISSION_DENIED",
+      `permission denied on ${this.socketPath}${owner}: run the command as root (e.g. with sudo), or as a member of the socket's group with access to its directory`,
+    );
+  }
+
   private async unary<I extends DescMessage, O extends DescMessage>(
     method: TypedMethod<I, O>,
     req: MessageShape<I>,
     timeoutMs: number = this.timeoutMs,
   ): Promise<MessageShape<O>> {
-    if (!existsSync(this.socketPath)) throw this.notRunning();
+    this.checkSocket();
     try {
       const bytes = await this.channel.unary(pathOf(method), toBinary(method.input, req), timeoutMs);
       return fromBinary(method.output, bytes);
     } catch (err) {
-      if (err instanceof ConnectionFailed) throw this.notRunning();
+      if (err instanceof ConnectionFailed) throw this.connectionFailed(err);
       throw err;
     }
   }
@@ -88,16 +118,28 @@ export class DaemonClient {
     return this.unary(DaemonService.method.getStatus, create(EmptySchema));
   }
 
+  listOrphans(): Promise<ListOrphansResponse> {
+    return this.unary(DaemonService.method.listOrphans, create(EmptySchema));
+  }
+
+  adoptOrphans(target: { id: string } | { all: true }): Promise<AdoptOrphansResponse> {
+    return this.unary(DaemonService.method.adoptOrphans, create(AdoptOrphansRequestSchema, "all" in target ? { all: true } : { id: target.id }));
+  }
+
+  async detachOrphan(id: string): Promise<void> {
+    await this.unary(DaemonService.method.detachOrphan, create(DetachOrphanRequestSchema, { id }));
+  }
+
   /** Packet events until the returned iterator is closed or the daemon ends the stream. */
   async *watchEvents(attachmentId = ""): AsyncGenerator<PacketEvent> {
-    if (!existsSync(this.socketPath)) throw this.notRunning();
+    this.checkSocket();
     const method = DaemonService.method.watchEvents;
     try {
       for await (const bytes of this.channel.serverStream(pathOf(method), toBinary(method.input, create(WatchEventsRequestSchema, { attachmentId })))) {
         yield fromBinary(method.output, bytes);
       }
     } catch (err) {
-      if (err instanceof ConnectionFailed) throw this.notRunning();
+      if (err instanceof ConnectionFailed) throw this.connectionFailed(err);
       throw err;
     }
   }

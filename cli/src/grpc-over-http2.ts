@@ -14,6 +14,10 @@ import { fromServiceError } from "../../daemon/src/rpc/grpc-status.js";
 
 export class ConnectionFailed extends Error {
   override readonly name = "ConnectionFailed";
+  /** The connect error's code (ENOENT, ECONNREFUSED, EACCES, …) when there was one. */
+  constructor(message: string, readonly errno?: string) {
+    super(message);
+  }
 }
 
 export class Http2GrpcChannel {
@@ -65,13 +69,15 @@ export class Http2GrpcChannel {
       stream.on("data", (chunk: Buffer) => messages.push(...parser.push(chunk)));
       stream.on("error", (err: Error) => {
         if (timer) clearTimeout(timer);
-        reject(this.failure ?? err);
+        const e = this.failure ?? err;
+        const connect = connectErrorOf(e);
+        reject(connect !== null ? new ConnectionFailed(connect.message, connect.code) : e);
       });
       stream.on("close", () => {
         if (timer) clearTimeout(timer);
         if (status === null) {
           const err = this.failure ?? new Error(`stream closed without a gRPC status (rst code ${stream.rstCode ?? "?"})`);
-          reject(isConnectError(err) ? new ConnectionFailed(err.message) : new NetfenceError("UNAVAILABLE", err.message, { cause: err }));
+          reject(isConnectError(err) ? new ConnectionFailed(err.message, (err as NodeJS.ErrnoException).code) : new NetfenceError("UNAVAILABLE", err.message, { cause: err }));
         } else if (status.code !== 0) {
           reject(fromServiceError({ code: status.code, details: status.message }));
         } else if (messages.length !== 1) {
@@ -121,7 +127,9 @@ export class Http2GrpcChannel {
           yield next;
           continue;
         }
-        if (error !== null) throw isConnectError(error) ? new ConnectionFailed((error as Error).message) : error;
+        const connect = error === null ? null : connectErrorOf(error);
+        if (connect !== null) throw new ConnectionFailed(connect.message, connect.code);
+        if (error !== null) throw error;
         if (ended) {
           const st = status as { code: number; message: string } | null;
           if (st !== null && st.code !== 0) throw fromServiceError({ code: st.code, details: st.message });
@@ -179,7 +187,15 @@ function statusOf(h: http2.IncomingHttpHeaders): { code: number; message: string
   return { code: Number.isInteger(code) ? code : 2, message };
 }
 
+/** The socket-level error behind `err` (itself, or the cause of a cancelled HTTP/2 stream), if it is one. */
+function connectErrorOf(err: unknown): NodeJS.ErrnoException | null {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 3; e = e.cause, depth++) {
+    if (isConnectError(e)) return e as NodeJS.ErrnoException;
+  }
+  return null;
+}
+
 function isConnectError(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException).code;
-  return code === "ENOENT" || code === "ECONNREFUSED" || code === "EACCES" || code === "ENOTSOCK";
+  return code === "ENOENT" || code === "ECONNREFUSED" || code === "EACCES" || code === "EPERM" || code === "ENOTSOCK";
 }

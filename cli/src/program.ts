@@ -7,6 +7,8 @@ import { detachCommand } from "./commands/detach.js";
 import { listCommand } from "./commands/list.js";
 import { statusCommand } from "./commands/status.js";
 import { eventsCommand } from "./commands/events.js";
+import { adoptCommand } from "./commands/adopt.js";
+import { installUnitCommand } from "./commands/install-unit.js";
 
 /** `netfenced: the daemon (`start`) and a thin client of its DaemonService socket. */
 export function buildProgram(): Command {
@@ -16,7 +18,7 @@ export function buildProgram(): Command {
     .option("-s, --socket <path>", "DaemonService unix socket", process.env.NETFENCE_SOCKET ?? DEFAULT_SOCKET)
     .showHelpAfterError("(run `netfenced --help` for usage)")
     .exitOverride();
-  for (const cmd of [startCommand(), attachCommand(), detachCommand(), listCommand(), statusCommand(), eventsCommand()]) {
+  for (const cmd of [startCommand(), attachCommand(), detachCommand(), listCommand(), statusCommand(), eventsCommand(), adoptCommand(), installUnitCommand()]) {
     program.addCommand(cmd.exitOverride());
   }
   return program;

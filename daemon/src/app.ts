@@ -30,6 +30,8 @@ export interface AppOverrides {
   /** Tests inject an in-memory Filter / DNS factory; the daemon itself always uses the kernel. */
   readonly filter?: Filter;
   readonly dnsServers?: DnsServerFactory;
+  /** $NOTIFY_SOCKET of a Type=notify systemd service: READY=1 once serving, STOPPING=1 when stopping. */
+  readonly notifySocket?: string | null;
 }
 
 export class App {
@@ -38,14 +40,21 @@ export class App {
   private server: DaemonServer | null = null;
   filter!: Filter;
   controlPlane: ControlPlaneClient | null = null;
+  private notifySocket: string | null = null;
+  private stopping = false;
 
   private constructor(
     readonly config: DaemonConfig,
     private readonly logger: Logger,
   ) {}
 
+  /**
+   * Builds and starts everything. On any failure, everything already taken (DaemonService socket,
+   * loader child, DNS sockets, timers, metrics port) is released before the error is rethrown.
+   */
   static async start(config: DaemonConfig, logger: Logger, overrides: AppOverrides = {}): Promise<App> {
     const app = new App(config, logger);
+    app.notifySocket = overrides.notifySocket ?? null;
     try {
       await app.build(overrides);
     } catch (err) {
@@ -117,11 +126,16 @@ export class App {
       dns: config.dns,
       cgroupRoot,
       fallbackDaemonId: derivedDaemonId(),
+      restore: config.restore,
+      attachMethod: config.bpf.attachMethod,
     });
     this.manager = manager;
-    const report = await manager.start();
+    // Registered before start: a start that fails half-way (e.g. the state cannot be saved) must
+    // still stop the DNS servers it already started.
     this.onStop("attachments", () => manager!.stop());
+    const report = await manager.start();
     logger.info({ daemonId: manager.daemonId, ...report }, "state restored");
+    for (const warning of manager.warnings()) logger.error({ warning }, "start-up problem (see `netfenced status`)");
 
     const watcher = new TargetWatcher(() => manager!.watchedTargets(), (id) => manager!.targetGone(id), logger);
     watcher.start();
@@ -138,6 +152,7 @@ export class App {
         metadata: { ...config.metadata },
         heartbeatIntervalMs: config.controlPlane.heartbeatIntervalMs,
         subscribeAckTimeoutMs: config.controlPlane.subscribeAckTimeoutMs,
+        initialPolicy: { ...config.defaultPolicy, audit: false }, // audit is for standalone daemons only
         host: manager,
         logger,
         onCommandOutcome: (kind, applied, ms) => metrics?.commandOutcome(kind, applied, ms),
@@ -160,6 +175,7 @@ export class App {
       queueDepth: () => manager!.queueDepth,
       controlPlaneState: () => controlPlane?.state() ?? "none",
       integrityRestores: () => manager!.integrityRestores,
+      orphans: () => manager!.orphans().length,
     });
     if (config.metrics.listen !== null) {
       await metrics.listen(config.metrics.listen, logger);
@@ -177,7 +193,8 @@ export class App {
         tcAttachMethod: () => (filter instanceof KernelFilter && filter.hello !== null ? (filter.hello.tcx ? "tcx" : "clsact") : ""),
       }),
     );
-    logger.info({ daemonId: manager.daemonId, attachments: manager.size }, "netfenced ready");
+    logger.info({ daemonId: manager.daemonId, attachments: manager.size, orphans: manager.orphans().length }, "netfenced ready");
+    await this.sdNotify("READY=1");
   }
 
   /**
@@ -208,12 +225,42 @@ export class App {
     this.logger.info({ cgroup, portMin: dns.portMin, portMax: dns.portMax, uid }, "DNS port guard active: only this uid may bind the DNS port range");
   }
 
-  /** Stops everything in reverse order of start; pinned filters keep enforcing. */
+
+  /** sd_notify through the loader child; best effort (a stop must go on without it). */
+  private async sdNotify(message: string): Promise<void> {
+    const socket = this.notifySocket;
+    const filter = this.filter;
+    if (socket === null || !(filter instanceof KernelFilter)) return;
+    try {
+      await filter.notify(socket, message);
+      this.logger.debug({ notifySocket: socket, message }, "sd_notify sent");
+    } catch (err) {
+      this.logger.warn({ err, notifySocket: socket, message }, "sd_notify failed");
+    }
+  }
+
+  /**
+   * The synchronous first step of a stop, safe to call from a signal handler: from now on a
+   * loader child that exits (SIGTERM to the whole process group or unit) is not restarted.
+   */
+  beginStop(): void {
+    if (this.filter instanceof KernelFilter) this.filter.stopSupervising();
+  }
+
+  /**
+   * Stops everything in reverse order of start; pinned filters keep enforcing. The control-plane
+   * stream is closed without Unsubscribed events (the attachments stay), DNS servers stop, the
+   * state is saved. Bounded: running DaemonService calls get 500 ms before they are cut.
+   */
   async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.beginStop();
+    await this.sdNotify("STOPPING=1");
     // Stop taking calls first, then the rest in reverse order of start.
     const server = this.server;
     this.server = null;
-    await server?.stop().catch((err: unknown) => this.logger.warn({ err }, "stopping the DaemonService failed"));
+    await server?.stop(500).catch((err: unknown) => this.logger.warn({ err }, "stopping the DaemonService failed"));
     while (this.stops.length > 0) {
       const { name, stop } = this.stops.pop()!;
       try {

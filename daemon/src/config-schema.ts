@@ -2,7 +2,7 @@ import net from "node:net";
 import { parseCidr } from "./policy/cidr.js";
 import { normalizeDomain } from "./dns/domain-name.js";
 import { parseQueryType } from "./dns/query-types.js";
-import type { FilterMode, ProtectedEntry } from "./datapath/filter.js";
+import type { AttachMethodPreference, FilterMode, ProtectedEntry } from "./datapath/filter.js";
 import type { CidrRule, DnsModeName, DomainRule } from "./policy/policy.js";
 
 /**
@@ -52,6 +52,8 @@ export const CONFIG_KEYS = [
   "protected_deny",
   "bpf.pin_root",
   "bpf.loader_path",
+  "bpf.attach_method",
+  "restore",
   "cgroup_root",
   "metrics.listen",
 ] as const;
@@ -203,6 +205,16 @@ export function parseFilterMode(key: string, v: unknown, fallback: FilterMode, p
     return fallback;
   }
   return mode;
+}
+
+/** `bpf.attach_method`: how interface filters are attached. */
+export function parseAttachMethod(key: string, v: unknown, p: Problems): AttachMethodPreference {
+  const s = parseString(key, v, p);
+  if (s === null) return "auto";
+  const lower = s.toLowerCase();
+  if (lower === "auto" || lower === "tcx" || lower === "clsact") return lower;
+  p.push(`${key}: "${s}" is not one of auto, tcx, clsact`);
+  return "auto";
 }
 
 export function parseDnsMode(key: string, v: unknown, fallback: DnsModeName, p: Problems): DnsModeName {

@@ -1,11 +1,12 @@
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
-import type { ProtectedEntry } from "./datapath/filter.js";
+import type { AttachMethodPreference, ProtectedEntry } from "./datapath/filter.js";
 import type { AttachmentPolicy } from "./policy/policy.js";
 import { DEFAULT_DNS_QUOTAS, DNS_QUOTA_LIMITS, type DnsQuotas } from "./dns/dns-quotas.js";
 import {
   CONFIG_KEYS,
   envName,
+  parseAttachMethod,
   parseBoolean,
   parseCidrRules,
   parseDnsMode,
@@ -42,7 +43,7 @@ export interface DaemonConfig {
     readonly portMax: number;
     /** "ip:port" */
     readonly upstream: string;
-    /** Floor applied to answers with TTL 0, in seconds. */
+    /** Floor of the TTL of every DNS-learned address (max(answer TTL, this)), in seconds. */
     readonly minTtlSeconds: number;
     /** Per-attachment quotas (defaults; `netfence.dns.*` metadata overrides them per attachment). */
     readonly quotas: DnsQuotas;
@@ -69,7 +70,17 @@ export interface DaemonConfig {
   readonly defaultPolicy: AttachmentPolicy;
   /** Host-wide protected destinations: action "allow" (config `protected`) and "deny" (`protected_deny`). */
   readonly protected: readonly ProtectedEntry[];
-  readonly bpf: { readonly pinRoot: string; readonly loaderPath: string | null };
+  readonly bpf: {
+    readonly pinRoot: string;
+    readonly loaderPath: string | null;
+    /** Interface filters: "auto" (TCX where the kernel has it, else clsact), or one forced. */
+    readonly attachMethod: AttachMethodPreference;
+  };
+  /**
+   * On start, re-create stored attachments whose pins are gone but whose target is there (after
+   * a reboot). false (`restore: false`, `netfenced start --no-restore`): drop them instead.
+   */
+  readonly restore: boolean;
   /** null → the cgroup2 mount found in /proc/mounts. */
   readonly cgroupRoot: string | null;
   readonly metrics: { readonly listen: string | null };
@@ -207,7 +218,8 @@ function build(f: Map<string, unknown>, p: Problems): DaemonConfig {
       },
     },
     protected: [...parseProtected("protected", f.get("protected"), p), ...parseProtectedDeny("protected_deny", f.get("protected_deny"), p)],
-    bpf: { pinRoot, loaderPath: parseString("bpf.loader_path", f.get("bpf.loader_path"), p) },
+    bpf: { pinRoot, loaderPath: parseString("bpf.loader_path", f.get("bpf.loader_path"), p), attachMethod: parseAttachMethod("bpf.attach_method", f.get("bpf.attach_method"), p) },
+    restore: parseBoolean("restore", f.get("restore"), true, p),
     cgroupRoot,
     metrics: { listen: parseHostPort("metrics.listen", f.get("metrics.listen"), p, true) },
   };

@@ -14,6 +14,8 @@ export interface MetricsSources {
   controlPlaneState(): "disconnected" | "connecting" | "connected" | "none";
   /** Filters restored after someone else removed their pins (optional). */
   integrityRestores?(): number;
+  /** Pinned attachments the state store does not account for (kept enforcing). */
+  orphans?(): number;
 }
 
 export class DaemonMetrics {
@@ -56,6 +58,17 @@ export class DaemonMetrics {
       new Gauge({
         name: "netfence_integrity_restores",
         help: "Filters restored since start after their pins were removed by someone else",
+        registers: [r],
+        collect() {
+          this.set(read());
+        },
+      });
+    }
+    if (sources.orphans !== undefined) {
+      const read = sources.orphans;
+      new Gauge({
+        name: "netfence_orphan_attachments",
+        help: "Pinned attachments the state store does not account for: kept enforcing until `netfenced adopt` or `netfenced detach --orphan`",
         registers: [r],
         collect() {
           this.set(read());

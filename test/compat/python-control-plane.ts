@@ -28,6 +28,8 @@ export interface PythonControlPlaneOptions {
   /** One ControlCommand (proto3 JSON) sent right after every SubscribedAck (id defaults to the attachment). */
   readonly pushAfterSubscribe?: unknown;
   readonly port?: number;
+  /** Answer no Subscribed (the test pushes the SubscribedAck itself). */
+  readonly noAck?: boolean;
 }
 
 type Line = { listening?: number; event?: Record<string, unknown>; pushed?: number; dnsQuery?: Record<string, unknown> };
@@ -47,6 +49,7 @@ export class PythonControlPlane {
     if (opts.ackPolicy !== undefined) args.push("--ack-policy", JSON.stringify(opts.ackPolicy));
     if (opts.dnsAnswer !== undefined) args.push("--dns-answer", JSON.stringify(opts.dnsAnswer));
     if (opts.pushAfterSubscribe !== undefined) args.push("--push-after-subscribe", JSON.stringify(opts.pushAfterSubscribe));
+    if (opts.noAck) args.push("--no-ack");
     const child = spawn(python, args, { stdio: ["pipe", "pipe", "pipe"] });
     const stderr: string[] = [];
     child.stderr.setEncoding("utf8").on("data", (d: string) => stderr.push(d));

@@ -13,7 +13,7 @@ afterEach(async () => {
   while (cleanups.length > 0) await cleanups.pop()!();
 });
 
-async function setup(opts: Parameters<typeof PythonControlPlane.start>[0]) {
+async function setup(opts: Parameters<typeof PythonControlPlane.start>[0], subscribeAckTimeoutMs = 5000) {
   const py = await PythonControlPlane.start(opts);
   const host = new FakeHost();
   host.add("att-1", { tenant: "acme" });
@@ -23,7 +23,7 @@ async function setup(opts: Parameters<typeof PythonControlPlane.start>[0]) {
     hostname: "host-py",
     metadata: { site: "lab" },
     heartbeatIntervalMs: 100,
-    subscribeAckTimeoutMs: 5000,
+    subscribeAckTimeoutMs,
     host,
     logger: pino({ level: "silent" }),
     backoff: { baseMs: 50, capMs: 500 },
@@ -103,6 +103,41 @@ describe("wire compatibility with a Python grpcio control plane", () => {
     expect(host.applied[0]).toEqual({ id: "att-3", command: { kind: "allow-domain", rule: { domain: "example.org", includeSubdomains: false } } });
     expect(py.ofKind("commandResult")).toEqual([]);
     expect(await client.queryDns("att-3", "api.example.org", "A")).toEqual({ allow: true, addToFilter: true, ips: ["10.1.1.1"], ttlSeconds: 60 });
-    expect(py.dnsQueries).toEqual([{ id: "att-3", domain: "api.example.org", queryType: "A" }]);
+    // The question name as asked, with its trailing dot, as the Go original sends it.
+    expect(py.dnsQueries).toEqual([{ id: "att-3", domain: "api.example.org.", queryType: "A" }]);
+  });
+
+  it("Go-original semantics: UNSPECIFIED is DISABLED, a bad entry is skipped and reported, a BulkUpdate without dns turns DNS off", async () => {
+    const { py, host, client } = await setup({
+      ackPolicy: { mode: "POLICY_MODE_ALLOWLIST", allowCidrs: [{ cidr: "10.0.0.0/8" }, { cidr: "not-a-cidr" }], dns: { mode: "DNS_MODE_ALLOWLIST", allowDomains: [{ domain: "pypi.org" }] } },
+    });
+    // The bad CIDR of the SubscribedAck is skipped; the attach gets the rest.
+    const policy = await client.subscribe(host.add("att-4"));
+    expect(policy.allowCidrs.map((r) => formatCidr(r.cidr))).toEqual(["10.0.0.0/8"]);
+    expect(policy.dns.mode).toBe("allowlist");
+
+    await py.push({ id: "att-4", setMode: {} }); // mode omitted = UNSPECIFIED
+    await py.push({ id: "att-4", commandId: "bu-1", bulkUpdate: { mode: "POLICY_MODE_DENYLIST", denyCidrs: [{ cidr: "192.0.2.0/24" }, { cidr: "192.0.2.0/33" }] } });
+    await py.waitFor(() => py.ofKind("commandResult").length === 1, "CommandResult of the BulkUpdate");
+    expect(py.ofKind("commandResult")[0]).toMatchObject({ commandId: "bu-1", attachmentId: "att-4", applied: true });
+    expect(py.ofKind("commandResult")[0]!["skipped"]).toEqual([expect.stringMatching(/^bulk_update\.deny_cidrs\[1\]\.cidr: /)]);
+    await py.waitFor(() => host.applied.length === 2, "both commands applied");
+    expect(host.applied[0]!.command).toEqual({ kind: "set-mode", mode: "disabled" });
+    const bulk = host.applied[1]!.command;
+    expect(bulk.kind === "bulk-update" && [bulk.mode, bulk.denyCidrs.map((r) => formatCidr(r.cidr)), bulk.dns]).toEqual([
+      "denylist", ["192.0.2.0/24"], { mode: "disabled", allowDomains: [], denyDomains: [], upstreams: [] },
+    ]);
+  });
+
+  it("subscribe_ack_timeout 0: the attach does not wait; the SubscribedAck applies when it comes", async () => {
+    const { py, host, client } = await setup({ noAck: true }, 0);
+    const policy = await client.subscribe(host.add("att-5"));
+    expect(policy.mode).toBe("disabled"); // the local default (no initialPolicy given here)
+    await py.waitFor(() => py.ofKind("subscribed").length === 1, "Subscribed");
+    expect(host.applied).toEqual([]);
+    await py.push({ id: "att-5", subscribedAck: { mode: "POLICY_MODE_BLOCK_ALL" } });
+    await py.waitFor(() => host.applied.length === 1, "late SubscribedAck applied");
+    expect(host.applied[0]).toMatchObject({ id: "att-5", command: { kind: "bulk-update", mode: "block-all" } });
+    expect(py.ofKind("commandResult")).toEqual([]);
   });
 });

@@ -15,6 +15,7 @@ Protocol with the test (JSON lines):
           {"pushed": N} after each push.
   stdin:  {"push": <ControlCommand as proto3 JSON>} sends the command on every open stream.
 Optional --push-after-subscribe JSON sends one command right after each SubscribedAck.
+--no-ack answers no Subscribed by itself (the test pushes the SubscribedAck when it wants).
 """
 import argparse
 import json
@@ -54,6 +55,7 @@ def main():
     parser.add_argument("--ack-policy", default='{"mode": "POLICY_MODE_ALLOWLIST"}')
     parser.add_argument("--dns-answer", default='{"allow": false}')
     parser.add_argument("--push-after-subscribe", default=None)
+    parser.add_argument("--no-ack", action="store_true")
     args = parser.parse_args()
 
     compile_protos(os.path.abspath(args.proto_dir))
@@ -88,7 +90,7 @@ def main():
                         kind = event.WhichOneof("event")
                         if kind == "sync":
                             outbox.put(control_pb2.ControlCommand(sync_ack=control_pb2.SyncAck()))
-                        elif kind == "subscribed":
+                        elif kind == "subscribed" and not args.no_ack:
                             ack = control_pb2.ControlCommand(id=event.subscribed.id)
                             ack.subscribed_ack.CopyFrom(ack_policy)
                             outbox.put(ack)

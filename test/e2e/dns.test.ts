@@ -316,7 +316,8 @@ describe("per-attachment DNS, end to end (real daemon, dnsmasq upstream, real ke
       expect(r.answers.map((a) => a.data)).toEqual([ip]);
       expect(upstream.asked("p-allow.e2e.test")).toBe(true);
       expect(await reach(ip)).toBe(true);
-      expect(queries).toContainEqual({ attachmentId: id, domain: expect.stringMatching(/^p-allow\.e2e\.test\.?$/), queryType: "A" });
+      // The daemon sends the question with its trailing dot (as the Go original); the SDK gives the hook both forms.
+      expect(queries).toContainEqual({ attachmentId: id, domain: "p-allow.e2e.test", questionName: "p-allow.e2e.test.", queryType: "A" });
     });
 
     it("deny: REFUSED and never sent upstream; the address stays blocked", async () => {

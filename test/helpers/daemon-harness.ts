@@ -63,6 +63,16 @@ export interface DaemonOptions {
   /** Extra YAML appended to the generated config (e.g. a default_policy block). */
   readonly yaml?: string;
   readonly ports?: number;
+  /** argv prefix the daemon runs under, e.g. ["setpriv", "--bounding-set=-all,+bpf"]. */
+  readonly wrap?: readonly string[];
+  /** Extra environment of the daemon (e.g. NOTIFY_SOCKET). */
+  readonly env?: Readonly<Record<string, string>>;
+  /** Run it in a process group of its own (pgid = its pid), as systemd does with a unit's processes. */
+  readonly ownProcessGroup?: boolean;
+  /** Extra arguments after `start --config FILE` (e.g. --no-restore). */
+  readonly startArgs?: readonly string[];
+  /** bpf.attach_method (default: auto). */
+  readonly attachMethod?: "auto" | "tcx" | "clsact";
 }
 
 export class DaemonProcess {
@@ -91,7 +101,7 @@ export class DaemonProcess {
         `socket: ${this.socket}`,
         `data_dir: ${path.join(this.dir, "data")}`,
         "log_level: debug",
-        `bpf: { pin_root: ${opts.pinRoot} }`,
+        `bpf: { pin_root: ${opts.pinRoot}${opts.attachMethod ? `, attach_method: ${opts.attachMethod}` : ""} }`,
         `dns: { listen_addr: 127.0.0.1, port_min: ${this.portMin}, port_max: ${this.portMin + ports - 1}, upstream: "127.0.0.1:9", port_guard_cgroup: "${this.guardCgroup}" }`,
         opts.yaml ?? "",
       ].join("\n"),
@@ -105,11 +115,14 @@ export class DaemonProcess {
   /** Starts `netfenced start` and waits for "netfenced ready" in its log; `inCgroup`: run it as a member of that cgroup. */
   async start(timeoutMs = 30_000, inCgroup?: string): Promise<void> {
     const fd = openSync(this.logFile, "a");
-    const argv = [CLI, "start", "--config", this.configFile];
-    const child =
-      inCgroup === undefined
-        ? spawn(process.execPath, argv, { stdio: ["ignore", fd, fd] })
-        : spawn("sh", ["-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', inCgroup, process.execPath, ...argv], { stdio: ["ignore", fd, fd] });
+    const base = [...(this.opts.wrap ?? []), process.execPath, CLI, "start", "--config", this.configFile, ...(this.opts.startArgs ?? [])];
+    // inCgroup: join that cgroup first (the daemon runs as one of its members).
+    const argv = inCgroup === undefined ? base : ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', inCgroup, ...base];
+    const child = spawn(argv[0]!, argv.slice(1), {
+      stdio: ["ignore", fd, fd],
+      env: { ...process.env, ...this.opts.env },
+      detached: this.opts.ownProcessGroup === true,
+    });
     closeSync(fd);
     this.child = child;
     const deadline = Date.now() + timeoutMs;
@@ -144,6 +157,53 @@ export class DaemonProcess {
   /** SIGTERM: graceful stop; resolves with the exit code. */
   async stop(): Promise<number | null> {
     return this.signal("SIGTERM");
+  }
+
+  /**
+   * `kill -SIG -- -PGID` to the daemon's own process group (ownProcessGroup), as systemd signals
+   * every process of a unit: the daemon and its loader child at the same time. Resolves with the
+   * exit code and how long the exit took; SIGKILL to the group after `deadlineMs` (then code null).
+   */
+  async signalGroup(sig: NodeJS.Signals, deadlineMs = 5000): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number }> {
+    const child = this.child;
+    if (child === null || child.pid === undefined || !this.opts.ownProcessGroup) throw new Error("signalGroup needs a running daemon started with ownProcessGroup");
+    const pgid = child.pid;
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once("exit", (code, signal) => r({ code, signal })));
+    const t0 = performance.now();
+    process.kill(-pgid, sig);
+    const timer = setTimeout(() => {
+      try {
+        process.kill(-pgid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }, deadlineMs);
+    const r = await exited;
+    const ms = performance.now() - t0;
+    clearTimeout(timer);
+    this.child = null;
+    return { ...r, ms };
+  }
+
+  /**
+   * Runs `netfenced start` for a start that must fail: resolves when it exits by itself with its
+   * exit code, stderr and how long it ran (SIGKILL after `ms`: then code is null).
+   */
+  runToExit(ms = 10_000): Promise<{ code: number | null; stderr: string; ms: number }> {
+    const fd = openSync(this.logFile, "a");
+    const argv = [...(this.opts.wrap ?? []), process.execPath, CLI, "start", "--config", this.configFile, ...(this.opts.startArgs ?? [])];
+    const t0 = performance.now();
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", fd, "pipe"], env: { ...process.env, ...this.opts.env } });
+    closeSync(fd);
+    let stderr = "";
+    child.stderr!.on("data", (b: Buffer) => (stderr += b.toString()));
+    const timer = setTimeout(() => child.kill("SIGKILL"), ms);
+    return new Promise((resolve) =>
+      child.once("close", (code) => {
+        clearTimeout(timer);
+        resolve({ code, stderr, ms: performance.now() - t0 });
+      }),
+    );
   }
 
   private async signal(sig: NodeJS.Signals): Promise<number | null> {

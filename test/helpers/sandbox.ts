@@ -169,6 +169,23 @@ export class Sandbox {
     return { ns, hostIf, ifname: "nb0", ip4, ip6 };
   }
 
+  /**
+   * A reboot of the workload's link, as an orchestrator re-creating a VM's or container's veth
+   * would do it: the host-side veth (and its peer) is deleted — taking any clsact filter with it —
+   * and created again with the same names, bridge and addresses (a new ifindex).
+   */
+  async recreateWorkloadLink(n: SandboxNetwork): Promise<void> {
+    const brIf = `${this.tag}b`;
+    await sh("ip", ["link", "del", n.hostIf]);
+    await sh("ip", ["link", "add", n.hostIf, "type", "veth", "peer", "name", "wl0", "netns", n.workloadNs]);
+    await writeFile(`/proc/sys/net/ipv6/conf/${n.hostIf}/disable_ipv6`, "1").catch(() => undefined);
+    await sh("ip", ["link", "set", n.hostIf, "master", brIf]);
+    await sh("ip", ["link", "set", n.hostIf, "up"]);
+    const cmds = [`ip link set wl0 up`, `ip addr add ${n.workloadIp4}/24 dev wl0`, `ip -6 addr add ${n.workloadIp6}/64 dev wl0 nodad`];
+    if (n.hostIp4 !== null) cmds.push(`ip route add default via ${n.hostIp4}`);
+    await sh("ip", ["netns", "exec", n.workloadNs, "sh", "-c", cmds.join(" && ")]);
+  }
+
   /** A fresh cgroup v2 directory of our own under the cgroup2 mount. */
   async cgroup(): Promise<string> {
     const dir = path.join(cgroup2Mount(), `nftest-${this.tag}-${(counter++).toString(36)}`);

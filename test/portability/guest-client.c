@@ -48,7 +48,7 @@
 #define ADDR_WL_2 "10.0.0.3"    /* veth1, WL netns */
 #define TC_ID "port-tc"
 #define CG_ID "port-cg"
-#define REPLY_TIMEOUT_MS 120000 /* verifier + CO-RE relocation under TCG emulation can take a while */
+#define REPLY_TIMEOUT_MS 120000 /* the verifier under TCG emulation can take a while */
 
 static struct {
 	const char *loader, *bpf_dir, *pin_root, *host_ns, *wl_ns, *ifname, *cgroup;
@@ -275,7 +275,7 @@ static int load(const char *id, __u8 kind)
 	snprintf(q.id, sizeof(q.id), "%s", id);
 	char e[1024];
 	int err = request(NF_OP_LOAD, &q, sizeof(q), NULL, 0, NULL, e, sizeof(e));
-	check(!err, "LOAD %s (%s program, CO-RE relocated against this kernel's BTF) %s", id,
+	check(!err, "LOAD %s (%s program, verified by this kernel) %s", id,
 	      kind == NF_KIND_TC ? "tc" : "cgroup_skb", err ? e : "");
 	return err;
 }

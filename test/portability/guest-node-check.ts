@@ -1,5 +1,5 @@
 // End-to-end attach through the daemon's own data-path driver (KernelFilter, TypeScript) inside a qemu guest:
-// Node 20 -> KernelFilter -> the real netfence-loader -> the prebuilt CO-RE objects, with real packets.
+// Node 20 -> KernelFilter -> the real netfence-loader -> the prebuilt objects, with real packets.
 // Bundled by run.sh with esbuild into one .mjs (the guest has node but no node_modules).
 // Only ever runs inside the throwaway guest: the interface lives in the guest's root namespace.
 //

@@ -2,7 +2,7 @@
 # Kernel portability matrix of the Netfence data path (issue 7).
 #
 # For the host kernel and Debian's 6.1 (no TCX: clsact path) and 6.12 (TCX) kernels, runs checks.sh, i.e. the
-# REAL prebuilt CO-RE objects (bpf/prebuilt/*.bpf.o) driven by the REAL static loader (bpf/loader/netfence-loader)
+# REAL prebuilt objects (bpf/prebuilt/*.bpf.o) driven by the REAL static loader (bpf/loader/netfence-loader)
 # through guest-client: load, attach to a veth whose peer is in another netns (TCX or clsact, chosen by the
 # loader's probe), allow/block real pings, fail closed before the first policy, atomic REPLACE, ring-buffer
 # event, COUNTERS, SIGKILL of the loader with enforcement persisting, ADOPT by a new loader, cgroup_skb on a

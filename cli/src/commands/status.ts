@@ -21,10 +21,16 @@ export function statusCommand(): Command {
           return;
         }
         const cp = s.controlPlaneAddress === "" ? "none (local default policy)" : `${STATE[s.controlPlaneState] ?? "unknown"} (${s.controlPlaneAddress})`;
-        process.stdout.write(
-          [`Version:       ${s.version}`, `Daemon ID:     ${s.daemonId}`, `Hostname:      ${s.hostname}`, `Control plane: ${cp}`, `Attachments:   ${s.attachmentCount}`, `TC attach:     ${s.tcAttachMethod || "unknown"} (probed from the kernel)`].join("\n") +
-            "\n",
-        );
+        const lines = [`Version:       ${s.version}`, `Daemon ID:     ${s.daemonId}`, `Hostname:      ${s.hostname}`, `Control plane: ${cp}`, `Attachments:   ${s.attachmentCount}`, `TC attach:     ${s.tcAttachMethod || "unknown"} (probed from the kernel)`];
+        if (s.orphanCount > 0) {
+          // Orphans keep enforcing; say which and what to do about them.
+          const { orphans } = await client.listOrphans();
+          lines.push(`Orphans:       ${s.orphanCount} pinned filter(s) unknown to the daemon's state, still enforcing`);
+          for (const o of orphans) lines.push(`  ${o.id}  ${o.target}  ${o.attached ? "attached" : "NOT attached"}  ${o.entries} entries${o.problem ? `  (${o.problem})` : ""}`);
+          lines.push("  re-register: netfenced adopt --id ID | --all;  remove: netfenced detach --orphan ID");
+        }
+        for (const w of s.warnings) lines.push(`Warning:       ${w}`);
+        process.stdout.write(lines.join("\n") + "\n");
       });
     });
 }

@@ -23,6 +23,7 @@ import type {
   UnsubscribeReason,
 } from "./policy-spec.js";
 import { policyToSubscribedAck } from "./to-wire.js";
+import { canonicalQueryName } from "../../../daemon/src/dns/domain-name.js";
 
 /**
  * What a control-plane author implements. Hooks of one daemon run one at a time in the order the
@@ -50,6 +51,12 @@ export interface ControlPlaneServerOptions {
   /** Checks the `authorization` metadata of each call (e.g. "Bearer <token>"); false → UNAUTHENTICATED. */
   readonly authenticate?: (authorization: string | undefined) => boolean;
   readonly credentials?: grpc.ServerCredentials;
+  /**
+   * Ask daemons for Netfence's strict validation (SyncAck.strict, default true): a command with an
+   * UNSPECIFIED mode or one bad entry is rejected as a whole (`applied: false` with the reason)
+   * instead of being applied without it. A Go-original daemon ignores the field.
+   */
+  readonly strict?: boolean;
 }
 
 /**
@@ -172,7 +179,7 @@ export class ControlPlaneServer {
         this.byDaemon.set(next.daemonId, next);
         for (const id of next.attachments.keys()) this.byAttachment.set(id, next);
         this.log.info({ daemonId: next.daemonId, hostname: next.info.hostname, attachments: next.attachments.size }, "daemon synced");
-        next.write(create(ControlCommandSchema, { command: { case: "syncAck", value: {} } }));
+        next.write(create(ControlCommandSchema, { command: { case: "syncAck", value: { strict: this.opts.strict ?? true } } }));
         const hook = this.opts.hooks.onDaemonSynced;
         if (hook) run("onDaemonSynced", () => hook.call(this.opts.hooks, next));
         return;
@@ -190,6 +197,7 @@ export class ControlPlaneServer {
             attachmentId: e.value.attachmentId,
             applied: e.value.applied,
             error: e.value.applied ? null : e.value.error,
+            skipped: [...e.value.skipped],
           });
           return;
         case "subscribed": {
@@ -255,7 +263,10 @@ export class ControlPlaneServer {
     }
     const { id, domain, queryType } = call.request;
     try {
-      const d = await hook.call(this.opts.hooks, { attachmentId: id, domain, queryType }, this.byAttachment.get(id));
+      // Daemons send the question as asked ("svc.example." from this one and the Go original);
+      // hooks get it in the canonical form their rules use, and as asked in `questionName`.
+      const query = { attachmentId: id, domain: canonicalQueryName(domain), questionName: domain, queryType };
+      const d = await hook.call(this.opts.hooks, query, this.byAttachment.get(id));
       cb(null, create(DnsQueryResponseSchema, {
         allow: d.allow,
         addToFilter: d.addToFilter ?? false,

@@ -32,8 +32,8 @@ export interface PolicySpec {
   readonly allow?: readonly (string | CidrSpec)[];
   readonly deny?: readonly (string | CidrSpec)[];
   /**
-   * Absent in a BulkUpdate: DNS rules stay as they are on a Netfence daemon (the Go original
-   * clears them). Absent in a SubscribedAck: DNS filtering starts disabled.
+   * Absent in a BulkUpdate: DNS rules stay as they are (the SDK sets the keep_dns extension; a
+   * Go-original daemon clears them). Absent in a SubscribedAck: DNS filtering starts disabled.
    */
   readonly dns?: DnsSpec;
 }
@@ -57,6 +57,8 @@ export interface CommandOutcome {
   readonly applied: boolean;
   /** Why it was rejected; null when applied. Nothing changed on the daemon when rejected. */
   readonly error: string | null;
+  /** Applied without these bad entries (only when the daemon was not asked for strict validation). */
+  readonly skipped?: readonly string[];
 }
 
 export interface DaemonInfo {
@@ -89,7 +91,10 @@ export type UnsubscribeReason = "removed" | "detached" | "error" | "unspecified"
 
 export interface DnsQuery {
   readonly attachmentId: string;
+  /** The queried name in canonical form: lower case, no trailing dot ("svc.example"), whichever form the daemon sent. */
   readonly domain: string;
+  /** The question name as the daemon sent it (Netfence and the Go original: as asked, with its trailing dot). */
+  readonly questionName?: string;
   /** "A", "AAAA", … */
   readonly queryType: string;
 }

@@ -77,6 +77,8 @@ export function policyToBulkUpdate(policy: PolicySpec): BulkUpdate {
     allowCidrs: (policy.allow ?? []).map(cidrToWire),
     denyCidrs: (policy.deny ?? []).map(cidrToWire),
     dns: policy.dns === undefined ? undefined : dnsToWire(policy.dns),
+    // Without dns the daemon would turn DNS filtering off (Go semantics); this SDK promises to keep it.
+    keepDns: policy.dns === undefined,
   });
 }
 

@@ -24,4 +24,8 @@ export class LatePolicySource implements PolicySource {
   unsubscribed(id: string, reason: "removed" | "detached" | "error", error?: string): void {
     this.target?.unsubscribed(id, reason, error);
   }
+
+  adopted(attachment: AttachmentView): void {
+    this.target?.adopted?.(attachment);
+  }
 }

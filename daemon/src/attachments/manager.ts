@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import net from "node:net";
 import type { Logger } from "pino";
 import { NetfenceError, isNetfenceError } from "../errors.js";
-import type { AttachSpec, Filter, FilterCounters, TargetSpec } from "../datapath/filter.js";
+import type { AttachMethodPreference, AttachSpec, Filter, FilterCounters, TargetSpec } from "../datapath/filter.js";
 import type { AttachmentPolicy, PolicyCommand } from "../policy/policy.js";
 import type { ControlPlaneHost } from "../control-plane/control-plane-host.js";
 import type { ResolvedAddress, ResolvedAllower } from "../dns/resolved-allower.js";
@@ -21,6 +21,8 @@ import { recordToStored, recordView, type AttachmentRecord } from "./attachment-
 import { SnapshotWriter } from "./snapshot-writer.js";
 import { interfaceIndex, resolveTarget, targetAlive, targetKey, type TargetRequest } from "./target.js";
 import { reconcile } from "./reconcile.js";
+import { orphanKey, type OrphanInfo } from "./orphan.js";
+import { orphanRecord } from "./orphan-adoption.js";
 import type { StateStore } from "../store/state-store.js";
 import type { StoreSnapshot, StoredAttachment } from "../store/snapshot.js";
 import { randomDaemonId } from "../store/daemon-id.js";
@@ -59,6 +61,10 @@ export interface ManagerOptions {
   /** Period of the integrity check (pins removed by someone else); 0 = off. Default 2000. */
   readonly integrityIntervalMs?: number;
   readonly newId?: () => string;
+  /** Re-create stored attachments whose pins are gone but whose target is there (a reboot). Default true. */
+  readonly restore?: boolean;
+  /** How interface filters are attached (config `bpf.attach_method`); default "auto". */
+  readonly attachMethod?: AttachMethodPreference;
 }
 
 export interface AttachInput {
@@ -68,10 +74,16 @@ export interface AttachInput {
 
 export interface StartReport {
   readonly adopted: string[];
-  /** Stored attachments whose pins or target vanished while the daemon was down. */
+  /** Stored attachments whose target vanished while the daemon was down (or that could not be re-created). */
   readonly removed: string[];
-  /** Pinned attachments the store did not know, detached and cleaned. */
+  /** Pinned attachments the store did not know: kept enforcing, reported, adoptable. */
   readonly orphans: string[];
+  /** Adopted filters that were no longer attached and were attached again. */
+  readonly relinked: string[];
+  /** Stored attachments whose pins were gone (a reboot), re-created. */
+  readonly recreated: string[];
+  /** Pins of attaches that never linked (enforcing nothing), removed. */
+  readonly cleaned: string[];
   /**
    * Stored and pinned, but the filter could not adopt them (e.g. incompatible pins): reported,
    * left in place (still enforcing), kept in the store for the next start, and detachable.
@@ -109,6 +121,8 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
   private readonly records = new Map<string, AttachmentRecord>();
   private readonly reservations = new Map<string, Reservation>();
   private readonly unadopted = new Map<string, StoredAttachment>();
+  /** Pinned attachments the store does not account for: kept enforcing until adopted or detached on purpose. */
+  private readonly orphanInfos = new Map<string, OrphanInfo>();
   private readonly log: Logger;
   private readonly now: () => number;
   private readonly newId: () => string;
@@ -120,6 +134,7 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
   /** Attachments restored by the integrity check since start (metrics, tests). */
   integrityRestores = 0;
   private pendingInserts: PendingInsert[] = [];
+  private readonly startWarnings: string[] = [];
   private readonly writer: SnapshotWriter;
   private stopped = false;
 
@@ -171,8 +186,17 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
       stored: snapshot?.attachments ?? [],
       dnsAddress: (port) => this.dnsAddress(port),
       nowMs: this.now(),
+      restore: this.opts.restore,
+      cgroupRoot: this.opts.cgroupRoot,
+      recreate: (s, options, policy) => this.opts.filter.attach(this.attachSpec(s.id, s.slot, s.target, s.dnsPort, options), policy),
+      relink: (s) => this.opts.filter.relink(s.id, s.target, this.opts.attachMethod),
     });
     for (const s of result.unadopted) this.unadopted.set(s.id, s);
+    for (const o of result.orphans) this.orphanInfos.set(o.id, o);
+    this.startWarnings.push(...(this.opts.store.warnings ?? []));
+    if (result.unadopted.length > 0) {
+      this.startWarnings.push(`${result.unadopted.length} stored attachment(s) could not be adopted or re-created and are kept for the next start: ${result.unadopted.map((s) => s.id).join(", ")}`);
+    }
     for (const rec of result.records) this.records.set(rec.id, rec);
     // DNS servers come back on their ports; binding is cheap, so all at once.
     await Promise.all(
@@ -189,8 +213,11 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
     return {
       adopted: result.records.map((r) => r.id),
       removed: result.removed,
-      orphans: result.orphans,
+      orphans: result.orphans.map((o) => o.id),
       unadopted: result.unadopted.map((s) => s.id),
+      relinked: result.relinked,
+      recreated: result.recreated,
+      cleaned: result.cleaned,
     };
   }
 
@@ -203,6 +230,13 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
       this.assertRunning();
       const target = resolveTarget(input.target, this.opts.cgroupRoot, this.opts.netClassDir);
       const existing = this.findByKey(target.key);
+      if (existing !== null && this.orphanInfos.has(existing)) {
+        throw new NetfenceError(
+          "FAILED_PRECONDITION",
+          `${target.text} is held by the orphaned filter ${existing}: re-register it with \`netfenced adopt --id ${existing}\` or remove it with \`netfenced detach --orphan ${existing}\``,
+          { details: { target: target.text, id: existing } },
+        );
+      }
       if (existing !== null) {
         throw new NetfenceError("ALREADY_EXISTS", `${target.text} is already attached as ${existing}`, {
           details: { target: target.text, id: existing },
@@ -299,6 +333,7 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
       target,
       dns: { ipv4: net.isIPv4(listen) ? listen : null, ipv6: net.isIPv6(listen) ? listen : null, port: dnsPort, portMin, portMax },
       guards: options.guards,
+      method: this.opts.attachMethod,
     };
   }
 
@@ -337,6 +372,9 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
       this.opts.policySource.unsubscribed(id, reason);
       return;
     }
+    if (rec === undefined && this.orphanInfos.has(id)) {
+      throw new NetfenceError("NOT_FOUND", `"${id}" is an orphaned filter, not an attachment: remove it with \`netfenced detach --orphan ${id}\` or re-register it with \`netfenced adopt --id ${id}\``, { details: { id } });
+    }
     if (rec === undefined) throw new NetfenceError("NOT_FOUND", `no attachment with id "${id}"`, { details: { id } });
     try {
       await this.opts.filter.detach(id);
@@ -350,6 +388,66 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
       reason === "detached" ? "detached" : reason === "removed" ? "target vanished; attachment removed" : "attach rolled back",
     );
     this.opts.policySource.unsubscribed(id, reason);
+  }
+
+  // ---------------------------------------------------------------- orphans
+
+  /** Problems found at start-up that the operator should know (corrupt state moved aside, attachments not adoptable). */
+  warnings(): string[] {
+    return [...this.startWarnings];
+  }
+
+  /** Pinned attachments the state store does not account for (kept enforcing). */
+  orphans(): OrphanInfo[] {
+    return [...this.orphanInfos.values()].sort((a, b) => (a.id < b.id ? -1 : 1));
+  }
+
+  /**
+   * Re-registers an orphan as a live attachment, its policy read back from the kernel maps (same
+   * id, slot, pins and DNS port). The control plane hears Subscribed and may answer with a policy.
+   */
+  async adoptOrphan(id: string): Promise<AttachmentView> {
+    const view = await this.queue.run(async () => {
+      this.assertRunning();
+      const o = this.orphanInfos.get(id);
+      if (o === undefined) throw new NetfenceError("NOT_FOUND", `no orphaned attachment "${id}"`, { details: { id } });
+      const key = orphanKey(o);
+      const holder = key === null ? null : this.findByKey(key, id);
+      if (holder !== null) throw new NetfenceError("FAILED_PRECONDITION", `${o.targetText} is already attached as ${holder}`, { details: { id, holder } });
+      if ([...this.records.values()].some((r) => r.dnsPort === o.dnsPort)) {
+        throw new NetfenceError("FAILED_PRECONDITION", `the DNS port ${o.dnsPort} of orphan ${id} is used by another attachment`, { details: { id } });
+      }
+      const rec = orphanRecord(o, { now: this.now(), dnsAddress: (port) => this.dnsAddress(port), portMin: this.opts.dns.portMin, portMax: this.opts.dns.portMax });
+      if (!o.attached) {
+        const r = await this.opts.filter.relink(id, rec.target, this.opts.attachMethod);
+        this.log.warn({ attachmentId: id, method: r.method }, "orphan was not attached any more; attached it again");
+      }
+      rec.dns = await this.startDns(rec).catch((err: unknown) => {
+        this.log.error({ attachmentId: id, err }, "DNS server of the adopted orphan could not start; retried by the integrity check");
+        return null;
+      });
+      this.orphanInfos.delete(id);
+      this.records.set(id, rec);
+      this.log.warn({ attachmentId: id, target: rec.targetText, mode: rec.state.mode, entries: o.entries }, "orphaned attachment adopted; its policy was read back from the kernel");
+      return recordView(rec);
+    });
+    await this.persistOrLog();
+    this.opts.policySource.adopted?.(view);
+    return view;
+  }
+
+  /** Removes an orphan's filter and pins on purpose. */
+  async detachOrphan(id: string): Promise<void> {
+    await this.queue.run(async () => {
+      if (!this.orphanInfos.has(id)) throw new NetfenceError("NOT_FOUND", `no orphaned attachment "${id}"`, { details: { id } });
+      try {
+        await this.opts.filter.detach(id);
+      } catch (err) {
+        if (!(isNetfenceError(err) && err.code === "NOT_FOUND")) throw err;
+      }
+      this.orphanInfos.delete(id);
+      this.log.warn({ attachmentId: id }, "orphaned attachment detached on request");
+    });
   }
 
   // ---------------------------------------------------------------- views
@@ -627,17 +725,18 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
     if (this.stopped) throw new NetfenceError("UNAVAILABLE", "the daemon is shutting down");
   }
 
-  private findByKey(key: string): string | null {
+  private findByKey(key: string, except?: string): string | null {
     for (const r of this.records.values()) if (r.key === key) return r.id;
     for (const r of this.reservations.values()) if (r.key === key) return r.id;
     for (const r of this.unadopted.values()) if (targetKey(r.target) === key) return r.id;
+    for (const o of this.orphanInfos.values()) if (o.id !== except && orphanKey(o) === key) return o.id;
     return null;
   }
 
   private uniqueId(): string {
     for (;;) {
       const id = this.newId();
-      if (!this.records.has(id) && !this.reservations.has(id) && !this.unadopted.has(id)) return id;
+      if (!this.records.has(id) && !this.reservations.has(id) && !this.unadopted.has(id) && !this.orphanInfos.has(id)) return id;
     }
   }
 
@@ -646,6 +745,7 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
     for (const r of this.records.values()) used.add(r.slot);
     for (const r of this.reservations.values()) used.add(r.slot);
     for (const r of this.unadopted.values()) used.add(r.slot);
+    for (const o of this.orphanInfos.values()) used.add(o.slot);
     return lowestFreeSlot(used);
   }
 
@@ -654,6 +754,7 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
     for (const r of this.records.values()) used.add(r.dnsPort);
     for (const r of this.reservations.values()) used.add(r.port);
     for (const r of this.unadopted.values()) used.add(r.dnsPort);
+    for (const o of this.orphanInfos.values()) used.add(o.dnsPort);
     return lowestFreePort(used, this.opts.dns.portMin, this.opts.dns.portMax);
   }
 

@@ -10,4 +10,9 @@ export interface PolicySource {
   /** Resolves with the initial policy; rejects (DEADLINE_EXCEEDED / UNAVAILABLE) → the attach is rolled back. */
   subscribe(attachment: AttachmentView): Promise<AttachmentPolicy>;
   unsubscribed(id: string, reason: "removed" | "detached" | "error", error?: string): void;
+  /**
+   * An attachment re-registered from its pins (`netfenced adopt`) is live with the policy its maps
+   * enforce; a control plane hears Subscribed and may answer with a SubscribedAck at any time.
+   */
+  adopted?(attachment: AttachmentView): void;
 }

@@ -1,22 +1,32 @@
 import type { Logger } from "pino";
-import type { AdoptedAttachment, Filter } from "../datapath/filter.js";
+import type { AdoptedAttachment, AttachResult, Filter, FilterPolicy, TargetSpec } from "../datapath/filter.js";
 import { parseCidr } from "../policy/cidr.js";
 import { loadPolicy, type StoredAttachment } from "../store/snapshot.js";
 import type { AttachmentRecord } from "./attachment-record.js";
 import { LearnedAddresses } from "./learned-addresses.js";
 import { PolicyState } from "./policy-state.js";
-import { targetAlive, targetKey } from "./target.js";
-import { storedAttachOptions } from "./attach-options.js";
+import { interfaceIndex, isCgroupDir, targetKey } from "./target.js";
+import { storedAttachOptions, type AttachOptions } from "./attach-options.js";
+import { inspectOrphan, orphanKey, type OrphanInfo } from "./orphan.js";
 
 /**
- * Start-up reconciliation of the state store with the pins in bpffs (after a restart or a
- * kill -9 at any moment):
- * - stored and pinned, target alive → adopted (same id, slot, DNS port, policy, deadlines); if
- *   the kernel's mode differs from the store (a crash between a kernel change and its save), the
- *   stored policy is re-applied atomically;
- * - stored, pinned, but not adoptable → reported and left in place (never silently replaced);
- * - stored but unpinned, or target gone → dropped (reported as removed; the pins are detached);
- * - pinned but unknown to the store (an attach interrupted before it completed) → detached.
+ * Start-up reconciliation of the state store with the pins in bpffs (after a restart, a kill -9
+ * at any moment, or a reboot that emptied bpffs). Enforcement is never removed because the
+ * daemon lost its memory:
+ * - stored and pinned, target there → adopted (same id, slot, DNS port, policy, deadlines); a
+ *   filter that is pinned but no longer attached (clsact filter deleted, link detached or
+ *   unpinned, interface re-created with the same name) is attached again; if the kernel's mode
+ *   differs from the store (a crash between a kernel change and its save), the stored policy is
+ *   re-applied atomically;
+ * - stored, not pinned (a reboot), target there again (an interface re-created with the same
+ *   name, a cgroup re-created) → re-created with the same id, slot, DNS port, policy, TTL
+ *   deadlines and learned addresses — unless `restore` is off, or its slot, port or target is
+ *   held by a pinned attachment (then dropped and reported);
+ * - stored, pinned, but not adoptable, or its re-creation failed → reported, kept in the store
+ *   for the next start (left in place when pinned: still enforcing);
+ * - stored, target gone → dropped (reported as removed; its pins are detached);
+ * - pinned but unknown to the store → an orphan: kept enforcing and reported; only pins of an
+ *   attach that never linked (they enforce nothing) are removed.
  * Filter calls are pipelined (the loader answers them in turn), so restart-to-ready stays short
  * with many attachments; the caller runs this as one operation of its queue.
  */
@@ -24,7 +34,13 @@ export interface ReconcileResult {
   readonly records: AttachmentRecord[];
   readonly unadopted: StoredAttachment[];
   readonly removed: string[];
-  readonly orphans: string[];
+  readonly orphans: OrphanInfo[];
+  /** Adopted attachments whose filter had to be attached again. */
+  readonly relinked: string[];
+  /** Re-created from the store after their pins were gone. */
+  readonly recreated: string[];
+  /** Pins of attaches that never linked, removed. */
+  readonly cleaned: string[];
 }
 
 export interface ReconcileOptions {
@@ -34,23 +50,36 @@ export interface ReconcileOptions {
   readonly dnsAddress: (port: number) => string;
   readonly nowMs: number;
   readonly concurrency?: number;
+  /** Re-create stored attachments whose pins are gone (default true). */
+  readonly restore?: boolean;
+  /** Where cgroup ids of orphans are looked up; null = no cgroup2 mount. */
+  readonly cgroupRoot?: string | null;
+  /** Attaches afresh (the manager's attach spec: DNS address, port range, guards, method). */
+  readonly recreate: (stored: StoredAttachment, options: AttachOptions, policy: FilterPolicy) => Promise<AttachResult>;
+  /** Attaches an adopted filter again where its target is now. */
+  readonly relink: (stored: StoredAttachment, options: AttachOptions) => Promise<AttachResult>;
 }
 
 export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult> {
   const { filter, logger: log } = opts;
   const limit = opts.concurrency ?? 32;
   const pinned = new Set(await filter.listPinned());
-  const result: ReconcileResult = { records: [], unadopted: [], removed: [], orphans: [] };
+  const result: ReconcileResult = { records: [], unadopted: [], removed: [], orphans: [], relinked: [], recreated: [], cleaned: [] };
   const candidates: StoredAttachment[] = [];
   const vanished: StoredAttachment[] = [];
+  const unpinned: StoredAttachment[] = [];
   for (const stored of opts.stored) {
+    const there = targetPresent(stored.target);
     if (!pinned.has(stored.id)) {
-      log.warn({ attachmentId: stored.id }, "stored attachment has no pins any more; dropping it");
-      result.removed.push(stored.id);
+      if (there && opts.restore !== false) unpinned.push(stored);
+      else {
+        log.warn({ attachmentId: stored.id, target: stored.targetText }, there ? "stored attachment has no pins any more and restore is off; dropping it" : "stored attachment has no pins any more and its target is gone; dropping it");
+        result.removed.push(stored.id);
+      }
       continue;
     }
     pinned.delete(stored.id);
-    if (targetAlive(stored.target, stored.ifindex)) candidates.push(stored);
+    if (there) candidates.push(stored);
     else vanished.push(stored);
   }
   await mapLimit(vanished, limit, async (stored) => {
@@ -60,8 +89,18 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
   });
   await mapLimit(candidates, limit, async (stored) => {
     try {
-      const adopted = await filter.adopt(stored.id);
-      const rec = toRecord(stored, adopted, opts.dnsAddress(stored.dnsPort), log);
+      let adopted = await filter.adopt(stored.id);
+      const ifindex = stored.target.kind === "interface" ? (interfaceIndex(stored.target.name) ?? 0) : 0;
+      const { options, problem } = storedAttachOptions(stored.metadata, stored.target.kind);
+      if (problem !== null) log.warn({ attachmentId: stored.id, problem }, "stored attach options are not valid any more; the closed defaults apply");
+      if (!adopted.attached || (ifindex !== 0 && stored.ifindex !== 0 && ifindex !== stored.ifindex)) {
+        log.warn({ attachmentId: stored.id, target: stored.targetText, method: adopted.method }, "pinned filter is not attached any more (filter deleted, link detached or interface re-created); attaching it again");
+        const r = await opts.relink(stored, options);
+        adopted = { ...adopted, method: r.method, ifindex: r.ifindex, attached: true };
+        result.relinked.push(stored.id);
+        log.info({ attachmentId: stored.id, method: r.method }, "filter attached again");
+      }
+      const rec = toRecord(stored, adopted, opts.dnsAddress(stored.dnsPort), options, ifindex);
       if (adopted.mode !== rec.state.mode || adopted.audit !== rec.state.audit) {
         await filter.replacePolicy(rec.id, rec.state.compile(opts.nowMs));
       }
@@ -71,24 +110,80 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
       result.unadopted.push(stored);
     }
   });
+  // Orphans: kept enforcing, reported. Read before re-creating, whose slots, ports and targets they may hold.
   await mapLimit([...pinned], limit, async (id) => {
-    log.warn({ attachmentId: id }, "pinned attachment unknown to the state store; removing it");
-    try {
-      await filter.detach(id);
-    } catch {
-      await filter
-        .adopt(id)
-        .then(() => filter.detach(id))
-        .catch((err: unknown) => log.error({ attachmentId: id, err }, "cannot remove orphaned pins"));
+    const o = await inspectOrphan(filter, id, opts.cgroupRoot ?? null);
+    if (o === "never-attached") {
+      log.warn({ attachmentId: id }, "pins of an attach that never completed (never attached, enforcing nothing); removing them");
+      await filter.detach(id).catch((err: unknown) => log.error({ attachmentId: id, err }, "cannot remove the pins of an incomplete attach"));
+      result.cleaned.push(id);
+      return;
     }
-    result.orphans.push(id);
+    log.error(
+      { attachmentId: id, target: o.targetText, mode: o.mode, attached: o.attached, entries: o.entries, problem: o.problem },
+      "pinned attachment unknown to the state store: kept enforcing; `netfenced adopt` re-registers it, `netfenced detach --orphan` removes it",
+    );
+    result.orphans.push(o);
   });
+  await recreateUnpinned(opts, unpinned, result);
   return result;
 }
 
-function toRecord(stored: StoredAttachment, adopted: AdoptedAttachment, dnsAddress: string, log: Logger): AttachmentRecord {
-  const { options, problem } = storedAttachOptions(stored.metadata, stored.target.kind);
-  if (problem !== null) log.warn({ attachmentId: stored.id, problem }, "stored attach options are not valid any more; the closed defaults apply");
+/** Re-creates stored attachments whose pins are gone (a reboot), one at a time, avoiding what pinned ones hold. */
+async function recreateUnpinned(opts: ReconcileOptions, unpinned: readonly StoredAttachment[], result: ReconcileResult): Promise<void> {
+  const log = opts.logger;
+  const slots = new Set<number>();
+  const ports = new Set<number>();
+  const keys = new Set<string>();
+  for (const r of result.records) {
+    slots.add(r.slot);
+    ports.add(r.dnsPort);
+    keys.add(r.key);
+  }
+  for (const s of result.unadopted) {
+    slots.add(s.slot);
+    ports.add(s.dnsPort);
+    keys.add(targetKey(s.target));
+  }
+  for (const o of result.orphans) {
+    slots.add(o.slot);
+    if (o.dnsPort !== 0) ports.add(o.dnsPort);
+    const k = orphanKey(o);
+    if (k !== null) keys.add(k);
+  }
+  for (const stored of unpinned) {
+    const key = targetKey(stored.target);
+    const clash = slots.has(stored.slot) ? `slot ${stored.slot}` : ports.has(stored.dnsPort) ? `DNS port ${stored.dnsPort}` : keys.has(key) ? `target ${stored.targetText}` : null;
+    if (clash !== null) {
+      log.error({ attachmentId: stored.id, target: stored.targetText }, `stored attachment cannot be re-created: its ${clash} is held by a pinned attachment; dropping it`);
+      result.removed.push(stored.id);
+      continue;
+    }
+    const { options, problem } = storedAttachOptions(stored.metadata, stored.target.kind);
+    if (problem !== null) log.warn({ attachmentId: stored.id, problem }, "stored attach options are not valid any more; the closed defaults apply");
+    const ifindex = stored.target.kind === "interface" ? (interfaceIndex(stored.target.name) ?? 0) : 0;
+    const draft = toRecord(stored, { id: stored.id, slot: stored.slot, kind: stored.target.kind, method: stored.method, ifindex, mode: "block-all", audit: false, attached: false }, opts.dnsAddress(stored.dnsPort), options, ifindex);
+    try {
+      const r = await opts.recreate(stored, options, draft.state.compile(opts.nowMs));
+      result.records.push({ ...draft, method: r.method, ifindex: r.ifindex || ifindex });
+      result.recreated.push(stored.id);
+      slots.add(stored.slot);
+      ports.add(stored.dnsPort);
+      keys.add(key);
+      log.warn({ attachmentId: stored.id, target: stored.targetText, method: r.method }, "pins were gone (reboot?) and the target is back: attachment re-created from the state store");
+    } catch (err) {
+      log.error({ attachmentId: stored.id, err, target: stored.targetText }, "stored attachment could not be re-created; kept for the next start");
+      result.unadopted.push(stored);
+    }
+  }
+}
+
+/** The target exists now: the interface by name (maybe re-created: another ifindex), or the cgroup directory. */
+function targetPresent(t: TargetSpec): boolean {
+  return t.kind === "interface" ? interfaceIndex(t.name) !== null : isCgroupDir(t.path);
+}
+
+function toRecord(stored: StoredAttachment, adopted: AdoptedAttachment, dnsAddress: string, options: AttachOptions, ifindex: number): AttachmentRecord {
   const learned = new LearnedAddresses();
   for (const l of stored.learned) learned.add(l.name, parseCidr(l.address), l.expiresAtMs);
   return {
@@ -103,7 +198,7 @@ function toRecord(stored: StoredAttachment, adopted: AdoptedAttachment, dnsAddre
     options,
     attachedAtMs: stored.attachedAtMs,
     method: adopted.method,
-    ifindex: stored.ifindex,
+    ifindex: ifindex || stored.ifindex,
     state: new PolicyState(loadPolicy(stored.policy), learned),
     dns: null,
     stored: null,

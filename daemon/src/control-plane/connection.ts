@@ -4,10 +4,8 @@ import type pino from "pino";
 import {
   ControlPlane,
   DaemonEventSchema,
-  DnsQueryRequestSchema,
   type ControlCommand,
   type DaemonEvent,
-  type DnsQueryResponse,
   type PacketEvent,
 } from "../../../proto/gen/netfence/v1/control_pb.js";
 import { NetfenceError, isNetfenceError } from "../errors.js";
@@ -15,12 +13,13 @@ import { methodDefinition } from "../rpc/grpc-adapter.js";
 import type { AttachmentView } from "../attachments/attachment-view.js";
 import type { PolicySource } from "../attachments/policy-source.js";
 import type { DnsProxy, DnsProxyAnswer } from "../dns/dns-proxy.js";
-import type { AttachmentPolicy, PolicyCommand } from "../policy/policy.js";
+import { EMPTY_DNS_POLICY, type AttachmentPolicy, type PolicyCommand } from "../policy/policy.js";
 import type { ControlPlaneHost } from "./control-plane-host.js";
 import { Backoff } from "./backoff.js";
 import { callMetadata, channelCredentials, type ControlPlaneTlsOptions } from "./channel-credentials.js";
 import { KeyedSerialQueue } from "./keyed-serial-queue.js";
 import { PendingSubscriptions } from "./pending-subscriptions.js";
+import { queryDnsCall } from "./query-dns-call.js";
 import { parseCommand, parseSubscribedAck } from "./parse-command.js";
 import {
   commandResultEvent,
@@ -59,10 +58,14 @@ export interface ControlPlaneClientOptions {
   readonly onCommandOutcome?: (kind: CommandKind, applied: boolean, latencyMs: number) => void;
   /** Observability hook (metrics): every state change. */
   readonly onStateChange?: (state: ControlPlaneState) => void;
+  /**
+   * With subscribeAckTimeoutMs 0 (the Go original's "do not wait"): the policy an attachment
+   * starts with (the config's default_policy) until its SubscribedAck arrives. Default: disabled.
+   */
+  readonly initialPolicy?: AttachmentPolicy;
 }
 
 const CONNECT_METHOD = methodDefinition(ControlPlane.method.connect);
-const QUERY_DNS_METHOD = methodDefinition(ControlPlane.method.queryDns);
 
 /**
  * The daemon's side of `ControlPlane.Connect`: one long-lived bidirectional stream per daemon.
@@ -78,6 +81,9 @@ const QUERY_DNS_METHOD = methodDefinition(ControlPlane.method.queryDns);
  * - Unsubscribed while disconnected is dropped, not queued: the SyncRequest sent on reconnect is
  *   authoritative (an attachment missing from it is gone), and a queued Unsubscribed would arrive
  *   after that SyncRequest and describe a state the control plane already knows.
+ * - Go-original semantics unless the control plane opts into strict ones (SyncAck.strict): see
+ *   parse-command.ts. `subscribe_ack_timeout: 0` means "do not wait": an attach returns at once
+ *   on `initialPolicy`, and the SubscribedAck applies whenever it comes (as a full replacement).
  */
 export class ControlPlaneClient implements PolicySource, DnsProxy {
   private readonly log: pino.Logger;
@@ -92,6 +98,10 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private heartbeatInFlight = false;
   private readonly pending: PendingSubscriptions;
+  /** Live attachments whose SubscribedAck may still come and will then apply (timeout 0, adopted orphans). */
+  private readonly awaitingAck = new Map<string, AttachmentView>();
+  /** The current stream asked for strict semantics (SyncAck.strict). */
+  private strict = false;
   private readonly commands = new KeyedSerialQueue();
 
   constructor(private readonly opts: ControlPlaneClientOptions) {
@@ -138,6 +148,11 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
 
   subscribe(view: AttachmentView): Promise<AttachmentPolicy> {
     if (this.stopped) return Promise.reject(new NetfenceError("UNAVAILABLE", "control-plane client stopped"));
+    if (this.opts.subscribeAckTimeoutMs === 0) {
+      // Do not wait (the Go original's subscribe_ack_timeout: 0): the ack applies when it comes.
+      this.announce(view);
+      return Promise.resolve(this.opts.initialPolicy ?? DISABLED_POLICY);
+    }
     const policy = this.pending.wait(view);
     // Not connected: the Subscribed goes out right after the next SyncRequest, within the same deadline.
     if (this.pending.has(view.id) && this.send(subscribedEvent(view))) {
@@ -148,7 +163,19 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     return policy;
   }
 
+  /** An orphan re-registered from its pins: the control plane hears Subscribed; its ack applies when it comes. */
+  adopted(view: AttachmentView): void {
+    if (!this.stopped) this.announce(view);
+  }
+
+  private announce(view: AttachmentView): void {
+    this.awaitingAck.set(view.id, view);
+    if (this.send(subscribedEvent(view))) this.log.info({ attachmentId: view.id }, "subscribed; its SubscribedAck applies when it comes");
+    else this.log.info({ attachmentId: view.id, state: this.currentState }, "Subscribed goes out after the next SyncRequest");
+  }
+
   unsubscribed(id: string, reason: "removed" | "detached" | "error", error?: string): void {
+    this.awaitingAck.delete(id);
     this.pending.reject(id, new NetfenceError("ABORTED", `attachment ${id} went away while waiting for its SubscribedAck`));
     if (!this.send(unsubscribedEvent(id, reason, error))) {
       this.log.info({ attachmentId: id, reason }, "unsubscribed while disconnected; the next SyncRequest reflects it");
@@ -171,26 +198,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     if (client === null || this.call === null) {
       return Promise.reject(new NetfenceError("UNAVAILABLE", `control plane not connected (${this.currentState})`, { details: { attachmentId } }));
     }
-    const timeoutMs = this.opts.queryDnsTimeoutMs ?? 2000;
-    const request = create(DnsQueryRequestSchema, { id: attachmentId, domain, queryType });
-    return new Promise<DnsProxyAnswer>((resolve, reject) => {
-      client.makeUnaryRequest(
-        QUERY_DNS_METHOD.path,
-        QUERY_DNS_METHOD.requestSerialize,
-        QUERY_DNS_METHOD.responseDeserialize,
-        request,
-        this.callMetadata(),
-        { deadline: Date.now() + timeoutMs },
-        (err: grpc.ServiceError | null, response?: DnsQueryResponse) => {
-          if (err || response === undefined) {
-            const code = err?.code === grpc.status.DEADLINE_EXCEEDED ? "DEADLINE_EXCEEDED" : "UNAVAILABLE";
-            reject(new NetfenceError(code, `QueryDns failed: ${err?.details ?? "no response"}`, { details: { attachmentId, domain }, cause: err }));
-            return;
-          }
-          resolve({ allow: response.allow, addToFilter: response.addToFilter, ips: [...response.ips], ttlSeconds: response.ttlSeconds });
-        },
-      );
-    });
+    return queryDnsCall(client, this.callMetadata(), { attachmentId, domain, queryType, timeoutMs: this.opts.queryDnsTimeoutMs ?? 2000 });
   }
 
   // ---------------------------------------------------------------- extension: packet events
@@ -245,6 +253,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
       {},
     );
     this.call = call;
+    this.strict = false; // until this stream's SyncAck says otherwise
     call.on("data", (cmd: ControlCommand) => this.onCommand(call, cmd));
     call.on("error", (err: grpc.ServiceError) => this.onStreamEnd(call, client, err));
     call.on("end", () => this.onStreamEnd(call, client, null));
@@ -258,6 +267,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     call.write(syncRequestEvent(this.opts.daemonId, this.opts.hostname, this.opts.metadata, attachments));
     this.log.info({ attachments: attachments.length, pendingSubscriptions: this.pending.size }, "sent SyncRequest");
     for (const view of this.pending.views()) call.write(subscribedEvent(view));
+    for (const view of this.awaitingAck.values()) call.write(subscribedEvent(view));
     this.startHeartbeat(call);
   }
 
@@ -325,12 +335,13 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     this.backoff.reset();
     if (this.call === call) this.setState("connected");
     const commandId = cmd.commandId === "" ? null : cmd.commandId;
-    const respond = (error: string | null): void => {
-      if (commandId !== null) this.send(commandResultEvent(commandId, cmd.id, error), call);
+    const respond = (error: string | null, skipped: readonly string[] = []): void => {
+      if (commandId !== null) this.send(commandResultEvent(commandId, cmd.id, error, skipped), call);
     };
     switch (cmd.command.case) {
       case "syncAck":
-        this.log.debug({ commandId }, "SyncAck");
+        if (this.call === call) this.strict = cmd.command.value.strict;
+        this.log.debug({ commandId, strict: cmd.command.value.strict }, "SyncAck");
         respond(null);
         return;
       case "subscribedAck":
@@ -341,7 +352,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     }
     let parsed: ReturnType<typeof parseCommand>;
     try {
-      parsed = parseCommand(cmd);
+      parsed = parseCommand(cmd, Date.now(), { strict: this.strict });
     } catch (err) {
       const message = errorMessage(err);
       this.log.warn({ attachmentId: cmd.id, commandId, command: cmd.command.case ?? "none", err: message }, "rejected invalid command");
@@ -349,13 +360,16 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
       respond(message);
       return;
     }
+    if (parsed.skipped.length > 0) {
+      this.log.warn({ attachmentId: parsed.attachmentId, commandId, command: parsed.command.kind, skipped: parsed.skipped }, "bad entries skipped; the rest applies");
+    }
     this.commands.run(parsed.attachmentId, async () => {
       const started = performance.now();
       try {
         await this.opts.host.applyCommand(parsed.attachmentId, parsed.command);
         this.log.debug({ attachmentId: parsed.attachmentId, commandId, command: parsed.command.kind }, "applied command");
         this.opts.onCommandOutcome?.(parsed.command.kind, true, performance.now() - started);
-        respond(null);
+        respond(null, parsed.skipped);
       } catch (err) {
         const message = errorMessage(err);
         this.log.warn({ attachmentId: parsed.attachmentId, commandId, command: parsed.command.kind, err: message }, "command not applied");
@@ -365,38 +379,62 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     });
   }
 
-  private onSubscribedAck(cmd: ControlCommand, commandId: string | null, respond: (error: string | null) => void): void {
+  private onSubscribedAck(cmd: ControlCommand, commandId: string | null, respond: (error: string | null, skipped?: readonly string[]) => void): void {
     if (cmd.command.case !== "subscribedAck") return;
     const ack = cmd.command.value;
-    if (!this.pending.has(cmd.id)) {
+    const late = !this.pending.has(cmd.id) && this.awaitingAck.has(cmd.id);
+    if (!this.pending.has(cmd.id) && !late) {
       const message = `no pending subscription for attachment "${cmd.id}" (unknown, or its SubscribedAck already timed out)`;
       this.log.warn({ attachmentId: cmd.id, commandId }, message);
       respond(message);
       return;
     }
+    let parsed: ReturnType<typeof parseSubscribedAck>;
     try {
-      this.pending.settle(cmd.id, () => {
-        try {
-          return parseSubscribedAck(ack);
-        } catch (err) {
-          const nfe = NetfenceError.from(err, "INVALID_ARGUMENT");
-          throw new NetfenceError(nfe.code, `invalid SubscribedAck: ${nfe.message}`, { details: nfe.details, cause: nfe });
-        }
-      });
+      parsed = parseSubscribedAck(ack, Date.now(), { strict: this.strict });
     } catch (err) {
-      const message = errorMessage(err);
-      this.log.warn({ attachmentId: cmd.id, commandId, err: message }, "invalid SubscribedAck; attach fails");
+      const nfe = NetfenceError.from(err, "INVALID_ARGUMENT");
+      const invalid = new NetfenceError(nfe.code, `invalid SubscribedAck: ${nfe.message}`, { details: nfe.details, cause: nfe });
+      this.log.warn({ attachmentId: cmd.id, commandId, err: invalid.message }, late ? "invalid SubscribedAck; nothing changed" : "invalid SubscribedAck; attach fails");
+      if (!late) this.pending.reject(cmd.id, invalid);
       this.opts.onCommandOutcome?.("subscribed-ack", false, 0);
-      respond(message);
+      respond(invalid.message);
       return;
     }
+    if (parsed.skipped.length > 0) this.log.warn({ attachmentId: cmd.id, commandId, skipped: parsed.skipped }, "SubscribedAck: bad entries skipped; the rest applies");
+    if (late) {
+      this.applyLateAck(cmd.id, commandId, parsed.policy, (error) => respond(error, parsed.skipped));
+      return;
+    }
+    this.pending.settle(cmd.id, () => parsed.policy);
     this.log.info({ attachmentId: cmd.id, commandId }, "SubscribedAck");
     this.opts.onCommandOutcome?.("subscribed-ack", true, 0);
     // "applied" here means accepted as the initial policy; if the host then fails to install it,
     // the attach is rolled back and the control plane hears Unsubscribed(ERROR).
-    respond(null);
+    respond(null, parsed.skipped);
+  }
+
+  /** A SubscribedAck for a live attachment (timeout 0, adopted orphan): applied as a full replacement, in order with its commands. */
+  private applyLateAck(id: string, commandId: string | null, policy: AttachmentPolicy, respond: (error: string | null) => void): void {
+    this.awaitingAck.delete(id);
+    this.commands.run(id, async () => {
+      const started = performance.now();
+      try {
+        await this.opts.host.applyCommand(id, { kind: "bulk-update", mode: policy.mode, allowCidrs: policy.allowCidrs, denyCidrs: policy.denyCidrs, dns: policy.dns });
+        this.log.info({ attachmentId: id, commandId }, "SubscribedAck applied to the live attachment");
+        this.opts.onCommandOutcome?.("subscribed-ack", true, performance.now() - started);
+        respond(null);
+      } catch (err) {
+        const message = errorMessage(err);
+        this.log.warn({ attachmentId: id, commandId, err: message }, "SubscribedAck not applied");
+        this.opts.onCommandOutcome?.("subscribed-ack", false, performance.now() - started);
+        respond(message);
+      }
+    });
   }
 }
+
+const DISABLED_POLICY: AttachmentPolicy = { mode: "disabled", audit: false, allowCidrs: [], denyCidrs: [], dns: EMPTY_DNS_POLICY };
 
 function kindOf(cmd: ControlCommand): CommandKind {
   switch (cmd.command.case) {

@@ -13,13 +13,23 @@ import { formatAddr, parseCidr, type Cidr } from "../policy/cidr.js";
 
 import { normalizeDomain } from "../dns/domain-name.js";
 import type { FilterMode } from "../datapath/filter.js";
-import type { AttachmentPolicy, CidrRule, DnsModeName, DnsPolicy, DomainRule, PolicyCommand } from "../policy/policy.js";
+import { EMPTY_DNS_POLICY, type AttachmentPolicy, type CidrRule, type DnsModeName, type DnsPolicy, type DomainRule, type PolicyCommand } from "../policy/policy.js";
 
 /**
  * The validation edge for control-plane commands: protobuf in, typed policy values out, or one
  * INVALID_ARGUMENT naming the command and the field. Nothing here touches the daemon's state, so
  * an invalid command is rejected before anything changes.
+ *
+ * Two semantics (SPEC §2). By default those of the Go original, which control planes written for
+ * it rely on: a mode UNSPECIFIED means DISABLED, and a bad entry in a list of a SubscribedAck or
+ * BulkUpdate (a CIDR, a domain, an upstream) is skipped — reported in `skipped` — while the rest
+ * applies. `strict` (the SyncAck.strict extension) rejects both instead, as a whole.
  */
+
+export interface ParseOptions {
+  /** Netfence's stricter validation (SyncAck.strict): UNSPECIFIED modes and any bad list entry reject the whole command. */
+  readonly strict?: boolean;
+}
 
 export interface ParsedCommand {
   /** ControlCommand.id: the attachment the command is for. */
@@ -27,6 +37,13 @@ export interface ParsedCommand {
   /** The extension command_id (field 100); null when the control plane did not set it. */
   readonly commandId: string | null;
   readonly command: PolicyCommand;
+  /** Entries left out (compatible semantics), each naming its field and what is wrong with it. */
+  readonly skipped: readonly string[];
+}
+
+export interface ParsedSubscribedAck {
+  readonly policy: AttachmentPolicy;
+  readonly skipped: readonly string[];
 }
 
 /** A TTL above this is almost certainly a unit mistake (ms sent as s); reject it rather than overflow deadlines. */
@@ -41,14 +58,16 @@ const ATTACHMENT_ID = /^[A-Za-z0-9_-]{1,63}$/;
  * Parses every command except SyncAck and SubscribedAck (which the connection handles itself).
  * `nowMs` is injectable for tests; TTLs become wall-clock deadlines `nowMs + ttl`.
  */
-export function parseCommand(cmd: ControlCommand, nowMs: number = Date.now()): ParsedCommand {
+export function parseCommand(cmd: ControlCommand, nowMs: number = Date.now(), opts: ParseOptions = {}): ParsedCommand {
   const commandId = cmd.commandId === "" ? null : cmd.commandId;
   const attachmentId = parseAttachmentId(cmd.id);
   const c = cmd.command;
+  const strict = opts.strict === true;
+  const skipped: string[] = [];
   let command: PolicyCommand;
   switch (c.case) {
     case "setMode":
-      command = { kind: "set-mode", mode: parsePolicyMode(c.value.mode, "set_mode.mode") };
+      command = { kind: "set-mode", mode: parsePolicyMode(c.value.mode, "set_mode.mode", strict) };
       break;
     case "allowCidr":
       command = { kind: "allow-cidr", rule: parseCidrEntry(c.value, "allow_cidr", nowMs) };
@@ -60,10 +79,10 @@ export function parseCommand(cmd: ControlCommand, nowMs: number = Date.now()): P
       command = { kind: "remove-cidr", cidr: parseCidrField(c.value, "remove_cidr") };
       break;
     case "bulkUpdate":
-      command = parseBulkUpdate(c.value, nowMs);
+      command = parseBulkUpdate(c.value, nowMs, strict, skipped);
       break;
     case "setDnsMode":
-      command = { kind: "set-dns-mode", mode: parseDnsMode(c.value.mode, "set_dns_mode.mode") };
+      command = { kind: "set-dns-mode", mode: parseDnsMode(c.value.mode, "set_dns_mode.mode", strict) };
       break;
     case "allowDomain":
       command = { kind: "allow-domain", rule: parseDomainEntry(c.value, "allow_domain") };
@@ -80,25 +99,26 @@ export function parseCommand(cmd: ControlCommand, nowMs: number = Date.now()): P
     case undefined:
       throw invalidArgument("command has no command set (empty oneof, or a command unknown to this daemon)");
   }
-  return { attachmentId, commandId, command };
+  return { attachmentId, commandId, command, skipped };
 }
 
 /**
  * The initial policy carried by a SubscribedAck. Without `dns` the DNS policy is disabled with no
  * rules. An UNSPECIFIED mode (an empty `SubscribedAck{}`, which the Go original accepted: its
- * attachments start DISABLED) means "disabled" here too — for SubscribedAck only, so that control
- * planes written for the original keep working; explicit commands must name a mode.
+ * attachments start DISABLED) means "disabled" — in strict mode too, since an empty ack is how
+ * a control plane says "no policy yet".
  */
-export function parseSubscribedAck(ack: SubscribedAck, nowMs: number = Date.now()): AttachmentPolicy {
-  return {
-    mode: ack.mode === PolicyMode.UNSPECIFIED ? "disabled" : parsePolicyMode(ack.mode, "subscribed_ack.mode"),
+export function parseSubscribedAck(ack: SubscribedAck, nowMs: number = Date.now(), opts: ParseOptions = {}): ParsedSubscribedAck {
+  const strict = opts.strict === true;
+  const skipped: string[] = [];
+  const policy: AttachmentPolicy = {
+    mode: parsePolicyMode(ack.mode, "subscribed_ack.mode", false),
     audit: false,
-    allowCidrs: parseCidrList(ack.allowCidrs, "subscribed_ack.allow_cidrs", nowMs),
-    denyCidrs: parseCidrList(ack.denyCidrs, "subscribed_ack.deny_cidrs", nowMs),
-    dns: ack.dns === undefined
-      ? { mode: "disabled", allowDomains: [], denyDomains: [], upstreams: [] }
-      : parseDnsConfig(ack.dns, "subscribed_ack.dns", true),
+    allowCidrs: parseCidrList(ack.allowCidrs, "subscribed_ack.allow_cidrs", nowMs, strict, skipped),
+    denyCidrs: parseCidrList(ack.denyCidrs, "subscribed_ack.deny_cidrs", nowMs, strict, skipped),
+    dns: ack.dns === undefined ? EMPTY_DNS_POLICY : parseDnsConfig(ack.dns, "subscribed_ack.dns", false, strict, skipped),
   };
+  return { policy, skipped };
 }
 
 export function parseAttachmentId(id: string): string {
@@ -110,45 +130,72 @@ export function parseAttachmentId(id: string): string {
   return id;
 }
 
-function parseBulkUpdate(b: BulkUpdate, nowMs: number): PolicyCommand {
+/**
+ * BulkUpdate: a full replacement. Without `dns`, DNS filtering is turned off and its rules
+ * cleared, as the Go original does — unless the extension `keep_dns` asks to leave them as they
+ * are. (Addresses learned from DNS answers stay until their TTL either way.)
+ */
+function parseBulkUpdate(b: BulkUpdate, nowMs: number, strict: boolean, skipped: string[]): PolicyCommand {
   return {
     kind: "bulk-update",
-    mode: parsePolicyMode(b.mode, "bulk_update.mode"),
-    allowCidrs: parseCidrList(b.allowCidrs, "bulk_update.allow_cidrs", nowMs),
-    denyCidrs: parseCidrList(b.denyCidrs, "bulk_update.deny_cidrs", nowMs),
-    dns: b.dns === undefined ? null : parseDnsConfig(b.dns, "bulk_update.dns"),
+    mode: parsePolicyMode(b.mode, "bulk_update.mode", strict),
+    allowCidrs: parseCidrList(b.allowCidrs, "bulk_update.allow_cidrs", nowMs, strict, skipped),
+    denyCidrs: parseCidrList(b.denyCidrs, "bulk_update.deny_cidrs", nowMs, strict, skipped),
+    dns: b.dns === undefined ? (b.keepDns ? null : EMPTY_DNS_POLICY) : parseDnsConfig(b.dns, "bulk_update.dns", strict, strict, skipped),
   };
 }
 
-export function parsePolicyMode(mode: PolicyMode, field: string): FilterMode {
+/** UNSPECIFIED is DISABLED (the Go original, and proto3's zero value) unless `strict`. */
+export function parsePolicyMode(mode: PolicyMode, field: string, strict = true): FilterMode {
   switch (mode) {
     case PolicyMode.DISABLED: return "disabled";
     case PolicyMode.ALLOWLIST: return "allowlist";
     case PolicyMode.DENYLIST: return "denylist";
     case PolicyMode.BLOCK_ALL: return "block-all";
     case PolicyMode.UNSPECIFIED:
+      if (!strict) return "disabled";
       throw invalidArgument(`${field} is POLICY_MODE_UNSPECIFIED; send DISABLED, ALLOWLIST, DENYLIST or BLOCK_ALL`);
     default:
       throw invalidArgument(`${field} has unknown policy mode ${String(mode)}`);
   }
 }
 
-export function parseDnsMode(mode: DnsMode, field: string): DnsModeName {
+/** UNSPECIFIED is DISABLED unless `strict`, as for policy modes. */
+export function parseDnsMode(mode: DnsMode, field: string, strict = true): DnsModeName {
   switch (mode) {
     case DnsMode.DISABLED: return "disabled";
     case DnsMode.ALLOWLIST: return "allowlist";
     case DnsMode.DENYLIST: return "denylist";
     case DnsMode.PROXY: return "proxy";
     case DnsMode.UNSPECIFIED:
+      if (!strict) return "disabled";
       throw invalidArgument(`${field} is DNS_MODE_UNSPECIFIED; send DISABLED, ALLOWLIST, DENYLIST or PROXY`);
     default:
       throw invalidArgument(`${field} has unknown DNS mode ${String(mode)}`);
   }
 }
 
-function parseCidrList(entries: readonly CIDREntry[], field: string, nowMs: number): CidrRule[] {
+/**
+ * Parses each entry of a list. A bad entry rejects the whole command when `strict`; otherwise it
+ * is left out and described in `skipped` (the Go original logs and skips it). The list's size is
+ * bounded either way.
+ */
+function parseEach<E, T>(entries: readonly E[], field: string, strict: boolean, skipped: string[], parse: (e: E, field: string) => T): T[] {
   if (entries.length > MAX_RULES_PER_LIST) throw invalidArgument(`${field} has ${entries.length} entries (max ${MAX_RULES_PER_LIST})`);
-  return entries.map((e, i) => parseCidrEntry(e, `${field}[${i}]`, nowMs));
+  const out: T[] = [];
+  entries.forEach((e, i) => {
+    try {
+      out.push(parse(e, `${field}[${i}]`));
+    } catch (err) {
+      if (strict || !(isNetfenceError(err) && err.code === "INVALID_ARGUMENT")) throw err;
+      skipped.push(err.message);
+    }
+  });
+  return out;
+}
+
+function parseCidrList(entries: readonly CIDREntry[], field: string, nowMs: number, strict: boolean, skipped: string[]): CidrRule[] {
+  return parseEach(entries, field, strict, skipped, (e, f) => parseCidrEntry(e, f, nowMs));
 }
 
 function parseCidrEntry(entry: CIDREntry, field: string, nowMs: number): CidrRule {
@@ -173,19 +220,16 @@ export function parseTtlMs(ttl: Duration, field: string): number {
   return ms;
 }
 
-function parseDnsConfig(dns: DnsConfig, field: string, unspecifiedIsDisabled = false): DnsPolicy {
-  const allow = dns.allowDomains;
-  const deny = dns.denyDomains;
-  if (allow.length > MAX_RULES_PER_LIST) throw invalidArgument(`${field}.allow_domains has ${allow.length} entries (max ${MAX_RULES_PER_LIST})`);
-  if (deny.length > MAX_RULES_PER_LIST) throw invalidArgument(`${field}.deny_domains has ${deny.length} entries (max ${MAX_RULES_PER_LIST})`);
+/** `strictMode`: an UNSPECIFIED DNS mode is rejected; `strict`: a bad entry is too (else skipped). */
+function parseDnsConfig(dns: DnsConfig, field: string, strictMode: boolean, strict: boolean, skipped: string[]): DnsPolicy {
   if (dns.upstreamServers.length > MAX_UPSTREAMS) {
     throw invalidArgument(`${field}.upstream_servers has ${dns.upstreamServers.length} entries (max ${MAX_UPSTREAMS})`);
   }
   return {
-    mode: unspecifiedIsDisabled && dns.mode === DnsMode.UNSPECIFIED ? "disabled" : parseDnsMode(dns.mode, `${field}.mode`),
-    allowDomains: allow.map((d, i) => parseDomainEntry(d, `${field}.allow_domains[${i}]`)),
-    denyDomains: deny.map((d, i) => parseDomainEntry(d, `${field}.deny_domains[${i}]`)),
-    upstreams: dns.upstreamServers.map((u, i) => parseUpstream(u, `${field}.upstream_servers[${i}]`)),
+    mode: parseDnsMode(dns.mode, `${field}.mode`, strictMode),
+    allowDomains: parseEach(dns.allowDomains, `${field}.allow_domains`, strict, skipped, parseDomainEntry),
+    denyDomains: parseEach(dns.denyDomains, `${field}.deny_domains`, strict, skipped, parseDomainEntry),
+    upstreams: parseEach(dns.upstreamServers, `${field}.upstream_servers`, strict, skipped, parseUpstream),
   };
 }
 

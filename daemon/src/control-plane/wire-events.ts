@@ -93,8 +93,8 @@ export function heartbeatEvent(stats: readonly AttachmentStatsView[]): DaemonEve
   return create(DaemonEventSchema, { event: { case: "heartbeat", value: { stats: wire } } });
 }
 
-export function commandResultEvent(commandId: string, attachmentId: string, error: string | null): DaemonEvent {
+export function commandResultEvent(commandId: string, attachmentId: string, error: string | null, skipped: readonly string[] = []): DaemonEvent {
   return create(DaemonEventSchema, {
-    event: { case: "commandResult", value: { commandId, attachmentId, applied: error === null, error: error ?? "" } },
+    event: { case: "commandResult", value: { commandId, attachmentId, applied: error === null, error: error ?? "", skipped: [...skipped] } },
   });
 }

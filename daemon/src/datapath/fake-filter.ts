@@ -1,4 +1,5 @@
 import net from "node:net";
+import { statSync } from "node:fs";
 import { NetfenceError } from "../errors.js";
 import { cidrContains, formatCidr, parseCidr, type Cidr } from "../policy/cidr.js";
 import type {
@@ -12,7 +13,9 @@ import type {
   FilterPolicy,
   KernelPacketEvent,
   PortGuardSpec,
+  PinnedAttachment,
   ProtectedEntry,
+  TargetSpec,
 } from "./filter.js";
 
 /**
@@ -30,7 +33,7 @@ import type {
  */
 
 export interface FakePinned {
-  readonly spec: AttachSpec;
+  spec: AttachSpec;
   mode: FilterMode;
   audit: boolean;
   entries: Map<string, FilterEntry>;
@@ -38,6 +41,8 @@ export interface FakePinned {
   blocked: bigint;
   /** Set to true to make the target look gone to the fake (tests). */
   targetGone: boolean;
+  /** Set to true to simulate a filter that is pinned but no longer attached (`tc filter del`). */
+  detached?: boolean;
 }
 
 export class FakeBpffs {
@@ -46,7 +51,7 @@ export class FakeBpffs {
   portGuard: PortGuardSpec | null = null;
 }
 
-export type FakeFilterMethod = "attach" | "detach" | "replacePolicy" | "upsertEntries" | "deleteEntries" | "setMode" | "adopt";
+export type FakeFilterMethod = "attach" | "detach" | "replacePolicy" | "upsertEntries" | "deleteEntries" | "setMode" | "adopt" | "relink" | "inspect";
 
 const ID_RE = /^[A-Za-z0-9_-]{1,63}$/;
 const LOOPBACK: readonly Cidr[] = ["127.0.0.0/8", "::1/128"].map(parseCidr);
@@ -174,6 +179,30 @@ export class FakeFilter implements Filter {
       ifindex: p.spec.target.kind === "interface" ? 100 + p.spec.slot : 0,
       mode: p.mode,
       audit: p.audit,
+      attached: p.detached !== true,
+    };
+  }
+
+  async relink(id: string, target: TargetSpec): Promise<AttachResult> {
+    this.enter("relink", id);
+    const p = this.get(id);
+    p.detached = false;
+    p.spec = { ...p.spec, target };
+    return target.kind === "interface" ? { method: "tcx", ifindex: 100 + p.spec.slot } : { method: "cgroup-link", ifindex: 0 };
+  }
+
+  async inspect(id: string): Promise<PinnedAttachment> {
+    const adopted = await this.adopt(id);
+    this.calls.push({ method: "inspect", id });
+    const p = this.bpffs.pinned.get(id)!;
+    const now = this.now();
+    return {
+      ...adopted,
+      direction: p.spec.target.kind === "interface" ? p.spec.target.direction : "ingress",
+      // The kernel reports the cgroup's id, which is its directory's inode number on cgroup2.
+      cgroupId: p.spec.target.kind === "cgroup" ? (statSync(p.spec.target.path, { bigint: true, throwIfNoEntry: false })?.ino ?? 0n) : 0n,
+      dnsPort: p.spec.dns.port,
+      policy: { mode: p.mode, audit: p.audit, entries: [...p.entries.values()].filter((e) => e.expiresAtMs === null || e.expiresAtMs > now) },
     };
   }
 

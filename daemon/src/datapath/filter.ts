@@ -114,6 +114,23 @@ export interface AdoptedAttachment {
   readonly ifindex: number;
   readonly mode: FilterMode;
   readonly audit: boolean;
+  /**
+   * The filter really runs where its pins say: its TCX/cgroup link is live, or its clsact filter
+   * is still there with our program. False after `tc filter del`, a detached or unpinned link, or
+   * a re-created interface: `relink` attaches it again.
+   */
+  readonly attached: boolean;
+}
+
+/** A pinned attachment as its pins describe it (for re-registering one the state store lost). */
+export interface PinnedAttachment extends AdoptedAttachment {
+  readonly direction: "ingress" | "egress";
+  /** Cgroup attachments: id (inode number) of the cgroup the link is attached to; 0n if unknown. */
+  readonly cgroupId: bigint;
+  /** The DNS port the filter lets through (0 = none). */
+  readonly dnsPort: number;
+  /** Mode, audit flag and the live entries of the active generation. */
+  readonly policy: FilterPolicy;
 }
 
 export interface FilterCounters {
@@ -195,6 +212,14 @@ export interface Filter {
   listPinned(): Promise<string[]>;
   /** Re-opens a pinned attachment so it can be driven again; incompatible pins → FAILED_PRECONDITION. */
   adopt(id: string): Promise<AdoptedAttachment>;
+  /**
+   * Attaches an adopted attachment's pinned program to `target` again (same maps, same policy),
+   * after its clsact filter was deleted, its link detached or its interface re-created. A filter
+   * still attached there is left as it is.
+   */
+  relink(id: string, target: TargetSpec, method?: AttachMethodPreference): Promise<AttachResult>;
+  /** Adopts a pinned attachment and reads back what it is and enforces (orphans: pins the store lost). */
+  inspect(id: string): Promise<PinnedAttachment>;
   /** Blocked/audited packet events; ends when the filter is closed. */
   events(): AsyncIterable<KernelPacketEvent>;
   /** Stops the helper; pinned filters keep enforcing. */

@@ -16,7 +16,10 @@ import type {
   FilterPolicy,
   KernelPacketEvent,
   PortGuardSpec,
+  PinnedAttachment,
   ProtectedEntry,
+  TargetSpec,
+  AttachMethodPreference,
 } from "./filter.js";
 import { kernelEvent } from "./kernel-event.js";
 import { linkLayerOf, readLinkType, type LinkLayer } from "./link-type.js";
@@ -26,9 +29,11 @@ import { projectRoot } from "./project-root.js";
 import {
   COUNTERS_PER_ATTACHMENT,
   decodeEvents,
+  decodeDump,
   decodeHello,
   decodePortGuard,
   decodeState,
+  DIR_EGRESS,
   encodeCountersRequest,
   encodeEntries,
   encodeHello,
@@ -36,6 +41,7 @@ import {
   encodeLink,
   encodeLoad,
   encodeMode,
+  encodeNotify,
   encodePolicy,
   encodePortGuard,
   encodeProtected,
@@ -134,7 +140,10 @@ export class KernelFilter implements Filter {
   }
 
   private onLoaderExit(code: number | null, signal: NodeJS.Signals | null): void {
-    if (this.closing) return;
+    if (this.closing) {
+      this.logger.debug({ code, signal }, "loader helper exited while the daemon stops");
+      return;
+    }
     this.logger.error({ code, signal }, "loader helper exited; restarting it (pinned filters keep enforcing)");
     this.ready = this.restart();
   }
@@ -171,17 +180,13 @@ export class KernelFilter implements Filter {
     if (!Number.isInteger(spec.slot) || spec.slot < 0 || spec.slot > 0xffffffff) throw invalidArgument(`invalid slot ${spec.slot}`);
     if (this.known.has(spec.id)) throw new NetfenceError("ALREADY_EXISTS", `attachment ${spec.id} already exists`);
     validateEntries(policy.entries);
-    let ifindex = 0;
-    let cgroupPath = "";
+    const { ifindex, cgroupPath } = await locateTarget(spec.target);
     let linkLayer: LinkLayer | null = null;
     if (spec.target.kind === "interface") {
-      ifindex = await interfaceIndex(spec.target.name);
       // Defensive: the daemon checks this when it resolves the target, before the control plane is asked.
       const type = readLinkType(spec.target.name);
       if (type === null) throw new NetfenceError("NOT_FOUND", `interface "${spec.target.name}" does not exist`, { details: { interface: spec.target.name } });
       linkLayer = linkLayerOf(spec.target.name, type);
-    } else {
-      cgroupPath = await validateCgroupDir(spec.target.path);
     }
     const load = loadRequestFor(spec, linkLayer, exactCapacityFor(policy.entries));
     await this.call(Op.LOAD, encodeLoad(load));
@@ -307,7 +312,56 @@ export class KernelFilter implements Filter {
       ifindex: state.ifindex,
       mode: state.mode,
       audit: state.audit,
+      attached: reply.readUInt32LE(LAYOUT.nf_adopt_reply.attached) !== 0,
     };
+  }
+
+  async relink(id: string, target: TargetSpec, method: AttachMethodPreference = "auto"): Promise<AttachResult> {
+    this.requireKnown(id);
+    const { ifindex, cgroupPath } = await locateTarget(target);
+    const reply = await this.call(Op.RELINK, encodeLink(id, ifindex, METHOD_PREF[method], cgroupPath));
+    const name = METHOD_NAMES[reply.readUInt32LE(LAYOUT.nf_link_reply.method)];
+    if (!name) throw new NetfenceError("INTERNAL", "loader reported an unknown attach method");
+    return { method: name, ifindex };
+  }
+
+  async inspect(id: string): Promise<PinnedAttachment> {
+    if (!ID_RE.test(id)) throw invalidArgument(`invalid attachment id "${id}"`);
+    const d = decodeDump(await this.call(Op.DUMP, encodeId(id)));
+    const method = METHOD_NAMES[d.method];
+    if (!method) throw new NetfenceError("FAILED_PRECONDITION", `pinned attachment ${id} was never attached`, { details: { id } });
+    this.known.set(id, { slot: d.slot });
+    this.slotToId.set(d.slot, id);
+    return {
+      id,
+      slot: d.slot,
+      kind: d.kind === KIND_TC ? "interface" : "cgroup",
+      method,
+      ifindex: d.ifindex,
+      mode: d.mode,
+      audit: d.audit,
+      attached: d.attached,
+      direction: d.direction === DIR_EGRESS ? "egress" : "ingress",
+      cgroupId: d.cgroupId,
+      dnsPort: d.dnsPort,
+      policy: { mode: d.mode, audit: d.audit, entries: d.entries },
+    };
+  }
+
+  /**
+   * sd_notify(3) through the loader child (Node has no unix datagram sockets): one datagram with
+   * `message` to `socket` ($NOTIFY_SOCKET). The unit needs NotifyAccess=all since the child sends it.
+   */
+  async notify(socket: string, message: string): Promise<void> {
+    await this.call(Op.NOTIFY, encodeNotify(socket, message));
+  }
+
+  /**
+   * First step of a stop: a loader that exits from now on (e.g. SIGTERM to the whole process
+   * group) is not restarted; requests still work while the current one runs.
+   */
+  stopSupervising(): void {
+    this.closing = true;
   }
 
   events(): AsyncIterable<KernelPacketEvent> {
@@ -371,6 +425,12 @@ async function interfaceIndex(name: string): Promise<number> {
     if (isNetfenceError(err)) throw err;
     throw new NetfenceError("NOT_FOUND", `interface "${name}" does not exist`, { details: { interface: name } });
   }
+}
+
+/** ifindex (interfaces) or cgroup directory (cgroups) of a target, for LINK and RELINK. */
+async function locateTarget(target: TargetSpec): Promise<{ ifindex: number; cgroupPath: string }> {
+  if (target.kind === "interface") return { ifindex: await interfaceIndex(target.name), cgroupPath: "" };
+  return { ifindex: 0, cgroupPath: await validateCgroupDir(target.path) };
 }
 
 async function validateCgroupDir(p: string): Promise<string> {

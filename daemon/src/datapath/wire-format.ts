@@ -26,6 +26,10 @@ export const Op = {
   PROTECTED: 11,
   PORT_GUARD: 20,
   PORT_UNGUARD: 21,
+  /** Operations (issue 11), numbered from 40 in netfence.h. */
+  NOTIFY: 40,
+  RELINK: 41,
+  DUMP: 42,
   EVENTS: 100,
 } as const;
 export type OpCode = (typeof Op)[keyof typeof Op];
@@ -103,6 +107,11 @@ export const LAYOUT = {
   nf_wire_protected: { size: 24, family: 0, prefixlen: 1, proto: 2, flags: 3, port: 4, addr: 8 },
   nf_port_guard_req: { size: 4104, uid: 0, port_min: 4, port_max: 6, cgroup_path: 8 },
   nf_port_guard_reply: { size: 24, cgroup_id: 0, prog_id4: 8, prog_id6: 12, updated: 16 },
+  nf_notify_req: { size: 640, socket: 0, message: 128 },
+  nf_dump_reply: {
+    size: 48, cgroup_id: 0, slot: 8, ifindex: 12, mode: 16, flags: 20, prog_id: 24, attached: 28, count: 32, dns_port: 36,
+    kind: 38, method: 39, direction: 40,
+  },
   nf_event: {
     size: 80, ts_ns: 0, suppressed: 8, slot: 16, sport: 20, dport: 22, family: 24, proto: 25, verdict: 26,
     reason: 27, direction: 28, rule_prefixlen: 29, saddr: 32, daddr: 48, rule_addr: 64,
@@ -330,6 +339,65 @@ export function decodeState(b: Buffer, off = 0): StateView {
     direction: b.readUInt8(off + L.direction),
     ifindex: b.readUInt32LE(off + L.ifindex),
     id: idBytes.subarray(0, nul === -1 ? ID_LEN : nul).toString("utf8"),
+  };
+}
+
+export function encodeNotify(socket: string, message: string): Buffer {
+  const L = LAYOUT.nf_notify_req;
+  const b = Buffer.alloc(L.size);
+  writeCString(b, L.socket, 128, socket);
+  writeCString(b, L.message, 512, message);
+  return b;
+}
+
+/** An attachment as its pins describe it (NF_OP_DUMP): settings and the active generation's entries. */
+export interface DumpView {
+  cgroupId: bigint;
+  slot: number;
+  ifindex: number;
+  mode: FilterMode;
+  audit: boolean;
+  progId: number;
+  attached: boolean;
+  dnsPort: number;
+  kind: number;
+  method: number;
+  direction: number;
+  entries: FilterEntry[];
+}
+
+export function decodeDump(b: Buffer): DumpView {
+  const L = LAYOUT.nf_dump_reply;
+  const E = LAYOUT.nf_wire_entry;
+  const count = b.readUInt32LE(L.count);
+  if (b.length < L.size + count * E.size) throw new RangeError(`DUMP reply announces ${count} entries in ${b.length} bytes`);
+  const entries: FilterEntry[] = [];
+  for (let i = 0; i < count; i++) {
+    const off = L.size + i * E.size;
+    const family = b.readUInt8(off + E.family) === 6 ? 6 : 4;
+    const flags = b.readUInt8(off + E.flags);
+    const ms = Number(b.readBigUInt64LE(off + E.expires_ms));
+    entries.push({
+      cidr: { family, addr: Uint8Array.from(b.subarray(off + E.addr, off + E.addr + (family === 4 ? 4 : 16))), prefixLen: b.readUInt8(off + E.prefixlen) },
+      allow: (flags & ENTRY_ALLOW) !== 0,
+      deny: (flags & ENTRY_DENY) !== 0,
+      expiresAtMs: ms === 0 ? null : ms,
+      ruleId: b.readUInt32LE(off + E.rule_id),
+    });
+  }
+  return {
+    cgroupId: b.readBigUInt64LE(L.cgroup_id),
+    slot: b.readUInt32LE(L.slot),
+    ifindex: b.readUInt32LE(L.ifindex),
+    mode: MODE_NAMES[b.readUInt32LE(L.mode)] ?? "block-all",
+    audit: (b.readUInt32LE(L.flags) & SETTING_AUDIT) !== 0,
+    progId: b.readUInt32LE(L.prog_id),
+    attached: b.readUInt32LE(L.attached) !== 0,
+    dnsPort: b.readUInt16LE(L.dns_port),
+    kind: b.readUInt8(L.kind),
+    method: b.readUInt8(L.method),
+    direction: b.readUInt8(L.direction),
+    entries,
   };
 }
 

@@ -2,15 +2,23 @@ import * as grpc from "@grpc/grpc-js";
 import { create } from "@bufbuild/protobuf";
 import { EmptySchema, timestampFromMs, type Empty } from "@bufbuild/protobuf/wkt";
 import {
+  AdoptFailureSchema,
+  AdoptOrphansResponseSchema,
   AttachResponseSchema,
   AttachmentInfoSchema,
   ConnectionState,
   DaemonStatusSchema,
+  ListOrphansResponseSchema,
   ListResponseSchema,
+  OrphanAttachmentSchema,
+  type AdoptOrphansRequest,
+  type AdoptOrphansResponse,
   type AttachRequest,
   type AttachResponse,
   type DaemonStatus,
+  type DetachOrphanRequest,
   type DetachRequest,
+  type ListOrphansResponse,
   type ListRequest,
   type ListResponse,
   type WatchEventsRequest,
@@ -25,6 +33,7 @@ import { dnsModeToWire, policyModeToWire } from "../control-plane/wire-events.js
 import { packetEventToWire } from "./packet-event.js";
 import { toServiceError } from "./grpc-status.js";
 import { DIRECTION_KEY, parseAttachOptions } from "../attachments/attach-options.js";
+import type { OrphanInfo } from "../attachments/orphan.js";
 
 /**
  * DaemonService: request validation at the edge, then the attachment manager. The typed
@@ -39,6 +48,12 @@ export interface AttachmentRegistry {
   statsFor(ids: readonly string[]): Promise<AttachmentStatsView[]>;
   readonly size: number;
   readonly daemonId: string;
+  /** Pinned filters the state store does not account for (optional: absent = none). */
+  orphans?(): OrphanInfo[];
+  adoptOrphan?(id: string): Promise<AttachmentView>;
+  detachOrphan?(id: string): Promise<void>;
+  /** Start-up problems for the operator. */
+  warnings?(): string[];
 }
 
 export interface DaemonServiceDeps {
@@ -129,7 +144,57 @@ export class DaemonServiceImpl {
       controlPlaneAddress: cp?.address() ?? "",
       attachmentCount: this.deps.registry.size,
       tcAttachMethod: this.deps.tcAttachMethod?.() ?? "",
+      orphanCount: this.deps.registry.orphans?.().length ?? 0,
+      warnings: this.deps.registry.warnings?.() ?? [],
     });
+  }
+
+  async listOrphans(): Promise<ListOrphansResponse> {
+    return create(ListOrphansResponseSchema, {
+      orphans: (this.deps.registry.orphans?.() ?? []).map((o) =>
+        create(OrphanAttachmentSchema, {
+          id: o.id,
+          target: o.targetText,
+          type: o.kind === "interface" ? AttachmentType.TC : o.kind === "cgroup" ? AttachmentType.CGROUP : AttachmentType.UNSPECIFIED,
+          mode: o.mode === null ? 0 : policyModeToWire(o.mode),
+          attached: o.attached,
+          dnsPort: o.dnsPort,
+          entries: o.entries,
+          attachMethod: o.method ?? "",
+          problem: o.problem ?? "",
+        }),
+      ),
+    });
+  }
+
+  /** Re-registers one orphan (`id`) or every one (`all`); with `all`, one failing does not stop the others. */
+  async adoptOrphans(req: AdoptOrphansRequest): Promise<AdoptOrphansResponse> {
+    const registry = this.deps.registry;
+    const id = req.id.trim();
+    if ((id === "") === !req.all) throw invalidArgument("adopt needs either an orphan id or all");
+    if (registry.adoptOrphan === undefined) throw new NetfenceError("FAILED_PRECONDITION", "this daemon cannot adopt orphans");
+    if (!req.all) {
+      const view = await registry.adoptOrphan(id);
+      return create(AdoptOrphansResponseSchema, { adopted: [{ id: view.id, dnsAddress: view.dnsAddress }] });
+    }
+    const out = create(AdoptOrphansResponseSchema, {});
+    for (const o of registry.orphans?.() ?? []) {
+      try {
+        const view = await registry.adoptOrphan(o.id);
+        out.adopted.push(create(AttachResponseSchema, { id: view.id, dnsAddress: view.dnsAddress }));
+      } catch (err) {
+        out.failed.push(create(AdoptFailureSchema, { id: o.id, error: err instanceof Error ? err.message : String(err) }));
+      }
+    }
+    return out;
+  }
+
+  async detachOrphan(req: DetachOrphanRequest): Promise<Empty> {
+    const id = req.id.trim();
+    if (id === "") throw invalidArgument("detach --orphan needs an orphan id");
+    if (this.deps.registry.detachOrphan === undefined) throw new NetfenceError("FAILED_PRECONDITION", "this daemon has no orphans to detach");
+    await this.deps.registry.detachOrphan(id);
+    return create(EmptySchema);
   }
 
   /** Packet events, optionally for one attachment; ends when `signal` aborts or events end. */
@@ -222,6 +287,9 @@ export function daemonServiceHandlers(impl: DaemonServiceImpl | Promise<DaemonSe
     Detach: unary((s, r: DetachRequest) => s.detach(r)),
     List: unary((s, r: ListRequest) => s.list(r)),
     GetStatus: unary((s, _r: Empty) => s.getStatus()),
+    ListOrphans: unary((s, _r: Empty) => s.listOrphans()),
+    AdoptOrphans: unary((s, r: AdoptOrphansRequest) => s.adoptOrphans(r)),
+    DetachOrphan: unary((s, r: DetachOrphanRequest) => s.detachOrphan(r)),
     WatchEvents: (call: grpc.ServerWritableStream<WatchEventsRequest, PacketEvent>) => {
       const ac = new AbortController();
       call.on("cancelled", () => ac.abort());

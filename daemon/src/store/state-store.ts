@@ -18,6 +18,8 @@ export interface StateStore {
   /** Durably replaces the snapshot (resolves once it would survive a crash). */
   save(snapshot: StoreSnapshot): Promise<void>;
   readonly durable: boolean;
+  /** What load() had to repair (a corrupt state file moved aside), for the operator; empty when nothing. */
+  readonly warnings?: readonly string[];
 }
 
 export class MemoryStateStore implements StateStore {
@@ -35,6 +37,7 @@ export const STATE_FILE = "state.json";
 
 export class FileStateStore implements StateStore {
   readonly durable = true;
+  readonly warnings: string[] = [];
   private readonly file: string;
   private seq = 0;
 
@@ -55,34 +58,67 @@ export class FileStateStore implements StateStore {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
       throw new NetfenceError("INTERNAL", `cannot read state file ${this.file}`, { cause: err });
     }
+    let problem: string;
     try {
-      const parsed = JSON.parse(text) as StoreSnapshot;
-      if (parsed.version !== 1 || !Array.isArray(parsed.attachments)) throw new Error(`unsupported state version ${String(parsed.version)}`);
-      return parsed;
+      const parsed = JSON.parse(text) as unknown;
+      problem = snapshotProblem(parsed);
+      if (problem === "") return parsed as StoreSnapshot;
     } catch (err) {
-      // rename is atomic, so this is not a torn write: the file was edited or written by something else.
-      throw new NetfenceError("FAILED_PRECONDITION", `state file ${this.file} is corrupt: ${(err as Error).message}`, { cause: err });
+      problem = (err as Error).message;
     }
+    // rename is atomic, so this is not a torn write: the file was edited, truncated or written by
+    // something else. It is kept for inspection and the daemon starts from the pins it finds
+    // (they are kept enforcing as orphans): losing the state must never open the fence.
+    problem = problem.replace(/[\x00-\x1f]+/g, " ").slice(0, 200); // one log line, whatever the file held
+    const aside = `${this.file}.corrupt-${new Date().toISOString().replace(/[:.]/g, "-")}`;
+    try {
+      await rename(this.file, aside);
+    } catch (err) {
+      throw new NetfenceError("FAILED_PRECONDITION", `state file ${this.file} is corrupt (${problem}) and cannot be moved aside: ${(err as Error).message}`, { cause: err });
+    }
+    this.warnings.push(`state file ${this.file} was corrupt (${problem}); moved aside to ${aside}; pinned filters are kept enforcing as orphans`);
+    return null;
   }
 
   async save(snapshot: StoreSnapshot): Promise<void> {
     const tmp = `${this.file}.${process.pid}.${++this.seq}.tmp`;
-    const fh = await open(tmp, "w", 0o600);
     try {
-      await fh.writeFile(JSON.stringify(snapshot));
-      await fh.sync();
+      const fh = await open(tmp, "w", 0o600);
+      try {
+        await fh.writeFile(JSON.stringify(snapshot));
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, this.file);
+      const dirHandle = await open(this.dir, "r");
+      try {
+        await dirHandle.sync();
+      } finally {
+        await dirHandle.close();
+      }
     } catch (err) {
-      await fh.close().catch(() => undefined);
       await unlink(tmp).catch(() => undefined);
-      throw new NetfenceError("INTERNAL", `cannot write state file ${tmp}`, { cause: err });
-    }
-    await fh.close();
-    await rename(tmp, this.file);
-    const dirHandle = await open(this.dir, "r");
-    try {
-      await dirHandle.sync();
-    } finally {
-      await dirHandle.close();
+      // The cause (ENOSPC, EROFS, EACCES …) goes into the message: it is what the operator must fix.
+      const errno = (err as NodeJS.ErrnoException).code;
+      const code = errno === "ENOSPC" || errno === "EDQUOT" ? "RESOURCE_EXHAUSTED" : "INTERNAL";
+      throw new NetfenceError(code, `cannot write state file ${this.file}: ${(err as Error).message}`, { cause: err, details: { errno: errno ?? "" } });
     }
   }
+}
+
+/** "" when `v` looks like a snapshot this version can read, else what is wrong with it. */
+function snapshotProblem(v: unknown): string {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) return "not a JSON object";
+  const o = v as Record<string, unknown>;
+  if (o.version !== 1) return `unsupported state version ${JSON.stringify(o.version) ?? "(none)"}`;
+  if (typeof o.daemonId !== "string" || !Array.isArray(o.attachments)) return "daemonId or attachments missing";
+  for (const [i, a] of (o.attachments as unknown[]).entries()) {
+    const r = a as Record<string, unknown> | null;
+    const ok =
+      typeof r === "object" && r !== null && typeof r.id === "string" && typeof r.slot === "number" && typeof r.dnsPort === "number" &&
+      typeof r.target === "object" && r.target !== null && typeof r.policy === "object" && r.policy !== null && Array.isArray(r.learned);
+    if (!ok) return `attachment ${i} is malformed`;
+  }
+  return "";
 }

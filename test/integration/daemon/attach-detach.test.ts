@@ -118,7 +118,7 @@ describe("netfenced attach / list / detach (real kernel, real CLI)", () => {
       [["attach", "-i", net.hostIf, "--direction", "sideways"], 2, /sideways/],
       [["attach", "-i", net.hostIf, "--metadata", "novalue"], 2, /not key=value/],
       [["detach", "--id", "nf-000000000000"], 1, /^Error: no attachment with id "nf-000000000000"\n$/],
-      [["detach"], 2, /required option '--id <id>'/],
+      [["detach"], 2, /^Error: detach needs exactly one of --id ID or --orphan ID\n$/],
       [["list", "--page-size", "0"], 2, /must be an integer/],
       [["frobnicate"], 2, /unknown command/],
     ];
@@ -192,6 +192,31 @@ describe("netfenced attach / list / detach (real kernel, real CLI)", () => {
     const r = await runCli(["-s", sock, "list"]);
     expect(r.code).toBe(3);
     expect(r.stderr).toBe(`Error: daemon not running at ${sock}: start it with \`netfenced start\`\n`);
+  });
+
+  it("says permission denied, and how to fix it, when the socket may not be used (not \"not running\")", async () => {
+    // As an unprivileged user: the daemon's socket directory (0700) and socket (0660) are root's.
+    const asNobody = (sock: string) =>
+      new Promise<{ code: number; stderr: string }>((resolve) => {
+        import("node:child_process").then(({ spawn }) => {
+          const c = spawn("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, path.join(process.cwd(), "dist/cli/src/index.js"), "-s", sock, "status"], { stdio: ["ignore", "pipe", "pipe"] });
+          let stderr = "";
+          c.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
+          c.on("exit", (code) => resolve({ code: code ?? 1, stderr }));
+        });
+      });
+    const r = await asNobody(daemon.socket);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(new RegExp(`^Error: permission denied on ${daemon.socket.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}: run the command as root \\(e\\.g\\. with sudo\\), or as a member of the socket's group with access to its directory\n$`));
+    // A socket that is reachable but not writable: the mode and owner are named.
+    const { chmodSync } = await import("node:fs");
+    chmodSync(daemon.dir, 0o755);
+    try {
+      const r2 = await asNobody(daemon.socket);
+      expect(r2.stderr).toMatch(/^Error: permission denied on .*\(socket mode 0660, uid 0, gid 0\): run the command as root/);
+    } finally {
+      chmodSync(daemon.dir, 0o700);
+    }
   });
 
   it("refuses a second daemon on the same socket without touching the first", async () => {

@@ -148,18 +148,19 @@ describe("ControlPlaneServer (SDK) with the real daemon-side client", () => {
     expect(rec.synced[0]!.attachments.has("att-1")).toBe(false);
   });
 
-  it("answers QueryDns through onQueryDns with the owning daemon", async () => {
-    const seen: Array<[string, string, string, string | undefined]> = [];
+  it("answers QueryDns through onQueryDns with the owning daemon, the name canonical whichever form was sent", async () => {
+    const seen: Array<[string, string, string | undefined, string, string | undefined]> = [];
     const { client } = await setup(POLICY, {
       onQueryDns: (q, d) => {
-        seen.push([q.attachmentId, q.domain, q.queryType, d?.daemonId]);
+        seen.push([q.attachmentId, q.domain, q.questionName, q.queryType, d?.daemonId]);
         return q.domain.endsWith(".internal") ? { allow: true, ips: ["10.1.2.3"], ttlSeconds: 30, addToFilter: true } : { allow: false };
       },
     });
     await waitFor(() => client.state() === "connected", "connected");
     expect(await client.queryDns("att-1", "db.internal", "A")).toEqual({ allow: true, addToFilter: true, ips: ["10.1.2.3"], ttlSeconds: 30 });
-    expect(await client.queryDns("att-1", "evil.example", "AAAA")).toMatchObject({ allow: false, ips: [] });
-    expect(seen).toEqual([["att-1", "db.internal", "A", "d-1"], ["att-1", "evil.example", "AAAA", "d-1"]]);
+    expect(await client.queryDns("att-1", "Evil.Example.", "AAAA")).toMatchObject({ allow: false, ips: [] });
+    // The daemon sends the question with its trailing dot (Go original's form); hooks see it canonical.
+    expect(seen).toEqual([["att-1", "db.internal", "db.internal.", "A", "d-1"], ["att-1", "evil.example", "Evil.Example.", "AAAA", "d-1"]]);
   });
 
   it("rejects pending sends when the daemon disconnects and tells the hook", async () => {

@@ -15,8 +15,9 @@ afterEach(() => {
   while (cleanups.length > 0) cleanups.pop()!();
 });
 
-async function setup(overrides: Partial<ControlPlaneClientOptions> = {}) {
+async function setup(overrides: Partial<ControlPlaneClientOptions> = {}, cpOpts: { strict?: boolean } = {}) {
   const cp = new TestControlPlane();
+  cp.strict = cpOpts.strict ?? false;
   const port = await cp.start();
   const host = new FakeHost();
   host.add("att-a", { tenant: "acme" });
@@ -110,8 +111,8 @@ describe("ControlPlaneClient", () => {
     expect(client.state()).toBe("connected");
   });
 
-  it("rejects subscribe when the SubscribedAck is invalid, answering CommandResult with the reason", async () => {
-    const { cp, host, client } = await setup();
+  it("strict stream: rejects subscribe when the SubscribedAck has a bad entry, answering CommandResult with the reason", async () => {
+    const { cp, host, client } = await setup({}, { strict: true });
     const p = client.subscribe(host.add("att-bad"));
     await cp.waitFor(() => cp.ofCase("subscribed").length === 1);
     cp.send({ id: "att-bad", commandId: "ack-9", command: { case: "subscribedAck", value: { mode: PolicyMode.ALLOWLIST, denyCidrs: [{ cidr: "10.0.0.0/40" }] } } });
@@ -120,6 +121,48 @@ describe("ControlPlaneClient", () => {
     expect((err as Error).message).toMatch(/subscribed_ack\.deny_cidrs\[0\]\.cidr/);
     await cp.waitFor(() => cp.ofCase("commandResult").length === 1);
     expect(cp.ofCase("commandResult")[0]).toMatchObject({ commandId: "ack-9", applied: false });
+  });
+
+  it("Go-original stream: a bad CIDR of a SubscribedAck is skipped and reported, the attach gets the rest", async () => {
+    const { cp, host, client } = await setup();
+    const p = client.subscribe(host.add("att-half"));
+    await cp.waitFor(() => cp.ofCase("subscribed").length === 1);
+    cp.send({ id: "att-half", commandId: "ack-1", command: { case: "subscribedAck", value: { mode: PolicyMode.ALLOWLIST, allowCidrs: [{ cidr: "10.0.0.0/8" }, { cidr: "10.0.0.0/40" }] } } });
+    const policy = await p;
+    expect(policy.allowCidrs.map((r) => formatCidr(r.cidr))).toEqual(["10.0.0.0/8"]);
+    await cp.waitFor(() => cp.ofCase("commandResult").length === 1);
+    const result = cp.ofCase("commandResult")[0]!;
+    expect(result).toMatchObject({ commandId: "ack-1", applied: true, error: "" });
+    expect(result.skipped).toHaveLength(1);
+    expect(result.skipped[0]).toMatch(/^subscribed_ack\.allow_cidrs\[1\]\.cidr: /);
+  });
+
+  it("subscribe_ack_timeout 0: attach returns at once on the initial policy; the SubscribedAck applies when it comes", async () => {
+    const initial = { mode: "block-all" as const, audit: false, allowCidrs: [], denyCidrs: [], dns: { mode: "disabled" as const, allowDomains: [], denyDomains: [], upstreams: [] } };
+    const { cp, host, client } = await setup({ subscribeAckTimeoutMs: 0, initialPolicy: initial });
+    const view = host.add("att-now");
+    expect(await client.subscribe(view)).toBe(initial);
+    await cp.waitFor(() => cp.ofCase("subscribed").length === 1, 5000, "Subscribed");
+    expect(host.applied).toEqual([]);
+    cp.send({ id: "att-now", command: { case: "subscribedAck", value: { mode: PolicyMode.ALLOWLIST, allowCidrs: [{ cidr: "10.0.0.0/8" }] } } });
+    await cp.waitFor(() => host.applied.length === 1, 5000, "late ack applied");
+    expect(host.applied[0]!.id).toBe("att-now");
+    expect(host.applied[0]!.command).toMatchObject({ kind: "bulk-update", mode: "allowlist", dns: { mode: "disabled" } });
+    // Only once: a second ack for it is unexpected.
+    cp.send({ id: "att-now", commandId: "again", command: { case: "subscribedAck", value: { mode: PolicyMode.DISABLED } } });
+    await cp.waitFor(() => cp.ofCase("commandResult").length === 1);
+    expect(cp.ofCase("commandResult")[0]).toMatchObject({ commandId: "again", applied: false });
+    expect(host.applied).toHaveLength(1);
+  });
+
+  it("an adopted attachment is announced with Subscribed; its SubscribedAck applies", async () => {
+    const { cp, host, client } = await setup();
+    client.adopted(host.add("att-orphan"));
+    await cp.waitFor(() => cp.ofCase("subscribed").some((s) => s.id === "att-orphan"), 5000, "Subscribed");
+    cp.send({ id: "att-orphan", commandId: "a1", command: { case: "subscribedAck", value: { mode: PolicyMode.DENYLIST } } });
+    await cp.waitFor(() => cp.ofCase("commandResult").length === 1);
+    expect(cp.ofCase("commandResult")[0]).toMatchObject({ commandId: "a1", applied: true });
+    expect(host.applied).toEqual([{ id: "att-orphan", command: expect.objectContaining({ kind: "bulk-update", mode: "denylist" }) as unknown }]);
   });
 
   it("applies every command kind to the host in order", async () => {
@@ -160,12 +203,13 @@ describe("ControlPlaneClient", () => {
     expect([...results.keys()].sort()).toEqual(["c1", "c2", "c3", "c4", "c5", "c6"]);
     expect(results.get("c1")).toMatchObject({ applied: false, attachmentId: "att-a" });
     expect(results.get("c1")!.error).toMatch(/allow_cidr\.cidr: invalid CIDR "garbage"/);
-    expect(results.get("c2")!.error).toMatch(/UNSPECIFIED/);
+    expect(results.get("c2")).toMatchObject({ applied: true, error: "" }); // UNSPECIFIED = DISABLED (Go original)
     expect(results.get("c3")!.error).toMatch(/domain is empty/);
     expect(results.get("c4")).toMatchObject({ applied: false, error: "attachment nope not found" });
     expect(results.get("c5")!.error).toMatch(/no command set/);
     expect(results.get("c6")).toMatchObject({ applied: true, error: "", attachmentId: "att-a" });
-    expect(host.applied.map((a) => a.command.kind)).toEqual(["set-mode", "allow-cidr"]);
+    expect(host.applied.map((a) => a.command.kind)).toEqual(["set-mode", "set-mode", "allow-cidr"]);
+    expect(host.applied[0]!.command).toEqual({ kind: "set-mode", mode: "disabled" });
     expect(client.state()).toBe("connected");
     expect(cp.streams).toBe(1);
   });
@@ -227,12 +271,26 @@ describe("ControlPlaneClient", () => {
     ]);
   });
 
+  it("strict stream (SyncAck.strict): UNSPECIFIED modes and a BulkUpdate with one bad entry are rejected", async () => {
+    const { cp, host } = await setup({}, { strict: true });
+    cp.send({ id: "att-a", commandId: "s1", command: { case: "setMode", value: { mode: PolicyMode.UNSPECIFIED } } });
+    cp.send({ id: "att-a", commandId: "s2", command: { case: "bulkUpdate", value: { mode: PolicyMode.ALLOWLIST, allowCidrs: [{ cidr: "1.2.3.0/24" }, { cidr: "bad" }] } } });
+    cp.send({ id: "att-a", commandId: "s3", command: { case: "bulkUpdate", value: { mode: PolicyMode.ALLOWLIST, allowCidrs: [{ cidr: "1.2.3.0/24" }] } } });
+    await cp.waitFor(() => cp.ofCase("commandResult").length === 3, 5000, "3 results");
+    const results = new Map(cp.ofCase("commandResult").map((r) => [r.commandId, r]));
+    expect(results.get("s1")!.error).toMatch(/POLICY_MODE_UNSPECIFIED/);
+    expect(results.get("s2")!.error).toMatch(/bulk_update\.allow_cidrs\[1\]\.cidr/);
+    expect(results.get("s3")).toMatchObject({ applied: true });
+    expect(host.applied.map((a) => a.command.kind)).toEqual(["bulk-update"]);
+  });
+
   it("answers QueryDns through the control plane", async () => {
     const { cp, client } = await setup();
     cp.dnsAnswer = { allow: true, addToFilter: true, ips: ["10.9.9.9"], ttlSeconds: 42 };
     const answer = await client.queryDns("att-a", "svc.internal", "A");
     expect(answer).toEqual({ allow: true, addToFilter: true, ips: ["10.9.9.9"], ttlSeconds: 42 });
-    expect(cp.dnsQueries.map((q) => [q.id, q.domain, q.queryType])).toEqual([["att-a", "svc.internal", "A"]]);
+    // The question name with its trailing dot, as the Go original sends it.
+    expect(cp.dnsQueries.map((q) => [q.id, q.domain, q.queryType])).toEqual([["att-a", "svc.internal.", "A"]]);
   });
 
   it("forwards packet events as a PacketEventBatch", async () => {

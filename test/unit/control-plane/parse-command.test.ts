@@ -17,10 +17,10 @@ function cmd(command: ControlCommand["command"], extra: { id?: string; commandId
   return create(ControlCommandSchema, { id: extra.id ?? "att-1", commandId: extra.commandId ?? "", command });
 }
 
-function rejects(c: ControlCommand, pattern: RegExp): void {
+function rejects(c: ControlCommand, pattern: RegExp, strict = false): void {
   let caught: unknown;
   try {
-    parseCommand(c, NOW);
+    parseCommand(c, NOW, { strict });
   } catch (err) {
     caught = err;
   }
@@ -89,10 +89,17 @@ describe("parseCommand", () => {
     rejects(withTtl(10n ** 12n), /exceeds the maximum/);
   });
 
-  it("rejects UNSPECIFIED and unknown modes", () => {
-    rejects(cmd({ case: "setMode", value: { $typeName: "netfence.v1.SetMode", mode: PolicyMode.UNSPECIFIED } }), /UNSPECIFIED/);
+  it("treats UNSPECIFIED modes as DISABLED (Go original), rejects them when strict; unknown modes always rejected", () => {
+    const unspecified = cmd({ case: "setMode", value: { $typeName: "netfence.v1.SetMode", mode: PolicyMode.UNSPECIFIED } });
+    expect(parseCommand(unspecified, NOW).command).toEqual({ kind: "set-mode", mode: "disabled" });
+    rejects(unspecified, /UNSPECIFIED/, true);
+    const bulk = create(ControlCommandSchema, { id: "a", command: { case: "bulkUpdate", value: { allowCidrs: [{ cidr: "10.0.0.0/8" }] } } });
+    expect(parseCommand(bulk, NOW).command).toMatchObject({ kind: "bulk-update", mode: "disabled" });
+    rejects(bulk, /bulk_update\.mode is POLICY_MODE_UNSPECIFIED/, true);
+    const dnsUnspecified = cmd({ case: "setDnsMode", value: { $typeName: "netfence.v1.SetDnsMode", mode: DnsMode.UNSPECIFIED } });
+    expect(parseCommand(dnsUnspecified, NOW).command).toEqual({ kind: "set-dns-mode", mode: "disabled" });
+    rejects(dnsUnspecified, /DNS_MODE_UNSPECIFIED/, true);
     rejects(cmd({ case: "setMode", value: { $typeName: "netfence.v1.SetMode", mode: 42 as PolicyMode } }), /unknown policy mode 42/);
-    rejects(cmd({ case: "setDnsMode", value: { $typeName: "netfence.v1.SetDnsMode", mode: DnsMode.UNSPECIFIED } }), /DNS_MODE_UNSPECIFIED/);
     rejects(cmd({ case: "setDnsMode", value: { $typeName: "netfence.v1.SetDnsMode", mode: 9 as DnsMode } }), /unknown DNS mode/);
   });
 
@@ -144,15 +151,35 @@ describe("parseCommand", () => {
         upstreams: ["127.0.0.1:5353", "[::1]:53"],
       });
     }
+    // Without dns: DNS filtering off and its rules cleared (Go original); keep_dns leaves them as they are.
     const noDns = parseCommand(create(ControlCommandSchema, { id: "a", command: { case: "bulkUpdate", value: { mode: PolicyMode.BLOCK_ALL } } }), NOW);
-    expect(noDns.command).toMatchObject({ kind: "bulk-update", mode: "block-all", dns: null });
+    expect(noDns.command).toMatchObject({ kind: "bulk-update", mode: "block-all", dns: { mode: "disabled", allowDomains: [], denyDomains: [], upstreams: [] } });
+    const keep = parseCommand(create(ControlCommandSchema, { id: "a", command: { case: "bulkUpdate", value: { mode: PolicyMode.BLOCK_ALL, keepDns: true } } }), NOW);
+    expect(keep.command).toMatchObject({ kind: "bulk-update", mode: "block-all", dns: null });
   });
 
-  it("rejects a BulkUpdate with one bad entry as a whole, naming the index", () => {
-    rejects(create(ControlCommandSchema, {
+  it("skips a bad entry of a BulkUpdate and reports it (Go original); strict rejects the whole update, naming the index", () => {
+    const bad = create(ControlCommandSchema, {
       id: "a",
-      command: { case: "bulkUpdate", value: { mode: PolicyMode.ALLOWLIST, allowCidrs: [{ cidr: "10.0.0.0/8" }, { cidr: "300.1.1.1" }] } },
-    }), /bulk_update\.allow_cidrs\[1\]\.cidr/);
+      command: {
+        case: "bulkUpdate",
+        value: {
+          mode: PolicyMode.ALLOWLIST,
+          allowCidrs: [{ cidr: "10.0.0.0/8" }, { cidr: "300.1.1.1" }, { cidr: "192.0.2.0/24" }],
+          dns: { mode: DnsMode.ALLOWLIST, allowDomains: [{ domain: "ok.example" }, { domain: "bad domain!" }], upstreamServers: ["dns.google"] },
+        },
+      },
+    });
+    const parsed = parseCommand(bad, NOW);
+    expect(parsed.command.kind === "bulk-update" && parsed.command.allowCidrs.map((r) => formatCidr(r.cidr))).toEqual(["10.0.0.0/8", "192.0.2.0/24"]);
+    expect(parsed.command.kind === "bulk-update" && parsed.command.dns).toMatchObject({ allowDomains: [{ domain: "ok.example" }], upstreams: [] });
+    expect(parsed.skipped).toHaveLength(3);
+    expect(parsed.skipped[0]).toMatch(/^bulk_update\.allow_cidrs\[1\]\.cidr: invalid CIDR "300\.1\.1\.1"/);
+    expect(parsed.skipped[1]).toMatch(/^bulk_update\.dns\.allow_domains\[1\]\.domain/);
+    expect(parsed.skipped[2]).toMatch(/^bulk_update\.dns\.upstream_servers\[0\]/);
+    rejects(bad, /bulk_update\.allow_cidrs\[1\]\.cidr/, true);
+    // A single-entry command is never "skipped": a bad CIDR rejects it in both semantics.
+    rejects(cmd({ case: "allowCidr", value: { $typeName: "netfence.v1.CIDREntry", cidr: "10.0.0.0/33" } }), /allow_cidr\.cidr/);
   });
 
   it("rejects a missing oneof, acks as commands, and bad attachment ids", () => {
@@ -165,7 +192,7 @@ describe("parseCommand", () => {
 
 describe("parseSubscribedAck", () => {
   it("gives the full initial policy", () => {
-    const policy = parseSubscribedAck(create(SubscribedAckSchema, {
+    const { policy } = parseSubscribedAck(create(SubscribedAckSchema, {
       mode: PolicyMode.DENYLIST,
       denyCidrs: [{ cidr: "169.254.169.254/32", ttl: create(DurationSchema, { seconds: 60n }) }],
       dns: { mode: DnsMode.DENYLIST, denyDomains: [{ domain: "evil.example", includeSubdomains: true }] },
@@ -179,16 +206,25 @@ describe("parseSubscribedAck", () => {
   });
 
   it("defaults DNS to disabled without dns", () => {
-    expect(parseSubscribedAck(create(SubscribedAckSchema, { mode: PolicyMode.ALLOWLIST }), NOW).dns.mode).toBe("disabled");
+    expect(parseSubscribedAck(create(SubscribedAckSchema, { mode: PolicyMode.ALLOWLIST }), NOW).policy.dns.mode).toBe("disabled");
   });
 
-  it("accepts an empty SubscribedAck as disabled (the Go original's starting state) but rejects unknown modes", () => {
-    const empty = parseSubscribedAck(create(SubscribedAckSchema, {}), NOW);
-    expect([empty.mode, empty.dns.mode, empty.allowCidrs, empty.denyCidrs]).toEqual(["disabled", "disabled", [], []]);
-    expect(parseSubscribedAck(create(SubscribedAckSchema, { mode: PolicyMode.BLOCK_ALL, dns: {} }), NOW).dns.mode).toBe("disabled");
+  it("accepts an empty SubscribedAck as disabled (the Go original's starting state), strict or not, but rejects unknown modes", () => {
+    for (const strict of [false, true]) {
+      const empty = parseSubscribedAck(create(SubscribedAckSchema, {}), NOW, { strict }).policy;
+      expect([empty.mode, empty.dns.mode, empty.allowCidrs, empty.denyCidrs]).toEqual(["disabled", "disabled", [], []]);
+      expect(parseSubscribedAck(create(SubscribedAckSchema, { mode: PolicyMode.BLOCK_ALL, dns: {} }), NOW, { strict }).policy.dns.mode).toBe("disabled");
+    }
     expect(() => parseSubscribedAck(create(SubscribedAckSchema, { mode: 77 as PolicyMode }), NOW)).toThrow(/subscribed_ack\.mode has unknown policy mode 77/);
-    // Explicit commands still have to name a mode.
-    rejects(create(ControlCommandSchema, { id: "a", command: { case: "bulkUpdate", value: {} } }), /bulk_update\.mode is POLICY_MODE_UNSPECIFIED/);
+  });
+
+  it("skips a bad CIDR of a SubscribedAck (Go original); strict rejects the ack", () => {
+    const ack = create(SubscribedAckSchema, { mode: PolicyMode.ALLOWLIST, allowCidrs: [{ cidr: "10.0.0.0/8" }, { cidr: "10.0.0.0/99" }], denyCidrs: [{ cidr: "nope" }] });
+    const { policy, skipped } = parseSubscribedAck(ack, NOW);
+    expect(policy.allowCidrs.map((r) => formatCidr(r.cidr))).toEqual(["10.0.0.0/8"]);
+    expect(policy.denyCidrs).toEqual([]);
+    expect(skipped.map((m) => m.split(":")[0])).toEqual(["subscribed_ack.allow_cidrs[1].cidr", "subscribed_ack.deny_cidrs[0].cidr"]);
+    expect(() => parseSubscribedAck(ack, NOW, { strict: true })).toThrow(/subscribed_ack\.allow_cidrs\[1\]\.cidr/);
   });
 });
 

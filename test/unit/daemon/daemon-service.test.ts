@@ -232,6 +232,16 @@ describe("DaemonService over the unix socket (FakeFilter)", () => {
     await client.detach(a.id);
   });
 
+  it("orphan RPCs: list (none), adopt needs exactly one of id/all, unknown ids are NOT_FOUND", async () => {
+    expect((await client.listOrphans()).orphans).toEqual([]);
+    expect((await client.getStatus()).orphanCount).toBe(0);
+    expect((await client.adoptOrphans({ all: true })).adopted).toEqual([]);
+    expect(await codeOf(client.adoptOrphans({ id: "" }))).toBe("INVALID_ARGUMENT");
+    expect(await codeOf(client.adoptOrphans({ id: "nf-nope" }))).toBe("NOT_FOUND");
+    expect(await codeOf(client.detachOrphan("nf-nope"))).toBe("NOT_FOUND");
+    expect(await codeOf(client.detachOrphan(" "))).toBe("INVALID_ARGUMENT");
+  });
+
   it("refuses to take over a live socket, and removes a stale one", async () => {
     await expect(clearStaleSocket(socket)).rejects.toMatchObject({ code: "ALREADY_EXISTS" });
     // A crashed daemon: the socket file stays, nobody listens on it any more.

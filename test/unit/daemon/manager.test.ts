@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { rmSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { AttachmentManager, type ManagerOptions } from "../../../daemon/src/attachments/manager.js";
 import { FakeBpffs, FakeFilter } from "../../../daemon/src/datapath/fake-filter.js";
@@ -411,7 +411,7 @@ describe("AttachmentManager commands", () => {
 });
 
 describe("AttachmentManager restart", () => {
-  it("re-adopts stored attachments with the same ids, ports, slots, policies and deadlines; cleans orphans", async () => {
+  it("re-adopts stored attachments with the same ids, ports, slots, policies and deadlines; keeps orphans; re-creates lost pins", async () => {
     const bpffs = new FakeBpffs();
     const store = new MemoryStateStore();
     const clock = { now: 1_700_000_000_000 };
@@ -421,17 +421,19 @@ describe("AttachmentManager restart", () => {
     const b = await first.manager.attach({ target: { kind: "cgroup", path: "b" }, metadata: {} });
     const c = await first.manager.attach({ target: { kind: "cgroup", path: "c" }, metadata: {} });
     await first.manager.applyCommand(a.id, { kind: "allow-cidr", rule: rule("192.0.2.0/24", clock.now + 60_000) });
+    await first.manager.applyCommand(c.id, { kind: "allow-cidr", rule: rule("198.51.100.0/24", clock.now + 60_000) });
     await first.manager.allowResolved(a.id, "x.test", [{ family: 4, address: "203.0.113.1" }], 100);
     await first.manager.persist();
     const daemonId = first.manager.daemonId;
-    // "Crash": nothing is detached. Then: an orphan pin, a vanished cgroup, and pins lost for c.
+    const cSlot = bpffs.pinned.get(c.id)!.spec.slot;
+    // "Crash": nothing is detached. Then: an orphan pin, a vanished cgroup, and pins lost for c (a reboot).
     bpffs.pinned.set("nf-orphan00000", { ...bpffs.pinned.get(b.id)!, spec: { ...bpffs.pinned.get(b.id)!.spec, id: "nf-orphan00000", slot: 99 } });
     rmSync(path.join(cgroupRoot, "b"), { recursive: true });
     bpffs.pinned.delete(c.id);
 
     const second = await rig(policy(), { bpffs, store, cgroupRoot, clock });
     expect(second.manager.daemonId).toBe(daemonId);
-    expect(second.manager.list().map((v) => v.id)).toEqual([a.id]);
+    expect(second.manager.list().map((v) => v.id).sort()).toEqual([a.id, c.id].sort());
     const again = second.manager.get(a.id);
     expect(again.dnsAddress).toBe(a.dnsAddress);
     expect(again.metadata).toEqual({ k: "v" });
@@ -440,17 +442,88 @@ describe("AttachmentManager restart", () => {
       ["192.0.2.0/24", clock.now + 60_000],
     ]);
     expect(second.dns.running.get(a.id)?.listen.port).toBe(11000);
-    expect(await second.filter.listPinned()).toEqual([a.id]);
-    expect(second.source.unsubscribedCalls.map((u) => [u.id, u.reason]).sort()).toEqual([[b.id, "removed"], [c.id, "removed"]].sort());
+    // c is back: same id, slot, DNS port, policy and deadline, enforced again.
+    expect(second.manager.get(c.id).dnsAddress).toBe(c.dnsAddress);
+    expect(bpffs.pinned.get(c.id)!.spec.slot).toBe(cSlot);
+    expect(second.filter.entries(c.id).get("198.51.100.0/24")?.expiresAtMs).toBe(clock.now + 60_000);
+    expect(second.filter.verdict(c.id, "198.51.100.7")).toBe("allow");
+    expect(second.filter.verdict(c.id, "11.0.0.1")).toBe("block");
+    expect(second.dns.running.get(c.id)?.listen.port).toBe(Number(c.dnsAddress.split(":")[1]));
+    // The orphan is kept enforcing and reported, never detached.
+    expect((await second.filter.listPinned()).sort()).toEqual([a.id, c.id, "nf-orphan00000"].sort());
+    expect(second.manager.orphans().map((o) => [o.id, o.slot])).toEqual([["nf-orphan00000", 99]]);
+    expect(second.filter.calls.filter((x) => x.method === "detach").map((x) => x.id)).toEqual([b.id]);
+    expect(second.source.unsubscribedCalls.map((u) => [u.id, u.reason])).toEqual([[b.id, "removed"]]);
     // Still driveable, and learned addresses survived (removing the name's rule drops them).
     await second.manager.applyCommand(a.id, { kind: "set-mode", mode: "allowlist" });
     expect(second.filter.verdict(a.id, "203.0.113.1")).toBe("allow");
     clock.now += 100_000;
     await second.manager.collectExpired();
     expect(second.filter.entries(a.id).has("203.0.113.1/32")).toBe(false);
-    // New attachments do not reuse the adopted slot or port.
-    const d = await second.manager.attach({ target: { kind: "cgroup", path: "c" }, metadata: {} });
-    expect(d.dnsAddress).not.toBe(a.dnsAddress);
+    // New attachments do not reuse the adopted or re-created slots and ports.
+    mkdirSync(path.join(cgroupRoot, "d"));
+    writeFileSync(path.join(cgroupRoot, "d", "cgroup.procs"), "");
+    const d = await second.manager.attach({ target: { kind: "cgroup", path: "d" }, metadata: {} });
+    expect([a.dnsAddress, c.dnsAddress]).not.toContain(d.dnsAddress);
+  });
+
+  it("restore off: a stored attachment whose pins are gone is dropped even when its target is there", async () => {
+    const bpffs = new FakeBpffs();
+    const store = new MemoryStateStore();
+    const cgroupRoot = fakeCgroupRoot("a");
+    const first = await rig(policy(), { bpffs, store, cgroupRoot });
+    const a = await first.manager.attach({ target: { kind: "cgroup", path: "a" }, metadata: {} });
+    await first.manager.stop();
+    bpffs.pinned.delete(a.id);
+    const second = await rig(policy(), { bpffs, store, cgroupRoot, restore: false });
+    expect(second.manager.list()).toEqual([]);
+    expect(await second.filter.listPinned()).toEqual([]);
+    expect(second.source.unsubscribedCalls).toEqual([{ id: a.id, reason: "removed" }]);
+  });
+
+  it("a pinned filter that is no longer attached is attached again at adoption", async () => {
+    const bpffs = new FakeBpffs();
+    const store = new MemoryStateStore();
+    const cgroupRoot = fakeCgroupRoot("a");
+    const first = await rig(policy({ mode: "block-all" }), { bpffs, store, cgroupRoot });
+    const a = await first.manager.attach({ target: { kind: "cgroup", path: "a" }, metadata: {} });
+    await first.manager.stop();
+    bpffs.pinned.get(a.id)!.detached = true;
+    const second = await rig(policy(), { bpffs, store, cgroupRoot });
+    expect(second.filter.calls.filter((c) => c.method === "relink").map((c) => c.id)).toEqual([a.id]);
+    expect(bpffs.pinned.get(a.id)!.detached).toBe(false);
+    expect(second.manager.get(a.id).mode).toBe("block-all");
+  });
+
+  it("orphans block their target; adopt re-registers one with the policy read back from its pins; detach --orphan removes one", async () => {
+    const bpffs = new FakeBpffs();
+    const cgroupRoot = fakeCgroupRoot("a", "b");
+    const clock = { now: 1_700_000_000_000 };
+    const first = await rig(policy({ mode: "denylist", denyCidrs: [rule("192.0.2.0/24", clock.now + 60_000)] }), { bpffs, cgroupRoot, clock });
+    const a = await first.manager.attach({ target: { kind: "cgroup", path: "a" }, metadata: {} });
+    const b = await first.manager.attach({ target: { kind: "cgroup", path: "b" }, metadata: {} });
+    await first.manager.stop();
+    // The state is lost (a fresh store): both are orphans, still pinned and enforcing.
+    const second = await rig(policy(), { bpffs, cgroupRoot, clock, store: new MemoryStateStore() });
+    expect(second.manager.list()).toEqual([]);
+    expect(second.manager.orphans().map((o) => o.id).sort()).toEqual([a.id, b.id].sort());
+    expect(second.filter.verdict(a.id, "192.0.2.1")).toBe("block");
+    expect(await codeOf(second.manager.attach({ target: { kind: "cgroup", path: "a" }, metadata: {} }))).toBe("FAILED_PRECONDITION");
+
+    const view = await second.manager.adoptOrphan(a.id);
+    expect(view).toMatchObject({ id: a.id, mode: "denylist", dnsAddress: a.dnsAddress, target: path.join(cgroupRoot, "a") });
+    expect(second.manager.policyOf(a.id).denyCidrs.map((r) => [formatCidr(r.cidr), r.expiresAtMs])).toEqual([["192.0.2.0/24", clock.now + 60_000]]);
+    expect(second.dns.running.get(a.id)?.listen.port).toBe(Number(a.dnsAddress.split(":")[1]));
+    expect(second.manager.orphans().map((o) => o.id)).toEqual([b.id]);
+    expect(second.manager.snapshot().attachments.map((x) => x.id)).toEqual([a.id]);
+    await second.manager.applyCommand(a.id, { kind: "set-mode", mode: "block-all" });
+    expect(second.filter.verdict(a.id, "10.0.0.1")).toBe("block");
+    expect(await codeOf(second.manager.adoptOrphan(a.id))).toBe("NOT_FOUND");
+
+    await second.manager.detachOrphan(b.id);
+    expect(await second.filter.listPinned()).toEqual([a.id]);
+    expect(second.manager.orphans()).toEqual([]);
+    expect(await codeOf(second.manager.detachOrphan(b.id))).toBe("NOT_FOUND");
   });
 
   it("keeps an attachment it cannot adopt: pins left in place, record kept, port reserved, detachable", async () => {

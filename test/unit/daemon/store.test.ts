@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import type { NetfenceError } from "../../../daemon/src/errors.js";
 import os from "node:os";
 import path from "node:path";
 import { FileStateStore, MemoryStateStore, STATE_FILE } from "../../../daemon/src/store/state-store.js";
@@ -29,10 +30,26 @@ describe("FileStateStore", () => {
     expect(readdirSync(dir)).toEqual([STATE_FILE]);
   });
 
-  it("refuses a corrupt state file instead of starting empty", async () => {
+  it("moves a corrupt state file aside (truncated, garbage, wrong version) and reports it", async () => {
+    for (const text of ["{\"version\":1,\"daemonId\":", "\u0000garbage\n", JSON.stringify({ version: 7, daemonId: "x", attachments: [] }), JSON.stringify({ version: 1, daemonId: "x", attachments: [{ id: 3 }] })]) {
+      const dir = tmp();
+      writeFileSync(path.join(dir, STATE_FILE), text);
+      const store = new FileStateStore(dir);
+      expect(await store.load()).toBeNull();
+      expect(store.warnings).toHaveLength(1);
+      expect(store.warnings[0]).toMatch(/was corrupt .*moved aside to .*state\.json\.corrupt-/);
+      const aside = readdirSync(dir).filter((n) => n.startsWith(`${STATE_FILE}.corrupt-`));
+      expect(aside).toHaveLength(1);
+      expect(readFileSync(path.join(dir, aside[0]!), "utf8")).toBe(text);
+      expect(existsSync(path.join(dir, STATE_FILE))).toBe(false);
+    }
+  });
+
+  it("a failed write names the cause (ENOSPC on a full disk, EACCES, …) and leaves no temp file", async () => {
     const dir = tmp();
-    writeFileSync(path.join(dir, STATE_FILE), "{\"version\":1,\"daemonId\":");
-    await expect(new FileStateStore(dir).load()).rejects.toMatchObject({ code: "FAILED_PRECONDITION" });
+    const store = new FileStateStore(path.join(dir, "missing", "deeper"));
+    const err = await store.save({ version: 1, daemonId: "x", attachments: [] }).then(() => null, (e: unknown) => e as NetfenceError);
+    expect(err?.message).toMatch(/cannot write state file .*state\.json: ENOENT: no such file or directory/);
   });
 
   it("survives kill -9 during writes: always a whole snapshot, never older than the last acknowledged one", async () => {

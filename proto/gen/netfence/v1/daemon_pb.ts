@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file netfence/v1/daemon.proto.
  */
 export const file_netfence_v1_daemon: GenFile = /*@__PURE__*/
-  fileDesc("ChhuZXRmZW5jZS92MS9kYWVtb24ucHJvdG8SC25ldGZlbmNlLnYxIisKEldhdGNoRXZlbnRzUmVxdWVzdBIVCg1hdHRhY2htZW50X2lkGAEgASgJIrcBCg1BdHRhY2hSZXF1ZXN0EhgKDmludGVyZmFjZV9uYW1lGAEgASgJSAASFQoLY2dyb3VwX3BhdGgYAiABKAlIABI6CghtZXRhZGF0YRgDIAMoCzIoLm5ldGZlbmNlLnYxLkF0dGFjaFJlcXVlc3QuTWV0YWRhdGFFbnRyeRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCAoGdGFyZ2V0IjEKDkF0dGFjaFJlc3BvbnNlEgoKAmlkGAEgASgJEhMKC2Ruc19hZGRyZXNzGAIgASgJIhsKDURldGFjaFJlcXVlc3QSCgoCaWQYASABKAkiNAoLTGlzdFJlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkibgoMTGlzdFJlc3BvbnNlEjAKC2F0dGFjaG1lbnRzGAEgAygLMhsubmV0ZmVuY2UudjEuQXR0YWNobWVudEluZm8SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhMKC3RvdGFsX2NvdW50GAMgASgFIvYDCg5BdHRhY2htZW50SW5mbxIKCgJpZBgBIAEoCRIOCgZ0YXJnZXQYAiABKAkSKQoEdHlwZRgDIAEoDjIbLm5ldGZlbmNlLnYxLkF0dGFjaG1lbnRUeXBlEiUKBG1vZGUYBCABKA4yFy5uZXRmZW5jZS52MS5Qb2xpY3lNb2RlEiYKCGRuc19tb2RlGAUgASgOMhQubmV0ZmVuY2UudjEuRG5zTW9kZRITCgtkbnNfYWRkcmVzcxgGIAEoCRI7CghtZXRhZGF0YRgHIAMoCzIpLm5ldGZlbmNlLnYxLkF0dGFjaG1lbnRJbmZvLk1ldGFkYXRhRW50cnkSFwoPcGFja2V0c19hbGxvd2VkGAggASgEEhcKD3BhY2tldHNfYmxvY2tlZBgJIAEoBBIbChNkbnNfcXVlcmllc19hbGxvd2VkGAogASgEEhsKE2Ruc19xdWVyaWVzX2Jsb2NrZWQYCyABKAQSLwoLYXR0YWNoZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWF0dGFjaF9tZXRob2QYZCABKAkSFwoPcGFja2V0c19hdWRpdGVkGGUgASgEGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLSAQoMRGFlbW9uU3RhdHVzEg8KB3ZlcnNpb24YASABKAkSEQoJZGFlbW9uX2lkGAIgASgJEhAKCGhvc3RuYW1lGAMgASgJEjkKE2NvbnRyb2xfcGxhbmVfc3RhdGUYBCABKA4yHC5uZXRmZW5jZS52MS5Db25uZWN0aW9uU3RhdGUSHQoVY29udHJvbF9wbGFuZV9hZGRyZXNzGAUgASgJEhgKEGF0dGFjaG1lbnRfY291bnQYBiABKAUSGAoQdGNfYXR0YWNoX21ldGhvZBhkIAEoCSqXAQoPQ29ubmVjdGlvblN0YXRlEiAKHENPTk5FQ1RJT05fU1RBVEVfVU5TUEVDSUZJRUQQABIhCh1DT05ORUNUSU9OX1NUQVRFX0RJU0NPTk5FQ1RFRBABEh8KG0NPTk5FQ1RJT05fU1RBVEVfQ09OTkVDVElORxACEh4KGkNPTk5FQ1RJT05fU1RBVEVfQ09OTkVDVEVEEAMy2QIKDURhZW1vblNlcnZpY2USQQoGQXR0YWNoEhoubmV0ZmVuY2UudjEuQXR0YWNoUmVxdWVzdBobLm5ldGZlbmNlLnYxLkF0dGFjaFJlc3BvbnNlEjwKBkRldGFjaBIaLm5ldGZlbmNlLnYxLkRldGFjaFJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSOwoETGlzdBIYLm5ldGZlbmNlLnYxLkxpc3RSZXF1ZXN0GhkubmV0ZmVuY2UudjEuTGlzdFJlc3BvbnNlEj4KCUdldFN0YXR1cxIWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRoZLm5ldGZlbmNlLnYxLkRhZW1vblN0YXR1cxJKCgtXYXRjaEV2ZW50cxIfLm5ldGZlbmNlLnYxLldhdGNoRXZlbnRzUmVxdWVzdBoYLm5ldGZlbmNlLnYxLlBhY2tldEV2ZW50MAFiBnByb3RvMw", [file_google_protobuf_empty, file_google_protobuf_timestamp, file_netfence_v1_types, file_netfence_v1_control]);
+  fileDesc("ChhuZXRmZW5jZS92MS9kYWVtb24ucHJvdG8SC25ldGZlbmNlLnYxIisKEldhdGNoRXZlbnRzUmVxdWVzdBIVCg1hdHRhY2htZW50X2lkGAEgASgJIrcBCg1BdHRhY2hSZXF1ZXN0EhgKDmludGVyZmFjZV9uYW1lGAEgASgJSAASFQoLY2dyb3VwX3BhdGgYAiABKAlIABI6CghtZXRhZGF0YRgDIAMoCzIoLm5ldGZlbmNlLnYxLkF0dGFjaFJlcXVlc3QuTWV0YWRhdGFFbnRyeRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCAoGdGFyZ2V0IjEKDkF0dGFjaFJlc3BvbnNlEgoKAmlkGAEgASgJEhMKC2Ruc19hZGRyZXNzGAIgASgJIhsKDURldGFjaFJlcXVlc3QSCgoCaWQYASABKAkiNAoLTGlzdFJlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkibgoMTGlzdFJlc3BvbnNlEjAKC2F0dGFjaG1lbnRzGAEgAygLMhsubmV0ZmVuY2UudjEuQXR0YWNobWVudEluZm8SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhMKC3RvdGFsX2NvdW50GAMgASgFIvYDCg5BdHRhY2htZW50SW5mbxIKCgJpZBgBIAEoCRIOCgZ0YXJnZXQYAiABKAkSKQoEdHlwZRgDIAEoDjIbLm5ldGZlbmNlLnYxLkF0dGFjaG1lbnRUeXBlEiUKBG1vZGUYBCABKA4yFy5uZXRmZW5jZS52MS5Qb2xpY3lNb2RlEiYKCGRuc19tb2RlGAUgASgOMhQubmV0ZmVuY2UudjEuRG5zTW9kZRITCgtkbnNfYWRkcmVzcxgGIAEoCRI7CghtZXRhZGF0YRgHIAMoCzIpLm5ldGZlbmNlLnYxLkF0dGFjaG1lbnRJbmZvLk1ldGFkYXRhRW50cnkSFwoPcGFja2V0c19hbGxvd2VkGAggASgEEhcKD3BhY2tldHNfYmxvY2tlZBgJIAEoBBIbChNkbnNfcXVlcmllc19hbGxvd2VkGAogASgEEhsKE2Ruc19xdWVyaWVzX2Jsb2NrZWQYCyABKAQSLwoLYXR0YWNoZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWF0dGFjaF9tZXRob2QYZCABKAkSFwoPcGFja2V0c19hdWRpdGVkGGUgASgEGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASL6AQoMRGFlbW9uU3RhdHVzEg8KB3ZlcnNpb24YASABKAkSEQoJZGFlbW9uX2lkGAIgASgJEhAKCGhvc3RuYW1lGAMgASgJEjkKE2NvbnRyb2xfcGxhbmVfc3RhdGUYBCABKA4yHC5uZXRmZW5jZS52MS5Db25uZWN0aW9uU3RhdGUSHQoVY29udHJvbF9wbGFuZV9hZGRyZXNzGAUgASgJEhgKEGF0dGFjaG1lbnRfY291bnQYBiABKAUSGAoQdGNfYXR0YWNoX21ldGhvZBhkIAEoCRIUCgxvcnBoYW5fY291bnQYZSABKAUSEAoId2FybmluZ3MYZiADKAki3QEKEE9ycGhhbkF0dGFjaG1lbnQSCgoCaWQYASABKAkSDgoGdGFyZ2V0GAIgASgJEikKBHR5cGUYAyABKA4yGy5uZXRmZW5jZS52MS5BdHRhY2htZW50VHlwZRIlCgRtb2RlGAQgASgOMhcubmV0ZmVuY2UudjEuUG9saWN5TW9kZRIQCghhdHRhY2hlZBgFIAEoCBIQCghkbnNfcG9ydBgGIAEoDRIPCgdlbnRyaWVzGAcgASgNEhUKDWF0dGFjaF9tZXRob2QYCCABKAkSDwoHcHJvYmxlbRgJIAEoCSJFChNMaXN0T3JwaGFuc1Jlc3BvbnNlEi4KB29ycGhhbnMYASADKAsyHS5uZXRmZW5jZS52MS5PcnBoYW5BdHRhY2htZW50Ii4KE0Fkb3B0T3JwaGFuc1JlcXVlc3QSCgoCaWQYASABKAkSCwoDYWxsGAIgASgIIikKDEFkb3B0RmFpbHVyZRIKCgJpZBgBIAEoCRINCgVlcnJvchgCIAEoCSJvChRBZG9wdE9ycGhhbnNSZXNwb25zZRIsCgdhZG9wdGVkGAEgAygLMhsubmV0ZmVuY2UudjEuQXR0YWNoUmVzcG9uc2USKQoGZmFpbGVkGAIgAygLMhkubmV0ZmVuY2UudjEuQWRvcHRGYWlsdXJlIiEKE0RldGFjaE9ycGhhblJlcXVlc3QSCgoCaWQYASABKAkqlwEKD0Nvbm5lY3Rpb25TdGF0ZRIgChxDT05ORUNUSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASIQodQ09OTkVDVElPTl9TVEFURV9ESVNDT05ORUNURUQQARIfChtDT05ORUNUSU9OX1NUQVRFX0NPTk5FQ1RJTkcQAhIeChpDT05ORUNUSU9OX1NUQVRFX0NPTk5FQ1RFRBADMsEECg1EYWVtb25TZXJ2aWNlEkEKBkF0dGFjaBIaLm5ldGZlbmNlLnYxLkF0dGFjaFJlcXVlc3QaGy5uZXRmZW5jZS52MS5BdHRhY2hSZXNwb25zZRI8CgZEZXRhY2gSGi5uZXRmZW5jZS52MS5EZXRhY2hSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EjsKBExpc3QSGC5uZXRmZW5jZS52MS5MaXN0UmVxdWVzdBoZLm5ldGZlbmNlLnYxLkxpc3RSZXNwb25zZRI+CglHZXRTdGF0dXMSFi5nb29nbGUucHJvdG9idWYuRW1wdHkaGS5uZXRmZW5jZS52MS5EYWVtb25TdGF0dXMSSgoLV2F0Y2hFdmVudHMSHy5uZXRmZW5jZS52MS5XYXRjaEV2ZW50c1JlcXVlc3QaGC5uZXRmZW5jZS52MS5QYWNrZXRFdmVudDABEkcKC0xpc3RPcnBoYW5zEhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5GiAubmV0ZmVuY2UudjEuTGlzdE9ycGhhbnNSZXNwb25zZRJTCgxBZG9wdE9ycGhhbnMSIC5uZXRmZW5jZS52MS5BZG9wdE9ycGhhbnNSZXF1ZXN0GiEubmV0ZmVuY2UudjEuQWRvcHRPcnBoYW5zUmVzcG9uc2USSAoMRGV0YWNoT3JwaGFuEiAubmV0ZmVuY2UudjEuRGV0YWNoT3JwaGFuUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eWIGcHJvdG8z", [file_google_protobuf_empty, file_google_protobuf_timestamp, file_netfence_v1_types, file_netfence_v1_control]);
 
 /**
  * @generated from message netfence.v1.WatchEventsRequest
@@ -287,6 +287,20 @@ export type DaemonStatus = Message<"netfence.v1.DaemonStatus"> & {
    * @generated from field: string tc_attach_method = 100;
    */
   tcAttachMethod: string;
+
+  /**
+   * pinned filters the state store does not account for (see ListOrphans)
+   *
+   * @generated from field: int32 orphan_count = 101;
+   */
+  orphanCount: number;
+
+  /**
+   * start-up problems: a corrupt state file moved aside, attachments not adoptable
+   *
+   * @generated from field: repeated string warnings = 102;
+   */
+  warnings: string[];
 };
 
 /**
@@ -295,6 +309,177 @@ export type DaemonStatus = Message<"netfence.v1.DaemonStatus"> & {
  */
 export const DaemonStatusSchema: GenMessage<DaemonStatus> = /*@__PURE__*/
   messageDesc(file_netfence_v1_daemon, 7);
+
+/**
+ * @generated from message netfence.v1.OrphanAttachment
+ */
+export type OrphanAttachment = Message<"netfence.v1.OrphanAttachment"> & {
+  /**
+   * the pin directory's name under bpf.pin_root
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * found from the pins: interface name, cgroup path, or "ifindex N", "cgroup id N", "unknown"
+   *
+   * @generated from field: string target = 2;
+   */
+  target: string;
+
+  /**
+   * @generated from field: netfence.v1.AttachmentType type = 3;
+   */
+  type: AttachmentType;
+
+  /**
+   * @generated from field: netfence.v1.PolicyMode mode = 4;
+   */
+  mode: PolicyMode;
+
+  /**
+   * the filter still runs where its pins say
+   *
+   * @generated from field: bool attached = 5;
+   */
+  attached: boolean;
+
+  /**
+   * @generated from field: uint32 dns_port = 6;
+   */
+  dnsPort: number;
+
+  /**
+   * policy entries of the active generation
+   *
+   * @generated from field: uint32 entries = 7;
+   */
+  entries: number;
+
+  /**
+   * @generated from field: string attach_method = 8;
+   */
+  attachMethod: string;
+
+  /**
+   * why the pins could not be read (then only id is known)
+   *
+   * @generated from field: string problem = 9;
+   */
+  problem: string;
+};
+
+/**
+ * Describes the message netfence.v1.OrphanAttachment.
+ * Use `create(OrphanAttachmentSchema)` to create a new message.
+ */
+export const OrphanAttachmentSchema: GenMessage<OrphanAttachment> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_daemon, 8);
+
+/**
+ * @generated from message netfence.v1.ListOrphansResponse
+ */
+export type ListOrphansResponse = Message<"netfence.v1.ListOrphansResponse"> & {
+  /**
+   * @generated from field: repeated netfence.v1.OrphanAttachment orphans = 1;
+   */
+  orphans: OrphanAttachment[];
+};
+
+/**
+ * Describes the message netfence.v1.ListOrphansResponse.
+ * Use `create(ListOrphansResponseSchema)` to create a new message.
+ */
+export const ListOrphansResponseSchema: GenMessage<ListOrphansResponse> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_daemon, 9);
+
+/**
+ * @generated from message netfence.v1.AdoptOrphansRequest
+ */
+export type AdoptOrphansRequest = Message<"netfence.v1.AdoptOrphansRequest"> & {
+  /**
+   * one orphan, or
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * every orphan
+   *
+   * @generated from field: bool all = 2;
+   */
+  all: boolean;
+};
+
+/**
+ * Describes the message netfence.v1.AdoptOrphansRequest.
+ * Use `create(AdoptOrphansRequestSchema)` to create a new message.
+ */
+export const AdoptOrphansRequestSchema: GenMessage<AdoptOrphansRequest> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_daemon, 10);
+
+/**
+ * @generated from message netfence.v1.AdoptFailure
+ */
+export type AdoptFailure = Message<"netfence.v1.AdoptFailure"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string error = 2;
+   */
+  error: string;
+};
+
+/**
+ * Describes the message netfence.v1.AdoptFailure.
+ * Use `create(AdoptFailureSchema)` to create a new message.
+ */
+export const AdoptFailureSchema: GenMessage<AdoptFailure> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_daemon, 11);
+
+/**
+ * @generated from message netfence.v1.AdoptOrphansResponse
+ */
+export type AdoptOrphansResponse = Message<"netfence.v1.AdoptOrphansResponse"> & {
+  /**
+   * @generated from field: repeated netfence.v1.AttachResponse adopted = 1;
+   */
+  adopted: AttachResponse[];
+
+  /**
+   * @generated from field: repeated netfence.v1.AdoptFailure failed = 2;
+   */
+  failed: AdoptFailure[];
+};
+
+/**
+ * Describes the message netfence.v1.AdoptOrphansResponse.
+ * Use `create(AdoptOrphansResponseSchema)` to create a new message.
+ */
+export const AdoptOrphansResponseSchema: GenMessage<AdoptOrphansResponse> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_daemon, 12);
+
+/**
+ * @generated from message netfence.v1.DetachOrphanRequest
+ */
+export type DetachOrphanRequest = Message<"netfence.v1.DetachOrphanRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message netfence.v1.DetachOrphanRequest.
+ * Use `create(DetachOrphanRequestSchema)` to create a new message.
+ */
+export const DetachOrphanRequestSchema: GenMessage<DetachOrphanRequest> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_daemon, 13);
 
 /**
  * @generated from enum netfence.v1.ConnectionState
@@ -372,6 +557,34 @@ export const DaemonService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchEventsRequestSchema;
     output: typeof PacketEventSchema;
+  },
+  /**
+   * --- additive extension: orphans, filters pinned in bpffs that the state store does not account
+   * for (state lost, corrupt or from another daemon). They keep enforcing until re-registered
+   * (AdoptOrphans: policy read back from the kernel maps) or removed on purpose (DetachOrphan).
+   *
+   * @generated from rpc netfence.v1.DaemonService.ListOrphans
+   */
+  listOrphans: {
+    methodKind: "unary";
+    input: typeof EmptySchema;
+    output: typeof ListOrphansResponseSchema;
+  },
+  /**
+   * @generated from rpc netfence.v1.DaemonService.AdoptOrphans
+   */
+  adoptOrphans: {
+    methodKind: "unary";
+    input: typeof AdoptOrphansRequestSchema;
+    output: typeof AdoptOrphansResponseSchema;
+  },
+  /**
+   * @generated from rpc netfence.v1.DaemonService.DetachOrphan
+   */
+  detachOrphan: {
+    methodKind: "unary";
+    input: typeof DetachOrphanRequestSchema;
+    output: typeof EmptySchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_netfence_v1_daemon, 0);

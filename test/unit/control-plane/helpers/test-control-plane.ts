@@ -26,6 +26,8 @@ export class TestControlPlane {
   dnsAnswer: Partial<DnsQueryResponse> = { allow: true };
   /** Answer SyncRequest with SyncAck, as every control plane must. */
   autoSyncAck = true;
+  /** The automatic SyncAck asks for strict semantics (the SyncAck.strict extension). */
+  strict = false;
   private server: grpc.Server | null = null;
   private current: Stream | null = null;
   private waiters: Array<() => void> = [];
@@ -40,7 +42,7 @@ export class TestControlPlane {
         this.authorizations.push(String(stream.metadata.get("authorization")[0] ?? ""));
         stream.on("data", (ev: DaemonEvent) => {
           this.events.push(ev);
-          if (ev.event.case === "sync" && this.autoSyncAck) stream.write(create(ControlCommandSchema, { command: { case: "syncAck", value: {} } }));
+          if (ev.event.case === "sync" && this.autoSyncAck) stream.write(create(ControlCommandSchema, { command: { case: "syncAck", value: { strict: this.strict } } }));
           this.notify();
         });
         stream.on("end", () => stream.end());
