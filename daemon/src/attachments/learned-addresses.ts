@@ -43,6 +43,23 @@ export class LearnedAddresses {
     return [...(this.byName.get(name)?.keys() ?? [])];
   }
 
+  /** Every learned prefix once: canonical key and the prefix. */
+  *prefixes(): IterableIterator<[string, Cidr]> {
+    for (const [key, byName] of this.byAddr) {
+      const first = byName.values().next();
+      if (!first.done) yield [key, first.value.cidr];
+    }
+  }
+
+  /** Names holding one prefix key. */
+  namesOf(key: string): string[] {
+    return [...(this.byAddr.get(key)?.keys() ?? [])];
+  }
+
+  hasPrefix(key: string): boolean {
+    return this.byAddr.has(key);
+  }
+
   names(): string[] {
     return [...this.byName.keys()];
   }

@@ -1,9 +1,8 @@
 import type { Logger } from "pino";
 import type { AdoptedAttachment, Filter } from "../datapath/filter.js";
-import { parseCidr } from "../policy/cidr.js";
 import { loadPolicy, type StoredAttachment } from "../store/snapshot.js";
 import type { AttachmentRecord } from "./attachment-record.js";
-import { LearnedAddresses } from "./learned-addresses.js";
+import { learnedFromStored } from "./learned-store.js";
 import { PolicyState } from "./policy-state.js";
 import { targetAlive, targetKey } from "./target.js";
 import { storedAttachOptions } from "./attach-options.js";
@@ -89,8 +88,7 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
 function toRecord(stored: StoredAttachment, adopted: AdoptedAttachment, dnsAddress: string, log: Logger): AttachmentRecord {
   const { options, problem } = storedAttachOptions(stored.metadata, stored.target.kind);
   if (problem !== null) log.warn({ attachmentId: stored.id, problem }, "stored attach options are not valid any more; the closed defaults apply");
-  const learned = new LearnedAddresses();
-  for (const l of stored.learned) learned.add(l.name, parseCidr(l.address), l.expiresAtMs);
+  const learned = learnedFromStored(stored);
   return {
     id: stored.id,
     slot: adopted.slot,
