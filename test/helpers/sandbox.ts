@@ -64,6 +64,8 @@ export interface SandboxNetwork {
   readonly subnet6: string;
   /** 10.<a>.<b>.1 on the bridge in the root namespace, when requested. */
   readonly hostIp4: string | null;
+  /** The bridge joining the host-side veths (root namespace, ours). */
+  readonly bridge: string;
 }
 
 export class Sandbox {
@@ -128,7 +130,12 @@ export class Sandbox {
       await nsSh(w, `ip route add default via ${hostIp4}`);
       await nsSh(s, `ip route add default via ${hostIp4}`);
     }
-    return { workloadNs: w, serverNs: s, hostIf, workloadIp4: `${subnet4}.2`, workloadIp6: `${subnet6}::2`, serverIp4, serverIp6, subnet4, subnet6, hostIp4 };
+    return { workloadNs: w, serverNs: s, hostIf, workloadIp4: `${subnet4}.2`, workloadIp6: `${subnet6}::2`, serverIp4, serverIp6, subnet4, subnet6, hostIp4, bridge: brIf };
+  }
+
+  /** Registers a clean-up of something the test created itself (run in reverse order at cleanup()). */
+  onCleanup(fn: () => Promise<void>): void {
+    this.cleanups.push(fn);
   }
 
   /** A fresh cgroup v2 directory of our own under the cgroup2 mount. */

@@ -47,7 +47,12 @@ export class HostAddresses {
     return this.list;
   }
 
-  /** The on-link prefixes of the interface(s) holding `address` (empty when no interface has it). */
+  /**
+   * The on-link prefix of `address` on this host: the network of the interface entry that holds
+   * it (the bridge or tap subnet of a `dns.listen_addr`). Other prefixes of the same interface are
+   * not included: a second subnet routed over the same bridge is not "the listen address's
+   * subnet". Empty when no interface has the address.
+   */
   onLinkPrefixes(address: string): Cidr[] {
     this.refresh();
     let key: string;
@@ -56,8 +61,7 @@ export class HostAddresses {
     } catch {
       return [];
     }
-    const ifnames = new Set(this.list.filter((a) => formatCidr(a.address) === key).map((a) => a.ifname));
-    return this.list.filter((a) => ifnames.has(a.ifname) && a.address.family === parseCidr(address).family).map((a) => a.network);
+    return this.list.filter((a) => formatCidr(a.address) === key).map((a) => a.network);
   }
 
   private refresh(): void {
