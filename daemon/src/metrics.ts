@@ -15,7 +15,7 @@ export interface MetricsSources {
   /** Filters restored after someone else removed their pins (optional). */
   integrityRestores?(): number;
   /** Per attachment: DNS server listening, counts by outcome (optional). */
-  dnsStates?(): readonly { id: string; listening: boolean; outcomes: Readonly<Record<string, number>> }[];
+  dnsStates?(): readonly { id: string; listening: boolean; learned: number; outcomes: Readonly<Record<string, number>> }[];
 }
 
 export class DaemonMetrics {
@@ -86,6 +86,16 @@ export class DaemonMetrics {
         collect() {
           this.reset();
           for (const s of read()) this.set({ attachment: s.id }, s.listening ? 1 : 0);
+        },
+      });
+      new Gauge({
+        name: "netfence_dns_learned_addresses",
+        help: "Distinct DNS-learned addresses held per attachment (bounded by the learned quota)",
+        labelNames: ["attachment"],
+        registers: [r],
+        collect() {
+          this.reset();
+          for (const s of read()) this.set({ attachment: s.id }, s.learned);
         },
       });
     }

@@ -451,9 +451,9 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
     }
   }
 
-  /** Per attachment: whether its DNS server listens, and its DNS counts by outcome (metrics). */
-  dnsStates(): { id: string; listening: boolean; outcomes: Readonly<Record<string, number>> }[] {
-    return [...this.records.values()].map((r) => ({ id: r.id, listening: r.dns !== null, outcomes: r.dns?.outcomes?.() ?? {} }));
+  /** Per attachment: whether its DNS server listens, its learned addresses, its DNS counts by outcome (metrics). */
+  dnsStates(): { id: string; listening: boolean; learned: number; outcomes: Readonly<Record<string, number>> }[] {
+    return [...this.records.values()].map((r) => ({ id: r.id, listening: r.dns !== null, learned: r.state.learned.size, outcomes: r.dns?.outcomes?.() ?? {} }));
   }
 
   async stats(): Promise<readonly AttachmentStatsView[]> {

@@ -89,7 +89,7 @@ describe("DNS ports allocated by binding", () => {
     const second = makeManager(base, store, filter, cgroupRoot);
     await second.start();
     expect(second.get(a.id).dnsAddress).toBe(`127.0.0.1:${base}`); // never moved to another port
-    expect(second.dnsStates()).toEqual([{ id: a.id, listening: false, outcomes: {} }]);
+    expect(second.dnsStates()).toEqual([{ id: a.id, listening: false, learned: 0, outcomes: {} }]);
     await second.checkIntegrity();
     expect(second.dnsStates()[0]!.listening).toBe(false);
     await release();
