@@ -31,19 +31,21 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { projectRoot } from "../../daemon/src/datapath/project-root.js";
 import { requireKernel, Sandbox } from "../../test/helpers/sandbox.js";
-import { Dnsmasq, E2eDaemon, dig, splitHostPort } from "../../test/helpers/e2e.js";
+import { Dnsmasq, dig } from "../../test/helpers/e2e.js";
 import { addBridgeHost } from "../../test/helpers/security.js";
 import { machineInfo } from "../lib/machine.js";
 import { median, round } from "../lib/stats.js";
 import { withTimeout } from "../lib/time-limit.js";
 import { mdRow, spliceResultsSection } from "../lib/readme-results.js";
 import { procCpuMs, procStatus } from "../daemon/daemon-process.js";
+import { FloodDaemon } from "./flood-daemon.js";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const PORT = 7461;
 const BIG_NAMES = 600;
-const PHASES = ["unloaded", "sink", "big"] as const;
-type Phase = (typeof PHASES)[number];
+// FLOOD_PHASES=unloaded,big runs a subset (diagnosis); the report needs all three.
+const PHASES = (process.env["FLOOD_PHASES"]?.split(",") ?? ["unloaded", "sink", "big"]) as readonly ("unloaded" | "sink" | "big")[];
+type Phase = "unloaded" | "sink" | "big";
 
 interface VictimResult {
   dns: { ok: number; failed: number; rcodes: Record<string, number>; p50Ms: number | null; p99Ms: number | null };
@@ -83,10 +85,11 @@ async function main(): Promise<void> {
   const machine = machineInfo();
   const sb = await Sandbox.create("nffl");
   const hostsDir = mkdtempSync(path.join(os.tmpdir(), "nf-flood-"));
-  let daemon: E2eDaemon | null = null;
+  let daemon: FloodDaemon | null = null;
   let upstream: Dnsmasq | null = null;
+  const ids: string[] = [];
   const stopAll = async (): Promise<void> => {
-    await daemon?.cleanup().catch(() => undefined);
+    await daemon?.cleanup(ids).catch(() => undefined);
     await upstream?.stop().catch(() => undefined);
     await sb.cleanup();
     rmSync(hostsDir, { recursive: true, force: true });
@@ -98,7 +101,8 @@ async function main(): Promise<void> {
     const net = await sb.network({ hostAddress: true });
     const b = await addBridgeHost(sb, net, 3);
     const s = net.serverIp4;
-    await sb.echoServer(net.serverNs, PORT);
+    // A TCP echo server for B's connects (the test fixture's .mjs files are not in dist/).
+    sb.spawn(net.serverNs, [process.execPath, "-e", `require("node:net").createServer((c)=>{c.on("error",()=>{});c.pipe(c)}).listen(${PORT})`]);
     sb.spawn(net.serverNs, [process.execPath, "-e", `require("node:dgram").createSocket("udp4").bind(5300, "${s[8]}")`]);
     const lines: string[] = [];
     for (let n = 0; n < BIG_NAMES; n++) for (let i = 0; i < 200; i++) lines.push(`10.${64 + (n >> 6)}.${((n & 63) << 2) | (i >> 6)}.${(i & 63) + 1} m${n}.big.flood`);
@@ -107,24 +111,27 @@ async function main(): Promise<void> {
       { name: "echo.flood", ipv4: s[0] },
       { name: "b.flood", ipv4: s[1] },
     ], [`--server=/sink.flood/${s[8]}#5300`, `--addn-hosts=${path.join(hostsDir, "big.hosts")}`, "--edns-packet-max=4096", "--dns-forward-max=10000"]);
-    daemon = new E2eDaemon({
+    const portMin = 40000 + (process.pid % 500) * 16;
+    daemon = new FloodDaemon({
       pinRoot: await sb.pinRoot(),
-      dns: { listenAddr: net.hostIp4!, upstream: `${s[9]}:53`, minTtl: "600s" },
-      yaml: ["default_policy:", "  mode: allowlist", "  dns:", "    mode: denylist"].join("\n"),
-      logLevel: "warn",
-      metrics: true,
-      ports: 8,
+      listenAddr: net.hostIp4!,
+      upstream: `${s[9]}:53`,
+      portMin,
+      metricsPort: portMin + 15,
+      defaultPolicyYaml: ["default_policy:", "  mode: allowlist", "  dns:", "    mode: denylist"].join("\n"),
     });
     await daemon.start();
-    const a = await daemon.attachInterface(net.hostIf, { "netfence.workload-ips": net.workloadIp4 });
-    const bb = await daemon.attachInterface(b.hostIf, { "netfence.workload-ips": b.ip4 });
-    const dnsHost = splitHostPort(a.dnsAddress).host;
-    const portA = splitHostPort(a.dnsAddress).port;
-    const portB = splitHostPort(bb.dnsAddress).port;
+    const a = await daemon.attach(net.hostIf, { "netfence.workload-ips": net.workloadIp4 });
+    ids.push(a.id);
+    const bb = await daemon.attach(b.hostIf, { "netfence.workload-ips": b.ip4 });
+    ids.push(bb.id);
+    const dnsHost = net.hostIp4!;
+    const portA = a.dnsPort;
+    const portB = bb.dnsPort;
     // B opens its connect target through its own DNS, as a workload would.
     const opened = await dig(sb, b.ns, dnsHost, portB, "echo.flood", "A");
     if (opened.answers[0]?.data !== s[0]) throw new Error(`B could not resolve its target: ${opened.raw}`);
-    const pid = daemon.pid!;
+    const pid = daemon.pid;
     const samples: PhaseSample[] = [];
     const node = (script: string): string => path.join(HERE, script);
     const ms = args.seconds * 1000;

@@ -1,4 +1,4 @@
-import { cidrContains, formatCidr, parseCidr, type Cidr } from "../policy/cidr.js";
+import { formatCidr, parseCidr, type Cidr } from "../policy/cidr.js";
 import { verdictOf, type RuleIndex, type RuleOverride } from "./rule-index.js";
 
 /**
@@ -48,9 +48,20 @@ const SPECIAL_RANGES: readonly (readonly [string, LearnedRefusal])[] = [
 
 const SPECIAL: readonly (readonly [Cidr, LearnedRefusal])[] = SPECIAL_RANGES.map(([text, reason]) => [parseCidr(text), reason] as const);
 
+/** `outer` contains `inner` (same family, no allocation: this runs for every learned address). */
+function covers(outer: Cidr, inner: Cidr): boolean {
+  if (outer.family !== inner.family || inner.prefixLen < outer.prefixLen) return false;
+  const whole = outer.prefixLen >> 3;
+  for (let i = 0; i < whole; i++) if (outer.addr[i] !== inner.addr[i]) return false;
+  const bits = outer.prefixLen & 7;
+  if (bits === 0) return true;
+  const mask = (0xff << (8 - bits)) & 0xff;
+  return (outer.addr[whole]! & mask) === (inner.addr[whole]! & mask);
+}
+
 /** The reason a special range gives for `addr` (a /32 or /128), or null. */
 export function specialRange(addr: Cidr): LearnedRefusal | null {
-  for (const [range, reason] of SPECIAL) if (cidrContains(range, addr)) return reason;
+  for (const [range, reason] of SPECIAL) if (covers(range, addr)) return reason;
   return null;
 }
 
@@ -69,7 +80,7 @@ export class LearnedGuard {
    * `rules` at `nowMs` — with `override` seen as already applied — or null when it may be.
    */
   check(addr: Cidr, key: string, rules: RuleIndex, nowMs: number, override?: RuleOverride): LearnedRefusal | null {
-    for (const p of this.opts.protectedDeny) if (cidrContains(p, addr)) return "protected-deny";
+    for (const p of this.opts.protectedDeny) if (covers(p, addr)) return "protected-deny";
     const longest = rules.longest(addr, nowMs, override);
     if (longest !== null) {
       const verdict = verdictOf(longest, nowMs);

@@ -35,6 +35,8 @@ export interface RefusedAnswerAddress {
 export interface LearnedPlan {
   readonly upserts: readonly FilterEntry[];
   readonly refused: readonly RefusedAnswerAddress[];
+  /** Addresses the commit records (0: nothing changes, nothing to save). */
+  readonly additions: number;
   commit(): void;
 }
 
@@ -86,6 +88,7 @@ export function planLearned(st: PolicyState, answers: readonly ResolvedAnswer[],
   return {
     upserts: [...upserts.values()],
     refused,
+    additions: additions.length,
     commit: () => {
       for (const a of additions) {
         const kernelEntry = upserts.get(a.key) ?? st.entryFor(a.key, a.cidr, nowMs);

@@ -120,8 +120,10 @@ export class LearnedWriter implements ResolvedAllower {
         continue;
       }
       plan.commit();
-      rec.stored = null;
-      changed = true;
+      if (plan.additions > 0) {
+        rec.stored = null;
+        changed = true;
+      }
       const refusedByName = new Map<string, RefusedResolved[]>();
       for (const r of plan.refused) {
         const list = refusedByName.get(r.name) ?? [];
