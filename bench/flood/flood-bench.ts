@@ -196,15 +196,23 @@ interface PhaseSummary {
   daemonCpuCores: number;
   loadavg1: number;
   attackerRcodes: Record<string, number>;
+  /** Lowest and highest per-round figure (the run-to-run spread). */
+  spread: { dnsP50: [number, number]; dnsP99: [number, number]; connectP50: [number, number]; connectP99: [number, number] };
   /** Loaded ÷ unloaded (medians over rounds). */
   ratio?: { dnsP50: number; dnsP99: number; connectP50: number; connectP99: number };
   within10pct?: boolean;
+  /** Every loaded median at most 10 % above the HIGHEST unloaded round (the machine's own spread). */
+  withinUnloadedSpread?: boolean;
 }
 
 function summarize(samples: PhaseSample[]): Record<Phase, PhaseSummary> {
   const of = (phase: Phase): PhaseSummary => {
     const ss = samples.filter((x) => x.phase === phase);
     const med = (f: (x: PhaseSample) => number | null): number => round(median(ss.map(f).filter((v): v is number => v !== null)), 3);
+    const range = (f: (x: PhaseSample) => number | null): [number, number] => {
+      const v = ss.map(f).filter((x): x is number => x !== null);
+      return [round(Math.min(...v), 3), round(Math.max(...v), 3)];
+    };
     const rcodes: Record<string, number> = {};
     for (const x of ss) for (const [k, v] of Object.entries(x.attacker?.rcodes ?? {})) rcodes[k] = (rcodes[k] ?? 0) + v;
     return {
@@ -218,6 +226,7 @@ function summarize(samples: PhaseSample[]): Record<Phase, PhaseSummary> {
       daemonCpuCores: med((x) => x.daemonCpuCores),
       loadavg1: med((x) => x.loadavg1),
       attackerRcodes: rcodes,
+      spread: { dnsP50: range((x) => x.victim.dns.p50Ms), dnsP99: range((x) => x.victim.dns.p99Ms), connectP50: range((x) => x.victim.connect.p50Ms), connectP99: range((x) => x.victim.connect.p99Ms) },
     };
   };
   const base = of("unloaded");
@@ -231,6 +240,9 @@ function summarize(samples: PhaseSample[]): Record<Phase, PhaseSummary> {
       connectP99: round(p.connectP99Ms / base.connectP99Ms, 3),
     };
     p.within10pct = Object.values(p.ratio).every((r) => r <= 1.1) && p.failures === 0 && p.leaks === 0;
+    p.withinUnloadedSpread =
+      p.dnsP50Ms <= base.spread.dnsP50[1] * 1.1 && p.dnsP99Ms <= base.spread.dnsP99[1] * 1.1 &&
+      p.connectP50Ms <= base.spread.connectP50[1] * 1.1 && p.connectP99Ms <= base.spread.connectP99[1] * 1.1 && p.failures === 0 && p.leaks === 0;
     out[phase] = p;
   }
   return out;
@@ -244,14 +256,17 @@ function renderMarkdown(
     const p = s[phase];
     const r = p.ratio;
     const f = (v: number, k: keyof NonNullable<PhaseSummary["ratio"]>): string => (r === undefined ? `${v}` : `${v} (×${r[k]})`);
-    return mdRow([phase, f(p.dnsP50Ms, "dnsP50"), f(p.dnsP99Ms, "dnsP99"), f(p.connectP50Ms, "connectP50"), f(p.connectP99Ms, "connectP99"), p.failures, p.leaks, p.rssPeakMiB, p.daemonCpuCores, p.loadavg1, p.within10pct === undefined ? "—" : p.within10pct ? "yes" : "no"]);
+    const yn = (b: boolean | undefined): string => (b === undefined ? "—" : b ? "yes" : "no");
+    return mdRow([phase, f(p.dnsP50Ms, "dnsP50"), f(p.dnsP99Ms, "dnsP99"), f(p.connectP50Ms, "connectP50"), f(p.connectP99Ms, "connectP99"), p.failures, p.leaks, p.rssPeakMiB, p.daemonCpuCores, p.loadavg1, yn(p.within10pct), yn(p.withinUnloadedSpread)]);
   });
   return [
     `Run ${machine.date} on ${machine.nproc} vCPU ${machine.cpuModel}, Linux ${machine.kernel}, Node ${machine.node}; ${args.rounds} rounds × ${args.seconds} s per phase (medians over rounds).`,
     "",
-    mdRow(["phase", "B DNS p50 ms", "B DNS p99 ms", "B connect p50 ms", "B connect p99 ms", "B failures", "blocked leaks", "daemon RSS peak MiB", "daemon CPU (cores)", "load avg", "within 10 %"]),
-    mdRow(["---", "---", "---", "---", "---", "---", "---", "---", "---", "---", "---"]),
+    mdRow(["phase", "B DNS p50 ms", "B DNS p99 ms", "B connect p50 ms", "B connect p99 ms", "B failures", "blocked leaks", "daemon RSS peak MiB", "daemon CPU (cores)", "load avg", "within 10 % (medians)", "within 10 % of the worst unloaded round"]),
+    mdRow(["---", "---", "---", "---", "---", "---", "---", "---", "---", "---", "---", "---"]),
     ...rows,
+    "",
+    `Unloaded, round to round (the machine's own spread): DNS p50 ${s.unloaded.spread.dnsP50.join("–")} ms, p99 ${s.unloaded.spread.dnsP99.join("–")} ms; connect p50 ${s.unloaded.spread.connectP50.join("–")} ms, p99 ${s.unloaded.spread.connectP99.join("–")} ms.`,
     "",
     `Attacker A at the end: ${aLearned ?? "?"} learned addresses (quota 16384); outcomes ${Object.entries(aOutcomes).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`).join(", ")}.`,
   ].join("\n");
