@@ -16,6 +16,8 @@
  *
  * Phases, interleaved in every round (so drift hits all of them alike):
  *   unloaded   B alone
+ *   control    A's load generator at 4,000 q/s aimed at a port its filter drops (no daemon work):
+ *              what the generator's own CPU and packets cost B on this machine
  *   sink       A sends 4,000 q/s of never-answered names (a zone dnsmasq forwards to a silent server)
  *   big        A sends 300 q/s for 600 names of 200 A records each (EDNS 4096): records capped,
  *              learned addresses up to the quota, then SERVFAIL
@@ -43,9 +45,9 @@ import { FloodDaemon } from "./flood-daemon.js";
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const PORT = 7461;
 const BIG_NAMES = 600;
-// FLOOD_PHASES=unloaded,big runs a subset (diagnosis); the report needs all three.
-const PHASES = (process.env["FLOOD_PHASES"]?.split(",") ?? ["unloaded", "sink", "big"]) as readonly ("unloaded" | "sink" | "big")[];
-type Phase = "unloaded" | "sink" | "big";
+// FLOOD_PHASES=unloaded,big runs a subset (diagnosis); the report needs all four.
+const PHASES = (process.env["FLOOD_PHASES"]?.split(",") ?? ["unloaded", "control", "sink", "big"]) as readonly Phase[];
+type Phase = "unloaded" | "control" | "sink" | "big";
 
 interface VictimResult {
   dns: { ok: number; failed: number; rcodes: Record<string, number>; p50Ms: number | null; p99Ms: number | null };
@@ -143,10 +145,11 @@ async function main(): Promise<void> {
         const rss = { start: procStatus(pid).vmRssKiB / 1024, peak: 0, end: 0 };
         const sampler = setInterval(() => (rss.peak = Math.max(rss.peak, procStatus(pid).vmRssKiB / 1024)), 250);
         const victim = sb.exec(b.ns, [process.execPath, node("victim.js"), dnsHost, String(portB), "b.flood", String(ms), "5", s[0]!, s[5]!, String(PORT), "20"], { timeoutMs: ms + 20_000 });
+        // control: the sink generator aimed at port 9 of the same address, which A's filter drops.
         const attacker =
           phase === "unloaded"
             ? null
-            : sb.exec(net.workloadNs, [process.execPath, node("attacker.js"), dnsHost, String(portA), phase === "sink" ? "4000" : "300", String(ms), phase, String(BIG_NAMES)], { timeoutMs: ms + 20_000 });
+            : sb.exec(net.workloadNs, [process.execPath, node("attacker.js"), dnsHost, phase === "control" ? "9" : String(portA), phase === "big" ? "300" : "4000", String(ms), phase === "big" ? "big" : "sink", String(BIG_NAMES)], { timeoutMs: ms + 20_000 });
         const [v, at] = await withTimeout(`phase ${phase}`, ms + 30_000, Promise.all([victim, attacker]));
         clearInterval(sampler);
         rss.end = procStatus(pid).vmRssKiB / 1024;
@@ -203,6 +206,8 @@ interface PhaseSummary {
   within10pct?: boolean;
   /** Every loaded median at most 10 % above the HIGHEST unloaded round (the machine's own spread). */
   withinUnloadedSpread?: boolean;
+  /** sink ÷ control: what the daemon's quota handling adds beyond the generator's load (same rate). */
+  vsControl?: { dnsP50: number; dnsP99: number; connectP50: number; connectP99: number };
 }
 
 function summarize(samples: PhaseSample[]): Record<Phase, PhaseSummary> {
@@ -231,14 +236,17 @@ function summarize(samples: PhaseSample[]): Record<Phase, PhaseSummary> {
   };
   const base = of("unloaded");
   const out = { unloaded: base } as Record<Phase, PhaseSummary>;
-  for (const phase of ["sink", "big"] as const) {
+  const ratios = (p: PhaseSummary, b: PhaseSummary) => ({
+    dnsP50: round(p.dnsP50Ms / b.dnsP50Ms, 3),
+    dnsP99: round(p.dnsP99Ms / b.dnsP99Ms, 3),
+    connectP50: round(p.connectP50Ms / b.connectP50Ms, 3),
+    connectP99: round(p.connectP99Ms / b.connectP99Ms, 3),
+  });
+  for (const phase of ["control", "sink", "big"] as const) {
+    if (!samples.some((x) => x.phase === phase)) continue;
     const p = of(phase);
-    p.ratio = {
-      dnsP50: round(p.dnsP50Ms / base.dnsP50Ms, 3),
-      dnsP99: round(p.dnsP99Ms / base.dnsP99Ms, 3),
-      connectP50: round(p.connectP50Ms / base.connectP50Ms, 3),
-      connectP99: round(p.connectP99Ms / base.connectP99Ms, 3),
-    };
+    p.ratio = ratios(p, base);
+    if (phase === "sink" && out.control !== undefined) p.vsControl = ratios(p, out.control);
     p.within10pct = Object.values(p.ratio).every((r) => r <= 1.1) && p.failures === 0 && p.leaks === 0;
     p.withinUnloadedSpread =
       p.dnsP50Ms <= base.spread.dnsP50[1] * 1.1 && p.dnsP99Ms <= base.spread.dnsP99[1] * 1.1 &&
@@ -265,6 +273,8 @@ function renderMarkdown(
     mdRow(["phase", "B DNS p50 ms", "B DNS p99 ms", "B connect p50 ms", "B connect p99 ms", "B failures", "blocked leaks", "daemon RSS peak MiB", "daemon CPU (cores)", "load avg", "within 10 % (medians)", "within 10 % of the worst unloaded round"]),
     mdRow(["---", "---", "---", "---", "---", "---", "---", "---", "---", "---", "---", "---"]),
     ...rows,
+    "",
+    s.sink.vsControl === undefined ? "" : `Sink ÷ control (the same 4,000 q/s generator, dropped by A's filter instead of handled by the daemon): DNS p50 ×${s.sink.vsControl.dnsP50}, p99 ×${s.sink.vsControl.dnsP99}; connect p50 ×${s.sink.vsControl.connectP50}, p99 ×${s.sink.vsControl.connectP99}.`,
     "",
     `Unloaded, round to round (the machine's own spread): DNS p50 ${s.unloaded.spread.dnsP50.join("–")} ms, p99 ${s.unloaded.spread.dnsP99.join("–")} ms; connect p50 ${s.unloaded.spread.connectP50.join("–")} ms, p99 ${s.unloaded.spread.connectP99.join("–")} ms.`,
     "",

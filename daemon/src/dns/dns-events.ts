@@ -10,8 +10,8 @@ import { EventFanout } from "../datapath/event-fanout.js";
  *   reason                 dst                      rule
  *   dns-rebind-guard       the refused address      the name that produced it (+ why, after a space)
  *   dns-quota-learned      the address not added    the name
- *   dns-quota-qps          the DNS server address   the query name ("" when unparsed)
- *   dns-quota-inflight     the DNS server address   the query name
+ *   dns-quota-qps          the DNS server address   "qps=<quota>" (folded per source, whatever the names)
+ *   dns-quota-inflight     the DNS server address   "inflight=<quota>"
  *   dns-quota-tcp          the DNS server address   "tcp-connections" | "tcp-per-source"
  *   dns-foreign-source     the DNS server address   "" (a source this server does not answer)
  *   dns-query-type         the DNS server address   "<TYPE> <name>"

@@ -8,7 +8,7 @@ import { DEFAULT_DNS_QUOTAS, type DnsQuotas } from "./dns-quotas.js";
 import type { DnsEventSink } from "./dns-events.js";
 import type { DnsOutcome } from "./dns-outcomes.js";
 import { bindDnsSockets, closeSockets, formatAddress, HeldDnsPort, type DnsSockets } from "./dns-port.js";
-import { DEFAULT_MIN_TTL_SECONDS, DEFAULT_PROXY_TIMEOUT_MS, DnsQueryHandler, type QueryContext } from "./dns-query.js";
+import { DEFAULT_MIN_TTL_SECONDS, DEFAULT_PROXY_TIMEOUT_MS, DnsQueryHandler, isSettled, type QueryContext } from "./dns-query.js";
 import { HostAddresses } from "./host-addresses.js";
 import type { ResolvedAllower } from "./resolved-allower.js";
 import { SourceAccess } from "./source-access.js";
@@ -195,17 +195,28 @@ export class AttachmentDnsServer {
       this.handler.outcomes.count("dropped");
       return;
     }
+    const ctx = { viaTcp: false, src: rinfo.address, srcPort: rinfo.port };
+    // Settled synchronously (over the qps quota, malformed, refused type): no promise at all.
+    const screened = this.handler.screen(msg, ctx);
+    if (isSettled(screened)) {
+      this.sendUdp(screened, rinfo);
+      return;
+    }
     this.pendingQueries++;
-    void this.handler.answer(msg, { viaTcp: false, src: rinfo.address, srcPort: rinfo.port }).then((reply) => {
+    void this.handler.resolve(msg, screened, ctx).then((reply) => {
       this.pendingQueries--;
-      if (reply === null || this.stopped) return;
-      try {
-        // No callback: a failed send surfaces as the socket's 'error' event (logged in wire()).
-        this.udp.send(reply, rinfo.port, rinfo.address);
-      } catch (err) {
-        this.log.debug({ err: (err as Error).message }, "DNS UDP reply not sent");
-      }
+      this.sendUdp(reply, rinfo);
     });
+  }
+
+  private sendUdp(reply: Buffer | null, rinfo: dgram.RemoteInfo): void {
+    if (reply === null || this.stopped) return;
+    try {
+      // No callback: a failed send surfaces as the socket's 'error' event (logged in wire()).
+      this.udp.send(reply, rinfo.port, rinfo.address);
+    } catch (err) {
+      this.log.debug({ err: (err as Error).message }, "DNS UDP reply not sent");
+    }
   }
 
   /** Admits a TCP connection under the source check and the connection quotas; false = closed. */
