@@ -135,7 +135,7 @@ export class App {
       learnedGuard,
       hostAddressesVersion: () => hostAddresses.version,
       onLearnedRefused: (r) => {
-        metrics?.learnedAddressRefused(r.reason);
+        metrics?.learnedAddressRefused(r.reason, r.count);
         dnsEvents.report({
           attachmentId: r.attachmentId, reason: r.reason === "quota" ? "dns-quota-learned" : "dns-rebind-guard",
           src: "", srcPort: 0, dst: r.address, dstPort: 0, protocol: 0, rule: r.name,

@@ -128,8 +128,8 @@ export class DaemonMetrics {
   }
 
   /** Hook: a learned address refused by the rebinding guard or the quota. */
-  learnedAddressRefused(reason: string): void {
-    this.learnedRefused.inc({ reason });
+  learnedAddressRefused(reason: string, count = 1): void {
+    this.learnedRefused.inc({ reason }, count);
   }
 
   /** Hook: a DNS-side event (DnsEventReporter's onEvent). */

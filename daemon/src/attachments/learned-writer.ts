@@ -25,6 +25,11 @@ export interface LearnedRefusalReport {
   readonly reason: LearnedRefusal;
   /** "answer": refused when a DNS answer produced it; "recheck": removed later (policy or host changed). */
   readonly when: "answer" | "recheck";
+  /**
+   * Addresses this report stands for (default 1). Quota refusals of one name in one batch are
+   * reported once (`address` the first): a tenant at its quota must not cost a report per address.
+   */
+  readonly count?: number;
 }
 
 export interface LearnedWriterHost {
@@ -125,12 +130,20 @@ export class LearnedWriter implements ResolvedAllower {
         changed = true;
       }
       const refusedByName = new Map<string, RefusedResolved[]>();
+      const overQuota = new Map<string, { address: string; count: number }>();
       for (const r of plan.refused) {
         const list = refusedByName.get(r.name) ?? [];
         list.push(r);
         refusedByName.set(r.name, list);
-        this.report({ attachmentId: id, name: r.name, address: r.address, reason: r.reason, when: "answer" });
+        if (r.reason === "quota") {
+          const q = overQuota.get(r.name);
+          if (q === undefined) overQuota.set(r.name, { address: r.address, count: 1 });
+          else q.count++;
+        } else {
+          this.report({ attachmentId: id, name: r.name, address: r.address, reason: r.reason, when: "answer" });
+        }
       }
+      for (const [name, q] of overQuota) this.report({ attachmentId: id, name, address: q.address, reason: "quota", when: "answer", count: q.count });
       for (const p of inserts) p.resolve({ refused: refusedByName.get(p.name) ?? [] });
     }
     if (changed) this.host.saveSoon();
@@ -188,7 +201,7 @@ export class LearnedWriter implements ResolvedAllower {
     const key = `${r.attachmentId}|${r.reason}`;
     const now = Date.now();
     const last = this.lastLogged.get(key);
-    const fields = { attachmentId: r.attachmentId, name: r.name, address: r.address, reason: r.reason, when: r.when };
+    const fields = { attachmentId: r.attachmentId, name: r.name, address: r.address, reason: r.reason, when: r.when, count: r.count ?? 1 };
     const message = r.when === "answer" ? "DNS answer address not opened (rebinding guard / quota)" : "learned address removed: the rebinding guard refuses it now";
     if (last !== undefined && now - last < LOG_EVERY_MS) {
       this.opts.logger.debug(fields, message);

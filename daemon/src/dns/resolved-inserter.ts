@@ -40,7 +40,7 @@ interface Group {
   readonly name: string;
   readonly ttlSeconds: number;
   readonly addresses: ResolvedAddress[];
-  readonly keys: string[];
+  readonly keys: Set<string>;
   readonly promise: Promise<AllowOutcome>;
   resolve(outcome: AllowOutcome): void;
   reject(err: unknown): void;
@@ -82,8 +82,8 @@ export class ResolvedInserter {
         group = this.groupFor(name, ttlSeconds);
         (waits ??= []).push(group.promise);
       }
-      if (!group.keys.includes(key)) {
-        group.keys.push(key);
+      if (!group.keys.has(key)) {
+        group.keys.add(key);
         group.addresses.push(addr);
         this.inFlight.set(key, group.promise);
       }
@@ -114,7 +114,7 @@ export class ResolvedInserter {
     });
     // A rejection is delivered to the callers awaiting it; never leave it unhandled here.
     promise.catch(() => undefined);
-    const group: Group = { name, ttlSeconds, addresses: [], keys: [], promise, resolve, reject };
+    const group: Group = { name, ttlSeconds, addresses: [], keys: new Set(), promise, resolve, reject };
     this.pending.set(id, group);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
