@@ -16,6 +16,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import pino from "pino";
 import { AttachmentDnsServer } from "../../daemon/src/dns/dns-server.js";
+import { DNS_QUOTA_LIMITS, type DnsQuotas } from "../../daemon/src/dns/dns-quotas.js";
 import { compileDomainRules, nameAllowed, walkSuffixes } from "../../daemon/src/dns/domain-match.js";
 import type { ResolvedAddress } from "../../daemon/src/dns/resolved-allower.js";
 import type { ResolvedBatchAllower, ResolvedBatchItem } from "../../daemon/src/dns/resolved-inserter.js";
@@ -27,6 +28,13 @@ import { projectRoot } from "../../daemon/src/datapath/project-root.js";
 import { Dnsmasq, run } from "./bench-processes.js";
 import { percentile, runDnsperf } from "./dnsperf.js";
 import type { DnsperfOptions, DnsperfResult } from "./dnsperf.js";
+
+/**
+ * This benchmark measures what one server can do, so its per-attachment quotas (which bound a
+ * tenant at 1000 q/s and 128 upstream queries in flight by default) are set to the maxima; the
+ * tenant-isolation side of quotas is bench/flood's.
+ */
+const BENCH_QUOTAS: DnsQuotas = { ...DNS_QUOTA_LIMITS };
 
 interface Args {
   inner: boolean;
@@ -383,12 +391,12 @@ async function inner(args: Args): Promise<void> {
     servers.push(await AttachmentDnsServer.start({
       attachmentId: "dnsbench-fwd", listen: { host: "127.0.0.1", port: PORTS.oursForward },
       getPolicy: () => ({ mode: "disabled", allowDomains: [], denyDomains: [], upstreams: [] }),
-      defaultUpstreams: [`127.0.0.1:${PORTS.upstream}`], allower, logger: log,
+      defaultUpstreams: [`127.0.0.1:${PORTS.upstream}`], allower, logger: log, quotas: BENCH_QUOTAS,
     }));
     const policy = tenKRulesPolicy();
     const ours = await AttachmentDnsServer.start({
       attachmentId: ATTACHMENT, listen: { host: "127.0.0.1", port: PORTS.oursAllowlist }, getPolicy: () => policy,
-      defaultUpstreams: [`127.0.0.1:${PORTS.upstream}`], allower, logger: log,
+      defaultUpstreams: [`127.0.0.1:${PORTS.upstream}`], allower, logger: log, quotas: BENCH_QUOTAS,
     });
     servers.push(ours);
 

@@ -19,6 +19,10 @@ import { DaemonMetrics } from "./metrics.js";
 import { EventForwarder } from "./event-forwarder.js";
 import { NetfenceError } from "./errors.js";
 import { netfenceVersion } from "./version.js";
+import { HostAddresses } from "./dns/host-addresses.js";
+import { DnsEventReporter } from "./dns/dns-events.js";
+import { LearnedGuard } from "./attachments/learned-guard.js";
+import { mergeAsync } from "./merged-events.js";
 
 /**
  * The composition root: builds the parts in order (filter → store → manager → watcher →
@@ -100,6 +104,17 @@ export class App {
     const policySource = new LatePolicySource();
     let manager: AttachmentManager | null = null;
     let controlPlane: ControlPlaneClient | null = null;
+    // DNS tenant isolation and the rebinding guard share one view of the host's addresses; DNS
+    // events join the kernel's packet events on the daemon's event stream.
+    let metrics: DaemonMetrics | null = null;
+    const hostAddresses = new HostAddresses();
+    const dnsEvents = new DnsEventReporter((e) => metrics?.dnsEvent(e.reason));
+    this.onStop("DNS events", () => dnsEvents.close());
+    const events = () => mergeAsync(filter.events(), dnsEvents.events());
+    const learnedGuard = new LearnedGuard({
+      protectedDeny: config.protected.filter((p) => p.action === "deny").map((p) => p.cidr),
+      hostAddresses: () => hostAddresses.addressKeys(),
+    });
     const dnsServers =
       overrides.dnsServers ??
       createDnsServerFactory({
@@ -116,6 +131,8 @@ export class App {
         },
         minTtlSeconds: config.dns.minTtlSeconds,
         logger,
+        hostAddresses,
+        report: dnsEvents.report,
       });
     manager = new AttachmentManager({
       filter,
@@ -128,6 +145,15 @@ export class App {
       fallbackDaemonId: derivedDaemonId(),
       restore: config.restore,
       attachMethod: config.bpf.attachMethod,
+      learnedGuard,
+      hostAddressesVersion: () => hostAddresses.version,
+      onLearnedRefused: (r) => {
+        metrics?.learnedAddressRefused(r.reason, r.count);
+        dnsEvents.report({
+          attachmentId: r.attachmentId, reason: r.reason === "quota" ? "dns-quota-learned" : "dns-rebind-guard",
+          src: "", srcPort: 0, dst: r.address, dstPort: 0, protocol: 0, rule: r.name,
+        });
+      },
     });
     this.manager = manager;
     // Registered before start: a start that fails half-way (e.g. the state cannot be saved) must
@@ -141,7 +167,6 @@ export class App {
     watcher.start();
     this.onStop("target watcher", () => watcher.stop());
 
-    let metrics: DaemonMetrics | null = null;
     if (config.controlPlane.url !== null) {
       controlPlane = new ControlPlaneClient({
         url: config.controlPlane.url,
@@ -162,7 +187,7 @@ export class App {
       controlPlane.start();
       const cp = controlPlane;
       this.onStop("control plane", () => cp.stop());
-      const forwarder = new EventForwarder(filter.events(), (batch) => cp.publishEvents(batch));
+      const forwarder = new EventForwarder(events(), (batch) => cp.publishEvents(batch));
       forwarder.start();
       this.onStop("event forwarder", () => forwarder.stop());
     } else {
@@ -176,6 +201,7 @@ export class App {
       controlPlaneState: () => controlPlane?.state() ?? "none",
       integrityRestores: () => manager!.integrityRestores,
       orphans: () => manager!.orphans().length,
+      dnsStates: () => manager!.dnsStates(),
     });
     if (config.metrics.listen !== null) {
       await metrics.listen(config.metrics.listen, logger);
@@ -189,7 +215,7 @@ export class App {
         version,
         hostname: os.hostname(),
         controlPlane,
-        events: () => filter.events(),
+        events,
         tcAttachMethod: () => (filter instanceof KernelFilter && filter.hello !== null ? (filter.hello.tcx ? "tcx" : "clsact") : ""),
       }),
     );

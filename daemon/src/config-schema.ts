@@ -263,7 +263,9 @@ export function parseDomainRules(key: string, v: unknown, p: Problems): DomainRu
 /** `dns.refuse_types`: query type mnemonics ("TXT", "NULL", "ANY", "TYPE65"). */
 export function parseQueryTypes(key: string, v: unknown, p: Problems): number[] {
   const out: number[] = [];
-  for (const text of parseStringList(key, v, p)) {
+  // YAML reads an unquoted NULL (the query type) as null: take it as what the operator meant.
+  const list = Array.isArray(v) ? v.map((x: unknown) => (x === null ? "NULL" : x)) : v;
+  for (const text of parseStringList(key, list, p)) {
     const t = parseQueryType(text);
     if (t === null) p.push(`${key}: "${text}" is not a DNS query type`);
     else if (!out.includes(t)) out.push(t);

@@ -16,12 +16,16 @@ export interface MetricsSources {
   integrityRestores?(): number;
   /** Pinned attachments the state store does not account for (kept enforcing). */
   orphans?(): number;
+  /** Per attachment: DNS server listening, counts by outcome (optional). */
+  dnsStates?(): readonly { id: string; listening: boolean; learned: number; outcomes: Readonly<Record<string, number>> }[];
 }
 
 export class DaemonMetrics {
   readonly registry = new Registry();
   private readonly commands: Counter<"kind" | "outcome">;
   private readonly commandLatency: Histogram<"kind">;
+  private readonly learnedRefused: Counter<"reason">;
+  private readonly dnsEvents: Counter<"reason">;
   private server: http.Server | null = null;
 
   constructor(sources: MetricsSources) {
@@ -75,6 +79,51 @@ export class DaemonMetrics {
         },
       });
     }
+    if (sources.dnsStates !== undefined) {
+      const read = sources.dnsStates;
+      new Gauge({
+        name: "netfence_dns_queries",
+        help: "DNS queries per attachment by outcome, cumulative (allowed, refused, refused-type, refused-cname, quota-qps, quota-inflight, quota-learned, servfail, foreign, …)",
+        labelNames: ["attachment", "outcome"],
+        registers: [r],
+        collect() {
+          this.reset();
+          for (const s of read()) for (const [outcome, n] of Object.entries(s.outcomes)) this.set({ attachment: s.id, outcome }, n);
+        },
+      });
+      new Gauge({
+        name: "netfence_dns_server_listening",
+        help: "1 when the attachment's DNS server listens; 0 while it cannot (e.g. its port is held by another process; retried every 2 s)",
+        labelNames: ["attachment"],
+        registers: [r],
+        collect() {
+          this.reset();
+          for (const s of read()) this.set({ attachment: s.id }, s.listening ? 1 : 0);
+        },
+      });
+      new Gauge({
+        name: "netfence_dns_learned_addresses",
+        help: "Distinct DNS-learned addresses held per attachment (bounded by the learned quota)",
+        labelNames: ["attachment"],
+        registers: [r],
+        collect() {
+          this.reset();
+          for (const s of read()) this.set({ attachment: s.id }, s.learned);
+        },
+      });
+    }
+    this.learnedRefused = new Counter({
+      name: "netfence_dns_learned_refused_total",
+      help: "DNS answer addresses not opened (or removed later) by the rebinding guard or the learned-address quota, by reason",
+      labelNames: ["reason"],
+      registers: [r],
+    });
+    this.dnsEvents = new Counter({
+      name: "netfence_dns_events_total",
+      help: "DNS-side events (quota hits, foreign sources, refused query types, rebinding guard), before folding",
+      labelNames: ["reason"],
+      registers: [r],
+    });
     this.commands = new Counter({ name: "netfence_commands_total", help: "Control-plane commands by kind and outcome", labelNames: ["kind", "outcome"], registers: [r] });
     this.commandLatency = new Histogram({
       name: "netfence_command_apply_seconds",
@@ -89,6 +138,16 @@ export class DaemonMetrics {
   commandOutcome(kind: string, applied: boolean, latencyMs: number): void {
     this.commands.inc({ kind, outcome: applied ? "applied" : "rejected" });
     this.commandLatency.observe({ kind }, latencyMs / 1000);
+  }
+
+  /** Hook: a learned address refused by the rebinding guard or the quota. */
+  learnedAddressRefused(reason: string, count = 1): void {
+    this.learnedRefused.inc({ reason }, count);
+  }
+
+  /** Hook: a DNS-side event (DnsEventReporter's onEvent). */
+  dnsEvent(reason: string): void {
+    this.dnsEvents.inc({ reason });
   }
 
   /** Serves /metrics on "ip:port". */

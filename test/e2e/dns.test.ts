@@ -26,7 +26,7 @@ describe("per-attachment DNS, end to end (real daemon, dnsmasq upstream, real ke
     await requireKernel();
     sb = await Sandbox.create("nfdn");
     net = await sb.network({ hostAddress: true });
-    extra = Array.from({ length: RACE_NAMES + 3 }, (_, i) => `${net.subnet4}.${100 + i}`);
+    extra = Array.from({ length: RACE_NAMES + 4 }, (_, i) => `${net.subnet4}.${100 + i}`);
     await sb.exec(net.serverNs, ["sh", "-c", extra.map((ip) => `ip addr add ${ip}/24 dev sv0`).join(" && ")]);
     await sb.echoServer(net.serverNs, PORT);
     const s = net.serverIp4;
@@ -44,7 +44,9 @@ describe("per-attachment DNS, end to end (real daemon, dnsmasq upstream, real ke
       { name: "p-noadd.e2e.test", ipv4: extra[RACE_NAMES + 1] },
       { name: "cn-target.corp.e2e.test", ipv4: extra[RACE_NAMES + 2] },
       { name: "alias.corp.e2e.test", cname: "cn-target.corp.e2e.test" },
-      { name: "leak.corp.e2e.test", cname: "unlisted.e2e.test" },
+      { name: "leak.corp.e2e.test", cname: "x.blocked.e2e.test" },
+      { name: "cdn.other-zone.e2e.test", ipv4: extra[RACE_NAMES + 3] },
+      { name: "cdn-alias.corp.e2e.test", cname: "cdn.other-zone.e2e.test" },
       ...Array.from({ length: RACE_NAMES }, (_, i) => ({ name: `n${i}.race.e2e.test`, ipv4: extra[i] })),
     ];
     upstream = await Dnsmasq.start(sb, net.serverNs, s[9]!, records);
@@ -145,16 +147,22 @@ describe("per-attachment DNS, end to end (real daemon, dnsmasq upstream, real ke
       expect(upstream.asked("secret.corp.e2e.test")).toBe(false);
     });
 
-    it("CNAME chains: followed while every name is allowed, never into an unlisted name", async () => {
+    it("CNAME chains (issue 11): the query name decides, the target's address opens; a denied name in the chain refuses the answer", async () => {
       const target = extra[RACE_NAMES + 2]!;
-      await expectReach({ [target]: false, [net.serverIp4[2]!]: false });
+      const cdn = extra[RACE_NAMES + 3]!;
+      await expectReach({ [target]: false, [cdn]: false, [net.serverIp4[5]!]: false });
       const alias = await ask("alias.corp.e2e.test");
       expect(alias.status).toBe("NOERROR");
       expect(alias.answers.map((a) => [a.type, a.data])).toEqual([["CNAME", "cn-target.corp.e2e.test."], ["A", target]]);
-      // An allowed name whose CNAME leads to an unlisted one: the answer is passed on, its address is not opened.
+      // An allowed name whose CNAME leads to a name no rule mentions: opened (as files.pythonhosted.org → a CDN).
+      const viaCdn = await ask("cdn-alias.corp.e2e.test");
+      expect(viaCdn.status).toBe("NOERROR");
+      expect(viaCdn.answers.map((a) => [a.type, a.data])).toEqual([["CNAME", "cdn.other-zone.e2e.test."], ["A", cdn]]);
+      // An allowed name whose CNAME leads into the denied *.blocked zone: REFUSED, nothing opened.
       const leak = await ask("leak.corp.e2e.test");
-      expect(leak.answers.map((a) => [a.type, a.data])).toEqual([["CNAME", "unlisted.e2e.test."], ["A", net.serverIp4[2]]]);
-      await expectReach({ [target]: true, [net.serverIp4[2]!]: false });
+      expect(leak.status).toBe("REFUSED");
+      expect(leak.answers).toEqual([]);
+      await expectReach({ [target]: true, [cdn]: true, [net.serverIp4[5]!]: false });
     });
 
     it("an AAAA answer opens the IPv6 address (and only that one)", async () => {

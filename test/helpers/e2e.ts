@@ -27,6 +27,8 @@ export interface E2eDaemonOptions {
     readonly upstream: string;
     /** e.g. "1s" */
     readonly minTtl?: string;
+    /** More keys under `dns:` as YAML lines, e.g. ["refuse_types: [TXT]", "quotas: { qps: 50 }"]. */
+    readonly extra?: readonly string[];
   };
   readonly controlPlane?: { readonly url: string; readonly ackTimeout?: string; readonly heartbeat?: string };
   /** Extra top-level YAML (default_policy, metadata, …); must not contain dns/control_plane/socket/bpf keys. */
@@ -67,6 +69,7 @@ export class E2eDaemon extends DaemonProcess {
         `  upstream: "${e2e.dns.upstream}"`,
         `  port_guard_cgroup: "${this.guardCgroup}"`,
         e2e.dns.minTtl !== undefined ? `  min_ttl: ${e2e.dns.minTtl}` : "",
+        ...(e2e.dns.extra ?? []).map((line) => `  ${line}`),
         ...(cp
           ? [
               "control_plane:",
@@ -201,7 +204,8 @@ export class Dnsmasq {
     private readonly child: ChildProcess,
   ) {}
 
-  static async start(sb: Sandbox, ns: string, address: string, records: readonly DnsRecord[]): Promise<Dnsmasq> {
+  /** `extraArgs`: more dnsmasq options (e.g. `--server=/zone/ip#port`, `--addn-hosts=FILE`, `--edns-packet-max=4096`). */
+  static async start(sb: Sandbox, ns: string, address: string, records: readonly DnsRecord[], extraArgs: readonly string[] = []): Promise<Dnsmasq> {
     const dir = mkdtempSync(path.join(os.tmpdir(), "nf-dnsmasq-"));
     const logFile = path.join(dir, "queries.log");
     const argv = [
@@ -221,6 +225,7 @@ export class Dnsmasq {
       "--cache-size=0",
       `--host-record=${READY_NAME},192.0.2.1`,
       ...records.map(recordArg),
+      ...extraArgs,
     ];
     const child = sb.spawn(ns, argv);
     let stderr = "";

@@ -16,3 +16,10 @@ export function lowestFreePort(used: ReadonlySet<number>, portMin: number, portM
     { details: { portMin, portMax } },
   );
 }
+
+/** Every port of the range not in use, ascending (candidates for allocation by binding). */
+export function freePorts(used: ReadonlySet<number>, portMin: number, portMax: number): number[] {
+  const out: number[] = [];
+  for (let p = portMin; p <= portMax; p++) if (!used.has(p)) out.push(p);
+  return out;
+}

@@ -56,6 +56,7 @@ export function recordToStored(rec: AttachmentRecord): StoredAttachment {
     method: rec.method,
     ifindex: rec.ifindex,
     policy,
-    learned,
+    learned: [],
+    learnedPacked: learned,
   };
 }

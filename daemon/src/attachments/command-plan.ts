@@ -3,6 +3,10 @@ import { nameAllowed } from "../dns/domain-match.js";
 import type { FilterEntry, FilterMode, FilterPolicy } from "../datapath/filter.js";
 import type { DnsPolicy, DomainRule, PolicyCommand } from "../policy/policy.js";
 import { indexRules, type PolicyState, type PrefixRules } from "./policy-state.js";
+import { RuleIndex } from "./rule-index.js";
+import type { LearnedGuard } from "./learned-guard.js";
+import type { LearnedRecord } from "./learned-addresses.js";
+import { dropRefused, refusedLearned, type RefusedLearned } from "./learned-recheck.js";
 
 /**
  * Turns one validated command into a plan: the single kernel operation that expresses it, and a
@@ -11,6 +15,11 @@ import { indexRules, type PolicyState, type PrefixRules } from "./policy-state.j
  *
  * A later command about the same prefix (or domain) replaces the earlier one: AllowCIDR of a
  * prefix that was denied turns it into an allow (the prefix is the key, as in the original).
+ *
+ * With a LearnedGuard, a command that can close addresses (a deny added, a rule removed, a
+ * BulkUpdate) also removes the DNS-learned addresses the rebinding guard now refuses, in the
+ * same kernel operation (then an atomic replace): a deny added later must not stay beaten by a
+ * learned /32 it covers.
  */
 export type KernelOp =
   | { readonly kind: "none" }
@@ -21,13 +30,15 @@ export type KernelOp =
 
 export interface Plan {
   readonly op: KernelOp;
+  /** Learned addresses this command removes because the rebinding guard now refuses them. */
+  readonly refused?: readonly RefusedLearned[];
   commit(): void;
 }
 
 /** Above this many touched prefixes one atomic replace is cheaper than entry updates. */
 export const REPLACE_THRESHOLD = 256;
 
-export function planCommand(state: PolicyState, command: PolicyCommand, nowMs: number): Plan {
+export function planCommand(state: PolicyState, command: PolicyCommand, nowMs: number, guard: LearnedGuard | null = null): Plan {
   switch (command.kind) {
     case "set-mode":
       return {
@@ -42,9 +53,10 @@ export function planCommand(state: PolicyState, command: PolicyCommand, nowMs: n
       const key = formatCidr(rule.cidr);
       const next: PrefixRules =
         command.kind === "allow-cidr" ? { cidr: rule.cidr, allow: rule, deny: null } : { cidr: rule.cidr, allow: null, deny: rule };
-      const plan = prefixPlan(state, key, next, nowMs);
+      const plan = prefixPlan(state, key, next, nowMs, command.kind === "deny-cidr" ? guard : null);
       return {
         op: plan.op,
+        refused: plan.refused,
         commit: () => {
           plan.commit();
           state.noteDeadline(rule.expiresAtMs);
@@ -54,20 +66,25 @@ export function planCommand(state: PolicyState, command: PolicyCommand, nowMs: n
     case "remove-cidr": {
       const key = formatCidr(command.cidr);
       if (!state.rules.has(key)) return { op: { kind: "none" }, commit: () => undefined };
-      return prefixPlan(state, key, null, nowMs);
+      return prefixPlan(state, key, null, nowMs, guard);
     }
     case "bulk-update": {
-      const rules = indexRules(command.allowCidrs, command.denyCidrs);
+      const rules = new RuleIndex(indexRules(command.allowCidrs, command.denyCidrs));
       const dns = command.dns ?? state.dns;
       const dropped = droppedNames(state, dns);
-      const policy = state.compile(nowMs, dropped, rules);
+      const refused = guard === null ? [] : refusedLearned(state, guard, rules, nowMs).filter((r) => !dropped.has(r.name));
+      const refusedDrop = refused.length === 0 ? null : dropRefused(refused);
+      const drop = (l: LearnedRecord): boolean => dropped.has(l.name) || (refusedDrop !== null && refusedDrop(l));
+      const policy = state.compile(nowMs, drop, rules);
       return {
         op: { kind: "replace", policy: { ...policy, mode: command.mode } },
+        refused,
         commit: () => {
           state.mode = command.mode;
           state.rules = rules;
           state.dns = dns;
           for (const n of dropped) state.learned.removeName(n);
+          for (const r of refused) state.learned.remove(r.name, r.key);
           state.recomputeNextExpiry();
         },
       };
@@ -100,8 +117,24 @@ function droppedNames(state: PolicyState, dns: DnsPolicy): Set<string> {
   return new Set(state.learned.names().filter((n) => !nameAllowed(dns, n)));
 }
 
-function prefixPlan(state: PolicyState, key: string, next: PrefixRules | null, nowMs: number): Plan {
+function prefixPlan(state: PolicyState, key: string, next: PrefixRules | null, nowMs: number, guard: LearnedGuard | null): Plan {
   const cidr = next?.cidr ?? state.rules.get(key)!.cidr;
+  const override = { key, rules: next };
+  const refused = guard === null ? [] : refusedLearned(state, guard, state.rules, nowMs, { scope: cidr, override });
+  if (refused.length > 0) {
+    // The change and the removal of what it now refuses, in one atomic replace (rare path).
+    const policy = state.compile(nowMs, dropRefused(refused), state.rules.withOverride(override));
+    return {
+      op: { kind: "replace", policy },
+      refused,
+      commit: () => {
+        if (next === null) state.rules.delete(key);
+        else state.rules.set(key, next);
+        for (const r of refused) state.learned.remove(r.name, r.key);
+        state.recomputeNextExpiry();
+      },
+    };
+  }
   const entry = state.entryFor(key, cidr, nowMs, { rules: next });
   return {
     op: entry === null ? { kind: "delete", cidrs: [cidr] } : { kind: "upsert", entries: [entry] },
@@ -122,7 +155,7 @@ function dnsPlan(state: PolicyState, dns: DnsPolicy, nowMs: number): Plan {
   if (dropped.size === 0) return { op: { kind: "none" }, commit };
   const affected = new Set<string>();
   for (const n of dropped) for (const k of state.learned.prefixesOf(n)) affected.add(k);
-  if (affected.size > REPLACE_THRESHOLD) return { op: { kind: "replace", policy: state.compile(nowMs, dropped) }, commit };
+  if (affected.size > REPLACE_THRESHOLD) return { op: { kind: "replace", policy: state.compile(nowMs, (l) => dropped.has(l.name)) }, commit };
   return { op: prefixesOp(state, affected, nowMs, dropped), commit };
 }
 
@@ -140,7 +173,7 @@ export function prefixesOp(state: PolicyState, keys: Iterable<string>, nowMs: nu
     if (entry === null) deletes.push(cidr);
     else upserts.push(entry);
   }
-  if (upserts.length > 0 && deletes.length > 0) return { kind: "replace", policy: state.compile(nowMs, excluded) };
+  if (upserts.length > 0 && deletes.length > 0) return { kind: "replace", policy: state.compile(nowMs, (l) => excluded.has(l.name)) };
   if (deletes.length > 0) return { kind: "delete", cidrs: deletes };
   if (upserts.length > 0) return { kind: "upsert", entries: upserts };
   return { kind: "none" };

@@ -20,6 +20,20 @@ export interface DnsServerStats {
 export interface DnsServerHandle {
   stop(): Promise<void>;
   stats(): DnsServerStats;
+  /** Every outcome counter (metrics), when the implementation keeps them. */
+  outcomes?(): Readonly<Record<string, number>>;
+}
+
+/** A DNS port bound and held for an attachment until its server takes it over (or release). */
+export interface HeldPort {
+  readonly port: number;
+  release(): Promise<void>;
+}
+
+export interface PortTakenByOther {
+  readonly port: number;
+  /** e.g. "uid 1000 (udp)" or "unknown". */
+  readonly holder: string;
 }
 
 /** Per-attachment settings of a DNS server, fixed for its lifetime (from config defaults and `netfence.*` metadata). */
@@ -30,8 +44,16 @@ export interface DnsServerOptions {
   readonly refuseTypes: readonly number[];
   /** The workload's own addresses, when the attach named them (interfaces: the only sources answered). */
   readonly workloadAddresses: readonly string[];
+  /** The port reserved by `reservePort`, handed over to the server (no window in which it is free). */
+  readonly held?: HeldPort;
 }
 
 export interface DnsServerFactory {
   start(attachmentId: string, listen: DnsListen, getPolicy: () => DnsPolicy, options: DnsServerOptions): Promise<DnsServerHandle>;
+  /**
+   * Allocation by binding: binds the first free port of `candidates` (in order) on `host` and
+   * holds it; ports held by other processes are skipped and returned. RESOURCE_EXHAUSTED when
+   * none is free. Absent: the manager picks the lowest unused port and `start` binds it.
+   */
+  reservePort?(host: string, candidates: readonly number[]): Promise<{ held: HeldPort; taken: readonly PortTakenByOther[] }>;
 }

@@ -12,6 +12,8 @@ export interface ExpiryPlan {
   readonly upserts: readonly FilterEntry[];
   /** Prefixes touched. */
   readonly count: number;
+  /** Prefixes whose allow rule expired (learned addresses inside them are checked again). */
+  readonly allowsExpired: readonly Cidr[];
   commit(): void;
 }
 
@@ -19,10 +21,12 @@ export function planExpiry(st: PolicyState, nowMs: number): ExpiryPlan | null {
   if (st.nextExpiryMs > nowMs) return null;
   const dead = (ms: number | null | undefined): boolean => ms !== null && ms !== undefined && ms <= nowMs;
   const newRules = new Map<string, PrefixRules | null>();
+  const allowsExpired: Cidr[] = [];
   for (const [key, r] of st.rules) {
     const allowDead = r.allow !== null && dead(r.allow.expiresAtMs);
     const denyDead = r.deny !== null && dead(r.deny.expiresAtMs);
     if (!allowDead && !denyDead) continue;
+    if (allowDead) allowsExpired.push(r.cidr);
     const allow = allowDead ? null : r.allow;
     const deny = denyDead ? null : r.deny;
     newRules.set(key, allow === null && deny === null ? null : { cidr: r.cidr, allow, deny });
@@ -47,6 +51,7 @@ export function planExpiry(st: PolicyState, nowMs: number): ExpiryPlan | null {
     deletes,
     upserts,
     count: keys.size,
+    allowsExpired,
     commit: () => {
       for (const [key, r] of newRules) {
         if (r === null) st.rules.delete(key);

@@ -4,7 +4,9 @@ import type { LearnedAddress } from "../policy/compile.js";
 /**
  * Addresses learned from DNS answers, remembered per name so they can be kept exactly while the
  * name that produced them is still allowed. Indexed both ways: name → addresses (pruning by
- * name) and address → names (recomputing one prefix without scanning everything).
+ * name) and address → names (recomputing one prefix without scanning everything). Most addresses
+ * belong to one name, so the address index holds the record itself and only grows a Map for an
+ * address several names share (100k learned addresses are 100k records, not 100k Maps).
  */
 export interface LearnedRecord extends LearnedAddress {
   readonly name: string;
@@ -12,35 +14,61 @@ export interface LearnedRecord extends LearnedAddress {
   readonly expiresAtMs: number;
 }
 
+type ByAddr = LearnedRecord | Map<string, LearnedRecord>;
+
+function* recordsOf(entry: ByAddr | undefined): IterableIterator<LearnedRecord> {
+  if (entry === undefined) return;
+  if (entry instanceof Map) yield* entry.values();
+  else yield entry;
+}
+
 export class LearnedAddresses {
   private readonly byName = new Map<string, Map<string, LearnedRecord>>();
-  private readonly byAddr = new Map<string, Map<string, LearnedRecord>>();
+  private readonly byAddr = new Map<string, ByAddr>();
 
+  /** Distinct learned addresses (what the learned-address quota counts). */
   get size(): number {
     return this.byAddr.size;
   }
 
   /** Records (or extends) name → address; the deadline never moves backwards. */
-  add(name: string, cidr: Cidr, expiresAtMs: number): void {
-    const key = formatCidr(cidr);
-    const prev = this.byName.get(name)?.get(key);
-    const rec: LearnedRecord = { name, cidr, expiresAtMs: Math.max(expiresAtMs, prev?.expiresAtMs ?? 0) };
+  add(name: string, cidr: Cidr, expiresAtMs: number, key: string = formatCidr(cidr)): void {
     let n = this.byName.get(name);
     if (n === undefined) this.byName.set(name, (n = new Map()));
+    const prev = n.get(key);
+    const rec: LearnedRecord = { name, cidr, expiresAtMs: prev === undefined || expiresAtMs > prev.expiresAtMs ? expiresAtMs : prev.expiresAtMs };
     n.set(key, rec);
-    let a = this.byAddr.get(key);
-    if (a === undefined) this.byAddr.set(key, (a = new Map()));
-    a.set(name, rec);
+    const a = this.byAddr.get(key);
+    if (a === undefined || (!(a instanceof Map) && a.name === name)) this.byAddr.set(key, rec);
+    else if (a instanceof Map) a.set(name, rec);
+    else this.byAddr.set(key, new Map([[a.name, a], [name, rec]]));
   }
 
   /** Entries for one prefix key (canonical text), across all names. */
   forPrefix(key: string): LearnedRecord[] {
-    return [...(this.byAddr.get(key)?.values() ?? [])];
+    return [...recordsOf(this.byAddr.get(key))];
   }
 
   /** Prefix keys a name currently holds. */
   prefixesOf(name: string): string[] {
     return [...(this.byName.get(name)?.keys() ?? [])];
+  }
+
+  /** Every learned prefix once: canonical key and the prefix. */
+  *prefixes(): IterableIterator<[string, Cidr]> {
+    for (const [key, entry] of this.byAddr) {
+      const first = recordsOf(entry).next();
+      if (!first.done) yield [key, first.value.cidr];
+    }
+  }
+
+  /** Names holding one prefix key. */
+  namesOf(key: string): string[] {
+    return [...recordsOf(this.byAddr.get(key))].map((r) => r.name);
+  }
+
+  hasPrefix(key: string): boolean {
+    return this.byAddr.has(key);
   }
 
   names(): string[] {
@@ -50,11 +78,7 @@ export class LearnedAddresses {
   removeName(name: string): void {
     const n = this.byName.get(name);
     if (n === undefined) return;
-    for (const key of n.keys()) {
-      const a = this.byAddr.get(key);
-      a?.delete(name);
-      if (a !== undefined && a.size === 0) this.byAddr.delete(key);
-    }
+    for (const key of n.keys()) this.dropAddr(key, name);
     this.byName.delete(name);
   }
 
@@ -66,10 +90,10 @@ export class LearnedAddresses {
   }
 
   remove(name: string, key: string): void {
-    this.byName.get(name)?.delete(key);
-    if (this.byName.get(name)?.size === 0) this.byName.delete(name);
-    this.byAddr.get(key)?.delete(name);
-    if (this.byAddr.get(key)?.size === 0) this.byAddr.delete(key);
+    const n = this.byName.get(name);
+    if (n === undefined || !n.delete(key)) return;
+    if (n.size === 0) this.byName.delete(name);
+    this.dropAddr(key, name);
   }
 
   /** (name, canonical prefix, deadline) triples, for persistence without re-formatting. */
@@ -79,5 +103,22 @@ export class LearnedAddresses {
 
   *all(): IterableIterator<LearnedRecord> {
     for (const n of this.byName.values()) yield* n.values();
+  }
+
+  /** Calls `fn` for every record, name by name (no generator: the store's hot loop). */
+  forEachByName(fn: (name: string, records: ReadonlyMap<string, LearnedRecord>) => void): void {
+    for (const [name, n] of this.byName) fn(name, n);
+  }
+
+  private dropAddr(key: string, name: string): void {
+    const a = this.byAddr.get(key);
+    if (a === undefined) return;
+    if (!(a instanceof Map)) {
+      if (a.name === name) this.byAddr.delete(key);
+      return;
+    }
+    a.delete(name);
+    if (a.size === 1) this.byAddr.set(key, a.values().next().value!);
+    else if (a.size === 0) this.byAddr.delete(key);
   }
 }

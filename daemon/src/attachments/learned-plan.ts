@@ -2,13 +2,22 @@ import { formatCidr, parseCidr, type Cidr } from "../policy/cidr.js";
 import type { FilterEntry } from "../datapath/filter.js";
 import type { ResolvedAddress } from "../dns/resolved-allower.js";
 import type { PolicyState } from "./policy-state.js";
+import type { LearnedGuard, LearnedRefusal } from "./learned-guard.js";
 
 /**
  * What recording a batch of DNS answers for one attachment does: the kernel entries to upsert
- * (one per address, merged with its rules and other names' deadlines) and a commit recording
- * name → address → deadline. An address the kernel already allows for at least half of the new
- * TTL is not rewritten (a busy name does not cost a map update per query); it keeps the deadline
- * the kernel has, so memory never outlives the map.
+ * (one per address, merged with its rules and other names' deadlines), the addresses refused,
+ * and a commit recording name → address → deadline.
+ *
+ * Refused (never opened, never recorded):
+ * - what the rebinding guard refuses (learned-guard.ts: a deny CIDR, protected-deny, loopback,
+ *   link-local, metadata, the host's own addresses, … unless a CIDR rule allows it explicitly);
+ * - a NEW address beyond the attachment's learned-address quota (`learnedQuota` distinct
+ *   addresses; an address already learned, by any name, costs nothing more).
+ *
+ * An address the kernel already allows for at least half of the new TTL is not rewritten (a busy
+ * name does not cost a map update per query); it keeps the deadline the kernel has, so memory
+ * never outlives the map.
  */
 export interface ResolvedAnswer {
   readonly name: string;
@@ -16,15 +25,35 @@ export interface ResolvedAnswer {
   readonly ttlSeconds: number;
 }
 
+export interface RefusedAnswerAddress {
+  readonly name: string;
+  /** As the answer gave it. */
+  readonly address: string;
+  readonly reason: LearnedRefusal;
+}
+
 export interface LearnedPlan {
   readonly upserts: readonly FilterEntry[];
+  readonly refused: readonly RefusedAnswerAddress[];
+  /** Addresses the commit records (0: nothing changes, nothing to save). */
+  readonly additions: number;
   commit(): void;
 }
 
-export function planLearned(st: PolicyState, answers: readonly ResolvedAnswer[], nowMs: number, minTtlSeconds: number): LearnedPlan {
+export interface LearnedLimits {
+  readonly minTtlSeconds: number;
+  /** Distinct learned addresses this attachment may hold (Infinity = no limit). */
+  readonly learnedQuota: number;
+  readonly guard: LearnedGuard | null;
+}
+
+export function planLearned(st: PolicyState, answers: readonly ResolvedAnswer[], nowMs: number, limits: LearnedLimits): LearnedPlan {
   const additions: { name: string; cidr: Cidr; key: string; expiresAtMs: number }[] = [];
+  const refused: RefusedAnswerAddress[] = [];
+  const verdicts = new Map<string, LearnedRefusal | null>();
+  let room = limits.learnedQuota - st.learned.size;
   for (const ans of answers) {
-    const ttl = ans.ttlSeconds > 0 ? ans.ttlSeconds : minTtlSeconds;
+    const ttl = ans.ttlSeconds > 0 ? ans.ttlSeconds : limits.minTtlSeconds;
     const deadline = nowMs + ttl * 1000;
     for (const a of ans.addresses) {
       let cidr: Cidr;
@@ -33,7 +62,18 @@ export function planLearned(st: PolicyState, answers: readonly ResolvedAnswer[],
       } catch {
         continue;
       }
-      additions.push({ name: ans.name, cidr, key: formatCidr(cidr), expiresAtMs: deadline });
+      const key = formatCidr(cidr);
+      let reason = verdicts.get(key);
+      if (reason === undefined) {
+        reason = limits.guard?.check(cidr, key, st.rules, nowMs) ?? null;
+        if (reason === null && !st.learned.hasPrefix(key)) {
+          if (room > 0) room--;
+          else reason = "quota";
+        }
+        verdicts.set(key, reason);
+      }
+      if (reason !== null) refused.push({ name: ans.name, address: a.address, reason });
+      else additions.push({ name: ans.name, cidr, key, expiresAtMs: deadline });
     }
   }
   const upserts = new Map<string, FilterEntry>();
@@ -47,6 +87,8 @@ export function planLearned(st: PolicyState, answers: readonly ResolvedAnswer[],
   }
   return {
     upserts: [...upserts.values()],
+    refused,
+    additions: additions.length,
     commit: () => {
       for (const a of additions) {
         const kernelEntry = upserts.get(a.key) ?? st.entryFor(a.key, a.cidr, nowMs);

@@ -5,18 +5,19 @@ import { NetfenceError, isNetfenceError } from "../errors.js";
 import type { AttachMethodPreference, AttachSpec, Filter, FilterCounters, TargetSpec } from "../datapath/filter.js";
 import type { AttachmentPolicy, PolicyCommand } from "../policy/policy.js";
 import type { ControlPlaneHost } from "../control-plane/control-plane-host.js";
-import type { ResolvedAddress, ResolvedAllower } from "../dns/resolved-allower.js";
+import type { AllowOutcome, ResolvedAddress, ResolvedAllower } from "../dns/resolved-allower.js";
 import type { AttachmentStatsView, AttachmentView } from "./attachment-view.js";
 import type { PolicySource } from "./policy-source.js";
-import type { DnsServerFactory, DnsServerHandle } from "./dns-server-factory.js";
+import type { DnsServerFactory, DnsServerHandle, HeldPort } from "./dns-server-factory.js";
 import { parseAttachOptions, type AttachOptions } from "./attach-options.js";
 import { DEFAULT_DNS_QUOTAS, type DnsQuotas } from "../dns/dns-quotas.js";
 import { OpQueue } from "./op-queue.js";
 import { PolicyState } from "./policy-state.js";
 import { planCommand, type KernelOp } from "./command-plan.js";
 import { planExpiry } from "./expiry-plan.js";
-import { planLearned } from "./learned-plan.js";
-import { lowestFreePort, lowestFreeSlot } from "./allocation.js";
+import type { LearnedGuard } from "./learned-guard.js";
+import { LearnedWriter, type LearnedRefusalReport } from "./learned-writer.js";
+import { freePorts, lowestFreePort, lowestFreeSlot } from "./allocation.js";
 import { recordToStored, recordView, type AttachmentRecord } from "./attachment-record.js";
 import { SnapshotWriter } from "./snapshot-writer.js";
 import { interfaceIndex, resolveTarget, targetAlive, targetKey, type TargetRequest } from "./target.js";
@@ -54,6 +55,15 @@ export interface ManagerOptions {
   readonly cgroupRoot: string | null;
   /** Where interface link types are read; default /sys/class/net (unit tests use a fake one). */
   readonly netClassDir?: string;
+  /**
+   * The DNS rebinding guard applied to every learned address (learned-guard.ts); absent: none
+   * (unit tests of other parts). `hostAddressesVersion` changes when the host's addresses do:
+   * learned addresses are then checked again.
+   */
+  readonly learnedGuard?: LearnedGuard;
+  readonly hostAddressesVersion?: () => number;
+  /** Every learned address refused or removed by the guard or the quota (metrics, events). */
+  readonly onLearnedRefused?: (report: LearnedRefusalReport) => void;
   /** Used when the store has no daemon id yet (memory store: derived from the machine). */
   readonly fallbackDaemonId?: string;
   readonly now?: () => number;
@@ -102,18 +112,11 @@ interface Reservation {
   readonly options: AttachOptions;
   readonly slot: number;
   readonly port: number;
+  /** The DNS port bound for it (allocation by binding), handed to its DNS server at install. */
+  readonly held: HeldPort | null;
   readonly key: string;
   /** Settles when the attach finished (either way); commands for the id wait for it. */
   readonly settled: Promise<void>;
-}
-
-interface PendingInsert {
-  readonly id: string;
-  readonly name: string;
-  readonly addresses: readonly ResolvedAddress[];
-  readonly ttlSeconds: number;
-  readonly resolve: () => void;
-  readonly reject: (err: unknown) => void;
 }
 
 export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
@@ -133,9 +136,11 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
   private integrityQueued = false;
   /** Attachments restored by the integrity check since start (metrics, tests). */
   integrityRestores = 0;
-  private pendingInserts: PendingInsert[] = [];
   private readonly startWarnings: string[] = [];
   private readonly writer: SnapshotWriter;
+  private readonly learned: LearnedWriter;
+  private hostVersion = -1;
+  private readonly dnsDownLogged = new Map<string, number>();
   private stopped = false;
 
   constructor(private readonly opts: ManagerOptions) {
@@ -143,6 +148,23 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
     this.now = opts.now ?? Date.now;
     this.newId = opts.newId ?? (() => `nf-${randomBytes(6).toString("hex")}`);
     this.writer = new SnapshotWriter(opts.store, () => this.snapshot(), this.log);
+    this.learned = new LearnedWriter(
+      {
+        queue: this.queue,
+        filter: opts.filter,
+        record: (id) => this.records.get(id),
+        records: () => this.records.values(),
+        saveSoon: () => this.writer.saveSoon(),
+        now: () => this.now(),
+      },
+      {
+        minTtlSeconds: opts.dns.minTtlSeconds,
+        guard: opts.learnedGuard ?? null,
+        learnedQuota: (rec) => this.quotasOf(rec).learned,
+        onRefused: opts.onLearnedRefused,
+        logger: this.log,
+      },
+    );
   }
 
   get daemonId(): string {
@@ -209,6 +231,11 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
       }),
     );
     for (const id of result.removed) this.opts.policySource.unsubscribed(id, "removed");
+    // Learned addresses kept from before the restart meet today's guard (protected_deny may have changed).
+    this.hostVersion = this.opts.hostAddressesVersion?.() ?? -1;
+    for (const rec of result.records) {
+      await this.learned.recheck(rec).catch((err: unknown) => this.log.warn({ attachmentId: rec.id, err }, "re-checking learned addresses failed"));
+    }
     await this.persist();
     return {
       adopted: result.records.map((r) => r.id),
@@ -243,7 +270,8 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
         });
       }
       const options = parseAttachOptions(input.metadata, target.spec.kind);
-      const r: Reservation = { id: this.uniqueId(), options, slot: this.freeSlot(), port: this.freePort(), key: target.key, settled };
+      const { port, held } = await this.reservePort();
+      const r: Reservation = { id: this.uniqueId(), options, slot: this.freeSlot(), port, held, key: target.key, settled };
       this.reservations.set(r.id, r);
       return { r, target };
     });
@@ -281,6 +309,7 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
       throw NetfenceError.from(err);
     } finally {
       this.reservations.delete(r.id);
+      await r.held?.release(); // no-op once its DNS server took the sockets over
       settle();
     }
   }
@@ -314,7 +343,7 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
       stored: null,
     };
     try {
-      rec.dns = await this.startDns(rec);
+      rec.dns = await this.startDns(rec, r.held ?? undefined);
     } catch (err) {
       await this.opts.filter.detach(r.id).catch((e: unknown) => this.log.error({ attachmentId: r.id, err: e }, "rollback detach failed"));
       throw new NetfenceError("UNAVAILABLE", `DNS server for ${r.id} could not listen on ${view.dnsAddress}: ${(err as Error).message}`, {
@@ -337,13 +366,18 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
     };
   }
 
-  private startDns(rec: AttachmentRecord): Promise<DnsServerHandle> {
+  private quotasOf(rec: { readonly options: AttachOptions }): DnsQuotas {
+    return { ...(this.opts.dns.quotas ?? DEFAULT_DNS_QUOTAS), ...rec.options.quotas };
+  }
+
+  private startDns(rec: AttachmentRecord, held?: HeldPort): Promise<DnsServerHandle> {
     const o = rec.options;
     return this.opts.dnsServers.start(rec.id, { host: this.opts.dns.listenAddr, port: rec.dnsPort }, () => rec.state.dns, {
       kind: rec.target.kind,
-      quotas: { ...(this.opts.dns.quotas ?? DEFAULT_DNS_QUOTAS), ...o.quotas },
+      quotas: this.quotasOf(rec),
       refuseTypes: o.refuseTypes ?? this.opts.dns.refuseTypes ?? [],
       workloadAddresses: o.guards.workloadAddresses,
+      held,
     });
   }
 
@@ -517,6 +551,11 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
     }
   }
 
+  /** Per attachment: whether its DNS server listens, its learned addresses, its DNS counts by outcome (metrics). */
+  dnsStates(): { id: string; listening: boolean; learned: number; outcomes: Readonly<Record<string, number>> }[] {
+    return [...this.records.values()].map((r) => ({ id: r.id, listening: r.dns !== null, learned: r.state.learned.size, outcomes: r.dns?.outcomes?.() ?? {} }));
+  }
+
   async stats(): Promise<readonly AttachmentStatsView[]> {
     return this.statsFor([...this.records.keys()]);
   }
@@ -529,10 +568,13 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
     await this.queue.run(async () => {
       const rec = this.records.get(attachmentId);
       if (rec === undefined) throw new NetfenceError("NOT_FOUND", `no attachment with id "${attachmentId}"`, { details: { id: attachmentId } });
-      const plan = planCommand(rec.state, command, this.now());
+      const plan = planCommand(rec.state, command, this.now(), this.learned.guard);
       await this.runOp(rec.id, plan.op);
       plan.commit();
       rec.stored = null;
+      for (const r of plan.refused ?? []) {
+        this.learned.report({ attachmentId: rec.id, name: r.name, address: r.key.slice(0, r.key.lastIndexOf("/")), reason: r.reason, when: "recheck" });
+      }
       this.log.debug({ attachmentId, command: command.kind, op: plan.op.kind }, "command applied");
     });
     await this.persistOrLog();
@@ -557,53 +599,12 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
   // ---------------------------------------------------------------- DNS-learned addresses
 
   /**
-   * Records the addresses a DNS answer produced for `name` and makes sure the kernel allows them;
-   * resolves once they are in the map. Concurrent calls are coalesced into one queued operation
-   * (one batched upsert per attachment) per turn of the event loop.
+   * Records the addresses a DNS answer produced for `name` and makes sure the kernel allows the
+   * ones the rebinding guard and the quota let through; resolves once they are in the map, with
+   * the refused ones (learned-writer.ts: coalesced, one batched upsert per attachment per turn).
    */
-  allowResolved(attachmentId: string, name: string, addresses: readonly ResolvedAddress[], ttlSeconds: number): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.pendingInserts.push({ id: attachmentId, name, addresses, ttlSeconds, resolve, reject });
-      if (this.pendingInserts.length === 1) {
-        setImmediate(() => {
-          const batch = this.pendingInserts;
-          this.pendingInserts = [];
-          this.queue.run(() => this.insertLearned(batch)).catch((err: unknown) => {
-            for (const p of batch) p.reject(err);
-          });
-        });
-      }
-    });
-  }
-
-  private async insertLearned(batch: readonly PendingInsert[]): Promise<void> {
-    const now = this.now();
-    const byId = new Map<string, PendingInsert[]>();
-    for (const p of batch) {
-      if (!this.records.has(p.id)) {
-        p.reject(new NetfenceError("NOT_FOUND", `no attachment with id "${p.id}"`, { details: { id: p.id } }));
-        continue;
-      }
-      const list = byId.get(p.id) ?? [];
-      list.push(p);
-      byId.set(p.id, list);
-    }
-    let changed = false;
-    for (const [id, inserts] of byId) {
-      const rec = this.records.get(id)!;
-      const plan = planLearned(rec.state, inserts, now, this.opts.dns.minTtlSeconds);
-      try {
-        if (plan.upserts.length > 0) await this.opts.filter.upsertEntries(id, plan.upserts);
-      } catch (err) {
-        for (const p of inserts) p.reject(err);
-        continue;
-      }
-      plan.commit();
-      rec.stored = null;
-      changed = true;
-      for (const p of inserts) p.resolve();
-    }
-    if (changed) this.writer.saveSoon();
+  allowResolved(attachmentId: string, name: string, addresses: readonly ResolvedAddress[], ttlSeconds: number): Promise<AllowOutcome> {
+    return this.learned.allowResolved(attachmentId, name, addresses, ttlSeconds);
   }
 
   // ---------------------------------------------------------------- integrity
@@ -623,8 +624,19 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
       for (const rec of this.records.values()) {
         if (rec.dns === null) {
           // A DNS server that could not bind at restart (port briefly held elsewhere): retry.
-          rec.dns = await this.startDns(rec).catch(() => null);
-          if (rec.dns !== null) this.log.info({ attachmentId: rec.id, dnsAddress: rec.dnsAddress }, "DNS server restarted");
+          rec.dns = await this.startDns(rec).catch((err: unknown) => {
+            // Reported every 30 s while it lasts (e.g. a port squatted while the daemon was down).
+            const last = this.dnsDownLogged.get(rec.id) ?? 0;
+            if (this.now() - last >= 30_000) {
+              this.dnsDownLogged.set(rec.id, this.now());
+              this.log.error({ attachmentId: rec.id, dnsAddress: rec.dnsAddress, err }, "DNS server still cannot listen; retrying every 2 s");
+            }
+            return null;
+          });
+          if (rec.dns !== null) {
+            this.dnsDownLogged.delete(rec.id);
+            this.log.info({ attachmentId: rec.id, dnsAddress: rec.dnsAddress }, "DNS server restarted");
+          }
         }
         if (pinned.has(rec.id) || !targetAlive(rec.target, rec.ifindex)) continue;
         const alog = this.log.child({ attachmentId: rec.id });
@@ -649,6 +661,12 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
   private scheduleGc(): void {
     if (this.gcQueued || this.stopped) return;
     this.gcQueued = true;
+    const hostVersion = this.opts.hostAddressesVersion?.() ?? -1;
+    if (hostVersion !== this.hostVersion) {
+      // The host gained or lost an address: a learned address may now be one of its own.
+      this.hostVersion = hostVersion;
+      void this.learned.recheckAll();
+    }
     this.queue
       .run(() => this.collectExpired())
       .catch((err: unknown) => this.log.error({ err }, "TTL garbage collection failed"))
@@ -675,6 +693,10 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
       plan.commit();
       rec.stored = null;
       removed += plan.count;
+      // An explicit allow that expired may have been what let a learned address through.
+      for (const cidr of plan.allowsExpired) {
+        await this.learned.recheck(rec, { scope: cidr }).catch((err: unknown) => this.log.warn({ attachmentId: rec.id, err }, "re-checking learned addresses failed"));
+      }
       this.log.debug({ attachmentId: rec.id, prefixes: plan.count }, "expired entries removed");
     }
     if (removed > 0) this.writer.saveSoon();
@@ -749,13 +771,29 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
     return lowestFreeSlot(used);
   }
 
-  private freePort(): number {
+  /**
+   * A DNS port for a new attachment: allocated by binding when the factory can (ports held by
+   * other processes are skipped and reported), else the lowest one no attachment uses.
+   */
+  private async reservePort(): Promise<{ port: number; held: HeldPort | null }> {
     const used = new Set<number>();
     for (const r of this.records.values()) used.add(r.dnsPort);
     for (const r of this.reservations.values()) used.add(r.port);
     for (const r of this.unadopted.values()) used.add(r.dnsPort);
     for (const o of this.orphanInfos.values()) used.add(o.dnsPort);
-    return lowestFreePort(used, this.opts.dns.portMin, this.opts.dns.portMax);
+    const { listenAddr, portMin, portMax } = this.opts.dns;
+    const reserve = this.opts.dnsServers.reservePort;
+    if (reserve === undefined) return { port: lowestFreePort(used, portMin, portMax), held: null };
+    const candidates = freePorts(used, portMin, portMax);
+    if (candidates.length === 0) lowestFreePort(used, portMin, portMax); // throws RESOURCE_EXHAUSTED with the usual message
+    const { held, taken } = await reserve.call(this.opts.dnsServers, listenAddr, candidates);
+    if (taken.length > 0) {
+      this.log.warn(
+        { taken: taken.map((t) => `${t.port} ${t.holder}`), port: held.port },
+        `DNS ports held by other processes were skipped: ${taken.map((t) => `${t.port} (${t.holder})`).join(", ")}`,
+      );
+    }
+    return { port: held.port, held };
   }
 
   private dnsAddress(port: number): string {

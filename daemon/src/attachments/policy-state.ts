@@ -2,25 +2,23 @@ import { formatCidr, type Cidr } from "../policy/cidr.js";
 import { compileEntries, compilePrefix, type LearnedAddress } from "../policy/compile.js";
 import type { FilterEntry, FilterMode, FilterPolicy } from "../datapath/filter.js";
 import type { AttachmentPolicy, CidrRule, DnsPolicy } from "../policy/policy.js";
-import { LearnedAddresses } from "./learned-addresses.js";
-import type { StoredCidrRule, StoredLearned, StoredPolicy } from "../store/snapshot.js";
+import { LearnedAddresses, type LearnedRecord } from "./learned-addresses.js";
+import { RuleIndex, type PrefixRules } from "./rule-index.js";
+import type { StoredCidrRule, StoredPolicy } from "../store/snapshot.js";
+import { packLearned, type PackedLearned } from "./learned-store.js";
+
+export type { PrefixRules } from "./rule-index.js";
 
 /**
  * One attachment's live policy as the manager keeps it: CIDR rules indexed by prefix (so a
  * single-prefix command costs O(1), also in a burst of 10k commands), DNS rules, and the
  * addresses learned from DNS answers. Mutated only by a committed plan (see command-plan.ts).
  */
-export interface PrefixRules {
-  readonly cidr: Cidr;
-  readonly allow: CidrRule | null;
-  readonly deny: CidrRule | null;
-}
-
 export class PolicyState {
   mode: FilterMode;
   audit: boolean;
   dns: DnsPolicy;
-  rules: Map<string, PrefixRules>;
+  rules: RuleIndex;
   readonly learned: LearnedAddresses;
   /**
    * No rule or learned address expires before this (ms; Infinity = none), so the once-a-second
@@ -33,7 +31,7 @@ export class PolicyState {
     this.mode = policy.mode;
     this.audit = policy.audit;
     this.dns = policy.dns;
-    this.rules = indexRules(policy.allowCidrs, policy.denyCidrs);
+    this.rules = new RuleIndex(indexRules(policy.allowCidrs, policy.denyCidrs));
     this.learned = learned;
     this.recomputeNextExpiry();
   }
@@ -63,21 +61,20 @@ export class PolicyState {
   }
 
   /** Persisted form, built from the index keys (no re-formatting of every prefix). */
-  toStored(): { policy: StoredPolicy; learned: StoredLearned[] } {
+  toStored(): { policy: StoredPolicy; learned: PackedLearned } {
     const allowCidrs: StoredCidrRule[] = [];
     const denyCidrs: StoredCidrRule[] = [];
     for (const [key, r] of this.rules) {
       if (r.allow !== null) allowCidrs.push({ cidr: key, expiresAtMs: r.allow.expiresAtMs });
       if (r.deny !== null) denyCidrs.push({ cidr: key, expiresAtMs: r.deny.expiresAtMs });
     }
-    const learned = [...this.learned.keyed()].map((l) => ({ name: l.name, address: l.key, expiresAtMs: l.expiresAtMs }));
-    return { policy: { mode: this.mode, audit: this.audit, allowCidrs, denyCidrs, dns: this.dns }, learned };
+    return { policy: { mode: this.mode, audit: this.audit, allowCidrs, denyCidrs, dns: this.dns }, learned: packLearned(this.learned) };
   }
 
-  /** The whole kernel policy, leaving out learned addresses of `excludedNames`. */
-  compile(nowMs: number, excludedNames: ReadonlySet<string> = new Set(), rules = this.rules): FilterPolicy {
+  /** The whole kernel policy, leaving out the learned records `drop` says go. */
+  compile(nowMs: number, drop: ((l: LearnedRecord) => boolean) | null = null, rules: RuleIndex = this.rules): FilterPolicy {
     const policy = rulesAsPolicy(rules.values());
-    const learned = excludedNames.size === 0 ? this.learned.all() : [...this.learned.all()].filter((l) => !excludedNames.has(l.name));
+    const learned = drop === null ? this.learned.all() : [...this.learned.all()].filter((l) => !drop(l));
     return { mode: this.mode, audit: this.audit, entries: compileEntries(policy, learned, nowMs) };
   }
 

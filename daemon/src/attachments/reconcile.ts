@@ -1,9 +1,8 @@
 import type { Logger } from "pino";
 import type { AdoptedAttachment, AttachResult, Filter, FilterPolicy, TargetSpec } from "../datapath/filter.js";
-import { parseCidr } from "../policy/cidr.js";
 import { loadPolicy, type StoredAttachment } from "../store/snapshot.js";
 import type { AttachmentRecord } from "./attachment-record.js";
-import { LearnedAddresses } from "./learned-addresses.js";
+import { learnedFromStored } from "./learned-store.js";
 import { PolicyState } from "./policy-state.js";
 import { interfaceIndex, isCgroupDir, targetKey } from "./target.js";
 import { storedAttachOptions, type AttachOptions } from "./attach-options.js";
@@ -184,8 +183,7 @@ function targetPresent(t: TargetSpec): boolean {
 }
 
 function toRecord(stored: StoredAttachment, adopted: AdoptedAttachment, dnsAddress: string, options: AttachOptions, ifindex: number): AttachmentRecord {
-  const learned = new LearnedAddresses();
-  for (const l of stored.learned) learned.add(l.name, parseCidr(l.address), l.expiresAtMs);
+  const learned = learnedFromStored(stored);
   return {
     id: stored.id,
     slot: adopted.slot,

@@ -3,35 +3,50 @@ import { canonicalQueryName } from "./domain-name.js";
 import type { ResolvedAddress } from "./resolved-allower.js";
 
 /**
- * Which addresses of an upstream answer may open the data path.
+ * Which addresses of an upstream answer may open the data path — the CNAME semantics of SPEC §8
+ * (as Cilium's toFQDNs): the rule that matches the QUERY name decides (the server checked it
+ * before forwarding); starting at the queried name, the CNAME chain inside the answer section is
+ * followed, and the A/AAAA records of the name the chain ends at are taken and opened with the
+ * QUERY name as their provenance (what BulkUpdate pruning and `netfenced events` refer to).
+ * So allowing `files.pythonhosted.org`, a CNAME into a CDN, opens the CDN's addresses.
  *
- * The CNAME rule: starting at the queried name, the CNAME chain inside the answer section is
- * followed, and the A/AAAA records of the name the chain ends at are taken — but only if EVERY
- * name of the chain (the queried name and each CNAME target) passes `nameOk`. A chain that leaves
- * the allowed names adds nothing: e.g. in allowlist mode with `*.example.com` allowed, an answer
- * `www.example.com CNAME cdn.other.net; cdn.other.net A 1.2.3.4` is passed on to the client but
- * 1.2.3.4 is NOT added (the operator allows `*.other.net` too if that is wanted). This stops an
- * allowed zone from opening the addresses of a denied or unlisted name through a CNAME.
- * Address records whose owner is not the end of the chain are ignored (not part of the answer
- * to this question). Chains longer than MAX_CHAIN or with loops add nothing.
+ * The one exception: an explicit DENY rule matching any name of the chain (`isDenied`) refuses
+ * the whole answer — the server replies REFUSED (as Cilium rejects a denied DNS request) and
+ * nothing is opened: an operator who denies `cdn.example` never sees it reached through an
+ * allowed alias.
+ *
+ * Address records whose owner is not the end of the chain are ignored (not part of the answer to
+ * this question). A chain longer than MAX_CHAIN or with a loop opens nothing (`broken`).
  */
 
 export const MAX_CHAIN = 16;
 
 export interface AnswerAddresses {
+  /** The chain end's A/AAAA records, in answer order (at most `maxRecords`). */
   readonly addresses: ResolvedAddress[];
+  /** A/AAAA records of the chain end beyond `maxRecords` (left out: the reply must lose them too). */
+  readonly overQuota: number;
   /** Minimum TTL over the chain's CNAMEs and the address records taken (seconds). */
   readonly ttlSeconds: number;
   /** The names followed, queried name first. */
   readonly chain: string[];
-  /** Set when the chain reached a name that `nameOk` rejected (nothing is added then). */
-  readonly rejectedName: string | null;
+  /** The first name of the chain an explicit deny rule matches (the answer is refused), or null. */
+  readonly deniedName: string | null;
+  /** The chain loops or is longer than MAX_CHAIN: nothing is opened. */
+  readonly broken: boolean;
 }
 
-export function answerAddresses(answers: readonly WireRecord[], queriedName: string, nameOk: (name: string) => boolean): AnswerAddresses {
+export function answerAddresses(
+  answers: readonly WireRecord[],
+  queriedName: string,
+  isDenied: (name: string) => boolean,
+  maxRecords = Number.POSITIVE_INFINITY,
+): AnswerAddresses {
   const chain = [canonicalQueryName(queriedName)];
   let current = chain[0]!;
   let ttl = Number.POSITIVE_INFINITY;
+  const none = (deniedName: string | null, broken: boolean): AnswerAddresses => ({ addresses: [], overQuota: 0, ttlSeconds: 0, chain, deniedName, broken });
+  if (isDenied(current)) return none(current, false);
   for (;;) {
     let next: string | null = null;
     for (const record of answers) {
@@ -42,17 +57,32 @@ export function answerAddresses(answers: readonly WireRecord[], queriedName: str
       }
     }
     if (next === null) break;
-    if (chain.includes(next) || chain.length >= MAX_CHAIN) return { addresses: [], ttlSeconds: 0, chain, rejectedName: next };
+    if (chain.includes(next) || chain.length >= MAX_CHAIN) {
+      chain.push(next);
+      return none(null, true);
+    }
     chain.push(next);
-    if (!nameOk(next)) return { addresses: [], ttlSeconds: 0, chain, rejectedName: next };
+    if (isDenied(next)) return none(next, false);
     current = next;
   }
   const addresses: ResolvedAddress[] = [];
+  let overQuota = 0;
   for (const record of answers) {
     if ((record.type === "A" || record.type === "AAAA") && canonicalQueryName(record.name) === current) {
+      if (addresses.length >= maxRecords) {
+        overQuota++;
+        continue;
+      }
       addresses.push({ family: record.type === "A" ? 4 : 6, address: record.data });
       ttl = Math.min(ttl, record.ttl);
     }
   }
-  return { addresses, ttlSeconds: addresses.length === 0 || ttl === Number.POSITIVE_INFINITY ? 0 : ttl, chain, rejectedName: null };
+  return {
+    addresses,
+    overQuota,
+    ttlSeconds: addresses.length === 0 || ttl === Number.POSITIVE_INFINITY ? 0 : ttl,
+    chain,
+    deniedName: null,
+    broken: false,
+  };
 }

@@ -4,14 +4,18 @@ import type { DnsQuotas } from "./dns-quotas.js";
 import { AttachmentDnsServer } from "./dns-server.js";
 import type { DnsServerDetailedStats, DnsServerStats } from "./dns-server.js";
 import type { DnsProxy } from "./dns-proxy.js";
+import type { DnsEventSink } from "./dns-events.js";
+import { bindFirstFree, HeldDnsPort, type PortTaken } from "./dns-port.js";
+import { HostAddresses } from "./host-addresses.js";
 import type { ResolvedAllower } from "./resolved-allower.js";
 import { DEFAULT_UPSTREAM_OPTIONS, UpstreamPool } from "./upstream.js";
 import { parseUpstreamAddress } from "./upstream-address.js";
 
 /**
  * How the attachment manager starts DNS servers: one factory per daemon holds the shared parts
- * (default upstreams, the ResolvedAllower, the control-plane proxy, one upstream socket pool) and
- * starts a server per attachment.
+ * (default upstreams, the ResolvedAllower, the control-plane proxy, one upstream socket pool, the
+ * host's addresses, the event sink) and starts a server per attachment with its own quotas,
+ * refused query types and source rule. Ports are allocated by binding (`reservePort`).
  */
 
 export interface DnsServerHandle {
@@ -19,8 +23,9 @@ export interface DnsServerHandle {
   readonly address: string;
   stop(): Promise<void>;
   stats(): DnsServerStats;
-  /** Also SERVFAIL/FORMERR/dropped/CNAME-rejected counts, for metrics by outcome. */
+  /** Counts by outcome, for metrics. */
   detailedStats(): DnsServerDetailedStats;
+  outcomes(): Readonly<Record<string, number>>;
 }
 
 /** Structurally the `DnsServerOptions` of attachments/dns-server-factory.ts. */
@@ -29,6 +34,8 @@ export interface DnsServerOptions {
   readonly quotas: DnsQuotas;
   readonly refuseTypes: readonly number[];
   readonly workloadAddresses: readonly string[];
+  /** A HeldDnsPort from reservePort (anything else is ignored: the server binds `listen`). */
+  readonly held?: { readonly port: number; release(): Promise<void> };
 }
 
 /** Structurally the `DnsServerFactory` the attachment manager expects (attachments/dns-server-factory.ts). */
@@ -37,8 +44,9 @@ export interface DnsServerFactory {
     attachmentId: string,
     listen: { readonly host: string; readonly port: number },
     getPolicy: () => DnsPolicy,
-    options: DnsServerOptions,
+    options?: DnsServerOptions,
   ): Promise<DnsServerHandle>;
+  reservePort(host: string, candidates: readonly number[]): Promise<{ held: HeldDnsPort; taken: readonly PortTaken[] }>;
 }
 
 export interface DnsServerFactoryOptions {
@@ -49,21 +57,25 @@ export interface DnsServerFactoryOptions {
   readonly logger: pino.Logger;
   readonly upstreamTimeoutMs?: number;
   readonly proxyTimeoutMs?: number;
+  /** Shared with the rebinding guard; one of its own when absent. */
+  readonly hostAddresses?: HostAddresses;
+  readonly report?: DnsEventSink;
 }
 
 export function createDnsServerFactory(opts: DnsServerFactoryOptions): DnsServerFactory {
   for (const upstream of opts.defaultUpstreams) parseUpstreamAddress(upstream); // INVALID_ARGUMENT at startup
   const pool = new UpstreamPool({ ...DEFAULT_UPSTREAM_OPTIONS, timeoutMs: opts.upstreamTimeoutMs ?? DEFAULT_UPSTREAM_OPTIONS.timeoutMs });
-  // TODO(issue 10): the server enforces options (quotas, refused types, sources).
+  const hostAddresses = opts.hostAddresses ?? new HostAddresses();
   const start = async (
     attachmentId: string,
     listen: { readonly host: string; readonly port: number },
     getPolicy: () => DnsPolicy,
-    _options: DnsServerOptions,
+    options?: DnsServerOptions,
   ): Promise<DnsServerHandle> => {
     const server = await AttachmentDnsServer.start({
       attachmentId,
       listen,
+      held: options?.held instanceof HeldDnsPort ? options.held : undefined,
       getPolicy,
       defaultUpstreams: opts.defaultUpstreams,
       allower: opts.allower,
@@ -72,13 +84,20 @@ export function createDnsServerFactory(opts: DnsServerFactoryOptions): DnsServer
       logger: opts.logger,
       upstreamPool: pool,
       proxyTimeoutMs: opts.proxyTimeoutMs,
+      quotas: options?.quotas,
+      refuseTypes: options?.refuseTypes,
+      kind: options?.kind,
+      workloadAddresses: options?.workloadAddresses,
+      hostAddresses,
+      report: opts.report,
     });
     return {
       address: server.address,
       stop: () => server.stop(),
       stats: () => server.stats(),
       detailedStats: () => server.detailedStats(),
+      outcomes: () => server.detailedStats().outcomes,
     };
   };
-  return { start };
+  return { start, reservePort: bindFirstFree };
 }

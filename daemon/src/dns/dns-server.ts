@@ -1,41 +1,28 @@
-import dgram from "node:dgram";
-import net from "node:net";
-import type { EventEmitter } from "node:events";
-import ipaddr from "ipaddr.js";
+import type dgram from "node:dgram";
+import type net from "node:net";
 import type pino from "pino";
 import { NetfenceError } from "../errors.js";
 import type { DnsPolicy } from "../policy/policy.js";
-import { answerAddresses } from "./answer-addresses.js";
-import { compileDomainRules, matchDomain, nameAllowed } from "./domain-match.js";
-import {
-  HEADER_LENGTH, RCODE_FORMERR, addressReply, RCODE_NOTIMP, RCODE_REFUSED, RCODE_SERVFAIL, TYPE_A, TYPE_AAAA,
-  errorReply, isResponse, opcodeOf, questionCount, readAnswerRecords, readQuestion, typeName,
-} from "./dns-wire.js";
-import type { WireQuestion } from "./dns-wire.js";
 import type { DnsProxy } from "./dns-proxy.js";
-import type { ResolvedAddress, ResolvedAllower } from "./resolved-allower.js";
-import { ResolvedInserter } from "./resolved-inserter.js";
-import { DEFAULT_UPSTREAM_OPTIONS, UpstreamPool, forwardQuery } from "./upstream.js";
-import type { UdpUpstream } from "./upstream.js";
+import { DEFAULT_DNS_QUOTAS, type DnsQuotas } from "./dns-quotas.js";
+import type { DnsEventSink } from "./dns-events.js";
+import type { DnsOutcome } from "./dns-outcomes.js";
+import { bindDnsSockets, closeSockets, formatAddress, HeldDnsPort, type DnsSockets } from "./dns-port.js";
+import { DEFAULT_MIN_TTL_SECONDS, DEFAULT_PROXY_TIMEOUT_MS, DnsQueryHandler, isSettled, type QueryContext } from "./dns-query.js";
+import { HostAddresses } from "./host-addresses.js";
+import type { ResolvedAllower } from "./resolved-allower.js";
+import { SourceAccess } from "./source-access.js";
+import { DEFAULT_UPSTREAM_OPTIONS, UpstreamPool } from "./upstream.js";
 import { parseUpstreamAddress } from "./upstream-address.js";
-import type { UpstreamAddress } from "./upstream-address.js";
 
 /**
- * One attachment's DNS server: UDP and TCP on the same port. Per query:
+ * One attachment's DNS server: UDP and TCP on the same port (dns-port.ts binds them). This file is
+ * the front end — sockets, who may ask (tenant isolation: source-access.ts), TCP framing and
+ * connection quotas; what is answered is dns-query.ts.
  *
- *   decide (policy mode + domain rules, or the control plane in proxy mode)
- *     → denied: REFUSED, nothing sent upstream
- *     → allowed: forward (shared upstream socket) → take the answer's A/AAAA addresses under the
- *       CNAME rule (answer-addresses.ts) → await the ResolvedAllower (coalesced, deduplicated)
- *       → only then send the reply, so the addresses are in the kernel map before the workload
- *       can connect.
- *
- * Bad input never throws out of here: unparseable-but-headed packets get FORMERR, anything
- * shorter than a header (and stray responses) is dropped, upstream failure is SERVFAIL, a failed
- * insert is SERVFAIL (the client retries; we never hand out an address the kernel would block).
- *
- * TTL handed to the allower: max(answer's minimum TTL, minTtlSeconds) — the configurable minimum
- * (default 300 s) is also the floor for TTL 0.
+ * A source the attachment's server does not serve is dropped without a reply (counted and
+ * reported, throttled). TCP: at most `tcpConnections` open connections per attachment and
+ * `tcpPerSource` per source address; a connection over either is closed at once.
  */
 
 export interface TcpLimits {
@@ -43,20 +30,21 @@ export interface TcpLimits {
   readonly maxMessageBytes: number;
   /** A connection with no traffic for this long is closed. */
   readonly idleTimeoutMs: number;
-  readonly maxConnections: number;
   /** Queries answered concurrently per connection before reading pauses. */
   readonly maxPipelined: number;
 }
 
-export const DEFAULT_TCP_LIMITS: TcpLimits = { maxMessageBytes: 4096, idleTimeoutMs: 10_000, maxConnections: 128, maxPipelined: 16 };
-export const DEFAULT_MIN_TTL_SECONDS = 300;
-export const DEFAULT_PROXY_TIMEOUT_MS = 3000;
+export const DEFAULT_TCP_LIMITS: TcpLimits = { maxMessageBytes: 4096, idleTimeoutMs: 10_000, maxPipelined: 16 };
+export { DEFAULT_MIN_TTL_SECONDS, DEFAULT_PROXY_TIMEOUT_MS };
 /** Queries being worked on at once per server; UDP queries beyond it are dropped (clients retry). */
 export const MAX_PENDING_QUERIES = 4096;
 
 export interface AttachmentDnsServerOptions {
   readonly attachmentId: string;
+  /** Port 0 = any free port (tests); ignored when `held` is given. */
   readonly listen: { readonly host: string; readonly port: number };
+  /** Sockets already bound for this attachment (port allocation by binding), handed over. */
+  readonly held?: HeldDnsPort;
   readonly getPolicy: () => DnsPolicy;
   readonly defaultUpstreams: readonly string[];
   readonly allower: ResolvedAllower;
@@ -69,6 +57,16 @@ export interface AttachmentDnsServerOptions {
   /** How long a proxy-mode query waits for the control plane before SERVFAIL (default 3 s). */
   readonly proxyTimeoutMs?: number;
   readonly tcp?: Partial<TcpLimits>;
+  /** Per-attachment quotas (DEFAULT_DNS_QUOTAS when absent). */
+  readonly quotas?: DnsQuotas;
+  /** Query types answered REFUSED without asking anyone. */
+  readonly refuseTypes?: readonly number[];
+  /** Who may ask (default: an interface attachment without named workload addresses). */
+  readonly kind?: "interface" | "cgroup";
+  readonly workloadAddresses?: readonly string[];
+  /** The host's addresses (shared by a factory's servers); one of its own when absent. */
+  readonly hostAddresses?: HostAddresses;
+  readonly report?: DnsEventSink;
 }
 
 export interface DnsServerStats {
@@ -77,131 +75,80 @@ export interface DnsServerStats {
 }
 
 export interface DnsServerDetailedStats extends DnsServerStats {
-  readonly servfail: bigint;
-  readonly formerr: bigint;
-  readonly dropped: bigint;
-  /** Answers whose CNAME chain left the allowed names (addresses not added). */
-  readonly cnameRejected: bigint;
-}
-
-/** `promise`, or the error of `onTimeout()` when it takes longer than `ms`. */
-function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(onTimeout()), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** Resolves on "listening", rejects on "error"; removes both listeners either way (no late rejection). */
-function listening(emitter: EventEmitter): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const onListening = (): void => {
-      emitter.off("error", onError);
-      resolve();
-    };
-    const onError = (err: Error): void => {
-      emitter.off("listening", onListening);
-      reject(err);
-    };
-    emitter.once("listening", onListening);
-    emitter.once("error", onError);
-  });
-}
-
-function formatAddress(host: string, port: number): string {
-  return net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
+  readonly outcomes: Readonly<Record<DnsOutcome, number>>;
 }
 
 export class AttachmentDnsServer {
   private readonly log: pino.Logger;
-  private readonly inserter: ResolvedInserter;
-  private readonly minTtl: number;
-  private readonly timeoutMs: number;
-  private readonly proxyTimeoutMs: number;
+  private readonly handler: DnsQueryHandler;
+  private readonly access: SourceAccess;
   private readonly tcpLimits: TcpLimits;
+  private readonly quotas: DnsQuotas;
   private readonly pool: UpstreamPool;
-  /** Upstream lists resolved per distinct upstream text list, each address acquired once. */
-  private readonly acquired = new Map<string, { address: UpstreamAddress; upstream: UdpUpstream }>();
-  private upstreamsFor: { key: readonly string[]; list: UdpUpstream[] } | null = null;
   private readonly connections = new Set<net.Socket>();
-  private lastPolicy: DnsPolicy | null = null;
+  private readonly perSource = new Map<string, number>();
+  private readonly report: DnsEventSink;
+  private readonly udp: dgram.Socket;
+  private readonly tcp: net.Server;
   private pendingQueries = 0;
   private stopped = false;
-  private proxyMissingLogged = false;
-  private readonly cnameLogged = new Set<string>();
+  readonly address: string;
 
-  private allowedCount = 0n;
-  private blockedCount = 0n;
-  private servfailCount = 0n;
-  private formerrCount = 0n;
-  private droppedCount = 0n;
-  private cnameRejectedCount = 0n;
-
-  private constructor(
-    private readonly opts: AttachmentDnsServerOptions,
-    private readonly udp: dgram.Socket,
-    private readonly tcp: net.Server,
-    readonly address: string,
-  ) {
+  private constructor(private readonly opts: AttachmentDnsServerOptions, sockets: DnsSockets) {
+    this.udp = sockets.udp;
+    this.tcp = sockets.tcp;
+    this.address = formatAddress(sockets.host, sockets.port);
     this.log = opts.logger.child({ attachmentId: opts.attachmentId, component: "dns" });
-    this.inserter = new ResolvedInserter(opts.attachmentId, opts.allower);
-    this.minTtl = opts.minTtlSeconds ?? DEFAULT_MIN_TTL_SECONDS;
-    this.timeoutMs = opts.upstreamTimeoutMs ?? opts.upstreamPool?.options.timeoutMs ?? DEFAULT_UPSTREAM_OPTIONS.timeoutMs;
-    this.proxyTimeoutMs = opts.proxyTimeoutMs ?? DEFAULT_PROXY_TIMEOUT_MS;
+    this.quotas = opts.quotas ?? DEFAULT_DNS_QUOTAS;
     this.tcpLimits = { ...DEFAULT_TCP_LIMITS, ...opts.tcp };
-    this.pool = opts.upstreamPool ?? new UpstreamPool({ ...DEFAULT_UPSTREAM_OPTIONS, timeoutMs: this.timeoutMs });
-  }
-
-  static async start(opts: AttachmentDnsServerOptions): Promise<AttachmentDnsServer> {
-    const host = opts.listen.host;
-    if (net.isIP(host) === 0) throw new NetfenceError("INVALID_ARGUMENT", "DNS listen address must be an IP address", { details: { host } });
-    for (const upstream of opts.defaultUpstreams) parseUpstreamAddress(upstream); // fail early on config errors
-    // Port 0 = any free port; UDP picks it and TCP must get the same one, so retry on a clash.
-    const attempts = opts.listen.port === 0 ? 20 : 1;
-    let lastError: unknown = null;
-    for (let i = 0; i < attempts; i++) {
-      const udp = dgram.createSocket({ type: net.isIPv6(host) ? "udp6" : "udp4" });
-      try {
-        udp.bind({ address: host, port: opts.listen.port, exclusive: true });
-        await listening(udp);
-      } catch (err) {
-        udp.close();
-        lastError = err;
-        continue;
-      }
-      const port = udp.address().port;
-      const tcp = net.createServer({ pauseOnConnect: false });
-      try {
-        tcp.listen({ host, port, exclusive: true });
-        await listening(tcp);
-      } catch (err) {
-        udp.close();
-        tcp.close();
-        lastError = err;
-        continue;
-      }
-      const server = new AttachmentDnsServer(opts, udp, tcp, formatAddress(host, port));
-      server.wire();
-      server.log.info({ address: server.address }, "DNS server listening (udp+tcp)");
-      return server;
-    }
-    const code = (lastError as { code?: string } | null)?.code === "EADDRINUSE" ? "ALREADY_EXISTS" : "UNAVAILABLE";
-    throw new NetfenceError(code, `cannot bind DNS server on ${formatAddress(host, opts.listen.port)}: ${(lastError as Error | null)?.message ?? "unknown"}`, {
-      details: { attachmentId: opts.attachmentId },
-      cause: lastError,
+    const timeoutMs = opts.upstreamTimeoutMs ?? opts.upstreamPool?.options.timeoutMs ?? DEFAULT_UPSTREAM_OPTIONS.timeoutMs;
+    this.pool = opts.upstreamPool ?? new UpstreamPool({ ...DEFAULT_UPSTREAM_OPTIONS, timeoutMs });
+    this.report = opts.report ?? (() => undefined);
+    this.access = new SourceAccess({
+      kind: opts.kind ?? "interface",
+      workloadAddresses: opts.workloadAddresses ?? [],
+      listenHost: sockets.host,
+      host: opts.hostAddresses ?? new HostAddresses(),
+    });
+    this.handler = new DnsQueryHandler({
+      attachmentId: opts.attachmentId,
+      listen: { host: sockets.host, port: sockets.port },
+      getPolicy: opts.getPolicy,
+      defaultUpstreams: opts.defaultUpstreams,
+      allower: opts.allower,
+      proxy: opts.proxy,
+      minTtlSeconds: opts.minTtlSeconds ?? DEFAULT_MIN_TTL_SECONDS,
+      logger: opts.logger,
+      pool: this.pool,
+      timeoutMs,
+      proxyTimeoutMs: opts.proxyTimeoutMs ?? DEFAULT_PROXY_TIMEOUT_MS,
+      quotas: this.quotas,
+      refuseTypes: new Set(opts.refuseTypes ?? []),
+      report: this.report,
     });
   }
 
+  static async start(opts: AttachmentDnsServerOptions): Promise<AttachmentDnsServer> {
+    for (const upstream of opts.defaultUpstreams) parseUpstreamAddress(upstream); // fail early on config errors
+    const sockets = opts.held !== undefined ? opts.held.take() : await bindDnsSockets(opts.listen.host, opts.listen.port);
+    let server: AttachmentDnsServer;
+    try {
+      server = new AttachmentDnsServer(opts, sockets);
+    } catch (err) {
+      await closeSockets(sockets);
+      throw NetfenceError.from(err);
+    }
+    server.wire();
+    server.log.info({ address: server.address, answers: server.access.describe() }, "DNS server listening (udp+tcp)");
+    return server;
+  }
+
   stats(): DnsServerStats {
-    return { allowed: this.allowedCount, blocked: this.blockedCount };
+    return { allowed: BigInt(this.handler.outcomes.get("allowed")), blocked: BigInt(this.handler.outcomes.blocked) };
   }
 
   detailedStats(): DnsServerDetailedStats {
-    return {
-      allowed: this.allowedCount, blocked: this.blockedCount, servfail: this.servfailCount, formerr: this.formerrCount,
-      dropped: this.droppedCount, cnameRejected: this.cnameRejectedCount,
-    };
+    return { ...this.stats(), outcomes: this.handler.outcomes.snapshot() };
   }
 
   async stop(): Promise<void> {
@@ -209,24 +156,14 @@ export class AttachmentDnsServer {
     this.stopped = true;
     for (const socket of this.connections) socket.destroy();
     this.connections.clear();
-    const tcpClosed = new Promise<void>((resolve) => this.tcp.close(() => resolve()));
-    const udpClosed = new Promise<void>((resolve) => this.udp.close(() => resolve()));
-    await Promise.all([tcpClosed, udpClosed]);
-    for (const { address } of this.acquired.values()) this.pool.release(address);
-    this.acquired.clear();
+    await closeSockets({ host: "", port: 0, udp: this.udp, tcp: this.tcp });
+    this.handler.stop(); // releases its upstreams (a private pool's sockets close with the last release)
     this.log.info({ address: this.address }, "DNS server stopped");
   }
 
-  /** Answers one query (exposed for the TCP and UDP front ends and for tests). Never throws. */
-  async answer(query: Buffer, viaTcp: boolean): Promise<Buffer | null> {
-    try {
-      return await this.decide(query, viaTcp);
-    } catch (err) {
-      const e = NetfenceError.from(err);
-      this.servfailCount++;
-      this.log.warn({ err: { code: e.code, message: e.message, details: e.details } }, "DNS query failed; answering SERVFAIL");
-      return errorReply(query, RCODE_SERVFAIL);
-    }
+  /** Answers one query as if it came from `src` (exposed for the front ends and for tests). Never throws. */
+  answer(query: Buffer, viaTcp: boolean, src = "127.0.0.1", srcPort = 0): Promise<Buffer | null> {
+    return this.handler.answer(query, { viaTcp, src, srcPort });
   }
 
   private wire(): void {
@@ -238,43 +175,85 @@ export class AttachmentDnsServer {
     }
     this.udp.on("message", (msg, rinfo) => this.onUdp(msg, rinfo));
     this.udp.on("error", (err) => this.log.error({ err: err.message }, "DNS UDP socket error"));
-    this.tcp.maxConnections = this.tcpLimits.maxConnections;
     this.tcp.on("connection", (socket) => this.onTcp(socket));
     this.tcp.on("error", (err) => this.log.error({ err: err.message }, "DNS TCP server error"));
   }
 
+  /** A source this server does not answer: count, report (throttled), never reply. */
+  private foreign(src: string, srcPort: number, viaTcp: boolean): void {
+    this.handler.outcomes.count(viaTcp ? "tcp-rejected" : "foreign");
+    const [host, port] = splitAddress(this.address);
+    this.report({ attachmentId: this.opts.attachmentId, reason: "dns-foreign-source", src, srcPort, dst: host, dstPort: port, protocol: viaTcp ? 6 : 17, rule: "" });
+  }
+
   private onUdp(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    if (!this.access.allows(rinfo.address)) {
+      this.foreign(rinfo.address, rinfo.port, false);
+      return;
+    }
     if (this.pendingQueries >= MAX_PENDING_QUERIES) {
-      this.droppedCount++;
+      this.handler.outcomes.count("dropped");
+      return;
+    }
+    const ctx = { viaTcp: false, src: rinfo.address, srcPort: rinfo.port };
+    // Settled synchronously (over the qps quota, malformed, refused type): no promise at all.
+    const screened = this.handler.screen(msg, ctx);
+    if (isSettled(screened)) {
+      this.sendUdp(screened, rinfo);
       return;
     }
     this.pendingQueries++;
-    void this.answer(msg, false).then((reply) => {
+    void this.handler.resolve(msg, screened, ctx).then((reply) => {
       this.pendingQueries--;
-      if (reply === null) {
-        this.droppedCount++;
-        return;
-      }
-      if (this.stopped) return;
-      try {
-        // No callback: a failed send surfaces as the socket's 'error' event (logged in wire()).
-        this.udp.send(reply, rinfo.port, rinfo.address);
-      } catch (err) {
-        this.log.debug({ err: (err as Error).message }, "DNS UDP reply not sent");
-      }
+      this.sendUdp(reply, rinfo);
     });
   }
 
-  private onTcp(socket: net.Socket): void {
-    if (this.stopped) {
+  private sendUdp(reply: Buffer | null, rinfo: dgram.RemoteInfo): void {
+    if (reply === null || this.stopped) return;
+    try {
+      // No callback: a failed send surfaces as the socket's 'error' event (logged in wire()).
+      this.udp.send(reply, rinfo.port, rinfo.address);
+    } catch (err) {
+      this.log.debug({ err: (err as Error).message }, "DNS UDP reply not sent");
+    }
+  }
+
+  /** Admits a TCP connection under the source check and the connection quotas; false = closed. */
+  private admit(socket: net.Socket): string | null {
+    const src = socket.remoteAddress ?? "";
+    if (this.stopped || !this.access.allows(src)) {
+      if (!this.stopped) this.foreign(src, socket.remotePort ?? 0, true);
       socket.destroy();
-      return;
+      return null;
+    }
+    const fromSource = this.perSource.get(src) ?? 0;
+    const over = this.connections.size >= this.quotas.tcpConnections ? "tcp-connections" : fromSource >= this.quotas.tcpPerSource ? "tcp-per-source" : null;
+    if (over !== null) {
+      this.handler.outcomes.count("tcp-rejected");
+      const [host, port] = splitAddress(this.address);
+      this.report({ attachmentId: this.opts.attachmentId, reason: "dns-quota-tcp", src, srcPort: socket.remotePort ?? 0, dst: host, dstPort: port, protocol: 6, rule: over });
+      socket.destroy();
+      return null;
     }
     this.connections.add(socket);
+    this.perSource.set(src, fromSource + 1);
+    socket.on("close", () => {
+      this.connections.delete(socket);
+      const n = (this.perSource.get(src) ?? 1) - 1;
+      if (n <= 0) this.perSource.delete(src);
+      else this.perSource.set(src, n);
+    });
+    return src;
+  }
+
+  private onTcp(socket: net.Socket): void {
+    socket.on("error", () => socket.destroy());
+    const src = this.admit(socket);
+    if (src === null) return;
+    const srcPort = socket.remotePort ?? 0;
     socket.setNoDelay(true);
     socket.setTimeout(this.tcpLimits.idleTimeoutMs, () => socket.destroy());
-    socket.on("close", () => this.connections.delete(socket));
-    socket.on("error", () => socket.destroy());
     let buffered: Buffer = Buffer.alloc(0);
     let inProgress = 0;
     // Parses whole frames while fewer than maxPipelined queries are being answered; reading is
@@ -284,7 +263,7 @@ export class AttachmentDnsServer {
         const length = buffered.readUInt16BE(0);
         if (length > this.tcpLimits.maxMessageBytes) {
           this.log.debug({ length, max: this.tcpLimits.maxMessageBytes }, "oversized DNS message over TCP; closing");
-          this.droppedCount++;
+          this.handler.outcomes.count("dropped");
           socket.destroy();
           return;
         }
@@ -292,11 +271,10 @@ export class AttachmentDnsServer {
         const query = Buffer.from(buffered.subarray(2, 2 + length));
         buffered = buffered.subarray(2 + length);
         inProgress++;
-        void this.answer(query, true).then((reply) => {
+        void this.handler.answer(query, { viaTcp: true, src, srcPort }).then((reply) => {
           inProgress--;
           if (socket.destroyed) return;
-          if (reply === null) this.droppedCount++;
-          else {
+          if (reply !== null) {
             const frame = Buffer.allocUnsafe(2 + reply.length);
             frame.writeUInt16BE(reply.length, 0);
             reply.copy(frame, 2);
@@ -313,166 +291,11 @@ export class AttachmentDnsServer {
       pump();
     });
   }
-
-  private async decide(query: Buffer, viaTcp: boolean): Promise<Buffer | null> {
-    if (query.length < HEADER_LENGTH || isResponse(query)) return null;
-    if (opcodeOf(query) !== 0) return errorReply(query, RCODE_NOTIMP);
-    const question = questionCount(query) === 1 ? readQuestion(query) : null;
-    if (question === null) {
-      this.formerrCount++;
-      return errorReply(query, RCODE_FORMERR);
-    }
-    const policy = this.opts.getPolicy();
-    if (policy !== this.lastPolicy) {
-      this.lastPolicy = policy;
-      this.inserter.forgetRecent();
-    }
-    switch (policy.mode) {
-      case "disabled":
-        this.allowedCount++;
-        return this.forward(query, viaTcp, policy);
-      case "allowlist":
-      case "denylist":
-        // Names outside letters/digits/-/_ cannot be described by rules: refused when filtering.
-        if (!question.plainLabels || !nameAllowed(policy, question.name)) return this.refuse(query, question);
-        this.allowedCount++;
-        return this.forwardAndAllow(query, question, viaTcp, policy, (name) => nameAllowed(policy, name));
-      case "proxy":
-        return this.proxied(query, question, viaTcp, policy);
-    }
-  }
-
-  private refuse(query: Buffer, question: WireQuestion): Buffer | null {
-    this.blockedCount++;
-    this.log.debug({ name: question.name, type: typeName(question.type) }, "DNS query refused by policy");
-    return errorReply(query, RCODE_REFUSED);
-  }
-
-  private async proxied(query: Buffer, question: WireQuestion, viaTcp: boolean, policy: DnsPolicy): Promise<Buffer | null> {
-    const proxy = this.opts.proxy;
-    if (!proxy) {
-      if (!this.proxyMissingLogged) {
-        this.proxyMissingLogged = true;
-        this.log.warn("DNS proxy mode without a control-plane proxy; answering SERVFAIL");
-      }
-      this.servfailCount++;
-      return errorReply(query, RCODE_SERVFAIL);
-    }
-    if (!question.plainLabels) return this.refuse(query, question);
-    const decision = await withTimeout(
-      proxy.queryDns(this.opts.attachmentId, question.name, typeName(question.type)),
-      this.proxyTimeoutMs,
-      () => new NetfenceError("DEADLINE_EXCEEDED", "control plane did not answer QueryDns in time", { details: { name: question.name, timeoutMs: this.proxyTimeoutMs } }),
-    );
-    if (!decision.allow) return this.refuse(query, question);
-    this.allowedCount++;
-    if (decision.ips.length === 0) {
-      if (!decision.addToFilter) return this.forward(query, viaTcp, policy);
-      // The control plane allowed the queried name; CNAME targets only need to escape local deny rules.
-      const rules = compileDomainRules(policy);
-      return this.forwardAndAllow(query, question, viaTcp, policy, (name) => matchDomain(rules, name) !== "deny");
-    }
-    return this.ownAnswer(query, question, decision.ips, decision.ttlSeconds, decision.addToFilter);
-  }
-
-  /** Answers with the control plane's own IPs (those of the asked family; other types get NODATA). */
-  private async ownAnswer(query: Buffer, question: WireQuestion, ips: readonly string[], ttlSeconds: number, addToFilter: boolean): Promise<Buffer | null> {
-    const wanted = question.type === TYPE_A ? 4 : question.type === TYPE_AAAA ? 6 : 0;
-    const addresses: ResolvedAddress[] = [];
-    const records: { family: 4 | 6; bytes: Uint8Array }[] = [];
-    for (const ip of ips) {
-      const family = net.isIP(ip);
-      if ((family !== 4 && family !== 6) || family !== wanted) continue;
-      const parsed = ipaddr.parse(ip);
-      addresses.push({ family, address: parsed.toString() });
-      records.push({ family, bytes: Uint8Array.from(parsed.toByteArray()) });
-    }
-    const ttl = Math.max(0, Math.floor(ttlSeconds));
-    if (addToFilter && addresses.length > 0) {
-      if (this.stopped) return null;
-      await this.insert(question.name, addresses, ttl);
-    }
-    return addressReply(query, records, ttl);
-  }
-
-  private async forward(query: Buffer, viaTcp: boolean, policy: DnsPolicy): Promise<Buffer | null> {
-    try {
-      return await forwardQuery(this.upstreams(policy), query, viaTcp, this.timeoutMs);
-    } catch (err) {
-      const e = NetfenceError.from(err, "UNAVAILABLE");
-      this.servfailCount++;
-      this.log.debug({ err: { code: e.code, message: e.message, details: e.details } }, "DNS upstream failed; answering SERVFAIL");
-      return errorReply(query, RCODE_SERVFAIL);
-    }
-  }
-
-  private async forwardAndAllow(
-    query: Buffer, question: WireQuestion, viaTcp: boolean, policy: DnsPolicy, nameOk: (name: string) => boolean,
-  ): Promise<Buffer | null> {
-    let reply: Buffer;
-    try {
-      reply = await forwardQuery(this.upstreams(policy), query, viaTcp, this.timeoutMs);
-    } catch (err) {
-      const e = NetfenceError.from(err, "UNAVAILABLE");
-      this.servfailCount++;
-      this.log.debug({ err: { code: e.code, message: e.message, details: e.details } }, "DNS upstream failed; answering SERVFAIL");
-      return errorReply(query, RCODE_SERVFAIL);
-    }
-    // Only NOERROR answers with records can carry addresses; skip the decode otherwise.
-    if ((reply.readUInt16BE(2) & 0xf) !== 0 || reply.readUInt16BE(6) === 0) return reply;
-    const answers = readAnswerRecords(reply);
-    if (answers === null) {
-      this.servfailCount++;
-      this.log.warn({ name: question.name }, "DNS upstream sent an answer that cannot be parsed; answering SERVFAIL");
-      return errorReply(query, RCODE_SERVFAIL);
-    }
-    const found = answerAddresses(answers, question.name, nameOk);
-    if (found.rejectedName !== null) {
-      this.cnameRejectedCount++;
-      this.logCnameRejected(question.name, found.chain);
-      return reply;
-    }
-    if (found.addresses.length > 0) {
-      if (this.stopped) return null; // detached meanwhile: nothing to open, nobody to answer
-      await this.insert(question.name, found.addresses, found.ttlSeconds);
-    }
-    return reply;
-  }
-
-  /** Info once per name (bounded memory), debug after: a CDN name may be asked thousands of times. */
-  private logCnameRejected(name: string, chain: readonly string[]): void {
-    if (this.cnameLogged.has(name)) {
-      this.log.debug({ name, chain }, "CNAME chain leaves the allowed names; its addresses are not added");
-      return;
-    }
-    if (this.cnameLogged.size >= 1024) this.cnameLogged.clear();
-    this.cnameLogged.add(name);
-    this.log.info({ name, chain }, "CNAME chain leaves the allowed names; its addresses are not added");
-  }
-
-  private insert(name: string, addresses: readonly ResolvedAddress[], answerTtl: number): Promise<void> | undefined {
-    const ttl = Math.max(answerTtl, this.minTtl);
-    return this.inserter.ensure(name, addresses, ttl, answerTtl) ?? undefined;
-  }
-
-  private upstreams(policy: DnsPolicy): UdpUpstream[] {
-    // A query that was waiting (e.g. on the control plane) when the server stopped must not
-    // acquire upstream sockets that nobody would release.
-    if (this.stopped) throw new NetfenceError("UNAVAILABLE", "DNS server stopped");
-    const texts = policy.upstreams.length > 0 ? policy.upstreams : this.opts.defaultUpstreams;
-    const cached = this.upstreamsFor;
-    if (cached !== null && cached.key === texts) return cached.list;
-    const list: UdpUpstream[] = [];
-    for (const text of texts) {
-      const address = parseUpstreamAddress(text);
-      let entry = this.acquired.get(address.key);
-      if (!entry) {
-        entry = { address, upstream: this.pool.acquire(address) };
-        this.acquired.set(address.key, entry);
-      }
-      list.push(entry.upstream);
-    }
-    this.upstreamsFor = { key: texts, list };
-    return list;
-  }
 }
+
+function splitAddress(address: string): [string, number] {
+  const i = address.lastIndexOf(":");
+  return [address.slice(0, i).replace(/^\[|\]$/g, ""), Number(address.slice(i + 1))];
+}
+
+export type { QueryContext };

@@ -159,8 +159,8 @@ export interface WireRecord {
 const TYPE_CNAME = 5;
 const MAX_POINTER_JUMPS = 64;
 
-/** Reads a possibly compressed name at `offset`; returns [name, offset after it] or null. */
-function readName(msg: Buffer, offset: number): [string, number] | null {
+/** Reads a possibly compressed name at `offset`; returns [name (lower case), offset after it] or null. */
+export function readName(msg: Buffer, offset: number): [string, number] | null {
   let name = "";
   let next = -1;
   let jumps = 0;
@@ -204,8 +204,21 @@ export function readAnswerRecords(msg: Buffer): WireRecord[] | null {
     offset = q[1] + 4;
   }
   const records: WireRecord[] = [];
+  // Owner names are mostly one compression pointer to the same name (the question): decode each
+  // pointer target once per message (a 200-record answer is one name decoded, not 200).
+  const byTarget = new Map<number, string | null>();
+  const owner = (at: number): [string, number] | null => {
+    if (at + 1 >= msg.length || (msg[at]! & 0xc0) !== 0xc0) return readName(msg, at);
+    const target = ((msg[at]! & 0x3f) << 8) | msg[at + 1]!;
+    let name = byTarget.get(target);
+    if (name === undefined) {
+      name = readName(msg, target)?.[0] ?? null;
+      byTarget.set(target, name);
+    }
+    return name === null ? null : [name, at + 2];
+  };
   for (let i = 0; i < an; i++) {
-    const n = readName(msg, offset);
+    const n = owner(offset);
     if (n === null || n[1] + 10 > msg.length) return null;
     const at = n[1];
     const type = msg.readUInt16BE(at);

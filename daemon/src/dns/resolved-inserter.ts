@@ -1,4 +1,4 @@
-import type { ResolvedAddress, ResolvedAllower } from "./resolved-allower.js";
+import { NOTHING_REFUSED, type AllowOutcome, type RefusedResolved, type ResolvedAddress, type ResolvedAllower } from "./resolved-allower.js";
 
 /**
  * Puts one attachment's resolved addresses into the data path through the ResolvedAllower, cheaply:
@@ -9,6 +9,9 @@ import type { ResolvedAddress, ResolvedAllower } from "./resolved-allower.js";
  *   setImmediate — one allowResolved call per (name, TTL), or ONE allowResolvedMany call when the
  *   allower offers it — and each caller's promise resolves when its batch has been applied.
  * - An address already on its way (flushed, not yet acknowledged) is awaited, not sent twice.
+ *
+ * - Reports, per caller, the addresses the allower refused (rebinding guard, quota): they are
+ *   never remembered as recent, so the next answer carrying them is checked again.
  *
  * The "recent" memory is only an optimisation; `forgetRecent()` drops it (the server calls it
  * whenever the policy object changes, since the manager may then have removed addresses).
@@ -22,7 +25,7 @@ export interface ResolvedBatchItem {
 }
 
 export interface ResolvedBatchAllower extends ResolvedAllower {
-  allowResolvedMany(attachmentId: string, items: readonly ResolvedBatchItem[]): Promise<void>;
+  allowResolvedMany(attachmentId: string, items: readonly ResolvedBatchItem[]): Promise<AllowOutcome | void>;
 }
 
 function hasBatch(allower: ResolvedAllower): allower is ResolvedBatchAllower {
@@ -37,15 +40,15 @@ interface Group {
   readonly name: string;
   readonly ttlSeconds: number;
   readonly addresses: ResolvedAddress[];
-  readonly keys: string[];
-  readonly promise: Promise<void>;
-  resolve(): void;
+  readonly keys: Set<string>;
+  readonly promise: Promise<AllowOutcome>;
+  resolve(outcome: AllowOutcome): void;
   reject(err: unknown): void;
 }
 
 export class ResolvedInserter {
   private readonly recent = new Map<string, number>(); // name|address → expiry (ms)
-  private readonly inFlight = new Map<string, Promise<void>>();
+  private readonly inFlight = new Map<string, Promise<AllowOutcome>>();
   private pending = new Map<string, Group>();
   private flushScheduled = false;
 
@@ -58,12 +61,13 @@ export class ResolvedInserter {
   /**
    * Makes sure `addresses` of `name` are in the data path for `ttlSeconds` (already floored by
    * the caller) while a client may use an answer of `answerTtlSeconds`. Returns null when nothing
-   * needs to be written, else a promise that settles once every address is acknowledged.
+   * needs to be written, else a promise that settles once every address is acknowledged, with
+   * the addresses of THIS call that were refused.
    */
-  ensure(name: string, addresses: readonly ResolvedAddress[], ttlSeconds: number, answerTtlSeconds: number): Promise<void> | null {
+  ensure(name: string, addresses: readonly ResolvedAddress[], ttlSeconds: number, answerTtlSeconds: number): Promise<AllowOutcome> | null {
     const now = this.now();
     const needMs = Math.max(answerTtlSeconds * 1000, Math.min(MIN_REMAINING_MS, ttlSeconds * 1000));
-    let waits: Promise<void>[] | null = null;
+    let waits: Promise<AllowOutcome>[] | null = null;
     let group: Group | null = null;
     for (const addr of addresses) {
       const key = `${name}|${addr.address}`;
@@ -78,14 +82,20 @@ export class ResolvedInserter {
         group = this.groupFor(name, ttlSeconds);
         (waits ??= []).push(group.promise);
       }
-      if (!group.keys.includes(key)) {
-        group.keys.push(key);
+      if (!group.keys.has(key)) {
+        group.keys.add(key);
         group.addresses.push(addr);
         this.inFlight.set(key, group.promise);
       }
     }
     if (waits === null) return null;
-    return waits.length === 1 ? waits[0]! : Promise.all(waits).then(() => undefined);
+    const mine = new Set(addresses.map((a) => a.address));
+    const pick = (outcomes: readonly AllowOutcome[]): AllowOutcome => {
+      let refused: RefusedResolved[] | null = null;
+      for (const o of outcomes) for (const r of o.refused) if (mine.has(r.address)) (refused ??= []).push({ ...r, name });
+      return refused === null ? NOTHING_REFUSED : { refused };
+    };
+    return waits.length === 1 ? waits[0]!.then((o) => pick([o])) : Promise.all(waits).then(pick);
   }
 
   forgetRecent(): void {
@@ -96,15 +106,15 @@ export class ResolvedInserter {
     const id = `${name}\u0000${ttlSeconds}`;
     const existing = this.pending.get(id);
     if (existing) return existing;
-    let resolve!: () => void;
+    let resolve!: (outcome: AllowOutcome) => void;
     let reject!: (err: unknown) => void;
-    const promise = new Promise<void>((res, rej) => {
+    const promise = new Promise<AllowOutcome>((res, rej) => {
       resolve = res;
       reject = rej;
     });
     // A rejection is delivered to the callers awaiting it; never leave it unhandled here.
     promise.catch(() => undefined);
-    const group: Group = { name, ttlSeconds, addresses: [], keys: [], promise, resolve, reject };
+    const group: Group = { name, ttlSeconds, addresses: [], keys: new Set(), promise, resolve, reject };
     this.pending.set(id, group);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -128,25 +138,26 @@ export class ResolvedInserter {
     }
   }
 
-  private call(fn: () => Promise<void>): Promise<void> {
+  private call(fn: () => Promise<AllowOutcome | void>): Promise<AllowOutcome> {
     try {
-      return Promise.resolve(fn());
+      return Promise.resolve(fn()).then((o) => o ?? NOTHING_REFUSED);
     } catch (err) {
       return Promise.reject(err);
     }
   }
 
-  private settle(groups: readonly Group[], done: Promise<void>): void {
+  private settle(groups: readonly Group[], done: Promise<AllowOutcome>): void {
     done.then(
-      () => {
+      (outcome) => {
         const now = this.now();
         if (this.recent.size > MAX_RECENT) this.sweep(now);
+        const refused = new Set(outcome.refused.map((r) => `${r.name}|${r.address}`));
         for (const g of groups) {
           for (const key of g.keys) {
             this.inFlight.delete(key);
-            this.recent.set(key, now + g.ttlSeconds * 1000);
+            if (!refused.has(key)) this.recent.set(key, now + g.ttlSeconds * 1000);
           }
-          g.resolve();
+          g.resolve(groups.length === 1 ? outcome : { refused: outcome.refused.filter((r) => r.name === g.name) });
         }
       },
       (err: unknown) => {

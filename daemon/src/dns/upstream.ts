@@ -21,7 +21,8 @@ export interface UpstreamOptions {
   readonly maxInFlight: number;
 }
 
-export const DEFAULT_UPSTREAM_OPTIONS: UpstreamOptions = { timeoutMs: 2000, maxInFlight: 4096 };
+// Per attachment, the `inflight` quota bounds its share; this bounds the sum (16-bit query ids per socket).
+export const DEFAULT_UPSTREAM_OPTIONS: UpstreamOptions = { timeoutMs: 2000, maxInFlight: 16384 };
 
 const MAX_TCP_MESSAGE = 65535;
 

@@ -1,6 +1,7 @@
 import { formatCidr, parseCidr } from "../policy/cidr.js";
 import type { AttachMethod, TargetSpec } from "../datapath/filter.js";
 import type { AttachmentPolicy, CidrRule } from "../policy/policy.js";
+import type { PackedLearned } from "../attachments/learned-store.js";
 
 /** The persisted shape (JSON). CIDRs are stored as canonical text; times as ms since the epoch. */
 export interface StoreSnapshot {
@@ -40,7 +41,10 @@ export interface StoredAttachment {
   readonly method: AttachMethod;
   readonly ifindex: number;
   readonly policy: StoredPolicy;
+  /** The old one-object-per-address form: still read, written empty (see attachments/learned-store.ts). */
   readonly learned: readonly StoredLearned[];
+  /** Learned addresses, columnar (absent in files written before it existed). */
+  readonly learnedPacked?: PackedLearned;
 }
 
 const toStoredRules = (rules: readonly CidrRule[]): StoredCidrRule[] =>

@@ -13,6 +13,8 @@ describe("loadConfig", () => {
     expect(c.dns.refuseTypes).toEqual([16, 255]);
     expect(c.dns.quotas.answerRecords).toBe(4);
     expect(c.protected.map((p) => [formatCidr(p.cidr), p.action])).toEqual([["169.254.169.254/32", "deny"]]);
+    // YAML reads an unquoted NULL as null: it is the NULL query type.
+    expect(loadConfig({ env: {}, text: "dns: { refuse_types: [TXT, NULL, ANY] }" }).dns.refuseTypes).toEqual([16, 10, 255]);
   });
 
   it("has the SPEC §4 defaults", () => {

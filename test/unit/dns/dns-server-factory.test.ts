@@ -29,7 +29,7 @@ describe("createDnsServerFactory", () => {
     expect((await udpQuery(b.address, "x.b.test")).rcode).toBe("NOERROR");
     expect(a.stats()).toEqual({ allowed: 1n, blocked: 0n });
     expect(b.stats()).toEqual({ allowed: 1n, blocked: 1n });
-    expect(b.detailedStats()).toMatchObject({ allowed: 1n, blocked: 1n, servfail: 0n, formerr: 0n });
+    expect(b.detailedStats()).toMatchObject({ allowed: 1n, blocked: 1n, outcomes: { allowed: 1, refused: 1, servfail: 0, formerr: 0 } });
     expect(allower.calls.map((c) => [c.attachmentId, c.name])).toEqual([["att-a", "x.a.test"], ["att-b", "x.b.test"]]);
     expect(new Set(upstream.received.map((r) => r.port)).size).toBe(1);
   });

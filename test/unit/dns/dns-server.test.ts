@@ -141,7 +141,7 @@ describe("CNAME rule", () => {
     expect(allower.calls[0]!.ttlSeconds).toBe(500); // the chain's minimum TTL, above the 300 s floor
   });
 
-  it("adds nothing when the chain leaves the allowed names, but still answers", async () => {
+  it("opens the target's addresses when the chain leaves the allowed names (the query name decides), with the query name as provenance", async () => {
     const server = await startServer();
     upstream.behaviour = (q) => ({
       kind: "answer",
@@ -152,22 +152,26 @@ describe("CNAME rule", () => {
     });
     const reply = await ask(server, "www.allowed.test");
     expect(reply.rcode).toBe("NOERROR");
-    expect(allower.calls).toEqual([]);
-    expect(server.detailedStats().cnameRejected).toBe(1n);
+    expect(reply.answers?.map((a) => [a.type, a.data])).toEqual([["CNAME", "cdn.elsewhere.net"], ["A", "198.51.100.9"]]);
+    expect(allower.calls.map((c) => [c.name, c.addresses.map((a) => a.address)])).toEqual([["www.allowed.test", ["198.51.100.9"]]]);
   });
 
-  it("adds nothing when the chain reaches a denied name (denylist mode)", async () => {
-    policy = dnsPolicy("denylist", [], ["*.evil.test"]);
+  it("refuses the answer (REFUSED, nothing opened) when an explicit deny rule matches a name of the chain", async () => {
+    policy = dnsPolicy("allowlist", ["a.test"], ["cdn.net"]);
     const server = await startServer();
     upstream.behaviour = (q) => ({
       kind: "answer",
       answers: [
-        { type: "CNAME", name: q.name, ttl: 60, data: "c2.evil.test" },
-        { type: "A", name: "c2.evil.test", ttl: 60, data: "198.51.100.66" },
+        { type: "CNAME", name: q.name, ttl: 60, data: "cdn.net" },
+        { type: "A", name: "cdn.net", ttl: 60, data: "198.51.100.10" },
       ],
     });
-    await ask(server, "innocent.example");
+    const reply = await ask(server, "a.test");
+    expect(reply.rcode).toBe("REFUSED");
+    expect(reply.answers ?? []).toEqual([]);
     expect(allower.calls).toEqual([]);
+    expect(server.detailedStats().outcomes["refused-cname"]).toBe(1);
+    expect(server.stats().blocked).toBe(1n);
   });
 
   it("ignores address records of names outside the chain", async () => {

@@ -94,19 +94,19 @@ describe("readAnswerRecords", () => {
   });
 });
 
-describe("answerAddresses", () => {
-  const ok = (n: string): boolean => n.endsWith("example.com");
-  it("stops at CNAME loops and overlong chains", () => {
+describe("answerAddresses (CNAME semantics: the query name decides, an explicit deny in the chain refuses)", () => {
+  const none = (): boolean => false;
+  it("stops at CNAME loops and overlong chains (broken: nothing opened)", () => {
     const loop = readAnswerRecords(response([
       { type: "CNAME", name: "www.example.com", ttl: 1, data: "a.example.com" },
       { type: "CNAME", name: "a.example.com", ttl: 1, data: "www.example.com" },
       { type: "A", name: "a.example.com", ttl: 1, data: "192.0.2.1" },
     ]))!;
-    expect(answerAddresses(loop, "www.example.com", ok).addresses).toEqual([]);
+    expect(answerAddresses(loop, "www.example.com", none)).toMatchObject({ addresses: [], broken: true, deniedName: null });
     const chain: Answer[] = [];
     for (let i = 0; i < 20; i++) chain.push({ type: "CNAME", name: i === 0 ? "www.example.com" : `c${i}.example.com`, ttl: 1, data: `c${i + 1}.example.com` });
     chain.push({ type: "A", name: "c20.example.com", ttl: 1, data: "192.0.2.1" });
-    expect(answerAddresses(readAnswerRecords(response(chain))!, "www.example.com", ok).addresses).toEqual([]);
+    expect(answerAddresses(readAnswerRecords(response(chain))!, "www.example.com", none)).toMatchObject({ addresses: [], broken: true });
   });
 
   it("takes the minimum TTL and gives 0 when there are no addresses", () => {
@@ -114,7 +114,37 @@ describe("answerAddresses", () => {
       { type: "CNAME", name: "www.example.com", ttl: 40, data: "b.example.com" },
       { type: "A", name: "b.example.com", ttl: 70, data: "192.0.2.1" },
     ]))!;
-    expect(answerAddresses(r, "WWW.example.com.", ok)).toMatchObject({ ttlSeconds: 40, chain: ["www.example.com", "b.example.com"], rejectedName: null });
-    expect(answerAddresses([], "www.example.com", ok)).toMatchObject({ addresses: [], ttlSeconds: 0 });
+    expect(answerAddresses(r, "WWW.example.com.", none)).toMatchObject({ ttlSeconds: 40, chain: ["www.example.com", "b.example.com"], deniedName: null, broken: false });
+    expect(answerAddresses([], "www.example.com", none)).toMatchObject({ addresses: [], ttlSeconds: 0 });
+  });
+
+  it("follows a CNAME into another zone and takes its addresses (no rule needed for the target)", () => {
+    const r = readAnswerRecords(response([
+      { type: "CNAME", name: "files.pythonhosted.org", ttl: 300, data: "dualstack.python.map.fastly.net" },
+      { type: "A", name: "dualstack.python.map.fastly.net", ttl: 30, data: "151.101.0.223" },
+      { type: "AAAA", name: "dualstack.python.map.fastly.net", ttl: 30, data: "2a04:4e42::223" },
+    ]))!;
+    const found = answerAddresses(r, "files.pythonhosted.org", none);
+    expect(found.addresses).toEqual([{ family: 4, address: "151.101.0.223" }, { family: 6, address: "2a04:4e42::223" }]);
+    expect(found.chain).toEqual(["files.pythonhosted.org", "dualstack.python.map.fastly.net"]);
+  });
+
+  it("refuses the whole answer when an explicit deny matches any name of the chain", () => {
+    const r = readAnswerRecords(response([
+      { type: "CNAME", name: "a.test", ttl: 60, data: "mid.example" },
+      { type: "CNAME", name: "mid.example", ttl: 60, data: "edge.cdn.net" },
+      { type: "A", name: "edge.cdn.net", ttl: 60, data: "198.51.100.7" },
+    ]))!;
+    const denyCdn = (n: string): boolean => n === "cdn.net" || n.endsWith(".cdn.net");
+    expect(answerAddresses(r, "a.test", denyCdn)).toMatchObject({ addresses: [], deniedName: "edge.cdn.net" });
+    expect(answerAddresses(r, "a.test", (n) => n === "mid.example")).toMatchObject({ addresses: [], deniedName: "mid.example" });
+    expect(answerAddresses(r, "a.test", none).addresses).toEqual([{ family: 4, address: "198.51.100.7" }]);
+  });
+
+  it("takes at most maxRecords address records and counts the rest", () => {
+    const r = readAnswerRecords(response(Array.from({ length: 10 }, (_, i) => ({ type: "A" as const, name: "many.test", ttl: 60, data: `192.0.2.${i + 1}` }))))!;
+    const found = answerAddresses(r, "many.test", none, 3);
+    expect(found.addresses.map((a) => a.address)).toEqual(["192.0.2.1", "192.0.2.2", "192.0.2.3"]);
+    expect(found.overQuota).toBe(7);
   });
 });

@@ -1,0 +1,214 @@
+import type { Logger } from "pino";
+import { NetfenceError } from "../errors.js";
+import type { Filter } from "../datapath/filter.js";
+import type { AllowOutcome, RefusedResolved, ResolvedAddress, ResolvedAllower } from "../dns/resolved-allower.js";
+import type { AttachmentRecord } from "./attachment-record.js";
+import type { LearnedGuard, LearnedRefusal } from "./learned-guard.js";
+import { planLearned } from "./learned-plan.js";
+import { planRecheck, type RecheckOptions } from "./learned-recheck.js";
+import { planExpiry } from "./expiry-plan.js";
+import type { OpQueue } from "./op-queue.js";
+
+/**
+ * The DNS-learned half of the single writer: records what DNS answers produced (coalesced into
+ * one queued, batched kernel write per turn of the event loop), refuses what the rebinding
+ * guard or the learned-address quota refuse, re-checks learned addresses when what they depend
+ * on changes, and reports every refusal (log throttled, metric, event) through `onRefused`.
+ * It runs inside the manager's OpQueue and only touches records the manager hands it.
+ */
+
+export interface LearnedRefusalReport {
+  readonly attachmentId: string;
+  readonly name: string;
+  /** Canonical address text, without prefix length. */
+  readonly address: string;
+  readonly reason: LearnedRefusal;
+  /** "answer": refused when a DNS answer produced it; "recheck": removed later (policy or host changed). */
+  readonly when: "answer" | "recheck";
+  /**
+   * Addresses this report stands for (default 1). Quota refusals of one name in one batch are
+   * reported once (`address` the first): a tenant at its quota must not cost a report per address.
+   */
+  readonly count?: number;
+}
+
+export interface LearnedWriterHost {
+  readonly queue: OpQueue;
+  readonly filter: Filter;
+  record(id: string): AttachmentRecord | undefined;
+  records(): Iterable<AttachmentRecord>;
+  /** A change that need not be durable at once (deadlines are in the kernel map anyway). */
+  saveSoon(): void;
+  now(): number;
+}
+
+export interface LearnedWriterOptions {
+  readonly minTtlSeconds: number;
+  /** null: no rebinding guard (unit tests of other parts only; the daemon always has one). */
+  readonly guard: LearnedGuard | null;
+  /** The learned-address quota of an attachment (distinct addresses). */
+  readonly learnedQuota: (rec: AttachmentRecord) => number;
+  readonly onRefused?: (report: LearnedRefusalReport) => void;
+  readonly logger: Logger;
+}
+
+interface PendingInsert {
+  readonly id: string;
+  readonly name: string;
+  readonly addresses: readonly ResolvedAddress[];
+  readonly ttlSeconds: number;
+  readonly resolve: (outcome: AllowOutcome) => void;
+  readonly reject: (err: unknown) => void;
+}
+
+/** One info line per (attachment, reason) per this interval; the rest at debug. */
+const LOG_EVERY_MS = 10_000;
+
+export class LearnedWriter implements ResolvedAllower {
+  private pending: PendingInsert[] = [];
+  private readonly lastLogged = new Map<string, number>();
+
+  constructor(
+    private readonly host: LearnedWriterHost,
+    private readonly opts: LearnedWriterOptions,
+  ) {}
+
+  get guard(): LearnedGuard | null {
+    return this.opts.guard;
+  }
+
+  /**
+   * Records the addresses a DNS answer produced for `name` and makes sure the kernel allows the
+   * ones that may be opened; resolves (with the refused ones) once they are in the map.
+   */
+  allowResolved(attachmentId: string, name: string, addresses: readonly ResolvedAddress[], ttlSeconds: number): Promise<AllowOutcome> {
+    return new Promise<AllowOutcome>((resolve, reject) => {
+      this.pending.push({ id: attachmentId, name, addresses, ttlSeconds, resolve, reject });
+      if (this.pending.length === 1) {
+        setImmediate(() => {
+          const batch = this.pending;
+          this.pending = [];
+          this.host.queue.run(() => this.insert(batch)).catch((err: unknown) => {
+            for (const p of batch) p.reject(err);
+          });
+        });
+      }
+    });
+  }
+
+  private async insert(batch: readonly PendingInsert[]): Promise<void> {
+    const byId = new Map<string, PendingInsert[]>();
+    for (const p of batch) {
+      if (this.host.record(p.id) === undefined) {
+        p.reject(new NetfenceError("NOT_FOUND", `no attachment with id "${p.id}"`, { details: { id: p.id } }));
+        continue;
+      }
+      const list = byId.get(p.id) ?? [];
+      list.push(p);
+      byId.set(p.id, list);
+    }
+    let changed = false;
+    for (const [id, inserts] of byId) {
+      const rec = this.host.record(id)!;
+      const quota = this.opts.learnedQuota(rec);
+      const incoming = inserts.reduce((n, p) => n + p.addresses.length, 0);
+      // Over the quota: expired addresses are collected first, so only live ones count.
+      if (rec.state.learned.size + incoming > quota && rec.state.nextExpiryMs <= this.host.now()) {
+        changed = (await this.collectExpired(rec)) || changed;
+      }
+      const now = this.host.now();
+      const plan = planLearned(rec.state, inserts, now, { minTtlSeconds: this.opts.minTtlSeconds, learnedQuota: quota, guard: this.opts.guard });
+      try {
+        if (plan.upserts.length > 0) await this.host.filter.upsertEntries(id, plan.upserts);
+      } catch (err) {
+        for (const p of inserts) p.reject(err);
+        continue;
+      }
+      plan.commit();
+      if (plan.additions > 0) {
+        rec.stored = null;
+        changed = true;
+      }
+      const refusedByName = new Map<string, RefusedResolved[]>();
+      const overQuota = new Map<string, { address: string; count: number }>();
+      for (const r of plan.refused) {
+        const list = refusedByName.get(r.name) ?? [];
+        list.push(r);
+        refusedByName.set(r.name, list);
+        if (r.reason === "quota") {
+          const q = overQuota.get(r.name);
+          if (q === undefined) overQuota.set(r.name, { address: r.address, count: 1 });
+          else q.count++;
+        } else {
+          this.report({ attachmentId: id, name: r.name, address: r.address, reason: r.reason, when: "answer" });
+        }
+      }
+      for (const [name, q] of overQuota) this.report({ attachmentId: id, name, address: q.address, reason: "quota", when: "answer", count: q.count });
+      for (const p of inserts) p.resolve({ refused: refusedByName.get(p.name) ?? [] });
+    }
+    if (changed) this.host.saveSoon();
+  }
+
+  /** Removes expired learned addresses (and rules) of one attachment; true when something changed. Runs in the queue. */
+  async collectExpired(rec: AttachmentRecord): Promise<boolean> {
+    const now = this.host.now();
+    const plan = planExpiry(rec.state, now);
+    if (plan === null) return false;
+    if (plan.deletes.length > 0) await this.host.filter.deleteEntries(rec.id, plan.deletes);
+    if (plan.upserts.length > 0) await this.host.filter.upsertEntries(rec.id, plan.upserts);
+    plan.commit();
+    rec.stored = null;
+    return true;
+  }
+
+  /**
+   * Removes the learned addresses of `rec` that the guard refuses now (a rule expired, the host's
+   * addresses changed, the daemon restarted with another protected-deny set). Runs in the queue.
+   * Returns how many learned records went.
+   */
+  async recheck(rec: AttachmentRecord, opts: RecheckOptions = {}): Promise<number> {
+    if (this.opts.guard === null || rec.state.learned.size === 0) return 0;
+    const plan = planRecheck(rec.state, this.opts.guard, this.host.now(), opts);
+    if (plan === null) return 0;
+    // Both only close: the order does not open anything in between.
+    if (plan.upserts.length > 0) await this.host.filter.upsertEntries(rec.id, plan.upserts);
+    if (plan.deletes.length > 0) await this.host.filter.deleteEntries(rec.id, plan.deletes);
+    plan.commit();
+    rec.stored = null;
+    for (const r of plan.refused) this.report({ attachmentId: rec.id, name: r.name, address: r.key.slice(0, r.key.lastIndexOf("/")), reason: r.reason, when: "recheck" });
+    this.host.saveSoon();
+    return plan.refused.length;
+  }
+
+  /** Every attachment, in the queue (host addresses changed, start-up). */
+  recheckAll(): Promise<number> {
+    return this.host.queue.run(async () => {
+      let n = 0;
+      for (const rec of this.host.records()) {
+        try {
+          n += await this.recheck(rec);
+        } catch (err) {
+          this.opts.logger.warn({ attachmentId: rec.id, err }, "re-checking learned addresses failed; retrying later");
+        }
+      }
+      return n;
+    });
+  }
+
+  /** Log (throttled per attachment and reason) and hand the refusal on (metric, event). */
+  report(r: LearnedRefusalReport): void {
+    this.opts.onRefused?.(r);
+    const key = `${r.attachmentId}|${r.reason}`;
+    const now = Date.now();
+    const last = this.lastLogged.get(key);
+    const fields = { attachmentId: r.attachmentId, name: r.name, address: r.address, reason: r.reason, when: r.when, count: r.count ?? 1 };
+    const message = r.when === "answer" ? "DNS answer address not opened (rebinding guard / quota)" : "learned address removed: the rebinding guard refuses it now";
+    if (last !== undefined && now - last < LOG_EVERY_MS) {
+      this.opts.logger.debug(fields, message);
+      return;
+    }
+    if (this.lastLogged.size >= 4096) this.lastLogged.clear();
+    this.lastLogged.set(key, now);
+    this.opts.logger.warn(fields, message);
+  }
+}

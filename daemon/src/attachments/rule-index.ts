@@ -1,0 +1,123 @@
+import { formatAddr, type Cidr } from "../policy/cidr.js";
+import type { CidrRule } from "../policy/policy.js";
+
+/**
+ * One attachment's control-plane CIDR rules indexed by prefix (canonical text), with what a
+ * longest-prefix lookup needs: the prefix lengths in use per family. The Map-like API (get, has,
+ * set, delete, iteration) keeps the plans that edit rules simple; `longest` answers "which rule
+ * would the kernel's LPM pick for this address" without scanning every rule (the DNS rebinding
+ * guard asks it for each learned address).
+ */
+export interface PrefixRules {
+  readonly cidr: Cidr;
+  readonly allow: CidrRule | null;
+  readonly deny: CidrRule | null;
+}
+
+/** A change not yet applied, seen by `longest` as if it were (for planning before a commit). */
+export interface RuleOverride {
+  readonly key: string;
+  readonly rules: PrefixRules | null;
+}
+
+function live(rule: CidrRule | null, nowMs: number): boolean {
+  return rule !== null && (rule.expiresAtMs === null || rule.expiresAtMs > nowMs);
+}
+
+/** The network of `addr` at `len` bits, as canonical prefix text. */
+export function maskedKey(family: 4 | 6, addr: Uint8Array, len: number): string {
+  const out = new Uint8Array(addr.length);
+  const whole = len >> 3;
+  out.set(addr.subarray(0, whole));
+  if (whole < out.length && (len & 7) !== 0) out[whole] = addr[whole]! & (0xff << (8 - (len & 7)));
+  return `${formatAddr(family, out)}/${len}`;
+}
+
+export class RuleIndex implements Iterable<[string, PrefixRules]> {
+  private readonly map: Map<string, PrefixRules>;
+  /** Rules per prefix length: [0..32] IPv4, [33..161] IPv6 (offset 33). */
+  private readonly perLength = new Uint32Array(33 + 129);
+
+  constructor(rules: Map<string, PrefixRules> = new Map()) {
+    this.map = rules;
+    for (const r of rules.values()) this.perLength[slot(r.cidr)]!++;
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+
+  get(key: string): PrefixRules | undefined {
+    return this.map.get(key);
+  }
+
+  has(key: string): boolean {
+    return this.map.has(key);
+  }
+
+  set(key: string, rules: PrefixRules): this {
+    const prev = this.map.get(key);
+    if (prev !== undefined) this.perLength[slot(prev.cidr)]!--;
+    this.map.set(key, rules);
+    this.perLength[slot(rules.cidr)]!++;
+    return this;
+  }
+
+  delete(key: string): boolean {
+    const prev = this.map.get(key);
+    if (prev === undefined) return false;
+    this.perLength[slot(prev.cidr)]!--;
+    return this.map.delete(key);
+  }
+
+  values(): IterableIterator<PrefixRules> {
+    return this.map.values();
+  }
+
+  keys(): IterableIterator<string> {
+    return this.map.keys();
+  }
+
+  [Symbol.iterator](): IterableIterator<[string, PrefixRules]> {
+    return this.map.entries();
+  }
+
+  /** A copy with `override` applied. */
+  withOverride(override: RuleOverride): RuleIndex {
+    const copy = new RuleIndex(new Map(this.map));
+    if (override.rules === null) copy.delete(override.key);
+    else copy.set(override.key, override.rules);
+    return copy;
+  }
+
+  /**
+   * The most specific prefix covering `cidr` (itself included) that has a live rule at `nowMs`
+   * — what the kernel's longest-prefix match would find among the control-plane rules — or null.
+   */
+  longest(cidr: Cidr, nowMs: number, override?: RuleOverride): PrefixRules | null {
+    const base = cidr.family === 4 ? 0 : 33;
+    const overrideLen = override === undefined ? -1 : lengthOfKey(override.key);
+    for (let len = cidr.prefixLen; len >= 0; len--) {
+      if (this.perLength[base + len] === 0 && len !== overrideLen) continue;
+      const key = maskedKey(cidr.family, cidr.addr, len);
+      const r = override !== undefined && override.key === key ? override.rules : (this.map.get(key) ?? null);
+      if (r !== null && (live(r.allow, nowMs) || live(r.deny, nowMs))) return r;
+    }
+    return null;
+  }
+}
+
+function slot(cidr: Cidr): number {
+  return (cidr.family === 4 ? 0 : 33) + cidr.prefixLen;
+}
+
+function lengthOfKey(key: string): number {
+  return Number(key.slice(key.lastIndexOf("/") + 1));
+}
+
+/** Whether the rules of a prefix say deny / allow at `nowMs` (deny wins at equal prefix, as in the kernel). */
+export function verdictOf(r: PrefixRules, nowMs: number): "deny" | "allow" | null {
+  if (live(r.deny, nowMs)) return "deny";
+  if (live(r.allow, nowMs)) return "allow";
+  return null;
+}
