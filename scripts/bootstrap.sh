@@ -39,7 +39,8 @@ awk '$3 == "cgroup2" { found = 1 } END { exit !found }' /proc/mounts || { echo "
 # 3. npm dependencies, at the lock file's versions. npm 11 writes lock files without the other
 #    platforms' optional packages when the registry does not serve them, and its own `npm ci`
 #    then refuses that lock (npm/cli#9846); `npm install` installs the same locked versions.
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+#    A node_modules that is a symlink (a git worktree sharing another checkout's) is left alone.
+if [ ! -L node_modules ] && { [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; }; then
   log "npm ci"
   if ! npm ci --no-audit --no-fund >/tmp/netfence-npm-ci.log 2>&1; then
     if grep -q "EUSAGE" /tmp/netfence-npm-ci.log; then
