@@ -19,6 +19,13 @@ export interface BenchDaemonOptions {
   /** YAML of the default_policy block (no control plane: every attachment gets it). */
   readonly defaultPolicyYaml: string;
   readonly logLevel: string;
+  /**
+   * The `dns:` block (default: a discard upstream, the port guard off). The DNS port guard stays
+   * off in benchmarks: it would cover the whole cgroup2 hierarchy of this machine.
+   */
+  readonly dnsYaml?: string;
+  /** More top-level YAML (e.g. a `metrics:` block). */
+  readonly extraYaml?: string;
 }
 
 export interface ProcStatus {
@@ -47,9 +54,9 @@ export class BenchDaemon {
         `log_level: ${opts.logLevel}`,
         `bpf: { pin_root: ${opts.pinRoot} }`,
         // The upstream is a local discard port: no DNS query of this benchmark leaves the host.
-        // The DNS port guard stays off: it would cover the whole cgroup2 hierarchy of this machine.
-        `dns: { listen_addr: 127.0.0.1, port_min: ${opts.portMin}, port_max: ${opts.portMax}, upstream: "127.0.0.1:9", port_guard: false }`,
+        opts.dnsYaml ?? `dns: { listen_addr: 127.0.0.1, port_min: ${opts.portMin}, port_max: ${opts.portMax}, upstream: "127.0.0.1:9", port_guard: false }`,
         opts.defaultPolicyYaml,
+        opts.extraYaml ?? "",
         "",
       ].join("\n"),
     );

@@ -14,27 +14,23 @@ import { spawn } from "node:child_process";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import pino from "pino";
-import { AttachmentDnsServer } from "../../daemon/src/dns/dns-server.js";
-import { DNS_QUOTA_LIMITS, type DnsQuotas } from "../../daemon/src/dns/dns-quotas.js";
+import { DNS_QUOTA_LIMITS } from "../../daemon/src/dns/dns-quotas.js";
 import { compileDomainRules, nameAllowed, walkSuffixes } from "../../daemon/src/dns/domain-match.js";
-import type { ResolvedAddress } from "../../daemon/src/dns/resolved-allower.js";
-import type { ResolvedBatchAllower, ResolvedBatchItem } from "../../daemon/src/dns/resolved-inserter.js";
-import { KernelFilter } from "../../daemon/src/datapath/kernel-filter.js";
-import type { FilterEntry } from "../../daemon/src/datapath/filter.js";
-import { parseCidr } from "../../daemon/src/policy/cidr.js";
 import type { DnsPolicy, DomainRule } from "../../daemon/src/policy/policy.js";
 import { projectRoot } from "../../daemon/src/datapath/project-root.js";
+import { BenchDaemon } from "../daemon/daemon-process.js";
+import { NETFENCED } from "../lib/binaries.js";
+import { DaemonClient } from "../../cli/src/daemon-client.js";
 import { Dnsmasq, run } from "./bench-processes.js";
 import { percentile, runDnsperf } from "./dnsperf.js";
 import type { DnsperfOptions, DnsperfResult } from "./dnsperf.js";
 
 /**
- * This benchmark measures what one server can do, so its per-attachment quotas (which bound a
- * tenant at 1000 q/s and 128 upstream queries in flight by default) are set to the maxima; the
- * tenant-isolation side of quotas is bench/flood's.
+ * This benchmark measures what one server can do, so the daemons' per-attachment quotas (which
+ * bound a tenant at 1000 q/s and 128 upstream queries in flight by default) are set to the
+ * maxima; the tenant-isolation side of quotas is bench/flood's.
  */
-const BENCH_QUOTAS: DnsQuotas = { ...DNS_QUOTA_LIMITS };
+const BENCH_QUOTAS_YAML = `quotas: { qps: ${DNS_QUOTA_LIMITS.qps}, inflight: ${DNS_QUOTA_LIMITS.inflight}, learned: ${DNS_QUOTA_LIMITS.learned}, answer_records: ${DNS_QUOTA_LIMITS.answerRecords}, tcp_connections: ${DNS_QUOTA_LIMITS.tcpConnections}, tcp_per_source: ${DNS_QUOTA_LIMITS.tcpPerSource} }`;
 
 interface Args {
   inner: boolean;
@@ -97,6 +93,9 @@ async function outer(args: Args): Promise<void> {
     await run("ip", ["netns", "exec", ns, "ip", "link", "add", "nfbh0", "type", "veth", "peer", "name", "nfbw0"]);
     await run("ip", ["netns", "exec", ns, "ip", "link", "set", "nfbh0", "up"]);
     await run("ip", ["netns", "exec", ns, "ip", "link", "set", "nfbw0", "up"]);
+    await run("ip", ["netns", "exec", ns, "ip", "link", "add", "nfbh1", "type", "veth", "peer", "name", "nfbw1"]);
+    await run("ip", ["netns", "exec", ns, "ip", "link", "set", "nfbh1", "up"]);
+    await run("ip", ["netns", "exec", ns, "ip", "link", "set", "nfbw1", "up"]);
     // dnsperf resolves its -s with AI_ADDRCONFIG: without a non-loopback IPv4 address in the
     // namespace it finds no IPv4 at all (and with the veths' IPv6 link-local it picks ::ffff:…).
     await run("ip", ["netns", "exec", ns, "ip", "addr", "add", "10.253.77.1/30", "dev", "nfbh0"]);
@@ -117,7 +116,7 @@ async function outer(args: Args): Promise<void> {
 // inner: measurements
 
 const PORTS = { upstream: 15301, forwarder: 15302, forwarderCache: 15303, nftset: 15304, oursForward: 15305, oursAllowlist: 15306 };
-const ATTACHMENT = "dnsbench";
+const METRICS_PORT = 15310;
 
 function coldAddress(i: number): string {
   return `10.${64 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`;
@@ -243,44 +242,62 @@ function measureDecision(): DecisionResult {
   };
 }
 
-/** The real insert path: the resolved addresses go into the attachment's pinned kernel map. */
-class KernelAllower implements ResolvedBatchAllower {
-  calls = 0;
-  addresses = 0;
-  constructor(private readonly filter: KernelFilter) {}
-  allowResolved(attachmentId: string, name: string, addresses: readonly ResolvedAddress[], ttlSeconds: number): Promise<void> {
-    return this.allowResolvedMany(attachmentId, [{ name, addresses, ttlSeconds }]);
-  }
-  async allowResolvedMany(attachmentId: string, items: readonly ResolvedBatchItem[]): Promise<void> {
-    const now = Date.now();
-    const entries: FilterEntry[] = [];
-    for (const item of items) {
-      for (const a of item.addresses) {
-        entries.push({ cidr: parseCidr(`${a.address}/${a.family === 4 ? 32 : 128}`), allow: true, deny: false, expiresAtMs: now + item.ttlSeconds * 1000 });
-      }
-    }
-    this.calls++;
-    this.addresses += entries.length;
-    await this.filter.upsertEntries(attachmentId, entries);
+/** The domain rules of a DNS policy as a `default_policy.dns` YAML block. */
+function dnsPolicyYaml(p: DnsPolicy): string {
+  const rule = (r: DomainRule): string => JSON.stringify(r.includeSubdomains ? `*.${r.domain}` : r.domain);
+  return `dns: { mode: ${p.mode}, allow_domains: [${p.allowDomains.map(rule).join(", ")}], deny_domains: [${p.denyDomains.map(rule).join(", ")}] }`;
+}
+
+/**
+ * One real daemon (`netfenced start`, the production binary: KernelFilter and its loader child,
+ * the attachment manager, one DNS server per attachment) with one attachment on `ifname`, its
+ * DNS server on 127.0.0.1:`port` in the bench namespace's private bpffs.
+ */
+async function startDaemon(dir: string, tag: string, port: number, policy: DnsPolicy, ifname: string, metricsPort: number | null): Promise<{ daemon: BenchDaemon; id: string }> {
+  const daemon = new BenchDaemon({
+    cli: NETFENCED,
+    dir: await mkdtemp(path.join(dir, `${tag}-`)),
+    pinRoot: `/sys/fs/bpf/netfence-dnsbench-${tag}-${process.pid}`,
+    portMin: port,
+    portMax: port,
+    logLevel: "warn",
+    dnsYaml: `dns: { listen_addr: 127.0.0.1, port_min: ${port}, port_max: ${port}, upstream: "127.0.0.1:${PORTS.upstream}", min_ttl: 300s, port_guard: false, ${BENCH_QUOTAS_YAML} }`,
+    defaultPolicyYaml: `default_policy: { mode: allowlist, ${dnsPolicyYaml(policy)} }`,
+    extraYaml: metricsPort === null ? "" : `metrics: { listen: "127.0.0.1:${metricsPort}" }`,
+  });
+  daemon.spawn();
+  await daemon.waitReady(120_000);
+  const client = new DaemonClient(daemon.socket);
+  try {
+    const res = await client.attach({ target: { case: "interfaceName", value: ifname }, metadata: {} });
+    const got = Number(/:(\d+)$/.exec(res.dnsAddress)?.[1]);
+    if (got !== port) throw new Error(`${tag}: DNS server on ${res.dnsAddress}, expected port ${port}`);
+    return { daemon, id: res.id };
+  } finally {
+    client.close();
   }
 }
 
-/** Fallback when no kernel filter can be started: a Map, honest about being in memory. */
-class MemoryAllower implements ResolvedBatchAllower {
-  calls = 0;
-  addresses = 0;
-  readonly entries = new Map<string, number>();
-  allowResolved(attachmentId: string, name: string, addresses: readonly ResolvedAddress[], ttlSeconds: number): Promise<void> {
-    return this.allowResolvedMany(attachmentId, [{ name, addresses, ttlSeconds }]);
+/** Prometheus text → sample name (with labels) → value. */
+async function scrape(port: number): Promise<Map<string, number>> {
+  const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+  const out = new Map<string, number>();
+  for (const line of (await res.text()).split("\n")) {
+    const m = /^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
+    if (m) out.set(m[1]!, Number(m[2]));
   }
-  async allowResolvedMany(_attachmentId: string, items: readonly ResolvedBatchItem[]): Promise<void> {
-    this.calls++;
-    const now = Date.now();
-    for (const item of items) for (const a of item.addresses) {
-      this.addresses++;
-      this.entries.set(a.address, now + item.ttlSeconds * 1000);
-    }
+  return out;
+}
+
+/** DNS outcome counters and learned addresses of one attachment, from the daemon's metrics. */
+function dnsCounters(metrics: Map<string, number>, id: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of metrics) {
+    const outcome = new RegExp(`^netfence_dns_queries\\{.*attachment="${id}".*outcome="([^"]+)"`).exec(k)?.[1];
+    if (outcome !== undefined) out[outcome] = v;
+    if (k.startsWith("netfence_dns_learned_addresses{") && k.includes(`"${id}"`)) out["learned_addresses"] = v;
   }
+  return out;
 }
 
 type Figure<U extends string> = { value: number; unit: U };
@@ -339,12 +356,10 @@ async function inner(args: Args): Promise<void> {
     // ip netns exec gave us a private mount namespace with a fresh /sys: a private bpffs here
     await run("mount", ["-t", "bpf", "bpf", "/sys/fs/bpf"]);
   }
-  const log = pino({ level: "warn" });
   const loadAtStart = os.loadavg().map((v) => round(v, 2));
   const files = await writeFiles(args.coldNames, args.rounds);
   const children: Dnsmasq[] = [];
-  const servers: AttachmentDnsServer[] = [];
-  let filter: KernelFilter | null = null;
+  const daemons: { daemon: BenchDaemon; id: string }[] = [];
   const results: Record<string, Record<string, RunSummary>> = {};
   const record = (target: string, phase: string, s: RunSummary): void => {
     (results[target] ??= {})[phase] = s;
@@ -357,27 +372,12 @@ async function inner(args: Args): Promise<void> {
   const latency = (port: number, dataFile: string, onePass = false): DnsperfOptions =>
     ({ server: "127.0.0.1", port, dataFile, seconds: args.latencySeconds, onePass, clients: 1, outstanding: 10, maxQps: 500, verbose: true });
 
-  let insertPath: string;
-  let allower: KernelAllower | MemoryAllower;
   try {
     console.log("decision cost against 10k rules …");
     const decision = measureDecision();
     console.log(`  cached ${round(decision.cached.cpuNs)} ns CPU (${round(decision.cached.wallNs)} ns wall)/decision, uncached suffix walk ${round(decision.uncached.cpuNs)} ns CPU (${round(decision.uncached.wallNs)} ns wall); compile ${round(decision.compileMs)} ms`);
-
-    try {
-      filter = await KernelFilter.start({ pinRoot: `/sys/fs/bpf/netfence-dnsbench-${process.pid}`, logger: log });
-      await filter.attach(
-        { id: ATTACHMENT, slot: 1, target: { kind: "interface", name: "nfbh0", direction: "ingress" }, dns: { ipv4: "127.0.0.1", ipv6: null, port: PORTS.oursAllowlist } },
-        { mode: "allowlist", audit: false, entries: [] },
-      );
-      allower = new KernelAllower(filter);
-      insertPath = "kernel: KernelFilter.upsertEntries through the loader child into the attachment's pinned LPM map (TC program on a veth in the bench netns); the server coalesces the inserts of one event-loop turn into one upsert";
-    } catch (err) {
-      console.log(`kernel filter unavailable (${(err as Error).message}); using an in-memory allower`);
-      filter = null;
-      allower = new MemoryAllower();
-      insertPath = `in-memory Map (kernel filter could not start: ${(err as Error).message})`;
-    }
+    const insertPath =
+      "the real daemon (netfenced start: attachment manager, KernelFilter, loader child): each allowed answer's addresses go through the learned-address writer into the attachment's pinned kernel map (TC program on a veth of the bench netns) before the reply leaves";
 
     // Every server runs for the whole benchmark (idle while another is measured), so rounds can
     // interleave the targets and a slow spell of the shared machine hits them all alike.
@@ -388,17 +388,10 @@ async function inner(args: Args): Promise<void> {
     await run("nft", ["add", "table", "inet", "nfdnsbench"]);
     await run("nft", ["add", "set", "inet", "nfdnsbench", "allowed4", "{ type ipv4_addr; size 1048576; flags timeout; }"]);
     children.push(await Dnsmasq.start(PORTS.nftset, [upstreamArg, "--cache-size=0", "--nftset=/bench.test/4#inet#nfdnsbench#allowed4"], path.join(files.dir, "nftset.log")));
-    servers.push(await AttachmentDnsServer.start({
-      attachmentId: "dnsbench-fwd", listen: { host: "127.0.0.1", port: PORTS.oursForward },
-      getPolicy: () => ({ mode: "disabled", allowDomains: [], denyDomains: [], upstreams: [] }),
-      defaultUpstreams: [`127.0.0.1:${PORTS.upstream}`], allower, logger: log, quotas: BENCH_QUOTAS,
-    }));
     const policy = tenKRulesPolicy();
-    const ours = await AttachmentDnsServer.start({
-      attachmentId: ATTACHMENT, listen: { host: "127.0.0.1", port: PORTS.oursAllowlist }, getPolicy: () => policy,
-      defaultUpstreams: [`127.0.0.1:${PORTS.upstream}`], allower, logger: log, quotas: BENCH_QUOTAS,
-    });
-    servers.push(ours);
+    daemons.push(await startDaemon(files.dir, "fwd", PORTS.oursForward, { mode: "disabled", allowDomains: [], denyDomains: [], upstreams: [] }, "nfbh1", null));
+    const ours = await startDaemon(files.dir, "allow", PORTS.oursAllowlist, policy, "nfbh0", METRICS_PORT);
+    daemons.push(ours);
 
     const targets: Target[] = [
       { name: "upstream", port: PORTS.upstream, note: "authoritative dnsmasq answering from a hosts file (the bare upstream)" },
@@ -411,12 +404,13 @@ async function inner(args: Args): Promise<void> {
     const portOf = (name: string): number => targets.find((t) => t.name === name)!.port;
 
     // Cold first (one pass over fresh names: every answer is a new address to add), then warm.
-    const before = { calls: allower.calls, addresses: allower.addresses };
+    const before = dnsCounters(await scrape(METRICS_PORT), ours.id);
     const cold: Record<string, DnsperfResult[]> = {};
     for (let r = 0; r < args.rounds; r++) {
       for (const t of COLD_TARGETS) (cold[t] ??= []).push(await runDnsperf(throughput(portOf(t), files.cold[t]![r]!, true)));
     }
-    const coldInserts = { calls: allower.calls - before.calls, addresses: allower.addresses - before.addresses };
+    const afterCold = dnsCounters(await scrape(METRICS_PORT), ours.id);
+    const coldLearned = (afterCold["learned_addresses"] ?? 0) - (before["learned_addresses"] ?? 0);
     for (const t of COLD_TARGETS) record(t, "cold", summarize(cold[t]!, `one pass over ${args.coldNames} fresh names per round: every answer a new address to add`));
 
     const warm: Record<string, DnsperfResult[]> = {};
@@ -432,7 +426,7 @@ async function inner(args: Args): Promise<void> {
 
     const setList = await run("nft", ["list", "set", "inet", "nfdnsbench", "allowed4"]);
     const nftElements = (setList.match(/\d+\.\d+\.\d+\.\d+/g) ?? []).length;
-    const ourStats = ours.detailedStats();
+    const ourStats = dnsCounters(await scrape(METRICS_PORT), ours.id);
 
     const get = (t: string, p: string): RunSummary => results[t]![p]!;
     const upstreamP50 = get("upstream", "latency").latency_p50!.value;
@@ -494,10 +488,8 @@ async function inner(args: Args): Promise<void> {
       },
       runs: results,
       inserts: {
-        cold_runs_allower_calls: coldInserts.calls,
-        cold_runs_addresses: coldInserts.addresses,
-        addresses_per_call: { value: coldInserts.calls > 0 ? round(coldInserts.addresses / coldInserts.calls, 2) : 0, unit: "addresses/call" },
-        netfence_allowlist_server_stats: Object.fromEntries(Object.entries(ourStats).map(([k, v]) => [k, Number(v)])),
+        cold_runs_learned_addresses: coldLearned,
+        netfence_allowlist_dns_counters: ourStats,
         nftset_elements_after_runs: nftElements,
       },
       targets: checks,
@@ -507,12 +499,13 @@ async function inner(args: Args): Promise<void> {
     console.log(`\nwrote ${args.out}`);
     for (const t of checks) console.log(`${t.met ? "MET    " : "NOT MET"} ${t.name}: ${t.measured} ${t.unit}`);
   } finally {
-    for (const s of servers) await s.stop().catch(() => undefined);
-    for (const c of children) await c.stop().catch(() => undefined);
-    if (filter) {
-      await filter.detach(ATTACHMENT).catch(() => undefined);
-      await filter.close().catch(() => undefined);
+    for (const d of daemons) {
+      const client = new DaemonClient(d.daemon.socket);
+      await client.detach(d.id).catch(() => undefined);
+      client.close();
+      await d.daemon.stop("SIGTERM").catch(() => undefined);
     }
+    for (const c of children) await c.stop().catch(() => undefined);
     await run("nft", ["delete", "table", "inet", "nfdnsbench"], true);
     await rm(files.dir, { recursive: true, force: true });
   }
