@@ -58,9 +58,11 @@ fi
 if [ "${NETFENCE_REBUILD_BPF:-0}" = "1" ]; then make -s -C bpf objects; fi
 make -s -C bpf loader
 
-# 5. TypeScript → dist/
-if [ ! -f dist/.stamp ] || [ -n "$(find daemon cli control-plane-example bench scripts proto/gen test/helpers -name '*.ts' -newer dist/.stamp 2>/dev/null | head -1)" ] || [ tsconfig.json -nt dist/.stamp ]; then
-  log "building TypeScript"
-  npx tsc -p tsconfig.json
+# 5. TypeScript: the packages, each into its own dist/ (`tsc -b` rebuilds only what changed),
+#    then the benchmarks and scripts into dist/.
+npx tsc -b tsconfig.build.json
+if [ ! -f dist/.stamp ] || [ -n "$(find bench scripts test/helpers test/fixtures proto daemon cli sdk control-plane-example -name '*.ts' -not -path '*/dist/*' -not -path '*/node_modules/*' -newer dist/.stamp 2>/dev/null | head -1)" ] || [ -n "$(find . -maxdepth 2 -name 'tsconfig*.json' -newer dist/.stamp | head -1)" ]; then
+  log "building the benchmarks and scripts"
+  npx tsc -p tsconfig.tools.json
   touch dist/.stamp
 fi

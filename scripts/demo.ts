@@ -17,8 +17,8 @@ import { findCgroup2Mount } from "../daemon/src/attachments/target.js";
 import { createTopology, type DemoTopology } from "./demo/topology.js";
 
 const root = projectRoot();
-const CLI = path.join(root, "dist", "cli", "src", "index.js");
-const CP = path.join(root, "dist", "control-plane-example", "src", "main.js");
+const CLI = path.join(root, "cli", "dist", "index.js");
+const CP = path.join(root, "control-plane-example", "dist", "main.js");
 const children: ChildProcess[] = [];
 let failures = 0;
 

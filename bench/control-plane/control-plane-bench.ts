@@ -17,19 +17,18 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
 import os from "node:os";
-import { fileURLToPath } from "node:url";
 import path from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { create } from "@bufbuild/protobuf";
 import pino from "pino";
-import { ControlPlane, DaemonEventSchema, type ControlCommand, type DaemonEvent } from "../../proto/gen/netfence/v1/control_pb.js";
-import { methodDefinition } from "../../daemon/src/rpc/grpc-adapter.js";
+import { ControlPlane, DaemonEventSchema, type ControlCommand, type DaemonEvent } from "@netfence/proto/control";
+import { methodDefinition } from "@netfence/proto/grpc";
 import { ControlPlaneClient } from "../../daemon/src/control-plane/connection.js";
 import type { ControlPlaneHost } from "../../daemon/src/control-plane/control-plane-host.js";
 import type { AttachmentStatsView, AttachmentView } from "../../daemon/src/attachments/attachment-view.js";
 import type { PolicyCommand } from "../../daemon/src/policy/policy.js";
 import { projectRoot } from "../../daemon/src/datapath/project-root.js";
-import { ControlPlaneServer } from "../../control-plane-example/src/sdk/control-plane-server.js";
+import { ControlPlaneServer, type DaemonHandle } from "@netfence/control-plane-sdk";
 import { KernelFilter } from "../../daemon/src/datapath/kernel-filter.js";
 import { AttachmentManager } from "../../daemon/src/attachments/manager.js";
 import { findCgroup2Mount } from "../../daemon/src/attachments/target.js";
@@ -37,7 +36,7 @@ import { MemoryStateStore } from "../../daemon/src/store/state-store.js";
 import { createDnsServerFactory } from "../../daemon/src/dns/dns-server-factory.js";
 import type { ResolvedAllower } from "../../daemon/src/dns/resolved-allower.js";
 import { requireKernel, Sandbox } from "../../test/helpers/sandbox.js";
-import type { DaemonHandle } from "../../control-plane-example/src/sdk/daemon-handle.js";
+import { NETFENCE_CP } from "../lib/binaries.js";
 
 const CONNECT = methodDefinition(ControlPlane.method.connect);
 const silent = pino({ level: "silent" });
@@ -301,8 +300,7 @@ interface SimDaemon {
 }
 
 async function manyDaemons(args: Args): Promise<Record<string, unknown>> {
-  // The compiled netfence-cp next to this compiled file (dist/ or any other outDir).
-  const main = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../control-plane-example/src/main.js");
+  const main = NETFENCE_CP;
   const dir = mkdtempSync(path.join(os.tmpdir(), "netfence-cp-bench-"));
   const policyPath = path.join(dir, "policy.yaml");
   writeFileSync(policyPath, POLICY(1));

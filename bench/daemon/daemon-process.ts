@@ -4,7 +4,7 @@ import path from "node:path";
 import { DaemonClient } from "../../cli/src/daemon-client.js";
 
 /**
- * The real `netfenced start` (dist/cli/src/index.js) as a child process for the benchmark: its
+ * The real `netfenced start` (cli/dist/index.js) as a child process for the benchmark: its
  * own config file (temp socket and data_dir, a unique bpffs pin root, a wide DNS port range, the
  * local default policy, no control plane), JSON logs to a file. Readiness is what a client sees:
  * GetStatus answers (the daemon binds its socket first and holds calls until it is ready).

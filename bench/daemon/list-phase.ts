@@ -106,14 +106,14 @@ export async function listBench(opts: { cli: string; socket: string; expected: n
     }
     return {
       attachments: opts.expected,
-      cli_command: "node dist/cli/src/index.js -s SOCKET list --all --json (the CLI's own page size for --all)",
+      cli_command: "node cli/dist/index.js -s SOCKET list --all --json (the CLI's own page size for --all)",
       cli_wall: summarize(cliMs),
       cli_wall_samples_ms: cliMs.map((x) => Math.round(x * 10) / 10),
       cli_listed: listed,
       rpc_list_all_page_100: summarize(page100),
       rpc_single_page_1000: summarize(page1000),
       node_startup_baseline: { what: 'node -e "" spawned and waited for (the fixed cost of any Node CLI run)', ...summarize(nodeMs) },
-      cli_version_baseline: { what: "node dist/cli/src/index.js --version: the CLI's start-up and module loading, no RPC", ...summarize(versionMs) },
+      cli_version_baseline: { what: "node cli/dist/index.js --version: the CLI's start-up and module loading, no RPC", ...summarize(versionMs) },
       cli_variants: variants,
       cpu_time: {
         what: "user + system CPU time of the process (bash `times` for its children), same commands",

@@ -28,6 +28,7 @@ import { DaemonClient } from "../../cli/src/daemon-client.js";
 import { Sandbox, cgroup2Mount, requireKernel, sh } from "../../test/helpers/sandbox.js";
 import { machineInfo } from "../lib/machine.js";
 import { withTimeout } from "../lib/time-limit.js";
+import { NETFENCED } from "../lib/binaries.js";
 import { BenchDaemon, procCpuMs, procStatus } from "./daemon-process.js";
 import { CgroupTargets, VethTargets } from "./bench-targets.js";
 import { Prober } from "./prober-client.js";
@@ -233,7 +234,7 @@ async function main(): Promise<void> {
   const sizes = args.quick ? QUICK : FULL;
   const log = (msg: string) => process.stderr.write(`[bench/daemon +${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}\n`);
   await requireKernel();
-  const cli = path.join(root, "dist", "cli", "src", "index.js");
+  const cli = NETFENCED;
   const proberScript = path.join(root, "dist", "bench", "daemon", "prober.js");
   const loader = path.join(root, "bpf", "loader", "netfence-loader");
   for (const f of [cli, proberScript, loader]) if (!existsSync(f)) throw new Error(`${f} is missing: run \`bash scripts/bootstrap.sh\` first`);
@@ -524,7 +525,7 @@ async function main(): Promise<void> {
             _s: "seconds",
           },
           setup: {
-            daemon: "dist/cli/src/index.js start --config FILE (the real netfenced: KernelFilter + loader child, FileStateStore in data_dir, no control plane)",
+            daemon: "cli/dist/index.js start --config FILE (the real netfenced: KernelFilter + loader child, FileStateStore in data_dir, no control plane)",
             log_level: "info",
             default_policy: defaultPolicy,
             dns: { listen_addr: "127.0.0.1", port_min: DNS_PORTS.min, port_max: DNS_PORTS.max, why: "outside the ephemeral range and the test harness' ranges; one DNS server per attachment" },

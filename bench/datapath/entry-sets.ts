@@ -1,5 +1,5 @@
 import type { FilterEntry } from "../../daemon/src/datapath/filter.js";
-import type { Cidr } from "../../daemon/src/policy/cidr.js";
+import type { Cidr } from "@netfence/proto/parse";
 import { Prng } from "../lib/prng.js";
 
 /**

@@ -1,7 +1,7 @@
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { KernelFilter } from "../../daemon/src/datapath/kernel-filter.js";
-import { formatCidr, parseCidr } from "../../daemon/src/policy/cidr.js";
+import { formatCidr, parseCidr } from "@netfence/proto/parse";
 import { sh, type Sandbox, type SandboxNetwork } from "../../test/helpers/sandbox.js";
 import { mean, median, percentile, round } from "../lib/stats.js";
 import { Deadline } from "../lib/time-limit.js";

@@ -15,7 +15,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { DNS_QUOTA_LIMITS } from "../../daemon/src/dns/dns-quotas.js";
-import { compileDomainRules, nameAllowed, walkSuffixes } from "../../daemon/src/dns/domain-match.js";
+import { compileDomainRules, nameAllowed, walkSuffixes } from "@netfence/proto/domain-match";
 import type { DnsPolicy, DomainRule } from "../../daemon/src/policy/policy.js";
 import { projectRoot } from "../../daemon/src/datapath/project-root.js";
 import { BenchDaemon } from "../daemon/daemon-process.js";

@@ -2,10 +2,10 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { projectRoot } from "../../daemon/src/datapath/project-root.js";
+import { NETFENCED } from "../lib/binaries.js";
 
 /**
- * The real `netfenced start` (dist/cli/src/index.js) for the flood benchmark: DNS on the sandbox
+ * The real `netfenced start` (cli/dist/index.js) for the flood benchmark: DNS on the sandbox
  * bridge address, dnsmasq as its upstream, a local default policy, metrics on 127.0.0.1, its own
  * pin root, socket and data_dir; the real CLI for attach. Stopped by PID.
  */
@@ -13,7 +13,7 @@ export class FloodDaemon {
   readonly dir = mkdtempSync(path.join(os.tmpdir(), "nf-flood-d-"));
   readonly socket = path.join(this.dir, "netfence.sock");
   readonly logFile = path.join(this.dir, "daemon.log");
-  private readonly cli = path.join(projectRoot(), "dist", "cli", "src", "index.js");
+  private readonly cli = NETFENCED;
   private child: ChildProcess | null = null;
 
   constructor(

@@ -4,11 +4,11 @@ import { DurationSchema } from "@bufbuild/protobuf/wkt";
 import {
   BulkUpdateSchema, CIDREntrySchema, ControlCommandSchema, DnsConfigSchema, DomainEntrySchema, SubscribedAckSchema,
   type ControlCommand,
-} from "../../proto/gen/netfence/v1/control_pb.js";
-import { isNetfenceError } from "../../daemon/src/errors.js";
+} from "@netfence/proto/control";
+import { isNetfenceError } from "@netfence/proto/errors";
 import { MAX_TTL_SECONDS, parseCommand, parseSubscribedAck } from "../../daemon/src/control-plane/parse-command.js";
-import { formatCidr } from "../../daemon/src/policy/cidr.js";
-import { normalizeDomain } from "../../daemon/src/dns/domain-name.js";
+import { formatCidr } from "@netfence/proto/parse";
+import { normalizeDomain } from "@netfence/proto/parse";
 import type { CidrRule, PolicyCommand } from "../../daemon/src/policy/policy.js";
 
 /**

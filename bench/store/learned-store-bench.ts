@@ -14,7 +14,7 @@ import { FileStateStore, STATE_FILE } from "../../daemon/src/store/state-store.j
 import type { StoreSnapshot, StoredAttachment } from "../../daemon/src/store/snapshot.js";
 import { LearnedAddresses } from "../../daemon/src/attachments/learned-addresses.js";
 import { learnedFromStored, packLearned } from "../../daemon/src/attachments/learned-store.js";
-import { parseCidr } from "../../daemon/src/policy/cidr.js";
+import { parseCidr } from "@netfence/proto/parse";
 import { projectRoot } from "../../daemon/src/datapath/project-root.js";
 import { machineInfo } from "../lib/machine.js";
 import { median, round } from "../lib/stats.js";

@@ -16,15 +16,15 @@ import {
   type ListOrphansResponse,
   type DaemonStatus,
   type ListResponse,
-} from "../../proto/gen/netfence/v1/daemon_pb.js";
-import type { PacketEvent } from "../../proto/gen/netfence/v1/control_pb.js";
-import { NetfenceError } from "../../daemon/src/errors.js";
+} from "@netfence/proto/daemon";
+import type { PacketEvent } from "@netfence/proto/control";
+import { NetfenceError } from "@netfence/proto/errors";
 import { ConnectionFailed, Http2GrpcChannel } from "./grpc-over-http2.js";
 
 /**
  * Typed DaemonService client over the daemon's unix socket (protobuf-es messages on a small
  * HTTP/2 gRPC channel, see grpc-over-http2.ts). Errors come back as NetfenceError (gRPC status
- * mapped in daemon/src/rpc/grpc-status.ts); an absent or dead socket becomes one clear
+ * mapped in @netfence/proto/grpc-status); an absent or dead socket becomes one clear
  * UNAVAILABLE saying how to start the daemon.
  */
 type TypedMethod<I extends DescMessage, O extends DescMessage> = DescMethod & { input: I; output: O };

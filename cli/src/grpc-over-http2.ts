@@ -1,7 +1,7 @@
 import http2 from "node:http2";
 import net from "node:net";
-import { NetfenceError } from "../../daemon/src/errors.js";
-import { fromServiceError } from "../../daemon/src/rpc/grpc-status.js";
+import { NetfenceError } from "@netfence/proto/errors";
+import { fromServiceError } from "@netfence/proto/grpc-status";
 
 /**
  * A minimal gRPC client (unary and server-streaming calls) over node:http2 on a unix socket, for

@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { isNetfenceError } from "../../daemon/src/errors.js";
+import { isNetfenceError } from "@netfence/proto/errors";
 import { DaemonClient } from "./daemon-client.js";
 
 /** Exit codes of the CLI (documented in docs/operator-guide.md). */

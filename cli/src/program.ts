@@ -1,5 +1,5 @@
 import { Command, CommanderError } from "commander";
-import { netfenceVersion } from "../../daemon/src/version.js";
+import { netfenceVersion } from "@netfence/daemon/version";
 import { DEFAULT_SOCKET, EXIT } from "./output.js";
 import { startCommand } from "./commands/start.js";
 import { attachCommand } from "./commands/attach.js";

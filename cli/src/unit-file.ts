@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { projectRoot } from "../../daemon/src/datapath/project-root.js";
+import { projectRoot } from "@netfence/daemon/version";
 
 /**
  * Renders packaging/systemd/netfenced.service for one installation: ExecStart runs this
@@ -8,7 +8,7 @@ import { projectRoot } from "../../daemon/src/datapath/project-root.js";
  * when the config puts them outside what the unit already opens (/var/lib/netfence, /run).
  */
 export interface UnitOptions {
-  /** Absolute argv prefix that runs netfenced, e.g. ["/usr/bin/node", "/opt/netfence/dist/cli/src/index.js"]. */
+  /** Absolute argv prefix that runs netfenced, e.g. ["/usr/bin/node", "/opt/netfence/cli/dist/index.js"]. */
   readonly exec: readonly string[];
   /** Config file passed to `netfenced start --config`. */
   readonly configFile: string;
@@ -22,7 +22,7 @@ export const UNIT_TEMPLATE = (): string => path.join(projectRoot(), "packaging",
 
 /** The default ExecStart of this checkout: the running Node and this repository's built CLI. */
 export function defaultExec(): string[] {
-  return [process.execPath, path.join(projectRoot(), "dist", "cli", "src", "index.js")];
+  return [process.execPath, path.join(projectRoot(), "cli", "dist", "index.js")];
 }
 
 export function renderUnit(opts: UnitOptions, template: string = readFileSync(UNIT_TEMPLATE(), "utf8")): string {

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 import pino from "pino";
-import { ControlPlaneServer } from "./sdk/control-plane-server.js";
+import { ControlPlaneServer } from "@netfence/control-plane-sdk";
 import { PolicyController, type PushSummary } from "./policy-file/policy-controller.js";
 import { PolicyWatcher, loadPolicyFile } from "./policy-file/policy-watcher.js";
 import type { PolicyFile } from "./policy-file/policy-file.js";

@@ -17,7 +17,7 @@ import { DaemonServiceImpl } from "./rpc/daemon-service.js";
 import { DaemonServer } from "./rpc/daemon-server.js";
 import { DaemonMetrics } from "./metrics.js";
 import { EventForwarder } from "./event-forwarder.js";
-import { NetfenceError } from "./errors.js";
+import { NetfenceError } from "@netfence/proto/errors";
 import { netfenceVersion } from "./version.js";
 import { HostAddresses } from "./dns/host-addresses.js";
 import { DnsEventReporter } from "./dns/dns-events.js";

@@ -1,6 +1,6 @@
 import net from "node:net";
-import { parseCidr } from "./policy/cidr.js";
-import { normalizeDomain } from "./dns/domain-name.js";
+import { parseCidr } from "@netfence/proto/parse";
+import { normalizeDomain } from "@netfence/proto/parse";
 import { parseQueryType } from "./dns/query-types.js";
 import type { AttachMethodPreference, FilterMode, ProtectedEntry } from "./datapath/filter.js";
 import type { CidrRule, DnsModeName, DomainRule } from "./policy/policy.js";

@@ -1,5 +1,5 @@
 import type { KernelPacketEvent } from "./datapath/filter.js";
-import type { PacketEvent } from "../../proto/gen/netfence/v1/control_pb.js";
+import type { PacketEvent } from "@netfence/proto/control";
 import { packetEventToWire } from "./rpc/packet-event.js";
 
 /**

@@ -11,3 +11,5 @@ export function netfenceVersion(): string {
     return "0.0.0";
   }
 }
+
+export { projectRoot } from "./datapath/project-root.js";

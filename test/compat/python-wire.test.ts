@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import pino from "pino";
 import { ControlPlaneClient } from "../../daemon/src/control-plane/connection.js";
-import { formatCidr } from "../../daemon/src/policy/cidr.js";
+import { formatCidr } from "@netfence/proto/parse";
 import { FakeHost } from "../unit/control-plane/helpers/fake-host.js";
 import { PythonControlPlane } from "./python-control-plane.js";
 

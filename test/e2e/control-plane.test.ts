@@ -4,7 +4,7 @@ import pino from "pino";
 import { probe, requireKernel, Sandbox, sh, type SandboxNetwork } from "../helpers/sandbox.js";
 import { waitFor } from "../helpers/daemon-harness.js";
 import { E2eDaemon, NetfenceCpProcess, reachability, startPing } from "../helpers/e2e.js";
-import { ControlPlaneServer, type AttachmentInfo, type AttachmentStatsInfo, type DaemonHandle } from "../../control-plane-example/src/sdk/index.js";
+import { ControlPlaneServer, type AttachmentInfo, type AttachmentStatsInfo, type DaemonHandle } from "../../sdk/src/index.js";
 
 // Issue 5, end to end: the real `netfenced` process and CLI against two control planes — the
 // `netfence-cp` binary driven by a YAML policy file (hot reload, kill -9 and restart), and a

@@ -3,7 +3,7 @@ import pino from "pino";
 import { probe, requireKernel, Sandbox, type SandboxNetwork } from "../helpers/sandbox.js";
 import { waitFor } from "../helpers/daemon-harness.js";
 import { dig, Dnsmasq, E2eDaemon, reachability, runFixture, splitHostPort, startPing, type DnsRecord } from "../helpers/e2e.js";
-import { ControlPlaneServer, type AttachmentStatsInfo, type DnsDecision, type DnsQuery } from "../../control-plane-example/src/sdk/index.js";
+import { ControlPlaneServer, type AttachmentStatsInfo, type DnsDecision, type DnsQuery } from "../../sdk/src/index.js";
 
 // Issue 6, end to end: the real `netfenced` process (dist/), the real CLI, the real kernel and
 // real packets. The workload namespace asks the attachment's DNS server (on the sandbox bridge

@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import { findCgroup2Mount } from "../../daemon/src/attachments/target.js";
 
 /**
- * Runs the real `netfenced` binary (dist/cli/src/index.js) as a child process for integration
+ * Runs the real `netfenced` binary (cli/dist/index.js) as a child process for integration
  * tests: its own socket, data_dir, DNS port range and bpffs pin root (under /sys/fs/bpf, given by
  * the Sandbox), JSON logs captured to a file. `cli()` runs the real CLI against it.
  * The DNS port guard (dns.port_guard, on by default: the whole cgroup2 hierarchy) is pointed at a
@@ -14,9 +14,9 @@ import { findCgroup2Mount } from "../../daemon/src/attachments/target.js";
  */
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
-export const CLI = path.join(ROOT, "dist", "cli", "src", "index.js");
+export const CLI = path.join(ROOT, "cli", "dist", "index.js");
 
-/** Builds dist/ when it is missing or older than a source file (tsc emits even with type errors elsewhere). */
+/** Builds the packages when the CLI is missing or older than a source file (tsc emits even with type errors elsewhere). */
 export function ensureBuilt(): void {
   const newest = (dir: string): number => {
     let t = 0;
@@ -26,9 +26,9 @@ export function ensureBuilt(): void {
     }
     return t;
   };
-  const src = Math.max(newest(path.join(ROOT, "daemon", "src")), newest(path.join(ROOT, "cli", "src")));
+  const src = Math.max(...["proto/src", "proto/gen", "daemon/src", "cli/src"].map((d) => newest(path.join(ROOT, d))));
   if (existsSync(CLI) && statSync(CLI).mtimeMs >= src) return;
-  spawnSync(path.join(ROOT, "node_modules", ".bin", "tsc"), ["-p", path.join(ROOT, "tsconfig.json")], { stdio: "ignore", timeout: 180_000 });
+  spawnSync(path.join(ROOT, "node_modules", ".bin", "tsc"), ["-b", path.join(ROOT, "tsconfig.build.json")], { stdio: "ignore", timeout: 180_000 });
   if (!existsSync(CLI)) throw new Error(`cannot build ${CLI}: run \`npm run build\``);
 }
 

@@ -14,7 +14,7 @@ import { probe, type Sandbox } from "./sandbox.js";
  */
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
-export const NETFENCE_CP = path.join(ROOT, "dist", "control-plane-example", "src", "main.js");
+export const NETFENCE_CP = path.join(ROOT, "control-plane-example", "dist", "main.js");
 export const E2E_FIXTURES = path.join(ROOT, "test", "e2e", "fixtures");
 
 // ------------------------------------------------------------------ daemon with chosen DNS settings
@@ -309,7 +309,7 @@ export async function dig(
 // ------------------------------------------------------------------ netfence-cp as a child process
 
 /**
- * The `netfence-cp` binary (dist/control-plane-example/src/main.js) serving a YAML policy file,
+ * The `netfence-cp` binary (control-plane-example/dist/main.js) serving a YAML policy file,
  * pino JSON logs to a file. kill9() + start() again on the same port simulates a crash and restart.
  */
 export class NetfenceCpProcess {

@@ -1,6 +1,6 @@
 import { KernelFilter } from "../../daemon/src/datapath/kernel-filter.js";
 import type { AttachSpec, FilterEntry, FilterMode, FilterPolicy } from "../../daemon/src/datapath/filter.js";
-import { parseCidr } from "../../daemon/src/policy/cidr.js";
+import { parseCidr } from "@netfence/proto/parse";
 import { requireKernel, Sandbox, type SandboxNetwork } from "./sandbox.js";
 
 export const allow = (cidr: string, expiresAtMs: number | null = null): FilterEntry => ({ cidr: parseCidr(cidr), allow: true, deny: false, expiresAtMs });

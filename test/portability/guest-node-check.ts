@@ -9,7 +9,7 @@
 import { spawnSync } from "node:child_process";
 import { KernelFilter } from "../../daemon/src/datapath/kernel-filter.js";
 import type { AttachMethod, AttachMethodPreference } from "../../daemon/src/datapath/filter.js";
-import { parseCidr } from "../../daemon/src/policy/cidr.js";
+import { parseCidr } from "@netfence/proto/parse";
 
 const [loaderPath, bpfDir, pinRoot, ifname, wlNs, pref] = process.argv.slice(2);
 const method: AttachMethodPreference = pref === "tcx" || pref === "clsact" ? pref : "auto";

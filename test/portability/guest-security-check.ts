@@ -11,7 +11,7 @@ import dgram from "node:dgram";
 import { mkdirSync } from "node:fs";
 import { KernelFilter } from "../../daemon/src/datapath/kernel-filter.js";
 import { CLOSED_GUARDS, type AttachGuards, type AttachMethodPreference, type AttachSpec, type FilterMode } from "../../daemon/src/datapath/filter.js";
-import { parseCidr } from "../../daemon/src/policy/cidr.js";
+import { parseCidr } from "@netfence/proto/parse";
 
 const [loaderPath, bpfDir, pinRoot, nfpkt, pref] = process.argv.slice(2) as [string, string, string, string, string | undefined];
 const method: AttachMethodPreference = pref === "tcx" || pref === "clsact" ? pref : "auto";

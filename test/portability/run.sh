@@ -72,11 +72,11 @@ if [ "$WITH_NODE" = 1 ]; then
 	NODE_BIN=$(readlink -f "$(command -v node)") || die "WITH_NODE=1 but no node on PATH"
 	[ -x "$REPO/node_modules/.bin/esbuild" ] || die "WITH_NODE=1 needs node_modules (npm ci) for esbuild"
 	mkdir -p "$WORK/node"
-	"$REPO/node_modules/.bin/esbuild" "$HERE/guest-node-check.ts" --bundle --platform=node --format=esm --target=node20 \
+	"$REPO/node_modules/.bin/esbuild" "$HERE/guest-node-check.ts" --bundle --platform=node --format=esm --target=node20 --conditions=netfence-source \
 		--log-level=warning --outfile="$WORK/node/node-check.mjs" \
 		--banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" \
 		2>"$WORK/build.log" || { cat "$WORK/build.log"; die "bundling guest-node-check.ts failed"; }
-	"$REPO/node_modules/.bin/esbuild" "$HERE/guest-security-check.ts" --bundle --platform=node --format=esm --target=node20 \
+	"$REPO/node_modules/.bin/esbuild" "$HERE/guest-security-check.ts" --bundle --platform=node --format=esm --target=node20 --conditions=netfence-source \
 		--log-level=warning --outfile="$WORK/node/security-check.mjs" \
 		--banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" \
 		2>"$WORK/build.log" || { cat "$WORK/build.log"; die "bundling guest-security-check.ts failed"; }

@@ -4,7 +4,7 @@ import { probe, requireKernel, Sandbox, type SandboxNetwork } from "../helpers/s
 import { waitFor } from "../helpers/daemon-harness.js";
 import { dig, Dnsmasq, E2eDaemon, splitHostPort } from "../helpers/e2e.js";
 import { EventWatcher, hostEchoServer, Sniffer } from "../helpers/security.js";
-import { ControlPlaneServer } from "../../control-plane-example/src/sdk/index.js";
+import { ControlPlaneServer } from "../../sdk/src/index.js";
 
 // Issue 10 item 4 — DNS rebinding: a DNS-learned /32 must never override a deny. The attacker
 // owns names (DNS denylist mode: any name not denied resolves) that resolve to the cloud metadata

@@ -6,7 +6,7 @@ import { probe, requireKernel, Sandbox, type SandboxNetwork } from "../helpers/s
 import { waitFor } from "../helpers/daemon-harness.js";
 import { dig, Dnsmasq, E2eDaemon, splitHostPort } from "../helpers/e2e.js";
 import { addBridgeHost, addOutsideHost, EventWatcher, Sniffer, type ExtraHost } from "../helpers/security.js";
-import { ControlPlaneServer } from "../../control-plane-example/src/sdk/index.js";
+import { ControlPlaneServer } from "../../sdk/src/index.js";
 
 // Issue 10 item 5 — every DNS server answered anyone. Now an attachment's server answers only its
 // own workload: named workload addresses (netfence.workload-ips) → only those; none named → the

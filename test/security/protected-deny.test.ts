@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ProtectedEntry } from "../../daemon/src/datapath/filter.js";
-import { parseCidr } from "../../daemon/src/policy/cidr.js";
+import { parseCidr } from "@netfence/proto/parse";
 import { allow, policy } from "../helpers/kernel-filter-fixture.js";
 import { probe } from "../helpers/sandbox.js";
 import { marker } from "./tools/nfpkt.js";

@@ -1,6 +1,6 @@
 import { Command } from "commander";
 import { toJson } from "@bufbuild/protobuf";
-import { AdoptOrphansResponseSchema } from "../../../proto/gen/netfence/v1/daemon_pb.js";
+import { AdoptOrphansResponseSchema } from "@netfence/proto/daemon";
 import { EXIT, printJson, usageError, withClient } from "../output.js";
 
 /**

@@ -1,7 +1,7 @@
 import { Command } from "commander";
 import { toJson } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { PacketEventSchema, Verdict } from "../../../proto/gen/netfence/v1/control_pb.js";
+import { PacketEventSchema, Verdict } from "@netfence/proto/control";
 import { withClient } from "../output.js";
 
 export function eventsCommand(): Command {

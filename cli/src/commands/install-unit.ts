@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { Command } from "commander";
-import { ConfigError, loadConfig } from "../../../daemon/src/config.js";
+import { ConfigError, loadConfig } from "@netfence/daemon/config";
 import { defaultExec, renderUnit } from "../unit-file.js";
 import { EXIT } from "../output.js";
 
@@ -12,7 +12,7 @@ export function installUnitCommand(): Command {
     .option("--dest <dir>", "directory to write netfenced.service into", "/etc/systemd/system")
     .option("--prefix <dir>", "staging root for packaging: the unit goes to <prefix>/<dest>")
     .option("-c, --config <file>", "config file the service starts with (its data_dir and socket are made writable)", "/etc/netfence/netfenced.yaml")
-    .option("--exec <path>", "the netfenced executable, e.g. /usr/bin/netfenced (default: this Node and this checkout's dist/cli/src/index.js)")
+    .option("--exec <path>", "the netfenced executable, e.g. /usr/bin/netfenced (default: this Node and this checkout's cli/dist/index.js)")
     .option("--print", "print the unit instead of writing it")
     .action((opts: { dest: string; prefix?: string; config: string; exec?: string; print?: boolean }) => {
       const configFile = path.resolve(opts.config);

@@ -1,7 +1,7 @@
 import { Command, InvalidArgumentError } from "commander";
 import { toJson } from "@bufbuild/protobuf";
-import { AttachmentInfoSchema, type AttachmentInfo } from "../../../proto/gen/netfence/v1/daemon_pb.js";
-import { AttachmentType, DnsMode, PolicyMode } from "../../../proto/gen/netfence/v1/types_pb.js";
+import { AttachmentInfoSchema, type AttachmentInfo } from "@netfence/proto/daemon";
+import { AttachmentType, DnsMode, PolicyMode } from "@netfence/proto/types";
 import { formatTable, printJson, withClient } from "../output.js";
 
 const MODE: Record<number, string> = {

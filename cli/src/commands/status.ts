@@ -1,6 +1,6 @@
 import { Command } from "commander";
 import { toJson } from "@bufbuild/protobuf";
-import { ConnectionState, DaemonStatusSchema } from "../../../proto/gen/netfence/v1/daemon_pb.js";
+import { ConnectionState, DaemonStatusSchema } from "@netfence/proto/daemon";
 import { printJson, withClient } from "../output.js";
 
 const STATE: Record<number, string> = {

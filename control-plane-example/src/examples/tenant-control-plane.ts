@@ -1,6 +1,6 @@
 // A complete small control plane on the SDK (the example of docs/control-plane-guide.md §5).
-// Run: node dist/control-plane-example/src/examples/tenant-control-plane.js
-import { ControlPlaneServer, type ControlPlaneHooks, type PolicySpec } from "../sdk/index.js";
+// Run: node control-plane-example/dist/examples/tenant-control-plane.js
+import { ControlPlaneServer, type ControlPlaneHooks, type PolicySpec } from "@netfence/control-plane-sdk";
 
 const tenants: Record<string, PolicySpec> = {
   acme: {

@@ -1,10 +1,7 @@
 import { isIP } from "node:net";
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node, type Pair, type YAMLMap } from "yaml";
-import { parseCidr } from "../../../daemon/src/policy/cidr.js";
-import { normalizeDomain } from "../../../daemon/src/dns/domain-name.js";
-import { MAX_TTL_SECONDS, parseUpstream } from "../../../daemon/src/control-plane/parse-command.js";
-import type { CidrSpec, DnsMode, DnsSpec, DomainSpec, Mode, PolicySpec } from "../sdk/policy-spec.js";
-import { parseDurationSeconds } from "./duration.js";
+import { MAX_TTL_SECONDS, normalizeDomain, parseCidr, parseDomainPattern, parseDurationSeconds, parseHostPort } from "@netfence/proto/parse";
+import type { CidrSpec, DnsMode, DnsSpec, DomainSpec, Mode, PolicySpec } from "@netfence/control-plane-sdk";
 import { BUILTIN_DEFAULT_POLICY, type PolicyFile, type PolicyRule } from "./policy-file.js";
 
 /** Every problem of a rejected policy file, each as "file:line:col: message". */
@@ -290,9 +287,8 @@ class Validator {
     }
     const text = this.string(domainNode, what);
     if (text === null) return null;
-    const wildcard = text.startsWith("*.");
     try {
-      const domain = normalizeDomain(wildcard ? text.slice(2) : text);
+      const { domain, wildcard } = parseDomainPattern(text);
       return { domain, includeSubdomains: includeSubdomains || wildcard };
     } catch (err) {
       this.error(domainNode, `${what}: ${(err as Error).message} ("${text}")`);
@@ -363,9 +359,9 @@ class Validator {
         return;
       }
       try {
-        out.push(parseUpstream(text, `${what}[${i}]`));
+        out.push(parseHostPort(text, { defaultPort: 53 }).key);
       } catch (err) {
-        this.error(item as Node, (err as Error).message);
+        this.error(item as Node, `${what}[${i}]: ${(err as Error).message}`);
         ok = false;
       }
     });

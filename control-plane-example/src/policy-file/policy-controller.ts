@@ -1,10 +1,11 @@
 import type pino from "pino";
-import type { ControlPlaneHooks } from "../sdk/control-plane-server.js";
-import type { DaemonHandle } from "../sdk/daemon-handle.js";
-import type { AttachmentInfo, AttachmentStatsInfo, DnsDecision, DnsQuery, DomainSpec, PolicySpec } from "../sdk/policy-spec.js";
-import { compileDomainRules, matchDomain } from "../../../daemon/src/dns/domain-match.js";
-import { canonicalQueryName } from "../../../daemon/src/dns/domain-name.js";
-import type { DnsPolicy, DomainRule } from "../../../daemon/src/policy/policy.js";
+import type { ControlPlaneHooks } from "@netfence/control-plane-sdk";
+import type { DaemonHandle } from "@netfence/control-plane-sdk";
+import type { AttachmentInfo, AttachmentStatsInfo, DnsDecision, DnsQuery, DomainSpec, PolicySpec } from "@netfence/control-plane-sdk";
+import { compileDomainRules, matchDomain } from "@netfence/proto/domain-match";
+import { canonicalQueryName } from "@netfence/proto/parse";
+import type { DnsRuleSet } from "@netfence/proto/domain-match";
+import type { DomainRule } from "@netfence/proto/parse";
 import { labelsOf, selectPolicy, type PolicyFile } from "./policy-file.js";
 
 export interface PushSummary {
@@ -169,10 +170,10 @@ export class PolicyController implements ControlPlaneHooks {
   }
 }
 
-const dnsPolicies = new WeakMap<PolicySpec, DnsPolicy>();
+const dnsPolicies = new WeakMap<PolicySpec, DnsRuleSet>();
 
-/** The daemon-side DnsPolicy of a spec, built once per (immutable) spec so rule compilation is cached too. */
-function dnsPolicyOf(policy: PolicySpec): DnsPolicy {
+/** The domain rules of a spec, built once per (immutable) spec so rule compilation is cached too. */
+function dnsPolicyOf(policy: PolicySpec): DnsRuleSet {
   let p = dnsPolicies.get(policy);
   if (p === undefined) {
     const rule = (d: string | DomainSpec): DomainRule => {
@@ -183,7 +184,6 @@ function dnsPolicyOf(policy: PolicySpec): DnsPolicy {
       mode: policy.dns?.mode ?? "disabled",
       allowDomains: (policy.dns?.allow ?? []).map(rule),
       denyDomains: (policy.dns?.deny ?? []).map(rule),
-      upstreams: [],
     };
     dnsPolicies.set(policy, p);
   }

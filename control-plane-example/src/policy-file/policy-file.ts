@@ -1,4 +1,4 @@
-import type { PolicySpec } from "../sdk/policy-spec.js";
+import type { PolicySpec } from "@netfence/control-plane-sdk";
 
 /**
  * A parsed, validated netfence-cp policy file. Rules are tried in file order and the FIRST rule

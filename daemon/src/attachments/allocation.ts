@@ -1,4 +1,4 @@
-import { NetfenceError } from "../errors.js";
+import { NetfenceError } from "@netfence/proto/errors";
 
 /** Lowest slot ≥ 1 not in use (slots are small integers carried in packet events). */
 export function lowestFreeSlot(used: ReadonlySet<number>): number {

@@ -1,5 +1,5 @@
 import net from "node:net";
-import { invalidArgument } from "../errors.js";
+import { invalidArgument } from "@netfence/proto/errors";
 import { CLOSED_GUARDS, type AttachGuards } from "../datapath/filter.js";
 import { DNS_QUOTA_LIMITS, type DnsQuotas } from "../dns/dns-quotas.js";
 import { parseQueryType } from "../dns/query-types.js";

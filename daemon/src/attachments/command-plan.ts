@@ -1,5 +1,5 @@
-import { formatCidr, parseCidr, type Cidr } from "../policy/cidr.js";
-import { nameAllowed } from "../dns/domain-match.js";
+import { formatCidr, parseCidr, type Cidr } from "@netfence/proto/parse";
+import { nameAllowed } from "@netfence/proto/domain-match";
 import type { FilterEntry, FilterMode, FilterPolicy } from "../datapath/filter.js";
 import type { DnsPolicy, DomainRule, PolicyCommand } from "../policy/policy.js";
 import { indexRules, type PolicyState, type PrefixRules } from "./policy-state.js";

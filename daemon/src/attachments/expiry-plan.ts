@@ -1,4 +1,4 @@
-import { formatCidr, parseCidr, type Cidr } from "../policy/cidr.js";
+import { formatCidr, parseCidr, type Cidr } from "@netfence/proto/parse";
 import type { FilterEntry } from "../datapath/filter.js";
 import type { PolicyState, PrefixRules } from "./policy-state.js";
 

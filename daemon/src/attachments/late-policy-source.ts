@@ -1,4 +1,4 @@
-import { NetfenceError } from "../errors.js";
+import { NetfenceError } from "@netfence/proto/errors";
 import type { AttachmentView } from "./attachment-view.js";
 import type { PolicySource } from "./policy-source.js";
 import type { AttachmentPolicy } from "../policy/policy.js";

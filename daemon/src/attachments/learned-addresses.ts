@@ -1,4 +1,4 @@
-import { formatCidr, type Cidr } from "../policy/cidr.js";
+import { formatCidr, type Cidr } from "@netfence/proto/parse";
 import type { LearnedAddress } from "../policy/compile.js";
 
 /**

@@ -1,4 +1,4 @@
-import { formatCidr, parseCidr, type Cidr } from "../policy/cidr.js";
+import { formatCidr, parseCidr, type Cidr } from "@netfence/proto/parse";
 import { verdictOf, type RuleIndex, type RuleOverride } from "./rule-index.js";
 
 /**

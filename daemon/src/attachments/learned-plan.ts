@@ -1,4 +1,4 @@
-import { formatCidr, parseCidr, type Cidr } from "../policy/cidr.js";
+import { formatCidr, parseCidr, type Cidr } from "@netfence/proto/parse";
 import type { FilterEntry } from "../datapath/filter.js";
 import type { ResolvedAddress } from "../dns/resolved-allower.js";
 import type { PolicyState } from "./policy-state.js";

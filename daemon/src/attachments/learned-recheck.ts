@@ -1,4 +1,4 @@
-import { cidrContains, formatCidr, type Cidr } from "../policy/cidr.js";
+import { cidrContains, formatCidr, type Cidr } from "@netfence/proto/parse";
 import type { FilterEntry } from "../datapath/filter.js";
 import type { LearnedRecord } from "./learned-addresses.js";
 import type { LearnedGuard, LearnedRefusal } from "./learned-guard.js";

@@ -1,4 +1,4 @@
-import { formatAddr, parseCidr, type Cidr } from "../policy/cidr.js";
+import { formatAddr, parseCidr, type Cidr } from "@netfence/proto/parse";
 import type { StoredAttachment, StoredLearned } from "../store/snapshot.js";
 import { LearnedAddresses } from "./learned-addresses.js";
 

@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { NetfenceError } from "../errors.js";
+import { NetfenceError } from "@netfence/proto/errors";
 import type { Filter } from "../datapath/filter.js";
 import type { AllowOutcome, RefusedResolved, ResolvedAddress, ResolvedAllower } from "../dns/resolved-allower.js";
 import type { AttachmentRecord } from "./attachment-record.js";

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import net from "node:net";
 import type { Logger } from "pino";
-import { NetfenceError, isNetfenceError } from "../errors.js";
+import { NetfenceError, isNetfenceError } from "@netfence/proto/errors";
 import type { AttachMethodPreference, AttachSpec, Filter, FilterCounters, TargetSpec } from "../datapath/filter.js";
 import type { AttachmentPolicy, PolicyCommand } from "../policy/policy.js";
 import type { ControlPlaneHost } from "../control-plane/control-plane-host.js";

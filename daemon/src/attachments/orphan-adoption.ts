@@ -1,4 +1,4 @@
-import { NetfenceError } from "../errors.js";
+import { NetfenceError } from "@netfence/proto/errors";
 import type { AttachmentRecord } from "./attachment-record.js";
 import { DIRECTION_KEY, parseAttachOptions } from "./attach-options.js";
 import { PolicyState } from "./policy-state.js";

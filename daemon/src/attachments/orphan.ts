@@ -1,6 +1,6 @@
 import { readFileSync, readdirSync, statSync } from "node:fs";
 import path from "node:path";
-import { isNetfenceError } from "../errors.js";
+import { isNetfenceError } from "@netfence/proto/errors";
 import type { AttachMethod, Filter, FilterMode, FilterPolicy, PinnedAttachment, TargetSpec } from "../datapath/filter.js";
 import type { AttachmentPolicy, CidrRule } from "../policy/policy.js";
 import { EMPTY_DNS_POLICY } from "../policy/policy.js";

@@ -1,4 +1,4 @@
-import { formatCidr, type Cidr } from "../policy/cidr.js";
+import { formatCidr, type Cidr } from "@netfence/proto/parse";
 import { compileEntries, compilePrefix, type LearnedAddress } from "../policy/compile.js";
 import type { FilterEntry, FilterMode, FilterPolicy } from "../datapath/filter.js";
 import type { AttachmentPolicy, CidrRule, DnsPolicy } from "../policy/policy.js";

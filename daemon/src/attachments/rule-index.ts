@@ -1,4 +1,4 @@
-import { formatAddr, type Cidr } from "../policy/cidr.js";
+import { formatAddr, type Cidr } from "@netfence/proto/parse";
 import type { CidrRule } from "../policy/policy.js";
 
 /**

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, realpathSync, statSync } from "node:fs";
 import path from "node:path";
-import { NetfenceError, invalidArgument } from "../errors.js";
+import { NetfenceError, invalidArgument } from "@netfence/proto/errors";
 import type { TargetSpec } from "../datapath/filter.js";
 import { linkLayerOf, readLinkType } from "../datapath/link-type.js";
 

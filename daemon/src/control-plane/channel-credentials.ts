@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
-import { NetfenceError } from "../errors.js";
+import { NetfenceError } from "@netfence/proto/errors";
 
 export interface ControlPlaneTlsOptions {
   /** Paths to PEM files. With none set, the system roots are used and no client certificate is sent. */

@@ -7,9 +7,9 @@ import {
   type ControlCommand,
   type DaemonEvent,
   type PacketEvent,
-} from "../../../proto/gen/netfence/v1/control_pb.js";
-import { NetfenceError, isNetfenceError } from "../errors.js";
-import { methodDefinition } from "../rpc/grpc-adapter.js";
+} from "@netfence/proto/control";
+import { NetfenceError, isNetfenceError } from "@netfence/proto/errors";
+import { methodDefinition } from "@netfence/proto/grpc";
 import type { AttachmentView } from "../attachments/attachment-view.js";
 import type { PolicySource } from "../attachments/policy-source.js";
 import type { DnsProxy, DnsProxyAnswer } from "../dns/dns-proxy.js";

@@ -6,12 +6,12 @@ import {
   type DnsConfig,
   type DomainEntry,
   type SubscribedAck,
-} from "../../../proto/gen/netfence/v1/control_pb.js";
-import { DnsMode, PolicyMode } from "../../../proto/gen/netfence/v1/types_pb.js";
-import { NetfenceError, invalidArgument, isNetfenceError } from "../errors.js";
-import { formatAddr, parseCidr, type Cidr } from "../policy/cidr.js";
+} from "@netfence/proto/control";
+import { DnsMode, PolicyMode } from "@netfence/proto/types";
+import { NetfenceError, invalidArgument, isNetfenceError } from "@netfence/proto/errors";
+import { formatAddr, parseCidr, type Cidr } from "@netfence/proto/parse";
 
-import { normalizeDomain } from "../dns/domain-name.js";
+import { normalizeDomain } from "@netfence/proto/parse";
 import type { FilterMode } from "../datapath/filter.js";
 import { EMPTY_DNS_POLICY, type AttachmentPolicy, type CidrRule, type DnsModeName, type DnsPolicy, type DomainRule, type PolicyCommand } from "../policy/policy.js";
 

@@ -1,4 +1,4 @@
-import { NetfenceError } from "../errors.js";
+import { NetfenceError } from "@netfence/proto/errors";
 import type { AttachmentView } from "../attachments/attachment-view.js";
 import type { AttachmentPolicy } from "../policy/policy.js";
 

@@ -1,8 +1,8 @@
 import * as grpc from "@grpc/grpc-js";
 import { create } from "@bufbuild/protobuf";
-import { ControlPlane, DnsQueryRequestSchema, type DnsQueryResponse } from "../../../proto/gen/netfence/v1/control_pb.js";
-import { NetfenceError } from "../errors.js";
-import { methodDefinition } from "../rpc/grpc-adapter.js";
+import { ControlPlane, DnsQueryRequestSchema, type DnsQueryResponse } from "@netfence/proto/control";
+import { NetfenceError } from "@netfence/proto/errors";
+import { methodDefinition } from "@netfence/proto/grpc";
 import type { DnsProxyAnswer } from "../dns/dns-proxy.js";
 
 const QUERY_DNS_METHOD = methodDefinition(ControlPlane.method.queryDns);

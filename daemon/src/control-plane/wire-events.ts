@@ -7,8 +7,8 @@ import {
   UnsubscribeReason,
   type AttachmentStats,
   type DaemonEvent,
-} from "../../../proto/gen/netfence/v1/control_pb.js";
-import { AttachmentType, DnsMode, PolicyMode } from "../../../proto/gen/netfence/v1/types_pb.js";
+} from "@netfence/proto/control";
+import { AttachmentType, DnsMode, PolicyMode } from "@netfence/proto/types";
 import type { AttachmentStatsView, AttachmentView } from "../attachments/attachment-view.js";
 import type { FilterMode } from "../datapath/filter.js";
 import type { DnsModeName } from "../policy/policy.js";

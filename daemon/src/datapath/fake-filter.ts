@@ -1,7 +1,7 @@
 import net from "node:net";
 import { statSync } from "node:fs";
-import { NetfenceError } from "../errors.js";
-import { cidrContains, formatCidr, parseCidr, type Cidr } from "../policy/cidr.js";
+import { NetfenceError } from "@netfence/proto/errors";
+import { cidrContains, formatCidr, parseCidr, type Cidr } from "@netfence/proto/parse";
 import type {
   AdoptedAttachment,
   AttachResult,

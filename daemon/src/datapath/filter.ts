@@ -1,4 +1,4 @@
-import type { Cidr } from "../policy/cidr.js";
+import type { Cidr } from "@netfence/proto/parse";
 
 /**
  * The data-path driver's interface: everything the daemon needs from the kernel side.

@@ -1,4 +1,4 @@
-import { formatAddr, formatCidr } from "../policy/cidr.js";
+import { formatAddr, formatCidr } from "@netfence/proto/parse";
 import type { KernelPacketEvent } from "./filter.js";
 import { NO_RULE, REASONS, type RawEvent } from "./wire-format.js";
 

@@ -2,8 +2,8 @@ import { access, readdir, readFile, stat } from "node:fs/promises";
 import { constants as fsConstants } from "node:fs";
 import path from "node:path";
 import pino, { type Logger } from "pino";
-import { NetfenceError, invalidArgument, isNetfenceError } from "../errors.js";
-import type { Cidr } from "../policy/cidr.js";
+import { NetfenceError, invalidArgument, isNetfenceError } from "@netfence/proto/errors";
+import type { Cidr } from "@netfence/proto/parse";
 import type {
   AdoptedAttachment,
   AttachMethod,

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { invalidArgument } from "../errors.js";
+import { invalidArgument } from "@netfence/proto/errors";
 
 /**
  * Which interfaces the TC program can parse, by link type (/sys/class/net/<if>/type, an ARPHRD_*

@@ -1,6 +1,6 @@
 import net from "node:net";
 import ipaddr from "ipaddr.js";
-import { invalidArgument } from "../errors.js";
+import { invalidArgument } from "@netfence/proto/errors";
 import { CLOSED_GUARDS, type AttachGuards, type AttachSpec } from "./filter.js";
 import type { LinkLayer } from "./link-type.js";
 import { DIR_EGRESS, DIR_INGRESS, GUARD, KIND_CGROUP, KIND_TC, MAX_WORKLOAD_ADDRS, type LoadRequest } from "./wire-format.js";

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { createInterface } from "node:readline";
 import type { Logger } from "pino";
-import { NetfenceError, type ErrorCode } from "../errors.js";
+import { NetfenceError, type ErrorCode } from "@netfence/proto/errors";
 import { encodeFrame, FRAME_HDR_SIZE, MAX_FRAME, Op } from "./wire-format.js";
 
 /**

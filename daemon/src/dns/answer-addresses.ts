@@ -1,5 +1,5 @@
 import type { WireRecord } from "./dns-wire.js";
-import { canonicalQueryName } from "./domain-name.js";
+import { canonicalQueryName } from "@netfence/proto/parse";
 import type { ResolvedAddress } from "./resolved-allower.js";
 
 /**

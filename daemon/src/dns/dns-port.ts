@@ -2,7 +2,7 @@ import dgram from "node:dgram";
 import net from "node:net";
 import { readFileSync } from "node:fs";
 import type { EventEmitter } from "node:events";
-import { NetfenceError } from "../errors.js";
+import { NetfenceError } from "@netfence/proto/errors";
 
 /**
  * DNS ports are allocated by binding (SPEC §8, issue 10 item 9): an attachment's port is one

@@ -1,10 +1,10 @@
 import net from "node:net";
 import ipaddr from "ipaddr.js";
 import type pino from "pino";
-import { NetfenceError } from "../errors.js";
+import { NetfenceError } from "@netfence/proto/errors";
 import type { DnsPolicy } from "../policy/policy.js";
 import { answerAddresses } from "./answer-addresses.js";
-import { compileDomainRules, matchDomain, nameAllowed } from "./domain-match.js";
+import { compileDomainRules, matchDomain, nameAllowed } from "@netfence/proto/domain-match";
 import {
   HEADER_LENGTH, RCODE_FORMERR, RCODE_NOTIMP, RCODE_REFUSED, RCODE_SERVFAIL, TYPE_A, TYPE_AAAA,
   addressReply, errorReply, isResponse, opcodeOf, questionCount, readAnswerRecords, readQuestion, typeName,

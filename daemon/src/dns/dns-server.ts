@@ -1,7 +1,7 @@
 import type dgram from "node:dgram";
 import type net from "node:net";
 import type pino from "pino";
-import { NetfenceError } from "../errors.js";
+import { NetfenceError } from "@netfence/proto/errors";
 import type { DnsPolicy } from "../policy/policy.js";
 import type { DnsProxy } from "./dns-proxy.js";
 import { DEFAULT_DNS_QUOTAS, type DnsQuotas } from "./dns-quotas.js";

@@ -4,7 +4,7 @@
  * replies (FORMERR, SERVFAIL, REFUSED) straight from the query bytes. All multi-byte fields are
  * big-endian (network byte order), RFC 1035 §4.1.
  */
-import { formatAddr } from "../policy/cidr.js";
+import { formatAddr } from "@netfence/proto/parse";
 
 export const HEADER_LENGTH = 12;
 

@@ -1,5 +1,5 @@
 import os from "node:os";
-import { formatCidr, parseCidr, type Cidr } from "../policy/cidr.js";
+import { formatCidr, parseCidr, type Cidr } from "@netfence/proto/parse";
 
 /**
  * The host's own addresses and on-link prefixes, as seen in the daemon's network namespace

@@ -1,6 +1,6 @@
 import dnsPacket from "dns-packet";
 import type { Answer } from "dns-packet";
-import { formatAddr, formatCidr, parseCidr } from "../policy/cidr.js";
+import { formatAddr, formatCidr, parseCidr } from "@netfence/proto/parse";
 import { HEADER_LENGTH, TYPE_A, TYPE_AAAA, firstQuestionEnd, readName } from "./dns-wire.js";
 
 /**

@@ -1,4 +1,4 @@
-import { cidrContains, formatCidr, parseCidr, type Cidr } from "../policy/cidr.js";
+import { cidrContains, formatCidr, parseCidr, type Cidr } from "@netfence/proto/parse";
 import type { HostAddresses } from "./host-addresses.js";
 
 /**

@@ -1,6 +1,6 @@
 import { isIP } from "node:net";
 import ipaddr from "ipaddr.js";
-import { invalidArgument } from "../errors.js";
+import { invalidArgument } from "@netfence/proto/errors";
 
 /** An upstream resolver address: "ip", "ip:port", "[v6]" or "[v6]:port" (port 53 when absent). */
 export interface UpstreamAddress {

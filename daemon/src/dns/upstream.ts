@@ -1,7 +1,7 @@
 import dgram from "node:dgram";
 import net from "node:net";
 import { performance } from "node:perf_hooks";
-import { NetfenceError } from "../errors.js";
+import { NetfenceError } from "@netfence/proto/errors";
 import { firstQuestionEnd, isResponse, isTruncated, readId, sameQuestion, writeId } from "./dns-wire.js";
 import type { UpstreamAddress } from "./upstream-address.js";
 

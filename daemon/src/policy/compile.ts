@@ -1,4 +1,4 @@
-import { formatCidr, type Cidr } from "./cidr.js";
+import { formatCidr, type Cidr } from "@netfence/proto/parse";
 import type { AttachmentPolicy, CidrRule } from "./policy.js";
 import type { FilterEntry, FilterPolicy } from "../datapath/filter.js";
 

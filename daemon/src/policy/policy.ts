@@ -1,4 +1,4 @@
-import type { Cidr } from "./cidr.js";
+import type { Cidr } from "@netfence/proto/parse";
 import type { FilterMode } from "../datapath/filter.js";
 
 /**

@@ -3,9 +3,9 @@ import net from "node:net";
 import { chmod, lstat, mkdir, unlink } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
-import { NetfenceError } from "../errors.js";
-import { DaemonService } from "../../../proto/gen/netfence/v1/daemon_pb.js";
-import { serviceDefinition } from "./grpc-adapter.js";
+import { NetfenceError } from "@netfence/proto/errors";
+import { DaemonService } from "@netfence/proto/daemon";
+import { serviceDefinition } from "@netfence/proto/grpc";
 import { daemonServiceHandlers, type DaemonServiceImpl } from "./daemon-service.js";
 
 /**

@@ -22,16 +22,16 @@ import {
   type ListRequest,
   type ListResponse,
   type WatchEventsRequest,
-} from "../../../proto/gen/netfence/v1/daemon_pb.js";
-import { AttachmentType } from "../../../proto/gen/netfence/v1/types_pb.js";
-import type { PacketEvent } from "../../../proto/gen/netfence/v1/control_pb.js";
-import { invalidArgument, NetfenceError } from "../errors.js";
+} from "@netfence/proto/daemon";
+import { AttachmentType } from "@netfence/proto/types";
+import type { PacketEvent } from "@netfence/proto/control";
+import { invalidArgument, NetfenceError } from "@netfence/proto/errors";
 import type { AttachmentView, AttachmentStatsView } from "../attachments/attachment-view.js";
 import type { AttachInput } from "../attachments/manager.js";
 import type { KernelPacketEvent } from "../datapath/filter.js";
 import { dnsModeToWire, policyModeToWire } from "../control-plane/wire-events.js";
 import { packetEventToWire } from "./packet-event.js";
-import { toServiceError } from "./grpc-status.js";
+import { toServiceError } from "@netfence/proto/grpc-status";
 import { DIRECTION_KEY, parseAttachOptions } from "../attachments/attach-options.js";
 import type { OrphanInfo } from "../attachments/orphan.js";
 

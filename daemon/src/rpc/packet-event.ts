@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { Direction, PacketEventSchema, Verdict, type PacketEvent } from "../../../proto/gen/netfence/v1/control_pb.js";
+import { Direction, PacketEventSchema, Verdict, type PacketEvent } from "@netfence/proto/control";
 import type { KernelPacketEvent } from "../datapath/filter.js";
 
 const PROTOCOLS: Record<number, string> = { 1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6" };

@@ -1,4 +1,4 @@
-import { formatCidr, parseCidr } from "../policy/cidr.js";
+import { formatCidr, parseCidr } from "@netfence/proto/parse";
 import type { AttachMethod, TargetSpec } from "../datapath/filter.js";
 import type { AttachmentPolicy, CidrRule } from "../policy/policy.js";
 import type { PackedLearned } from "../attachments/learned-store.js";

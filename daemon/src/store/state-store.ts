@@ -9,7 +9,7 @@
  */
 import { mkdir, open, readFile, readdir, rename, unlink } from "node:fs/promises";
 import path from "node:path";
-import { NetfenceError } from "../errors.js";
+import { NetfenceError } from "@netfence/proto/errors";
 import type { StoreSnapshot } from "./snapshot.js";
 
 export interface StateStore {

@@ -4,7 +4,7 @@ import path from "node:path";
 import { probe, requireKernel, Sandbox, cgroup2Mount, type SandboxNetwork } from "../../helpers/sandbox.js";
 import { DaemonProcess, runCli } from "../../helpers/daemon-harness.js";
 import { DaemonClient } from "../../../cli/src/daemon-client.js";
-import type { NetfenceError } from "../../../daemon/src/errors.js";
+import type { NetfenceError } from "@netfence/proto/errors";
 
 // The real daemon process, the real CLI binary and the real kernel: attach/list/detach of an
 // interface and a cgroup on the local default policy, with traffic checks, and every bad input.
@@ -199,7 +199,7 @@ describe("netfenced attach / list / detach (real kernel, real CLI)", () => {
     const asNobody = (sock: string) =>
       new Promise<{ code: number; stderr: string }>((resolve) => {
         import("node:child_process").then(({ spawn }) => {
-          const c = spawn("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, path.join(process.cwd(), "dist/cli/src/index.js"), "-s", sock, "status"], { stdio: ["ignore", "pipe", "pipe"] });
+          const c = spawn("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, path.join(process.cwd(), "cli/dist/index.js"), "-s", sock, "status"], { stdio: ["ignore", "pipe", "pipe"] });
           let stderr = "";
           c.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
           c.on("exit", (code) => resolve({ code: code ?? 1, stderr }));
@@ -229,7 +229,7 @@ describe("netfenced attach / list / detach (real kernel, real CLI)", () => {
   it("exits 2 with one line naming the key on bad config", async () => {
     const bad = await new Promise<{ code: number; stderr: string }>((resolve) => {
       import("node:child_process").then(({ spawn }) => {
-        const c = spawn(process.execPath, [path.join(process.cwd(), "dist/cli/src/index.js"), "start"], {
+        const c = spawn(process.execPath, [path.join(process.cwd(), "cli/dist/index.js"), "start"], {
           // (never starts: bad config; the port guard is off all the same, as in every config a test writes)
           env: { ...process.env, NETFENCE_DNS_PORT_MIN: "2000", NETFENCE_DNS_PORT_MAX: "1000", NETFENCE_DNS_PORT_GUARD: "false", NETFENCE_SOCKET: path.join(daemon.dir, "x.sock") },
           stdio: ["ignore", "pipe", "pipe"],

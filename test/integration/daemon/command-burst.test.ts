@@ -8,9 +8,9 @@ import { LocalPolicySource } from "../../../daemon/src/attachments/local-policy-
 import type { KernelFilter } from "../../../daemon/src/datapath/kernel-filter.js";
 import { FileStateStore } from "../../../daemon/src/store/state-store.js";
 import { findCgroup2Mount } from "../../../daemon/src/attachments/target.js";
-import { parseCidr } from "../../../daemon/src/policy/cidr.js";
+import { parseCidr } from "@netfence/proto/parse";
 import { EMPTY_DNS_POLICY } from "../../../daemon/src/policy/policy.js";
-import { NetfenceError } from "../../../daemon/src/errors.js";
+import { NetfenceError } from "@netfence/proto/errors";
 import { probe, requireKernel, Sandbox, type SandboxNetwork } from "../../helpers/sandbox.js";
 import { startFilter } from "../../helpers/kernel-filter-fixture.js";
 

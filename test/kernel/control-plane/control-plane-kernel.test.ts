@@ -3,11 +3,11 @@ import dgram from "node:dgram";
 import dnsPacket from "dns-packet";
 import pino from "pino";
 import type { KernelFilter } from "../../../daemon/src/datapath/kernel-filter.js";
-import { isNetfenceError } from "../../../daemon/src/errors.js";
+import { isNetfenceError } from "@netfence/proto/errors";
 import type { AttachmentManager } from "../../../daemon/src/attachments/manager.js";
 import type { ControlPlaneClient } from "../../../daemon/src/control-plane/connection.js";
 import { startKernelDaemon, type KernelDaemon } from "./kernel-daemon.js";
-import { ControlPlaneServer, type DaemonHandle, type PolicySpec } from "../../../control-plane-example/src/sdk/index.js";
+import { ControlPlaneServer, type DaemonHandle, type PolicySpec } from "../../../sdk/src/index.js";
 import { startFilter } from "../../helpers/kernel-filter-fixture.js";
 import { probe, requireKernel, Sandbox, type SandboxNetwork } from "../../helpers/sandbox.js";
 

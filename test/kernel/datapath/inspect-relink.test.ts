@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { statSync } from "node:fs";
 import path from "node:path";
 import type { KernelFilter } from "../../../daemon/src/datapath/kernel-filter.js";
-import { formatCidr } from "../../../daemon/src/policy/cidr.js";
+import { formatCidr } from "@netfence/proto/parse";
 import { type FilterSandbox, allow, closeFilterSandbox, deny, filterSandbox, noDns, policy, startFilter } from "../../helpers/kernel-filter-fixture.js";
 import { probe, sh, type Sandbox, type SandboxNetwork } from "../../helpers/sandbox.js";
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KernelFilter } from "../../../daemon/src/datapath/kernel-filter.js";
-import { parseCidr } from "../../../daemon/src/policy/cidr.js";
+import { parseCidr } from "@netfence/proto/parse";
 import { type FilterSandbox, allow, closeFilterSandbox, echoCollector, filterSandbox, interfaceSpec, noDns, policy, sleep } from "../../helpers/kernel-filter-fixture.js";
 import { fixture, type SandboxNetwork, type Sandbox } from "../../helpers/sandbox.js";
 

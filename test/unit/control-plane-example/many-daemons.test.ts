@@ -2,9 +2,9 @@ import { afterEach, describe, expect, it } from "vitest";
 import * as grpc from "@grpc/grpc-js";
 import { create } from "@bufbuild/protobuf";
 import pino from "pino";
-import { ControlPlaneServer } from "../../../control-plane-example/src/sdk/index.js";
-import { ControlPlane, DaemonEventSchema, type ControlCommand, type DaemonEvent } from "../../../proto/gen/netfence/v1/control_pb.js";
-import { methodDefinition } from "../../../daemon/src/rpc/grpc-adapter.js";
+import { ControlPlaneServer } from "../../../sdk/src/index.js";
+import { ControlPlane, DaemonEventSchema, type ControlCommand, type DaemonEvent } from "@netfence/proto/control";
+import { methodDefinition } from "@netfence/proto/grpc";
 
 const CONNECT = methodDefinition(ControlPlane.method.connect);
 const cleanups: Array<() => Promise<void> | void> = [];

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import { parsePolicyFile, PolicyFileError } from "../../../control-plane-example/src/policy-file/parse-policy-file.js";
 import { selectPolicy, labelsOf } from "../../../control-plane-example/src/policy-file/policy-file.js";
-import { parseDurationSeconds } from "../../../control-plane-example/src/policy-file/duration.js";
+import { parseDurationSeconds } from "@netfence/proto/parse";
 
 function problems(text: string): readonly string[] {
   try {

@@ -1,9 +1,9 @@
 import { afterEach, describe, expect, it } from "vitest";
 import pino from "pino";
-import { ControlPlaneServer, CommandNotConfirmedError, type ControlPlaneHooks, type DaemonHandle, type PolicySpec } from "../../../control-plane-example/src/sdk/index.js";
-import type { AttachmentInfo, AttachmentStatsInfo } from "../../../control-plane-example/src/sdk/policy-spec.js";
+import { ControlPlaneServer, CommandNotConfirmedError, type ControlPlaneHooks, type DaemonHandle, type PolicySpec } from "../../../sdk/src/index.js";
+import type { AttachmentInfo, AttachmentStatsInfo } from "../../../sdk/src/policy-spec.js";
 import { ControlPlaneClient, type ControlPlaneClientOptions } from "../../../daemon/src/control-plane/connection.js";
-import { formatCidr } from "../../../daemon/src/policy/cidr.js";
+import { formatCidr } from "@netfence/proto/parse";
 import { FakeHost } from "../control-plane/helpers/fake-host.js";
 
 const silent = pino({ level: "silent" });

@@ -3,10 +3,10 @@ import { create } from "@bufbuild/protobuf";
 import { DurationSchema } from "@bufbuild/protobuf/wkt";
 import pino from "pino";
 import { ControlPlaneClient, type ControlPlaneClientOptions } from "../../../daemon/src/control-plane/connection.js";
-import { PacketEventSchema } from "../../../proto/gen/netfence/v1/control_pb.js";
-import { AttachmentType, DnsMode, PolicyMode } from "../../../proto/gen/netfence/v1/types_pb.js";
-import { formatCidr } from "../../../daemon/src/policy/cidr.js";
-import { isNetfenceError } from "../../../daemon/src/errors.js";
+import { PacketEventSchema } from "@netfence/proto/control";
+import { AttachmentType, DnsMode, PolicyMode } from "@netfence/proto/types";
+import { formatCidr } from "@netfence/proto/parse";
+import { isNetfenceError } from "@netfence/proto/errors";
 import { TestControlPlane } from "./helpers/test-control-plane.js";
 import { FakeHost } from "./helpers/fake-host.js";
 

@@ -5,11 +5,11 @@ import {
   ControlCommandSchema,
   SubscribedAckSchema,
   type ControlCommand,
-} from "../../../proto/gen/netfence/v1/control_pb.js";
-import { DnsMode, PolicyMode } from "../../../proto/gen/netfence/v1/types_pb.js";
+} from "@netfence/proto/control";
+import { DnsMode, PolicyMode } from "@netfence/proto/types";
 import { parseCommand, parseSubscribedAck, parseUpstream } from "../../../daemon/src/control-plane/parse-command.js";
-import { formatCidr } from "../../../daemon/src/policy/cidr.js";
-import { isNetfenceError } from "../../../daemon/src/errors.js";
+import { formatCidr } from "@netfence/proto/parse";
+import { isNetfenceError } from "@netfence/proto/errors";
 
 const NOW = 1_700_000_000_000;
 

@@ -6,7 +6,7 @@ import { App } from "../../../daemon/src/app.js";
 import { loadConfig } from "../../../daemon/src/config.js";
 import { FakeBpffs, FakeFilter } from "../../../daemon/src/datapath/fake-filter.js";
 import type { PortGuardSpec } from "../../../daemon/src/datapath/filter.js";
-import { NetfenceError } from "../../../daemon/src/errors.js";
+import { NetfenceError } from "@netfence/proto/errors";
 import { FakeDnsServers, fakeCgroupRoot, silentLogger } from "./fakes.js";
 
 /** App start and the DNS port guard (dns.port_guard*): installed before any DNS server, a clear start error otherwise. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { compileEntries, compilePolicy, compilePrefix } from "../../../daemon/src/policy/compile.js";
-import { formatCidr, parseCidr } from "../../../daemon/src/policy/cidr.js";
+import { formatCidr, parseCidr } from "@netfence/proto/parse";
 import { EMPTY_DNS_POLICY } from "../../../daemon/src/policy/policy.js";
 
 const rule = (c: string, expiresAtMs: number | null = null) => ({ cidr: parseCidr(c), expiresAtMs });

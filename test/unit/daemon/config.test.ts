@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../../../daemon/src/config.js";
-import { formatCidr } from "../../../daemon/src/policy/cidr.js";
+import { formatCidr } from "@netfence/proto/parse";
 
 describe("loadConfig", () => {
   it("refuses a wildcard DNS listen address and bad quotas, query types and protected_deny entries", () => {

@@ -10,9 +10,9 @@ import { FakeFilter } from "../../../daemon/src/datapath/fake-filter.js";
 import { DaemonClient } from "../../../cli/src/daemon-client.js";
 import { main } from "../../../cli/src/program.js";
 import { clearStaleSocket } from "../../../daemon/src/rpc/daemon-server.js";
-import { ConnectionState } from "../../../proto/gen/netfence/v1/daemon_pb.js";
-import { AttachmentType, PolicyMode } from "../../../proto/gen/netfence/v1/types_pb.js";
-import type { NetfenceError } from "../../../daemon/src/errors.js";
+import { ConnectionState } from "@netfence/proto/daemon";
+import { AttachmentType, PolicyMode } from "@netfence/proto/types";
+import type { NetfenceError } from "@netfence/proto/errors";
 import { FakeDnsServers, fakeCgroupRoot, silentLogger } from "./fakes.js";
 
 const CHILDREN = Array.from({ length: 260 }, (_, i) => `w${i}`);

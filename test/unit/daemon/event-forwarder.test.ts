@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { EventForwarder } from "../../../daemon/src/event-forwarder.js";
 import { FakeFilter } from "../../../daemon/src/datapath/fake-filter.js";
-import type { PacketEvent } from "../../../proto/gen/netfence/v1/control_pb.js";
-import { Verdict } from "../../../proto/gen/netfence/v1/control_pb.js";
+import type { PacketEvent } from "@netfence/proto/control";
+import { Verdict } from "@netfence/proto/control";
 
 describe("EventForwarder", () => {
   it("batches kernel events to the control plane and counts what it could not deliver", async () => {

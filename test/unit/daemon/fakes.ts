@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { pino } from "pino";
-import { NetfenceError } from "../../../daemon/src/errors.js";
+import { NetfenceError } from "@netfence/proto/errors";
 import type { DnsListen, DnsServerFactory, DnsServerHandle } from "../../../daemon/src/attachments/dns-server-factory.js";
 import type { PolicySource } from "../../../daemon/src/attachments/policy-source.js";
 import type { AttachmentView } from "../../../daemon/src/attachments/attachment-view.js";

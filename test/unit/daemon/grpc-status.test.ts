@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import * as grpc from "@grpc/grpc-js";
-import { NetfenceError, type ErrorCode } from "../../../daemon/src/errors.js";
-import { fromServiceError, grpcStatusOf, toServiceError } from "../../../daemon/src/rpc/grpc-status.js";
+import { NetfenceError, type ErrorCode } from "@netfence/proto/errors";
+import { fromServiceError, grpcStatusOf, toServiceError } from "@netfence/proto/grpc-status";
 
 const CODES: [ErrorCode, grpc.status][] = [
   ["INVALID_ARGUMENT", grpc.status.INVALID_ARGUMENT],

@@ -7,7 +7,7 @@ import { RuleIndex } from "../../../daemon/src/attachments/rule-index.js";
 import { indexRules } from "../../../daemon/src/attachments/policy-state.js";
 import { FakeFilter } from "../../../daemon/src/datapath/fake-filter.js";
 import { MemoryStateStore } from "../../../daemon/src/store/state-store.js";
-import { formatCidr, parseCidr } from "../../../daemon/src/policy/cidr.js";
+import { formatCidr, parseCidr } from "@netfence/proto/parse";
 import type { AttachmentPolicy, DnsPolicy } from "../../../daemon/src/policy/policy.js";
 import { FakeDnsServers, RecordingPolicySource, fakeCgroupRoot, policy, silentLogger } from "./fakes.js";
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { LearnedAddresses } from "../../../daemon/src/attachments/learned-addresses.js";
 import { learnedFromStored, packLearned } from "../../../daemon/src/attachments/learned-store.js";
-import { formatCidr, parseCidr } from "../../../daemon/src/policy/cidr.js";
+import { formatCidr, parseCidr } from "@netfence/proto/parse";
 
 // The compact persisted form of DNS-learned addresses (issue 10: not one JSON object per
 // address) and reading the old form.

@@ -4,8 +4,8 @@ import path from "node:path";
 import { AttachmentManager, type ManagerOptions } from "../../../daemon/src/attachments/manager.js";
 import { FakeBpffs, FakeFilter } from "../../../daemon/src/datapath/fake-filter.js";
 import { MemoryStateStore, type StateStore } from "../../../daemon/src/store/state-store.js";
-import { NetfenceError } from "../../../daemon/src/errors.js";
-import { formatCidr, parseCidr } from "../../../daemon/src/policy/cidr.js";
+import { NetfenceError } from "@netfence/proto/errors";
+import { formatCidr, parseCidr } from "@netfence/proto/parse";
 import type { AttachmentPolicy } from "../../../daemon/src/policy/policy.js";
 import { FakeDnsServers, RecordingPolicySource, fakeCgroupRoot, fakeNetClass, policy, silentLogger } from "./fakes.js";
 

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import type { NetfenceError } from "../../../daemon/src/errors.js";
+import type { NetfenceError } from "@netfence/proto/errors";
 import os from "node:os";
 import path from "node:path";
 import { FileStateStore, MemoryStateStore, STATE_FILE } from "../../../daemon/src/store/state-store.js";

@@ -91,7 +91,7 @@ describe("wire-format encoders for the guards, protected-deny and L2 events", ()
 
   it("PROTECTED marks protected-deny entries", async () => {
     const { encodeProtected } = await import("../../../daemon/src/datapath/wire-format.js");
-    const { parseCidr } = await import("../../../daemon/src/policy/cidr.js");
+    const { parseCidr } = await import("@netfence/proto/parse");
     const b = encodeProtected([
       { cidr: parseCidr("10.0.0.0/8"), protocol: 0, port: 0 },
       { cidr: parseCidr("192.0.2.0/24"), protocol: 6, port: 22, action: "deny" },

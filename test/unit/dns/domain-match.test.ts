@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { VERDICT_CACHE_SIZE, compileDomainRules, matchDomain, nameAllowed } from "../../../daemon/src/dns/domain-match.js";
+import { VERDICT_CACHE_SIZE, compileDomainRules, matchDomain, nameAllowed } from "@netfence/proto/domain-match";
 import type { DnsModeName, DnsPolicy, DomainRule } from "../../../daemon/src/policy/policy.js";
 
 function rule(spec: string): DomainRule {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { normalizeDomain } from "../../../daemon/src/dns/domain-name.js";
-import { isNetfenceError } from "../../../daemon/src/errors.js";
+import { normalizeDomain } from "@netfence/proto/parse";
+import { isNetfenceError } from "@netfence/proto/errors";
 
 function codeOf(fn: () => unknown): string | undefined {
   try {

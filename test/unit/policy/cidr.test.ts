@@ -1,6 +1,6 @@
 import ipaddr from "ipaddr.js";
 import { describe, expect, it } from "vitest";
-import { formatAddr, formatCidr, parseCidr, parseCidrGeneral } from "../../../daemon/src/policy/cidr.js";
+import { formatAddr, formatCidr, parseCidr, parseCidrGeneral } from "@netfence/proto/parse";
 
 function outcome(fn: () => unknown): unknown {
   try {

@@ -1,7 +1,7 @@
 import type { AttachmentStatsView, AttachmentView } from "../../../../daemon/src/attachments/attachment-view.js";
 import type { ControlPlaneHost } from "../../../../daemon/src/control-plane/control-plane-host.js";
 import type { PolicyCommand } from "../../../../daemon/src/policy/policy.js";
-import { NetfenceError } from "../../../../daemon/src/errors.js";
+import { NetfenceError } from "@netfence/proto/errors";
 
 /** An in-memory ControlPlaneHost: records applied commands; unknown attachment ids → NOT_FOUND. */
 export class FakeHost implements ControlPlaneHost {

@@ -8,8 +8,8 @@ import {
   type DaemonEvent,
   type DnsQueryRequest,
   type DnsQueryResponse,
-} from "../../../../proto/gen/netfence/v1/control_pb.js";
-import { serviceDefinition } from "../../../../daemon/src/rpc/grpc-adapter.js";
+} from "@netfence/proto/control";
+import { serviceDefinition } from "@netfence/proto/grpc";
 
 type Stream = grpc.ServerDuplexStream<DaemonEvent, ControlCommand>;
 

@@ -1,5 +1,5 @@
 import type * as grpc from "@grpc/grpc-js";
-import type { ControlCommand, DaemonEvent } from "../../../proto/gen/netfence/v1/control_pb.js";
+import type { ControlCommand, DaemonEvent } from "@netfence/proto/control";
 import type {
   AttachmentInfo,
   Command,

@@ -1,8 +1,9 @@
-import type { DnsPolicy, DomainRule } from "../policy/policy.js";
-import { canonicalQueryName } from "./domain-name.js";
+import type { DnsModeName } from "./modes.js";
+import { canonicalQueryName, type DomainRule } from "./parse/domain.js";
 
 /**
- * Domain rule matching. A rule matches its exact name, or with `includeSubdomains` the name and
+ * Domain rule matching, the contract's semantics (the daemon's DNS servers and control planes
+ * deciding in proxy mode both use it). A rule matches its exact name, or with `includeSubdomains` the name and
  * every name below it. Among matching rules the most specific wins — the one whose domain has the
  * most labels, i.e. the longest matching suffix of the query name — and at equal specificity deny
  * beats allow (an exact rule and a subtree rule on the same name are equally specific).
@@ -13,6 +14,17 @@ import { canonicalQueryName } from "./domain-name.js";
  */
 
 export type DomainVerdict = "allow" | "deny" | "none";
+
+/** What rule matching reads of a DNS policy (immutable: compiled rules are cached per object). */
+export interface DomainRules {
+  readonly allowDomains: readonly DomainRule[];
+  readonly denyDomains: readonly DomainRule[];
+}
+
+/** Domain rules with the DNS mode that says what their verdicts mean. */
+export interface DnsRuleSet extends DomainRules {
+  readonly mode: DnsModeName;
+}
 
 const EXACT_ALLOW = 1;
 const EXACT_DENY = 2;
@@ -30,7 +42,7 @@ export interface CompiledDomainRules {
 /** Names whose verdict is remembered per compiled policy; the cache is simply emptied when full. */
 export const VERDICT_CACHE_SIZE = 16_384;
 
-const compiledCache = new WeakMap<DnsPolicy, CompiledDomainRules>();
+const compiledCache = new WeakMap<DomainRules, CompiledDomainRules>();
 
 function addRule(byName: Map<string, number>, rule: DomainRule, allow: boolean): void {
   const name = canonicalQueryName(rule.domain);
@@ -39,7 +51,7 @@ function addRule(byName: Map<string, number>, rule: DomainRule, allow: boolean):
 }
 
 /** Compiles a policy's domain rules (cached per policy object, which is immutable). */
-export function compileDomainRules(dns: DnsPolicy): CompiledDomainRules {
+export function compileDomainRules(dns: DomainRules): CompiledDomainRules {
   const cached = compiledCache.get(dns);
   if (cached !== undefined) return cached;
   const byName = new Map<string, number>();
@@ -96,7 +108,7 @@ export function walkSuffixes(byName: ReadonlyMap<string, number>, query: string)
  * server ask): disabled → yes; allowlist → only when the best match is an allow rule;
  * denylist → unless the best match is a deny rule; proxy → yes (the control plane decides per query).
  */
-export function nameAllowed(dns: DnsPolicy, name: string): boolean {
+export function nameAllowed(dns: DnsRuleSet, name: string): boolean {
   switch (dns.mode) {
     case "disabled":
     case "proxy":

@@ -4,30 +4,19 @@ import {
   type AttachmentStats,
   type Subscribed,
   type SyncRequest,
-} from "../../../proto/gen/netfence/v1/control_pb.js";
-import { AttachmentType, DnsMode as WireDnsMode, PolicyMode } from "../../../proto/gen/netfence/v1/types_pb.js";
+} from "@netfence/proto/control";
+import { AttachmentType, type DnsMode as WireDnsMode, type PolicyMode } from "@netfence/proto/types";
+import { dnsModeFromWire as dnsModeName, policyModeFromWire } from "@netfence/proto/modes";
 import type { AttachmentInfo, AttachmentStatsInfo, DaemonInfo, DnsMode, Mode, UnsubscribeReason } from "./policy-spec.js";
 
 /** netfence.v1 daemon events → plain SDK values. */
 
 export function modeFromWire(mode: PolicyMode): Mode | "unspecified" {
-  switch (mode) {
-    case PolicyMode.DISABLED: return "disabled";
-    case PolicyMode.ALLOWLIST: return "allowlist";
-    case PolicyMode.DENYLIST: return "denylist";
-    case PolicyMode.BLOCK_ALL: return "block-all";
-    default: return "unspecified";
-  }
+  return policyModeFromWire(mode) ?? "unspecified";
 }
 
 export function dnsModeFromWire(mode: WireDnsMode): DnsMode | "unspecified" {
-  switch (mode) {
-    case WireDnsMode.DISABLED: return "disabled";
-    case WireDnsMode.ALLOWLIST: return "allowlist";
-    case WireDnsMode.DENYLIST: return "denylist";
-    case WireDnsMode.PROXY: return "proxy";
-    default: return "unspecified";
-  }
+  return dnsModeName(mode) ?? "unspecified";
 }
 
 function typeFromWire(type: AttachmentType): AttachmentInfo["type"] {

@@ -1,4 +1,4 @@
-// The netfence.v1 control-plane SDK: implement ControlPlaneHooks, start a ControlPlaneServer.
+// The netfence.v1 control-plane SDK (@netfence/control-plane-sdk): implement ControlPlaneHooks, start a ControlPlaneServer.
 export { ControlPlaneServer } from "./control-plane-server.js";
 export type { ControlPlaneHooks, ControlPlaneServerOptions } from "./control-plane-server.js";
 export { DaemonHandle, CommandNotConfirmedError } from "./daemon-handle.js";
@@ -18,3 +18,4 @@ export type {
   PolicySpec,
   UnsubscribeReason,
 } from "./policy-spec.js";
+export type { SdkLogger } from "./logger.js";

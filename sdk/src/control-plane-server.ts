@@ -1,6 +1,5 @@
 import * as grpc from "@grpc/grpc-js";
 import { create } from "@bufbuild/protobuf";
-import pino from "pino";
 import {
   ControlCommandSchema,
   ControlPlane,
@@ -10,8 +9,10 @@ import {
   type DnsQueryRequest,
   type DnsQueryResponse,
   type PacketEvent,
-} from "../../../proto/gen/netfence/v1/control_pb.js";
-import { serviceDefinition } from "../../../daemon/src/rpc/grpc-adapter.js";
+} from "@netfence/proto/control";
+import { serviceDefinition } from "@netfence/proto/grpc";
+import { canonicalQueryName } from "@netfence/proto/parse";
+import { stderrLogger, type SdkLogger } from "./logger.js";
 import { DaemonHandle, type CommandStream } from "./daemon-handle.js";
 import { attachmentFromWire, daemonFromWire, reasonFromWire, statsFromWire } from "./from-wire.js";
 import type {
@@ -23,7 +24,6 @@ import type {
   UnsubscribeReason,
 } from "./policy-spec.js";
 import { policyToSubscribedAck } from "./to-wire.js";
-import { canonicalQueryName } from "../../../daemon/src/dns/domain-name.js";
 
 /**
  * What a control-plane author implements. Hooks of one daemon run one at a time in the order the
@@ -45,7 +45,8 @@ export interface ControlPlaneHooks {
 
 export interface ControlPlaneServerOptions {
   readonly hooks: ControlPlaneHooks;
-  readonly logger?: pino.Logger;
+  /** Any pino-compatible logger; default: warnings and errors as JSON lines on stderr. */
+  readonly logger?: SdkLogger;
   /** How long `daemon.send()` waits for a CommandResult (default 10 s). */
   readonly commandTimeoutMs?: number;
   /** Checks the `authorization` metadata of each call (e.g. "Bearer <token>"); false → UNAUTHENTICATED. */
@@ -69,13 +70,13 @@ export class ControlPlaneServer {
     // SyncRequests of large daemons and packet-event batches can exceed the 4 MiB default.
     "grpc.max_receive_message_length": 64 * 1024 * 1024,
   });
-  private readonly log: pino.Logger;
+  private readonly log: SdkLogger;
   private readonly byDaemon = new Map<string, DaemonHandle>();
   private readonly byAttachment = new Map<string, DaemonHandle>();
   private readonly commandTimeoutMs: number;
 
   constructor(private readonly opts: ControlPlaneServerOptions) {
-    this.log = (opts.logger ?? pino({ level: "info" })).child({ component: "control-plane-server" });
+    this.log = (opts.logger ?? stderrLogger()).child({ component: "control-plane-server" });
     this.commandTimeoutMs = opts.commandTimeoutMs ?? 10_000;
     this.server.addService(serviceDefinition(ControlPlane), {
       Connect: (stream: CommandStream) => this.onConnect(stream),

@@ -3,8 +3,10 @@
  * to-wire.ts turns them into netfence.v1 messages; from-wire.ts turns daemon events into them.
  */
 
-export type Mode = "disabled" | "allowlist" | "denylist" | "block-all";
-export type DnsMode = "disabled" | "allowlist" | "denylist" | "proxy";
+import type { DnsModeName, PolicyModeName } from "@netfence/proto/modes";
+
+export type Mode = PolicyModeName;
+export type DnsMode = DnsModeName;
 
 /** A CIDR ("10.0.0.0/8", "2001:db8::/32", a bare address) with an optional TTL counted from when the daemon receives it. */
 export interface CidrSpec {

@@ -13,29 +13,13 @@ import {
   type DnsConfig,
   type DomainEntry,
   type SubscribedAck,
-} from "../../../proto/gen/netfence/v1/control_pb.js";
-import { DnsMode as WireDnsMode, PolicyMode } from "../../../proto/gen/netfence/v1/types_pb.js";
-import type { CidrSpec, Command, DnsMode, DnsSpec, DomainSpec, Mode, PolicySpec } from "./policy-spec.js";
+} from "@netfence/proto/control";
+import { dnsModeToWire, policyModeToWire as modeToWire } from "@netfence/proto/modes";
+import type { CidrSpec, Command, DnsSpec, DomainSpec, PolicySpec } from "./policy-spec.js";
+
+export { dnsModeToWire, modeToWire };
 
 /** Plain SDK values → netfence.v1 messages. */
-
-export function modeToWire(mode: Mode): PolicyMode {
-  switch (mode) {
-    case "disabled": return PolicyMode.DISABLED;
-    case "allowlist": return PolicyMode.ALLOWLIST;
-    case "denylist": return PolicyMode.DENYLIST;
-    case "block-all": return PolicyMode.BLOCK_ALL;
-  }
-}
-
-export function dnsModeToWire(mode: DnsMode): WireDnsMode {
-  switch (mode) {
-    case "disabled": return WireDnsMode.DISABLED;
-    case "allowlist": return WireDnsMode.ALLOWLIST;
-    case "denylist": return WireDnsMode.DENYLIST;
-    case "proxy": return WireDnsMode.PROXY;
-  }
-}
 
 function ttlToWire(ttlSeconds: number | undefined): Duration | undefined {
   if (ttlSeconds === undefined || ttlSeconds === 0) return undefined;

@@ -11,6 +11,13 @@ export const MAX_LABEL_LENGTH = 63;
 
 const LABEL = /^[a-z0-9_-]{1,63}$/;
 
+/** A domain rule: the name (normalised) and whether it also covers every name below it. */
+export interface DomainRule {
+  /** Lower case, no trailing dot, validated (1..253 chars, labels 1..63). */
+  readonly domain: string;
+  readonly includeSubdomains: boolean;
+}
+
 /** Normalises and validates a domain name; throws NetfenceError INVALID_ARGUMENT when it is not one. */
 export function normalizeDomain(text: string): string {
   if (typeof text !== "string") throw invalidArgument("domain must be a string");
@@ -50,4 +57,16 @@ export function canonicalQueryName(name: string): string {
   let lower = name.toLowerCase();
   if (lower.endsWith(".")) lower = lower.slice(0, -1);
   return lower;
+}
+
+/**
+ * A domain as written in rules: "example.com" (exact) or "*.example.com" (the name and every
+ * name below it); with `leadingDot`, ".example.com" means the same as "*.example.com" (the
+ * daemon's config accepts both). Throws INVALID_ARGUMENT like `normalizeDomain`.
+ */
+export function parseDomainPattern(text: string, opts: { leadingDot?: boolean } = {}): { domain: string; wildcard: boolean } {
+  const trimmed = text.trim();
+  if (trimmed.startsWith("*.")) return { domain: normalizeDomain(trimmed.slice(2)), wildcard: true };
+  if (opts.leadingDot === true && trimmed.startsWith(".")) return { domain: normalizeDomain(trimmed.slice(1)), wildcard: true };
+  return { domain: normalizeDomain(trimmed), wildcard: false };
 }

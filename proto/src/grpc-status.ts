@@ -1,5 +1,5 @@
 import type * as grpc from "@grpc/grpc-js";
-import { NetfenceError, isNetfenceError, type ErrorCode } from "../errors.js";
+import { NetfenceError, isNetfenceError, type ErrorCode } from "./errors.js";
 
 /**
  * The ONE place mapping NetfenceError codes to gRPC status codes (and back, for clients).

@@ -1,0 +1,7 @@
+// The contract's shared value parsers: one module each for CIDRs, domains, host:port and
+// durations, used by the daemon's config and commands, the CLI, the SDK and netfence-cp.
+export { cidrContains, formatAddr, formatCidr, parseCidr, parseCidrGeneral, type Cidr } from "./cidr.js";
+export { canonicalQueryName, normalizeDomain, parseDomainPattern, MAX_DOMAIN_LENGTH, MAX_LABEL_LENGTH, type DomainRule } from "./domain.js";
+export { parseHostPort, type HostPort, type HostPortOptions } from "./host-port.js";
+export { durationToMs, parseDurationMs, parseDurationSeconds, MAX_TTL_SECONDS } from "./duration.js";
+export { ATTACHMENT_ID_FORM, isAttachmentId } from "./attachment-id.js";
