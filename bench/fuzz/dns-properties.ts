@@ -11,7 +11,7 @@ import { DnsQueryHandler } from "../../daemon/src/dns/dns-query.js";
 import { DEFAULT_DNS_QUOTAS } from "../../daemon/src/dns/dns-quotas.js";
 import type { AllowOutcome, ResolvedAddress, ResolvedAllower } from "../../daemon/src/dns/resolved-allower.js";
 import { UpstreamPool, type UdpUpstream } from "../../daemon/src/dns/upstream.js";
-import type { UpstreamAddress } from "../../daemon/src/dns/upstream-address.js";
+import type { UpstreamAddress } from "../../daemon/src/dns/upstream.js";
 import type { DnsPolicy } from "../../daemon/src/policy/policy.js";
 
 /**

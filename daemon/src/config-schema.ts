@@ -1,6 +1,5 @@
 import net from "node:net";
-import { parseCidr } from "@netfence/proto/parse";
-import { normalizeDomain } from "@netfence/proto/parse";
+import { parseCidr, parseDomainPattern, parseDurationMs, parseHostPort as hostPort } from "@netfence/proto/parse";
 import { parseQueryType } from "./dns/query-types.js";
 import type { AttachMethodPreference, FilterMode, ProtectedEntry } from "./datapath/filter.js";
 import type { CidrRule, DnsModeName, DomainRule } from "./policy/policy.js";
@@ -87,23 +86,11 @@ export function parseLogLevel(key: string, v: unknown, p: Problems): LogLevel {
   return "info";
 }
 
-/** "5s", "250ms", "1m", "1h", "1m30s"; a bare number is seconds. Returns milliseconds. */
+/** "5s", "250ms", "1m", "1h", "1m30s"; a bare number is seconds (the contract's duration parser). Returns milliseconds. */
 export function parseDuration(key: string, v: unknown, fallbackMs: number, p: Problems): number {
   if (v === undefined || v === null || v === "") return fallbackMs;
-  if (typeof v === "number" && Number.isFinite(v) && v >= 0) return Math.round(v * 1000);
-  if (typeof v === "string") {
-    const text = v.trim();
-    if (/^\d+(\.\d+)?$/.test(text)) return Math.round(Number(text) * 1000);
-    const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/gy;
-    const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-    let total = 0;
-    let consumed = 0;
-    for (let m = re.exec(text); m !== null; m = re.exec(text)) {
-      total += Number(m[1]) * unit[m[2]!]!;
-      consumed = re.lastIndex;
-    }
-    if (consumed === text.length && text.length > 0) return Math.round(total);
-  }
+  const ms = typeof v === "number" || typeof v === "string" ? parseDurationMs(v) : null;
+  if (ms !== null) return Math.round(ms);
   p.push(`${key}: ${describe(v)} is not a duration (e.g. "5s", "250ms", "1m")`);
   return fallbackMs;
 }
@@ -137,19 +124,17 @@ export function parseIpAddress(key: string, v: unknown, fallback: string, p: Pro
   return s;
 }
 
-/** "host:port" or "[v6]:port"; the host may be a name (control plane) unless `ipOnly`. */
+/** "host:port" or "[v6]:port" (the contract's host:port parser); the host may be a name (control plane) unless `ipOnly`. */
 export function parseHostPort(key: string, v: unknown, p: Problems, ipOnly: boolean): string | null {
   const s = parseString(key, v, p);
   if (s === null) return null;
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]+)):(\d{1,5})$/.exec(s);
-  const host = m ? (m[1] ?? m[2]!) : "";
-  const port = m ? Number(m[3]) : 0;
-  const hostOk = m !== null && (ipOnly ? net.isIP(host) !== 0 : net.isIP(host) !== 0 || /^[A-Za-z0-9.-]{1,253}$/.test(host));
-  if (!hostOk || port < 1 || port > 65535) {
+  try {
+    hostPort(s, { names: !ipOnly });
+    return s;
+  } catch {
     p.push(`${key}: "${s}" is not a ${ipOnly ? "ip:port" : "host:port"} address`);
     return null;
   }
-  return s;
 }
 
 /** A list given as a YAML sequence or as a comma-separated string (environment). */
@@ -242,17 +227,9 @@ export function parseCidrRules(key: string, v: unknown, p: Problems): CidrRule[]
 export function parseDomainRules(key: string, v: unknown, p: Problems): DomainRule[] {
   const out: DomainRule[] = [];
   for (const text of parseStringList(key, v, p)) {
-    let raw = text.trim();
-    let includeSubdomains = false;
-    if (raw.startsWith("*.")) {
-      raw = raw.slice(2);
-      includeSubdomains = true;
-    } else if (raw.startsWith(".")) {
-      raw = raw.slice(1);
-      includeSubdomains = true;
-    }
     try {
-      out.push({ domain: normalizeDomain(raw), includeSubdomains });
+      const { domain, wildcard } = parseDomainPattern(text, { leadingDot: true });
+      out.push({ domain, includeSubdomains: wildcard });
     } catch (err) {
       p.push(`${key}: "${text}": ${(err as Error).message}`);
     }

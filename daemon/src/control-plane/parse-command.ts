@@ -1,4 +1,3 @@
-import type { Duration } from "@bufbuild/protobuf/wkt";
 import {
   type BulkUpdate,
   type CIDREntry,
@@ -9,9 +8,8 @@ import {
 } from "@netfence/proto/control";
 import { DnsMode, PolicyMode } from "@netfence/proto/types";
 import { NetfenceError, invalidArgument, isNetfenceError } from "@netfence/proto/errors";
-import { formatAddr, parseCidr, type Cidr } from "@netfence/proto/parse";
-
-import { normalizeDomain } from "@netfence/proto/parse";
+import { dnsModeFromWire, policyModeFromWire } from "@netfence/proto/modes";
+import { ATTACHMENT_ID_FORM, MAX_TTL_SECONDS, durationToMs, isAttachmentId, parseCidr, parseDomainPattern, parseHostPort, type Cidr } from "@netfence/proto/parse";
 import type { FilterMode } from "../datapath/filter.js";
 import { EMPTY_DNS_POLICY, type AttachmentPolicy, type CidrRule, type DnsModeName, type DnsPolicy, type DomainRule, type PolicyCommand } from "../policy/policy.js";
 
@@ -46,13 +44,10 @@ export interface ParsedSubscribedAck {
   readonly skipped: readonly string[];
 }
 
-/** A TTL above this is almost certainly a unit mistake (ms sent as s); reject it rather than overflow deadlines. */
-export const MAX_TTL_SECONDS = 10 * 365 * 24 * 3600;
+export { MAX_TTL_SECONDS };
 /** Bound on list sizes in one command so a hostile control plane cannot make us allocate without limit. */
 export const MAX_RULES_PER_LIST = 1_000_000;
 export const MAX_UPSTREAMS = 16;
-
-const ATTACHMENT_ID = /^[A-Za-z0-9_-]{1,63}$/;
 
 /**
  * Parses every command except SyncAck and SubscribedAck (which the connection handles itself).
@@ -122,9 +117,9 @@ export function parseSubscribedAck(ack: SubscribedAck, nowMs: number = Date.now(
 }
 
 export function parseAttachmentId(id: string): string {
-  if (!ATTACHMENT_ID.test(id)) {
+  if (!isAttachmentId(id)) {
     throw invalidArgument(
-      id === "" ? "command has an empty attachment id" : `attachment id "${truncate(id)}" is not of the form [A-Za-z0-9_-]{1,63}`,
+      id === "" ? "command has an empty attachment id" : `attachment id "${truncate(id)}" is not of the form ${ATTACHMENT_ID_FORM}`,
     );
   }
   return id;
@@ -147,32 +142,20 @@ function parseBulkUpdate(b: BulkUpdate, nowMs: number, strict: boolean, skipped:
 
 /** UNSPECIFIED is DISABLED (the Go original, and proto3's zero value) unless `strict`. */
 export function parsePolicyMode(mode: PolicyMode, field: string, strict = true): FilterMode {
-  switch (mode) {
-    case PolicyMode.DISABLED: return "disabled";
-    case PolicyMode.ALLOWLIST: return "allowlist";
-    case PolicyMode.DENYLIST: return "denylist";
-    case PolicyMode.BLOCK_ALL: return "block-all";
-    case PolicyMode.UNSPECIFIED:
-      if (!strict) return "disabled";
-      throw invalidArgument(`${field} is POLICY_MODE_UNSPECIFIED; send DISABLED, ALLOWLIST, DENYLIST or BLOCK_ALL`);
-    default:
-      throw invalidArgument(`${field} has unknown policy mode ${String(mode)}`);
-  }
+  const name = policyModeFromWire(mode);
+  if (name !== null) return name;
+  if (mode !== PolicyMode.UNSPECIFIED) throw invalidArgument(`${field} has unknown policy mode ${String(mode)}`);
+  if (!strict) return "disabled";
+  throw invalidArgument(`${field} is POLICY_MODE_UNSPECIFIED; send DISABLED, ALLOWLIST, DENYLIST or BLOCK_ALL`);
 }
 
 /** UNSPECIFIED is DISABLED unless `strict`, as for policy modes. */
 export function parseDnsMode(mode: DnsMode, field: string, strict = true): DnsModeName {
-  switch (mode) {
-    case DnsMode.DISABLED: return "disabled";
-    case DnsMode.ALLOWLIST: return "allowlist";
-    case DnsMode.DENYLIST: return "denylist";
-    case DnsMode.PROXY: return "proxy";
-    case DnsMode.UNSPECIFIED:
-      if (!strict) return "disabled";
-      throw invalidArgument(`${field} is DNS_MODE_UNSPECIFIED; send DISABLED, ALLOWLIST, DENYLIST or PROXY`);
-    default:
-      throw invalidArgument(`${field} has unknown DNS mode ${String(mode)}`);
-  }
+  const name = dnsModeFromWire(mode);
+  if (name !== null) return name;
+  if (mode !== DnsMode.UNSPECIFIED) throw invalidArgument(`${field} has unknown DNS mode ${String(mode)}`);
+  if (!strict) return "disabled";
+  throw invalidArgument(`${field} is DNS_MODE_UNSPECIFIED; send DISABLED, ALLOWLIST, DENYLIST or PROXY`);
 }
 
 /**
@@ -200,24 +183,12 @@ function parseCidrList(entries: readonly CIDREntry[], field: string, nowMs: numb
 
 function parseCidrEntry(entry: CIDREntry, field: string, nowMs: number): CidrRule {
   const cidr = parseCidrField(entry.cidr, `${field}.cidr`);
-  const ttlMs = entry.ttl === undefined ? 0 : parseTtlMs(entry.ttl, `${field}.ttl`);
+  const ttlMs = entry.ttl === undefined ? 0 : durationToMs(entry.ttl, `${field}.ttl`);
   return { cidr, expiresAtMs: ttlMs === 0 ? null : nowMs + ttlMs };
 }
 
 function parseCidrField(text: string, field: string): Cidr {
   return withField(field, () => parseCidr(text));
-}
-
-/** Duration → milliseconds. Zero means "no TTL" (as in the Go original); negative, malformed or huge is rejected. */
-export function parseTtlMs(ttl: Duration, field: string): number {
-  const seconds = ttl.seconds;
-  const nanos = ttl.nanos;
-  if (nanos < -999_999_999 || nanos > 999_999_999) throw invalidArgument(`${field} has nanos ${nanos} out of range`);
-  if ((seconds > 0n && nanos < 0) || (seconds < 0n && nanos > 0)) throw invalidArgument(`${field} has seconds and nanos of different signs`);
-  if (seconds < 0n || nanos < 0) throw invalidArgument(`${field} is negative (${seconds}s)`);
-  if (seconds > BigInt(MAX_TTL_SECONDS)) throw invalidArgument(`${field} of ${seconds}s exceeds the maximum of ${MAX_TTL_SECONDS}s (10 years)`);
-  const ms = Number(seconds) * 1000 + Math.ceil(nanos / 1_000_000);
-  return ms;
 }
 
 /** `strictMode`: an UNSPECIFIED DNS mode is rejected; `strict`: a bad entry is too (else skipped). */
@@ -243,37 +214,12 @@ function parseDomainEntry(entry: DomainEntry, field: string): DomainRule {
  * since that is how operators write it in the README of the original.
  */
 function parseDomainField(text: string, field: string): { domain: string; wildcard: boolean } {
-  const trimmed = text.trim();
-  const wildcard = trimmed.startsWith("*.");
-  const domain = withField(field, () => normalizeDomain(wildcard ? trimmed.slice(2) : trimmed));
-  return { domain, wildcard };
+  return withField(field, () => parseDomainPattern(text));
 }
 
 /** "ip", "ip:port" or "[v6]:port" → canonical "ip:port" / "[v6]:port" (port defaults to 53). */
 export function parseUpstream(text: string, field: string): string {
-  const raw = text.trim();
-  let host = raw;
-  let port = 53;
-  const bracketed = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(raw);
-  if (bracketed) {
-    host = bracketed[1]!;
-    if (bracketed[2] !== undefined) port = Number(bracketed[2]);
-  } else {
-    const colons = raw.split(":").length - 1;
-    if (colons === 1) {
-      const [h, p] = raw.split(":");
-      host = h!;
-      if (!/^\d{1,5}$/.test(p!)) throw invalidArgument(`${field} "${truncate(text)}" has a bad port`);
-      port = Number(p);
-    }
-  }
-  if (port < 1 || port > 65535) throw invalidArgument(`${field} "${truncate(text)}" has port ${port} out of range`);
-  const addr = withField(field, () => parseCidr(host));
-  if (addr.prefixLen !== (addr.family === 4 ? 32 : 128) || host.includes("/")) {
-    throw invalidArgument(`${field} "${truncate(text)}" must be an IP address, not a prefix`);
-  }
-  const canonical = formatAddr(addr.family, addr.addr);
-  return addr.family === 4 ? `${canonical}:${port}` : `[${canonical}]:${port}`;
+  return withField(field, () => parseHostPort(text, { defaultPort: 53 }).key);
 }
 
 function withField<T>(field: string, fn: () => T): T {

@@ -8,30 +8,15 @@ import {
   type AttachmentStats,
   type DaemonEvent,
 } from "@netfence/proto/control";
-import { AttachmentType, DnsMode, PolicyMode } from "@netfence/proto/types";
+import { AttachmentType } from "@netfence/proto/types";
+import { dnsModeToWire, policyModeToWire } from "@netfence/proto/modes";
 import type { AttachmentStatsView, AttachmentView } from "../attachments/attachment-view.js";
 import type { FilterMode } from "../datapath/filter.js";
 import type { DnsModeName } from "../policy/policy.js";
 
 /** Typed daemon values → netfence.v1 DaemonEvent messages (the outbound half of the wire mapping). */
 
-export function policyModeToWire(mode: FilterMode): PolicyMode {
-  switch (mode) {
-    case "disabled": return PolicyMode.DISABLED;
-    case "allowlist": return PolicyMode.ALLOWLIST;
-    case "denylist": return PolicyMode.DENYLIST;
-    case "block-all": return PolicyMode.BLOCK_ALL;
-  }
-}
-
-export function dnsModeToWire(mode: DnsModeName): DnsMode {
-  switch (mode) {
-    case "disabled": return DnsMode.DISABLED;
-    case "allowlist": return DnsMode.ALLOWLIST;
-    case "denylist": return DnsMode.DENYLIST;
-    case "proxy": return DnsMode.PROXY;
-  }
-}
+export { dnsModeToWire, policyModeToWire };
 
 function typeToWire(type: AttachmentView["type"]): AttachmentType {
   return type === "interface" ? AttachmentType.TC : AttachmentType.CGROUP;

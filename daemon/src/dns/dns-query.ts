@@ -18,8 +18,7 @@ import { QUOTA_REFUSAL, type AllowOutcome, type ResolvedAddress, type ResolvedAl
 import { ResolvedInserter } from "./resolved-inserter.js";
 import { keepAddressRecords } from "./reply-rewrite.js";
 import { TokenBucket } from "./token-bucket.js";
-import { forwardQuery, type UdpUpstream, type UpstreamPool } from "./upstream.js";
-import { parseUpstreamAddress, type UpstreamAddress } from "./upstream-address.js";
+import { forwardQuery, parseUpstreamAddress, type UdpUpstream, type UpstreamAddress, type UpstreamPool } from "./upstream.js";
 
 /**
  * One attachment's query pipeline (the sockets are dns-server.ts's). Per query:

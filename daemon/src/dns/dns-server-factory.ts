@@ -8,8 +8,7 @@ import type { DnsEventSink } from "./dns-events.js";
 import { bindFirstFree, HeldDnsPort, type PortTaken } from "./dns-port.js";
 import { HostAddresses } from "./host-addresses.js";
 import type { ResolvedAllower } from "./resolved-allower.js";
-import { DEFAULT_UPSTREAM_OPTIONS, UpstreamPool } from "./upstream.js";
-import { parseUpstreamAddress } from "./upstream-address.js";
+import { DEFAULT_UPSTREAM_OPTIONS, UpstreamPool, parseUpstreamAddress } from "./upstream.js";
 
 /**
  * How the attachment manager starts DNS servers: one factory per daemon holds the shared parts

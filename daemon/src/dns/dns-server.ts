@@ -12,8 +12,7 @@ import { DEFAULT_MIN_TTL_SECONDS, DEFAULT_PROXY_TIMEOUT_MS, DnsQueryHandler, isS
 import { HostAddresses } from "./host-addresses.js";
 import type { ResolvedAllower } from "./resolved-allower.js";
 import { SourceAccess } from "./source-access.js";
-import { DEFAULT_UPSTREAM_OPTIONS, UpstreamPool } from "./upstream.js";
-import { parseUpstreamAddress } from "./upstream-address.js";
+import { DEFAULT_UPSTREAM_OPTIONS, UpstreamPool, parseUpstreamAddress } from "./upstream.js";
 
 /**
  * One attachment's DNS server: UDP and TCP on the same port (dns-port.ts binds them). This file is

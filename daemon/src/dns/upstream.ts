@@ -3,7 +3,7 @@ import net from "node:net";
 import { performance } from "node:perf_hooks";
 import { NetfenceError } from "@netfence/proto/errors";
 import { firstQuestionEnd, isResponse, isTruncated, readId, sameQuestion, writeId } from "./dns-wire.js";
-import type { UpstreamAddress } from "./upstream-address.js";
+import { parseHostPort, type HostPort } from "@netfence/proto/parse";
 
 /**
  * A lean DNS forwarder. Each upstream address gets ONE shared UDP socket (not one per query):
@@ -13,6 +13,18 @@ import type { UpstreamAddress } from "./upstream-address.js";
  * NetfenceError (UNAVAILABLE / DEADLINE_EXCEEDED / RESOURCE_EXHAUSTED), which the server turns
  * into SERVFAIL.
  */
+
+/** An upstream resolver: an IP address and port ("ip", "ip:port", "[v6]", "[v6]:port"; port 53 when absent). */
+export interface UpstreamAddress extends HostPort {
+  readonly family: 4 | 6;
+}
+
+/** INVALID_ARGUMENT unless `text` is an IP address with an optional port (the contract's host:port parser). */
+export function parseUpstreamAddress(text: string): UpstreamAddress {
+  const a = parseHostPort(text, { defaultPort: 53 });
+  if (a.family === null) throw new NetfenceError("INVALID_ARGUMENT", `DNS upstream "${text}" must be an IP address`);
+  return { ...a, family: a.family };
+}
 
 export interface UpstreamOptions {
   /** Per attempt (UDP, then TCP on truncation). */

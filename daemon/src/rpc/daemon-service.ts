@@ -29,7 +29,7 @@ import { invalidArgument, NetfenceError } from "@netfence/proto/errors";
 import type { AttachmentView, AttachmentStatsView } from "../attachments/attachment-view.js";
 import type { AttachInput } from "../attachments/manager.js";
 import type { KernelPacketEvent } from "../datapath/filter.js";
-import { dnsModeToWire, policyModeToWire } from "../control-plane/wire-events.js";
+import { dnsModeToWire, policyModeToWire } from "@netfence/proto/modes";
 import { packetEventToWire } from "./packet-event.js";
 import { toServiceError } from "@netfence/proto/grpc-status";
 import { DIRECTION_KEY, parseAttachOptions } from "../attachments/attach-options.js";

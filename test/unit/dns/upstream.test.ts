@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import dnsPacket from "dns-packet";
 import { UdpUpstream, UpstreamPool, forwardQuery, tcpQuery } from "../../../daemon/src/dns/upstream.js";
-import { parseUpstreamAddress } from "../../../daemon/src/dns/upstream-address.js";
+import { parseUpstreamAddress } from "../../../daemon/src/dns/upstream.js";
 import { FakeUpstream, queryBytes } from "./helpers/fake-dns.js";
 
 let upstream: FakeUpstream;
