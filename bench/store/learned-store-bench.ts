@@ -12,7 +12,7 @@ import os from "node:os";
 import path from "node:path";
 import { FileStateStore, STATE_FILE } from "../../daemon/src/store/state-store.js";
 import type { StoreSnapshot, StoredAttachment } from "../../daemon/src/store/snapshot.js";
-import { LearnedAddresses } from "../../daemon/src/attachments/learned-addresses.js";
+import { LearnedAddresses } from "../../daemon/src/policy/learned-addresses.js";
 import { learnedFromStored, packLearned } from "../../daemon/src/attachments/learned-store.js";
 import { parseCidr } from "@netfence/proto/parse";
 import { projectRoot } from "../../daemon/src/datapath/project-root.js";

@@ -21,7 +21,7 @@ import { NetfenceError } from "@netfence/proto/errors";
 import { netfenceVersion } from "./version.js";
 import { HostAddresses } from "./dns/host-addresses.js";
 import { DnsEventReporter } from "./dns/dns-events.js";
-import { LearnedGuard } from "./attachments/learned-guard.js";
+import { LearnedGuard } from "./plan/learned-guard.js";
 import { mergeAsync } from "./merged-events.js";
 
 /**

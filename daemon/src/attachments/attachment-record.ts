@@ -1,8 +1,9 @@
 import type { AttachMethod, TargetSpec } from "../datapath/filter.js";
-import type { StoredAttachment } from "../store/snapshot.js";
+import type { StoredAttachment, StoredCidrRule, StoredPolicy } from "../store/snapshot.js";
+import { packLearned } from "./learned-store.js";
 import type { AttachmentView } from "./attachment-view.js";
 import type { DnsServerHandle } from "./dns-server-factory.js";
-import type { PolicyState } from "./policy-state.js";
+import type { PolicyState } from "../policy/policy-state.js";
 import type { AttachOptions } from "./attach-options.js";
 
 /** One live attachment as the manager keeps it (the manager is its only writer). */
@@ -43,8 +44,17 @@ export function recordView(rec: AttachmentRecord): AttachmentView {
   };
 }
 
+/** Persisted form, built from the rule index keys (no re-formatting of every prefix). */
 export function recordToStored(rec: AttachmentRecord): StoredAttachment {
-  const { policy, learned } = rec.state.toStored();
+  const st = rec.state;
+  const allowCidrs: StoredCidrRule[] = [];
+  const denyCidrs: StoredCidrRule[] = [];
+  for (const [key, r] of st.rules) {
+    if (r.allow !== null) allowCidrs.push({ cidr: key, expiresAtMs: r.allow.expiresAtMs });
+    if (r.deny !== null) denyCidrs.push({ cidr: key, expiresAtMs: r.deny.expiresAtMs });
+  }
+  const policy: StoredPolicy = { mode: st.mode, audit: st.audit, allowCidrs, denyCidrs, dns: st.dns };
+  const learned = packLearned(st.learned);
   return {
     id: rec.id,
     slot: rec.slot,

@@ -1,6 +1,6 @@
 import { formatAddr, parseCidr, type Cidr } from "@netfence/proto/parse";
 import type { StoredAttachment, StoredLearned } from "../store/snapshot.js";
-import { LearnedAddresses } from "./learned-addresses.js";
+import { LearnedAddresses } from "../policy/learned-addresses.js";
 
 /**
  * The persisted form of one attachment's DNS-learned addresses: columnar and binary (base64)

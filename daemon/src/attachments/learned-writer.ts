@@ -3,10 +3,10 @@ import { NetfenceError } from "@netfence/proto/errors";
 import type { Filter } from "../datapath/filter.js";
 import type { AllowOutcome, RefusedResolved, ResolvedAddress, ResolvedAllower } from "../dns/resolved-allower.js";
 import type { AttachmentRecord } from "./attachment-record.js";
-import type { LearnedGuard, LearnedRefusal } from "./learned-guard.js";
-import { planLearned } from "./learned-plan.js";
-import { planRecheck, type RecheckOptions } from "./learned-recheck.js";
-import { planExpiry } from "./expiry-plan.js";
+import type { LearnedGuard, LearnedRefusal } from "../plan/learned-guard.js";
+import { planLearned } from "../plan/learned-plan.js";
+import { planRecheck, type RecheckOptions } from "../plan/learned-recheck.js";
+import { planExpiry } from "../plan/expiry-plan.js";
 import type { OpQueue } from "./op-queue.js";
 
 /**

@@ -12,10 +12,10 @@ import type { DnsServerFactory, DnsServerHandle, HeldPort } from "./dns-server-f
 import { parseAttachOptions, type AttachOptions } from "./attach-options.js";
 import { DEFAULT_DNS_QUOTAS, type DnsQuotas } from "../dns/dns-quotas.js";
 import { OpQueue } from "./op-queue.js";
-import { PolicyState } from "./policy-state.js";
-import { planCommand, type KernelOp } from "./command-plan.js";
-import { planExpiry } from "./expiry-plan.js";
-import type { LearnedGuard } from "./learned-guard.js";
+import { PolicyState } from "../policy/policy-state.js";
+import { planCommand, type KernelOp } from "../plan/command-plan.js";
+import { planExpiry } from "../plan/expiry-plan.js";
+import type { LearnedGuard } from "../plan/learned-guard.js";
 import { LearnedWriter, type LearnedRefusalReport } from "./learned-writer.js";
 import { freePorts, lowestFreePort, lowestFreeSlot } from "./allocation.js";
 import { recordToStored, recordView, type AttachmentRecord } from "./attachment-record.js";

@@ -1,7 +1,7 @@
 import { NetfenceError } from "@netfence/proto/errors";
 import type { AttachmentRecord } from "./attachment-record.js";
 import { DIRECTION_KEY, parseAttachOptions } from "./attach-options.js";
-import { PolicyState } from "./policy-state.js";
+import { PolicyState } from "../policy/policy-state.js";
 import { orphanPolicy, type OrphanInfo } from "./orphan.js";
 import { targetKey } from "./target.js";
 

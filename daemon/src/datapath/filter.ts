@@ -1,4 +1,7 @@
 import type { Cidr } from "@netfence/proto/parse";
+import type { FilterEntry, FilterMode, FilterPolicy } from "../policy/compiled.js";
+
+export type { FilterEntry, FilterMode, FilterPolicy };
 
 /**
  * The data-path driver's interface: everything the daemon needs from the kernel side.
@@ -9,9 +12,6 @@ import type { Cidr } from "@netfence/proto/parse";
  * and throws NetfenceError (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, UNAVAILABLE, INTERNAL).
  */
 
-/** Kernel policy modes. Values must match `enum nf_mode` in bpf/include/netfence.h. */
-export type FilterMode = "disabled" | "allowlist" | "denylist" | "block-all";
-
 export type TargetSpec =
   | { readonly kind: "interface"; readonly name: string; readonly direction: "ingress" | "egress" }
   | { readonly kind: "cgroup"; /** absolute path inside the cgroup2 mount */ readonly path: string };
@@ -21,27 +21,6 @@ export type AttachMethod = "tcx" | "clsact" | "cgroup-link";
 
 /** Preference for interface attachments; "auto" probes TCX and falls back to clsact. */
 export type AttachMethodPreference = "auto" | "tcx" | "clsact";
-
-/**
- * One kernel entry: a unique prefix with what it says. The caller merges its rules so each
- * prefix appears once (allow and deny may both be set: deny wins at equal prefix length).
- */
-export interface FilterEntry {
-  readonly cidr: Cidr;
-  readonly allow: boolean;
-  readonly deny: boolean;
-  /** Wall-clock deadline in ms since the epoch; null = never expires. Checked in the kernel. */
-  readonly expiresAtMs: number | null;
-  /** Opaque rule number reported with packet events (0 = none). */
-  readonly ruleId?: number;
-}
-
-export interface FilterPolicy {
-  readonly mode: FilterMode;
-  /** Evaluate and report, but let blocked packets pass (counted as audited). */
-  readonly audit: boolean;
-  readonly entries: readonly FilterEntry[];
-}
 
 /**
  * What an attachment lets through besides its policy, and the anti-spoofing checks it makes.

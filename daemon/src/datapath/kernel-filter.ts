@@ -27,7 +27,7 @@ import { loadRequestFor } from "./load-request.js";
 import { LoaderProcess } from "./loader-process.js";
 import { projectRoot } from "./project-root.js";
 import {
-  COUNTERS_PER_ATTACHMENT,
+  decodeCounters,
   decodeEvents,
   decodeDump,
   decodeHello,
@@ -179,7 +179,6 @@ export class KernelFilter implements Filter {
     if (!ID_RE.test(spec.id)) throw invalidArgument(`invalid attachment id "${spec.id}"`);
     if (!Number.isInteger(spec.slot) || spec.slot < 0 || spec.slot > 0xffffffff) throw invalidArgument(`invalid slot ${spec.slot}`);
     if (this.known.has(spec.id)) throw new NetfenceError("ALREADY_EXISTS", `attachment ${spec.id} already exists`);
-    validateEntries(policy.entries);
     const { ifindex, cgroupPath } = await locateTarget(spec.target);
     let linkLayer: LinkLayer | null = null;
     if (spec.target.kind === "interface") {
@@ -189,9 +188,10 @@ export class KernelFilter implements Filter {
       linkLayer = linkLayerOf(spec.target.name, type);
     }
     const load = loadRequestFor(spec, linkLayer, exactCapacityFor(policy.entries));
+    const policyFrame = encodePolicy(spec.id, policy.mode, policy.audit, policy.entries); // checks every entry first
     await this.call(Op.LOAD, encodeLoad(load));
     try {
-      await this.call(Op.REPLACE, encodePolicy(spec.id, policy.mode, policy.audit, policy.entries));
+      await this.call(Op.REPLACE, policyFrame);
       const reply = await this.call(Op.LINK, encodeLink(spec.id, ifindex, METHOD_PREF[spec.method ?? "auto"], cgroupPath));
       const method = METHOD_NAMES[reply.readUInt32LE(LAYOUT.nf_link_reply.method)];
       if (!method) throw new NetfenceError("INTERNAL", "loader reported an unknown attach method");
@@ -216,20 +216,17 @@ export class KernelFilter implements Filter {
 
   async replacePolicy(id: string, policy: FilterPolicy): Promise<void> {
     this.requireKnown(id);
-    validateEntries(policy.entries);
     await this.call(Op.REPLACE, encodePolicy(id, policy.mode, policy.audit, policy.entries));
   }
 
   async upsertEntries(id: string, entries: readonly FilterEntry[]): Promise<void> {
     this.requireKnown(id);
-    validateEntries(entries);
     if (entries.length) await this.call(Op.UPSERT, encodeEntries(id, entries));
   }
 
   async deleteEntries(id: string, cidrs: readonly Cidr[]): Promise<void> {
     this.requireKnown(id);
     const entries = cidrs.map((cidr) => ({ cidr, allow: false, deny: false, expiresAtMs: null }));
-    validateEntries(entries);
     if (entries.length) await this.call(Op.DELETE, encodeEntries(id, entries));
   }
 
@@ -242,15 +239,8 @@ export class KernelFilter implements Filter {
     for (const id of ids) this.requireKnown(id);
     const out = new Map<string, FilterCounters>();
     if (!ids.length) return out;
-    const reply = await this.call(Op.COUNTERS, encodeCountersRequest(ids));
-    ids.forEach((id, i) => {
-      const base = i * COUNTERS_PER_ATTACHMENT * 8;
-      out.set(id, {
-        allowed: reply.readBigUInt64LE(base),
-        blocked: reply.readBigUInt64LE(base + 8),
-        audited: reply.readBigUInt64LE(base + 16),
-      });
-    });
+    const counters = decodeCounters(await this.call(Op.COUNTERS, encodeCountersRequest(ids)), ids.length);
+    ids.forEach((id, i) => out.set(id, counters[i]!));
     return out;
   }
 
@@ -401,17 +391,6 @@ export function exactCapacityFor(entries: readonly FilterEntry[]): number {
   let cap = EXACT_CAP_MIN;
   while (cap < 3 * Math.max(v4, v6) && cap < EXACT_CAP_MAX) cap *= 2;
   return cap;
-}
-
-function validateEntries(entries: readonly FilterEntry[]): void {
-  entries.forEach((e, i) => {
-    const max = e.cidr.family === 4 ? 32 : 128;
-    if ((e.cidr.family !== 4 && e.cidr.family !== 6) || !Number.isInteger(e.cidr.prefixLen) || e.cidr.prefixLen < 0 || e.cidr.prefixLen > max) {
-      throw invalidArgument(`entry ${i}: invalid prefix length ${e.cidr.prefixLen}`);
-    }
-    if (e.cidr.addr.length !== (e.cidr.family === 4 ? 4 : 16)) throw invalidArgument(`entry ${i}: address has ${e.cidr.addr.length} bytes`);
-    if (e.expiresAtMs !== null && !(Number.isFinite(e.expiresAtMs) && e.expiresAtMs > 0)) throw invalidArgument(`entry ${i}: invalid deadline`);
-  });
 }
 
 async function interfaceIndex(name: string): Promise<number> {

@@ -2,7 +2,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { createInterface } from "node:readline";
 import type { Logger } from "pino";
 import { NetfenceError, type ErrorCode } from "@netfence/proto/errors";
-import { encodeFrame, FRAME_HDR_SIZE, MAX_FRAME, Op } from "./wire-format.js";
+import { decodeFrameHeader, encodeFrame, FRAME_HDR_SIZE, MAX_FRAME, Op } from "./wire-format.js";
 
 /**
  * One running loader child and the framed request/reply protocol over its stdio.
@@ -111,16 +111,13 @@ export class LoaderProcess {
     let buf = this.buffered.length === 1 ? this.buffered[0]! : Buffer.concat(this.buffered, this.bufferedLen);
     let off = 0;
     while (buf.length - off >= FRAME_HDR_SIZE) {
-      const len = buf.readUInt32LE(off);
+      const { len, seq, op, status } = decodeFrameHeader(buf, off);
       if (len < FRAME_HDR_SIZE || len > MAX_FRAME) {
         this.opts.logger.error({ len }, "loader sent a malformed frame; killing it");
         this.child.kill("SIGKILL");
         return;
       }
       if (buf.length - off < len) break;
-      const seq = buf.readUInt32LE(off + 4);
-      const op = buf.readUInt16LE(off + 8);
-      const status = buf.readInt32LE(off + 12);
       const payload = buf.subarray(off + FRAME_HDR_SIZE, off + len);
       off += len;
       this.dispatch(seq, op, status, payload);

@@ -4,6 +4,7 @@
  * header and compares every size and offset used here.
  * Byte order: little endian for integers (x86-64/arm64 hosts); addresses in network order.
  */
+import { invalidArgument } from "@netfence/proto/errors";
 import type { FilterEntry, FilterMode, ProtectedEntry } from "./filter.js";
 
 export const PROTOCOL_VERSION = 2;
@@ -119,11 +120,26 @@ export const LAYOUT = {
 } as const;
 
 export function encodeFrame(seq: number, op: number, payload: Buffer): Buffer {
-  const h = Buffer.alloc(FRAME_HDR_SIZE);
-  h.writeUInt32LE(FRAME_HDR_SIZE + payload.length, 0);
-  h.writeUInt32LE(seq, 4);
-  h.writeUInt16LE(op, 8);
+  const L = LAYOUT.nf_frame_hdr;
+  const h = Buffer.alloc(L.size);
+  h.writeUInt32LE(L.size + payload.length, L.len);
+  h.writeUInt32LE(seq, L.seq);
+  h.writeUInt16LE(op, L.op);
   return payload.length ? Buffer.concat([h, payload]) : h;
+}
+
+export interface FrameHeader {
+  readonly len: number;
+  readonly seq: number;
+  readonly op: number;
+  /** 0, or a negative errno. */
+  readonly status: number;
+}
+
+/** The frame header at `off` (the caller checked that FRAME_HDR_SIZE bytes are there). */
+export function decodeFrameHeader(b: Buffer, off: number): FrameHeader {
+  const L = LAYOUT.nf_frame_hdr;
+  return { len: b.readUInt32LE(off + L.len), seq: b.readUInt32LE(off + L.seq), op: b.readUInt16LE(off + L.op), status: b.readInt32LE(off + L.status) };
 }
 
 function writeCString(buf: Buffer, offset: number, cap: number, text: string): void {
@@ -204,22 +220,34 @@ export function encodeLink(id: string, ifindex: number, methodPref: number, cgro
   return b;
 }
 
-/** Hot path (10k entries per BulkUpdate, one per DNS answer): plain DataView writes, no BigInt. */
-function writeEntry(view: DataView, bytes: Uint8Array, off: number, e: FilterEntry): void {
-  view.setUint8(off, e.cidr.family);
-  view.setUint8(off + 1, e.cidr.prefixLen);
-  view.setUint8(off + 2, (e.allow ? ENTRY_ALLOW : 0) | (e.deny ? ENTRY_DENY : 0));
-  view.setUint32(off + 4, e.ruleId ?? 0, true);
+/**
+ * Hot path (10k entries per BulkUpdate, one per DNS answer): plain DataView writes, no BigInt.
+ * The one check of an entry on its way to the kernel happens here, as it is written (a separate
+ * validation pass would read every entry twice): a malformed entry rejects the whole frame with
+ * INVALID_ARGUMENT before anything is sent.
+ */
+function writeEntry(view: DataView, bytes: Uint8Array, off: number, e: FilterEntry, i: number): void {
+  const E = LAYOUT.nf_wire_entry;
+  const { family, prefixLen, addr } = e.cidr;
+  if ((family !== 4 && family !== 6) || !Number.isInteger(prefixLen) || prefixLen < 0 || prefixLen > (family === 4 ? 32 : 128)) {
+    throw invalidArgument(`entry ${i}: invalid prefix length ${prefixLen}`);
+  }
+  if (addr.length !== (family === 4 ? 4 : 16)) throw invalidArgument(`entry ${i}: address has ${addr.length} bytes`);
+  if (e.expiresAtMs !== null && !(Number.isFinite(e.expiresAtMs) && e.expiresAtMs > 0)) throw invalidArgument(`entry ${i}: invalid deadline`);
+  view.setUint8(off + E.family, family);
+  view.setUint8(off + E.prefixlen, prefixLen);
+  view.setUint8(off + E.flags, (e.allow ? ENTRY_ALLOW : 0) | (e.deny ? ENTRY_DENY : 0));
+  view.setUint32(off + E.rule_id, e.ruleId ?? 0, true);
   const ms = e.expiresAtMs === null ? 0 : Math.max(1, Math.ceil(e.expiresAtMs));
-  view.setUint32(off + 8, ms % 0x100000000, true);
-  view.setUint32(off + 12, Math.floor(ms / 0x100000000), true);
-  bytes.set(e.cidr.addr.length > 16 ? e.cidr.addr.subarray(0, 16) : e.cidr.addr, off + 16);
+  view.setUint32(off + E.expires_ms, ms % 0x100000000, true);
+  view.setUint32(off + E.expires_ms + 4, Math.floor(ms / 0x100000000), true);
+  bytes.set(addr, off + E.addr);
 }
 
 function writeEntries(b: Buffer, start: number, entries: readonly FilterEntry[]): void {
   const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const E = LAYOUT.nf_wire_entry.size;
-  for (let i = 0; i < entries.length; i++) writeEntry(view, b, start + i * E, entries[i]!);
+  for (let i = 0; i < entries.length; i++) writeEntry(view, b, start + i * E, entries[i]!, i);
 }
 
 export function encodePolicy(id: string, mode: FilterMode, audit: boolean, entries: readonly FilterEntry[]): Buffer {
@@ -258,6 +286,19 @@ export function encodeCountersRequest(ids: readonly string[]): Buffer {
   b.writeUInt32LE(ids.length, 0);
   ids.forEach((id, i) => writeCString(b, 4 + i * ID_LEN, ID_LEN, id));
   return b;
+}
+
+/** NF_CNT_* indexes of the per-attachment u64 counters in a COUNTERS reply. */
+export const CNT = { ALLOWED: 0, BLOCKED: 1, AUDITED: 2, EVENTS_LOST: 3 } as const;
+
+/** A COUNTERS reply: per requested attachment, COUNTERS_PER_ATTACHMENT u64 values. */
+export function decodeCounters(b: Buffer, count: number): { allowed: bigint; blocked: bigint; audited: bigint }[] {
+  const out: { allowed: bigint; blocked: bigint; audited: bigint }[] = [];
+  for (let i = 0; i < count; i++) {
+    const at = (cnt: number): number => (i * COUNTERS_PER_ATTACHMENT + cnt) * 8;
+    out.push({ allowed: b.readBigUInt64LE(at(CNT.ALLOWED)), blocked: b.readBigUInt64LE(at(CNT.BLOCKED)), audited: b.readBigUInt64LE(at(CNT.AUDITED)) });
+  }
+  return out;
 }
 
 export function encodeProtected(entries: readonly ProtectedEntry[]): Buffer {

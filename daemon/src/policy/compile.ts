@@ -1,12 +1,16 @@
 import { formatCidr, type Cidr } from "@netfence/proto/parse";
-import type { AttachmentPolicy, CidrRule } from "./policy.js";
-import type { FilterEntry, FilterPolicy } from "../datapath/filter.js";
+import type { AttachmentPolicy } from "./policy.js";
+import type { FilterEntry, FilterPolicy } from "./compiled.js";
+import { indexRules, type PrefixRules } from "./rule-index.js";
 
 /**
  * Pure compile step: control-plane CIDR rules + DNS-learned addresses → one kernel entry per
  * unique prefix. Allow and deny flags are merged per prefix (the kernel lets deny win at equal
  * prefix); the entry's deadline is the latest of its live rules, and a permanent rule (null) wins.
  * Rules already expired at `nowMs` are dropped.
+ *
+ * The planners compile straight from the prefix-keyed indexes they keep (`compileIndexed`): rules
+ * are keyed by their canonical prefix once, when they enter the index, and never re-keyed here.
  */
 
 export interface LearnedAddress {
@@ -15,74 +19,103 @@ export interface LearnedAddress {
   readonly expiresAtMs: number;
 }
 
-interface Acc {
-  cidr: Cidr;
-  allow: boolean;
-  deny: boolean;
-  expiresAtMs: number | null;
+/** Rules keyed by canonical prefix text (a RuleIndex, or a Map in tests and tools). */
+export interface RulesByPrefix extends Iterable<[string, PrefixRules]> {
+  has(key: string): boolean;
 }
 
-function live(expiresAtMs: number | null, nowMs: number): boolean {
-  return expiresAtMs === null || expiresAtMs > nowMs;
+/** Learned addresses keyed by the same prefix text (LearnedAddresses). */
+export interface LearnedByPrefix<L extends LearnedAddress = LearnedAddress> {
+  hasPrefix(key: string): boolean;
+  forPrefix(key: string): readonly L[];
+  prefixes(): Iterable<[string, Cidr]>;
 }
 
-function add(acc: Map<string, Acc>, cidr: Cidr, kind: "allow" | "deny", expiresAtMs: number | null): void {
-  const key = formatCidr(cidr);
-  const cur = acc.get(key);
-  if (cur === undefined) {
-    acc.set(key, { cidr, allow: kind === "allow", deny: kind === "deny", expiresAtMs });
-    return;
-  }
-  if (kind === "allow") cur.allow = true;
-  else cur.deny = true;
-  cur.expiresAtMs = cur.expiresAtMs === null || expiresAtMs === null ? null : Math.max(cur.expiresAtMs, expiresAtMs);
-}
+const NONE: readonly LearnedAddress[] = [];
 
-function accumulate(
-  policy: Pick<AttachmentPolicy, "allowCidrs" | "denyCidrs">,
-  learned: Iterable<LearnedAddress>,
-  nowMs: number,
-  only: string | null,
-): Map<string, Acc> {
-  const acc = new Map<string, Acc>();
-  const take = (rules: readonly CidrRule[], kind: "allow" | "deny"): void => {
-    for (const r of rules) {
-      if (!live(r.expiresAtMs, nowMs)) continue;
-      if (only !== null && formatCidr(r.cidr) !== only) continue;
-      add(acc, r.cidr, kind, r.expiresAtMs);
-    }
+/** The entry one prefix should have from its rules and learned deadlines, or null when nothing live remains. */
+export function entryOf(cidr: Cidr, rules: PrefixRules | null, learned: Iterable<LearnedAddress>, nowMs: number): FilterEntry | null {
+  let allow = false;
+  let deny = false;
+  let expiresAtMs: number | null | undefined;
+  const take = (deadline: number | null, isDeny: boolean): void => {
+    if (deadline !== null && deadline <= nowMs) return;
+    if (isDeny) deny = true;
+    else allow = true;
+    expiresAtMs = expiresAtMs === undefined ? deadline : expiresAtMs === null || deadline === null ? null : Math.max(expiresAtMs, deadline);
   };
-  take(policy.allowCidrs, "allow");
-  take(policy.denyCidrs, "deny");
-  for (const l of learned) {
-    if (!live(l.expiresAtMs, nowMs)) continue;
-    if (only !== null && formatCidr(l.cidr) !== only) continue;
-    add(acc, l.cidr, "allow", l.expiresAtMs);
+  if (rules !== null) {
+    if (rules.allow !== null) take(rules.allow.expiresAtMs, false);
+    if (rules.deny !== null) take(rules.deny.expiresAtMs, true);
   }
-  return acc;
+  for (const l of learned) take(l.expiresAtMs, false);
+  return expiresAtMs === undefined ? null : { cidr, allow, deny, expiresAtMs };
 }
 
-function toEntry(a: Acc): FilterEntry {
-  return { cidr: a.cidr, allow: a.allow, deny: a.deny, expiresAtMs: a.expiresAtMs };
+/**
+ * Every entry: the rule prefixes (unique in their index) merged with the learned prefixes by the
+ * same key; `drop` leaves learned records out (the ones a plan removes).
+ */
+export function compileIndexed<L extends LearnedAddress>(
+  rules: RulesByPrefix,
+  learned: LearnedByPrefix<L>,
+  nowMs: number,
+  drop: ((l: L) => boolean) | null = null,
+): FilterEntry[] {
+  const learnedAt = (key: string): readonly L[] => {
+    if (!learned.hasPrefix(key)) return [];
+    const all = learned.forPrefix(key);
+    return drop === null ? all : all.filter((l) => !drop(l));
+  };
+  const out: FilterEntry[] = [];
+  for (const [key, r] of rules) {
+    const e = entryOf(r.cidr, r, learnedAt(key), nowMs);
+    if (e !== null) out.push(e);
+  }
+  for (const [key, cidr] of learned.prefixes()) {
+    if (rules.has(key)) continue;
+    const e = entryOf(cidr, null, learnedAt(key), nowMs);
+    if (e !== null) out.push(e);
+  }
+  return out;
 }
 
+/** A learned-address list as a prefix index (callers that hold plain lists). */
+function learnedIndex(learned: Iterable<LearnedAddress>): LearnedByPrefix {
+  const byKey = new Map<string, LearnedAddress[]>();
+  for (const l of learned) {
+    const key = formatCidr(l.cidr);
+    const list = byKey.get(key);
+    if (list === undefined) byKey.set(key, [l]);
+    else list.push(l);
+  }
+  return {
+    hasPrefix: (key) => byKey.has(key),
+    forPrefix: (key) => byKey.get(key) ?? NONE,
+    *prefixes() {
+      for (const [key, list] of byKey) yield [key, list[0]!.cidr];
+    },
+  };
+}
+
+/** Compiles rule lists (a policy as parsed) and a learned list: indexed once, then compiled. */
 export function compileEntries(
   policy: Pick<AttachmentPolicy, "allowCidrs" | "denyCidrs">,
   learned: Iterable<LearnedAddress>,
   nowMs: number,
 ): FilterEntry[] {
-  return [...accumulate(policy, learned, nowMs, null).values()].map(toEntry);
+  return compileIndexed(indexRules(policy.allowCidrs, policy.denyCidrs), learnedIndex(learned), nowMs);
 }
 
-/** The entry one prefix should have now, or null when nothing live remains for it. */
+/** The entry one prefix should have now from a policy and learned list, or null. */
 export function compilePrefix(
   policy: Pick<AttachmentPolicy, "allowCidrs" | "denyCidrs">,
   learned: Iterable<LearnedAddress>,
   cidr: Cidr,
   nowMs: number,
 ): FilterEntry | null {
-  const a = accumulate(policy, learned, nowMs, formatCidr(cidr)).values().next();
-  return a.done ? null : toEntry(a.value);
+  const key = formatCidr(cidr);
+  return entryOf(cidr, indexRules(policy.allowCidrs, policy.denyCidrs).get(key) ?? null, learnedIndex(learned).forPrefix(key), nowMs);
 }
 
 export function compilePolicy(policy: AttachmentPolicy, learned: Iterable<LearnedAddress>, nowMs: number): FilterPolicy {

@@ -1,5 +1,8 @@
-import type { Cidr } from "@netfence/proto/parse";
-import type { FilterMode } from "../datapath/filter.js";
+import type { Cidr, DomainRule } from "@netfence/proto/parse";
+import type { DnsModeName } from "@netfence/proto/modes";
+import type { FilterMode } from "./compiled.js";
+
+export type { DnsModeName, DomainRule, FilterMode };
 
 /**
  * The typed policy model of one attachment, independent of protobuf and of the kernel.
@@ -7,18 +10,10 @@ import type { FilterMode } from "../datapath/filter.js";
  * the attachment manager compiles them (plus DNS-learned addresses) into kernel entries.
  */
 
-export type DnsModeName = "disabled" | "allowlist" | "denylist" | "proxy";
-
 export interface CidrRule {
   readonly cidr: Cidr;
   /** Wall-clock deadline (ms since epoch), null = permanent. */
   readonly expiresAtMs: number | null;
-}
-
-export interface DomainRule {
-  /** Lower case, no trailing dot, validated (1..253 chars, labels 1..63). */
-  readonly domain: string;
-  readonly includeSubdomains: boolean;
 }
 
 export interface DnsPolicy {

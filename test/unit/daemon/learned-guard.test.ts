@@ -1,10 +1,10 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { rmSync } from "node:fs";
 import { AttachmentManager } from "../../../daemon/src/attachments/manager.js";
-import { LearnedGuard, specialRange } from "../../../daemon/src/attachments/learned-guard.js";
+import { LearnedGuard, specialRange } from "../../../daemon/src/plan/learned-guard.js";
 import type { LearnedRefusalReport } from "../../../daemon/src/attachments/learned-writer.js";
-import { RuleIndex } from "../../../daemon/src/attachments/rule-index.js";
-import { indexRules } from "../../../daemon/src/attachments/policy-state.js";
+import { RuleIndex } from "../../../daemon/src/policy/rule-index.js";
+import { indexRules } from "../../../daemon/src/policy/policy-state.js";
 import { FakeFilter } from "../../../daemon/src/datapath/fake-filter.js";
 import { MemoryStateStore } from "../../../daemon/src/store/state-store.js";
 import { formatCidr, parseCidr } from "@netfence/proto/parse";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { LearnedAddresses } from "../../../daemon/src/attachments/learned-addresses.js";
+import { LearnedAddresses } from "../../../daemon/src/policy/learned-addresses.js";
 import { learnedFromStored, packLearned } from "../../../daemon/src/attachments/learned-store.js";
 import { formatCidr, parseCidr } from "@netfence/proto/parse";
 

@@ -1,5 +1,5 @@
 import { formatCidr, type Cidr } from "@netfence/proto/parse";
-import type { LearnedAddress } from "../policy/compile.js";
+import type { LearnedAddress } from "./compile.js";
 
 /**
  * Addresses learned from DNS answers, remembered per name so they can be kept exactly while the

@@ -1,9 +1,9 @@
 import { cidrContains, formatCidr, type Cidr } from "@netfence/proto/parse";
-import type { FilterEntry } from "../datapath/filter.js";
-import type { LearnedRecord } from "./learned-addresses.js";
+import type { FilterEntry } from "../policy/compiled.js";
+import type { LearnedRecord } from "../policy/learned-addresses.js";
 import type { LearnedGuard, LearnedRefusal } from "./learned-guard.js";
-import type { PolicyState } from "./policy-state.js";
-import type { RuleIndex, RuleOverride } from "./rule-index.js";
+import type { PolicyState } from "../policy/policy-state.js";
+import type { RuleIndex, RuleOverride } from "../policy/rule-index.js";
 
 /**
  * Re-checking learned addresses against the rebinding guard after something they depend on

@@ -1,5 +1,5 @@
 import { formatCidr, parseCidr, type Cidr } from "@netfence/proto/parse";
-import { verdictOf, type RuleIndex, type RuleOverride } from "./rule-index.js";
+import { verdictOf, type RuleIndex, type RuleOverride } from "../policy/rule-index.js";
 
 /**
  * The DNS rebinding guard (SPEC §6 "learned addresses never override denies"). The kernel looks

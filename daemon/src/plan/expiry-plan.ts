@@ -1,6 +1,6 @@
 import { formatCidr, parseCidr, type Cidr } from "@netfence/proto/parse";
-import type { FilterEntry } from "../datapath/filter.js";
-import type { PolicyState, PrefixRules } from "./policy-state.js";
+import type { FilterEntry } from "../policy/compiled.js";
+import type { PolicyState, PrefixRules } from "../policy/policy-state.js";
 
 /**
  * What TTL garbage collection does to one attachment at `nowMs`: expired CIDR rules and learned

@@ -1,5 +1,5 @@
-import { formatAddr, type Cidr } from "@netfence/proto/parse";
-import type { CidrRule } from "../policy/policy.js";
+import { formatAddr, formatCidr, type Cidr } from "@netfence/proto/parse";
+import type { CidrRule } from "./policy.js";
 
 /**
  * One attachment's control-plane CIDR rules indexed by prefix (canonical text), with what a
@@ -120,4 +120,23 @@ export function verdictOf(r: PrefixRules, nowMs: number): "deny" | "allow" | nul
   if (live(r.deny, nowMs)) return "deny";
   if (live(r.allow, nowMs)) return "allow";
   return null;
+}
+
+/**
+ * Rule lists (as a command or policy carries them) → rules keyed by canonical prefix: each rule's
+ * key is computed once, here. Duplicates of one prefix in one list keep the longest-lived
+ * (null = permanent).
+ */
+export function indexRules(allow: readonly CidrRule[], deny: readonly CidrRule[]): Map<string, PrefixRules> {
+  const out = new Map<string, PrefixRules>();
+  const put = (r: CidrRule, kind: "allow" | "deny"): void => {
+    const key = formatCidr(r.cidr);
+    const cur = out.get(key) ?? { cidr: r.cidr, allow: null, deny: null };
+    const prev = cur[kind];
+    const keep = prev === null || prev.expiresAtMs === null ? (prev ?? r) : r.expiresAtMs === null || r.expiresAtMs > prev.expiresAtMs ? r : prev;
+    out.set(key, { ...cur, [kind]: keep });
+  };
+  for (const r of allow) put(r, "allow");
+  for (const r of deny) put(r, "deny");
+  return out;
 }

@@ -1,11 +1,11 @@
 import { formatCidr, parseCidr, type Cidr } from "@netfence/proto/parse";
 import { nameAllowed } from "@netfence/proto/domain-match";
-import type { FilterEntry, FilterMode, FilterPolicy } from "../datapath/filter.js";
+import type { FilterEntry, FilterMode, FilterPolicy } from "../policy/compiled.js";
 import type { DnsPolicy, DomainRule, PolicyCommand } from "../policy/policy.js";
-import { indexRules, type PolicyState, type PrefixRules } from "./policy-state.js";
-import { RuleIndex } from "./rule-index.js";
+import { indexRules, type PolicyState, type PrefixRules } from "../policy/policy-state.js";
+import { RuleIndex } from "../policy/rule-index.js";
 import type { LearnedGuard } from "./learned-guard.js";
-import type { LearnedRecord } from "./learned-addresses.js";
+import type { LearnedRecord } from "../policy/learned-addresses.js";
 import { dropRefused, refusedLearned, type RefusedLearned } from "./learned-recheck.js";
 
 /**

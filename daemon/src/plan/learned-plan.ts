@@ -1,7 +1,7 @@
 import { formatCidr, parseCidr, type Cidr } from "@netfence/proto/parse";
-import type { FilterEntry } from "../datapath/filter.js";
+import type { FilterEntry } from "../policy/compiled.js";
 import type { ResolvedAddress } from "../dns/resolved-allower.js";
-import type { PolicyState } from "./policy-state.js";
+import type { PolicyState } from "../policy/policy-state.js";
 import type { LearnedGuard, LearnedRefusal } from "./learned-guard.js";
 
 /**
