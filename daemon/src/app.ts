@@ -119,9 +119,9 @@ export class App {
       overrides.dnsServers ??
       createDnsServerFactory({
         defaultUpstreams: [config.dns.upstream],
-        allower: {
-          allowResolved: (id, name, addresses, ttl) =>
-            manager === null ? Promise.reject(new NetfenceError("UNAVAILABLE", "starting")) : manager.allowResolved(id, name, addresses, ttl),
+        learned: {
+          write: (id, items) => (manager === null ? Promise.reject(new NetfenceError("UNAVAILABLE", "starting")) : manager.learnedSink.write(id, items)),
+          epoch: (id) => manager?.learnedSink.epoch(id) ?? -1,
         },
         proxy: {
           queryDns: (id, domain, type) =>

@@ -5,7 +5,7 @@ import type { DnsQuotas } from "../dns/dns-quotas.js";
  * What the attachment manager needs to run one attachment's DNS server (implemented in dns/ by
  * the DNS server module, injected by the composition root). `getPolicy` is read per query, so
  * policy commands take effect without restarting the server. The server reports resolved
- * addresses through the ResolvedAllower it was built with (the manager).
+ * addresses through the LearnedAddressSink it was built with (the learned-address writer).
  */
 export interface DnsListen {
   readonly host: string;

@@ -5,7 +5,7 @@ import { NetfenceError, isNetfenceError } from "@netfence/proto/errors";
 import type { AttachMethodPreference, AttachSpec, Filter, FilterCounters, TargetSpec } from "../datapath/filter.js";
 import type { AttachmentPolicy, PolicyCommand } from "../policy/policy.js";
 import type { ControlPlaneHost } from "../control-plane/control-plane-host.js";
-import type { AllowOutcome, ResolvedAddress, ResolvedAllower } from "../dns/resolved-allower.js";
+import type { LearnedAddressSink } from "../dns/learned-sink.js";
 import type { AttachmentStatsView, AttachmentView } from "./attachment-view.js";
 import type { PolicySource } from "./policy-source.js";
 import type { DnsServerFactory, DnsServerHandle, HeldPort } from "./dns-server-factory.js";
@@ -32,7 +32,7 @@ import { randomDaemonId } from "../store/daemon-id.js";
  * The attachment manager: registry of attachments and THE single writer of kernel state. Every
  * kernel-changing operation (attach, detach, policy commands, DNS-learned inserts, TTL garbage
  * collection, restart adoption) runs through one OpQueue. It is the ControlPlaneHost the
- * control-plane connection drives and the ResolvedAllower the DNS servers report to.
+ * control-plane connection drives; its learned-address writer is the LearnedAddressSink the DNS servers write to.
  */
 
 export interface ManagerOptions {
@@ -119,7 +119,7 @@ interface Reservation {
   readonly settled: Promise<void>;
 }
 
-export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
+export class AttachmentManager implements ControlPlaneHost {
   private readonly queue = new OpQueue();
   private readonly records = new Map<string, AttachmentRecord>();
   private readonly reservations = new Map<string, Reservation>();
@@ -158,7 +158,6 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
         now: () => this.now(),
       },
       {
-        minTtlSeconds: opts.dns.minTtlSeconds,
         guard: opts.learnedGuard ?? null,
         learnedQuota: (rec) => this.quotasOf(rec).learned,
         onRefused: opts.onLearnedRefused,
@@ -599,12 +598,11 @@ export class AttachmentManager implements ControlPlaneHost, ResolvedAllower {
   // ---------------------------------------------------------------- DNS-learned addresses
 
   /**
-   * Records the addresses a DNS answer produced for `name` and makes sure the kernel allows the
-   * ones the rebinding guard and the quota let through; resolves once they are in the map, with
-   * the refused ones (learned-writer.ts: coalesced, one batched upsert per attachment per turn).
+   * Where the DNS servers write the addresses their answers produced (dns/learned-sink.ts): the
+   * learned-address writer, inside this manager's single-writer queue.
    */
-  allowResolved(attachmentId: string, name: string, addresses: readonly ResolvedAddress[], ttlSeconds: number): Promise<AllowOutcome> {
-    return this.learned.allowResolved(attachmentId, name, addresses, ttlSeconds);
+  get learnedSink(): LearnedAddressSink {
+    return this.learned;
   }
 
   // ---------------------------------------------------------------- integrity

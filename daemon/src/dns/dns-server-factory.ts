@@ -7,12 +7,12 @@ import type { DnsProxy } from "./dns-proxy.js";
 import type { DnsEventSink } from "./dns-events.js";
 import { bindFirstFree, HeldDnsPort, type PortTaken } from "./dns-port.js";
 import { HostAddresses } from "./host-addresses.js";
-import type { ResolvedAllower } from "./resolved-allower.js";
+import type { LearnedAddressSink } from "./learned-sink.js";
 import { DEFAULT_UPSTREAM_OPTIONS, UpstreamPool, parseUpstreamAddress } from "./upstream.js";
 
 /**
  * How the attachment manager starts DNS servers: one factory per daemon holds the shared parts
- * (default upstreams, the ResolvedAllower, the control-plane proxy, one upstream socket pool, the
+ * (default upstreams, the LearnedAddressSink, the control-plane proxy, one upstream socket pool, the
  * host's addresses, the event sink) and starts a server per attachment with its own quotas,
  * refused query types and source rule. Ports are allocated by binding (`reservePort`).
  */
@@ -50,7 +50,7 @@ export interface DnsServerFactory {
 
 export interface DnsServerFactoryOptions {
   readonly defaultUpstreams: readonly string[];
-  readonly allower: ResolvedAllower;
+  readonly learned: LearnedAddressSink;
   readonly proxy?: DnsProxy;
   readonly minTtlSeconds?: number;
   readonly logger: pino.Logger;
@@ -77,7 +77,7 @@ export function createDnsServerFactory(opts: DnsServerFactoryOptions): DnsServer
       held: options?.held instanceof HeldDnsPort ? options.held : undefined,
       getPolicy,
       defaultUpstreams: opts.defaultUpstreams,
-      allower: opts.allower,
+      learned: opts.learned,
       proxy: opts.proxy,
       minTtlSeconds: opts.minTtlSeconds,
       logger: opts.logger,

@@ -10,7 +10,7 @@ import type { DnsOutcome } from "./dns-outcomes.js";
 import { bindDnsSockets, closeSockets, formatAddress, HeldDnsPort, type DnsSockets } from "./dns-port.js";
 import { DEFAULT_MIN_TTL_SECONDS, DEFAULT_PROXY_TIMEOUT_MS, DnsQueryHandler, isSettled, type QueryContext } from "./dns-query.js";
 import { HostAddresses } from "./host-addresses.js";
-import type { ResolvedAllower } from "./resolved-allower.js";
+import type { LearnedAddressSink } from "./learned-sink.js";
 import { SourceAccess } from "./source-access.js";
 import { DEFAULT_UPSTREAM_OPTIONS, UpstreamPool, parseUpstreamAddress } from "./upstream.js";
 
@@ -46,7 +46,7 @@ export interface AttachmentDnsServerOptions {
   readonly held?: HeldDnsPort;
   readonly getPolicy: () => DnsPolicy;
   readonly defaultUpstreams: readonly string[];
-  readonly allower: ResolvedAllower;
+  readonly learned: LearnedAddressSink;
   readonly proxy?: DnsProxy;
   readonly minTtlSeconds?: number;
   readonly logger: pino.Logger;
@@ -114,7 +114,7 @@ export class AttachmentDnsServer {
       listen: { host: sockets.host, port: sockets.port },
       getPolicy: opts.getPolicy,
       defaultUpstreams: opts.defaultUpstreams,
-      allower: opts.allower,
+      learned: opts.learned,
       proxy: opts.proxy,
       minTtlSeconds: opts.minTtlSeconds ?? DEFAULT_MIN_TTL_SECONDS,
       logger: opts.logger,
