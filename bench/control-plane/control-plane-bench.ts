@@ -222,7 +222,7 @@ async function kernelPath(args: Args): Promise<Record<string, unknown>> {
     manager = new AttachmentManager({
       filter, policySource: client, store: new MemoryStateStore(),
       dnsServers: createDnsServerFactory({ defaultUpstreams: ["127.0.0.1:53"], learned, logger: silent }),
-      logger: silent, dns: { listenAddr: "127.0.0.1", portMin: 12_800, portMax: 12_900, minTtlSeconds: 300 },
+      logger: silent, dns: { listenAddr: "127.0.0.1", portMin: 12_800, portMax: 12_900 },
       cgroupRoot: findCgroup2Mount(), gcIntervalMs: 0,
     });
     mgr = manager;

@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import { NetfenceError } from "@netfence/proto/errors";
 import type { Filter } from "../datapath/filter.js";
 import { formatAddr } from "@netfence/proto/parse";
+import { hostText } from "../policy/learned-addresses.js";
 import type { LearnedAddressSink, LearnedItem, LearnOutcome, RefusedAddress } from "../dns/learned-sink.js";
 import type { AttachmentRecord } from "./attachment-record.js";
 import type { LearnedGuard, LearnedRefusal } from "../plan/learned-guard.js";
@@ -92,7 +93,7 @@ export class LearnedWriter implements LearnedAddressSink {
         setImmediate(() => {
           const batch = this.pending;
           this.pending = [];
-          this.host.queue.run(() => this.insert(batch)).catch((err: unknown) => {
+          this.host.queue.run("learned-write", () => this.insert(batch)).catch((err: unknown) => {
             for (const p of batch) p.reject(err);
           });
         });
@@ -180,14 +181,14 @@ export class LearnedWriter implements LearnedAddressSink {
     if (plan.deletes.length > 0) await this.host.filter.deleteEntries(rec.id, plan.deletes);
     plan.commit();
     rec.stored = null;
-    for (const r of plan.refused) this.report({ attachmentId: rec.id, name: r.name, address: r.key.slice(0, r.key.lastIndexOf("/")), reason: r.reason, when: "recheck" });
+    for (const r of plan.refused) this.report({ attachmentId: rec.id, name: r.name, address: hostText(r.key), reason: r.reason, when: "recheck" });
     this.host.saveSoon();
     return plan.refused.length;
   }
 
   /** Every attachment, in the queue (host addresses changed, start-up). */
   recheckAll(): Promise<number> {
-    return this.host.queue.run(async () => {
+    return this.host.queue.run("learned-recheck", async () => {
       let n = 0;
       for (const rec of this.host.records()) {
         try {

@@ -22,6 +22,11 @@ function* recordsOf(entry: ByAddr | undefined): IterableIterator<LearnedRecord> 
   else yield entry;
 }
 
+/** The address text of a learned prefix key (canonical, "192.0.2.1/32" → "192.0.2.1"). */
+export function hostText(key: string): string {
+  return key.slice(0, key.lastIndexOf("/"));
+}
+
 /** Source of removal epochs: unique across every LearnedAddresses of the process. */
 let lastEpoch = 0;
 

@@ -51,7 +51,7 @@ export async function startKernelDaemon(opts: {
       logger: silent,
     }),
     logger: silent,
-    dns: { listenAddr: "127.0.0.1", portMin: opts.dnsPorts.min, portMax: opts.dnsPorts.max, minTtlSeconds: 300 },
+    dns: { listenAddr: "127.0.0.1", portMin: opts.dnsPorts.min, portMax: opts.dnsPorts.max },
     cgroupRoot: findCgroup2Mount(),
     gcIntervalMs: 0,
   });

@@ -51,7 +51,7 @@ function makeManager(base: number, store: MemoryStateStore, filter: FakeFilter, 
   const factory = createDnsServerFactory({ defaultUpstreams: ["127.0.0.1:9"], learned: { write: async () => NOTHING_REFUSED, epoch: () => 0 }, logger: silentLogger });
   const m = new AttachmentManager({
     filter, policySource: new RecordingPolicySource(policy()), store, dnsServers: factory, logger: silentLogger,
-    dns: { listenAddr: "127.0.0.1", portMin: base, portMax: base + 3, minTtlSeconds: 300 }, cgroupRoot,
+    dns: { listenAddr: "127.0.0.1", portMin: base, portMax: base + 3 }, cgroupRoot,
     gcIntervalMs: 0, integrityIntervalMs: 0, fallbackDaemonId: "nfd-test",
   });
   cleanups.push(() => m.stop());

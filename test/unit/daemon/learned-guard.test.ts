@@ -42,7 +42,7 @@ async function rig(pol: AttachmentPolicy, opts: { protectedDeny?: string[]; quot
     dnsServers: new FakeDnsServers(),
     logger: silentLogger,
     dns: {
-      listenAddr: "127.0.0.1", portMin: 11000, portMax: 11010, minTtlSeconds: 300,
+      listenAddr: "127.0.0.1", portMin: 11000, portMax: 11010,
       quotas: { qps: 1000, inflight: 128, learned: opts.quota ?? 16384, answerRecords: 32, tcpConnections: 32, tcpPerSource: 8 },
     },
     cgroupRoot,
@@ -171,7 +171,7 @@ describe("learned addresses under the guard (manager + fake kernel)", () => {
     expect(r.filter.verdict(r.id, "203.0.113.50")).toBe("allow");
     r.host.keys = new Set([...r.host.keys, "203.0.113.50/32"]);
     r.host.version++;
-    const removed = await (r.manager as unknown as { learned: { recheckAll(): Promise<number> } }).learned.recheckAll();
+    const removed = await (r.manager as unknown as { core: { learned: { recheckAll(): Promise<number> } } }).core.learned.recheckAll();
     expect(removed).toBe(1);
     expect(r.filter.verdict(r.id, "203.0.113.50")).toBe("block");
     expect(r.reports.at(-1)).toMatchObject({ address: "203.0.113.50", reason: "host-address", when: "recheck" });
@@ -201,7 +201,7 @@ describe("learned addresses under the guard (manager + fake kernel)", () => {
     const make = (protectedDeny: string[], reports: LearnedRefusalReport[]) => {
       const m = new AttachmentManager({
         filter, policySource: new RecordingPolicySource(policy({ mode: "allowlist", dns: anyName })), store, dnsServers: new FakeDnsServers(),
-        logger: silentLogger, dns: { listenAddr: "127.0.0.1", portMin: 11000, portMax: 11010, minTtlSeconds: 300 }, cgroupRoot,
+        logger: silentLogger, dns: { listenAddr: "127.0.0.1", portMin: 11000, portMax: 11010 }, cgroupRoot,
         gcIntervalMs: 0, integrityIntervalMs: 0, fallbackDaemonId: "nfd-test",
         learnedGuard: new LearnedGuard({ protectedDeny: protectedDeny.map((c) => parseCidr(c)), hostAddresses: () => new Set() }),
         onLearnedRefused: (r) => reports.push(r),

@@ -42,7 +42,7 @@ async function rig(
     store,
     dnsServers: dns,
     logger: silentLogger,
-    dns: { listenAddr: "127.0.0.1", portMin: 11000, portMax: 11010, minTtlSeconds: 300 },
+    dns: { listenAddr: "127.0.0.1", portMin: 11000, portMax: 11010 },
     cgroupRoot,
     now: () => clock.now,
     gcIntervalMs: 0,
@@ -127,7 +127,7 @@ describe("AttachmentManager attach/detach", () => {
   });
 
   it("hands out distinct ports and reports exhaustion clearly", async () => {
-    const r = await rig(policy(), { dns: { listenAddr: "127.0.0.1", portMin: 11000, portMax: 11001, minTtlSeconds: 300 } });
+    const r = await rig(policy(), { dns: { listenAddr: "127.0.0.1", portMin: 11000, portMax: 11001 } });
     const a = await r.manager.attach({ target: { kind: "cgroup", path: "a" }, metadata: {} });
     const b = await r.manager.attach({ target: { kind: "cgroup", path: "b" }, metadata: {} });
     expect(new Set([a.dnsAddress, b.dnsAddress]).size).toBe(2);
@@ -530,7 +530,7 @@ describe("AttachmentManager restart", () => {
     const bpffs = new FakeBpffs();
     const store = new MemoryStateStore();
     const cgroupRoot = fakeCgroupRoot("a", "b");
-    const first = await rig(policy(), { bpffs, store, cgroupRoot, dns: { listenAddr: "127.0.0.1", portMin: 11000, portMax: 11001, minTtlSeconds: 300 } });
+    const first = await rig(policy(), { bpffs, store, cgroupRoot, dns: { listenAddr: "127.0.0.1", portMin: 11000, portMax: 11001 } });
     const a = await first.manager.attach({ target: { kind: "cgroup", path: "a" }, metadata: {} });
     await first.manager.stop();
 
@@ -543,7 +543,7 @@ describe("AttachmentManager restart", () => {
       store,
       dnsServers: new FakeDnsServers(),
       logger: silentLogger,
-      dns: { listenAddr: "127.0.0.1", portMin: 11000, portMax: 11001, minTtlSeconds: 300 },
+      dns: { listenAddr: "127.0.0.1", portMin: 11000, portMax: 11001 },
       cgroupRoot,
       gcIntervalMs: 0,
     });
