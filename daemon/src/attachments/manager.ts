@@ -53,6 +53,8 @@ export interface ManagerOptions {
    * servers' sink); absent: built here from the options below.
    */
   readonly core?: AttachmentCore;
+  /** The command applier over that core when the caller built it first (the control plane's host). */
+  readonly commands?: CommandApplier;
   /** The cgroup2 mount (or configured override); null when there is none. */
   readonly cgroupRoot: string | null;
   /** Where interface link types are read; default /sys/class/net (unit tests use a fake one). */
@@ -94,7 +96,7 @@ export class AttachmentManager {
     const { registry, log } = this.core;
     this.resources = new AttachmentResources(opts.dns, opts.dnsServers, registry, log, opts.attachMethod);
     this.flow = new AttachFlow(this.core, this.resources, opts.policySource, { cgroupRoot: opts.cgroupRoot, netClassDir: opts.netClassDir });
-    this.commands = new CommandApplier(this.core);
+    this.commands = opts.commands ?? new CommandApplier(this.core);
     this.maintenance = new Maintenance(this.core, this.resources, opts);
     this.orphanOps = new OrphanOps(this.core, this.resources, opts.policySource);
     this.statsReader = new AttachmentStats(registry, opts.filter, log);

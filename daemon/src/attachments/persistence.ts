@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import type { StateStore } from "../store/state-store.js";
 import type { StoreSnapshot } from "../store/snapshot.js";
 import { recordToStored } from "./attachment-record.js";
+import { randomDaemonId } from "../store/daemon-id.js";
 import type { AttachmentRegistry } from "./registry.js";
 import { SnapshotWriter } from "./snapshot-writer.js";
 
@@ -12,6 +13,7 @@ import { SnapshotWriter } from "./snapshot-writer.js";
  */
 export class Persistence {
   private daemonIdValue = "";
+  private loaded: StoreSnapshot | null | undefined = undefined;
   private readonly writer: SnapshotWriter;
 
   constructor(
@@ -26,9 +28,18 @@ export class Persistence {
     return this.daemonIdValue;
   }
 
-  /** Set once, by the start-up restore (from the store, or a new one). */
-  setDaemonId(id: string): void {
-    this.daemonIdValue = id;
+  /**
+   * Loads the store once (the start-up restore takes the snapshot) and settles the daemon id: the
+   * stored one, else a new random one (durable store) or `fallbackId` (memory store). The daemon
+   * id is known from here on, before any attachment is restored.
+   */
+  async load(fallbackId?: string): Promise<StoreSnapshot | null> {
+    if (this.loaded === undefined) {
+      const snapshot = await this.store.load();
+      this.daemonIdValue = snapshot?.daemonId ?? (this.store.durable ? randomDaemonId() : (fallbackId ?? randomDaemonId()));
+      this.loaded = snapshot;
+    }
+    return this.loaded;
   }
 
   /** Resolves once a snapshot taken after this call is durable (writes are coalesced). */

@@ -1,4 +1,3 @@
-import { randomDaemonId } from "../store/daemon-id.js";
 import type { PolicySource } from "./policy-source.js";
 import { reconcile } from "./reconcile.js";
 import type { AttachmentCore } from "./attachment-core.js";
@@ -42,8 +41,7 @@ export async function restoreAttachments(
 ): Promise<{ report: StartReport; warnings: string[] }> {
   const { registry, persistence, filter, log } = core;
   const store = persistence.store;
-  const snapshot = await store.load();
-  persistence.setDaemonId(snapshot?.daemonId ?? (store.durable ? randomDaemonId() : (opts.fallbackDaemonId ?? randomDaemonId())));
+  const snapshot = await persistence.load(opts.fallbackDaemonId);
   const result = await reconcile({
     filter,
     logger: log,

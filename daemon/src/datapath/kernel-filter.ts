@@ -338,6 +338,10 @@ export class KernelFilter implements Filter {
     };
   }
 
+  tcAttachMethod(): "tcx" | "clsact" | "" {
+    return this.hello === null ? "" : this.hello.tcx ? "tcx" : "clsact";
+  }
+
   /**
    * sd_notify(3) through the loader child (Node has no unix datagram sockets): one datagram with
    * `message` to `socket` ($NOTIFY_SOCKET). The unit needs NotifyAccess=all since the child sends it.
