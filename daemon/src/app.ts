@@ -13,7 +13,7 @@ import { MetricCounters } from "./metric-counters.js";
 import { LocalPolicySource } from "./attachments/local-policy-source.js";
 import { TargetWatcher } from "./attachments/target-watcher.js";
 import { findCgroup2Mount } from "./attachments/target.js";
-import type { DnsServerFactory } from "./attachments/dns-server-factory.js";
+import type { DnsServerFactory } from "./dns/dns-servers.js";
 import { createDnsServerFactory } from "./dns/dns-server-factory.js";
 import { ControlPlaneClient } from "./control-plane/connection.js";
 import { FileStateStore, MemoryStateStore, type StateStore } from "./store/state-store.js";

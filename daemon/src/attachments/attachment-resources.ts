@@ -1,10 +1,11 @@
 import net from "node:net";
+import { formatHostPort } from "@netfence/proto/parse";
 import type { Logger } from "pino";
 import type { AttachMethodPreference, AttachSpec, TargetSpec } from "../datapath/filter.js";
 import { DEFAULT_DNS_QUOTAS, type DnsQuotas } from "../dns/dns-quotas.js";
 import type { AttachOptions } from "./attach-options.js";
 import type { AttachmentRecord } from "./attachment-record.js";
-import type { DnsServerFactory, DnsServerHandle, HeldPort } from "./dns-server-factory.js";
+import type { DnsServerFactory, DnsServerHandle, HeldPort } from "../dns/dns-servers.js";
 import type { AttachmentRegistry } from "./registry.js";
 import { freePorts, lowestFreePort } from "./allocation.js";
 
@@ -80,8 +81,7 @@ export class AttachmentResources {
   }
 
   dnsAddress(port: number): string {
-    const host = this.dns.listenAddr;
-    return net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
+    return formatHostPort(this.dns.listenAddr, port);
   }
 
   /**

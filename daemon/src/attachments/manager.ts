@@ -7,7 +7,7 @@ import type { StateStore } from "../store/state-store.js";
 import type { StoreSnapshot } from "../store/snapshot.js";
 import type { AttachmentStatsView, AttachmentView } from "./attachment-view.js";
 import type { PolicySource } from "./policy-source.js";
-import type { DnsServerFactory } from "./dns-server-factory.js";
+import type { DnsServerFactory } from "../dns/dns-servers.js";
 import type { OrphanInfo } from "./orphan.js";
 import type { LearnedRefusalReport } from "./learned-writer.js";
 import type { DnsStateView, WatchedTarget } from "./registry.js";

@@ -4,7 +4,7 @@ import type { TargetSpec } from "../datapath/filter.js";
 import type { StoredAttachment } from "../store/snapshot.js";
 import type { AttachmentView } from "./attachment-view.js";
 import type { AttachOptions } from "./attach-options.js";
-import type { HeldPort } from "./dns-server-factory.js";
+import type { HeldPort } from "../dns/dns-servers.js";
 import { recordView, type AttachmentRecord } from "./attachment-record.js";
 import { lowestFreeSlot } from "./allocation.js";
 import { targetKey } from "./target.js";

@@ -1,3 +1,4 @@
+import { requireInterfaceIndex } from "./interface-index.js";
 import { access, readdir, readFile, stat } from "node:fs/promises";
 import { constants as fsConstants } from "node:fs";
 import path from "node:path";
@@ -64,7 +65,6 @@ export interface KernelFilterOptions {
 }
 
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
-const IFNAME_RE = /^[A-Za-z0-9_.:@-]{1,15}$/;
 const METHOD_NAMES: Record<number, AttachMethod> = {
   [METHOD.TCX]: "tcx",
   [METHOD.CLSACT]: "clsact",
@@ -397,22 +397,9 @@ export function exactCapacityFor(entries: readonly FilterEntry[]): number {
   return cap;
 }
 
-async function interfaceIndex(name: string): Promise<number> {
-  if (!IFNAME_RE.test(name) || name === "." || name === "..") throw invalidArgument(`invalid interface name "${name}"`);
-  try {
-    const text = await readFile(`/sys/class/net/${name}/ifindex`, "utf8");
-    const idx = Number(text.trim());
-    if (!Number.isInteger(idx) || idx <= 0) throw new Error("bad ifindex");
-    return idx;
-  } catch (err) {
-    if (isNetfenceError(err)) throw err;
-    throw new NetfenceError("NOT_FOUND", `interface "${name}" does not exist`, { details: { interface: name } });
-  }
-}
-
 /** ifindex (interfaces) or cgroup directory (cgroups) of a target, for LINK and RELINK. */
 async function locateTarget(target: TargetSpec): Promise<{ ifindex: number; cgroupPath: string }> {
-  if (target.kind === "interface") return { ifindex: await interfaceIndex(target.name), cgroupPath: "" };
+  if (target.kind === "interface") return { ifindex: requireInterfaceIndex(target.name), cgroupPath: "" };
   return { ifindex: 0, cgroupPath: await validateCgroupDir(target.path) };
 }
 

@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { pino } from "pino";
 import { NetfenceError } from "@netfence/proto/errors";
-import type { DnsListen, DnsServerFactory, DnsServerHandle } from "../../../daemon/src/attachments/dns-server-factory.js";
+import type { DnsListen, DnsServerFactory, DnsServerHandle } from "../../../daemon/src/dns/dns-servers.js";
 import type { PolicySource } from "../../../daemon/src/attachments/policy-source.js";
 import type { AttachmentView } from "../../../daemon/src/attachments/attachment-view.js";
 import type { AttachmentPolicy, DnsPolicy } from "../../../daemon/src/policy/policy.js";

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createDnsServerFactory } from "../../../daemon/src/dns/dns-server-factory.js";
-import type { DnsServerHandle } from "../../../daemon/src/dns/dns-server-factory.js";
+import type { AttachmentDnsServerHandle as DnsServerHandle } from "../../../daemon/src/dns/dns-server-factory.js";
 import { FakeUpstream, RecordingAllower, dnsPolicy, silentLogger, udpQuery } from "./helpers/fake-dns.js";
 
 let upstream: FakeUpstream;
