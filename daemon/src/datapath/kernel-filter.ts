@@ -24,16 +24,11 @@ import type {
 } from "./filter.js";
 import { kernelEvent } from "./kernel-event.js";
 import { linkLayerOf, readLinkType, type LinkLayer } from "./link-type.js";
-import { loadRequestFor } from "./load-request.js";
+import { exactCapacityFor, loadRequestFor } from "./load-request.js";
 import { LoaderProcess } from "./loader-process.js";
 import { projectRoot } from "./project-root.js";
+import { decodeCounters, decodeDump, decodeEvents, decodeHello, decodePortGuard, decodeState, type HelloReply } from "./wire-decode.js";
 import {
-  decodeCounters,
-  decodeEvents,
-  decodeDump,
-  decodeHello,
-  decodePortGuard,
-  decodeState,
   DIR_EGRESS,
   encodeCountersRequest,
   encodeEntries,
@@ -50,7 +45,6 @@ import {
   LAYOUT,
   METHOD,
   Op,
-  type HelloReply,
 } from "./wire-format.js";
 import { EventFanout } from "./event-fanout.js";
 
@@ -376,25 +370,6 @@ export class KernelFilter implements Filter {
   private onEvents(payload: Buffer): void {
     for (const raw of decodeEvents(payload)) this.fanout.publish(kernelEvent(raw, this.slotToId.get(raw.slot) ?? null));
   }
-}
-
-/**
- * Size of the exact-match hashes, fixed at load (a hash allocates its buckets up front, 16 bytes
- * each): room for both generations of the initial single hosts plus as many again for DNS-learned
- * addresses, at least 4096. Entries beyond it still work (stored in the LPM trie as /32, /128).
- */
-const EXACT_CAP_MIN = 4096;
-const EXACT_CAP_MAX = 524288;
-export function exactCapacityFor(entries: readonly FilterEntry[]): number {
-  let v4 = 0;
-  let v6 = 0;
-  for (const e of entries) {
-    if (e.cidr.family === 4 && e.cidr.prefixLen === 32) v4++;
-    else if (e.cidr.family === 6 && e.cidr.prefixLen === 128) v6++;
-  }
-  let cap = EXACT_CAP_MIN;
-  while (cap < 3 * Math.max(v4, v6) && cap < EXACT_CAP_MAX) cap *= 2;
-  return cap;
 }
 
 /** ifindex (interfaces) or cgroup directory (cgroups) of a target, for LINK and RELINK. */
