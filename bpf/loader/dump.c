@@ -74,14 +74,8 @@ static int collect(int fd, int t, __u32 gen, struct entries *out)
 /* Adopts the pins first when this loader has not yet. */
 int op_dump(const void *req, size_t len, void **reply, size_t *reply_len)
 {
-	if (len < sizeof(struct nf_id_req))
-		return fail(0, "DUMP: short request");
-	char id[NF_ID_LEN];
-	id_of(id, ((const struct nf_id_req *)req)->id);
-	if (!valid_id(id))
-		return fail(EINVAL, "DUMP: invalid attachment id \"%s\"", id);
 	struct att *a;
-	int err = find_or_adopt(id, &a);
+	int err = adopted_request(req, len, "DUMP", &a);
 	if (err)
 		return err;
 	struct nf_dump_reply h;

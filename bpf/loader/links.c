@@ -126,6 +126,17 @@ static int link_cgroup(struct att *a, const struct nf_link_req *r, const char *p
 	return pin_link(a->id, fd, pin, &a->link_fd);
 }
 
+/* The attachment a LINK or RELINK request names (this loader must know it: `known` says how). */
+static int link_request(const void *req, size_t len, const char *op, const char *known, struct att **a)
+{
+	if (len < sizeof(struct nf_link_req))
+		return fail(0, "%s: short request", op);
+	char id[NF_ID_LEN];
+	id_of(id, ((const struct nf_link_req *)req)->id);
+	*a = find_att(id);
+	return *a ? 0 : fail(ENOENT, "%s %s: not %s", op, id, known);
+}
+
 static void link_reply(const struct att *a, __u32 method, void *reply, size_t *reply_len)
 {
 	struct nf_link_reply *out = reply;
@@ -136,20 +147,18 @@ static void link_reply(const struct att *a, __u32 method, void *reply, size_t *r
 
 int op_link(const void *req, size_t len, void *reply, size_t *reply_len)
 {
-	if (len < sizeof(struct nf_link_req))
-		return fail(0, "LINK: short request");
 	const struct nf_link_req *r = req;
-	char id[NF_ID_LEN];
-	id_of(id, r->id);
-	struct att *a = find_att(id);
-	if (!a)
-		return fail(ENOENT, "LINK %s: not loaded", id);
+	struct att *a;
+	int err = link_request(req, len, "LINK", "loaded", &a);
+	if (err)
+		return err;
+	const char *id = a->id;
 	if (a->st->method != NF_METHOD_NONE)
 		return fail(EALREADY, "LINK %s: already attached", id);
 	char p[512];
 	pin_path(p, sizeof(p), id, "link");
 	__u32 method = NF_METHOD_NONE;
-	int err = a->st->kind == NF_KIND_TC ? link_tc(a, r, p, &method) : link_cgroup(a, r, p, &method);
+	err = a->st->kind == NF_KIND_TC ? link_tc(a, r, p, &method) : link_cgroup(a, r, p, &method);
 	if (err)
 		return err;
 	__atomic_store_n(&a->st->method, (__u8)method, __ATOMIC_RELEASE);
@@ -204,14 +213,12 @@ bool is_attached(struct att *a, __u64 *cgroup_id)
  * unpinned link, or a clsact filter someone deleted. A filter still attached there is left as is. */
 int op_relink(const void *req, size_t len, void *reply, size_t *reply_len)
 {
-	if (len < sizeof(struct nf_link_req))
-		return fail(0, "RELINK: short request");
 	const struct nf_link_req *r = req;
-	char id[NF_ID_LEN];
-	id_of(id, r->id);
-	struct att *a = find_att(id);
-	if (!a)
-		return fail(ENOENT, "RELINK %s: not adopted", id);
+	struct att *a;
+	int err = link_request(req, len, "RELINK", "adopted", &a);
+	if (err)
+		return err;
+	const char *id = a->id;
 	if (a->st->method != NF_METHOD_NONE && is_attached(a, NULL) &&
 	    (a->st->kind != NF_KIND_TC || a->st->ifindex == r->ifindex)) {
 		link_reply(a, a->st->method, reply, reply_len);

@@ -4,8 +4,8 @@
  * the daemon and the BPF programs is include/netfence.h).
  *
  *   main.c         the framed protocol on stdin/stdout, HELLO, dispatch, NOTIFY, the idle loop
- *   objects.c      the attachment registry, opening/loading the objects (skeletons), pins, LOAD,
- *                  ADOPT, UNLOAD
+ *   registry.c     the attachments this process knows, ids, pin paths
+ *   objects.c      opening/loading the objects (skeletons), pinning, LOAD, ADOPT, UNLOAD
  *   links.c        attach methods (TCX link, clsact, cgroup link), detach, the attached check,
  *                  LINK, RELINK, the TCX probe
  *   generations.c  the generation/spill state machine of an attachment (struct nf_gens)
@@ -56,7 +56,7 @@ struct nf_gens {
 	bool spilled[2];  /* [v4, v6]: an exact entry of the family was ever stored in the LPM trie */
 };
 
-/* ---------------------------------------------------------------- attachments (objects.c) */
+/* ---------------------------------------------------------------- attachments (registry.c) */
 
 struct att {
 	bool used;
@@ -94,17 +94,30 @@ int send_frame(__u32 seq, __u16 op, __s32 status, const void *payload, size_t le
 __s64 clock_ns(clockid_t c);
 void close_fd(int *fd);
 
-/* ---------------------------------------------------------------- objects.c */
+/* ---------------------------------------------------------------- registry.c */
 
+enum { PIN_COUNT = 8 }; /* pin_names: the maps (as table_names for the tables), "prog", then "link" */
+extern const char *const pin_names[PIN_COUNT];
 bool valid_id(const char *id);
 /* Copies a request's fixed-size id field into a NUL-terminated string. */
 void id_of(char out[NF_ID_LEN], const char *raw);
+/* Checks a request that is one attachment id (nf_id_req) and copies the id out. */
+int id_request(const void *req, size_t len, const char *op, char id[NF_ID_LEN]);
 void pin_path(char *out, size_t cap, const char *id, const char *name);
+void unpin_all(const char *id);
 struct att *find_att(const char *id);
 /* The attachment a request names, or NULL with the error recorded ("<op> <id>: not loaded or adopted"). */
 struct att *att_for(const char *raw_id, const char *op);
+struct att *new_att(const char *id);
+/* Unmaps and closes what `a` holds; the slot is free again. */
+void free_att(struct att *a);
+
+/* ---------------------------------------------------------------- objects.c */
+
 /* The attachment `id` as this loader knows it, adopted from its pins first if it does not yet. */
 int find_or_adopt(const char *id, struct att **out);
+/* id_request, then find_or_adopt (ADOPT, DUMP). */
+int adopted_request(const void *req, size_t len, const char *op, struct att **out);
 /* Reads an object file for a skeleton to be opened over (OPEN_SKELETON); free() it after use.
  * `what` prefixes the error message ("LOAD <id>", "PORT_GUARD"). */
 int read_object_file(const char *what, const char *path, void **data, size_t *size);

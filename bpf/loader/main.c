@@ -87,37 +87,12 @@ void close_fd(int *fd)
 
 /* ---------------------------------------------------------------- frames */
 
-static int write_all(const void *buf, size_t len)
-{
-	const char *p = buf;
-	while (len) {
-		ssize_t n = write(STDOUT_FILENO, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-int send_frame(__u32 seq, __u16 op, __s32 status, const void *payload, size_t len)
-{
-	struct nf_frame_hdr h = { .len = (__u32)(sizeof(h) + len), .seq = seq, .op = op, .status = status };
-	int err = write_all(&h, sizeof(h));
-	if (!err && len)
-		err = write_all(payload, len);
-	return err;
-}
-
-/* 1: read; 0: end of file; -errno. */
-static int read_full(int fd, void *buf, size_t len)
+/* Reads (out = false) or writes all `len` bytes: 1 when done, 0 at end of file, -errno. */
+static int transfer(int fd, void *buf, size_t len, bool out)
 {
 	char *p = buf;
 	while (len) {
-		ssize_t n = read(fd, p, len);
+		ssize_t n = out ? write(fd, p, len) : read(fd, p, len);
 		if (n == 0)
 			return 0;
 		if (n < 0) {
@@ -129,6 +104,15 @@ static int read_full(int fd, void *buf, size_t len)
 		len -= (size_t)n;
 	}
 	return 1;
+}
+
+int send_frame(__u32 seq, __u16 op, __s32 status, const void *payload, size_t len)
+{
+	struct nf_frame_hdr h = { .len = (__u32)(sizeof(h) + len), .seq = seq, .op = op, .status = status };
+	int rc = transfer(STDOUT_FILENO, &h, sizeof(h), true);
+	if (rc > 0 && len)
+		rc = transfer(STDOUT_FILENO, (void *)payload, len, true);
+	return rc > 0 ? 0 : rc == 0 ? -EIO : rc;
 }
 
 /* ---------------------------------------------------------------- HELLO, NOTIFY */
@@ -259,7 +243,7 @@ int main(void)
 		if (!(pfd[0].revents & (POLLIN | POLLHUP | POLLERR)))
 			continue;
 		struct nf_frame_hdr h;
-		int rc = read_full(STDIN_FILENO, &h, sizeof(h));
+		int rc = transfer(STDIN_FILENO, &h, sizeof(h), false);
 		if (rc <= 0)
 			return 0; /* daemon went away: exit; pins keep enforcing */
 		if (h.len < sizeof(h) || h.len > NF_MAX_FRAME) {
@@ -274,7 +258,7 @@ int main(void)
 			payload = p;
 			cap = len;
 		}
-		if (len && read_full(STDIN_FILENO, payload, len) <= 0)
+		if (len && transfer(STDIN_FILENO, payload, len, false) <= 0)
 			return 0;
 		handle(&h, payload, len);
 		pump_events();

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * objects.c — attachments as this process knows them (the registry), and their objects and pins:
+ * objects.c — attachments' objects and pins:
  * LOAD opens the tc or cgroup object through its skeleton (bpf/build/netfence_{tc,cgroup}.skel.h, generated
  * from bpf/prebuilt), sizes the exact tables, shares the pinned host-wide maps, loads it and pins
  *   <pin_root>/<id>/{state,counters,v4_exact,v4_lpm,v6_exact,v6_lpm,prog}   (link: links.c)
@@ -18,101 +18,6 @@
 #include "loader.h"
 #include "netfence_tc.skel.h"
 #include "netfence_cgroup.skel.h"
-
-/* ---------------------------------------------------------------- the registry */
-
-bool valid_id(const char *id)
-{
-	size_t n = strnlen(id, NF_ID_LEN);
-	if (n == 0 || n >= NF_ID_LEN || id[0] == '_' || id[0] == '-')
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = id[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
-			return false;
-	}
-	return true;
-}
-
-void id_of(char out[NF_ID_LEN], const char *raw)
-{
-	snprintf(out, NF_ID_LEN, "%.*s", NF_ID_LEN - 1, raw);
-}
-
-void pin_path(char *out, size_t cap, const char *id, const char *name)
-{
-	snprintf(out, cap, "%s/%s/%s", g.pin_root, id, name);
-}
-
-struct att *find_att(const char *id)
-{
-	for (size_t i = 0; i < g.n_atts; i++)
-		if (g.atts[i].used && strncmp(g.atts[i].id, id, NF_ID_LEN) == 0)
-			return &g.atts[i];
-	return NULL;
-}
-
-struct att *att_for(const char *raw_id, const char *op)
-{
-	char id[NF_ID_LEN];
-	id_of(id, raw_id);
-	struct att *a = find_att(id);
-	if (!a)
-		fail(ENOENT, "%s %s: not loaded or adopted", op, id);
-	return a;
-}
-
-static struct att *new_att(const char *id)
-{
-	struct att *a = NULL;
-	for (size_t i = 0; i < g.n_atts; i++)
-		if (!g.atts[i].used) {
-			a = &g.atts[i];
-			break;
-		}
-	if (!a) {
-		struct att *n = realloc(g.atts, (g.n_atts + 16) * sizeof(*n));
-		if (!n)
-			return NULL;
-		memset(n + g.n_atts, 0, 16 * sizeof(*n));
-		g.atts = n;
-		a = &g.atts[g.n_atts];
-		g.n_atts += 16;
-	}
-	memset(a, 0, sizeof(*a));
-	a->used = true;
-	snprintf(a->id, sizeof(a->id), "%s", id);
-	a->state_fd = a->counters_fd = a->prog_fd = a->link_fd = -1;
-	for (int t = 0; t < T_COUNT; t++)
-		a->table_fd[t] = -1;
-	return a;
-}
-
-static void free_att(struct att *a)
-{
-	if (a->st)
-		munmap(a->st, sizeof(struct nf_state));
-	close_fd(&a->state_fd);
-	close_fd(&a->counters_fd);
-	close_fd(&a->prog_fd);
-	close_fd(&a->link_fd);
-	for (int t = 0; t < T_COUNT; t++)
-		close_fd(&a->table_fd[t]);
-	memset(a, 0, sizeof(*a));
-}
-
-static const char *const pin_names[] = { "state", "counters", "v4_exact", "v4_lpm", "v6_exact", "v6_lpm", "prog", "link" };
-
-static void unpin_all(const char *id)
-{
-	char p[512];
-	for (size_t i = 0; i < sizeof(pin_names) / sizeof(pin_names[0]); i++) {
-		pin_path(p, sizeof(p), id, pin_names[i]);
-		unlink(p);
-	}
-	snprintf(p, sizeof(p), "%s/%s", g.pin_root, id);
-	rmdir(p);
-}
 
 static struct nf_state *map_state(int fd)
 {
@@ -352,16 +257,21 @@ int find_or_adopt(const char *id, struct att **out)
 	return *out ? 0 : adopt(id, out);
 }
 
+int adopted_request(const void *req, size_t len, const char *op, struct att **out)
+{
+	char id[NF_ID_LEN];
+	int err = id_request(req, len, op, id);
+	return err ? err : find_or_adopt(id, out);
+}
+
 int op_unload(const void *req, size_t len)
 {
-	if (len < sizeof(struct nf_id_req))
-		return fail(0, "UNLOAD: short request");
 	char id[NF_ID_LEN];
-	id_of(id, ((const struct nf_id_req *)req)->id);
-	if (!valid_id(id))
-		return fail(EINVAL, "UNLOAD: invalid attachment id \"%s\"", id);
+	int err = id_request(req, len, "UNLOAD", id);
+	if (err)
+		return err;
 	struct att *a;
-	int err = find_or_adopt(id, &a);
+	err = find_or_adopt(id, &a);
 	if (err == -ENOENT)
 		return fail(ENOENT, "UNLOAD %s: no such attachment", id);
 	if (err) { /* unreadable pins: still remove them so nothing is orphaned */
@@ -376,14 +286,8 @@ int op_unload(const void *req, size_t len)
 
 int op_adopt(const void *req, size_t len, void *reply, size_t *reply_len)
 {
-	if (len < sizeof(struct nf_id_req))
-		return fail(0, "ADOPT: short request");
-	char id[NF_ID_LEN];
-	id_of(id, ((const struct nf_id_req *)req)->id);
-	if (!valid_id(id))
-		return fail(EINVAL, "ADOPT: invalid attachment id \"%s\"", id);
 	struct att *a;
-	int err = find_or_adopt(id, &a);
+	int err = adopted_request(req, len, "ADOPT", &a);
 	if (err)
 		return err;
 	struct nf_adopt_reply *out = reply;
