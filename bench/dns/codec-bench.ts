@@ -37,10 +37,10 @@ const PORTS: Record<Codec | "upstream", number> = { upstream: 15401, "dns-wire":
 const IFACES: Record<Codec, string> = { "dns-wire": "nfch0", "dns-packet": "nfch1" };
 const COLD_NAMES = 20_000;
 
-interface Args { inner: boolean; rounds: number; seconds: number; latencySeconds: number; out: string }
+interface Args { inner: boolean; rounds: number; seconds: number; latencySeconds: number; out: string; workdir: string | null }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { inner: false, rounds: 5, seconds: 8, latencySeconds: 4, out: path.join(projectRoot(), "bench", "results", "dns-codec.json") };
+  const args: Args = { inner: false, rounds: 5, seconds: 8, latencySeconds: 4, out: path.join(projectRoot(), "bench", "results", "dns-codec.json"), workdir: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = (): string => {
@@ -53,6 +53,7 @@ function parseArgs(argv: string[]): Args {
     else if (a === "--seconds") args.seconds = Math.min(60, Math.max(1, Number(next())));
     else if (a === "--latency-seconds") args.latencySeconds = Math.min(30, Math.max(1, Number(next())));
     else if (a === "--out") args.out = path.resolve(next());
+    else if (a === "--workdir") args.workdir = path.resolve(next());
     else throw new Error(`unknown argument ${a}`);
   }
   return args;
@@ -61,6 +62,9 @@ function parseArgs(argv: string[]): Args {
 async function outer(args: Args): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error("the codec benchmark needs root (network namespace, eBPF)");
   const ns = `nfcodec${process.pid}`;
+  // The inner run's files (hosts file, name lists, daemon dirs): the outer one removes them even
+  // when the inner run was killed.
+  const workdir = await mkdtemp(path.join(os.tmpdir(), "nf-codecbench-"));
   const cleanup = async (): Promise<void> => {
     // Anything still running in our namespace was started by this benchmark: stop it by PID.
     const pids = (await run("ip", ["netns", "pids", ns], true)).split(/\s+/).filter((p) => /^\d+$/.test(p)).map(Number);
@@ -72,6 +76,7 @@ async function outer(args: Args): Promise<void> {
       }
     }
     await run("ip", ["netns", "del", ns], true);
+    await rm(workdir, { recursive: true, force: true });
   };
   const onSignal = (): void => void cleanup().finally(() => process.exit(130));
   process.once("SIGINT", onSignal);
@@ -90,7 +95,7 @@ async function outer(args: Args): Promise<void> {
     const self = fileURLToPath(import.meta.url);
     const child = spawn("ip", [
       "netns", "exec", ns, process.execPath, self, "--inner", "--rounds", String(args.rounds), "--seconds", String(args.seconds),
-      "--latency-seconds", String(args.latencySeconds), "--out", args.out,
+      "--latency-seconds", String(args.latencySeconds), "--out", args.out, "--workdir", workdir,
     ], { stdio: "inherit" });
     const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
     if (code !== 0) throw new Error(`benchmark inner run failed (${code})`);
@@ -191,7 +196,8 @@ async function inner(args: Args): Promise<void> {
   const mounts = await readFile("/proc/mounts", "utf8");
   if (!mounts.split("\n").some((l) => l.split(" ")[1] === "/sys/fs/bpf" && l.split(" ")[2] === "bpf")) await run("mount", ["-t", "bpf", "bpf", "/sys/fs/bpf"]);
   const loadAtStart = os.loadavg().map((v) => round(v, 2));
-  const dir = await mkdtemp(path.join(os.tmpdir(), "nf-codecbench-"));
+  if (args.workdir === null) throw new Error("--inner needs --workdir");
+  const dir = args.workdir;
   const hosts: string[] = ["10.77.0.1 probe.bench.test"];
   const warm: string[] = [];
   // 1000 warm names with plain A answers (as most real answers are) and fresh names for the cold runs.
