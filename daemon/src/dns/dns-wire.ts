@@ -5,15 +5,16 @@
  * only reply-rewrite.ts's rare slow path). All multi-byte fields are big-endian (network byte
  * order), RFC 1035 §4.1. Fuzzed by bench/fuzz (targets dns-wire and dns-answer).
  *
- * Why not dns-packet for the two decoders (readQuestion, readAnswerRecords), measured on the
- * production path (bench/dns/codec-bench.ts, bench/results/dns-codec.json, 2026-12-03, 2 vCPUs,
- * load average 4.5–4.9): the same daemon running dnsPacket.decode instead spends 8 % more CPU per
- * query (32.3 → 34.9 µs warm, 50.5 → 54.5 µs with a new kernel entry per answer; an earlier run:
- * +9 % / +12 %); the decoders alone cost 2.1× (1.28 → 2.66 µs per query, one A record) to 3.6×
- * (1.91 → 6.80 µs, eight A records). Throughput and p99 moved less than the shared machine's noise
- * (warm 20.8k vs 21.2k q/s, p99 at 500 q/s 15.9 vs 12.4 ms). It also stays because dns-packet
- * returns addresses as text (the seam carries bytes from here to the loader frame) and does not
- * bounds-check rdata: a truncated A record decodes as "198.undefined.undefined.undefined".
+ * Against dns-packet for the two decoders (readQuestion, readAnswerRecords), measured through the
+ * real daemon (bench/dns/codec-bench.ts, bench/results/dns-codec*.json, docs/benchmarks.md,
+ * 2026-12-03): the decoders alone are 2.0-2.1x faster here on a one-record answer (1.28-1.39 vs
+ * 2.66-2.82 µs per query) and 3.4-3.6x on eight records (1.9-2.0 vs 6.8-6.9 µs), but on the
+ * production path that is about 4 % of the daemon's 32-64 µs of CPU per query and within the
+ * shared test machine's noise: daemon CPU per query dns-packet/hand-written 0.88-1.12, queries/s
+ * 0.84-1.18, p99 not worse with dns-packet in three runs. Not material on speed; it stays for
+ * the DNS -> kernel seam (issue 12: addresses carried as bytes from this decoder on; dns-packet
+ * gives text) and because dns-packet does not
+ * bounds-check rdata (a truncated A record decodes as "198.undefined.undefined.undefined").
  */
 import { formatAddr } from "@netfence/proto/parse";
 
