@@ -13,8 +13,8 @@
  * shared test machine's noise: daemon CPU per query dns-packet/hand-written 0.88-1.12, queries/s
  * 0.84-1.18, p99 not worse with dns-packet in three runs. Not material on speed; it stays for
  * the DNS -> kernel seam (issue 12: addresses carried as bytes from this decoder on; dns-packet
- * gives text) and because dns-packet does not
- * bounds-check rdata (a truncated A record decodes as "198.undefined.undefined.undefined").
+ * gives text) and because dns-packet does not bounds-check rdata (a truncated A record decodes
+ * as "198.undefined.undefined.undefined").
  */
 import { formatAddr } from "@netfence/proto/parse";
 
