@@ -34,7 +34,7 @@ import { AttachmentManager } from "../../daemon/src/attachments/manager.js";
 import { findCgroup2Mount } from "../../daemon/src/attachments/target.js";
 import { MemoryStateStore } from "../../daemon/src/store/state-store.js";
 import { createDnsServerFactory } from "../../daemon/src/dns/dns-server-factory.js";
-import type { ResolvedAllower } from "../../daemon/src/dns/resolved-allower.js";
+import type { LearnedAddressSink } from "../../daemon/src/dns/learned-sink.js";
 import { requireKernel, Sandbox } from "../../test/helpers/sandbox.js";
 import { NETFENCE_CP } from "../lib/binaries.js";
 
@@ -214,15 +214,15 @@ async function kernelPath(args: Args): Promise<Record<string, unknown>> {
       },
       stats: () => mgr!.stats(),
     };
-    const allower: ResolvedAllower = { allowResolved: (id, name, addrs, ttl) => mgr!.allowResolved(id, name, addrs, ttl) };
+    const learned: LearnedAddressSink = { write: (id, items) => mgr!.learnedSink.write(id, items), epoch: (id) => mgr!.learnedSink.epoch(id) };
     client = new ControlPlaneClient({
       url: `127.0.0.1:${port}`, daemonId: "bench-kernel", hostname: os.hostname(), metadata: {}, heartbeatIntervalMs: 3_600_000,
       subscribeAckTimeoutMs: 5000, host, logger: silent,
     });
     manager = new AttachmentManager({
       filter, policySource: client, store: new MemoryStateStore(),
-      dnsServers: createDnsServerFactory({ defaultUpstreams: ["127.0.0.1:53"], allower, logger: silent }),
-      logger: silent, dns: { listenAddr: "127.0.0.1", portMin: 12_800, portMax: 12_900, minTtlSeconds: 300 },
+      dnsServers: createDnsServerFactory({ defaultUpstreams: ["127.0.0.1:53"], learned, logger: silent }),
+      logger: silent, dns: { listenAddr: "127.0.0.1", portMin: 12_800, portMax: 12_900 },
       cgroupRoot: findCgroup2Mount(), gcIntervalMs: 0,
     });
     mgr = manager;

@@ -1,3 +1,4 @@
+import { summarize } from "./summary.js";
 import { execFile } from "node:child_process";
 import { mkdir, rm } from "node:fs/promises";
 import path from "node:path";
@@ -83,5 +84,17 @@ export async function tcInterfaceBaseline(opts: { obj: string; pinDir: string; i
   return {
     samples,
     commands: ["bpftool prog load netfence_tc.bpf.o PIN", "tc qdisc add dev IF clsact", "tc filter add dev IF ingress bpf direct-action object-pinned PIN"],
+  };
+}
+
+/** The results-file form of a baseline run. */
+export function baselineSummary(run: BaselineRun, what: string) {
+  return {
+    what,
+    commands: run.commands,
+    attaches: run.samples.length,
+    per_attach: summarize(run.samples.map((s) => s.totalMs)),
+    load_step: summarize(run.samples.map((s) => s.loadMs)),
+    attach_step: summarize(run.samples.map((s) => s.attachMs)),
   };
 }

@@ -1,4 +1,5 @@
-import type { DaemonBenchResults } from "./run.js";
+import type { DaemonBenchResults, TargetCheck } from "./results.js";
+export type { TargetCheck } from "./results.js";
 import { mdRow, spliceResultsSection } from "../lib/readme-results.js";
 
 /**
@@ -6,14 +7,6 @@ import { mdRow, spliceResultsSection } from "../lib/readme-results.js";
  * bench/daemon/README.md (between the markers; the rest of the file is written by hand).
  */
 
-export interface TargetCheck {
-  readonly name: string;
-  readonly target: string;
-  readonly measured: string;
-  readonly met: boolean;
-  /** How the measured figure was chosen (which statistic, which sample). */
-  readonly basis: string;
-}
 
 export function evaluateTargets(r: DaemonBenchResults): TargetCheck[] {
   const a = r.attach_latency.cgroup_first;

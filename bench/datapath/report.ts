@@ -1,4 +1,4 @@
-import type { DatapathResults } from "./run.js";
+import type { DatapathResults } from "./results.js";
 import { mdRow, spliceResultsSection } from "../lib/readme-results.js";
 
 /** Renders the results section of bench/datapath/README.md (between the markers; the rest of the file is hand-written). */

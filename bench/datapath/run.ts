@@ -14,6 +14,7 @@
  * removes everything it created — also on failure, SIGINT/SIGTERM, or when the global time
  * limit expires.
  */
+import type { DatapathResults } from "./results.js";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
@@ -64,19 +65,6 @@ function parseArgs(argv: readonly string[], root: string): Args {
   return a;
 }
 
-export interface DatapathResults {
-  readonly benchmark: "datapath";
-  readonly machine: ReturnType<typeof machineInfo>;
-  readonly tools: Record<string, string>;
-  readonly units: Record<string, string>;
-  readonly quick: boolean;
-  readonly duration_s: number;
-  readonly loadavg1_end: number;
-  readonly per_packet?: PerPacketResult;
-  readonly throughput?: ThroughputResult;
-  readonly inserts?: InsertResult;
-  readonly targets: TargetCheck[];
-}
 
 async function toolVersions(root: string): Promise<Record<string, string>> {
   const first = async (cmd: string, args: string[]) => (await sh(cmd, args, { allowFail: true })).stdout.split("\n")[0]?.trim() ?? "";

@@ -9,7 +9,8 @@ import { answerAddresses } from "../../daemon/src/dns/answer-addresses.js";
 import { keepAddressRecords } from "../../daemon/src/dns/reply-rewrite.js";
 import { DnsQueryHandler } from "../../daemon/src/dns/dns-query.js";
 import { DEFAULT_DNS_QUOTAS } from "../../daemon/src/dns/dns-quotas.js";
-import type { AllowOutcome, ResolvedAddress, ResolvedAllower } from "../../daemon/src/dns/resolved-allower.js";
+import type { LearnedAddressSink, LearnedItem, LearnOutcome, RefusedAddress } from "../../daemon/src/dns/learned-sink.js";
+import { formatAddr } from "@netfence/proto/parse";
 import { UpstreamPool, type UdpUpstream } from "../../daemon/src/dns/upstream.js";
 import type { UpstreamAddress } from "../../daemon/src/dns/upstream.js";
 import type { DnsPolicy } from "../../daemon/src/policy/policy.js";
@@ -126,8 +127,8 @@ export function wireProperty(msg: Buffer): "question" | "answers" | "neither" {
   if (records !== null) {
     for (const r of records) {
       check(r.name === r.name.toLowerCase(), "record name lower case");
-      if (r.type === "A") check(/^\d{1,3}(\.\d{1,3}){3}$/.test(r.data), `A data ${r.data}`);
-      if (r.type === "AAAA") check(r.data.includes(":"), `AAAA data ${r.data}`);
+      if (r.type === "A") check(r.address.family === 4 && r.address.addr.length === 4 && r.address.prefixLen === 32, "A address is a /32");
+      if (r.type === "AAAA") check(r.address.family === 6 && r.address.addr.length === 16 && r.address.prefixLen === 128, "AAAA address is a /128");
     }
     const found = answerAddresses(records, q?.name ?? "x", (n) => n.endsWith(".evil"), 32);
     check(found.addresses.length <= 32, "answer records quota");
@@ -141,7 +142,7 @@ export function wireProperty(msg: Buffer): "question" | "answers" | "neither" {
   const kept = keepAddressRecords(msg, new Set(["192.0.2.1"]));
   if (kept !== null) {
     const back = readAnswerRecords(kept);
-    if (back !== null) for (const r of back) check(r.type === "CNAME" || r.data === "192.0.2.1", "keepAddressRecords kept only the kept set");
+    if (back !== null) for (const r of back) check(r.type === "CNAME" || formatAddr(r.address.family, r.address.addr) === "192.0.2.1", "keepAddressRecords kept only the kept set");
   }
   return records !== null && records.length > 0 ? "answers" : q !== null ? "question" : "neither";
 }
@@ -186,13 +187,18 @@ class ScriptedPool extends UpstreamPool {
 }
 
 /** Refuses a fuzzed subset of addresses (as the rebinding guard would), else allows. */
-class FuzzAllower implements ResolvedAllower {
+class FuzzSink implements LearnedAddressSink {
   refuse: (address: string) => string | null = () => null;
-  async allowResolved(_id: string, name: string, addresses: readonly ResolvedAddress[]): Promise<AllowOutcome> {
-    const refused = [];
-    for (const a of addresses) {
-      const reason = this.refuse(a.address);
-      if (reason !== null) refused.push({ name, address: a.address, reason });
+  epoch(): number {
+    return 0;
+  }
+  async write(_id: string, items: readonly LearnedItem[]): Promise<LearnOutcome> {
+    const refused: RefusedAddress[] = [];
+    for (const item of items) {
+      for (const a of item.addresses) {
+        const reason = this.refuse(formatAddr(a.family, a.addr));
+        if (reason !== null) refused.push({ name: item.name, address: a, reason });
+      }
     }
     return { refused };
   }
@@ -207,19 +213,19 @@ export interface HandlerHarness {
 
 /**
  * The whole per-query pipeline (quotas, decision, forward, CNAME chain, insert, reply rewrite)
- * against a scripted upstream and allower. Property: never throws; a reply carries the query's
- * id; no address the allower refused appears in the reply's answer section.
+ * against a scripted upstream and learned-address sink. Property: never throws; a reply carries the query's
+ * id; no address the sink refused appears in the reply's answer section.
  */
 export function handlerHarness(): HandlerHarness {
   let mode: DnsPolicy["mode"] = "denylist";
   const pool = new ScriptedPool();
-  const allower = new FuzzAllower();
+  const sink = new FuzzSink();
   const handler = new DnsQueryHandler({
     attachmentId: "fuzz",
     listen: { host: "127.0.0.1", port: 53 },
     getPolicy: () => ({ mode, allowDomains: [{ domain: "test", includeSubdomains: true }], denyDomains: [{ domain: "evil", includeSubdomains: true }], upstreams: [] }),
     defaultUpstreams: ["192.0.2.53:53"],
-    allower,
+    learned: sink,
     minTtlSeconds: 300,
     logger: pino({ level: "silent" }),
     pool,
@@ -234,7 +240,7 @@ export function handlerHarness(): HandlerHarness {
       mode = m === "proxy" ? "denylist" : m; // proxy needs a control plane; its code paths share the rest
       pool.upstream.reply = reply;
       const refusedSet = new Set<string>();
-      allower.refuse = (address) => {
+      sink.refuse = (address) => {
         if (refuseSpecial && (address.startsWith("169.254.") || address.startsWith("127.") || address.includes("::"))) {
           refusedSet.add(address);
           return "metadata";
@@ -247,7 +253,7 @@ export function handlerHarness(): HandlerHarness {
       check(query.length >= 2 && out.readUInt16BE(0) === query.readUInt16BE(0), "reply id = query id");
       check((out.readUInt16BE(2) & 0x8000) !== 0, "reply has QR set");
       const records = readAnswerRecords(out);
-      if (records !== null) for (const r of records) check(!((r.type === "A" || r.type === "AAAA") && refusedSet.has(r.data)), `refused address ${r.data} left in the reply`);
+      if (records !== null) for (const r of records) check(r.type === "CNAME" || !refusedSet.has(formatAddr(r.address.family, r.address.addr)), `refused address left in the reply`);
     },
     outcomes: () => handler.outcomes.snapshot(),
     stop: () => handler.stop(),

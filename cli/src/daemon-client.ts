@@ -27,6 +27,9 @@ import { ConnectionFailed, Http2GrpcChannel } from "./grpc-over-http2.js";
  * mapped in @netfence/proto/grpc-status); an absent or dead socket becomes one clear
  * UNAVAILABLE saying how to start the daemon.
  */
+/** `details.reason` of the UNAVAILABLE error raised when no daemon listens on the socket (exit code 3). */
+export const DAEMON_NOT_RUNNING = "daemon-not-running";
+
 type TypedMethod<I extends DescMessage, O extends DescMessage> = DescMethod & { input: I; output: O };
 
 export class DaemonClient {
@@ -40,7 +43,9 @@ export class DaemonClient {
   }
 
   private notRunning(): NetfenceError {
-    return new NetfenceError("UNAVAILABLE", `daemon not running at ${this.socketPath}: start it with \`netfenced start\``);
+    return new NetfenceError("UNAVAILABLE", `daemon not running at ${this.socketPath}: start it with \`netfenced start\``, {
+      details: { socket: this.socketPath, reason: DAEMON_NOT_RUNNING },
+    });
   }
 
   /** No socket → not running; a directory on the way we may not search → permission denied. */

@@ -1,6 +1,6 @@
 import type { Command } from "commander";
-import { isNetfenceError } from "@netfence/proto/errors";
-import { DaemonClient } from "./daemon-client.js";
+import { isNetfenceError, type ErrorCode, type NetfenceError } from "@netfence/proto/errors";
+import { DAEMON_NOT_RUNNING, DaemonClient } from "./daemon-client.js";
 
 /** Exit codes of the CLI (documented in docs/operator-guide.md). */
 export const EXIT = { ok: 0, failed: 1, usage: 2, notRunning: 3, timeout: 4 } as const;
@@ -28,17 +28,22 @@ export async function withClient(cmd: Command, fn: (client: DaemonClient) => Pro
   }
 }
 
+/** Exit code by the closed error code (every other code: EXIT.failed). */
+const EXIT_BY_CODE: Partial<Record<ErrorCode, number>> = {
+  DEADLINE_EXCEEDED: EXIT.timeout,
+  INVALID_ARGUMENT: EXIT.usage,
+};
+
+/** The exit code of an error: from its code (and the client's closed not-running reason), never its text. */
+export function exitCodeOf(err: NetfenceError): number {
+  if (err.code === "UNAVAILABLE" && err.details.reason === DAEMON_NOT_RUNNING) return EXIT.notRunning;
+  return EXIT_BY_CODE[err.code] ?? EXIT.failed;
+}
+
 export function fail(err: unknown): void {
   if (isNetfenceError(err)) {
     process.stderr.write(`Error: ${err.message}\n`);
-    process.exitCode =
-      err.code === "UNAVAILABLE" && err.message.startsWith("daemon not running")
-        ? EXIT.notRunning
-        : err.code === "DEADLINE_EXCEEDED"
-          ? EXIT.timeout
-          : err.code === "INVALID_ARGUMENT"
-            ? EXIT.usage
-            : EXIT.failed;
+    process.exitCode = exitCodeOf(err);
     return;
   }
   process.stderr.write(`Error: ${err instanceof Error ? err.message : String(err)}\n`);

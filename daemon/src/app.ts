@@ -4,11 +4,16 @@ import type { DaemonConfig } from "./config.js";
 import type { Filter } from "./datapath/filter.js";
 import { KernelFilter } from "./datapath/kernel-filter.js";
 import { AttachmentManager } from "./attachments/manager.js";
-import { LatePolicySource } from "./attachments/late-policy-source.js";
+import { AttachmentCore } from "./attachments/attachment-core.js";
+import { CommandApplier } from "./attachments/command-applier.js";
+import { AttachmentStats } from "./attachments/attachment-stats.js";
+import { controlPlaneHost } from "./attachments/control-plane-host-adapter.js";
+import { NO_CONTROL_PLANE_PROXY } from "./dns/dns-proxy.js";
+import { MetricCounters } from "./metric-counters.js";
 import { LocalPolicySource } from "./attachments/local-policy-source.js";
 import { TargetWatcher } from "./attachments/target-watcher.js";
 import { findCgroup2Mount } from "./attachments/target.js";
-import type { DnsServerFactory } from "./attachments/dns-server-factory.js";
+import type { DnsServerFactory } from "./dns/dns-servers.js";
 import { createDnsServerFactory } from "./dns/dns-server-factory.js";
 import { ControlPlaneClient } from "./control-plane/connection.js";
 import { FileStateStore, MemoryStateStore, type StateStore } from "./store/state-store.js";
@@ -25,8 +30,9 @@ import { LearnedGuard } from "./plan/learned-guard.js";
 import { mergeAsync } from "./merged-events.js";
 
 /**
- * The composition root: builds the parts in order (filter → store → manager → watcher →
- * control plane → metrics → DaemonService) and stops them in reverse. Stopping never detaches:
+ * The composition root: builds the parts in order (filter → store → attachment core → control
+ * plane client → DNS server factory → manager → watcher → metrics → DaemonService), each from
+ * finished objects (no part is bound after construction), and stops them in reverse. Stopping never detaches:
  * pinned filters keep enforcing until the next daemon re-adopts them.
  */
 
@@ -42,7 +48,7 @@ export class App {
   private readonly stops: { name: string; stop: () => Promise<void> | void }[] = [];
   manager!: AttachmentManager;
   private server: DaemonServer | null = null;
-  filter!: Filter;
+  filter: Filter | undefined = undefined;
   controlPlane: ControlPlaneClient | null = null;
   private notifySocket: string | null = null;
   private stopping = false;
@@ -101,42 +107,72 @@ export class App {
     await this.installPortGuard(filter, cgroupRoot);
 
     const store: StateStore = config.dataDir !== null ? new FileStateStore(config.dataDir) : new MemoryStateStore();
-    const policySource = new LatePolicySource();
-    let manager: AttachmentManager | null = null;
-    let controlPlane: ControlPlaneClient | null = null;
+    // Built in dependency order, each from finished objects: the pushed metrics first, then the
+    // attachment core (its learned-address writer is the DNS servers' sink), the daemon id (from
+    // the store), the control-plane client (its host is an adapter over the core's parts), the DNS
+    // server factory, the manager; the gauges last, read from all of them.
+    const counters = new MetricCounters();
     // DNS tenant isolation and the rebinding guard share one view of the host's addresses; DNS
     // events join the kernel's packet events on the daemon's event stream.
-    let metrics: DaemonMetrics | null = null;
     const hostAddresses = new HostAddresses();
-    const dnsEvents = new DnsEventReporter((e) => metrics?.dnsEvent(e.reason));
+    const dnsEvents = new DnsEventReporter((e) => counters.dnsEvent(e.reason));
     this.onStop("DNS events", () => dnsEvents.close());
     const events = () => mergeAsync(filter.events(), dnsEvents.events());
     const learnedGuard = new LearnedGuard({
       protectedDeny: config.protected.filter((p) => p.action === "deny").map((p) => p.cidr),
       hostAddresses: () => hostAddresses.addressKeys(),
     });
+    const core = new AttachmentCore({
+      filter,
+      store,
+      logger,
+      dns: config.dns,
+      learnedGuard,
+      onLearnedRefused: (r) => {
+        counters.learnedAddressRefused(r.reason, r.count);
+        dnsEvents.report({
+          attachmentId: r.attachmentId, reason: r.reason === "quota" ? "dns-quota-learned" : "dns-rebind-guard",
+          src: "", srcPort: 0, dst: r.address, dstPort: 0, protocol: 0, rule: r.name,
+        });
+      },
+    });
+    await core.persistence.load(derivedDaemonId());
+    const commands = new CommandApplier(core);
+    const attachmentStats = new AttachmentStats(core.registry, filter, core.log);
+    const controlPlane =
+      config.controlPlane.url === null
+        ? null
+        : new ControlPlaneClient({
+            url: config.controlPlane.url,
+            tls: config.controlPlane.tls,
+            token: config.controlPlane.token,
+            daemonId: core.persistence.daemonId,
+            hostname: os.hostname(),
+            metadata: { ...config.metadata },
+            heartbeatIntervalMs: config.controlPlane.heartbeatIntervalMs,
+            subscribeAckTimeoutMs: config.controlPlane.subscribeAckTimeoutMs,
+            initialPolicy: { ...config.defaultPolicy, audit: false }, // audit is for standalone daemons only
+            host: controlPlaneHost(core.registry, commands, attachmentStats),
+            logger,
+            onCommandOutcome: (kind, applied, ms) => counters.commandOutcome(kind, applied, ms),
+          });
+    this.controlPlane = controlPlane;
     const dnsServers =
       overrides.dnsServers ??
       createDnsServerFactory({
         defaultUpstreams: [config.dns.upstream],
-        allower: {
-          allowResolved: (id, name, addresses, ttl) =>
-            manager === null ? Promise.reject(new NetfenceError("UNAVAILABLE", "starting")) : manager.allowResolved(id, name, addresses, ttl),
-        },
-        proxy: {
-          queryDns: (id, domain, type) =>
-            controlPlane === null
-              ? Promise.reject(new NetfenceError("UNAVAILABLE", "DNS proxy mode needs a control plane (control_plane.url)"))
-              : controlPlane.queryDns(id, domain, type),
-        },
+        learned: core.learned,
+        proxy: controlPlane ?? NO_CONTROL_PLANE_PROXY,
         minTtlSeconds: config.dns.minTtlSeconds,
         logger,
         hostAddresses,
         report: dnsEvents.report,
       });
-    manager = new AttachmentManager({
+    const manager = new AttachmentManager({
+      core,
+      commands,
       filter,
-      policySource,
+      policySource: controlPlane ?? new LocalPolicySource(config.defaultPolicy, logger),
       store,
       dnsServers,
       logger,
@@ -145,68 +181,43 @@ export class App {
       fallbackDaemonId: derivedDaemonId(),
       restore: config.restore,
       attachMethod: config.bpf.attachMethod,
-      learnedGuard,
       hostAddressesVersion: () => hostAddresses.version,
-      onLearnedRefused: (r) => {
-        metrics?.learnedAddressRefused(r.reason, r.count);
-        dnsEvents.report({
-          attachmentId: r.attachmentId, reason: r.reason === "quota" ? "dns-quota-learned" : "dns-rebind-guard",
-          src: "", srcPort: 0, dst: r.address, dstPort: 0, protocol: 0, rule: r.name,
-        });
-      },
     });
     this.manager = manager;
     // Registered before start: a start that fails half-way (e.g. the state cannot be saved) must
     // still stop the DNS servers it already started.
-    this.onStop("attachments", () => manager!.stop());
+    this.onStop("attachments", () => manager.stop());
     const report = await manager.start();
     logger.info({ daemonId: manager.daemonId, ...report }, "state restored");
     for (const warning of manager.warnings()) logger.error({ warning }, "start-up problem (see `netfenced status`)");
 
-    const watcher = new TargetWatcher(() => manager!.watchedTargets(), (id) => manager!.targetGone(id), logger);
+    const watcher = new TargetWatcher(() => manager.watchedTargets(), (id) => manager.targetGone(id), logger);
     watcher.start();
     this.onStop("target watcher", () => watcher.stop());
 
-    if (config.controlPlane.url !== null) {
-      controlPlane = new ControlPlaneClient({
-        url: config.controlPlane.url,
-        tls: config.controlPlane.tls,
-        token: config.controlPlane.token,
-        daemonId: manager.daemonId,
-        hostname: os.hostname(),
-        metadata: { ...config.metadata },
-        heartbeatIntervalMs: config.controlPlane.heartbeatIntervalMs,
-        subscribeAckTimeoutMs: config.controlPlane.subscribeAckTimeoutMs,
-        initialPolicy: { ...config.defaultPolicy, audit: false }, // audit is for standalone daemons only
-        host: manager,
-        logger,
-        onCommandOutcome: (kind, applied, ms) => metrics?.commandOutcome(kind, applied, ms),
-      });
-      this.controlPlane = controlPlane;
-      policySource.set(controlPlane);
+    if (controlPlane !== null) {
       controlPlane.start();
-      const cp = controlPlane;
-      this.onStop("control plane", () => cp.stop());
-      const forwarder = new EventForwarder(events(), (batch) => cp.publishEvents(batch));
+      this.onStop("control plane", () => controlPlane.stop());
+      const forwarder = new EventForwarder(events(), (batch) => controlPlane.publishEvents(batch));
       forwarder.start();
       this.onStop("event forwarder", () => forwarder.stop());
-    } else {
-      policySource.set(new LocalPolicySource(config.defaultPolicy, logger));
     }
 
-    metrics = new DaemonMetrics({
-      stats: () => manager!.stats(),
-      attachmentCount: () => manager!.size,
-      queueDepth: () => manager!.queueDepth,
-      controlPlaneState: () => controlPlane?.state() ?? "none",
-      integrityRestores: () => manager!.integrityRestores,
-      orphans: () => manager!.orphans().length,
-      dnsStates: () => manager!.dnsStates(),
-    });
+    const metrics = new DaemonMetrics(
+      {
+        stats: () => manager.stats(),
+        attachmentCount: () => manager.size,
+        queueDepth: () => manager.queueDepth,
+        controlPlaneState: () => controlPlane?.state() ?? "none",
+        integrityRestores: () => manager.integrityRestores,
+        orphans: () => manager.orphans().length,
+        dnsStates: () => manager.dnsStates(),
+      },
+      counters,
+    );
     if (config.metrics.listen !== null) {
       await metrics.listen(config.metrics.listen, logger);
-      const m = metrics;
-      this.onStop("metrics", () => m.close());
+      this.onStop("metrics", () => metrics.close());
     }
 
     serviceReady(
@@ -216,7 +227,7 @@ export class App {
         hostname: os.hostname(),
         controlPlane,
         events,
-        tcAttachMethod: () => (filter instanceof KernelFilter && filter.hello !== null ? (filter.hello.tcx ? "tcx" : "clsact") : ""),
+        tcAttachMethod: () => filter.tcAttachMethod(),
       }),
     );
     logger.info({ daemonId: manager.daemonId, attachments: manager.size, orphans: manager.orphans().length }, "netfenced ready");
@@ -256,7 +267,7 @@ export class App {
   private async sdNotify(message: string): Promise<void> {
     const socket = this.notifySocket;
     const filter = this.filter;
-    if (socket === null || !(filter instanceof KernelFilter)) return;
+    if (socket === null || filter === undefined) return;
     try {
       await filter.notify(socket, message);
       this.logger.debug({ notifySocket: socket, message }, "sd_notify sent");
@@ -270,7 +281,7 @@ export class App {
    * loader child that exits (SIGTERM to the whole process group or unit) is not restarted.
    */
   beginStop(): void {
-    if (this.filter instanceof KernelFilter) this.filter.stopSupervising();
+    this.filter?.stopSupervising();
   }
 
   /**

@@ -1,5 +1,6 @@
 import http from "node:http";
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { Gauge, type Registry } from "prom-client";
+import { MetricCounters } from "./metric-counters.js";
 import type { Logger } from "pino";
 import type { AttachmentStatsView } from "./attachments/attachment-view.js";
 
@@ -20,15 +21,19 @@ export interface MetricsSources {
   dnsStates?(): readonly { id: string; listening: boolean; learned: number; outcomes: Readonly<Record<string, number>> }[];
 }
 
+/**
+ * The gauges, read from `sources` at scrape time, registered with the pushed counters
+ * (metric-counters.ts, built first: the parts that push exist before the parts that are read).
+ */
 export class DaemonMetrics {
-  readonly registry = new Registry();
-  private readonly commands: Counter<"kind" | "outcome">;
-  private readonly commandLatency: Histogram<"kind">;
-  private readonly learnedRefused: Counter<"reason">;
-  private readonly dnsEvents: Counter<"reason">;
+  readonly registry: Registry;
   private server: http.Server | null = null;
 
-  constructor(sources: MetricsSources) {
+  constructor(
+    sources: MetricsSources,
+    private readonly counters: MetricCounters = new MetricCounters(),
+  ) {
+    this.registry = counters.registry;
     const r = this.registry;
     const perAttachment = (name: string, help: string, pick: (s: AttachmentStatsView) => bigint): void => {
       new Gauge({
@@ -112,42 +117,21 @@ export class DaemonMetrics {
         },
       });
     }
-    this.learnedRefused = new Counter({
-      name: "netfence_dns_learned_refused_total",
-      help: "DNS answer addresses not opened (or removed later) by the rebinding guard or the learned-address quota, by reason",
-      labelNames: ["reason"],
-      registers: [r],
-    });
-    this.dnsEvents = new Counter({
-      name: "netfence_dns_events_total",
-      help: "DNS-side events (quota hits, foreign sources, refused query types, rebinding guard), before folding",
-      labelNames: ["reason"],
-      registers: [r],
-    });
-    this.commands = new Counter({ name: "netfence_commands_total", help: "Control-plane commands by kind and outcome", labelNames: ["kind", "outcome"], registers: [r] });
-    this.commandLatency = new Histogram({
-      name: "netfence_command_apply_seconds",
-      help: "Time to apply a control-plane command",
-      labelNames: ["kind"],
-      buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1],
-      registers: [r],
-    });
   }
 
   /** Hook for ControlPlaneClient's onCommandOutcome. */
   commandOutcome(kind: string, applied: boolean, latencyMs: number): void {
-    this.commands.inc({ kind, outcome: applied ? "applied" : "rejected" });
-    this.commandLatency.observe({ kind }, latencyMs / 1000);
+    this.counters.commandOutcome(kind, applied, latencyMs);
   }
 
   /** Hook: a learned address refused by the rebinding guard or the quota. */
   learnedAddressRefused(reason: string, count = 1): void {
-    this.learnedRefused.inc({ reason }, count);
+    this.counters.learnedAddressRefused(reason, count);
   }
 
   /** Hook: a DNS-side event (DnsEventReporter's onEvent). */
   dnsEvent(reason: string): void {
-    this.dnsEvents.inc({ reason });
+    this.counters.dnsEvent(reason);
   }
 
   /** Serves /metrics on "ip:port". */

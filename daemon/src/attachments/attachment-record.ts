@@ -2,7 +2,7 @@ import type { AttachMethod, TargetSpec } from "../datapath/filter.js";
 import type { StoredAttachment, StoredCidrRule, StoredPolicy } from "../store/snapshot.js";
 import { packLearned } from "./learned-store.js";
 import type { AttachmentView } from "./attachment-view.js";
-import type { DnsServerHandle } from "./dns-server-factory.js";
+import type { DnsServerHandle } from "../dns/dns-servers.js";
 import type { PolicyState } from "../policy/policy-state.js";
 import type { AttachOptions } from "./attach-options.js";
 

@@ -1,5 +1,5 @@
 import { formatAddr, parseCidr, type Cidr } from "@netfence/proto/parse";
-import type { StoredAttachment, StoredLearned } from "../store/snapshot.js";
+import type { PackedLearned, StoredAttachment, StoredLearned } from "../store/snapshot.js";
 import { LearnedAddresses } from "../policy/learned-addresses.js";
 
 /**
@@ -18,18 +18,8 @@ import { LearnedAddresses } from "../policy/learned-addresses.js";
  * The old form (`StoredAttachment.learned`, one {name, address, expiresAtMs} per address) is
  * still read; it is written empty, so a daemon of an older version reads such a file without
  * error (and without the learned addresses, which then simply expire in the kernel).
+ * The type of the packed form is PackedLearned (store/snapshot.ts).
  */
-export interface PackedLearned {
-  readonly format: 1;
-  readonly names: readonly string[];
-  readonly nameIndexBytes: 2 | 4;
-  readonly nameIndex: string;
-  readonly v4: string;
-  readonly v6: string;
-  readonly baseMs: number;
-  readonly expiresAfterBase: string;
-}
-
 const MAX_OFFSET_S = 0xffffffff;
 
 export function packLearned(learned: LearnedAddresses): PackedLearned {

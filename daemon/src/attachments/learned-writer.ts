@@ -1,7 +1,9 @@
 import type { Logger } from "pino";
 import { NetfenceError } from "@netfence/proto/errors";
 import type { Filter } from "../datapath/filter.js";
-import type { AllowOutcome, RefusedResolved, ResolvedAddress, ResolvedAllower } from "../dns/resolved-allower.js";
+import { formatAddr } from "@netfence/proto/parse";
+import { hostText } from "../policy/learned-addresses.js";
+import type { LearnedAddressSink, LearnedItem, LearnOutcome, RefusedAddress } from "../dns/learned-sink.js";
 import type { AttachmentRecord } from "./attachment-record.js";
 import type { LearnedGuard, LearnedRefusal } from "../plan/learned-guard.js";
 import { planLearned } from "../plan/learned-plan.js";
@@ -10,8 +12,10 @@ import { planExpiry } from "../plan/expiry-plan.js";
 import type { OpQueue } from "./op-queue.js";
 
 /**
- * The DNS-learned half of the single writer: records what DNS answers produced (coalesced into
- * one queued, batched kernel write per turn of the event loop), refuses what the rebinding
+ * The DNS-learned half of the single writer, the data-path side of the DNS answer → kernel seam
+ * (dns/learned-sink.ts): records what DNS answers produced (THE coalescer: every attachment's
+ * writes of one turn of the event loop become one queued operation, one upsert per attachment),
+ * refuses what the rebinding
  * guard or the learned-address quota refuse, re-checks learned addresses when what they depend
  * on changes, and reports every refusal (log throttled, metric, event) through `onRefused`.
  * It runs inside the manager's OpQueue and only touches records the manager hands it.
@@ -43,7 +47,6 @@ export interface LearnedWriterHost {
 }
 
 export interface LearnedWriterOptions {
-  readonly minTtlSeconds: number;
   /** null: no rebinding guard (unit tests of other parts only; the daemon always has one). */
   readonly guard: LearnedGuard | null;
   /** The learned-address quota of an attachment (distinct addresses). */
@@ -54,17 +57,15 @@ export interface LearnedWriterOptions {
 
 interface PendingInsert {
   readonly id: string;
-  readonly name: string;
-  readonly addresses: readonly ResolvedAddress[];
-  readonly ttlSeconds: number;
-  readonly resolve: (outcome: AllowOutcome) => void;
+  readonly items: readonly LearnedItem[];
+  readonly resolve: (outcome: LearnOutcome) => void;
   readonly reject: (err: unknown) => void;
 }
 
 /** One info line per (attachment, reason) per this interval; the rest at debug. */
 const LOG_EVERY_MS = 10_000;
 
-export class LearnedWriter implements ResolvedAllower {
+export class LearnedWriter implements LearnedAddressSink {
   private pending: PendingInsert[] = [];
   private readonly lastLogged = new Map<string, number>();
 
@@ -77,18 +78,22 @@ export class LearnedWriter implements ResolvedAllower {
     return this.opts.guard;
   }
 
+  epoch(attachmentId: string): number {
+    return this.host.record(attachmentId)?.state.learned.epoch ?? -1;
+  }
+
   /**
-   * Records the addresses a DNS answer produced for `name` and makes sure the kernel allows the
-   * ones that may be opened; resolves (with the refused ones) once they are in the map.
+   * Records the addresses DNS answers produced and makes sure the kernel allows the ones that may
+   * be opened; resolves (with the refused ones) once they are in the map.
    */
-  allowResolved(attachmentId: string, name: string, addresses: readonly ResolvedAddress[], ttlSeconds: number): Promise<AllowOutcome> {
-    return new Promise<AllowOutcome>((resolve, reject) => {
-      this.pending.push({ id: attachmentId, name, addresses, ttlSeconds, resolve, reject });
+  write(attachmentId: string, items: readonly LearnedItem[]): Promise<LearnOutcome> {
+    return new Promise<LearnOutcome>((resolve, reject) => {
+      this.pending.push({ id: attachmentId, items, resolve, reject });
       if (this.pending.length === 1) {
         setImmediate(() => {
           const batch = this.pending;
           this.pending = [];
-          this.host.queue.run(() => this.insert(batch)).catch((err: unknown) => {
+          this.host.queue.run("learned-write", () => this.insert(batch)).catch((err: unknown) => {
             for (const p of batch) p.reject(err);
           });
         });
@@ -111,13 +116,14 @@ export class LearnedWriter implements ResolvedAllower {
     for (const [id, inserts] of byId) {
       const rec = this.host.record(id)!;
       const quota = this.opts.learnedQuota(rec);
-      const incoming = inserts.reduce((n, p) => n + p.addresses.length, 0);
+      const answers = inserts.flatMap((p) => p.items);
+      const incoming = answers.reduce((n, a) => n + a.addresses.length, 0);
       // Over the quota: expired addresses are collected first, so only live ones count.
       if (rec.state.learned.size + incoming > quota && rec.state.nextExpiryMs <= this.host.now()) {
         changed = (await this.collectExpired(rec)) || changed;
       }
       const now = this.host.now();
-      const plan = planLearned(rec.state, inserts, now, { minTtlSeconds: this.opts.minTtlSeconds, learnedQuota: quota, guard: this.opts.guard });
+      const plan = planLearned(rec.state, answers, now, { learnedQuota: quota, guard: this.opts.guard });
       try {
         if (plan.upserts.length > 0) await this.host.filter.upsertEntries(id, plan.upserts);
       } catch (err) {
@@ -129,7 +135,7 @@ export class LearnedWriter implements ResolvedAllower {
         rec.stored = null;
         changed = true;
       }
-      const refusedByName = new Map<string, RefusedResolved[]>();
+      const refusedByName = new Map<string, RefusedAddress[]>();
       const overQuota = new Map<string, { address: string; count: number }>();
       for (const r of plan.refused) {
         const list = refusedByName.get(r.name) ?? [];
@@ -137,14 +143,14 @@ export class LearnedWriter implements ResolvedAllower {
         refusedByName.set(r.name, list);
         if (r.reason === "quota") {
           const q = overQuota.get(r.name);
-          if (q === undefined) overQuota.set(r.name, { address: r.address, count: 1 });
+          if (q === undefined) overQuota.set(r.name, { address: formatAddr(r.address.family, r.address.addr), count: 1 });
           else q.count++;
         } else {
-          this.report({ attachmentId: id, name: r.name, address: r.address, reason: r.reason, when: "answer" });
+          this.report({ attachmentId: id, name: r.name, address: formatAddr(r.address.family, r.address.addr), reason: r.reason, when: "answer" });
         }
       }
       for (const [name, q] of overQuota) this.report({ attachmentId: id, name, address: q.address, reason: "quota", when: "answer", count: q.count });
-      for (const p of inserts) p.resolve({ refused: refusedByName.get(p.name) ?? [] });
+      for (const p of inserts) p.resolve({ refused: p.items.flatMap((item) => refusedByName.get(item.name) ?? []) });
     }
     if (changed) this.host.saveSoon();
   }
@@ -175,14 +181,14 @@ export class LearnedWriter implements ResolvedAllower {
     if (plan.deletes.length > 0) await this.host.filter.deleteEntries(rec.id, plan.deletes);
     plan.commit();
     rec.stored = null;
-    for (const r of plan.refused) this.report({ attachmentId: rec.id, name: r.name, address: r.key.slice(0, r.key.lastIndexOf("/")), reason: r.reason, when: "recheck" });
+    for (const r of plan.refused) this.report({ attachmentId: rec.id, name: r.name, address: hostText(r.key), reason: r.reason, when: "recheck" });
     this.host.saveSoon();
     return plan.refused.length;
   }
 
   /** Every attachment, in the queue (host addresses changed, start-up). */
   recheckAll(): Promise<number> {
-    return this.host.queue.run(async () => {
+    return this.host.queue.run("learned-recheck", async () => {
       let n = 0;
       for (const rec of this.host.records()) {
         try {

@@ -4,7 +4,8 @@ import { loadPolicy, type StoredAttachment } from "../store/snapshot.js";
 import type { AttachmentRecord } from "./attachment-record.js";
 import { learnedFromStored } from "./learned-store.js";
 import { PolicyState } from "../policy/policy-state.js";
-import { interfaceIndex, isCgroupDir, targetKey } from "./target.js";
+import { isCgroupDir, targetKey } from "./target.js";
+import { interfaceIndex } from "../datapath/interface-index.js";
 import { storedAttachOptions, type AttachOptions } from "./attach-options.js";
 import { inspectOrphan, orphanKey, type OrphanInfo } from "./orphan.js";
 

@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import type { WatchedTarget } from "./manager.js";
+import type { WatchedTarget } from "./registry.js";
 import { targetAlive } from "./target.js";
 
 /**

@@ -1,3 +1,4 @@
+import { interfaceIndex, isInterfaceName } from "../datapath/interface-index.js";
 import { existsSync, readFileSync, realpathSync, statSync } from "node:fs";
 import path from "node:path";
 import { NetfenceError, invalidArgument } from "@netfence/proto/errors";
@@ -23,7 +24,6 @@ export interface ResolvedTarget {
   readonly text: string;
 }
 
-const IFNAME = /^[A-Za-z0-9_.:@-]{1,15}$/;
 
 /** The cgroup2 mount point from /proc/mounts (e.g. /sys/fs/cgroup or /sys/fs/cgroup/unified). */
 export function findCgroup2Mount(mounts = "/proc/mounts"): string | null {
@@ -40,15 +40,6 @@ export function findCgroup2Mount(mounts = "/proc/mounts"): string | null {
   return null;
 }
 
-export function interfaceIndex(name: string): number | null {
-  try {
-    const n = Number(readFileSync(`/sys/class/net/${name}/ifindex`, "utf8").trim());
-    return Number.isInteger(n) && n > 0 ? n : null;
-  } catch {
-    return null;
-  }
-}
-
 export function isCgroupDir(dir: string): boolean {
   return existsSync(path.join(dir, "cgroup.procs"));
 }
@@ -57,7 +48,7 @@ export function isCgroupDir(dir: string): boolean {
 export function resolveTarget(req: TargetRequest, cgroupRoot: string | null, netDir = "/sys/class/net"): ResolvedTarget {
   if (req.kind === "interface") {
     const name = req.name;
-    if (!IFNAME.test(name) || name === "." || name === "..") {
+    if (!isInterfaceName(name)) {
       throw invalidArgument(`invalid interface name "${name}"`, { interface: name });
     }
     const type = readLinkType(name, netDir);

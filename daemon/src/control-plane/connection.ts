@@ -1,38 +1,26 @@
 import * as grpc from "@grpc/grpc-js";
 import { create } from "@bufbuild/protobuf";
 import type pino from "pino";
-import {
-  ControlPlane,
-  DaemonEventSchema,
-  type ControlCommand,
-  type DaemonEvent,
-  type PacketEvent,
-} from "@netfence/proto/control";
+import { ControlPlane, DaemonEventSchema, type ControlCommand, type DaemonEvent, type PacketEvent } from "@netfence/proto/control";
 import { NetfenceError, isNetfenceError } from "@netfence/proto/errors";
 import { methodDefinition } from "@netfence/proto/grpc";
 import type { AttachmentView } from "../attachments/attachment-view.js";
 import type { PolicySource } from "../attachments/policy-source.js";
 import type { DnsProxy, DnsProxyAnswer } from "../dns/dns-proxy.js";
-import { EMPTY_DNS_POLICY, type AttachmentPolicy, type PolicyCommand } from "../policy/policy.js";
+import { EMPTY_DNS_POLICY, type AttachmentPolicy } from "../policy/policy.js";
 import type { ControlPlaneHost } from "./control-plane-host.js";
 import { Backoff } from "./backoff.js";
 import { callMetadata, channelCredentials, type ControlPlaneTlsOptions } from "./channel-credentials.js";
-import { KeyedSerialQueue } from "./keyed-serial-queue.js";
+import { CommandRunner, errorMessage, kindOf, type CommandKind } from "./command-runner.js";
 import { PendingSubscriptions } from "./pending-subscriptions.js";
 import { queryDnsCall } from "./query-dns-call.js";
 import { parseCommand, parseSubscribedAck } from "./parse-command.js";
-import {
-  commandResultEvent,
-  heartbeatEvent,
-  subscribedEvent,
-  syncRequestEvent,
-  unsubscribedEvent,
-} from "./wire-events.js";
+import { commandResultEvent, heartbeatEvent, subscribedEvent, syncRequestEvent, unsubscribedEvent } from "./wire-events.js";
 
 export type ControlPlaneState = "disconnected" | "connecting" | "connected";
 
 /** Command kinds as reported to metrics; "invalid" = no (known) command in the oneof. */
-export type CommandKind = PolicyCommand["kind"] | "subscribed-ack" | "invalid";
+export type { CommandKind } from "./command-runner.js";
 
 export type { ControlPlaneTlsOptions } from "./channel-credentials.js";
 
@@ -102,13 +90,14 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
   private readonly awaitingAck = new Map<string, AttachmentView>();
   /** The current stream asked for strict semantics (SyncAck.strict). */
   private strict = false;
-  private readonly commands = new KeyedSerialQueue();
+  private readonly commands: CommandRunner;
 
   constructor(private readonly opts: ControlPlaneClientOptions) {
     this.log = opts.logger.child({ component: "control-plane", controlPlane: opts.url });
     this.credentials = channelCredentials(opts.tls ?? null);
     this.backoff = new Backoff(opts.backoff ?? { baseMs: 200, capMs: 30_000 });
     this.pending = new PendingSubscriptions(opts.subscribeAckTimeoutMs, (view) => this.ackTimedOut(view));
+    this.commands = new CommandRunner(opts.host, this.log, opts.onCommandOutcome);
   }
 
   state(): ControlPlaneState {
@@ -363,20 +352,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     if (parsed.skipped.length > 0) {
       this.log.warn({ attachmentId: parsed.attachmentId, commandId, command: parsed.command.kind, skipped: parsed.skipped }, "bad entries skipped; the rest applies");
     }
-    this.commands.run(parsed.attachmentId, async () => {
-      const started = performance.now();
-      try {
-        await this.opts.host.applyCommand(parsed.attachmentId, parsed.command);
-        this.log.debug({ attachmentId: parsed.attachmentId, commandId, command: parsed.command.kind }, "applied command");
-        this.opts.onCommandOutcome?.(parsed.command.kind, true, performance.now() - started);
-        respond(null, parsed.skipped);
-      } catch (err) {
-        const message = errorMessage(err);
-        this.log.warn({ attachmentId: parsed.attachmentId, commandId, command: parsed.command.kind, err: message }, "command not applied");
-        this.opts.onCommandOutcome?.(parsed.command.kind, false, performance.now() - started);
-        respond(message);
-      }
-    });
+    this.commands.run(parsed.attachmentId, parsed.command, commandId, (error) => respond(error, error === null ? parsed.skipped : []));
   }
 
   private onSubscribedAck(cmd: ControlCommand, commandId: string | null, respond: (error: string | null, skipped?: readonly string[]) => void): void {
@@ -403,7 +379,8 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     }
     if (parsed.skipped.length > 0) this.log.warn({ attachmentId: cmd.id, commandId, skipped: parsed.skipped }, "SubscribedAck: bad entries skipped; the rest applies");
     if (late) {
-      this.applyLateAck(cmd.id, commandId, parsed.policy, (error) => respond(error, parsed.skipped));
+      this.awaitingAck.delete(cmd.id);
+      this.commands.runLateAck(cmd.id, commandId, parsed.policy, (error) => respond(error, parsed.skipped));
       return;
     }
     this.pending.settle(cmd.id, () => parsed.policy);
@@ -413,48 +390,9 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     // the attach is rolled back and the control plane hears Unsubscribed(ERROR).
     respond(null, parsed.skipped);
   }
-
-  /** A SubscribedAck for a live attachment (timeout 0, adopted orphan): applied as a full replacement, in order with its commands. */
-  private applyLateAck(id: string, commandId: string | null, policy: AttachmentPolicy, respond: (error: string | null) => void): void {
-    this.awaitingAck.delete(id);
-    this.commands.run(id, async () => {
-      const started = performance.now();
-      try {
-        await this.opts.host.applyCommand(id, { kind: "bulk-update", mode: policy.mode, allowCidrs: policy.allowCidrs, denyCidrs: policy.denyCidrs, dns: policy.dns });
-        this.log.info({ attachmentId: id, commandId }, "SubscribedAck applied to the live attachment");
-        this.opts.onCommandOutcome?.("subscribed-ack", true, performance.now() - started);
-        respond(null);
-      } catch (err) {
-        const message = errorMessage(err);
-        this.log.warn({ attachmentId: id, commandId, err: message }, "SubscribedAck not applied");
-        this.opts.onCommandOutcome?.("subscribed-ack", false, performance.now() - started);
-        respond(message);
-      }
-    });
-  }
 }
 
 const DISABLED_POLICY: AttachmentPolicy = { mode: "disabled", audit: false, allowCidrs: [], denyCidrs: [], dns: EMPTY_DNS_POLICY };
-
-function kindOf(cmd: ControlCommand): CommandKind {
-  switch (cmd.command.case) {
-    case "setMode": return "set-mode";
-    case "allowCidr": return "allow-cidr";
-    case "denyCidr": return "deny-cidr";
-    case "removeCidr": return "remove-cidr";
-    case "bulkUpdate": return "bulk-update";
-    case "setDnsMode": return "set-dns-mode";
-    case "allowDomain": return "allow-domain";
-    case "denyDomain": return "deny-domain";
-    case "removeDomain": return "remove-domain";
-    default: return "invalid";
-  }
-}
-
-function errorMessage(err: unknown): string {
-  if (isNetfenceError(err)) return err.message;
-  return err instanceof Error ? err.message : String(err);
-}
 
 function formatSeconds(ms: number): string {
   return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;

@@ -2,8 +2,9 @@ import type { AttachmentStatsView, AttachmentView } from "../attachments/attachm
 import type { PolicyCommand } from "../policy/policy.js";
 
 /**
- * What the control-plane connection needs from the daemon (implemented by the attachment
- * manager). The connection never holds the manager itself, only this narrow seam.
+ * What the control-plane connection needs from the daemon (an adapter over the attachment
+ * registry, command applier and stats: attachments/control-plane-host-adapter.ts). The
+ * connection never holds the manager itself, only this narrow seam.
  */
 export interface ControlPlaneHost {
   /** All current attachments, for SyncRequest. */

@@ -232,6 +232,25 @@ export class FakeFilter implements Filter {
     }
   }
 
+  /** The fake has no kernel: interface attachments are made by no known method. */
+  tcAttachMethod(): "" {
+    return "";
+  }
+
+  /** sd_notify messages the daemon sent through this filter, as "socket message". */
+  readonly notifications: string[] = [];
+
+  async notify(socket: string, message: string): Promise<void> {
+    this.notifications.push(`${socket} ${message}`);
+  }
+
+  /** Set by stopSupervising (the first step of a daemon stop). */
+  supervising = true;
+
+  stopSupervising(): void {
+    this.supervising = false;
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     for (const l of this.listeners) l(null);

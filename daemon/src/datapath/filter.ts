@@ -201,6 +201,12 @@ export interface Filter {
   inspect(id: string): Promise<PinnedAttachment>;
   /** Blocked/audited packet events; ends when the filter is closed. */
   events(): AsyncIterable<KernelPacketEvent>;
+  /** How interface attachments are made on this kernel ("tcx" or "clsact"); "" when not known. */
+  tcAttachMethod(): "tcx" | "clsact" | "";
+  /** sd_notify(3) `message` to `socket` ($NOTIFY_SOCKET), sent on the daemon's behalf. */
+  notify(socket: string, message: string): Promise<void>;
+  /** First step of a stop: a helper that exits from now on is not restarted. */
+  stopSupervising(): void;
   /** Stops the helper; pinned filters keep enforcing. */
   close(): Promise<void>;
 }

@@ -1,6 +1,7 @@
 import { formatAddr, formatCidr } from "@netfence/proto/parse";
 import type { KernelPacketEvent } from "./filter.js";
-import { NO_RULE, REASONS, type RawEvent } from "./wire-format.js";
+import { NO_RULE, REASONS } from "./wire-format.js";
+import type { RawEvent } from "./wire-decode.js";
 
 /**
  * A ring-buffer event as the kernel wrote it (wire-format.ts RawEvent) → KernelPacketEvent.

@@ -1,3 +1,4 @@
+import { requireInterfaceIndex } from "./interface-index.js";
 import { access, readdir, readFile, stat } from "node:fs/promises";
 import { constants as fsConstants } from "node:fs";
 import path from "node:path";
@@ -23,16 +24,11 @@ import type {
 } from "./filter.js";
 import { kernelEvent } from "./kernel-event.js";
 import { linkLayerOf, readLinkType, type LinkLayer } from "./link-type.js";
-import { loadRequestFor } from "./load-request.js";
+import { exactCapacityFor, loadRequestFor } from "./load-request.js";
 import { LoaderProcess } from "./loader-process.js";
 import { projectRoot } from "./project-root.js";
+import { decodeCounters, decodeDump, decodeEvents, decodeHello, decodePortGuard, decodeState, type HelloReply } from "./wire-decode.js";
 import {
-  decodeCounters,
-  decodeEvents,
-  decodeDump,
-  decodeHello,
-  decodePortGuard,
-  decodeState,
   DIR_EGRESS,
   encodeCountersRequest,
   encodeEntries,
@@ -49,7 +45,6 @@ import {
   LAYOUT,
   METHOD,
   Op,
-  type HelloReply,
 } from "./wire-format.js";
 import { EventFanout } from "./event-fanout.js";
 
@@ -64,7 +59,6 @@ export interface KernelFilterOptions {
 }
 
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
-const IFNAME_RE = /^[A-Za-z0-9_.:@-]{1,15}$/;
 const METHOD_NAMES: Record<number, AttachMethod> = {
   [METHOD.TCX]: "tcx",
   [METHOD.CLSACT]: "clsact",
@@ -338,6 +332,10 @@ export class KernelFilter implements Filter {
     };
   }
 
+  tcAttachMethod(): "tcx" | "clsact" | "" {
+    return this.hello === null ? "" : this.hello.tcx ? "tcx" : "clsact";
+  }
+
   /**
    * sd_notify(3) through the loader child (Node has no unix datagram sockets): one datagram with
    * `message` to `socket` ($NOTIFY_SOCKET). The unit needs NotifyAccess=all since the child sends it.
@@ -374,41 +372,9 @@ export class KernelFilter implements Filter {
   }
 }
 
-/**
- * Size of the exact-match hashes, fixed at load (a hash allocates its buckets up front, 16 bytes
- * each): room for both generations of the initial single hosts plus as many again for DNS-learned
- * addresses, at least 4096. Entries beyond it still work (stored in the LPM trie as /32, /128).
- */
-const EXACT_CAP_MIN = 4096;
-const EXACT_CAP_MAX = 524288;
-export function exactCapacityFor(entries: readonly FilterEntry[]): number {
-  let v4 = 0;
-  let v6 = 0;
-  for (const e of entries) {
-    if (e.cidr.family === 4 && e.cidr.prefixLen === 32) v4++;
-    else if (e.cidr.family === 6 && e.cidr.prefixLen === 128) v6++;
-  }
-  let cap = EXACT_CAP_MIN;
-  while (cap < 3 * Math.max(v4, v6) && cap < EXACT_CAP_MAX) cap *= 2;
-  return cap;
-}
-
-async function interfaceIndex(name: string): Promise<number> {
-  if (!IFNAME_RE.test(name) || name === "." || name === "..") throw invalidArgument(`invalid interface name "${name}"`);
-  try {
-    const text = await readFile(`/sys/class/net/${name}/ifindex`, "utf8");
-    const idx = Number(text.trim());
-    if (!Number.isInteger(idx) || idx <= 0) throw new Error("bad ifindex");
-    return idx;
-  } catch (err) {
-    if (isNetfenceError(err)) throw err;
-    throw new NetfenceError("NOT_FOUND", `interface "${name}" does not exist`, { details: { interface: name } });
-  }
-}
-
 /** ifindex (interfaces) or cgroup directory (cgroups) of a target, for LINK and RELINK. */
 async function locateTarget(target: TargetSpec): Promise<{ ifindex: number; cgroupPath: string }> {
-  if (target.kind === "interface") return { ifindex: await interfaceIndex(target.name), cgroupPath: "" };
+  if (target.kind === "interface") return { ifindex: requireInterfaceIndex(target.name), cgroupPath: "" };
   return { ifindex: 0, cgroupPath: await validateCgroupDir(target.path) };
 }
 

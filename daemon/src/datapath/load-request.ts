@@ -1,7 +1,7 @@
 import net from "node:net";
 import ipaddr from "ipaddr.js";
 import { invalidArgument } from "@netfence/proto/errors";
-import { CLOSED_GUARDS, type AttachGuards, type AttachSpec } from "./filter.js";
+import { CLOSED_GUARDS, type AttachGuards, type AttachSpec, type FilterEntry } from "./filter.js";
 import type { LinkLayer } from "./link-type.js";
 import { DIR_EGRESS, DIR_INGRESS, GUARD, KIND_CGROUP, KIND_TC, MAX_WORKLOAD_ADDRS, type LoadRequest } from "./wire-format.js";
 
@@ -74,4 +74,23 @@ function parseDnsAddress(text: string | null, kind: "ipv4" | "ipv6"): Uint8Array
   const parsed = ipaddr.parse(text);
   if (parsed.kind() !== kind) throw invalidArgument(`DNS server address "${text}" is not ${kind === "ipv4" ? "IPv4" : "IPv6"}`);
   return Uint8Array.from(parsed.toByteArray());
+}
+
+/**
+ * Size of the exact-match hashes, fixed at load (a hash allocates its buckets up front, 16 bytes
+ * each): room for both generations of the initial single hosts plus as many again for DNS-learned
+ * addresses, at least 4096. Entries beyond it still work (stored in the LPM trie as /32, /128).
+ */
+const EXACT_CAP_MIN = 4096;
+const EXACT_CAP_MAX = 524288;
+export function exactCapacityFor(entries: readonly FilterEntry[]): number {
+  let v4 = 0;
+  let v6 = 0;
+  for (const e of entries) {
+    if (e.cidr.family === 4 && e.cidr.prefixLen === 32) v4++;
+    else if (e.cidr.family === 6 && e.cidr.prefixLen === 128) v6++;
+  }
+  let cap = EXACT_CAP_MIN;
+  while (cap < 3 * Math.max(v4, v6) && cap < EXACT_CAP_MAX) cap *= 2;
+  return cap;
 }

@@ -1,6 +1,5 @@
 import type { WireRecord } from "./dns-wire.js";
-import { canonicalQueryName } from "@netfence/proto/parse";
-import type { ResolvedAddress } from "./resolved-allower.js";
+import { canonicalQueryName, type Cidr } from "@netfence/proto/parse";
 
 /**
  * Which addresses of an upstream answer may open the data path — the CNAME semantics of SPEC §8
@@ -22,8 +21,8 @@ import type { ResolvedAddress } from "./resolved-allower.js";
 export const MAX_CHAIN = 16;
 
 export interface AnswerAddresses {
-  /** The chain end's A/AAAA records, in answer order (at most `maxRecords`). */
-  readonly addresses: ResolvedAddress[];
+  /** The chain end's A/AAAA addresses (host prefixes, bytes from the wire), in answer order (at most `maxRecords`). */
+  readonly addresses: Cidr[];
   /** A/AAAA records of the chain end beyond `maxRecords` (left out: the reply must lose them too). */
   readonly overQuota: number;
   /** Minimum TTL over the chain's CNAMEs and the address records taken (seconds). */
@@ -65,15 +64,15 @@ export function answerAddresses(
     if (isDenied(next)) return none(next, false);
     current = next;
   }
-  const addresses: ResolvedAddress[] = [];
+  const addresses: Cidr[] = [];
   let overQuota = 0;
   for (const record of answers) {
-    if ((record.type === "A" || record.type === "AAAA") && canonicalQueryName(record.name) === current) {
+    if (record.type !== "CNAME" && canonicalQueryName(record.name) === current) {
       if (addresses.length >= maxRecords) {
         overQuota++;
         continue;
       }
-      addresses.push({ family: record.type === "A" ? 4 : 6, address: record.data });
+      addresses.push(record.address);
       ttl = Math.min(ttl, record.ttl);
     }
   }

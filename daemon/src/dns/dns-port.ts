@@ -1,3 +1,4 @@
+import { formatHostPort } from "@netfence/proto/parse";
 import dgram from "node:dgram";
 import net from "node:net";
 import { readFileSync } from "node:fs";
@@ -79,9 +80,6 @@ export async function closeSockets(s: DnsSockets): Promise<void> {
   ]);
 }
 
-export function formatAddress(host: string, port: number): string {
-  return net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
-}
 
 /**
  * Binds UDP and TCP on `host:port` (port 0: any free port, the same for both). Throws a
@@ -119,7 +117,7 @@ export async function bindDnsSockets(host: string, port: number): Promise<DnsSoc
   const holder = inUse && port !== 0 ? portHolder(host, port) : null;
   throw new NetfenceError(
     inUse ? "ALREADY_EXISTS" : "UNAVAILABLE",
-    `cannot bind DNS server on ${formatAddress(host, port)}: ${inUse ? `the port is held by another process${holder !== null ? ` (${holder})` : ""}` : ((lastError as Error | null)?.message ?? "unknown")}`,
+    `cannot bind DNS server on ${formatHostPort(host, port)}: ${inUse ? `the port is held by another process${holder !== null ? ` (${holder})` : ""}` : ((lastError as Error | null)?.message ?? "unknown")}`,
     { details: { port, holder }, cause: lastError },
   );
 }

@@ -1,5 +1,4 @@
 import net from "node:net";
-import ipaddr from "ipaddr.js";
 import type pino from "pino";
 import { NetfenceError } from "@netfence/proto/errors";
 import type { DnsPolicy } from "../policy/policy.js";
@@ -15,8 +14,9 @@ import type { DnsProxy } from "./dns-proxy.js";
 import type { DnsQuotas } from "./dns-quotas.js";
 import type { DnsEventReason, DnsEventSink } from "./dns-events.js";
 import { DnsOutcomes } from "./dns-outcomes.js";
-import { QUOTA_REFUSAL, type AllowOutcome, type ResolvedAddress, type ResolvedAllower } from "./resolved-allower.js";
-import { ResolvedInserter } from "./resolved-inserter.js";
+import { formatAddr, parseCidr, type Cidr } from "@netfence/proto/parse";
+import { QUOTA_REFUSAL, type LearnedAddressSink, type LearnOutcome } from "./learned-sink.js";
+import { LearnedInserter } from "./learned-inserter.js";
 import { keepAddressRecords } from "./reply-rewrite.js";
 import { TokenBucket } from "./token-bucket.js";
 import { forwardQuery, parseUpstreamAddress, type UdpUpstream, type UpstreamAddress, type UpstreamPool } from "./upstream.js";
@@ -32,13 +32,13 @@ import { forwardQuery, parseUpstreamAddress, type UdpUpstream, type UpstreamAddr
  *     → allowed: upstream queries in flight quota     → over: SERVFAIL + event
  *       forward (shared upstream socket) → the answer's A/AAAA addresses under the CNAME rule
  *       (answer-addresses.ts: a denied name anywhere in the chain → REFUSED), at most
- *       `answerRecords` of them → await the ResolvedAllower (the kernel map) → addresses it
+ *       `answerRecords` of them → await the LearnedInserter (the kernel map) → addresses it
  *       refused (rebinding guard) and records over the per-answer quota are taken out of the
  *       reply; over the learned-address quota → SERVFAIL + event.
  *
  * Addresses are in the kernel map before the reply leaves (no race with the first connect).
- * Bad input never throws out of here. TTL handed to the allower: max(answer's minimum TTL,
- * minTtlSeconds).
+ * Bad input never throws out of here. The learned addresses are held for max(answer's minimum
+ * TTL, minTtlSeconds): the one floor, applied by the LearnedInserter.
  */
 
 export interface QueryContext {
@@ -60,7 +60,7 @@ export interface QueryHandlerOptions {
   readonly listen: { readonly host: string; readonly port: number };
   readonly getPolicy: () => DnsPolicy;
   readonly defaultUpstreams: readonly string[];
-  readonly allower: ResolvedAllower;
+  readonly learned: LearnedAddressSink;
   readonly proxy?: DnsProxy;
   readonly minTtlSeconds: number;
   readonly logger: pino.Logger;
@@ -84,7 +84,7 @@ function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => Error)
 export class DnsQueryHandler {
   readonly outcomes = new DnsOutcomes();
   private readonly log: pino.Logger;
-  private readonly inserter: ResolvedInserter;
+  private readonly inserter: LearnedInserter;
   private readonly bucket: TokenBucket;
   /** Upstream lists resolved per distinct upstream text list, each address acquired once. */
   private readonly acquired = new Map<string, { address: UpstreamAddress; upstream: UdpUpstream }>();
@@ -97,7 +97,7 @@ export class DnsQueryHandler {
 
   constructor(private readonly opts: QueryHandlerOptions) {
     this.log = opts.logger.child({ attachmentId: opts.attachmentId, component: "dns" });
-    this.inserter = new ResolvedInserter(opts.attachmentId, opts.allower);
+    this.inserter = new LearnedInserter(opts.attachmentId, opts.learned, opts.minTtlSeconds);
     this.bucket = new TokenBucket(opts.quotas.qps);
   }
 
@@ -239,7 +239,7 @@ export class DnsQueryHandler {
   /** Answers with the control plane's own IPs (those of the asked family; other types get NODATA). */
   private async ownAnswer(query: Buffer, question: WireQuestion, ctx: QueryContext, ips: readonly string[], ttlSeconds: number, addToFilter: boolean): Promise<Buffer | null> {
     const wanted = question.type === TYPE_A ? 4 : question.type === TYPE_AAAA ? 6 : 0;
-    const addresses: ResolvedAddress[] = [];
+    const addresses: Cidr[] = [];
     const records: { family: 4 | 6; bytes: Uint8Array; address: string }[] = [];
     for (const ip of ips) {
       const family = net.isIP(ip);
@@ -248,9 +248,10 @@ export class DnsQueryHandler {
         this.outcomes.count("records-trimmed");
         continue;
       }
-      const parsed = ipaddr.parse(ip);
-      addresses.push({ family, address: parsed.toString() });
-      records.push({ family, bytes: Uint8Array.from(parsed.toByteArray()), address: parsed.toString() });
+      // Where the control plane's addresses enter: parsed (validated) once, bytes from here on.
+      const address = parseCidr(ip);
+      addresses.push(address);
+      records.push({ family, bytes: address.addr, address: formatAddr(family, address.addr) });
     }
     const ttl = Math.max(0, Math.floor(ttlSeconds));
     let kept = records;
@@ -259,7 +260,7 @@ export class DnsQueryHandler {
       const outcome = await this.insert(question.name, addresses, ttl);
       if (this.overLearnedQuota(outcome, question.name)) return errorReply(query, RCODE_SERVFAIL);
       if (outcome !== null && outcome.refused.length > 0) {
-        const refused = new Set(outcome.refused.map((r) => r.address));
+        const refused = new Set(outcome.refused.map((r) => formatAddr(r.address.family, r.address.addr)));
         kept = records.filter((r) => !refused.has(r.address));
         this.outcomes.count("addresses-refused", records.length - kept.length);
       }
@@ -323,8 +324,8 @@ export class DnsQueryHandler {
     const refused = outcome?.refused.length ?? 0;
     if (refused === 0 && found.overQuota === 0) return reply;
     // Rare path: the workload gets only the addresses it may reach.
-    const refusedSet = new Set(outcome?.refused.map((r) => r.address) ?? []);
-    const keep = new Set(found.addresses.map((a) => a.address).filter((a) => !refusedSet.has(a)));
+    const refusedSet = new Set(outcome?.refused.map((r) => formatAddr(r.address.family, r.address.addr)) ?? []);
+    const keep = new Set(found.addresses.map((a) => formatAddr(a.family, a.addr)).filter((a) => !refusedSet.has(a)));
     if (refused > 0) this.outcomes.count("addresses-refused", refused);
     if (found.overQuota > 0) this.outcomes.count("records-trimmed", found.overQuota);
     const rewritten = keepAddressRecords(reply, keep);
@@ -335,8 +336,8 @@ export class DnsQueryHandler {
     return rewritten;
   }
 
-  /** True when the allower refused an address for the learned-address quota (the reply is SERVFAIL). */
-  private overLearnedQuota(outcome: AllowOutcome | null, name: string): boolean {
+  /** True when the sink refused an address for the learned-address quota (the reply is SERVFAIL). */
+  private overLearnedQuota(outcome: LearnOutcome | null, name: string): boolean {
     // The event (dns-quota-learned, with the address) is the learned-address writer's.
     if (outcome?.refused.some((r) => r.reason === QUOTA_REFUSAL) !== true) return false;
     this.outcomes.count("quota-learned");
@@ -355,9 +356,8 @@ export class DnsQueryHandler {
     this.log.info({ name, chain }, message);
   }
 
-  private async insert(name: string, addresses: readonly ResolvedAddress[], answerTtl: number): Promise<AllowOutcome | null> {
-    const ttl = Math.max(answerTtl, this.opts.minTtlSeconds);
-    return (await this.inserter.ensure(name, addresses, ttl, answerTtl)) ?? null;
+  private async insert(name: string, addresses: readonly Cidr[], answerTtl: number): Promise<LearnOutcome | null> {
+    return (await this.inserter.ensure(name, addresses, answerTtl)) ?? null;
   }
 
   private upstreams(policy: DnsPolicy): UdpUpstream[] {

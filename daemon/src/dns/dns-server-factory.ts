@@ -1,56 +1,40 @@
 import type pino from "pino";
 import type { DnsPolicy } from "../policy/policy.js";
-import type { DnsQuotas } from "./dns-quotas.js";
+import type { DnsListen, DnsServerFactory, DnsServerHandle, DnsServerOptions } from "./dns-servers.js";
 import { AttachmentDnsServer } from "./dns-server.js";
-import type { DnsServerDetailedStats, DnsServerStats } from "./dns-server.js";
+import type { DnsServerDetailedStats } from "./dns-server.js";
 import type { DnsProxy } from "./dns-proxy.js";
 import type { DnsEventSink } from "./dns-events.js";
 import { bindFirstFree, HeldDnsPort, type PortTaken } from "./dns-port.js";
 import { HostAddresses } from "./host-addresses.js";
-import type { ResolvedAllower } from "./resolved-allower.js";
+import type { LearnedAddressSink } from "./learned-sink.js";
 import { DEFAULT_UPSTREAM_OPTIONS, UpstreamPool, parseUpstreamAddress } from "./upstream.js";
 
 /**
  * How the attachment manager starts DNS servers: one factory per daemon holds the shared parts
- * (default upstreams, the ResolvedAllower, the control-plane proxy, one upstream socket pool, the
+ * (default upstreams, the LearnedAddressSink, the control-plane proxy, one upstream socket pool, the
  * host's addresses, the event sink) and starts a server per attachment with its own quotas,
  * refused query types and source rule. Ports are allocated by binding (`reservePort`).
  */
 
-export interface DnsServerHandle {
+/** A started server, with what the DNS tests and benchmarks read besides the manager's handle. */
+export interface AttachmentDnsServerHandle extends DnsServerHandle {
   /** "ip:port" ("[ip]:port" for IPv6) actually bound. */
   readonly address: string;
-  stop(): Promise<void>;
-  stats(): DnsServerStats;
   /** Counts by outcome, for metrics. */
   detailedStats(): DnsServerDetailedStats;
   outcomes(): Readonly<Record<string, number>>;
 }
 
-/** Structurally the `DnsServerOptions` of attachments/dns-server-factory.ts. */
-export interface DnsServerOptions {
-  readonly kind: "interface" | "cgroup";
-  readonly quotas: DnsQuotas;
-  readonly refuseTypes: readonly number[];
-  readonly workloadAddresses: readonly string[];
-  /** A HeldDnsPort from reservePort (anything else is ignored: the server binds `listen`). */
-  readonly held?: { readonly port: number; release(): Promise<void> };
-}
-
-/** Structurally the `DnsServerFactory` the attachment manager expects (attachments/dns-server-factory.ts). */
-export interface DnsServerFactory {
-  start(
-    attachmentId: string,
-    listen: { readonly host: string; readonly port: number },
-    getPolicy: () => DnsPolicy,
-    options?: DnsServerOptions,
-  ): Promise<DnsServerHandle>;
+/** The DnsServerFactory of dns-servers.ts, with allocation by binding always available. */
+export interface AttachmentDnsServerFactory extends DnsServerFactory {
+  start(attachmentId: string, listen: DnsListen, getPolicy: () => DnsPolicy, options?: DnsServerOptions): Promise<AttachmentDnsServerHandle>;
   reservePort(host: string, candidates: readonly number[]): Promise<{ held: HeldDnsPort; taken: readonly PortTaken[] }>;
 }
 
 export interface DnsServerFactoryOptions {
   readonly defaultUpstreams: readonly string[];
-  readonly allower: ResolvedAllower;
+  readonly learned: LearnedAddressSink;
   readonly proxy?: DnsProxy;
   readonly minTtlSeconds?: number;
   readonly logger: pino.Logger;
@@ -61,23 +45,23 @@ export interface DnsServerFactoryOptions {
   readonly report?: DnsEventSink;
 }
 
-export function createDnsServerFactory(opts: DnsServerFactoryOptions): DnsServerFactory {
+export function createDnsServerFactory(opts: DnsServerFactoryOptions): AttachmentDnsServerFactory {
   for (const upstream of opts.defaultUpstreams) parseUpstreamAddress(upstream); // INVALID_ARGUMENT at startup
   const pool = new UpstreamPool({ ...DEFAULT_UPSTREAM_OPTIONS, timeoutMs: opts.upstreamTimeoutMs ?? DEFAULT_UPSTREAM_OPTIONS.timeoutMs });
   const hostAddresses = opts.hostAddresses ?? new HostAddresses();
   const start = async (
     attachmentId: string,
-    listen: { readonly host: string; readonly port: number },
+    listen: DnsListen,
     getPolicy: () => DnsPolicy,
     options?: DnsServerOptions,
-  ): Promise<DnsServerHandle> => {
+  ): Promise<AttachmentDnsServerHandle> => {
     const server = await AttachmentDnsServer.start({
       attachmentId,
       listen,
       held: options?.held instanceof HeldDnsPort ? options.held : undefined,
       getPolicy,
       defaultUpstreams: opts.defaultUpstreams,
-      allower: opts.allower,
+      learned: opts.learned,
       proxy: opts.proxy,
       minTtlSeconds: opts.minTtlSeconds,
       logger: opts.logger,

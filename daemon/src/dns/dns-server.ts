@@ -7,10 +7,12 @@ import type { DnsProxy } from "./dns-proxy.js";
 import { DEFAULT_DNS_QUOTAS, type DnsQuotas } from "./dns-quotas.js";
 import type { DnsEventSink } from "./dns-events.js";
 import type { DnsOutcome } from "./dns-outcomes.js";
-import { bindDnsSockets, closeSockets, formatAddress, HeldDnsPort, type DnsSockets } from "./dns-port.js";
+import { bindDnsSockets, closeSockets, HeldDnsPort, type DnsSockets } from "./dns-port.js";
+import { formatHostPort } from "@netfence/proto/parse";
 import { DEFAULT_MIN_TTL_SECONDS, DEFAULT_PROXY_TIMEOUT_MS, DnsQueryHandler, isSettled, type QueryContext } from "./dns-query.js";
 import { HostAddresses } from "./host-addresses.js";
-import type { ResolvedAllower } from "./resolved-allower.js";
+import type { LearnedAddressSink } from "./learned-sink.js";
+import type { DnsServerStats } from "./dns-servers.js";
 import { SourceAccess } from "./source-access.js";
 import { DEFAULT_UPSTREAM_OPTIONS, UpstreamPool, parseUpstreamAddress } from "./upstream.js";
 
@@ -46,7 +48,7 @@ export interface AttachmentDnsServerOptions {
   readonly held?: HeldDnsPort;
   readonly getPolicy: () => DnsPolicy;
   readonly defaultUpstreams: readonly string[];
-  readonly allower: ResolvedAllower;
+  readonly learned: LearnedAddressSink;
   readonly proxy?: DnsProxy;
   readonly minTtlSeconds?: number;
   readonly logger: pino.Logger;
@@ -68,10 +70,7 @@ export interface AttachmentDnsServerOptions {
   readonly report?: DnsEventSink;
 }
 
-export interface DnsServerStats {
-  readonly allowed: bigint;
-  readonly blocked: bigint;
-}
+export type { DnsServerStats } from "./dns-servers.js";
 
 export interface DnsServerDetailedStats extends DnsServerStats {
   readonly outcomes: Readonly<Record<DnsOutcome, number>>;
@@ -96,7 +95,7 @@ export class AttachmentDnsServer {
   private constructor(private readonly opts: AttachmentDnsServerOptions, sockets: DnsSockets) {
     this.udp = sockets.udp;
     this.tcp = sockets.tcp;
-    this.address = formatAddress(sockets.host, sockets.port);
+    this.address = formatHostPort(sockets.host, sockets.port);
     this.log = opts.logger.child({ attachmentId: opts.attachmentId, component: "dns" });
     this.quotas = opts.quotas ?? DEFAULT_DNS_QUOTAS;
     this.tcpLimits = { ...DEFAULT_TCP_LIMITS, ...opts.tcp };
@@ -114,7 +113,7 @@ export class AttachmentDnsServer {
       listen: { host: sockets.host, port: sockets.port },
       getPolicy: opts.getPolicy,
       defaultUpstreams: opts.defaultUpstreams,
-      allower: opts.allower,
+      learned: opts.learned,
       proxy: opts.proxy,
       minTtlSeconds: opts.minTtlSeconds ?? DEFAULT_MIN_TTL_SECONDS,
       logger: opts.logger,

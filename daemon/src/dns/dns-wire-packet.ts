@@ -7,6 +7,7 @@
  */
 import { isIPv4, isIPv6 } from "node:net";
 import dnsPacket from "dns-packet";
+import { parseCidr } from "@netfence/proto/parse";
 import { firstQuestionEnd, type WireQuestion, type WireRecord } from "./dns-wire.js";
 
 const TYPE_NUMBERS: Record<string, number> = {
@@ -56,11 +57,12 @@ export function readAnswerRecords(msg: Buffer): WireRecord[] | null {
   for (const a of p.answers ?? []) {
     const ttl = "ttl" in a && typeof a.ttl === "number" ? a.ttl : 0;
     if (a.type === "A" || a.type === "AAAA") {
-      // dns-packet's own text form (dotted IPv4, compressed lower-case IPv6), as answer-addresses.ts
-      // parses it. dns-packet does not bounds-check rdata: a truncated A record decodes as
+      // dns-packet's own text form (dotted IPv4, compressed lower-case IPv6), parsed into the
+      // bytes the seam carries. dns-packet does not bounds-check rdata: a truncated A record decodes as
       // "198.undefined.undefined.undefined", so the text is validated here.
       if (typeof a.data !== "string" || !(a.type === "A" ? isIPv4(a.data) : isIPv6(a.data))) return null;
-      records.push({ type: a.type, name: lowerName(a.name), ttl, data: a.data });
+      const address = parseCidr(`${a.data}/${a.type === "A" ? 32 : 128}`);
+      records.push({ type: a.type, name: lowerName(a.name), ttl, address });
     } else if (a.type === "CNAME") {
       records.push({ type: "CNAME", name: lowerName(a.name), ttl, data: lowerName(a.data) });
     }

@@ -16,7 +16,7 @@
  * gives text) and because dns-packet does not bounds-check rdata (a truncated A record decodes
  * as "198.undefined.undefined.undefined").
  */
-import { formatAddr } from "@netfence/proto/parse";
+import type { Cidr } from "@netfence/proto/parse";
 
 export const HEADER_LENGTH = 12;
 
@@ -158,17 +158,36 @@ export function typeName(type: number): string {
 export const TYPE_A = 1;
 export const TYPE_AAAA = 28;
 
-/** An answer-section record the server cares about; others are skipped while parsing. */
-export interface WireRecord {
-  readonly type: "A" | "AAAA" | "CNAME";
+/**
+ * An answer-section record the server cares about; others are skipped while parsing. An address
+ * record carries its address as bytes (a /32 or /128 Cidr copied from the rdata): that is the
+ * form it keeps down to the loader frame (learned-sink.ts), nothing re-parses it.
+ */
+export type WireRecord = WireAddressRecord | WireCnameRecord;
+
+export interface WireAddressRecord {
+  readonly type: "A" | "AAAA";
   /** Lower case, no trailing dot. */
   readonly name: string;
   readonly ttl: number;
-  /** Dotted IPv4, RFC 5952 IPv6, or the CNAME target (lower case). */
+  readonly address: Cidr;
+}
+
+export interface WireCnameRecord {
+  readonly type: "CNAME";
+  /** Lower case, no trailing dot. */
+  readonly name: string;
+  readonly ttl: number;
+  /** The target, lower case. */
   readonly data: string;
 }
 
 const TYPE_CNAME = 5;
+
+/** A copy (not a view into the message buffer, which a pool may reuse) of `length` bytes at `at`. */
+function copyBytes(msg: Buffer, at: number, length: number): Uint8Array {
+  return new Uint8Array(msg.buffer, msg.byteOffset + at, length).slice();
+}
 const MAX_POINTER_JUMPS = 64;
 
 /** Reads a possibly compressed name at `offset`; returns [name (lower case), offset after it] or null. */
@@ -239,9 +258,9 @@ export function readAnswerRecords(msg: Buffer): WireRecord[] | null {
     const rdata = at + 10;
     if (rdata + rdlength > msg.length) return null;
     if (type === TYPE_A && rdlength === 4) {
-      records.push({ type: "A", name: n[0], ttl, data: `${msg[rdata]}.${msg[rdata + 1]}.${msg[rdata + 2]}.${msg[rdata + 3]}` });
+      records.push({ type: "A", name: n[0], ttl, address: { family: 4, addr: copyBytes(msg, rdata, 4), prefixLen: 32 } });
     } else if (type === TYPE_AAAA && rdlength === 16) {
-      records.push({ type: "AAAA", name: n[0], ttl, data: formatAddr(6, msg.subarray(rdata, rdata + 16)) });
+      records.push({ type: "AAAA", name: n[0], ttl, address: { family: 6, addr: copyBytes(msg, rdata, 16), prefixLen: 128 } });
     } else if (type === TYPE_CNAME) {
       const target = readName(msg, rdata);
       if (target === null) return null;

@@ -1,6 +1,6 @@
-import { formatCidr, parseCidr, type Cidr } from "@netfence/proto/parse";
+import { formatCidr, type Cidr } from "@netfence/proto/parse";
 import type { FilterEntry } from "../policy/compiled.js";
-import type { ResolvedAddress } from "../dns/resolved-allower.js";
+import { allowanceCovers } from "../policy/learned-dedupe.js";
 import type { PolicyState } from "../policy/policy-state.js";
 import type { LearnedGuard, LearnedRefusal } from "./learned-guard.js";
 
@@ -15,20 +15,22 @@ import type { LearnedGuard, LearnedRefusal } from "./learned-guard.js";
  * - a NEW address beyond the attachment's learned-address quota (`learnedQuota` distinct
  *   addresses; an address already learned, by any name, costs nothing more).
  *
- * An address the kernel already allows for at least half of the new TTL is not rewritten (a busy
- * name does not cost a map update per query); it keeps the deadline the kernel has, so memory
- * never outlives the map.
+ * An address the kernel already allows long enough (the one dedupe rule, policy/learned-dedupe.ts)
+ * is not rewritten; it keeps the deadline the kernel has, so memory never outlives the map.
+ *
+ * The answers arrive as the DNS server's LearnedInserter handed them over: host prefixes as bytes
+ * from the DNS wire, the TTL floor applied (the one floor, learned-inserter.ts). Nothing here
+ * parses or floors again.
  */
-export interface ResolvedAnswer {
+export interface LearnedAnswer {
   readonly name: string;
-  readonly addresses: readonly ResolvedAddress[];
+  readonly addresses: readonly Cidr[];
   readonly ttlSeconds: number;
 }
 
 export interface RefusedAnswerAddress {
   readonly name: string;
-  /** As the answer gave it. */
-  readonly address: string;
+  readonly address: Cidr;
   readonly reason: LearnedRefusal;
 }
 
@@ -41,27 +43,19 @@ export interface LearnedPlan {
 }
 
 export interface LearnedLimits {
-  readonly minTtlSeconds: number;
   /** Distinct learned addresses this attachment may hold (Infinity = no limit). */
   readonly learnedQuota: number;
   readonly guard: LearnedGuard | null;
 }
 
-export function planLearned(st: PolicyState, answers: readonly ResolvedAnswer[], nowMs: number, limits: LearnedLimits): LearnedPlan {
-  const additions: { name: string; cidr: Cidr; key: string; expiresAtMs: number }[] = [];
+export function planLearned(st: PolicyState, answers: readonly LearnedAnswer[], nowMs: number, limits: LearnedLimits): LearnedPlan {
+  const additions: { name: string; cidr: Cidr; key: string; ttlSeconds: number; expiresAtMs: number }[] = [];
   const refused: RefusedAnswerAddress[] = [];
   const verdicts = new Map<string, LearnedRefusal | null>();
   let room = limits.learnedQuota - st.learned.size;
   for (const ans of answers) {
-    const ttl = ans.ttlSeconds > 0 ? ans.ttlSeconds : limits.minTtlSeconds;
-    const deadline = nowMs + ttl * 1000;
-    for (const a of ans.addresses) {
-      let cidr: Cidr;
-      try {
-        cidr = parseCidr(a.address);
-      } catch {
-        continue;
-      }
+    const deadline = nowMs + ans.ttlSeconds * 1000;
+    for (const cidr of ans.addresses) {
       const key = formatCidr(cidr);
       let reason = verdicts.get(key);
       if (reason === undefined) {
@@ -72,15 +66,14 @@ export function planLearned(st: PolicyState, answers: readonly ResolvedAnswer[],
         }
         verdicts.set(key, reason);
       }
-      if (reason !== null) refused.push({ name: ans.name, address: a.address, reason });
-      else additions.push({ name: ans.name, cidr, key, expiresAtMs: deadline });
+      if (reason !== null) refused.push({ name: ans.name, address: cidr, reason });
+      else additions.push({ name: ans.name, cidr, key, ttlSeconds: ans.ttlSeconds, expiresAtMs: deadline });
     }
   }
   const upserts = new Map<string, FilterEntry>();
   for (const a of additions) {
     const current = st.entryFor(a.key, a.cidr, nowMs);
-    const slack = (a.expiresAtMs - nowMs) / 2;
-    if (current !== null && current.allow && (current.expiresAtMs === null || current.expiresAtMs >= a.expiresAtMs - slack)) continue;
+    if (current !== null && current.allow && allowanceCovers(current.expiresAtMs, a.ttlSeconds, nowMs)) continue;
     const learned = [...st.learned.forPrefix(a.key), { name: a.name, cidr: a.cidr, expiresAtMs: a.expiresAtMs }];
     const entry = st.entryFor(a.key, a.cidr, nowMs, { learned });
     if (entry !== null) upserts.set(a.key, entry);

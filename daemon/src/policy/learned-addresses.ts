@@ -22,9 +22,26 @@ function* recordsOf(entry: ByAddr | undefined): IterableIterator<LearnedRecord> 
   else yield entry;
 }
 
+/** The address text of a learned prefix key (canonical, "192.0.2.1/32" → "192.0.2.1"). */
+export function hostText(key: string): string {
+  return key.slice(0, key.lastIndexOf("/"));
+}
+
+/** Source of removal epochs: unique across every LearnedAddresses of the process. */
+let lastEpoch = 0;
+
 export class LearnedAddresses {
   private readonly byName = new Map<string, Map<string, LearnedRecord>>();
   private readonly byAddr = new Map<string, ByAddr>();
+  private epochValue = ++lastEpoch;
+
+  /**
+   * Changes whenever a learned record is removed (and differs between two instances): a cache of
+   * "what was learned recently" (the DNS server's LearnedInserter) is stale once it moved.
+   */
+  get epoch(): number {
+    return this.epochValue;
+  }
 
   /** Distinct learned addresses (what the learned-address quota counts). */
   get size(): number {
@@ -111,6 +128,7 @@ export class LearnedAddresses {
   }
 
   private dropAddr(key: string, name: string): void {
+    this.epochValue = ++lastEpoch;
     const a = this.byAddr.get(key);
     if (a === undefined) return;
     if (!(a instanceof Map)) {

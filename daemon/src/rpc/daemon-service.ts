@@ -27,7 +27,7 @@ import { AttachmentType } from "@netfence/proto/types";
 import type { PacketEvent } from "@netfence/proto/control";
 import { invalidArgument, NetfenceError } from "@netfence/proto/errors";
 import type { AttachmentView, AttachmentStatsView } from "../attachments/attachment-view.js";
-import type { AttachInput } from "../attachments/manager.js";
+import type { AttachInput } from "../attachments/attach-flow.js";
 import type { KernelPacketEvent } from "../datapath/filter.js";
 import { dnsModeToWire, policyModeToWire } from "@netfence/proto/modes";
 import { packetEventToWire } from "./packet-event.js";

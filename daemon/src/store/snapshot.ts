@@ -1,7 +1,6 @@
 import { formatCidr, parseCidr } from "@netfence/proto/parse";
 import type { AttachMethod, TargetSpec } from "../datapath/filter.js";
 import type { AttachmentPolicy, CidrRule } from "../policy/policy.js";
-import type { PackedLearned } from "../attachments/learned-store.js";
 
 /** The persisted shape (JSON). CIDRs are stored as canonical text; times as ms since the epoch. */
 export interface StoreSnapshot {
@@ -58,4 +57,16 @@ export function storePolicy(p: AttachmentPolicy): StoredPolicy {
 
 export function loadPolicy(p: StoredPolicy): AttachmentPolicy {
   return { mode: p.mode, audit: p.audit, allowCidrs: fromStoredRules(p.allowCidrs), denyCidrs: fromStoredRules(p.denyCidrs), dns: p.dns };
+}
+
+/** The compact stored form of an attachment's learned addresses (attachments/learned-store.ts packs and unpacks it). */
+export interface PackedLearned {
+  readonly format: 1;
+  readonly names: readonly string[];
+  readonly nameIndexBytes: 2 | 4;
+  readonly nameIndex: string;
+  readonly v4: string;
+  readonly v6: string;
+  readonly baseMs: number;
+  readonly expiresAfterBase: string;
 }

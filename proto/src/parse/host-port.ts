@@ -58,5 +58,10 @@ export function parseHostPort(text: string, opts: HostPortOptions = {}): HostPor
   }
   const addr = parseCidr(host);
   const canonical = formatAddr(addr.family, addr.addr);
-  return { host: canonical, port, family: addr.family, key: addr.family === 6 ? `[${canonical}]:${port}` : `${canonical}:${port}` };
+  return { host: canonical, port, family: addr.family, key: formatHostPort(canonical, port) };
+}
+
+/** "host:port", with an IPv6 host in brackets ("[::1]:53"): the text parseHostPort reads back. */
+export function formatHostPort(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }

@@ -2,6 +2,6 @@
 // durations, used by the daemon's config and commands, the CLI, the SDK and netfence-cp.
 export { cidrContains, formatAddr, formatCidr, parseCidr, parseCidrGeneral, type Cidr } from "./cidr.js";
 export { canonicalQueryName, normalizeDomain, parseDomainPattern, MAX_DOMAIN_LENGTH, MAX_LABEL_LENGTH, type DomainRule } from "./domain.js";
-export { parseHostPort, type HostPort, type HostPortOptions } from "./host-port.js";
+export { formatHostPort, parseHostPort, type HostPort, type HostPortOptions } from "./host-port.js";
 export { durationToMs, parseDurationMs, parseDurationSeconds, MAX_TTL_SECONDS } from "./duration.js";
 export { ATTACHMENT_ID_FORM, isAttachmentId } from "./attachment-id.js";

@@ -40,7 +40,7 @@ describe("10k-command burst (real kernel, file store)", () => {
       store: new FileStateStore(dataDir),
       dnsServers: { start: async () => ({ stop: async () => undefined, stats: () => ({ allowed: 0n, blocked: 0n }) }) },
       logger: pino({ level: "silent" }),
-      dns: { listenAddr: "127.0.0.1", portMin: 39990, portMax: 39999, minTtlSeconds: 300 },
+      dns: { listenAddr: "127.0.0.1", portMin: 39990, portMax: 39999 },
       cgroupRoot: findCgroup2Mount(),
     });
     await manager.start();

@@ -6,7 +6,7 @@ import { MemoryStateStore } from "../../../daemon/src/store/state-store.js";
 import { createDnsServerFactory } from "../../../daemon/src/dns/dns-server-factory.js";
 import { ControlPlaneClient } from "../../../daemon/src/control-plane/connection.js";
 import type { ControlPlaneHost } from "../../../daemon/src/control-plane/control-plane-host.js";
-import type { ResolvedAllower } from "../../../daemon/src/dns/resolved-allower.js";
+import type { LearnedAddressSink } from "../../../daemon/src/dns/learned-sink.js";
 
 /**
  * The daemon's control-plane half composed for kernel tests: AttachmentManager (real
@@ -33,7 +33,7 @@ export async function startKernelDaemon(opts: {
     applyCommand: (id, cmd) => mgr!.applyCommand(id, cmd),
     stats: () => mgr!.stats(),
   };
-  const allower: ResolvedAllower = { allowResolved: (id, name, addrs, ttl) => mgr!.allowResolved(id, name, addrs, ttl) };
+  const learned: LearnedAddressSink = { write: (id, items) => mgr!.learnedSink.write(id, items), epoch: (id) => mgr!.learnedSink.epoch(id) };
   let cpClient: ControlPlaneClient | null = null;
   const client = new ControlPlaneClient({
     url: opts.controlPlaneUrl, daemonId: opts.daemonId, hostname: "sandbox", metadata: {},
@@ -46,12 +46,12 @@ export async function startKernelDaemon(opts: {
     store: new MemoryStateStore(),
     dnsServers: createDnsServerFactory({
       defaultUpstreams: ["127.0.0.1:53"],
-      allower,
+      learned,
       proxy: { queryDns: (id, domain, type) => cpClient!.queryDns(id, domain, type) },
       logger: silent,
     }),
     logger: silent,
-    dns: { listenAddr: "127.0.0.1", portMin: opts.dnsPorts.min, portMax: opts.dnsPorts.max, minTtlSeconds: 300 },
+    dns: { listenAddr: "127.0.0.1", portMin: opts.dnsPorts.min, portMax: opts.dnsPorts.max },
     cgroupRoot: findCgroup2Mount(),
     gcIntervalMs: 0,
   });

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KernelFilter } from "../../../daemon/src/datapath/kernel-filter.js";
-import { exactCapacityFor } from "../../../daemon/src/datapath/kernel-filter.js";
+import { exactCapacityFor } from "../../../daemon/src/datapath/load-request.js";
 import type { FilterEntry } from "../../../daemon/src/datapath/filter.js";
 import { parseCidr } from "@netfence/proto/parse";
 import { type FilterSandbox, allow, closeFilterSandbox, filterSandbox, interfaceSpec, policy } from "../../helpers/kernel-filter-fixture.js";

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
+import { NOTHING_REFUSED } from "../../../daemon/src/dns/learned-sink.js";
 import dgram from "node:dgram";
 import { rmSync } from "node:fs";
 import { AttachmentManager } from "../../../daemon/src/attachments/manager.js";
@@ -47,10 +48,10 @@ async function squat(port: number): Promise<() => Promise<void>> {
 }
 
 function makeManager(base: number, store: MemoryStateStore, filter: FakeFilter, cgroupRoot: string): AttachmentManager {
-  const factory = createDnsServerFactory({ defaultUpstreams: ["127.0.0.1:9"], allower: { allowResolved: async () => undefined }, logger: silentLogger });
+  const factory = createDnsServerFactory({ defaultUpstreams: ["127.0.0.1:9"], learned: { write: async () => NOTHING_REFUSED, epoch: () => 0 }, logger: silentLogger });
   const m = new AttachmentManager({
     filter, policySource: new RecordingPolicySource(policy()), store, dnsServers: factory, logger: silentLogger,
-    dns: { listenAddr: "127.0.0.1", portMin: base, portMax: base + 3, minTtlSeconds: 300 }, cgroupRoot,
+    dns: { listenAddr: "127.0.0.1", portMin: base, portMax: base + 3 }, cgroupRoot,
     gcIntervalMs: 0, integrityIntervalMs: 0, fallbackDaemonId: "nfd-test",
   });
   cleanups.push(() => m.stop());

@@ -3,11 +3,14 @@ import os from "node:os";
 import path from "node:path";
 import { pino } from "pino";
 import { NetfenceError } from "@netfence/proto/errors";
-import type { DnsListen, DnsServerFactory, DnsServerHandle } from "../../../daemon/src/attachments/dns-server-factory.js";
+import type { DnsListen, DnsServerFactory, DnsServerHandle } from "../../../daemon/src/dns/dns-servers.js";
 import type { PolicySource } from "../../../daemon/src/attachments/policy-source.js";
 import type { AttachmentView } from "../../../daemon/src/attachments/attachment-view.js";
 import type { AttachmentPolicy, DnsPolicy } from "../../../daemon/src/policy/policy.js";
 import { EMPTY_DNS_POLICY } from "../../../daemon/src/policy/policy.js";
+import { formatAddr, parseCidr } from "@netfence/proto/parse";
+import type { AttachmentManager } from "../../../daemon/src/attachments/manager.js";
+
 
 export const silentLogger = pino({ level: "silent" });
 
@@ -76,4 +79,16 @@ export function fakeNetClass(links: Readonly<Record<string, number>>): string {
     writeFileSync(path.join(root, name, "type"), `${type}\n`);
   }
   return root;
+}
+
+/**
+ * Writes what a DNS answer of `name` produced through the manager's learned-address sink, as a
+ * DNS server's LearnedInserter would (addresses as host prefixes, the TTL already floored).
+ * The refused addresses come back as text.
+ */
+export async function learn(
+  manager: AttachmentManager, id: string, name: string, addresses: readonly string[], ttlSeconds: number,
+): Promise<{ refused: { name: string; address: string; reason: string }[] }> {
+  const outcome = await manager.learnedSink.write(id, [{ name, addresses: addresses.map((a) => parseCidr(a)), ttlSeconds }]);
+  return { refused: outcome.refused.map((r) => ({ name: r.name, address: formatAddr(r.address.family, r.address.addr), reason: r.reason })) };
 }

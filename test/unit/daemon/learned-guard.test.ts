@@ -9,7 +9,7 @@ import { FakeFilter } from "../../../daemon/src/datapath/fake-filter.js";
 import { MemoryStateStore } from "../../../daemon/src/store/state-store.js";
 import { formatCidr, parseCidr } from "@netfence/proto/parse";
 import type { AttachmentPolicy, DnsPolicy } from "../../../daemon/src/policy/policy.js";
-import { FakeDnsServers, RecordingPolicySource, fakeCgroupRoot, policy, silentLogger } from "./fakes.js";
+import { FakeDnsServers, RecordingPolicySource, learn as learnVia, fakeCgroupRoot, policy, silentLogger } from "./fakes.js";
 
 // The DNS rebinding guard (issue 10 item 4) where learned entries are planned: what a DNS answer
 // may open, what a later policy change takes back, and what is reported. The kernel side (real
@@ -42,7 +42,7 @@ async function rig(pol: AttachmentPolicy, opts: { protectedDeny?: string[]; quot
     dnsServers: new FakeDnsServers(),
     logger: silentLogger,
     dns: {
-      listenAddr: "127.0.0.1", portMin: 11000, portMax: 11010, minTtlSeconds: 300,
+      listenAddr: "127.0.0.1", portMin: 11000, portMax: 11010,
       quotas: { qps: 1000, inflight: 128, learned: opts.quota ?? 16384, answerRecords: 32, tcpConnections: 32, tcpPerSource: 8 },
     },
     cgroupRoot,
@@ -58,7 +58,7 @@ async function rig(pol: AttachmentPolicy, opts: { protectedDeny?: string[]; quot
   await manager.start();
   const v = await manager.attach({ target: { kind: "cgroup", path: "a" }, metadata: {} });
   const learn = (name: string, ...addresses: string[]) =>
-    manager.allowResolved(v.id, name, addresses.map((a) => ({ family: a.includes(":") ? (6 as const) : (4 as const), address: a })), 600);
+    learnVia(manager, v.id, name, addresses, 600);
   return { manager, filter, id: v.id, clock, host, reports, learn };
 }
 
@@ -171,7 +171,7 @@ describe("learned addresses under the guard (manager + fake kernel)", () => {
     expect(r.filter.verdict(r.id, "203.0.113.50")).toBe("allow");
     r.host.keys = new Set([...r.host.keys, "203.0.113.50/32"]);
     r.host.version++;
-    const removed = await (r.manager as unknown as { learned: { recheckAll(): Promise<number> } }).learned.recheckAll();
+    const removed = await (r.manager as unknown as { core: { learned: { recheckAll(): Promise<number> } } }).core.learned.recheckAll();
     expect(removed).toBe(1);
     expect(r.filter.verdict(r.id, "203.0.113.50")).toBe("block");
     expect(r.reports.at(-1)).toMatchObject({ address: "203.0.113.50", reason: "host-address", when: "recheck" });
@@ -179,7 +179,7 @@ describe("learned addresses under the guard (manager + fake kernel)", () => {
 
   it("learned-address quota: new addresses beyond it are refused ('quota'); known ones cost nothing; expired ones are collected first", async () => {
     const r = await rig(policy({ mode: "allowlist", dns: anyName }), { quota: 3 });
-    await r.manager.allowResolved(r.id, "a.test", [{ family: 4, address: "203.0.113.1" }], 30);
+    await learnVia(r.manager, r.id, "a.test", ["203.0.113.1"], 30);
     expect((await r.learn("b.test", "203.0.113.2", "203.0.113.3")).refused).toEqual([]);
     const over = await r.learn("c.test", "203.0.113.4", "203.0.113.2");
     expect(over.refused).toEqual([{ name: "c.test", address: "203.0.113.4", reason: "quota" }]);
@@ -201,7 +201,7 @@ describe("learned addresses under the guard (manager + fake kernel)", () => {
     const make = (protectedDeny: string[], reports: LearnedRefusalReport[]) => {
       const m = new AttachmentManager({
         filter, policySource: new RecordingPolicySource(policy({ mode: "allowlist", dns: anyName })), store, dnsServers: new FakeDnsServers(),
-        logger: silentLogger, dns: { listenAddr: "127.0.0.1", portMin: 11000, portMax: 11010, minTtlSeconds: 300 }, cgroupRoot,
+        logger: silentLogger, dns: { listenAddr: "127.0.0.1", portMin: 11000, portMax: 11010 }, cgroupRoot,
         gcIntervalMs: 0, integrityIntervalMs: 0, fallbackDaemonId: "nfd-test",
         learnedGuard: new LearnedGuard({ protectedDeny: protectedDeny.map((c) => parseCidr(c)), hostAddresses: () => new Set() }),
         onLearnedRefused: (r) => reports.push(r),
@@ -212,7 +212,7 @@ describe("learned addresses under the guard (manager + fake kernel)", () => {
     const first = make([], []);
     await first.start();
     const v = await first.attach({ target: { kind: "cgroup", path: "a" }, metadata: {} });
-    await first.allowResolved(v.id, "x.test", [{ family: 4, address: "192.0.2.10" }, { family: 4, address: "198.51.100.10" }], 600);
+    await learnVia(first, v.id, "x.test", ["192.0.2.10", "198.51.100.10"], 600);
     await first.stop();
     managers.splice(managers.indexOf(first), 1);
     const reports: LearnedRefusalReport[] = [];

@@ -7,7 +7,7 @@ import { MemoryStateStore, type StateStore } from "../../../daemon/src/store/sta
 import { NetfenceError } from "@netfence/proto/errors";
 import { formatCidr, parseCidr } from "@netfence/proto/parse";
 import type { AttachmentPolicy } from "../../../daemon/src/policy/policy.js";
-import { FakeDnsServers, RecordingPolicySource, fakeCgroupRoot, fakeNetClass, policy, silentLogger } from "./fakes.js";
+import { FakeDnsServers, RecordingPolicySource, learn, fakeCgroupRoot, fakeNetClass, policy, silentLogger } from "./fakes.js";
 
 const rule = (c: string, expiresAtMs: number | null = null) => ({ cidr: parseCidr(c), expiresAtMs });
 
@@ -42,7 +42,7 @@ async function rig(
     store,
     dnsServers: dns,
     logger: silentLogger,
-    dns: { listenAddr: "127.0.0.1", portMin: 11000, portMax: 11010, minTtlSeconds: 300 },
+    dns: { listenAddr: "127.0.0.1", portMin: 11000, portMax: 11010 },
     cgroupRoot,
     now: () => clock.now,
     gcIntervalMs: 0,
@@ -127,7 +127,7 @@ describe("AttachmentManager attach/detach", () => {
   });
 
   it("hands out distinct ports and reports exhaustion clearly", async () => {
-    const r = await rig(policy(), { dns: { listenAddr: "127.0.0.1", portMin: 11000, portMax: 11001, minTtlSeconds: 300 } });
+    const r = await rig(policy(), { dns: { listenAddr: "127.0.0.1", portMin: 11000, portMax: 11001 } });
     const a = await r.manager.attach({ target: { kind: "cgroup", path: "a" }, metadata: {} });
     const b = await r.manager.attach({ target: { kind: "cgroup", path: "b" }, metadata: {} });
     expect(new Set([a.dnsAddress, b.dnsAddress]).size).toBe(2);
@@ -312,8 +312,8 @@ describe("AttachmentManager commands", () => {
   it("keeps DNS-learned addresses exactly while their name is allowed", async () => {
     const dns = { mode: "allowlist" as const, allowDomains: [{ domain: "example.com", includeSubdomains: true }, { domain: "pypi.org", includeSubdomains: false }], denyDomains: [], upstreams: [] };
     const r = await attached(policy({ dns }));
-    await r.manager.allowResolved(r.id, "www.example.com", [{ family: 4, address: "203.0.113.5" }], 60);
-    await r.manager.allowResolved(r.id, "pypi.org", [{ family: 4, address: "203.0.113.6" }, { family: 6, address: "2001:db8::6" }], 0);
+    await learn(r.manager, r.id, "www.example.com", ["203.0.113.5"], 60);
+    await learn(r.manager, r.id, "pypi.org", ["203.0.113.6", "2001:db8::6"], 300); // the floor (max(answer TTL, dns.min_ttl)) is the DNS server's now
     expect(r.filter.verdict(r.id, "203.0.113.5")).toBe("allow");
     expect(r.filter.verdict(r.id, "2001:db8::6")).toBe("allow");
     expect(r.filter.entries(r.id).get("203.0.113.5/32")?.expiresAtMs).toBe(r.clock.now + 60_000);
@@ -346,13 +346,13 @@ describe("AttachmentManager commands", () => {
   it("coalesces concurrent DNS inserts and skips addresses already allowed long enough", async () => {
     const r = await attached();
     await Promise.all(
-      Array.from({ length: 50 }, (_, i) => r.manager.allowResolved(r.id, `n${i}.test`, [{ family: 4, address: `198.18.0.${i}` }], 120)),
+      Array.from({ length: 50 }, (_, i) => learn(r.manager, r.id, `n${i}.test`, [`198.18.0.${i}`], 120)),
     );
     expect(r.filter.calls.filter((c) => c.method === "upsertEntries")).toHaveLength(1);
     expect(r.filter.entries(r.id).size).toBe(50);
-    await r.manager.allowResolved(r.id, "n0.test", [{ family: 4, address: "198.18.0.0" }], 120);
+    await learn(r.manager, r.id, "n0.test", ["198.18.0.0"], 120);
     expect(r.filter.calls.filter((c) => c.method === "upsertEntries")).toHaveLength(1);
-    expect(await codeOf(r.manager.allowResolved("nf-gone", "x.test", [{ family: 4, address: "1.2.3.4" }], 5))).toBe("NOT_FOUND");
+    expect(await codeOf(learn(r.manager, "nf-gone", "x.test", ["1.2.3.4"], 5))).toBe("NOT_FOUND");
   });
 
   it("collects expired CIDR rules and learned addresses from policy and kernel", async () => {
@@ -360,7 +360,7 @@ describe("AttachmentManager commands", () => {
     const t0 = r.clock.now;
     await r.manager.applyCommand(r.id, { kind: "allow-cidr", rule: rule("100.64.0.0/10", t0 + 5_000) });
     await r.manager.applyCommand(r.id, { kind: "allow-cidr", rule: rule("100.100.0.0/16") });
-    await r.manager.allowResolved(r.id, "a.test", [{ family: 4, address: "100.64.1.1" }], 3);
+    await learn(r.manager, r.id, "a.test", ["100.64.1.1"], 3);
     expect(r.filter.verdict(r.id, "100.64.9.9")).toBe("allow");
     r.clock.now = t0 + 3_000;
     expect(await r.manager.collectExpired()).toBe(1);
@@ -422,7 +422,7 @@ describe("AttachmentManager restart", () => {
     const c = await first.manager.attach({ target: { kind: "cgroup", path: "c" }, metadata: {} });
     await first.manager.applyCommand(a.id, { kind: "allow-cidr", rule: rule("192.0.2.0/24", clock.now + 60_000) });
     await first.manager.applyCommand(c.id, { kind: "allow-cidr", rule: rule("198.51.100.0/24", clock.now + 60_000) });
-    await first.manager.allowResolved(a.id, "x.test", [{ family: 4, address: "203.0.113.1" }], 100);
+    await learn(first.manager, a.id, "x.test", ["203.0.113.1"], 100);
     await first.manager.persist();
     const daemonId = first.manager.daemonId;
     const cSlot = bpffs.pinned.get(c.id)!.spec.slot;
@@ -530,7 +530,7 @@ describe("AttachmentManager restart", () => {
     const bpffs = new FakeBpffs();
     const store = new MemoryStateStore();
     const cgroupRoot = fakeCgroupRoot("a", "b");
-    const first = await rig(policy(), { bpffs, store, cgroupRoot, dns: { listenAddr: "127.0.0.1", portMin: 11000, portMax: 11001, minTtlSeconds: 300 } });
+    const first = await rig(policy(), { bpffs, store, cgroupRoot, dns: { listenAddr: "127.0.0.1", portMin: 11000, portMax: 11001 } });
     const a = await first.manager.attach({ target: { kind: "cgroup", path: "a" }, metadata: {} });
     await first.manager.stop();
 
@@ -543,7 +543,7 @@ describe("AttachmentManager restart", () => {
       store,
       dnsServers: new FakeDnsServers(),
       logger: silentLogger,
-      dns: { listenAddr: "127.0.0.1", portMin: 11000, portMax: 11001, minTtlSeconds: 300 },
+      dns: { listenAddr: "127.0.0.1", portMin: 11000, portMax: 11001 },
       cgroupRoot,
       gcIntervalMs: 0,
     });

@@ -104,7 +104,7 @@ describe("wire-format encoders for the guards, protected-deny and L2 events", ()
   });
 
   it("events of L2 frames decode as family 0", async () => {
-    const { decodeEvents } = await import("../../../daemon/src/datapath/wire-format.js");
+    const { decodeEvents } = await import("../../../daemon/src/datapath/wire-decode.js");
     const L = LAYOUT.nf_event;
     const b = Buffer.alloc(L.size);
     b.writeUInt8(0, L.family);

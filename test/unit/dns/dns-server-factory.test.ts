@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createDnsServerFactory } from "../../../daemon/src/dns/dns-server-factory.js";
-import type { DnsServerHandle } from "../../../daemon/src/dns/dns-server-factory.js";
+import type { AttachmentDnsServerHandle as DnsServerHandle } from "../../../daemon/src/dns/dns-server-factory.js";
 import { FakeUpstream, RecordingAllower, dnsPolicy, silentLogger, udpQuery } from "./helpers/fake-dns.js";
 
 let upstream: FakeUpstream;
@@ -19,7 +19,7 @@ describe("createDnsServerFactory", () => {
   it("starts independent servers per attachment sharing one upstream socket", async () => {
     const allower = new RecordingAllower();
     allower.delayMs = 1;
-    const factory = createDnsServerFactory({ defaultUpstreams: [upstream.address], allower, logger: silentLogger });
+    const factory = createDnsServerFactory({ defaultUpstreams: [upstream.address], learned: allower, logger: silentLogger });
     const a = await factory.start("att-a", { host: "127.0.0.1", port: 0 }, () => dnsPolicy("allowlist", ["*.a.test"]));
     const b = await factory.start("att-b", { host: "127.0.0.1", port: 0 }, () => dnsPolicy("denylist", [], ["*.a.test"]));
     handles.push(a, b);
@@ -35,7 +35,7 @@ describe("createDnsServerFactory", () => {
   });
 
   it("rejects an invalid default upstream at creation", () => {
-    expect(() => createDnsServerFactory({ defaultUpstreams: ["resolver.example"], allower: new RecordingAllower(), logger: silentLogger }))
+    expect(() => createDnsServerFactory({ defaultUpstreams: ["resolver.example"], learned: new RecordingAllower(), logger: silentLogger }))
       .toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
   });
 });

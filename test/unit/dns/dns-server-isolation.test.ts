@@ -7,7 +7,8 @@ import { AttachmentDnsServer } from "../../../daemon/src/dns/dns-server.js";
 import { HostAddresses } from "../../../daemon/src/dns/host-addresses.js";
 import { DEFAULT_DNS_QUOTAS, type DnsQuotas } from "../../../daemon/src/dns/dns-quotas.js";
 import type { DnsEvent } from "../../../daemon/src/dns/dns-events.js";
-import type { AllowOutcome, ResolvedAddress, ResolvedAllower } from "../../../daemon/src/dns/resolved-allower.js";
+import { formatAddr } from "@netfence/proto/parse";
+import type { LearnedAddressSink, LearnedItem, LearnOutcome, RefusedAddress } from "../../../daemon/src/dns/learned-sink.js";
 import type { DnsPolicy } from "../../../daemon/src/policy/policy.js";
 import { FakeUpstream, dnsPolicy, framed, queryBytes, rcodeOf, silentLogger } from "./helpers/fake-dns.js";
 
@@ -20,12 +21,23 @@ let policy: DnsPolicy;
 const servers: AttachmentDnsServer[] = [];
 
 /** Records calls; refuses the addresses in `refuse` with the given reason. */
-class RefusingAllower implements ResolvedAllower {
+class RefusingAllower implements LearnedAddressSink {
   readonly calls: { name: string; addresses: string[] }[] = [];
   refuse = new Map<string, string>();
-  async allowResolved(_id: string, name: string, addresses: readonly ResolvedAddress[]): Promise<AllowOutcome> {
-    this.calls.push({ name, addresses: addresses.map((a) => a.address) });
-    return { refused: addresses.filter((a) => this.refuse.has(a.address)).map((a) => ({ name, address: a.address, reason: this.refuse.get(a.address)! })) };
+  epoch(): number {
+    return 0;
+  }
+  async write(_id: string, items: readonly LearnedItem[]): Promise<LearnOutcome> {
+    const refused: RefusedAddress[] = [];
+    for (const { name, addresses } of items) {
+      const texts = addresses.map((a) => formatAddr(a.family, a.addr));
+      this.calls.push({ name, addresses: texts });
+      addresses.forEach((a, i) => {
+        const reason = this.refuse.get(texts[i]!);
+        if (reason !== undefined) refused.push({ name, address: a, reason });
+      });
+    }
+    return { refused };
   }
 }
 
@@ -41,7 +53,7 @@ async function startServer(over: Partial<Parameters<typeof AttachmentDnsServer.s
     listen: { host: "127.0.0.1", port: 0 },
     getPolicy: () => policy,
     defaultUpstreams: [upstream.address],
-    allower,
+    learned: allower,
     logger: silentLogger,
     upstreamTimeoutMs: 400,
     report: (e) => events.push(e),

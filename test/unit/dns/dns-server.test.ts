@@ -24,7 +24,7 @@ async function startServer(extra: Partial<Parameters<typeof AttachmentDnsServer.
     listen: { host: "127.0.0.1", port: 0 },
     getPolicy: () => policy,
     defaultUpstreams: [upstream.address],
-    allower,
+    learned: allower,
     logger: silentLogger,
     upstreamTimeoutMs: 300,
     ...extra,

@@ -4,7 +4,8 @@ import { once } from "node:events";
 import dnsPacket from "dns-packet";
 import type { Answer, Packet, Question } from "dns-packet";
 import pino from "pino";
-import type { ResolvedAddress, ResolvedAllower } from "../../../../daemon/src/dns/resolved-allower.js";
+import { formatAddr } from "@netfence/proto/parse";
+import { NOTHING_REFUSED, type LearnedAddressSink, type LearnedItem, type LearnOutcome } from "../../../../daemon/src/dns/learned-sink.js";
 import type { DnsPolicy, DnsModeName, DomainRule } from "../../../../daemon/src/policy/policy.js";
 
 /** What the fake upstream does with a question: answer records, an rcode, silence, or TC. */
@@ -183,29 +184,43 @@ export function rcodeOf(reply: Buffer): number {
   return reply.readUInt16BE(2) & 0xf;
 }
 
+/** An address as the tests write it: family and canonical text. */
+export interface AddressText {
+  readonly family: 4 | 6;
+  readonly address: string;
+}
+
 export interface AllowCall {
   readonly attachmentId: string;
   readonly name: string;
-  readonly addresses: readonly ResolvedAddress[];
+  readonly addresses: readonly AddressText[];
   readonly ttlSeconds: number;
 }
 
 /**
- * A ResolvedAllower that records calls and an event log; each insert completes after `delayMs`
- * (so a reply sent before the insert finished would show up before "inserted" in the log).
+ * A LearnedAddressSink that records calls (one per item, addresses as text) and an event log; each
+ * write completes after `delayMs` (so a reply sent before the insert finished would show up before
+ * "inserted" in the log).
  */
-export class RecordingAllower implements ResolvedAllower {
+export class RecordingAllower implements LearnedAddressSink {
   readonly calls: AllowCall[] = [];
   readonly log: string[] = [];
   delayMs = 30;
   failWith: Error | null = null;
 
-  async allowResolved(attachmentId: string, name: string, addresses: readonly ResolvedAddress[], ttlSeconds: number): Promise<void> {
-    this.calls.push({ attachmentId, name, addresses: [...addresses], ttlSeconds });
-    this.log.push(`insert-start ${name}`);
+  epoch(): number {
+    return 0;
+  }
+
+  async write(attachmentId: string, items: readonly LearnedItem[]): Promise<LearnOutcome> {
+    for (const { name, addresses, ttlSeconds } of items) {
+      this.calls.push({ attachmentId, name, addresses: addresses.map((a) => ({ family: a.family, address: formatAddr(a.family, a.addr) })), ttlSeconds });
+      this.log.push(`insert-start ${name}`);
+    }
     await new Promise((r) => setTimeout(r, this.delayMs));
     if (this.failWith) throw this.failWith;
-    this.log.push(`inserted ${name} ${addresses.map((a) => a.address).join(",")}`);
+    for (const { name, addresses } of items) this.log.push(`inserted ${name} ${addresses.map((a) => formatAddr(a.family, a.addr)).join(",")}`);
+    return NOTHING_REFUSED;
   }
 }
 

@@ -1,17 +1,18 @@
 import type { DnsPolicy } from "../policy/policy.js";
-import type { DnsQuotas } from "../dns/dns-quotas.js";
+import type { DnsQuotas } from "./dns-quotas.js";
 
 /**
- * What the attachment manager needs to run one attachment's DNS server (implemented in dns/ by
- * the DNS server module, injected by the composition root). `getPolicy` is read per query, so
+ * What the attachment manager needs to run one attachment's DNS server (implemented by
+ * dns-server-factory.ts, injected by the composition root; unit tests inject a fake). `getPolicy` is read per query, so
  * policy commands take effect without restarting the server. The server reports resolved
- * addresses through the ResolvedAllower it was built with (the manager).
+ * addresses through the LearnedAddressSink it was built with (the learned-address writer).
  */
 export interface DnsListen {
   readonly host: string;
   readonly port: number;
 }
 
+/** Queries answered (allowed) and refused (blocked) since start. */
 export interface DnsServerStats {
   readonly allowed: bigint;
   readonly blocked: bigint;

@@ -1,0 +1,192 @@
+import { NetfenceError, isNetfenceError } from "@netfence/proto/errors";
+import type { TargetSpec } from "../datapath/filter.js";
+import type { AttachmentPolicy } from "../policy/policy.js";
+import { PolicyState } from "../policy/policy-state.js";
+import type { AttachmentView } from "./attachment-view.js";
+import type { PolicySource } from "./policy-source.js";
+import { parseAttachOptions } from "./attach-options.js";
+import { recordView, type AttachmentRecord } from "./attachment-record.js";
+import { resolveTarget, type TargetRequest } from "./target.js";
+import { interfaceIndex } from "../datapath/interface-index.js";
+import type { AttachmentCore } from "./attachment-core.js";
+import type { AttachmentResources } from "./attachment-resources.js";
+import type { Reservation } from "./registry.js";
+
+export interface AttachInput {
+  readonly target: TargetRequest;
+  readonly metadata: Readonly<Record<string, string>>;
+}
+
+export interface TargetLocation {
+  /** The cgroup2 mount (or configured override); null when there is none. */
+  readonly cgroupRoot: string | null;
+  /** Where interface link types are read; default /sys/class/net (unit tests use a fake one). */
+  readonly netClassDir?: string;
+}
+
+export type RemoveReason = "detached" | "removed" | "error";
+
+/**
+ * Attach and detach orchestration. An attach is three steps: reserve (queue: target free, id,
+ * slot, DNS port) → ask the policy source (outside the queue: the control plane may take its
+ * time) → install (queue: filter attach, DNS server) → persist; any failure rolls back what was
+ * done and tells the policy source. Detach, and removal when the target vanished, run in the queue.
+ */
+export class AttachFlow {
+  constructor(
+    private readonly core: AttachmentCore,
+    private readonly resources: AttachmentResources,
+    private readonly policySource: PolicySource,
+    private readonly where: TargetLocation,
+  ) {}
+
+  async attach(input: AttachInput): Promise<AttachmentView> {
+    const { queue, registry, persistence, log } = this.core;
+    let settle!: () => void;
+    const settled = new Promise<void>((r) => (settle = r));
+    const { r, target } = await queue.run("attach-reserve", async () => {
+      registry.assertRunning();
+      const target = resolveTarget(input.target, this.where.cgroupRoot, this.where.netClassDir);
+      const existing = registry.findByKey(target.key);
+      if (existing !== null && registry.orphans.has(existing)) {
+        throw new NetfenceError(
+          "FAILED_PRECONDITION",
+          `${target.text} is held by the orphaned filter ${existing}: re-register it with \`netfenced adopt --id ${existing}\` or remove it with \`netfenced detach --orphan ${existing}\``,
+          { details: { target: target.text, id: existing } },
+        );
+      }
+      if (existing !== null) {
+        throw new NetfenceError("ALREADY_EXISTS", `${target.text} is already attached as ${existing}`, {
+          details: { target: target.text, id: existing },
+        });
+      }
+      const options = parseAttachOptions(input.metadata, target.spec.kind);
+      const { port, held } = await this.resources.reservePort();
+      const r: Reservation = { id: registry.uniqueId(), options, slot: registry.freeSlot(), port, held, key: target.key, settled };
+      registry.reservations.set(r.id, r);
+      return { r, target };
+    });
+    const alog = log.child({ attachmentId: r.id });
+    const view: AttachmentView = {
+      id: r.id,
+      target: target.text,
+      type: target.spec.kind,
+      mode: "disabled",
+      dnsMode: "disabled",
+      dnsAddress: this.resources.dnsAddress(r.port),
+      metadata: { ...input.metadata },
+      attachedAtMs: this.core.now(),
+      method: target.spec.kind === "interface" ? "tcx" : "cgroup-link",
+    };
+    let subscribed = false;
+    try {
+      const policy = await this.policySource.subscribe(view);
+      subscribed = true;
+      const rec = await queue.run("attach-install", () => this.install(r, target.spec, target.text, view, policy));
+      try {
+        await persistence.persist();
+      } catch (err) {
+        // Not durable → not attached: a restart would find pins without a record and remove them.
+        subscribed = false;
+        await queue.run("detach", () => this.remove(rec.id, "error")).catch(() => undefined);
+        throw err;
+      }
+      alog.info({ target: rec.targetText, type: rec.target.kind, method: rec.method, dnsAddress: rec.dnsAddress }, "attached");
+      return recordView(rec);
+    } catch (err) {
+      alog.warn({ err, target: target.text }, "attach failed; rolled back");
+      if (subscribed) this.policySource.unsubscribed(r.id, "error", err instanceof Error ? err.message : String(err));
+      throw NetfenceError.from(err);
+    } finally {
+      registry.reservations.delete(r.id);
+      await r.held?.release(); // no-op once its DNS server took the sockets over
+      settle();
+    }
+  }
+
+  private async install(r: Reservation, spec: TargetSpec, text: string, view: AttachmentView, policy: AttachmentPolicy): Promise<AttachmentRecord> {
+    const { registry, filter, log } = this.core;
+    registry.assertRunning();
+    // The target may have vanished while the control plane was answering.
+    const ifindex = spec.kind === "interface" ? interfaceIndex(spec.name) : 0;
+    if (spec.kind === "interface" && ifindex === null) {
+      throw new NetfenceError("NOT_FOUND", `interface "${spec.name}" disappeared during attach`);
+    }
+    const state = new PolicyState(policy);
+    const result = await filter.attach(this.resources.attachSpec(r.id, r.slot, spec, r.port, r.options), state.compile(this.core.now()));
+    const rec: AttachmentRecord = {
+      id: r.id,
+      slot: r.slot,
+      target: spec,
+      key: r.key,
+      targetText: text,
+      dnsPort: r.port,
+      dnsAddress: view.dnsAddress,
+      metadata: view.metadata,
+      options: r.options,
+      // The time it became live: List pages are ordered by it, so an attach that waited for its
+      // SubscribedAck does not land behind a page token already handed out.
+      attachedAtMs: this.core.now(),
+      method: result.method,
+      ifindex: ifindex ?? result.ifindex,
+      state,
+      dns: null,
+      stored: null,
+    };
+    try {
+      rec.dns = await this.resources.startDns(rec, r.held ?? undefined);
+    } catch (err) {
+      await filter.detach(r.id).catch((e: unknown) => log.error({ attachmentId: r.id, err: e }, "rollback detach failed"));
+      throw new NetfenceError("UNAVAILABLE", `DNS server for ${r.id} could not listen on ${view.dnsAddress}: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+    registry.records.set(rec.id, rec);
+    return rec;
+  }
+
+  async detach(id: string): Promise<void> {
+    await this.core.queue.run("detach", () => this.remove(id, "detached"));
+    await this.core.persistence.persistOrLog();
+  }
+
+  /** The target watcher saw the interface/cgroup vanish. */
+  async targetGone(id: string): Promise<void> {
+    await this.core.queue.run("target-gone", async () => {
+      if (!this.core.registry.records.has(id)) return;
+      await this.remove(id, "removed");
+    });
+    await this.core.persistence.persistOrLog();
+  }
+
+  /** Removes a live or unadopted attachment. Runs in the queue. */
+  private async remove(id: string, reason: RemoveReason): Promise<void> {
+    const { registry, filter, log } = this.core;
+    const rec = registry.records.get(id);
+    if (rec === undefined && registry.unadopted.has(id)) {
+      await filter.detach(id).catch((err: unknown) => {
+        if (!(isNetfenceError(err) && err.code === "NOT_FOUND")) throw err;
+      });
+      registry.unadopted.delete(id);
+      log.info({ attachmentId: id, reason }, "unadopted attachment removed");
+      this.policySource.unsubscribed(id, reason);
+      return;
+    }
+    if (rec === undefined && registry.orphans.has(id)) {
+      throw new NetfenceError("NOT_FOUND", `"${id}" is an orphaned filter, not an attachment: remove it with \`netfenced detach --orphan ${id}\` or re-register it with \`netfenced adopt --id ${id}\``, { details: { id } });
+    }
+    if (rec === undefined) throw new NetfenceError("NOT_FOUND", `no attachment with id "${id}"`, { details: { id } });
+    try {
+      await filter.detach(id);
+    } catch (err) {
+      if (!(isNetfenceError(err) && err.code === "NOT_FOUND")) throw err;
+    }
+    registry.records.delete(id);
+    await rec.dns?.stop().catch((err: unknown) => log.warn({ attachmentId: id, err }, "DNS server stop failed"));
+    log.info(
+      { attachmentId: id, target: rec.targetText, reason },
+      reason === "detached" ? "detached" : reason === "removed" ? "target vanished; attachment removed" : "attach rolled back",
+    );
+    this.policySource.unsubscribed(id, reason);
+  }
+}

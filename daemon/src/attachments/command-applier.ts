@@ -1,0 +1,48 @@
+import type { PolicyCommand } from "../policy/policy.js";
+import { planCommand, type KernelOp } from "../plan/command-plan.js";
+import type { AttachmentCore } from "./attachment-core.js";
+import { hostText } from "../policy/learned-addresses.js";
+
+/**
+ * Command application: one validated PolicyCommand (parse-command.ts, or the local API) → one
+ * plan (plan/command-plan.ts: the single kernel operation that expresses it) → that operation on
+ * the filter → the plan committed to the attachment's policy state. In the queue; a command for
+ * an attachment still being attached waits for the attach to settle.
+ */
+export class CommandApplier {
+  constructor(private readonly core: AttachmentCore) {}
+
+  async apply(attachmentId: string, command: PolicyCommand): Promise<void> {
+    const { registry, queue, learned, log } = this.core;
+    const pending = registry.reservations.get(attachmentId);
+    if (pending !== undefined) await pending.settled;
+    await queue.run("command", async () => {
+      const rec = registry.require(attachmentId);
+      const plan = planCommand(rec.state, command, this.core.now(), learned.guard);
+      await this.runOp(rec.id, plan.op);
+      plan.commit();
+      rec.stored = null;
+      for (const r of plan.refused ?? []) {
+        learned.report({ attachmentId: rec.id, name: r.name, address: hostText(r.key), reason: r.reason, when: "recheck" });
+      }
+      log.debug({ attachmentId, command: command.kind, op: plan.op.kind }, "command applied");
+    });
+    await this.core.persistence.persistOrLog();
+  }
+
+  private async runOp(id: string, op: KernelOp): Promise<void> {
+    const f = this.core.filter;
+    switch (op.kind) {
+      case "none":
+        return;
+      case "mode":
+        return f.setMode(id, op.mode, op.audit);
+      case "upsert":
+        return f.upsertEntries(id, op.entries);
+      case "delete":
+        return f.deleteEntries(id, op.cidrs);
+      case "replace":
+        return f.replacePolicy(id, op.policy);
+    }
+  }
+}

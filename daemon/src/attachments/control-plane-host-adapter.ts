@@ -1,0 +1,16 @@
+import type { ControlPlaneHost } from "../control-plane/control-plane-host.js";
+import type { AttachmentRegistry } from "./registry.js";
+import type { CommandApplier } from "./command-applier.js";
+import type { AttachmentStats } from "./attachment-stats.js";
+
+/**
+ * The adapter between the control-plane connection and the attachments: the connection sees
+ * only ControlPlaneHost (its own interface), the attachments implement no control-plane interface.
+ */
+export function controlPlaneHost(registry: AttachmentRegistry, commands: CommandApplier, stats: AttachmentStats): ControlPlaneHost {
+  return {
+    attachments: () => registry.list(),
+    applyCommand: (attachmentId, command) => commands.apply(attachmentId, command),
+    stats: () => stats.all(),
+  };
+}

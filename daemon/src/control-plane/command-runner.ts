@@ -1,0 +1,81 @@
+import type pino from "pino";
+import type { ControlCommand } from "@netfence/proto/control";
+import { isNetfenceError } from "@netfence/proto/errors";
+import type { AttachmentPolicy, PolicyCommand } from "../policy/policy.js";
+import type { ControlPlaneHost } from "./control-plane-host.js";
+import { KeyedSerialQueue } from "./keyed-serial-queue.js";
+
+/** What a command is reported as in metrics (the command's kind, or the ack / an invalid one). */
+export type CommandKind = PolicyCommand["kind"] | "subscribed-ack" | "invalid";
+
+export type CommandOutcomeHook = (kind: CommandKind, applied: boolean, latencyMs: number) => void;
+
+/**
+ * Runs parsed commands on the host: one at a time per attachment (in arrival order), each
+ * reported once (outcome hook, log, CommandResult through `respond`).
+ */
+export class CommandRunner {
+  private readonly queue = new KeyedSerialQueue();
+
+  constructor(
+    private readonly host: ControlPlaneHost,
+    private readonly log: pino.Logger,
+    private readonly onOutcome?: CommandOutcomeHook,
+  ) {}
+
+  /** Applies `command` after the ones before it for the same attachment. */
+  run(attachmentId: string, command: PolicyCommand, commandId: string | null, respond: (error: string | null) => void): void {
+    this.queue.run(attachmentId, async () => {
+      const started = performance.now();
+      try {
+        await this.host.applyCommand(attachmentId, command);
+        this.log.debug({ attachmentId, commandId, command: command.kind }, "applied command");
+        this.onOutcome?.(command.kind, true, performance.now() - started);
+        respond(null);
+      } catch (err) {
+        const message = errorMessage(err);
+        this.log.warn({ attachmentId, commandId, command: command.kind, err: message }, "command not applied");
+        this.onOutcome?.(command.kind, false, performance.now() - started);
+        respond(message);
+      }
+    });
+  }
+
+  /** A SubscribedAck for a live attachment (timeout 0, adopted orphan): applied as a full replacement, in order with its commands. */
+  runLateAck(id: string, commandId: string | null, policy: AttachmentPolicy, respond: (error: string | null) => void): void {
+    this.queue.run(id, async () => {
+      const started = performance.now();
+      try {
+        await this.host.applyCommand(id, { kind: "bulk-update", mode: policy.mode, allowCidrs: policy.allowCidrs, denyCidrs: policy.denyCidrs, dns: policy.dns });
+        this.log.info({ attachmentId: id, commandId }, "SubscribedAck applied to the live attachment");
+        this.onOutcome?.("subscribed-ack", true, performance.now() - started);
+        respond(null);
+      } catch (err) {
+        const message = errorMessage(err);
+        this.log.warn({ attachmentId: id, commandId, err: message }, "SubscribedAck not applied");
+        this.onOutcome?.("subscribed-ack", false, performance.now() - started);
+        respond(message);
+      }
+    });
+  }
+}
+
+export function kindOf(cmd: ControlCommand): CommandKind {
+  switch (cmd.command.case) {
+    case "setMode": return "set-mode";
+    case "allowCidr": return "allow-cidr";
+    case "denyCidr": return "deny-cidr";
+    case "removeCidr": return "remove-cidr";
+    case "bulkUpdate": return "bulk-update";
+    case "setDnsMode": return "set-dns-mode";
+    case "allowDomain": return "allow-domain";
+    case "denyDomain": return "deny-domain";
+    case "removeDomain": return "remove-domain";
+    default: return "invalid";
+  }
+}
+
+export function errorMessage(err: unknown): string {
+  if (isNetfenceError(err)) return err.message;
+  return err instanceof Error ? err.message : String(err);
+}

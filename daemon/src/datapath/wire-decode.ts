@@ -1,0 +1,171 @@
+/**
+ * The loader's replies, decoded (counters, HELLO, port guard, state, DUMP, events): the other
+ * half of the protocol whose layout, constants and request encoders are wire-format.ts. Every
+ * offset comes from its LAYOUT table (checked against netfence.h by a test).
+ */
+import type { FilterEntry, FilterMode } from "./filter.js";
+import { COUNTERS_PER_ATTACHMENT, ENTRY_ALLOW, ENTRY_DENY, FEAT_TCX, ID_LEN, LAYOUT, MODE_NAMES, SETTING_AUDIT } from "./wire-format.js";
+
+/** NF_CNT_* indexes of the per-attachment u64 counters in a COUNTERS reply. */
+export const CNT = { ALLOWED: 0, BLOCKED: 1, AUDITED: 2, EVENTS_LOST: 3 } as const;
+
+/** A COUNTERS reply: per requested attachment, COUNTERS_PER_ATTACHMENT u64 values. */
+export function decodeCounters(b: Buffer, count: number): { allowed: bigint; blocked: bigint; audited: bigint }[] {
+  const out: { allowed: bigint; blocked: bigint; audited: bigint }[] = [];
+  for (let i = 0; i < count; i++) {
+    const at = (cnt: number): number => (i * COUNTERS_PER_ATTACHMENT + cnt) * 8;
+    out.push({ allowed: b.readBigUInt64LE(at(CNT.ALLOWED)), blocked: b.readBigUInt64LE(at(CNT.BLOCKED)), audited: b.readBigUInt64LE(at(CNT.AUDITED)) });
+  }
+  return out;
+}
+
+export interface PortGuardReply {
+  cgroupId: bigint;
+  progId4: number;
+  progId6: number;
+  /** Pinned links on the same cgroup were found and updated in place. */
+  updated: boolean;
+}
+
+export function decodePortGuard(b: Buffer): PortGuardReply {
+  const L = LAYOUT.nf_port_guard_reply;
+  return { cgroupId: b.readBigUInt64LE(L.cgroup_id), progId4: b.readUInt32LE(L.prog_id4), progId6: b.readUInt32LE(L.prog_id6), updated: b.readUInt32LE(L.updated) === 1 };
+}
+
+export interface HelloReply {
+  version: number;
+  layout: number;
+  tcx: boolean;
+}
+
+export function decodeHello(b: Buffer): HelloReply {
+  const L = LAYOUT.nf_hello_reply;
+  return { version: b.readUInt32LE(L.version), layout: b.readUInt32LE(L.layout), tcx: (b.readUInt32LE(L.features) & FEAT_TCX) !== 0 };
+}
+
+export interface StateView {
+  activeGen: number;
+  slot: number;
+  mode: FilterMode;
+  audit: boolean;
+  kind: number;
+  method: number;
+  direction: number;
+  ifindex: number;
+  id: string;
+}
+
+export function decodeState(b: Buffer, off = 0): StateView {
+  const L = LAYOUT.nf_state;
+  const gen = b.readUInt32LE(off + L.active_gen) & 1;
+  const modeCode = b.readUInt32LE(off + L.gen + gen * 8);
+  const flags = b.readUInt32LE(off + L.gen + gen * 8 + 4);
+  const idBytes = b.subarray(off + L.id, off + L.id + ID_LEN);
+  const nul = idBytes.indexOf(0);
+  return {
+    activeGen: gen,
+    slot: b.readUInt32LE(off + L.slot),
+    mode: MODE_NAMES[modeCode] ?? "block-all",
+    audit: (flags & SETTING_AUDIT) !== 0,
+    kind: b.readUInt8(off + L.kind),
+    method: b.readUInt8(off + L.method),
+    direction: b.readUInt8(off + L.direction),
+    ifindex: b.readUInt32LE(off + L.ifindex),
+    id: idBytes.subarray(0, nul === -1 ? ID_LEN : nul).toString("utf8"),
+  };
+}
+
+/** An attachment as its pins describe it (NF_OP_DUMP): settings and the active generation's entries. */
+export interface DumpView {
+  cgroupId: bigint;
+  slot: number;
+  ifindex: number;
+  mode: FilterMode;
+  audit: boolean;
+  progId: number;
+  attached: boolean;
+  dnsPort: number;
+  kind: number;
+  method: number;
+  direction: number;
+  entries: FilterEntry[];
+}
+
+export function decodeDump(b: Buffer): DumpView {
+  const L = LAYOUT.nf_dump_reply;
+  const E = LAYOUT.nf_wire_entry;
+  const count = b.readUInt32LE(L.count);
+  if (b.length < L.size + count * E.size) throw new RangeError(`DUMP reply announces ${count} entries in ${b.length} bytes`);
+  const entries: FilterEntry[] = [];
+  for (let i = 0; i < count; i++) {
+    const off = L.size + i * E.size;
+    const family = b.readUInt8(off + E.family) === 6 ? 6 : 4;
+    const flags = b.readUInt8(off + E.flags);
+    const ms = Number(b.readBigUInt64LE(off + E.expires_ms));
+    entries.push({
+      cidr: { family, addr: Uint8Array.from(b.subarray(off + E.addr, off + E.addr + (family === 4 ? 4 : 16))), prefixLen: b.readUInt8(off + E.prefixlen) },
+      allow: (flags & ENTRY_ALLOW) !== 0,
+      deny: (flags & ENTRY_DENY) !== 0,
+      expiresAtMs: ms === 0 ? null : ms,
+      ruleId: b.readUInt32LE(off + E.rule_id),
+    });
+  }
+  return {
+    cgroupId: b.readBigUInt64LE(L.cgroup_id),
+    slot: b.readUInt32LE(L.slot),
+    ifindex: b.readUInt32LE(L.ifindex),
+    mode: MODE_NAMES[b.readUInt32LE(L.mode)] ?? "block-all",
+    audit: (b.readUInt32LE(L.flags) & SETTING_AUDIT) !== 0,
+    progId: b.readUInt32LE(L.prog_id),
+    attached: b.readUInt32LE(L.attached) !== 0,
+    dnsPort: b.readUInt16LE(L.dns_port),
+    kind: b.readUInt8(L.kind),
+    method: b.readUInt8(L.method),
+    direction: b.readUInt8(L.direction),
+    entries,
+  };
+}
+
+export interface RawEvent {
+  tsNs: bigint;
+  suppressed: bigint;
+  slot: number;
+  sport: number;
+  dport: number;
+  /** 0 = an L2 frame: saddr/daddr hold MACs (6 bytes), dport the ethertype. */
+  family: 0 | 4 | 6;
+  proto: number;
+  verdict: number;
+  reason: number;
+  rulePrefixLen: number;
+  saddr: Uint8Array;
+  daddr: Uint8Array;
+  ruleAddr: Uint8Array;
+}
+
+export function decodeEvents(b: Buffer): RawEvent[] {
+  const L = LAYOUT.nf_event;
+  const out: RawEvent[] = [];
+  for (let off = 0; off + L.size <= b.length; off += L.size) {
+    out.push({
+      tsNs: b.readBigUInt64LE(off + L.ts_ns),
+      suppressed: b.readBigUInt64LE(off + L.suppressed),
+      slot: b.readUInt32LE(off + L.slot),
+      sport: b.readUInt16LE(off + L.sport),
+      dport: b.readUInt16LE(off + L.dport),
+      family: decodeFamily(b.readUInt8(off + L.family)),
+      proto: b.readUInt8(off + L.proto),
+      verdict: b.readUInt8(off + L.verdict),
+      reason: b.readUInt8(off + L.reason),
+      rulePrefixLen: b.readUInt8(off + L.rule_prefixlen),
+      saddr: Uint8Array.from(b.subarray(off + L.saddr, off + L.saddr + 16)),
+      daddr: Uint8Array.from(b.subarray(off + L.daddr, off + L.daddr + 16)),
+      ruleAddr: Uint8Array.from(b.subarray(off + L.rule_addr, off + L.rule_addr + 16)),
+    });
+  }
+  return out;
+}
+
+function decodeFamily(v: number): 0 | 4 | 6 {
+  return v === 6 ? 6 : v === 4 ? 4 : 0;
+}
