@@ -26,6 +26,8 @@ export interface BenchDaemonOptions {
   readonly dnsYaml?: string;
   /** More top-level YAML (e.g. a `metrics:` block). */
   readonly extraYaml?: string;
+  /** Extra environment variables of the daemon process (on top of this process's). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 export interface ProcStatus {
@@ -75,7 +77,10 @@ export class BenchDaemon {
     if (this.retired) throw new Error("the benchmark daemon was cleaned up; not starting it again");
     if (this.running) throw new Error("the benchmark daemon is already running");
     const fd = openSync(this.logFile, "a");
-    const child = spawn(process.execPath, [this.opts.cli, "start", "--config", this.configFile], { stdio: ["ignore", fd, fd] });
+    const child = spawn(process.execPath, [this.opts.cli, "start", "--config", this.configFile], {
+      stdio: ["ignore", fd, fd],
+      env: { ...process.env, ...this.opts.env },
+    });
     closeSync(fd);
     this.child = child;
   }

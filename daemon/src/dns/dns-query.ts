@@ -6,8 +6,9 @@ import { answerAddresses } from "./answer-addresses.js";
 import { compileDomainRules, matchDomain, nameAllowed } from "@netfence/proto/domain-match";
 import {
   HEADER_LENGTH, RCODE_FORMERR, RCODE_NOTIMP, RCODE_REFUSED, RCODE_SERVFAIL, TYPE_A, TYPE_AAAA,
-  addressReply, errorReply, isResponse, opcodeOf, questionCount, readAnswerRecords, readQuestion, typeName,
+  addressReply, errorReply, isResponse, opcodeOf, questionCount, typeName,
 } from "./dns-wire.js";
+import { readAnswerRecords, readQuestion } from "./dns-codec.js";
 import type { WireQuestion } from "./dns-wire.js";
 import type { DnsProxy } from "./dns-proxy.js";
 import type { DnsQuotas } from "./dns-quotas.js";
