@@ -15,14 +15,15 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { DNS_QUOTA_LIMITS } from "../../daemon/src/dns/dns-quotas.js";
-import { compileDomainRules, nameAllowed, walkSuffixes } from "@netfence/proto/domain-match";
 import type { DnsPolicy, DomainRule } from "../../daemon/src/policy/policy.js";
 import { projectRoot } from "../../daemon/src/datapath/project-root.js";
 import { BenchDaemon } from "../daemon/daemon-process.js";
 import { NETFENCED } from "../lib/binaries.js";
 import { DaemonClient } from "../../cli/src/daemon-client.js";
 import { Dnsmasq, run } from "./bench-processes.js";
-import { percentile, runDnsperf } from "./dnsperf.js";
+import { measureDecision, median, tenKRulesPolicy } from "./decision-bench.js";
+import { round, summarize, type RunSummary } from "./run-summary.js";
+import { runDnsperf } from "./dnsperf.js";
 import type { DnsperfOptions, DnsperfResult } from "./dnsperf.js";
 
 /**
@@ -168,80 +169,6 @@ async function writeFiles(coldNames: number, rounds: number): Promise<Files> {
   return { dir, hosts, warm: warmFile, cold, coldLatency };
 }
 
-/** 10k domain rules: *.bench.test plus 9,999 others, some deny, as an operator might have. */
-function tenKRulesPolicy(): DnsPolicy {
-  const allow: DomainRule[] = [{ domain: "bench.test", includeSubdomains: true }];
-  const deny: DomainRule[] = [];
-  for (let i = 1; i < 10_000; i++) {
-    if (i % 4 === 0) deny.push({ domain: `blocked${i}.svc${i % 500}.other.test`, includeSubdomains: i % 8 === 0 });
-    else allow.push({ domain: `svc${i}.other.test`, includeSubdomains: i % 2 === 0 });
-  }
-  return { mode: "allowlist", allowDomains: allow, denyDomains: deny, upstreams: [] };
-}
-
-interface DecisionResult {
-  rules: number;
-  compileMs: number;
-  cached: DecisionTiming;
-  uncached: DecisionTiming;
-}
-
-/** Per decision: wall-clock time and process CPU time (the latter is not inflated by other tenants' load). */
-interface DecisionTiming {
-  wallNs: number;
-  cpuNs: number;
-  wallRunsNs: number[];
-  cpuRunsNs: number[];
-}
-
-function timeDecisions(fn: (name: string) => boolean, names: readonly string[]): DecisionTiming {
-  let sink = 0;
-  for (let i = 0; i < 300_000; i++) if (fn(names[i & 1023]!)) sink++;
-  const wallRunsNs: number[] = [];
-  const cpuRunsNs: number[] = [];
-  const iterations = 2_000_000;
-  for (let r = 0; r < 5; r++) {
-    const cpu0 = process.cpuUsage();
-    const start = process.hrtime.bigint();
-    for (let i = 0; i < iterations; i++) if (fn(names[i & 1023]!)) sink++;
-    wallRunsNs.push(Number(process.hrtime.bigint() - start) / iterations);
-    const cpu = process.cpuUsage(cpu0);
-    cpuRunsNs.push(((cpu.user + cpu.system) * 1000) / iterations);
-  }
-  if (sink === 0) throw new Error("decision benchmark allowed nothing");
-  return { wallNs: median(wallRunsNs), cpuNs: median(cpuRunsNs), wallRunsNs, cpuRunsNs };
-}
-
-const median = (xs: readonly number[]): number => {
-  const sorted = [...xs].sort((a, b) => a - b);
-  return sorted.length % 2 ? sorted[(sorted.length - 1) / 2]! : (sorted[sorted.length / 2 - 1]! + sorted[sorted.length / 2]!) / 2;
-};
-
-/**
- * Cost of a name decision against 10k rules: `nameAllowed` as the server calls it (compiled
- * rules cached per policy, verdict cache warm) and the uncached suffix walk behind it.
- */
-function measureDecision(): DecisionResult {
-  const policy = tenKRulesPolicy();
-  const t0 = process.hrtime.bigint();
-  const compiled = compileDomainRules(policy);
-  const compileMs = Number(process.hrtime.bigint() - t0) / 1e6;
-  const names: string[] = [];
-  for (let i = 0; i < 1024; i++) {
-    switch (i % 4) {
-      case 0: names.push(`w${i}.bench.test`); break; // allowed via subtree, 3 labels
-      case 1: names.push(`api.v2.svc${i * 7 % 10_000}.other.test`); break; // deeper name
-      case 2: names.push(`blocked${i * 4}.svc${(i * 4) % 500}.other.test`); break;
-      default: names.push(`unlisted${i}.example.com`);
-    }
-  }
-  return {
-    rules: policy.allowDomains.length + policy.denyDomains.length, compileMs,
-    cached: timeDecisions((n) => nameAllowed(policy, n), names),
-    uncached: timeDecisions((n) => walkSuffixes(compiled.byName, n) === "allow", names),
-  };
-}
-
 /** The domain rules of a DNS policy as a `default_policy.dns` YAML block. */
 function dnsPolicyYaml(p: DnsPolicy): string {
   const rule = (r: DomainRule): string => JSON.stringify(r.includeSubdomains ? `*.${r.domain}` : r.domain);
@@ -298,50 +225,6 @@ function dnsCounters(metrics: Map<string, number>, id: string): Record<string, n
     if (k.startsWith("netfence_dns_learned_addresses{") && k.includes(`"${id}"`)) out["learned_addresses"] = v;
   }
   return out;
-}
-
-type Figure<U extends string> = { value: number; unit: U };
-
-interface RunSummary {
-  rounds: number;
-  queries_completed: number[];
-  queries_lost: number[];
-  response_codes: Record<string, number>;
-  /** median over the rounds; `per_round` in run order */
-  qps: Figure<"queries/s"> & { per_round: number[] };
-  latency_avg: Figure<"µs"> & { per_round: number[] };
-  latency_max: Figure<"µs">;
-  latency_p50?: Figure<"µs">;
-  latency_p90?: Figure<"µs">;
-  latency_p99?: Figure<"µs">;
-  samples?: number;
-  note: string;
-}
-
-const round = (v: number, digits = 1): number => Math.round(v * 10 ** digits) / 10 ** digits;
-
-function summarize(rs: readonly DnsperfResult[], note: string): RunSummary {
-  const rcodes: Record<string, number> = {};
-  for (const r of rs) for (const [k, v] of Object.entries(r.rcodes)) rcodes[k] = (rcodes[k] ?? 0) + v;
-  const s: RunSummary = {
-    rounds: rs.length,
-    queries_completed: rs.map((r) => r.completed),
-    queries_lost: rs.map((r) => r.lost),
-    response_codes: rcodes,
-    qps: { value: round(median(rs.map((r) => r.qps)), 0), unit: "queries/s", per_round: rs.map((r) => round(r.qps, 0)) },
-    latency_avg: { value: round(median(rs.map((r) => r.avgLatencyUs))), unit: "µs", per_round: rs.map((r) => round(r.avgLatencyUs)) },
-    latency_max: { value: round(Math.max(...rs.map((r) => r.maxLatencyUs))), unit: "µs" },
-    note,
-  };
-  const latencies = rs.flatMap((r) => r.latenciesUs);
-  if (latencies.length > 0) {
-    const sorted = latencies.sort((a, b) => a - b);
-    s.latency_p50 = { value: round(percentile(sorted, 50)), unit: "µs" };
-    s.latency_p90 = { value: round(percentile(sorted, 90)), unit: "µs" };
-    s.latency_p99 = { value: round(percentile(sorted, 99)), unit: "µs" };
-    s.samples = sorted.length;
-  }
-  return s;
 }
 
 interface Target {
