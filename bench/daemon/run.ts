@@ -17,11 +17,10 @@
  * processes) is removed at the end — also on failure, SIGINT/SIGTERM or when the 10-minute limit
  * expires: attachments are detached through the daemon, then the pin root is removed.
  */
-import type { VerificationSummary, DaemonBenchResults } from "./results.js";
-import { spawn } from "node:child_process";
+import type { DaemonBenchResults } from "./results.js";
 import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
-import { copyFile, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { projectRoot } from "../../daemon/src/datapath/project-root.js";
@@ -30,6 +29,7 @@ import { Sandbox, cgroup2Mount, requireKernel, sh } from "../../test/helpers/san
 import { machineInfo } from "../lib/machine.js";
 import { withTimeout } from "../lib/time-limit.js";
 import { NETFENCED } from "../lib/binaries.js";
+import { cleanUpBench } from "./cleanup.js";
 import { BenchDaemon, procCpuMs, procStatus } from "./daemon-process.js";
 import { CgroupTargets, VethTargets } from "./bench-targets.js";
 import { Prober } from "./prober-client.js";
@@ -40,104 +40,15 @@ import {
   gracePeriodCost,
   memInfo,
   stateSaveCost,
-  type AttachmentKernelMemory,
-  type FilterAttachCost,
-  type GracePeriodCost,
   type MemInfo,
-  type StateSaveCost,
 } from "./diagnostics.js";
-import { listBench, type ListResult } from "./list-phase.js";
+import { listBench } from "./list-phase.js";
 import { restartOnce, type RestartSample } from "./restart-phase.js";
 import { baselineSummary, bpftoolCgroupBaseline, tcInterfaceBaseline } from "./bpftool-baseline.js";
-import { kibToMb, kibToMib, round, summarize, type MsSummary } from "./summary.js";
+import { kibToMb, kibToMib, round, summarize } from "./summary.js";
 import { evaluateTargets, renderMarkdown } from "./report.js";
-import type { TargetCheck } from "./results.js";
 
-/**
- * Hard bound of the whole run. A full run takes 2-3 minutes here; on a heavily loaded machine an
- * attach can take 300+ ms (building 1000 attachments alone then takes minutes), hence the margin.
- */
-const GLOBAL_LIMIT_MS = 10 * 60_000;
-/** Attaching stops (and the run reports how far it got) when MemAvailable falls below this. */
-const MEM_FLOOR_KIB = 3 * 1024 * 1024;
-const ECHO_PORT = 7000;
-const DNS_PORTS = { min: 61000, max: 62999 };
-
-interface Sizes {
-  readonly latencyAttaches: number;
-  /** Attaches timed one by one at the top of the scale (the last ones before the total). */
-  readonly atScaleAttaches: number;
-  readonly buildUpConcurrency: number;
-  readonly diagnosticAttaches: number;
-  readonly totalAttachments: number;
-  readonly veths: number;
-  readonly verifyEvery: number;
-  readonly interfaceVerified: number;
-  readonly baselineAttaches: number;
-  readonly listRuns: number;
-  readonly restarts: number;
-}
-
-const FULL: Sizes = { latencyAttaches: 200, atScaleAttaches: 200, buildUpConcurrency: 4, diagnosticAttaches: 20, totalAttachments: 1000, veths: 50, verifyEvery: 10, interfaceVerified: 10, baselineAttaches: 50, listRuns: 7, restarts: 2 };
-const QUICK: Sizes = { latencyAttaches: 50, atScaleAttaches: 30, buildUpConcurrency: 4, diagnosticAttaches: 5, totalAttachments: 120, veths: 10, verifyEvery: 10, interfaceVerified: 3, baselineAttaches: 10, listRuns: 3, restarts: 1 };
-
-interface Args {
-  quick: boolean;
-  out: string;
-  readme: string | null;
-  /** Copy the daemon's JSON log here before the temp dir goes (debugging). */
-  keepLog: string | null;
-  /** Write a V8 CPU profile of one `list --all --json` CLI run into this directory (debugging). */
-  cpuProfDir: string | null;
-}
-
-function parseArgs(argv: readonly string[], root: string): Args {
-  const a: Args = { quick: false, out: path.join(root, "bench", "results", "daemon.json"), readme: path.join(root, "bench", "daemon", "README.md"), keepLog: null, cpuProfDir: null };
-  let outGiven = false;
-  for (let i = 0; i < argv.length; i++) {
-    const v = argv[i];
-    if (v === "--quick") a.quick = true;
-    else if (v === "--out") {
-      a.out = path.resolve(argv[++i] ?? "");
-      outGiven = true;
-    } else if (v === "--no-readme") a.readme = null;
-    else if (v === "--keep-log") a.keepLog = path.resolve(argv[++i] ?? "");
-    else if (v === "--cpu-prof-cli") a.cpuProfDir = path.resolve(argv[++i] ?? "");
-    else throw new Error(`unknown argument "${v}" (use --quick, --out FILE, --no-readme, --keep-log FILE, --cpu-prof-cli DIR)`);
-  }
-  if (a.quick) {
-    // A quick run is a smoke test: it never overwrites the committed results unless told to.
-    if (!outGiven) a.out = path.join(root, "bench", "results", "daemon.partial.tmp");
-    a.readme = null;
-  }
-  return a;
-}
-
-
-function verificationSummary(v: readonly VerifiedSample[]): VerificationSummary {
-  const reasons: Record<string, number> = {};
-  for (const s of v) if (s.unlisted_blocked_after) reasons[s.blocked_reason] = (reasons[s.blocked_reason] ?? 0) + 1;
-  const count = (f: (s: VerifiedSample) => boolean) => v.filter(f).length;
-  return {
-    samples: v.length,
-    unlisted_answered_before_attach: count((s) => s.unlisted_answered_before),
-    unlisted_blocked_right_after_return: count((s) => s.unlisted_blocked_after),
-    allowed_answered_after_attach: count((s) => s.allowed_answered_after),
-    blocked_reasons: reasons,
-    probe_sent_after_return: summarize(v.map((s) => s.probe_sent_after_return_ms)),
-    all_verified: v.every((s) => s.unlisted_answered_before && s.unlisted_blocked_after && s.allowed_answered_after),
-  };
-}
-
-async function idleNodeRssMib(): Promise<number> {
-  const child = spawn(process.execPath, ["-e", "setInterval(()=>{},1e9)"], { stdio: "ignore" });
-  try {
-    await new Promise((r) => setTimeout(r, 1000));
-    return kibToMib(procStatus(child.pid!).vmRssKiB);
-  } finally {
-    child.kill("SIGKILL");
-  }
-}
+import { DNS_PORTS, ECHO_PORT, UNITS, FULL, GLOBAL_LIMIT_MS, MEM_FLOOR_KIB, QUICK, idleNodeRssMib, parseArgs, verificationSummary } from "./options.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -170,69 +81,8 @@ async function main(): Promise<void> {
   let interrupted = false;
 
   const cleanup = (): Promise<void> => (cleaning ??= cleanupOnce());
-  const cleanupOnce = async () => {
-    const problems: string[] = [];
-    if (daemon !== null) {
-      if (!daemon.running) {
-        // Restart it (bounded) so that the attachments are detached the normal way.
-        try {
-          daemon.spawn();
-          await daemon.waitReady(20_000);
-        } catch (err) {
-          problems.push(`daemon could not be restarted for the detach: ${(err as Error).message.split("\n")[0]}`);
-        }
-      }
-      if (daemon.running) {
-        for (const pid of daemon.childPids()) loaderPids.add(pid);
-        const client = new DaemonClient(daemon.socket, 20_000);
-        try {
-          const { attachments } = await withTimeout("listing for cleanup", 30_000, client.listAll(1000));
-          const ms = await withTimeout("detaching for cleanup", 90_000, detachAll(client, attachments.map((a) => a.id)));
-          const left = (await client.getStatus()).attachmentCount;
-          log(`cleanup: detached ${attachments.length} attachments through the daemon in ${Math.round(ms)} ms (${left} left)`);
-          if (left !== 0) problems.push(`${left} attachments left after detach`);
-        } catch (err) {
-          problems.push(`detach through the daemon failed: ${(err as Error).message.split("\n")[0]}`);
-        } finally {
-          client.close();
-        }
-        await daemon.stop("SIGTERM").catch(() => undefined);
-      }
-      daemon.retire();
-      if (daemon.running) await daemon.stop("SIGKILL").catch(() => undefined);
-    }
-    // A loader child outlives a SIGKILLed daemon only until it sees EOF; make sure (by PID, only ours).
-    for (const pid of loaderPids) {
-      const comm = (() => {
-        try {
-          return readFileSync(`/proc/${pid}/comm`, "utf8").trim();
-        } catch {
-          return "";
-        }
-      })();
-      if (comm.startsWith("netfence-loader")) {
-        try {
-          process.kill(pid, "SIGKILL");
-        } catch {
-          // gone
-        }
-      }
-    }
-    // Pins left over (none after a clean detach) are removed with the pin root: links and programs go with them.
-    const pinsLeft = existsSync(pinRoot) ? (await readdir(pinRoot).catch(() => [])).filter((n) => n.startsWith("nf-")) : [];
-    if (pinsLeft.length > 0) problems.push(`${pinsLeft.length} attachment pin dirs left in ${pinRoot} (removed now)`);
-    await rm(pinRoot, { recursive: true, force: true }).catch(() => undefined);
-    await rm(baselinePins, { recursive: true, force: true }).catch(() => undefined);
-    await prober?.stop().catch(() => undefined);
-    await veths.remove().catch((err: unknown) => problems.push(`veth removal: ${(err as Error).message}`));
-    const cgLeft = await cgroups.remove().catch((err: unknown) => [`${(err as Error).message}`]);
-    if (cgLeft.length > 0) problems.push(`cgroups not removed: ${cgLeft.join("; ")}`);
-    await sb.cleanup();
-    if (args.keepLog !== null && daemon !== null) await copyFile(daemon.logFile, args.keepLog).catch(() => undefined);
-    await rm(tmpDir, { recursive: true, force: true }).catch(() => undefined);
-    if (problems.length > 0) log(`cleanup problems: ${problems.join(" | ")}`);
-    else log("cleanup: everything removed");
-  };
+  const cleanupOnce = () =>
+    cleanUpBench({ daemon, prober, loaderPids, pinRoot, baselinePins, veths, cgroups, sandbox: sb, keepLog: args.keepLog, tmpDir, log });
   const onSignal = (sig: NodeJS.Signals) => {
     log(`${sig}: cleaning up`);
     interrupted = true;
@@ -432,13 +282,7 @@ async function main(): Promise<void> {
           machine,
           loadavg1_end: round(os.loadavg()[0]!, 2),
           duration_s: Math.round((Date.now() - started) / 1000),
-          units: {
-            _ms: "milliseconds (wall clock, performance.now())",
-            _mib: "MiB (2^20 bytes), from /proc/<pid>/status VmRSS/VmHWM",
-            _mb: "MB (10^6 bytes)",
-            _kib: "KiB (2^10 bytes)",
-            _s: "seconds",
-          },
+          units: UNITS,
           setup: {
             daemon: "cli/dist/index.js start --config FILE (the real netfenced: KernelFilter + loader child, FileStateStore in data_dir, no control plane)",
             log_level: "info",

@@ -45,7 +45,7 @@ exec 9>"$WORK/lock"
 flock -w 600 9 || die "another run.sh still holds $WORK/lock after 10 minutes"
 
 # ---------------------------------------------------------------- 1. host tools (idempotent; nothing else installed)
-PKGS="qemu-system-x86 busybox-static iproute2 iputils-ping xz-utils gcc libc6-dev make libbpf-dev libelf-dev zlib1g-dev libzstd-dev"
+PKGS="qemu-system-x86 busybox-static iproute2 iputils-ping xz-utils gcc libc6-dev make bpftool libbpf-dev libelf-dev zlib1g-dev libzstd-dev"
 if [ -z "${SKIP_APT:-}" ]; then
 	missing=$(for p in $PKGS; do dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'install ok installed' || echo "$p"; done)
 	if [ -n "$missing" ]; then

@@ -281,23 +281,22 @@ export class KernelFilter implements Filter {
     if (!ID_RE.test(id)) throw invalidArgument(`invalid attachment id "${id}"`);
     const reply = await this.call(Op.ADOPT, encodeId(id));
     const state = decodeState(reply, LAYOUT.nf_adopt_reply.state);
-    const method = METHOD_NAMES[state.method];
-    if (!method) {
-      // Loaded but never attached (a crash between LOAD and LINK): not a live attachment.
-      throw new NetfenceError("FAILED_PRECONDITION", `pinned attachment ${id} was never attached`, { details: { id } });
-    }
-    this.known.set(id, { slot: state.slot });
-    this.slotToId.set(state.slot, id);
-    return {
-      id,
-      slot: state.slot,
-      kind: state.kind === KIND_TC ? "interface" : "cgroup",
-      method,
-      ifindex: state.ifindex,
-      mode: state.mode,
-      audit: state.audit,
-      attached: reply.readUInt32LE(LAYOUT.nf_adopt_reply.attached) !== 0,
-    };
+    return { ...this.remember(id, state), attached: reply.readUInt32LE(LAYOUT.nf_adopt_reply.attached) !== 0 };
+  }
+
+  /**
+   * Takes over a pinned attachment that the loader described (ADOPT's state, DUMP's settings):
+   * its id ↔ slot from now on. A pin that was loaded but never attached (a crash between LOAD
+   * and LINK) is not a live attachment: FAILED_PRECONDITION.
+   */
+  private remember(
+    id: string, s: { readonly slot: number; readonly method: number; readonly kind: number; readonly ifindex: number; readonly mode: FilterMode; readonly audit: boolean },
+  ): Omit<AdoptedAttachment, "attached"> {
+    const method = METHOD_NAMES[s.method];
+    if (!method) throw new NetfenceError("FAILED_PRECONDITION", `pinned attachment ${id} was never attached`, { details: { id } });
+    this.known.set(id, { slot: s.slot });
+    this.slotToId.set(s.slot, id);
+    return { id, slot: s.slot, kind: s.kind === KIND_TC ? "interface" : "cgroup", method, ifindex: s.ifindex, mode: s.mode, audit: s.audit };
   }
 
   async relink(id: string, target: TargetSpec, method: AttachMethodPreference = "auto"): Promise<AttachResult> {
@@ -312,18 +311,8 @@ export class KernelFilter implements Filter {
   async inspect(id: string): Promise<PinnedAttachment> {
     if (!ID_RE.test(id)) throw invalidArgument(`invalid attachment id "${id}"`);
     const d = decodeDump(await this.call(Op.DUMP, encodeId(id)));
-    const method = METHOD_NAMES[d.method];
-    if (!method) throw new NetfenceError("FAILED_PRECONDITION", `pinned attachment ${id} was never attached`, { details: { id } });
-    this.known.set(id, { slot: d.slot });
-    this.slotToId.set(d.slot, id);
     return {
-      id,
-      slot: d.slot,
-      kind: d.kind === KIND_TC ? "interface" : "cgroup",
-      method,
-      ifindex: d.ifindex,
-      mode: d.mode,
-      audit: d.audit,
+      ...this.remember(id, d),
       attached: d.attached,
       direction: d.direction === DIR_EGRESS ? "egress" : "ingress",
       cgroupId: d.cgroupId,

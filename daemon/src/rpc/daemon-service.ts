@@ -40,8 +40,8 @@ import type { OrphanInfo } from "../attachments/orphan.js";
  * `DaemonServiceImpl` is usable in memory (tests); `daemonServiceHandlers` adapts it to grpc-js.
  */
 
-/** The part of the attachment manager the service needs. */
-export interface AttachmentRegistry {
+/** The part of the attachment manager the service needs (the manager implements it). */
+export interface AttachmentService {
   attach(input: AttachInput): Promise<AttachmentView>;
   detach(id: string): Promise<void>;
   list(): AttachmentView[];
@@ -57,7 +57,7 @@ export interface AttachmentRegistry {
 }
 
 export interface DaemonServiceDeps {
-  readonly registry: AttachmentRegistry;
+  readonly registry: AttachmentService;
   readonly version: string;
   readonly hostname: string;
   /** Control-plane connection state; null without a control plane. */

@@ -24,7 +24,7 @@ describe("App start: the DNS port guard", () => {
     dirs.push(dir, cgroupRoot);
     const config = loadConfig({
       env: {},
-      text: [`socket: ${path.join(dir, "s.sock")}`, `cgroup_root: ${cgroupRoot}`, `dns: { port_min: 21400, port_max: 21409${dnsYaml} }`].join("\n").replace("CG", cgroupRoot),
+      text: [`socket: ${path.join(dir, "s.sock")}`, `cgroup_root: ${cgroupRoot}`, `dns: { port_min: 21400, port_max: 21409${dnsYaml.replaceAll("{{cgroup_root}}", cgroupRoot)} }`].join("\n"),
     });
     apps.push(await App.start(config, silentLogger, { filter, dnsServers: new FakeDnsServers() }));
     return { cgroupRoot };
@@ -38,7 +38,7 @@ describe("App start: the DNS port guard", () => {
 
   it("covers dns.port_guard_cgroup when set, and is removed when dns.port_guard is false", async () => {
     const bpffs = new FakeBpffs();
-    const { cgroupRoot } = await start(", port_guard_cgroup: CG/guarded", new FakeFilter(bpffs));
+    const { cgroupRoot } = await start(", port_guard_cgroup: {{cgroup_root}}/guarded", new FakeFilter(bpffs));
     expect(bpffs.portGuard?.cgroupPath).toBe(path.join(cgroupRoot, "guarded"));
     await apps.pop()!.stop();
     await start(", port_guard: false", new FakeFilter(bpffs));

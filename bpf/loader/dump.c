@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * dump.c — DUMP: what a pinned attachment is and enforces, read back from the kernel alone (its
+ * nf_state settings, whether it is really attached, and the live entries of its active
+ * generation), so the daemon can re-register an attachment its state store lost.
+ */
+#include <string.h>
+#include <bpf/bpf.h>
+
+#include "loader.h"
+
+struct entries {
+	struct nf_wire_entry *es;
+	__u32 n, cap;
+};
+
+/* The wire entry of a stored key and value; false for an expired one (left out). */
+static bool wire_entry_of(int t, const void *key, const struct nf_entry *v, __s64 now_real_ns, __s64 now_mono_ns,
+			  struct nf_wire_entry *e)
+{
+	if (v->expires_ns && (__s64)v->expires_ns <= now_mono_ns)
+		return false;
+	memset(e, 0, sizeof(*e));
+	e->family = (t == T_V4_EXACT || t == T_V4_LPM) ? 4 : 6;
+	e->flags = v->flags;
+	e->rule_id = v->rule_id;
+	if (v->expires_ns) /* CLOCK_MONOTONIC deadline → wall clock ms, rounded up */
+		e->expires_ms = (__u64)((now_real_ns + ((__s64)v->expires_ns - now_mono_ns) + 999999) / 1000000);
+	switch (t) {
+	case T_V4_EXACT:
+		e->prefixlen = 32;
+		memcpy(e->addr, ((const struct nf_exact_v4_key *)key)->addr, 4);
+		break;
+	case T_V6_EXACT:
+		e->prefixlen = 128;
+		memcpy(e->addr, ((const struct nf_exact_v6_key *)key)->addr, 16);
+		break;
+	case T_V4_LPM:
+		e->prefixlen = (__u8)(((const struct nf_lpm_v4_key *)key)->prefixlen - 8);
+		memcpy(e->addr, ((const struct nf_lpm_v4_key *)key)->addr, 4);
+		break;
+	default:
+		e->prefixlen = (__u8)(((const struct nf_lpm_v6_key *)key)->prefixlen - 8);
+		memcpy(e->addr, ((const struct nf_lpm_v6_key *)key)->addr, 16);
+	}
+	return true;
+}
+
+/* Appends the live entries of generation `gen` in table t. */
+static int collect(int fd, int t, __u32 gen, struct entries *out)
+{
+	__s64 now_real = clock_ns(CLOCK_REALTIME), now_mono = clock_ns(CLOCK_MONOTONIC);
+	char cur[32], last[32];
+	const void *prev = NULL;
+	while (bpf_map_get_next_key(fd, prev, cur) == 0) {
+		struct nf_entry v;
+		if (out->n == out->cap) {
+			__u32 c = out->cap ? out->cap * 2 : 256;
+			struct nf_wire_entry *m = realloc(out->es, (size_t)c * sizeof(*m));
+			if (!m)
+				return fail(ENOMEM, "DUMP");
+			out->es = m;
+			out->cap = c;
+		}
+		if (key_gen(t, cur) == gen && bpf_map_lookup_elem(fd, cur, &v) == 0 &&
+		    wire_entry_of(t, cur, &v, now_real, now_mono, &out->es[out->n]))
+			out->n++;
+		memcpy(last, cur, table_key_size[t]);
+		prev = last;
+	}
+	return 0;
+}
+
+/* Adopts the pins first when this loader has not yet. */
+int op_dump(const void *req, size_t len, void **reply, size_t *reply_len)
+{
+	struct att *a;
+	int err = adopted_request(req, len, "DUMP", &a);
+	if (err)
+		return err;
+	struct nf_dump_reply h;
+	memset(&h, 0, sizeof(h));
+	__u32 gen = a->st->active_gen & 1;
+	h.slot = a->st->slot;
+	h.ifindex = a->st->ifindex;
+	h.mode = a->st->gen[gen].mode;
+	h.flags = a->st->gen[gen].flags;
+	h.prog_id = prog_id_of(a->prog_fd);
+	h.attached = is_attached(a, &h.cgroup_id);
+	h.dns_port = a->st->dns_port;
+	h.kind = a->st->kind;
+	h.method = a->st->method;
+	h.direction = a->st->direction;
+	struct entries es = { 0 };
+	for (int t = 0; t < T_COUNT && !err; t++)
+		err = collect(a->table_fd[t], t, gen, &es);
+	char *out = err ? NULL : malloc(sizeof(h) + (size_t)es.n * sizeof(*es.es));
+	if (!err && !out)
+		err = fail(ENOMEM, "DUMP");
+	if (!err) {
+		h.count = es.n;
+		memcpy(out, &h, sizeof(h));
+		if (es.n)
+			memcpy(out + sizeof(h), es.es, (size_t)es.n * sizeof(*es.es));
+		*reply = out;
+		*reply_len = sizeof(h) + (size_t)es.n * sizeof(*es.es);
+	}
+	free(es.es);
+	return err;
+}
