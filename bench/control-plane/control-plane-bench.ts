@@ -13,6 +13,7 @@
  *    time until all are synced and acked, the netfence-cp CPU while every daemon heartbeats each
  *    second, and the fan-out time of a policy reload to every attachment.
  * Every phase is bounded in time; results go to bench/results/control-plane.json.
+ * In-process (client, manager, memory store); through a real `netfenced start`: daemon-path-bench.ts.
  */
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import os from "node:os";

@@ -1,0 +1,53 @@
+import { existsSync, readlinkSync } from "node:fs";
+import path from "node:path";
+
+/**
+ * A netfence checkout whose built daemon a benchmark runs (`--daemon-dir DIR`), so one run can
+ * measure two builds (e.g. before and after a refactor) interleaved on the same machine. The
+ * daemon finds its loader child and eBPF objects from its own location (projectRoot(): the
+ * checkout's bpf/loader/netfence-loader and bpf/prebuilt), so pointing at a checkout's CLI is
+ * enough to run that checkout's whole datapath.
+ */
+export interface DaemonBuild {
+  /** Short name used in the results (e.g. "before", "after"). */
+  readonly label: string;
+  /** The checkout (absolute). */
+  readonly dir: string;
+  /** Its `netfenced` entry point (the CLI's start command). */
+  readonly cli: string;
+  /** Its loader binary (what the daemon will spawn). */
+  readonly loader: string;
+}
+
+/**
+ * The CLI entry of a checkout: the npm-workspaces layout builds each package into its own dist/
+ * (cli/dist/index.js); the single-package layout before issue 12 built everything into the
+ * root's dist/ (dist/cli/src/index.js).
+ */
+export function daemonBuild(label: string, dir: string): DaemonBuild {
+  const root = path.resolve(dir);
+  const candidates = [path.join(root, "cli", "dist", "index.js"), path.join(root, "dist", "cli", "src", "index.js")];
+  const cli = candidates.find((c) => existsSync(c));
+  if (cli === undefined) throw new Error(`${label}: no built CLI in ${root} (looked for ${candidates.join(", ")}; run scripts/bootstrap.sh there)`);
+  const loader = path.join(root, "bpf", "loader", "netfence-loader");
+  if (!existsSync(loader)) throw new Error(`${label}: no loader at ${loader} (make -C bpf loader there)`);
+  return { label, dir: root, cli, loader };
+}
+
+/** Parses `label=DIR` (the form of a repeated `--daemon-dir`). */
+export function parseDaemonDirArg(text: string): DaemonBuild {
+  const eq = text.indexOf("=");
+  if (eq <= 0) throw new Error(`--daemon-dir wants LABEL=DIR, got "${text}"`);
+  const label = text.slice(0, eq);
+  if (!/^[a-z][a-z0-9-]{0,15}$/.test(label)) throw new Error(`--daemon-dir label "${label}": lower-case letters, digits, '-', at most 16`);
+  return daemonBuild(label, text.slice(eq + 1));
+}
+
+/** The executable a running process was started from (/proc/<pid>/exe), or null when gone. */
+export function processExe(pid: number): string | null {
+  try {
+    return readlinkSync(`/proc/${pid}/exe`);
+  } catch {
+    return null;
+  }
+}
