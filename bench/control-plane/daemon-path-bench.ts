@@ -20,96 +20,43 @@
  * against a small state; `--keep-bulk-state` keeps the 10,000 CIDRs instead (each command then
  * persists a snapshot of that size: ~5 ms of daemon CPU per command on this VM).
  */
-import { mkdtemp, readFile, rm, writeFile, mkdir } from "node:fs/promises";
-import { spawn } from "node:child_process";
+import { mkdtemp, readFile, writeFile, mkdir } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import pino from "pino";
 import { ControlPlaneServer, type DaemonHandle } from "@netfence/control-plane-sdk";
 import { projectRoot } from "../../daemon/src/datapath/project-root.js";
 import { BenchDaemon, procCpuMs } from "../daemon/daemon-process.js";
-import { DaemonClient } from "../../cli/src/daemon-client.js";
-import { daemonBuild, parseDaemonDirArg, processExe, type DaemonBuild } from "../lib/daemon-build.js";
-import { run } from "../dns/bench-processes.js";
+import { attachInterface, detachAndStop } from "../lib/attached-daemon.js";
+import { clamped, walkArgs } from "../lib/bench-args.js";
+import { checkedBuilds, daemonDirArgs, ownLoader, parseDaemonDirArg, type DaemonBuild } from "../lib/daemon-build.js";
+import { invocation, mountPrivateBpffs, requireWorkdir, runInNetns } from "../lib/netns-runner.js";
 
 const silent = pino({ level: "silent" });
 const ifaceOf = (i: number): string => `nfcph${i}`;
 /** The one-entry policy of the SubscribedAck. */
 const ONE_ENTRY = { mode: "allowlist" as const, allow: ["100.64.0.0/24"], dns: { mode: "disabled" as const } };
 
-interface Args { inner: boolean; rounds: number; commands: number; bulks: number; keepBulkState: boolean; out: string; workdir: string | null; builds: DaemonBuild[] }
+interface Args { rounds: number; commands: number; bulks: number; keepBulkState: boolean; out: string; builds: DaemonBuild[] }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { inner: false, rounds: 6, commands: 1000, bulks: 3, keepBulkState: false, out: path.join(projectRoot(), "bench", "results", "control-plane-before-after.json"), workdir: null, builds: [] };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const next = (): string => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
-    if (a === "--inner") args.inner = true;
-    else if (a === "--rounds") args.rounds = Math.min(20, Math.max(1, Number(next())));
-    else if (a === "--commands") args.commands = Math.min(20_000, Math.max(10, Number(next())));
-    else if (a === "--bulks") args.bulks = Math.min(20, Math.max(0, Number(next())));
+  const args: Args = { rounds: 6, commands: 1000, bulks: 3, keepBulkState: false, out: path.join(projectRoot(), "bench", "results", "control-plane-before-after.json"), builds: [] };
+  walkArgs(argv, (a, value) => {
+    if (a === "--rounds") args.rounds = clamped(value(), 1, 20);
+    else if (a === "--commands") args.commands = clamped(value(), 10, 20_000);
+    else if (a === "--bulks") args.bulks = clamped(value(), 0, 20);
     else if (a === "--keep-bulk-state") args.keepBulkState = true;
-    else if (a === "--out") args.out = path.resolve(next());
-    else if (a === "--workdir") args.workdir = path.resolve(next());
-    else if (a === "--daemon-dir") args.builds.push(parseDaemonDirArg(next()));
-    else throw new Error(`unknown argument ${a}`);
-  }
-  if (args.builds.length === 0) args.builds.push(daemonBuild("this", projectRoot()));
-  if (args.builds.length > 3) throw new Error("at most 3 --daemon-dir");
-  if (new Set(args.builds.map((b) => b.label)).size !== args.builds.length) throw new Error("--daemon-dir labels must differ");
+    else if (a === "--out") args.out = path.resolve(value());
+    else if (a === "--daemon-dir") args.builds.push(parseDaemonDirArg(value()));
+    else return false;
+    return true;
+  });
+  args.builds = checkedBuilds(args.builds, projectRoot());
   return args;
 }
 
-const buildArgs = (args: Args): string[] => [
-  ...args.builds.flatMap((b) => ["--daemon-dir", `${b.label}=${b.dir}`]),
-  ...(args.keepBulkState ? ["--keep-bulk-state"] : []),
-];
-
-async function outer(args: Args): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error("the benchmark needs root (network namespace, eBPF)");
-  const ns = `nfcpba${process.pid}`;
-  const workdir = await mkdtemp(path.join(os.tmpdir(), "nf-cpbabench-"));
-  const cleanup = async (): Promise<void> => {
-    // Anything still running in our namespace was started by this benchmark: stop it by PID.
-    const pids = (await run("ip", ["netns", "pids", ns], true)).split(/\s+/).filter((p) => /^\d+$/.test(p)).map(Number);
-    for (const pid of pids) {
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {
-        // already gone
-      }
-    }
-    await run("ip", ["netns", "del", ns], true);
-    await rm(workdir, { recursive: true, force: true });
-  };
-  const onSignal = (): void => void cleanup().finally(() => process.exit(130));
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
-  try {
-    const inNs = (...cmd: string[]): Promise<string> => run("ip", ["netns", "exec", ns, ...cmd]);
-    await run("ip", ["netns", "add", ns]);
-    await inNs("ip", "link", "set", "lo", "up");
-    for (let i = 0; i < args.builds.length; i++) {
-      await inNs("ip", "link", "add", ifaceOf(i), "type", "veth", "peer", "name", `nfcpw${i}`);
-      await inNs("ip", "link", "set", ifaceOf(i), "up");
-      await inNs("ip", "link", "set", `nfcpw${i}`, "up");
-    }
-    const self = fileURLToPath(import.meta.url);
-    const child = spawn("ip", [
-      "netns", "exec", ns, process.execPath, self, "--inner", "--rounds", String(args.rounds), "--commands", String(args.commands),
-      "--bulks", String(args.bulks), "--out", args.out, "--workdir", workdir, ...buildArgs(args),
-    ], { stdio: "inherit" });
-    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
-    if (code !== 0) throw new Error(`benchmark inner run failed (${code})`);
-  } finally {
-    await cleanup();
-  }
-}
+/** The builds and the state flag, as the results' command line records them. */
+const buildArgs = (args: Args): string[] => [...daemonDirArgs(args.builds), ...(args.keepBulkState ? ["--keep-bulk-state"] : [])];
 
 const round = (v: number, digits = 1): number => Math.round(v * 10 ** digits) / 10 ** digits;
 const median = (xs: readonly number[]): number => {
@@ -159,19 +106,9 @@ async function startDaemon(dir: string, build: DaemonBuild, i: number): Promise<
     daemon.spawn();
     await daemon.waitReady(120_000);
     await until(() => handle !== null, `${build.label}: the daemon's control-plane sync`, 30_000);
-    const client = new DaemonClient(daemon.socket);
-    let id: string;
-    try {
-      id = (await client.attach({ target: { case: "interfaceName", value: ifaceOf(i) }, metadata: {} })).id;
-    } finally {
-      client.close();
-    }
-    const loaders = daemon.childPids();
-    if (loaders.length !== 1) throw new Error(`${build.label}: expected one loader child, found ${loaders.length}`);
-    const loaderExe = processExe(loaders[0]!);
-    // The daemon must run its own checkout's loader (projectRoot() of its dist), not another build's.
-    if (loaderExe !== null && loaderExe.replace(/ \(deleted\)$/, "") !== build.loader) throw new Error(`${build.label}: the daemon runs ${loaderExe}, expected ${build.loader}`);
-    return { build, server, daemon, handle: handle as unknown as DaemonHandle, id, loaderPid: loaders[0]!, loaderExe };
+    const { id } = await attachInterface(daemon, ifaceOf(i));
+    const loader = ownLoader(daemon, build);
+    return { build, server, daemon, handle: handle as unknown as DaemonHandle, id, loaderPid: loader.pid, loaderExe: loader.exe };
   } catch (err) {
     await daemon.stop("SIGTERM").catch(() => undefined);
     await server.close(100);
@@ -229,15 +166,13 @@ async function bulks(d: Running, n: number, r: number, keep: boolean): Promise<n
   return out;
 }
 
-async function inner(args: Args): Promise<void> {
-  const mounts = await readFile("/proc/mounts", "utf8");
-  if (!mounts.split("\n").some((l) => l.split(" ")[1] === "/sys/fs/bpf" && l.split(" ")[2] === "bpf")) await run("mount", ["-t", "bpf", "bpf", "/sys/fs/bpf"]);
+async function inner(args: Args, workdir: string): Promise<void> {
+  await mountPrivateBpffs();
   const loadAtStart = os.loadavg().map((v) => round(v, 2));
-  if (args.workdir === null) throw new Error("--inner needs --workdir");
   const labels = args.builds.map((b) => b.label);
   const daemons: Running[] = [];
   try {
-    for (const [i, b] of args.builds.entries()) daemons.push(await startDaemon(args.workdir, b, i));
+    for (const [i, b] of args.builds.entries()) daemons.push(await startDaemon(workdir, b, i));
     // Warm-up (JIT, HTTP/2 windows), not measured.
     for (const d of daemons) {
       await commands(d, 200, 1000);
@@ -326,14 +261,19 @@ async function inner(args: Args): Promise<void> {
     console.log(`wrote ${args.out}`);
   } finally {
     for (const d of daemons) {
-      const client = new DaemonClient(d.daemon.socket);
-      await client.detach(d.id).catch(() => undefined);
-      client.close();
-      await d.daemon.stop("SIGTERM").catch(() => undefined);
+      await detachAndStop(d.daemon, d.id);
       await d.server.close(100).catch(() => undefined);
     }
   }
 }
 
-const args = parseArgs(process.argv.slice(2));
-await (args.inner ? inner(args) : outer(args));
+const inv = invocation(process.argv.slice(2));
+const args = parseArgs(inv.options);
+if (inv.inner) await inner(args, requireWorkdir(inv));
+else {
+  await runInNetns({
+    script: import.meta.url, prefix: "nfcpba", rootError: "the benchmark needs root (network namespace, eBPF)",
+    veths: args.builds.map((_, i) => [ifaceOf(i), `nfcpw${i}`] as const),
+    workdirPrefix: "nf-cpbabench-",
+  }, inv.options);
+}

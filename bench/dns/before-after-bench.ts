@@ -15,16 +15,16 @@
  * second build over first (after / before).
  */
 import { mkdtemp, readFile, rm, writeFile, mkdir } from "node:fs/promises";
-import { spawn } from "node:child_process";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { DNS_QUOTA_LIMITS } from "../../daemon/src/dns/dns-quotas.js";
 import { projectRoot } from "../../daemon/src/datapath/project-root.js";
 import { BenchDaemon, procCpuMs } from "../daemon/daemon-process.js";
-import { DaemonClient } from "../../cli/src/daemon-client.js";
-import { daemonBuild, parseDaemonDirArg, processExe, type DaemonBuild } from "../lib/daemon-build.js";
-import { Dnsmasq, run } from "./bench-processes.js";
+import { attachInterface, BENCH_TEST_ALLOWLIST_YAML, benchDnsYaml, detachAndStop } from "../lib/attached-daemon.js";
+import { takeDnsperfSchedule, walkArgs } from "../lib/bench-args.js";
+import { checkedBuilds, daemonDirArgs, ownLoader, parseDaemonDirArg, type DaemonBuild } from "../lib/daemon-build.js";
+import { DnsNameFiles } from "../lib/dns-names.js";
+import { invocation, mountPrivateBpffs, requireWorkdir, runInNetns } from "../lib/netns-runner.js";
+import { Dnsmasq } from "./bench-processes.js";
 import { percentile, runDnsperf, type DnsperfResult } from "./dnsperf.js";
 
 const UPSTREAM_PORT = 15411;
@@ -32,75 +32,18 @@ const portOf = (i: number): number => 15412 + i;
 const ifaceOf = (i: number): string => `nfbah${i}`;
 const COLD_NAMES = 20_000;
 
-interface Args { inner: boolean; rounds: number; seconds: number; latencySeconds: number; out: string; workdir: string | null; builds: DaemonBuild[] }
+interface Args { rounds: number; seconds: number; latencySeconds: number; out: string; builds: DaemonBuild[] }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { inner: false, rounds: 5, seconds: 8, latencySeconds: 4, out: path.join(projectRoot(), "bench", "results", "dns-before-after.json"), workdir: null, builds: [] };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const next = (): string => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
-    if (a === "--inner") args.inner = true;
-    else if (a === "--rounds") args.rounds = Math.min(9, Math.max(1, Number(next())));
-    else if (a === "--seconds") args.seconds = Math.min(60, Math.max(1, Number(next())));
-    else if (a === "--latency-seconds") args.latencySeconds = Math.min(30, Math.max(1, Number(next())));
-    else if (a === "--out") args.out = path.resolve(next());
-    else if (a === "--workdir") args.workdir = path.resolve(next());
-    else if (a === "--daemon-dir") args.builds.push(parseDaemonDirArg(next()));
-    else throw new Error(`unknown argument ${a}`);
-  }
-  if (args.builds.length === 0) args.builds.push(daemonBuild("this", projectRoot()));
-  if (args.builds.length > 3) throw new Error("at most 3 --daemon-dir");
-  if (new Set(args.builds.map((b) => b.label)).size !== args.builds.length) throw new Error("--daemon-dir labels must differ");
+  const args: Args = { rounds: 5, seconds: 8, latencySeconds: 4, out: path.join(projectRoot(), "bench", "results", "dns-before-after.json"), builds: [] };
+  walkArgs(argv, (a, value) => {
+    if (a === "--out") args.out = path.resolve(value());
+    else if (a === "--daemon-dir") args.builds.push(parseDaemonDirArg(value()));
+    else return takeDnsperfSchedule(args, a, value);
+    return true;
+  });
+  args.builds = checkedBuilds(args.builds, projectRoot());
   return args;
-}
-
-const buildArgs = (args: Args): string[] => args.builds.flatMap((b) => ["--daemon-dir", `${b.label}=${b.dir}`]);
-
-async function outer(args: Args): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error("the benchmark needs root (network namespace, eBPF)");
-  const ns = `nfba${process.pid}`;
-  const workdir = await mkdtemp(path.join(os.tmpdir(), "nf-babench-"));
-  const cleanup = async (): Promise<void> => {
-    // Anything still running in our namespace was started by this benchmark: stop it by PID.
-    const pids = (await run("ip", ["netns", "pids", ns], true)).split(/\s+/).filter((p) => /^\d+$/.test(p)).map(Number);
-    for (const pid of pids) {
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {
-        // already gone
-      }
-    }
-    await run("ip", ["netns", "del", ns], true);
-    await rm(workdir, { recursive: true, force: true });
-  };
-  const onSignal = (): void => void cleanup().finally(() => process.exit(130));
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
-  try {
-    const inNs = (...cmd: string[]): Promise<string> => run("ip", ["netns", "exec", ns, ...cmd]);
-    await run("ip", ["netns", "add", ns]);
-    await inNs("ip", "link", "set", "lo", "up");
-    for (let i = 0; i < args.builds.length; i++) {
-      await inNs("ip", "link", "add", ifaceOf(i), "type", "veth", "peer", "name", `nfbaw${i}`);
-      await inNs("ip", "link", "set", ifaceOf(i), "up");
-      await inNs("ip", "link", "set", `nfbaw${i}`, "up");
-    }
-    // dnsperf resolves -s with AI_ADDRCONFIG: it needs a non-loopback IPv4 address in the namespace.
-    await inNs("ip", "addr", "add", "10.253.79.1/30", "dev", ifaceOf(0));
-    const self = fileURLToPath(import.meta.url);
-    const child = spawn("ip", [
-      "netns", "exec", ns, process.execPath, self, "--inner", "--rounds", String(args.rounds), "--seconds", String(args.seconds),
-      "--latency-seconds", String(args.latencySeconds), "--out", args.out, "--workdir", workdir, ...buildArgs(args),
-    ], { stdio: "inherit" });
-    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
-    if (code !== 0) throw new Error(`benchmark inner run failed (${code})`);
-  } finally {
-    await cleanup();
-  }
 }
 
 const round = (v: number, digits = 1): number => Math.round(v * 10 ** digits) / 10 ** digits;
@@ -113,7 +56,6 @@ interface Running { build: DaemonBuild; daemon: BenchDaemon; id: string; port: n
 
 async function startDaemon(dir: string, build: DaemonBuild, i: number): Promise<Running> {
   const port = portOf(i);
-  const q = DNS_QUOTA_LIMITS;
   const daemon = new BenchDaemon({
     cli: build.cli,
     dir: await mkdtemp(path.join(dir, `${build.label}-`)),
@@ -121,24 +63,15 @@ async function startDaemon(dir: string, build: DaemonBuild, i: number): Promise<
     portMin: port,
     portMax: port,
     logLevel: "warn",
-    dnsYaml: `dns: { listen_addr: 127.0.0.1, port_min: ${port}, port_max: ${port}, upstream: "127.0.0.1:${UPSTREAM_PORT}", min_ttl: 300s, port_guard: false, quotas: { qps: ${q.qps}, inflight: ${q.inflight}, learned: ${q.learned}, answer_records: ${q.answerRecords}, tcp_connections: ${q.tcpConnections}, tcp_per_source: ${q.tcpPerSource} } }`,
-    defaultPolicyYaml: `default_policy: { mode: allowlist, dns: { mode: allowlist, allow_domains: ["*.bench.test"], deny_domains: ["*.denied.bench.test"] } }`,
+    dnsYaml: benchDnsYaml(port, UPSTREAM_PORT),
+    defaultPolicyYaml: BENCH_TEST_ALLOWLIST_YAML,
   });
   daemon.spawn();
   await daemon.waitReady(120_000);
-  const client = new DaemonClient(daemon.socket);
-  try {
-    const res = await client.attach({ target: { case: "interfaceName", value: ifaceOf(i) }, metadata: {} });
-    if (!res.dnsAddress.endsWith(`:${port}`)) throw new Error(`${build.label}: DNS server on ${res.dnsAddress}, expected port ${port}`);
-    const loaders = daemon.childPids();
-    if (loaders.length !== 1) throw new Error(`${build.label}: expected one loader child, found ${loaders.length}`);
-    const loaderExe = processExe(loaders[0]!);
-    // The daemon must run its own checkout's loader (projectRoot() of its dist), not another build's.
-    if (loaderExe !== null && loaderExe.replace(/ \(deleted\)$/, "") !== build.loader) throw new Error(`${build.label}: the daemon runs ${loaderExe}, expected ${build.loader}`);
-    return { build, daemon, id: res.id, port, loaderPid: loaders[0]!, loaderExe };
-  } finally {
-    client.close();
-  }
+  const res = await attachInterface(daemon, ifaceOf(i));
+  if (!res.dnsAddress.endsWith(`:${port}`)) throw new Error(`${build.label}: DNS server on ${res.dnsAddress}, expected port ${port}`);
+  const loader = ownLoader(daemon, build);
+  return { build, daemon, id: res.id, port, loaderPid: loader.pid, loaderExe: loader.exe };
 }
 
 interface Sample { qps: number; completed: number; lost: number; cpuUsPerQuery: number; loaderCpuUsPerQuery: number; rcodes: Record<string, number> }
@@ -155,43 +88,19 @@ async function measure(d: Running, go: () => Promise<DnsperfResult>): Promise<Sa
   return { qps: round(result.qps, 0), completed: result.completed, lost: result.lost, cpuUsPerQuery: per(cpuMs), loaderCpuUsPerQuery: per(lcpuMs), rcodes: result.rcodes };
 }
 
-async function inner(args: Args): Promise<void> {
-  const mounts = await readFile("/proc/mounts", "utf8");
-  if (!mounts.split("\n").some((l) => l.split(" ")[1] === "/sys/fs/bpf" && l.split(" ")[2] === "bpf")) await run("mount", ["-t", "bpf", "bpf", "/sys/fs/bpf"]);
+async function inner(args: Args, dir: string): Promise<void> {
+  await mountPrivateBpffs();
   const loadAtStart = os.loadavg().map((v) => round(v, 2));
-  if (args.workdir === null) throw new Error("--inner needs --workdir");
-  const dir = args.workdir;
   const labels = args.builds.map((b) => b.label);
-  const hosts: string[] = ["10.77.0.1 probe.bench.test"];
-  const warm: string[] = [];
-  for (let i = 0; i < 1000; i++) {
-    hosts.push(`10.77.${i >> 8}.${i & 255} w${i}.bench.test`);
-    warm.push(`w${i}.bench.test A`);
-  }
-  let n = 0;
-  const coldFile = async (name: string): Promise<string> => {
-    const lines: string[] = [];
-    for (let i = 0; i < COLD_NAMES; i++, n++) {
-      hosts.push(`10.${64 + (n >> 16)}.${(n >> 8) & 255}.${n & 255} c${n}.bench.test`);
-      lines.push(`c${n}.bench.test A`);
-    }
-    const file = path.join(dir, name);
-    await writeFile(file, lines.join("\n") + "\n");
-    return file;
-  };
+  const names = new DnsNameFiles(dir);
   const cold: Record<string, string[]> = {};
-  for (const l of labels) {
-    cold[l] = [];
-    for (let r = 0; r < args.rounds; r++) cold[l]!.push(await coldFile(`cold-${l}-${r}.txt`));
-  }
-  await writeFile(path.join(dir, "hosts"), hosts.join("\n") + "\n");
-  const warmFile = path.join(dir, "warm.txt");
-  await writeFile(warmFile, warm.join("\n") + "\n");
+  for (const l of labels) cold[l] = await names.coldRounds(l, args.rounds, COLD_NAMES);
+  const { hosts, warm: warmFile } = await names.finish();
 
   let upstream: Dnsmasq | null = null;
   const daemons: Running[] = [];
   try {
-    upstream = await Dnsmasq.start(UPSTREAM_PORT, [`--addn-hosts=${path.join(dir, "hosts")}`, "--local-ttl=60"], path.join(dir, "upstream.log"));
+    upstream = await Dnsmasq.start(UPSTREAM_PORT, [`--addn-hosts=${hosts}`, "--local-ttl=60"], path.join(dir, "upstream.log"));
     for (const [i, b] of args.builds.entries()) daemons.push(await startDaemon(dir, b, i));
     const samples: Record<string, Record<"warm" | "cold", Sample[]>> = {};
     const latencies: Record<string, number[]> = {};
@@ -257,7 +166,7 @@ async function inner(args: Args): Promise<void> {
     const output = {
       benchmark: "dns-before-after",
       finished_at: new Date().toISOString(),
-      command: `node dist/bench/dns/before-after-bench.js ${buildArgs(args).join(" ")} --rounds ${args.rounds} --seconds ${args.seconds} --latency-seconds ${args.latencySeconds}`,
+      command: `node dist/bench/dns/before-after-bench.js ${daemonDirArgs(args.builds).join(" ")} --rounds ${args.rounds} --seconds ${args.seconds} --latency-seconds ${args.latencySeconds}`,
       machine: {
         nproc: os.availableParallelism(), cpu, kernel: os.release(), node: process.version,
         load_average_at_start: { value: loadAtStart, unit: "runnable tasks (1/5/15 min)" },
@@ -279,16 +188,20 @@ async function inner(args: Args): Promise<void> {
     console.log(JSON.stringify({ comparison, load: [output.machine.load_average_at_start.value, output.machine.load_average_at_end.value] }));
     console.log(`wrote ${args.out}`);
   } finally {
-    for (const { daemon, id } of daemons) {
-      const client = new DaemonClient(daemon.socket);
-      await client.detach(id).catch(() => undefined);
-      client.close();
-      await daemon.stop("SIGTERM").catch(() => undefined);
-    }
+    for (const { daemon, id } of daemons) await detachAndStop(daemon, id);
     await upstream?.stop().catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   }
 }
 
-const args = parseArgs(process.argv.slice(2));
-await (args.inner ? inner(args) : outer(args));
+const inv = invocation(process.argv.slice(2));
+const args = parseArgs(inv.options);
+if (inv.inner) await inner(args, requireWorkdir(inv));
+else {
+  await runInNetns({
+    script: import.meta.url, prefix: "nfba", rootError: "the benchmark needs root (network namespace, eBPF)",
+    veths: args.builds.map((_, i) => [ifaceOf(i), `nfbaw${i}`] as const),
+    address: { cidr: "10.253.79.1/30", dev: ifaceOf(0) },
+    workdirPrefix: "nf-babench-",
+  }, inv.options);
+}

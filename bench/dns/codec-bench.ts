@@ -14,11 +14,8 @@
  * beside queries/s because it is the figure least disturbed by other load.
  */
 import { mkdtemp, readFile, rm, writeFile, mkdir } from "node:fs/promises";
-import { spawn } from "node:child_process";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { DNS_QUOTA_LIMITS } from "../../daemon/src/dns/dns-quotas.js";
 import { DNS_CODEC_ENV } from "../../daemon/src/dns/dns-codec.js";
 import * as wireCodec from "../../daemon/src/dns/dns-wire.js";
 import * as packetCodec from "../../daemon/src/dns/dns-wire-packet.js";
@@ -27,8 +24,11 @@ import dnsPacket from "dns-packet";
 import { projectRoot } from "../../daemon/src/datapath/project-root.js";
 import { BenchDaemon, procCpuMs } from "../daemon/daemon-process.js";
 import { NETFENCED } from "../lib/binaries.js";
-import { DaemonClient } from "../../cli/src/daemon-client.js";
-import { Dnsmasq, run } from "./bench-processes.js";
+import { attachInterface, BENCH_TEST_ALLOWLIST_YAML, benchDnsYaml, detachAndStop } from "../lib/attached-daemon.js";
+import { takeDnsperfSchedule, walkArgs } from "../lib/bench-args.js";
+import { DnsNameFiles } from "../lib/dns-names.js";
+import { invocation, mountPrivateBpffs, requireWorkdir, runInNetns } from "../lib/netns-runner.js";
+import { Dnsmasq } from "./bench-processes.js";
 import { percentile, runDnsperf, type DnsperfResult } from "./dnsperf.js";
 
 const CODECS = ["dns-wire", "dns-packet"] as const;
@@ -37,71 +37,16 @@ const PORTS: Record<Codec | "upstream", number> = { upstream: 15401, "dns-wire":
 const IFACES: Record<Codec, string> = { "dns-wire": "nfch0", "dns-packet": "nfch1" };
 const COLD_NAMES = 20_000;
 
-interface Args { inner: boolean; rounds: number; seconds: number; latencySeconds: number; out: string; workdir: string | null }
+interface Args { rounds: number; seconds: number; latencySeconds: number; out: string }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { inner: false, rounds: 5, seconds: 8, latencySeconds: 4, out: path.join(projectRoot(), "bench", "results", "dns-codec.json"), workdir: null };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const next = (): string => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
-    if (a === "--inner") args.inner = true;
-    else if (a === "--rounds") args.rounds = Math.min(9, Math.max(1, Number(next())));
-    else if (a === "--seconds") args.seconds = Math.min(60, Math.max(1, Number(next())));
-    else if (a === "--latency-seconds") args.latencySeconds = Math.min(30, Math.max(1, Number(next())));
-    else if (a === "--out") args.out = path.resolve(next());
-    else if (a === "--workdir") args.workdir = path.resolve(next());
-    else throw new Error(`unknown argument ${a}`);
-  }
+  const args: Args = { rounds: 5, seconds: 8, latencySeconds: 4, out: path.join(projectRoot(), "bench", "results", "dns-codec.json") };
+  walkArgs(argv, (a, value) => {
+    if (a === "--out") args.out = path.resolve(value());
+    else return takeDnsperfSchedule(args, a, value);
+    return true;
+  });
   return args;
-}
-
-async function outer(args: Args): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error("the codec benchmark needs root (network namespace, eBPF)");
-  const ns = `nfcodec${process.pid}`;
-  // The inner run's files (hosts file, name lists, daemon dirs): the outer one removes them even
-  // when the inner run was killed.
-  const workdir = await mkdtemp(path.join(os.tmpdir(), "nf-codecbench-"));
-  const cleanup = async (): Promise<void> => {
-    // Anything still running in our namespace was started by this benchmark: stop it by PID.
-    const pids = (await run("ip", ["netns", "pids", ns], true)).split(/\s+/).filter((p) => /^\d+$/.test(p)).map(Number);
-    for (const pid of pids) {
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {
-        // already gone
-      }
-    }
-    await run("ip", ["netns", "del", ns], true);
-    await rm(workdir, { recursive: true, force: true });
-  };
-  const onSignal = (): void => void cleanup().finally(() => process.exit(130));
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
-  try {
-    const inNs = (...cmd: string[]): Promise<string> => run("ip", ["netns", "exec", ns, ...cmd]);
-    await run("ip", ["netns", "add", ns]);
-    await inNs("ip", "link", "set", "lo", "up");
-    for (const [i, host] of Object.values(IFACES).entries()) {
-      await inNs("ip", "link", "add", host, "type", "veth", "peer", "name", `nfcw${i}`);
-      await inNs("ip", "link", "set", host, "up");
-      await inNs("ip", "link", "set", `nfcw${i}`, "up");
-    }
-    // dnsperf resolves -s with AI_ADDRCONFIG: it needs a non-loopback IPv4 address in the namespace.
-    await inNs("ip", "addr", "add", "10.253.78.1/30", "dev", IFACES["dns-wire"]);
-    const self = fileURLToPath(import.meta.url);
-    const child = spawn("ip", [
-      "netns", "exec", ns, process.execPath, self, "--inner", "--rounds", String(args.rounds), "--seconds", String(args.seconds),
-      "--latency-seconds", String(args.latencySeconds), "--out", args.out, "--workdir", workdir,
-    ], { stdio: "inherit" });
-    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
-    if (code !== 0) throw new Error(`benchmark inner run failed (${code})`);
-  } finally {
-    await cleanup();
-  }
 }
 
 const round = (v: number, digits = 1): number => Math.round(v * 10 ** digits) / 10 ** digits;
@@ -112,7 +57,6 @@ const median = (xs: readonly number[]): number => {
 
 async function startDaemon(dir: string, codec: Codec): Promise<{ daemon: BenchDaemon; id: string }> {
   const port = PORTS[codec];
-  const q = DNS_QUOTA_LIMITS;
   const daemon = new BenchDaemon({
     cli: NETFENCED,
     dir: await mkdtemp(path.join(dir, `${codec}-`)),
@@ -120,20 +64,15 @@ async function startDaemon(dir: string, codec: Codec): Promise<{ daemon: BenchDa
     portMin: port,
     portMax: port,
     logLevel: "warn",
-    dnsYaml: `dns: { listen_addr: 127.0.0.1, port_min: ${port}, port_max: ${port}, upstream: "127.0.0.1:${PORTS.upstream}", min_ttl: 300s, port_guard: false, quotas: { qps: ${q.qps}, inflight: ${q.inflight}, learned: ${q.learned}, answer_records: ${q.answerRecords}, tcp_connections: ${q.tcpConnections}, tcp_per_source: ${q.tcpPerSource} } }`,
-    defaultPolicyYaml: `default_policy: { mode: allowlist, dns: { mode: allowlist, allow_domains: ["*.bench.test"], deny_domains: ["*.denied.bench.test"] } }`,
+    dnsYaml: benchDnsYaml(port, PORTS.upstream),
+    defaultPolicyYaml: BENCH_TEST_ALLOWLIST_YAML,
     env: { [DNS_CODEC_ENV]: codec },
   });
   daemon.spawn();
   await daemon.waitReady(120_000);
-  const client = new DaemonClient(daemon.socket);
-  try {
-    const res = await client.attach({ target: { case: "interfaceName", value: IFACES[codec] }, metadata: {} });
-    if (!res.dnsAddress.endsWith(`:${port}`)) throw new Error(`${codec}: DNS server on ${res.dnsAddress}, expected port ${port}`);
-    return { daemon, id: res.id };
-  } finally {
-    client.close();
-  }
+  const res = await attachInterface(daemon, IFACES[codec]);
+  if (!res.dnsAddress.endsWith(`:${port}`)) throw new Error(`${codec}: DNS server on ${res.dnsAddress}, expected port ${port}`);
+  return { daemon, id: res.id };
 }
 
 interface Sample { qps: number; completed: number; lost: number; cpuUsPerQuery: number; rcodes: Record<string, number> }
@@ -192,44 +131,20 @@ function decoderCost(msgs: { query: Buffer; reply: Buffer }): Record<Codec, { va
   return { "dns-wire": out("dns-wire"), "dns-packet": out("dns-packet") };
 }
 
-async function inner(args: Args): Promise<void> {
-  const mounts = await readFile("/proc/mounts", "utf8");
-  if (!mounts.split("\n").some((l) => l.split(" ")[1] === "/sys/fs/bpf" && l.split(" ")[2] === "bpf")) await run("mount", ["-t", "bpf", "bpf", "/sys/fs/bpf"]);
+async function inner(args: Args, dir: string): Promise<void> {
+  await mountPrivateBpffs();
   const loadAtStart = os.loadavg().map((v) => round(v, 2));
-  if (args.workdir === null) throw new Error("--inner needs --workdir");
-  const dir = args.workdir;
-  const hosts: string[] = ["10.77.0.1 probe.bench.test"];
-  const warm: string[] = [];
-  // 1000 warm names with plain A answers (as most real answers are) and fresh names for the cold runs.
-  for (let i = 0; i < 8; i++) hosts.push(`10.78.0.${i + 1} multi.bench.test`);
-  for (let i = 0; i < 1000; i++) {
-    hosts.push(`10.77.${i >> 8}.${i & 255} w${i}.bench.test`);
-    warm.push(`w${i}.bench.test A`);
-  }
-  let n = 0;
-  const coldFile = async (name: string): Promise<string> => {
-    const lines: string[] = [];
-    for (let i = 0; i < COLD_NAMES; i++, n++) {
-      hosts.push(`10.${64 + (n >> 16)}.${(n >> 8) & 255}.${n & 255} c${n}.bench.test`);
-      lines.push(`c${n}.bench.test A`);
-    }
-    const file = path.join(dir, name);
-    await writeFile(file, lines.join("\n") + "\n");
-    return file;
-  };
+  // 1000 warm names with plain A answers (as most real answers are), one name with 8 A records
+  // (the decoders' second case) and fresh names for the cold runs.
+  const names = new DnsNameFiles(dir, Array.from({ length: 8 }, (_, i) => `10.78.0.${i + 1} multi.bench.test`));
   const cold: Record<string, string[]> = {};
-  for (const c of CODECS) {
-    cold[c] = [];
-    for (let r = 0; r < args.rounds; r++) cold[c]!.push(await coldFile(`cold-${c}-${r}.txt`));
-  }
-  await writeFile(path.join(dir, "hosts"), hosts.join("\n") + "\n");
-  const warmFile = path.join(dir, "warm.txt");
-  await writeFile(warmFile, warm.join("\n") + "\n");
+  for (const c of CODECS) cold[c] = await names.coldRounds(c, args.rounds, COLD_NAMES);
+  const { hosts, warm: warmFile } = await names.finish();
 
   let upstream: Dnsmasq | null = null;
   const daemons = new Map<Codec, { daemon: BenchDaemon; id: string }>();
   try {
-    upstream = await Dnsmasq.start(PORTS.upstream, [`--addn-hosts=${path.join(dir, "hosts")}`, "--local-ttl=60"], path.join(dir, "upstream.log"));
+    upstream = await Dnsmasq.start(PORTS.upstream, [`--addn-hosts=${hosts}`, "--local-ttl=60"], path.join(dir, "upstream.log"));
     const single = await exchange(PORTS.upstream, "w1.bench.test");
     const multi = await exchange(PORTS.upstream, "multi.bench.test");
     if (wireCodec.readAnswerRecords(multi.reply)?.length !== 8) throw new Error("the upstream did not answer multi.bench.test with 8 addresses");
@@ -313,16 +228,20 @@ async function inner(args: Args): Promise<void> {
     console.log(JSON.stringify({ comparison, decoders, load: [output.machine.load_average_at_start.value, output.machine.load_average_at_end.value] }));
     console.log(`wrote ${args.out}`);
   } finally {
-    for (const { daemon, id } of daemons.values()) {
-      const client = new DaemonClient(daemon.socket);
-      await client.detach(id).catch(() => undefined);
-      client.close();
-      await daemon.stop("SIGTERM").catch(() => undefined);
-    }
+    for (const { daemon, id } of daemons.values()) await detachAndStop(daemon, id);
     await upstream?.stop().catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   }
 }
 
-const args = parseArgs(process.argv.slice(2));
-await (args.inner ? inner(args) : outer(args));
+const inv = invocation(process.argv.slice(2));
+const args = parseArgs(inv.options);
+if (inv.inner) await inner(args, requireWorkdir(inv));
+else {
+  await runInNetns({
+    script: import.meta.url, prefix: "nfcodec", rootError: "the codec benchmark needs root (network namespace, eBPF)",
+    veths: [[IFACES["dns-wire"], "nfcw0"], [IFACES["dns-packet"], "nfcw1"]],
+    address: { cidr: "10.253.78.1/30", dev: IFACES["dns-wire"] },
+    workdirPrefix: "nf-codecbench-",
+  }, inv.options);
+}

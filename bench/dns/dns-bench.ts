@@ -10,31 +10,24 @@
  * JSON; the outer one always deletes the namespace afterwards.
  */
 import { mkdtemp, readFile, rm, writeFile, mkdir } from "node:fs/promises";
-import { spawn } from "node:child_process";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { DNS_QUOTA_LIMITS } from "../../daemon/src/dns/dns-quotas.js";
 import type { DnsPolicy, DomainRule } from "../../daemon/src/policy/policy.js";
 import { projectRoot } from "../../daemon/src/datapath/project-root.js";
 import { BenchDaemon } from "../daemon/daemon-process.js";
 import { NETFENCED } from "../lib/binaries.js";
-import { DaemonClient } from "../../cli/src/daemon-client.js";
-import { Dnsmasq, run } from "./bench-processes.js";
+import { attachInterface, benchDnsYaml, detachAndStop } from "../lib/attached-daemon.js";
+import { clamped, takeDnsperfSchedule, walkArgs } from "../lib/bench-args.js";
+import { DnsNameFiles } from "../lib/dns-names.js";
+import { invocation, mountPrivateBpffs, runInNetns } from "../lib/netns-runner.js";
+import { run } from "../lib/run-command.js";
+import { Dnsmasq } from "./bench-processes.js";
 import { measureDecision, median, tenKRulesPolicy } from "./decision-bench.js";
 import { round, summarize, type RunSummary } from "./run-summary.js";
 import { runDnsperf } from "./dnsperf.js";
 import type { DnsperfOptions, DnsperfResult } from "./dnsperf.js";
 
-/**
- * This benchmark measures what one server can do, so the daemons' per-attachment quotas (which
- * bound a tenant at 1000 q/s and 128 upstream queries in flight by default) are set to the
- * maxima; the tenant-isolation side of quotas is bench/flood's.
- */
-const BENCH_QUOTAS_YAML = `quotas: { qps: ${DNS_QUOTA_LIMITS.qps}, inflight: ${DNS_QUOTA_LIMITS.inflight}, learned: ${DNS_QUOTA_LIMITS.learned}, answer_records: ${DNS_QUOTA_LIMITS.answerRecords}, tcp_connections: ${DNS_QUOTA_LIMITS.tcpConnections}, tcp_per_source: ${DNS_QUOTA_LIMITS.tcpPerSource} }`;
-
 interface Args {
-  inner: boolean;
   rounds: number;
   seconds: number;
   latencySeconds: number;
@@ -44,73 +37,16 @@ interface Args {
 
 function parseArgs(argv: string[]): Args {
   const args: Args = {
-    inner: false, rounds: 3, seconds: 10, latencySeconds: 3, coldNames: 30_000,
+    rounds: 3, seconds: 10, latencySeconds: 3, coldNames: 30_000,
     out: path.join(projectRoot(), "bench", "results", "dns.json"),
   };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const next = (): string => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
-    if (a === "--inner") args.inner = true;
-    else if (a === "--rounds") args.rounds = Math.min(9, Math.max(1, Number(next())));
-    else if (a === "--seconds") args.seconds = Math.min(60, Math.max(1, Number(next())));
-    else if (a === "--latency-seconds") args.latencySeconds = Math.min(30, Math.max(1, Number(next())));
-    else if (a === "--cold-names") args.coldNames = Math.min(60_000, Math.max(1000, Number(next())));
-    else if (a === "--out") args.out = path.resolve(next());
-    else throw new Error(`unknown argument ${a}`);
-  }
+  walkArgs(argv, (a, value) => {
+    if (a === "--cold-names") args.coldNames = clamped(value(), 1000, 60_000);
+    else if (a === "--out") args.out = path.resolve(value());
+    else return takeDnsperfSchedule(args, a, value);
+    return true;
+  });
   return args;
-}
-
-// ---------------------------------------------------------------------------------------------
-// outer: the throwaway namespace
-
-async function outer(args: Args): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error("the DNS benchmark needs root (network namespace, nftables, eBPF)");
-  const ns = `nfdnsb${process.pid}`;
-  const cleanup = async (): Promise<void> => {
-    // Anything still running in our namespace was started by this benchmark: stop it by PID.
-    const pids = (await run("ip", ["netns", "pids", ns], true)).split(/\s+/).filter((p) => /^\d+$/.test(p)).map(Number);
-    for (const pid of pids) {
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {
-        // already gone
-      }
-    }
-    await run("ip", ["netns", "del", ns], true);
-  };
-  const onSignal = (): void => {
-    void cleanup().finally(() => process.exit(130));
-  };
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
-  try {
-    await run("ip", ["netns", "add", ns]);
-    await run("ip", ["netns", "exec", ns, "ip", "link", "set", "lo", "up"]);
-    await run("ip", ["netns", "exec", ns, "ip", "link", "add", "nfbh0", "type", "veth", "peer", "name", "nfbw0"]);
-    await run("ip", ["netns", "exec", ns, "ip", "link", "set", "nfbh0", "up"]);
-    await run("ip", ["netns", "exec", ns, "ip", "link", "set", "nfbw0", "up"]);
-    await run("ip", ["netns", "exec", ns, "ip", "link", "add", "nfbh1", "type", "veth", "peer", "name", "nfbw1"]);
-    await run("ip", ["netns", "exec", ns, "ip", "link", "set", "nfbh1", "up"]);
-    await run("ip", ["netns", "exec", ns, "ip", "link", "set", "nfbw1", "up"]);
-    // dnsperf resolves its -s with AI_ADDRCONFIG: without a non-loopback IPv4 address in the
-    // namespace it finds no IPv4 at all (and with the veths' IPv6 link-local it picks ::ffff:…).
-    await run("ip", ["netns", "exec", ns, "ip", "addr", "add", "10.253.77.1/30", "dev", "nfbh0"]);
-    const self = fileURLToPath(import.meta.url);
-    const innerArgs = [
-      "netns", "exec", ns, process.execPath, self, "--inner", "--rounds", String(args.rounds), "--seconds", String(args.seconds),
-      "--latency-seconds", String(args.latencySeconds), "--cold-names", String(args.coldNames), "--out", args.out,
-    ];
-    const child = spawn("ip", innerArgs, { stdio: "inherit" });
-    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
-    if (code !== 0) throw new Error(`benchmark inner run failed (${code})`);
-  } finally {
-    await cleanup();
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -118,10 +54,6 @@ async function outer(args: Args): Promise<void> {
 
 const PORTS = { upstream: 15301, forwarder: 15302, forwarderCache: 15303, nftset: 15304, oursForward: 15305, oursAllowlist: 15306 };
 const METRICS_PORT = 15310;
-
-function coldAddress(i: number): string {
-  return `10.${64 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`;
-}
 
 interface Files {
   dir: string;
@@ -137,36 +69,15 @@ const COLD_LATENCY_NAMES = 5000;
 
 /** Hosts file for the authoritative upstream and dnsperf query files (distinct names per cold run). */
 async function writeFiles(coldNames: number, rounds: number): Promise<Files> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), "nf-dnsbench-"));
-  const hostLines: string[] = ["10.77.0.1 probe.bench.test"];
-  const warm: string[] = [];
-  for (let i = 0; i < 1000; i++) {
-    hostLines.push(`10.77.${i >> 8}.${i & 255} w${i}.bench.test`);
-    warm.push(`w${i}.bench.test A`);
-  }
-  let n = 0;
-  const nameFile = async (file: string, count: number): Promise<string> => {
-    const lines: string[] = [];
-    for (let i = 0; i < count; i++, n++) {
-      hostLines.push(`${coldAddress(n)} c${n}.bench.test`);
-      lines.push(`c${n}.bench.test A`);
-    }
-    const full = path.join(dir, file);
-    await writeFile(full, lines.join("\n") + "\n");
-    return full;
-  };
+  const names = new DnsNameFiles(await mkdtemp(path.join(os.tmpdir(), "nf-dnsbench-")));
   const cold: Record<string, string[]> = {};
   const coldLatency: Record<string, string> = {};
   for (const target of COLD_TARGETS) {
-    cold[target] = [];
-    for (let r = 0; r < rounds; r++) cold[target]!.push(await nameFile(`cold-${target}-${r}.txt`, coldNames));
-    coldLatency[target] = await nameFile(`cold-latency-${target}.txt`, COLD_LATENCY_NAMES);
+    cold[target] = await names.coldRounds(target, rounds, coldNames);
+    coldLatency[target] = await names.coldFile(`cold-latency-${target}.txt`, COLD_LATENCY_NAMES);
   }
-  const hosts = path.join(dir, "hosts");
-  await writeFile(hosts, hostLines.join("\n") + "\n");
-  const warmFile = path.join(dir, "warm.txt");
-  await writeFile(warmFile, warm.join("\n") + "\n");
-  return { dir, hosts, warm: warmFile, cold, coldLatency };
+  const { hosts, warm } = await names.finish();
+  return { dir: names.dir, hosts, warm, cold, coldLatency };
 }
 
 /** The domain rules of a DNS policy as a `default_policy.dns` YAML block. */
@@ -188,21 +99,16 @@ async function startDaemon(dir: string, tag: string, port: number, policy: DnsPo
     portMin: port,
     portMax: port,
     logLevel: "warn",
-    dnsYaml: `dns: { listen_addr: 127.0.0.1, port_min: ${port}, port_max: ${port}, upstream: "127.0.0.1:${PORTS.upstream}", min_ttl: 300s, port_guard: false, ${BENCH_QUOTAS_YAML} }`,
+    dnsYaml: benchDnsYaml(port, PORTS.upstream),
     defaultPolicyYaml: `default_policy: { mode: allowlist, ${dnsPolicyYaml(policy)} }`,
     extraYaml: metricsPort === null ? "" : `metrics: { listen: "127.0.0.1:${metricsPort}" }`,
   });
   daemon.spawn();
   await daemon.waitReady(120_000);
-  const client = new DaemonClient(daemon.socket);
-  try {
-    const res = await client.attach({ target: { case: "interfaceName", value: ifname }, metadata: {} });
-    const got = Number(/:(\d+)$/.exec(res.dnsAddress)?.[1]);
-    if (got !== port) throw new Error(`${tag}: DNS server on ${res.dnsAddress}, expected port ${port}`);
-    return { daemon, id: res.id };
-  } finally {
-    client.close();
-  }
+  const res = await attachInterface(daemon, ifname);
+  const got = Number(/:(\d+)$/.exec(res.dnsAddress)?.[1]);
+  if (got !== port) throw new Error(`${tag}: DNS server on ${res.dnsAddress}, expected port ${port}`);
+  return { daemon, id: res.id };
 }
 
 /** Prometheus text → sample name (with labels) → value. */
@@ -234,11 +140,7 @@ interface Target {
 }
 
 async function inner(args: Args): Promise<void> {
-  const mounts = await readFile("/proc/mounts", "utf8");
-  if (!mounts.split("\n").some((l) => l.split(" ")[1] === "/sys/fs/bpf" && l.split(" ")[2] === "bpf")) {
-    // ip netns exec gave us a private mount namespace with a fresh /sys: a private bpffs here
-    await run("mount", ["-t", "bpf", "bpf", "/sys/fs/bpf"]);
-  }
+  await mountPrivateBpffs();
   const loadAtStart = os.loadavg().map((v) => round(v, 2));
   const files = await writeFiles(args.coldNames, args.rounds);
   const children: Dnsmasq[] = [];
@@ -382,17 +284,20 @@ async function inner(args: Args): Promise<void> {
     console.log(`\nwrote ${args.out}`);
     for (const t of checks) console.log(`${t.met ? "MET    " : "NOT MET"} ${t.name}: ${t.measured} ${t.unit}`);
   } finally {
-    for (const d of daemons) {
-      const client = new DaemonClient(d.daemon.socket);
-      await client.detach(d.id).catch(() => undefined);
-      client.close();
-      await d.daemon.stop("SIGTERM").catch(() => undefined);
-    }
+    for (const d of daemons) await detachAndStop(d.daemon, d.id);
     for (const c of children) await c.stop().catch(() => undefined);
     await run("nft", ["delete", "table", "inet", "nfdnsbench"], true);
     await rm(files.dir, { recursive: true, force: true });
   }
 }
 
-const args = parseArgs(process.argv.slice(2));
-await (args.inner ? inner(args) : outer(args));
+const inv = invocation(process.argv.slice(2));
+const args = parseArgs(inv.options);
+if (inv.inner) await inner(args);
+else {
+  await runInNetns({
+    script: import.meta.url, prefix: "nfdnsb", rootError: "the DNS benchmark needs root (network namespace, nftables, eBPF)",
+    veths: [["nfbh0", "nfbw0"], ["nfbh1", "nfbw1"]],
+    address: { cidr: "10.253.77.1/30", dev: "nfbh0" },
+  }, inv.options);
+}

@@ -1,5 +1,6 @@
 import { existsSync, readlinkSync } from "node:fs";
 import path from "node:path";
+import type { BenchDaemon } from "../daemon/daemon-process.js";
 
 /**
  * A netfence checkout whose built daemon a benchmark runs (`--daemon-dir DIR`), so one run can
@@ -41,6 +42,31 @@ export function parseDaemonDirArg(text: string): DaemonBuild {
   const label = text.slice(0, eq);
   if (!/^[a-z][a-z0-9-]{0,15}$/.test(label)) throw new Error(`--daemon-dir label "${label}": lower-case letters, digits, '-', at most 16`);
   return daemonBuild(label, text.slice(eq + 1));
+}
+
+/** The builds of a run: the `--daemon-dir`s given, else the checkout `here` as "this"; at most 3, labels distinct. */
+export function checkedBuilds(given: readonly DaemonBuild[], here: string): DaemonBuild[] {
+  const builds = given.length === 0 ? [daemonBuild("this", here)] : [...given];
+  if (builds.length > 3) throw new Error("at most 3 --daemon-dir");
+  if (new Set(builds.map((b) => b.label)).size !== builds.length) throw new Error("--daemon-dir labels must differ");
+  return builds;
+}
+
+/** `--daemon-dir LABEL=DIR` of each build (the run's command line, as the results record it). */
+export function daemonDirArgs(builds: readonly DaemonBuild[]): string[] {
+  return builds.flatMap((b) => ["--daemon-dir", `${b.label}=${b.dir}`]);
+}
+
+/**
+ * The daemon's one loader child, checked to be its own checkout's loader (projectRoot() of its
+ * dist), not another build's; `exe` is null when /proc no longer shows it.
+ */
+export function ownLoader(daemon: BenchDaemon, build: DaemonBuild): { pid: number; exe: string | null } {
+  const loaders = daemon.childPids();
+  if (loaders.length !== 1) throw new Error(`${build.label}: expected one loader child, found ${loaders.length}`);
+  const exe = processExe(loaders[0]!);
+  if (exe !== null && exe.replace(/ \(deleted\)$/, "") !== build.loader) throw new Error(`${build.label}: the daemon runs ${exe}, expected ${build.loader}`);
+  return { pid: loaders[0]!, exe };
 }
 
 /** The executable a running process was started from (/proc/<pid>/exe), or null when gone. */
