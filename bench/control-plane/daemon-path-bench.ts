@@ -20,7 +20,7 @@
  * against a small state; `--keep-bulk-state` keeps the 10,000 CIDRs instead (each command then
  * persists a snapshot of that size: ~5 ms of daemon CPU per command on this VM).
  */
-import { mkdtemp, readFile, writeFile, mkdir } from "node:fs/promises";
+import { mkdtemp } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import pino from "pino";
@@ -29,8 +29,11 @@ import { projectRoot } from "../../daemon/src/datapath/project-root.js";
 import { BenchDaemon, procCpuMs } from "../daemon/daemon-process.js";
 import { attachInterface, detachAndStop } from "../lib/attached-daemon.js";
 import { clamped, walkArgs } from "../lib/bench-args.js";
-import { checkedBuilds, daemonDirArgs, ownLoader, parseDaemonDirArg, type DaemonBuild } from "../lib/daemon-build.js";
+import { checkedBuilds, daemonDirArgs, ownLoader, parseDaemonDirArg, secondOverFirst, type DaemonBuild } from "../lib/daemon-build.js";
+import { loadAverage, machineRecord, writeJsonFile } from "../lib/run-record.js";
+import { median, percentile, round } from "../lib/stats.js";
 import { invocation, mountPrivateBpffs, requireWorkdir, runInNetns } from "../lib/netns-runner.js";
+import { until } from "./bench-util.js";
 
 const silent = pino({ level: "silent" });
 const ifaceOf = (i: number): string => `nfcph${i}`;
@@ -57,23 +60,6 @@ function parseArgs(argv: string[]): Args {
 
 /** The builds and the state flag, as the results' command line records them. */
 const buildArgs = (args: Args): string[] => [...daemonDirArgs(args.builds), ...(args.keepBulkState ? ["--keep-bulk-state"] : [])];
-
-const round = (v: number, digits = 1): number => Math.round(v * 10 ** digits) / 10 ** digits;
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
-function percentile(sorted: readonly number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
-}
-
-async function until(pred: () => boolean, what: string, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 interface Running { build: DaemonBuild; server: ControlPlaneServer; daemon: BenchDaemon; handle: DaemonHandle; id: string; loaderPid: number; loaderExe: string | null }
 
@@ -168,7 +154,7 @@ async function bulks(d: Running, n: number, r: number, keep: boolean): Promise<n
 
 async function inner(args: Args, workdir: string): Promise<void> {
   await mountPrivateBpffs();
-  const loadAtStart = os.loadavg().map((v) => round(v, 2));
+  const loadAtStart = loadAverage();
   const labels = args.builds.map((b) => b.label);
   const daemons: Running[] = [];
   try {
@@ -219,31 +205,19 @@ async function inner(args: Args, workdir: string): Promise<void> {
     };
     const results: Record<string, ReturnType<typeof summary>> = {};
     for (const l of labels) results[l] = summary(l);
-    const ratio = (a: number, b: number): number => round(a / b, 3);
-    let comparison: Record<string, number | string> | null = null;
-    if (labels.length >= 2) {
-      const [f, s] = [results[labels[0]!]!, results[labels[1]!]!];
-      comparison = {
-        ratios: `${labels[1]} / ${labels[0]}`,
-        command_p50: ratio(s.single_command.p50.value, f.single_command.p50.value),
-        command_p99: ratio(s.single_command.p99.value, f.single_command.p99.value),
-        commands_per_second: ratio(s.single_command.commands_per_second.value, f.single_command.commands_per_second.value),
-        daemon_cpu_per_command: ratio(s.single_command.daemon_cpu_per_command.value, f.single_command.daemon_cpu_per_command.value),
-        bulk_update_10k_p50: ratio(s.bulk_update_10k.p50.value, f.bulk_update_10k.p50.value),
-        bulk_update_10k_p99: ratio(s.bulk_update_10k.p99.value, f.bulk_update_10k.p99.value),
-      };
-    }
-    const cpu = /model name\s*:\s*(.*)/.exec(await readFile("/proc/cpuinfo", "utf8"))?.[1] ?? "unknown";
+    const comparison = secondOverFirst(labels, results, {
+      command_p50: (r) => r.single_command.p50.value,
+      command_p99: (r) => r.single_command.p99.value,
+      commands_per_second: (r) => r.single_command.commands_per_second.value,
+      daemon_cpu_per_command: (r) => r.single_command.daemon_cpu_per_command.value,
+      bulk_update_10k_p50: (r) => r.bulk_update_10k.p50.value,
+      bulk_update_10k_p99: (r) => r.bulk_update_10k.p99.value,
+    });
     const output = {
       benchmark: "control-plane-before-after",
       finished_at: new Date().toISOString(),
       command: `node dist/bench/control-plane/daemon-path-bench.js ${buildArgs(args).join(" ")} --rounds ${args.rounds} --commands ${args.commands} --bulks ${args.bulks}`,
-      machine: {
-        nproc: os.availableParallelism(), cpu, kernel: os.release(), node: process.version,
-        load_average_at_start: { value: loadAtStart, unit: "runnable tasks (1/5/15 min)" },
-        load_average_at_end: { value: os.loadavg().map((v) => round(v, 2)), unit: "runnable tasks (1/5/15 min)" },
-        note: "a shared 2-vCPU VM; the SDK server (this process), the daemons and their loaders share its cores; compare the builds within this run (interleaved rounds, order alternating)",
-      },
+      machine: await machineRecord(loadAtStart, "a shared 2-vCPU VM; the SDK server (this process), the daemons and their loaders share its cores; compare the builds within this run (interleaved rounds, order alternating)"),
       builds: daemons.map((d) => ({ label: d.build.label, checkout: d.build.dir, cli: d.build.cli, loader: d.loaderExe })),
       setup: {
         path: "SDK ControlPlaneServer (this checkout) → gRPC stream → netfenced start of each checkout (control_plane.url) → command application → KernelFilter → its own loader child (map update acked) → CommandResult → the SDK promise resolves",
@@ -255,8 +229,7 @@ async function inner(args: Args, workdir: string): Promise<void> {
       results,
       comparison,
     };
-    await mkdir(path.dirname(args.out), { recursive: true });
-    await writeFile(args.out, JSON.stringify(output, null, 2) + "\n");
+    await writeJsonFile(args.out, output);
     console.log(JSON.stringify({ comparison, load: [output.machine.load_average_at_start.value, output.machine.load_average_at_end.value] }));
     console.log(`wrote ${args.out}`);
   } finally {

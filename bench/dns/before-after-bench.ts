@@ -14,17 +14,20 @@
  * latency; CPU time per query of the daemon and of its loader child from /proc. The ratios are
  * second build over first (after / before).
  */
-import { mkdtemp, readFile, rm, writeFile, mkdir } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { projectRoot } from "../../daemon/src/datapath/project-root.js";
 import { BenchDaemon, procCpuMs } from "../daemon/daemon-process.js";
 import { attachInterface, BENCH_TEST_ALLOWLIST_YAML, benchDnsYaml, detachAndStop } from "../lib/attached-daemon.js";
 import { takeDnsperfSchedule, walkArgs } from "../lib/bench-args.js";
-import { checkedBuilds, daemonDirArgs, ownLoader, parseDaemonDirArg, type DaemonBuild } from "../lib/daemon-build.js";
+import { checkedBuilds, daemonDirArgs, ownLoader, parseDaemonDirArg, secondOverFirst, type DaemonBuild } from "../lib/daemon-build.js";
 import { DnsNameFiles } from "../lib/dns-names.js";
+import { loadAverage, machineRecord, writeJsonFile } from "../lib/run-record.js";
 import { invocation, mountPrivateBpffs, requireWorkdir, runInNetns } from "../lib/netns-runner.js";
 import { Dnsmasq } from "./bench-processes.js";
+import { median } from "./decision-bench.js";
+import { latencyPercentiles, round } from "./run-summary.js";
 import { percentile, runDnsperf, type DnsperfResult } from "./dnsperf.js";
 
 const UPSTREAM_PORT = 15411;
@@ -45,12 +48,6 @@ function parseArgs(argv: string[]): Args {
   args.builds = checkedBuilds(args.builds, projectRoot());
   return args;
 }
-
-const round = (v: number, digits = 1): number => Math.round(v * 10 ** digits) / 10 ** digits;
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 interface Running { build: DaemonBuild; daemon: BenchDaemon; id: string; port: number; loaderPid: number; loaderExe: string | null }
 
@@ -90,7 +87,7 @@ async function measure(d: Running, go: () => Promise<DnsperfResult>): Promise<Sa
 
 async function inner(args: Args, dir: string): Promise<void> {
   await mountPrivateBpffs();
-  const loadAtStart = os.loadavg().map((v) => round(v, 2));
+  const loadAtStart = loadAverage();
   const labels = args.builds.map((b) => b.label);
   const names = new DnsNameFiles(dir);
   const cold: Record<string, string[]> = {};
@@ -124,7 +121,6 @@ async function inner(args: Args, dir: string): Promise<void> {
       }
     }
     const summary = (l: string) => {
-      const sorted = [...latencies[l]!].sort((a, b) => a - b);
       const phase = (p: "warm" | "cold") => {
         const s = samples[l]![p];
         return {
@@ -138,41 +134,24 @@ async function inner(args: Args, dir: string): Promise<void> {
       return {
         warm: phase("warm"),
         cold: phase("cold"),
-        latency_at_500qps: {
-          p50: { value: round(percentile(sorted, 50)), unit: "µs" },
-          p90: { value: round(percentile(sorted, 90)), unit: "µs" },
-          p99: { value: round(percentile(sorted, 99)), unit: "µs" },
-          samples: sorted.length,
-        },
+        latency_at_500qps: latencyPercentiles(latencies[l]!),
       };
     };
     const results: Record<string, ReturnType<typeof summary>> = {};
     for (const l of labels) results[l] = summary(l);
-    const ratio = (a: number, b: number): number => round(a / b, 3);
-    let comparison: Record<string, number | string> | null = null;
-    if (labels.length >= 2) {
-      const [first, second] = [results[labels[0]!]!, results[labels[1]!]!];
-      comparison = {
-        ratios: `${labels[1]} / ${labels[0]}`,
-        warm_qps: ratio(second.warm.qps.value, first.warm.qps.value),
-        cold_qps: ratio(second.cold.qps.value, first.cold.qps.value),
-        warm_daemon_cpu_per_query: ratio(second.warm.daemon_cpu_per_query.value, first.warm.daemon_cpu_per_query.value),
-        cold_daemon_cpu_per_query: ratio(second.cold.daemon_cpu_per_query.value, first.cold.daemon_cpu_per_query.value),
-        p50: ratio(second.latency_at_500qps.p50.value, first.latency_at_500qps.p50.value),
-        p99: ratio(second.latency_at_500qps.p99.value, first.latency_at_500qps.p99.value),
-      };
-    }
-    const cpu = /model name\s*:\s*(.*)/.exec(await readFile("/proc/cpuinfo", "utf8"))?.[1] ?? "unknown";
+    const comparison = secondOverFirst(labels, results, {
+      warm_qps: (r) => r.warm.qps.value,
+      cold_qps: (r) => r.cold.qps.value,
+      warm_daemon_cpu_per_query: (r) => r.warm.daemon_cpu_per_query.value,
+      cold_daemon_cpu_per_query: (r) => r.cold.daemon_cpu_per_query.value,
+      p50: (r) => r.latency_at_500qps.p50.value,
+      p99: (r) => r.latency_at_500qps.p99.value,
+    });
     const output = {
       benchmark: "dns-before-after",
       finished_at: new Date().toISOString(),
       command: `node dist/bench/dns/before-after-bench.js ${daemonDirArgs(args.builds).join(" ")} --rounds ${args.rounds} --seconds ${args.seconds} --latency-seconds ${args.latencySeconds}`,
-      machine: {
-        nproc: os.availableParallelism(), cpu, kernel: os.release(), node: process.version,
-        load_average_at_start: { value: loadAtStart, unit: "runnable tasks (1/5/15 min)" },
-        load_average_at_end: { value: os.loadavg().map((v) => round(v, 2)), unit: "runnable tasks (1/5/15 min)" },
-        note: "a shared 2-vCPU VM; dnsperf, the upstream and the daemons share its cores; compare the builds within this run (interleaved rounds, order alternating)",
-      },
+      machine: await machineRecord(loadAtStart, "a shared 2-vCPU VM; dnsperf, the upstream and the daemons share its cores; compare the builds within this run (interleaved rounds, order alternating)"),
       builds: daemons.map((d) => ({ label: d.build.label, checkout: d.build.dir, cli: d.build.cli, loader: d.loaderExe })),
       setup: {
         path: "netfenced start of each checkout (attachment manager, KernelFilter, its own loader child), Attach through the DaemonService, one attachment in allowlist mode (*.bench.test), every allowed answer's address in the pinned kernel map before the reply",
@@ -183,8 +162,7 @@ async function inner(args: Args, dir: string): Promise<void> {
       results,
       comparison,
     };
-    await mkdir(path.dirname(args.out), { recursive: true });
-    await writeFile(args.out, JSON.stringify(output, null, 2) + "\n");
+    await writeJsonFile(args.out, output);
     console.log(JSON.stringify({ comparison, load: [output.machine.load_average_at_start.value, output.machine.load_average_at_end.value] }));
     console.log(`wrote ${args.out}`);
   } finally {

@@ -13,8 +13,7 @@
  * machine does not favour one; the daemons' own CPU time per query (from /proc) is reported
  * beside queries/s because it is the figure least disturbed by other load.
  */
-import { mkdtemp, readFile, rm, writeFile, mkdir } from "node:fs/promises";
-import os from "node:os";
+import { mkdtemp, rm } from "node:fs/promises";
 import path from "node:path";
 import { DNS_CODEC_ENV } from "../../daemon/src/dns/dns-codec.js";
 import * as wireCodec from "../../daemon/src/dns/dns-wire.js";
@@ -27,9 +26,12 @@ import { NETFENCED } from "../lib/binaries.js";
 import { attachInterface, BENCH_TEST_ALLOWLIST_YAML, benchDnsYaml, detachAndStop } from "../lib/attached-daemon.js";
 import { takeDnsperfSchedule, walkArgs } from "../lib/bench-args.js";
 import { DnsNameFiles } from "../lib/dns-names.js";
+import { loadAverage, machineRecord, writeJsonFile } from "../lib/run-record.js";
 import { invocation, mountPrivateBpffs, requireWorkdir, runInNetns } from "../lib/netns-runner.js";
 import { Dnsmasq } from "./bench-processes.js";
-import { percentile, runDnsperf, type DnsperfResult } from "./dnsperf.js";
+import { median } from "./decision-bench.js";
+import { latencyPercentiles, round } from "./run-summary.js";
+import { runDnsperf, type DnsperfResult } from "./dnsperf.js";
 
 const CODECS = ["dns-wire", "dns-packet"] as const;
 type Codec = (typeof CODECS)[number];
@@ -48,12 +50,6 @@ function parseArgs(argv: string[]): Args {
   });
   return args;
 }
-
-const round = (v: number, digits = 1): number => Math.round(v * 10 ** digits) / 10 ** digits;
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 async function startDaemon(dir: string, codec: Codec): Promise<{ daemon: BenchDaemon; id: string }> {
   const port = PORTS[codec];
@@ -133,7 +129,7 @@ function decoderCost(msgs: { query: Buffer; reply: Buffer }): Record<Codec, { va
 
 async function inner(args: Args, dir: string): Promise<void> {
   await mountPrivateBpffs();
-  const loadAtStart = os.loadavg().map((v) => round(v, 2));
+  const loadAtStart = loadAverage();
   // 1000 warm names with plain A answers (as most real answers are), one name with 8 A records
   // (the decoders' second case) and fresh names for the cold runs.
   const names = new DnsNameFiles(dir, Array.from({ length: 8 }, (_, i) => `10.78.0.${i + 1} multi.bench.test`));
@@ -168,7 +164,6 @@ async function inner(args: Args, dir: string): Promise<void> {
       }
     }
     const summary = (c: Codec) => {
-      const sorted = [...latencies[c]].sort((a, b) => a - b);
       const phase = (p: "warm" | "cold") => ({
         qps: { value: median(samples[c][p].map((s) => s.qps)), unit: "queries/s", per_round: samples[c][p].map((s) => s.qps) },
         daemon_cpu_per_query: { value: median(samples[c][p].map((s) => s.cpuUsPerQuery)), unit: "µs", per_round: samples[c][p].map((s) => s.cpuUsPerQuery) },
@@ -178,12 +173,7 @@ async function inner(args: Args, dir: string): Promise<void> {
       return {
         warm: phase("warm"),
         cold: phase("cold"),
-        latency_at_500qps: {
-          p50: { value: round(percentile(sorted, 50)), unit: "µs" },
-          p90: { value: round(percentile(sorted, 90)), unit: "µs" },
-          p99: { value: round(percentile(sorted, 99)), unit: "µs" },
-          samples: sorted.length,
-        },
+        latency_at_500qps: latencyPercentiles(latencies[c]),
       };
     };
     const results = { "dns-wire": summary("dns-wire"), "dns-packet": summary("dns-packet") };
@@ -198,17 +188,11 @@ async function inner(args: Args, dir: string): Promise<void> {
       p50_packet_over_wire: ratio(p.latency_at_500qps.p50.value, w.latency_at_500qps.p50.value),
       p99_packet_over_wire: ratio(p.latency_at_500qps.p99.value, w.latency_at_500qps.p99.value),
     };
-    const cpu = /model name\s*:\s*(.*)/.exec(await readFile("/proc/cpuinfo", "utf8"))?.[1] ?? "unknown";
     const output = {
       benchmark: "dns-codec",
       finished_at: new Date().toISOString(),
       command: `node dist/bench/dns/codec-bench.js --rounds ${args.rounds} --seconds ${args.seconds} --latency-seconds ${args.latencySeconds}`,
-      machine: {
-        nproc: os.availableParallelism(), cpu, kernel: os.release(), node: process.version,
-        load_average_at_start: { value: loadAtStart, unit: "runnable tasks (1/5/15 min)" },
-        load_average_at_end: { value: os.loadavg().map((v) => round(v, 2)), unit: "runnable tasks (1/5/15 min)" },
-        note: "a shared 2-vCPU VM; dnsperf, the upstream and the daemon share its cores; compare the two codecs within this run",
-      },
+      machine: await machineRecord(loadAtStart, "a shared 2-vCPU VM; dnsperf, the upstream and the daemon share its cores; compare the two codecs within this run"),
       setup: {
         path: "netfenced start (attachment manager, KernelFilter, loader child), one attachment in allowlist mode (*.bench.test), every allowed answer's address in the pinned kernel map before the reply",
         difference: `only ${DNS_CODEC_ENV} in the daemon's environment: dns-wire = hand-written readQuestion/readAnswerRecords; dns-packet = dnsPacket.decode for both (daemon/src/dns/dns-wire-packet.ts)`,
@@ -223,8 +207,7 @@ async function inner(args: Args, dir: string): Promise<void> {
         note: "readQuestion(query) + readAnswerRecords(reply) on the upstream's own reply bytes (w1.bench.test: 1 A; multi.bench.test: 8 A), in the benchmark process, CPU time, median of 5 runs of 200k",
       },
     };
-    await mkdir(path.dirname(args.out), { recursive: true });
-    await writeFile(args.out, JSON.stringify(output, null, 2) + "\n");
+    await writeJsonFile(args.out, output);
     console.log(JSON.stringify({ comparison, decoders, load: [output.machine.load_average_at_start.value, output.machine.load_average_at_end.value] }));
     console.log(`wrote ${args.out}`);
   } finally {

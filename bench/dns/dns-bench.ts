@@ -4,12 +4,12 @@
  * never touched). Usage (root, after `npm run build`):
  * `node dist/bench/dns/dns-bench.js [--rounds 3] [--seconds 10] [--latency-seconds 3] [--cold-names 30000] [--out FILE]`.
  *
- * The outer process creates netns `nfdnsb<pid>` (own lo, one veth pair for the eBPF filter) and
- * re-runs itself inside it with `ip netns exec … --inner`; the inner process mounts a private
- * bpffs (ip netns exec gives it its own mount namespace), runs every measurement and writes the
- * JSON; the outer one always deletes the namespace afterwards.
+ * The outer process creates netns `nfdnsb<pid>` (own lo, two veth pairs for the eBPF filters) and
+ * re-runs itself inside it with `ip netns exec … --inner` (bench/lib/netns-runner.ts); the inner
+ * process mounts a private bpffs (ip netns exec gives it its own mount namespace), runs every
+ * measurement and writes the JSON; the outer one always deletes the namespace afterwards.
  */
-import { mkdtemp, readFile, rm, writeFile, mkdir } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { DnsPolicy, DomainRule } from "../../daemon/src/policy/policy.js";
@@ -19,6 +19,7 @@ import { NETFENCED } from "../lib/binaries.js";
 import { attachInterface, benchDnsYaml, detachAndStop } from "../lib/attached-daemon.js";
 import { clamped, takeDnsperfSchedule, walkArgs } from "../lib/bench-args.js";
 import { DnsNameFiles } from "../lib/dns-names.js";
+import { loadAverage, machineRecord, writeJsonFile } from "../lib/run-record.js";
 import { invocation, mountPrivateBpffs, runInNetns } from "../lib/netns-runner.js";
 import { run } from "../lib/run-command.js";
 import { Dnsmasq } from "./bench-processes.js";
@@ -141,7 +142,7 @@ interface Target {
 
 async function inner(args: Args): Promise<void> {
   await mountPrivateBpffs();
-  const loadAtStart = os.loadavg().map((v) => round(v, 2));
+  const loadAtStart = loadAverage();
   const files = await writeFiles(args.coldNames, args.rounds);
   const children: Dnsmasq[] = [];
   const daemons: { daemon: BenchDaemon; id: string }[] = [];
@@ -241,19 +242,13 @@ async function inner(args: Args): Promise<void> {
       { name: "uncached name decision (suffix walk) against 10k rules ≤ 1 µs (CPU time)", measured: round(decision.uncached.cpuNs), limit: 1000, unit: "ns", met: decision.uncached.cpuNs <= 1000 },
     ];
 
-    const cpu = /model name\s*:\s*(.*)/.exec(await readFile("/proc/cpuinfo", "utf8"))?.[1] ?? "unknown";
-    const loadavg = os.loadavg().map((v) => round(v, 2));
     const output = {
       benchmark: "dns",
       finished_at: new Date().toISOString(),
-      machine: {
-        nproc: os.availableParallelism(), cpu, kernel: os.release(), node: process.version,
+      machine: await machineRecord(loadAtStart, "a shared 2-vCPU VM: other sessions' builds and kernel tests ran meanwhile; compare targets within this run, not with other machines", {
         dnsperf: (await run("dnsperf", ["-h"], true)).match(/Version ([\d.]+)/)?.[1] ?? "unknown",
         dnsmasq: (await run("dnsmasq", ["--version"], true)).match(/version ([\d.]+)/)?.[1] ?? "unknown",
-        load_average_at_start: { value: loadAtStart, unit: "runnable tasks (1/5/15 min)" },
-        load_average_at_end: { value: loadavg, unit: "runnable tasks (1/5/15 min)" },
-        note: "a shared 2-vCPU VM: other sessions' builds and kernel tests ran meanwhile; compare targets within this run, not with other machines",
-      },
+      }),
       setup: {
         where: "every server on its own 127.0.0.1 port in a throwaway network namespace (own lo); dnsperf, the servers and the upstream share the machine's cores",
         upstream: "dnsmasq --no-resolv --addn-hosts (authoritative for *.bench.test, TTL 60 s)",
@@ -279,8 +274,7 @@ async function inner(args: Args): Promise<void> {
       },
       targets: checks,
     };
-    await mkdir(path.dirname(args.out), { recursive: true });
-    await writeFile(args.out, JSON.stringify(output, null, 2) + "\n");
+    await writeJsonFile(args.out, output);
     console.log(`\nwrote ${args.out}`);
     for (const t of checks) console.log(`${t.met ? "MET    " : "NOT MET"} ${t.name}: ${t.measured} ${t.unit}`);
   } finally {

@@ -22,6 +22,13 @@ export interface RunSummary {
 
 export const round = (v: number, digits = 1): number => Math.round(v * 10 ** digits) / 10 ** digits;
 
+/** p50/p90/p99 (µs, nearest rank) and the sample count of a set of per-query latencies. */
+export function latencyPercentiles(latenciesUs: readonly number[]): { p50: Figure<"µs">; p90: Figure<"µs">; p99: Figure<"µs">; samples: number } {
+  const sorted = [...latenciesUs].sort((a, b) => a - b);
+  const at = (p: number): Figure<"µs"> => ({ value: round(percentile(sorted, p)), unit: "µs" });
+  return { p50: at(50), p90: at(90), p99: at(99), samples: sorted.length };
+}
+
 export function summarize(rs: readonly DnsperfResult[], note: string): RunSummary {
   const rcodes: Record<string, number> = {};
   for (const r of rs) for (const [k, v] of Object.entries(r.rcodes)) rcodes[k] = (rcodes[k] ?? 0) + v;
@@ -37,11 +44,11 @@ export function summarize(rs: readonly DnsperfResult[], note: string): RunSummar
   };
   const latencies = rs.flatMap((r) => r.latenciesUs);
   if (latencies.length > 0) {
-    const sorted = latencies.sort((a, b) => a - b);
-    s.latency_p50 = { value: round(percentile(sorted, 50)), unit: "µs" };
-    s.latency_p90 = { value: round(percentile(sorted, 90)), unit: "µs" };
-    s.latency_p99 = { value: round(percentile(sorted, 99)), unit: "µs" };
-    s.samples = sorted.length;
+    const l = latencyPercentiles(latencies);
+    s.latency_p50 = l.p50;
+    s.latency_p90 = l.p90;
+    s.latency_p99 = l.p99;
+    s.samples = l.samples;
   }
   return s;
 }

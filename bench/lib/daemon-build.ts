@@ -69,6 +69,18 @@ export function ownLoader(daemon: BenchDaemon, build: DaemonBuild): { pid: numbe
   return { pid: loaders[0]!, exe };
 }
 
+/**
+ * The ratios of a run with two or more builds: each figure of the second build over the same
+ * figure of the first (3 decimals), under `ratios: "<second> / <first>"`; null with one build.
+ */
+export function secondOverFirst<R>(labels: readonly string[], results: Readonly<Record<string, R>>, figures: Readonly<Record<string, (r: R) => number>>): Record<string, number | string> | null {
+  if (labels.length < 2) return null;
+  const [first, second] = [results[labels[0]!]!, results[labels[1]!]!];
+  const out: Record<string, number | string> = { ratios: `${labels[1]} / ${labels[0]}` };
+  for (const [name, figure] of Object.entries(figures)) out[name] = Math.round((figure(second) / figure(first)) * 1000) / 1000;
+  return out;
+}
+
 /** The executable a running process was started from (/proc/<pid>/exe), or null when gone. */
 export function processExe(pid: number): string | null {
   try {
