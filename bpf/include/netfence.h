@@ -18,7 +18,7 @@
 #include <linux/types.h>
 #endif
 
-#define NF_LAYOUT_VERSION 3
+#define NF_LAYOUT_VERSION 4
 #define NF_STATE_MAGIC 0x4e464e31u /* "NFN1" */
 
 /* ---------------------------------------------------------------- policy */
@@ -33,6 +33,11 @@ enum nf_mode {
 
 /* nf_gen_settings.flags */
 #define NF_SETTING_AUDIT (1u << 0) /* evaluate and report, never drop */
+/* Set by the loader only (the daemon's flags never carry them): the generation's IPv4 (IPv6) exact
+ * entries are in its large table (nf_v4_large / nf_v6_large slot `gen`), not in the small hash. */
+#define NF_SETTING_V4_LARGE (1u << 1)
+#define NF_SETTING_V6_LARGE (1u << 2)
+#define NF_SETTING_LARGE(v6) ((v6) ? NF_SETTING_V6_LARGE : NF_SETTING_V4_LARGE)
 
 /* nf_entry.flags: both may be set for one prefix; deny wins at equal prefix length. */
 #define NF_ENTRY_ALLOW (1u << 0)
@@ -63,9 +68,17 @@ struct nf_entry {
  * space waits for a grace period, which would put milliseconds on every attach and replace.)
  *
  * Exact-match keys: /32 and /128 entries (DNS-learned addresses, single hosts) live in a hash,
- * which costs a few ns per packet instead of an LPM trie walk. Its size is fixed when the
- * attachment is loaded (nf_load_req.exact_cap; a hash allocates its bucket array up front);
- * entries that do not fit are stored in the LPM trie as /32 (/128): same verdicts, slower lookup.
+ * which costs a few ns per packet instead of an LPM trie walk. Two places, chosen per generation
+ * and family by the loader (NF_SETTING_V4_LARGE / _V6_LARGE in the generation's settings):
+ *   - the small hash nf_v4_exact / nf_v6_exact, keyed by generation + address, sized when the
+ *     attachment is loaded (nf_load_req.exact_cap; a hash allocates its buckets up front): where a
+ *     small policy lives, so the attach path never waits for an RCU grace period;
+ *   - the large tables: an ARRAY_OF_MAPS nf_v4_large / nf_v6_large with one slot per generation,
+ *     each slot an inner hash keyed by the address alone (nf_large_v4_key), created by the loader
+ *     at the size the generation needs and installed whole. A policy (REPLACE) or a batch of
+ *     DNS-learned addresses (UPSERT) that does not fit the small hash moves to one; installing a
+ *     slot waits for one RCU grace period, paid only when a table grows. Nothing spills into the
+ *     LPM tries: every /32 and /128 is answered by a hash.
  */
 struct nf_exact_v4_key {
 	__u32 gen;
@@ -73,6 +86,13 @@ struct nf_exact_v4_key {
 };
 struct nf_exact_v6_key {
 	__u32 gen;
+	__u8 addr[16];
+};
+/* Keys of the large tables' inner hashes: the address alone (the slot is the generation). */
+struct nf_large_v4_key {
+	__u8 addr[4];
+};
+struct nf_large_v6_key {
 	__u8 addr[16];
 };
 /* LPM keys: prefixlen first, as the LPM trie requires; it counts the generation byte too
@@ -109,6 +129,8 @@ struct nf_protected {
 #define NF_MAX_ENTRIES 262144 /* per LPM trie (allow and deny share a table): >= 10^5 each */
 #define NF_EXACT_CAP_DEFAULT 4096 /* exact-hash entries when the loader is not told otherwise */
 #define NF_EXACT_CAP_MAX 524288
+#define NF_LARGE_CAP_MIN 1024       /* entries of the smallest large inner hash */
+#define NF_LARGE_CAP_MAX 4194304    /* of the largest (64 MiB of buckets) */
 
 struct nf_gen_settings {
 	__u32 mode;  /* enum nf_mode */
@@ -439,6 +461,7 @@ struct nf_port_guard_reply {
                          * pinned program (its clsact filter was deleted, its link detached or unpinned,
                          * or its interface re-created); a filter still attached where asked is left as is */
 #define NF_OP_DUMP 42   /* req: nf_id_req; reply: nf_dump_reply + nf_wire_entry[count] */
+#define NF_OP_TABLES 43 /* req: nf_id_req; reply: nf_tables_reply (where the active generation's entries are) */
 
 struct nf_notify_req {
 	char socket[128];  /* $NOTIFY_SOCKET: a path, or "@name" for an abstract socket */
@@ -460,6 +483,22 @@ struct nf_dump_reply {
 	__u8 method;     /* enum nf_method */
 	__u8 direction;  /* enum nf_direction */
 	__u8 _pad[7];
+};
+
+/* Where an attachment's active generation keeps its entries, per family ([0] IPv4, [1] IPv6),
+ * counted by walking the maps (diagnostics and tests: "no spill"). */
+struct nf_tables_family {
+	__u32 small_cap;   /* max_entries of the small exact hash (both generations share it) */
+	__u32 small_n;     /* active-generation keys in the small hash */
+	__u32 large_cap;   /* max_entries of the active generation's large inner hash; 0 = none installed */
+	__u32 large_n;     /* keys in it */
+	__u32 uses_large;  /* 1: packets of the active generation look up the large table */
+	__u32 lpm_n;       /* active-generation keys in the LPM trie */
+	__u32 lpm_host_n;  /* of which full-length (/32, /128): a host entry answered by the trie */
+	__u32 other_large_cap; /* the inactive generation's large table, kept or not yet dropped; 0 = none */
+};
+struct nf_tables_reply {
+	struct nf_tables_family fam[2];
 };
 
 #endif /* NETFENCE_H */

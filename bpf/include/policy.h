@@ -54,8 +54,8 @@ struct {
 	__type(value, __u64);
 } nf_counters SEC(".maps");
 
-/* The four policy tables; keys carry the generation (see netfence.h). The loader sets the
- * exact hashes' max_entries at load time. */
+/* The policy tables (see netfence.h): the small exact hashes and the LPM tries carry the
+ * generation in their keys; the loader sets the small hashes' max_entries at load time. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, NF_EXACT_CAP_DEFAULT);
@@ -71,6 +71,34 @@ struct {
 	__type(key, struct nf_exact_v6_key);
 	__type(value, struct nf_entry);
 } nf_v6_exact SEC(".maps");
+
+/* The large exact tables: one slot per generation, each an inner hash keyed by the address,
+ * created at the size its generation needs and installed by the loader (empty slots at load). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, NF_GENERATIONS);
+	__type(key, __u32);
+	__array(values, struct {
+		__uint(type, BPF_MAP_TYPE_HASH);
+		__uint(max_entries, NF_LARGE_CAP_MIN);
+		__uint(map_flags, BPF_F_NO_PREALLOC);
+		__uint(key_size, sizeof(struct nf_large_v4_key)); /* sizes: BTF would only see */
+		__uint(value_size, sizeof(struct nf_entry));     /* a forward declaration here */
+	});
+} nf_v4_large SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, NF_GENERATIONS);
+	__type(key, __u32);
+	__array(values, struct {
+		__uint(type, BPF_MAP_TYPE_HASH);
+		__uint(max_entries, NF_LARGE_CAP_MIN);
+		__uint(map_flags, BPF_F_NO_PREALLOC);
+		__uint(key_size, sizeof(struct nf_large_v6_key)); /* sizes: BTF would only see */
+		__uint(value_size, sizeof(struct nf_entry));     /* a forward declaration here */
+	});
+} nf_v6_large SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -172,11 +200,34 @@ static __always_inline int nf_entry_live(const struct nf_entry *e)
 	return e->expires_ns == 0 || e->expires_ns > bpf_ktime_get_ns();
 }
 
-static __always_inline int nf_lookup_v4(__u32 gen, __u32 daddr, struct nf_match *m)
+/* The generation's exact entry for the address: in its large table when the settings say so. */
+static __always_inline struct nf_entry *nf_exact_v4(__u32 gen, __u32 sflags, __u32 daddr)
 {
+	if (sflags & NF_SETTING_V4_LARGE) {
+		void *t = bpf_map_lookup_elem(&nf_v4_large, &gen);
+		return t ? bpf_map_lookup_elem(t, &daddr) : 0;
+	}
 	struct nf_exact_v4_key k = { .gen = gen };
 	__builtin_memcpy(k.addr, &daddr, 4);
-	struct nf_entry *e = bpf_map_lookup_elem(&nf_v4_exact, &k);
+	return bpf_map_lookup_elem(&nf_v4_exact, &k);
+}
+
+static __always_inline struct nf_entry *nf_exact_v6(__u32 gen, __u32 sflags, const __u8 *daddr)
+{
+	if (sflags & NF_SETTING_V6_LARGE) {
+		void *t = bpf_map_lookup_elem(&nf_v6_large, &gen);
+		struct nf_large_v6_key lk;
+		__builtin_memcpy(lk.addr, daddr, 16);
+		return t ? bpf_map_lookup_elem(t, &lk) : 0;
+	}
+	struct nf_exact_v6_key k = { .gen = gen };
+	__builtin_memcpy(k.addr, daddr, 16);
+	return bpf_map_lookup_elem(&nf_v6_exact, &k);
+}
+
+static __always_inline int nf_lookup_v4(__u32 gen, __u32 sflags, __u32 daddr, struct nf_match *m)
+{
+	struct nf_entry *e = nf_exact_v4(gen, sflags, daddr);
 	if (e && nf_entry_live(e)) {
 		m->flags = e->flags;
 		m->prefixlen = 32;
@@ -203,11 +254,9 @@ static __always_inline int nf_lookup_v4(__u32 gen, __u32 daddr, struct nf_match 
 	return 0;
 }
 
-static __always_inline int nf_lookup_v6(__u32 gen, const __u8 *daddr, struct nf_match *m)
+static __always_inline int nf_lookup_v6(__u32 gen, __u32 sflags, const __u8 *daddr, struct nf_match *m)
 {
-	struct nf_exact_v6_key k = { .gen = gen };
-	__builtin_memcpy(k.addr, daddr, 16);
-	struct nf_entry *e = bpf_map_lookup_elem(&nf_v6_exact, &k);
+	struct nf_entry *e = nf_exact_v6(gen, sflags, daddr);
 	if (e && nf_entry_live(e)) {
 		m->flags = e->flags;
 		m->prefixlen = 128;
@@ -272,7 +321,7 @@ __noinline int nf_protected_match(struct __sk_buff *skb, struct nf_pkt *p, int d
  *   f. the protected(-allow) set                                        → pass (lockout safety)
  *   g. the protected-deny set                                           → drop, every mode
  *   h. mode disabled → pass; block-all → drop
- *   i. policy lookup (exact /32,/128 hash, then LPM): deny → drop; allow → pass, except that
+ *   i. policy lookup (exact /32,/128 hash — small or large, see netfence.h — then LPM): deny → drop; allow → pass, except that
  *   j. loopback and link-local destinations are closed unless an allow entry inside their range
  *      matched or the attachment opens them                            → drop ("local-closed")
  *   k. denylist → pass; allowlist → drop
@@ -305,9 +354,9 @@ static __always_inline int nf_decide(struct __sk_buff *skb, struct nf_pkt *p, co
 		goto block;
 	}
 	if (p->family == 4)
-		matched = nf_lookup_v4(gen, p->daddr.v4, &m);
+		matched = nf_lookup_v4(gen, s.flags, p->daddr.v4, &m);
 	else
-		matched = nf_lookup_v6(gen, p->daddr.v6, &m);
+		matched = nf_lookup_v6(gen, s.flags, p->daddr.v6, &m);
 	if (matched && (m.flags & NF_ENTRY_DENY)) { /* deny wins at equal prefix length */
 		reason = NF_REASON_DENY_CIDR;
 		goto block;

@@ -2,7 +2,8 @@
 /*
  * dump.c — DUMP: what a pinned attachment is and enforces, read back from the kernel alone (its
  * nf_state settings, whether it is really attached, and the live entries of its active
- * generation), so the daemon can re-register an attachment its state store lost.
+ * generation: its small exact hash's keys or its large tables, and its LPM keys), so the daemon
+ * can re-register an attachment its state store lost.
  */
 #include <string.h>
 #include <bpf/bpf.h>
@@ -14,6 +15,8 @@ struct entries {
 	__u32 n, cap;
 };
 
+enum { T_V4_LARGE = T_COUNT, T_V6_LARGE }; /* a large table's keys: the address alone */
+
 /* The wire entry of a stored key and value; false for an expired one (left out). */
 static bool wire_entry_of(int t, const void *key, const struct nf_entry *v, __s64 now_real_ns, __s64 now_mono_ns,
 			  struct nf_wire_entry *e)
@@ -21,7 +24,7 @@ static bool wire_entry_of(int t, const void *key, const struct nf_entry *v, __s6
 	if (v->expires_ns && (__s64)v->expires_ns <= now_mono_ns)
 		return false;
 	memset(e, 0, sizeof(*e));
-	e->family = (t == T_V4_EXACT || t == T_V4_LPM) ? 4 : 6;
+	e->family = (t == T_V4_EXACT || t == T_V4_LPM || t == T_V4_LARGE) ? 4 : 6;
 	e->flags = v->flags;
 	e->rule_id = v->rule_id;
 	if (v->expires_ns) /* CLOCK_MONOTONIC deadline → wall clock ms, rounded up */
@@ -35,6 +38,14 @@ static bool wire_entry_of(int t, const void *key, const struct nf_entry *v, __s6
 		e->prefixlen = 128;
 		memcpy(e->addr, ((const struct nf_exact_v6_key *)key)->addr, 16);
 		break;
+	case T_V4_LARGE:
+		e->prefixlen = 32;
+		memcpy(e->addr, key, 4);
+		break;
+	case T_V6_LARGE:
+		e->prefixlen = 128;
+		memcpy(e->addr, key, 16);
+		break;
 	case T_V4_LPM:
 		e->prefixlen = (__u8)(((const struct nf_lpm_v4_key *)key)->prefixlen - 8);
 		memcpy(e->addr, ((const struct nf_lpm_v4_key *)key)->addr, 4);
@@ -46,7 +57,7 @@ static bool wire_entry_of(int t, const void *key, const struct nf_entry *v, __s6
 	return true;
 }
 
-/* Appends the live entries of generation `gen` in table t. */
+/* Appends the live entries of generation `gen` in table t (a large table: all of them). */
 static int collect(int fd, int t, __u32 gen, struct entries *out)
 {
 	__s64 now_real = clock_ns(CLOCK_REALTIME), now_mono = clock_ns(CLOCK_MONOTONIC);
@@ -62,10 +73,11 @@ static int collect(int fd, int t, __u32 gen, struct entries *out)
 			out->es = m;
 			out->cap = c;
 		}
-		if (key_gen(t, cur) == gen && bpf_map_lookup_elem(fd, cur, &v) == 0 &&
+		bool mine = t >= T_COUNT || key_gen(t, cur) == gen;
+		if (mine && bpf_map_lookup_elem(fd, cur, &v) == 0 &&
 		    wire_entry_of(t, cur, &v, now_real, now_mono, &out->es[out->n]))
 			out->n++;
-		memcpy(last, cur, table_key_size[t]);
+		memcpy(last, cur, sizeof(cur));
 		prev = last;
 	}
 	return 0;
@@ -84,7 +96,7 @@ int op_dump(const void *req, size_t len, void **reply, size_t *reply_len)
 	h.slot = a->st->slot;
 	h.ifindex = a->st->ifindex;
 	h.mode = a->st->gen[gen].mode;
-	h.flags = a->st->gen[gen].flags;
+	h.flags = a->st->gen[gen].flags & NF_SETTING_AUDIT;
 	h.prog_id = prog_id_of(a->prog_fd);
 	h.attached = is_attached(a, &h.cgroup_id);
 	h.dns_port = a->st->dns_port;
@@ -92,8 +104,13 @@ int op_dump(const void *req, size_t len, void **reply, size_t *reply_len)
 	h.method = a->st->method;
 	h.direction = a->st->direction;
 	struct entries es = { 0 };
-	for (int t = 0; t < T_COUNT && !err; t++)
-		err = collect(a->table_fd[t], t, gen, &es);
+	for (int t = 0; t < T_COUNT && !err; t++) {
+		int f = t == T_V6_EXACT ? FAM_V6 : FAM_V4;
+		if (is_exact(t) && uses_large(a, f, gen))
+			err = collect(a->large[f][gen].fd, f == FAM_V6 ? T_V6_LARGE : T_V4_LARGE, gen, &es);
+		else
+			err = collect(a->table_fd[t], t, gen, &es);
+	}
 	char *out = err ? NULL : malloc(sizeof(h) + (size_t)es.n * sizeof(*es.es));
 	if (!err && !out)
 		err = fail(ENOMEM, "DUMP");

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * generations.c — the generation/spill state of an attachment (struct nf_gens in loader.h) and
- * its transitions, the only code that changes it; and the emptying of retired generations.
+ * generations.c — the generation state of an attachment (struct nf_gens in loader.h) and its
+ * transitions, the only code that changes it; and the emptying of retired generations (their keys
+ * in the small exact hash and the LPM tries; their large exact tables are large.c's).
  *
  * Every policy key carries its generation (netfence.h). REPLACE writes the new policy under the
  * inactive generation, then flips nf_state.active_gen; the generation the flip retired keeps its
@@ -11,8 +12,8 @@
  *
  *   event                         retired before        retired after          other fields
  *   ----------------------------  --------------------  ---------------------  -----------------------
- *   LOAD (fresh attachment)       -                     EMPTY                  active_used = 0, spilled = {0,0}
- *   ADOPT (pins of another run)   -                     GRACE                  active_used = 1, spilled = {1,1}
+ *   LOAD (fresh attachment)       -                     EMPTY                  active_used = 0
+ *   ADOPT (pins of another run)   -                     GRACE                  active_used = 1
  *                                                                              (unknown: stay conservative)
  *   UPSERT into the active gen.   any                   unchanged              active_used = 1
  *   grace period passed           GRACE                 STALE
@@ -24,11 +25,13 @@
  *   REPLACE: a write failed       EMPTY                 STALE                  (never visible: no grace)
  *   REPLACE: flip                 EMPTY                 active_used ? GRACE    active_used = 1
  *                                                         : EMPTY
- *   exact entry spilled to LPM    any                   unchanged              spilled[family] = 1
  *
  * A fresh attachment's first flip retires a generation that never held a key (active_used = 0):
- * it needs neither a grace period nor a clear, so LINK never waits. `spilled` is sticky: until an
- * exact entry of a family has been stored in the LPM trie, deleting one needs no LPM delete.
+ * it needs neither a grace period nor a clear, so LINK never waits.
+ *
+ * A retired generation's large table (large.c) is "dirty" until cleared: EMPTY says nothing about
+ * it. REPLACE clears it only when it reuses it (gens_prepare_fill's `want`); the idle loop drops
+ * the large tables no generation uses (lazy shrink) once the retired generation is EMPTY.
  *
  * The idle loop (main.c) empties retired generations between requests, one attachment per turn,
  * with one grace period for every attachment waiting for one (after a restart, all of them).
@@ -44,22 +47,17 @@
 
 void gens_loaded(struct nf_gens *s)
 {
-	*s = (struct nf_gens){ .retired = RETIRED_EMPTY, .active_used = false, .spilled = { false, false } };
+	*s = (struct nf_gens){ .retired = RETIRED_EMPTY, .active_used = false };
 }
 
 void gens_adopted(struct nf_gens *s)
 {
-	*s = (struct nf_gens){ .retired = RETIRED_GRACE, .active_used = true, .spilled = { true, true } };
+	*s = (struct nf_gens){ .retired = RETIRED_GRACE, .active_used = true };
 }
 
 void gens_active_written(struct nf_gens *s)
 {
 	s->active_used = true;
-}
-
-void gens_spilled(struct nf_gens *s, bool v6)
-{
-	s->spilled[v6] = true;
 }
 
 static void gens_grace_passed(struct nf_gens *s)
@@ -141,26 +139,43 @@ static int clear_retired(struct att *a)
 			return err;
 		}
 	}
+	for (int f = 0; f < FAM_COUNT; f++)
+		a->small_n[f][gen] = 0;
 	a->gens.retired = RETIRED_EMPTY;
 	return 0;
 }
 
 /* Brings the retired generation to EMPTY before REPLACE fills it: waits for the grace period if
  * it is due, then clears. On error it is CLEAR_FAILED, and nothing was visible to packets. */
-int gens_prepare_fill(struct att *a)
+int gens_prepare_fill(struct att *a, const __u32 want[FAM_COUNT])
 {
-	if (a->gens.retired == RETIRED_EMPTY)
-		return 0;
-	if (a->gens.retired == RETIRED_GRACE) {
-		wait_for_running_programs();
-		gens_grace_passed(&a->gens);
+	a->large_idle_failed = false;
+	if (a->gens.retired != RETIRED_EMPTY) {
+		if (a->gens.retired == RETIRED_GRACE) {
+			wait_for_running_programs();
+			gens_grace_passed(&a->gens);
+		}
+		int err = clear_retired(a);
+		if (err)
+			return err;
 	}
-	return clear_retired(a);
+	/* A large table the fill reuses is emptied now (the grace period is behind us). */
+	__u32 gen = (a->st->active_gen & 1) ^ 1;
+	for (int f = 0; f < FAM_COUNT; f++) {
+		const struct nf_large *l = &a->large[f][gen];
+		if (want[f] && l->fd >= 0 && l->dirty && large_fits(l->cap, want[f])) {
+			int err = large_clear(a, f, gen);
+			if (err)
+				return err;
+		}
+	}
+	return 0;
 }
 
 static bool idle_candidate(const struct att *a)
 {
-	return a->used && (a->gens.retired == RETIRED_GRACE || a->gens.retired == RETIRED_STALE);
+	return a->used && (a->gens.retired == RETIRED_GRACE || a->gens.retired == RETIRED_STALE ||
+			   (!a->large_idle_failed && large_idle_due(a)));
 }
 
 bool gens_idle_due(void)
@@ -191,6 +206,12 @@ void gens_idle_work(void)
 			if (g.atts[i].used)
 				gens_grace_passed(&g.atts[i].gens);
 	}
-	if (clear_retired(next))
+	int err = 0;
+	if (next->gens.retired == RETIRED_STALE) {
+		err = clear_retired(next);
+	} else if (next->gens.retired != RETIRED_GRACE && (err = large_idle_work(next))) {
+		next->large_idle_failed = true; /* not retried until the next REPLACE */
+	}
+	if (err)
 		fprintf(stderr, "netfence-loader: %s: %s\n", next->id, g.errmsg);
 }

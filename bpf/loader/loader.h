@@ -8,8 +8,11 @@
  *   objects.c      opening/loading the objects (skeletons), pinning, LOAD, ADOPT, UNLOAD
  *   links.c        attach methods (TCX link, clsact, cgroup link), detach, the attached check,
  *                  LINK, RELINK, the TCX probe
- *   generations.c  the generation/spill state machine of an attachment (struct nf_gens)
- *   tables.c       policy keys and entries, the exact→LPM spill, REPLACE, UPSERT/DELETE, SET_MODE
+ *   generations.c  the generation state machine of an attachment (struct nf_gens), idle clearing
+ *   tables.c       policy keys and entries, batches, REPLACE, UPSERT/DELETE, SET_MODE
+ *   exact.c        the exact /32 /128 entries: small hash or large table per generation, growth
+ *   large.c        the large tables' inner hashes: create, install, copy, clear, drop, adopt
+ *   inspect.c      TABLES: where the active generation's entries are (counted from the maps)
  *   dump.c         DUMP: what a pinned attachment is and enforces
  *   events.c       the shared ring buffer (EVENTS frames) and COUNTERS
  *   host.c         host-wide maps and the protected sets (PROTECTED)
@@ -33,6 +36,7 @@
 /* ---------------------------------------------------------------- the four policy tables */
 
 enum { T_V4_EXACT, T_V4_LPM, T_V6_EXACT, T_V6_LPM, T_COUNT };
+enum { FAM_V4, FAM_V6, FAM_COUNT };
 extern const char *const table_names[T_COUNT]; /* also their pin names */
 extern const __u32 table_key_size[T_COUNT];
 extern const __u32 table_type[T_COUNT];
@@ -49,11 +53,24 @@ enum nf_retired {
 	RETIRED_CLEAR_FAILED, /* like STALE, but its last clear failed: only the next REPLACE retries */
 };
 
-/* The generation/spill state of one attachment; changed only by the gens_* transitions. */
+/* The generation state of one attachment; changed only by the gens_* transitions. */
 struct nf_gens {
 	enum nf_retired retired;
 	bool active_used; /* the active generation may hold keys (false only on a fresh LOAD's first) */
-	bool spilled[2];  /* [v4, v6]: an exact entry of the family was ever stored in the LPM trie */
+};
+
+/* A large exact table: the inner hash installed in slot `gen` of a family's ARRAY_OF_MAPS. */
+struct nf_large {
+	int fd;     /* -1: the slot is empty */
+	__u32 cap;  /* its max_entries */
+	bool dirty; /* may hold keys: cleared before it is filled again */
+};
+
+/* Entries bound for one table: keys (table_key_size each) and values. */
+struct batch {
+	void *keys;
+	struct nf_entry *vals;
+	__u32 n;
 };
 
 /* ---------------------------------------------------------------- attachments (registry.c) */
@@ -63,6 +80,11 @@ struct att {
 	char id[NF_ID_LEN];
 	int state_fd, counters_fd, prog_fd, link_fd;
 	int table_fd[T_COUNT];
+	int large_fd[FAM_COUNT];                 /* the ARRAY_OF_MAPS nf_v4_large, nf_v6_large */
+	struct nf_large large[FAM_COUNT][NF_GENERATIONS];
+	__u32 small_cap[FAM_COUNT];              /* max_entries of the small exact hashes */
+	__u32 small_n[FAM_COUNT][NF_GENERATIONS]; /* keys of a generation in the small hash (upper bound) */
+	bool large_idle_failed; /* the idle loop's last large-table work failed: wait for a REPLACE */
 	struct nf_state *st; /* mmap of the state map */
 	struct nf_gens gens;
 };
@@ -96,7 +118,8 @@ void close_fd(int *fd);
 
 /* ---------------------------------------------------------------- registry.c */
 
-enum { PIN_COUNT = 8 }; /* pin_names: the maps (as table_names for the tables), "prog", then "link" */
+/* pin_names: state, counters, the tables (as table_names), v4_large, v6_large, "prog", then "link" */
+enum { PIN_COUNT = 10, PIN_V4_LARGE = 6, PIN_PROG = 8 };
 extern const char *const pin_names[PIN_COUNT];
 bool valid_id(const char *id);
 /* Copies a request's fixed-size id field into a NUL-terminated string. */
@@ -165,8 +188,9 @@ int op_relink(const void *req, size_t len, void *reply, size_t *reply_len);
 void gens_loaded(struct nf_gens *s);
 void gens_adopted(struct nf_gens *s);
 void gens_active_written(struct nf_gens *s);
-void gens_spilled(struct nf_gens *s, bool v6);
-int gens_prepare_fill(struct att *a);
+/* Empties the retired generation before REPLACE fills it; want[f] = the large capacity the fill
+ * will need for family f (0: the small hash), so a large table that fits is cleared for reuse. */
+int gens_prepare_fill(struct att *a, const __u32 want[FAM_COUNT]);
 void gens_fill_failed(struct nf_gens *s);
 void gens_flipped(struct nf_gens *s);
 /* Idle work: whether a retired generation waits to be emptied; empty one (main loop, stdin idle). */
@@ -175,9 +199,59 @@ void gens_idle_work(void);
 
 /* ---------------------------------------------------------------- tables.c */
 
+/* bpf_map_update_batch where the kernel has it for this map type, element by element otherwise;
+ * -E2BIG when the table is full. */
+int write_batch(int fd, int t, const struct batch *b);
+/* Deletes keys one by one (a missing key is fine). */
+int delete_keys(int fd, int t, const void *keys, __u32 n);
+/* Packs a generation's settings for the one 64-bit store packets see. */
+void store_settings(struct att *a, __u32 gen, __u32 mode, __u32 flags);
 int op_replace(const void *req, size_t len);
 int op_entries(const void *req, size_t len, bool del);
 int op_set_mode(const void *req, size_t len);
+
+/* ---------------------------------------------------------------- exact.c */
+
+bool uses_large(const struct att *a, int fam, __u32 gen);
+/* The large capacity REPLACE needs for each family's exact batch into `gen` (0: the small hash fits). */
+void exact_plan(const struct att *a, const struct batch b[T_COUNT], __u32 want[FAM_COUNT]);
+/* REPLACE: fills the inactive generation's exact entries where exact_plan said; a large table
+ * created for it comes back in new_fd[f] (installed by exact_install, after the other writes). */
+int exact_fill(struct att *a, __u32 gen, const struct batch b[T_COUNT], const __u32 want[FAM_COUNT], int new_fd[FAM_COUNT]);
+int exact_install(struct att *a, __u32 gen, const __u32 want[FAM_COUNT], int new_fd[FAM_COUNT]);
+/* UPSERT into the active generation, growing its table (small → large, large → larger) when full. */
+int exact_upsert(struct att *a, int fam, const struct batch *b);
+int exact_delete(struct att *a, int fam, const struct batch *b);
+/* The loader-owned settings bits (NF_SETTING_*_LARGE) of a generation. */
+__u32 large_bits(const struct att *a, __u32 gen);
+
+/* ---------------------------------------------------------------- large.c */
+
+__u32 large_cap_for(__u32 n);
+/* Whether a large table of capacity `cap` is reused for a fill that wants `want` (not smaller, not
+ * more than 4 times bigger). */
+bool large_fits(__u32 cap, __u32 want);
+int large_create(int fam, __u32 cap);
+/* Installs `fd` into slot `gen` (waits for an RCU grace period: the kernel's map-in-map update);
+ * the table it replaces is closed. On error `fd` is closed and the slot is unchanged. */
+int large_install(struct att *a, int fam, __u32 gen, int fd, __u32 cap);
+int large_drop(struct att *a, int fam, __u32 gen);
+int large_clear(struct att *a, int fam, __u32 gen);
+/* Copies every entry of a large table (src_large) or the generation's keys of the small hash into dst. */
+int large_copy(struct att *a, int fam, __u32 gen, bool src_large, int dst);
+/* Writes a batch of small-hash-format keys into a large table (keys without the generation). */
+int large_write(int fd, int fam, const struct batch *b);
+int large_delete(int fd, int fam, const struct batch *b);
+/* After LOAD: no large tables. After ADOPT: reads the slots and counts the small hash. */
+void large_loaded(struct att *a, __u32 small_cap);
+int large_adopted(struct att *a);
+/* Idle work of the large tables: drop what no generation uses, clear what is kept. */
+bool large_idle_due(const struct att *a);
+int large_idle_work(struct att *a);
+
+/* ---------------------------------------------------------------- inspect.c */
+
+int op_tables(const void *req, size_t len, void *reply, size_t *reply_len);
 
 /* ---------------------------------------------------------------- dump.c */
 

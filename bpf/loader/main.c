@@ -6,7 +6,7 @@
  * load + pin the BPF objects, attach (TCX link, clsact or cgroup link), batched map updates,
  * atomic policy replace, counters, protected set, and it streams the shared ring buffer of
  * packet events. It holds no policy. Everything it creates is pinned under
- *   <pin_root>/<id>/{state,counters,v4_exact,v4_lpm,v6_exact,v6_lpm,prog,link}
+ *   <pin_root>/<id>/{state,counters,v4_exact,v4_lpm,v6_exact,v6_lpm,v4_large,v6_large,prog,link}
  *   <pin_root>/_host/{events,throttle,protected_v4,protected_v6,pdeny_v4,pdeny_v6}
  *   <pin_root>/_host/{portguard_cfg,portguard_bind4,portguard_bind6}   (the DNS port guard, when installed)
  * so the kernel keeps enforcing when this process (or the daemon) dies, and a fresh loader can
@@ -175,7 +175,8 @@ static int op_notify(const void *req, size_t len)
 
 static void handle(const struct nf_frame_hdr *h, void *payload, size_t len)
 {
-	char small[sizeof(struct nf_adopt_reply)];
+	char small[sizeof(struct nf_adopt_reply) > sizeof(struct nf_tables_reply) ? sizeof(struct nf_adopt_reply)
+										     : sizeof(struct nf_tables_reply)];
 	void *reply = small;
 	void *heap = NULL;
 	size_t reply_len = 0;
@@ -201,6 +202,7 @@ static void handle(const struct nf_frame_hdr *h, void *payload, size_t len)
 		case NF_OP_NOTIFY: err = op_notify(payload, len); break;
 		case NF_OP_RELINK: err = op_relink(payload, len, reply, &reply_len); break;
 		case NF_OP_DUMP: err = op_dump(payload, len, &heap, &reply_len); reply = heap; break;
+		case NF_OP_TABLES: err = op_tables(payload, len, reply, &reply_len); break;
 		default: err = fail(EOPNOTSUPP, "unknown op %u", h->op);
 		}
 	}

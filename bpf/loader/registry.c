@@ -84,6 +84,11 @@ struct att *new_att(const char *id)
 	a->state_fd = a->counters_fd = a->prog_fd = a->link_fd = -1;
 	for (int t = 0; t < T_COUNT; t++)
 		a->table_fd[t] = -1;
+	for (int f = 0; f < FAM_COUNT; f++) {
+		a->large_fd[f] = -1;
+		for (int gen = 0; gen < NF_GENERATIONS; gen++)
+			a->large[f][gen].fd = -1;
+	}
 	return a;
 }
 
@@ -97,10 +102,16 @@ void free_att(struct att *a)
 	close_fd(&a->link_fd);
 	for (int t = 0; t < T_COUNT; t++)
 		close_fd(&a->table_fd[t]);
+	for (int f = 0; f < FAM_COUNT; f++) {
+		close_fd(&a->large_fd[f]);
+		for (int gen = 0; gen < NF_GENERATIONS; gen++)
+			close_fd(&a->large[f][gen].fd);
+	}
 	memset(a, 0, sizeof(*a));
 }
 
-const char *const pin_names[PIN_COUNT] = { "state", "counters", "v4_exact", "v4_lpm", "v6_exact", "v6_lpm", "prog", "link" };
+const char *const pin_names[PIN_COUNT] = { "state",    "counters", "v4_exact", "v4_lpm", "v6_exact",
+					   "v6_lpm",   "v4_large", "v6_large", "prog",   "link" };
 
 void unpin_all(const char *id)
 {

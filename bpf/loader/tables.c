@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * tables.c — an attachment's four policy tables: keys and values from wire entries, batched
- * writes and deletes, the exact→LPM spill (a full exact hash overflows into the family's LPM trie
- * as /32 or /128), and the requests that change policy: REPLACE (atomic, through the inactive
- * generation; generations.c says when that generation may be refilled), UPSERT, DELETE, SET_MODE.
+ * tables.c — an attachment's policy tables: keys and values from wire entries, batched writes and
+ * deletes, and the requests that change policy: REPLACE (atomic, through the inactive generation;
+ * generations.c says when that generation may be refilled), UPSERT, DELETE, SET_MODE. Where the
+ * exact /32 and /128 entries go (small hash or a large table that grows) is exact.c's.
  */
 #include <string.h>
 #include <bpf/bpf.h>
@@ -36,12 +36,6 @@ __u32 key_gen(int t, const void *key)
 }
 
 /* ---------------------------------------------------------------- keys and values */
-
-struct batch {
-	void *keys;
-	struct nf_entry *vals;
-	__u32 n;
-};
 
 static int table_of(const struct nf_wire_entry *e)
 {
@@ -142,7 +136,7 @@ static void free_batches(struct batch b[T_COUNT], struct batch x[T_COUNT])
 	}
 }
 
-/* ---------------------------------------------------------------- writes, deletes, the spill */
+/* ---------------------------------------------------------------- writes, deletes */
 
 static __u32 max_entries_of(int fd)
 {
@@ -151,8 +145,7 @@ static __u32 max_entries_of(int fd)
 	return bpf_obj_get_info_by_fd(fd, &info, &len) ? 0 : info.max_entries;
 }
 
-/* bpf_map_update_batch where the kernel has it for this map type, element by element otherwise. */
-static int write_batch(int fd, int t, const struct batch *b)
+int write_batch(int fd, int t, const struct batch *b)
 {
 	if (!b->n)
 		return 0;
@@ -170,7 +163,7 @@ static int write_batch(int fd, int t, const struct batch *b)
 	return 0;
 }
 
-static int delete_keys(int fd, int t, const void *keys, __u32 n)
+int delete_keys(int fd, int t, const void *keys, __u32 n)
 {
 	for (__u32 i = 0; i < n; i++)
 		if (bpf_map_delete_elem(fd, (const char *)keys + (size_t)i * table_key_size[t]) && errno != ENOENT)
@@ -178,66 +171,24 @@ static int delete_keys(int fd, int t, const void *keys, __u32 n)
 	return 0;
 }
 
-/* The LPM key (prefix /32 or /128) standing in for an exact key that did not fit its hash. */
-static void spill_key(int t, const void *exact_key, void *lpm_key)
+static int fam_of(int t)
 {
-	bool v6 = t == T_V6_EXACT;
-	make_key(v6 ? T_V6_LPM : T_V4_LPM, (const __u8 *)exact_key + 4, v6 ? 128 : 32, key_gen(t, exact_key), lpm_key);
-}
-
-/* Writes exact entries; when the hash is full, the rest are updated in place if present and
- * otherwise stored in the family's LPM trie as /32 (/128): same verdict, slower lookup. */
-static int write_exact(struct att *a, int t, const struct batch *b)
-{
-	int err = write_batch(a->table_fd[t], t, b);
-	if (err != -E2BIG)
-		return err;
-	int lpm = t == T_V4_EXACT ? T_V4_LPM : T_V6_LPM;
-	char lk[32];
-	for (__u32 i = 0; i < b->n; i++) {
-		const char *k = (const char *)b->keys + (size_t)i * table_key_size[t];
-		if (bpf_map_update_elem(a->table_fd[t], k, &b->vals[i], BPF_EXIST) == 0)
-			continue;
-		if (errno != ENOENT)
-			return fail(errno, "writing %s entry %u", table_names[t], i);
-		spill_key(t, k, lk);
-		gens_spilled(&a->gens, t == T_V6_EXACT);
-		if (bpf_map_update_elem(a->table_fd[lpm], lk, &b->vals[i], BPF_ANY))
-			return fail(errno, "%s is full and %s cannot take entry %u", table_names[t], table_names[lpm], i);
-	}
-	return 0;
-}
-
-/* Deletes exact keys from the hash and any /32 (/128) stand-in of theirs from the LPM trie. */
-static int delete_exact(struct att *a, int t, const void *keys, __u32 n)
-{
-	int err = delete_keys(a->table_fd[t], t, keys, n);
-	if (!a->gens.spilled[t == T_V6_EXACT])
-		return err;
-	int lpm = t == T_V4_EXACT ? T_V4_LPM : T_V6_LPM;
-	char lk[32];
-	for (__u32 i = 0; i < n && !err; i++) {
-		spill_key(t, (const char *)keys + (size_t)i * table_key_size[t], lk);
-		if (bpf_map_delete_elem(a->table_fd[lpm], lk) && errno != ENOENT)
-			err = fail(errno, "deleting %s entry %u", table_names[lpm], i);
-	}
-	return err;
+	return t == T_V6_EXACT || t == T_V6_LPM ? FAM_V6 : FAM_V4;
 }
 
 static int write_table(struct att *a, int t, const struct batch *b)
 {
-	return is_exact(t) ? write_exact(a, t, b) : write_batch(a->table_fd[t], t, b);
+	return is_exact(t) ? exact_upsert(a, fam_of(t), b) : write_batch(a->table_fd[t], t, b);
 }
 
 static int delete_table(struct att *a, int t, const struct batch *b)
 {
-	return is_exact(t) ? delete_exact(a, t, b->keys, b->n) : delete_keys(a->table_fd[t], t, b->keys, b->n);
+	return is_exact(t) ? exact_delete(a, fam_of(t), b) : delete_keys(a->table_fd[t], t, b->keys, b->n);
 }
 
 /* ---------------------------------------------------------------- requests */
 
-/* Packs a generation's settings for the one 64-bit store packets see. */
-static void store_settings(struct att *a, __u32 gen, __u32 mode, __u32 flags)
+void store_settings(struct att *a, __u32 gen, __u32 mode, __u32 flags)
 {
 	struct nf_gen_settings set = { .mode = mode, .flags = flags };
 	__u64 packed;
@@ -259,23 +210,35 @@ int op_replace(const void *req, size_t len)
 		return -ENOENT;
 	__u32 next = (a->st->active_gen & 1) ^ 1;
 	struct batch b[T_COUNT], x[T_COUNT];
+	__u32 want[FAM_COUNT] = { 0, 0 };
+	int new_fd[FAM_COUNT] = { -1, -1 };
 	int err = build_batches((const void *)(r + 1), r->count, next, b, x);
-	/* The new policy is written under the inactive generation, after its old keys are gone. */
-	if (!err)
-		err = gens_prepare_fill(a);
+	/* The new policy is written under the inactive generation, after its old keys are gone;
+	 * exact entries the small hash cannot take go to a large table of the right size. */
 	if (!err) {
+		exact_plan(a, b, want);
+		err = gens_prepare_fill(a, want);
+	}
+	if (!err) {
+		err = exact_fill(a, next, b, want, new_fd);
 		for (int t = 0; t < T_COUNT && !err; t++)
-			err = write_table(a, t, &b[t]);
+			if (!is_exact(t))
+				err = write_batch(a->table_fd[t], t, &b[t]);
+		if (!err) /* a new large table goes into its slot last: the one RCU wait, only when growing */
+			err = exact_install(a, next, want, new_fd);
 		if (err) {
 			gens_fill_failed(&a->gens); /* never visible to packets; deleted before reuse */
 		} else {
 			/* Nothing was visible to packets until here: the generation's settings, then the
 			 * one store that flips it. The retired generation is cleared later, off this path. */
-			store_settings(a, next, r->mode, r->flags);
+			__u32 bits = (want[FAM_V4] ? NF_SETTING_V4_LARGE : 0) | (want[FAM_V6] ? NF_SETTING_V6_LARGE : 0);
+			store_settings(a, next, r->mode, (r->flags & NF_SETTING_AUDIT) | bits);
 			__atomic_store_n(&a->st->active_gen, next, __ATOMIC_RELEASE);
 			gens_flipped(&a->gens);
 		}
 	}
+	for (int f = 0; f < FAM_COUNT; f++)
+		close_fd(&new_fd[f]);
 	free_batches(b, x);
 	return err;
 }
@@ -315,6 +278,7 @@ int op_set_mode(const void *req, size_t len)
 	struct att *a = att_for(r->id, "SET_MODE");
 	if (!a)
 		return -ENOENT;
-	store_settings(a, a->st->active_gen & 1, r->mode, r->flags);
+	__u32 gen = a->st->active_gen & 1;
+	store_settings(a, gen, r->mode, (r->flags & NF_SETTING_AUDIT) | large_bits(a, gen));
 	return 0;
 }

@@ -27,7 +27,7 @@ import { linkLayerOf, readLinkType, type LinkLayer } from "./link-type.js";
 import { exactCapacityFor, loadRequestFor } from "./load-request.js";
 import { LoaderProcess } from "./loader-process.js";
 import { projectRoot } from "./project-root.js";
-import { decodeCounters, decodeDump, decodeEvents, decodeHello, decodePortGuard, decodeState, type HelloReply } from "./wire-decode.js";
+import { decodeCounters, decodeDump, decodeEvents, decodeHello, decodePortGuard, decodeState, decodeTables, type ExactTables, type HelloReply } from "./wire-decode.js";
 import {
   DIR_EGRESS,
   encodeCountersRequest,
@@ -319,6 +319,12 @@ export class KernelFilter implements Filter {
       dnsPort: d.dnsPort,
       policy: { mode: d.mode, audit: d.audit, entries: d.entries },
     };
+  }
+
+  /** Where the active generation's entries are, counted from the maps (diagnostics, tests). */
+  async exactTables(id: string): Promise<ExactTables> {
+    this.requireKnown(id);
+    return decodeTables(await this.call(Op.TABLES, encodeId(id)));
   }
 
   tcAttachMethod(): "tcx" | "clsact" | "" {

@@ -77,9 +77,10 @@ function parseDnsAddress(text: string | null, kind: "ipv4" | "ipv6"): Uint8Array
 }
 
 /**
- * Size of the exact-match hashes, fixed at load (a hash allocates its buckets up front, 16 bytes
- * each): room for both generations of the initial single hosts plus as many again for DNS-learned
- * addresses, at least 4096. Entries beyond it still work (stored in the LPM trie as /32, /128).
+ * Size of the small exact-match hashes, fixed at load (a hash allocates its buckets up front, 16
+ * bytes each): room for both generations of the initial single hosts plus as many again for
+ * DNS-learned addresses, at least 4096. A policy or a batch that does not fit moves its generation
+ * to a large table of the right size (the loader's exact.c; docs/architecture.md).
  */
 const EXACT_CAP_MIN = 4096;
 const EXACT_CAP_MAX = 524288;

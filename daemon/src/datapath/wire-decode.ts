@@ -169,3 +169,43 @@ export function decodeEvents(b: Buffer): RawEvent[] {
 function decodeFamily(v: number): 0 | 4 | 6 {
   return v === 6 ? 6 : v === 4 ? 4 : 0;
 }
+
+/** Where an attachment's active generation keeps its entries, per family (NF_OP_TABLES). */
+export interface ExactTablesFamily {
+  /** Capacity of the small exact hash (both generations share it) and the active generation's keys in it. */
+  readonly smallCap: number;
+  readonly smallCount: number;
+  /** Capacity of the active generation's large exact table (0: none installed) and its keys. */
+  readonly largeCap: number;
+  readonly largeCount: number;
+  /** Whether packets of the active generation look their exact entries up in the large table. */
+  readonly usesLarge: boolean;
+  /** Keys of the active generation in the LPM trie, and of those full-length ones (/32, /128). */
+  readonly lpmCount: number;
+  readonly lpmHostCount: number;
+  /** Capacity of the inactive generation's large table (kept for reuse or not yet dropped); 0: none. */
+  readonly otherLargeCap: number;
+}
+export interface ExactTables {
+  readonly v4: ExactTablesFamily;
+  readonly v6: ExactTablesFamily;
+}
+
+export function decodeTables(b: Buffer): ExactTables {
+  const L = LAYOUT.nf_tables_family;
+  if (b.length < LAYOUT.nf_tables_reply.size) throw new RangeError(`TABLES reply of ${b.length} bytes`);
+  const fam = (i: number): ExactTablesFamily => {
+    const o = LAYOUT.nf_tables_reply.fam + i * L.size;
+    return {
+      smallCap: b.readUInt32LE(o + L.small_cap),
+      smallCount: b.readUInt32LE(o + L.small_n),
+      largeCap: b.readUInt32LE(o + L.large_cap),
+      largeCount: b.readUInt32LE(o + L.large_n),
+      usesLarge: b.readUInt32LE(o + L.uses_large) !== 0,
+      lpmCount: b.readUInt32LE(o + L.lpm_n),
+      lpmHostCount: b.readUInt32LE(o + L.lpm_host_n),
+      otherLargeCap: b.readUInt32LE(o + L.other_large_cap),
+    };
+  };
+  return { v4: fam(0), v6: fam(1) };
+}

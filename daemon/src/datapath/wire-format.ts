@@ -8,7 +8,7 @@ import { invalidArgument } from "@netfence/proto/errors";
 import type { FilterEntry, FilterMode, ProtectedEntry } from "./filter.js";
 
 export const PROTOCOL_VERSION = 2;
-export const LAYOUT_VERSION = 3;
+export const LAYOUT_VERSION = 4;
 export const ID_LEN = 64;
 export const FRAME_HDR_SIZE = 16;
 export const MAX_FRAME = 64 * 1024 * 1024;
@@ -31,6 +31,7 @@ export const Op = {
   NOTIFY: 40,
   RELINK: 41,
   DUMP: 42,
+  TABLES: 43,
   EVENTS: 100,
 } as const;
 export type OpCode = (typeof Op)[keyof typeof Op];
@@ -38,6 +39,9 @@ export type OpCode = (typeof Op)[keyof typeof Op];
 export const MODE_CODES: Record<FilterMode, number> = { disabled: 0, allowlist: 1, denylist: 2, "block-all": 3 };
 export const MODE_NAMES: readonly FilterMode[] = ["disabled", "allowlist", "denylist", "block-all"];
 export const SETTING_AUDIT = 1;
+/** Loader-owned settings bits (a generation's exact entries are in its large table); never sent. */
+export const SETTING_V4_LARGE = 2;
+export const SETTING_V6_LARGE = 4;
 export const ENTRY_ALLOW = 1;
 export const ENTRY_DENY = 2;
 export const KIND_TC = 1;
@@ -113,6 +117,8 @@ export const LAYOUT = {
     size: 48, cgroup_id: 0, slot: 8, ifindex: 12, mode: 16, flags: 20, prog_id: 24, attached: 28, count: 32, dns_port: 36,
     kind: 38, method: 39, direction: 40,
   },
+  nf_tables_family: { size: 32, small_cap: 0, small_n: 4, large_cap: 8, large_n: 12, uses_large: 16, lpm_n: 20, lpm_host_n: 24, other_large_cap: 28 },
+  nf_tables_reply: { size: 64, fam: 0 },
   nf_event: {
     size: 80, ts_ns: 0, suppressed: 8, slot: 16, sport: 20, dport: 22, family: 24, proto: 25, verdict: 26,
     reason: 27, direction: 28, rule_prefixlen: 29, saddr: 32, daddr: 48, rule_addr: 64,
