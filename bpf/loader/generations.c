@@ -213,5 +213,5 @@ void gens_idle_work(void)
 		next->large_idle_failed = true; /* not retried until the next REPLACE */
 	}
 	if (err)
-		fprintf(stderr, "netfence-loader: %s: %s\n", next->id, g.errmsg);
+		fprintf(stderr, "netfence-loader: %s: %s\n", next->id, tls.errmsg);
 }

@@ -13,6 +13,7 @@
  *   exact.c        the exact /32 /128 entries: small hash or large table per generation, growth
  *   large.c        the large tables' inner hashes: create, install, copy, clear, drop, adopt
  *   inspect.c      TABLES: where the active generation's entries are (counted from the maps)
+ *   pool.c         spare loaded instances (a worker thread), so LOAD skips the verifier
  *   dump.c         DUMP: what a pinned attachment is and enforces
  *   events.c       the shared ring buffer (EVENTS frames) and COUNTERS
  *   host.c         host-wide maps and the protected sets (PROTECTED)
@@ -102,11 +103,17 @@ struct loader_globals {
 	struct ring_buffer *rb;
 	struct att *atts;
 	size_t n_atts;
-	char errmsg[1024];
-	char liblog[2048]; /* tail of libbpf's log for the current request */
-	size_t liblog_len;
 };
 extern struct loader_globals g;
+
+/* Per thread (the main loop and the pool's worker): the current request's error message and the
+ * tail of libbpf's log. */
+struct loader_tls {
+	char errmsg[1024];
+	char liblog[2048];
+	size_t liblog_len;
+};
+extern __thread struct loader_tls tls;
 
 /* ---------------------------------------------------------------- main.c */
 
@@ -144,6 +151,9 @@ int adopted_request(const void *req, size_t len, const char *op, struct att **ou
 /* Reads an object file for a skeleton to be opened over (OPEN_SKELETON); free() it after use.
  * `what` prefixes the error message ("LOAD <id>", "PORT_GUARD"). */
 int read_object_file(const char *what, const char *path, void **data, size_t *size);
+/* Opens the object of `kind` from bpf_dir, sizes its small exact hashes to `cap`, loads it into `a`
+ * (fds only: no pins, no nf_state). Thread-safe (the pool's worker calls it). */
+int load_object(const char *id, __u8 kind, __u32 cap, struct att *a);
 int op_load(const void *req, size_t len);
 int op_adopt(const void *req, size_t len, void *reply, size_t *reply_len);
 int op_unload(const void *req, size_t len);
@@ -248,6 +258,13 @@ int large_adopted(struct att *a);
 /* Idle work of the large tables: drop what no generation uses, clear what is kept. */
 bool large_idle_due(const struct att *a);
 int large_idle_work(struct att *a);
+
+/* ---------------------------------------------------------------- pool.c */
+
+/* Starts the worker that keeps one spare instance per kind (after HELLO). */
+void pool_start(void);
+/* Moves a spare of `kind` into `a` when one is ready and `cap` is the default; false otherwise. */
+bool pool_take(__u8 kind, __u32 cap, struct att *a);
 
 /* ---------------------------------------------------------------- inspect.c */
 

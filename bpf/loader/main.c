@@ -32,6 +32,7 @@
 #include "loader.h"
 
 struct loader_globals g = { .events_fd = -1, .throttle_fd = -1, .prot_fd = { -1, -1 }, .pdeny_fd = { -1, -1 } };
+__thread struct loader_tls tls;
 
 /* ---------------------------------------------------------------- small helpers */
 
@@ -39,10 +40,10 @@ int fail(int err, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	int n = vsnprintf(g.errmsg, sizeof(g.errmsg), fmt, ap);
+	int n = vsnprintf(tls.errmsg, sizeof(tls.errmsg), fmt, ap);
 	va_end(ap);
-	if (err && n >= 0 && (size_t)n < sizeof(g.errmsg))
-		snprintf(g.errmsg + n, sizeof(g.errmsg) - n, ": %s", strerror(err));
+	if (err && n >= 0 && (size_t)n < sizeof(tls.errmsg))
+		snprintf(tls.errmsg + n, sizeof(tls.errmsg) - n, ": %s", strerror(err));
 	return -(err ? err : EINVAL);
 }
 
@@ -55,16 +56,16 @@ static int libbpf_print_fn(enum libbpf_print_level level, const char *fmt, va_li
 	va_end(copy);
 	if (n > 0) {
 		size_t len = strlen(line);
-		if (len >= sizeof(g.liblog))
-			len = sizeof(g.liblog) - 1;
-		if (g.liblog_len + len >= sizeof(g.liblog)) { /* keep the tail */
-			size_t drop = g.liblog_len + len - sizeof(g.liblog) + 1;
-			memmove(g.liblog, g.liblog + drop, g.liblog_len - drop);
-			g.liblog_len -= drop;
+		if (len >= sizeof(tls.liblog))
+			len = sizeof(tls.liblog) - 1;
+		if (tls.liblog_len + len >= sizeof(tls.liblog)) { /* keep the tail */
+			size_t drop = tls.liblog_len + len - sizeof(tls.liblog) + 1;
+			memmove(tls.liblog, tls.liblog + drop, tls.liblog_len - drop);
+			tls.liblog_len -= drop;
 		}
-		memcpy(g.liblog + g.liblog_len, line, len);
-		g.liblog_len += len;
-		g.liblog[g.liblog_len] = 0;
+		memcpy(tls.liblog + tls.liblog_len, line, len);
+		tls.liblog_len += len;
+		tls.liblog[tls.liblog_len] = 0;
 	}
 	if (level == LIBBPF_DEBUG)
 		return 0;
@@ -137,6 +138,7 @@ static int op_hello(const void *req, size_t len, void *reply, size_t *reply_len)
 		return err;
 	g.features = probe_tcx() ? NF_FEAT_TCX : 0;
 	g.hello = true;
+	pool_start();
 	struct nf_hello_reply *out = reply;
 	memset(out, 0, sizeof(*out));
 	out->version = NF_PROTOCOL_VERSION;
@@ -181,7 +183,7 @@ static void handle(const struct nf_frame_hdr *h, void *payload, size_t len)
 	void *heap = NULL;
 	size_t reply_len = 0;
 	int err;
-	g.errmsg[0] = 0;
+	tls.errmsg[0] = 0;
 	if (!g.hello && h->op != NF_OP_HELLO) {
 		err = fail(EPROTO, "the first request must be HELLO");
 	} else {
@@ -207,7 +209,7 @@ static void handle(const struct nf_frame_hdr *h, void *payload, size_t len)
 		}
 	}
 	if (err)
-		send_frame(h->seq, h->op, err < 0 ? err : -err, g.errmsg, strlen(g.errmsg));
+		send_frame(h->seq, h->op, err < 0 ? err : -err, tls.errmsg, strlen(tls.errmsg));
 	else
 		send_frame(h->seq, h->op, 0, reply, reply_len);
 	free(heap);

@@ -79,10 +79,10 @@ static int load_att_obj(const char *id, const char *path, const struct att_obj *
 	for (int i = 0; i < 6; i++)
 		if (bpf_map__reuse_fd(o->shared[i], shared_fd[i]))
 			return fail(errno ? errno : ENOENT, "LOAD %s: sharing %s", id, bpf_map__name(o->shared[i]));
-	g.liblog_len = 0;
-	g.liblog[0] = 0;
+	tls.liblog_len = 0;
+	tls.liblog[0] = 0;
 	if (bpf_object__load_skeleton(o->skel))
-		return fail(errno, "LOAD %s: bpf_object__load (%s) — %.400s", id, path, g.liblog);
+		return fail(errno, "LOAD %s: bpf_object__load (%s) — %.400s", id, path, tls.liblog);
 	a->prog_fd = dup(bpf_program__fd(o->prog));
 	a->state_fd = dup(bpf_map__fd(o->state));
 	a->counters_fd = dup(bpf_map__fd(o->counters));
@@ -95,7 +95,7 @@ static int load_att_obj(const char *id, const char *path, const struct att_obj *
 }
 
 /* Opens the object of `kind` from bpf_dir through its skeleton and loads it into `a`. */
-static int load_object(const char *id, __u8 kind, __u32 cap, struct att *a)
+int load_object(const char *id, __u8 kind, __u32 cap, struct att *a)
 {
 	char what[NF_ID_LEN + 8], path[512];
 	snprintf(what, sizeof(what), "LOAD %s", id);
@@ -107,11 +107,11 @@ static int load_object(const char *id, __u8 kind, __u32 cap, struct att *a)
 		return err;
 	struct netfence_tc *tc = NULL;
 	struct netfence_cgroup *cg = NULL;
-	g.liblog_len = 0;
-	g.liblog[0] = 0;
+	tls.liblog_len = 0;
+	tls.liblog[0] = 0;
 	err = kind == NF_KIND_TC ? OPEN_SKELETON(netfence_tc, data, size, &tc) : OPEN_SKELETON(netfence_cgroup, data, size, &cg);
 	if (err)
-		err = fail(-err, "%s: opening %s — %.400s", what, path, g.liblog);
+		err = fail(-err, "%s: opening %s — %.400s", what, path, tls.liblog);
 	else
 		err = load_att_obj(id, path, tc ? &ATT_OBJ(tc, netfence_tc) : &ATT_OBJ(cg, netfence_cgroup), cap, a);
 	netfence_tc__destroy(tc);
@@ -176,7 +176,8 @@ int op_load(const void *req, size_t len)
 	struct att *a = new_att(id);
 	if (!a)
 		return fail(ENOMEM, "LOAD %s", id);
-	int err = load_object(id, r->kind, cap, a);
+	/* A spare loaded and verified beforehand (pool.c), else a load now. */
+	int err = pool_take(r->kind, cap, a) ? 0 : load_object(id, r->kind, cap, a);
 	if (!err && !(a->st = map_state(a->state_fd)))
 		err = fail(errno, "LOAD %s: mmap of the state map", id);
 	if (!err) {

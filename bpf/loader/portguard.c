@@ -86,10 +86,10 @@ static int install(struct netfence_bindguard *s, int cfg_fd, int cgfd, __u64 cg_
 {
 	if (bpf_map__reuse_fd(s->maps.nf_pg_cfg, cfg_fd))
 		return fail(errno ? errno : EINVAL, "PORT_GUARD: sharing nf_pg_cfg");
-	g.liblog_len = 0;
-	g.liblog[0] = 0;
+	tls.liblog_len = 0;
+	tls.liblog[0] = 0;
 	if (netfence_bindguard__load(s))
-		return fail(errno, "PORT_GUARD: bpf_object__load (%s) — %.400s", path, g.liblog);
+		return fail(errno, "PORT_GUARD: bpf_object__load (%s) — %.400s", path, tls.liblog);
 	bool updated = false;
 	int err = guard_link(pg_link_names[0], s->progs.netfence_bind4, BPF_CGROUP_INET4_BIND, cgfd, cg_id, cg, &updated);
 	if (!err)
@@ -133,10 +133,10 @@ int op_port_guard(const void *req, size_t len, void *reply, size_t *reply_len)
 	int cfg_fd = -1;
 	err = read_object_file("PORT_GUARD", path, &data, &size);
 	if (!err) {
-		g.liblog_len = 0;
-		g.liblog[0] = 0;
+		tls.liblog_len = 0;
+		tls.liblog[0] = 0;
 		if ((err = OPEN_SKELETON(netfence_bindguard, data, size, &s)))
-			err = fail(-err, "PORT_GUARD: opening %s — %.400s", path, g.liblog);
+			err = fail(-err, "PORT_GUARD: opening %s — %.400s", path, tls.liblog);
 	}
 	if (!err && (cfg_fd = host_map("portguard_cfg", BPF_MAP_TYPE_ARRAY, 4, sizeof(struct nf_port_guard_cfg), 1, 0)) < 0)
 		err = cfg_fd;
