@@ -14,7 +14,9 @@
  *            one: every entry copied into a new large table, the batch written, the table installed
  *            (packets see the old table or the new superset, never less), then — small → large —
  *            the settings bit set. The small hash's keys of that generation stay until it retires.
- *   shrink   lazily, in the idle loop (large.c): a large table no generation uses is dropped.
+ *   idle     a table ≥ 3/4 full is grown ahead (to ≈ 2.5 × its entries), so the grace period of
+ *            a growth is mostly paid off the request path; and shrinking is lazy (large.c): a
+ *            large table no generation uses is dropped.
  */
 #include <string.h>
 #include <bpf/bpf.h>
@@ -71,6 +73,7 @@ int exact_fill(struct att *a, __u32 gen, const struct batch b[T_COUNT], const __
 		int fd = -1;
 		if (l->fd >= 0 && !l->dirty && large_fits(l->cap, want[f])) {
 			fd = l->fd; /* the retired generation's table, emptied: no install, no grace period */
+			l->n = bt->n;
 		} else {
 			new_fd[f] = large_create(f, want[f]);
 			if (new_fd[f] < 0)
@@ -86,14 +89,14 @@ int exact_fill(struct att *a, __u32 gen, const struct batch b[T_COUNT], const __
 	return 0;
 }
 
-int exact_install(struct att *a, __u32 gen, const __u32 want[FAM_COUNT], int new_fd[FAM_COUNT])
+int exact_install(struct att *a, __u32 gen, const __u32 want[FAM_COUNT], int new_fd[FAM_COUNT], const struct batch b[T_COUNT])
 {
 	for (int f = 0; f < FAM_COUNT; f++) {
 		if (!want[f] || new_fd[f] < 0)
 			continue;
 		int fd = new_fd[f];
 		new_fd[f] = -1; /* large_install owns it now, also on error */
-		int err = large_install(a, f, gen, fd, want[f]);
+		int err = large_install(a, f, gen, fd, want[f], b[exact_table(f)].n);
 		if (err)
 			return err;
 	}
@@ -113,26 +116,27 @@ static __u32 new_small_keys(int fd, int t, const struct batch *b)
 	return n;
 }
 
-/* The active generation's table is full: moves it to a new large table that also takes `b`. */
-static int grow_active(struct att *a, int fam, const struct batch *b)
+/* Moves the active generation to a new large table for `entries` that also takes `b` (its table is
+ * full, or ≥ 3/4 full in the idle loop). */
+static int grow_active(struct att *a, int fam, const struct batch *b, __u32 entries)
 {
 	__u32 gen = a->st->active_gen & 1;
 	bool from_large = uses_large(a, fam, gen);
-	__u32 have = from_large ? a->large[fam][gen].cap : a->small_n[fam][gen];
-	__u32 cap = large_cap_for(have + b->n);
+	__u32 cap = large_cap_for(entries);
 	if (cap > NF_LARGE_CAP_MAX)
 		return fail(E2BIG, "%s: a large table holds at most %u entries", table_names[exact_table(fam)], NF_LARGE_CAP_MAX);
 	int fd = large_create(fam, cap);
 	if (fd < 0)
 		return fd;
-	int err = large_copy(a, fam, gen, from_large, fd);
+	__u32 copied = 0;
+	int err = large_copy(a, fam, gen, from_large, fd, &copied);
 	if (!err)
 		err = large_write(fd, fam, b);
 	if (err) {
 		close_fd(&fd);
 		return err;
 	}
-	err = large_install(a, fam, gen, fd, cap); /* packets: the old table or the new superset */
+	err = large_install(a, fam, gen, fd, cap, copied + b->n); /* packets: the old table or the new superset */
 	if (err)
 		return err;
 	if (!from_large) {
@@ -151,8 +155,11 @@ int exact_upsert(struct att *a, int fam, const struct batch *b)
 	int t = exact_table(fam), err;
 	if (uses_large(a, fam, gen)) {
 		struct nf_large *l = &a->large[fam][gen];
+		__u32 fresh = large_fresh(l->fd, fam, b);
 		l->dirty = true;
 		err = large_write(l->fd, fam, b);
+		if (!err)
+			l->n = l->n + fresh > l->cap ? l->cap : l->n + fresh;
 	} else {
 		__u32 fresh = new_small_keys(a->table_fd[t], t, b);
 		err = write_batch(a->table_fd[t], t, b);
@@ -161,7 +168,35 @@ int exact_upsert(struct att *a, int fam, const struct batch *b)
 			a->small_n[fam][gen] = n > a->small_cap[fam] || err ? a->small_cap[fam] : n;
 		}
 	}
-	return err == -E2BIG ? grow_active(a, fam, b) : err;
+	if (err != -E2BIG)
+		return err;
+	__u32 have = uses_large(a, fam, gen) ? a->large[fam][gen].cap : a->small_n[fam][gen];
+	return grow_active(a, fam, b, have + b->n);
+}
+
+bool exact_pregrow_due(const struct att *a, int fam)
+{
+	__u32 gen = a->st->active_gen & 1;
+	if (uses_large(a, fam, gen)) {
+		const struct nf_large *l = &a->large[fam][gen];
+		return l->fd >= 0 && (__u64)l->n * 4 >= (__u64)l->cap * 3 && l->cap < NF_LARGE_CAP_MAX;
+	}
+	__u32 n = a->small_n[fam][gen];
+	return n && (__u64)n * 4 >= (__u64)a->small_cap[fam] * 3;
+}
+
+int exact_pregrow(struct att *a, int fam)
+{
+	static const struct batch none = { 0 };
+	__u32 gen = a->st->active_gen & 1;
+	struct nf_large *l = &a->large[fam][gen];
+	if (uses_large(a, fam, gen)) { /* the count may be an upper bound: count for real first */
+		l->n = large_count(l->fd, fam);
+		if (!exact_pregrow_due(a, fam))
+			return 0;
+	}
+	__u32 have = uses_large(a, fam, gen) ? l->n : a->small_n[fam][gen];
+	return grow_active(a, fam, &none, 2 * have);
 }
 
 int exact_delete(struct att *a, int fam, const struct batch *b)

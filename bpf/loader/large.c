@@ -46,7 +46,7 @@ int large_create(int fam, __u32 cap)
 	return fd < 0 ? fail(errno, "creating a %s table of %u entries", large_name(fam), cap) : fd;
 }
 
-int large_install(struct att *a, int fam, __u32 gen, int fd, __u32 cap)
+int large_install(struct att *a, int fam, __u32 gen, int fd, __u32 cap, __u32 n)
 {
 	if (bpf_map_update_elem(a->large_fd[fam], &gen, &fd, BPF_ANY)) {
 		int err = fail(errno, "installing a %s table of %u entries", large_name(fam), cap);
@@ -55,7 +55,7 @@ int large_install(struct att *a, int fam, __u32 gen, int fd, __u32 cap)
 	}
 	struct nf_large *l = &a->large[fam][gen];
 	close_fd(&l->fd);
-	*l = (struct nf_large){ .fd = fd, .cap = cap, .dirty = true };
+	*l = (struct nf_large){ .fd = fd, .cap = cap, .n = n, .dirty = true };
 	return 0;
 }
 
@@ -94,8 +94,10 @@ int large_clear(struct att *a, int fam, __u32 gen)
 	}
 	free(keys);
 	free(vals);
-	if (!err)
+	if (!err) {
 		l->dirty = false;
+		l->n = 0;
+	}
 	return err;
 }
 
@@ -136,7 +138,42 @@ int large_delete(int fd, int fam, const struct batch *b)
 	return err;
 }
 
-int large_copy(struct att *a, int fam, __u32 gen, bool src_large, int dst)
+__u32 large_count(int fd, int fam)
+{
+	size_t ks = large_key_size(fam);
+	char *keys = malloc(CHUNK * ks), in_batch[8], out_batch[8];
+	struct nf_entry *vals = malloc(CHUNK * sizeof(*vals));
+	__u32 total = 0;
+	void *cursor = NULL;
+	for (bool more = keys && vals; more;) {
+		__u32 n = CHUNK;
+		if (bpf_map_lookup_batch(fd, cursor, out_batch, keys, vals, &n, NULL))
+			more = false; /* ENOENT: the last chunk; another error: count what was read */
+		total += n;
+		memcpy(in_batch, out_batch, sizeof(in_batch));
+		cursor = in_batch;
+	}
+	free(keys);
+	free(vals);
+	return total;
+}
+
+__u32 large_fresh(int fd, int fam, const struct batch *b)
+{
+	if (b->n > 64)
+		return b->n;
+	void *keys = strip_gen(fam, b->keys, b->n);
+	if (!keys)
+		return b->n;
+	__u32 n = 0;
+	struct nf_entry v;
+	for (__u32 i = 0; i < b->n; i++)
+		n += bpf_map_lookup_elem(fd, (char *)keys + (size_t)i * large_key_size(fam), &v) != 0;
+	free(keys);
+	return n;
+}
+
+int large_copy(struct att *a, int fam, __u32 gen, bool src_large, int dst, __u32 *copied)
 {
 	int t = fam == FAM_V6 ? T_V6_EXACT : T_V4_EXACT;
 	int src = src_large ? a->large[fam][gen].fd : a->table_fd[t];
@@ -146,6 +183,7 @@ int large_copy(struct att *a, int fam, __u32 gen, bool src_large, int dst)
 	int err = keys && vals && out ? 0 : fail(ENOMEM, "copying %s", table_names[t]);
 	char in_batch[32], out_batch[32];
 	void *cursor = NULL;
+	*copied = 0;
 	for (bool more = true; more && !err;) {
 		__u32 n = CHUNK;
 		if (bpf_map_lookup_batch(src, cursor, out_batch, keys, vals, &n, NULL)) {
@@ -167,6 +205,7 @@ int large_copy(struct att *a, int fam, __u32 gen, bool src_large, int dst)
 		}
 		if (m && bpf_map_update_batch(dst, out, vals, &m, NULL))
 			err = fail(errno, "copying into a new %s table", large_name(fam));
+		*copied += m;
 	}
 	free(keys);
 	free(out);
@@ -209,7 +248,7 @@ int large_adopted(struct att *a)
 					close(fd);
 				return err;
 			}
-			a->large[f][g] = (struct nf_large){ .fd = fd, .cap = li.max_entries, .dirty = true };
+			a->large[f][g] = (struct nf_large){ .fd = fd, .cap = li.max_entries, .n = large_count(fd, f), .dirty = true };
 		}
 		/* Count the small hash's keys per generation (it is small: a walk of its keys). */
 		char cur[32], last[32];
@@ -238,7 +277,7 @@ bool large_idle_due(const struct att *a)
 {
 	__u32 act = a->st->active_gen & 1;
 	for (int f = 0; f < FAM_COUNT; f++) {
-		if (a->large[f][act].fd >= 0 && !uses_large(a, f, act))
+		if ((a->large[f][act].fd >= 0 && !uses_large(a, f, act)) || exact_pregrow_due(a, f))
 			return true;
 		/* The retired slot, once no packet can use it (GRACE and STALE are generations.c's). */
 		const struct nf_large *r = &a->large[f][act ^ 1];
@@ -255,6 +294,8 @@ int large_idle_work(struct att *a)
 	for (int f = 0; f < FAM_COUNT && !err; f++) {
 		if (a->large[f][act].fd >= 0 && !uses_large(a, f, act))
 			err = large_drop(a, f, act);
+		if (!err && exact_pregrow_due(a, f))
+			err = exact_pregrow(a, f);
 		if (!err && a->gens.retired == RETIRED_EMPTY && a->large[f][act ^ 1].fd >= 0)
 			err = keep_retired(a, f) ? large_clear(a, f, act ^ 1) : large_drop(a, f, act ^ 1);
 	}

@@ -64,6 +64,7 @@ struct nf_gens {
 struct nf_large {
 	int fd;     /* -1: the slot is empty */
 	__u32 cap;  /* its max_entries */
+	__u32 n;    /* keys it holds (an upper bound) */
 	bool dirty; /* may hold keys: cleared before it is filled again */
 };
 
@@ -228,10 +229,13 @@ void exact_plan(const struct att *a, const struct batch b[T_COUNT], __u32 want[F
 /* REPLACE: fills the inactive generation's exact entries where exact_plan said; a large table
  * created for it comes back in new_fd[f] (installed by exact_install, after the other writes). */
 int exact_fill(struct att *a, __u32 gen, const struct batch b[T_COUNT], const __u32 want[FAM_COUNT], int new_fd[FAM_COUNT]);
-int exact_install(struct att *a, __u32 gen, const __u32 want[FAM_COUNT], int new_fd[FAM_COUNT]);
+int exact_install(struct att *a, __u32 gen, const __u32 want[FAM_COUNT], int new_fd[FAM_COUNT], const struct batch b[T_COUNT]);
 /* UPSERT into the active generation, growing its table (small → large, large → larger) when full. */
 int exact_upsert(struct att *a, int fam, const struct batch *b);
 int exact_delete(struct att *a, int fam, const struct batch *b);
+/* Idle: the active generation's table is ≥ 3/4 full: grow it now, off the request path. */
+bool exact_pregrow_due(const struct att *a, int fam);
+int exact_pregrow(struct att *a, int fam);
 /* The loader-owned settings bits (NF_SETTING_*_LARGE) of a generation. */
 __u32 large_bits(const struct att *a, __u32 gen);
 
@@ -244,11 +248,15 @@ bool large_fits(__u32 cap, __u32 want);
 int large_create(int fam, __u32 cap);
 /* Installs `fd` into slot `gen` (waits for an RCU grace period: the kernel's map-in-map update);
  * the table it replaces is closed. On error `fd` is closed and the slot is unchanged. */
-int large_install(struct att *a, int fam, __u32 gen, int fd, __u32 cap);
+int large_install(struct att *a, int fam, __u32 gen, int fd, __u32 cap, __u32 n);
 int large_drop(struct att *a, int fam, __u32 gen);
 int large_clear(struct att *a, int fam, __u32 gen);
 /* Copies every entry of a large table (src_large) or the generation's keys of the small hash into dst. */
-int large_copy(struct att *a, int fam, __u32 gen, bool src_large, int dst);
+int large_copy(struct att *a, int fam, __u32 gen, bool src_large, int dst, __u32 *copied);
+/* Keys in a large table, counted with batched reads. */
+__u32 large_count(int fd, int fam);
+/* Keys of the batch not yet in large table `fd` (exactly for small batches, else an upper bound). */
+__u32 large_fresh(int fd, int fam, const struct batch *b);
 /* Writes a batch of small-hash-format keys into a large table (keys without the generation). */
 int large_write(int fd, int fam, const struct batch *b);
 int large_delete(int fd, int fam, const struct batch *b);

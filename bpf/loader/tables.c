@@ -225,7 +225,7 @@ int op_replace(const void *req, size_t len)
 			if (!is_exact(t))
 				err = write_batch(a->table_fd[t], t, &b[t]);
 		if (!err) /* a new large table goes into its slot last: the one RCU wait, only when growing */
-			err = exact_install(a, next, want, new_fd);
+			err = exact_install(a, next, want, new_fd, b);
 		if (err) {
 			gens_fill_failed(&a->gens); /* never visible to packets; deleted before reuse */
 		} else {

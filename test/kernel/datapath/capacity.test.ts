@@ -91,6 +91,17 @@ describe("exact tables that grow with the policy (no /32 or /128 ever answered b
     expect(await probe(sb, net.workloadNs, "tcp", a!, { port: PORT })).toBe(true);
   });
 
+  it("a table 3/4 full is grown in the idle loop, before a request finds it full", async () => {
+    const id3 = `t-cap3-${process.pid}`;
+    await filter.attach(interfaceSpec(id3, 73, net.hostIf), policy("allowlist", [allow("100.127.255.1/32")]));
+    // 3,200 new addresses in DNS-sized batches: ≥ 3/4 of the 4096-entry small hash, never full.
+    for (let i = 0; i < 64; i++) await filter.upsertEntries(id3, hosts(50, 800_000 + i * 50));
+    const t = await until(filter, id3, (x) => x.v4.usesLarge);
+    expect(t.v4).toMatchObject({ usesLarge: true, largeCount: 3201, lpmHostCount: 0 });
+    expect(t.v4.largeCap).toBeGreaterThanOrEqual(2 * 3201);
+    await filter.detach(id3);
+  });
+
   it("nothing is dropped for kept destinations while the tables grow under a ping flood and a TCP stream", async () => {
     const dst = net.serverIp4[0]!;
     const dst6 = net.serverIp6[0]!;
