@@ -242,6 +242,8 @@ int main(void)
 		int n = poll(pfd, 2, timeout);
 		if (n < 0 && errno != EINTR)
 			return 1;
+		if (pfd[0].revents & POLLNVAL)
+			return 4; /* stdin is not open: nobody can talk to us any more */
 		if (pfd[1].revents & POLLIN)
 			pump_events();
 		if (!(pfd[0].revents & (POLLIN | POLLHUP | POLLERR)))

@@ -46,8 +46,11 @@ static void *worker(void *arg)
 		a.state_fd = a.counters_fd = a.prog_fd = a.link_fd = -1;
 		for (int t = 0; t < T_COUNT; t++)
 			a.table_fd[t] = -1;
-		for (int f = 0; f < FAM_COUNT; f++)
+		for (int f = 0; f < FAM_COUNT; f++) {
 			a.large_fd[f] = -1;
+			for (int gen = 0; gen < NF_GENERATIONS; gen++)
+				a.large[f][gen].fd = -1; /* free_att on failure closes only what is open */
+		}
 		int err = load_object("_spare", want ? NF_KIND_CGROUP : NF_KIND_TC, NF_EXACT_CAP_DEFAULT, &a);
 		pthread_mutex_lock(&pool.mu);
 		if (err) { /* LOAD keeps working without spares; say why once and stop trying */
