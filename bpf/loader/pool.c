@@ -7,7 +7,8 @@
  * the spare of its kind when it asks for the default capacity (the one-entry SubscribedAck, any
  * small initial policy), writes nf_state and pins it as if it had loaded it; otherwise it loads as
  * before. A worker thread builds the spares (after HELLO, and again after each one is taken), so
- * a verification runs beside the requests instead of inside one. The spares are never pinned:
+ * a verification runs beside the requests instead of inside one; a LOAD that finds its kind's
+ * spare half built waits for it rather than starting a second verification. The spares are never pinned:
  * if this process exits they are freed with it.
  */
 #include <pthread.h>
@@ -19,11 +20,13 @@
 
 static struct {
 	pthread_mutex_t mu;
-	pthread_cond_t wake;
+	pthread_cond_t wake; /* the worker: a spare was taken */
+	pthread_cond_t done; /* LOAD: the spare being built is ready (or failed) */
 	bool started;
 	bool ready[2];       /* [tc, cgroup] */
+	bool building[2];
 	struct att spare[2];
-} pool = { .mu = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER };
+} pool = { .mu = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER };
 
 static int index_of(__u8 kind)
 {
@@ -40,6 +43,7 @@ static void *worker(void *arg)
 			pthread_cond_wait(&pool.wake, &pool.mu);
 			continue;
 		}
+		pool.building[want] = true;
 		pthread_mutex_unlock(&pool.mu);
 		struct att a;
 		memset(&a, 0, sizeof(a));
@@ -53,6 +57,8 @@ static void *worker(void *arg)
 		}
 		int err = load_object("_spare", want ? NF_KIND_CGROUP : NF_KIND_TC, NF_EXACT_CAP_DEFAULT, &a);
 		pthread_mutex_lock(&pool.mu);
+		pool.building[want] = false;
+		pthread_cond_broadcast(&pool.done);
 		if (err) { /* LOAD keeps working without spares; say why once and stop trying */
 			fprintf(stderr, "netfence-loader: no spare instances: %s\n", tls.errmsg);
 			free_att(&a);
@@ -83,6 +89,10 @@ bool pool_take(__u8 kind, __u32 cap, struct att *a)
 		return false;
 	int i = index_of(kind);
 	pthread_mutex_lock(&pool.mu);
+	/* A spare half built is ready sooner than a load started now (and two verifications at once
+	 * would share the cores): wait for it. */
+	while (!pool.ready[i] && pool.building[i])
+		pthread_cond_wait(&pool.done, &pool.mu);
 	bool ok = pool.ready[i];
 	if (ok) {
 		struct att *s = &pool.spare[i];
