@@ -14,7 +14,7 @@
  *            one: every entry copied into a new large table, the batch written, the table installed
  *            (packets see the old table or the new superset, never less), then — small → large —
  *            the settings bit set. The small hash's keys of that generation stay until it retires.
- *   idle     a table ≥ 3/4 full is grown ahead (to ≈ 2.5 × its entries), so the grace period of
+ *   idle     a table ≥ 3/4 full is grown ahead (to ≥ 3 × its entries), so the grace period of
  *            a growth is mostly paid off the request path; and shrinking is lazy (large.c): a
  *            large table no generation uses is dropped.
  */

@@ -2,7 +2,7 @@
 /*
  * large.c — the large exact tables (netfence.h): inner hashes keyed by the address alone, one per
  * generation and family, in slot `gen` of the family's ARRAY_OF_MAPS (pinned v4_large, v6_large).
- * Created at the size a generation needs (large_cap_for: ≥ 1.25 × the entries, a power of two),
+ * Created at the size a generation needs (large_cap_for: ≥ 1.5 × the entries, a power of two),
  * filled while no packet can see them, installed whole. Installing or emptying a slot from user
  * space waits for an RCU grace period (the kernel's map-in-map update), so it happens only when a
  * table grows (exact.c) or, lazily, in the idle loop when no generation uses a table any more.
@@ -28,7 +28,7 @@ static const char *large_name(int fam)
 
 __u32 large_cap_for(__u32 n)
 {
-	__u64 want = (__u64)n + n / 4, cap = NF_LARGE_CAP_MIN;
+	__u64 want = (__u64)n + n / 2, cap = NF_LARGE_CAP_MIN; /* ≤ 2/3 full: below the idle growth's 3/4 */
 	while (cap < want)
 		cap *= 2;
 	return cap > 0xffffffffull ? 0xffffffffu : (__u32)cap;
