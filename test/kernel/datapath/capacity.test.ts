@@ -102,11 +102,40 @@ describe("exact tables that grow with the policy (no /32 or /128 ever answered b
     await filter.detach(id3);
   });
 
+  it("a restarted loader adopts the large tables from the pins: they keep enforcing, grow and shrink", async () => {
+    const [a, b] = net.serverIp4;
+    const id4 = `t-cap4-${process.pid}`;
+    await filter.detach(id); // one filter on the interface: the probes below are about this one
+    await filter.attach(interfaceSpec(id4, 74, net.hostIf), policy("allowlist", [allow("100.127.255.1/32")]));
+    await filter.replacePolicy(id4, policy("allowlist", [...hosts(20_000, 900_000), allow(`${a}/32`)]));
+    expect((await filter.exactTables(id4)).v4).toMatchObject({ usesLarge: true, largeCount: 20_001 });
+    filter.killLoader();
+    expect(await probe(sb, net.workloadNs, "tcp", a!, { port: PORT })).toBe(true); // the pins keep enforcing
+    await filter.whenReady();
+    let t = await filter.exactTables(id4);
+    expect(t.v4).toMatchObject({ usesLarge: true, largeCount: 20_001, lpmHostCount: 0 });
+    // The new loader writes into the adopted large table, then grows it.
+    await filter.upsertEntries(id4, [allow(`${b}/32`)]);
+    expect(await probe(sb, net.workloadNs, "tcp", b!, { port: PORT })).toBe(true);
+    const cap = t.v4.largeCap;
+    await filter.upsertEntries(id4, hosts(3 * cap, 1_000_000));
+    t = await filter.exactTables(id4);
+    expect(t.v4.largeCap).toBeGreaterThan(cap);
+    expect(t.v4).toMatchObject({ usesLarge: true, largeCount: 20_002 + 3 * cap, lpmHostCount: 0 });
+    expect(await probe(sb, net.workloadNs, "tcp", a!, { port: PORT })).toBe(true);
+    // A small replace shrinks back, the adopted tables dropped too.
+    await filter.replacePolicy(id4, policy("allowlist", [allow(`${b}/32`)]));
+    t = await until(filter, id4, (x) => x.v4.largeCap === 0 && x.v4.otherLargeCap === 0);
+    expect(t.v4).toMatchObject({ usesLarge: false, smallCount: 1, largeCap: 0, otherLargeCap: 0 });
+    expect(await probe(sb, net.workloadNs, "tcp", a!, { port: PORT, timeoutMs: 600 })).toBe(false);
+    await filter.detach(id4);
+  });
+
   it("nothing is dropped for kept destinations while the tables grow under a ping flood and a TCP stream", async () => {
     const dst = net.serverIp4[0]!;
     const dst6 = net.serverIp6[0]!;
     const keep = [allow(`${dst}/32`), allow(`${dst6}/128`)];
-    await filter.detach(id); // one filter on the interface: this test counts only its own drops
+    // (the earlier attachments are detached: one filter on the interface, this test counts its own drops)
     // The workload's kernel sends MLD reports now and then: let them pass, they are not what is counted.
     await filter.attach(interfaceSpec(id2, 72, net.hostIf, { guards: { ...CLOSED_GUARDS, mld: true } }), policy("allowlist", keep));
     const c = echoCollector();
