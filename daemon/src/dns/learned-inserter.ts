@@ -81,6 +81,23 @@ export class LearnedInserter {
     return waits.length === 1 ? waits[0]!.then((o) => pick([o])) : Promise.all(waits).then(pick);
   }
 
+  /**
+   * The earliest deadline (ms) this server's recent writes give the addresses of `name` (those
+   * in `skip`, as address text, left out), Infinity when none is left; 0 when one of them is not
+   * known to be held (never written, refused, or forgotten since): what the answer cache may rely on.
+   */
+  heldUntil(name: string, addresses: readonly Cidr[], skip?: ReadonlySet<string>): number {
+    let min = Infinity;
+    for (const addr of addresses) {
+      const text = formatAddr(addr.family, addr.addr);
+      if (skip?.has(text) === true) continue;
+      const expiry = this.recent.get(`${name}|${text}`);
+      if (expiry === undefined) return 0;
+      if (expiry < min) min = expiry;
+    }
+    return min;
+  }
+
   forgetRecent(): void {
     this.recent.clear();
   }
