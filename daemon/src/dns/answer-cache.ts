@@ -14,7 +14,10 @@ import { HEADER_LENGTH, readName, type WireQuestion } from "./dns-wire.js";
  *   policy (a domain rule, a mode change) or any removal of a learned address (a deny CIDR
  *   pushed, a re-check of the rebinding guard, expiry, quota collection) empties the cache;
  * - keyed by transport, the RD and CD bits, the question (name in lower case, type, class) and
- *   the bytes after it (EDNS), so each client gets an answer to exactly what it asked.
+ *   the query's EDNS OPT record without its options (payload size, version, DO bit); a query with
+ *   other additional records is not answered from the cache. EDNS options are per query (a client
+ *   COOKIE, RFC 7873, differs on every query of dig or a stub): a cached reply's OPT record is
+ *   stored without options, as dnsmasq's cached answers carry none.
  *
  * A cached reply goes out with the query's id and question spelling (0x20 case) and every TTL
  * lowered by the seconds it spent in the cache. At most `maxEntries` entries (oldest stored
@@ -83,6 +86,7 @@ export class AnswerCache {
     this.sync();
     if (this.entries.size === 0) return null;
     const key = cacheKey(query, question, viaTcp);
+    if (key === null) return null;
     const e = this.entries.get(key);
     if (e === undefined) return null;
     const now = this.now();
@@ -116,13 +120,21 @@ export class AnswerCache {
     if ((flags & 0xf) !== 0 || (flags & FLAG_TC) !== 0 || reply.readUInt16BE(6) === 0) return;
     const fields = ttlFields(reply);
     if (fields === null || fields.minTtl <= 0) return;
+    const key = cacheKey(query, question, viaTcp);
+    if (key === null) return;
     const now = this.now();
     const expiresAtMs = Math.min(now + fields.minTtl * 1000, heldUntilMs - KERNEL_MARGIN_MS);
     if (expiresAtMs <= now || !this.sync(at)) return;
-    const key = cacheKey(query, question, viaTcp);
+    let kept: Buffer;
+    if (fields.optRdata === null) kept = Buffer.from(reply);
+    else if (fields.optRdata.end !== reply.length) return; // OPT not last: leave such a reply alone
+    else {
+      kept = Buffer.from(reply.subarray(0, fields.optRdata.at));
+      kept.writeUInt16BE(0, fields.optRdata.at - 2); // OPT without options
+    }
     this.entries.delete(key);
     while (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
-    this.entries.set(key, { reply: Buffer.from(reply), storedAtMs: now, expiresAtMs, ttlOffsets: fields.offsets, ttls: fields.ttls });
+    this.entries.set(key, { reply: kept, storedAtMs: now, expiresAtMs, ttlOffsets: fields.offsets, ttls: fields.ttls });
   }
 
   clear(): void {
@@ -130,17 +142,26 @@ export class AnswerCache {
   }
 }
 
-function cacheKey(query: Buffer, question: WireQuestion, viaTcp: boolean): string {
+/** The key of a query; null (not cached) unless it is one question and at most an OPT record. */
+function cacheKey(query: Buffer, question: WireQuestion, viaTcp: boolean): string | null {
   const flags = query.readUInt16BE(2) & KEY_FLAGS;
-  const rest = question.end < query.length ? query.toString("latin1", question.end) : "";
-  return `${viaTcp ? "t" : "u"}${flags}|${question.type}|${question.qclass}|${question.name}|${query.readUInt16BE(10)}|${rest}`;
+  const base = `${viaTcp ? "t" : "u"}${flags}|${question.type}|${question.qclass}|${question.name}`;
+  const ar = query.readUInt16BE(10);
+  if (query.readUInt16BE(4) !== 1 || query.readUInt16BE(6) !== 0 || query.readUInt16BE(8) !== 0 || ar > 1) return null;
+  if (ar === 0) return question.end === query.length ? base : null;
+  // One OPT record: root name, type 41, class = payload size, TTL = extended rcode, version, flags (DO).
+  const at = question.end;
+  if (at + 11 > query.length || query[at] !== 0 || query.readUInt16BE(at + 1) !== TYPE_OPT) return null;
+  if (at + 11 + query.readUInt16BE(at + 9) !== query.length) return null;
+  return `${base}|e${query.readUInt16BE(at + 3)}:${query.readUInt32BE(at + 5)}`;
 }
 
 /**
- * The TTL fields of every record of a reply (OPT's is flags, not a TTL, and is left out) and the
- * smallest TTL of the answer and authority sections; null when the message does not parse.
+ * The TTL fields of every record of a reply (OPT's is flags, not a TTL, and is left out), the
+ * smallest TTL of the answer and authority sections and where the OPT record's options are;
+ * null when the message does not parse.
  */
-export function ttlFields(msg: Buffer): { offsets: number[]; ttls: number[]; minTtl: number } | null {
+export function ttlFields(msg: Buffer): { offsets: number[]; ttls: number[]; minTtl: number; optRdata: { at: number; end: number } | null } | null {
   const qd = msg.readUInt16BE(4);
   const an = msg.readUInt16BE(6);
   const ns = msg.readUInt16BE(8);
@@ -154,6 +175,7 @@ export function ttlFields(msg: Buffer): { offsets: number[]; ttls: number[]; min
   const offsets: number[] = [];
   const ttls: number[] = [];
   let minTtl = Infinity;
+  let optRdata: { at: number; end: number } | null = null;
   for (let i = 0; i < an + ns + ar; i++) {
     const n = readName(msg, offset);
     if (n === null || n[1] + 10 > msg.length) return null;
@@ -166,8 +188,11 @@ export function ttlFields(msg: Buffer): { offsets: number[]; ttls: number[]; min
       offsets.push(at + 4);
       ttls.push(ttl);
       if (i < an + ns && ttl < minTtl) minTtl = ttl;
+    } else {
+      if (optRdata !== null) return null; // two OPT records: malformed (RFC 6891 §6.1.1)
+      optRdata = { at: at + 10, end };
     }
     offset = end;
   }
-  return { offsets, ttls, minTtl: minTtl === Infinity ? 0 : Math.min(minTtl, 0x7fffffff) };
+  return { offsets, ttls, minTtl: minTtl === Infinity ? 0 : Math.min(minTtl, 0x7fffffff), optRdata };
 }

@@ -77,6 +77,26 @@ describe("answer cache through the DNS server", () => {
     expect(server.stats().allowed).toBe(2n); // a cached answer is still an allowed query
   });
 
+  it("EDNS: queries with different COOKIE options share an entry; the cached reply's OPT carries no options; other additional records are never cached", async () => {
+    upstream.behaviour = (q) => ({ kind: "answer", answers: [{ type: "A", name: q.name, ttl: 60, data: "192.0.2.8" }] });
+    const server = await startServer();
+    const withCookie = (cookie: string, id: number): Buffer =>
+      dnsPacket.encode({
+        type: "query", id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: "A", name: "edns.allowed.test", class: "IN" }],
+        additionals: [{ type: "OPT", name: ".", udpPayloadSize: 1232, flags: 0, options: [{ code: 10, data: Buffer.from(cookie, "hex") }] }],
+      });
+    await udpExchange(server.address, withCookie("0102030405060708", 1));
+    const second = dnsPacket.decode((await udpExchange(server.address, withCookie("1112131415161718", 2)))!);
+    expect(asked("edns.allowed.test")).toBe(1);
+    expect(second.answers?.map((a) => a.data)).toEqual(["192.0.2.8"]);
+    const opt = second.additionals?.find((a) => a.type === "OPT") as { options?: unknown[] } | undefined;
+    expect(opt?.options ?? []).toEqual([]);
+    // Without EDNS: another entry (the reply must not carry an OPT the asker did not send).
+    const plain = await udpQuery(server.address, "edns.allowed.test");
+    expect(plain.additionals ?? []).toEqual([]);
+    expect(asked("edns.allowed.test")).toBe(2);
+  });
+
   it("honours the TTL: lowered by the time spent in the cache, upstream again once it ran out", async () => {
     upstream.behaviour = (q) => ({ kind: "answer", answers: [{ type: "A", name: q.name, ttl: 2, data: "192.0.2.7" }] });
     const server = await startServer();
