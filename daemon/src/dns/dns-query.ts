@@ -11,6 +11,7 @@ import {
 import { readAnswerRecords, readQuestion } from "./dns-codec.js";
 import type { WireQuestion } from "./dns-wire.js";
 import type { DnsProxy } from "./dns-proxy.js";
+import { withTimeout } from "./with-timeout.js";
 import type { DnsQuotas } from "./dns-quotas.js";
 import type { DnsEventReason, DnsEventSink } from "./dns-events.js";
 import { DnsOutcomes } from "./dns-outcomes.js";
@@ -74,15 +75,6 @@ export interface QueryHandlerOptions {
   readonly quotas: DnsQuotas;
   readonly refuseTypes: ReadonlySet<number>;
   readonly report: DnsEventSink;
-}
-
-/** `promise`, or the error of `onTimeout()` when it takes longer than `ms`. */
-function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(onTimeout()), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 export class DnsQueryHandler {
