@@ -114,9 +114,11 @@ export class LearnedInserter {
         const now = this.now();
         if (this.recent.size > MAX_RECENT) this.sweep(now);
         const refused = new Set(outcome.refused.map((r) => `${r.name}|${formatAddr(r.address.family, r.address.addr)}`));
+        // Never beyond what the kernel holds (an entry another name wrote keeps its own deadline).
+        const expiry = Math.min(now + ttlSeconds * 1000, outcome.heldUntilMs ?? Infinity);
         for (const key of keys) {
           this.inFlight.delete(key);
-          if (!refused.has(key)) this.recent.set(key, now + ttlSeconds * 1000);
+          if (!refused.has(key)) this.recent.set(key, expiry);
         }
         return outcome;
       },

@@ -35,6 +35,12 @@ export interface RefusedAddress {
 
 export interface LearnOutcome {
   readonly refused: readonly RefusedAddress[];
+  /**
+   * The earliest kernel deadline (ms) of the addresses of this write that were opened (an address
+   * the kernel already allowed long enough keeps its own deadline, which may be earlier than the
+   * answer's TTL); absent = now + TTL. The DNS server never relies on an address beyond it.
+   */
+  readonly heldUntilMs?: number;
 }
 
 export const NOTHING_REFUSED: LearnOutcome = { refused: [] };

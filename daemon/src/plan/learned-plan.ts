@@ -39,6 +39,12 @@ export interface LearnedPlan {
   readonly refused: readonly RefusedAnswerAddress[];
   /** Addresses the commit records (0: nothing changes, nothing to save). */
   readonly additions: number;
+  /**
+   * After commit: per name, the earliest deadline (ms) its addresses of this batch have in the
+   * kernel (an address already allowed long enough keeps the kernel's, possibly earlier, deadline;
+   * a permanent one counts as Infinity). What the DNS server may rely on (answer cache, dedupe).
+   */
+  readonly heldUntilMs: ReadonlyMap<string, number>;
   commit(): void;
 }
 
@@ -71,6 +77,7 @@ export function planLearned(st: PolicyState, answers: readonly LearnedAnswer[], 
     }
   }
   const upserts = new Map<string, FilterEntry>();
+  const heldUntilMs = new Map<string, number>();
   for (const a of additions) {
     const current = st.entryFor(a.key, a.cidr, nowMs);
     if (current !== null && current.allow && allowanceCovers(current.expiresAtMs, a.ttlSeconds, nowMs)) continue;
@@ -82,12 +89,15 @@ export function planLearned(st: PolicyState, answers: readonly LearnedAnswer[], 
     upserts: [...upserts.values()],
     refused,
     additions: additions.length,
+    heldUntilMs,
     commit: () => {
       for (const a of additions) {
         const kernelEntry = upserts.get(a.key) ?? st.entryFor(a.key, a.cidr, nowMs);
         const deadline = upserts.has(a.key) ? a.expiresAtMs : Math.min(a.expiresAtMs, kernelEntry?.expiresAtMs ?? a.expiresAtMs);
         st.learned.add(a.name, a.cidr, deadline);
         st.noteDeadline(deadline);
+        const held = upserts.has(a.key) ? a.expiresAtMs : (kernelEntry?.expiresAtMs ?? Infinity);
+        heldUntilMs.set(a.name, Math.min(heldUntilMs.get(a.name) ?? Infinity, held));
       }
     },
   };
