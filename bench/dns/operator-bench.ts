@@ -18,7 +18,8 @@
  * Upstream: an authoritative dnsmasq (hosts file, TTL 60 s). Per round and target: dnsperf
  * `-c 10 -q 100 -l S -v` over the 1,000 names (throughput and the per-query latency under that
  * load: p50/p99), and the server's CPU time per query (/proc; the daemon's loader child too).
- * `--cpu-prof DIR` runs the netfence daemons with `--cpu-prof` (profiles written at their exit).
+ * `--cpu-prof DIR` runs the netfence daemons with `--cpu-prof` (profiles written at their exit);
+ * `--node-arg ARG` (repeatable) passes more options to their node (e.g. `--import` of a probe).
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
@@ -44,14 +45,15 @@ const IFACES = ["nfoph0", "nfoph1"] as const;
 const CLIENTS = 10;
 const OUTSTANDING = 100;
 
-interface Args { rounds: number; seconds: number; cpuProf: string | null; out: string }
+interface Args { rounds: number; seconds: number; cpuProf: string | null; nodeArgs: string[]; out: string }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { rounds: 3, seconds: 8, cpuProf: null, out: path.join(projectRoot(), "bench", "results", "dns-operator.json") };
+  const args: Args = { rounds: 3, seconds: 8, cpuProf: null, nodeArgs: [], out: path.join(projectRoot(), "bench", "results", "dns-operator.json") };
   walkArgs(argv, (a, value) => {
     if (a === "--rounds") args.rounds = clamped(value(), 1, 9);
     else if (a === "--seconds") args.seconds = clamped(value(), 2, 30);
     else if (a === "--cpu-prof") args.cpuProf = path.resolve(value());
+    else if (a === "--node-arg") args.nodeArgs.push(value());
     else if (a === "--out") args.out = path.resolve(value());
     else return false;
     return true;
@@ -61,7 +63,7 @@ function parseArgs(argv: string[]): Args {
 
 interface Target { name: TargetName; pid: () => number; loaderPid: number | null }
 
-async function startNetfence(dir: string, name: TargetName, iface: string, cacheYaml: string, cpuProf: string | null): Promise<{ daemon: BenchDaemon; id: string; target: Target }> {
+async function startNetfence(dir: string, name: TargetName, iface: string, cacheYaml: string, cpuProf: string | null, nodeArgs: readonly string[]): Promise<{ daemon: BenchDaemon; id: string; target: Target }> {
   const port = PORTS[name];
   const daemon = new BenchDaemon({
     cli: NETFENCED,
@@ -72,7 +74,7 @@ async function startNetfence(dir: string, name: TargetName, iface: string, cache
     logLevel: "warn",
     dnsYaml: benchDnsYaml(port, UPSTREAM_PORT).replace(/ }$/, `${cacheYaml} }`),
     defaultPolicyYaml: BENCH_TEST_ALLOWLIST_YAML,
-    nodeArgs: cpuProf === null ? [] : ["--cpu-prof", `--cpu-prof-dir=${cpuProf}`, `--cpu-prof-name=${name}.cpuprofile`],
+    nodeArgs: [...nodeArgs, ...(cpuProf === null ? [] : ["--cpu-prof", `--cpu-prof-dir=${cpuProf}`, `--cpu-prof-name=${name}.cpuprofile`])],
   });
   daemon.spawn();
   await daemon.waitReady(120_000);
@@ -107,7 +109,7 @@ async function inner(args: Args, dir: string): Promise<void> {
     await dnsmasqTarget("nftset-cache", ["--cache-size=10000", nftset]);
     await dnsmasqTarget("forward", ["--cache-size=0"]);
     for (const [i, [name, cache]] of ([["netfence", ""], ["netfence-nocache", ", answer_cache: 0"]] as const).entries()) {
-      const started = await startNetfence(dir, name, IFACES[i]!, cache, args.cpuProf);
+      const started = await startNetfence(dir, name, IFACES[i]!, cache, args.cpuProf, args.nodeArgs);
       daemons.push(started);
       targets.push(started.target);
     }
@@ -165,7 +167,7 @@ async function inner(args: Args, dir: string): Promise<void> {
     const output = {
       benchmark: "dns-operator",
       finished_at: new Date().toISOString(),
-      command: `node dist/bench/dns/operator-bench.js --rounds ${args.rounds} --seconds ${args.seconds}${args.cpuProf === null ? "" : ` --cpu-prof ${args.cpuProf}`}`,
+      command: `node dist/bench/dns/operator-bench.js --rounds ${args.rounds} --seconds ${args.seconds}${args.cpuProf === null ? "" : ` --cpu-prof ${args.cpuProf}`}${args.nodeArgs.map((a) => ` --node-arg ${a}`).join("")}`,
       machine: await machineRecord(loadAtStart, "a shared 2-vCPU VM; dnsperf, the upstream and the servers share its cores; compare targets within this run (interleaved rounds, order rotating)"),
       setup: {
         path: "netfenced start of this checkout (attachment manager, KernelFilter, loader child), Attach through the DaemonService, allowlist *.bench.test; every allowed answer's address in the attachment's pinned kernel map before the reply leaves",

@@ -73,7 +73,8 @@ export function planLearned(st: PolicyState, answers: readonly LearnedAnswer[], 
         verdicts.set(key, reason);
       }
       if (reason !== null) refused.push({ name: ans.name, address: cidr, reason });
-      else additions.push({ name: ans.name, cidr, key, ttlSeconds: ans.ttlSeconds, expiresAtMs: deadline });
+      // Its own bytes: the answer's are a view into the DNS reply (dns-wire.ts), which must not stay pinned.
+      else additions.push({ name: ans.name, cidr: { family: cidr.family, addr: cidr.addr.slice(), prefixLen: cidr.prefixLen }, key, ttlSeconds: ans.ttlSeconds, expiresAtMs: deadline });
     }
   }
   const upserts = new Map<string, FilterEntry>();
