@@ -125,13 +125,12 @@ export class AnswerCache {
     const now = this.now();
     const expiresAtMs = Math.min(now + fields.minTtl * 1000, heldUntilMs - KERNEL_MARGIN_MS);
     if (expiresAtMs <= now || !this.sync(at)) return;
-    let kept: Buffer;
-    if (fields.optRdata === null) kept = Buffer.from(reply);
-    else if (fields.optRdata.end !== reply.length) return; // OPT not last: leave such a reply alone
-    else {
-      kept = Buffer.from(reply.subarray(0, fields.optRdata.at));
-      kept.writeUInt16BE(0, fields.optRdata.at - 2); // OPT without options
-    }
+    if (fields.optRdata !== null && fields.optRdata.end !== reply.length) return; // OPT not last: leave such a reply alone
+    // Its own memory (not a slice of Node's shared 8 KiB pool, which one long-lived entry would pin).
+    const length = fields.optRdata === null ? reply.length : fields.optRdata.at;
+    const kept = Buffer.allocUnsafeSlow(length);
+    reply.copy(kept, 0, 0, length);
+    if (fields.optRdata !== null) kept.writeUInt16BE(0, length - 2); // OPT without options
     this.entries.delete(key);
     while (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
     this.entries.set(key, { reply: kept, storedAtMs: now, expiresAtMs, ttlOffsets: fields.offsets, ttls: fields.ttls });
