@@ -40,9 +40,10 @@ export interface LearnedPlan {
   /** Addresses the commit records (0: nothing changes, nothing to save). */
   readonly additions: number;
   /**
-   * After commit: per name, the earliest deadline (ms) its addresses of this batch have in the
-   * kernel (an address already allowed long enough keeps the kernel's, possibly earlier, deadline;
-   * a permanent one counts as Infinity). What the DNS server may rely on (answer cache, dedupe).
+   * After commit: per name, the earliest deadline (ms) of the learned records this batch recorded
+   * for it — the answer's, or the kernel entry's when that was already long enough and earlier.
+   * The kernel holds an address at least while a record of it lives (a rule that also allows it
+   * may go; the record stays), so this is what the DNS server may rely on (answer cache, dedupe).
    */
   readonly heldUntilMs: ReadonlyMap<string, number>;
   commit(): void;
@@ -97,8 +98,7 @@ export function planLearned(st: PolicyState, answers: readonly LearnedAnswer[], 
         const deadline = upserts.has(a.key) ? a.expiresAtMs : Math.min(a.expiresAtMs, kernelEntry?.expiresAtMs ?? a.expiresAtMs);
         st.learned.add(a.name, a.cidr, deadline);
         st.noteDeadline(deadline);
-        const held = upserts.has(a.key) ? a.expiresAtMs : (kernelEntry?.expiresAtMs ?? Infinity);
-        heldUntilMs.set(a.name, Math.min(heldUntilMs.get(a.name) ?? Infinity, held));
+        heldUntilMs.set(a.name, Math.min(heldUntilMs.get(a.name) ?? Infinity, deadline));
       }
     },
   };

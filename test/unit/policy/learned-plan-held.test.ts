@@ -29,12 +29,12 @@ describe("planLearned heldUntilMs", () => {
     expect(second.heldUntilMs.get("b.test")).toBe(T0 + 300_000); // not later + 300 s
   });
 
-  it("an address a permanent /32 CIDR rule allows is held for ever (nothing written)", () => {
+  it("an address a permanent /32 CIDR rule allows: nothing written, held for the answer's TTL (the rule may go, the record stays)", () => {
     const st = new PolicyState({ ...base, allowCidrs: [{ cidr: parseCidr("192.0.2.10/32"), expiresAtMs: null }] });
     const plan = planLearned(st, [{ name: "c.test", addresses: [X], ttlSeconds: 60 }], T0, limits);
     plan.commit();
     expect(plan.upserts).toHaveLength(0);
-    expect(plan.heldUntilMs.get("c.test")).toBe(Infinity);
+    expect(plan.heldUntilMs.get("c.test")).toBe(T0 + 60_000);
   });
 });
 
