@@ -11,8 +11,9 @@ import { HEADER_LENGTH, readName, type WireQuestion } from "./dns-wire.js";
  *   moment the kernel entries of its addresses run out (`heldUntilMs` less a second of margin):
  *   a cached reply's addresses are always in the kernel map;
  * - under the same policy object and the same learned-address epoch it was stored under: a new
- *   policy (a domain rule, a mode change) or any removal of a learned address (a deny CIDR
- *   pushed, a re-check of the rebinding guard, expiry, quota collection) empties the cache;
+ *   policy (a domain rule, a mode change) or any removal of a learned address before its deadline
+ *   (a deny CIDR pushed, a re-check of the rebinding guard) empties the cache (an address reaching
+ *   its deadline does not: no entry outlives its addresses' deadlines);
  * - keyed by transport, the RD and CD bits, the question (name in lower case, type, class) and
  *   the query's EDNS OPT record without its options (payload size, version, DO bit); a query with
  *   other additional records is not answered from the cache. EDNS options are per query (a client

@@ -15,9 +15,9 @@ import { NOTHING_REFUSED, type LearnedAddressSink, type LearnOutcome, type Refus
  *
  * Coalescing is the sink's (the manager's learned-address writer batches every attachment's
  * writes of one event-loop turn into one queued operation). The "recent" memory is only an
- * optimisation; it is dropped whenever the sink's epoch moves (a learned address was removed:
- * deny rule, re-check, expiry) and by `forgetRecent()` (the server calls it whenever the policy
- * object changes).
+ * optimisation; it is dropped whenever the sink's epoch moves (a learned address was removed
+ * before its deadline: deny rule, re-check) and by `forgetRecent()` (the server calls it whenever
+ * the policy object changes). An entry never outlives the deadline the sink reported for it.
  */
 
 const MAX_RECENT = 65_536;

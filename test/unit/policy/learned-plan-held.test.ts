@@ -51,3 +51,17 @@ describe("LearnedInserter.heldUntil", () => {
     expect(inserter.ensure("b.test", [X], 300)).not.toBeNull();
   });
 });
+
+describe("the learned epoch", () => {
+  it("moves when a record is closed before its deadline, not when its deadline passed", async () => {
+    const { LearnedAddresses } = await import("../../../daemon/src/policy/learned-addresses.js");
+    const l = new LearnedAddresses();
+    l.add("a.test", X, T0 + 1000);
+    l.add("b.test", X, T0 + 5000);
+    const e0 = l.epoch;
+    l.remove("a.test", "192.0.2.10/32", true);
+    expect(l.epoch).toBe(e0);
+    l.remove("b.test", "192.0.2.10/32");
+    expect(l.epoch).not.toBe(e0);
+  });
+});
