@@ -56,7 +56,7 @@ export class AnswerCache {
   private policy: object | null = null;
   private epoch = Number.NaN;
 
-  /** `current()`: the policy object and learned-address epoch now (read on every lookup and store). */
+  /** `currentPolicy` / `currentEpoch`: the policy object and learned-address epoch now (read on every lookup and store). */
   constructor(
     readonly maxEntries: number,
     private readonly currentPolicy: () => object,
