@@ -14,8 +14,7 @@ import type { OpQueue } from "./op-queue.js";
 /**
  * The DNS-learned half of the single writer, the data-path side of the DNS answer → kernel seam
  * (dns/learned-sink.ts): records what DNS answers produced (THE coalescer: every attachment's
- * writes of one turn of the event loop — and all that arrive while a write is in flight — become
- * one queued operation, one upsert per attachment),
+ * writes of one turn of the event loop become one queued operation, one upsert per attachment),
  * refuses what the rebinding
  * guard or the learned-address quota refuse, re-checks learned addresses when what they depend
  * on changes, and reports every refusal (log throttled, metric, event) through `onRefused`.
@@ -68,10 +67,6 @@ const LOG_EVERY_MS = 10_000;
 
 export class LearnedWriter implements LearnedAddressSink {
   private pending: PendingInsert[] = [];
-  /** A setImmediate will take `pending`. */
-  private batchScheduled = false;
-  /** A learned-write operation is queued or running. */
-  private writing = false;
   private readonly lastLogged = new Map<string, number>();
 
   constructor(
@@ -94,33 +89,15 @@ export class LearnedWriter implements LearnedAddressSink {
   write(attachmentId: string, items: readonly LearnedItem[]): Promise<LearnOutcome> {
     return new Promise<LearnOutcome>((resolve, reject) => {
       this.pending.push({ id: attachmentId, items, resolve, reject });
-      this.schedule();
-    });
-  }
-
-  /**
-   * One learned-write operation at a time: what arrives while one is queued or writing waits in
-   * `pending` and goes as ONE batch (one upsert per attachment, one loader frame) when it is done,
-   * instead of one queued operation (and frame) per event-loop turn. Every waiter is behind the
-   * running write in the single-writer queue anyway, so batching costs it no time.
-   */
-  private schedule(): void {
-    if (this.batchScheduled || this.writing || this.pending.length === 0) return;
-    this.batchScheduled = true;
-    setImmediate(() => {
-      this.batchScheduled = false;
-      const batch = this.pending;
-      this.pending = [];
-      this.writing = true;
-      this.host.queue
-        .run("learned-write", () => this.insert(batch))
-        .catch((err: unknown) => {
-          for (const p of batch) p.reject(err);
-        })
-        .finally(() => {
-          this.writing = false;
-          this.schedule();
+      if (this.pending.length === 1) {
+        setImmediate(() => {
+          const batch = this.pending;
+          this.pending = [];
+          this.host.queue.run("learned-write", () => this.insert(batch)).catch((err: unknown) => {
+            for (const p of batch) p.reject(err);
+          });
         });
+      }
     });
   }
 
