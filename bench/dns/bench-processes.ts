@@ -8,6 +8,11 @@ import dnsPacket from "dns-packet";
 export class Dnsmasq {
   private constructor(private readonly child: ChildProcess, readonly port: number) {}
 
+  get pid(): number {
+    if (this.child.pid === undefined) throw new Error("dnsmasq has no pid");
+    return this.child.pid;
+  }
+
   /** dnsmasq on 127.0.0.1:port in the foreground, no config file, no resolv.conf, no /etc/hosts. */
   static async start(port: number, extra: string[], logFile: string): Promise<Dnsmasq> {
     const args = [

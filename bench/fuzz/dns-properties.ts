@@ -227,6 +227,7 @@ export function handlerHarness(): HandlerHarness {
     defaultUpstreams: ["192.0.2.53:53"],
     learned: sink,
     minTtlSeconds: 300,
+    answerCacheEntries: 0, // getPolicy makes a new policy object per query, which would empty it anyway
     logger: pino({ level: "silent" }),
     pool,
     timeoutMs: 1000,

@@ -164,6 +164,7 @@ export class App {
         learned: core.learned,
         proxy: controlPlane ?? NO_CONTROL_PLANE_PROXY,
         minTtlSeconds: config.dns.minTtlSeconds,
+        answerCacheEntries: config.dns.answerCacheEntries,
         logger,
         hostAddresses,
         report: dnsEvents.report,

@@ -22,6 +22,7 @@ export const CONFIG_KEYS = [
   "dns.port_max",
   "dns.upstream",
   "dns.min_ttl",
+  "dns.answer_cache",
   "dns.quotas.qps",
   "dns.quotas.inflight",
   "dns.quotas.learned",

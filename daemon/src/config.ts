@@ -3,6 +3,7 @@ import { parse as parseYaml } from "yaml";
 import type { AttachMethodPreference, ProtectedEntry } from "./datapath/filter.js";
 import type { AttachmentPolicy } from "./policy/policy.js";
 import { DEFAULT_DNS_QUOTAS, DNS_QUOTA_LIMITS, type DnsQuotas } from "./dns/dns-quotas.js";
+import { DEFAULT_ANSWER_CACHE_ENTRIES, MAX_ANSWER_CACHE_ENTRIES } from "./dns/answer-cache.js";
 import {
   CONFIG_KEYS,
   envName,
@@ -45,6 +46,8 @@ export interface DaemonConfig {
     readonly upstream: string;
     /** Floor of the TTL of every DNS-learned address (max(answer TTL, this)), in seconds. */
     readonly minTtlSeconds: number;
+    /** Answers cached per attachment (dns/answer-cache.ts; 0 = no cache). */
+    readonly answerCacheEntries: number;
     /** Per-attachment quotas (defaults; `netfence.dns.*` metadata overrides them per attachment). */
     readonly quotas: DnsQuotas;
     /** Query types every DNS server refuses unless an attachment says otherwise. */
@@ -183,6 +186,7 @@ function build(f: Map<string, unknown>, p: Problems): DaemonConfig {
       portMax,
       upstream: parseHostPort("dns.upstream", f.get("dns.upstream"), p, true) ?? "8.8.8.8:53",
       minTtlSeconds: Math.ceil(minTtl / 1000),
+      answerCacheEntries: parseInteger("dns.answer_cache", f.get("dns.answer_cache"), DEFAULT_ANSWER_CACHE_ENTRIES, 0, MAX_ANSWER_CACHE_ENTRIES, p),
       quotas: {
         qps: quota("qps", "qps"),
         inflight: quota("inflight", "inflight"),

@@ -150,7 +150,11 @@ export class LearnedWriter implements LearnedAddressSink {
         }
       }
       for (const [name, q] of overQuota) this.report({ attachmentId: id, name, address: q.address, reason: "quota", when: "answer", count: q.count });
-      for (const p of inserts) p.resolve({ refused: p.items.flatMap((item) => refusedByName.get(item.name) ?? []) });
+      for (const p of inserts) {
+        let held = Infinity;
+        for (const item of p.items) held = Math.min(held, plan.heldUntilMs.get(item.name) ?? Infinity);
+        p.resolve({ refused: p.items.flatMap((item) => refusedByName.get(item.name) ?? []), heldUntilMs: held });
+      }
     }
     if (changed) this.host.saveSoon();
   }

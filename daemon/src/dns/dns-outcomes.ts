@@ -2,7 +2,8 @@
  * Per-attachment DNS counters by outcome (cumulative since the server started), read by
  * `list`/heartbeats (allowed, blocked) and by the metrics endpoint (every outcome):
  *
- *   allowed            a query decided allowed (forwarded or answered by the control plane)
+ *   allowed            a query decided allowed (forwarded, answered by the control plane or from the cache)
+ *   cached             of those, answered from the answer cache (no upstream query, no kernel write)
  *   refused            REFUSED by the name policy (never sent upstream)
  *   refused-type       REFUSED by the query-type policy (`refuse_types`; never sent upstream)
  *   refused-cname      REFUSED: an explicitly denied name in the answer's CNAME chain
@@ -20,7 +21,7 @@
  */
 export const DNS_OUTCOMES = [
   "allowed", "refused", "refused-type", "refused-cname", "cname-broken", "quota-qps", "quota-inflight", "quota-learned",
-  "servfail", "formerr", "notimp", "dropped", "foreign", "tcp-rejected", "addresses-refused", "records-trimmed",
+  "servfail", "formerr", "notimp", "dropped", "foreign", "tcp-rejected", "addresses-refused", "records-trimmed", "cached",
 ] as const;
 
 export type DnsOutcome = (typeof DNS_OUTCOMES)[number];

@@ -11,12 +11,14 @@ import {
 import { readAnswerRecords, readQuestion } from "./dns-codec.js";
 import type { WireQuestion } from "./dns-wire.js";
 import type { DnsProxy } from "./dns-proxy.js";
+import { withTimeout } from "./with-timeout.js";
 import type { DnsQuotas } from "./dns-quotas.js";
 import type { DnsEventReason, DnsEventSink } from "./dns-events.js";
 import { DnsOutcomes } from "./dns-outcomes.js";
 import { formatAddr, parseCidr, type Cidr } from "@netfence/proto/parse";
 import { QUOTA_REFUSAL, type LearnedAddressSink, type LearnOutcome } from "./learned-sink.js";
 import { LearnedInserter } from "./learned-inserter.js";
+import { AnswerCache, type CacheGeneration } from "./answer-cache.js";
 import { keepAddressRecords } from "./reply-rewrite.js";
 import { TokenBucket } from "./token-bucket.js";
 import { forwardQuery, parseUpstreamAddress, type UdpUpstream, type UpstreamAddress, type UpstreamPool } from "./upstream.js";
@@ -27,6 +29,7 @@ import { forwardQuery, parseUpstreamAddress, type UdpUpstream, type UpstreamAddr
  *   queries-per-second quota (token bucket)          → over: REFUSED + event
  *   header / opcode / one well-formed question       → else: dropped, NOTIMP or FORMERR
  *   refused query types (netfence.dns.refuse-types)  → REFUSED, never sent upstream
+ *   the answer cache (answer-cache.ts; not in proxy mode) → the cached reply: no upstream, no kernel write
  *   decide (policy mode + domain rules, or the control plane in proxy mode)
  *     → denied: REFUSED, nothing sent upstream
  *     → allowed: upstream queries in flight quota     → over: SERVFAIL + event
@@ -63,6 +66,8 @@ export interface QueryHandlerOptions {
   readonly learned: LearnedAddressSink;
   readonly proxy?: DnsProxy;
   readonly minTtlSeconds: number;
+  /** Answer cache entries (0 = none). */
+  readonly answerCacheEntries: number;
   readonly logger: pino.Logger;
   readonly pool: UpstreamPool;
   readonly timeoutMs: number;
@@ -72,19 +77,11 @@ export interface QueryHandlerOptions {
   readonly report: DnsEventSink;
 }
 
-/** `promise`, or the error of `onTimeout()` when it takes longer than `ms`. */
-function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(onTimeout()), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
 export class DnsQueryHandler {
   readonly outcomes = new DnsOutcomes();
   private readonly log: pino.Logger;
   private readonly inserter: LearnedInserter;
+  private readonly cache: AnswerCache;
   private readonly bucket: TokenBucket;
   /** Upstream lists resolved per distinct upstream text list, each address acquired once. */
   private readonly acquired = new Map<string, { address: UpstreamAddress; upstream: UdpUpstream }>();
@@ -99,6 +96,7 @@ export class DnsQueryHandler {
     this.log = opts.logger.child({ attachmentId: opts.attachmentId, component: "dns" });
     this.inserter = new LearnedInserter(opts.attachmentId, opts.learned, opts.minTtlSeconds);
     this.bucket = new TokenBucket(opts.quotas.qps);
+    this.cache = new AnswerCache(opts.answerCacheEntries, opts.getPolicy, () => opts.learned.epoch(opts.attachmentId));
   }
 
   /** Answers one query; null = send nothing. Never throws. */
@@ -177,11 +175,19 @@ export class DnsQueryHandler {
       this.event("dns-query-type", ctx, `${typeName(question.type)} ${question.name}`);
       return errorReply(query, RCODE_REFUSED);
     }
+    // Validity (policy object, learned epoch, TTL, kernel deadline) is the cache's; proxy mode asks the control plane every time.
+    const cached = this.opts.getPolicy().mode === "proxy" ? null : this.cache.lookup(query, question, ctx.viaTcp);
+    if (cached !== null) {
+      this.outcomes.count("allowed");
+      this.outcomes.count("cached");
+      return cached;
+    }
     return question;
   }
 
   private async decide(query: Buffer, question: WireQuestion, ctx: QueryContext): Promise<Buffer | null> {
     const policy = this.opts.getPolicy();
+    const at = this.cache.generation();
     if (policy !== this.lastPolicy) {
       this.lastPolicy = policy;
       this.inserter.forgetRecent();
@@ -189,14 +195,14 @@ export class DnsQueryHandler {
     switch (policy.mode) {
       case "disabled":
         this.outcomes.count("allowed");
-        return this.forward(query, question, ctx, policy);
+        return this.cached(query, question, ctx, at, await this.forward(query, question, ctx, policy), Infinity);
       case "allowlist":
       case "denylist": {
         // Names outside letters/digits/-/_ cannot be described by rules: refused when filtering.
         if (!question.plainLabels || !nameAllowed(policy, question.name)) return this.refuse(query, question);
         this.outcomes.count("allowed");
         const rules = compileDomainRules(policy);
-        return this.forwardAndAllow(query, question, ctx, policy, (name) => matchDomain(rules, name) === "deny");
+        return this.forwardAndAllow(query, question, ctx, policy, (name) => matchDomain(rules, name) === "deny", at);
       }
       case "proxy":
         return this.proxied(query, question, ctx, policy);
@@ -293,9 +299,17 @@ export class DnsQueryHandler {
     return reply === "servfail" ? errorReply(query, RCODE_SERVFAIL) : reply;
   }
 
+  /** `reply`, stored in the answer cache when it may be (answer-cache.ts decides). */
+  private cached(query: Buffer, question: WireQuestion, ctx: QueryContext, at: CacheGeneration, reply: Buffer | null, heldUntilMs: number): Buffer | null {
+    if (reply !== null && !this.stopped) this.cache.store(query, question, ctx.viaTcp, reply, at, heldUntilMs);
+    return reply;
+  }
+
+  /** `at`: the answer cache's generation when the query was decided (null: not cached, proxy mode). */
   private async forwardAndAllow(
-    query: Buffer, question: WireQuestion, ctx: QueryContext, policy: DnsPolicy, isDenied: (name: string) => boolean,
+    query: Buffer, question: WireQuestion, ctx: QueryContext, policy: DnsPolicy, isDenied: (name: string) => boolean, at: CacheGeneration | null = null,
   ): Promise<Buffer | null> {
+    const keep = (reply: Buffer | null, heldUntilMs: number): Buffer | null => (at === null ? reply : this.cached(query, question, ctx, at, reply, heldUntilMs));
     const reply = await this.upstream(query, question, ctx, policy);
     if (reply === "servfail") return errorReply(query, RCODE_SERVFAIL);
     // Only NOERROR answers with records can carry addresses; skip the decode otherwise.
@@ -317,23 +331,23 @@ export class DnsQueryHandler {
       this.logCname(question.name, found.chain, "CNAME chain loops or is too long; its addresses are not added");
       return reply;
     }
-    if (found.addresses.length === 0) return reply;
+    if (found.addresses.length === 0) return keep(reply, Infinity);
     if (this.stopped) return null; // detached meanwhile: nothing to open, nobody to answer
     const outcome = await this.insert(question.name, found.addresses, found.ttlSeconds);
     if (this.overLearnedQuota(outcome, question.name)) return errorReply(query, RCODE_SERVFAIL);
     const refused = outcome?.refused.length ?? 0;
-    if (refused === 0 && found.overQuota === 0) return reply;
+    if (refused === 0 && found.overQuota === 0) return keep(reply, this.inserter.heldUntil(question.name, found.addresses));
     // Rare path: the workload gets only the addresses it may reach.
     const refusedSet = new Set(outcome?.refused.map((r) => formatAddr(r.address.family, r.address.addr)) ?? []);
-    const keep = new Set(found.addresses.map((a) => formatAddr(a.family, a.addr)).filter((a) => !refusedSet.has(a)));
+    const kept = new Set(found.addresses.map((a) => formatAddr(a.family, a.addr)).filter((a) => !refusedSet.has(a)));
     if (refused > 0) this.outcomes.count("addresses-refused", refused);
     if (found.overQuota > 0) this.outcomes.count("records-trimmed", found.overQuota);
-    const rewritten = keepAddressRecords(reply, keep);
+    const rewritten = keepAddressRecords(reply, kept);
     if (rewritten === null) {
       this.outcomes.count("servfail");
       return errorReply(query, RCODE_SERVFAIL);
     }
-    return rewritten;
+    return keep(rewritten, this.inserter.heldUntil(question.name, found.addresses, refusedSet));
   }
 
   /** True when the sink refused an address for the learned-address quota (the reply is SERVFAIL). */

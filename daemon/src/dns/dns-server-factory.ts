@@ -37,6 +37,8 @@ export interface DnsServerFactoryOptions {
   readonly learned: LearnedAddressSink;
   readonly proxy?: DnsProxy;
   readonly minTtlSeconds?: number;
+  /** Answer cache entries per attachment (default DEFAULT_ANSWER_CACHE_ENTRIES; 0 = none). */
+  readonly answerCacheEntries?: number;
   readonly logger: pino.Logger;
   readonly upstreamTimeoutMs?: number;
   readonly proxyTimeoutMs?: number;
@@ -64,6 +66,7 @@ export function createDnsServerFactory(opts: DnsServerFactoryOptions): Attachmen
       learned: opts.learned,
       proxy: opts.proxy,
       minTtlSeconds: opts.minTtlSeconds,
+      answerCacheEntries: opts.answerCacheEntries,
       logger: opts.logger,
       upstreamPool: pool,
       proxyTimeoutMs: opts.proxyTimeoutMs,

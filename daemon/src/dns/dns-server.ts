@@ -11,6 +11,7 @@ import { bindDnsSockets, closeSockets, HeldDnsPort, type DnsSockets } from "./dn
 import { formatHostPort } from "@netfence/proto/parse";
 import { DEFAULT_MIN_TTL_SECONDS, DEFAULT_PROXY_TIMEOUT_MS, DnsQueryHandler, isSettled, type QueryContext } from "./dns-query.js";
 import { HostAddresses } from "./host-addresses.js";
+import { DEFAULT_ANSWER_CACHE_ENTRIES } from "./answer-cache.js";
 import type { LearnedAddressSink } from "./learned-sink.js";
 import type { DnsServerStats } from "./dns-servers.js";
 import { SourceAccess } from "./source-access.js";
@@ -51,6 +52,8 @@ export interface AttachmentDnsServerOptions {
   readonly learned: LearnedAddressSink;
   readonly proxy?: DnsProxy;
   readonly minTtlSeconds?: number;
+  /** Answer cache entries (DEFAULT_ANSWER_CACHE_ENTRIES when absent; 0 = no cache). */
+  readonly answerCacheEntries?: number;
   readonly logger: pino.Logger;
   /** Shared by the servers of one factory; a private pool is made (and closed on stop) when absent. */
   readonly upstreamPool?: UpstreamPool;
@@ -116,6 +119,7 @@ export class AttachmentDnsServer {
       learned: opts.learned,
       proxy: opts.proxy,
       minTtlSeconds: opts.minTtlSeconds ?? DEFAULT_MIN_TTL_SECONDS,
+      answerCacheEntries: opts.answerCacheEntries ?? DEFAULT_ANSWER_CACHE_ENTRIES,
       logger: opts.logger,
       pool: this.pool,
       timeoutMs,

@@ -184,9 +184,14 @@ export interface WireCnameRecord {
 
 const TYPE_CNAME = 5;
 
-/** A copy (not a view into the message buffer, which a pool may reuse) of `length` bytes at `at`. */
-function copyBytes(msg: Buffer, at: number, length: number): Uint8Array {
-  return new Uint8Array(msg.buffer, msg.byteOffset + at, length).slice();
+/**
+ * A view of `length` bytes at `at` (no copy: a copy per record was a new ArrayBuffer backing
+ * store per answer address on every query, which each scavenge then had to sweep). Nothing writes
+ * into a received message afterwards; what keeps an address beyond the query (the learned state)
+ * takes its own copy where it records it (plan/learned-plan.ts), so no reply stays pinned.
+ */
+function viewBytes(msg: Buffer, at: number, length: number): Uint8Array {
+  return new Uint8Array(msg.buffer, msg.byteOffset + at, length);
 }
 const MAX_POINTER_JUMPS = 64;
 
@@ -258,9 +263,9 @@ export function readAnswerRecords(msg: Buffer): WireRecord[] | null {
     const rdata = at + 10;
     if (rdata + rdlength > msg.length) return null;
     if (type === TYPE_A && rdlength === 4) {
-      records.push({ type: "A", name: n[0], ttl, address: { family: 4, addr: copyBytes(msg, rdata, 4), prefixLen: 32 } });
+      records.push({ type: "A", name: n[0], ttl, address: { family: 4, addr: viewBytes(msg, rdata, 4), prefixLen: 32 } });
     } else if (type === TYPE_AAAA && rdlength === 16) {
-      records.push({ type: "AAAA", name: n[0], ttl, address: { family: 6, addr: copyBytes(msg, rdata, 16), prefixLen: 128 } });
+      records.push({ type: "AAAA", name: n[0], ttl, address: { family: 6, addr: viewBytes(msg, rdata, 16), prefixLen: 128 } });
     } else if (type === TYPE_CNAME) {
       const target = readName(msg, rdata);
       if (target === null) return null;

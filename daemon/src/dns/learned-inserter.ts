@@ -15,9 +15,9 @@ import { NOTHING_REFUSED, type LearnedAddressSink, type LearnOutcome, type Refus
  *
  * Coalescing is the sink's (the manager's learned-address writer batches every attachment's
  * writes of one event-loop turn into one queued operation). The "recent" memory is only an
- * optimisation; it is dropped whenever the sink's epoch moves (a learned address was removed:
- * deny rule, re-check, expiry) and by `forgetRecent()` (the server calls it whenever the policy
- * object changes).
+ * optimisation; it is dropped whenever the sink's epoch moves (a learned address was removed
+ * before its deadline: deny rule, re-check) and by `forgetRecent()` (the server calls it whenever
+ * the policy object changes). An entry never outlives the deadline the sink reported for it.
  */
 
 const MAX_RECENT = 65_536;
@@ -81,6 +81,23 @@ export class LearnedInserter {
     return waits.length === 1 ? waits[0]!.then((o) => pick([o])) : Promise.all(waits).then(pick);
   }
 
+  /**
+   * The earliest deadline (ms) this server's recent writes give the addresses of `name` (those
+   * in `skip`, as address text, left out), Infinity when none is left; 0 when one of them is not
+   * known to be held (never written, refused, or forgotten since): what the answer cache may rely on.
+   */
+  heldUntil(name: string, addresses: readonly Cidr[], skip?: ReadonlySet<string>): number {
+    let min = Infinity;
+    for (const addr of addresses) {
+      const text = formatAddr(addr.family, addr.addr);
+      if (skip?.has(text) === true) continue;
+      const expiry = this.recent.get(`${name}|${text}`);
+      if (expiry === undefined) return 0;
+      if (expiry < min) min = expiry;
+    }
+    return min;
+  }
+
   forgetRecent(): void {
     this.recent.clear();
   }
@@ -97,9 +114,11 @@ export class LearnedInserter {
         const now = this.now();
         if (this.recent.size > MAX_RECENT) this.sweep(now);
         const refused = new Set(outcome.refused.map((r) => `${r.name}|${formatAddr(r.address.family, r.address.addr)}`));
+        // Never beyond what the kernel holds (an entry another name wrote keeps its own deadline).
+        const expiry = Math.min(now + ttlSeconds * 1000, outcome.heldUntilMs ?? Infinity);
         for (const key of keys) {
           this.inFlight.delete(key);
-          if (!refused.has(key)) this.recent.set(key, now + ttlSeconds * 1000);
+          if (!refused.has(key)) this.recent.set(key, expiry);
         }
         return outcome;
       },

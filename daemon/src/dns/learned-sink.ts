@@ -35,6 +35,12 @@ export interface RefusedAddress {
 
 export interface LearnOutcome {
   readonly refused: readonly RefusedAddress[];
+  /**
+   * The earliest kernel deadline (ms) of the addresses of this write that were opened (an address
+   * the kernel already allowed long enough keeps its own deadline, which may be earlier than the
+   * answer's TTL); absent = now + TTL. The DNS server never relies on an address beyond it.
+   */
+  readonly heldUntilMs?: number;
 }
 
 export const NOTHING_REFUSED: LearnOutcome = { refused: [] };
@@ -46,8 +52,10 @@ export interface LearnedAddressSink {
   /** Resolves when the allowed addresses of every item are in the map, with the refused ones. */
   write(attachmentId: string, items: readonly LearnedItem[]): Promise<LearnOutcome>;
   /**
-   * Changes whenever the data path may have closed an address this attachment learned (a deny
-   * rule, a re-check, expiry, a new policy): the DNS server then forgets what it wrote recently.
+   * Changes whenever the data path may have closed an address this attachment learned before its
+   * deadline (a deny rule, a re-check, a new policy): the DNS server then forgets what it wrote
+   * recently and empties its answer cache. Reaching a deadline does not move it — the server never
+   * relies on an address beyond the deadline the write reported (`LearnOutcome.heldUntilMs`).
    */
   epoch(attachmentId: string): number;
 }

@@ -57,7 +57,7 @@ export function planExpiry(st: PolicyState, nowMs: number): ExpiryPlan | null {
         if (r === null) st.rules.delete(key);
         else st.rules.set(key, r);
       }
-      for (const l of expiredLearned) st.learned.remove(l.name, formatCidr(l.cidr));
+      for (const l of expiredLearned) st.learned.remove(l.name, formatCidr(l.cidr), true);
       st.recomputeNextExpiry();
     },
   };

@@ -39,6 +39,13 @@ export interface LearnedPlan {
   readonly refused: readonly RefusedAnswerAddress[];
   /** Addresses the commit records (0: nothing changes, nothing to save). */
   readonly additions: number;
+  /**
+   * After commit: per name, the earliest deadline (ms) of the learned records this batch recorded
+   * for it — the answer's, or the kernel entry's when that was already long enough and earlier.
+   * The kernel holds an address at least while a record of it lives (a rule that also allows it
+   * may go; the record stays), so this is what the DNS server may rely on (answer cache, dedupe).
+   */
+  readonly heldUntilMs: ReadonlyMap<string, number>;
   commit(): void;
 }
 
@@ -67,10 +74,12 @@ export function planLearned(st: PolicyState, answers: readonly LearnedAnswer[], 
         verdicts.set(key, reason);
       }
       if (reason !== null) refused.push({ name: ans.name, address: cidr, reason });
-      else additions.push({ name: ans.name, cidr, key, ttlSeconds: ans.ttlSeconds, expiresAtMs: deadline });
+      // Its own bytes: the answer's are a view into the DNS reply (dns-wire.ts), which must not stay pinned.
+      else additions.push({ name: ans.name, cidr: { family: cidr.family, addr: cidr.addr.slice(), prefixLen: cidr.prefixLen }, key, ttlSeconds: ans.ttlSeconds, expiresAtMs: deadline });
     }
   }
   const upserts = new Map<string, FilterEntry>();
+  const heldUntilMs = new Map<string, number>();
   for (const a of additions) {
     const current = st.entryFor(a.key, a.cidr, nowMs);
     if (current !== null && current.allow && allowanceCovers(current.expiresAtMs, a.ttlSeconds, nowMs)) continue;
@@ -82,12 +91,14 @@ export function planLearned(st: PolicyState, answers: readonly LearnedAnswer[], 
     upserts: [...upserts.values()],
     refused,
     additions: additions.length,
+    heldUntilMs,
     commit: () => {
       for (const a of additions) {
         const kernelEntry = upserts.get(a.key) ?? st.entryFor(a.key, a.cidr, nowMs);
         const deadline = upserts.has(a.key) ? a.expiresAtMs : Math.min(a.expiresAtMs, kernelEntry?.expiresAtMs ?? a.expiresAtMs);
         st.learned.add(a.name, a.cidr, deadline);
         st.noteDeadline(deadline);
+        heldUntilMs.set(a.name, Math.min(heldUntilMs.get(a.name) ?? Infinity, deadline));
       }
     },
   };

@@ -36,8 +36,12 @@ export class LearnedAddresses {
   private epochValue = ++lastEpoch;
 
   /**
-   * Changes whenever a learned record is removed (and differs between two instances): a cache of
-   * "what was learned recently" (the DNS server's LearnedInserter) is stale once it moved.
+   * Changes whenever a learned record is removed before its deadline — a deny, a re-check of the
+   * rebinding guard, a policy that no longer allows the name — (and differs between two
+   * instances): what the DNS server remembers (the LearnedInserter's recent writes, the answer
+   * cache) is stale once it moved. A record removed because its deadline passed does not move it:
+   * nothing the DNS server keeps relies on an address beyond that deadline (learned-sink.ts
+   * `heldUntilMs`).
    */
   get epoch(): number {
     return this.epochValue;
@@ -106,11 +110,12 @@ export class LearnedAddresses {
     return out;
   }
 
-  remove(name: string, key: string): void {
+  /** `expired`: removed because its deadline passed (the epoch does not move). */
+  remove(name: string, key: string, expired = false): void {
     const n = this.byName.get(name);
     if (n === undefined || !n.delete(key)) return;
     if (n.size === 0) this.byName.delete(name);
-    this.dropAddr(key, name);
+    this.dropAddr(key, name, expired);
   }
 
   /** (name, canonical prefix, deadline) triples, for persistence without re-formatting. */
@@ -127,8 +132,8 @@ export class LearnedAddresses {
     for (const [name, n] of this.byName) fn(name, n);
   }
 
-  private dropAddr(key: string, name: string): void {
-    this.epochValue = ++lastEpoch;
+  private dropAddr(key: string, name: string, expired = false): void {
+    if (!expired) this.epochValue = ++lastEpoch;
     const a = this.byAddr.get(key);
     if (a === undefined) return;
     if (!(a instanceof Map)) {

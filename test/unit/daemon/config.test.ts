@@ -23,7 +23,7 @@ describe("loadConfig", () => {
     expect(c.dataDir).toBeNull();
     expect(c.logLevel).toBe("info");
     expect(c.dns).toEqual({
-      listenAddr: "127.0.0.1", portMin: 11000, portMax: 11500, upstream: "8.8.8.8:53", minTtlSeconds: 300,
+      listenAddr: "127.0.0.1", portMin: 11000, portMax: 11500, upstream: "8.8.8.8:53", minTtlSeconds: 300, answerCacheEntries: 1024,
       quotas: { qps: 1000, inflight: 128, learned: 16384, answerRecords: 32, tcpConnections: 32, tcpPerSource: 8 },
       refuseTypes: [], portGuard: true, portGuardCgroup: null,
     });
