@@ -20,8 +20,9 @@
  *   clear succeeded               STALE, CLEAR_FAILED   EMPTY
  *   clear failed                  STALE, CLEAR_FAILED   CLEAR_FAILED           (the idle loop skips it;
  *                                                                              the next REPLACE retries)
- *   REPLACE: before filling       GRACE → STALE → EMPTY (waits for the grace period, clears; a failed
- *                                 clear fails the REPLACE with nothing visible to packets)
+ *   REPLACE: before filling       GRACE → STALE → EMPTY (waits for the grace period, which moves
+ *                                 every attachment in GRACE to STALE, then clears; a failed clear
+ *                                 fails the REPLACE with nothing visible to packets)
  *   REPLACE: a write failed       EMPTY                 STALE                  (never visible: no grace)
  *   REPLACE: flip                 EMPTY                 active_used ? GRACE    active_used = 1
  *                                                         : EMPTY
@@ -90,6 +91,21 @@ static void wait_for_running_programs(void)
 	}
 }
 
+/*
+ * One grace period serves every attachment waiting for one: every generation now in GRACE was
+ * retired by a flip this (single-threaded) request loop made before the wait started, so no
+ * packet can still see it afterwards. Used by the idle loop and by a REPLACE that finds its own
+ * retired generation in GRACE: a burst of REPLACEs over many attachments (a control plane's full
+ * push) then waits once, not once per attachment (measured 10.8 ms per membarrier here).
+ */
+static void pass_grace_period_for_all(void)
+{
+	wait_for_running_programs();
+	for (size_t i = 0; i < g.n_atts; i++)
+		if (g.atts[i].used)
+			gens_grace_passed(&g.atts[i].gens);
+}
+
 /* Deletes every key of generation `gen` from table t: keys listed first (cursor iteration),
  * then deleted (in one batch where the kernel can). */
 static int clear_generation(int fd, int t, __u32 gen)
@@ -151,10 +167,8 @@ int gens_prepare_fill(struct att *a, const __u32 want[FAM_COUNT])
 {
 	a->large_idle_failed = false;
 	if (a->gens.retired != RETIRED_EMPTY) {
-		if (a->gens.retired == RETIRED_GRACE) {
-			wait_for_running_programs();
-			gens_grace_passed(&a->gens);
-		}
+		if (a->gens.retired == RETIRED_GRACE)
+			pass_grace_period_for_all();
 		int err = clear_retired(a);
 		if (err)
 			return err;
@@ -200,12 +214,8 @@ void gens_idle_work(void)
 	}
 	if (!next)
 		return;
-	if (need_grace) { /* one grace period serves every attachment waiting for one */
-		wait_for_running_programs();
-		for (size_t i = 0; i < g.n_atts; i++)
-			if (g.atts[i].used)
-				gens_grace_passed(&g.atts[i].gens);
-	}
+	if (need_grace)
+		pass_grace_period_for_all();
 	int err = 0;
 	if (next->gens.retired == RETIRED_STALE) {
 		err = clear_retired(next);
