@@ -26,6 +26,8 @@ export interface BenchDaemonOptions {
   readonly dnsYaml?: string;
   /** More top-level YAML (e.g. a `metrics:` block). */
   readonly extraYaml?: string;
+  /** Node options before the CLI script (e.g. --cpu-prof, which NODE_OPTIONS does not allow). */
+  readonly nodeArgs?: readonly string[];
   /** Extra environment variables of the daemon process (on top of this process's). */
   readonly env?: Readonly<Record<string, string>>;
 }
@@ -77,7 +79,7 @@ export class BenchDaemon {
     if (this.retired) throw new Error("the benchmark daemon was cleaned up; not starting it again");
     if (this.running) throw new Error("the benchmark daemon is already running");
     const fd = openSync(this.logFile, "a");
-    const child = spawn(process.execPath, [this.opts.cli, "start", "--config", this.configFile], {
+    const child = spawn(process.execPath, [...(this.opts.nodeArgs ?? []), this.opts.cli, "start", "--config", this.configFile], {
       stdio: ["ignore", fd, fd],
       env: { ...process.env, ...this.opts.env },
     });

@@ -12,7 +12,20 @@ import { hostText } from "../policy/learned-addresses.js";
 export class CommandApplier {
   constructor(private readonly core: AttachmentCore) {}
 
+  /** Applies `command` and resolves once the change is also durable in the state store (the local API). */
   async apply(attachmentId: string, command: PolicyCommand): Promise<void> {
+    await this.applyToKernel(attachmentId, command);
+    await this.core.persistence.persistOrLog();
+  }
+
+  /**
+   * Applies `command` and resolves as soon as the kernel holds it (and memory: a later command
+   * plans against it). The state write is started, not awaited: the control plane's CommandResult
+   * is about the kernel, and the write (group-committed with its neighbours) must not sit on that
+   * path. A crash in between loses only the durable copy of this one change: the pins keep
+   * enforcing it, and the control plane's SubscribedAck after the reconnect restates the policy.
+   */
+  async applyToKernel(attachmentId: string, command: PolicyCommand): Promise<void> {
     const { registry, queue, learned, log } = this.core;
     const pending = registry.reservations.get(attachmentId);
     if (pending !== undefined) await pending.settled;
@@ -27,7 +40,7 @@ export class CommandApplier {
       }
       log.debug({ attachmentId, command: command.kind, op: plan.op.kind }, "command applied");
     });
-    await this.core.persistence.persistOrLog();
+    void this.core.persistence.persistOrLog();
   }
 
   private async runOp(id: string, op: KernelOp): Promise<void> {
