@@ -23,7 +23,7 @@ import { mkdir, rmdir, writeFile } from "node:fs/promises";
 import net from "node:net";
 import path from "node:path";
 import { projectRoot } from "../../daemon/src/datapath/project-root.js";
-import { findCgroup2Mount } from "../../daemon/src/attachments/target.js";
+import { cgroup2InNetns } from "../lib/cgroup-mount.js";
 import { DaemonClient } from "../../cli/src/daemon-client.js";
 import { BenchDaemon, procCpuMs } from "../daemon/daemon-process.js";
 import { Prober } from "../daemon/prober-client.js";
@@ -96,17 +96,6 @@ function nftFile(v: number): string {
   return `flush set inet nfcpb allow\nadd element inet nfcpb allow { ${tenK(v, 19).cidrs.join(", ")} }\n`;
 }
 
-/** The cgroup2 mount, and whether we mounted it (then unmounted at the end). */
-async function cgroupRoot(workdir: string): Promise<{ root: string; mounted: boolean }> {
-  const found = findCgroup2Mount();
-  if (found !== null) return { root: found, mounted: false };
-  // `ip netns exec` remounted /sys: mount the (single) cgroup2 hierarchy again, in this mount namespace only.
-  const dir = path.join(workdir, "cgroup2");
-  await mkdir(dir, { recursive: true });
-  await run("mount", ["-t", "cgroup2", "none", dir]);
-  return { root: dir, mounted: true };
-}
-
 async function inner(args: Args, workdir: string): Promise<void> {
   await mountPrivateBpffs();
   const loadAtStart = loadAverage();
@@ -114,7 +103,7 @@ async function inner(args: Args, workdir: string): Promise<void> {
   await run("nft", ["add table inet nfcpb; add set inet nfcpb allow { type ipv4_addr; flags interval; }; add chain inet nfcpb out { type filter hook output priority 0; policy accept; }; add rule inet nfcpb out ip daddr 198.19.0.0/16 ip daddr != @allow reject"]);
   const echo = net.createServer((s) => s.on("error", () => undefined).pipe(s));
   await new Promise<void>((r) => echo.listen(ECHO_PORT, "0.0.0.0", r));
-  const cg = await cgroupRoot(workdir);
+  const cg = await cgroup2InNetns(workdir);
   const cgDir = path.join(cg.root, `nfcpbulk-${process.pid}`);
   await mkdir(cgDir);
   const proberScript = path.join(projectRoot(), "dist/bench/daemon/prober.js");
@@ -255,7 +244,7 @@ async function inner(args: Args, workdir: string): Promise<void> {
     await cp?.stop();
     echo.close();
     await rmdir(cgDir).catch(() => undefined);
-    if (cg.mounted) await run("umount", [cg.root], true);
+    await cg.release();
   }
 }
 
