@@ -34,6 +34,7 @@ export class CommandApplier {
       const plan = planCommand(rec.state, command, this.core.now(), learned.guard);
       await this.runOp(rec.id, plan.op);
       plan.commit();
+      if (plan.unchanged === true) return;
       rec.stored = null;
       for (const r of plan.refused ?? []) {
         learned.report({ attachmentId: rec.id, name: r.name, address: hostText(r.key), reason: r.reason, when: "recheck" });

@@ -11,7 +11,7 @@
  * over from before a compaction that completed (the base already holds all of it) and is ignored.
  */
 import zlib from "node:zlib";
-import type { StoredAttachment } from "./snapshot.js";
+import type { StoreSnapshot, StoredAttachment } from "./snapshot.js";
 
 export const JOURNAL_FILE = "state.journal";
 
@@ -98,4 +98,19 @@ export function crcHex(text: string): string {
     crc = (c ^ -1) >>> 0;
   }
   return crc.toString(16).padStart(8, "0");
+}
+
+/**
+ * The state a base snapshot of `baseGeneration` and a journal's text describe together (pure: the
+ * store's load and read-only inspection share it). A journal of another generation changes nothing.
+ */
+export function replayJournal(base: StoreSnapshot, baseGeneration: number, journalText: string): { snapshot: StoreSnapshot; tornBytes: number } {
+  const journal = readJournal(journalText);
+  if (journal.generation !== baseGeneration) return { snapshot: { version: 1, daemonId: base.daemonId, attachments: base.attachments }, tornBytes: 0 };
+  const byId = new Map<string, StoredAttachment>(base.attachments.map((a) => [a.id, a]));
+  for (const r of journal.records) {
+    if ("del" in r) byId.delete(r.del);
+    else byId.set(r.put.id, r.put);
+  }
+  return { snapshot: { version: 1, daemonId: base.daemonId, attachments: [...byId.values()] }, tornBytes: journal.tornBytes };
 }

@@ -20,7 +20,7 @@ import { mkdir, open, readFile, readdir, rename, unlink } from "node:fs/promises
 import path from "node:path";
 import { NetfenceError } from "@netfence/proto/errors";
 import type { StoreSnapshot, StoredAttachment } from "./snapshot.js";
-import { JOURNAL_FILE, journalHeader, journalLine, readJournal } from "./journal.js";
+import { JOURNAL_FILE, journalHeader, journalLine, replayJournal } from "./journal.js";
 
 export interface StateStore {
   /** The last saved snapshot, or null when there is none yet. */
@@ -97,18 +97,12 @@ export class FileStateStore implements StateStore {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw new NetfenceError("INTERNAL", `cannot read ${this.journalFile}`, { cause: err });
     }
-    const journal = readJournal(journalText);
-    // No journal yet, or one older than the base (which then holds it all).
-    if (journal.generation !== this.generation) return { version: 1, daemonId: base.daemonId, attachments: base.attachments };
-    const byId = new Map<string, StoredAttachment>(base.attachments.map((a) => [a.id, a]));
-    for (const r of journal.records) {
-      if ("del" in r) byId.delete(r.del);
-      else byId.set(r.put.id, r.put);
+    // No journal yet, or one older than the base (which then holds it all): the base alone.
+    const { snapshot, tornBytes } = replayJournal(base, this.generation, journalText);
+    if (tornBytes > 0) {
+      this.warnings.push(`state journal ${this.journalFile}: ignored the last ${tornBytes} bytes (a write interrupted by a crash; that save had not completed)`);
     }
-    if (journal.tornBytes > 0) {
-      this.warnings.push(`state journal ${this.journalFile}: ignored the last ${journal.tornBytes} bytes (a write interrupted by a crash; that save had not completed)`);
-    }
-    return { version: 1, daemonId: base.daemonId, attachments: [...byId.values()] };
+    return snapshot;
   }
 
   private async loadBase(): Promise<(StoreSnapshot & { generation?: unknown }) | null> {
@@ -165,13 +159,18 @@ export class FileStateStore implements StateStore {
         lines.push(journalLine(JSON.stringify({ del: id })));
       }
       if (lines.length === 0) return;
-      const chunk = lines.join("");
-      const chunkBytes = Buffer.byteLength(chunk);
+      const chunk = Buffer.from(lines.join(""), "utf8");
+      const chunkBytes = chunk.length;
       if (this.journalBytes + chunkBytes > Math.max(live, MIN_COMPACT_BYTES)) return await this.compact(snapshot, fresh);
       target = this.journalFile;
       const fh = await open(this.journalFile, "a", 0o600);
       try {
-        await fh.write(chunk);
+        // Every byte or an error: a short write (a full disk) must not pass for a saved one.
+        for (let off = 0; off < chunk.length; ) {
+          const { bytesWritten } = await fh.write(chunk, off);
+          if (bytesWritten <= 0) throw Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" });
+          off += bytesWritten;
+        }
         await fh.datasync();
       } finally {
         await fh.close();
