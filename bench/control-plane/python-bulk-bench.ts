@@ -19,6 +19,7 @@
  * 198.18.0.0/15 in the namespace's lo. `--cpu-prof DIR` runs the daemon with --cpu-prof.
  */
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { mkdir, rmdir, writeFile } from "node:fs/promises";
 import net from "node:net";
 import path from "node:path";
@@ -122,7 +123,7 @@ async function inner(args: Args, workdir: string): Promise<void> {
       pinRoot: `/sys/fs/bpf/netfence-pybulk-${process.pid}`,
       portMin: 15_600,
       portMax: 15_609,
-      logLevel: "warn",
+      logLevel: "debug", // "command applied" carries planMs and kernelMs (read back below)
       defaultPolicyYaml: "",
       extraYaml: `control_plane: { url: "127.0.0.1:${cp.port}", subscribe_ack_timeout: 10s, heartbeat_interval: 60s }`,
       nodeArgs: args.cpuProf === null ? [] : ["--cpu-prof", `--cpu-prof-dir=${args.cpuProf}`],
@@ -205,6 +206,9 @@ async function inner(args: Args, workdir: string): Promise<void> {
       const s = [...xs].sort((a, b) => a - b);
       return { p50: round(percentile(s, 50), 2), p99: round(percentile(s, 99), 2), min: round(s[0]!, 2), max: round(s.at(-1)!, 2), all: xs.map((x) => round(x, 2)), unit: "ms" };
     };
+    // The daemon's own split of each measured BulkUpdate (its debug line "command applied").
+    const applied = readFileSync(daemon.logFile, "utf8").split("\n").filter((l) => l.includes('"msg":"command applied"') && l.includes('"command":"bulk-update"'))
+      .map((l) => JSON.parse(l) as { planMs: number; kernelMs: number }).slice(-args.rounds);
     const output = {
       benchmark: "control-plane-python-bulk",
       finished_at: new Date().toISOString(),
@@ -222,6 +226,8 @@ async function inner(args: Args, workdir: string): Promise<void> {
           send_to_connect: stat(netfence.connectMs),
           send_to_command_result: stat(netfence.resultMs),
           connect_attempts: netfence.attempts,
+          daemon_plan: stat(applied.map((a) => a.planMs)),
+          daemon_kernel_write: { ...stat(applied.map((a) => a.kernelMs)), note: "encode + loader REPLACE round trip (the loader's fill and flip)" },
           daemon_cpu_per_bulk: { value: round(median(netfence.daemonCpuMs), 1), unit: "ms (median)", all: netfence.daemonCpuMs },
           loader_cpu_per_bulk: { value: netfence.loaderCpuMs.length === 0 ? null : round(median(netfence.loaderCpuMs), 1), unit: "ms (median)", all: netfence.loaderCpuMs },
         },

@@ -31,15 +31,18 @@ export class CommandApplier {
     if (pending !== undefined) await pending.settled;
     await queue.run("command", async () => {
       const rec = registry.require(attachmentId);
+      const t0 = performance.now();
       const plan = planCommand(rec.state, command, this.core.now(), learned.guard);
+      const t1 = performance.now();
       await this.runOp(rec.id, plan.op);
+      const kernelMs = performance.now() - t1;
       plan.commit();
       if (plan.unchanged === true) return;
       rec.stored = null;
       for (const r of plan.refused ?? []) {
         learned.report({ attachmentId: rec.id, name: r.name, address: hostText(r.key), reason: r.reason, when: "recheck" });
       }
-      log.debug({ attachmentId, command: command.kind, op: plan.op.kind }, "command applied");
+      log.debug({ attachmentId, command: command.kind, op: plan.op.kind, planMs: round2(t1 - t0), kernelMs: round2(kernelMs) }, "command applied");
     });
     void this.core.persistence.persistOrLog();
   }
@@ -60,3 +63,5 @@ export class CommandApplier {
     }
   }
 }
+
+const round2 = (ms: number): number => Math.round(ms * 100) / 100;
