@@ -26,6 +26,8 @@ export interface BenchDaemonOptions {
   readonly dnsYaml?: string;
   /** More top-level YAML (e.g. a `metrics:` block). */
   readonly extraYaml?: string;
+  /** Node options before the CLI script (e.g. --cpu-prof, which NODE_OPTIONS does not allow). */
+  readonly nodeArgs?: readonly string[];
   /** Extra environment variables of the daemon process (on top of this process's). */
   readonly env?: Readonly<Record<string, string>>;
   /** Options of the daemon's node (e.g. --cpu-prof, which NODE_OPTIONS does not take). */

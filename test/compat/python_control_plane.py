@@ -14,6 +14,10 @@ Protocol with the test (JSON lines):
   stdout: {"listening": PORT} once, then {"event": <DaemonEvent as proto3 JSON>} per event,
           {"pushed": N} after each push.
   stdin:  {"push": <ControlCommand as proto3 JSON>} sends the command on every open stream.
+          {"stage": KEY, "command": <ControlCommand as proto3 JSON>} parses and keeps it ({"staged": KEY});
+          {"send": KEY} sends a staged command on every open stream ({"sent": KEY, "sentWallMs": ...}):
+          benchmarks time the send without the JSON parsing of a large command.
+Every line carries "wallMs" (wall clock, ms since the epoch, when it was written).
 Optional --push-after-subscribe JSON sends one command right after each SubscribedAck.
 --no-ack answers no Subscribed by itself (the test pushes the SubscribedAck when it wants).
 """
@@ -24,6 +28,7 @@ import queue
 import sys
 import tempfile
 import threading
+import time
 from concurrent import futures
 
 
@@ -71,6 +76,7 @@ def main():
 
     def emit(obj):
         with out_lock:
+            obj["wallMs"] = time.time() * 1000
             sys.stdout.write(json.dumps(obj) + "\n")
             sys.stdout.flush()
 
@@ -126,6 +132,7 @@ def main():
     server.start()
     emit({"listening": port})
 
+    staged = {}
     for line in sys.stdin:
         line = line.strip()
         if not line:
@@ -138,6 +145,17 @@ def main():
             for outbox in targets:
                 outbox.put(cmd)
             emit({"pushed": len(targets)})
+        elif "stage" in request:
+            staged[request["stage"]] = json_format.ParseDict(request["command"], control_pb2.ControlCommand())
+            emit({"staged": request["stage"]})
+        elif "send" in request:
+            cmd = staged[request["send"]]
+            with streams_lock:
+                targets = list(streams)
+            sent_ms = time.time() * 1000  # before the put: serialising happens on the stream's thread
+            for outbox in targets:
+                outbox.put(cmd)
+            emit({"sent": request["send"], "streams": len(targets), "sentWallMs": sent_ms})
         elif request.get("quit"):
             server.stop(0)
             return

@@ -7,6 +7,10 @@ import { canonicalQueryName } from "@netfence/proto/parse";
 import type { DnsRuleSet } from "@netfence/proto/domain-match";
 import type { DomainRule } from "@netfence/proto/parse";
 import { labelsOf, selectPolicy, type PolicyFile } from "./policy-file.js";
+import { runWindowed } from "./push-window.js";
+
+/** BulkUpdates awaiting their CommandResult per daemon (push-window.ts). */
+export const PUSH_WINDOW = 32;
 
 export interface PushSummary {
   /** Attachments whose policy changed and got a BulkUpdate. */
@@ -120,6 +124,7 @@ export class PolicyController implements ControlPlaneHooks {
     const pushes: Array<Promise<"applied" | "rejected" | "unconfirmed">> = [];
     for (const daemon of daemons) {
       if (!daemon.connected) continue;
+      const confirmed: Array<() => Promise<"applied" | "rejected" | "unconfirmed">> = [];
       for (const attachment of daemon.attachments.values()) {
         const { rule, policy } = selectPolicy(this.file, labelsOf(daemon.info.metadata, attachment.metadata));
         const canonical = JSON.stringify(policy);
@@ -136,22 +141,25 @@ export class PolicyController implements ControlPlaneHooks {
           pushes.push(Promise.resolve("unconfirmed"));
           continue;
         }
-        pushes.push(daemon.bulkUpdate(attachment.id, policy).then(
+        confirmed.push(() => daemon.bulkUpdate(attachment.id, policy).then(
           (outcome) => {
             if (outcome.applied) {
               this.log.info(log, "BulkUpdate applied");
-              return "applied";
+              return "applied" as const;
             }
             this.log.error({ ...log, err: outcome.error }, "BulkUpdate rejected by the daemon");
             this.sent.get(daemon.daemonId)?.delete(attachment.id);
-            return "rejected";
+            return "rejected" as const;
           },
           (err: unknown) => {
             this.log.warn({ ...log, err: err instanceof Error ? err.message : String(err) }, "BulkUpdate not confirmed");
-            return "unconfirmed";
+            return "unconfirmed" as const;
           },
         ));
       }
+      // In flight per daemon at most PUSH_WINDOW (push-window.ts), the daemons in parallel.
+      const outcomes = runWindowed(confirmed, PUSH_WINDOW);
+      confirmed.forEach((_, i) => pushes.push(outcomes.then((o) => o[i]!)));
     }
     const results = await Promise.all(pushes);
     return {

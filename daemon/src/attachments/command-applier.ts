@@ -12,22 +12,39 @@ import { hostText } from "../policy/learned-addresses.js";
 export class CommandApplier {
   constructor(private readonly core: AttachmentCore) {}
 
+  /** Applies `command` and resolves once the change is also durable in the state store (the local API). */
   async apply(attachmentId: string, command: PolicyCommand): Promise<void> {
+    await this.applyToKernel(attachmentId, command);
+    await this.core.persistence.persistOrLog();
+  }
+
+  /**
+   * Applies `command` and resolves as soon as the kernel holds it (and memory: a later command
+   * plans against it). The state write is started, not awaited: the control plane's CommandResult
+   * is about the kernel, and the write (group-committed with its neighbours) must not sit on that
+   * path. A crash in between loses only the durable copy of this one change: the pins keep
+   * enforcing it, and the control plane's SubscribedAck after the reconnect restates the policy.
+   */
+  async applyToKernel(attachmentId: string, command: PolicyCommand): Promise<void> {
     const { registry, queue, learned, log } = this.core;
     const pending = registry.reservations.get(attachmentId);
     if (pending !== undefined) await pending.settled;
     await queue.run("command", async () => {
       const rec = registry.require(attachmentId);
+      const t0 = performance.now();
       const plan = planCommand(rec.state, command, this.core.now(), learned.guard);
+      const t1 = performance.now();
       await this.runOp(rec.id, plan.op);
+      const kernelMs = performance.now() - t1;
       plan.commit();
+      if (plan.unchanged === true) return;
       rec.stored = null;
       for (const r of plan.refused ?? []) {
         learned.report({ attachmentId: rec.id, name: r.name, address: hostText(r.key), reason: r.reason, when: "recheck" });
       }
-      log.debug({ attachmentId, command: command.kind, op: plan.op.kind }, "command applied");
+      log.debug({ attachmentId, command: command.kind, op: plan.op.kind, planMs: round2(t1 - t0), kernelMs: round2(kernelMs) }, "command applied");
     });
-    await this.core.persistence.persistOrLog();
+    void this.core.persistence.persistOrLog();
   }
 
   private async runOp(id: string, op: KernelOp): Promise<void> {
@@ -46,3 +63,5 @@ export class CommandApplier {
     }
   }
 }
+
+const round2 = (ms: number): number => Math.round(ms * 100) / 100;

@@ -10,7 +10,8 @@ import type { AttachmentStats } from "./attachment-stats.js";
 export function controlPlaneHost(registry: AttachmentRegistry, commands: CommandApplier, stats: AttachmentStats): ControlPlaneHost {
   return {
     attachments: () => registry.list(),
-    applyCommand: (attachmentId, command) => commands.apply(attachmentId, command),
+    // The CommandResult goes out once the kernel holds the command; the state write follows.
+    applyCommand: (attachmentId, command) => commands.applyToKernel(attachmentId, command),
     stats: () => stats.all(),
   };
 }

@@ -9,7 +9,10 @@ import type { PolicyCommand } from "../policy/policy.js";
 export interface ControlPlaneHost {
   /** All current attachments, for SyncRequest. */
   attachments(): readonly AttachmentView[];
-  /** Applies one validated command atomically; throws NetfenceError (NOT_FOUND, INVALID_ARGUMENT, …) and changes nothing on failure. */
+  /**
+   * Applies one validated command atomically; resolves once the kernel holds it (the state store
+   * write follows). Throws NetfenceError (NOT_FOUND, INVALID_ARGUMENT, …) and changes nothing on failure.
+   */
   applyCommand(attachmentId: string, command: PolicyCommand): Promise<void>;
   /** Per-attachment counters, for Heartbeat. */
   stats(): Promise<readonly AttachmentStatsView[]>;

@@ -170,15 +170,41 @@ function parseEach<E, T>(entries: readonly E[], field: string, strict: boolean, 
     try {
       out.push(parse(e, `${field}[${i}]`));
     } catch (err) {
-      if (strict || !(isNetfenceError(err) && err.code === "INVALID_ARGUMENT")) throw err;
-      skipped.push(err.message);
+      skipOrThrow(err, strict, skipped);
     }
   });
   return out;
 }
 
+function skipOrThrow(err: unknown, strict: boolean, skipped: string[]): void {
+  if (strict || !(isNetfenceError(err) && err.code === "INVALID_ARGUMENT")) throw err;
+  skipped.push(err.message);
+}
+
+/**
+ * parseEach for CIDR lists, written out: a BulkUpdate carries up to 10k+ of them, and the field
+ * name of each entry (`bulk_update.allow_cidrs[i].cidr`) is only built for an entry that is bad.
+ */
 function parseCidrList(entries: readonly CIDREntry[], field: string, nowMs: number, strict: boolean, skipped: string[]): CidrRule[] {
-  return parseEach(entries, field, strict, skipped, (e, f) => parseCidrEntry(e, f, nowMs));
+  if (entries.length > MAX_RULES_PER_LIST) throw invalidArgument(`${field} has ${entries.length} entries (max ${MAX_RULES_PER_LIST})`);
+  const out: CidrRule[] = [];
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!;
+    try {
+      if (e.ttl === undefined) {
+        let cidr: Cidr;
+        try {
+          cidr = parseCidr(e.cidr);
+        } catch {
+          cidr = parseCidrField(e.cidr, `${field}[${i}].cidr`); // throws again, naming the field
+        }
+        out.push({ cidr, expiresAtMs: null });
+      } else out.push(parseCidrEntry(e, `${field}[${i}]`, nowMs));
+    } catch (err) {
+      skipOrThrow(err, strict, skipped);
+    }
+  }
+  return out;
 }
 
 function parseCidrEntry(entry: CIDREntry, field: string, nowMs: number): CidrRule {

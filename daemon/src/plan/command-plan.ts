@@ -1,7 +1,7 @@
 import { formatCidr, parseCidr, type Cidr } from "@netfence/proto/parse";
 import { nameAllowed } from "@netfence/proto/domain-match";
 import type { FilterEntry, FilterMode, FilterPolicy } from "../policy/compiled.js";
-import type { DnsPolicy, DomainRule, PolicyCommand } from "../policy/policy.js";
+import type { CidrRule, DnsPolicy, DomainRule, PolicyCommand } from "../policy/policy.js";
 import { indexRules, type PolicyState, type PrefixRules } from "../policy/policy-state.js";
 import { RuleIndex } from "../policy/rule-index.js";
 import type { LearnedGuard } from "./learned-guard.js";
@@ -32,6 +32,8 @@ export interface Plan {
   readonly op: KernelOp;
   /** Learned addresses this command removes because the rebinding guard now refuses them. */
   readonly refused?: readonly RefusedLearned[];
+  /** The command restates what the attachment already has: nothing to write, to the kernel or the store. */
+  readonly unchanged?: boolean;
   commit(): void;
 }
 
@@ -74,6 +76,12 @@ export function planCommand(state: PolicyState, command: PolicyCommand, nowMs: n
       const dropped = droppedNames(state, dns);
       const refused = guard === null ? [] : refusedLearned(state, guard, rules, nowMs).filter((r) => !dropped.has(r.name));
       const refusedDrop = refused.length === 0 ? null : dropRefused(refused);
+      // The same policy again (a control plane that reconciles every attachment after its own
+      // restart, a late SubscribedAck): no kernel write at all. TTL rules are never the same
+      // again (their deadline is counted from now), so those still refresh.
+      if (command.mode === state.mode && dropped.size === 0 && refused.length === 0 && sameDns(dns, state.dns) && sameRules(rules, state.rules)) {
+        return { op: { kind: "none" }, unchanged: true, commit: () => undefined };
+      }
       const drop = (l: LearnedRecord): boolean => dropped.has(l.name) || (refusedDrop !== null && refusedDrop(l));
       const policy = state.compile(nowMs, drop, rules);
       return {
@@ -177,4 +185,22 @@ export function prefixesOp(state: PolicyState, keys: Iterable<string>, nowMs: nu
   if (deletes.length > 0) return { kind: "delete", cidrs: deletes };
   if (upserts.length > 0) return { kind: "upsert", entries: upserts };
   return { kind: "none" };
+}
+
+function sameRules(a: RuleIndex, b: RuleIndex): boolean {
+  if (a.size !== b.size) return false;
+  const sameRule = (x: CidrRule | null, y: CidrRule | null): boolean => (x === null ? y === null : y !== null && x.expiresAtMs === y.expiresAtMs);
+  for (const [key, r] of a) {
+    const o = b.get(key);
+    if (o === undefined || !sameRule(r.allow, o.allow) || !sameRule(r.deny, o.deny)) return false;
+  }
+  return true;
+}
+
+function sameDns(a: DnsPolicy, b: DnsPolicy): boolean {
+  if (a === b) return true;
+  const sameDomains = (x: readonly DomainRule[], y: readonly DomainRule[]): boolean =>
+    x.length === y.length && x.every((d, i) => d.domain === y[i]!.domain && d.includeSubdomains === y[i]!.includeSubdomains);
+  return a.mode === b.mode && sameDomains(a.allowDomains, b.allowDomains) && sameDomains(a.denyDomains, b.denyDomains) &&
+    a.upstreams.length === b.upstreams.length && a.upstreams.every((u, i) => u === b.upstreams[i]);
 }

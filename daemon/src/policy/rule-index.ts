@@ -129,14 +129,24 @@ export function verdictOf(r: PrefixRules, nowMs: number): "deny" | "allow" | nul
  */
 export function indexRules(allow: readonly CidrRule[], deny: readonly CidrRule[]): Map<string, PrefixRules> {
   const out = new Map<string, PrefixRules>();
-  const put = (r: CidrRule, kind: "allow" | "deny"): void => {
+  // Objects of one shape built by a literal (not a computed-key spread, which makes dictionary
+  // objects: ~2x slower for the 10k-entry BulkUpdate and every later walk over them).
+  for (const r of allow) {
     const key = formatCidr(r.cidr);
-    const cur = out.get(key) ?? { cidr: r.cidr, allow: null, deny: null };
-    const prev = cur[kind];
-    const keep = prev === null || prev.expiresAtMs === null ? (prev ?? r) : r.expiresAtMs === null || r.expiresAtMs > prev.expiresAtMs ? r : prev;
-    out.set(key, { ...cur, [kind]: keep });
-  };
-  for (const r of allow) put(r, "allow");
-  for (const r of deny) put(r, "deny");
+    const cur = out.get(key);
+    out.set(key, cur === undefined ? { cidr: r.cidr, allow: r, deny: null } : { cidr: cur.cidr, allow: longestLived(cur.allow, r), deny: cur.deny });
+  }
+  for (const r of deny) {
+    const key = formatCidr(r.cidr);
+    const cur = out.get(key);
+    out.set(key, cur === undefined ? { cidr: r.cidr, allow: null, deny: r } : { cidr: cur.cidr, allow: cur.allow, deny: longestLived(cur.deny, r) });
+  }
   return out;
+}
+
+/** Of two rules for one prefix, the longer-lived (null = permanent wins; the first at a tie). */
+function longestLived(prev: CidrRule | null, r: CidrRule): CidrRule {
+  if (prev === null) return r;
+  if (prev.expiresAtMs === null) return prev;
+  return r.expiresAtMs === null || r.expiresAtMs > prev.expiresAtMs ? r : prev;
 }

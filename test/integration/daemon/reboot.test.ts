@@ -4,6 +4,7 @@ import path from "node:path";
 import { probe, requireKernel, Sandbox, type SandboxNetwork } from "../../helpers/sandbox.js";
 import { DaemonProcess } from "../../helpers/daemon-harness.js";
 import { PythonControlPlane } from "../../compat/python-control-plane.js";
+import { readStoredState } from "../../helpers/stored-state.js";
 
 // Reboot persistence (issue 11): bpffs is empty after a reboot, the interfaces and cgroups are
 // re-created by the orchestrator with the same names. On start the daemon re-creates every
@@ -50,7 +51,8 @@ describe("reboot: pins gone, targets re-created (real kernel)", () => {
   }, 60_000);
 
   const reach = (ip: string, cgroup?: string) => probe(sb, net.workloadNs, "tcp", ip, { port: PORT, timeoutMs: 800, cgroup });
-  const stored = (): Stored[] => (JSON.parse(readFileSync(path.join(daemon.dir, "data", "state.json"), "utf8")) as { attachments: Stored[] }).attachments;
+  // The state store's base and journal, replayed (test/helpers/stored-state.ts).
+  const stored = (): Stored[] => (readStoredState(path.join(daemon.dir, "data"))?.attachments ?? []) as unknown as Stored[];
 
   it("re-creates the interface and cgroup attachments with the same id, slot, DNS port, policy and deadlines before it is ready", async () => {
     const a = await daemon.cli("attach", "-i", net.hostIf, "--json");
@@ -118,7 +120,9 @@ describe("reboot: pins gone, targets re-created (real kernel)", () => {
       // Same state as `daemon`: copy its data_dir.
       mkdirSync(path.join(clean.dir, "data"));
       const { copyFileSync } = await import("node:fs");
-      copyFileSync(path.join(daemon.dir, "data", "state.json"), path.join(clean.dir, "data", "state.json"));
+      for (const f of ["state.json", "state.journal"]) {
+        if (existsSync(path.join(daemon.dir, "data", f))) copyFileSync(path.join(daemon.dir, "data", f), path.join(clean.dir, "data", f));
+      }
       await clean.start();
       const listed = JSON.parse((await clean.cli("list", "--json", "--all")).stdout) as { attachments?: unknown[] };
       expect(listed.attachments ?? []).toEqual([]);

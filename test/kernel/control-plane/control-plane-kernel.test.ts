@@ -114,6 +114,30 @@ describe("control plane driving the kernel data path", () => {
     expect(manager.get(view.id).mode).toBe("block-all");
   });
 
+  it("a 10k-CIDR BulkUpdate's CommandResult comes once the kernel holds all of it; restating it changes nothing", async () => {
+    const [a, b] = [net.serverIp4[0]!, net.serverIp4[1]!];
+    // The attachment the test above left in block-all (put back at the end).
+    const view = manager.list().find((v) => v.target === net.hostIf)!;
+    expect(view.mode).toBe("block-all");
+    expect(await reach(b)).toBe(false);
+    // 4,999 /24 + 4,999 /32 + b: the shape of issue 13's benchmark; a is not in it.
+    const allow = [
+      ...Array.from({ length: 4999 }, (_, i) => `10.${i >> 8}.${i & 255}.0/24`),
+      ...Array.from({ length: 4999 }, (_, i) => `172.16.${i >> 8}.${i & 255}/32`),
+      `${b}/32`,
+    ];
+    const d = daemon();
+    expect(await d.bulkUpdate(view.id, { mode: "allowlist", allow })).toMatchObject({ applied: true });
+    expect(await reach(b)).toBe(true); // probed right after the result: the kernel already held it
+    expect(await reach(a)).toBe(false);
+    expect(await d.bulkUpdate(view.id, { mode: "allowlist", allow: [...allow].reverse() })).toMatchObject({ applied: true });
+    expect(await reach(b)).toBe(true);
+    expect(await reach(a)).toBe(false);
+    expect(manager.policyOf(view.id).allowCidrs).toHaveLength(9999);
+    expect(await d.bulkUpdate(view.id, { mode: "block-all" })).toMatchObject({ applied: true });
+    expect(await reach(b)).toBe(false);
+  }, 60_000);
+
   it("rolls an attach back completely when no SubscribedAck arrives in time", async () => {
     const before = await filter.listPinned();
     const err = await manager.attach({ target: { kind: "interface", name: net2.hostIf, direction: "ingress" }, metadata: { slow: "yes" } })

@@ -309,6 +309,23 @@ describe("AttachmentManager commands", () => {
     expect(r.manager.get(r.id).mode).toBe("allowlist");
   });
 
+  it("a bulk-update restating the current policy writes nothing (kernel or store); a changed mode, rule or TTL still replaces", async () => {
+    const r = await attached(policy({ allowCidrs: [rule("10.0.0.0/8"), rule("172.16.0.0/12")], denyCidrs: [rule("10.9.0.0/16")] }));
+    const same = { kind: "bulk-update" as const, mode: "allowlist" as const, allowCidrs: [rule("172.16.0.0/12"), rule("10.0.0.0/8")], denyCidrs: [rule("10.9.0.0/16")], dns: null };
+    await r.manager.applyCommand(r.id, same);
+    const stored = r.manager.snapshot().attachments[0];
+    await r.manager.applyCommand(r.id, same);
+    await r.manager.applyCommand(r.id, { ...same, dns: r.manager.policyOf(r.id).dns });
+    expect(r.filter.calls.map((c) => c.method)).toEqual([]);
+    expect(r.manager.snapshot().attachments[0]).toBe(stored); // the same stored object: the journal writes nothing
+    await r.manager.applyCommand(r.id, { ...same, mode: "denylist" });
+    await r.manager.applyCommand(r.id, { ...same, mode: "denylist", denyCidrs: [] });
+    await r.manager.applyCommand(r.id, { ...same, mode: "denylist", denyCidrs: [{ cidr: parseCidr("10.9.0.0/16"), expiresAtMs: r.clock.now + 60_000 }] });
+    expect(r.filter.calls.map((c) => c.method)).toEqual(["replacePolicy", "replacePolicy", "replacePolicy"]);
+    expect(r.filter.verdict(r.id, "10.9.0.1")).toBe("block");
+    expect(r.manager.snapshot().attachments[0]).not.toBe(stored);
+  });
+
   it("keeps DNS-learned addresses exactly while their name is allowed", async () => {
     const dns = { mode: "allowlist" as const, allowDomains: [{ domain: "example.com", includeSubdomains: true }, { domain: "pypi.org", includeSubdomains: false }], denyDomains: [], upstreams: [] };
     const r = await attached(policy({ dns }));

@@ -1,10 +1,11 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import type { NetfenceError } from "@netfence/proto/errors";
 import os from "node:os";
 import path from "node:path";
-import { FileStateStore, MemoryStateStore, STATE_FILE } from "../../../daemon/src/store/state-store.js";
+import { FileStateStore, JOURNAL_FILE, MemoryStateStore, STATE_FILE } from "../../../daemon/src/store/state-store.js";
+import { expectedAfter, journalAttachment } from "./fixtures/journal-schedule.js";
 import { derivedDaemonId } from "../../../daemon/src/store/daemon-id.js";
 
 const dirs: string[] = [];
@@ -27,7 +28,7 @@ describe("FileStateStore", () => {
     await store.save(snap("nfd-a"));
     await store.save(snap("nfd-b"));
     expect((await new FileStateStore(dir).load())?.daemonId).toBe("nfd-b");
-    expect(readdirSync(dir)).toEqual([STATE_FILE]);
+    expect(readdirSync(dir).sort()).toEqual([STATE_FILE, JOURNAL_FILE].sort());
   });
 
   it("moves a corrupt state file aside (truncated, garbage, wrong version) and reports it", async () => {
@@ -81,7 +82,127 @@ describe("FileStateStore", () => {
       const n = Number(loaded!.daemonId.slice(4));
       expect(n).toBeGreaterThanOrEqual(acked);
       expect(loaded!.attachments).toHaveLength(1000 + (n % 2000));
-      expect(readdirSync(dir)).toEqual([STATE_FILE]);
+      expect(readdirSync(dir).filter((f) => f.endsWith(".tmp"))).toEqual([]);
+    }
+  }, 120_000);
+});
+
+describe("FileStateStore journal (what changed, not the whole state)", () => {
+  const base = () => Array.from({ length: 301 }, (_, i) => journalAttachment(i, 0));
+  const snapOf = (attachments: ReturnType<typeof base>) => ({ version: 1 as const, daemonId: "nfd-j", attachments });
+  const stateBytes = (dir: string) => readFileSync(path.join(dir, STATE_FILE)).length;
+
+  it("appends only the changed and removed attachments, and reads back exactly what was saved", async () => {
+    const dir = tmp();
+    const store = new FileStateStore(dir);
+    expect(await store.load()).toBeNull();
+    const all = base();
+    await store.save(snapOf(all));
+    const full = store.bytesWritten;
+    expect(full).toBeGreaterThan(stateBytes(dir)); // the base plus the journal header
+    all[5] = journalAttachment(5, 1);
+    await store.save(snapOf(all));
+    const one = store.bytesWritten - full;
+    expect(one).toBeGreaterThan(JSON.stringify(all[5]).length);
+    expect(one).toBeLessThan(JSON.stringify(all[5]).length + 40);
+    await store.save(snapOf(all)); // nothing changed: nothing written
+    expect(store.bytesWritten - full).toBe(one);
+    const gone = all.splice(7, 1)[0]!;
+    await store.save(snapOf(all));
+    expect(readFileSync(path.join(dir, JOURNAL_FILE), "utf8")).toContain(`{"del":"${gone.id}"}`);
+    expect(store.compactions).toBe(1);
+    const loaded = await new FileStateStore(dir).load();
+    expect(loaded).toEqual(snapOf(all));
+  });
+
+  it("compacts when the journal would outgrow the state: a run of saves writes at most ~2x what changed plus the state", async () => {
+    const dir = tmp();
+    const store = new FileStateStore(dir);
+    await store.load();
+    const all = base();
+    await store.save(snapOf(all));
+    const start = store.bytesWritten;
+    let changedBytes = 0;
+    for (let n = 1; n <= 120; n++) {
+      for (let k = 0; k < 25; k++) {
+        const i = (n * 25 + k) % 301;
+        all[i] = journalAttachment(i, n);
+        changedBytes += JSON.stringify(all[i]).length;
+      }
+      await store.save(snapOf(all));
+      expect(statSync(path.join(dir, JOURNAL_FILE)).size).toBeLessThanOrEqual(Math.max(stateBytes(dir), 256 * 1024) + 40 * 25 * 60);
+    }
+    expect(store.compactions).toBeGreaterThan(3);
+    expect(store.bytesWritten - start).toBeLessThan(2 * changedBytes + stateBytes(dir));
+    expect(await new FileStateStore(dir).load()).toEqual(snapOf(all));
+  });
+
+  it("ignores a torn last append (the state of the save before it) and a journal older than the base", async () => {
+    const dir = tmp();
+    const store = new FileStateStore(dir);
+    await store.load();
+    const all = base();
+    await store.save(snapOf(all));
+    all[3] = journalAttachment(3, 1);
+    await store.save(snapOf(all));
+    const before = structuredClone(snapOf(all));
+    const journal = path.join(dir, JOURNAL_FILE);
+    const good = readFileSync(journal);
+    all[4] = journalAttachment(4, 2);
+    await store.save(snapOf(all));
+    const whole = readFileSync(journal);
+    for (const cut of [good.length + 1, good.length + 9, whole.length - 1]) {
+      writeFileSync(journal, whole.subarray(0, cut));
+      const s = new FileStateStore(dir);
+      expect(await s.load()).toEqual(before);
+      expect(s.warnings.join()).toMatch(/ignored the last \d+ bytes/);
+    }
+    // A flipped byte inside the last record: its checksum no longer matches.
+    const flipped = Buffer.from(whole);
+    flipped[whole.length - 20] = flipped[whole.length - 20]! ^ 1;
+    writeFileSync(journal, flipped);
+    expect(await new FileStateStore(dir).load()).toEqual(before);
+    // The journal of the previous generation beside a newer base (a crash between the two renames of a compaction).
+    writeFileSync(journal, whole);
+    const s2 = new FileStateStore(dir);
+    await s2.load();
+    await s2.save(snapOf(all)); // first save of a process: a new base, generation + 1
+    writeFileSync(journal, whole);
+    expect(await new FileStateStore(dir).load()).toEqual(snapOf(all));
+  });
+
+  it("survives kill -9 during appends and compactions: exactly the state of a save, never older than the last acknowledged one", async () => {
+    const dir = tmp();
+    const fixture = path.join(import.meta.dirname, "fixtures", "journal-writer.ts");
+    const viteNode = path.join(process.cwd(), "node_modules", ".bin", "vite-node");
+    let lastAcked = 0;
+    for (let round = 0; round < 6; round++) {
+      const child = spawn(viteNode, [fixture, dir], { stdio: ["ignore", "pipe", "inherit"] });
+      let acked = lastAcked;
+      let out = "";
+      const exited = new Promise<void>((r) => child.once("exit", () => r()));
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error("writer made no progress within 30s")), 30_000);
+        let first: number | null = null;
+        child.stdout.on("data", (b: Buffer) => {
+          out += b.toString();
+          const m = [...out.matchAll(/saved (\d+)\n/g)];
+          if (m.length > 0) acked = Number(m.at(-1)![1]);
+          first ??= acked;
+          // Kill at a different point each round (some rounds right after the start-up compaction).
+          if (acked >= first + round * 5) {
+            clearTimeout(timer);
+            setTimeout(resolve, (round * 7) % 5);
+          }
+        });
+      });
+      child.kill("SIGKILL");
+      await exited;
+      const loaded = await new FileStateStore(dir).load();
+      const k = Number(loaded!.attachments.find((a) => a.slot === 301)!.metadata["version"]);
+      expect(k === acked || k === acked + 1).toBe(true);
+      expect(loaded).toEqual({ ...expectedAfter(k), daemonId: "nfd-journal" });
+      lastAcked = k;
     }
   }, 120_000);
 });
