@@ -30,8 +30,6 @@ export interface BenchDaemonOptions {
   readonly nodeArgs?: readonly string[];
   /** Extra environment variables of the daemon process (on top of this process's). */
   readonly env?: Readonly<Record<string, string>>;
-  /** Options of the daemon's node (e.g. --cpu-prof, which NODE_OPTIONS does not take). */
-  readonly nodeArgs?: readonly string[];
 }
 
 export interface ProcStatus {
