@@ -41,7 +41,8 @@ export interface ControlPlaneClientOptions {
   readonly queryDnsTimeoutMs?: number;
   /** How long one connection attempt may wait for the transport (default 5 s). */
   readonly connectTimeoutMs?: number;
-  readonly backoff?: { readonly baseMs: number; readonly capMs: number };
+  /** Reconnect backoff (default 200 ms base, 30 s cap, reset after a stream stayed open 5 s): see backoff.ts. */
+  readonly backoff?: { readonly baseMs: number; readonly capMs: number; readonly resetAfterMs?: number };
   /** Observability hook (metrics): every policy command's outcome and apply latency. */
   readonly onCommandOutcome?: (kind: CommandKind, applied: boolean, latencyMs: number) => void;
   /** Observability hook (metrics): every state change. */
@@ -220,9 +221,13 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
       "grpc.keepalive_permit_without_calls": 0,
       // A BulkUpdate with very many prefixes exceeds gRPC's 4 MiB default (≈ 20 bytes per CIDR).
       "grpc.max_receive_message_length": 64 * 1024 * 1024,
+      // One attempt = one transport connect, timed by our Backoff alone: a private subchannel per
+      // attempt does not inherit grpc-js's own reconnect backoff (1 s × 1.6ⁿ up to 120 s, reset
+      // only on success) from the previous attempts' subchannel in the global pool (issue 13).
+      "grpc.use_local_subchannel_pool": 1,
     });
     this.client = client;
-    client.waitForReady(Date.now() + (this.opts.connectTimeoutMs ?? 5000), (err) => {
+    waitConnected(client, this.opts.connectTimeoutMs ?? 5000, (err) => {
       if (this.stopped || this.client !== client) return;
       if (err) {
         this.log.warn({ err: err.message, attempt: this.backoff.attempts() }, "control plane unreachable");
@@ -242,6 +247,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
       {},
     );
     this.call = call;
+    this.backoff.opened();
     this.strict = false; // until this stream's SyncAck says otherwise
     call.on("data", (cmd: ControlCommand) => this.onCommand(call, cmd));
     call.on("error", (err: grpc.ServiceError) => this.onStreamEnd(call, client, err));
@@ -320,7 +326,8 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
   // ---------------------------------------------------------------- commands
 
   private onCommand(call: grpc.ClientDuplexStream<DaemonEvent, ControlCommand>, cmd: ControlCommand): void {
-    // The control plane is demonstrably serving: the next outage starts from the base delay again.
+    // The control plane is demonstrably serving: the next outage starts from the base delay again
+    // (a stream that stays open resetAfterMs without a message counts too: Backoff.next()).
     this.backoff.reset();
     if (this.call === call) this.setState("connected");
     const commandId = cmd.commandId === "" ? null : cmd.commandId;
@@ -390,6 +397,25 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     // the attach is rolled back and the control plane hears Unsubscribed(ERROR).
     respond(null, parsed.skipped);
   }
+}
+
+/**
+ * Calls back once the client's channel is READY, or with an error when the connect attempt failed
+ * (TRANSIENT_FAILURE: refused, reset, TLS or HTTP/2 handshake failed) or the deadline passed.
+ * Unlike grpc-js's waitForReady, a failed attempt is not retried inside the channel: the caller's
+ * Backoff decides when to try again.
+ */
+function waitConnected(client: grpc.Client, timeoutMs: number, done: (err: Error | null) => void): void {
+  const channel = client.getChannel();
+  const deadline = Date.now() + timeoutMs;
+  const check = (): void => {
+    const state = channel.getConnectivityState(true);
+    if (state === grpc.connectivityState.READY) return done(null);
+    if (state === grpc.connectivityState.TRANSIENT_FAILURE) return done(new Error("connection failed"));
+    if (state === grpc.connectivityState.SHUTDOWN) return done(new Error("channel closed"));
+    channel.watchConnectivityState(state, deadline, (err) => (err ? done(new Error(`no connection within ${timeoutMs} ms`)) : check()));
+  };
+  check();
 }
 
 const DISABLED_POLICY: AttachmentPolicy = { mode: "disabled", audit: false, allowCidrs: [], denyCidrs: [], dns: EMPTY_DNS_POLICY };
