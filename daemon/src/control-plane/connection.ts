@@ -10,6 +10,7 @@ import type { DnsProxy, DnsProxyAnswer } from "../dns/dns-proxy.js";
 import { EMPTY_DNS_POLICY, type AttachmentPolicy } from "../policy/policy.js";
 import type { ControlPlaneHost } from "./control-plane-host.js";
 import { Backoff } from "./backoff.js";
+import { waitConnected } from "./wait-connected.js";
 import { callMetadata, channelCredentials, type ControlPlaneTlsOptions } from "./channel-credentials.js";
 import { CommandRunner, errorMessage, kindOf, type CommandKind } from "./command-runner.js";
 import { PendingSubscriptions } from "./pending-subscriptions.js";
@@ -41,7 +42,6 @@ export interface ControlPlaneClientOptions {
   readonly queryDnsTimeoutMs?: number;
   /** How long one connection attempt may wait for the transport (default 5 s). */
   readonly connectTimeoutMs?: number;
-  /** Reconnect backoff (default 200 ms base, 30 s cap, reset after a stream stayed open 5 s): see backoff.ts. */
   readonly backoff?: { readonly baseMs: number; readonly capMs: number; readonly resetAfterMs?: number };
   /** Observability hook (metrics): every policy command's outcome and apply latency. */
   readonly onCommandOutcome?: (kind: CommandKind, applied: boolean, latencyMs: number) => void;
@@ -221,10 +221,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
       "grpc.keepalive_permit_without_calls": 0,
       // A BulkUpdate with very many prefixes exceeds gRPC's 4 MiB default (≈ 20 bytes per CIDR).
       "grpc.max_receive_message_length": 64 * 1024 * 1024,
-      // One attempt = one transport connect, timed by our Backoff alone: a private subchannel per
-      // attempt does not inherit grpc-js's own reconnect backoff (1 s × 1.6ⁿ up to 120 s, reset
-      // only on success) from the previous attempts' subchannel in the global pool (issue 13).
-      "grpc.use_local_subchannel_pool": 1,
+      "grpc.use_local_subchannel_pool": 1, // one attempt = one connect: see wait-connected.ts
     });
     this.client = client;
     waitConnected(client, this.opts.connectTimeoutMs ?? 5000, (err) => {
@@ -326,8 +323,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
   // ---------------------------------------------------------------- commands
 
   private onCommand(call: grpc.ClientDuplexStream<DaemonEvent, ControlCommand>, cmd: ControlCommand): void {
-    // The control plane is demonstrably serving: the next outage starts from the base delay again
-    // (a stream that stays open resetAfterMs without a message counts too: Backoff.next()).
+    // The control plane is demonstrably serving: the next outage starts from the base delay again.
     this.backoff.reset();
     if (this.call === call) this.setState("connected");
     const commandId = cmd.commandId === "" ? null : cmd.commandId;
@@ -399,27 +395,6 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
   }
 }
 
-/**
- * Calls back once the client's channel is READY, or with an error when the connect attempt failed
- * (TRANSIENT_FAILURE: refused, reset, TLS or HTTP/2 handshake failed) or the deadline passed.
- * Unlike grpc-js's waitForReady, a failed attempt is not retried inside the channel: the caller's
- * Backoff decides when to try again.
- */
-function waitConnected(client: grpc.Client, timeoutMs: number, done: (err: Error | null) => void): void {
-  const channel = client.getChannel();
-  const deadline = Date.now() + timeoutMs;
-  const check = (): void => {
-    const state = channel.getConnectivityState(true);
-    if (state === grpc.connectivityState.READY) return done(null);
-    if (state === grpc.connectivityState.TRANSIENT_FAILURE) return done(new Error("connection failed"));
-    if (state === grpc.connectivityState.SHUTDOWN) return done(new Error("channel closed"));
-    channel.watchConnectivityState(state, deadline, (err) => (err ? done(new Error(`no connection within ${timeoutMs} ms`)) : check()));
-  };
-  check();
-}
-
 const DISABLED_POLICY: AttachmentPolicy = { mode: "disabled", audit: false, allowCidrs: [], denyCidrs: [], dns: EMPTY_DNS_POLICY };
 
-function formatSeconds(ms: number): string {
-  return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
-}
+const formatSeconds = (ms: number): string => (ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`);
