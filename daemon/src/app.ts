@@ -181,6 +181,8 @@ export class App {
       fallbackDaemonId: derivedDaemonId(),
       restore: config.restore,
       attachMethod: config.bpf.attachMethod,
+      // Watched by the integrity check; not when a test put its own filter in.
+      ...(overrides.filter === undefined ? { pinRoot: config.bpf.pinRoot } : {}),
       hostAddressesVersion: () => hostAddresses.version,
     });
     this.manager = manager;

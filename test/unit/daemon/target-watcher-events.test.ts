@@ -1,0 +1,100 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { rmSync } from "node:fs";
+import path from "node:path";
+import { TargetWatcher } from "../../../daemon/src/attachments/target-watcher.js";
+import { parseLinkLine } from "../../../daemon/src/attachments/link-monitor.js";
+import type { WatchedTarget } from "../../../daemon/src/attachments/manager.js";
+import { fakeCgroupRoot, silentLogger } from "./fakes.js";
+
+// The event-driven target watcher (issue 13): with the periodic tick and the safety sweep far
+// away (60 s), only an event can make it notice a vanished target within the test.
+
+const cleanups: Array<() => void> = [];
+afterEach(() => {
+  while (cleanups.length > 0) cleanups.pop()!();
+});
+
+async function until(pred: () => boolean, what: string, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+const FAR = { fallbackPollMs: 60_000, sweepIntervalMs: 60_000 };
+
+describe("TargetWatcher events", () => {
+  it("parses `ip -o monitor link` lines", () => {
+    expect(parseLinkLine("Deleted 7: nfa0@if6: <BROADCAST,MULTICAST> mtu 1500 qdisc noop state DOWN")).toEqual({ ifindex: 7, name: "nfa0", deleted: true });
+    expect(parseLinkLine("12: eth9: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP")).toEqual({ ifindex: 12, name: "eth9", deleted: false });
+    expect(parseLinkLine("[LINK]Deleted 3: x@y: <>")).toEqual({ ifindex: 3, name: "x", deleted: true });
+    expect(parseLinkLine("    link/ether 00:11:22:33:44:55 brd ff:ff:ff:ff:ff:ff")).toBeNull();
+  });
+
+  it("a link event checks the interface attachments with that ifindex or name, and only them", async () => {
+    const dead = new Set<string>();
+    const checked: string[] = [];
+    const targets: WatchedTarget[] = [
+      { id: "by-index", target: { kind: "interface", name: "renamed-away", direction: "ingress" }, ifindex: 5 },
+      { id: "by-name", target: { kind: "interface", name: "nfx0", direction: "ingress" }, ifindex: 0 },
+      { id: "other", target: { kind: "interface", name: "nfy0", direction: "ingress" }, ifindex: 9 },
+    ];
+    const gone: string[] = [];
+    // One event for ifindex 5 named nfx0, 400 ms after the monitor starts.
+    const w = new TargetWatcher(() => targets, async (id) => void gone.push(id), silentLogger, {
+      ...FAR,
+      linkMonitorCommand: ["sh", "-c", "sleep 0.4; echo 'Deleted 5: nfx0@if4: <BROADCAST,MULTICAST> mtu 1500'; sleep 30"],
+      alive: (t) => {
+        checked.push(t.id);
+        return !dead.has(t.id);
+      },
+    });
+    w.start();
+    cleanups.push(() => w.stop());
+    await until(() => checked.length === 3, "the first check of what is attached");
+    dead.add("by-index").add("by-name").add("other");
+    await until(() => gone.length === 2, "both attachments matched by the event");
+    expect(gone.sort()).toEqual(["by-index", "by-name"]);
+    expect(checked.filter((id) => id === "other")).toHaveLength(1); // only the start-up check
+  });
+
+  it("polls interfaces while the link monitor is down, and restarts it", async () => {
+    let dead = false;
+    const gone: string[] = [];
+    const w = new TargetWatcher(
+      () => [{ id: "a", target: { kind: "interface", name: "nfz0", direction: "ingress" }, ifindex: 3 }],
+      async (id) => void gone.push(id),
+      silentLogger,
+      { fallbackPollMs: 50, sweepIntervalMs: 60_000, linkMonitorCommand: ["sh", "-c", "exit 0"], alive: () => !dead },
+    );
+    w.start();
+    cleanups.push(() => w.stop());
+    await new Promise((r) => setTimeout(r, 200));
+    dead = true;
+    await until(() => gone.length === 1, "the poll to notice the interface");
+    expect(gone).toEqual(["a"]);
+  });
+
+  it("a removed cgroup is noticed through inotify on its parent", async () => {
+    const root = fakeCgroupRoot("a", "b");
+    cleanups.push(() => rmSync(root, { recursive: true, force: true }));
+    const gone: string[] = [];
+    const w = new TargetWatcher(
+      () => [
+        { id: "cg-a", target: { kind: "cgroup", path: path.join(root, "a") }, ifindex: 0 },
+        { id: "cg-b", target: { kind: "cgroup", path: path.join(root, "b") }, ifindex: 0 },
+      ],
+      async (id) => void gone.push(id),
+      silentLogger,
+      { ...FAR, linkMonitorCommand: ["sh", "-c", "sleep 30"] },
+    );
+    w.start();
+    cleanups.push(() => w.stop());
+    await new Promise((r) => setTimeout(r, 100));
+    expect(gone).toEqual([]);
+    rmSync(path.join(root, "b"), { recursive: true });
+    await until(() => gone.length === 1, "the inotify event for b");
+    expect(gone).toEqual(["cg-b"]);
+  });
+});
