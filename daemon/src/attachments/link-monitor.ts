@@ -28,7 +28,7 @@ export class LinkMonitor {
     private readonly onUp: () => void,
     private readonly onDown: () => void,
     private readonly logger: Logger,
-    private readonly command: readonly string[] = ["ip", "-o", "monitor", "link"],
+    private readonly command: readonly string[] = MONITOR_COMMAND,
   ) {}
 
   get running(): boolean {
@@ -47,12 +47,16 @@ export class LinkMonitor {
     this.restartTimer = null;
     const child = this.child;
     this.child = null;
+    child?.stdin?.end();
     if (child?.pid !== undefined && child.exitCode === null) child.kill("SIGTERM");
   }
 
   private spawn(): void {
     const [cmd, ...args] = this.command;
-    const child = spawn(cmd!, args, { stdio: ["ignore", "pipe", "ignore"] });
+    // stdin is a pipe only the daemon holds: when the daemon dies (even by SIGKILL) it closes,
+    // and the wrapper stops `ip` (which would otherwise live on until its next write fails).
+    const child = spawn(cmd!, args, { stdio: ["pipe", "pipe", "ignore"] });
+    child.stdin!.on("error", () => undefined);
     this.child = child;
     this.startedAt = Date.now();
     child.once("error", (err) => this.died(child, err.message));
@@ -70,6 +74,7 @@ export class LinkMonitor {
   private died(child: ChildProcess, why: string): void {
     if (this.child !== child) return;
     this.child = null;
+    child.stdin?.destroy(); // ends the wrapper's reader too
     if (this.stopped) return;
     if (Date.now() - this.startedAt > 60_000) this.delayMs = 1000;
     this.logger.warn({ why, retryMs: this.delayMs }, "link monitor (ip monitor link) stopped; polling interfaces until it is back");
@@ -82,6 +87,16 @@ export class LinkMonitor {
     this.delayMs = Math.min(30_000, this.delayMs * 2);
   }
 }
+
+/**
+ * `ip -o monitor link` under a wrapper that ends it when stdin reaches EOF (the daemon exited or
+ * closed it), and exits itself when `ip` does (so the daemon sees the monitor die).
+ */
+export const MONITOR_COMMAND: readonly string[] = [
+  "sh", "-c",
+  // An asynchronous list's stdin is /dev/null in sh: the reader gets the daemon's pipe as fd 3.
+  'exec 3<&0; ip -o monitor link </dev/null & p=$!; (read _ <&3; kill $p 2>/dev/null) & wait $p',
+];
 
 const LINE = /^(?:\[[A-Z]+\]\s*)?(Deleted\s+)?(\d+):\s+([^:@\s]+)/;
 

@@ -2,7 +2,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import { rmSync } from "node:fs";
 import path from "node:path";
 import { TargetWatcher } from "../../../daemon/src/attachments/target-watcher.js";
-import { parseLinkLine } from "../../../daemon/src/attachments/link-monitor.js";
+import { LinkMonitor, parseLinkLine } from "../../../daemon/src/attachments/link-monitor.js";
+import { readFileSync, readdirSync } from "node:fs";
 import type { WatchedTarget } from "../../../daemon/src/attachments/manager.js";
 import { fakeCgroupRoot, silentLogger } from "./fakes.js";
 
@@ -96,5 +97,26 @@ describe("TargetWatcher events", () => {
     rmSync(path.join(root, "b"), { recursive: true });
     await until(() => gone.length === 1, "the inotify event for b");
     expect(gone).toEqual(["cg-b"]);
+  });
+
+  it("the real monitor runs `ip -o monitor link`, and stop() leaves no process behind", async () => {
+    const ipMonitors = (): number[] => readdirSync("/proc").filter((p) => /^\d+$/.test(p)).filter((p) => {
+      try {
+        return readFileSync(`/proc/${p}/cmdline`, "utf8") === "ip\0-o\0monitor\0link\0" && readFileSync(`/proc/${p}/status`, "utf8").includes(`PPid:\t${shPid()}\n`);
+      } catch {
+        return false;
+      }
+    }).map(Number);
+    let downs = 0;
+    const m = new LinkMonitor(() => undefined, () => undefined, () => void downs++, silentLogger);
+    const shPid = (): number => (m as unknown as { child: { pid: number } | null }).child?.pid ?? -1;
+    m.start();
+    cleanups.push(() => m.stop());
+    await until(() => ipMonitors().length === 1, "ip monitor under the wrapper");
+    const pid = ipMonitors()[0]!;
+    await new Promise((r) => setTimeout(r, 300));
+    expect(downs).toBe(0); // the wrapper keeps it running (stdin of an async list is /dev/null in sh)
+    m.stop();
+    await until(() => { try { readFileSync(`/proc/${pid}/cmdline`); return false; } catch { return true; } }, "ip monitor to exit");
   });
 });
