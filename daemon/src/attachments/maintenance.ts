@@ -38,7 +38,6 @@ export class Maintenance {
   private pinWatch: DirWatch | null = null;
   private pinsChanged = true;
   private lastFullIntegrity = 0;
-  private pokeTimer: NodeJS.Timeout | null = null;
   /** Attachments restored by the integrity check since start (metrics, tests). */
   integrityRestores = 0;
 
@@ -94,13 +93,10 @@ export class Maintenance {
     this.pinWatch?.close();
     this.pinWatch = null;
     if (this.opts.pinRoot === undefined || this.integrityTimer === null) return;
+    // Only marks: the next tick (≤ integrityIntervalMs, as before) runs the full check, so a burst
+    // of attaches (each one a new pin directory) costs at most one full check per tick.
     const changed = (): void => {
       this.pinsChanged = true;
-      // Checked soon, not at the next tick: pins removed by someone else are restored at once.
-      this.pokeTimer ??= setTimeout(() => {
-        this.pokeTimer = null;
-        this.integrityTick();
-      }, 100).unref();
     };
     this.pinWatch = watchDir(this.opts.pinRoot, changed, () => {
       this.pinWatch = null;
@@ -113,8 +109,6 @@ export class Maintenance {
     this.gcTimer = null;
     if (this.integrityTimer !== null) clearInterval(this.integrityTimer);
     this.integrityTimer = null;
-    if (this.pokeTimer !== null) clearTimeout(this.pokeTimer);
-    this.pokeTimer = null;
     this.pinWatch?.close();
     this.pinWatch = null;
   }
