@@ -166,10 +166,10 @@ class Side {
       s.on("exit", () => resolve());
     });
     const rows = safeRead(out).split("\n").map((l) => l.trim().split(/\s+/)).filter((f) => f.length >= 5 && /^\d/.test(f[0]!));
-    const top = rows.map((f) => ({ syscall: f[f.length - 1]!, calls: Number(f[3]) })).filter((r) => r.syscall !== "total");
+    const top = rows.map((f) => ({ syscall: f[f.length - 1]!, calls: Number(f[3]) })).filter((r) => r.syscall !== "total" && Number.isFinite(r.calls));
     top.sort((a, b) => b.calls - a.calls);
-    const totalRow = safeRead(out).split("\n").find((l) => l.trim().endsWith("total"));
-    const total = totalRow ? Number(totalRow.trim().split(/\s+/)[2]) : top.reduce((s, r) => s + r.calls, 0);
+    // Every row: % time, seconds, usecs/call, calls, [errors,] syscall (the total row included).
+    const total = top.reduce((sum, r) => sum + r.calls, 0);
     return { total_calls: total, top: top.slice(0, 8) };
   }
 

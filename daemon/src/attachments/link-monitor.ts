@@ -2,15 +2,19 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import type { Logger } from "pino";
 
-/** One rtnetlink link event: an interface appeared, changed (renamed, moved), or was deleted. */
+/**
+ * One rtnetlink event: a link appeared, changed (renamed, moved) or was deleted ("link"), or an
+ * address was added to or removed from it ("address").
+ */
 export interface LinkEvent {
+  readonly kind: "link" | "address";
   readonly ifindex: number;
   readonly name: string;
   readonly deleted: boolean;
 }
 
 /**
- * rtnetlink link events of the daemon's network namespace, from ONE `ip -o monitor link` child
+ * rtnetlink link and address events of the daemon's network namespace, from ONE `ip -o monitor link address` child
  * process for all attachments (Node has no netlink sockets; iproute2 is a dependency already).
  * `onUp()` when a (re)started monitor may have missed events — the caller sweeps once — and
  * `onDown()` when it died: the caller then polls until it is back. The child is restarted with a
@@ -89,20 +93,24 @@ export class LinkMonitor {
 }
 
 /**
- * `ip -o monitor link` under a wrapper that ends it when stdin reaches EOF (the daemon exited or
+ * `ip -o monitor link address` under a wrapper that ends it when stdin reaches EOF (the daemon exited or
  * closed it), and exits itself when `ip` does (so the daemon sees the monitor die).
  */
 export const MONITOR_COMMAND: readonly string[] = [
   "sh", "-c",
   // An asynchronous list's stdin is /dev/null in sh: the reader gets the daemon's pipe as fd 3.
-  'exec 3<&0; ip -o monitor link </dev/null & p=$!; (read _ <&3; kill $p 2>/dev/null) & wait $p',
+  'exec 3<&0; ip -o monitor link address </dev/null & p=$!; (read _ <&3; kill $p 2>/dev/null) & wait $p',
 ];
 
-const LINE = /^(?:\[[A-Z]+\]\s*)?(Deleted\s+)?(\d+):\s+([^:@\s]+)/;
+const LINE = /^(?:\[[A-Z]+\]\s*)?(Deleted\s+)?(\d+):\s+([^:@\s]+)(\S*)\s+(inet6?\s)?/;
 
-/** `[Deleted ]IFINDEX: NAME[@PEER]: <FLAGS> …` (one line per event with -o). null for anything else. */
+/**
+ * `[Deleted ]IFINDEX: NAME[@PEER]: <FLAGS> …` (a link) or `[Deleted ]IFINDEX: NAME    inet[6] …`
+ * (an address), one line per event with -o. null for anything else.
+ */
 export function parseLinkLine(line: string): LinkEvent | null {
   const m = LINE.exec(line);
   if (m === null) return null;
-  return { ifindex: Number(m[2]), name: m[3]!, deleted: m[1] !== undefined };
+  const kind = m[5] !== undefined && m[4] === "" ? "address" : "link";
+  return { kind, ifindex: Number(m[2]), name: m[3]!, deleted: m[1] !== undefined };
 }

@@ -16,6 +16,8 @@ export interface TargetWatcherOptions {
   readonly linkMonitorCommand?: readonly string[];
   /** Whether a target is still there (tests); default targetAlive. */
   readonly alive?: (t: WatchedTarget) => boolean;
+  /** An address event, or the monitor (re)started or died (events may have been missed): see host-address-gate.ts. */
+  readonly onAddressChange?: () => void;
 }
 
 /**
@@ -63,14 +65,26 @@ export class TargetWatcher {
     this.sweepIntervalMs = o.sweepIntervalMs ?? 30_000;
     this.alive = o.alive ?? ((t) => targetAlive(t.target, t.ifindex));
     if (this.events) {
+      const addressChange = o.onAddressChange ?? ((): void => undefined);
       this.linkMonitor = new LinkMonitor(
-        (e) => this.onLinkEvent(e),
-        () => (this.linkSettledAt = Date.now() + 1000),
-        () => (this.linkSettledAt = Number.POSITIVE_INFINITY),
+        (e) => (e.kind === "link" ? this.onLinkEvent(e) : addressChange()),
+        () => {
+          this.linkSettledAt = Date.now() + 1000;
+          addressChange();
+        },
+        () => {
+          this.linkSettledAt = Number.POSITIVE_INFINITY;
+          addressChange();
+        },
         logger,
         o.linkMonitorCommand,
       );
     }
+  }
+
+  /** rtnetlink events are being received (the link monitor runs). */
+  get linkEventsLive(): boolean {
+    return this.linkMonitor?.running ?? false;
   }
 
   start(): void {

@@ -26,10 +26,12 @@ async function until(pred: () => boolean, what: string, ms = 5000): Promise<void
 const FAR = { fallbackPollMs: 60_000, sweepIntervalMs: 60_000 };
 
 describe("TargetWatcher events", () => {
-  it("parses `ip -o monitor link` lines", () => {
-    expect(parseLinkLine("Deleted 7: nfa0@if6: <BROADCAST,MULTICAST> mtu 1500 qdisc noop state DOWN")).toEqual({ ifindex: 7, name: "nfa0", deleted: true });
-    expect(parseLinkLine("12: eth9: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP")).toEqual({ ifindex: 12, name: "eth9", deleted: false });
-    expect(parseLinkLine("[LINK]Deleted 3: x@y: <>")).toEqual({ ifindex: 3, name: "x", deleted: true });
+  it("parses `ip -o monitor link address` lines", () => {
+    expect(parseLinkLine("Deleted 7: nfa0@if6: <BROADCAST,MULTICAST> mtu 1500 qdisc noop state DOWN")).toEqual({ kind: "link", ifindex: 7, name: "nfa0", deleted: true });
+    expect(parseLinkLine("12: eth9: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP")).toEqual({ kind: "link", ifindex: 12, name: "eth9", deleted: false });
+    expect(parseLinkLine("[LINK]Deleted 3: x@y: <>")).toEqual({ kind: "link", ifindex: 3, name: "x", deleted: true });
+    expect(parseLinkLine("3: mx0    inet 10.9.9.1/24 scope global mx0\\       valid_lft forever")).toEqual({ kind: "address", ifindex: 3, name: "mx0", deleted: false });
+    expect(parseLinkLine("Deleted 2: mx1    inet6 fe80::9004:72ff:fe07:85e3/64 scope link")).toEqual({ kind: "address", ifindex: 2, name: "mx1", deleted: true });
     expect(parseLinkLine("    link/ether 00:11:22:33:44:55 brd ff:ff:ff:ff:ff:ff")).toBeNull();
   });
 
@@ -99,10 +101,10 @@ describe("TargetWatcher events", () => {
     expect(gone).toEqual(["cg-b"]);
   });
 
-  it("the real monitor runs `ip -o monitor link`, and stop() leaves no process behind", async () => {
+  it("the real monitor runs `ip -o monitor link address`, and stop() leaves no process behind", async () => {
     const ipMonitors = (): number[] => readdirSync("/proc").filter((p) => /^\d+$/.test(p)).filter((p) => {
       try {
-        return readFileSync(`/proc/${p}/cmdline`, "utf8") === "ip\0-o\0monitor\0link\0" && readFileSync(`/proc/${p}/status`, "utf8").includes(`PPid:\t${shPid()}\n`);
+        return readFileSync(`/proc/${p}/cmdline`, "utf8") === "ip\0-o\0monitor\0link\0address\0" && readFileSync(`/proc/${p}/status`, "utf8").includes(`PPid:\t${shPid()}\n`);
       } catch {
         return false;
       }
