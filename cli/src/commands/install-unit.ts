@@ -3,6 +3,7 @@ import path from "node:path";
 import { Command } from "commander";
 import { defaultExec, renderUnit } from "../unit-file.js";
 import { EXIT } from "../output.js";
+import { importPackage } from "../import-package.js";
 
 /** `netfenced install-unit`: writes the systemd unit for this installation (see docs/operator-guide.md). */
 export function installUnitCommand(): Command {
@@ -16,7 +17,7 @@ export function installUnitCommand(): Command {
     .action(async (opts: { dest: string; prefix?: string; config: string; exec?: string; print?: boolean }) => {
       // Loaded on demand: the config loader (and its YAML parser, ~250 kB) is not what the other
       // commands should pay for at every start-up (issue 13: CLI start-up).
-      const { ConfigError, loadConfig } = await import("@netfence/daemon/config");
+      const { ConfigError, loadConfig } = await importPackage<typeof import("@netfence/daemon/config")>("@netfence/daemon/config");
       const configFile = path.resolve(opts.config);
       let unit: string;
       try {
