@@ -10,12 +10,16 @@ import vm from "node:vm";
  * The CLI runs from the one-file CommonJS bundle cli/dist/netfenced.bundle.cjs
  * (scripts/bundle-cli.mjs) when it is at least as new as the last TypeScript build of the
  * packages it contains, else from the modules tsc emitted — a build without the bundle step never
- * runs stale code; NETFENCE_CLI_BUNDLE=0 forces the modules. What each step paid (--version, quiet
- * machine, p50): the modules 204 ms, one ES-module bundle 134 ms (no resolution and loading of ~70
- * files), the same as CommonJS through vm.Script with a V8 code cache 116 ms (no compilation of
- * what ran before); `node -e ""` 79 ms. The code cache is written next to the bundle after a run
- * that had none (or whose cache V8 rejected: another Node or bundle), when that directory is
- * writable; without it the bundle still runs, compiled.
+ * runs stale code; NETFENCE_CLI_BUNDLE=0 forces the modules. What each step paid (--version,
+ * quiet machine, p50 of 25, interleaved, 2026-12-03): the modules 219 ms; one ES-module bundle
+ * 144 ms (no resolution and loading of ~70 files; the config loader and its YAML parser only for
+ * install-unit); this CommonJS bundle through vm.Script with a V8 code cache 140 ms (kept: small
+ * but free at run time); `node -e ""` 87 ms. A CommonJS entry file would save ~13 ms more (the
+ * ES-module loader's start-up: a .cjs prototype measured 116 ms against 134 ms for the ES bundle in
+ * an earlier run), but cli/dist/index.js is the entry every script, unit file and test uses.
+ * The code cache is written next to the bundle after a run that had none (or whose cache V8
+ * rejected: another Node or bundle), when that directory is writable; without it the bundle still
+ * runs, compiled.
  */
 type Program = typeof import("./program.js");
 
