@@ -61,6 +61,8 @@ make -s -C bpf loader
 # 5. TypeScript: the packages, each into its own dist/ (`tsc -b` rebuilds only what changed),
 #    then the benchmarks and scripts into dist/.
 npx tsc -b tsconfig.build.json
+# The CLI's one-file bundle (start-up time, issue 13); cli/dist/index.js ignores it when older than the build.
+node scripts/bundle-cli.mjs
 if [ ! -f dist/.stamp ] || [ -n "$(find bench scripts test/helpers test/fixtures proto daemon cli sdk control-plane-example -name '*.ts' -not -path '*/dist/*' -not -path '*/node_modules/*' -newer dist/.stamp 2>/dev/null | head -1)" ] || [ -n "$(find . -maxdepth 2 -name 'tsconfig*.json' -newer dist/.stamp | head -1)" ]; then
   log "building the benchmarks and scripts"
   npx tsc -p tsconfig.tools.json

@@ -1,6 +1,8 @@
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { DaemonClient } from "../../cli/src/daemon-client.js";
-import { summarize, type MsSummary } from "./summary.js";
+import { percentile } from "../lib/stats.js";
+import { round, summarize, type MsSummary } from "./summary.js";
 
 /**
  * `list --all` over N attachments: the real CLI binary (a fresh Node process per run, as an
@@ -19,16 +21,21 @@ export interface ListResult {
   readonly rpc_single_page_1000: MsSummary;
   readonly node_startup_baseline: MsSummary & { readonly what: string };
   readonly cli_version_baseline: MsSummary & { readonly what: string };
+  /** The same `list --all --json` from the unbundled modules (NETFENCE_CLI_BUNDLE=0): the CLI before its one-file bundle. */
+  readonly cli_modules_wall: MsSummary & { readonly what: string };
+  readonly cli_over_node_e_p50: number;
+  readonly loadavg_before: string;
+  readonly loadavg_after: string;
   /** CPU time (user + system) of the same processes: what they cost without competition for the CPUs. */
   readonly cpu_time: { readonly what: string; readonly cli_list_all_json: MsSummary; readonly cli_version: MsSummary; readonly node_e: MsSummary };
   /** Same CLI, other output/paging: where the time between start-up and exit goes. */
   readonly cli_variants: ReadonlyArray<MsSummary & { readonly args: string }>;
 }
 
-function timedProcess(cmd: string, args: readonly string[], timeoutMs = 30_000): Promise<{ ms: number; stdout: string; code: number }> {
+function timedProcess(cmd: string, args: readonly string[], timeoutMs = 30_000, env: NodeJS.ProcessEnv = process.env): Promise<{ ms: number; stdout: string; code: number }> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], env });
     const out: Buffer[] = [];
     let stderr = "";
     child.stdout.on("data", (b: Buffer) => out.push(b));
@@ -60,29 +67,40 @@ async function childCpuMs(argv: readonly string[]): Promise<number> {
 
 export async function listBench(opts: { cli: string; socket: string; expected: number; runs: number; cpuProfDir?: string | null }): Promise<ListResult> {
   const args = [opts.cli, "-s", opts.socket, "list", "--all", "--json"];
-  const cliMs: number[] = [];
-  let listed = -1;
-  for (let i = 0; i < opts.runs; i++) {
-    const r = await timedProcess(process.execPath, args);
-    const parsed = JSON.parse(r.stdout) as { attachments: unknown[]; totalCount: number };
+  const check = (stdout: string, what: string): void => {
+    const parsed = JSON.parse(stdout) as { attachments: unknown[]; totalCount: number };
     listed = parsed.attachments.length;
     if (listed !== opts.expected || parsed.totalCount !== opts.expected) {
-      throw new Error(`CLI list --all returned ${listed} attachments (total_count ${parsed.totalCount}), expected ${opts.expected}`);
+      throw new Error(`${what} list --all returned ${listed} attachments (total_count ${parsed.totalCount}), expected ${opts.expected}`);
     }
-    cliMs.push(r.ms);
-  }
+  };
+  const loadBefore = readFileSync("/proc/loadavg", "utf8").trim();
+  // Interleaved rounds: the CLI, its baseline and the unbundled CLI see the same load.
+  const cliMs: number[] = [];
   const nodeMs: number[] = [];
-  for (let i = 0; i < opts.runs; i++) nodeMs.push((await timedProcess(process.execPath, ["-e", ""])).ms);
   const versionMs: number[] = [];
-  for (let i = 0; i < opts.runs; i++) versionMs.push((await timedProcess(process.execPath, [opts.cli, "--version"])).ms);
+  const modulesMs: number[] = [];
+  let listed = -1;
+  const unbundled = { ...process.env, NETFENCE_CLI_BUNDLE: "0" };
+  for (let i = 0; i < opts.runs; i++) {
+    const r = await timedProcess(process.execPath, args);
+    check(r.stdout, "CLI");
+    cliMs.push(r.ms);
+    nodeMs.push((await timedProcess(process.execPath, ["-e", ""])).ms);
+    const m = await timedProcess(process.execPath, args, 30_000, unbundled);
+    check(m.stdout, "unbundled CLI");
+    modulesMs.push(m.ms);
+    versionMs.push((await timedProcess(process.execPath, [opts.cli, "--version"])).ms);
+  }
+  const few = Math.min(opts.runs, 7);
   const variants: (MsSummary & { args: string })[] = [];
   for (const extra of [["list", "--all"], ["list", "--all", "--json", "--page-size", "100"], ["list", "--all", "--json", "--page-size", "1000"], ["status"]]) {
     const ms: number[] = [];
-    for (let i = 0; i < opts.runs; i++) ms.push((await timedProcess(process.execPath, [opts.cli, "-s", "SOCKET", ...extra].map((a) => (a === "SOCKET" ? opts.socket : a)))).ms);
+    for (let i = 0; i < few; i++) ms.push((await timedProcess(process.execPath, [opts.cli, "-s", "SOCKET", ...extra].map((a) => (a === "SOCKET" ? opts.socket : a)))).ms);
     variants.push({ args: extra.join(" "), ...summarize(ms) });
   }
   const cpu = { list: [] as number[], version: [] as number[], node: [] as number[] };
-  for (let i = 0; i < opts.runs; i++) {
+  for (let i = 0; i < few; i++) {
     cpu.list.push(await childCpuMs([process.execPath, ...args]));
     cpu.version.push(await childCpuMs([process.execPath, opts.cli, "--version"]));
     cpu.node.push(await childCpuMs([process.execPath, "-e", ""]));
@@ -114,6 +132,10 @@ export async function listBench(opts: { cli: string; socket: string; expected: n
       rpc_single_page_1000: summarize(page1000),
       node_startup_baseline: { what: 'node -e "" spawned and waited for (the fixed cost of any Node CLI run)', ...summarize(nodeMs) },
       cli_version_baseline: { what: "node cli/dist/index.js --version: the CLI's start-up and module loading, no RPC", ...summarize(versionMs) },
+      cli_modules_wall: { what: "the same list --all --json with NETFENCE_CLI_BUNDLE=0: the unbundled modules (the CLI before issue 13)", ...summarize(modulesMs) },
+      cli_over_node_e_p50: round(percentile(cliMs, 50) / percentile(nodeMs, 50), 2),
+      loadavg_before: loadBefore,
+      loadavg_after: readFileSync("/proc/loadavg", "utf8").trim(),
       cli_variants: variants,
       cpu_time: {
         what: "user + system CPU time of the process (bash `times` for its children), same commands",

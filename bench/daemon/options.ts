@@ -31,7 +31,7 @@ export interface Sizes {
   readonly restarts: number;
 }
 
-export const FULL: Sizes = { latencyAttaches: 200, atScaleAttaches: 200, buildUpConcurrency: 4, diagnosticAttaches: 20, totalAttachments: 1000, veths: 50, verifyEvery: 10, interfaceVerified: 10, baselineAttaches: 50, listRuns: 7, restarts: 2 };
+export const FULL: Sizes = { latencyAttaches: 200, atScaleAttaches: 200, buildUpConcurrency: 4, diagnosticAttaches: 20, totalAttachments: 1000, veths: 50, verifyEvery: 10, interfaceVerified: 10, baselineAttaches: 50, listRuns: 30, restarts: 2 };
 export const QUICK: Sizes = { latencyAttaches: 50, atScaleAttaches: 30, buildUpConcurrency: 4, diagnosticAttaches: 5, totalAttachments: 120, veths: 10, verifyEvery: 10, interfaceVerified: 3, baselineAttaches: 10, listRuns: 3, restarts: 1 };
 
 export interface Args {

@@ -12,6 +12,7 @@ import { NO_CONTROL_PLANE_PROXY } from "./dns/dns-proxy.js";
 import { MetricCounters } from "./metric-counters.js";
 import { LocalPolicySource } from "./attachments/local-policy-source.js";
 import { TargetWatcher } from "./attachments/target-watcher.js";
+import { HostAddressGate } from "./attachments/host-address-gate.js";
 import { findCgroup2Mount } from "./attachments/target.js";
 import type { DnsServerFactory } from "./dns/dns-servers.js";
 import { createDnsServerFactory } from "./dns/dns-server-factory.js";
@@ -115,6 +116,9 @@ export class App {
     // DNS tenant isolation and the rebinding guard share one view of the host's addresses; DNS
     // events join the kernel's packet events on the daemon's event stream.
     const hostAddresses = new HostAddresses();
+    // The TTL collection's host-address check reads them again only after rtnetlink address events.
+    let targetWatcher: TargetWatcher | null = null;
+    const hostAddressGate = new HostAddressGate(() => hostAddresses.version, () => targetWatcher?.linkEventsLive ?? false);
     const dnsEvents = new DnsEventReporter((e) => counters.dnsEvent(e.reason));
     this.onStop("DNS events", () => dnsEvents.close());
     const events = () => mergeAsync(filter.events(), dnsEvents.events());
@@ -182,7 +186,9 @@ export class App {
       fallbackDaemonId: derivedDaemonId(),
       restore: config.restore,
       attachMethod: config.bpf.attachMethod,
-      hostAddressesVersion: () => hostAddresses.version,
+      // Watched by the integrity check; not when a test put its own filter in.
+      ...(overrides.filter === undefined ? { pinRoot: config.bpf.pinRoot } : {}),
+      hostAddressesVersion: () => hostAddressGate.version(),
     });
     this.manager = manager;
     // Registered before start: a start that fails half-way (e.g. the state cannot be saved) must
@@ -192,7 +198,8 @@ export class App {
     logger.info({ daemonId: manager.daemonId, ...report }, "state restored");
     for (const warning of manager.warnings()) logger.error({ warning }, "start-up problem (see `netfenced status`)");
 
-    const watcher = new TargetWatcher(() => manager.watchedTargets(), (id) => manager.targetGone(id), logger);
+    const watcher = new TargetWatcher(() => manager.watchedTargets(), (id) => manager.targetGone(id), logger, { onAddressChange: () => hostAddressGate.changed() });
+    targetWatcher = watcher;
     watcher.start();
     this.onStop("target watcher", () => watcher.stop());
 

@@ -1,9 +1,9 @@
 import { existsSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { Command } from "commander";
-import { ConfigError, loadConfig } from "@netfence/daemon/config";
 import { defaultExec, renderUnit } from "../unit-file.js";
 import { EXIT } from "../output.js";
+import { importPackage } from "../import-package.js";
 
 /** `netfenced install-unit`: writes the systemd unit for this installation (see docs/operator-guide.md). */
 export function installUnitCommand(): Command {
@@ -14,7 +14,10 @@ export function installUnitCommand(): Command {
     .option("-c, --config <file>", "config file the service starts with (its data_dir and socket are made writable)", "/etc/netfence/netfenced.yaml")
     .option("--exec <path>", "the netfenced executable, e.g. /usr/bin/netfenced (default: this Node and this checkout's cli/dist/index.js)")
     .option("--print", "print the unit instead of writing it")
-    .action((opts: { dest: string; prefix?: string; config: string; exec?: string; print?: boolean }) => {
+    .action(async (opts: { dest: string; prefix?: string; config: string; exec?: string; print?: boolean }) => {
+      // Loaded on demand: the config loader (and its YAML parser, ~250 kB) is not what the other
+      // commands should pay for at every start-up (issue 13: CLI start-up).
+      const { ConfigError, loadConfig } = await importPackage<typeof import("@netfence/daemon/config")>("@netfence/daemon/config");
       const configFile = path.resolve(opts.config);
       let unit: string;
       try {

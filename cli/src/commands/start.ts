@@ -1,4 +1,5 @@
 import { Command } from "commander";
+import { importPackage } from "../import-package.js";
 
 export function startCommand(): Command {
   return new Command("start")
@@ -9,7 +10,7 @@ export function startCommand(): Command {
       // --socket given explicitly on the command line overrides the config's socket.
       const socket = cmd.getOptionValueSourceWithGlobals("socket") === "cli" ? cmd.optsWithGlobals<{ socket?: string }>().socket : null;
       // Loaded on demand: client commands should not pay for the whole daemon at start-up.
-      const { runDaemon } = await import("@netfence/daemon/run");
+      const { runDaemon } = await importPackage<typeof import("@netfence/daemon/run")>("@netfence/daemon/run");
       const code = await runDaemon({ configFile: opts.config ?? null, socket, noRestore: opts.restore === false });
       // The daemon is done (stopped, or failed to start with everything released): exit now, so
       // that nothing left behind — a timer, a socket of a library — can keep the process alive.

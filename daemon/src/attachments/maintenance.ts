@@ -2,6 +2,7 @@ import type { AttachmentCore } from "./attachment-core.js";
 import type { AttachmentResources } from "./attachment-resources.js";
 import { planExpiry } from "../plan/expiry-plan.js";
 import { targetAlive } from "./target.js";
+import { watchDir, type DirWatch } from "./dir-events.js";
 
 export interface MaintenanceOptions {
   /** Period of the TTL collection; 0 = off. Default 1000. */
@@ -10,6 +11,15 @@ export interface MaintenanceOptions {
   readonly integrityIntervalMs?: number;
   /** Changes when the host's addresses do: learned addresses are then checked again. */
   readonly hostAddressesVersion?: () => number;
+  /**
+   * The filter's pin root (one directory per attachment). Watched with inotify: the full integrity
+   * check (every pin directory listed, every attachment looked at) then runs when something in it
+   * changed and every integritySweepMs, instead of every integrityIntervalMs. Absent or not
+   * watchable: every integrityIntervalMs, as before.
+   */
+  readonly pinRoot?: string;
+  /** Period of the full integrity check while the pin root is watched (default 30 s). */
+  readonly integritySweepMs?: number;
 }
 
 /**
@@ -25,6 +35,9 @@ export class Maintenance {
   private integrityQueued = false;
   private hostVersion = -1;
   private readonly dnsDownLogged = new Map<string, number>();
+  private pinWatch: DirWatch | null = null;
+  private pinsChanged = true;
+  private lastFullIntegrity = 0;
   /** Attachments restored by the integrity check since start (metrics, tests). */
   integrityRestores = 0;
 
@@ -47,17 +60,48 @@ export class Maintenance {
     }
     const integrity = this.opts.integrityIntervalMs ?? 2000;
     if (integrity > 0) {
-      this.integrityTimer = setInterval(() => {
-        if (this.integrityQueued || this.core.registry.isClosed) return;
-        this.integrityQueued = true;
-        this.checkIntegrity()
-          .catch((err: unknown) => this.core.log.error({ err }, "integrity check failed"))
-          .finally(() => {
-            this.integrityQueued = false;
-          });
-      }, integrity);
+      this.integrityTimer = setInterval(() => this.integrityTick(), integrity);
       this.integrityTimer.unref();
     }
+  }
+
+  /**
+   * The integrity timer (issue 13: idle cost). The full check lists every pin directory; with the
+   * pin root watched it runs only when the pin root changed (an attach, a detach — or pins removed
+   * by someone else, the case it exists for), every integritySweepMs as a safety net, and while a
+   * DNS server waits to be restarted. Otherwise a tick costs no system call.
+   */
+  private integrityTick(): void {
+    if (this.integrityQueued || this.core.registry.isClosed) return;
+    const now = Date.now();
+    const full = this.pinWatch === null || this.pinsChanged || now - this.lastFullIntegrity >= (this.opts.integritySweepMs ?? 30_000);
+    if (!full && ![...this.core.registry.records.values()].some((r) => r.dns === null)) return;
+    if (full) {
+      this.pinsChanged = false;
+      this.lastFullIntegrity = now;
+      this.armPinWatch(); // afresh each time: the pin root itself may have been removed and re-created
+    }
+    this.integrityQueued = true;
+    this.checkIntegrity()
+      .catch((err: unknown) => this.core.log.error({ err }, "integrity check failed"))
+      .finally(() => {
+        this.integrityQueued = false;
+      });
+  }
+
+  private armPinWatch(): void {
+    this.pinWatch?.close();
+    this.pinWatch = null;
+    if (this.opts.pinRoot === undefined || this.integrityTimer === null) return;
+    // Only marks: the next tick (≤ integrityIntervalMs, as before) runs the full check, so a burst
+    // of attaches (each one a new pin directory) costs at most one full check per tick.
+    const changed = (): void => {
+      this.pinsChanged = true;
+    };
+    this.pinWatch = watchDir(this.opts.pinRoot, changed, () => {
+      this.pinWatch = null;
+      changed();
+    });
   }
 
   stop(): void {
@@ -65,6 +109,8 @@ export class Maintenance {
     this.gcTimer = null;
     if (this.integrityTimer !== null) clearInterval(this.integrityTimer);
     this.integrityTimer = null;
+    this.pinWatch?.close();
+    this.pinWatch = null;
   }
 
   private scheduleGc(): void {

@@ -74,6 +74,8 @@ export interface ManagerOptions {
   readonly gcIntervalMs?: number;
   /** Period of the integrity check (pins removed by someone else); 0 = off. Default 2000. */
   readonly integrityIntervalMs?: number;
+  /** The filter's pin root, watched by the integrity check (maintenance.ts); absent: it polls. */
+  readonly pinRoot?: string;
   readonly newId?: () => string;
   /** Re-create stored attachments whose pins are gone but whose target is there (a reboot). Default true. */
   readonly restore?: boolean;

@@ -10,6 +10,7 @@ import type { DnsProxy, DnsProxyAnswer } from "../dns/dns-proxy.js";
 import { EMPTY_DNS_POLICY, type AttachmentPolicy } from "../policy/policy.js";
 import type { ControlPlaneHost } from "./control-plane-host.js";
 import { Backoff } from "./backoff.js";
+import { waitConnected } from "./wait-connected.js";
 import { callMetadata, channelCredentials, type ControlPlaneTlsOptions } from "./channel-credentials.js";
 import { CommandRunner, errorMessage, kindOf, type CommandKind } from "./command-runner.js";
 import { PendingSubscriptions } from "./pending-subscriptions.js";
@@ -41,7 +42,7 @@ export interface ControlPlaneClientOptions {
   readonly queryDnsTimeoutMs?: number;
   /** How long one connection attempt may wait for the transport (default 5 s). */
   readonly connectTimeoutMs?: number;
-  readonly backoff?: { readonly baseMs: number; readonly capMs: number };
+  readonly backoff?: { readonly baseMs: number; readonly capMs: number; readonly resetAfterMs?: number };
   /** Observability hook (metrics): every policy command's outcome and apply latency. */
   readonly onCommandOutcome?: (kind: CommandKind, applied: boolean, latencyMs: number) => void;
   /** Observability hook (metrics): every state change. */
@@ -220,9 +221,10 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
       "grpc.keepalive_permit_without_calls": 0,
       // A BulkUpdate with very many prefixes exceeds gRPC's 4 MiB default (≈ 20 bytes per CIDR).
       "grpc.max_receive_message_length": 64 * 1024 * 1024,
+      "grpc.use_local_subchannel_pool": 1, // one attempt = one connect: see wait-connected.ts
     });
     this.client = client;
-    client.waitForReady(Date.now() + (this.opts.connectTimeoutMs ?? 5000), (err) => {
+    waitConnected(client, this.opts.connectTimeoutMs ?? 5000, (err) => {
       if (this.stopped || this.client !== client) return;
       if (err) {
         this.log.warn({ err: err.message, attempt: this.backoff.attempts() }, "control plane unreachable");
@@ -242,6 +244,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
       {},
     );
     this.call = call;
+    this.backoff.opened();
     this.strict = false; // until this stream's SyncAck says otherwise
     call.on("data", (cmd: ControlCommand) => this.onCommand(call, cmd));
     call.on("error", (err: grpc.ServiceError) => this.onStreamEnd(call, client, err));
@@ -394,6 +397,4 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
 
 const DISABLED_POLICY: AttachmentPolicy = { mode: "disabled", audit: false, allowCidrs: [], denyCidrs: [], dns: EMPTY_DNS_POLICY };
 
-function formatSeconds(ms: number): string {
-  return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
-}
+const formatSeconds = (ms: number): string => (ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`);
