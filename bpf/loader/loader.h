@@ -206,6 +206,8 @@ void gens_fill_failed(struct nf_gens *s);
 void gens_flipped(struct nf_gens *s);
 /* Idle work: whether a retired generation waits to be emptied; empty one (main loop, stdin idle). */
 bool gens_idle_due(void);
+int gens_grace_wait_ms(void);
+void gens_request_done(void);
 void gens_idle_work(void);
 
 /* ---------------------------------------------------------------- tables.c */

@@ -238,6 +238,10 @@ int main(void)
 			if (poll(&in, 1, 0) == 0) /* nothing waiting: do it now */
 				gens_idle_work();
 			timeout = 0;
+		} else {
+			int grace_in = gens_grace_wait_ms(); /* a deferred grace period (generations.c) */
+			if (grace_in >= 0 && grace_in < timeout)
+				timeout = grace_in;
 		}
 		int n = poll(pfd, 2, timeout);
 		if (n < 0 && errno != EINTR)
@@ -267,6 +271,7 @@ int main(void)
 		if (len && transfer(STDIN_FILENO, payload, len, false) <= 0)
 			return 0;
 		handle(&h, payload, len);
+		gens_request_done();
 		pump_events();
 	}
 }

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KernelFilter } from "../../../daemon/src/datapath/kernel-filter.js";
 import { CLOSED_GUARDS, type FilterEntry } from "../../../daemon/src/datapath/filter.js";
 import { type FilterSandbox, allow, closeFilterSandbox, deny, echoCollector, filterSandbox, interfaceSpec, policy, sleep } from "../../helpers/kernel-filter-fixture.js";
-import { fixture, type SandboxNetwork, type Sandbox } from "../../helpers/sandbox.js";
+import { fixture, probe, type SandboxNetwork, type Sandbox } from "../../helpers/sandbox.js";
 
 const PORT = 7104;
 
@@ -69,4 +69,27 @@ describe("atomic replace: no packet to a destination allowed before and after is
     expect(r.code).toBe(0);
     expect((await filter.counters([id])).get(id)!.blocked).toBe(before.blocked);
   });
+
+  // The third replace fills the generation the first one used. Whatever the first policy put there
+  // (a /32 in the exact hash, a prefix in the LPM trie, v6) must be gone by then: a key left behind
+  // would re-open an address two policies later. Back to back (the REPLACE itself waits for the
+  // grace period and clears) and with a pause (the idle loop's deferred grace period and clear).
+  for (const pauseMs of [0, 1500]) {
+    it(`a policy two replaces ago never comes back (${pauseMs ? "idle loop clears" : "back to back"})`, async () => {
+      const [a, b, c] = net.serverIp4;
+      const inTrie = net.serverIp4[7]!; // .17, inside the /28 below
+      const v6 = net.serverIp6[0]!;
+      await filter.replacePolicy(id, policy("allowlist", [allow(`${a}/32`), allow(`${net.subnet4}.16/28`), allow(`${net.subnet6}::/64`), ...filler(40 + pauseMs, 1000)]));
+      expect(await probe(sb, net.workloadNs, "tcp", a!, { port: PORT })).toBe(true);
+      expect(await probe(sb, net.workloadNs, "tcp", inTrie, { port: PORT })).toBe(true);
+      expect(await probe(sb, net.workloadNs, "tcp", v6, { port: PORT })).toBe(true);
+      await filter.replacePolicy(id, policy("allowlist", [allow(`${b}/32`), ...filler(41 + pauseMs, 1000)]));
+      if (pauseMs) await sleep(pauseMs);
+      await filter.replacePolicy(id, policy("allowlist", [allow(`${c}/32`)]));
+      expect(await probe(sb, net.workloadNs, "tcp", c!, { port: PORT })).toBe(true);
+      for (const gone of [a!, b!, inTrie, v6]) expect(await probe(sb, net.workloadNs, "tcp", gone, { port: PORT, timeoutMs: 600 }), gone).toBe(false);
+      const back = (await filter.inspect(id)).policy.entries.map((e) => e.cidr);
+      expect(back.length).toBe(1);
+    });
+  }
 });
