@@ -1,0 +1,228 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * netfence-protocol.h — the framed protocol between the daemon and the loader child (requests,
+ * replies, ops): the part of the contract the BPF programs do not use. Included by netfence.h
+ * (so every includer sees one contract), kept in its own file because it is its own concept;
+ * mirrored in daemon/src/datapath/wire-format.ts and checked by test/unit/datapath/wire-format.test.ts
+ * like the rest of netfence.h.
+ */
+#ifndef NETFENCE_PROTOCOL_H
+#define NETFENCE_PROTOCOL_H
+
+#ifndef NETFENCE_H
+#error "include netfence.h, not netfence-protocol.h"
+#endif
+/*
+ * Framed protocol between the daemon (TypeScript) and the loader child over stdin/stdout.
+ * Every frame: struct nf_frame_hdr followed by `len - sizeof(hdr)` payload bytes.
+ * Requests carry a daemon-chosen seq; the reply echoes seq and op and carries status
+ * (0 or -errno) and, on error, a UTF-8 message as payload. Unsolicited frames have seq 0:
+ * NF_OP_EVENTS (payload: nf_event[]). The loader logs (libbpf included) to stderr.
+ * The first request must be NF_OP_HELLO with NF_PROTOCOL_VERSION.
+ */
+#define NF_PROTOCOL_VERSION 2
+#define NF_MAX_FRAME (64u * 1024 * 1024)
+
+struct nf_frame_hdr {
+	__u32 len;  /* whole frame including this header */
+	__u32 seq;
+	__u16 op;
+	__u16 _pad;
+	__s32 status;
+};
+
+enum nf_op {
+	NF_OP_HELLO = 1,      /* req: nf_hello_req; reply: nf_hello_reply */
+	NF_OP_LOAD = 2,       /* req: nf_load_req; creates + pins, not attached */
+	NF_OP_LINK = 3,       /* req: nf_link_req; reply: nf_link_reply */
+	NF_OP_UNLOAD = 4,     /* req: nf_id_req; detaches, unpins */
+	NF_OP_ADOPT = 5,      /* req: nf_id_req; reply: nf_adopt_reply */
+	NF_OP_REPLACE = 6,    /* req: nf_policy_req + nf_wire_entry[count] */
+	NF_OP_UPSERT = 7,     /* req: nf_entries_req + nf_wire_entry[count] */
+	NF_OP_DELETE = 8,     /* req: nf_entries_req + nf_wire_entry[count] (value ignored) */
+	NF_OP_SET_MODE = 9,   /* req: nf_mode_req */
+	NF_OP_COUNTERS = 10,  /* req: __u32 count + nf_id[count]; reply: __u64[count][NF_CNT_MAX] */
+	NF_OP_PROTECTED = 11, /* req: __u32 count + nf_wire_protected[count] (replaces both sets) */
+	NF_OP_PORT_GUARD = 20,   /* req: nf_port_guard_req; reply: nf_port_guard_reply (install or update) */
+	NF_OP_PORT_UNGUARD = 21, /* no payload: detaches and unpins the port guard */
+	NF_OP_EVENTS = 100,   /* unsolicited: nf_event[] */
+};
+
+struct nf_hello_req {
+	__u32 version;
+	__u32 _pad;
+	char pin_root[256];
+	char bpf_dir[256]; /* where netfence_tc.bpf.o / netfence_cgroup.bpf.o live */
+};
+struct nf_hello_reply {
+	__u32 version;
+	__u32 layout;
+	__u32 features; /* NF_FEAT_* */
+	__u32 _pad;
+};
+#define NF_FEAT_TCX (1u << 0) /* BPF_LINK_CREATE with BPF_TCX_* works on this kernel */
+
+struct nf_id_req {
+	char id[NF_ID_LEN];
+};
+
+struct nf_load_req {
+	char id[NF_ID_LEN];
+	__u32 slot;
+	__u8 kind;      /* enum nf_kind */
+	__u8 direction; /* enum nf_direction */
+	__u16 dns_port;
+	__u8 dns_ip4[4];
+	__u8 dns_ip6[16];
+	__u32 exact_cap; /* entries per exact hash (covering both generations); 0 = default */
+	__u32 guards;    /* NF_GUARD_* */
+	__u16 dns_port_min;
+	__u16 dns_port_max;
+	__u8 mac[6];
+	__u8 n_ip4;
+	__u8 n_ip6;
+	__u8 ip4[NF_MAX_WORKLOAD_ADDRS][4];
+	__u8 ip6[NF_MAX_WORKLOAD_ADDRS][16];
+};
+
+struct nf_link_req {
+	char id[NF_ID_LEN];
+	__u32 ifindex;      /* tc */
+	__u8 method_pref;   /* 0 auto, NF_METHOD_TCX, NF_METHOD_CLSACT */
+	__u8 _pad[3];
+	char cgroup_path[4096];
+};
+struct nf_link_reply {
+	__u32 method; /* enum nf_method */
+	__u32 prog_id;
+};
+
+struct nf_adopt_reply {
+	struct nf_state state;
+	__u32 prog_id;
+	__u32 attached; /* 1 if the filter is attached where nf_state says: its TCX or cgroup link is live
+	                 * and runs prog_id, or the clsact filter at tc_handle/tc_priority runs prog_id */
+};
+
+/* One policy entry on the wire. 32 bytes. */
+struct nf_wire_entry {
+	__u8 family;    /* 4 or 6 */
+	__u8 prefixlen;
+	__u8 flags;     /* NF_ENTRY_* */
+	__u8 _pad;
+	__u32 rule_id;
+	__u64 expires_ms; /* wall clock (CLOCK_REALTIME) ms since epoch, 0 = never */
+	__u8 addr[16];
+};
+
+struct nf_policy_req {
+	char id[NF_ID_LEN];
+	__u32 mode;
+	__u32 flags;
+	__u32 count;
+	__u32 _pad;
+};
+
+struct nf_entries_req {
+	char id[NF_ID_LEN];
+	__u32 count;
+	__u32 _pad;
+};
+
+struct nf_mode_req {
+	char id[NF_ID_LEN];
+	__u32 mode;
+	__u32 flags;
+};
+
+#define NF_PROT_DENY (1u << 0) /* nf_wire_protected.flags: an entry of the protected-deny set */
+struct nf_wire_protected {
+	__u8 family;
+	__u8 prefixlen;
+	__u8 proto;
+	__u8 flags;  /* NF_PROT_* (0: the protected-allow set) */
+	__u16 port;
+	__u16 _pad2;
+	__u8 addr[16];
+};
+
+/* ---------------------------------------------------------------- DNS port guard */
+
+/*
+ * A cgroup/bind4 + cgroup/bind6 program pair (netfence_bindguard.bpf.o) that refuses bind() to a
+ * port in [port_min, port_max] to every process whose uid is not `uid` (the daemon's), so nobody
+ * else can squat a DNS port, also while the daemon restarts. Attached through two bpf_links
+ * pinned at <pin_root>/_host/{portguard_bind4,portguard_bind6}; its settings live in the pinned
+ * one-entry ARRAY <pin_root>/_host/portguard_cfg (value: struct nf_port_guard_cfg).
+ */
+struct nf_port_guard_cfg {
+	__u32 uid;      /* init-namespace uid allowed to bind in the range */
+	__u16 port_min; /* host byte order */
+	__u16 port_max;
+};
+
+struct nf_port_guard_req {
+	__u32 uid;
+	__u16 port_min;
+	__u16 port_max;
+	char cgroup_path[4096]; /* the cgroup v2 directory to guard (its descendants are guarded too) */
+};
+struct nf_port_guard_reply {
+	__u64 cgroup_id;
+	__u32 prog_id4;
+	__u32 prog_id6;
+	__u32 updated; /* 1: pinned links on the same cgroup were found and updated in place */
+	__u32 _pad;
+};
+
+/*
+ * Operations (issue 11): readiness notification, re-attaching an adopted filter, and reading an
+ * attachment's policy back from its maps. Numbered from 40 so that other additions to enum nf_op
+ * cannot collide with them.
+ */
+#define NF_OP_NOTIFY 40 /* req: nf_notify_req; sends `message` as one datagram to the sd_notify socket */
+#define NF_OP_RELINK 41 /* req: nf_link_req; reply: nf_link_reply. Re-attaches an adopted attachment's
+                         * pinned program (its clsact filter was deleted, its link detached or unpinned,
+                         * or its interface re-created); a filter still attached where asked is left as is */
+#define NF_OP_DUMP 42   /* req: nf_id_req; reply: nf_dump_reply + nf_wire_entry[count] */
+#define NF_OP_TABLES 43 /* req: nf_id_req; reply: nf_tables_reply (where the active generation's entries are) */
+
+struct nf_notify_req {
+	char socket[128];  /* $NOTIFY_SOCKET: a path, or "@name" for an abstract socket */
+	char message[512]; /* e.g. "READY=1", "STOPPING=1" */
+};
+
+/* What a pinned attachment is and enforces, read from its pins (adoption of orphans). */
+struct nf_dump_reply {
+	__u64 cgroup_id; /* cgroup attachments: id (= inode) of the cgroup the link is attached to, 0 if none */
+	__u32 slot;
+	__u32 ifindex;
+	__u32 mode;      /* active generation's enum nf_mode */
+	__u32 flags;     /* active generation's NF_SETTING_* */
+	__u32 prog_id;
+	__u32 attached;  /* 1 if the filter is attached (as in nf_adopt_reply) */
+	__u32 count;     /* entries of the active generation that follow (expired ones left out) */
+	__u16 dns_port;
+	__u8 kind;       /* enum nf_kind */
+	__u8 method;     /* enum nf_method */
+	__u8 direction;  /* enum nf_direction */
+	__u8 _pad[7];
+};
+
+/* Where an attachment's active generation keeps its entries, per family ([0] IPv4, [1] IPv6),
+ * counted by walking the maps (diagnostics and tests: "no spill"). */
+struct nf_tables_family {
+	__u32 small_cap;   /* max_entries of the small exact hash (both generations share it) */
+	__u32 small_n;     /* active-generation keys in the small hash */
+	__u32 large_cap;   /* max_entries of the active generation's large inner hash; 0 = none installed */
+	__u32 large_n;     /* keys in it */
+	__u32 uses_large;  /* 1: packets of the active generation look up the large table */
+	__u32 lpm_n;       /* active-generation keys in the LPM trie */
+	__u32 lpm_host_n;  /* of which full-length (/32, /128): a host entry answered by the trie */
+	__u32 other_large_cap; /* the inactive generation's large table, kept or not yet dropped; 0 = none */
+};
+struct nf_tables_reply {
+	struct nf_tables_family fam[2];
+};
+
+#endif /* NETFENCE_PROTOCOL_H */
