@@ -29,6 +29,15 @@
 #include <bpf/libbpf.h>
 #include "prog-run.h"
 
+/* Prints `"name":[v0,v1,...]` (ms, three decimals), preceded by `sep` ("{" or ","). */
+static void print_ms(const char *sep, const char *name, const double *v, unsigned n)
+{
+	printf("%s\"%s\":[", sep, name);
+	for (unsigned r = 0; r < n; r++)
+		printf("%s%.3f", r ? "," : "", v[r]);
+	printf("]");
+}
+
 static double now_ms(void)
 {
 	struct timespec t;
@@ -66,13 +75,9 @@ int cmd_mim_cost(int argc, char **argv)
 		create[r] = t1 - t0;
 		install[r] = t2 - t1;
 	}
-	printf("{\"create_ms\":[");
-	for (unsigned r = 0; r < reps; r++)
-		printf("%s%.3f", r ? "," : "", create[r]);
-	printf("],\"install_ms\":[");
-	for (unsigned r = 0; r < reps; r++)
-		printf("%s%.3f", r ? "," : "", install[r]);
-	printf("]}\n");
+	print_ms("{", "create_ms", create, reps);
+	print_ms(",", "install_ms", install, reps);
+	printf("}\n");
 	close(outer);
 	close(tmpl);
 	return 0;
@@ -216,19 +221,11 @@ int cmd_replace_cost(int argc, char **argv)
 			cur[stale][t] = fd;
 		}
 	}
-	printf("{\"fresh_ms\":[");
-	for (unsigned r = 0; r < reps; r++)
-		printf("%s%.3f", r ? "," : "", fresh[r]);
-	printf("],\"in_place_ms\":[");
-	for (unsigned r = 0; r < reps; r++)
-		printf("%s%.3f", r ? "," : "", in_place[r]);
-	printf("],\"in_place_hash_fill_ms\":[");
-	for (unsigned r = 0; r < reps; r++)
-		printf("%s%.3f", r ? "," : "", hash_ms[r]);
-	printf("],\"in_place_lpm_fill_ms\":[");
-	for (unsigned r = 0; r < reps; r++)
-		printf("%s%.3f", r ? "," : "", lpm_ms[r]);
-	printf("]}\n");
+	print_ms("{", "fresh_ms", fresh, reps);
+	print_ms(",", "in_place_ms", in_place, reps);
+	print_ms(",", "in_place_hash_fill_ms", hash_ms, reps);
+	print_ms(",", "in_place_lpm_fill_ms", lpm_ms, reps);
+	printf("}\n");
 	for (int t = 0; t < RT_N; t++) {
 		close(outer[t]);
 		close(cur[0][t]);
