@@ -225,4 +225,47 @@ struct nf_tables_reply {
 	struct nf_tables_family fam[2];
 };
 
+/*
+ * Explain (issue 14): look one destination up as the data path would, in the kernel maps
+ * themselves (bpf/loader/lookup.c), so `netfenced explain` reports the kernel's answer rather than
+ * a re-computation. Numbered from 60 (this feature's own range).
+ */
+#define NF_OP_LOOKUP 60 /* req: nf_lookup_req; reply: nf_lookup_reply */
+
+struct nf_lookup_req {
+	char id[NF_ID_LEN];
+	__u8 family; /* 4 or 6 */
+	__u8 _pad[3];
+	__u8 addr[16]; /* network byte order; IPv4 in the first 4 bytes */
+};
+
+/* Where the policy match was found (nf_lookup_reply.table). */
+#define NF_LOOKUP_NONE 0
+#define NF_LOOKUP_SMALL 1 /* the small exact hash */
+#define NF_LOOKUP_LARGE 2 /* the active generation's large table */
+#define NF_LOOKUP_LPM 3   /* the LPM trie */
+
+/* A host-wide protected trie's answer for the address (the longest prefix, as the program sees it). */
+struct nf_lookup_prot {
+	__u8 found;
+	__u8 prefixlen; /* of the matching key (found by walking the trie's keys) */
+	__u8 proto;     /* the value's scope: 0 = any */
+	__u8 _pad;
+	__u16 port;     /* 0 = any */
+	__u16 _pad2;
+};
+
+struct nf_lookup_reply {
+	struct nf_state state; /* as packets read it now (active generation, its mode and flags, guards, DNS) */
+	__u64 expires_ms;      /* the matching entry's deadline, wall clock ms; 0 = never */
+	__u32 rule_id;
+	__u8 table;            /* NF_LOOKUP_*: NONE = no live entry */
+	__u8 flags;            /* NF_ENTRY_* of the matching entry */
+	__u8 prefixlen;        /* its prefix length */
+	__u8 expired_skipped;  /* expired entries the lookup stepped over (exact or LPM), as the program does */
+	__u8 addr[16];         /* the matching entry's prefix, network byte order */
+	struct nf_lookup_prot prot;  /* protected(-allow) set */
+	struct nf_lookup_prot pdeny; /* protected-deny set */
+};
+
 #endif /* NETFENCE_PROTOCOL_H */

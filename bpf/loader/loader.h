@@ -15,6 +15,7 @@
  *   inspect.c      TABLES: where the active generation's entries are (counted from the maps)
  *   pool.c         spare loaded instances (a worker thread), so LOAD skips the verifier
  *   dump.c         DUMP: what a pinned attachment is and enforces
+ *   lookup.c       LOOKUP: one destination looked up in the maps as the data path does (explain)
  *   events.c       the shared ring buffer (EVENTS frames) and COUNTERS
  *   host.c         host-wide maps and the protected sets (PROTECTED)
  *   portguard.c    the DNS port guard (PORT_GUARD, PORT_UNGUARD)
@@ -283,6 +284,10 @@ int op_tables(const void *req, size_t len, void *reply, size_t *reply_len);
 /* ---------------------------------------------------------------- dump.c */
 
 int op_dump(const void *req, size_t len, void **reply, size_t *reply_len);
+
+/* ---------------------------------------------------------------- lookup.c */
+
+int op_lookup(const void *req, size_t len, void *reply, size_t *reply_len);
 
 /* ---------------------------------------------------------------- events.c */
 

@@ -177,9 +177,12 @@ static int op_notify(const void *req, size_t len)
 
 static void handle(const struct nf_frame_hdr *h, void *payload, size_t len)
 {
-	char small[sizeof(struct nf_adopt_reply) > sizeof(struct nf_tables_reply) ? sizeof(struct nf_adopt_reply)
-										     : sizeof(struct nf_tables_reply)];
-	void *reply = small;
+	union { /* the fixed-size replies */
+		struct nf_adopt_reply adopt;
+		struct nf_tables_reply tables;
+		struct nf_lookup_reply lookup;
+	} small;
+	void *reply = &small;
 	void *heap = NULL;
 	size_t reply_len = 0;
 	int err;
@@ -205,6 +208,7 @@ static void handle(const struct nf_frame_hdr *h, void *payload, size_t len)
 		case NF_OP_RELINK: err = op_relink(payload, len, reply, &reply_len); break;
 		case NF_OP_DUMP: err = op_dump(payload, len, &heap, &reply_len); reply = heap; break;
 		case NF_OP_TABLES: err = op_tables(payload, len, reply, &reply_len); break;
+		case NF_OP_LOOKUP: err = op_lookup(payload, len, reply, &reply_len); break;
 		default: err = fail(EOPNOTSUPP, "unknown op %u", h->op);
 		}
 	}

@@ -8,11 +8,13 @@ import {
   DaemonService,
   DetachOrphanRequestSchema,
   DetachRequestSchema,
+  ExplainRequestSchema,
   ListRequestSchema,
   WatchEventsRequestSchema,
   type AdoptOrphansResponse,
   type AttachResponse,
   type AttachmentInfo,
+  type ExplainResponse,
   type ListOrphansResponse,
   type DaemonStatus,
   type ListResponse,
@@ -129,6 +131,10 @@ export class DaemonClient {
 
   adoptOrphans(target: { id: string } | { all: true }): Promise<AdoptOrphansResponse> {
     return this.unary(DaemonService.method.adoptOrphans, create(AdoptOrphansRequestSchema, "all" in target ? { all: true } : { id: target.id }));
+  }
+
+  explain(req: { attachmentId: string; address: string; domain: string; port: number; protocol: string }): Promise<ExplainResponse> {
+    return this.unary(DaemonService.method.explain, create(ExplainRequestSchema, req));
   }
 
   async detachOrphan(id: string): Promise<void> {

@@ -29,6 +29,7 @@ import { HostAddresses } from "./dns/host-addresses.js";
 import { DnsEventReporter } from "./dns/dns-events.js";
 import { LearnedGuard } from "./plan/learned-guard.js";
 import { mergeAsync } from "./merged-events.js";
+import { Explainer } from "./explain/explainer.js";
 
 /**
  * The composition root: builds the parts in order (filter → store → attachment core → control
@@ -228,6 +229,7 @@ export class App {
       this.onStop("metrics", () => metrics.close());
     }
 
+    const explainer = new Explainer({ filter, record: (id) => core.registry.records.get(id), provenance: core.provenance, now: core.now });
     serviceReady(
       new DaemonServiceImpl({
         registry: manager,
@@ -236,6 +238,7 @@ export class App {
         controlPlane,
         events,
         tcAttachMethod: () => filter.tcAttachMethod(),
+        explain: (q) => explainer.explain(q),
       }),
     );
     logger.info({ daemonId: manager.daemonId, attachments: manager.size, orphans: manager.orphans().length }, "netfenced ready");

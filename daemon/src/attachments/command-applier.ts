@@ -2,6 +2,10 @@ import type { PolicyCommand } from "../policy/policy.js";
 import { planCommand, type KernelOp } from "../plan/command-plan.js";
 import type { AttachmentCore } from "./attachment-core.js";
 import { hostText } from "../policy/learned-addresses.js";
+import type { RuleOrigin } from "../explain/rule-provenance.js";
+
+/** Who sent a command (explain's provenance); absent: the local API. */
+export type CommandOrigin = Omit<RuleOrigin, "atMs" | "what">;
 
 /**
  * Command application: one validated PolicyCommand (parse-command.ts, or the local API) → one
@@ -13,8 +17,8 @@ export class CommandApplier {
   constructor(private readonly core: AttachmentCore) {}
 
   /** Applies `command` and resolves once the change is also durable in the state store (the local API). */
-  async apply(attachmentId: string, command: PolicyCommand): Promise<void> {
-    await this.applyToKernel(attachmentId, command);
+  async apply(attachmentId: string, command: PolicyCommand, origin?: CommandOrigin): Promise<void> {
+    await this.applyToKernel(attachmentId, command, origin);
     await this.core.persistence.persistOrLog();
   }
 
@@ -25,7 +29,7 @@ export class CommandApplier {
    * path. A crash in between loses only the durable copy of this one change: the pins keep
    * enforcing it, and the control plane's SubscribedAck after the reconnect restates the policy.
    */
-  async applyToKernel(attachmentId: string, command: PolicyCommand): Promise<void> {
+  async applyToKernel(attachmentId: string, command: PolicyCommand, origin: CommandOrigin = { source: "local-api", commandId: "" }): Promise<void> {
     const { registry, queue, learned, log } = this.core;
     const pending = registry.reservations.get(attachmentId);
     if (pending !== undefined) await pending.settled;
@@ -37,6 +41,7 @@ export class CommandApplier {
       await this.runOp(rec.id, plan.op);
       const kernelMs = performance.now() - t1;
       plan.commit();
+      this.core.provenance.noteCommand(rec.id, command, { ...origin, what: command.kind, atMs: this.core.now() });
       if (plan.unchanged === true) return;
       rec.stored = null;
       for (const r of plan.refused ?? []) {

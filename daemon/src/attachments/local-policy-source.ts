@@ -8,6 +8,8 @@ import type { AttachmentPolicy } from "../policy/policy.js";
  * config (SPEC §4/§6), so a standalone daemon is useful. TTL-less by construction.
  */
 export class LocalPolicySource implements PolicySource {
+  readonly origin = "default-policy" as const;
+
   constructor(
     private readonly policy: AttachmentPolicy,
     private readonly logger?: Logger,

@@ -9,6 +9,8 @@ import type { AttachmentPolicy } from "../policy/policy.js";
 export interface PolicySource {
   /** Resolves with the initial policy; rejects (DEADLINE_EXCEEDED / UNAVAILABLE) → the attach is rolled back. */
   subscribe(attachment: AttachmentView): Promise<AttachmentPolicy>;
+  /** Where the initial policy comes from, for explain (absent: a control plane). */
+  readonly origin?: "default-policy" | "control-plane";
   unsubscribed(id: string, reason: "removed" | "detached" | "error", error?: string): void;
   /**
    * An attachment re-registered from its pins (`netfenced adopt`) is live with the policy its maps

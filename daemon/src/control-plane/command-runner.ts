@@ -28,7 +28,7 @@ export class CommandRunner {
     this.queue.run(attachmentId, async () => {
       const started = performance.now();
       try {
-        await this.host.applyCommand(attachmentId, command);
+        await this.host.applyCommand(attachmentId, command, commandId);
         this.log.debug({ attachmentId, commandId, command: command.kind }, "applied command");
         this.onOutcome?.(command.kind, true, performance.now() - started);
         respond(null);
@@ -46,7 +46,7 @@ export class CommandRunner {
     this.queue.run(id, async () => {
       const started = performance.now();
       try {
-        await this.host.applyCommand(id, { kind: "bulk-update", mode: policy.mode, allowCidrs: policy.allowCidrs, denyCidrs: policy.denyCidrs, dns: policy.dns });
+        await this.host.applyCommand(id, { kind: "bulk-update", mode: policy.mode, allowCidrs: policy.allowCidrs, denyCidrs: policy.denyCidrs, dns: policy.dns }, commandId);
         this.log.info({ attachmentId: id, commandId }, "SubscribedAck applied to the live attachment");
         this.onOutcome?.("subscribed-ack", true, performance.now() - started);
         respond(null);

@@ -1,5 +1,6 @@
 import type { Cidr } from "@netfence/proto/parse";
 import type { FilterEntry, FilterMode, FilterPolicy } from "../policy/compiled.js";
+import type { KernelLookup } from "./lookup-wire.js";
 
 export type { FilterEntry, FilterMode, FilterPolicy };
 
@@ -199,6 +200,12 @@ export interface Filter {
   relink(id: string, target: TargetSpec, method?: AttachMethodPreference): Promise<AttachResult>;
   /** Adopts a pinned attachment and reads back what it is and enforces (orphans: pins the store lost). */
   inspect(id: string): Promise<PinnedAttachment>;
+  /**
+   * Explain: one destination looked up in the attachment's kernel maps as the data path does
+   * (settings, the matching entry, the protected sets). Optional: only the kernel filter reads
+   * maps; without it explain answers FAILED_PRECONDITION.
+   */
+  lookup?(id: string, family: 4 | 6, addr: Uint8Array): Promise<KernelLookup>;
   /** Blocked/audited packet events; ends when the filter is closed. */
   events(): AsyncIterable<KernelPacketEvent>;
   /** How interface attachments are made on this kernel ("tcx" or "clsact"); "" when not known. */

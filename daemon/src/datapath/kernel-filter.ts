@@ -47,6 +47,7 @@ import {
   Op,
 } from "./wire-format.js";
 import { EventFanout } from "./event-fanout.js";
+import { decodeLookup, encodeLookup, type KernelLookup } from "./lookup-wire.js";
 
 export interface KernelFilterOptions {
   /** The loader binary; default <project>/bpf/loader/netfence-loader. */
@@ -325,6 +326,12 @@ export class KernelFilter implements Filter {
   async exactTables(id: string): Promise<ExactTables> {
     this.requireKnown(id);
     return decodeTables(await this.call(Op.TABLES, encodeId(id)));
+  }
+
+  /** Explain: the destination looked up in the kernel maps as packets look it up (NF_OP_LOOKUP). */
+  async lookup(id: string, family: 4 | 6, addr: Uint8Array): Promise<KernelLookup> {
+    this.requireKnown(id);
+    return decodeLookup(await this.call(Op.LOOKUP, encodeLookup(id, family, addr)), family);
   }
 
   tcAttachMethod(): "tcx" | "clsact" | "" {

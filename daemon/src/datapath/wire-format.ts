@@ -32,6 +32,8 @@ export const Op = {
   RELINK: 41,
   DUMP: 42,
   TABLES: 43,
+  /** Explain (issue 14): one destination looked up in the maps as the data path does. */
+  LOOKUP: 60,
   EVENTS: 100,
 } as const;
 export type OpCode = (typeof Op)[keyof typeof Op];
@@ -119,6 +121,12 @@ export const LAYOUT = {
   },
   nf_tables_family: { size: 32, small_cap: 0, small_n: 4, large_cap: 8, large_n: 12, uses_large: 16, lpm_n: 20, lpm_host_n: 24, other_large_cap: 28 },
   nf_tables_reply: { size: 64, fam: 0 },
+  nf_lookup_req: { size: 84, id: 0, family: 64, addr: 68 },
+  nf_lookup_prot: { size: 8, found: 0, prefixlen: 1, proto: 2, port: 4 },
+  nf_lookup_reply: {
+    size: 368, state: 0, expires_ms: 320, rule_id: 328, table: 332, flags: 333, prefixlen: 334, expired_skipped: 335, addr: 336,
+    prot: 352, pdeny: 360,
+  },
   nf_event: {
     size: 80, ts_ns: 0, suppressed: 8, slot: 16, sport: 20, dport: 22, family: 24, proto: 25, verdict: 26,
     reason: 27, direction: 28, rule_prefixlen: 29, saddr: 32, daddr: 48, rule_addr: 64,

@@ -96,7 +96,7 @@ export function planLearned(st: PolicyState, answers: readonly LearnedAnswer[], 
       for (const a of additions) {
         const kernelEntry = upserts.get(a.key) ?? st.entryFor(a.key, a.cidr, nowMs);
         const deadline = upserts.has(a.key) ? a.expiresAtMs : Math.min(a.expiresAtMs, kernelEntry?.expiresAtMs ?? a.expiresAtMs);
-        st.learned.add(a.name, a.cidr, deadline);
+        st.learned.add(a.name, a.cidr, deadline, a.key, { learnedAtMs: nowMs, ttlSeconds: a.ttlSeconds });
         st.noteDeadline(deadline);
         heldUntilMs.set(a.name, Math.min(heldUntilMs.get(a.name) ?? Infinity, deadline));
       }

@@ -12,6 +12,16 @@ export interface LearnedRecord extends LearnedAddress {
   readonly name: string;
   readonly cidr: Cidr;
   readonly expiresAtMs: number;
+  /** When the last answer that produced it was received (explain); absent: restored from the store. */
+  readonly learnedAtMs?: number;
+  /** That answer's TTL in seconds (before any clamp; explain). */
+  readonly ttlSeconds?: number;
+}
+
+/** What explain shows about the answer behind a learned record (not persisted). */
+export interface LearnedAnswer {
+  readonly learnedAtMs: number;
+  readonly ttlSeconds: number;
 }
 
 type ByAddr = LearnedRecord | Map<string, LearnedRecord>;
@@ -53,11 +63,13 @@ export class LearnedAddresses {
   }
 
   /** Records (or extends) name → address; the deadline never moves backwards. */
-  add(name: string, cidr: Cidr, expiresAtMs: number, key: string = formatCidr(cidr)): void {
+  add(name: string, cidr: Cidr, expiresAtMs: number, key: string = formatCidr(cidr), answer?: LearnedAnswer): void {
     let n = this.byName.get(name);
     if (n === undefined) this.byName.set(name, (n = new Map()));
     const prev = n.get(key);
-    const rec: LearnedRecord = { name, cidr, expiresAtMs: prev === undefined || expiresAtMs > prev.expiresAtMs ? expiresAtMs : prev.expiresAtMs };
+    const deadline = prev === undefined || expiresAtMs > prev.expiresAtMs ? expiresAtMs : prev.expiresAtMs;
+    const last = answer ?? (prev?.learnedAtMs !== undefined ? { learnedAtMs: prev.learnedAtMs, ttlSeconds: prev.ttlSeconds ?? 0 } : undefined);
+    const rec: LearnedRecord = last === undefined ? { name, cidr, expiresAtMs: deadline } : { name, cidr, expiresAtMs: deadline, learnedAtMs: last.learnedAtMs, ttlSeconds: last.ttlSeconds };
     n.set(key, rec);
     const a = this.byAddr.get(key);
     if (a === undefined || (!(a instanceof Map) && a.name === name)) this.byAddr.set(key, rec);

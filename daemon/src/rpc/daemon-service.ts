@@ -34,6 +34,10 @@ import { packetEventToWire } from "./packet-event.js";
 import { toServiceError } from "@netfence/proto/grpc-status";
 import { DIRECTION_KEY, parseAttachOptions } from "../attachments/attach-options.js";
 import type { OrphanInfo } from "../attachments/orphan.js";
+import type { ExplainQuery } from "../explain/explain-query.js";
+import type { Explanation } from "../explain/explainer.js";
+import { explainQueryFromWire, explanationToWire } from "./explain-wire.js";
+import type { ExplainRequest, ExplainResponse } from "@netfence/proto/daemon";
 
 /**
  * DaemonService: request validation at the edge, then the attachment manager. The typed
@@ -66,6 +70,8 @@ export interface DaemonServiceDeps {
   readonly events: () => AsyncIterable<KernelPacketEvent>;
   /** How interface attachments are made on this kernel ("tcx" or "clsact"), "" if unknown. */
   readonly tcAttachMethod?: () => string;
+  /** `netfenced explain` (explain/explainer.ts); absent: FAILED_PRECONDITION. */
+  readonly explain?: (q: ExplainQuery) => Promise<Explanation>;
 }
 
 /** Metadata key selecting the TC hook of an interface attachment (the proto has no field). */
@@ -198,6 +204,11 @@ export class DaemonServiceImpl {
   }
 
   /** Packet events, optionally for one attachment; ends when `signal` aborts or events end. */
+  async explain(req: ExplainRequest): Promise<ExplainResponse> {
+    if (this.deps.explain === undefined) throw new NetfenceError("FAILED_PRECONDITION", "this daemon cannot explain verdicts");
+    return explanationToWire(await this.deps.explain(explainQueryFromWire(req)));
+  }
+
   async *watchEvents(req: WatchEventsRequest, signal: AbortSignal): AsyncGenerator<PacketEvent> {
     const id = req.attachmentId.trim();
     if (id !== "" && !this.deps.registry.list().some((a) => a.id === id)) {
@@ -290,6 +301,7 @@ export function daemonServiceHandlers(impl: DaemonServiceImpl | Promise<DaemonSe
     ListOrphans: unary((s, _r: Empty) => s.listOrphans()),
     AdoptOrphans: unary((s, r: AdoptOrphansRequest) => s.adoptOrphans(r)),
     DetachOrphan: unary((s, r: DetachOrphanRequest) => s.detachOrphan(r)),
+    Explain: unary((s, r: ExplainRequest) => s.explain(r)),
     WatchEvents: (call: grpc.ServerWritableStream<WatchEventsRequest, PacketEvent>) => {
       const ac = new AbortController();
       call.on("cancelled", () => ac.abort());

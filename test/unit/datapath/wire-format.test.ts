@@ -23,7 +23,7 @@ describe("wire-format.ts matches bpf/include/netfence.h", () => {
     "NF_PROTOCOL_VERSION", "NF_LAYOUT_VERSION", "NF_OP_HELLO", "NF_OP_LOAD", "NF_OP_LINK", "NF_OP_UNLOAD", "NF_OP_ADOPT", "NF_OP_REPLACE",
     "NF_OP_UPSERT", "NF_OP_DELETE", "NF_OP_SET_MODE", "NF_OP_COUNTERS", "NF_OP_PROTECTED", "NF_OP_EVENTS",
     "NF_OP_PORT_GUARD", "NF_OP_PORT_UNGUARD",
-    "NF_OP_NOTIFY", "NF_OP_RELINK", "NF_OP_DUMP", "NF_OP_TABLES", "NF_SETTING_V4_LARGE", "NF_SETTING_V6_LARGE",
+    "NF_OP_NOTIFY", "NF_OP_RELINK", "NF_OP_DUMP", "NF_OP_TABLES", "NF_OP_LOOKUP", "NF_LOOKUP_NONE", "NF_LOOKUP_SMALL", "NF_LOOKUP_LARGE", "NF_LOOKUP_LPM", "NF_SETTING_V4_LARGE", "NF_SETTING_V6_LARGE",
     "NF_MODE_DISABLED", "NF_MODE_ALLOWLIST", "NF_MODE_DENYLIST", "NF_MODE_BLOCK_ALL", "NF_REASON_MALFORMED", "NF_CNT_MAX",
     "NF_REASON_SPOOFED", "NF_REASON_NON_IP", "NF_REASON_OTHER_TENANT_DNS", "NF_REASON_ROUTER_MESSAGE", "NF_REASON_PROTECTED_DENY",
     "NF_REASON_LOCAL_CLOSED", "NF_PROT_DENY", "NF_MAX_WORKLOAD_ADDRS",
@@ -52,6 +52,7 @@ describe("wire-format.ts matches bpf/include/netfence.h", () => {
     expect(out.get("NF_PROTOCOL_VERSION")).toBe(PROTOCOL_VERSION);
     expect(out.get("NF_LAYOUT_VERSION")).toBe(LAYOUT_VERSION);
     for (const [name, code] of Object.entries(Op)) expect(out.get(`NF_OP_${name}`), name).toBe(code);
+    expect([out.get("NF_LOOKUP_NONE"), out.get("NF_LOOKUP_SMALL"), out.get("NF_LOOKUP_LARGE"), out.get("NF_LOOKUP_LPM")]).toEqual([0, 1, 2, 3]); // lookup-wire.ts TABLES
     expect(out.get("NF_SETTING_V4_LARGE")).toBe(SETTING_V4_LARGE);
     expect(out.get("NF_SETTING_V6_LARGE")).toBe(SETTING_V6_LARGE);
     expect(out.get("NF_MODE_DISABLED")).toBe(MODE_CODES.disabled);

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file netfence/v1/daemon.proto.
  */
 export const file_netfence_v1_daemon: GenFile = /*@__PURE__*/
-  fileDesc("ChhuZXRmZW5jZS92MS9kYWVtb24ucHJvdG8SC25ldGZlbmNlLnYxIisKEldhdGNoRXZlbnRzUmVxdWVzdBIVCg1hdHRhY2htZW50X2lkGAEgASgJIrcBCg1BdHRhY2hSZXF1ZXN0EhgKDmludGVyZmFjZV9uYW1lGAEgASgJSAASFQoLY2dyb3VwX3BhdGgYAiABKAlIABI6CghtZXRhZGF0YRgDIAMoCzIoLm5ldGZlbmNlLnYxLkF0dGFjaFJlcXVlc3QuTWV0YWRhdGFFbnRyeRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCAoGdGFyZ2V0IjEKDkF0dGFjaFJlc3BvbnNlEgoKAmlkGAEgASgJEhMKC2Ruc19hZGRyZXNzGAIgASgJIhsKDURldGFjaFJlcXVlc3QSCgoCaWQYASABKAkiNAoLTGlzdFJlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkibgoMTGlzdFJlc3BvbnNlEjAKC2F0dGFjaG1lbnRzGAEgAygLMhsubmV0ZmVuY2UudjEuQXR0YWNobWVudEluZm8SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhMKC3RvdGFsX2NvdW50GAMgASgFIvYDCg5BdHRhY2htZW50SW5mbxIKCgJpZBgBIAEoCRIOCgZ0YXJnZXQYAiABKAkSKQoEdHlwZRgDIAEoDjIbLm5ldGZlbmNlLnYxLkF0dGFjaG1lbnRUeXBlEiUKBG1vZGUYBCABKA4yFy5uZXRmZW5jZS52MS5Qb2xpY3lNb2RlEiYKCGRuc19tb2RlGAUgASgOMhQubmV0ZmVuY2UudjEuRG5zTW9kZRITCgtkbnNfYWRkcmVzcxgGIAEoCRI7CghtZXRhZGF0YRgHIAMoCzIpLm5ldGZlbmNlLnYxLkF0dGFjaG1lbnRJbmZvLk1ldGFkYXRhRW50cnkSFwoPcGFja2V0c19hbGxvd2VkGAggASgEEhcKD3BhY2tldHNfYmxvY2tlZBgJIAEoBBIbChNkbnNfcXVlcmllc19hbGxvd2VkGAogASgEEhsKE2Ruc19xdWVyaWVzX2Jsb2NrZWQYCyABKAQSLwoLYXR0YWNoZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWF0dGFjaF9tZXRob2QYZCABKAkSFwoPcGFja2V0c19hdWRpdGVkGGUgASgEGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASL6AQoMRGFlbW9uU3RhdHVzEg8KB3ZlcnNpb24YASABKAkSEQoJZGFlbW9uX2lkGAIgASgJEhAKCGhvc3RuYW1lGAMgASgJEjkKE2NvbnRyb2xfcGxhbmVfc3RhdGUYBCABKA4yHC5uZXRmZW5jZS52MS5Db25uZWN0aW9uU3RhdGUSHQoVY29udHJvbF9wbGFuZV9hZGRyZXNzGAUgASgJEhgKEGF0dGFjaG1lbnRfY291bnQYBiABKAUSGAoQdGNfYXR0YWNoX21ldGhvZBhkIAEoCRIUCgxvcnBoYW5fY291bnQYZSABKAUSEAoId2FybmluZ3MYZiADKAki3QEKEE9ycGhhbkF0dGFjaG1lbnQSCgoCaWQYASABKAkSDgoGdGFyZ2V0GAIgASgJEikKBHR5cGUYAyABKA4yGy5uZXRmZW5jZS52MS5BdHRhY2htZW50VHlwZRIlCgRtb2RlGAQgASgOMhcubmV0ZmVuY2UudjEuUG9saWN5TW9kZRIQCghhdHRhY2hlZBgFIAEoCBIQCghkbnNfcG9ydBgGIAEoDRIPCgdlbnRyaWVzGAcgASgNEhUKDWF0dGFjaF9tZXRob2QYCCABKAkSDwoHcHJvYmxlbRgJIAEoCSJFChNMaXN0T3JwaGFuc1Jlc3BvbnNlEi4KB29ycGhhbnMYASADKAsyHS5uZXRmZW5jZS52MS5PcnBoYW5BdHRhY2htZW50Ii4KE0Fkb3B0T3JwaGFuc1JlcXVlc3QSCgoCaWQYASABKAkSCwoDYWxsGAIgASgIIikKDEFkb3B0RmFpbHVyZRIKCgJpZBgBIAEoCRINCgVlcnJvchgCIAEoCSJvChRBZG9wdE9ycGhhbnNSZXNwb25zZRIsCgdhZG9wdGVkGAEgAygLMhsubmV0ZmVuY2UudjEuQXR0YWNoUmVzcG9uc2USKQoGZmFpbGVkGAIgAygLMhkubmV0ZmVuY2UudjEuQWRvcHRGYWlsdXJlIiEKE0RldGFjaE9ycGhhblJlcXVlc3QSCgoCaWQYASABKAkqlwEKD0Nvbm5lY3Rpb25TdGF0ZRIgChxDT05ORUNUSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASIQodQ09OTkVDVElPTl9TVEFURV9ESVNDT05ORUNURUQQARIfChtDT05ORUNUSU9OX1NUQVRFX0NPTk5FQ1RJTkcQAhIeChpDT05ORUNUSU9OX1NUQVRFX0NPTk5FQ1RFRBADMsEECg1EYWVtb25TZXJ2aWNlEkEKBkF0dGFjaBIaLm5ldGZlbmNlLnYxLkF0dGFjaFJlcXVlc3QaGy5uZXRmZW5jZS52MS5BdHRhY2hSZXNwb25zZRI8CgZEZXRhY2gSGi5uZXRmZW5jZS52MS5EZXRhY2hSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EjsKBExpc3QSGC5uZXRmZW5jZS52MS5MaXN0UmVxdWVzdBoZLm5ldGZlbmNlLnYxLkxpc3RSZXNwb25zZRI+CglHZXRTdGF0dXMSFi5nb29nbGUucHJvdG9idWYuRW1wdHkaGS5uZXRmZW5jZS52MS5EYWVtb25TdGF0dXMSSgoLV2F0Y2hFdmVudHMSHy5uZXRmZW5jZS52MS5XYXRjaEV2ZW50c1JlcXVlc3QaGC5uZXRmZW5jZS52MS5QYWNrZXRFdmVudDABEkcKC0xpc3RPcnBoYW5zEhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5GiAubmV0ZmVuY2UudjEuTGlzdE9ycGhhbnNSZXNwb25zZRJTCgxBZG9wdE9ycGhhbnMSIC5uZXRmZW5jZS52MS5BZG9wdE9ycGhhbnNSZXF1ZXN0GiEubmV0ZmVuY2UudjEuQWRvcHRPcnBoYW5zUmVzcG9uc2USSAoMRGV0YWNoT3JwaGFuEiAubmV0ZmVuY2UudjEuRGV0YWNoT3JwaGFuUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eWIGcHJvdG8z", [file_google_protobuf_empty, file_google_protobuf_timestamp, file_netfence_v1_types, file_netfence_v1_control]);
+  fileDesc("ChhuZXRmZW5jZS92MS9kYWVtb24ucHJvdG8SC25ldGZlbmNlLnYxIisKEldhdGNoRXZlbnRzUmVxdWVzdBIVCg1hdHRhY2htZW50X2lkGAEgASgJIrcBCg1BdHRhY2hSZXF1ZXN0EhgKDmludGVyZmFjZV9uYW1lGAEgASgJSAASFQoLY2dyb3VwX3BhdGgYAiABKAlIABI6CghtZXRhZGF0YRgDIAMoCzIoLm5ldGZlbmNlLnYxLkF0dGFjaFJlcXVlc3QuTWV0YWRhdGFFbnRyeRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCAoGdGFyZ2V0IjEKDkF0dGFjaFJlc3BvbnNlEgoKAmlkGAEgASgJEhMKC2Ruc19hZGRyZXNzGAIgASgJIhsKDURldGFjaFJlcXVlc3QSCgoCaWQYASABKAkiNAoLTGlzdFJlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkibgoMTGlzdFJlc3BvbnNlEjAKC2F0dGFjaG1lbnRzGAEgAygLMhsubmV0ZmVuY2UudjEuQXR0YWNobWVudEluZm8SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhMKC3RvdGFsX2NvdW50GAMgASgFIvYDCg5BdHRhY2htZW50SW5mbxIKCgJpZBgBIAEoCRIOCgZ0YXJnZXQYAiABKAkSKQoEdHlwZRgDIAEoDjIbLm5ldGZlbmNlLnYxLkF0dGFjaG1lbnRUeXBlEiUKBG1vZGUYBCABKA4yFy5uZXRmZW5jZS52MS5Qb2xpY3lNb2RlEiYKCGRuc19tb2RlGAUgASgOMhQubmV0ZmVuY2UudjEuRG5zTW9kZRITCgtkbnNfYWRkcmVzcxgGIAEoCRI7CghtZXRhZGF0YRgHIAMoCzIpLm5ldGZlbmNlLnYxLkF0dGFjaG1lbnRJbmZvLk1ldGFkYXRhRW50cnkSFwoPcGFja2V0c19hbGxvd2VkGAggASgEEhcKD3BhY2tldHNfYmxvY2tlZBgJIAEoBBIbChNkbnNfcXVlcmllc19hbGxvd2VkGAogASgEEhsKE2Ruc19xdWVyaWVzX2Jsb2NrZWQYCyABKAQSLwoLYXR0YWNoZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWF0dGFjaF9tZXRob2QYZCABKAkSFwoPcGFja2V0c19hdWRpdGVkGGUgASgEGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASL6AQoMRGFlbW9uU3RhdHVzEg8KB3ZlcnNpb24YASABKAkSEQoJZGFlbW9uX2lkGAIgASgJEhAKCGhvc3RuYW1lGAMgASgJEjkKE2NvbnRyb2xfcGxhbmVfc3RhdGUYBCABKA4yHC5uZXRmZW5jZS52MS5Db25uZWN0aW9uU3RhdGUSHQoVY29udHJvbF9wbGFuZV9hZGRyZXNzGAUgASgJEhgKEGF0dGFjaG1lbnRfY291bnQYBiABKAUSGAoQdGNfYXR0YWNoX21ldGhvZBhkIAEoCRIUCgxvcnBoYW5fY291bnQYZSABKAUSEAoId2FybmluZ3MYZiADKAki3QEKEE9ycGhhbkF0dGFjaG1lbnQSCgoCaWQYASABKAkSDgoGdGFyZ2V0GAIgASgJEikKBHR5cGUYAyABKA4yGy5uZXRmZW5jZS52MS5BdHRhY2htZW50VHlwZRIlCgRtb2RlGAQgASgOMhcubmV0ZmVuY2UudjEuUG9saWN5TW9kZRIQCghhdHRhY2hlZBgFIAEoCBIQCghkbnNfcG9ydBgGIAEoDRIPCgdlbnRyaWVzGAcgASgNEhUKDWF0dGFjaF9tZXRob2QYCCABKAkSDwoHcHJvYmxlbRgJIAEoCSJFChNMaXN0T3JwaGFuc1Jlc3BvbnNlEi4KB29ycGhhbnMYASADKAsyHS5uZXRmZW5jZS52MS5PcnBoYW5BdHRhY2htZW50Ii4KE0Fkb3B0T3JwaGFuc1JlcXVlc3QSCgoCaWQYASABKAkSCwoDYWxsGAIgASgIIikKDEFkb3B0RmFpbHVyZRIKCgJpZBgBIAEoCRINCgVlcnJvchgCIAEoCSJvChRBZG9wdE9ycGhhbnNSZXNwb25zZRIsCgdhZG9wdGVkGAEgAygLMhsubmV0ZmVuY2UudjEuQXR0YWNoUmVzcG9uc2USKQoGZmFpbGVkGAIgAygLMhkubmV0ZmVuY2UudjEuQWRvcHRGYWlsdXJlIiEKE0RldGFjaE9ycGhhblJlcXVlc3QSCgoCaWQYASABKAkiaAoORXhwbGFpblJlcXVlc3QSFQoNYXR0YWNobWVudF9pZBgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEg4KBmRvbWFpbhgDIAEoCRIMCgRwb3J0GAQgASgNEhAKCHByb3RvY29sGAUgASgJImYKClJ1bGVPcmlnaW4SDgoGc291cmNlGAEgASgJEhIKCmNvbW1hbmRfaWQYAiABKAkSDAoEd2hhdBgDIAEoCRImCgJhdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAirAEKDEV4cGxhaW5FbnRyeRIMCgRjaWRyGAEgASgJEg0KBWFsbG93GAIgASgIEgwKBGRlbnkYAyABKAgSDwoHcnVsZV9pZBgEIAEoDRIuCgpleHBpcmVzX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgt0dGxfbGVmdF9tcxgGIAEoAxINCgV0YWJsZRgHIAEoCRIMCgR1c2VkGAggASgIIu4BCg1FeHBsYWluU291cmNlEgwKBGtpbmQYASABKAkSDgoGYWN0aW9uGAIgASgJEgwKBGNpZHIYAyABKAkSLgoKZXhwaXJlc19hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJwoGb3JpZ2luGAUgASgLMhcubmV0ZmVuY2UudjEuUnVsZU9yaWdpbhIMCgRuYW1lGAYgASgJEi4KCmxlYXJuZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhoKEmFuc3dlcl90dGxfc2Vjb25kcxgIIAEoDSL+AgoSQWRkcmVzc0V4cGxhbmF0aW9uEg8KB2FkZHJlc3MYASABKAkSEAoIcHJvdG9jb2wYAiABKA0SDAoEcG9ydBgDIAEoDRIPCgd2ZXJkaWN0GAQgASgJEg4KBnJlYXNvbhgFIAEoCRIMCgRzdGVwGAYgASgJEiUKBG1vZGUYByABKA4yFy5uZXRmZW5jZS52MS5Qb2xpY3lNb2RlEg0KBWF1ZGl0GAggASgIEiwKC21vZGVfb3JpZ2luGAkgASgLMhcubmV0ZmVuY2UudjEuUnVsZU9yaWdpbhIoCgVlbnRyeRgKIAEoCzIZLm5ldGZlbmNlLnYxLkV4cGxhaW5FbnRyeRIrCgdzb3VyY2VzGAsgAygLMhoubmV0ZmVuY2UudjEuRXhwbGFpblNvdXJjZRIWCg5wcm90ZWN0ZWRfY2lkchgMIAEoCRINCgVuYW1lcxgNIAMoCRINCgVub3RlcxgOIAMoCRIXCg9leHBpcmVkX3NraXBwZWQYDyABKA0izQEKFERvbWFpbkxlYXJuZWRBZGRyZXNzEg8KB2FkZHJlc3MYASABKAkSLgoKZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLdHRsX2xlZnRfbXMYAyABKAMSLgoKbGVhcm5lZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGgoSYW5zd2VyX3R0bF9zZWNvbmRzGAUgASgNEhMKC3NoYXJlZF93aXRoGAYgAygJIssCChFEb21haW5FeHBsYW5hdGlvbhIOCgZkb21haW4YASABKAkSJgoIZG5zX21vZGUYAiABKA4yFC5uZXRmZW5jZS52MS5EbnNNb2RlEjAKD2Ruc19tb2RlX29yaWdpbhgDIAEoCzIXLm5ldGZlbmNlLnYxLlJ1bGVPcmlnaW4SEAoIcmVzb2x2ZXMYBCABKAgSEwoLcnVsZV9hY3Rpb24YBSABKAkSEwoLcnVsZV9kb21haW4YBiABKAkSHwoXcnVsZV9pbmNsdWRlX3N1YmRvbWFpbnMYByABKAgSLAoLcnVsZV9vcmlnaW4YCCABKAsyFy5uZXRmZW5jZS52MS5SdWxlT3JpZ2luEjIKB2xlYXJuZWQYCSADKAsyIS5uZXRmZW5jZS52MS5Eb21haW5MZWFybmVkQWRkcmVzcxINCgVub3RlcxgKIAMoCSKKAQoPRXhwbGFpblJlc3BvbnNlEhUKDWF0dGFjaG1lbnRfaWQYASABKAkSMAoHYWRkcmVzcxgCIAEoCzIfLm5ldGZlbmNlLnYxLkFkZHJlc3NFeHBsYW5hdGlvbhIuCgZkb21haW4YAyABKAsyHi5uZXRmZW5jZS52MS5Eb21haW5FeHBsYW5hdGlvbiqXAQoPQ29ubmVjdGlvblN0YXRlEiAKHENPTk5FQ1RJT05fU1RBVEVfVU5TUEVDSUZJRUQQABIhCh1DT05ORUNUSU9OX1NUQVRFX0RJU0NPTk5FQ1RFRBABEh8KG0NPTk5FQ1RJT05fU1RBVEVfQ09OTkVDVElORxACEh4KGkNPTk5FQ1RJT05fU1RBVEVfQ09OTkVDVEVEEAMyhwUKDURhZW1vblNlcnZpY2USQQoGQXR0YWNoEhoubmV0ZmVuY2UudjEuQXR0YWNoUmVxdWVzdBobLm5ldGZlbmNlLnYxLkF0dGFjaFJlc3BvbnNlEjwKBkRldGFjaBIaLm5ldGZlbmNlLnYxLkRldGFjaFJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSOwoETGlzdBIYLm5ldGZlbmNlLnYxLkxpc3RSZXF1ZXN0GhkubmV0ZmVuY2UudjEuTGlzdFJlc3BvbnNlEj4KCUdldFN0YXR1cxIWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRoZLm5ldGZlbmNlLnYxLkRhZW1vblN0YXR1cxJKCgtXYXRjaEV2ZW50cxIfLm5ldGZlbmNlLnYxLldhdGNoRXZlbnRzUmVxdWVzdBoYLm5ldGZlbmNlLnYxLlBhY2tldEV2ZW50MAESRwoLTGlzdE9ycGhhbnMSFi5nb29nbGUucHJvdG9idWYuRW1wdHkaIC5uZXRmZW5jZS52MS5MaXN0T3JwaGFuc1Jlc3BvbnNlElMKDEFkb3B0T3JwaGFucxIgLm5ldGZlbmNlLnYxLkFkb3B0T3JwaGFuc1JlcXVlc3QaIS5uZXRmZW5jZS52MS5BZG9wdE9ycGhhbnNSZXNwb25zZRJICgxEZXRhY2hPcnBoYW4SIC5uZXRmZW5jZS52MS5EZXRhY2hPcnBoYW5SZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EkQKB0V4cGxhaW4SGy5uZXRmZW5jZS52MS5FeHBsYWluUmVxdWVzdBocLm5ldGZlbmNlLnYxLkV4cGxhaW5SZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_empty, file_google_protobuf_timestamp, file_netfence_v1_types, file_netfence_v1_control]);
 
 /**
  * @generated from message netfence.v1.WatchEventsRequest
@@ -482,6 +482,459 @@ export const DetachOrphanRequestSchema: GenMessage<DetachOrphanRequest> = /*@__P
   messageDesc(file_netfence_v1_daemon, 13);
 
 /**
+ * ---------------------------------------------------------------- explain (issue 14)
+ * `netfenced explain`: the verdict is decided from the attachment's kernel maps read back now (the
+ * loader's LOOKUP), in the data path's order; the daemon adds where the matching rule came from.
+ *
+ * @generated from message netfence.v1.ExplainRequest
+ */
+export type ExplainRequest = Message<"netfence.v1.ExplainRequest"> & {
+  /**
+   * @generated from field: string attachment_id = 1;
+   */
+  attachmentId: string;
+
+  /**
+   * one IPv4/IPv6 address, or
+   *
+   * @generated from field: string address = 2;
+   */
+  address: string;
+
+  /**
+   * a domain name (exactly one of the two)
+   *
+   * @generated from field: string domain = 3;
+   */
+  domain: string;
+
+  /**
+   * 0 = not given
+   *
+   * @generated from field: uint32 port = 4;
+   */
+  port: number;
+
+  /**
+   * "tcp", "udp", "icmp", "icmpv6" or a number; "" = not given (tcp with a port)
+   *
+   * @generated from field: string protocol = 5;
+   */
+  protocol: string;
+};
+
+/**
+ * Describes the message netfence.v1.ExplainRequest.
+ * Use `create(ExplainRequestSchema)` to create a new message.
+ */
+export const ExplainRequestSchema: GenMessage<ExplainRequest> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_daemon, 14);
+
+/**
+ * @generated from message netfence.v1.RuleOrigin
+ */
+export type RuleOrigin = Message<"netfence.v1.RuleOrigin"> & {
+  /**
+   * "control-plane", "default-policy", "local-api"; "" = restored from the state store
+   *
+   * @generated from field: string source = 1;
+   */
+  source: string;
+
+  /**
+   * the control-plane command, when it had one
+   *
+   * @generated from field: string command_id = 2;
+   */
+  commandId: string;
+
+  /**
+   * "allow-cidr", "bulk-update", "subscribed-ack", "default-policy", ...
+   *
+   * @generated from field: string what = 3;
+   */
+  what: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp at = 4;
+   */
+  at?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message netfence.v1.RuleOrigin.
+ * Use `create(RuleOriginSchema)` to create a new message.
+ */
+export const RuleOriginSchema: GenMessage<RuleOrigin> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_daemon, 15);
+
+/**
+ * the policy entry the kernel's lookup found
+ *
+ * @generated from message netfence.v1.ExplainEntry
+ */
+export type ExplainEntry = Message<"netfence.v1.ExplainEntry"> & {
+  /**
+   * @generated from field: string cidr = 1;
+   */
+  cidr: string;
+
+  /**
+   * @generated from field: bool allow = 2;
+   */
+  allow: boolean;
+
+  /**
+   * @generated from field: bool deny = 3;
+   */
+  deny: boolean;
+
+  /**
+   * @generated from field: uint32 rule_id = 4;
+   */
+  ruleId: number;
+
+  /**
+   * unset = never
+   *
+   * @generated from field: google.protobuf.Timestamp expires_at = 5;
+   */
+  expiresAt?: Timestamp | undefined;
+
+  /**
+   * -1 = never expires
+   *
+   * @generated from field: int64 ttl_left_ms = 6;
+   */
+  ttlLeftMs: bigint;
+
+  /**
+   * "small-exact", "large-exact", "lpm"
+   *
+   * @generated from field: string table = 7;
+   */
+  table: string;
+
+  /**
+   * the verdict rests on it (a deny, or an allow that opened it)
+   *
+   * @generated from field: bool used = 8;
+   */
+  used: boolean;
+};
+
+/**
+ * Describes the message netfence.v1.ExplainEntry.
+ * Use `create(ExplainEntrySchema)` to create a new message.
+ */
+export const ExplainEntrySchema: GenMessage<ExplainEntry> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_daemon, 16);
+
+/**
+ * why the entry exists; one per rule or DNS name behind it
+ *
+ * @generated from message netfence.v1.ExplainSource
+ */
+export type ExplainSource = Message<"netfence.v1.ExplainSource"> & {
+  /**
+   * "cidr-rule" or "dns"
+   *
+   * @generated from field: string kind = 1;
+   */
+  kind: string;
+
+  /**
+   * cidr-rule: "allow" / "deny"
+   *
+   * @generated from field: string action = 2;
+   */
+  action: string;
+
+  /**
+   * @generated from field: string cidr = 3;
+   */
+  cidr: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp expires_at = 4;
+   */
+  expiresAt?: Timestamp | undefined;
+
+  /**
+   * cidr-rule
+   *
+   * @generated from field: netfence.v1.RuleOrigin origin = 5;
+   */
+  origin?: RuleOrigin | undefined;
+
+  /**
+   * dns: the name whose answer produced the address
+   *
+   * @generated from field: string name = 6;
+   */
+  name: string;
+
+  /**
+   * dns: when the answer came (unset: before a restart)
+   *
+   * @generated from field: google.protobuf.Timestamp learned_at = 7;
+   */
+  learnedAt?: Timestamp | undefined;
+
+  /**
+   * dns
+   *
+   * @generated from field: uint32 answer_ttl_seconds = 8;
+   */
+  answerTtlSeconds: number;
+};
+
+/**
+ * Describes the message netfence.v1.ExplainSource.
+ * Use `create(ExplainSourceSchema)` to create a new message.
+ */
+export const ExplainSourceSchema: GenMessage<ExplainSource> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_daemon, 17);
+
+/**
+ * @generated from message netfence.v1.AddressExplanation
+ */
+export type AddressExplanation = Message<"netfence.v1.AddressExplanation"> & {
+  /**
+   * @generated from field: string address = 1;
+   */
+  address: string;
+
+  /**
+   * 0 = not given
+   *
+   * @generated from field: uint32 protocol = 2;
+   */
+  protocol: number;
+
+  /**
+   * 0 = not given
+   *
+   * @generated from field: uint32 port = 3;
+   */
+  port: number;
+
+  /**
+   * "allowed", "blocked", "audited" (would be blocked; audit mode lets it pass)
+   *
+   * @generated from field: string verdict = 4;
+   */
+  verdict: string;
+
+  /**
+   * as in PacketEvent.reason: "allow-cidr", "deny-cidr", "not-in-allowlist", "always-allowed", ...
+   *
+   * @generated from field: string reason = 5;
+   */
+  reason: string;
+
+  /**
+   * the data path's decision step (docs/operator-guide.md), "c".."k"
+   *
+   * @generated from field: string step = 6;
+   */
+  step: string;
+
+  /**
+   * @generated from field: netfence.v1.PolicyMode mode = 7;
+   */
+  mode: PolicyMode;
+
+  /**
+   * @generated from field: bool audit = 8;
+   */
+  audit: boolean;
+
+  /**
+   * @generated from field: netfence.v1.RuleOrigin mode_origin = 9;
+   */
+  modeOrigin?: RuleOrigin | undefined;
+
+  /**
+   * unset: no live entry covers the address
+   *
+   * @generated from field: netfence.v1.ExplainEntry entry = 10;
+   */
+  entry?: ExplainEntry | undefined;
+
+  /**
+   * @generated from field: repeated netfence.v1.ExplainSource sources = 11;
+   */
+  sources: ExplainSource[];
+
+  /**
+   * the protected(-deny) prefix, when that set decided
+   *
+   * @generated from field: string protected_cidr = 12;
+   */
+  protectedCidr: string;
+
+  /**
+   * every DNS name that produced this address
+   *
+   * @generated from field: repeated string names = 13;
+   */
+  names: string[];
+
+  /**
+   * @generated from field: repeated string notes = 14;
+   */
+  notes: string[];
+
+  /**
+   * @generated from field: uint32 expired_skipped = 15;
+   */
+  expiredSkipped: number;
+};
+
+/**
+ * Describes the message netfence.v1.AddressExplanation.
+ * Use `create(AddressExplanationSchema)` to create a new message.
+ */
+export const AddressExplanationSchema: GenMessage<AddressExplanation> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_daemon, 18);
+
+/**
+ * @generated from message netfence.v1.DomainLearnedAddress
+ */
+export type DomainLearnedAddress = Message<"netfence.v1.DomainLearnedAddress"> & {
+  /**
+   * @generated from field: string address = 1;
+   */
+  address: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp expires_at = 2;
+   */
+  expiresAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: int64 ttl_left_ms = 3;
+   */
+  ttlLeftMs: bigint;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp learned_at = 4;
+   */
+  learnedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: uint32 answer_ttl_seconds = 5;
+   */
+  answerTtlSeconds: number;
+
+  /**
+   * other names that produced the same address
+   *
+   * @generated from field: repeated string shared_with = 6;
+   */
+  sharedWith: string[];
+};
+
+/**
+ * Describes the message netfence.v1.DomainLearnedAddress.
+ * Use `create(DomainLearnedAddressSchema)` to create a new message.
+ */
+export const DomainLearnedAddressSchema: GenMessage<DomainLearnedAddress> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_daemon, 19);
+
+/**
+ * @generated from message netfence.v1.DomainExplanation
+ */
+export type DomainExplanation = Message<"netfence.v1.DomainExplanation"> & {
+  /**
+   * @generated from field: string domain = 1;
+   */
+  domain: string;
+
+  /**
+   * @generated from field: netfence.v1.DnsMode dns_mode = 2;
+   */
+  dnsMode: DnsMode;
+
+  /**
+   * @generated from field: netfence.v1.RuleOrigin dns_mode_origin = 3;
+   */
+  dnsModeOrigin?: RuleOrigin | undefined;
+
+  /**
+   * @generated from field: bool resolves = 4;
+   */
+  resolves: boolean;
+
+  /**
+   * "allow" / "deny"; "" = no rule matches
+   *
+   * @generated from field: string rule_action = 5;
+   */
+  ruleAction: string;
+
+  /**
+   * @generated from field: string rule_domain = 6;
+   */
+  ruleDomain: string;
+
+  /**
+   * @generated from field: bool rule_include_subdomains = 7;
+   */
+  ruleIncludeSubdomains: boolean;
+
+  /**
+   * @generated from field: netfence.v1.RuleOrigin rule_origin = 8;
+   */
+  ruleOrigin?: RuleOrigin | undefined;
+
+  /**
+   * @generated from field: repeated netfence.v1.DomainLearnedAddress learned = 9;
+   */
+  learned: DomainLearnedAddress[];
+
+  /**
+   * @generated from field: repeated string notes = 10;
+   */
+  notes: string[];
+};
+
+/**
+ * Describes the message netfence.v1.DomainExplanation.
+ * Use `create(DomainExplanationSchema)` to create a new message.
+ */
+export const DomainExplanationSchema: GenMessage<DomainExplanation> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_daemon, 20);
+
+/**
+ * @generated from message netfence.v1.ExplainResponse
+ */
+export type ExplainResponse = Message<"netfence.v1.ExplainResponse"> & {
+  /**
+   * @generated from field: string attachment_id = 1;
+   */
+  attachmentId: string;
+
+  /**
+   * @generated from field: netfence.v1.AddressExplanation address = 2;
+   */
+  address?: AddressExplanation | undefined;
+
+  /**
+   * @generated from field: netfence.v1.DomainExplanation domain = 3;
+   */
+  domain?: DomainExplanation | undefined;
+};
+
+/**
+ * Describes the message netfence.v1.ExplainResponse.
+ * Use `create(ExplainResponseSchema)` to create a new message.
+ */
+export const ExplainResponseSchema: GenMessage<ExplainResponse> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_daemon, 21);
+
+/**
  * @generated from enum netfence.v1.ConnectionState
  */
 export enum ConnectionState {
@@ -585,6 +1038,16 @@ export const DaemonService: GenService<{
     methodKind: "unary";
     input: typeof DetachOrphanRequestSchema;
     output: typeof EmptySchema;
+  },
+  /**
+   * --- additive extension (explain, issue 14): the verdict the kernel gives a destination now and why ---
+   *
+   * @generated from rpc netfence.v1.DaemonService.Explain
+   */
+  explain: {
+    methodKind: "unary";
+    input: typeof ExplainRequestSchema;
+    output: typeof ExplainResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_netfence_v1_daemon, 0);
