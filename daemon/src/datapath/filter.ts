@@ -1,6 +1,6 @@
 import type { Cidr } from "@netfence/proto/parse";
 import type { FilterEntry, FilterMode, FilterPolicy } from "../policy/compiled.js";
-import type { KernelLookup } from "./lookup-wire.js";
+import type { KernelLookup } from "./kernel-lookup.js";
 
 export type { FilterEntry, FilterMode, FilterPolicy };
 
