@@ -156,6 +156,9 @@ describe("netfenced explain agrees with real packets (real daemon, control plane
     expect(e.sources!.filter((s) => s.kind === "dns").map((s) => s.name).sort()).toEqual(["a.ex.test", "b.ex.test"]);
     for (const s of e.sources!) expect(s.learnedAt).toBeDefined();
     expect(e.notes!.join("\n")).toMatch(/shared address/);
+    const human = await daemon.cli("explain", "--id", ifId, ip(200));
+    expect(human.stdout).toContain(`${ifId}: ${ip(200)} is ALLOWED (allow-cidr, step i)`);
+    expect(human.stdout).toContain("names:    a.ex.test, b.ex.test  (shared address)");
     // The domain view: the deciding rule, and the address with its TTL and the other name.
     const d = (await explain(ifId, "--domain", "a.ex.test")).domain!;
     expect(d).toMatchObject({ resolves: true, ruleAction: "allow", ruleDomain: "ex.test", ruleIncludeSubdomains: true });

@@ -24,7 +24,7 @@ export function explainQueryFromWire(req: ExplainRequest): ExplainQuery {
   return { attachmentId: req.attachmentId, address: req.address, domain: req.domain, port: req.port, protocol: req.protocol };
 }
 
-/** A missing origin is sent as an empty RuleOrigin: "restored from the state store". */
+/** A missing origin (set before this daemon process started) is sent as an empty RuleOrigin. */
 function origin(o: RuleOrigin | null): WireOrigin {
   if (o === null) return create(RuleOriginSchema, {});
   return create(RuleOriginSchema, { source: o.source, commandId: o.commandId, what: o.what, at: timestampFromMs(o.atMs) });

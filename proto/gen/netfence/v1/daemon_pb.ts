@@ -535,7 +535,7 @@ export const ExplainRequestSchema: GenMessage<ExplainRequest> = /*@__PURE__*/
  */
 export type RuleOrigin = Message<"netfence.v1.RuleOrigin"> & {
   /**
-   * "control-plane", "default-policy", "local-api"; "" = restored from the state store
+   * "control-plane", "default-policy", "local-api"; "" = not recorded (set before this daemon process started)
    *
    * @generated from field: string source = 1;
    */
