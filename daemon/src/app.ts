@@ -229,7 +229,7 @@ export class App {
       this.onStop("metrics", () => metrics.close());
     }
 
-    const explainer = new Explainer({ filter, record: (id) => core.registry.records.get(id), provenance: core.provenance, now: core.now });
+    const explainer = new Explainer({ filter, record: (id) => core.registry.records.get(id), now: core.now });
     serviceReady(
       new DaemonServiceImpl({
         registry: manager,

@@ -31,7 +31,7 @@ export function durationText(ms: number): string {
 }
 
 export function originText(o: RuleOrigin | undefined): string {
-  if (o === undefined || o.source === "") return "origin not recorded: set before this daemon process started (restored from the state store or adopted from the pins)";
+  if (o === undefined || o.source === "") return "origin not recorded (an attachment adopted from its pins: re-registered from the kernel maps)";
   const cmd = o.commandId !== "" ? ` command ${o.commandId}` : "";
   const src = o.source === "control-plane" ? `control plane${cmd}` : o.source === "default-policy" ? "default policy (config)" : o.source === "local-api" ? "local API" : o.source;
   return `${src} (${o.what}) at ${iso(o.at)}`;

@@ -84,7 +84,7 @@ export class AttachFlow {
       subscribed = true;
       const rec = await queue.run("attach-install", () => this.install(r, target.spec, target.text, view, policy));
       const source = this.policySource.origin ?? "control-plane";
-      this.core.provenance.noteInitial(rec.id, { source, commandId: "", what: source === "default-policy" ? "default-policy" : "subscribed-ack", atMs: this.core.now() });
+      rec.state.origins.noteInitial({ source, commandId: "", what: source === "default-policy" ? "default-policy" : "subscribed-ack", atMs: this.core.now() });
       try {
         await persistence.persist();
       } catch (err) {
@@ -184,7 +184,6 @@ export class AttachFlow {
       if (!(isNetfenceError(err) && err.code === "NOT_FOUND")) throw err;
     }
     registry.records.delete(id);
-    this.core.provenance.forget(id);
     await rec.dns?.stop().catch((err: unknown) => log.warn({ attachmentId: id, err }, "DNS server stop failed"));
     log.info(
       { attachmentId: id, target: rec.targetText, reason },

@@ -1,4 +1,3 @@
-import { RuleProvenance } from "../explain/rule-provenance.js";
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import type { Filter } from "../datapath/filter.js";
@@ -36,8 +35,6 @@ export class AttachmentCore {
   readonly filter: Filter;
   readonly log: Logger;
   readonly now: () => number;
-  /** Where each rule came from (explain). */
-  readonly provenance = new RuleProvenance();
 
   constructor(opts: AttachmentCoreOptions) {
     this.filter = opts.filter;

@@ -55,6 +55,7 @@ export function recordToStored(rec: AttachmentRecord): StoredAttachment {
   }
   const policy: StoredPolicy = { mode: st.mode, audit: st.audit, allowCidrs, denyCidrs, dns: st.dns };
   const learned = packLearned(st.learned);
+  const origins = st.origins.toStored();
   return {
     id: rec.id,
     slot: rec.slot,
@@ -68,5 +69,6 @@ export function recordToStored(rec: AttachmentRecord): StoredAttachment {
     policy,
     learned: [],
     learnedPacked: learned,
+    ...(origins !== undefined ? { origins } : {}),
   };
 }

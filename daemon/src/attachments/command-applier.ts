@@ -2,7 +2,7 @@ import type { PolicyCommand } from "../policy/policy.js";
 import { planCommand, type KernelOp } from "../plan/command-plan.js";
 import type { AttachmentCore } from "./attachment-core.js";
 import { hostText } from "../policy/learned-addresses.js";
-import type { RuleOrigin } from "../explain/rule-provenance.js";
+import type { RuleOrigin } from "../policy/rule-origins.js";
 
 /** Who sent a command (explain's provenance); absent: the local API. */
 export type CommandOrigin = Omit<RuleOrigin, "atMs" | "what">;
@@ -41,7 +41,7 @@ export class CommandApplier {
       await this.runOp(rec.id, plan.op);
       const kernelMs = performance.now() - t1;
       plan.commit();
-      this.core.provenance.noteCommand(rec.id, command, { ...origin, what: command.kind, atMs: this.core.now() });
+      rec.state.origins.noteCommand(command, { ...origin, what: command.kind, atMs: this.core.now() });
       if (plan.unchanged === true) return;
       rec.stored = null;
       for (const r of plan.refused ?? []) {

@@ -4,6 +4,7 @@ import { loadPolicy, type StoredAttachment } from "../store/snapshot.js";
 import type { AttachmentRecord } from "./attachment-record.js";
 import { learnedFromStored } from "./learned-store.js";
 import { PolicyState } from "../policy/policy-state.js";
+import { RuleOrigins } from "../policy/rule-origins.js";
 import { isCgroupDir, targetKey } from "./target.js";
 import { interfaceIndex } from "../datapath/interface-index.js";
 import { storedAttachOptions, type AttachOptions } from "./attach-options.js";
@@ -198,7 +199,7 @@ function toRecord(stored: StoredAttachment, adopted: AdoptedAttachment, dnsAddre
     attachedAtMs: stored.attachedAtMs,
     method: adopted.method,
     ifindex: ifindex || stored.ifindex,
-    state: new PolicyState(loadPolicy(stored.policy), learned),
+    state: new PolicyState(loadPolicy(stored.policy), learned, RuleOrigins.fromStored(stored.origins)),
     dns: null,
     stored: null,
   };

@@ -4,14 +4,14 @@ import { nameAllowed } from "@netfence/proto/domain-match";
 import type { Filter } from "../datapath/filter.js";
 import type { KernelMatch } from "../datapath/lookup-wire.js";
 import type { AttachmentRecord } from "../attachments/attachment-record.js";
-import type { RuleOrigin, RuleProvenance } from "./rule-provenance.js";
+import type { RuleOrigin } from "../policy/rule-origins.js";
 import { parseExplainQuery, type ExplainQuery } from "./explain-query.js";
 import { decide, type Verdict } from "./verdict.js";
 
 /**
  * `netfenced explain`: the verdict the kernel gives a destination now and why. The verdict is
  * decided from the kernel's own answers (NF_OP_LOOKUP, verdict.ts); the daemon adds what only it
- * knows: where the matching rule came from (rule-provenance.ts) and which DNS names produced the
+ * knows: where the matching rule came from (policy/rule-origins.ts, kept in the attachment's PolicyState) and which DNS names produced the
  * address (the learned store).
  */
 
@@ -63,7 +63,6 @@ export interface Explanation {
 export interface ExplainerDeps {
   readonly filter: Filter;
   readonly record: (id: string) => AttachmentRecord | undefined;
-  readonly provenance: RuleProvenance;
   readonly now: () => number;
 }
 
@@ -88,7 +87,7 @@ export class Explainer {
       const rules = st.rules.get(k.match.cidr);
       for (const action of ["deny", "allow"] as const) {
         const r = rules?.[action] ?? null;
-        if (r !== null) sources.push({ kind: "cidr-rule", action, cidr: k.match.cidr, expiresAtMs: r.expiresAtMs, origin: this.deps.provenance.cidr(rec.id, action, k.match.cidr) });
+        if (r !== null) sources.push({ kind: "cidr-rule", action, cidr: k.match.cidr, expiresAtMs: r.expiresAtMs, origin: st.origins.cidr(action, k.match.cidr) });
       }
       for (const l of st.learned.forPrefix(k.match.cidr)) {
         sources.push({ kind: "dns", name: l.name, expiresAtMs: l.expiresAtMs, learnedAtMs: l.learnedAtMs ?? null, ttlSeconds: l.ttlSeconds ?? null });
@@ -115,7 +114,7 @@ export class Explainer {
         step: v.step,
         mode: k.mode,
         audit: k.audit,
-        modeOrigin: this.deps.provenance.mode(rec.id),
+        modeOrigin: st.origins.mode(),
         entry: k.match === null ? null : { ...k.match, ttlLeftMs: k.match.expiresAtMs === null ? null : Math.max(0, k.match.expiresAtMs - nowMs) },
         entryUsed: v.usedMatch,
         expiredSkipped: k.expiredSkipped,
@@ -153,9 +152,9 @@ export class Explainer {
     return {
       domain: name,
       dnsMode,
-      dnsModeOrigin: this.deps.provenance.dnsMode(rec.id),
+      dnsModeOrigin: st.origins.dnsMode(),
       resolves: nameAllowed(st.dns, name),
-      rule: rule === null ? null : { ...rule, origin: this.deps.provenance.domain(rec.id, rule.action, rule.domain) },
+      rule: rule === null ? null : { ...rule, origin: st.origins.domain(rule.action, rule.domain) },
       learned,
       notes,
     };

@@ -4,6 +4,7 @@ import type { FilterEntry, FilterMode, FilterPolicy } from "./compiled.js";
 import type { AttachmentPolicy, CidrRule, DnsPolicy } from "./policy.js";
 import { LearnedAddresses, type LearnedRecord } from "./learned-addresses.js";
 import { RuleIndex, indexRules, type PrefixRules } from "./rule-index.js";
+import { RuleOrigins } from "./rule-origins.js";
 
 export type { PrefixRules } from "./rule-index.js";
 export { indexRules } from "./rule-index.js";
@@ -19,6 +20,8 @@ export class PolicyState {
   dns: DnsPolicy;
   rules: RuleIndex;
   readonly learned: LearnedAddresses;
+  /** Where each rule came from (explain); persisted with the attachment. */
+  readonly origins: RuleOrigins;
   /**
    * No rule or learned address expires before this (ms; Infinity = none), so the once-a-second
    * collector skips attachments with nothing due without scanning their rules. May be early
@@ -26,7 +29,8 @@ export class PolicyState {
    */
   nextExpiryMs = Infinity;
 
-  constructor(policy: AttachmentPolicy, learned: LearnedAddresses = new LearnedAddresses()) {
+  constructor(policy: AttachmentPolicy, learned: LearnedAddresses = new LearnedAddresses(), origins: RuleOrigins = new RuleOrigins()) {
+    this.origins = origins;
     this.mode = policy.mode;
     this.audit = policy.audit;
     this.dns = policy.dns;

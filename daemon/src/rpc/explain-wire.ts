@@ -15,7 +15,7 @@ import {
 import { dnsModeToWire, policyModeToWire } from "@netfence/proto/modes";
 import type { ExplainQuery } from "../explain/explain-query.js";
 import type { Explanation } from "../explain/explainer.js";
-import type { RuleOrigin } from "../explain/rule-provenance.js";
+import type { RuleOrigin } from "../policy/rule-origins.js";
 import type { FilterMode } from "../policy/compiled.js";
 import type { DnsModeName } from "../policy/policy.js";
 
@@ -24,7 +24,7 @@ export function explainQueryFromWire(req: ExplainRequest): ExplainQuery {
   return { attachmentId: req.attachmentId, address: req.address, domain: req.domain, port: req.port, protocol: req.protocol };
 }
 
-/** A missing origin (set before this daemon process started) is sent as an empty RuleOrigin. */
+/** A missing origin (an attachment adopted from its pins) is sent as an empty RuleOrigin. */
 function origin(o: RuleOrigin | null): WireOrigin {
   if (o === null) return create(RuleOriginSchema, {});
   return create(RuleOriginSchema, { source: o.source, commandId: o.commandId, what: o.what, at: timestampFromMs(o.atMs) });

@@ -1,3 +1,4 @@
+import type { StoredOrigins } from "../policy/rule-origins.js";
 import { formatCidr, parseCidr } from "@netfence/proto/parse";
 import type { AttachMethod, TargetSpec } from "../datapath/filter.js";
 import type { AttachmentPolicy, CidrRule } from "../policy/policy.js";
@@ -44,6 +45,8 @@ export interface StoredAttachment {
   readonly learned: readonly StoredLearned[];
   /** Learned addresses, columnar (absent in files written before it existed). */
   readonly learnedPacked?: PackedLearned;
+  /** Where the rules came from (explain; policy/rule-origins.ts). Absent in older files, or when nothing is recorded. */
+  readonly origins?: StoredOrigins;
 }
 
 const toStoredRules = (rules: readonly CidrRule[]): StoredCidrRule[] =>

@@ -535,7 +535,7 @@ export const ExplainRequestSchema: GenMessage<ExplainRequest> = /*@__PURE__*/
  */
 export type RuleOrigin = Message<"netfence.v1.RuleOrigin"> & {
   /**
-   * "control-plane", "default-policy", "local-api"; "" = not recorded (set before this daemon process started)
+   * "control-plane", "default-policy", "local-api"; "" = not recorded (an attachment adopted from its pins)
    *
    * @generated from field: string source = 1;
    */
