@@ -96,8 +96,9 @@ export class Explainer {
     }
     if (k.expiredSkipped > 0) notes.push(`${k.expiredSkipped} expired entr${k.expiredSkipped === 1 ? "y" : "ies"} (TTL passed, not yet collected) did not count`);
     const hostKey = `${formatAddr(probe.family, probe.addr)}/${probe.family === 4 ? 32 : 128}`;
-    const names = st.learned.namesOf(hostKey).sort();
-    if (names.length > 1) notes.push(`${names.length} DNS names resolved to this address (a shared address, e.g. a CDN): allowing any of them opens it for all`);
+    const allNames = st.learned.namesOf(hostKey).sort();
+    const names = capNames(allNames, notes, "names");
+    if (allNames.length > 1) notes.push(`${allNames.length} DNS names resolved to this address (a shared address, e.g. a CDN): allowing any of them opens it for all`);
     if (names.length > 0 && (k.match === null || k.match.cidr !== hostKey)) {
       notes.push(`learned from ${names.join(", ")}, but a wider entry decides`);
     }
@@ -146,7 +147,7 @@ export class Explainer {
         ttlLeftMs: Math.max(0, r.expiresAtMs - nowMs),
         learnedAtMs: r.learnedAtMs ?? null,
         ttlSeconds: r.ttlSeconds ?? null,
-        sharedWith: st.learned.namesOf(key).filter((n) => n !== name).sort(),
+        sharedWith: capNames(st.learned.namesOf(key).filter((n) => n !== name).sort(), notes, `names sharing ${key.slice(0, key.lastIndexOf("/"))}`),
       };
     });
     return {
@@ -159,6 +160,17 @@ export class Explainer {
       notes,
     };
   }
+}
+
+/**
+ * At most MAX_NAMES names in an answer (a wildcard zone can map any number of names to one
+ * address; the learned store keeps them all, the answer stays readable), with a note of the rest.
+ */
+export const MAX_NAMES = 100;
+function capNames(names: string[], notes: string[], what: string): string[] {
+  if (names.length <= MAX_NAMES) return names;
+  notes.push(`${what}: the first ${MAX_NAMES} of ${names.length} shown`);
+  return names.slice(0, MAX_NAMES);
 }
 
 /** The address masked to `prefixLen` bits (the protected entry's prefix). */
