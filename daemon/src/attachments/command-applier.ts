@@ -41,8 +41,9 @@ export class CommandApplier {
       await this.runOp(rec.id, plan.op);
       const kernelMs = performance.now() - t1;
       plan.commit();
-      rec.state.origins.noteCommand(command, { ...origin, what: command.kind, atMs: this.core.now() });
       if (plan.unchanged === true) return;
+      // Only a change is recorded (and persisted with it): a restated rule keeps its first origin.
+      rec.state.origins.noteCommand(command, { ...origin, what: command.kind, atMs: this.core.now() });
       rec.stored = null;
       for (const r of plan.refused ?? []) {
         learned.report({ attachmentId: rec.id, name: r.name, address: hostText(r.key), reason: r.reason, when: "recheck" });
