@@ -4,8 +4,8 @@ import type { AttachmentCore } from "./attachment-core.js";
 import { hostText } from "../policy/learned-addresses.js";
 import type { RuleOrigin } from "../policy/rule-origins.js";
 
-/** Who sent a command (explain's provenance); absent: the local API. */
-export type CommandOrigin = Omit<RuleOrigin, "atMs" | "what">;
+/** Who sent a command (explain's provenance; `what` defaults to the command's kind); absent: the local API. */
+export type CommandOrigin = Omit<RuleOrigin, "atMs" | "what"> & { readonly what?: string };
 
 /**
  * Command application: one validated PolicyCommand (parse-command.ts, or the local API) → one
@@ -43,7 +43,7 @@ export class CommandApplier {
       plan.commit();
       if (plan.unchanged === true) return;
       // Only a change is recorded (and persisted with it): a restated rule keeps its first origin.
-      rec.state.origins.noteCommand(command, { ...origin, what: command.kind, atMs: this.core.now() });
+      rec.state.origins.noteCommand(command, { source: origin.source, commandId: origin.commandId, what: origin.what ?? command.kind, atMs: this.core.now() });
       rec.stored = null;
       for (const r of plan.refused ?? []) {
         learned.report({ attachmentId: rec.id, name: r.name, address: hostText(r.key), reason: r.reason, when: "recheck" });

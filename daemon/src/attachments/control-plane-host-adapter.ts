@@ -11,7 +11,7 @@ export function controlPlaneHost(registry: AttachmentRegistry, commands: Command
   return {
     attachments: () => registry.list(),
     // The CommandResult goes out once the kernel holds the command; the state write follows.
-    applyCommand: (attachmentId, command, commandId) => commands.applyToKernel(attachmentId, command, { source: "control-plane", commandId: commandId ?? "" }),
+    applyCommand: (attachmentId, command, commandId, what) => commands.applyToKernel(attachmentId, command, { source: "control-plane", commandId: commandId ?? "", what }),
     stats: () => stats.all(),
   };
 }

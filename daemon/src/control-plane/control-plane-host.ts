@@ -13,7 +13,7 @@ export interface ControlPlaneHost {
    * Applies one validated command atomically; resolves once the kernel holds it (the state store
    * write follows). Throws NetfenceError (NOT_FOUND, INVALID_ARGUMENT, …) and changes nothing on failure.
    */
-  applyCommand(attachmentId: string, command: PolicyCommand, commandId?: string | null): Promise<void>;
+  applyCommand(attachmentId: string, command: PolicyCommand, commandId?: string | null, what?: string): Promise<void>;
   /** Per-attachment counters, for Heartbeat. */
   stats(): Promise<readonly AttachmentStatsView[]>;
 }
