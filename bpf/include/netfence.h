@@ -227,12 +227,13 @@ enum nf_counter {
  * entries, indexed by the rule id of the decision: the matching entry's rule_id when an entry
  * decided, a reserved id below otherwise. The last index is the overflow bucket: a rule id that does
  * not fit counts there (the daemon gives every rule beyond the cap that id and reports them as
- * sharing it). Memory: NF_HITS_CAP * 16 bytes per CPU per attachment (128 KiB).
+ * sharing it). Memory: NF_HITS_CAP * 24 bytes per CPU per attachment (192 KiB).
  * Must match RULE_ID / HITS_CAP in daemon/src/datapath/wire-format.ts.
  */
 struct nf_hit {
 	__u64 packets;
-	__u64 last_ns; /* bpf_ktime_get_coarse_ns() of the last hit (CLOCK_MONOTONIC_COARSE); 0 = never */
+	__u64 last_ns;      /* CLOCK_MONOTONIC_COARSE ns of the first hit in the jiffy of the last hit; 0 = never */
+	__u64 last_jiffies; /* the jiffy of that hit: the clock is read once per jiffy, not per packet */
 };
 enum nf_rule_reserved {
 	NF_RULE_NONE = 0,            /* an entry written without a rule id */

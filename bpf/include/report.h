@@ -21,7 +21,10 @@ static __always_inline void nf_count(__u32 idx)
 }
 
 /* One hit of rule `rule` (netfence.h "rule hit counts"): per-CPU, so a plain add; an id beyond
- * the array counts in the overflow bucket. The coarse clock is a read of the last tick (no TSC read). */
+ * the array counts in the overflow bucket. The last-hit time costs a helper call, so it is taken
+ * once per jiffy per rule and CPU: bpf_jiffies64() is inlined by the verifier (a load) on 64-bit
+ * JITs, and the coarse clock it gates has a jiffy's resolution anyway. (Measured: a clock call per
+ * packet cost +12-18 ns; docs/benchmarks.md.) */
 static __always_inline void nf_hit(__u32 rule)
 {
 	if (rule >= NF_HITS_CAP)
@@ -29,7 +32,11 @@ static __always_inline void nf_hit(__u32 rule)
 	struct nf_hit *h = bpf_map_lookup_elem(&nf_hits, &rule);
 	if (h) {
 		h->packets += 1;
-		h->last_ns = bpf_ktime_get_coarse_ns();
+		__u64 j = bpf_jiffies64();
+		if (h->last_jiffies != j) {
+			h->last_jiffies = j;
+			h->last_ns = bpf_ktime_get_coarse_ns();
+		}
 	}
 }
 

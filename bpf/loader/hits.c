@@ -10,13 +10,13 @@
 
 #include "loader.h"
 
-/* Reads every key's per-CPU values into `vals` (NF_HITS_CAP * ncpu): batched where the kernel can. */
-static int read_all(int fd, int ncpu, struct nf_hit *vals)
+/* Reads the per-CPU values of ids [0, upto) into `vals` (upto * ncpu): batched where the kernel can. */
+static int read_ids(int fd, int ncpu, __u32 upto, struct nf_hit *vals)
 {
 	__u32 keys[1024], out_batch = 0, n = 0;
 	bool first = true;
-	while (n < NF_HITS_CAP) {
-		__u32 count = sizeof(keys) / sizeof(keys[0]);
+	while (n < upto) {
+		__u32 count = upto - n < 1024 ? upto - n : 1024;
 		int err = bpf_map_lookup_batch(fd, first ? NULL : &out_batch, &out_batch, keys, vals + (size_t)n * ncpu, &count, NULL);
 		first = false;
 		if (err && errno != ENOENT) {
@@ -28,9 +28,9 @@ static int read_all(int fd, int ncpu, struct nf_hit *vals)
 		if (err) /* ENOENT: the last batch */
 			return 0;
 	}
-	if (n >= NF_HITS_CAP)
+	if (n >= upto)
 		return 0;
-	for (__u32 k = 0; k < NF_HITS_CAP; k++)
+	for (__u32 k = 0; k < upto; k++)
 		if (bpf_map_lookup_elem(fd, &k, vals + (size_t)k * ncpu))
 			return fail(errno, "HITS: reading rule %u", k);
 	return 0;
@@ -38,6 +38,8 @@ static int read_all(int fd, int ncpu, struct nf_hit *vals)
 
 int op_hits(const void *req, size_t len, void **reply, size_t *reply_len)
 {
+	if (len < sizeof(struct nf_hits_req))
+		return fail(0, "HITS: short request");
 	struct att *a;
 	int err = adopted_request(req, len, "HITS", &a);
 	if (err)
@@ -45,15 +47,22 @@ int op_hits(const void *req, size_t len, void **reply, size_t *reply_len)
 	int ncpu = libbpf_num_possible_cpus();
 	if (ncpu <= 0)
 		return fail(-ncpu, "HITS: possible CPUs");
-	struct nf_hit *vals = calloc((size_t)NF_HITS_CAP * ncpu, sizeof(*vals));
-	struct nf_hits_reply *h = calloc(1, sizeof(*h) + (size_t)NF_HITS_CAP * sizeof(struct nf_wire_hit));
-	err = vals && h ? read_all(a->hits_fd, ncpu, vals) : fail(ENOMEM, "HITS");
+	__u32 upto = ((const struct nf_hits_req *)req)->upto;
+	if (upto == 0 || upto > NF_HITS_OVERFLOW)
+		upto = NF_HITS_OVERFLOW;
+	/* ids [0, upto), then the overflow bucket at index upto */
+	struct nf_hit *vals = calloc((size_t)(upto + 1) * ncpu, sizeof(*vals));
+	struct nf_hits_reply *h = calloc(1, sizeof(*h) + (size_t)(upto + 1) * sizeof(struct nf_wire_hit));
+	err = vals && h ? read_ids(a->hits_fd, ncpu, upto, vals) : fail(ENOMEM, "HITS");
+	__u32 ov = NF_HITS_OVERFLOW;
+	if (!err && bpf_map_lookup_elem(a->hits_fd, &ov, vals + (size_t)upto * ncpu))
+		err = fail(errno, "HITS: reading the overflow bucket");
 	if (!err) {
 		/* coarse monotonic (what the program stores) → wall clock */
 		__s64 now_real = clock_ns(CLOCK_REALTIME), now_mono = clock_ns(CLOCK_MONOTONIC_COARSE);
 		struct nf_wire_hit *out = (struct nf_wire_hit *)(h + 1);
 		h->cap = NF_HITS_CAP;
-		for (__u32 k = 0; k < NF_HITS_CAP; k++) {
+		for (__u32 k = 0; k <= upto; k++) {
 			__u64 packets = 0, last = 0;
 			for (int cpu = 0; cpu < ncpu; cpu++) {
 				const struct nf_hit *v = &vals[(size_t)k * ncpu + cpu];
@@ -65,7 +74,7 @@ int op_hits(const void *req, size_t len, void **reply, size_t *reply_len)
 				continue;
 			struct nf_wire_hit *w = &out[h->count++];
 			memset(w, 0, sizeof(*w));
-			w->rule_id = k;
+			w->rule_id = k == upto ? NF_HITS_OVERFLOW : k;
 			w->packets = packets;
 			if (last) {
 				__s64 ms = (now_real - (now_mono - (__s64)last)) / 1000000;

@@ -9,6 +9,7 @@ import {
   DetachOrphanRequestSchema,
   DetachRequestSchema,
   ListRequestSchema,
+  ListRulesRequestSchema,
   WatchEventsRequestSchema,
   type AdoptOrphansResponse,
   type AttachResponse,
@@ -16,6 +17,7 @@ import {
   type ListOrphansResponse,
   type DaemonStatus,
   type ListResponse,
+  type ListRulesResponse,
 } from "@netfence/proto/daemon";
 import type { PacketEvent } from "@netfence/proto/control";
 import { NetfenceError } from "@netfence/proto/errors";
@@ -129,6 +131,11 @@ export class DaemonClient {
 
   adoptOrphans(target: { id: string } | { all: true }): Promise<AdoptOrphansResponse> {
     return this.unary(DaemonService.method.adoptOrphans, create(AdoptOrphansRequestSchema, "all" in target ? { all: true } : { id: target.id }));
+  }
+
+  /** The effective policy as the kernel holds it, with per-rule hit counts (issue 14). */
+  listRules(id: string): Promise<ListRulesResponse> {
+    return this.unary(DaemonService.method.listRules, create(ListRulesRequestSchema, { id }));
   }
 
   async detachOrphan(id: string): Promise<void> {

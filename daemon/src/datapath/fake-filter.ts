@@ -150,9 +150,10 @@ export class FakeFilter implements Filter {
     return out;
   }
 
-  async ruleHits(id: string): Promise<RuleHitCount[]> {
+  async ruleHits(id: string, upto = 0): Promise<RuleHitCount[]> {
     const p = this.get(id);
-    return [...(p.hits?.values() ?? [])].filter((h) => h.packets > 0n).sort((a, b) => a.ruleId - b.ruleId);
+    const read = (r: number): boolean => upto === 0 || r < upto || r === HITS_OVERFLOW;
+    return [...(p.hits?.values() ?? [])].filter((h) => h.packets > 0n && read(h.ruleId)).sort((a, b) => a.ruleId - b.ruleId);
   }
 
   async clearRuleHits(id: string, ruleIds: readonly number[]): Promise<void> {

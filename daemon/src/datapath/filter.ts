@@ -189,8 +189,11 @@ export interface Filter {
   deleteEntries(id: string, cidrs: readonly Cidr[]): Promise<void>;
   setMode(id: string, mode: FilterMode, audit: boolean): Promise<void>;
   counters(ids: readonly string[]): Promise<Map<string, FilterCounters>>;
-  /** Per-rule hit counters of an attachment (nf_hits): the rule ids hit at least once, ascending. */
-  ruleHits(id: string): Promise<RuleHitCount[]>;
+  /**
+   * Per-rule hit counters of an attachment (nf_hits): the rule ids hit at least once, ascending,
+   * among ids below `upto` and the overflow id (a per-CPU read costs per id and CPU; 0 = all).
+   */
+  ruleHits(id: string, upto?: number): Promise<RuleHitCount[]>;
   /** Zeroes the hit counters of rule ids about to be given to new rules (recycled ids). */
   clearRuleHits(id: string, ruleIds: readonly number[]): Promise<void>;
   /** Replaces the host-wide protected sets, allow and deny (shared by all attachments). */

@@ -42,6 +42,17 @@ export function decodeHits(b: Buffer): RuleHitCount[] {
   return out;
 }
 
+/** NF_OP_HITS request: ids [0, upto) and the overflow bucket (0 = all). */
+export function encodeHitsRequest(id: string, upto: number): Buffer {
+  const L = LAYOUT.nf_hits_req;
+  const b = Buffer.alloc(L.size);
+  const idBytes = Buffer.from(id, "utf8");
+  if (idBytes.length >= ID_LEN) throw new RangeError(`attachment id longer than ${ID_LEN - 1} bytes`);
+  idBytes.copy(b, L.id);
+  b.writeUInt32LE(Math.max(0, Math.min(upto, HITS_OVERFLOW)), L.upto);
+  return b;
+}
+
 /** NF_OP_HITS_CLEAR request: zero these rule ids' counters. */
 export function encodeHitsClear(id: string, ruleIds: readonly number[]): Buffer {
   const L = LAYOUT.nf_hits_clear_req;

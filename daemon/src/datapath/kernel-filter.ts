@@ -23,7 +23,7 @@ import type {
   TargetSpec,
   AttachMethodPreference,
 } from "./filter.js";
-import { decodeHits, encodeHitsClear } from "./hits-wire.js";
+import { decodeHits, encodeHitsClear, encodeHitsRequest } from "./hits-wire.js";
 import { kernelEvent } from "./kernel-event.js";
 import { linkLayerOf, readLinkType, type LinkLayer } from "./link-type.js";
 import { exactCapacityFor, loadRequestFor } from "./load-request.js";
@@ -231,9 +231,9 @@ export class KernelFilter implements Filter {
     await this.call(Op.SET_MODE, encodeMode(id, mode, audit));
   }
 
-  async ruleHits(id: string): Promise<RuleHitCount[]> {
+  async ruleHits(id: string, upto = 0): Promise<RuleHitCount[]> {
     this.requireKnown(id);
-    return decodeHits(await this.call(Op.HITS, encodeId(id)));
+    return decodeHits(await this.call(Op.HITS, encodeHitsRequest(id, upto)));
   }
 
   async clearRuleHits(id: string, ruleIds: readonly number[]): Promise<void> {

@@ -127,7 +127,8 @@ export const LAYOUT = {
     reason: 27, direction: 28, rule_prefixlen: 29, saddr: 32, daddr: 48, rule_addr: 64,
   },
   /** Rule hit counts (issue 14): encoded and decoded in hits-wire.ts. */
-  nf_hit: { size: 16, packets: 0, last_ns: 8 },
+  nf_hit: { size: 24, packets: 0, last_ns: 8, last_jiffies: 16 },
+  nf_hits_req: { size: 72, id: 0, upto: 64 },
   nf_hits_reply: { size: 8, cap: 0, count: 4 },
   nf_wire_hit: { size: 24, rule_id: 0, packets: 8, last_hit_ms: 16 },
   nf_hits_clear_req: { size: 72, id: 0, count: 64 },

@@ -112,6 +112,11 @@ export class RuleIds {
     return this.byKey.entries();
   }
 
+  /** One past the highest id ever handed out (what a hit-counter read must cover). */
+  get highWater(): number {
+    return this.next;
+  }
+
   get overflowId(): number {
     return this.limits.overflow;
   }

@@ -34,6 +34,9 @@ import { packetEventToWire } from "./packet-event.js";
 import { toServiceError } from "@netfence/proto/grpc-status";
 import { DIRECTION_KEY, parseAttachOptions } from "../attachments/attach-options.js";
 import type { OrphanInfo } from "../attachments/orphan.js";
+import type { RulesView } from "../attachments/rules-view.js";
+import type { ListRulesRequest, ListRulesResponse } from "@netfence/proto/daemon";
+import { listRules } from "./list-rules.js";
 
 /**
  * DaemonService: request validation at the edge, then the attachment manager. The typed
@@ -54,6 +57,8 @@ export interface AttachmentService {
   detachOrphan?(id: string): Promise<void>;
   /** Start-up problems for the operator. */
   warnings?(): string[];
+  /** The effective policy as the kernel holds it, with per-rule hit counts (optional). */
+  listRules?(id: string): Promise<RulesView>;
 }
 
 export interface DaemonServiceDeps {
@@ -189,6 +194,10 @@ export class DaemonServiceImpl {
     return out;
   }
 
+  listRules(req: ListRulesRequest): Promise<ListRulesResponse> {
+    return listRules(req, this.deps.registry.listRules?.bind(this.deps.registry));
+  }
+
   async detachOrphan(req: DetachOrphanRequest): Promise<Empty> {
     const id = req.id.trim();
     if (id === "") throw invalidArgument("detach --orphan needs an orphan id");
@@ -290,6 +299,7 @@ export function daemonServiceHandlers(impl: DaemonServiceImpl | Promise<DaemonSe
     ListOrphans: unary((s, _r: Empty) => s.listOrphans()),
     AdoptOrphans: unary((s, r: AdoptOrphansRequest) => s.adoptOrphans(r)),
     DetachOrphan: unary((s, r: DetachOrphanRequest) => s.detachOrphan(r)),
+    ListRules: unary((s, r: ListRulesRequest) => s.listRules(r)),
     WatchEvents: (call: grpc.ServerWritableStream<WatchEventsRequest, PacketEvent>) => {
       const ac = new AbortController();
       call.on("cancelled", () => ac.abort());

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file netfence/v1/daemon.proto.
  */
 export const file_netfence_v1_daemon: GenFile = /*@__PURE__*/
-  fileDesc("ChhuZXRmZW5jZS92MS9kYWVtb24ucHJvdG8SC25ldGZlbmNlLnYxIisKEldhdGNoRXZlbnRzUmVxdWVzdBIVCg1hdHRhY2htZW50X2lkGAEgASgJIrcBCg1BdHRhY2hSZXF1ZXN0EhgKDmludGVyZmFjZV9uYW1lGAEgASgJSAASFQoLY2dyb3VwX3BhdGgYAiABKAlIABI6CghtZXRhZGF0YRgDIAMoCzIoLm5ldGZlbmNlLnYxLkF0dGFjaFJlcXVlc3QuTWV0YWRhdGFFbnRyeRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCAoGdGFyZ2V0IjEKDkF0dGFjaFJlc3BvbnNlEgoKAmlkGAEgASgJEhMKC2Ruc19hZGRyZXNzGAIgASgJIhsKDURldGFjaFJlcXVlc3QSCgoCaWQYASABKAkiNAoLTGlzdFJlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkibgoMTGlzdFJlc3BvbnNlEjAKC2F0dGFjaG1lbnRzGAEgAygLMhsubmV0ZmVuY2UudjEuQXR0YWNobWVudEluZm8SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhMKC3RvdGFsX2NvdW50GAMgASgFIvYDCg5BdHRhY2htZW50SW5mbxIKCgJpZBgBIAEoCRIOCgZ0YXJnZXQYAiABKAkSKQoEdHlwZRgDIAEoDjIbLm5ldGZlbmNlLnYxLkF0dGFjaG1lbnRUeXBlEiUKBG1vZGUYBCABKA4yFy5uZXRmZW5jZS52MS5Qb2xpY3lNb2RlEiYKCGRuc19tb2RlGAUgASgOMhQubmV0ZmVuY2UudjEuRG5zTW9kZRITCgtkbnNfYWRkcmVzcxgGIAEoCRI7CghtZXRhZGF0YRgHIAMoCzIpLm5ldGZlbmNlLnYxLkF0dGFjaG1lbnRJbmZvLk1ldGFkYXRhRW50cnkSFwoPcGFja2V0c19hbGxvd2VkGAggASgEEhcKD3BhY2tldHNfYmxvY2tlZBgJIAEoBBIbChNkbnNfcXVlcmllc19hbGxvd2VkGAogASgEEhsKE2Ruc19xdWVyaWVzX2Jsb2NrZWQYCyABKAQSLwoLYXR0YWNoZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWF0dGFjaF9tZXRob2QYZCABKAkSFwoPcGFja2V0c19hdWRpdGVkGGUgASgEGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASL6AQoMRGFlbW9uU3RhdHVzEg8KB3ZlcnNpb24YASABKAkSEQoJZGFlbW9uX2lkGAIgASgJEhAKCGhvc3RuYW1lGAMgASgJEjkKE2NvbnRyb2xfcGxhbmVfc3RhdGUYBCABKA4yHC5uZXRmZW5jZS52MS5Db25uZWN0aW9uU3RhdGUSHQoVY29udHJvbF9wbGFuZV9hZGRyZXNzGAUgASgJEhgKEGF0dGFjaG1lbnRfY291bnQYBiABKAUSGAoQdGNfYXR0YWNoX21ldGhvZBhkIAEoCRIUCgxvcnBoYW5fY291bnQYZSABKAUSEAoId2FybmluZ3MYZiADKAki3QEKEE9ycGhhbkF0dGFjaG1lbnQSCgoCaWQYASABKAkSDgoGdGFyZ2V0GAIgASgJEikKBHR5cGUYAyABKA4yGy5uZXRmZW5jZS52MS5BdHRhY2htZW50VHlwZRIlCgRtb2RlGAQgASgOMhcubmV0ZmVuY2UudjEuUG9saWN5TW9kZRIQCghhdHRhY2hlZBgFIAEoCBIQCghkbnNfcG9ydBgGIAEoDRIPCgdlbnRyaWVzGAcgASgNEhUKDWF0dGFjaF9tZXRob2QYCCABKAkSDwoHcHJvYmxlbRgJIAEoCSJFChNMaXN0T3JwaGFuc1Jlc3BvbnNlEi4KB29ycGhhbnMYASADKAsyHS5uZXRmZW5jZS52MS5PcnBoYW5BdHRhY2htZW50Ii4KE0Fkb3B0T3JwaGFuc1JlcXVlc3QSCgoCaWQYASABKAkSCwoDYWxsGAIgASgIIikKDEFkb3B0RmFpbHVyZRIKCgJpZBgBIAEoCRINCgVlcnJvchgCIAEoCSJvChRBZG9wdE9ycGhhbnNSZXNwb25zZRIsCgdhZG9wdGVkGAEgAygLMhsubmV0ZmVuY2UudjEuQXR0YWNoUmVzcG9uc2USKQoGZmFpbGVkGAIgAygLMhkubmV0ZmVuY2UudjEuQWRvcHRGYWlsdXJlIiEKE0RldGFjaE9ycGhhblJlcXVlc3QSCgoCaWQYASABKAkqlwEKD0Nvbm5lY3Rpb25TdGF0ZRIgChxDT05ORUNUSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASIQodQ09OTkVDVElPTl9TVEFURV9ESVNDT05ORUNURUQQARIfChtDT05ORUNUSU9OX1NUQVRFX0NPTk5FQ1RJTkcQAhIeChpDT05ORUNUSU9OX1NUQVRFX0NPTk5FQ1RFRBADMsEECg1EYWVtb25TZXJ2aWNlEkEKBkF0dGFjaBIaLm5ldGZlbmNlLnYxLkF0dGFjaFJlcXVlc3QaGy5uZXRmZW5jZS52MS5BdHRhY2hSZXNwb25zZRI8CgZEZXRhY2gSGi5uZXRmZW5jZS52MS5EZXRhY2hSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EjsKBExpc3QSGC5uZXRmZW5jZS52MS5MaXN0UmVxdWVzdBoZLm5ldGZlbmNlLnYxLkxpc3RSZXNwb25zZRI+CglHZXRTdGF0dXMSFi5nb29nbGUucHJvdG9idWYuRW1wdHkaGS5uZXRmZW5jZS52MS5EYWVtb25TdGF0dXMSSgoLV2F0Y2hFdmVudHMSHy5uZXRmZW5jZS52MS5XYXRjaEV2ZW50c1JlcXVlc3QaGC5uZXRmZW5jZS52MS5QYWNrZXRFdmVudDABEkcKC0xpc3RPcnBoYW5zEhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5GiAubmV0ZmVuY2UudjEuTGlzdE9ycGhhbnNSZXNwb25zZRJTCgxBZG9wdE9ycGhhbnMSIC5uZXRmZW5jZS52MS5BZG9wdE9ycGhhbnNSZXF1ZXN0GiEubmV0ZmVuY2UudjEuQWRvcHRPcnBoYW5zUmVzcG9uc2USSAoMRGV0YWNoT3JwaGFuEiAubmV0ZmVuY2UudjEuRGV0YWNoT3JwaGFuUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eWIGcHJvdG8z", [file_google_protobuf_empty, file_google_protobuf_timestamp, file_netfence_v1_types, file_netfence_v1_control]);
+  fileDesc("ChhuZXRmZW5jZS92MS9kYWVtb24ucHJvdG8SC25ldGZlbmNlLnYxIisKEldhdGNoRXZlbnRzUmVxdWVzdBIVCg1hdHRhY2htZW50X2lkGAEgASgJIrcBCg1BdHRhY2hSZXF1ZXN0EhgKDmludGVyZmFjZV9uYW1lGAEgASgJSAASFQoLY2dyb3VwX3BhdGgYAiABKAlIABI6CghtZXRhZGF0YRgDIAMoCzIoLm5ldGZlbmNlLnYxLkF0dGFjaFJlcXVlc3QuTWV0YWRhdGFFbnRyeRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCAoGdGFyZ2V0IjEKDkF0dGFjaFJlc3BvbnNlEgoKAmlkGAEgASgJEhMKC2Ruc19hZGRyZXNzGAIgASgJIhsKDURldGFjaFJlcXVlc3QSCgoCaWQYASABKAkiNAoLTGlzdFJlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkibgoMTGlzdFJlc3BvbnNlEjAKC2F0dGFjaG1lbnRzGAEgAygLMhsubmV0ZmVuY2UudjEuQXR0YWNobWVudEluZm8SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhMKC3RvdGFsX2NvdW50GAMgASgFIvYDCg5BdHRhY2htZW50SW5mbxIKCgJpZBgBIAEoCRIOCgZ0YXJnZXQYAiABKAkSKQoEdHlwZRgDIAEoDjIbLm5ldGZlbmNlLnYxLkF0dGFjaG1lbnRUeXBlEiUKBG1vZGUYBCABKA4yFy5uZXRmZW5jZS52MS5Qb2xpY3lNb2RlEiYKCGRuc19tb2RlGAUgASgOMhQubmV0ZmVuY2UudjEuRG5zTW9kZRITCgtkbnNfYWRkcmVzcxgGIAEoCRI7CghtZXRhZGF0YRgHIAMoCzIpLm5ldGZlbmNlLnYxLkF0dGFjaG1lbnRJbmZvLk1ldGFkYXRhRW50cnkSFwoPcGFja2V0c19hbGxvd2VkGAggASgEEhcKD3BhY2tldHNfYmxvY2tlZBgJIAEoBBIbChNkbnNfcXVlcmllc19hbGxvd2VkGAogASgEEhsKE2Ruc19xdWVyaWVzX2Jsb2NrZWQYCyABKAQSLwoLYXR0YWNoZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWF0dGFjaF9tZXRob2QYZCABKAkSFwoPcGFja2V0c19hdWRpdGVkGGUgASgEGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASL6AQoMRGFlbW9uU3RhdHVzEg8KB3ZlcnNpb24YASABKAkSEQoJZGFlbW9uX2lkGAIgASgJEhAKCGhvc3RuYW1lGAMgASgJEjkKE2NvbnRyb2xfcGxhbmVfc3RhdGUYBCABKA4yHC5uZXRmZW5jZS52MS5Db25uZWN0aW9uU3RhdGUSHQoVY29udHJvbF9wbGFuZV9hZGRyZXNzGAUgASgJEhgKEGF0dGFjaG1lbnRfY291bnQYBiABKAUSGAoQdGNfYXR0YWNoX21ldGhvZBhkIAEoCRIUCgxvcnBoYW5fY291bnQYZSABKAUSEAoId2FybmluZ3MYZiADKAki3QEKEE9ycGhhbkF0dGFjaG1lbnQSCgoCaWQYASABKAkSDgoGdGFyZ2V0GAIgASgJEikKBHR5cGUYAyABKA4yGy5uZXRmZW5jZS52MS5BdHRhY2htZW50VHlwZRIlCgRtb2RlGAQgASgOMhcubmV0ZmVuY2UudjEuUG9saWN5TW9kZRIQCghhdHRhY2hlZBgFIAEoCBIQCghkbnNfcG9ydBgGIAEoDRIPCgdlbnRyaWVzGAcgASgNEhUKDWF0dGFjaF9tZXRob2QYCCABKAkSDwoHcHJvYmxlbRgJIAEoCSJFChNMaXN0T3JwaGFuc1Jlc3BvbnNlEi4KB29ycGhhbnMYASADKAsyHS5uZXRmZW5jZS52MS5PcnBoYW5BdHRhY2htZW50Ii4KE0Fkb3B0T3JwaGFuc1JlcXVlc3QSCgoCaWQYASABKAkSCwoDYWxsGAIgASgIIikKDEFkb3B0RmFpbHVyZRIKCgJpZBgBIAEoCRINCgVlcnJvchgCIAEoCSJvChRBZG9wdE9ycGhhbnNSZXNwb25zZRIsCgdhZG9wdGVkGAEgAygLMhsubmV0ZmVuY2UudjEuQXR0YWNoUmVzcG9uc2USKQoGZmFpbGVkGAIgAygLMhkubmV0ZmVuY2UudjEuQWRvcHRGYWlsdXJlIiEKE0RldGFjaE9ycGhhblJlcXVlc3QSCgoCaWQYASABKAkiHgoQTGlzdFJ1bGVzUmVxdWVzdBIKCgJpZBgBIAEoCSLzAQoIUnVsZUluZm8SDwoHcnVsZV9pZBgBIAEoDRIMCgRydWxlGAIgASgJEgwKBGtpbmQYAyABKAkSDgoGYWN0aW9uGAQgASgJEhYKDmtlcm5lbF9lbnRyaWVzGAUgASgNEhAKCHByZWZpeGVzGAYgAygJEg8KB3BhY2tldHMYByABKAQSLAoIbGFzdF9oaXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCWluX2RhZW1vbhgKIAEoCCKnAQoRTGlzdFJ1bGVzUmVzcG9uc2USCgoCaWQYASABKAkSJQoEbW9kZRgCIAEoDjIXLm5ldGZlbmNlLnYxLlBvbGljeU1vZGUSDQoFYXVkaXQYAyABKAgSJAoFcnVsZXMYBCADKAsyFS5uZXRmZW5jZS52MS5SdWxlSW5mbxIQCghjYXBhY2l0eRgFIAEoDRIYChBvdmVyZmxvd2VkX3J1bGVzGAYgASgNKpcBCg9Db25uZWN0aW9uU3RhdGUSIAocQ09OTkVDVElPTl9TVEFURV9VTlNQRUNJRklFRBAAEiEKHUNPTk5FQ1RJT05fU1RBVEVfRElTQ09OTkVDVEVEEAESHwobQ09OTkVDVElPTl9TVEFURV9DT05ORUNUSU5HEAISHgoaQ09OTkVDVElPTl9TVEFURV9DT05ORUNURUQQAzKNBQoNRGFlbW9uU2VydmljZRJBCgZBdHRhY2gSGi5uZXRmZW5jZS52MS5BdHRhY2hSZXF1ZXN0GhsubmV0ZmVuY2UudjEuQXR0YWNoUmVzcG9uc2USPAoGRGV0YWNoEhoubmV0ZmVuY2UudjEuRGV0YWNoUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRI7CgRMaXN0EhgubmV0ZmVuY2UudjEuTGlzdFJlcXVlc3QaGS5uZXRmZW5jZS52MS5MaXN0UmVzcG9uc2USPgoJR2V0U3RhdHVzEhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5GhkubmV0ZmVuY2UudjEuRGFlbW9uU3RhdHVzEkoKC1dhdGNoRXZlbnRzEh8ubmV0ZmVuY2UudjEuV2F0Y2hFdmVudHNSZXF1ZXN0GhgubmV0ZmVuY2UudjEuUGFja2V0RXZlbnQwARJHCgtMaXN0T3JwaGFucxIWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRogLm5ldGZlbmNlLnYxLkxpc3RPcnBoYW5zUmVzcG9uc2USUwoMQWRvcHRPcnBoYW5zEiAubmV0ZmVuY2UudjEuQWRvcHRPcnBoYW5zUmVxdWVzdBohLm5ldGZlbmNlLnYxLkFkb3B0T3JwaGFuc1Jlc3BvbnNlEkgKDERldGFjaE9ycGhhbhIgLm5ldGZlbmNlLnYxLkRldGFjaE9ycGhhblJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSSgoJTGlzdFJ1bGVzEh0ubmV0ZmVuY2UudjEuTGlzdFJ1bGVzUmVxdWVzdBoeLm5ldGZlbmNlLnYxLkxpc3RSdWxlc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_empty, file_google_protobuf_timestamp, file_netfence_v1_types, file_netfence_v1_control]);
 
 /**
  * @generated from message netfence.v1.WatchEventsRequest
@@ -482,6 +482,159 @@ export const DetachOrphanRequestSchema: GenMessage<DetachOrphanRequest> = /*@__P
   messageDesc(file_netfence_v1_daemon, 13);
 
 /**
+ * ---- Rule hit counts (issue 14) ----------------------------------------------------------------
+ * ListRules: an attachment's effective policy as the KERNEL holds it (its active generation read
+ * back from the maps), joined with the daemon's rule table, with each rule's packet count and last
+ * hit from the per-rule kernel counters. Rules that decide without an entry (the mode's default,
+ * block-all, disabled, protected, always allowed, guards, local-closed) have reserved ids below 16.
+ *
+ * @generated from message netfence.v1.ListRulesRequest
+ */
+export type ListRulesRequest = Message<"netfence.v1.ListRulesRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message netfence.v1.ListRulesRequest.
+ * Use `create(ListRulesRequestSchema)` to create a new message.
+ */
+export const ListRulesRequestSchema: GenMessage<ListRulesRequest> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_daemon, 14);
+
+/**
+ * @generated from message netfence.v1.RuleInfo
+ */
+export type RuleInfo = Message<"netfence.v1.RuleInfo"> & {
+  /**
+   * @generated from field: uint32 rule_id = 1;
+   */
+  ruleId: number;
+
+  /**
+   * "allow-cidr 10.0.0.0/8", "deny-cidr …", "allow-domain *.example.com",
+   *
+   * @generated from field: string rule = 2;
+   */
+  rule: string;
+
+  /**
+   * "dns-proxy", or a reserved rule: "default-deny", "protected", …
+   *
+   * "cidr", "domain", "dns", "reserved", "overflow" or "unknown"
+   *
+   * @generated from field: string kind = 3;
+   */
+  kind: string;
+
+  /**
+   * "allow" or "deny" (what a packet it decides gets)
+   *
+   * @generated from field: string action = 4;
+   */
+  action: string;
+
+  /**
+   * active-generation entries carrying this rule id
+   *
+   * @generated from field: uint32 kernel_entries = 5;
+   */
+  kernelEntries: number;
+
+  /**
+   * the first of them (at most 32), as the kernel holds them
+   *
+   * @generated from field: repeated string prefixes = 6;
+   */
+  prefixes: string[];
+
+  /**
+   * packets this rule decided (audited ones included)
+   *
+   * @generated from field: uint64 packets = 7;
+   */
+  packets: bigint;
+
+  /**
+   * unset: never hit
+   *
+   * @generated from field: google.protobuf.Timestamp last_hit = 8;
+   */
+  lastHit?: Timestamp | undefined;
+
+  /**
+   * the rule's TTL deadline (unset: none / not applicable)
+   *
+   * @generated from field: google.protobuf.Timestamp expires_at = 9;
+   */
+  expiresAt?: Timestamp | undefined;
+
+  /**
+   * the daemon's rule table has this rule (false: kernel only — drift)
+   *
+   * @generated from field: bool in_daemon = 10;
+   */
+  inDaemon: boolean;
+};
+
+/**
+ * Describes the message netfence.v1.RuleInfo.
+ * Use `create(RuleInfoSchema)` to create a new message.
+ */
+export const RuleInfoSchema: GenMessage<RuleInfo> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_daemon, 15);
+
+/**
+ * @generated from message netfence.v1.ListRulesResponse
+ */
+export type ListRulesResponse = Message<"netfence.v1.ListRulesResponse"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * the kernel's active generation
+   *
+   * @generated from field: netfence.v1.PolicyMode mode = 2;
+   */
+  mode: PolicyMode;
+
+  /**
+   * @generated from field: bool audit = 3;
+   */
+  audit: boolean;
+
+  /**
+   * @generated from field: repeated netfence.v1.RuleInfo rules = 4;
+   */
+  rules: RuleInfo[];
+
+  /**
+   * rule ids the kernel can count separately
+   *
+   * @generated from field: uint32 capacity = 5;
+   */
+  capacity: number;
+
+  /**
+   * rules beyond that, counted together under rule "overflow"
+   *
+   * @generated from field: uint32 overflowed_rules = 6;
+   */
+  overflowedRules: number;
+};
+
+/**
+ * Describes the message netfence.v1.ListRulesResponse.
+ * Use `create(ListRulesResponseSchema)` to create a new message.
+ */
+export const ListRulesResponseSchema: GenMessage<ListRulesResponse> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_daemon, 16);
+
+/**
  * @generated from enum netfence.v1.ConnectionState
  */
 export enum ConnectionState {
@@ -585,6 +738,16 @@ export const DaemonService: GenService<{
     methodKind: "unary";
     input: typeof DetachOrphanRequestSchema;
     output: typeof EmptySchema;
+  },
+  /**
+   * --- additive extension (rule hit counts, issue 14): see ListRulesRequest at the end ---
+   *
+   * @generated from rpc netfence.v1.DaemonService.ListRules
+   */
+  listRules: {
+    methodKind: "unary";
+    input: typeof ListRulesRequestSchema;
+    output: typeof ListRulesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_netfence_v1_daemon, 0);
