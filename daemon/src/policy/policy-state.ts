@@ -4,7 +4,7 @@ import type { FilterEntry, FilterMode, FilterPolicy } from "./compiled.js";
 import type { AttachmentPolicy, CidrRule, DnsPolicy } from "./policy.js";
 import { LearnedAddresses, type LearnedRecord } from "./learned-addresses.js";
 import { RuleIndex, indexRules, type PrefixRules } from "./rule-index.js";
-import { KERNEL_RULE_ID_LIMITS, RuleIds, cidrRuleKey, domainRuleKey } from "./rule-ids.js";
+import { KERNEL_RULE_ID_LIMITS, RuleIds, domainRuleKey } from "./rule-ids.js";
 import type { RuleStamper } from "./compile.js";
 
 export type { PrefixRules } from "./rule-index.js";
@@ -30,7 +30,7 @@ export class PolicyState {
   /** Ids of this attachment's rules: what the kernel entries carry and its hit counters are indexed by. */
   readonly ruleIds = new RuleIds(KERNEL_RULE_ID_LIMITS);
   private readonly stamper: RuleStamper = {
-    cidr: (kind, key) => this.ruleIds.idFor(cidrRuleKey(kind, key)),
+    cidr: (kind, key) => this.ruleIds.idForCidr(kind, key),
     learned: (name) => this.ruleIds.idForLearned(this.dns, name),
   };
 
@@ -82,7 +82,8 @@ export class PolicyState {
       },
     };
     const entries = compileIndexed(rules, this.learned, nowMs, drop, stamper);
-    this.ruleIds.sweep(liveRuleKeys(rules, dns), stamped);
+    const other = liveOtherKeys(dns);
+    this.ruleIds.sweep((kind, key) => (kind === "allow" ? rules.get(key)?.allow : rules.get(key)?.deny) != null, (key) => other.has(key), stamped);
     return { mode: this.mode, audit: this.audit, entries };
   }
 
@@ -98,13 +99,9 @@ export class PolicyState {
   }
 }
 
-/** The rule keys a policy holds (rule-ids.ts): its CIDR rules, its allow-domain rules, its DNS mode's. */
-export function liveRuleKeys(rules: Iterable<[string, PrefixRules]>, dns: DnsPolicy): Set<string> {
+/** The domain and DNS-mode rule keys a DNS policy holds (rule-ids.ts). */
+export function liveOtherKeys(dns: DnsPolicy): Set<string> {
   const live = new Set<string>([`dns-${dns.mode}`]);
-  for (const [key, r] of rules) {
-    if (r.allow !== null) live.add(cidrRuleKey("allow", key));
-    if (r.deny !== null) live.add(cidrRuleKey("deny", key));
-  }
   for (const d of dns.allowDomains) live.add(domainRuleKey(d.domain));
   return live;
 }

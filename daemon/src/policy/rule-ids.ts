@@ -60,8 +60,13 @@ function allowIndex(dns: DnsPolicy): Map<string, boolean> {
   return m;
 }
 
+type CidrKind = "allow" | "deny";
+
 export class RuleIds {
-  private readonly byKey = new Map<string, number>();
+  /** CIDR rules by canonical prefix, one map per kind (no key strings built on the compile path). */
+  private readonly cidr: Record<CidrKind, Map<string, number>> = { allow: new Map(), deny: new Map() };
+  /** Domain and DNS-mode rules by their full key. */
+  private readonly other = new Map<string, number>();
   private readonly byId = new Map<number, string>();
   /** Learned name → the key its entries were stamped with (stable while the name is learned). */
   private readonly nameKeys = new Map<string, string>();
@@ -77,14 +82,18 @@ export class RuleIds {
     this.next = limits.first;
   }
 
-  /** The id of a rule key, allocating one for a new key. */
+  /** The id of a CIDR rule (the compile path), allocating one for a new rule. */
+  idForCidr(kind: CidrKind, prefixKey: string): number {
+    const m = this.cidr[kind];
+    const id = m.get(prefixKey);
+    return id !== undefined ? id : this.assign(m, prefixKey, `${kind}-cidr ${prefixKey}`);
+  }
+
+  /** The id of a rule key (rule-ids.ts keys), allocating one for a new key. */
   idFor(key: string): number {
-    const id = this.byKey.get(key);
-    if (id !== undefined) return id;
-    const fresh = this.free.pop() ?? (this.next < this.limits.overflow ? this.next++ : this.limits.overflow);
-    this.byKey.set(key, fresh);
-    if (fresh !== this.limits.overflow) this.byId.set(fresh, key);
-    return fresh;
+    const [m, name] = this.mapOf(key);
+    const id = m.get(name);
+    return id !== undefined ? id : this.assign(m, name, key);
   }
 
   /** The id a DNS-learned name's entries carry: its rule's, fixed while the name stays learned. */
@@ -102,14 +111,10 @@ export class RuleIds {
     return this.byId.get(id);
   }
 
-  /** The key a learned name counts against, if it was stamped. */
-  learnedKeyOf(name: string): string | undefined {
-    return this.nameKeys.get(name);
-  }
-
   /** Every assigned (key, id), rules beyond the capacity with the overflow id. */
-  entries(): IterableIterator<[string, number]> {
-    return this.byKey.entries();
+  *entries(): IterableIterator<[string, number]> {
+    for (const kind of ["allow", "deny"] as const) for (const [prefix, id] of this.cidr[kind]) yield [`${kind}-cidr ${prefix}`, id];
+    yield* this.other;
   }
 
   /** One past the highest id ever handed out (what a hit-counter read must cover). */
@@ -122,10 +127,11 @@ export class RuleIds {
   }
 
   /**
-   * After a full compile: every key neither in `liveKeys` nor held by a still-learned name is
-   * quarantined; what was quarantined at the previous sweep becomes dirty.
+   * After a full compile: every rule that is not live (CIDR rules by `cidrLive`, others by
+   * `otherLive`) and not held by a still-learned name is quarantined; what was quarantined at the
+   * previous sweep becomes dirty.
    */
-  sweep(liveKeys: ReadonlySet<string>, learnedNames: ReadonlySet<string>): void {
+  sweep(cidrLive: (kind: CidrKind, prefixKey: string) => boolean, otherLive: (key: string) => boolean, learnedNames: ReadonlySet<string>): void {
     this.dirty.push(...this.quarantine);
     this.quarantine = [];
     const held = new Set<string>();
@@ -133,13 +139,10 @@ export class RuleIds {
       if (learnedNames.has(name)) held.add(key);
       else this.nameKeys.delete(name);
     }
-    for (const [key, id] of this.byKey) {
-      if (liveKeys.has(key) || held.has(key)) continue;
-      this.byKey.delete(key);
-      if (id === this.limits.overflow) continue;
-      this.byId.delete(id);
-      this.quarantine.push(id);
+    for (const kind of ["allow", "deny"] as const) {
+      for (const [prefix, id] of this.cidr[kind]) if (!cidrLive(kind, prefix)) this.release(this.cidr[kind], prefix, id);
     }
+    for (const [key, id] of this.other) if (!otherLive(key) && !held.has(key)) this.release(this.other, key, id);
   }
 
   /** Ids freed by sweeps whose kernel counters must be zeroed now; they are reusable afterwards. */
@@ -157,12 +160,13 @@ export class RuleIds {
    */
   restore(claims: Iterable<[string, number]>, countedIds: Iterable<number>, learnedClaims: Iterable<[string, string]> = []): void {
     for (const [key, id] of claims) {
-      if (id < this.limits.first || id >= this.limits.overflow || this.byKey.has(key) || this.byId.has(id)) continue;
-      this.byKey.set(key, id);
+      const [m, name] = this.mapOf(key);
+      if (id < this.limits.first || id >= this.limits.overflow || m.has(name) || this.byId.has(id)) continue;
+      m.set(name, id);
       this.byId.set(id, key);
       if (id >= this.next) this.next = id + 1;
     }
-    for (const [name, key] of learnedClaims) if (this.byKey.has(key)) this.nameKeys.set(name, key);
+    for (const [name, key] of learnedClaims) if (this.other.has(key)) this.nameKeys.set(name, key);
     const counted = new Set<number>();
     for (const id of countedIds) {
       if (id < this.limits.first || id >= this.limits.overflow) continue;
@@ -174,5 +178,25 @@ export class RuleIds {
       if (counted.has(id)) this.dirty.push(id);
       else this.free.push(id);
     }
+  }
+
+  private mapOf(key: string): [Map<string, number>, string] {
+    if (key.startsWith("allow-cidr ")) return [this.cidr.allow, key.slice(11)];
+    if (key.startsWith("deny-cidr ")) return [this.cidr.deny, key.slice(10)];
+    return [this.other, key];
+  }
+
+  private assign(m: Map<string, number>, name: string, key: string): number {
+    const fresh = this.free.pop() ?? (this.next < this.limits.overflow ? this.next++ : this.limits.overflow);
+    m.set(name, fresh);
+    if (fresh !== this.limits.overflow) this.byId.set(fresh, key);
+    return fresh;
+  }
+
+  private release(m: Map<string, number>, name: string, id: number): void {
+    m.delete(name);
+    if (id === this.limits.overflow) return;
+    this.byId.delete(id);
+    this.quarantine.push(id);
   }
 }
