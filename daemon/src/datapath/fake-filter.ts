@@ -156,8 +156,12 @@ export class FakeFilter implements Filter {
     return [...(p.hits?.values() ?? [])].filter((h) => h.packets > 0n && read(h.ruleId)).sort((a, b) => a.ruleId - b.ruleId);
   }
 
+  /** clearRuleHits calls, in order (tests). */
+  readonly clearedHits: { id: string; ruleIds: number[] }[] = [];
+
   async clearRuleHits(id: string, ruleIds: readonly number[]): Promise<void> {
     const p = this.get(id);
+    this.clearedHits.push({ id, ruleIds: [...ruleIds] });
     for (const r of ruleIds) p.hits?.delete(r);
   }
 
