@@ -107,16 +107,32 @@ int op_hits_clear(const void *req, size_t len)
 	int ncpu = libbpf_num_possible_cpus();
 	if (ncpu <= 0)
 		return fail(-ncpu, "HITS_CLEAR: possible CPUs");
-	struct nf_hit *zero = calloc((size_t)ncpu, sizeof(*zero));
+	/* Batched (a recycled replace may free thousands of ids), in chunks; element by element where
+	 * the kernel has no batch update for this map type. */
+	enum { CHUNK = 256 };
+	struct nf_hit *zero = calloc((size_t)CHUNK * ncpu, sizeof(*zero));
+	__u32 keys[CHUNK];
 	if (!zero)
 		return fail(ENOMEM, "HITS_CLEAR");
 	const __u32 *ids = (const __u32 *)(r + 1);
-	for (__u32 i = 0; i < r->count && !err; i++) {
-		__u32 k = ids[i];
-		if (k >= NF_HITS_CAP)
-			err = fail(EINVAL, "HITS_CLEAR %s: rule id %u out of range (cap %u)", a->id, k, NF_HITS_CAP);
-		else if (bpf_map_update_elem(a->hits_fd, &k, zero, BPF_ANY))
-			err = fail(errno, "HITS_CLEAR %s: rule %u", a->id, k);
+	bool batch = true;
+	for (__u32 i = 0; i < r->count && !err; i += CHUNK) {
+		__u32 n = r->count - i < CHUNK ? r->count - i : CHUNK;
+		for (__u32 j = 0; j < n && !err; j++) {
+			keys[j] = ids[i + j];
+			if (keys[j] >= NF_HITS_CAP)
+				err = fail(EINVAL, "HITS_CLEAR %s: rule id %u out of range (cap %u)", a->id, keys[j], NF_HITS_CAP);
+		}
+		__u32 done = n;
+		if (!err && batch && bpf_map_update_batch(a->hits_fd, keys, zero, &done, NULL) == 0)
+			continue;
+		if (!err && batch && (errno == EINVAL || errno == ENOTSUPP || errno == EOPNOTSUPP))
+			batch = false;
+		else if (!err && batch)
+			err = fail(errno, "HITS_CLEAR %s: batched update", a->id);
+		for (__u32 j = 0; j < n && !err; j++)
+			if (bpf_map_update_elem(a->hits_fd, &keys[j], zero, BPF_ANY))
+				err = fail(errno, "HITS_CLEAR %s: rule %u", a->id, keys[j]);
 	}
 	free(zero);
 	return err;

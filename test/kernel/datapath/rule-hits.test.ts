@@ -109,5 +109,10 @@ describe("rule hit counts in the kernel (real packets)", () => {
     expect(partial.get(ALLOW_ID)).toBe(2n);
     expect(partial.get(HITS_OVERFLOW)).toBe(3n);
     expect(partial.has(PREFIX_ID)).toBe(false);
+    // Zeroing every id at once (batched in the loader; what a restart does when ids cannot be restored).
+    await filter.clearRuleHits(id, Array.from({ length: HITS_OVERFLOW + 1 }, (_, i) => i));
+    expect(await filter.ruleHits(id)).toEqual([]);
+    await ping(a!, 1);
+    expect([...(await hitsOf()).values()].filter((x) => x.ruleId >= RULE_ID.FIRST).map((x) => [x.ruleId, x.packets])).toEqual([[ALLOW_ID, 1n]]);
   });
 });
