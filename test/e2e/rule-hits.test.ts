@@ -112,6 +112,10 @@ describe("rule hit counts: netfenced rules and heartbeats (real daemon, real ker
     expect(table.code).toBe(0);
     expect(table.stdout).toMatch(/mode allowlist in the kernel/);
     expect(table.stdout).toMatch(new RegExp(`allow-cidr ${s[0]!.replace(/\./g, "\\.")}/32\\s+allow\\s+1\\s+12\\s+\\d+s ago`));
+    // An unknown attachment: one line on stderr and exit 1; no --id: a usage error (exit 2).
+    const unknown = await daemon.cli("rules", "--id", "nf-nope");
+    expect([unknown.code, unknown.stderr.trim().split("\n")]).toEqual([1, [expect.stringMatching(/nf-nope/)]]);
+    expect((await daemon.cli("rules")).code).toBe(2);
   });
 
   it("a DNS-learned address counts against the domain rule that allowed it", async () => {
