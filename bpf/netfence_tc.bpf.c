@@ -48,7 +48,7 @@ int netfence_tc(struct __sk_buff *skb)
 		r = nf_tc_front(skb, st, &p, &reason);
 	}
 	if (r == NF_L2_PASS)
-		return nf_pass() ? TC_ACT_UNSPEC : TC_ACT_SHOT;
+		return nf_pass(NF_RULE_ALWAYS_ALLOWED) ? TC_ACT_UNSPEC : TC_ACT_SHOT; /* ARP, allowed non-IP, mode disabled */
 	if (r == NF_L2_DROP) {
 		p.family = 0;
 		nf_guard_drop(skb, &p, st, reason);

@@ -268,4 +268,31 @@ struct nf_lookup_reply {
 	struct nf_lookup_prot pdeny; /* protected-deny set */
 };
 
+/*
+ * Rule hit counts (issue 14): numbered from 55 so other additions cannot collide.
+ */
+#define NF_OP_HITS 55       /* req: nf_hits_req; reply: nf_hits_reply + nf_wire_hit[count] (ids with packets) */
+#define NF_OP_HITS_CLEAR 56 /* req: nf_hits_clear_req + __u32 rule_id[count]: zeroes those counters (recycled ids) */
+
+struct nf_hits_req {
+	char id[NF_ID_LEN];
+	__u32 upto;  /* read ids [0, upto) and the overflow bucket (a per-CPU read costs per id and CPU); 0 = all */
+	__u32 _pad;
+};
+struct nf_hits_reply {
+	__u32 cap;   /* nf_hits max_entries: the overflow bucket is cap - 1 */
+	__u32 count; /* nf_wire_hit entries that follow: ids with packets > 0, ascending */
+};
+struct nf_wire_hit {
+	__u32 rule_id;
+	__u32 _pad;
+	__u64 packets;     /* summed over CPUs */
+	__u64 last_hit_ms; /* wall clock (CLOCK_REALTIME) ms since epoch of the latest hit on any CPU; 0 = never */
+};
+struct nf_hits_clear_req {
+	char id[NF_ID_LEN];
+	__u32 count;
+	__u32 _pad;
+};
+
 #endif /* NETFENCE_PROTOCOL_H */

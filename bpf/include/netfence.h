@@ -18,7 +18,7 @@
 #include <linux/types.h>
 #endif
 
-#define NF_LAYOUT_VERSION 4
+#define NF_LAYOUT_VERSION 5 /* 5: the per-rule hit counters nf_hits (issue 14) */
 #define NF_STATE_MAGIC 0x4e464e31u /* "NFN1" */
 
 /* ---------------------------------------------------------------- policy */
@@ -48,7 +48,10 @@ enum nf_mode {
  * expires_ns: CLOCK_MONOTONIC deadline (bpf_ktime_get_ns), 0 = never. The kernel treats an
  * expired entry as absent, so a TTL holds even while the daemon is down; the daemon deletes
  * expired entries later (garbage collection only).
- * Designed to grow: rule_id indexes per-rule hit counts and, later, a port/protocol rule table.
+ * rule_id: the daemon's id of the rule that decides a packet matching this entry (for an entry with
+ * both flags, the deny rule; for a DNS-learned address, the domain rule that allowed it): the index of
+ * the rule's hit counter in nf_hits (see "rule hit counts" below). Designed to grow: later also a
+ * port/protocol rule table.
  */
 struct nf_entry {
 	__u64 expires_ns;
@@ -216,6 +219,37 @@ enum nf_counter {
 	NF_CNT_EVENTS_LOST = 3, /* ring buffer full */
 	NF_CNT_MAX = 4,
 };
+
+/* ---------------------------------------------------------------- rule hit counts (issue 14) */
+
+/*
+ * Per-rule hit counters: PERCPU_ARRAY "nf_hits" (per attachment, pinned as "hits"), NF_HITS_CAP
+ * entries, indexed by the rule id of the decision: the matching entry's rule_id when an entry
+ * decided, a reserved id below otherwise. The last index is the overflow bucket: a rule id that does
+ * not fit counts there (the daemon gives every rule beyond the cap that id and reports them as
+ * sharing it). Memory: NF_HITS_CAP * 24 bytes per CPU per attachment (192 KiB).
+ * Must match RULE_ID / HITS_CAP in daemon/src/datapath/wire-format.ts.
+ */
+struct nf_hit {
+	__u64 packets;
+	__u64 last_ns;      /* CLOCK_MONOTONIC_COARSE ns of the first hit in the jiffy of the last hit; 0 = never */
+	__u64 last_jiffies; /* the jiffy of that hit: the clock is read once per jiffy, not per packet */
+};
+enum nf_rule_reserved {
+	NF_RULE_NONE = 0,            /* an entry written without a rule id */
+	NF_RULE_DEFAULT_DENY = 1,    /* allowlist: nothing matched */
+	NF_RULE_DEFAULT_ALLOW = 2,   /* denylist: nothing matched */
+	NF_RULE_BLOCK_ALL = 3,       /* mode block-all */
+	NF_RULE_DISABLED = 4,        /* mode disabled */
+	NF_RULE_PROTECTED = 5,       /* the host-wide protected(-allow) set */
+	NF_RULE_PROTECTED_DENY = 6,  /* the host-wide protected-deny set */
+	NF_RULE_ALWAYS_ALLOWED = 7,  /* own DNS server, ND, DHCP/DHCPv6/MLD where enabled, allowed non-IP/ARP */
+	NF_RULE_GUARD = 8,           /* malformed, spoofed, non-IP, another tenant's DNS, RA guard */
+	NF_RULE_LOCAL_CLOSED = 9,    /* loopback / link-local destination without an explicit allow */
+	NF_RULE_FIRST = 16,          /* the daemon's policy rules start here */
+};
+#define NF_HITS_CAP 8192
+#define NF_HITS_OVERFLOW (NF_HITS_CAP - 1)
 
 /* ---------------------------------------------------------------- events */
 

@@ -54,6 +54,14 @@ struct {
 	__type(value, __u64);
 } nf_counters SEC(".maps");
 
+/* Per-rule hit counters (netfence.h "rule hit counts"). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NF_HITS_CAP);
+	__type(key, __u32);
+	__type(value, struct nf_hit);
+} nf_hits SEC(".maps");
+
 /* The policy tables (see netfence.h): the small exact hashes and the LPM tries carry the
  * generation in their keys; the loader sets the small hashes' max_entries at load time. */
 struct {
@@ -230,6 +238,7 @@ static __always_inline int nf_lookup_v4(__u32 gen, __u32 sflags, __u32 daddr, st
 	struct nf_entry *e = nf_exact_v4(gen, sflags, daddr);
 	if (e && nf_entry_live(e)) {
 		m->flags = e->flags;
+		m->rule_id = e->rule_id;
 		m->prefixlen = 32;
 		__builtin_memcpy(m->addr, &daddr, 4);
 		return 1;
@@ -243,6 +252,7 @@ static __always_inline int nf_lookup_v4(__u32 gen, __u32 sflags, __u32 daddr, st
 			return 0;
 		if (nf_entry_live(e)) {
 			m->flags = e->flags;
+			m->rule_id = e->rule_id;
 			m->prefixlen = e->prefixlen;
 			__builtin_memcpy(m->addr, &daddr, 4);
 			return 1;
@@ -259,6 +269,7 @@ static __always_inline int nf_lookup_v6(__u32 gen, __u32 sflags, const __u8 *dad
 	struct nf_entry *e = nf_exact_v6(gen, sflags, daddr);
 	if (e && nf_entry_live(e)) {
 		m->flags = e->flags;
+		m->rule_id = e->rule_id;
 		m->prefixlen = 128;
 		__builtin_memcpy(m->addr, daddr, 16);
 		return 1;
@@ -272,6 +283,7 @@ static __always_inline int nf_lookup_v6(__u32 gen, __u32 sflags, const __u8 *dad
 			return 0;
 		if (nf_entry_live(e)) {
 			m->flags = e->flags;
+			m->rule_id = e->rule_id;
 			m->prefixlen = e->prefixlen;
 			__builtin_memcpy(m->addr, daddr, 16);
 			return 1;
@@ -339,16 +351,17 @@ static __always_inline int nf_decide(struct __sk_buff *skb, struct nf_pkt *p, co
 		return nf_guard_drop(skb, p, st, NF_REASON_MALFORMED);
 	int sp = nf_special(skb, p, st, &reason);
 	if (sp == NF_SPECIAL_PASS)
-		return nf_pass();
+		return nf_pass(NF_RULE_ALWAYS_ALLOWED);
 	if (sp == NF_SPECIAL_DROP)
 		return nf_guard_drop(skb, p, st, reason);
 	if (st->protected_n && nf_protected_match(skb, p, 0))
-		return nf_pass();
+		return nf_pass(NF_RULE_PROTECTED);
 	if (st->pdeny_n && nf_protected_match(skb, p, 1))
 		return nf_guard_drop(skb, p, st, NF_REASON_PROTECTED_DENY);
 
+	__u32 rule = NF_RULE_BLOCK_ALL;
 	if (s.mode == NF_MODE_DISABLED)
-		return nf_pass();
+		return nf_pass(NF_RULE_DISABLED);
 	if (s.mode == NF_MODE_BLOCK_ALL) {
 		reason = NF_REASON_MODE_BLOCK_ALL;
 		goto block;
@@ -359,20 +372,24 @@ static __always_inline int nf_decide(struct __sk_buff *skb, struct nf_pkt *p, co
 		matched = nf_lookup_v6(gen, s.flags, p->daddr.v6, &m);
 	if (matched && (m.flags & NF_ENTRY_DENY)) { /* deny wins at equal prefix length */
 		reason = NF_REASON_DENY_CIDR;
+		rule = m.rule_id;
 		goto block;
 	}
 	__u8 local = nf_local_closed(p, st->guards);
 	if (matched && (m.flags & NF_ENTRY_ALLOW) && m.prefixlen >= local)
-		return nf_pass();
+		return nf_pass(m.rule_id);
 	matched = 0;
 	if (local) {
 		reason = NF_REASON_LOCAL_CLOSED;
+		rule = NF_RULE_LOCAL_CLOSED;
 		goto block;
 	}
 	if (s.mode == NF_MODE_DENYLIST)
-		return nf_pass();
+		return nf_pass(NF_RULE_DEFAULT_ALLOW);
 	reason = NF_REASON_NOT_IN_ALLOWLIST;
+	rule = NF_RULE_DEFAULT_DENY;
 block:
+	nf_hit(rule); /* audited packets count against the rule that would have dropped them */
 	if (s.flags & NF_SETTING_AUDIT) {
 		nf_count(NF_CNT_AUDITED);
 		nf_report(skb, p, st, NF_VR(NF_VERDICT_AUDIT, reason), matched ? &m : 0);

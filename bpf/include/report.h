@@ -10,6 +10,7 @@ struct nf_match {
 	__u8 flags;
 	__u8 prefixlen;
 	__u8 addr[16];
+	__u32 rule_id; /* the matching entry's rule_id */
 };
 
 static __always_inline void nf_count(__u32 idx)
@@ -17,6 +18,26 @@ static __always_inline void nf_count(__u32 idx)
 	__u64 *c = bpf_map_lookup_elem(&nf_counters, &idx);
 	if (c)
 		*c += 1; /* per-CPU value: no atomics needed */
+}
+
+/* One hit of rule `rule` (netfence.h "rule hit counts"): per-CPU, so a plain add; an id beyond
+ * the array counts in the overflow bucket. The last-hit time costs a helper call, so it is taken
+ * once per jiffy per rule and CPU: bpf_jiffies64() is inlined by the verifier (a load) on 64-bit
+ * JITs, and the coarse clock it gates has a jiffy's resolution anyway. (Measured: a clock call per
+ * packet cost +12-18 ns; docs/benchmarks.md.) */
+static __always_inline void nf_hit(__u32 rule)
+{
+	if (rule >= NF_HITS_CAP)
+		rule = NF_HITS_OVERFLOW;
+	struct nf_hit *h = bpf_map_lookup_elem(&nf_hits, &rule);
+	if (h) {
+		h->packets += 1;
+		__u64 j = bpf_jiffies64();
+		if (h->last_jiffies != j) {
+			h->last_jiffies = j;
+			h->last_ns = bpf_ktime_get_coarse_ns();
+		}
+	}
 }
 
 /*
@@ -121,13 +142,16 @@ __noinline int nf_report(struct __sk_buff *skb, struct nf_pkt *p, const struct n
 static __always_inline int nf_guard_drop(struct __sk_buff *skb, struct nf_pkt *p, const struct nf_state *st, __u8 reason)
 {
 	nf_count(NF_CNT_BLOCKED);
+	nf_hit(reason == NF_REASON_PROTECTED_DENY ? NF_RULE_PROTECTED_DENY : NF_RULE_GUARD);
 	nf_report(skb, p, st, NF_VR(NF_VERDICT_BLOCKED, reason), 0);
 	return 0;
 }
 
-static __always_inline int nf_pass(void)
+/* A pass decided by rule `rule` (an entry's rule id or a reserved one). */
+static __always_inline int nf_pass(__u32 rule)
 {
 	nf_count(NF_CNT_ALLOWED);
+	nf_hit(rule);
 	return 1;
 }
 

@@ -18,6 +18,7 @@
  *   lookup.c       LOOKUP: one destination looked up in the maps as the data path does (explain)
  *   events.c       the shared ring buffer (EVENTS frames) and COUNTERS
  *   host.c         host-wide maps and the protected sets (PROTECTED)
+ *   hits.c         the per-rule hit counters (HITS, HITS_CLEAR)
  *   portguard.c    the DNS port guard (PORT_GUARD, PORT_UNGUARD)
  */
 #ifndef NETFENCE_LOADER_H
@@ -82,6 +83,7 @@ struct att {
 	bool used;
 	char id[NF_ID_LEN];
 	int state_fd, counters_fd, prog_fd, link_fd;
+	int hits_fd; /* nf_hits (hits.c) */
 	int table_fd[T_COUNT];
 	int large_fd[FAM_COUNT];                 /* the ARRAY_OF_MAPS nf_v4_large, nf_v6_large */
 	struct nf_large large[FAM_COUNT][NF_GENERATIONS];
@@ -127,8 +129,8 @@ void close_fd(int *fd);
 
 /* ---------------------------------------------------------------- registry.c */
 
-/* pin_names: state, counters, the tables (as table_names), v4_large, v6_large, "prog", then "link" */
-enum { PIN_COUNT = 10, PIN_V4_LARGE = 6, PIN_PROG = 8 };
+/* pin_names: state, counters, the tables (as table_names), v4_large, v6_large, "prog", "link", then "hits" */
+enum { PIN_COUNT = 11, PIN_V4_LARGE = 6, PIN_PROG = 8, PIN_HITS = 10 };
 extern const char *const pin_names[PIN_COUNT];
 bool valid_id(const char *id);
 /* Copies a request's fixed-size id field into a NUL-terminated string. */
@@ -294,6 +296,11 @@ int op_lookup(const void *req, size_t len, void *reply, size_t *reply_len);
 int events_open(void);
 void pump_events(void);
 int op_counters(const void *req, size_t len, void **reply, size_t *reply_len);
+
+/* ---------------------------------------------------------------- hits.c */
+
+int op_hits(const void *req, size_t len, void **reply, size_t *reply_len);
+int op_hits_clear(const void *req, size_t len);
 
 /* ---------------------------------------------------------------- host.c */
 

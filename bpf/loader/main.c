@@ -209,6 +209,8 @@ static void handle(const struct nf_frame_hdr *h, void *payload, size_t len)
 		case NF_OP_DUMP: err = op_dump(payload, len, &heap, &reply_len); reply = heap; break;
 		case NF_OP_TABLES: err = op_tables(payload, len, reply, &reply_len); break;
 		case NF_OP_LOOKUP: err = op_lookup(payload, len, reply, &reply_len); break;
+		case NF_OP_HITS: err = op_hits(payload, len, &heap, &reply_len); reply = heap; break;
+		case NF_OP_HITS_CLEAR: err = op_hits_clear(payload, len); break;
 		default: err = fail(EOPNOTSUPP, "unknown op %u", h->op);
 		}
 	}

@@ -3,7 +3,7 @@
  * objects.c — attachments' objects and pins:
  * LOAD opens the tc or cgroup object through its skeleton (bpf/build/netfence_{tc,cgroup}.skel.h, generated
  * from bpf/prebuilt), sizes the exact tables, shares the pinned host-wide maps, loads it and pins
- *   <pin_root>/<id>/{state,counters,v4_exact,v4_lpm,v6_exact,v6_lpm,v4_large,v6_large,prog}   (link: links.c)
+ *   <pin_root>/<id>/{state,counters,v4_exact,v4_lpm,v6_exact,v6_lpm,v4_large,v6_large,prog,hits}   (link: links.c)
  * ADOPT rebuilds an attachment from those pins alone (nf_state says how it was made), so a fresh
  * loader takes over what an earlier one left enforcing; UNLOAD detaches and removes the pins.
  */
@@ -55,7 +55,7 @@ int read_object_file(const char *what, const char *path, void **data, size_t *si
 struct att_obj {
 	struct bpf_object_skeleton *skel;
 	struct bpf_program *prog;
-	struct bpf_map *state, *counters, *table[T_COUNT], *large[FAM_COUNT];
+	struct bpf_map *state, *counters, *hits, *table[T_COUNT], *large[FAM_COUNT];
 	struct bpf_map *shared[6]; /* the host-wide maps, in the order of shared_fd in load_att_obj */
 };
 #define ATT_OBJ(s, program)                                                                                         \
@@ -64,6 +64,7 @@ struct att_obj {
 		.prog = (s)->progs.program,                                                                         \
 		.state = (s)->maps.nf_state,                                                                        \
 		.counters = (s)->maps.nf_counters,                                                                  \
+		.hits = (s)->maps.nf_hits,                                                                          \
 		.table = { (s)->maps.nf_v4_exact, (s)->maps.nf_v4_lpm, (s)->maps.nf_v6_exact, (s)->maps.nf_v6_lpm }, \
 		.large = { (s)->maps.nf_v4_large, (s)->maps.nf_v6_large },                                         \
 		.shared = { (s)->maps.nf_events, (s)->maps.nf_throttle, (s)->maps.nf_protected_v4,                  \
@@ -86,6 +87,7 @@ static int load_att_obj(const char *id, const char *path, const struct att_obj *
 	a->prog_fd = dup(bpf_program__fd(o->prog));
 	a->state_fd = dup(bpf_map__fd(o->state));
 	a->counters_fd = dup(bpf_map__fd(o->counters));
+	a->hits_fd = dup(bpf_map__fd(o->hits));
 	for (int t = 0; t < T_COUNT; t++)
 		a->table_fd[t] = dup(bpf_map__fd(o->table[t]));
 	for (int f = 0; f < FAM_COUNT; f++)
@@ -188,10 +190,11 @@ int op_load(const void *req, size_t len)
 	}
 	int pins[PIN_PROG + 1] = { a->state_fd,    a->counters_fd, a->table_fd[0], a->table_fd[1], a->table_fd[2],
 				   a->table_fd[3], a->large_fd[0], a->large_fd[1], a->prog_fd };
-	for (int i = 0; i <= PIN_PROG && !err; i++) {
+	for (int i = 0; i <= PIN_PROG + 1 && !err; i++) {
 		char p[512];
-		pin_path(p, sizeof(p), id, pin_names[i]);
-		if (bpf_obj_pin(pins[i], p)) {
+		int n = i <= PIN_PROG ? i : PIN_HITS; /* "link" is pinned by LINK */
+		pin_path(p, sizeof(p), id, pin_names[n]);
+		if (bpf_obj_pin(n == PIN_HITS ? a->hits_fd : pins[n], p)) {
 			err = fail(errno, "LOAD %s: pinning %s", id, p);
 			unpin_all(id);
 		}
@@ -234,6 +237,8 @@ static int adopt(const char *id, struct att **out)
 			   a->st->layout, a->st->magic, NF_LAYOUT_VERSION);
 	if (!err)
 		err = open_pinned_map(id, "counters", BPF_MAP_TYPE_PERCPU_ARRAY, 8, &a->counters_fd);
+	if (!err)
+		err = open_pinned_map(id, pin_names[PIN_HITS], BPF_MAP_TYPE_PERCPU_ARRAY, sizeof(struct nf_hit), &a->hits_fd);
 	for (int t = 0; t < T_COUNT && !err; t++)
 		err = open_pinned_map(id, table_names[t], table_type[t], sizeof(struct nf_entry), &a->table_fd[t]);
 	for (int f = 0; f < FAM_COUNT && !err; f++)

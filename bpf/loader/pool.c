@@ -47,7 +47,7 @@ static void *worker(void *arg)
 		pthread_mutex_unlock(&pool.mu);
 		struct att a;
 		memset(&a, 0, sizeof(a));
-		a.state_fd = a.counters_fd = a.prog_fd = a.link_fd = -1;
+		a.state_fd = a.counters_fd = a.prog_fd = a.link_fd = a.hits_fd = -1;
 		for (int t = 0; t < T_COUNT; t++)
 			a.table_fd[t] = -1;
 		for (int f = 0; f < FAM_COUNT; f++) {
@@ -98,6 +98,7 @@ bool pool_take(__u8 kind, __u32 cap, struct att *a)
 		struct att *s = &pool.spare[i];
 		a->state_fd = s->state_fd;
 		a->counters_fd = s->counters_fd;
+		a->hits_fd = s->hits_fd;
 		a->prog_fd = s->prog_fd;
 		memcpy(a->table_fd, s->table_fd, sizeof(a->table_fd));
 		memcpy(a->large_fd, s->large_fd, sizeof(a->large_fd));

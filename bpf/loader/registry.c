@@ -81,7 +81,7 @@ struct att *new_att(const char *id)
 	memset(a, 0, sizeof(*a));
 	a->used = true;
 	snprintf(a->id, sizeof(a->id), "%s", id);
-	a->state_fd = a->counters_fd = a->prog_fd = a->link_fd = -1;
+	a->state_fd = a->counters_fd = a->prog_fd = a->link_fd = a->hits_fd = -1;
 	for (int t = 0; t < T_COUNT; t++)
 		a->table_fd[t] = -1;
 	for (int f = 0; f < FAM_COUNT; f++) {
@@ -98,6 +98,7 @@ void free_att(struct att *a)
 		munmap(a->st, sizeof(struct nf_state));
 	close_fd(&a->state_fd);
 	close_fd(&a->counters_fd);
+	close_fd(&a->hits_fd);
 	close_fd(&a->prog_fd);
 	close_fd(&a->link_fd);
 	for (int t = 0; t < T_COUNT; t++)
@@ -111,7 +112,8 @@ void free_att(struct att *a)
 }
 
 const char *const pin_names[PIN_COUNT] = { "state",    "counters", "v4_exact", "v4_lpm", "v6_exact",
-					   "v6_lpm",   "v4_large", "v6_large", "prog",   "link" };
+					   "v6_lpm",   "v4_large", "v6_large", "prog",   "link",
+					   "hits" };
 
 void unpin_all(const char *id)
 {

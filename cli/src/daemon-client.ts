@@ -10,6 +10,7 @@ import {
   DetachRequestSchema,
   ExplainRequestSchema,
   ListRequestSchema,
+  ListRulesRequestSchema,
   WatchEventsRequestSchema,
   type AdoptOrphansResponse,
   type AttachResponse,
@@ -18,6 +19,7 @@ import {
   type ListOrphansResponse,
   type DaemonStatus,
   type ListResponse,
+  type ListRulesResponse,
 } from "@netfence/proto/daemon";
 import type { PacketEvent } from "@netfence/proto/control";
 import { NetfenceError } from "@netfence/proto/errors";
@@ -135,6 +137,11 @@ export class DaemonClient {
 
   explain(req: { attachmentId: string; address: string; domain: string; port: number; protocol: string }): Promise<ExplainResponse> {
     return this.unary(DaemonService.method.explain, create(ExplainRequestSchema, req));
+  }
+
+  /** The effective policy as the kernel holds it, with per-rule hit counts (issue 14). */
+  listRules(id: string): Promise<ListRulesResponse> {
+    return this.unary(DaemonService.method.listRules, create(ListRulesRequestSchema, { id }));
   }
 
   async detachOrphan(id: string): Promise<void> {

@@ -10,6 +10,7 @@ import { eventsCommand } from "./commands/events.js";
 import { adoptCommand } from "./commands/adopt.js";
 import { installUnitCommand } from "./commands/install-unit.js";
 import { explainCommand } from "./commands/explain.js";
+import { rulesCommand } from "./commands/rules.js";
 
 /** `netfenced: the daemon (`start`) and a thin client of its DaemonService socket. */
 export function buildProgram(): Command {
@@ -19,7 +20,7 @@ export function buildProgram(): Command {
     .option("-s, --socket <path>", "DaemonService unix socket", process.env.NETFENCE_SOCKET ?? DEFAULT_SOCKET)
     .showHelpAfterError("(run `netfenced --help` for usage)")
     .exitOverride();
-  for (const cmd of [startCommand(), attachCommand(), detachCommand(), listCommand(), statusCommand(), eventsCommand(), adoptCommand(), installUnitCommand(), explainCommand()]) {
+  for (const cmd of [startCommand(), attachCommand(), detachCommand(), listCommand(), statusCommand(), eventsCommand(), adoptCommand(), installUnitCommand(), explainCommand(), rulesCommand()]) {
     program.addCommand(cmd.exitOverride());
   }
   return program;

@@ -6,6 +6,7 @@ import { KernelFilter } from "./datapath/kernel-filter.js";
 import { AttachmentManager } from "./attachments/manager.js";
 import { AttachmentCore } from "./attachments/attachment-core.js";
 import { CommandApplier } from "./attachments/command-applier.js";
+import { HitsTracker } from "./attachments/hits-tracker.js";
 import { AttachmentStats } from "./attachments/attachment-stats.js";
 import { controlPlaneHost } from "./attachments/control-plane-host-adapter.js";
 import { NO_CONTROL_PLANE_PROXY } from "./dns/dns-proxy.js";
@@ -157,7 +158,7 @@ export class App {
             heartbeatIntervalMs: config.controlPlane.heartbeatIntervalMs,
             subscribeAckTimeoutMs: config.controlPlane.subscribeAckTimeoutMs,
             initialPolicy: { ...config.defaultPolicy, audit: false }, // audit is for standalone daemons only
-            host: controlPlaneHost(core.registry, commands, attachmentStats),
+            host: controlPlaneHost(core.registry, commands, attachmentStats, new HitsTracker(core.registry, filter, core.log)),
             logger,
             onCommandOutcome: (kind, applied, ms) => counters.commandOutcome(kind, applied, ms),
           });

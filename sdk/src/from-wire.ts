@@ -46,6 +46,13 @@ export function statsFromWire(s: AttachmentStats): AttachmentStatsInfo {
     packetsBlocked: s.packetsBlocked,
     dnsQueriesAllowed: s.dnsQueriesAllowed,
     dnsQueriesBlocked: s.dnsQueriesBlocked,
+    ruleHits: s.ruleHits.map((h) => ({
+      ruleId: h.ruleId,
+      rule: h.rule,
+      packets: h.packets,
+      lastHitMs: h.lastHit === undefined ? 0 : Number(h.lastHit.seconds) * 1000 + Math.floor(h.lastHit.nanos / 1e6),
+    })),
+    ruleHitsOmitted: s.ruleHitsOmitted,
   };
 }
 

@@ -5,6 +5,7 @@ export { DaemonHandle, CommandNotConfirmedError } from "./daemon-handle.js";
 export type {
   AttachmentInfo,
   AttachmentStatsInfo,
+  RuleHitsInfo,
   CidrSpec,
   Command,
   CommandOutcome,

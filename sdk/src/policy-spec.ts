@@ -87,6 +87,19 @@ export interface AttachmentStatsInfo {
   readonly packetsBlocked: bigint;
   readonly dnsQueriesAllowed: bigint;
   readonly dnsQueriesBlocked: bigint;
+  /** Extension (issue 14): rules whose kernel hit count moved since the previous heartbeat (total counts). */
+  readonly ruleHits: readonly RuleHitsInfo[];
+  /** Rules that moved but did not fit this heartbeat (they come in a later one). */
+  readonly ruleHitsOmitted: number;
+}
+
+/** One rule's kernel hit counter, as a heartbeat carries it (see `netfenced rules` for the rule texts). */
+export interface RuleHitsInfo {
+  readonly ruleId: number;
+  readonly rule: string;
+  readonly packets: bigint;
+  /** Wall-clock ms of the last hit; 0 = never. */
+  readonly lastHitMs: number;
 }
 
 export type UnsubscribeReason = "removed" | "detached" | "error" | "unspecified";

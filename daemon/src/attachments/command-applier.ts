@@ -64,8 +64,12 @@ export class CommandApplier {
         return f.upsertEntries(id, op.entries);
       case "delete":
         return f.deleteEntries(id, op.cidrs);
-      case "replace":
+      case "replace": {
+        // Rule ids a replace before this one retired: zeroed before the new rules may take them.
+        const recycled = this.core.registry.require(id).state.ruleIds.takeDirty();
+        if (recycled.length > 0) await f.clearRuleHits(id, recycled);
         return f.replacePolicy(id, op.policy);
+      }
     }
   }
 }

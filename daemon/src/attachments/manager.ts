@@ -18,6 +18,8 @@ import { CommandApplier } from "./command-applier.js";
 import { Maintenance } from "./maintenance.js";
 import { OrphanOps } from "./orphan-ops.js";
 import { AttachmentStats } from "./attachment-stats.js";
+import { HitsTracker, type HitsDelta } from "./hits-tracker.js";
+import { buildRulesView, type RulesView } from "./rules-view.js";
 import { restoreAttachments, type StartReport } from "./startup.js";
 
 export type { AttachInput } from "./attach-flow.js";
@@ -90,6 +92,7 @@ export class AttachmentManager {
   private readonly maintenance: Maintenance;
   private readonly orphanOps: OrphanOps;
   private readonly statsReader: AttachmentStats;
+  private readonly hitsTracker: HitsTracker;
   private readonly resources: AttachmentResources;
   private startWarnings: string[] = [];
 
@@ -102,6 +105,7 @@ export class AttachmentManager {
     this.maintenance = new Maintenance(this.core, this.resources, opts);
     this.orphanOps = new OrphanOps(this.core, this.resources, opts.policySource);
     this.statsReader = new AttachmentStats(registry, opts.filter, log);
+    this.hitsTracker = new HitsTracker(registry, opts.filter, log);
   }
 
   get daemonId(): string {
@@ -208,6 +212,18 @@ export class AttachmentManager {
 
   stats(): Promise<readonly AttachmentStatsView[]> {
     return this.statsReader.all();
+  }
+
+  /** The effective policy as the kernel holds it, with per-rule hit counts (`netfenced rules`). */
+  async listRules(id: string): Promise<RulesView> {
+    const rec = this.core.registry.require(id);
+    const [kernel, hits] = await Promise.all([this.opts.filter.inspect(id), this.opts.filter.ruleHits(id, rec.state.ruleIds.highWater)]);
+    return buildRulesView(id, kernel, hits, rec.state);
+  }
+
+  /** Rules whose hit count moved since the last call, per attachment (Heartbeat). */
+  ruleHits(): Promise<Map<string, HitsDelta>> {
+    return this.hitsTracker.collect();
   }
 
   dnsStates(): DnsStateView[] {

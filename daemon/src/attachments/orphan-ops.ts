@@ -6,6 +6,7 @@ import { orphanKey, type OrphanInfo } from "./orphan.js";
 import { orphanRecord } from "./orphan-adoption.js";
 import type { AttachmentCore } from "./attachment-core.js";
 import type { AttachmentResources } from "./attachment-resources.js";
+import { restoreRuleIds, zeroAllRuleHits } from "./rule-ids-restore.js";
 
 /**
  * Orphans: pinned filters the state store does not account for (found at start-up, kept
@@ -45,6 +46,11 @@ export class OrphanOps {
         const r = await filter.relink(id, rec.target, this.resources.method);
         log.warn({ attachmentId: id, method: r.method }, "orphan was not attached any more; attached it again");
       }
+      // The kernel entries carry the earlier daemon's rule ids: each rule read back takes its id (and count).
+      await restoreRuleIds(filter, id, rec.state, this.core.now()).catch(async (err: unknown) => {
+        log.warn({ attachmentId: id, err }, "rule ids not restored from the kernel; rule hit counts restart");
+        await zeroAllRuleHits(filter, id).catch(() => undefined);
+      });
       rec.dns = await this.resources.startDns(rec).catch((err: unknown) => {
         log.error({ attachmentId: id, err }, "DNS server of the adopted orphan could not start; retried by the integrity check");
         return null;

@@ -1,4 +1,5 @@
 import type { Logger } from "pino";
+import { restoreRuleIds, zeroAllRuleHits } from "./rule-ids-restore.js";
 import type { AdoptedAttachment, AttachResult, Filter, FilterPolicy, TargetSpec } from "../datapath/filter.js";
 import { loadPolicy, type StoredAttachment } from "../store/snapshot.js";
 import type { AttachmentRecord } from "./attachment-record.js";
@@ -102,6 +103,10 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
         log.info({ attachmentId: stored.id, method: r.method }, "filter attached again");
       }
       const rec = toRecord(stored, adopted, opts.dnsAddress(stored.dnsPort), options, ifindex);
+      await restoreRuleIds(filter, rec.id, rec.state, opts.nowMs).catch(async (err: unknown) => {
+        log.warn({ attachmentId: rec.id, err }, "rule ids not restored from the kernel; rule hit counts restart");
+        await zeroAllRuleHits(filter, rec.id).catch((e: unknown) => log.warn({ attachmentId: rec.id, err: e }, "rule hit counters not zeroed"));
+      });
       if (adopted.mode !== rec.state.mode || adopted.audit !== rec.state.audit) {
         await filter.replacePolicy(rec.id, rec.state.compile(opts.nowMs));
       }

@@ -311,8 +311,8 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     if (this.heartbeatInFlight) return;
     this.heartbeatInFlight = true;
     try {
-      const stats = await this.opts.host.stats();
-      this.send(heartbeatEvent(stats), call);
+      const [stats, hits] = await Promise.all([this.opts.host.stats(), this.opts.host.ruleHits?.()]);
+      this.send(heartbeatEvent(stats, hits), call);
     } catch (err) {
       this.log.warn({ err: errorMessage(err) }, "heartbeat skipped: reading stats failed");
     } finally {

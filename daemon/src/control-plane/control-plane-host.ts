@@ -1,5 +1,6 @@
 import type { AttachmentStatsView, AttachmentView } from "../attachments/attachment-view.js";
 import type { PolicyCommand } from "../policy/policy.js";
+import type { HitsDelta } from "../attachments/hits-tracker.js";
 
 /**
  * What the control-plane connection needs from the daemon (an adapter over the attachment
@@ -16,4 +17,6 @@ export interface ControlPlaneHost {
   applyCommand(attachmentId: string, command: PolicyCommand, commandId?: string | null, what?: string): Promise<void>;
   /** Per-attachment counters, for Heartbeat. */
   stats(): Promise<readonly AttachmentStatsView[]>;
+  /** Per attachment, the rules whose kernel hit count moved since the last call (Heartbeat; optional). */
+  ruleHits?(): Promise<ReadonlyMap<string, HitsDelta>>;
 }

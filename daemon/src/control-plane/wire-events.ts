@@ -11,6 +11,8 @@ import {
 import { AttachmentType } from "@netfence/proto/types";
 import { dnsModeToWire, policyModeToWire } from "@netfence/proto/modes";
 import type { AttachmentStatsView, AttachmentView } from "../attachments/attachment-view.js";
+import type { HitsDelta } from "../attachments/hits-tracker.js";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { FilterMode } from "../datapath/filter.js";
 import type { DnsModeName } from "../policy/policy.js";
 
@@ -67,13 +69,21 @@ export function unsubscribedEvent(id: string, reason: "removed" | "detached" | "
   return create(DaemonEventSchema, { event: { case: "unsubscribed", value: { id, reason: wireReason, error: error ?? "" } } });
 }
 
-export function heartbeatEvent(stats: readonly AttachmentStatsView[]): DaemonEvent {
+export function heartbeatEvent(stats: readonly AttachmentStatsView[], hits: ReadonlyMap<string, HitsDelta> = new Map<string, HitsDelta>()): DaemonEvent {
   const wire: AttachmentStats[] = stats.map((s) => create(AttachmentStatsSchema, {
     id: s.id,
     packetsAllowed: s.packetsAllowed,
     packetsBlocked: s.packetsBlocked,
     dnsQueriesAllowed: s.dnsQueriesAllowed,
     dnsQueriesBlocked: s.dnsQueriesBlocked,
+    // Extension fields 100-101 (rule hit counts): absent from a Go control plane's view, ignored by it.
+    ruleHits: (hits.get(s.id)?.hits ?? []).map((h) => ({
+      ruleId: h.ruleId,
+      rule: h.rule,
+      packets: h.packets,
+      ...(h.lastHitMs > 0 ? { lastHit: timestampFromMs(h.lastHitMs) } : {}),
+    })),
+    ruleHitsOmitted: hits.get(s.id)?.omitted ?? 0,
   }));
   return create(DaemonEventSchema, { event: { case: "heartbeat", value: { stats: wire } } });
 }

@@ -2,6 +2,7 @@ import net from "node:net";
 import { statSync } from "node:fs";
 import { NetfenceError } from "@netfence/proto/errors";
 import { cidrContains, formatCidr, parseCidr, type Cidr } from "@netfence/proto/parse";
+import { HITS_CAP, HITS_OVERFLOW, RULE_ID } from "./hits-wire.js";
 import type {
   AdoptedAttachment,
   AttachResult,
@@ -15,6 +16,7 @@ import type {
   PortGuardSpec,
   PinnedAttachment,
   ProtectedEntry,
+  RuleHitCount,
   TargetSpec,
 } from "./filter.js";
 
@@ -43,6 +45,8 @@ export interface FakePinned {
   targetGone: boolean;
   /** Set to true to simulate a filter that is pinned but no longer attached (`tc filter del`). */
   detached?: boolean;
+  /** Per-rule hit counters (nf_hits), by rule id; sendPacket counts them. */
+  hits?: Map<number, RuleHitCount>;
 }
 
 export class FakeBpffs {
@@ -144,6 +148,21 @@ export class FakeFilter implements Filter {
       if (p !== undefined) out.set(id, { allowed: p.allowed, blocked: p.blocked, audited: 0n });
     }
     return out;
+  }
+
+  async ruleHits(id: string, upto = 0): Promise<RuleHitCount[]> {
+    const p = this.get(id);
+    const read = (r: number): boolean => upto === 0 || r < upto || r === HITS_OVERFLOW;
+    return [...(p.hits?.values() ?? [])].filter((h) => h.packets > 0n && read(h.ruleId)).sort((a, b) => a.ruleId - b.ruleId);
+  }
+
+  /** clearRuleHits calls, in order (tests). */
+  readonly clearedHits: { id: string; ruleIds: number[] }[] = [];
+
+  async clearRuleHits(id: string, ruleIds: readonly number[]): Promise<void> {
+    const p = this.get(id);
+    this.clearedHits.push({ id, ruleIds: [...ruleIds] });
+    for (const r of ruleIds) p.hits?.delete(r);
   }
 
   async setProtected(entries: readonly ProtectedEntry[]): Promise<void> {
@@ -261,19 +280,19 @@ export class FakeFilter implements Filter {
     return this.decide(id, dst, opts).verdict;
   }
 
-  private decide(id: string, dst: string, opts: { protocol?: number; port?: number }): { verdict: "allow" | "block"; reason: string } {
-    const allow = { verdict: "allow", reason: "" } as const;
-    const block = (reason: string) => ({ verdict: "block", reason }) as const;
+  private decide(id: string, dst: string, opts: { protocol?: number; port?: number }): { verdict: "allow" | "block"; reason: string; rule: number } {
+    const allow = (rule: number) => ({ verdict: "allow", reason: "", rule }) as const;
+    const block = (reason: string, rule: number) => ({ verdict: "block", reason, rule }) as const;
     const p = this.bpffs.pinned.get(id);
-    if (p === undefined) return allow;
+    if (p === undefined) return allow(RULE_ID.NONE);
     const ip = parseCidr(dst);
     const { dns, guards } = p.spec;
     const dnsAddr = ip.family === 4 ? dns.ipv4 : dns.ipv6;
     const l4 = opts.protocol === 6 || opts.protocol === 17;
     if (dnsAddr !== null && net.isIP(dnsAddr) !== 0 && formatCidr(parseCidr(dnsAddr)) === formatCidr(ip) && l4) {
-      if (opts.port === dns.port) return allow;
+      if (opts.port === dns.port) return allow(RULE_ID.ALWAYS_ALLOWED);
       if (dns.portMin !== undefined && dns.portMax !== undefined && opts.port !== undefined && opts.port >= dns.portMin && opts.port <= dns.portMax) {
-        return block("other-tenant-dns");
+        return block("other-tenant-dns", RULE_ID.GUARD);
       }
     }
     const inSet = (deny: boolean) =>
@@ -284,10 +303,10 @@ export class FakeFilter implements Filter {
           (e.protocol === 0 || e.protocol === opts.protocol) &&
           (e.port === 0 || e.port === opts.port),
       );
-    if (inSet(false)) return allow;
-    if (inSet(true)) return block("protected-deny");
-    if (p.mode === "disabled") return allow;
-    if (p.mode === "block-all") return block("mode:block-all");
+    if (inSet(false)) return allow(RULE_ID.PROTECTED);
+    if (inSet(true)) return block("protected-deny", RULE_ID.PROTECTED_DENY);
+    if (p.mode === "disabled") return allow(RULE_ID.DISABLED);
+    if (p.mode === "block-all") return block("mode:block-all", RULE_ID.BLOCK_ALL);
     const now = this.now();
     let best: FilterEntry | null = null;
     for (const e of p.entries.values()) {
@@ -295,18 +314,21 @@ export class FakeFilter implements Filter {
       if (!cidrContains(e.cidr, ip)) continue;
       if (best === null || e.cidr.prefixLen > best.cidr.prefixLen || (e.cidr.prefixLen === best.cidr.prefixLen && e.deny)) best = e;
     }
-    if (best?.deny) return block("deny-cidr");
+    if (best?.deny) return block("deny-cidr", best.ruleId ?? RULE_ID.NONE);
     const local = [...(guards?.openLoopback ? [] : LOOPBACK), ...(guards?.openLinkLocal ? [] : LINK_LOCAL)].find((c) => cidrContains(c, ip));
-    if (best?.allow && (local === undefined || best.cidr.prefixLen >= local.prefixLen)) return allow;
-    if (local !== undefined) return block("local-closed");
-    return p.mode === "denylist" ? allow : block("not-in-allowlist");
+    if (best?.allow && (local === undefined || best.cidr.prefixLen >= local.prefixLen)) return allow(best.ruleId ?? RULE_ID.NONE);
+    if (local !== undefined) return block("local-closed", RULE_ID.LOCAL_CLOSED);
+    return p.mode === "denylist" ? allow(RULE_ID.DEFAULT_ALLOW) : block("not-in-allowlist", RULE_ID.DEFAULT_DENY);
   }
 
   /** Simulates one packet: counts it and emits an event when blocked. */
   sendPacket(id: string, dst: string, opts: { protocol?: number; port?: number } = {}): "allow" | "block" {
-    const { verdict: v, reason } = this.decide(id, dst, opts);
+    const { verdict: v, reason, rule } = this.decide(id, dst, opts);
     const p = this.bpffs.pinned.get(id);
     if (p === undefined) return v;
+    const slot = rule >= HITS_CAP ? HITS_OVERFLOW : rule;
+    p.hits ??= new Map();
+    p.hits.set(slot, { ruleId: slot, packets: (p.hits.get(slot)?.packets ?? 0n) + 1n, lastHitMs: this.now() });
     if (v === "allow") p.allowed += 1n;
     else {
       p.blocked += 1n;

@@ -4,6 +4,14 @@ import type { KernelLookup } from "./kernel-lookup.js";
 
 export type { FilterEntry, FilterMode, FilterPolicy };
 
+/** One rule's hit counter (nf_hits, bpf/include/netfence.h), summed over CPUs. */
+export interface RuleHitCount {
+  readonly ruleId: number;
+  readonly packets: bigint;
+  /** Wall-clock ms of the latest hit (jiffy resolution); 0 = never. */
+  readonly lastHitMs: number;
+}
+
 /**
  * The data-path driver's interface: everything the daemon needs from the kernel side.
  * Two implementations: KernelFilter (real eBPF through the loader child) and FakeFilter
@@ -182,6 +190,13 @@ export interface Filter {
   deleteEntries(id: string, cidrs: readonly Cidr[]): Promise<void>;
   setMode(id: string, mode: FilterMode, audit: boolean): Promise<void>;
   counters(ids: readonly string[]): Promise<Map<string, FilterCounters>>;
+  /**
+   * Per-rule hit counters of an attachment (nf_hits): the rule ids hit at least once, ascending,
+   * among ids below `upto` and the overflow id (a per-CPU read costs per id and CPU; 0 = all).
+   */
+  ruleHits(id: string, upto?: number): Promise<RuleHitCount[]>;
+  /** Zeroes the hit counters of rule ids about to be given to new rules (recycled ids). */
+  clearRuleHits(id: string, ruleIds: readonly number[]): Promise<void>;
   /** Replaces the host-wide protected sets, allow and deny (shared by all attachments). */
   setProtected(entries: readonly ProtectedEntry[]): Promise<void>;
   /** Installs the DNS port guard, or updates it in place (pinned: it holds while the daemon is down). */

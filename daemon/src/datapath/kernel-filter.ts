@@ -19,9 +19,11 @@ import type {
   PortGuardSpec,
   PinnedAttachment,
   ProtectedEntry,
+  RuleHitCount,
   TargetSpec,
   AttachMethodPreference,
 } from "./filter.js";
+import { decodeHits, encodeHitsClear, encodeHitsRequest } from "./hits-wire.js";
 import { kernelEvent } from "./kernel-event.js";
 import { linkLayerOf, readLinkType, type LinkLayer } from "./link-type.js";
 import { exactCapacityFor, loadRequestFor } from "./load-request.js";
@@ -228,6 +230,16 @@ export class KernelFilter implements Filter {
   async setMode(id: string, mode: FilterMode, audit: boolean): Promise<void> {
     this.requireKnown(id);
     await this.call(Op.SET_MODE, encodeMode(id, mode, audit));
+  }
+
+  async ruleHits(id: string, upto = 0): Promise<RuleHitCount[]> {
+    this.requireKnown(id);
+    return decodeHits(await this.call(Op.HITS, encodeHitsRequest(id, upto)));
+  }
+
+  async clearRuleHits(id: string, ruleIds: readonly number[]): Promise<void> {
+    this.requireKnown(id);
+    if (ruleIds.length > 0) await this.call(Op.HITS_CLEAR, encodeHitsClear(id, ruleIds));
   }
 
   async counters(ids: readonly string[]): Promise<Map<string, FilterCounters>> {

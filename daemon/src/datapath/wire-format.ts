@@ -8,7 +8,7 @@ import { invalidArgument } from "@netfence/proto/errors";
 import type { FilterEntry, FilterMode, ProtectedEntry } from "./filter.js";
 
 export const PROTOCOL_VERSION = 2;
-export const LAYOUT_VERSION = 4;
+export const LAYOUT_VERSION = 5;
 export const ID_LEN = 64;
 export const FRAME_HDR_SIZE = 16;
 export const MAX_FRAME = 64 * 1024 * 1024;
@@ -34,6 +34,9 @@ export const Op = {
   TABLES: 43,
   /** Explain (issue 14): one destination looked up in the maps as the data path does. */
   LOOKUP: 60,
+  /** Rule hit counts (issue 14), numbered from 55 in netfence-protocol.h: hits-wire.ts. */
+  HITS: 55,
+  HITS_CLEAR: 56,
   EVENTS: 100,
 } as const;
 export type OpCode = (typeof Op)[keyof typeof Op];
@@ -131,6 +134,12 @@ export const LAYOUT = {
     size: 80, ts_ns: 0, suppressed: 8, slot: 16, sport: 20, dport: 22, family: 24, proto: 25, verdict: 26,
     reason: 27, direction: 28, rule_prefixlen: 29, saddr: 32, daddr: 48, rule_addr: 64,
   },
+  /** Rule hit counts (issue 14): encoded and decoded in hits-wire.ts. */
+  nf_hit: { size: 24, packets: 0, last_ns: 8, last_jiffies: 16 },
+  nf_hits_req: { size: 72, id: 0, upto: 64 },
+  nf_hits_reply: { size: 8, cap: 0, count: 4 },
+  nf_wire_hit: { size: 24, rule_id: 0, packets: 8, last_hit_ms: 16 },
+  nf_hits_clear_req: { size: 72, id: 0, count: 64 },
 } as const;
 
 export function encodeFrame(seq: number, op: number, payload: Buffer): Buffer {

@@ -83,7 +83,7 @@ export function planCommand(state: PolicyState, command: PolicyCommand, nowMs: n
         return { op: { kind: "none" }, unchanged: true, commit: () => undefined };
       }
       const drop = (l: LearnedRecord): boolean => dropped.has(l.name) || (refusedDrop !== null && refusedDrop(l));
-      const policy = state.compile(nowMs, drop, rules);
+      const policy = state.compile(nowMs, drop, rules, dns);
       return {
         op: { kind: "replace", policy: { ...policy, mode: command.mode } },
         refused,

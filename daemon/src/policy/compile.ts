@@ -33,23 +33,55 @@ export interface LearnedByPrefix<L extends LearnedAddress = LearnedAddress> {
 
 const NONE: readonly LearnedAddress[] = [];
 
-/** The entry one prefix should have from its rules and learned deadlines, or null when nothing live remains. */
-export function entryOf(cidr: Cidr, rules: PrefixRules | null, learned: Iterable<LearnedAddress>, nowMs: number): FilterEntry | null {
+/**
+ * Gives a kernel entry the id of the rule that decides a packet matching it (policy/rule-ids.ts):
+ * its deny rule, else its allow rule, else the domain rule of its first live learned name.
+ */
+export interface RuleStamper {
+  cidr(kind: "allow" | "deny", prefixKey: string): number;
+  learned(name: string): number;
+}
+
+/**
+ * The entry one prefix should have from its rules and learned deadlines, or null when nothing live
+ * remains; with a stamper, carrying its deciding rule's id (`key`: the prefix's canonical text).
+ */
+export function entryOf(
+  cidr: Cidr,
+  rules: PrefixRules | null,
+  learned: Iterable<LearnedAddress>,
+  nowMs: number,
+  stamp: RuleStamper | null = null,
+  key: string | null = null,
+): FilterEntry | null {
   let allow = false;
   let deny = false;
+  let ruleAllow = false;
+  let learnedName: string | null = null;
   let expiresAtMs: number | null | undefined;
+  const live = (deadline: number | null): boolean => deadline === null || deadline > nowMs;
   const take = (deadline: number | null, isDeny: boolean): void => {
-    if (deadline !== null && deadline <= nowMs) return;
     if (isDeny) deny = true;
     else allow = true;
     expiresAtMs = expiresAtMs === undefined ? deadline : expiresAtMs === null || deadline === null ? null : Math.max(expiresAtMs, deadline);
   };
   if (rules !== null) {
-    if (rules.allow !== null) take(rules.allow.expiresAtMs, false);
-    if (rules.deny !== null) take(rules.deny.expiresAtMs, true);
+    if (rules.allow !== null && live(rules.allow.expiresAtMs)) {
+      take(rules.allow.expiresAtMs, false);
+      ruleAllow = true;
+    }
+    if (rules.deny !== null && live(rules.deny.expiresAtMs)) take(rules.deny.expiresAtMs, true);
   }
-  for (const l of learned) take(l.expiresAtMs, false);
-  return expiresAtMs === undefined ? null : { cidr, allow, deny, expiresAtMs };
+  for (const l of learned) {
+    if (!live(l.expiresAtMs)) continue;
+    take(l.expiresAtMs, false);
+    if (learnedName === null && "name" in l && typeof l.name === "string") learnedName = l.name;
+  }
+  if (expiresAtMs === undefined) return null;
+  if (stamp === null) return { cidr, allow, deny, expiresAtMs, ruleId: 0 };
+  const k = key ?? formatCidr(cidr);
+  const ruleId = deny ? stamp.cidr("deny", k) : ruleAllow ? stamp.cidr("allow", k) : learnedName !== null ? stamp.learned(learnedName) : 0;
+  return { cidr, allow, deny, expiresAtMs, ruleId };
 }
 
 /**
@@ -61,6 +93,7 @@ export function compileIndexed<L extends LearnedAddress>(
   learned: LearnedByPrefix<L>,
   nowMs: number,
   drop: ((l: L) => boolean) | null = null,
+  stamp: RuleStamper | null = null,
 ): FilterEntry[] {
   const learnedAt = (key: string): readonly L[] => {
     if (!learned.hasPrefix(key)) return [];
@@ -69,12 +102,12 @@ export function compileIndexed<L extends LearnedAddress>(
   };
   const out: FilterEntry[] = [];
   for (const [key, r] of rules) {
-    const e = entryOf(r.cidr, r, learnedAt(key), nowMs);
+    const e = entryOf(r.cidr, r, learnedAt(key), nowMs, stamp, key);
     if (e !== null) out.push(e);
   }
   for (const [key, cidr] of learned.prefixes()) {
     if (rules.has(key)) continue;
-    const e = entryOf(cidr, null, learnedAt(key), nowMs);
+    const e = entryOf(cidr, null, learnedAt(key), nowMs, stamp, key);
     if (e !== null) out.push(e);
   }
   return out;

@@ -5,6 +5,8 @@ import type { AttachmentPolicy, CidrRule, DnsPolicy } from "./policy.js";
 import { LearnedAddresses, type LearnedRecord } from "./learned-addresses.js";
 import { RuleIndex, indexRules, type PrefixRules } from "./rule-index.js";
 import { RuleOrigins } from "./rule-origins.js";
+import { KERNEL_RULE_ID_LIMITS, RuleIds, domainRuleKey } from "./rule-ids.js";
+import type { RuleStamper } from "./compile.js";
 
 export type { PrefixRules } from "./rule-index.js";
 export { indexRules } from "./rule-index.js";
@@ -28,6 +30,12 @@ export class PolicyState {
    * (never late): notes only move it earlier; `recomputeNextExpiry` makes it exact.
    */
   nextExpiryMs = Infinity;
+  /** Ids of this attachment's rules: what the kernel entries carry and its hit counters are indexed by. */
+  readonly ruleIds = new RuleIds(KERNEL_RULE_ID_LIMITS);
+  private readonly stamper: RuleStamper = {
+    cidr: (kind, key) => this.ruleIds.idForCidr(kind, key),
+    learned: (name) => this.ruleIds.idForLearned(this.dns, name),
+  };
 
   constructor(policy: AttachmentPolicy, learned: LearnedAddresses = new LearnedAddresses(), origins: RuleOrigins = new RuleOrigins()) {
     this.origins = origins;
@@ -63,9 +71,24 @@ export class PolicyState {
     return { mode: this.mode, audit: this.audit, allowCidrs, denyCidrs, dns: this.dns };
   }
 
-  /** The whole kernel policy, leaving out the learned records `drop` says go. */
-  compile(nowMs: number, drop: ((l: LearnedRecord) => boolean) | null = null, rules: RuleIndex = this.rules): FilterPolicy {
-    return { mode: this.mode, audit: this.audit, entries: compileIndexed(rules, this.learned, nowMs, drop) };
+  /**
+   * The whole kernel policy, leaving out the learned records `drop` says go, with `rules` and `dns`
+   * (default: the current ones) as the policy about to be installed. A full compile is the rule ids'
+   * sweep point: ids of rules no longer in it start their retirement (rule-ids.ts).
+   */
+  compile(nowMs: number, drop: ((l: LearnedRecord) => boolean) | null = null, rules: RuleIndex = this.rules, dns: DnsPolicy = this.dns): FilterPolicy {
+    const stamped = new Set<string>();
+    const stamper: RuleStamper = {
+      cidr: this.stamper.cidr,
+      learned: (name) => {
+        stamped.add(name);
+        return this.ruleIds.idForLearned(dns, name);
+      },
+    };
+    const entries = compileIndexed(rules, this.learned, nowMs, drop, stamper);
+    const other = liveOtherKeys(dns);
+    this.ruleIds.sweep((kind, key) => (kind === "allow" ? rules.get(key)?.allow : rules.get(key)?.deny) != null, (key) => other.has(key), stamped);
+    return { mode: this.mode, audit: this.audit, entries };
   }
 
   /** What one prefix's kernel entry should be (null = none), given optional replacement rules/learned. */
@@ -76,6 +99,13 @@ export class PolicyState {
     opts: { rules?: PrefixRules | null; learned?: readonly LearnedAddress[] } = {},
   ): FilterEntry | null {
     const rules = opts.rules === undefined ? (this.rules.get(key) ?? null) : opts.rules;
-    return entryOf(cidr, rules, opts.learned ?? this.learned.forPrefix(key), nowMs);
+    return entryOf(cidr, rules, opts.learned ?? this.learned.forPrefix(key), nowMs, this.stamper, key);
   }
+}
+
+/** The domain and DNS-mode rule keys a DNS policy holds (rule-ids.ts). */
+export function liveOtherKeys(dns: DnsPolicy): Set<string> {
+  const live = new Set<string>([`dns-${dns.mode}`]);
+  for (const d of dns.allowDomains) live.add(domainRuleKey(d.domain));
+  return live;
 }

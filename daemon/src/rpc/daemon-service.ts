@@ -38,6 +38,9 @@ import type { ExplainQuery } from "../explain/explain-query.js";
 import type { Explanation } from "../explain/explainer.js";
 import { explainQueryFromWire, explanationToWire } from "./explain-wire.js";
 import type { ExplainRequest, ExplainResponse } from "@netfence/proto/daemon";
+import type { RulesView } from "../attachments/rules-view.js";
+import type { ListRulesRequest, ListRulesResponse } from "@netfence/proto/daemon";
+import { listRules } from "./list-rules.js";
 
 /**
  * DaemonService: request validation at the edge, then the attachment manager. The typed
@@ -58,6 +61,8 @@ export interface AttachmentService {
   detachOrphan?(id: string): Promise<void>;
   /** Start-up problems for the operator. */
   warnings?(): string[];
+  /** The effective policy as the kernel holds it, with per-rule hit counts (optional). */
+  listRules?(id: string): Promise<RulesView>;
 }
 
 export interface DaemonServiceDeps {
@@ -195,6 +200,10 @@ export class DaemonServiceImpl {
     return out;
   }
 
+  listRules(req: ListRulesRequest): Promise<ListRulesResponse> {
+    return listRules(req, this.deps.registry.listRules?.bind(this.deps.registry));
+  }
+
   async detachOrphan(req: DetachOrphanRequest): Promise<Empty> {
     const id = req.id.trim();
     if (id === "") throw invalidArgument("detach --orphan needs an orphan id");
@@ -302,6 +311,7 @@ export function daemonServiceHandlers(impl: DaemonServiceImpl | Promise<DaemonSe
     AdoptOrphans: unary((s, r: AdoptOrphansRequest) => s.adoptOrphans(r)),
     DetachOrphan: unary((s, r: DetachOrphanRequest) => s.detachOrphan(r)),
     Explain: unary((s, r: ExplainRequest) => s.explain(r)),
+    ListRules: unary((s, r: ListRulesRequest) => s.listRules(r)),
     WatchEvents: (call: grpc.ServerWritableStream<WatchEventsRequest, PacketEvent>) => {
       const ac = new AbortController();
       call.on("cancelled", () => ac.abort());

@@ -5,6 +5,7 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { GUARD, LAYOUT, MAX_WORKLOAD_ADDRS, MODE_CODES, Op, PROT_DENY, REASONS, PROTOCOL_VERSION, LAYOUT_VERSION, SETTING_V4_LARGE, SETTING_V6_LARGE } from "../../../daemon/src/datapath/wire-format.js";
 import { projectRoot } from "../../../daemon/src/datapath/project-root.js";
+import { HITS_CAP, HITS_OVERFLOW, RULE_ID } from "../../../daemon/src/datapath/hits-wire.js";
 
 /**
  * wire-format.ts mirrors bpf/include/netfence.h by hand. This test compiles a C probe against the
@@ -23,7 +24,9 @@ describe("wire-format.ts matches bpf/include/netfence.h", () => {
     "NF_PROTOCOL_VERSION", "NF_LAYOUT_VERSION", "NF_OP_HELLO", "NF_OP_LOAD", "NF_OP_LINK", "NF_OP_UNLOAD", "NF_OP_ADOPT", "NF_OP_REPLACE",
     "NF_OP_UPSERT", "NF_OP_DELETE", "NF_OP_SET_MODE", "NF_OP_COUNTERS", "NF_OP_PROTECTED", "NF_OP_EVENTS",
     "NF_OP_PORT_GUARD", "NF_OP_PORT_UNGUARD",
-    "NF_OP_NOTIFY", "NF_OP_RELINK", "NF_OP_DUMP", "NF_OP_TABLES", "NF_OP_LOOKUP", "NF_LOOKUP_NONE", "NF_LOOKUP_SMALL", "NF_LOOKUP_LARGE", "NF_LOOKUP_LPM", "NF_SETTING_V4_LARGE", "NF_SETTING_V6_LARGE",
+    "NF_OP_NOTIFY", "NF_OP_RELINK", "NF_OP_DUMP", "NF_OP_TABLES", "NF_OP_LOOKUP", "NF_LOOKUP_NONE", "NF_LOOKUP_SMALL", "NF_LOOKUP_LARGE", "NF_LOOKUP_LPM",
+    "NF_OP_HITS", "NF_OP_HITS_CLEAR", "NF_HITS_CAP", "NF_HITS_OVERFLOW",
+    ...Object.keys(RULE_ID).map((k) => `NF_RULE_${k}`), "NF_SETTING_V4_LARGE", "NF_SETTING_V6_LARGE",
     "NF_MODE_DISABLED", "NF_MODE_ALLOWLIST", "NF_MODE_DENYLIST", "NF_MODE_BLOCK_ALL", "NF_REASON_MALFORMED", "NF_CNT_MAX",
     "NF_REASON_SPOOFED", "NF_REASON_NON_IP", "NF_REASON_OTHER_TENANT_DNS", "NF_REASON_ROUTER_MESSAGE", "NF_REASON_PROTECTED_DENY",
     "NF_REASON_LOCAL_CLOSED", "NF_PROT_DENY", "NF_MAX_WORKLOAD_ADDRS",
@@ -70,6 +73,9 @@ describe("wire-format.ts matches bpf/include/netfence.h", () => {
     for (const [name, bit] of Object.entries(GUARD)) expect(out.get(`NF_GUARD_${name}`), name).toBe(bit);
     expect(out.get("NF_PROT_DENY")).toBe(PROT_DENY);
     expect(out.get("NF_MAX_WORKLOAD_ADDRS")).toBe(MAX_WORKLOAD_ADDRS);
+    expect(out.get("NF_HITS_CAP")).toBe(HITS_CAP);
+    expect(out.get("NF_HITS_OVERFLOW")).toBe(HITS_OVERFLOW);
+    for (const [name, id] of Object.entries(RULE_ID)) expect(out.get(`NF_RULE_${name}`), name).toBe(id);
   });
 });
 

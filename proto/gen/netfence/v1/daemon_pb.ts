@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file netfence/v1/daemon.proto.
  */
 export const file_netfence_v1_daemon: GenFile = /*@__PURE__*/
-  fileDesc("ChhuZXRmZW5jZS92MS9kYWVtb24ucHJvdG8SC25ldGZlbmNlLnYxIisKEldhdGNoRXZlbnRzUmVxdWVzdBIVCg1hdHRhY2htZW50X2lkGAEgASgJIrcBCg1BdHRhY2hSZXF1ZXN0EhgKDmludGVyZmFjZV9uYW1lGAEgASgJSAASFQoLY2dyb3VwX3BhdGgYAiABKAlIABI6CghtZXRhZGF0YRgDIAMoCzIoLm5ldGZlbmNlLnYxLkF0dGFjaFJlcXVlc3QuTWV0YWRhdGFFbnRyeRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCAoGdGFyZ2V0IjEKDkF0dGFjaFJlc3BvbnNlEgoKAmlkGAEgASgJEhMKC2Ruc19hZGRyZXNzGAIgASgJIhsKDURldGFjaFJlcXVlc3QSCgoCaWQYASABKAkiNAoLTGlzdFJlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkibgoMTGlzdFJlc3BvbnNlEjAKC2F0dGFjaG1lbnRzGAEgAygLMhsubmV0ZmVuY2UudjEuQXR0YWNobWVudEluZm8SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhMKC3RvdGFsX2NvdW50GAMgASgFIvYDCg5BdHRhY2htZW50SW5mbxIKCgJpZBgBIAEoCRIOCgZ0YXJnZXQYAiABKAkSKQoEdHlwZRgDIAEoDjIbLm5ldGZlbmNlLnYxLkF0dGFjaG1lbnRUeXBlEiUKBG1vZGUYBCABKA4yFy5uZXRmZW5jZS52MS5Qb2xpY3lNb2RlEiYKCGRuc19tb2RlGAUgASgOMhQubmV0ZmVuY2UudjEuRG5zTW9kZRITCgtkbnNfYWRkcmVzcxgGIAEoCRI7CghtZXRhZGF0YRgHIAMoCzIpLm5ldGZlbmNlLnYxLkF0dGFjaG1lbnRJbmZvLk1ldGFkYXRhRW50cnkSFwoPcGFja2V0c19hbGxvd2VkGAggASgEEhcKD3BhY2tldHNfYmxvY2tlZBgJIAEoBBIbChNkbnNfcXVlcmllc19hbGxvd2VkGAogASgEEhsKE2Ruc19xdWVyaWVzX2Jsb2NrZWQYCyABKAQSLwoLYXR0YWNoZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWF0dGFjaF9tZXRob2QYZCABKAkSFwoPcGFja2V0c19hdWRpdGVkGGUgASgEGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASL6AQoMRGFlbW9uU3RhdHVzEg8KB3ZlcnNpb24YASABKAkSEQoJZGFlbW9uX2lkGAIgASgJEhAKCGhvc3RuYW1lGAMgASgJEjkKE2NvbnRyb2xfcGxhbmVfc3RhdGUYBCABKA4yHC5uZXRmZW5jZS52MS5Db25uZWN0aW9uU3RhdGUSHQoVY29udHJvbF9wbGFuZV9hZGRyZXNzGAUgASgJEhgKEGF0dGFjaG1lbnRfY291bnQYBiABKAUSGAoQdGNfYXR0YWNoX21ldGhvZBhkIAEoCRIUCgxvcnBoYW5fY291bnQYZSABKAUSEAoId2FybmluZ3MYZiADKAki3QEKEE9ycGhhbkF0dGFjaG1lbnQSCgoCaWQYASABKAkSDgoGdGFyZ2V0GAIgASgJEikKBHR5cGUYAyABKA4yGy5uZXRmZW5jZS52MS5BdHRhY2htZW50VHlwZRIlCgRtb2RlGAQgASgOMhcubmV0ZmVuY2UudjEuUG9saWN5TW9kZRIQCghhdHRhY2hlZBgFIAEoCBIQCghkbnNfcG9ydBgGIAEoDRIPCgdlbnRyaWVzGAcgASgNEhUKDWF0dGFjaF9tZXRob2QYCCABKAkSDwoHcHJvYmxlbRgJIAEoCSJFChNMaXN0T3JwaGFuc1Jlc3BvbnNlEi4KB29ycGhhbnMYASADKAsyHS5uZXRmZW5jZS52MS5PcnBoYW5BdHRhY2htZW50Ii4KE0Fkb3B0T3JwaGFuc1JlcXVlc3QSCgoCaWQYASABKAkSCwoDYWxsGAIgASgIIikKDEFkb3B0RmFpbHVyZRIKCgJpZBgBIAEoCRINCgVlcnJvchgCIAEoCSJvChRBZG9wdE9ycGhhbnNSZXNwb25zZRIsCgdhZG9wdGVkGAEgAygLMhsubmV0ZmVuY2UudjEuQXR0YWNoUmVzcG9uc2USKQoGZmFpbGVkGAIgAygLMhkubmV0ZmVuY2UudjEuQWRvcHRGYWlsdXJlIiEKE0RldGFjaE9ycGhhblJlcXVlc3QSCgoCaWQYASABKAkiaAoORXhwbGFpblJlcXVlc3QSFQoNYXR0YWNobWVudF9pZBgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEg4KBmRvbWFpbhgDIAEoCRIMCgRwb3J0GAQgASgNEhAKCHByb3RvY29sGAUgASgJImYKClJ1bGVPcmlnaW4SDgoGc291cmNlGAEgASgJEhIKCmNvbW1hbmRfaWQYAiABKAkSDAoEd2hhdBgDIAEoCRImCgJhdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAirAEKDEV4cGxhaW5FbnRyeRIMCgRjaWRyGAEgASgJEg0KBWFsbG93GAIgASgIEgwKBGRlbnkYAyABKAgSDwoHcnVsZV9pZBgEIAEoDRIuCgpleHBpcmVzX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgt0dGxfbGVmdF9tcxgGIAEoAxINCgV0YWJsZRgHIAEoCRIMCgR1c2VkGAggASgIIu4BCg1FeHBsYWluU291cmNlEgwKBGtpbmQYASABKAkSDgoGYWN0aW9uGAIgASgJEgwKBGNpZHIYAyABKAkSLgoKZXhwaXJlc19hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJwoGb3JpZ2luGAUgASgLMhcubmV0ZmVuY2UudjEuUnVsZU9yaWdpbhIMCgRuYW1lGAYgASgJEi4KCmxlYXJuZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhoKEmFuc3dlcl90dGxfc2Vjb25kcxgIIAEoDSL+AgoSQWRkcmVzc0V4cGxhbmF0aW9uEg8KB2FkZHJlc3MYASABKAkSEAoIcHJvdG9jb2wYAiABKA0SDAoEcG9ydBgDIAEoDRIPCgd2ZXJkaWN0GAQgASgJEg4KBnJlYXNvbhgFIAEoCRIMCgRzdGVwGAYgASgJEiUKBG1vZGUYByABKA4yFy5uZXRmZW5jZS52MS5Qb2xpY3lNb2RlEg0KBWF1ZGl0GAggASgIEiwKC21vZGVfb3JpZ2luGAkgASgLMhcubmV0ZmVuY2UudjEuUnVsZU9yaWdpbhIoCgVlbnRyeRgKIAEoCzIZLm5ldGZlbmNlLnYxLkV4cGxhaW5FbnRyeRIrCgdzb3VyY2VzGAsgAygLMhoubmV0ZmVuY2UudjEuRXhwbGFpblNvdXJjZRIWCg5wcm90ZWN0ZWRfY2lkchgMIAEoCRINCgVuYW1lcxgNIAMoCRINCgVub3RlcxgOIAMoCRIXCg9leHBpcmVkX3NraXBwZWQYDyABKA0izQEKFERvbWFpbkxlYXJuZWRBZGRyZXNzEg8KB2FkZHJlc3MYASABKAkSLgoKZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLdHRsX2xlZnRfbXMYAyABKAMSLgoKbGVhcm5lZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGgoSYW5zd2VyX3R0bF9zZWNvbmRzGAUgASgNEhMKC3NoYXJlZF93aXRoGAYgAygJIssCChFEb21haW5FeHBsYW5hdGlvbhIOCgZkb21haW4YASABKAkSJgoIZG5zX21vZGUYAiABKA4yFC5uZXRmZW5jZS52MS5EbnNNb2RlEjAKD2Ruc19tb2RlX29yaWdpbhgDIAEoCzIXLm5ldGZlbmNlLnYxLlJ1bGVPcmlnaW4SEAoIcmVzb2x2ZXMYBCABKAgSEwoLcnVsZV9hY3Rpb24YBSABKAkSEwoLcnVsZV9kb21haW4YBiABKAkSHwoXcnVsZV9pbmNsdWRlX3N1YmRvbWFpbnMYByABKAgSLAoLcnVsZV9vcmlnaW4YCCABKAsyFy5uZXRmZW5jZS52MS5SdWxlT3JpZ2luEjIKB2xlYXJuZWQYCSADKAsyIS5uZXRmZW5jZS52MS5Eb21haW5MZWFybmVkQWRkcmVzcxINCgVub3RlcxgKIAMoCSKKAQoPRXhwbGFpblJlc3BvbnNlEhUKDWF0dGFjaG1lbnRfaWQYASABKAkSMAoHYWRkcmVzcxgCIAEoCzIfLm5ldGZlbmNlLnYxLkFkZHJlc3NFeHBsYW5hdGlvbhIuCgZkb21haW4YAyABKAsyHi5uZXRmZW5jZS52MS5Eb21haW5FeHBsYW5hdGlvbiqXAQoPQ29ubmVjdGlvblN0YXRlEiAKHENPTk5FQ1RJT05fU1RBVEVfVU5TUEVDSUZJRUQQABIhCh1DT05ORUNUSU9OX1NUQVRFX0RJU0NPTk5FQ1RFRBABEh8KG0NPTk5FQ1RJT05fU1RBVEVfQ09OTkVDVElORxACEh4KGkNPTk5FQ1RJT05fU1RBVEVfQ09OTkVDVEVEEAMyhwUKDURhZW1vblNlcnZpY2USQQoGQXR0YWNoEhoubmV0ZmVuY2UudjEuQXR0YWNoUmVxdWVzdBobLm5ldGZlbmNlLnYxLkF0dGFjaFJlc3BvbnNlEjwKBkRldGFjaBIaLm5ldGZlbmNlLnYxLkRldGFjaFJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSOwoETGlzdBIYLm5ldGZlbmNlLnYxLkxpc3RSZXF1ZXN0GhkubmV0ZmVuY2UudjEuTGlzdFJlc3BvbnNlEj4KCUdldFN0YXR1cxIWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRoZLm5ldGZlbmNlLnYxLkRhZW1vblN0YXR1cxJKCgtXYXRjaEV2ZW50cxIfLm5ldGZlbmNlLnYxLldhdGNoRXZlbnRzUmVxdWVzdBoYLm5ldGZlbmNlLnYxLlBhY2tldEV2ZW50MAESRwoLTGlzdE9ycGhhbnMSFi5nb29nbGUucHJvdG9idWYuRW1wdHkaIC5uZXRmZW5jZS52MS5MaXN0T3JwaGFuc1Jlc3BvbnNlElMKDEFkb3B0T3JwaGFucxIgLm5ldGZlbmNlLnYxLkFkb3B0T3JwaGFuc1JlcXVlc3QaIS5uZXRmZW5jZS52MS5BZG9wdE9ycGhhbnNSZXNwb25zZRJICgxEZXRhY2hPcnBoYW4SIC5uZXRmZW5jZS52MS5EZXRhY2hPcnBoYW5SZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EkQKB0V4cGxhaW4SGy5uZXRmZW5jZS52MS5FeHBsYWluUmVxdWVzdBocLm5ldGZlbmNlLnYxLkV4cGxhaW5SZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_empty, file_google_protobuf_timestamp, file_netfence_v1_types, file_netfence_v1_control]);
+  fileDesc("ChhuZXRmZW5jZS92MS9kYWVtb24ucHJvdG8SC25ldGZlbmNlLnYxIisKEldhdGNoRXZlbnRzUmVxdWVzdBIVCg1hdHRhY2htZW50X2lkGAEgASgJIrcBCg1BdHRhY2hSZXF1ZXN0EhgKDmludGVyZmFjZV9uYW1lGAEgASgJSAASFQoLY2dyb3VwX3BhdGgYAiABKAlIABI6CghtZXRhZGF0YRgDIAMoCzIoLm5ldGZlbmNlLnYxLkF0dGFjaFJlcXVlc3QuTWV0YWRhdGFFbnRyeRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCAoGdGFyZ2V0IjEKDkF0dGFjaFJlc3BvbnNlEgoKAmlkGAEgASgJEhMKC2Ruc19hZGRyZXNzGAIgASgJIhsKDURldGFjaFJlcXVlc3QSCgoCaWQYASABKAkiNAoLTGlzdFJlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkibgoMTGlzdFJlc3BvbnNlEjAKC2F0dGFjaG1lbnRzGAEgAygLMhsubmV0ZmVuY2UudjEuQXR0YWNobWVudEluZm8SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhMKC3RvdGFsX2NvdW50GAMgASgFIvYDCg5BdHRhY2htZW50SW5mbxIKCgJpZBgBIAEoCRIOCgZ0YXJnZXQYAiABKAkSKQoEdHlwZRgDIAEoDjIbLm5ldGZlbmNlLnYxLkF0dGFjaG1lbnRUeXBlEiUKBG1vZGUYBCABKA4yFy5uZXRmZW5jZS52MS5Qb2xpY3lNb2RlEiYKCGRuc19tb2RlGAUgASgOMhQubmV0ZmVuY2UudjEuRG5zTW9kZRITCgtkbnNfYWRkcmVzcxgGIAEoCRI7CghtZXRhZGF0YRgHIAMoCzIpLm5ldGZlbmNlLnYxLkF0dGFjaG1lbnRJbmZvLk1ldGFkYXRhRW50cnkSFwoPcGFja2V0c19hbGxvd2VkGAggASgEEhcKD3BhY2tldHNfYmxvY2tlZBgJIAEoBBIbChNkbnNfcXVlcmllc19hbGxvd2VkGAogASgEEhsKE2Ruc19xdWVyaWVzX2Jsb2NrZWQYCyABKAQSLwoLYXR0YWNoZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWF0dGFjaF9tZXRob2QYZCABKAkSFwoPcGFja2V0c19hdWRpdGVkGGUgASgEGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASL6AQoMRGFlbW9uU3RhdHVzEg8KB3ZlcnNpb24YASABKAkSEQoJZGFlbW9uX2lkGAIgASgJEhAKCGhvc3RuYW1lGAMgASgJEjkKE2NvbnRyb2xfcGxhbmVfc3RhdGUYBCABKA4yHC5uZXRmZW5jZS52MS5Db25uZWN0aW9uU3RhdGUSHQoVY29udHJvbF9wbGFuZV9hZGRyZXNzGAUgASgJEhgKEGF0dGFjaG1lbnRfY291bnQYBiABKAUSGAoQdGNfYXR0YWNoX21ldGhvZBhkIAEoCRIUCgxvcnBoYW5fY291bnQYZSABKAUSEAoId2FybmluZ3MYZiADKAki3QEKEE9ycGhhbkF0dGFjaG1lbnQSCgoCaWQYASABKAkSDgoGdGFyZ2V0GAIgASgJEikKBHR5cGUYAyABKA4yGy5uZXRmZW5jZS52MS5BdHRhY2htZW50VHlwZRIlCgRtb2RlGAQgASgOMhcubmV0ZmVuY2UudjEuUG9saWN5TW9kZRIQCghhdHRhY2hlZBgFIAEoCBIQCghkbnNfcG9ydBgGIAEoDRIPCgdlbnRyaWVzGAcgASgNEhUKDWF0dGFjaF9tZXRob2QYCCABKAkSDwoHcHJvYmxlbRgJIAEoCSJFChNMaXN0T3JwaGFuc1Jlc3BvbnNlEi4KB29ycGhhbnMYASADKAsyHS5uZXRmZW5jZS52MS5PcnBoYW5BdHRhY2htZW50Ii4KE0Fkb3B0T3JwaGFuc1JlcXVlc3QSCgoCaWQYASABKAkSCwoDYWxsGAIgASgIIikKDEFkb3B0RmFpbHVyZRIKCgJpZBgBIAEoCRINCgVlcnJvchgCIAEoCSJvChRBZG9wdE9ycGhhbnNSZXNwb25zZRIsCgdhZG9wdGVkGAEgAygLMhsubmV0ZmVuY2UudjEuQXR0YWNoUmVzcG9uc2USKQoGZmFpbGVkGAIgAygLMhkubmV0ZmVuY2UudjEuQWRvcHRGYWlsdXJlIiEKE0RldGFjaE9ycGhhblJlcXVlc3QSCgoCaWQYASABKAkiaAoORXhwbGFpblJlcXVlc3QSFQoNYXR0YWNobWVudF9pZBgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEg4KBmRvbWFpbhgDIAEoCRIMCgRwb3J0GAQgASgNEhAKCHByb3RvY29sGAUgASgJImYKClJ1bGVPcmlnaW4SDgoGc291cmNlGAEgASgJEhIKCmNvbW1hbmRfaWQYAiABKAkSDAoEd2hhdBgDIAEoCRImCgJhdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAirAEKDEV4cGxhaW5FbnRyeRIMCgRjaWRyGAEgASgJEg0KBWFsbG93GAIgASgIEgwKBGRlbnkYAyABKAgSDwoHcnVsZV9pZBgEIAEoDRIuCgpleHBpcmVzX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgt0dGxfbGVmdF9tcxgGIAEoAxINCgV0YWJsZRgHIAEoCRIMCgR1c2VkGAggASgIIu4BCg1FeHBsYWluU291cmNlEgwKBGtpbmQYASABKAkSDgoGYWN0aW9uGAIgASgJEgwKBGNpZHIYAyABKAkSLgoKZXhwaXJlc19hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJwoGb3JpZ2luGAUgASgLMhcubmV0ZmVuY2UudjEuUnVsZU9yaWdpbhIMCgRuYW1lGAYgASgJEi4KCmxlYXJuZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhoKEmFuc3dlcl90dGxfc2Vjb25kcxgIIAEoDSL+AgoSQWRkcmVzc0V4cGxhbmF0aW9uEg8KB2FkZHJlc3MYASABKAkSEAoIcHJvdG9jb2wYAiABKA0SDAoEcG9ydBgDIAEoDRIPCgd2ZXJkaWN0GAQgASgJEg4KBnJlYXNvbhgFIAEoCRIMCgRzdGVwGAYgASgJEiUKBG1vZGUYByABKA4yFy5uZXRmZW5jZS52MS5Qb2xpY3lNb2RlEg0KBWF1ZGl0GAggASgIEiwKC21vZGVfb3JpZ2luGAkgASgLMhcubmV0ZmVuY2UudjEuUnVsZU9yaWdpbhIoCgVlbnRyeRgKIAEoCzIZLm5ldGZlbmNlLnYxLkV4cGxhaW5FbnRyeRIrCgdzb3VyY2VzGAsgAygLMhoubmV0ZmVuY2UudjEuRXhwbGFpblNvdXJjZRIWCg5wcm90ZWN0ZWRfY2lkchgMIAEoCRINCgVuYW1lcxgNIAMoCRINCgVub3RlcxgOIAMoCRIXCg9leHBpcmVkX3NraXBwZWQYDyABKA0izQEKFERvbWFpbkxlYXJuZWRBZGRyZXNzEg8KB2FkZHJlc3MYASABKAkSLgoKZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLdHRsX2xlZnRfbXMYAyABKAMSLgoKbGVhcm5lZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGgoSYW5zd2VyX3R0bF9zZWNvbmRzGAUgASgNEhMKC3NoYXJlZF93aXRoGAYgAygJIssCChFEb21haW5FeHBsYW5hdGlvbhIOCgZkb21haW4YASABKAkSJgoIZG5zX21vZGUYAiABKA4yFC5uZXRmZW5jZS52MS5EbnNNb2RlEjAKD2Ruc19tb2RlX29yaWdpbhgDIAEoCzIXLm5ldGZlbmNlLnYxLlJ1bGVPcmlnaW4SEAoIcmVzb2x2ZXMYBCABKAgSEwoLcnVsZV9hY3Rpb24YBSABKAkSEwoLcnVsZV9kb21haW4YBiABKAkSHwoXcnVsZV9pbmNsdWRlX3N1YmRvbWFpbnMYByABKAgSLAoLcnVsZV9vcmlnaW4YCCABKAsyFy5uZXRmZW5jZS52MS5SdWxlT3JpZ2luEjIKB2xlYXJuZWQYCSADKAsyIS5uZXRmZW5jZS52MS5Eb21haW5MZWFybmVkQWRkcmVzcxINCgVub3RlcxgKIAMoCSKKAQoPRXhwbGFpblJlc3BvbnNlEhUKDWF0dGFjaG1lbnRfaWQYASABKAkSMAoHYWRkcmVzcxgCIAEoCzIfLm5ldGZlbmNlLnYxLkFkZHJlc3NFeHBsYW5hdGlvbhIuCgZkb21haW4YAyABKAsyHi5uZXRmZW5jZS52MS5Eb21haW5FeHBsYW5hdGlvbiIeChBMaXN0UnVsZXNSZXF1ZXN0EgoKAmlkGAEgASgJIvMBCghSdWxlSW5mbxIPCgdydWxlX2lkGAEgASgNEgwKBHJ1bGUYAiABKAkSDAoEa2luZBgDIAEoCRIOCgZhY3Rpb24YBCABKAkSFgoOa2VybmVsX2VudHJpZXMYBSABKA0SEAoIcHJlZml4ZXMYBiADKAkSDwoHcGFja2V0cxgHIAEoBBIsCghsYXN0X2hpdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJaW5fZGFlbW9uGAogASgIIqcBChFMaXN0UnVsZXNSZXNwb25zZRIKCgJpZBgBIAEoCRIlCgRtb2RlGAIgASgOMhcubmV0ZmVuY2UudjEuUG9saWN5TW9kZRINCgVhdWRpdBgDIAEoCBIkCgVydWxlcxgEIAMoCzIVLm5ldGZlbmNlLnYxLlJ1bGVJbmZvEhAKCGNhcGFjaXR5GAUgASgNEhgKEG92ZXJmbG93ZWRfcnVsZXMYBiABKA0qlwEKD0Nvbm5lY3Rpb25TdGF0ZRIgChxDT05ORUNUSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASIQodQ09OTkVDVElPTl9TVEFURV9ESVNDT05ORUNURUQQARIfChtDT05ORUNUSU9OX1NUQVRFX0NPTk5FQ1RJTkcQAhIeChpDT05ORUNUSU9OX1NUQVRFX0NPTk5FQ1RFRBADMtMFCg1EYWVtb25TZXJ2aWNlEkEKBkF0dGFjaBIaLm5ldGZlbmNlLnYxLkF0dGFjaFJlcXVlc3QaGy5uZXRmZW5jZS52MS5BdHRhY2hSZXNwb25zZRI8CgZEZXRhY2gSGi5uZXRmZW5jZS52MS5EZXRhY2hSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EjsKBExpc3QSGC5uZXRmZW5jZS52MS5MaXN0UmVxdWVzdBoZLm5ldGZlbmNlLnYxLkxpc3RSZXNwb25zZRI+CglHZXRTdGF0dXMSFi5nb29nbGUucHJvdG9idWYuRW1wdHkaGS5uZXRmZW5jZS52MS5EYWVtb25TdGF0dXMSSgoLV2F0Y2hFdmVudHMSHy5uZXRmZW5jZS52MS5XYXRjaEV2ZW50c1JlcXVlc3QaGC5uZXRmZW5jZS52MS5QYWNrZXRFdmVudDABEkcKC0xpc3RPcnBoYW5zEhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5GiAubmV0ZmVuY2UudjEuTGlzdE9ycGhhbnNSZXNwb25zZRJTCgxBZG9wdE9ycGhhbnMSIC5uZXRmZW5jZS52MS5BZG9wdE9ycGhhbnNSZXF1ZXN0GiEubmV0ZmVuY2UudjEuQWRvcHRPcnBoYW5zUmVzcG9uc2USSAoMRGV0YWNoT3JwaGFuEiAubmV0ZmVuY2UudjEuRGV0YWNoT3JwaGFuUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJECgdFeHBsYWluEhsubmV0ZmVuY2UudjEuRXhwbGFpblJlcXVlc3QaHC5uZXRmZW5jZS52MS5FeHBsYWluUmVzcG9uc2USSgoJTGlzdFJ1bGVzEh0ubmV0ZmVuY2UudjEuTGlzdFJ1bGVzUmVxdWVzdBoeLm5ldGZlbmNlLnYxLkxpc3RSdWxlc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_empty, file_google_protobuf_timestamp, file_netfence_v1_types, file_netfence_v1_control]);
 
 /**
  * @generated from message netfence.v1.WatchEventsRequest
@@ -935,6 +935,159 @@ export const ExplainResponseSchema: GenMessage<ExplainResponse> = /*@__PURE__*/
   messageDesc(file_netfence_v1_daemon, 21);
 
 /**
+ * ---- Rule hit counts (issue 14) ----------------------------------------------------------------
+ * ListRules: an attachment's effective policy as the KERNEL holds it (its active generation read
+ * back from the maps), joined with the daemon's rule table, with each rule's packet count and last
+ * hit from the per-rule kernel counters. Rules that decide without an entry (the mode's default,
+ * block-all, disabled, protected, always allowed, guards, local-closed) have reserved ids below 16.
+ *
+ * @generated from message netfence.v1.ListRulesRequest
+ */
+export type ListRulesRequest = Message<"netfence.v1.ListRulesRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message netfence.v1.ListRulesRequest.
+ * Use `create(ListRulesRequestSchema)` to create a new message.
+ */
+export const ListRulesRequestSchema: GenMessage<ListRulesRequest> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_daemon, 22);
+
+/**
+ * @generated from message netfence.v1.RuleInfo
+ */
+export type RuleInfo = Message<"netfence.v1.RuleInfo"> & {
+  /**
+   * @generated from field: uint32 rule_id = 1;
+   */
+  ruleId: number;
+
+  /**
+   * "allow-cidr 10.0.0.0/8", "deny-cidr …", "allow-domain *.example.com",
+   *
+   * @generated from field: string rule = 2;
+   */
+  rule: string;
+
+  /**
+   * "dns-proxy", or a reserved rule: "default-deny", "protected", …
+   *
+   * "cidr", "domain", "dns", "reserved", "overflow" or "unknown"
+   *
+   * @generated from field: string kind = 3;
+   */
+  kind: string;
+
+  /**
+   * "allow" or "deny" (what a packet it decides gets)
+   *
+   * @generated from field: string action = 4;
+   */
+  action: string;
+
+  /**
+   * active-generation entries carrying this rule id
+   *
+   * @generated from field: uint32 kernel_entries = 5;
+   */
+  kernelEntries: number;
+
+  /**
+   * the first of them (at most 32), as the kernel holds them
+   *
+   * @generated from field: repeated string prefixes = 6;
+   */
+  prefixes: string[];
+
+  /**
+   * packets this rule decided (audited ones included)
+   *
+   * @generated from field: uint64 packets = 7;
+   */
+  packets: bigint;
+
+  /**
+   * unset: never hit
+   *
+   * @generated from field: google.protobuf.Timestamp last_hit = 8;
+   */
+  lastHit?: Timestamp | undefined;
+
+  /**
+   * the rule's TTL deadline (unset: none / not applicable)
+   *
+   * @generated from field: google.protobuf.Timestamp expires_at = 9;
+   */
+  expiresAt?: Timestamp | undefined;
+
+  /**
+   * the daemon's rule table has this rule (false: kernel only — drift)
+   *
+   * @generated from field: bool in_daemon = 10;
+   */
+  inDaemon: boolean;
+};
+
+/**
+ * Describes the message netfence.v1.RuleInfo.
+ * Use `create(RuleInfoSchema)` to create a new message.
+ */
+export const RuleInfoSchema: GenMessage<RuleInfo> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_daemon, 23);
+
+/**
+ * @generated from message netfence.v1.ListRulesResponse
+ */
+export type ListRulesResponse = Message<"netfence.v1.ListRulesResponse"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * the kernel's active generation
+   *
+   * @generated from field: netfence.v1.PolicyMode mode = 2;
+   */
+  mode: PolicyMode;
+
+  /**
+   * @generated from field: bool audit = 3;
+   */
+  audit: boolean;
+
+  /**
+   * @generated from field: repeated netfence.v1.RuleInfo rules = 4;
+   */
+  rules: RuleInfo[];
+
+  /**
+   * rule ids the kernel can count separately
+   *
+   * @generated from field: uint32 capacity = 5;
+   */
+  capacity: number;
+
+  /**
+   * rules beyond that, counted together under rule "overflow"
+   *
+   * @generated from field: uint32 overflowed_rules = 6;
+   */
+  overflowedRules: number;
+};
+
+/**
+ * Describes the message netfence.v1.ListRulesResponse.
+ * Use `create(ListRulesResponseSchema)` to create a new message.
+ */
+export const ListRulesResponseSchema: GenMessage<ListRulesResponse> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_daemon, 24);
+
+/**
  * @generated from enum netfence.v1.ConnectionState
  */
 export enum ConnectionState {
@@ -1048,6 +1201,16 @@ export const DaemonService: GenService<{
     methodKind: "unary";
     input: typeof ExplainRequestSchema;
     output: typeof ExplainResponseSchema;
+  },
+  /**
+   * --- additive extension (rule hit counts, issue 14): see ListRulesRequest at the end ---
+   *
+   * @generated from rpc netfence.v1.DaemonService.ListRules
+   */
+  listRules: {
+    methodKind: "unary";
+    input: typeof ListRulesRequestSchema;
+    output: typeof ListRulesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_netfence_v1_daemon, 0);
