@@ -1,7 +1,7 @@
 import { lstatSync, statSync } from "node:fs";
 import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import type { DescMethod } from "@bufbuild/protobuf";
-import { EmptySchema } from "@bufbuild/protobuf/wkt";
+import { EmptySchema, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import {
   AdoptOrphansRequestSchema,
   AttachRequestSchema,
@@ -10,6 +10,8 @@ import {
   DetachRequestSchema,
   ListRequestSchema,
   WatchEventsRequestSchema,
+  HistoryRequestSchema,
+  type HistoryResponse,
   type AdoptOrphansResponse,
   type AttachResponse,
   type AttachmentInfo,
@@ -129,6 +131,18 @@ export class DaemonClient {
 
   adoptOrphans(target: { id: string } | { all: true }): Promise<AdoptOrphansResponse> {
     return this.unary(DaemonService.method.adoptOrphans, create(AdoptOrphansRequestSchema, "all" in target ? { all: true } : { id: target.id }));
+  }
+
+  /** The audit trail (History extension): oldest first, the newest `limit` (0 = the daemon's maximum). */
+  async history(req: { attachmentId?: string; sinceMs?: number; limit?: number }): Promise<HistoryResponse> {
+    return this.unary(
+      DaemonService.method.history,
+      create(HistoryRequestSchema, {
+        attachmentId: req.attachmentId ?? "",
+        limit: req.limit ?? 0,
+        ...(req.sinceMs !== undefined ? { since: timestampFromMs(req.sinceMs) } : {}),
+      }),
+    );
   }
 
   async detachOrphan(id: string): Promise<void> {

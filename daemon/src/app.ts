@@ -29,6 +29,7 @@ import { HostAddresses } from "./dns/host-addresses.js";
 import { DnsEventReporter } from "./dns/dns-events.js";
 import { LearnedGuard } from "./plan/learned-guard.js";
 import { mergeAsync } from "./merged-events.js";
+import { PolicyHistory } from "./history/policy-history.js";
 
 /**
  * The composition root: builds the parts in order (filter → store → attachment core → control
@@ -113,6 +114,16 @@ export class App {
     // the store), the control-plane client (its host is an adapter over the core's parts), the DNS
     // server factory, the manager; the gauges last, read from all of them.
     const counters = new MetricCounters();
+    // The audit trail (history.journal beside the state store); closed after the manager stops,
+    // so the last changes and the DNS aggregates of the current minute are written.
+    const history = await PolicyHistory.open({
+      dir: config.dataDir,
+      maxEntries: config.history.maxEntries,
+      maxAgeMs: config.history.maxAgeMs,
+      logger: logger.child({ component: "history" }),
+      onRecord: (e) => counters.policyChange(e.source, e.result),
+    });
+    this.onStop("history", () => history.close());
     // DNS tenant isolation and the rebinding guard share one view of the host's addresses; DNS
     // events join the kernel's packet events on the daemon's event stream.
     const hostAddresses = new HostAddresses();
@@ -132,6 +143,8 @@ export class App {
       logger,
       dns: config.dns,
       learnedGuard,
+      history,
+      onCommandTimings: (planMs, kernelMs) => counters.commandPhases(planMs, kernelMs),
       onLearnedRefused: (r) => {
         counters.learnedAddressRefused(r.reason, r.count);
         dnsEvents.report({
@@ -156,7 +169,7 @@ export class App {
             heartbeatIntervalMs: config.controlPlane.heartbeatIntervalMs,
             subscribeAckTimeoutMs: config.controlPlane.subscribeAckTimeoutMs,
             initialPolicy: { ...config.defaultPolicy, audit: false }, // audit is for standalone daemons only
-            host: controlPlaneHost(core.registry, commands, attachmentStats),
+            host: controlPlaneHost(core.registry, commands, attachmentStats, core.history),
             logger,
             onCommandOutcome: (kind, applied, ms) => counters.commandOutcome(kind, applied, ms),
           });
@@ -236,6 +249,7 @@ export class App {
         controlPlane,
         events,
         tcAttachMethod: () => filter.tcAttachMethod(),
+        history,
       }),
     );
     logger.info({ daemonId: manager.daemonId, attachments: manager.size, orphans: manager.orphans().length }, "netfenced ready");

@@ -11,6 +11,8 @@ export class MetricCounters {
   private readonly commandLatency: Histogram<"kind">;
   private readonly learnedRefused: Counter<"reason">;
   private readonly dnsEvents: Counter<"reason">;
+  private readonly policyChanges: Counter<"source" | "result">;
+  private readonly commandPhase: Histogram<"phase">;
 
   constructor() {
     const r = this.registry;
@@ -34,6 +36,30 @@ export class MetricCounters {
       buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1],
       registers: [r],
     });
+    this.policyChanges = new Counter({
+      name: "netfence_policy_changes_total",
+      help: "Policy changes recorded in the audit trail (`netfenced history`), by source (control-plane, cli, default-policy, dns-learned, daemon) and result (applied, rejected, unchanged); DNS-learned changes count once per attachment per minute",
+      labelNames: ["source", "result"],
+      registers: [r],
+    });
+    this.commandPhase = new Histogram({
+      name: "netfence_command_apply_phase_seconds",
+      help: "Per command that reached the kernel (control plane and local API): time to plan it (phase=plan) and to write it to the kernel maps (phase=kernel), without queueing",
+      labelNames: ["phase"],
+      buckets: [0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1],
+      registers: [r],
+    });
+  }
+
+  /** Hook: an entry of the audit trail (history/policy-history.ts). */
+  policyChange(source: string, result: string): void {
+    this.policyChanges.inc({ source, result });
+  }
+
+  /** Hook: a command that reached the kernel (command-applier.ts), planning and kernel time. */
+  commandPhases(planMs: number, kernelMs: number): void {
+    this.commandPhase.observe({ phase: "plan" }, planMs / 1000);
+    this.commandPhase.observe({ phase: "kernel" }, kernelMs / 1000);
   }
 
   /** Hook for ControlPlaneClient's onCommandOutcome. */

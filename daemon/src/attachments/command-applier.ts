@@ -2,6 +2,11 @@ import type { PolicyCommand } from "../policy/policy.js";
 import { planCommand, type KernelOp } from "../plan/command-plan.js";
 import type { AttachmentCore } from "./attachment-core.js";
 import { hostText } from "../policy/learned-addresses.js";
+import type { CommandOrigin } from "../history/history-entry.js";
+import { commandSummary, type PolicyBefore } from "../history/change-summary.js";
+
+/** The local API (DaemonService, i.e. the CLI) when the caller says nothing else. */
+const LOCAL: CommandOrigin = { source: "cli" };
 
 /**
  * Command application: one validated PolicyCommand (parse-command.ts, or the local API) → one
@@ -13,8 +18,8 @@ export class CommandApplier {
   constructor(private readonly core: AttachmentCore) {}
 
   /** Applies `command` and resolves once the change is also durable in the state store (the local API). */
-  async apply(attachmentId: string, command: PolicyCommand): Promise<void> {
-    await this.applyToKernel(attachmentId, command);
+  async apply(attachmentId: string, command: PolicyCommand, origin: CommandOrigin = LOCAL): Promise<void> {
+    await this.applyToKernel(attachmentId, command, origin);
     await this.core.persistence.persistOrLog();
   }
 
@@ -25,26 +30,67 @@ export class CommandApplier {
    * path. A crash in between loses only the durable copy of this one change: the pins keep
    * enforcing it, and the control plane's SubscribedAck after the reconnect restates the policy.
    */
-  async applyToKernel(attachmentId: string, command: PolicyCommand): Promise<void> {
+  async applyToKernel(attachmentId: string, command: PolicyCommand, origin: CommandOrigin = LOCAL): Promise<void> {
     const { registry, queue, learned, log } = this.core;
     const pending = registry.reservations.get(attachmentId);
     if (pending !== undefined) await pending.settled;
-    await queue.run("command", async () => {
-      const rec = registry.require(attachmentId);
-      const t0 = performance.now();
-      const plan = planCommand(rec.state, command, this.core.now(), learned.guard);
-      const t1 = performance.now();
-      await this.runOp(rec.id, plan.op);
-      const kernelMs = performance.now() - t1;
-      plan.commit();
-      if (plan.unchanged === true) return;
-      rec.stored = null;
-      for (const r of plan.refused ?? []) {
-        learned.report({ attachmentId: rec.id, name: r.name, address: hostText(r.key), reason: r.reason, when: "recheck" });
-      }
-      log.debug({ attachmentId, command: command.kind, op: plan.op.kind, planMs: round2(t1 - t0), kernelMs: round2(kernelMs) }, "command applied");
-    });
+    const timeMs = this.core.now();
+    let before: PolicyBefore | null = null;
+    let unchanged = false;
+    try {
+      await queue.run("command", async () => {
+        const rec = registry.require(attachmentId);
+        const s = rec.state;
+        before = { mode: s.mode, audit: s.audit, rules: s.rules, dns: s.dns };
+        const t0 = performance.now();
+        const plan = planCommand(rec.state, command, this.core.now(), learned.guard);
+        const t1 = performance.now();
+        await this.runOp(rec.id, plan.op);
+        const kernelMs = performance.now() - t1;
+        plan.commit();
+        this.core.onCommandTimings?.(t1 - t0, kernelMs);
+        if (plan.unchanged === true) {
+          unchanged = true;
+          return;
+        }
+        rec.stored = null;
+        for (const r of plan.refused ?? []) {
+          learned.report({ attachmentId: rec.id, name: r.name, address: hostText(r.key), reason: r.reason, when: "recheck" });
+        }
+        log.debug({ attachmentId, command: command.kind, op: plan.op.kind, planMs: round2(t1 - t0), kernelMs: round2(kernelMs) }, "command applied");
+      });
+    } catch (err) {
+      this.recordLater(attachmentId, command, origin, timeMs, before, "rejected", errorMessage(err));
+      throw err;
+    }
+    this.recordLater(attachmentId, command, origin, timeMs, before, unchanged ? "unchanged" : "applied", "");
     void this.core.persistence.persistOrLog();
+  }
+
+  /** The audit-trail entry, in a later turn (the summary may diff thousands of CIDRs). */
+  private recordLater(
+    attachmentId: string,
+    command: PolicyCommand,
+    origin: CommandOrigin,
+    timeMs: number,
+    before: PolicyBefore | null,
+    result: "applied" | "rejected" | "unchanged",
+    error: string,
+  ): void {
+    setImmediate(() => {
+      this.core.history.record({
+        timeMs,
+        attachmentId,
+        source: origin.source,
+        action: origin.action ?? command.kind,
+        commandId: origin.commandId ?? "",
+        controlPlane: origin.controlPlane ?? "",
+        summary: before === null ? command.kind : commandSummary(command, before),
+        result,
+        error,
+        skipped: origin.skipped ?? [],
+      });
+    });
   }
 
   private async runOp(id: string, op: KernelOp): Promise<void> {
@@ -64,4 +110,5 @@ export class CommandApplier {
   }
 }
 
+const errorMessage = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 const round2 = (ms: number): number => Math.round(ms * 100) / 100;

@@ -8,6 +8,7 @@ import type { AttachmentPolicy } from "../policy/policy.js";
  * config (SPEC §4/§6), so a standalone daemon is useful. TTL-less by construction.
  */
 export class LocalPolicySource implements PolicySource {
+  readonly historySource = "default-policy";
   constructor(
     private readonly policy: AttachmentPolicy,
     private readonly logger?: Logger,

@@ -16,6 +16,7 @@ import { CommandRunner, errorMessage, kindOf, type CommandKind } from "./command
 import { PendingSubscriptions } from "./pending-subscriptions.js";
 import { queryDnsCall } from "./query-dns-call.js";
 import { parseCommand, parseSubscribedAck } from "./parse-command.js";
+import { policySummary } from "../history/change-summary.js";
 import { commandResultEvent, heartbeatEvent, subscribedEvent, syncRequestEvent, unsubscribedEvent } from "./wire-events.js";
 
 export type ControlPlaneState = "disconnected" | "connecting" | "connected";
@@ -92,13 +93,14 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
   /** The current stream asked for strict semantics (SyncAck.strict). */
   private strict = false;
   private readonly commands: CommandRunner;
+  readonly historySource = "control-plane";
 
   constructor(private readonly opts: ControlPlaneClientOptions) {
     this.log = opts.logger.child({ component: "control-plane", controlPlane: opts.url });
     this.credentials = channelCredentials(opts.tls ?? null);
     this.backoff = new Backoff(opts.backoff ?? { baseMs: 200, capMs: 30_000 });
     this.pending = new PendingSubscriptions(opts.subscribeAckTimeoutMs, (view) => this.ackTimedOut(view));
-    this.commands = new CommandRunner(opts.host, this.log, opts.onCommandOutcome);
+    this.commands = new CommandRunner(opts.host, this.log, opts.onCommandOutcome, opts.url);
   }
 
   state(): ControlPlaneState {
@@ -349,13 +351,14 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
       const message = errorMessage(err);
       this.log.warn({ attachmentId: cmd.id, commandId, command: cmd.command.case ?? "none", err: message }, "rejected invalid command");
       this.opts.onCommandOutcome?.(kindOf(cmd), false, 0);
+      this.recordRejected(cmd.id, kindOf(cmd), commandId, message);
       respond(message);
       return;
     }
     if (parsed.skipped.length > 0) {
       this.log.warn({ attachmentId: parsed.attachmentId, commandId, command: parsed.command.kind, skipped: parsed.skipped }, "bad entries skipped; the rest applies");
     }
-    this.commands.run(parsed.attachmentId, parsed.command, commandId, (error) => respond(error, error === null ? parsed.skipped : []));
+    this.commands.run(parsed.attachmentId, parsed.command, commandId, (error) => respond(error, error === null ? parsed.skipped : []), parsed.skipped);
   }
 
   private onSubscribedAck(cmd: ControlCommand, commandId: string | null, respond: (error: string | null, skipped?: readonly string[]) => void): void {
@@ -365,6 +368,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     if (!this.pending.has(cmd.id) && !late) {
       const message = `no pending subscription for attachment "${cmd.id}" (unknown, or its SubscribedAck already timed out)`;
       this.log.warn({ attachmentId: cmd.id, commandId }, message);
+      this.recordRejected(cmd.id, "subscribed-ack", commandId, message);
       respond(message);
       return;
     }
@@ -377,21 +381,33 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
       this.log.warn({ attachmentId: cmd.id, commandId, err: invalid.message }, late ? "invalid SubscribedAck; nothing changed" : "invalid SubscribedAck; attach fails");
       if (!late) this.pending.reject(cmd.id, invalid);
       this.opts.onCommandOutcome?.("subscribed-ack", false, 0);
+      this.recordRejected(cmd.id, "subscribed-ack", commandId, invalid.message);
       respond(invalid.message);
       return;
     }
     if (parsed.skipped.length > 0) this.log.warn({ attachmentId: cmd.id, commandId, skipped: parsed.skipped }, "SubscribedAck: bad entries skipped; the rest applies");
     if (late) {
       this.awaitingAck.delete(cmd.id);
-      this.commands.runLateAck(cmd.id, commandId, parsed.policy, (error) => respond(error, parsed.skipped));
+      this.commands.runLateAck(cmd.id, commandId, parsed.policy, (error) => respond(error, parsed.skipped), parsed.skipped);
       return;
     }
     this.pending.settle(cmd.id, () => parsed.policy);
     this.log.info({ attachmentId: cmd.id, commandId }, "SubscribedAck");
     this.opts.onCommandOutcome?.("subscribed-ack", true, 0);
+    this.opts.host.recordHistory?.({
+      attachmentId: cmd.id, source: "control-plane", action: "subscribed-ack", commandId: commandId ?? "", controlPlane: this.opts.url,
+      summary: `initial policy: ${policySummary(parsed.policy)}`, result: "applied", skipped: parsed.skipped,
+    });
     // "applied" here means accepted as the initial policy; if the host then fails to install it,
     // the attach is rolled back and the control plane hears Unsubscribed(ERROR).
     respond(null, parsed.skipped);
+  }
+
+  /** A command that changed nothing because it was invalid, into the audit trail. */
+  private recordRejected(attachmentId: string, action: string, commandId: string | null, error: string): void {
+    this.opts.host.recordHistory?.({
+      attachmentId, source: "control-plane", action, commandId: commandId ?? "", controlPlane: this.opts.url, summary: "invalid command", result: "rejected", error,
+    });
   }
 }
 

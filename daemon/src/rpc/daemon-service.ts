@@ -22,6 +22,8 @@ import {
   type ListRequest,
   type ListResponse,
   type WatchEventsRequest,
+  type HistoryRequest,
+  type HistoryResponse,
 } from "@netfence/proto/daemon";
 import { AttachmentType } from "@netfence/proto/types";
 import type { PacketEvent } from "@netfence/proto/control";
@@ -34,6 +36,7 @@ import { packetEventToWire } from "./packet-event.js";
 import { toServiceError } from "@netfence/proto/grpc-status";
 import { DIRECTION_KEY, parseAttachOptions } from "../attachments/attach-options.js";
 import type { OrphanInfo } from "../attachments/orphan.js";
+import { historyCall, type HistoryReader } from "./history-rpc.js";
 
 /**
  * DaemonService: request validation at the edge, then the attachment manager. The typed
@@ -66,6 +69,8 @@ export interface DaemonServiceDeps {
   readonly events: () => AsyncIterable<KernelPacketEvent>;
   /** How interface attachments are made on this kernel ("tcx" or "clsact"), "" if unknown. */
   readonly tcAttachMethod?: () => string;
+  /** The audit trail of policy changes (History); absent: an empty history. */
+  readonly history?: HistoryReader;
 }
 
 /** Metadata key selecting the TC hook of an interface attachment (the proto has no field). */
@@ -189,6 +194,10 @@ export class DaemonServiceImpl {
     return out;
   }
 
+  async history(req: HistoryRequest): Promise<HistoryResponse> {
+    return historyCall(this.deps.history ?? { query: () => [] }, req);
+  }
+
   async detachOrphan(req: DetachOrphanRequest): Promise<Empty> {
     const id = req.id.trim();
     if (id === "") throw invalidArgument("detach --orphan needs an orphan id");
@@ -290,6 +299,7 @@ export function daemonServiceHandlers(impl: DaemonServiceImpl | Promise<DaemonSe
     ListOrphans: unary((s, _r: Empty) => s.listOrphans()),
     AdoptOrphans: unary((s, r: AdoptOrphansRequest) => s.adoptOrphans(r)),
     DetachOrphan: unary((s, r: DetachOrphanRequest) => s.detachOrphan(r)),
+    History: unary((s, r: HistoryRequest) => s.history(r)),
     WatchEvents: (call: grpc.ServerWritableStream<WatchEventsRequest, PacketEvent>) => {
       const ac = new AbortController();
       call.on("cancelled", () => ac.abort());

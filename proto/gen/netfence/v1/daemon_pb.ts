@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file netfence/v1/daemon.proto.
  */
 export const file_netfence_v1_daemon: GenFile = /*@__PURE__*/
-  fileDesc("ChhuZXRmZW5jZS92MS9kYWVtb24ucHJvdG8SC25ldGZlbmNlLnYxIisKEldhdGNoRXZlbnRzUmVxdWVzdBIVCg1hdHRhY2htZW50X2lkGAEgASgJIrcBCg1BdHRhY2hSZXF1ZXN0EhgKDmludGVyZmFjZV9uYW1lGAEgASgJSAASFQoLY2dyb3VwX3BhdGgYAiABKAlIABI6CghtZXRhZGF0YRgDIAMoCzIoLm5ldGZlbmNlLnYxLkF0dGFjaFJlcXVlc3QuTWV0YWRhdGFFbnRyeRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCAoGdGFyZ2V0IjEKDkF0dGFjaFJlc3BvbnNlEgoKAmlkGAEgASgJEhMKC2Ruc19hZGRyZXNzGAIgASgJIhsKDURldGFjaFJlcXVlc3QSCgoCaWQYASABKAkiNAoLTGlzdFJlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkibgoMTGlzdFJlc3BvbnNlEjAKC2F0dGFjaG1lbnRzGAEgAygLMhsubmV0ZmVuY2UudjEuQXR0YWNobWVudEluZm8SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhMKC3RvdGFsX2NvdW50GAMgASgFIvYDCg5BdHRhY2htZW50SW5mbxIKCgJpZBgBIAEoCRIOCgZ0YXJnZXQYAiABKAkSKQoEdHlwZRgDIAEoDjIbLm5ldGZlbmNlLnYxLkF0dGFjaG1lbnRUeXBlEiUKBG1vZGUYBCABKA4yFy5uZXRmZW5jZS52MS5Qb2xpY3lNb2RlEiYKCGRuc19tb2RlGAUgASgOMhQubmV0ZmVuY2UudjEuRG5zTW9kZRITCgtkbnNfYWRkcmVzcxgGIAEoCRI7CghtZXRhZGF0YRgHIAMoCzIpLm5ldGZlbmNlLnYxLkF0dGFjaG1lbnRJbmZvLk1ldGFkYXRhRW50cnkSFwoPcGFja2V0c19hbGxvd2VkGAggASgEEhcKD3BhY2tldHNfYmxvY2tlZBgJIAEoBBIbChNkbnNfcXVlcmllc19hbGxvd2VkGAogASgEEhsKE2Ruc19xdWVyaWVzX2Jsb2NrZWQYCyABKAQSLwoLYXR0YWNoZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWF0dGFjaF9tZXRob2QYZCABKAkSFwoPcGFja2V0c19hdWRpdGVkGGUgASgEGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASL6AQoMRGFlbW9uU3RhdHVzEg8KB3ZlcnNpb24YASABKAkSEQoJZGFlbW9uX2lkGAIgASgJEhAKCGhvc3RuYW1lGAMgASgJEjkKE2NvbnRyb2xfcGxhbmVfc3RhdGUYBCABKA4yHC5uZXRmZW5jZS52MS5Db25uZWN0aW9uU3RhdGUSHQoVY29udHJvbF9wbGFuZV9hZGRyZXNzGAUgASgJEhgKEGF0dGFjaG1lbnRfY291bnQYBiABKAUSGAoQdGNfYXR0YWNoX21ldGhvZBhkIAEoCRIUCgxvcnBoYW5fY291bnQYZSABKAUSEAoId2FybmluZ3MYZiADKAki3QEKEE9ycGhhbkF0dGFjaG1lbnQSCgoCaWQYASABKAkSDgoGdGFyZ2V0GAIgASgJEikKBHR5cGUYAyABKA4yGy5uZXRmZW5jZS52MS5BdHRhY2htZW50VHlwZRIlCgRtb2RlGAQgASgOMhcubmV0ZmVuY2UudjEuUG9saWN5TW9kZRIQCghhdHRhY2hlZBgFIAEoCBIQCghkbnNfcG9ydBgGIAEoDRIPCgdlbnRyaWVzGAcgASgNEhUKDWF0dGFjaF9tZXRob2QYCCABKAkSDwoHcHJvYmxlbRgJIAEoCSJFChNMaXN0T3JwaGFuc1Jlc3BvbnNlEi4KB29ycGhhbnMYASADKAsyHS5uZXRmZW5jZS52MS5PcnBoYW5BdHRhY2htZW50Ii4KE0Fkb3B0T3JwaGFuc1JlcXVlc3QSCgoCaWQYASABKAkSCwoDYWxsGAIgASgIIikKDEFkb3B0RmFpbHVyZRIKCgJpZBgBIAEoCRINCgVlcnJvchgCIAEoCSJvChRBZG9wdE9ycGhhbnNSZXNwb25zZRIsCgdhZG9wdGVkGAEgAygLMhsubmV0ZmVuY2UudjEuQXR0YWNoUmVzcG9uc2USKQoGZmFpbGVkGAIgAygLMhkubmV0ZmVuY2UudjEuQWRvcHRGYWlsdXJlIiEKE0RldGFjaE9ycGhhblJlcXVlc3QSCgoCaWQYASABKAkqlwEKD0Nvbm5lY3Rpb25TdGF0ZRIgChxDT05ORUNUSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASIQodQ09OTkVDVElPTl9TVEFURV9ESVNDT05ORUNURUQQARIfChtDT05ORUNUSU9OX1NUQVRFX0NPTk5FQ1RJTkcQAhIeChpDT05ORUNUSU9OX1NUQVRFX0NPTk5FQ1RFRBADMsEECg1EYWVtb25TZXJ2aWNlEkEKBkF0dGFjaBIaLm5ldGZlbmNlLnYxLkF0dGFjaFJlcXVlc3QaGy5uZXRmZW5jZS52MS5BdHRhY2hSZXNwb25zZRI8CgZEZXRhY2gSGi5uZXRmZW5jZS52MS5EZXRhY2hSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EjsKBExpc3QSGC5uZXRmZW5jZS52MS5MaXN0UmVxdWVzdBoZLm5ldGZlbmNlLnYxLkxpc3RSZXNwb25zZRI+CglHZXRTdGF0dXMSFi5nb29nbGUucHJvdG9idWYuRW1wdHkaGS5uZXRmZW5jZS52MS5EYWVtb25TdGF0dXMSSgoLV2F0Y2hFdmVudHMSHy5uZXRmZW5jZS52MS5XYXRjaEV2ZW50c1JlcXVlc3QaGC5uZXRmZW5jZS52MS5QYWNrZXRFdmVudDABEkcKC0xpc3RPcnBoYW5zEhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5GiAubmV0ZmVuY2UudjEuTGlzdE9ycGhhbnNSZXNwb25zZRJTCgxBZG9wdE9ycGhhbnMSIC5uZXRmZW5jZS52MS5BZG9wdE9ycGhhbnNSZXF1ZXN0GiEubmV0ZmVuY2UudjEuQWRvcHRPcnBoYW5zUmVzcG9uc2USSAoMRGV0YWNoT3JwaGFuEiAubmV0ZmVuY2UudjEuRGV0YWNoT3JwaGFuUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eWIGcHJvdG8z", [file_google_protobuf_empty, file_google_protobuf_timestamp, file_netfence_v1_types, file_netfence_v1_control]);
+  fileDesc("ChhuZXRmZW5jZS92MS9kYWVtb24ucHJvdG8SC25ldGZlbmNlLnYxIisKEldhdGNoRXZlbnRzUmVxdWVzdBIVCg1hdHRhY2htZW50X2lkGAEgASgJIrcBCg1BdHRhY2hSZXF1ZXN0EhgKDmludGVyZmFjZV9uYW1lGAEgASgJSAASFQoLY2dyb3VwX3BhdGgYAiABKAlIABI6CghtZXRhZGF0YRgDIAMoCzIoLm5ldGZlbmNlLnYxLkF0dGFjaFJlcXVlc3QuTWV0YWRhdGFFbnRyeRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCAoGdGFyZ2V0IjEKDkF0dGFjaFJlc3BvbnNlEgoKAmlkGAEgASgJEhMKC2Ruc19hZGRyZXNzGAIgASgJIhsKDURldGFjaFJlcXVlc3QSCgoCaWQYASABKAkiNAoLTGlzdFJlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkibgoMTGlzdFJlc3BvbnNlEjAKC2F0dGFjaG1lbnRzGAEgAygLMhsubmV0ZmVuY2UudjEuQXR0YWNobWVudEluZm8SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhMKC3RvdGFsX2NvdW50GAMgASgFIvYDCg5BdHRhY2htZW50SW5mbxIKCgJpZBgBIAEoCRIOCgZ0YXJnZXQYAiABKAkSKQoEdHlwZRgDIAEoDjIbLm5ldGZlbmNlLnYxLkF0dGFjaG1lbnRUeXBlEiUKBG1vZGUYBCABKA4yFy5uZXRmZW5jZS52MS5Qb2xpY3lNb2RlEiYKCGRuc19tb2RlGAUgASgOMhQubmV0ZmVuY2UudjEuRG5zTW9kZRITCgtkbnNfYWRkcmVzcxgGIAEoCRI7CghtZXRhZGF0YRgHIAMoCzIpLm5ldGZlbmNlLnYxLkF0dGFjaG1lbnRJbmZvLk1ldGFkYXRhRW50cnkSFwoPcGFja2V0c19hbGxvd2VkGAggASgEEhcKD3BhY2tldHNfYmxvY2tlZBgJIAEoBBIbChNkbnNfcXVlcmllc19hbGxvd2VkGAogASgEEhsKE2Ruc19xdWVyaWVzX2Jsb2NrZWQYCyABKAQSLwoLYXR0YWNoZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWF0dGFjaF9tZXRob2QYZCABKAkSFwoPcGFja2V0c19hdWRpdGVkGGUgASgEGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASL6AQoMRGFlbW9uU3RhdHVzEg8KB3ZlcnNpb24YASABKAkSEQoJZGFlbW9uX2lkGAIgASgJEhAKCGhvc3RuYW1lGAMgASgJEjkKE2NvbnRyb2xfcGxhbmVfc3RhdGUYBCABKA4yHC5uZXRmZW5jZS52MS5Db25uZWN0aW9uU3RhdGUSHQoVY29udHJvbF9wbGFuZV9hZGRyZXNzGAUgASgJEhgKEGF0dGFjaG1lbnRfY291bnQYBiABKAUSGAoQdGNfYXR0YWNoX21ldGhvZBhkIAEoCRIUCgxvcnBoYW5fY291bnQYZSABKAUSEAoId2FybmluZ3MYZiADKAki3QEKEE9ycGhhbkF0dGFjaG1lbnQSCgoCaWQYASABKAkSDgoGdGFyZ2V0GAIgASgJEikKBHR5cGUYAyABKA4yGy5uZXRmZW5jZS52MS5BdHRhY2htZW50VHlwZRIlCgRtb2RlGAQgASgOMhcubmV0ZmVuY2UudjEuUG9saWN5TW9kZRIQCghhdHRhY2hlZBgFIAEoCBIQCghkbnNfcG9ydBgGIAEoDRIPCgdlbnRyaWVzGAcgASgNEhUKDWF0dGFjaF9tZXRob2QYCCABKAkSDwoHcHJvYmxlbRgJIAEoCSJFChNMaXN0T3JwaGFuc1Jlc3BvbnNlEi4KB29ycGhhbnMYASADKAsyHS5uZXRmZW5jZS52MS5PcnBoYW5BdHRhY2htZW50Ii4KE0Fkb3B0T3JwaGFuc1JlcXVlc3QSCgoCaWQYASABKAkSCwoDYWxsGAIgASgIIikKDEFkb3B0RmFpbHVyZRIKCgJpZBgBIAEoCRINCgVlcnJvchgCIAEoCSJvChRBZG9wdE9ycGhhbnNSZXNwb25zZRIsCgdhZG9wdGVkGAEgAygLMhsubmV0ZmVuY2UudjEuQXR0YWNoUmVzcG9uc2USKQoGZmFpbGVkGAIgAygLMhkubmV0ZmVuY2UudjEuQWRvcHRGYWlsdXJlIiEKE0RldGFjaE9ycGhhblJlcXVlc3QSCgoCaWQYASABKAkiYQoOSGlzdG9yeVJlcXVlc3QSFQoNYXR0YWNobWVudF9pZBgBIAEoCRIpCgVzaW5jZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFbGltaXQYAyABKAUi6AEKDEhpc3RvcnlFbnRyeRILCgNzZXEYASABKAQSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNYXR0YWNobWVudF9pZBgDIAEoCRIOCgZzb3VyY2UYBCABKAkSDgoGYWN0aW9uGAUgASgJEhIKCmNvbW1hbmRfaWQYBiABKAkSFQoNY29udHJvbF9wbGFuZRgHIAEoCRIPCgdzdW1tYXJ5GAggASgJEg4KBnJlc3VsdBgJIAEoCRINCgVlcnJvchgKIAEoCRIPCgdza2lwcGVkGAsgAygJIj0KD0hpc3RvcnlSZXNwb25zZRIqCgdlbnRyaWVzGAEgAygLMhkubmV0ZmVuY2UudjEuSGlzdG9yeUVudHJ5KpcBCg9Db25uZWN0aW9uU3RhdGUSIAocQ09OTkVDVElPTl9TVEFURV9VTlNQRUNJRklFRBAAEiEKHUNPTk5FQ1RJT05fU1RBVEVfRElTQ09OTkVDVEVEEAESHwobQ09OTkVDVElPTl9TVEFURV9DT05ORUNUSU5HEAISHgoaQ09OTkVDVElPTl9TVEFURV9DT05ORUNURUQQAzKHBQoNRGFlbW9uU2VydmljZRJBCgZBdHRhY2gSGi5uZXRmZW5jZS52MS5BdHRhY2hSZXF1ZXN0GhsubmV0ZmVuY2UudjEuQXR0YWNoUmVzcG9uc2USPAoGRGV0YWNoEhoubmV0ZmVuY2UudjEuRGV0YWNoUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRI7CgRMaXN0EhgubmV0ZmVuY2UudjEuTGlzdFJlcXVlc3QaGS5uZXRmZW5jZS52MS5MaXN0UmVzcG9uc2USPgoJR2V0U3RhdHVzEhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5GhkubmV0ZmVuY2UudjEuRGFlbW9uU3RhdHVzEkoKC1dhdGNoRXZlbnRzEh8ubmV0ZmVuY2UudjEuV2F0Y2hFdmVudHNSZXF1ZXN0GhgubmV0ZmVuY2UudjEuUGFja2V0RXZlbnQwARJHCgtMaXN0T3JwaGFucxIWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRogLm5ldGZlbmNlLnYxLkxpc3RPcnBoYW5zUmVzcG9uc2USUwoMQWRvcHRPcnBoYW5zEiAubmV0ZmVuY2UudjEuQWRvcHRPcnBoYW5zUmVxdWVzdBohLm5ldGZlbmNlLnYxLkFkb3B0T3JwaGFuc1Jlc3BvbnNlEkgKDERldGFjaE9ycGhhbhIgLm5ldGZlbmNlLnYxLkRldGFjaE9ycGhhblJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSRAoHSGlzdG9yeRIbLm5ldGZlbmNlLnYxLkhpc3RvcnlSZXF1ZXN0GhwubmV0ZmVuY2UudjEuSGlzdG9yeVJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_empty, file_google_protobuf_timestamp, file_netfence_v1_types, file_netfence_v1_control]);
 
 /**
  * @generated from message netfence.v1.WatchEventsRequest
@@ -482,6 +482,146 @@ export const DetachOrphanRequestSchema: GenMessage<DetachOrphanRequest> = /*@__P
   messageDesc(file_netfence_v1_daemon, 13);
 
 /**
+ * --- additive extension: audit trail (History). Every policy change the daemon made or refused:
+ * control-plane commands (with their command_id), the default policy, attach/detach/adopt and
+ * start-up restores, DNS-learned addresses folded into one entry per attachment per minute.
+ * Kept in data_dir/history.journal, bounded by history.max_entries and history.max_age.
+ *
+ * @generated from message netfence.v1.HistoryRequest
+ */
+export type HistoryRequest = Message<"netfence.v1.HistoryRequest"> & {
+  /**
+   * "" = every attachment
+   *
+   * @generated from field: string attachment_id = 1;
+   */
+  attachmentId: string;
+
+  /**
+   * unset = everything kept
+   *
+   * @generated from field: google.protobuf.Timestamp since = 2;
+   */
+  since?: Timestamp | undefined;
+
+  /**
+   * the newest N matching entries; 0 = 1000 (the maximum)
+   *
+   * @generated from field: int32 limit = 3;
+   */
+  limit: number;
+};
+
+/**
+ * Describes the message netfence.v1.HistoryRequest.
+ * Use `create(HistoryRequestSchema)` to create a new message.
+ */
+export const HistoryRequestSchema: GenMessage<HistoryRequest> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_daemon, 14);
+
+/**
+ * @generated from message netfence.v1.HistoryEntry
+ */
+export type HistoryEntry = Message<"netfence.v1.HistoryEntry"> & {
+  /**
+   * increasing, also across daemon restarts
+   *
+   * @generated from field: uint64 seq = 1;
+   */
+  seq: bigint;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp time = 2;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string attachment_id = 3;
+   */
+  attachmentId: string;
+
+  /**
+   * control-plane | cli | default-policy | dns-learned | daemon
+   *
+   * @generated from field: string source = 4;
+   */
+  source: string;
+
+  /**
+   * command kind (set-mode, bulk-update, subscribed-ack, …) or attach/detach/adopt/restore/removed/dns-learned
+   *
+   * @generated from field: string action = 5;
+   */
+  action: string;
+
+  /**
+   * the control plane's command_id, "" when none
+   *
+   * @generated from field: string command_id = 6;
+   */
+  commandId: string;
+
+  /**
+   * the control plane's address for source control-plane
+   *
+   * @generated from field: string control_plane = 7;
+   */
+  controlPlane: string;
+
+  /**
+   * what changed, compact: "mode allowlist→denylist; allow +3/-1 (+10.0.0.0/8, …)"
+   *
+   * @generated from field: string summary = 8;
+   */
+  summary: string;
+
+  /**
+   * applied | rejected | unchanged
+   *
+   * @generated from field: string result = 9;
+   */
+  result: string;
+
+  /**
+   * why it was rejected
+   *
+   * @generated from field: string error = 10;
+   */
+  error: string;
+
+  /**
+   * entries skipped as bad (the rest applied)
+   *
+   * @generated from field: repeated string skipped = 11;
+   */
+  skipped: string[];
+};
+
+/**
+ * Describes the message netfence.v1.HistoryEntry.
+ * Use `create(HistoryEntrySchema)` to create a new message.
+ */
+export const HistoryEntrySchema: GenMessage<HistoryEntry> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_daemon, 15);
+
+/**
+ * @generated from message netfence.v1.HistoryResponse
+ */
+export type HistoryResponse = Message<"netfence.v1.HistoryResponse"> & {
+  /**
+   * @generated from field: repeated netfence.v1.HistoryEntry entries = 1;
+   */
+  entries: HistoryEntry[];
+};
+
+/**
+ * Describes the message netfence.v1.HistoryResponse.
+ * Use `create(HistoryResponseSchema)` to create a new message.
+ */
+export const HistoryResponseSchema: GenMessage<HistoryResponse> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_daemon, 16);
+
+/**
  * @generated from enum netfence.v1.ConnectionState
  */
 export enum ConnectionState {
@@ -585,6 +725,16 @@ export const DaemonService: GenService<{
     methodKind: "unary";
     input: typeof DetachOrphanRequestSchema;
     output: typeof EmptySchema;
+  },
+  /**
+   * --- additive extension (audit trail, issue 14): policy changes kept by the daemon ---
+   *
+   * @generated from rpc netfence.v1.DaemonService.History
+   */
+  history: {
+    methodKind: "unary";
+    input: typeof HistoryRequestSchema;
+    output: typeof HistoryResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_netfence_v1_daemon, 0);
