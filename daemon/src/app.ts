@@ -30,6 +30,7 @@ import { DnsEventReporter } from "./dns/dns-events.js";
 import { LearnedGuard } from "./plan/learned-guard.js";
 import { mergeAsync } from "./merged-events.js";
 import { PolicyHistory } from "./history/policy-history.js";
+import { MapUsage } from "./map-usage.js";
 
 /**
  * The composition root: builds the parts in order (filter → store → attachment core → control
@@ -130,7 +131,7 @@ export class App {
     // The TTL collection's host-address check reads them again only after rtnetlink address events.
     let targetWatcher: TargetWatcher | null = null;
     const hostAddressGate = new HostAddressGate(() => hostAddresses.version, () => targetWatcher?.linkEventsLive ?? false);
-    const dnsEvents = new DnsEventReporter((e) => counters.dnsEvent(e.reason));
+    const dnsEvents = new DnsEventReporter((e) => counters.dnsEvent(e.reason, e.rule));
     this.onStop("DNS events", () => dnsEvents.close());
     const events = () => mergeAsync(filter.events(), dnsEvents.events());
     const learnedGuard = new LearnedGuard({
@@ -185,6 +186,7 @@ export class App {
         logger,
         hostAddresses,
         report: dnsEvents.report,
+        onOutcome: (outcome, n) => counters.dnsOutcome(outcome, n),
       });
     const manager = new AttachmentManager({
       core,
@@ -224,6 +226,7 @@ export class App {
       this.onStop("event forwarder", () => forwarder.stop());
     }
 
+    const mapUsage = new MapUsage({ ids: () => manager.list().map((a) => a.id), tables: (id) => filter.exactTables!(id) });
     const metrics = new DaemonMetrics(
       {
         stats: () => manager.stats(),
@@ -233,6 +236,7 @@ export class App {
         integrityRestores: () => manager.integrityRestores,
         orphans: () => manager.orphans().length,
         dnsStates: () => manager.dnsStates(),
+        ...(filter.exactTables !== undefined ? { mapUsage: () => mapUsage.read() } : {}),
       },
       counters,
     );

@@ -132,6 +132,10 @@ describe("audit trail (netfenced history), end to end", () => {
     const m = await daemon.metrics();
     expect(m.get('netfence_policy_changes_total{source="control-plane",result="applied"}')).toBeGreaterThanOrEqual(4);
     expect(m.get('netfence_policy_changes_total{source="control-plane",result="rejected"}')).toBe(2);
+    // The apply latency: end to end per control-plane command, and per phase for those that reached the kernel.
+    expect(m.get('netfence_command_apply_seconds_count{kind="bulk-update"}')).toBeGreaterThanOrEqual(1);
+    expect(m.get('netfence_command_apply_phase_seconds_count{phase="kernel"}')).toBeGreaterThanOrEqual(2);
+    expect(m.get('netfence_command_apply_phase_seconds_count{phase="plan"}')).toBe(m.get('netfence_command_apply_phase_seconds_count{phase="kernel"}'));
   });
 
   it("survives a graceful restart and a kill -9; changes after the restart continue the sequence", async () => {

@@ -1,5 +1,6 @@
 import type { Cidr } from "@netfence/proto/parse";
 import type { FilterEntry, FilterMode, FilterPolicy } from "../policy/compiled.js";
+import type { ExactTables } from "./wire-decode.js";
 
 export type { FilterEntry, FilterMode, FilterPolicy };
 
@@ -116,6 +117,8 @@ export interface FilterCounters {
   readonly allowed: bigint;
   readonly blocked: bigint;
   readonly audited: bigint;
+  /** Events the kernel dropped because the ring buffer was full (absent: not known, e.g. a fake). */
+  readonly eventsLost?: bigint;
 }
 
 export type PacketVerdict = "blocked" | "audit";
@@ -203,6 +206,8 @@ export interface Filter {
   events(): AsyncIterable<KernelPacketEvent>;
   /** How interface attachments are made on this kernel ("tcx" or "clsact"); "" when not known. */
   tcAttachMethod(): "tcx" | "clsact" | "";
+  /** Where an attachment's entries live and the tables' sizes (NF_OP_TABLES; the map-usage metrics); absent: not known. */
+  exactTables?(id: string): Promise<ExactTables>;
   /** sd_notify(3) `message` to `socket` ($NOTIFY_SOCKET), sent on the daemon's behalf. */
   notify(socket: string, message: string): Promise<void>;
   /** First step of a stop: a helper that exits from now on is not restarted. */
