@@ -1,4 +1,4 @@
-import type { ExactTables, ExactTablesFamily } from "./datapath/wire-decode.js";
+import type { ExactTables, ExactTablesFamily } from "./datapath/filter.js";
 
 /** Entries of one LPM trie (bpf/include/netfence.h NF_MAX_ENTRIES; allow and deny share it). */
 export const LPM_TRIE_CAPACITY = 262_144;

@@ -11,12 +11,12 @@ import { EMPTY_DNS_POLICY, type AttachmentPolicy } from "../policy/policy.js";
 import type { ControlPlaneHost } from "./control-plane-host.js";
 import { Backoff } from "./backoff.js";
 import { waitConnected } from "./wait-connected.js";
-import { callMetadata, channelCredentials, type ControlPlaneTlsOptions } from "./channel-credentials.js";
+import { CHANNEL_OPTIONS, callMetadata, channelCredentials, type ControlPlaneTlsOptions } from "./channel-credentials.js";
 import { CommandRunner, errorMessage, kindOf, type CommandKind } from "./command-runner.js";
 import { PendingSubscriptions } from "./pending-subscriptions.js";
 import { queryDnsCall } from "./query-dns-call.js";
 import { parseCommand, parseSubscribedAck } from "./parse-command.js";
-import { policySummary } from "../history/change-summary.js";
+import { acceptedAck, rejectedCommand } from "./command-history.js";
 import { commandResultEvent, heartbeatEvent, subscribedEvent, syncRequestEvent, unsubscribedEvent } from "./wire-events.js";
 
 export type ControlPlaneState = "disconnected" | "connecting" | "connected";
@@ -214,17 +214,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     if (this.stopped) return;
     this.reconnectTimer = null;
     this.setState("connecting");
-    const client = new grpc.Client(this.opts.url, this.credentials, {
-      // Detects a control plane that vanished without closing TCP. Not more often than every
-      // 5 minutes: Go and C-core gRPC servers answer more frequent pings with GOAWAY
-      // ("too_many_pings"), which would break the stream of a perfectly healthy control plane.
-      "grpc.keepalive_time_ms": 300_000,
-      "grpc.keepalive_timeout_ms": 20_000,
-      "grpc.keepalive_permit_without_calls": 0,
-      // A BulkUpdate with very many prefixes exceeds gRPC's 4 MiB default (≈ 20 bytes per CIDR).
-      "grpc.max_receive_message_length": 64 * 1024 * 1024,
-      "grpc.use_local_subchannel_pool": 1, // one attempt = one connect: see wait-connected.ts
-    });
+    const client = new grpc.Client(this.opts.url, this.credentials, CHANNEL_OPTIONS);
     this.client = client;
     waitConnected(client, this.opts.connectTimeoutMs ?? 5000, (err) => {
       if (this.stopped || this.client !== client) return;
@@ -351,7 +341,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
       const message = errorMessage(err);
       this.log.warn({ attachmentId: cmd.id, commandId, command: cmd.command.case ?? "none", err: message }, "rejected invalid command");
       this.opts.onCommandOutcome?.(kindOf(cmd), false, 0);
-      this.recordRejected(cmd.id, kindOf(cmd), commandId, message);
+      this.opts.host.recordHistory?.(rejectedCommand(this.opts.url, cmd.id, kindOf(cmd), commandId, message)); // audit trail
       respond(message);
       return;
     }
@@ -368,7 +358,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     if (!this.pending.has(cmd.id) && !late) {
       const message = `no pending subscription for attachment "${cmd.id}" (unknown, or its SubscribedAck already timed out)`;
       this.log.warn({ attachmentId: cmd.id, commandId }, message);
-      this.recordRejected(cmd.id, "subscribed-ack", commandId, message);
+      this.opts.host.recordHistory?.(rejectedCommand(this.opts.url, cmd.id, "subscribed-ack", commandId, message)); // audit trail
       respond(message);
       return;
     }
@@ -381,7 +371,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
       this.log.warn({ attachmentId: cmd.id, commandId, err: invalid.message }, late ? "invalid SubscribedAck; nothing changed" : "invalid SubscribedAck; attach fails");
       if (!late) this.pending.reject(cmd.id, invalid);
       this.opts.onCommandOutcome?.("subscribed-ack", false, 0);
-      this.recordRejected(cmd.id, "subscribed-ack", commandId, invalid.message);
+      this.opts.host.recordHistory?.(rejectedCommand(this.opts.url, cmd.id, "subscribed-ack", commandId, invalid.message)); // audit trail
       respond(invalid.message);
       return;
     }
@@ -394,20 +384,10 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     this.pending.settle(cmd.id, () => parsed.policy);
     this.log.info({ attachmentId: cmd.id, commandId }, "SubscribedAck");
     this.opts.onCommandOutcome?.("subscribed-ack", true, 0);
-    this.opts.host.recordHistory?.({
-      attachmentId: cmd.id, source: "control-plane", action: "subscribed-ack", commandId: commandId ?? "", controlPlane: this.opts.url,
-      summary: `initial policy: ${policySummary(parsed.policy)}`, result: "applied", skipped: parsed.skipped,
-    });
+    this.opts.host.recordHistory?.(acceptedAck(this.opts.url, cmd.id, commandId, parsed.policy, parsed.skipped));
     // "applied" here means accepted as the initial policy; if the host then fails to install it,
     // the attach is rolled back and the control plane hears Unsubscribed(ERROR).
     respond(null, parsed.skipped);
-  }
-
-  /** A command that changed nothing because it was invalid, into the audit trail. */
-  private recordRejected(attachmentId: string, action: string, commandId: string | null, error: string): void {
-    this.opts.host.recordHistory?.({
-      attachmentId, source: "control-plane", action, commandId: commandId ?? "", controlPlane: this.opts.url, summary: "invalid command", result: "rejected", error,
-    });
   }
 }
 

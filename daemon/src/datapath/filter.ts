@@ -1,6 +1,5 @@
 import type { Cidr } from "@netfence/proto/parse";
 import type { FilterEntry, FilterMode, FilterPolicy } from "../policy/compiled.js";
-import type { ExactTables } from "./wire-decode.js";
 
 export type { FilterEntry, FilterMode, FilterPolicy };
 
@@ -214,4 +213,25 @@ export interface Filter {
   stopSupervising(): void;
   /** Stops the helper; pinned filters keep enforcing. */
   close(): Promise<void>;
+}
+
+/** Where an attachment's active generation keeps its entries, per family (NF_OP_TABLES). */
+export interface ExactTablesFamily {
+  /** Capacity of the small exact hash (both generations share it) and the active generation's keys in it. */
+  readonly smallCap: number;
+  readonly smallCount: number;
+  /** Capacity of the active generation's large exact table (0: none installed) and its keys. */
+  readonly largeCap: number;
+  readonly largeCount: number;
+  /** Whether packets of the active generation look their exact entries up in the large table. */
+  readonly usesLarge: boolean;
+  /** Keys of the active generation in the LPM trie, and of those full-length ones (/32, /128). */
+  readonly lpmCount: number;
+  readonly lpmHostCount: number;
+  /** Capacity of the inactive generation's large table (kept for reuse or not yet dropped); 0: none. */
+  readonly otherLargeCap: number;
+}
+export interface ExactTables {
+  readonly v4: ExactTablesFamily;
+  readonly v6: ExactTablesFamily;
 }
