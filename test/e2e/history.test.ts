@@ -124,6 +124,10 @@ describe("audit trail (netfenced history), end to end", () => {
     expect((await history("--since", "10m")).length).toBe(entries.length);
     expect((await history("--limit", "1"))[0]!.seq).toBe(entries[entries.length - 1]!.seq);
 
+    const status = JSON.parse((await daemon.cli("status", "--json")).stdout) as { historyEntries: number; historyWriteErrors: number };
+    expect(status.historyEntries).toBe(entries.length);
+    expect(status.historyWriteErrors).toBe(0);
+
     const table = await daemon.cli("history", "--id", id);
     expect(table.code).toBe(0);
     expect(table.stdout).toContain(recorded.get("allow")!);

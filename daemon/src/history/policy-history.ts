@@ -96,6 +96,11 @@ export class PolicyHistory {
     return entry;
   }
 
+  /** Entries kept now (within the count bound; the age bound applies when queried). */
+  get size(): number {
+    return Math.min(this.entries.length, this.opts.maxEntries);
+  }
+
   /** Kept entries, oldest first, filtered. */
   query(q: HistoryQuery = {}): HistoryEntry[] {
     const cutoff = Math.max(q.sinceMs ?? 0, this.now() - this.opts.maxAgeMs);

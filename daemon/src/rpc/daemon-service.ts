@@ -149,6 +149,8 @@ export class DaemonServiceImpl {
       controlPlaneAddress: cp?.address() ?? "",
       attachmentCount: this.deps.registry.size,
       tcAttachMethod: this.deps.tcAttachMethod?.() ?? "",
+      historyEntries: this.deps.history?.size ?? 0,
+      historyWriteErrors: this.deps.history?.writeErrors ?? 0,
       orphanCount: this.deps.registry.orphans?.().length ?? 0,
       warnings: this.deps.registry.warnings?.() ?? [],
     });

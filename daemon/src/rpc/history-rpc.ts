@@ -12,6 +12,10 @@ export const MAX_HISTORY_LIMIT = 1000;
 /** What the History RPC reads (PolicyHistory implements it). */
 export interface HistoryReader {
   query(q: HistoryQuery): HistoryEntry[];
+  /** Entries kept now (status). */
+  readonly size?: number;
+  /** Failed writes of history.journal since start (status). */
+  readonly writeErrors?: number;
 }
 
 /** DaemonService.History: validate the filters, read the kept entries (oldest first). */
