@@ -229,7 +229,7 @@ function build(f: Map<string, unknown>, p: Problems): DaemonConfig {
     cgroupRoot,
     metrics: { listen: parseHostPort("metrics.listen", f.get("metrics.listen"), p, true) },
     history: {
-      maxEntries: parseInteger("history.max_entries", f.get("history.max_entries"), 10_000, 10, 1_000_000, p),
+      maxEntries: parseInteger("history.max_entries", f.get("history.max_entries"), 10_000, 10, 100_000, p),
       maxAgeMs: parseDuration("history.max_age", f.get("history.max_age"), 30 * 24 * 3600_000, p),
     },
   };
