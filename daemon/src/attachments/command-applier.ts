@@ -4,6 +4,7 @@ import type { AttachmentCore } from "./attachment-core.js";
 import { hostText } from "../policy/learned-addresses.js";
 import type { CommandOrigin } from "../history/history-entry.js";
 import { commandSummary, type PolicyBefore } from "../history/change-summary.js";
+import type { RuleIndex } from "../policy/rule-index.js";
 
 /** The local API (DaemonService, i.e. the CLI) when the caller says nothing else. */
 const LOCAL: CommandOrigin = { source: "cli" };
@@ -36,6 +37,7 @@ export class CommandApplier {
     if (pending !== undefined) await pending.settled;
     const timeMs = this.core.now();
     let before: PolicyBefore | null = null;
+    let after: RuleIndex | undefined;
     let unchanged = false;
     try {
       await queue.run("command", async () => {
@@ -48,6 +50,7 @@ export class CommandApplier {
         await this.runOp(rec.id, plan.op);
         const kernelMs = performance.now() - t1;
         plan.commit();
+        after = rec.state.rules;
         this.core.onCommandTimings?.(t1 - t0, kernelMs);
         if (plan.unchanged === true) {
           unchanged = true;
@@ -60,10 +63,10 @@ export class CommandApplier {
         log.debug({ attachmentId, command: command.kind, op: plan.op.kind, planMs: round2(t1 - t0), kernelMs: round2(kernelMs) }, "command applied");
       });
     } catch (err) {
-      this.recordLater(attachmentId, command, origin, timeMs, before, "rejected", errorMessage(err));
+      this.recordLater(attachmentId, command, origin, timeMs, before, undefined, "rejected", errorMessage(err));
       throw err;
     }
-    this.recordLater(attachmentId, command, origin, timeMs, before, unchanged ? "unchanged" : "applied", "");
+    this.recordLater(attachmentId, command, origin, timeMs, before, after, unchanged ? "unchanged" : "applied", "");
     void this.core.persistence.persistOrLog();
   }
 
@@ -74,6 +77,7 @@ export class CommandApplier {
     origin: CommandOrigin,
     timeMs: number,
     before: PolicyBefore | null,
+    after: RuleIndex | undefined,
     result: "applied" | "rejected" | "unchanged",
     error: string,
   ): void {
@@ -85,7 +89,7 @@ export class CommandApplier {
         action: origin.action ?? command.kind,
         commandId: origin.commandId ?? "",
         controlPlane: origin.controlPlane ?? "",
-        summary: before === null ? command.kind : commandSummary(command, before),
+        summary: result === "unchanged" ? "no change: the policy already was this" : before === null ? command.kind : commandSummary(command, before, after),
         result,
         error,
         skipped: origin.skipped ?? [],

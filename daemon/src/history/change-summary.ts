@@ -17,9 +17,11 @@ export interface PolicyBefore {
 /**
  * A compact, human-readable description of what `command` changes relative to `before`, for the
  * audit trail: "mode allowlist→denylist", "allow +3/-1 (+10.0.0.0/8, +…)", "dns rules changed".
- * O(size of the command + size of the old rules): run off the command's critical path.
+ * A BulkUpdate is diffed between the old rule index and `after`, the index it installed (keys are
+ * canonical prefix text already: no CIDR is formatted), O(old + new rules); without `after` the
+ * command's CIDRs are formatted. Run off the command's critical path.
  */
-export function commandSummary(command: PolicyCommand, before: PolicyBefore): string {
+export function commandSummary(command: PolicyCommand, before: PolicyBefore, after?: RuleIndex): string {
   switch (command.kind) {
     case "set-mode":
       return `mode ${arrow(before.mode, command.mode)}`;
@@ -38,6 +40,11 @@ export function commandSummary(command: PolicyCommand, before: PolicyBefore): st
     case "remove-domain":
       return `remove domain ${command.domain}`;
     case "bulk-update": {
+      if (after !== undefined) {
+        const parts = [`mode ${arrow(before.mode, command.mode)}`, `allow ${indexDiff(before.rules, after, "allow")}`, `deny ${indexDiff(before.rules, after, "deny")}`];
+        parts.push(command.dns === null ? "dns rules kept" : dnsDiff(before.dns, command.dns));
+        return parts.join("; ");
+      }
       const beforeAllow: string[] = [];
       const beforeDeny: string[] = [];
       for (const [key, r] of before.rules) {
@@ -83,6 +90,25 @@ function diff(before: readonly string[], after: readonly string[]): string {
   const show = [...added.slice(0, SHOWN).map((k) => `+${k}`), ...removed.slice(0, SHOWN).map((k) => `-${k}`)];
   const more = added.length + removed.length > show.length ? ", …" : "";
   return `+${added.length}/-${removed.length}${show.length > 0 ? ` (${show.join(", ")}${more})` : ""}`;
+}
+
+/** Prefixes with an `side` rule in `after` but not `before` (+) and the other way round (-). */
+function indexDiff(before: RuleIndex, after: RuleIndex, side: "allow" | "deny"): string {
+  const added: string[] = [];
+  const removed: string[] = [];
+  let nAdded = 0;
+  let nRemoved = 0;
+  for (const [key, r] of after) {
+    if (r[side] === null || (before.get(key)?.[side] ?? null) !== null) continue;
+    if (nAdded++ < SHOWN) added.push(`+${key}`);
+  }
+  for (const [key, r] of before) {
+    if (r[side] === null || (after.get(key)?.[side] ?? null) !== null) continue;
+    if (nRemoved++ < SHOWN) removed.push(`-${key}`);
+  }
+  const show = [...added, ...removed];
+  const more = nAdded + nRemoved > show.length ? ", …" : "";
+  return `+${nAdded}/-${nRemoved}${show.length > 0 ? ` (${show.join(", ")}${more})` : ""}`;
 }
 
 function dnsDiff(before: DnsPolicy, after: DnsPolicy): string {

@@ -156,6 +156,16 @@ describe("change summaries", () => {
     expect(s).toBe("mode allowlist→denylist; allow +1/-1 (+172.16.0.0/12, -192.168.1.0/24); deny +0/-1 (-10.9.0.0/16); dns rules kept");
   });
 
+  it("the diff against the installed rule index (no formatting) says the same", () => {
+    const command = { kind: "bulk-update" as const, mode: "denylist" as const, allowCidrs: [rule("10.0.0.0/8"), rule("172.16.0.0/12")], denyCidrs: [], dns: null };
+    const after = new RuleIndex(indexRules(command.allowCidrs, command.denyCidrs));
+    expect(commandSummary(command, before, after)).toBe(commandSummary(command, before));
+    const many = Array.from({ length: 1000 }, (_, i) => rule(`10.${i >> 8}.${i & 255}.0/24`));
+    const big = { ...command, allowCidrs: many };
+    expect(commandSummary(big, before, new RuleIndex(indexRules(many, [])))).toBe(commandSummary(big, before));
+    expect(commandSummary(big, before)).toMatch(/^mode allowlist→denylist; allow \+1000\/-2 \(\+10\.0\.0\.0\/24, \+10\.0\.1\.0\/24, \+10\.0\.2\.0\/24, -10\.0\.0\.0\/8, -192\.168\.1\.0\/24, …\); deny \+0\/-1/);
+  });
+
   it("single commands", () => {
     expect(commandSummary({ kind: "set-mode", mode: "block-all" }, before)).toBe("mode allowlist→block-all");
     expect(commandSummary({ kind: "deny-cidr", rule: rule("1.2.3.4/32") }, before)).toBe("deny +1.2.3.4/32");
