@@ -16,6 +16,8 @@ export interface PolicyHistoryOptions {
   readonly onRecord?: (entry: HistoryEntry) => void;
   /** Period of the DNS-learned aggregate entries (default 60 s). */
   readonly dnsAggregateMs?: number;
+  /** How long entries gather before one append + fdatasync (default 100 ms). */
+  readonly writeDelayMs?: number;
 }
 
 export interface HistoryQuery {
@@ -28,8 +30,8 @@ export interface HistoryQuery {
 /**
  * The audit trail of policy changes: the entries kept in memory (for queries) and appended to
  * history.journal in the background. `record` never waits for the disk: it returns at once and
- * the entries of one event-loop turn go to the file in one append + fdatasync, after the
- * command's CommandResult is out. A write failure is logged and counted, never thrown into the
+ * the entries of the next 100 ms go to the file in one append + fdatasync, after the commands'
+ * CommandResults are out (a push of 500 BulkUpdates is a few appends, not 500 page rewrites). A write failure is logged and counted, never thrown into the
  * path that changed the policy (the change itself is durable in the state store regardless).
  */
 export class PolicyHistory {
@@ -135,10 +137,10 @@ export class PolicyHistory {
   private schedule(): void {
     if (this.scheduled || this.writing !== null) return;
     this.scheduled = true;
-    setImmediate(() => {
+    setTimeout(() => {
       this.scheduled = false;
       if (this.writing === null) this.startWrite();
-    });
+    }, this.opts.writeDelayMs ?? 100).unref();
   }
 
   private startWrite(): void {
