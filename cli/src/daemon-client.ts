@@ -1,7 +1,7 @@
 import { lstatSync, statSync } from "node:fs";
 import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import type { DescMethod } from "@bufbuild/protobuf";
-import { EmptySchema } from "@bufbuild/protobuf/wkt";
+import { EmptySchema, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import {
   AdoptOrphansRequestSchema,
   AttachRequestSchema,
@@ -12,6 +12,8 @@ import {
   ListRequestSchema,
   ListRulesRequestSchema,
   WatchEventsRequestSchema,
+  HistoryRequestSchema,
+  type HistoryResponse,
   type AdoptOrphansResponse,
   type AttachResponse,
   type AttachmentInfo,
@@ -142,6 +144,18 @@ export class DaemonClient {
   /** The effective policy as the kernel holds it, with per-rule hit counts (issue 14). */
   listRules(id: string): Promise<ListRulesResponse> {
     return this.unary(DaemonService.method.listRules, create(ListRulesRequestSchema, { id }));
+  }
+
+  /** The audit trail (History extension): oldest first, the newest `limit` (0 = the daemon's maximum). */
+  async history(req: { attachmentId?: string; sinceMs?: number; limit?: number }): Promise<HistoryResponse> {
+    return this.unary(
+      DaemonService.method.history,
+      create(HistoryRequestSchema, {
+        attachmentId: req.attachmentId ?? "",
+        limit: req.limit ?? 0,
+        ...(req.sinceMs !== undefined ? { since: timestampFromMs(req.sinceMs) } : {}),
+      }),
+    );
   }
 
   async detachOrphan(id: string): Promise<void> {

@@ -11,6 +11,7 @@ import { adoptCommand } from "./commands/adopt.js";
 import { installUnitCommand } from "./commands/install-unit.js";
 import { explainCommand } from "./commands/explain.js";
 import { rulesCommand } from "./commands/rules.js";
+import { historyCommand } from "./commands/history.js";
 
 /** `netfenced: the daemon (`start`) and a thin client of its DaemonService socket. */
 export function buildProgram(): Command {
@@ -20,7 +21,7 @@ export function buildProgram(): Command {
     .option("-s, --socket <path>", "DaemonService unix socket", process.env.NETFENCE_SOCKET ?? DEFAULT_SOCKET)
     .showHelpAfterError("(run `netfenced --help` for usage)")
     .exitOverride();
-  for (const cmd of [startCommand(), attachCommand(), detachCommand(), listCommand(), statusCommand(), eventsCommand(), adoptCommand(), installUnitCommand(), explainCommand(), rulesCommand()]) {
+  for (const cmd of [startCommand(), attachCommand(), detachCommand(), listCommand(), statusCommand(), eventsCommand(), adoptCommand(), installUnitCommand(), explainCommand(), rulesCommand(), historyCommand()]) {
     program.addCommand(cmd.exitOverride());
   }
   return program;

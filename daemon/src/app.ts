@@ -31,6 +31,8 @@ import { DnsEventReporter } from "./dns/dns-events.js";
 import { LearnedGuard } from "./plan/learned-guard.js";
 import { mergeAsync } from "./merged-events.js";
 import { Explainer } from "./explain/explainer.js";
+import { PolicyHistory } from "./history/policy-history.js";
+import { MapUsage } from "./map-usage.js";
 
 /**
  * The composition root: builds the parts in order (filter → store → attachment core → control
@@ -115,13 +117,23 @@ export class App {
     // the store), the control-plane client (its host is an adapter over the core's parts), the DNS
     // server factory, the manager; the gauges last, read from all of them.
     const counters = new MetricCounters();
+    // The audit trail (history.journal beside the state store); closed after the manager stops,
+    // so the last changes and the DNS aggregates of the current minute are written.
+    const history = await PolicyHistory.open({
+      dir: config.dataDir,
+      maxEntries: config.history.maxEntries,
+      maxAgeMs: config.history.maxAgeMs,
+      logger: logger.child({ component: "history" }),
+      onRecord: (e) => counters.policyChange(e.source, e.result),
+    });
+    this.onStop("history", () => history.close());
     // DNS tenant isolation and the rebinding guard share one view of the host's addresses; DNS
     // events join the kernel's packet events on the daemon's event stream.
     const hostAddresses = new HostAddresses();
     // The TTL collection's host-address check reads them again only after rtnetlink address events.
     let targetWatcher: TargetWatcher | null = null;
     const hostAddressGate = new HostAddressGate(() => hostAddresses.version, () => targetWatcher?.linkEventsLive ?? false);
-    const dnsEvents = new DnsEventReporter((e) => counters.dnsEvent(e.reason));
+    const dnsEvents = new DnsEventReporter((e) => counters.dnsEvent(e.reason, e.rule));
     this.onStop("DNS events", () => dnsEvents.close());
     const events = () => mergeAsync(filter.events(), dnsEvents.events());
     const learnedGuard = new LearnedGuard({
@@ -134,6 +146,8 @@ export class App {
       logger,
       dns: config.dns,
       learnedGuard,
+      history,
+      onCommandTimings: (planMs, kernelMs) => counters.commandPhases(planMs, kernelMs),
       onLearnedRefused: (r) => {
         counters.learnedAddressRefused(r.reason, r.count);
         dnsEvents.report({
@@ -158,7 +172,7 @@ export class App {
             heartbeatIntervalMs: config.controlPlane.heartbeatIntervalMs,
             subscribeAckTimeoutMs: config.controlPlane.subscribeAckTimeoutMs,
             initialPolicy: { ...config.defaultPolicy, audit: false }, // audit is for standalone daemons only
-            host: controlPlaneHost(core.registry, commands, attachmentStats, new HitsTracker(core.registry, filter, core.log)),
+            host: controlPlaneHost(core.registry, commands, attachmentStats, core.history, new HitsTracker(core.registry, filter, core.log)),
             logger,
             onCommandOutcome: (kind, applied, ms) => counters.commandOutcome(kind, applied, ms),
           });
@@ -174,6 +188,7 @@ export class App {
         logger,
         hostAddresses,
         report: dnsEvents.report,
+        onOutcome: (outcome, n) => counters.dnsOutcome(outcome, n),
       });
     const manager = new AttachmentManager({
       core,
@@ -213,6 +228,7 @@ export class App {
       this.onStop("event forwarder", () => forwarder.stop());
     }
 
+    const mapUsage = new MapUsage({ ids: () => manager.list().map((a) => a.id), tables: (id) => filter.exactTables!(id) });
     const metrics = new DaemonMetrics(
       {
         stats: () => manager.stats(),
@@ -222,6 +238,7 @@ export class App {
         integrityRestores: () => manager.integrityRestores,
         orphans: () => manager.orphans().length,
         dnsStates: () => manager.dnsStates(),
+        ...(filter.exactTables !== undefined ? { mapUsage: () => mapUsage.read() } : {}),
       },
       counters,
     );
@@ -240,6 +257,7 @@ export class App {
         events,
         tcAttachMethod: () => filter.tcAttachMethod(),
         explain: (q) => explainer.explain(q),
+        history,
       }),
     );
     logger.info({ daemonId: manager.daemonId, attachments: manager.size, orphans: manager.orphans().length }, "netfenced ready");

@@ -56,6 +56,8 @@ export const CONFIG_KEYS = [
   "restore",
   "cgroup_root",
   "metrics.listen",
+  "history.max_entries",
+  "history.max_age",
 ] as const;
 
 export type ConfigKey = (typeof CONFIG_KEYS)[number];

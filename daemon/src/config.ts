@@ -87,6 +87,8 @@ export interface DaemonConfig {
   /** null → the cgroup2 mount found in /proc/mounts. */
   readonly cgroupRoot: string | null;
   readonly metrics: { readonly listen: string | null };
+  /** The audit trail of policy changes (history/): kept entries, bounded by count and by age. */
+  readonly history: { readonly maxEntries: number; readonly maxAgeMs: number };
 }
 
 export class ConfigError extends Error {
@@ -226,5 +228,9 @@ function build(f: Map<string, unknown>, p: Problems): DaemonConfig {
     restore: parseBoolean("restore", f.get("restore"), true, p),
     cgroupRoot,
     metrics: { listen: parseHostPort("metrics.listen", f.get("metrics.listen"), p, true) },
+    history: {
+      maxEntries: parseInteger("history.max_entries", f.get("history.max_entries"), 10_000, 10, 100_000, p),
+      maxAgeMs: parseDuration("history.max_age", f.get("history.max_age"), 30 * 24 * 3600_000, p),
+    },
   };
 }

@@ -1,5 +1,13 @@
 import { Counter, Histogram, Registry } from "prom-client";
 
+/** DNS event reasons that are quota hits → the quota ("tcp": by the event's rule). */
+const QUOTA_OF_EVENT: Readonly<Record<string, string>> = {
+  "dns-quota-qps": "qps",
+  "dns-quota-inflight": "inflight",
+  "dns-quota-learned": "learned",
+  "dns-quota-tcp": "tcp",
+};
+
 /**
  * The metrics pushed by hooks (command outcomes, learned-address refusals, DNS events). Built
  * before everything else so the parts that push get a finished object; the gauges read at scrape
@@ -11,6 +19,12 @@ export class MetricCounters {
   private readonly commandLatency: Histogram<"kind">;
   private readonly learnedRefused: Counter<"reason">;
   private readonly dnsEvents: Counter<"reason">;
+  private readonly policyChanges: Counter<"source" | "result">;
+  private readonly dnsQueries: Counter<"outcome">;
+  private readonly quotaHits: Counter<"quota">;
+  /** Events lost in the daemon (after the kernel), for `netfence_events_lost_total{where="daemon"}` (metrics.ts). */
+  eventsLostInDaemon = 0;
+  private readonly commandPhase: Histogram<"phase">;
 
   constructor() {
     const r = this.registry;
@@ -34,6 +48,42 @@ export class MetricCounters {
       buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1],
       registers: [r],
     });
+    this.policyChanges = new Counter({
+      name: "netfence_policy_changes_total",
+      help: "Policy changes recorded in the audit trail (`netfenced history`), by source (control-plane, cli, default-policy, dns-learned, daemon) and result (applied, rejected, unchanged); DNS-learned changes count once per attachment per minute",
+      labelNames: ["source", "result"],
+      registers: [r],
+    });
+    this.dnsQueries = new Counter({
+      name: "netfence_dns_queries_total",
+      help: "DNS queries of every attachment by outcome (dns/dns-outcomes.ts: allowed, cached, refused, refused-type, refused-cname, quota-*, servfail, formerr, notimp, dropped, foreign, tcp-rejected; addresses-refused and records-trimmed count records)",
+      labelNames: ["outcome"],
+      registers: [r],
+    });
+    this.quotaHits = new Counter({
+      name: "netfence_dns_quota_hits_total",
+      help: "DNS quota hits by quota: qps, inflight, learned, tcp-connections, tcp-per-source (queries or connections refused), answer-records (records trimmed from answers)",
+      labelNames: ["quota"],
+      registers: [r],
+    });
+    this.commandPhase = new Histogram({
+      name: "netfence_command_apply_phase_seconds",
+      help: "Per command that reached the kernel (control plane and local API): time to plan it (phase=plan) and to write it to the kernel maps (phase=kernel), without queueing",
+      labelNames: ["phase"],
+      buckets: [0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1],
+      registers: [r],
+    });
+  }
+
+  /** Hook: an entry of the audit trail (history/policy-history.ts). */
+  policyChange(source: string, result: string): void {
+    this.policyChanges.inc({ source, result });
+  }
+
+  /** Hook: a command that reached the kernel (command-applier.ts), planning and kernel time. */
+  commandPhases(planMs: number, kernelMs: number): void {
+    this.commandPhase.observe({ phase: "plan" }, planMs / 1000);
+    this.commandPhase.observe({ phase: "kernel" }, kernelMs / 1000);
   }
 
   /** Hook for ControlPlaneClient's onCommandOutcome. */
@@ -47,8 +97,24 @@ export class MetricCounters {
     this.learnedRefused.inc({ reason }, count);
   }
 
-  /** Hook: a DNS-side event (DnsEventReporter's onEvent). */
-  dnsEvent(reason: string): void {
+  /** Hook: a DNS-side event (DnsEventReporter's onEvent); quota events also count as quota hits. */
+  dnsEvent(reason: string, rule = ""): void {
     this.dnsEvents.inc({ reason });
+    const quota = QUOTA_OF_EVENT[reason];
+    if (quota !== undefined) this.quotaHits.inc({ quota: quota === "tcp" ? (rule === "tcp-per-source" ? "tcp-per-source" : "tcp-connections") : quota });
+  }
+
+  /** Hook: every DNS outcome counted by any attachment's server (dns-outcomes.ts). */
+  dnsOutcome(outcome: string, n: number): void {
+    this.dnsQueries.inc({ outcome }, n);
+    if (outcome === "records-trimmed") this.quotaHits.inc({ quota: "answer-records" }, n);
+  }
+
+  /**
+   * Hook for events lost after the kernel (a consumer too slow, a queue full): lane O4's event
+   * path calls it; the kernel's ring-buffer losses are read from the per-attachment counters.
+   */
+  eventLost(n = 1): void {
+    this.eventsLostInDaemon += n;
   }
 }

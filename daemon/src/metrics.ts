@@ -1,5 +1,6 @@
 import http from "node:http";
-import { Gauge, type Registry } from "prom-client";
+import { Counter, Gauge, type Registry } from "prom-client";
+import type { MapUsageSnapshot } from "./map-usage.js";
 import { MetricCounters } from "./metric-counters.js";
 import type { Logger } from "pino";
 import type { AttachmentStatsView } from "./attachments/attachment-view.js";
@@ -19,6 +20,17 @@ export interface MetricsSources {
   orphans?(): number;
   /** Per attachment: DNS server listening, counts by outcome (optional). */
   dnsStates?(): readonly { id: string; listening: boolean; learned: number; outcomes: Readonly<Record<string, number>> }[];
+  /** Map entries against capacity (map-usage.ts: read from the loader, cached ≥ 5 s); absent: not exported. */
+  mapUsage?(): Promise<MapUsageSnapshot>;
+}
+
+/**
+ * One kernel read of every attachment's counters per scrape, shared by the gauges of that scrape
+ * (prom-client collects them concurrently): callers while a read is in flight get that read.
+ */
+function sharedWhileInFlight<T>(read: () => Promise<T>): () => Promise<T> {
+  let inFlight: Promise<T> | null = null;
+  return () => (inFlight ??= read().finally(() => (inFlight = null)));
 }
 
 /**
@@ -35,6 +47,7 @@ export class DaemonMetrics {
   ) {
     this.registry = counters.registry;
     const r = this.registry;
+    const stats = sharedWhileInFlight(() => sources.stats());
     const perAttachment = (name: string, help: string, pick: (s: AttachmentStatsView) => bigint): void => {
       new Gauge({
         name,
@@ -43,7 +56,7 @@ export class DaemonMetrics {
         registers: [r],
         async collect() {
           this.reset();
-          for (const s of await sources.stats()) this.set({ attachment: s.id }, Number(pick(s)));
+          for (const s of await stats()) this.set({ attachment: s.id }, Number(pick(s)));
         },
       });
     };
@@ -51,6 +64,21 @@ export class DaemonMetrics {
     perAttachment("netfence_packets_blocked", "Packets blocked per attachment", (s) => s.packetsBlocked);
     perAttachment("netfence_dns_queries_allowed", "DNS queries answered per attachment", (s) => s.dnsQueriesAllowed);
     perAttachment("netfence_dns_queries_blocked", "DNS queries refused per attachment", (s) => s.dnsQueriesBlocked);
+    perAttachment("netfence_events_lost", "Packet events the kernel dropped per attachment because the ring buffer was full", (s) => s.eventsLost ?? 0n);
+    new Counter({
+      name: "netfence_events_lost_total",
+      help: 'Packet events lost: where="kernel" the ring buffer was full (summed over live attachments; drops when one detaches), where="daemon" after the kernel',
+      labelNames: ["where"],
+      registers: [r],
+      async collect() {
+        this.reset();
+        let kernel = 0n;
+        for (const s of await stats()) kernel += s.eventsLost ?? 0n;
+        this.inc({ where: "kernel" }, Number(kernel));
+        this.inc({ where: "daemon" }, counters.eventsLostInDaemon);
+      },
+    });
+    if (sources.mapUsage !== undefined) this.mapUsageGauges(sources.mapUsage);
     new Gauge({ name: "netfence_attachments", help: "Live attachments", registers: [r], collect() { this.set(sources.attachmentCount()); } });
     new Gauge({ name: "netfence_op_queue_depth", help: "Kernel operations waiting in the manager queue", registers: [r], collect() { this.set(sources.queueDepth()); } });
     new Gauge({
@@ -117,6 +145,33 @@ export class DaemonMetrics {
         },
       });
     }
+  }
+
+  private mapUsageGauges(read: () => Promise<MapUsageSnapshot>): void {
+    const r = this.registry;
+    const rows = (name: string, help: string, pick: (row: MapUsageSnapshot["rows"][number]) => number): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames: ["table", "family"],
+        registers: [r],
+        async collect() {
+          this.reset();
+          for (const row of (await read()).rows) this.set({ table: row.table, family: row.family }, pick(row));
+        },
+      });
+    };
+    rows("netfence_map_entries", "Policy entries of the active generations, summed over attachments, per table (exact-small, exact-large, lpm) and family (read at most every 5 s)", (x) => x.entries);
+    rows("netfence_map_capacity", "Capacity of those tables, summed over attachments (a large exact table counts once installed)", (x) => x.capacity);
+    rows("netfence_map_fill_ratio_max", "The fullest attachment's entries / capacity per table and family (1 = full)", (x) => x.maxFill);
+    new Gauge({
+      name: "netfence_map_usage_read_seconds",
+      help: "How long the last read of the map usage took (one loader request per attachment)",
+      registers: [r],
+      async collect() {
+        this.set((await read()).readMs / 1000);
+      },
+    });
   }
 
   /** Hook for ControlPlaneClient's onCommandOutcome. */

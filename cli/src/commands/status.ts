@@ -29,6 +29,8 @@ export function statusCommand(): Command {
           for (const o of orphans) lines.push(`  ${o.id}  ${o.target}  ${o.attached ? "attached" : "NOT attached"}  ${o.entries} entries${o.problem ? `  (${o.problem})` : ""}`);
           lines.push("  re-register: netfenced adopt --id ID | --all;  remove: netfenced detach --orphan ID");
         }
+        lines.push(`History:       ${s.historyEntries} policy changes kept (netfenced history)`);
+        if (s.historyWriteErrors > 0) lines.push(`Warning:       ${s.historyWriteErrors} write(s) of history.journal failed; those entries are kept in memory only (see the daemon log)`);
         for (const w of s.warnings) lines.push(`Warning:       ${w}`);
         process.stdout.write(lines.join("\n") + "\n");
       });

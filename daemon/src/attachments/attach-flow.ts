@@ -11,6 +11,7 @@ import { interfaceIndex } from "../datapath/interface-index.js";
 import type { AttachmentCore } from "./attachment-core.js";
 import type { AttachmentResources } from "./attachment-resources.js";
 import type { Reservation } from "./registry.js";
+import { policySummary } from "../history/change-summary.js";
 
 export interface AttachInput {
   readonly target: TargetRequest;
@@ -79,8 +80,9 @@ export class AttachFlow {
       method: target.spec.kind === "interface" ? "tcx" : "cgroup-link",
     };
     let subscribed = false;
+    let policy: AttachmentPolicy;
     try {
-      const policy = await this.policySource.subscribe(view);
+      policy = await this.policySource.subscribe(view);
       subscribed = true;
       const rec = await queue.run("attach-install", () => this.install(r, target.spec, target.text, view, policy));
       const source = this.policySource.origin ?? "control-plane";
@@ -94,9 +96,17 @@ export class AttachFlow {
         throw err;
       }
       alog.info({ target: rec.targetText, type: rec.target.kind, method: rec.method, dnsAddress: rec.dnsAddress }, "attached");
+      this.core.history.record({
+        attachmentId: rec.id, source: this.policySource.historySource ?? "default-policy", action: "attach",
+        summary: `${rec.targetText}: ${policySummary(policy)}`, result: "applied",
+      });
       return recordView(rec);
     } catch (err) {
       alog.warn({ err, target: target.text }, "attach failed; rolled back");
+      this.core.history.record({
+        attachmentId: r.id, source: this.policySource.historySource ?? "default-policy", action: "attach",
+        summary: target.text, result: "rejected", error: err instanceof Error ? err.message : String(err),
+      });
       if (subscribed) this.policySource.unsubscribed(r.id, "error", err instanceof Error ? err.message : String(err));
       throw NetfenceError.from(err);
     } finally {
@@ -185,6 +195,12 @@ export class AttachFlow {
     }
     registry.records.delete(id);
     await rec.dns?.stop().catch((err: unknown) => log.warn({ attachmentId: id, err }, "DNS server stop failed"));
+    if (reason !== "error") {
+      this.core.history.record({
+        attachmentId: id, source: reason === "detached" ? "cli" : "daemon", action: reason === "detached" ? "detach" : "removed",
+        summary: reason === "detached" ? rec.targetText : `${rec.targetText} vanished`, result: "applied",
+      });
+    }
     log.info(
       { attachmentId: id, target: rec.targetText, reason },
       reason === "detached" ? "detached" : reason === "removed" ? "target vanished; attachment removed" : "attach rolled back",

@@ -8,6 +8,7 @@ import { AttachmentRegistry } from "./registry.js";
 import { Persistence } from "./persistence.js";
 import { LearnedWriter, type LearnedRefusalReport } from "./learned-writer.js";
 import { quotasOf, type AttachmentDnsConfig } from "./attachment-resources.js";
+import { PolicyHistory } from "../history/policy-history.js";
 
 export interface AttachmentCoreOptions {
   readonly filter: Filter;
@@ -20,6 +21,10 @@ export interface AttachmentCoreOptions {
   readonly onLearnedRefused?: (report: LearnedRefusalReport) => void;
   readonly now?: () => number;
   readonly newId?: () => string;
+  /** The audit trail of policy changes (app.ts opens it in data_dir); absent: one in memory. */
+  readonly history?: PolicyHistory;
+  /** Every command that reached the kernel: planning and kernel time (the apply-phase histogram). */
+  readonly onCommandTimings?: (planMs: number, kernelMs: number) => void;
 }
 
 /**
@@ -35,12 +40,17 @@ export class AttachmentCore {
   readonly filter: Filter;
   readonly log: Logger;
   readonly now: () => number;
+  readonly history: PolicyHistory;
+  readonly onCommandTimings: ((planMs: number, kernelMs: number) => void) | undefined;
 
   constructor(opts: AttachmentCoreOptions) {
     this.filter = opts.filter;
     this.log = opts.logger.child({ component: "attachments" });
     const now = opts.now ?? Date.now;
     this.now = now;
+    this.history = opts.history ?? PolicyHistory.inMemory(this.log);
+    this.onCommandTimings = opts.onCommandTimings;
+    const history = this.history;
     this.registry = new AttachmentRegistry(opts.newId ?? (() => `nf-${randomBytes(6).toString("hex")}`));
     this.persistence = new Persistence(opts.store, this.registry, this.log);
     const persistence = this.persistence;
@@ -58,6 +68,7 @@ export class AttachmentCore {
         guard: opts.learnedGuard ?? null,
         learnedQuota: (rec) => quotasOf(opts.dns.quotas, rec).learned,
         onRefused: opts.onLearnedRefused,
+        onLearned: (id, names, added, refused) => history.dnsLearned.note(id, names, added, refused),
         logger: this.log,
       },
     );

@@ -23,6 +23,7 @@ export class AttachmentStats {
         packetsAudited: c?.audited ?? 0n,
         dnsQueriesAllowed: d?.allowed ?? 0n,
         dnsQueriesBlocked: d?.blocked ?? 0n,
+        eventsLost: c?.eventsLost ?? 0n,
       };
     });
   }

@@ -23,4 +23,6 @@ export interface AttachmentStatsView {
   readonly packetsAudited: bigint;
   readonly dnsQueriesAllowed: bigint;
   readonly dnsQueriesBlocked: bigint;
+  /** Packet events the kernel dropped (ring buffer full); absent: not known. */
+  readonly eventsLost?: bigint;
 }

@@ -52,6 +52,8 @@ export interface LearnedWriterOptions {
   /** The learned-address quota of an attachment (distinct addresses). */
   readonly learnedQuota: (rec: AttachmentRecord) => number;
   readonly onRefused?: (report: LearnedRefusalReport) => void;
+  /** Every answer batch of one attachment: kernel entries opened or extended, refusals by reason (the audit trail's DNS aggregate). */
+  readonly onLearned?: (attachmentId: string, names: readonly string[], added: number, refused: readonly { reason: string; count: number }[]) => void;
   readonly logger: Logger;
 }
 
@@ -150,6 +152,12 @@ export class LearnedWriter implements LearnedAddressSink {
         }
       }
       for (const [name, q] of overQuota) this.report({ attachmentId: id, name, address: q.address, reason: "quota", when: "answer", count: q.count });
+      if (this.opts.onLearned !== undefined && (plan.upserts.length > 0 || plan.refused.length > 0)) {
+        const reasons = new Map<string, number>();
+        for (const r of plan.refused) reasons.set(r.reason, (reasons.get(r.reason) ?? 0) + 1);
+        const names = [...new Set(answers.map((a) => a.name))];
+        this.opts.onLearned(id, names, plan.upserts.length, [...reasons].map(([reason, count]) => ({ reason, count })));
+      }
       for (const p of inserts) {
         let held = Infinity;
         for (const item of p.items) held = Math.min(held, plan.heldUntilMs.get(item.name) ?? Infinity);

@@ -10,6 +10,7 @@ import type { AttachmentPolicy } from "../policy/policy.js";
 export class LocalPolicySource implements PolicySource {
   readonly origin = "default-policy" as const;
 
+  readonly historySource = "default-policy";
   constructor(
     private readonly policy: AttachmentPolicy,
     private readonly logger?: Logger,

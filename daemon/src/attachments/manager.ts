@@ -21,6 +21,7 @@ import { AttachmentStats } from "./attachment-stats.js";
 import { HitsTracker, type HitsDelta } from "./hits-tracker.js";
 import { buildRulesView, type RulesView } from "./rules-view.js";
 import { restoreAttachments, type StartReport } from "./startup.js";
+import type { CommandOrigin } from "../history/history-entry.js";
 
 export type { AttachInput } from "./attach-flow.js";
 export type { StartReport } from "./startup.js";
@@ -147,8 +148,9 @@ export class AttachmentManager {
     return this.flow.targetGone(id);
   }
 
-  applyCommand(attachmentId: string, command: PolicyCommand): Promise<void> {
-    return this.commands.apply(attachmentId, command);
+  /** Applies one command; recorded in the audit trail as coming from `origin` (default: the local API, source "cli"). */
+  applyCommand(attachmentId: string, command: PolicyCommand, origin?: CommandOrigin): Promise<void> {
+    return this.commands.apply(attachmentId, command, origin);
   }
 
   /**

@@ -4,6 +4,7 @@ import type { PolicySource } from "./policy-source.js";
 import { recordView } from "./attachment-record.js";
 import { orphanKey, type OrphanInfo } from "./orphan.js";
 import { orphanRecord } from "./orphan-adoption.js";
+import { policySummary } from "../history/change-summary.js";
 import type { AttachmentCore } from "./attachment-core.js";
 import type { AttachmentResources } from "./attachment-resources.js";
 import { restoreRuleIds, zeroAllRuleHits } from "./rule-ids-restore.js";
@@ -58,6 +59,10 @@ export class OrphanOps {
       registry.orphans.delete(id);
       registry.records.set(id, rec);
       log.warn({ attachmentId: id, target: rec.targetText, mode: rec.state.mode, entries: o.entries }, "orphaned attachment adopted; its policy was read back from the kernel");
+      this.core.history.record({
+        attachmentId: id, source: "cli", action: "adopt",
+        summary: `${rec.targetText}: policy read back from the kernel: ${policySummary(rec.state.toPolicy())}`, result: "applied",
+      });
       return recordView(rec);
     });
     await this.core.persistence.persistOrLog();
@@ -77,6 +82,7 @@ export class OrphanOps {
       }
       registry.orphans.delete(id);
       log.warn({ attachmentId: id }, "orphaned attachment detached on request");
+      this.core.history.record({ attachmentId: id, source: "cli", action: "detach-orphan", summary: "orphaned filter removed", result: "applied" });
     });
   }
 }

@@ -17,4 +17,6 @@ export interface PolicySource {
    * enforce; a control plane hears Subscribed and may answer with a SubscribedAck at any time.
    */
   adopted?(attachment: AttachmentView): void;
+  /** Who an attachment's initial policy is recorded as coming from in the audit trail (default "default-policy"). */
+  readonly historySource?: "control-plane" | "default-policy";
 }

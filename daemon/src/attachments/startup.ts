@@ -71,6 +71,15 @@ export async function restoreAttachments(
     }),
   );
   for (const id of result.removed) policySource.unsubscribed(id, "removed");
+  // The audit trail: what the start changed (a plain re-adoption changes nothing and is not recorded).
+  const lifecycle = (ids: readonly string[], action: string, summary: string): void => {
+    for (const attachmentId of ids) core.history.record({ attachmentId, source: "daemon", action, summary, result: "applied" });
+  };
+  lifecycle(result.recreated, "restore", "re-created from the state store (its pins were gone: a reboot)");
+  lifecycle(result.relinked, "relink", "pinned filter was not attached any more; attached again");
+  lifecycle(result.removed, "removed", "target gone while the daemon was down (or could not be re-created)");
+  lifecycle(result.cleaned, "cleaned", "pins of an attach that never linked removed");
+  lifecycle(result.orphans.map((o) => o.id), "orphan-found", "pinned filter the state store does not account for; kept enforcing");
   // Learned addresses kept from before the restart meet today's guard (protected_deny may have changed).
   for (const rec of result.records) {
     await core.learned.recheck(rec).catch((err: unknown) => log.warn({ attachmentId: rec.id, err }, "re-checking learned addresses failed"));

@@ -33,3 +33,16 @@ export function callMetadata(token: string | null | undefined): grpc.Metadata {
   if (token) md.set("authorization", `Bearer ${token}`);
   return md;
 }
+
+/** The options of the control-plane channel (one client per connection attempt). */
+export const CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  // Detects a control plane that vanished without closing TCP. Not more often than every
+  // 5 minutes: Go and C-core gRPC servers answer more frequent pings with GOAWAY
+  // ("too_many_pings"), which would break the stream of a perfectly healthy control plane.
+  "grpc.keepalive_time_ms": 300_000,
+  "grpc.keepalive_timeout_ms": 20_000,
+  "grpc.keepalive_permit_without_calls": 0,
+  // A BulkUpdate with very many prefixes exceeds gRPC's 4 MiB default (≈ 20 bytes per CIDR).
+  "grpc.max_receive_message_length": 64 * 1024 * 1024,
+  "grpc.use_local_subchannel_pool": 1, // one attempt = one connect: see wait-connected.ts
+};

@@ -21,14 +21,16 @@ export class CommandRunner {
     private readonly host: ControlPlaneHost,
     private readonly log: pino.Logger,
     private readonly onOutcome?: CommandOutcomeHook,
+    /** The control plane's address, recorded with every command in the audit trail. */
+    private readonly address = "",
   ) {}
 
   /** Applies `command` after the ones before it for the same attachment. */
-  run(attachmentId: string, command: PolicyCommand, commandId: string | null, respond: (error: string | null) => void): void {
+  run(attachmentId: string, command: PolicyCommand, commandId: string | null, respond: (error: string | null) => void, skipped: readonly string[] = []): void {
     this.queue.run(attachmentId, async () => {
       const started = performance.now();
       try {
-        await this.host.applyCommand(attachmentId, command, commandId);
+        await this.host.applyCommand(attachmentId, command, { source: "control-plane", commandId, controlPlane: this.address, skipped });
         this.log.debug({ attachmentId, commandId, command: command.kind }, "applied command");
         this.onOutcome?.(command.kind, true, performance.now() - started);
         respond(null);
@@ -42,11 +44,15 @@ export class CommandRunner {
   }
 
   /** A SubscribedAck for a live attachment (timeout 0, adopted orphan): applied as a full replacement, in order with its commands. */
-  runLateAck(id: string, commandId: string | null, policy: AttachmentPolicy, respond: (error: string | null) => void): void {
+  runLateAck(id: string, commandId: string | null, policy: AttachmentPolicy, respond: (error: string | null) => void, skipped: readonly string[] = []): void {
     this.queue.run(id, async () => {
       const started = performance.now();
       try {
-        await this.host.applyCommand(id, { kind: "bulk-update", mode: policy.mode, allowCidrs: policy.allowCidrs, denyCidrs: policy.denyCidrs, dns: policy.dns }, commandId, "subscribed-ack");
+        await this.host.applyCommand(
+          id,
+          { kind: "bulk-update", mode: policy.mode, allowCidrs: policy.allowCidrs, denyCidrs: policy.denyCidrs, dns: policy.dns },
+          { source: "control-plane", commandId, controlPlane: this.address, skipped, action: "subscribed-ack" },
+        );
         this.log.info({ attachmentId: id, commandId }, "SubscribedAck applied to the live attachment");
         this.onOutcome?.("subscribed-ack", true, performance.now() - started);
         respond(null);

@@ -11,11 +11,12 @@ import { EMPTY_DNS_POLICY, type AttachmentPolicy } from "../policy/policy.js";
 import type { ControlPlaneHost } from "./control-plane-host.js";
 import { Backoff } from "./backoff.js";
 import { waitConnected } from "./wait-connected.js";
-import { callMetadata, channelCredentials, type ControlPlaneTlsOptions } from "./channel-credentials.js";
+import { CHANNEL_OPTIONS, callMetadata, channelCredentials, type ControlPlaneTlsOptions } from "./channel-credentials.js";
 import { CommandRunner, errorMessage, kindOf, type CommandKind } from "./command-runner.js";
 import { PendingSubscriptions } from "./pending-subscriptions.js";
 import { queryDnsCall } from "./query-dns-call.js";
 import { parseCommand, parseSubscribedAck } from "./parse-command.js";
+import { acceptedAck, rejectedCommand } from "./command-history.js";
 import { commandResultEvent, heartbeatEvent, subscribedEvent, syncRequestEvent, unsubscribedEvent } from "./wire-events.js";
 
 export type ControlPlaneState = "disconnected" | "connecting" | "connected";
@@ -92,13 +93,14 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
   /** The current stream asked for strict semantics (SyncAck.strict). */
   private strict = false;
   private readonly commands: CommandRunner;
+  readonly historySource = "control-plane";
 
   constructor(private readonly opts: ControlPlaneClientOptions) {
     this.log = opts.logger.child({ component: "control-plane", controlPlane: opts.url });
     this.credentials = channelCredentials(opts.tls ?? null);
     this.backoff = new Backoff(opts.backoff ?? { baseMs: 200, capMs: 30_000 });
     this.pending = new PendingSubscriptions(opts.subscribeAckTimeoutMs, (view) => this.ackTimedOut(view));
-    this.commands = new CommandRunner(opts.host, this.log, opts.onCommandOutcome);
+    this.commands = new CommandRunner(opts.host, this.log, opts.onCommandOutcome, opts.url);
   }
 
   state(): ControlPlaneState {
@@ -212,17 +214,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     if (this.stopped) return;
     this.reconnectTimer = null;
     this.setState("connecting");
-    const client = new grpc.Client(this.opts.url, this.credentials, {
-      // Detects a control plane that vanished without closing TCP. Not more often than every
-      // 5 minutes: Go and C-core gRPC servers answer more frequent pings with GOAWAY
-      // ("too_many_pings"), which would break the stream of a perfectly healthy control plane.
-      "grpc.keepalive_time_ms": 300_000,
-      "grpc.keepalive_timeout_ms": 20_000,
-      "grpc.keepalive_permit_without_calls": 0,
-      // A BulkUpdate with very many prefixes exceeds gRPC's 4 MiB default (≈ 20 bytes per CIDR).
-      "grpc.max_receive_message_length": 64 * 1024 * 1024,
-      "grpc.use_local_subchannel_pool": 1, // one attempt = one connect: see wait-connected.ts
-    });
+    const client = new grpc.Client(this.opts.url, this.credentials, CHANNEL_OPTIONS);
     this.client = client;
     waitConnected(client, this.opts.connectTimeoutMs ?? 5000, (err) => {
       if (this.stopped || this.client !== client) return;
@@ -349,13 +341,14 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
       const message = errorMessage(err);
       this.log.warn({ attachmentId: cmd.id, commandId, command: cmd.command.case ?? "none", err: message }, "rejected invalid command");
       this.opts.onCommandOutcome?.(kindOf(cmd), false, 0);
+      this.opts.host.recordHistory?.(rejectedCommand(this.opts.url, cmd.id, kindOf(cmd), commandId, message)); // audit trail
       respond(message);
       return;
     }
     if (parsed.skipped.length > 0) {
       this.log.warn({ attachmentId: parsed.attachmentId, commandId, command: parsed.command.kind, skipped: parsed.skipped }, "bad entries skipped; the rest applies");
     }
-    this.commands.run(parsed.attachmentId, parsed.command, commandId, (error) => respond(error, error === null ? parsed.skipped : []));
+    this.commands.run(parsed.attachmentId, parsed.command, commandId, (error) => respond(error, error === null ? parsed.skipped : []), parsed.skipped);
   }
 
   private onSubscribedAck(cmd: ControlCommand, commandId: string | null, respond: (error: string | null, skipped?: readonly string[]) => void): void {
@@ -365,6 +358,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     if (!this.pending.has(cmd.id) && !late) {
       const message = `no pending subscription for attachment "${cmd.id}" (unknown, or its SubscribedAck already timed out)`;
       this.log.warn({ attachmentId: cmd.id, commandId }, message);
+      this.opts.host.recordHistory?.(rejectedCommand(this.opts.url, cmd.id, "subscribed-ack", commandId, message)); // audit trail
       respond(message);
       return;
     }
@@ -377,18 +371,20 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
       this.log.warn({ attachmentId: cmd.id, commandId, err: invalid.message }, late ? "invalid SubscribedAck; nothing changed" : "invalid SubscribedAck; attach fails");
       if (!late) this.pending.reject(cmd.id, invalid);
       this.opts.onCommandOutcome?.("subscribed-ack", false, 0);
+      this.opts.host.recordHistory?.(rejectedCommand(this.opts.url, cmd.id, "subscribed-ack", commandId, invalid.message)); // audit trail
       respond(invalid.message);
       return;
     }
     if (parsed.skipped.length > 0) this.log.warn({ attachmentId: cmd.id, commandId, skipped: parsed.skipped }, "SubscribedAck: bad entries skipped; the rest applies");
     if (late) {
       this.awaitingAck.delete(cmd.id);
-      this.commands.runLateAck(cmd.id, commandId, parsed.policy, (error) => respond(error, parsed.skipped));
+      this.commands.runLateAck(cmd.id, commandId, parsed.policy, (error) => respond(error, parsed.skipped), parsed.skipped);
       return;
     }
     this.pending.settle(cmd.id, () => parsed.policy);
     this.log.info({ attachmentId: cmd.id, commandId }, "SubscribedAck");
     this.opts.onCommandOutcome?.("subscribed-ack", true, 0);
+    this.opts.host.recordHistory?.(acceptedAck(this.opts.url, cmd.id, commandId, parsed.policy, parsed.skipped));
     // "applied" here means accepted as the initial policy; if the host then fails to install it,
     // the attach is rolled back and the control plane hears Unsubscribed(ERROR).
     respond(null, parsed.skipped);

@@ -125,6 +125,8 @@ export interface FilterCounters {
   readonly allowed: bigint;
   readonly blocked: bigint;
   readonly audited: bigint;
+  /** Events the kernel dropped because the ring buffer was full (absent: not known, e.g. a fake). */
+  readonly eventsLost?: bigint;
 }
 
 export type PacketVerdict = "blocked" | "audit";
@@ -225,10 +227,33 @@ export interface Filter {
   events(): AsyncIterable<KernelPacketEvent>;
   /** How interface attachments are made on this kernel ("tcx" or "clsact"); "" when not known. */
   tcAttachMethod(): "tcx" | "clsact" | "";
+  /** Where an attachment's entries live and the tables' sizes (NF_OP_TABLES; the map-usage metrics); absent: not known. */
+  exactTables?(id: string): Promise<ExactTables>;
   /** sd_notify(3) `message` to `socket` ($NOTIFY_SOCKET), sent on the daemon's behalf. */
   notify(socket: string, message: string): Promise<void>;
   /** First step of a stop: a helper that exits from now on is not restarted. */
   stopSupervising(): void;
   /** Stops the helper; pinned filters keep enforcing. */
   close(): Promise<void>;
+}
+
+/** Where an attachment's active generation keeps its entries, per family (NF_OP_TABLES). */
+export interface ExactTablesFamily {
+  /** Capacity of the small exact hash (both generations share it) and the active generation's keys in it. */
+  readonly smallCap: number;
+  readonly smallCount: number;
+  /** Capacity of the active generation's large exact table (0: none installed) and its keys. */
+  readonly largeCap: number;
+  readonly largeCount: number;
+  /** Whether packets of the active generation look their exact entries up in the large table. */
+  readonly usesLarge: boolean;
+  /** Keys of the active generation in the LPM trie, and of those full-length ones (/32, /128). */
+  readonly lpmCount: number;
+  readonly lpmHostCount: number;
+  /** Capacity of the inactive generation's large table (kept for reuse or not yet dropped); 0: none. */
+  readonly otherLargeCap: number;
+}
+export interface ExactTables {
+  readonly v4: ExactTablesFamily;
+  readonly v6: ExactTablesFamily;
 }

@@ -6,22 +6,8 @@ import pino, { type Logger } from "pino";
 import { NetfenceError, invalidArgument, isNetfenceError } from "@netfence/proto/errors";
 import type { Cidr } from "@netfence/proto/parse";
 import type {
-  AdoptedAttachment,
-  AttachMethod,
-  AttachResult,
-  AttachSpec,
-  Filter,
-  FilterCounters,
-  FilterEntry,
-  FilterMode,
-  FilterPolicy,
-  KernelPacketEvent,
-  PortGuardSpec,
-  PinnedAttachment,
-  ProtectedEntry,
-  RuleHitCount,
-  TargetSpec,
-  AttachMethodPreference,
+  AdoptedAttachment, AttachMethod, AttachResult, AttachSpec, Filter, FilterCounters, FilterEntry, FilterMode,
+  FilterPolicy, KernelPacketEvent, PortGuardSpec, PinnedAttachment, ProtectedEntry, RuleHitCount, TargetSpec, AttachMethodPreference,
 } from "./filter.js";
 import { decodeHits, encodeHitsClear, encodeHitsRequest } from "./hits-wire.js";
 import { kernelEvent } from "./kernel-event.js";

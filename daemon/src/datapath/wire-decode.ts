@@ -3,18 +3,24 @@
  * half of the protocol whose layout, constants and request encoders are wire-format.ts. Every
  * offset comes from its LAYOUT table (checked against netfence.h by a test).
  */
-import type { FilterEntry, FilterMode } from "./filter.js";
+import type { ExactTables, ExactTablesFamily, FilterEntry, FilterMode } from "./filter.js";
 import { COUNTERS_PER_ATTACHMENT, ENTRY_ALLOW, ENTRY_DENY, FEAT_TCX, ID_LEN, LAYOUT, MODE_NAMES, SETTING_AUDIT } from "./wire-format.js";
 
 /** NF_CNT_* indexes of the per-attachment u64 counters in a COUNTERS reply. */
 export const CNT = { ALLOWED: 0, BLOCKED: 1, AUDITED: 2, EVENTS_LOST: 3 } as const;
 
 /** A COUNTERS reply: per requested attachment, COUNTERS_PER_ATTACHMENT u64 values. */
-export function decodeCounters(b: Buffer, count: number): { allowed: bigint; blocked: bigint; audited: bigint }[] {
-  const out: { allowed: bigint; blocked: bigint; audited: bigint }[] = [];
+export function decodeCounters(b: Buffer, count: number): { allowed: bigint; blocked: bigint; audited: bigint; eventsLost: bigint }[] {
+  const out: { allowed: bigint; blocked: bigint; audited: bigint; eventsLost: bigint }[] = [];
   for (let i = 0; i < count; i++) {
     const at = (cnt: number): number => (i * COUNTERS_PER_ATTACHMENT + cnt) * 8;
-    out.push({ allowed: b.readBigUInt64LE(at(CNT.ALLOWED)), blocked: b.readBigUInt64LE(at(CNT.BLOCKED)), audited: b.readBigUInt64LE(at(CNT.AUDITED)) });
+    out.push({
+      allowed: b.readBigUInt64LE(at(CNT.ALLOWED)),
+      blocked: b.readBigUInt64LE(at(CNT.BLOCKED)),
+      audited: b.readBigUInt64LE(at(CNT.AUDITED)),
+      // NF_CNT_EVENTS_LOST: events the kernel could not put in the ring buffer (it was full).
+      eventsLost: b.readBigUInt64LE(at(CNT.EVENTS_LOST)),
+    });
   }
   return out;
 }
@@ -170,26 +176,7 @@ function decodeFamily(v: number): 0 | 4 | 6 {
   return v === 6 ? 6 : v === 4 ? 4 : 0;
 }
 
-/** Where an attachment's active generation keeps its entries, per family (NF_OP_TABLES). */
-export interface ExactTablesFamily {
-  /** Capacity of the small exact hash (both generations share it) and the active generation's keys in it. */
-  readonly smallCap: number;
-  readonly smallCount: number;
-  /** Capacity of the active generation's large exact table (0: none installed) and its keys. */
-  readonly largeCap: number;
-  readonly largeCount: number;
-  /** Whether packets of the active generation look their exact entries up in the large table. */
-  readonly usesLarge: boolean;
-  /** Keys of the active generation in the LPM trie, and of those full-length ones (/32, /128). */
-  readonly lpmCount: number;
-  readonly lpmHostCount: number;
-  /** Capacity of the inactive generation's large table (kept for reuse or not yet dropped); 0: none. */
-  readonly otherLargeCap: number;
-}
-export interface ExactTables {
-  readonly v4: ExactTablesFamily;
-  readonly v6: ExactTablesFamily;
-}
+export type { ExactTables, ExactTablesFamily } from "./filter.js";
 
 export function decodeTables(b: Buffer): ExactTables {
   const L = LAYOUT.nf_tables_family;

@@ -26,11 +26,17 @@ export const DNS_OUTCOMES = [
 
 export type DnsOutcome = (typeof DNS_OUTCOMES)[number];
 
+/** Every count of every attachment, host-wide (the metric `netfence_dns_queries_total{outcome}`). */
+export type DnsOutcomeHook = (outcome: DnsOutcome, n: number) => void;
+
 export class DnsOutcomes {
   private readonly counts = new Map<DnsOutcome, number>();
 
+  constructor(private readonly onCount?: DnsOutcomeHook) {}
+
   count(outcome: DnsOutcome, n = 1): void {
     this.counts.set(outcome, (this.counts.get(outcome) ?? 0) + n);
+    this.onCount?.(outcome, n);
   }
 
   get(outcome: DnsOutcome): number {

@@ -14,7 +14,7 @@ import type { DnsProxy } from "./dns-proxy.js";
 import { withTimeout } from "./with-timeout.js";
 import type { DnsQuotas } from "./dns-quotas.js";
 import type { DnsEventReason, DnsEventSink } from "./dns-events.js";
-import { DnsOutcomes } from "./dns-outcomes.js";
+import { DnsOutcomes, type DnsOutcomeHook } from "./dns-outcomes.js";
 import { formatAddr, parseCidr, type Cidr } from "@netfence/proto/parse";
 import { QUOTA_REFUSAL, type LearnedAddressSink, type LearnOutcome } from "./learned-sink.js";
 import { LearnedInserter } from "./learned-inserter.js";
@@ -75,10 +75,12 @@ export interface QueryHandlerOptions {
   readonly quotas: DnsQuotas;
   readonly refuseTypes: ReadonlySet<number>;
   readonly report: DnsEventSink;
+  /** Host-wide outcome counts (metrics); absent: none. */
+  readonly onOutcome?: DnsOutcomeHook;
 }
 
 export class DnsQueryHandler {
-  readonly outcomes = new DnsOutcomes();
+  readonly outcomes: DnsOutcomes;
   private readonly log: pino.Logger;
   private readonly inserter: LearnedInserter;
   private readonly cache: AnswerCache;
@@ -93,6 +95,7 @@ export class DnsQueryHandler {
   private readonly cnameLogged = new Set<string>();
 
   constructor(private readonly opts: QueryHandlerOptions) {
+    this.outcomes = new DnsOutcomes(opts.onOutcome);
     this.log = opts.logger.child({ attachmentId: opts.attachmentId, component: "dns" });
     this.inserter = new LearnedInserter(opts.attachmentId, opts.learned, opts.minTtlSeconds);
     this.bucket = new TokenBucket(opts.quotas.qps);

@@ -5,6 +5,7 @@ import { AttachmentDnsServer } from "./dns-server.js";
 import type { DnsServerDetailedStats } from "./dns-server.js";
 import type { DnsProxy } from "./dns-proxy.js";
 import type { DnsEventSink } from "./dns-events.js";
+import type { DnsOutcomeHook } from "./dns-outcomes.js";
 import { bindFirstFree, HeldDnsPort, type PortTaken } from "./dns-port.js";
 import { HostAddresses } from "./host-addresses.js";
 import type { LearnedAddressSink } from "./learned-sink.js";
@@ -45,6 +46,8 @@ export interface DnsServerFactoryOptions {
   /** Shared with the rebinding guard; one of its own when absent. */
   readonly hostAddresses?: HostAddresses;
   readonly report?: DnsEventSink;
+  /** Every DNS outcome counted by any attachment's server (host-wide metrics). */
+  readonly onOutcome?: DnsOutcomeHook;
 }
 
 export function createDnsServerFactory(opts: DnsServerFactoryOptions): AttachmentDnsServerFactory {
@@ -76,6 +79,7 @@ export function createDnsServerFactory(opts: DnsServerFactoryOptions): Attachmen
       workloadAddresses: options?.workloadAddresses,
       hostAddresses,
       report: opts.report,
+      onOutcome: opts.onOutcome,
     });
     return {
       address: server.address,

@@ -6,7 +6,7 @@ import type { DnsPolicy } from "../policy/policy.js";
 import type { DnsProxy } from "./dns-proxy.js";
 import { DEFAULT_DNS_QUOTAS, type DnsQuotas } from "./dns-quotas.js";
 import type { DnsEventSink } from "./dns-events.js";
-import type { DnsOutcome } from "./dns-outcomes.js";
+import type { DnsOutcome, DnsOutcomeHook } from "./dns-outcomes.js";
 import { bindDnsSockets, closeSockets, HeldDnsPort, type DnsSockets } from "./dns-port.js";
 import { formatHostPort } from "@netfence/proto/parse";
 import { DEFAULT_MIN_TTL_SECONDS, DEFAULT_PROXY_TIMEOUT_MS, DnsQueryHandler, isSettled, type QueryContext } from "./dns-query.js";
@@ -71,6 +71,8 @@ export interface AttachmentDnsServerOptions {
   /** The host's addresses (shared by a factory's servers); one of its own when absent. */
   readonly hostAddresses?: HostAddresses;
   readonly report?: DnsEventSink;
+  /** Host-wide outcome counts (metrics). */
+  readonly onOutcome?: DnsOutcomeHook;
 }
 
 export type { DnsServerStats } from "./dns-servers.js";
@@ -127,6 +129,7 @@ export class AttachmentDnsServer {
       quotas: this.quotas,
       refuseTypes: new Set(opts.refuseTypes ?? []),
       report: this.report,
+      onOutcome: opts.onOutcome,
     });
   }
 

@@ -22,6 +22,8 @@ import {
   type ListRequest,
   type ListResponse,
   type WatchEventsRequest,
+  type HistoryRequest,
+  type HistoryResponse,
 } from "@netfence/proto/daemon";
 import { AttachmentType } from "@netfence/proto/types";
 import type { PacketEvent } from "@netfence/proto/control";
@@ -41,6 +43,7 @@ import type { ExplainRequest, ExplainResponse } from "@netfence/proto/daemon";
 import type { RulesView } from "../attachments/rules-view.js";
 import type { ListRulesRequest, ListRulesResponse } from "@netfence/proto/daemon";
 import { listRules } from "./list-rules.js";
+import { historyCall, type HistoryReader } from "./history-rpc.js";
 
 /**
  * DaemonService: request validation at the edge, then the attachment manager. The typed
@@ -77,6 +80,8 @@ export interface DaemonServiceDeps {
   readonly tcAttachMethod?: () => string;
   /** `netfenced explain` (explain/explainer.ts); absent: FAILED_PRECONDITION. */
   readonly explain?: (q: ExplainQuery) => Promise<Explanation>;
+  /** The audit trail of policy changes (History); absent: an empty history. */
+  readonly history?: HistoryReader;
 }
 
 /** Metadata key selecting the TC hook of an interface attachment (the proto has no field). */
@@ -155,6 +160,8 @@ export class DaemonServiceImpl {
       controlPlaneAddress: cp?.address() ?? "",
       attachmentCount: this.deps.registry.size,
       tcAttachMethod: this.deps.tcAttachMethod?.() ?? "",
+      historyEntries: this.deps.history?.size ?? 0,
+      historyWriteErrors: this.deps.history?.writeErrors ?? 0,
       orphanCount: this.deps.registry.orphans?.().length ?? 0,
       warnings: this.deps.registry.warnings?.() ?? [],
     });
@@ -202,6 +209,10 @@ export class DaemonServiceImpl {
 
   listRules(req: ListRulesRequest): Promise<ListRulesResponse> {
     return listRules(req, this.deps.registry.listRules?.bind(this.deps.registry));
+  }
+
+  async history(req: HistoryRequest): Promise<HistoryResponse> {
+    return historyCall(this.deps.history ?? { query: () => [] }, req);
   }
 
   async detachOrphan(req: DetachOrphanRequest): Promise<Empty> {
@@ -312,6 +323,7 @@ export function daemonServiceHandlers(impl: DaemonServiceImpl | Promise<DaemonSe
     DetachOrphan: unary((s, r: DetachOrphanRequest) => s.detachOrphan(r)),
     Explain: unary((s, r: ExplainRequest) => s.explain(r)),
     ListRules: unary((s, r: ListRulesRequest) => s.listRules(r)),
+    History: unary((s, r: HistoryRequest) => s.history(r)),
     WatchEvents: (call: grpc.ServerWritableStream<WatchEventsRequest, PacketEvent>) => {
       const ac = new AbortController();
       call.on("cancelled", () => ac.abort());

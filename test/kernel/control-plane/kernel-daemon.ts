@@ -30,7 +30,7 @@ export async function startKernelDaemon(opts: {
   let mgr: AttachmentManager | null = null;
   const host: ControlPlaneHost = {
     attachments: () => mgr!.attachments(),
-    applyCommand: (id, cmd) => mgr!.applyCommand(id, cmd),
+    applyCommand: (id, cmd, origin) => mgr!.applyCommand(id, cmd, origin),
     stats: () => mgr!.stats(),
   };
   const learned: LearnedAddressSink = { write: (id, items) => mgr!.learnedSink.write(id, items), epoch: (id) => mgr!.learnedSink.epoch(id) };

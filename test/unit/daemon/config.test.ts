@@ -129,9 +129,18 @@ describe("loadConfig", () => {
     ["default_policy: { mode: allow-some }", "default_policy.mode"],
     ["default_policy: { dns: { allow_domains: ['bad..name'] } }", "default_policy.dns.allow_domains"],
     ["metrics: { listen: nowhere }", "metrics.listen"],
+    ["history: { max_entries: 5 }", "history.max_entries"],
+    ["history: { max_entries: 1000000 }", "history.max_entries"],
+    ["history: { max_age: forever }", "history.max_age"],
     ["- a list", "mapping"],
   ])("rejects %s naming %s", (text, key) => {
     expect(() => loadConfig({ env: {}, text })).toThrow(key);
+  });
+
+  it("history.max_entries / history.max_age: defaults, file and environment", () => {
+    expect(loadConfig({ env: {} }).history).toEqual({ maxEntries: 10_000, maxAgeMs: 30 * 24 * 3600_000 });
+    expect(loadConfig({ env: {}, text: "history: { max_entries: 500, max_age: 2d }" }).history).toEqual({ maxEntries: 500, maxAgeMs: 2 * 24 * 3600_000 });
+    expect(loadConfig({ env: { NETFENCE_HISTORY_MAX_ENTRIES: "50" } }).history.maxEntries).toBe(50);
   });
 
   it("loads the example config shipped in examples/", () => {
