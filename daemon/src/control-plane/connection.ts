@@ -327,8 +327,10 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     this.backoff.reset();
     if (this.call === call) this.setState("connected");
     const commandId = cmd.commandId === "" ? null : cmd.commandId;
+    // Fleet extension: a SubscribedAck/BulkUpdate's policy_version comes back with its CommandResult.
+    const version = cmd.command.case === "bulkUpdate" || cmd.command.case === "subscribedAck" ? cmd.command.value.policyVersion : "";
     const respond = (error: string | null, skipped: readonly string[] = []): void => {
-      if (commandId !== null) this.send(commandResultEvent(commandId, cmd.id, error, skipped), call);
+      if (commandId !== null) this.send(commandResultEvent(commandId, cmd.id, error, skipped, version), call);
     };
     switch (cmd.command.case) {
       case "syncAck":

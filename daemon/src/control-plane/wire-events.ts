@@ -78,8 +78,12 @@ export function heartbeatEvent(stats: readonly AttachmentStatsView[]): DaemonEve
   return create(DaemonEventSchema, { event: { case: "heartbeat", value: { stats: wire } } });
 }
 
-export function commandResultEvent(commandId: string, attachmentId: string, error: string | null, skipped: readonly string[] = []): DaemonEvent {
+/** `policyVersion`: the applied command's policy_version (fleet extension), echoed only when applied. */
+export function commandResultEvent(commandId: string, attachmentId: string, error: string | null, skipped: readonly string[] = [], policyVersion = ""): DaemonEvent {
   return create(DaemonEventSchema, {
-    event: { case: "commandResult", value: { commandId, attachmentId, applied: error === null, error: error ?? "", skipped: [...skipped] } },
+    event: {
+      case: "commandResult",
+      value: { commandId, attachmentId, applied: error === null, error: error ?? "", skipped: [...skipped], policyVersion: error === null ? policyVersion : "" },
+    },
   });
 }
