@@ -26,7 +26,12 @@ export type { CommandKind } from "./command-runner.js";
 export type { ControlPlaneTlsOptions } from "./channel-credentials.js";
 
 export interface ControlPlaneClientOptions {
-  /** "host:port" of the control plane. */
+  /**
+   * "host:port" of the control plane, or several comma-separated: the client connects to the
+   * first and, whenever an attempt fails or the stream ends, tries the next one (in order, round
+   * robin) after the usual backoff. A name with several DNS records is tried record by record by
+   * gRPC's resolver (pick_first) within one attempt.
+   */
   readonly url: string;
   readonly tls?: ControlPlaneTlsOptions | null;
   /** Sent as `authorization: Bearer <token>` on every call. */
@@ -78,6 +83,8 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
   private readonly log: pino.Logger;
   private readonly credentials: grpc.ChannelCredentials;
   private readonly backoff: Backoff;
+  private readonly urls: readonly string[];
+  private urlIndex = 0;
   private currentState: ControlPlaneState = "disconnected";
   private started = false;
   private stopped = false;
@@ -94,6 +101,8 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
   private readonly commands: CommandRunner;
 
   constructor(private readonly opts: ControlPlaneClientOptions) {
+    this.urls = opts.url.split(",").map((u) => u.trim()).filter((u) => u !== "");
+    if (this.urls.length === 0) throw new Error("control-plane url is empty");
     this.log = opts.logger.child({ component: "control-plane", controlPlane: opts.url });
     this.credentials = channelCredentials(opts.tls ?? null);
     this.backoff = new Backoff(opts.backoff ?? { baseMs: 200, capMs: 30_000 });
@@ -105,8 +114,9 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     return this.currentState;
   }
 
+  /** The address of the current (or last) connection attempt. */
   address(): string {
-    return this.opts.url;
+    return this.urls[this.urlIndex]!;
   }
 
   start(): void {
@@ -212,7 +222,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     if (this.stopped) return;
     this.reconnectTimer = null;
     this.setState("connecting");
-    const client = new grpc.Client(this.opts.url, this.credentials, {
+    const client = new grpc.Client(this.address(), this.credentials, {
       // Detects a control plane that vanished without closing TCP. Not more often than every
       // 5 minutes: Go and C-core gRPC servers answer more frequent pings with GOAWAY
       // ("too_many_pings"), which would break the stream of a perfectly healthy control plane.
@@ -278,8 +288,11 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     if (this.client === client) this.client = null;
     this.setState("disconnected");
     if (this.stopped) return;
+    // Failover: the next attempt goes to the next configured address (a replica that died leaves
+    // its daemons to the others; the SyncRequest there restores them), after the same backoff.
+    if (this.urls.length > 1) this.urlIndex = (this.urlIndex + 1) % this.urls.length;
     const delay = this.backoff.next();
-    this.log.info({ delayMs: delay, attempt: this.backoff.attempts() }, "reconnecting to control plane");
+    this.log.info({ delayMs: delay, attempt: this.backoff.attempts(), next: this.address() }, "reconnecting to control plane");
     this.reconnectTimer = setTimeout(() => this.connect(), delay);
   }
 
