@@ -29,8 +29,8 @@ export interface ControlPlaneClientOptions {
   /**
    * "host:port" of the control plane, or several comma-separated: the client connects to the
    * first and, whenever an attempt fails or the stream ends, tries the next one (in order, round
-   * robin) after the usual backoff. A name with several DNS records is tried record by record by
-   * gRPC's resolver (pick_first) within one attempt.
+   * robin) after the usual backoff. A name with several DNS records is resolved by gRPC, whose
+   * pick_first balancer tries the records in order within one attempt.
    */
   readonly url: string;
   readonly tls?: ControlPlaneTlsOptions | null;
