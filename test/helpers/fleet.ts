@@ -18,8 +18,9 @@ export class FleetReplica {
   private child: ChildProcess | null = null;
   private starts = 0;
 
-  constructor(readonly name: string, readonly databaseUrl: string) {
-    if (!existsSync(NETFENCE_CP)) throw new Error(`${NETFENCE_CP} is missing: run scripts/bootstrap.sh`);
+  /** `binary`: netfence-cp's main.js (benchmarks running from dist/ pass bench/lib/binaries.ts's). */
+  constructor(readonly name: string, readonly databaseUrl: string, readonly binary = NETFENCE_CP) {
+    if (!existsSync(binary)) throw new Error(`${binary} is missing: run scripts/bootstrap.sh`);
     this.dir = mkdtempSync(path.join(os.tmpdir(), "nf-fleet-"));
     this.logFile = path.join(this.dir, "netfence-cp.log");
   }
@@ -32,29 +33,37 @@ export class FleetReplica {
     return `http://127.0.0.1:${this.adminPort}`;
   }
 
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   get alive(): boolean {
     return this.child !== null && this.child.exitCode === null && this.child.signalCode === null;
   }
 
   /** Reserves the ports (first time) and starts; resolves when the replica logs that it serves. */
-  async start(timeoutMs = 20_000): Promise<Record<string, unknown>> {
+  async start(timeoutMs = 20_000, logLevel = "info"): Promise<Record<string, unknown>> {
     if (this.port === 0) this.port = await freePort();
     if (this.adminPort === 0) this.adminPort = await freePort();
     const fd = openSync(this.logFile, "a");
     const child = spawn(process.execPath, [
-      NETFENCE_CP, "--database", this.databaseUrl, "--listen", this.address, "--admin-listen", `127.0.0.1:${this.adminPort}`,
-      "--replica-id", this.name, "--log-level", "info",
+      this.binary, "--database", this.databaseUrl, "--listen", this.address, "--admin-listen", `127.0.0.1:${this.adminPort}`,
+      "--replica-id", this.name, "--log-level", logLevel,
     ], { stdio: ["ignore", fd, fd] });
     closeSync(fd);
     this.child = child;
     let serving: Record<string, unknown>[] = [];
-    await waitFor(() => {
+    await waitFor(async () => {
       if (child.exitCode !== null) throw new Error(`${this.name} exited with ${child.exitCode}:\n${this.log().slice(-2000)}`);
+      if (logLevel !== "info") {
+        // Quieter levels hide the "serving" line: the admin API answers once everything is up.
+        return fetch(`${this.adminUrl}/v1/status`).then((r) => r.ok, () => false);
+      }
       serving = this.logLines().filter((l) => l["msg"] === "netfence-cp fleet replica serving");
       return serving.length > this.starts;
     }, `${this.name} serving`, timeoutMs);
     this.starts++;
-    return serving[serving.length - 1]!;
+    return serving[serving.length - 1] ?? {};
   }
 
   log(): string {

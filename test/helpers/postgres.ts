@@ -55,7 +55,8 @@ function asPostgres(bin: string, args: string[]): [string, string[]] {
   return process.getuid?.() === 0 ? ["runuser", ["-u", "postgres", "--", bin, ...args]] : [bin, args];
 }
 
-export async function startPostgres(): Promise<TestPostgres> {
+/** `settings`: more server settings (-c key=value), e.g. shared_preload_libraries for benchmarks. */
+export async function startPostgres(opts: { settings?: Readonly<Record<string, string>> } = {}): Promise<TestPostgres> {
   const bin = postgresBinDir();
   const dir = mkdtempSync(join(tmpdir(), "netfence-pg-"));
   const data = join(dir, "data");
@@ -81,6 +82,7 @@ export async function startPostgres(): Promise<TestPostgres> {
     const [pcmd, pargs] = asPostgres(join(bin, "postgres"), [
       "-D", data, "-p", String(port), "-k", dir, "-c", "listen_addresses=127.0.0.1",
       "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=200",
+      ...Object.entries(opts.settings ?? {}).flatMap(([k, v]) => ["-c", `${k}=${v}`]),
     ]);
     child = spawn(pcmd, pargs, { stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";

@@ -26,6 +26,8 @@ export class SimDaemon {
   readonly versions = new Map<string, string>();
   bulkUpdates = 0;
   connects = 0;
+  /** attachment id → performance.now() of its last BulkUpdate (benchmarks). */
+  readonly bulkAt = new Map<string, number>();
   private timer: NodeJS.Timeout | null = null;
 
   constructor(
@@ -62,6 +64,7 @@ export class SimDaemon {
       else if (c.case === "bulkUpdate") {
         version = c.value.policyVersion;
         this.bulkUpdates++;
+        this.bulkAt.set(cmd.id, performance.now());
       }
       if (version !== "") this.versions.set(cmd.id, version);
       if (cmd.commandId !== "") {
@@ -110,13 +113,13 @@ export class SimFleet {
     return c;
   }
 
-  /** Adds and connects `count` daemons, spread round-robin over the addresses. */
-  add(count: number, attachmentsEach: number, labels: (daemon: number, attachment: number) => Record<string, string>): void {
+  /** Adds and connects `count` daemons, spread round-robin over the addresses (or each at `start(n)`). */
+  add(count: number, attachmentsEach: number, labels: (daemon: number, attachment: number) => Record<string, string>, start?: (daemon: number) => number): void {
     const base = this.daemons.length;
     for (let i = 0; i < count; i++) {
       const n = base + i;
       const atts = Array.from({ length: attachmentsEach }, (_, k) => ({ id: `sim${n}-${k}`, metadata: labels(n, k) }));
-      const d = new SimDaemon(`sim-${n}`, atts, this, n % this.addresses.length);
+      const d = new SimDaemon(`sim-${n}`, atts, this, start ? start(n) : n % this.addresses.length);
       this.daemons.push(d);
       d.connect();
     }
