@@ -7,12 +7,13 @@ import { methodDefinition } from "@netfence/proto/grpc";
 import type { AttachmentView } from "../attachments/attachment-view.js";
 import type { PolicySource } from "../attachments/policy-source.js";
 import type { DnsProxy, DnsProxyAnswer } from "../dns/dns-proxy.js";
-import { EMPTY_DNS_POLICY, type AttachmentPolicy } from "../policy/policy.js";
+import { DISABLED_POLICY, type AttachmentPolicy } from "../policy/policy.js";
 import type { ControlPlaneHost } from "./control-plane-host.js";
+import { AddressList } from "./address-list.js";
 import { Backoff } from "./backoff.js";
 import { waitConnected } from "./wait-connected.js";
 import { callMetadata, channelCredentials, type ControlPlaneTlsOptions } from "./channel-credentials.js";
-import { CommandRunner, errorMessage, kindOf, type CommandKind } from "./command-runner.js";
+import { CommandRunner, errorMessage, formatSeconds, kindOf, type CommandKind } from "./command-runner.js";
 import { PendingSubscriptions } from "./pending-subscriptions.js";
 import { queryDnsCall } from "./query-dns-call.js";
 import { parseCommand, parseSubscribedAck } from "./parse-command.js";
@@ -26,12 +27,7 @@ export type { CommandKind } from "./command-runner.js";
 export type { ControlPlaneTlsOptions } from "./channel-credentials.js";
 
 export interface ControlPlaneClientOptions {
-  /**
-   * "host:port" of the control plane, or several comma-separated: the client connects to the
-   * first and, whenever an attempt fails or the stream ends, tries the next one (in order, round
-   * robin) after the usual backoff. A name with several DNS records is resolved by gRPC, whose
-   * pick_first balancer tries the records in order within one attempt.
-   */
+  /** "host:port" of the control plane, or several comma-separated (failover: address-list.ts). */
   readonly url: string;
   readonly tls?: ControlPlaneTlsOptions | null;
   /** Sent as `authorization: Bearer <token>` on every call. */
@@ -83,8 +79,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
   private readonly log: pino.Logger;
   private readonly credentials: grpc.ChannelCredentials;
   private readonly backoff: Backoff;
-  private readonly urls: readonly string[];
-  private urlIndex = 0;
+  private readonly addresses: AddressList;
   private currentState: ControlPlaneState = "disconnected";
   private started = false;
   private stopped = false;
@@ -101,8 +96,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
   private readonly commands: CommandRunner;
 
   constructor(private readonly opts: ControlPlaneClientOptions) {
-    this.urls = opts.url.split(",").map((u) => u.trim()).filter((u) => u !== "");
-    if (this.urls.length === 0) throw new Error("control-plane url is empty");
+    this.addresses = new AddressList(opts.url);
     this.log = opts.logger.child({ component: "control-plane", controlPlane: opts.url });
     this.credentials = channelCredentials(opts.tls ?? null);
     this.backoff = new Backoff(opts.backoff ?? { baseMs: 200, capMs: 30_000 });
@@ -114,9 +108,8 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     return this.currentState;
   }
 
-  /** The address of the current (or last) connection attempt. */
   address(): string {
-    return this.urls[this.urlIndex]!;
+    return this.addresses.current();
   }
 
   start(): void {
@@ -288,9 +281,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     if (this.client === client) this.client = null;
     this.setState("disconnected");
     if (this.stopped) return;
-    // Failover: the next attempt goes to the next configured address (a replica that died leaves
-    // its daemons to the others; the SyncRequest there restores them), after the same backoff.
-    if (this.urls.length > 1) this.urlIndex = (this.urlIndex + 1) % this.urls.length;
+    this.addresses.advance(); // failover: the next attempt goes to the next address
     const delay = this.backoff.next();
     this.log.info({ delayMs: delay, attempt: this.backoff.attempts(), next: this.address() }, "reconnecting to control plane");
     this.reconnectTimer = setTimeout(() => this.connect(), delay);
@@ -340,10 +331,8 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     this.backoff.reset();
     if (this.call === call) this.setState("connected");
     const commandId = cmd.commandId === "" ? null : cmd.commandId;
-    // Fleet extension: a SubscribedAck/BulkUpdate's policy_version comes back with its CommandResult.
-    const version = cmd.command.case === "bulkUpdate" || cmd.command.case === "subscribedAck" ? cmd.command.value.policyVersion : "";
     const respond = (error: string | null, skipped: readonly string[] = []): void => {
-      if (commandId !== null) this.send(commandResultEvent(commandId, cmd.id, error, skipped, version), call);
+      if (commandId !== null) this.send(commandResultEvent(commandId, cmd, error, skipped), call);
     };
     switch (cmd.command.case) {
       case "syncAck":
@@ -409,7 +398,3 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     respond(null, parsed.skipped);
   }
 }
-
-const DISABLED_POLICY: AttachmentPolicy = { mode: "disabled", audit: false, allowCidrs: [], denyCidrs: [], dns: EMPTY_DNS_POLICY };
-
-const formatSeconds = (ms: number): string => (ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`);

@@ -6,6 +6,7 @@ import {
   SubscribedSchema,
   UnsubscribeReason,
   type AttachmentStats,
+  type ControlCommand,
   type DaemonEvent,
 } from "@netfence/proto/control";
 import { AttachmentType } from "@netfence/proto/types";
@@ -78,12 +79,14 @@ export function heartbeatEvent(stats: readonly AttachmentStatsView[]): DaemonEve
   return create(DaemonEventSchema, { event: { case: "heartbeat", value: { stats: wire } } });
 }
 
-/** `policyVersion`: the applied command's policy_version (fleet extension), echoed only when applied. */
-export function commandResultEvent(commandId: string, attachmentId: string, error: string | null, skipped: readonly string[] = [], policyVersion = ""): DaemonEvent {
+/**
+ * The CommandResult of `cmd`. Fleet extension: an applied SubscribedAck/BulkUpdate echoes its
+ * policy_version (sent once the kernel holds it), so the control plane knows what each runs.
+ */
+export function commandResultEvent(commandId: string, cmd: ControlCommand, error: string | null, skipped: readonly string[] = []): DaemonEvent {
+  const c = cmd.command;
+  const policyVersion = error === null && (c.case === "bulkUpdate" || c.case === "subscribedAck") ? c.value.policyVersion : "";
   return create(DaemonEventSchema, {
-    event: {
-      case: "commandResult",
-      value: { commandId, attachmentId, applied: error === null, error: error ?? "", skipped: [...skipped], policyVersion: error === null ? policyVersion : "" },
-    },
+    event: { case: "commandResult", value: { commandId, attachmentId: cmd.id, applied: error === null, error: error ?? "", skipped: [...skipped], policyVersion } },
   });
 }
