@@ -180,9 +180,12 @@ describe("fleet control plane: netfence-cp replicas on PostgreSQL", () => {
     const revision = (await status()).revision;
     expect(serving["revision"]).toBe(revision);
     // Kill both others: every daemon ends up on the restarted replica, which pushes what it read.
+    const tKill = performance.now();
     await replicas[1]!.kill9();
     await replicas[2]!.kill9();
     await waitFor(() => sims.daemons.every((d) => d.synced && d.addressIndex === 0), "every simulated daemon on the restarted replica", 15_000);
+    // The restarted replica reconciles every attachment from what it read: the latest version.
+    await waitFor(() => sims.attachments().every((a) => (a.daemon.bulkAt.get(a.id) ?? 0) > tKill), "every attachment reconciled by the restarted replica", 15_000);
     await waitFor(async () => {
       const c = await cpStatus();
       return c.controlPlaneState === CONNECTED && c.controlPlaneAddress === replicas[0]!.address;
