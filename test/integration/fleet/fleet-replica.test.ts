@@ -71,8 +71,9 @@ describe("fleet replica and admin API", () => {
     expect(["sim0-1", "sim1-1", "sim2-1"].map(version)).toEqual(["defaults@0", "defaults@0", "defaults@0"]);
     await admin.send("DELETE", "/v1/policies/web", { expectedVersion: 1, author: "alice", reason: "close web" });
     await waitFor(() => sims.attachments().every((a) => a.daemon.versions.get(a.id) === "defaults@0"), "back to the defaults", 10_000);
-    await cp.tracker.flush();
-    const st = await admin.get<FleetStatus>("/v1/status");
+    // The sims record a version before their CommandResult reaches the replica: wait for the acks.
+    let st = await admin.get<FleetStatus>("/v1/status");
+    await waitFor(async () => (st = await admin.get<FleetStatus>("/v1/status")).attachmentsByVersion["defaults@0"] === 6, "the acks of defaults@0 stored", 10_000);
     expect(st.attachmentsByVersion).toEqual({ "defaults@0": 6 });
     expect(st.attachmentsBehind).toBe(0);
     expect(st.replicas).toEqual([expect.objectContaining({ replicaId: "solo", alive: true, daemons: 3 })]);
