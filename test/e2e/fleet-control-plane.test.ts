@@ -138,6 +138,15 @@ describe("fleet control plane: netfence-cp replicas on PostgreSQL", () => {
     expect(audit.map((a) => [a.action, a.policy, a.version, a.author])).toEqual([
       ["update", "real", 2, "bob"], ["update", "sim", 2, "alice"], ["create", "real", 1, "bob"], ["create", "sim", 1, "alice"],
     ]);
+    // The CLI's read commands over the same API.
+    const auditText = await cli(["audit", "--limit", "2", "--admin", adminUrl()]);
+    expect(auditText.stdout.trim().split("\n").map((l) => l.split("\t").slice(1).join("|"))).toEqual([
+      `bob|update real@2|revision 4|workload to ${s[1]}`, "alice|update sim@2|revision 3|sims to 10.2.0.0/16",
+    ]);
+    const listed = await cli(["policy", "list", "--admin", adminUrl()]);
+    expect(listed.stdout).toMatch(/^revision 4\n10\tsim@2\tmatch \{"sim":\["yes"\]\}\tmode allowlist\talice: sims to 10\.2\.0\.0\/16\n20\treal@2\t/);
+    const daemonsText = await cli(["daemons", "--admin", adminUrl()]);
+    expect(daemonsText.stdout).toContain("\n  sim0-0\tveth-sim0-0\tsim@2\n");
   });
 
   it("killing a replica moves its daemons to the others within 10 s; they converge on the latest version; the workload stays enforced", async () => {
