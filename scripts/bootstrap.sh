@@ -14,9 +14,12 @@ fi
 
 # 1. Debian packages: build tools for the loader (objects under bpf/prebuilt are committed),
 #    the network tools the tests and the demo use, and the peers the benchmarks compare with.
+#    postgresql: the fleet control plane's tests and bench/fleet start their own throwaway server
+#    (initdb in a temp dir as the postgres user, own port; test/helpers/postgres.ts), never the
+#    cluster the Debian package may create.
 PACKAGES=(bpftool clang llvm gcc make libbpf-dev libelf-dev zlib1g-dev libzstd-dev
   iproute2 iputils-ping nftables iptables dnsutils dnsmasq-base iperf3 dnsperf netcat-openbsd
-  curl python3 python3-grpcio python3-grpc-tools procps)
+  curl python3 python3-grpcio python3-grpc-tools procps postgresql)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

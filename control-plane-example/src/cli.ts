@@ -1,10 +1,17 @@
 import { Command } from "commander";
 import pino from "pino";
-import { startNetfenceCp, type RunningNetfenceCp } from "./netfence-cp.js";
+import { startNetfenceCp, serverCredentials, type RunningNetfenceCp } from "./netfence-cp.js";
+import { addFleetCommands } from "./fleet/fleet-cli.js";
+import { startFleetCp, type RunningFleetCp } from "./fleet/fleet-cp.js";
 
-// netfence-cp: a ready netfence.v1 control plane driven by a YAML policy file (hot-reloaded).
+// netfence-cp: a ready netfence.v1 control plane driven by a YAML policy file (hot-reloaded), or
+// with --database one replica of a fleet control plane on PostgreSQL.
 interface CliOptions {
-  policy: string;
+  policy?: string;
+  database?: string;
+  replicaId?: string;
+  adminListen?: string;
+  adminToken?: string;
   listen: string;
   token?: string;
   tlsCert?: string;
@@ -19,10 +26,14 @@ interface CliOptions {
  * print one line per problem on stderr. With `onStarted`, the caller owns the running control
  * plane (tests, embedders); without it, SIGINT/SIGTERM stop it.
  */
-export function netfenceCpCommand(onStarted?: (cp: RunningNetfenceCp) => void): Command {
-  return new Command("netfence-cp")
-    .description("netfence control plane driven by a YAML policy file")
-    .requiredOption("--policy <file>", "policy file (YAML); watched and hot-reloaded")
+export function netfenceCpCommand(onStarted?: (cp: RunningNetfenceCp) => void, onFleetStarted?: (cp: RunningFleetCp) => void): Command {
+  const cmd = new Command("netfence-cp")
+    .description("netfence control plane driven by a YAML policy file, or (--database) a fleet replica on PostgreSQL")
+    .option("--policy <file>", "policy file (YAML); watched and hot-reloaded")
+    .option("--database <url>", "fleet mode: postgres://... (policies, daemons and audit in PostgreSQL; see `migrate`)")
+    .option("--replica-id <id>", "fleet mode: this replica's name (default: hostname + random suffix)")
+    .option("--admin-listen <host:port>", "fleet mode: serve the HTTP+JSON admin API here (default: no admin API)")
+    .option("--admin-token <token>", "fleet mode: require 'Authorization: Bearer <token>' on the admin API (default: $NETFENCE_CP_ADMIN_TOKEN)")
     .option("--listen <host:port>", "address to serve ControlPlane on", "127.0.0.1:50051")
     .option("--token <token>", "require 'authorization: Bearer <token>' from daemons (default: $NETFENCE_CP_TOKEN)")
     .option("--tls-cert <file>", "serve TLS with this certificate (PEM); needs --tls-key")
@@ -37,12 +48,39 @@ export function netfenceCpCommand(onStarted?: (cp: RunningNetfenceCp) => void): 
         process.exitCode = 2;
         return;
       }
+      if ((opts.policy === undefined) === (opts.database === undefined)) {
+        process.stderr.write("netfence-cp: give exactly one of --policy <file> (YAML mode) and --database <url> (fleet mode)\n");
+        process.exitCode = 2;
+        return;
+      }
+      const tls = opts.tlsCert && opts.tlsKey ? { cert: opts.tlsCert, key: opts.tlsKey, clientCa: opts.tlsClientCa ?? null } : null;
       try {
+        if (opts.database !== undefined) {
+          const fleet = await startFleetCp({
+            listen: opts.listen,
+            databaseUrl: opts.database,
+            replicaId: opts.replicaId,
+            adminListen: opts.adminListen ?? null,
+            adminToken: opts.adminToken ?? process.env["NETFENCE_CP_ADMIN_TOKEN"] ?? null,
+            token: opts.token ?? process.env["NETFENCE_CP_TOKEN"] ?? null,
+            credentials: tls ? serverCredentials(tls) : undefined,
+            logStats: opts.logStats ?? false,
+            logger,
+          });
+          if (onFleetStarted) {
+            onFleetStarted(fleet);
+            return;
+          }
+          const stopFleet = (): void => void fleet.stop();
+          process.once("SIGINT", stopFleet);
+          process.once("SIGTERM", stopFleet);
+          return;
+        }
         const cp = await startNetfenceCp({
           listen: opts.listen,
-          policyPath: opts.policy,
+          policyPath: opts.policy!,
           token: opts.token ?? process.env["NETFENCE_CP_TOKEN"] ?? null,
-          tls: opts.tlsCert && opts.tlsKey ? { cert: opts.tlsCert, key: opts.tlsKey, clientCa: opts.tlsClientCa ?? null } : null,
+          tls,
           logStats: opts.logStats ?? false,
           logger,
         });
@@ -58,4 +96,6 @@ export function netfenceCpCommand(onStarted?: (cp: RunningNetfenceCp) => void): 
         process.exitCode = 2;
       }
     });
+  addFleetCommands(cmd);
+  return cmd;
 }

@@ -77,7 +77,7 @@ export async function startNetfenceCp(opts: NetfenceCpOptions): Promise<RunningN
   };
 }
 
-function serverCredentials(tls: { readonly cert: string; readonly key: string; readonly clientCa?: string | null }): grpc.ServerCredentials {
+export function serverCredentials(tls: { readonly cert: string; readonly key: string; readonly clientCa?: string | null }): grpc.ServerCredentials {
   const ca = tls.clientCa ? readFileSync(tls.clientCa) : null;
   return grpc.ServerCredentials.createSsl(ca, [{ cert_chain: readFileSync(tls.cert), private_key: readFileSync(tls.key) }], ca !== null);
 }

@@ -140,6 +140,25 @@ export function parseHostPort(key: string, v: unknown, p: Problems, ipOnly: bool
   }
 }
 
+/**
+ * One or several "host:port" addresses (a YAML list or a comma-separated string), each checked
+ * like parseHostPort; joined with "," (the control-plane client fails over between them in order).
+ */
+export function parseHostPortList(key: string, v: unknown, p: Problems): string | null {
+  const list = parseStringList(key, v, p);
+  if (list.length === 0) return null;
+  const ok: string[] = [];
+  for (const s of list) {
+    try {
+      hostPort(s, { names: true });
+      ok.push(s);
+    } catch {
+      p.push(`${key}: "${s}" is not a host:port address`);
+    }
+  }
+  return ok.length === list.length ? ok.join(",") : null;
+}
+
 /** A list given as a YAML sequence or as a comma-separated string (environment). */
 export function parseStringList(key: string, v: unknown, p: Problems): string[] {
   if (v === undefined || v === null || v === "") return [];

@@ -15,6 +15,7 @@ import {
   parseDuration,
   parseFilterMode,
   parseHostPort,
+  parseHostPortList,
   parseInteger,
   parseIpAddress,
   parseLogLevel,
@@ -202,7 +203,7 @@ function build(f: Map<string, unknown>, p: Problems): DaemonConfig {
       portGuardCgroup,
     },
     controlPlane: {
-      url: parseHostPort("control_plane.url", f.get("control_plane.url"), p, false),
+      url: parseHostPortList("control_plane.url", f.get("control_plane.url"), p),
       subscribeAckTimeoutMs: parseDuration("control_plane.subscribe_ack_timeout", f.get("control_plane.subscribe_ack_timeout"), 5000, p),
       heartbeatIntervalMs: parseDuration("control_plane.heartbeat_interval", f.get("control_plane.heartbeat_interval"), 30_000, p),
       tls: anyTls ? { ca: tlsCa, cert: tlsCert, key: tlsKey } : null,

@@ -18,6 +18,7 @@ import { attachmentFromWire, daemonFromWire, reasonFromWire, statsFromWire } fro
 import type {
   AttachmentInfo,
   AttachmentStatsInfo,
+  CommandOutcome,
   DnsDecision,
   DnsQuery,
   PolicySpec,
@@ -35,6 +36,8 @@ export interface ControlPlaneHooks {
   onDaemonSynced?(daemon: DaemonHandle): void | Promise<void>;
   /** A new attachment waits for its initial policy (sent as SubscribedAck). Throwing sends no ack: the attach times out. */
   onSubscribed(daemon: DaemonHandle, attachment: AttachmentInfo): PolicySpec | Promise<PolicySpec>;
+  /** The daemon's CommandResult for that SubscribedAck (applied, with the policy version it holds, or rejected). */
+  onSubscribedResult?(daemon: DaemonHandle, attachmentId: string, outcome: CommandOutcome): void | Promise<void>;
   onUnsubscribed?(daemon: DaemonHandle, attachmentId: string, reason: UnsubscribeReason, error: string): void | Promise<void>;
   onHeartbeat?(daemon: DaemonHandle, stats: readonly AttachmentStatsInfo[]): void | Promise<void>;
   /** DNS proxy mode. Without this hook QueryDns answers UNIMPLEMENTED (the daemon then fails closed). */
@@ -199,6 +202,7 @@ export class ControlPlaneServer {
             applied: e.value.applied,
             error: e.value.applied ? null : e.value.error,
             skipped: [...e.value.skipped],
+            ...(e.value.policyVersion === "" ? {} : { policyVersion: e.value.policyVersion }),
           });
           return;
         case "subscribed": {
@@ -243,6 +247,9 @@ export class ControlPlaneServer {
       create(ControlCommandSchema, { id: info.id, commandId, command: { case: "subscribedAck", value: ack } }),
     ).then(
       (outcome) => {
+        const hook = this.opts.hooks.onSubscribedResult;
+        if (hook) void Promise.resolve(hook.call(this.opts.hooks, h, info.id, outcome)).catch((err: unknown) =>
+          this.log.error({ daemonId: h.daemonId, attachmentId: info.id, err: err instanceof Error ? err.message : String(err) }, "onSubscribedResult hook failed"));
         if (!outcome.applied) {
           this.log.warn({ daemonId: h.daemonId, attachmentId: info.id, err: outcome.error }, "daemon rejected the initial policy");
           h.attachments.delete(info.id);

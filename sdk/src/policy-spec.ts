@@ -38,6 +38,12 @@ export interface PolicySpec {
    * Go-original daemon clears them). Absent in a SubscribedAck: DNS filtering starts disabled.
    */
   readonly dns?: DnsSpec;
+  /**
+   * Extension (fleet control plane): an opaque version of this policy. It travels in the
+   * SubscribedAck/BulkUpdate and a Netfence daemon echoes it in CommandOutcome.policyVersion once
+   * the kernel holds the policy. Part of the policy's identity: a new version is a new policy.
+   */
+  readonly version?: string;
 }
 
 /** One command for one attachment. */
@@ -61,6 +67,8 @@ export interface CommandOutcome {
   readonly error: string | null;
   /** Applied without these bad entries (only when the daemon was not asked for strict validation). */
   readonly skipped?: readonly string[];
+  /** The PolicySpec.version the daemon now holds in the kernel (applied SubscribedAck/BulkUpdate with a version). */
+  readonly policyVersion?: string;
 }
 
 export interface DaemonInfo {

@@ -52,6 +52,7 @@ export function policyToSubscribedAck(policy: PolicySpec): SubscribedAck {
     allowCidrs: (policy.allow ?? []).map(cidrToWire),
     denyCidrs: (policy.deny ?? []).map(cidrToWire),
     dns: policy.dns === undefined ? undefined : dnsToWire(policy.dns),
+    policyVersion: policy.version ?? "",
   });
 }
 
@@ -63,6 +64,7 @@ export function policyToBulkUpdate(policy: PolicySpec): BulkUpdate {
     dns: policy.dns === undefined ? undefined : dnsToWire(policy.dns),
     // Without dns the daemon would turn DNS filtering off (Go semantics); this SDK promises to keep it.
     keepDns: policy.dns === undefined,
+    policyVersion: policy.version ?? "",
   });
 }
 

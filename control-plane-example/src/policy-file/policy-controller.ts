@@ -1,7 +1,7 @@
 import type pino from "pino";
 import type { ControlPlaneHooks } from "@netfence/control-plane-sdk";
 import type { DaemonHandle } from "@netfence/control-plane-sdk";
-import type { AttachmentInfo, AttachmentStatsInfo, DnsDecision, DnsQuery, DomainSpec, PolicySpec } from "@netfence/control-plane-sdk";
+import type { AttachmentInfo, AttachmentStatsInfo, CommandOutcome, DnsDecision, DnsQuery, DomainSpec, PolicySpec } from "@netfence/control-plane-sdk";
 import { compileDomainRules, matchDomain } from "@netfence/proto/domain-match";
 import { canonicalQueryName } from "@netfence/proto/parse";
 import type { DnsRuleSet } from "@netfence/proto/domain-match";
@@ -22,10 +22,21 @@ export interface PushSummary {
   readonly unchanged: number;
 }
 
+export interface PolicyControllerOptions {
+  readonly logStats?: boolean;
+  /**
+   * A daemon confirmed a policy in the kernel (SubscribedAck or BulkUpdate applied): the version
+   * it echoed (PolicySpec.version; null when the policy had none or the daemon does not echo).
+   */
+  readonly onApplied?: (daemon: DaemonHandle, attachmentId: string, policyVersion: string | null) => void;
+}
+
 /**
- * netfence-cp's brain: answers SubscribedAck from the policy file, reconciles every attachment of
- * a (re)synced daemon, and on reload pushes an atomic BulkUpdate (mode + CIDRs + DNS) to exactly
- * the attachments whose selected policy changed.
+ * netfence-cp's brain, shared by both modes: answers SubscribedAck from the policy set (the YAML
+ * file, or in fleet mode the policies in PostgreSQL turned into the same PolicyFile), reconciles
+ * every attachment of a (re)synced daemon, and on reload pushes an atomic BulkUpdate (mode + CIDRs
+ * + DNS, and in fleet mode the policy version) to exactly the attachments whose selected policy
+ * changed, at most PUSH_WINDOW in flight per daemon.
  */
 export class PolicyController implements ControlPlaneHooks {
   private file: PolicyFile;
@@ -33,7 +44,7 @@ export class PolicyController implements ControlPlaneHooks {
   private readonly sent = new Map<string, Map<string, string>>();
   private readonly lastStats = new Map<string, AttachmentStatsInfo>();
 
-  constructor(file: PolicyFile, private readonly log: pino.Logger, private readonly opts: { logStats?: boolean } = {}) {
+  constructor(file: PolicyFile, private readonly log: pino.Logger, private readonly opts: PolicyControllerOptions = {}) {
     this.file = file;
   }
 
@@ -51,6 +62,11 @@ export class PolicyController implements ControlPlaneHooks {
     this.remember(daemon.daemonId, attachment.id, policy);
     this.log.info({ daemonId: daemon.daemonId, attachmentId: attachment.id, rule: rule ?? "(defaults)", mode: policy.mode }, "initial policy");
     return policy;
+  }
+
+  onSubscribedResult(daemon: DaemonHandle, attachmentId: string, outcome: CommandOutcome): void {
+    if (outcome.applied) this.opts.onApplied?.(daemon, attachmentId, outcome.policyVersion ?? null);
+    else this.sent.get(daemon.daemonId)?.delete(attachmentId);
   }
 
   async onDaemonSynced(daemon: DaemonHandle): Promise<void> {
@@ -145,6 +161,7 @@ export class PolicyController implements ControlPlaneHooks {
           (outcome) => {
             if (outcome.applied) {
               this.log.info(log, "BulkUpdate applied");
+              this.opts.onApplied?.(daemon, attachment.id, outcome.policyVersion ?? null);
               return "applied" as const;
             }
             this.log.error({ ...log, err: outcome.error }, "BulkUpdate rejected by the daemon");

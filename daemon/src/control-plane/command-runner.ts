@@ -85,3 +85,6 @@ export function errorMessage(err: unknown): string {
   if (isNetfenceError(err)) return err.message;
   return err instanceof Error ? err.message : String(err);
 }
+
+/** "5s" for whole seconds, else "1500ms" (timeouts in messages). */
+export const formatSeconds = (ms: number): string => (ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`);

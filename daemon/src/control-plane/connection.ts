@@ -7,12 +7,13 @@ import { methodDefinition } from "@netfence/proto/grpc";
 import type { AttachmentView } from "../attachments/attachment-view.js";
 import type { PolicySource } from "../attachments/policy-source.js";
 import type { DnsProxy, DnsProxyAnswer } from "../dns/dns-proxy.js";
-import { EMPTY_DNS_POLICY, type AttachmentPolicy } from "../policy/policy.js";
+import { DISABLED_POLICY, type AttachmentPolicy } from "../policy/policy.js";
 import type { ControlPlaneHost } from "./control-plane-host.js";
+import { AddressList } from "./address-list.js";
 import { Backoff } from "./backoff.js";
 import { waitConnected } from "./wait-connected.js";
 import { CHANNEL_OPTIONS, callMetadata, channelCredentials, type ControlPlaneTlsOptions } from "./channel-credentials.js";
-import { CommandRunner, errorMessage, kindOf, type CommandKind } from "./command-runner.js";
+import { CommandRunner, errorMessage, formatSeconds, kindOf, type CommandKind } from "./command-runner.js";
 import { PendingSubscriptions } from "./pending-subscriptions.js";
 import { queryDnsCall } from "./query-dns-call.js";
 import { parseCommand, parseSubscribedAck } from "./parse-command.js";
@@ -27,7 +28,7 @@ export type { CommandKind } from "./command-runner.js";
 export type { ControlPlaneTlsOptions } from "./channel-credentials.js";
 
 export interface ControlPlaneClientOptions {
-  /** "host:port" of the control plane. */
+  /** "host:port" of the control plane, or several comma-separated (failover: address-list.ts). */
   readonly url: string;
   readonly tls?: ControlPlaneTlsOptions | null;
   /** Sent as `authorization: Bearer <token>` on every call. */
@@ -79,6 +80,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
   private readonly log: pino.Logger;
   private readonly credentials: grpc.ChannelCredentials;
   private readonly backoff: Backoff;
+  private readonly addresses: AddressList;
   private currentState: ControlPlaneState = "disconnected";
   private started = false;
   private stopped = false;
@@ -96,6 +98,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
   readonly historySource = "control-plane";
 
   constructor(private readonly opts: ControlPlaneClientOptions) {
+    this.addresses = new AddressList(opts.url);
     this.log = opts.logger.child({ component: "control-plane", controlPlane: opts.url });
     this.credentials = channelCredentials(opts.tls ?? null);
     this.backoff = new Backoff(opts.backoff ?? { baseMs: 200, capMs: 30_000 });
@@ -108,7 +111,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
   }
 
   address(): string {
-    return this.opts.url;
+    return this.addresses.current();
   }
 
   start(): void {
@@ -214,7 +217,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     if (this.stopped) return;
     this.reconnectTimer = null;
     this.setState("connecting");
-    const client = new grpc.Client(this.opts.url, this.credentials, CHANNEL_OPTIONS);
+    const client = new grpc.Client(this.address(), this.credentials, CHANNEL_OPTIONS);
     this.client = client;
     waitConnected(client, this.opts.connectTimeoutMs ?? 5000, (err) => {
       if (this.stopped || this.client !== client) return;
@@ -270,8 +273,9 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     if (this.client === client) this.client = null;
     this.setState("disconnected");
     if (this.stopped) return;
+    this.addresses.advance(); // failover: the next attempt goes to the next address
     const delay = this.backoff.next();
-    this.log.info({ delayMs: delay, attempt: this.backoff.attempts() }, "reconnecting to control plane");
+    this.log.info({ delayMs: delay, attempt: this.backoff.attempts(), next: this.address() }, "reconnecting to control plane");
     this.reconnectTimer = setTimeout(() => this.connect(), delay);
   }
 
@@ -320,7 +324,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     if (this.call === call) this.setState("connected");
     const commandId = cmd.commandId === "" ? null : cmd.commandId;
     const respond = (error: string | null, skipped: readonly string[] = []): void => {
-      if (commandId !== null) this.send(commandResultEvent(commandId, cmd.id, error, skipped), call);
+      if (commandId !== null) this.send(commandResultEvent(commandId, cmd, error, skipped), call);
     };
     switch (cmd.command.case) {
       case "syncAck":
@@ -390,7 +394,3 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     respond(null, parsed.skipped);
   }
 }
-
-const DISABLED_POLICY: AttachmentPolicy = { mode: "disabled", audit: false, allowCidrs: [], denyCidrs: [], dns: EMPTY_DNS_POLICY };
-
-const formatSeconds = (ms: number): string => (ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`);

@@ -6,6 +6,7 @@ import {
   SubscribedSchema,
   UnsubscribeReason,
   type AttachmentStats,
+  type ControlCommand,
   type DaemonEvent,
 } from "@netfence/proto/control";
 import { AttachmentType } from "@netfence/proto/types";
@@ -88,8 +89,14 @@ export function heartbeatEvent(stats: readonly AttachmentStatsView[], hits: Read
   return create(DaemonEventSchema, { event: { case: "heartbeat", value: { stats: wire } } });
 }
 
-export function commandResultEvent(commandId: string, attachmentId: string, error: string | null, skipped: readonly string[] = []): DaemonEvent {
+/**
+ * The CommandResult of `cmd`. Fleet extension: an applied SubscribedAck/BulkUpdate echoes its
+ * policy_version (sent once the kernel holds it), so the control plane knows what each runs.
+ */
+export function commandResultEvent(commandId: string, cmd: ControlCommand, error: string | null, skipped: readonly string[] = []): DaemonEvent {
+  const c = cmd.command;
+  const policyVersion = error === null && (c.case === "bulkUpdate" || c.case === "subscribedAck") ? c.value.policyVersion : "";
   return create(DaemonEventSchema, {
-    event: { case: "commandResult", value: { commandId, attachmentId, applied: error === null, error: error ?? "", skipped: [...skipped] } },
+    event: { case: "commandResult", value: { commandId, attachmentId: cmd.id, applied: error === null, error: error ?? "", skipped: [...skipped], policyVersion } },
   });
 }

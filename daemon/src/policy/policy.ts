@@ -52,3 +52,5 @@ export type PolicyCommand =
   | { readonly kind: "remove-domain"; readonly domain: string };
 
 export const EMPTY_DNS_POLICY: DnsPolicy = { mode: "disabled", allowDomains: [], denyDomains: [], upstreams: [] };
+/** Filtering off: an attachment without a control plane and without a configured initial policy. */
+export const DISABLED_POLICY: AttachmentPolicy = { mode: "disabled", audit: false, allowCidrs: [], denyCidrs: [], dns: EMPTY_DNS_POLICY };

@@ -2,7 +2,6 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CommanderError } from "commander";
 import { netfenceCpCommand } from "../../../control-plane-example/src/cli.js";
 import type { RunningNetfenceCp } from "../../../control-plane-example/src/netfence-cp.js";
 
@@ -54,10 +53,14 @@ describe("netfence-cp command", () => {
     expect(r.stderr).toMatch(/--tls-cert and --tls-key must be given together/);
   });
 
-  it("requires --policy", async () => {
-    const err = await run([]).then(() => null, (e: unknown) => e);
-    expect(err).toBeInstanceOf(CommanderError);
-    expect((err as CommanderError).code).toBe("commander.missingMandatoryOptionValue");
+  it("requires exactly one of --policy (YAML mode) and --database (fleet mode)", async () => {
+    // Issue 16: --policy is no longer a mandatory option (fleet mode has none); the check is ours.
+    const none = await run(["--log-level", "silent"]);
+    expect(none.exitCode).toBe(2);
+    expect(none.stderr).toBe("netfence-cp: give exactly one of --policy <file> (YAML mode) and --database <url> (fleet mode)\n");
+    process.exitCode = undefined;
+    const both = await run(["--policy", "/x.yaml", "--database", "postgres://x@127.0.0.1:1/db", "--log-level", "silent"]);
+    expect(both.exitCode).toBe(2);
   });
 
   it("starts serving with a valid policy", async () => {

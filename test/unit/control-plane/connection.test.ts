@@ -321,6 +321,45 @@ describe("ControlPlaneClient", () => {
     expect(cp2.ofCase("commandResult")[0]).toMatchObject({ commandId: "after", applied: true });
   });
 
+  it("fails over between several addresses: a dead one leaves the daemon to the next, which it resyncs with (issue 16)", async () => {
+    const a = new TestControlPlane();
+    const b = new TestControlPlane();
+    b.strict = true; // one bad entry rejects the whole BulkUpdate
+    const portA = await a.start();
+    const portB = await b.start();
+    cleanups.push(() => { a.kill(); b.kill(); });
+    // The first address is unreachable (a port nobody listens on: the just-freed one of a third server).
+    const dead = new TestControlPlane();
+    const portDead = await dead.start();
+    dead.kill();
+    const host = new FakeHost();
+    host.add("att-a");
+    const client = new ControlPlaneClient({
+      url: `127.0.0.1:${portDead}, 127.0.0.1:${portA},127.0.0.1:${portB}`,
+      daemonId: "daemon-1", hostname: "host-1", metadata: {}, heartbeatIntervalMs: 60_000, subscribeAckTimeoutMs: 2000,
+      host, logger: pino({ level: "silent" }), backoff: { baseMs: 20, capMs: 200 },
+    });
+    cleanups.push(() => client.stop());
+    client.start();
+    await a.waitFor(() => a.ofCase("sync").length === 1, 5000, "SyncRequest on the second address");
+    await a.waitFor(() => client.state() === "connected");
+    expect(client.address()).toBe(`127.0.0.1:${portA}`);
+    expect(b.ofCase("sync")).toHaveLength(0);
+    // A dies: the daemon moves on to B and resyncs its attachments there; commands work on B.
+    a.kill();
+    await b.waitFor(() => b.ofCase("sync").length === 1, 5000, "SyncRequest on the third address");
+    expect(b.ofCase("sync")[0]!.attachments.map((x) => x.id)).toEqual(["att-a"]);
+    await b.waitFor(() => client.state() === "connected");
+    expect(client.address()).toBe(`127.0.0.1:${portB}`);
+    b.send({ id: "att-a", commandId: "v", command: { case: "bulkUpdate", value: { mode: PolicyMode.BLOCK_ALL, policyVersion: "web@7" } } });
+    await b.waitFor(() => b.ofCase("commandResult").length === 1);
+    // The fleet extension: the applied BulkUpdate's policy_version comes back in the CommandResult.
+    expect(b.ofCase("commandResult")[0]).toMatchObject({ commandId: "v", applied: true, policyVersion: "web@7" });
+    b.send({ id: "att-a", commandId: "bad", command: { case: "bulkUpdate", value: { mode: PolicyMode.ALLOWLIST, allowCidrs: [{ cidr: "10.0.0.0/33" }], policyVersion: "web@8" } } });
+    await b.waitFor(() => b.ofCase("commandResult").length === 2);
+    expect(b.ofCase("commandResult")[1]).toMatchObject({ commandId: "bad", applied: false, policyVersion: "" });
+  });
+
   it("holds a subscribe made while disconnected until the control plane is back, within the timeout", async () => {
     const { cp, host, client, port } = await setup({ subscribeAckTimeoutMs: 8000 });
     cp.kill();

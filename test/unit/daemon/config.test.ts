@@ -90,6 +90,12 @@ describe("loadConfig", () => {
     expect(c.controlPlane.subscribeAckTimeoutMs).toBe(2000);
   });
 
+  it("accepts several control-plane addresses as a list or comma-separated, and names a bad one (issue 16)", () => {
+    expect(loadConfig({ env: {}, text: "control_plane: { url: [cp1.example:50051, '10.0.0.2:50051'] }" }).controlPlane.url).toBe("cp1.example:50051,10.0.0.2:50051");
+    expect(loadConfig({ env: { NETFENCE_CONTROL_PLANE_URL: "a:1, b:2" } }).controlPlane.url).toBe("a:1,b:2");
+    expect(() => loadConfig({ env: {}, text: "control_plane: { url: [a:1, nope] }" })).toThrow('control_plane.url: "nope" is not a host:port address');
+  });
+
   it("accepts protected entries as JSON in the environment", () => {
     const c = loadConfig({ env: { NETFENCE_PROTECTED: '[{"cidr":"192.0.2.10/32","protocol":"udp","port":53},{"cidr":"2001:db8::/64"}]' } });
     expect(c.protected.map((e) => [formatCidr(e.cidr), e.protocol, e.port])).toEqual([["192.0.2.10/32", 17, 53], ["2001:db8::/64", 0, 0]]);
