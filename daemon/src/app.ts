@@ -203,10 +203,12 @@ export class App {
     watcher.start();
     this.onStop("target watcher", () => watcher.stop());
 
+    let eventsForwarder: EventForwarder | null = null;
     if (controlPlane !== null) {
       controlPlane.start();
       this.onStop("control plane", () => controlPlane.stop());
-      const forwarder = new EventForwarder(events(), (batch) => controlPlane.publishEvents(batch));
+      const forwarder = new EventForwarder(events(), controlPlane, { metadataOf: (id) => manager.metadataOf(id) });
+      eventsForwarder = forwarder;
       forwarder.start();
       this.onStop("event forwarder", () => forwarder.stop());
     }
@@ -220,6 +222,7 @@ export class App {
         integrityRestores: () => manager.integrityRestores,
         orphans: () => manager.orphans().length,
         dnsStates: () => manager.dnsStates(),
+        eventsForwardDropped: () => eventsForwarder?.dropped ?? 0,
       },
       counters,
     );
@@ -235,6 +238,7 @@ export class App {
         hostname: os.hostname(),
         controlPlane,
         events,
+        metadataOf: (id) => manager.metadataOf(id),
         tcAttachMethod: () => filter.tcAttachMethod(),
       }),
     );

@@ -19,6 +19,8 @@ export interface MetricsSources {
   orphans?(): number;
   /** Per attachment: DNS server listening, counts by outcome (optional). */
   dnsStates?(): readonly { id: string; listening: boolean; learned: number; outcomes: Readonly<Record<string, number>> }[];
+  /** Packet events the control-plane forwarder dropped (slow or absent stream) since start. */
+  eventsForwardDropped?(): number;
 }
 
 /**
@@ -51,6 +53,13 @@ export class DaemonMetrics {
     perAttachment("netfence_packets_blocked", "Packets blocked per attachment", (s) => s.packetsBlocked);
     perAttachment("netfence_dns_queries_allowed", "DNS queries answered per attachment", (s) => s.dnsQueriesAllowed);
     perAttachment("netfence_dns_queries_blocked", "DNS queries refused per attachment", (s) => s.dnsQueriesBlocked);
+    // --- events (audit mode, ring-buffer loss, forwarding) ---
+    perAttachment("netfence_packets_audited", "Packets audit mode let through that the policy would have blocked, per attachment", (s) => s.packetsAudited);
+    perAttachment("netfence_events_lost_total", "Packet events lost per attachment because the kernel ring buffer was full", (s) => s.eventsLost);
+    if (sources.eventsForwardDropped !== undefined) {
+      const read = sources.eventsForwardDropped;
+      new Gauge({ name: "netfence_events_forward_dropped_total", help: "Packet events not forwarded to the control plane (stream slow or down)", registers: [r], collect() { this.set(read()); } });
+    }
     new Gauge({ name: "netfence_attachments", help: "Live attachments", registers: [r], collect() { this.set(sources.attachmentCount()); } });
     new Gauge({ name: "netfence_op_queue_depth", help: "Kernel operations waiting in the manager queue", registers: [r], collect() { this.set(sources.queueDepth()); } });
     new Gauge({

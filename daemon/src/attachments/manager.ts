@@ -181,6 +181,11 @@ export class AttachmentManager {
     return this.core.registry.get(id);
   }
 
+  /** An attachment's metadata (packet events carry it); undefined when not attached. */
+  metadataOf(id: string): Readonly<Record<string, string>> | undefined {
+    return this.core.registry.metadataOf(id);
+  }
+
   /** All live attachments, oldest first (stable order for paging). */
   list(): AttachmentView[] {
     return this.core.registry.list();

@@ -46,7 +46,7 @@ export class CommandRunner {
     this.queue.run(id, async () => {
       const started = performance.now();
       try {
-        await this.host.applyCommand(id, { kind: "bulk-update", mode: policy.mode, allowCidrs: policy.allowCidrs, denyCidrs: policy.denyCidrs, dns: policy.dns });
+        await this.host.applyCommand(id, { kind: "bulk-update", mode: policy.mode, audit: policy.audit, allowCidrs: policy.allowCidrs, denyCidrs: policy.denyCidrs, dns: policy.dns });
         this.log.info({ attachmentId: id, commandId }, "SubscribedAck applied to the live attachment");
         this.onOutcome?.("subscribed-ack", true, performance.now() - started);
         respond(null);

@@ -55,6 +55,8 @@ export interface ControlPlaneClientOptions {
 }
 
 const CONNECT_METHOD = methodDefinition(ControlPlane.method.connect);
+/** Packet-event batches are dropped (counted by the forwarder) while gRPC holds more than this unsent. */
+export const PUBLISH_BACKLOG_BYTES = 4 * 1024 * 1024;
 
 /**
  * The daemon's side of `ControlPlane.Connect`: one long-lived bidirectional stream per daemon.
@@ -91,6 +93,8 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
   private readonly awaitingAck = new Map<string, AttachmentView>();
   /** The current stream asked for strict semantics (SyncAck.strict). */
   private strict = false;
+  /** The current stream asked for packet events (SyncAck.packet_events). */
+  private packetEvents = false;
   private readonly commands: CommandRunner;
 
   constructor(private readonly opts: ControlPlaneClientOptions) {
@@ -193,9 +197,18 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
 
   // ---------------------------------------------------------------- extension: packet events
 
-  /** Forwards blocked/audited packet events as one PacketEventBatch. False when not connected (dropped). */
+  /** The current stream's SyncAck asked for packet events (a Go-original control plane never does). */
+  wantsPacketEvents(): boolean {
+    return this.packetEvents && this.call !== null;
+  }
+
+  /**
+   * Forwards packet events as one PacketEventBatch. False when not connected, not asked for, or
+   * when the stream is slow (more than PUBLISH_BACKLOG_BYTES not yet taken by gRPC): dropped.
+   */
   publishEvents(events: readonly PacketEvent[]): boolean {
     if (events.length === 0) return true;
+    if (!this.wantsPacketEvents() || this.call === null || this.call.writableLength > PUBLISH_BACKLOG_BYTES) return false;
     return this.send(create(DaemonEventSchema, { event: { case: "packetEvents", value: { events: [...events] } } }));
   }
 
@@ -246,6 +259,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     this.call = call;
     this.backoff.opened();
     this.strict = false; // until this stream's SyncAck says otherwise
+    this.packetEvents = false;
     call.on("data", (cmd: ControlCommand) => this.onCommand(call, cmd));
     call.on("error", (err: grpc.ServiceError) => this.onStreamEnd(call, client, err));
     call.on("end", () => this.onStreamEnd(call, client, null));
@@ -332,8 +346,11 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     };
     switch (cmd.command.case) {
       case "syncAck":
-        if (this.call === call) this.strict = cmd.command.value.strict;
-        this.log.debug({ commandId, strict: cmd.command.value.strict }, "SyncAck");
+        if (this.call === call) {
+          this.strict = cmd.command.value.strict;
+          this.packetEvents = cmd.command.value.packetEvents;
+        }
+        this.log.debug({ commandId, strict: cmd.command.value.strict, packetEvents: cmd.command.value.packetEvents }, "SyncAck");
         respond(null);
         return;
       case "subscribedAck":

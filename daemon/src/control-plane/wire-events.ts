@@ -74,6 +74,8 @@ export function heartbeatEvent(stats: readonly AttachmentStatsView[]): DaemonEve
     packetsBlocked: s.packetsBlocked,
     dnsQueriesAllowed: s.dnsQueriesAllowed,
     dnsQueriesBlocked: s.dnsQueriesBlocked,
+    packetsAudited: s.packetsAudited,
+    eventsLost: s.eventsLost,
   }));
   return create(DaemonEventSchema, { event: { case: "heartbeat", value: { stats: wire } } });
 }

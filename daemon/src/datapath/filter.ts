@@ -116,6 +116,8 @@ export interface FilterCounters {
   readonly allowed: bigint;
   readonly blocked: bigint;
   readonly audited: bigint;
+  /** Events the kernel could not put on the ring buffer (full): NF_CNT_EVENTS_LOST. */
+  readonly eventsLost: bigint;
 }
 
 export type PacketVerdict = "blocked" | "audit";

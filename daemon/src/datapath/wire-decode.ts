@@ -10,11 +10,11 @@ import { COUNTERS_PER_ATTACHMENT, ENTRY_ALLOW, ENTRY_DENY, FEAT_TCX, ID_LEN, LAY
 export const CNT = { ALLOWED: 0, BLOCKED: 1, AUDITED: 2, EVENTS_LOST: 3 } as const;
 
 /** A COUNTERS reply: per requested attachment, COUNTERS_PER_ATTACHMENT u64 values. */
-export function decodeCounters(b: Buffer, count: number): { allowed: bigint; blocked: bigint; audited: bigint }[] {
-  const out: { allowed: bigint; blocked: bigint; audited: bigint }[] = [];
+export function decodeCounters(b: Buffer, count: number): { allowed: bigint; blocked: bigint; audited: bigint; eventsLost: bigint }[] {
+  const out: { allowed: bigint; blocked: bigint; audited: bigint; eventsLost: bigint }[] = [];
   for (let i = 0; i < count; i++) {
     const at = (cnt: number): number => (i * COUNTERS_PER_ATTACHMENT + cnt) * 8;
-    out.push({ allowed: b.readBigUInt64LE(at(CNT.ALLOWED)), blocked: b.readBigUInt64LE(at(CNT.BLOCKED)), audited: b.readBigUInt64LE(at(CNT.AUDITED)) });
+    out.push({ allowed: b.readBigUInt64LE(at(CNT.ALLOWED)), blocked: b.readBigUInt64LE(at(CNT.BLOCKED)), audited: b.readBigUInt64LE(at(CNT.AUDITED)), eventsLost: b.readBigUInt64LE(at(CNT.EVENTS_LOST)) });
   }
   return out;
 }

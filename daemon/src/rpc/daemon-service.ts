@@ -64,6 +64,8 @@ export interface DaemonServiceDeps {
   readonly controlPlane: { state(): "disconnected" | "connecting" | "connected"; address(): string } | null;
   /** A fresh subscription to packet events per call. */
   readonly events: () => AsyncIterable<KernelPacketEvent>;
+  /** An attachment's metadata, carried by its packet events (undefined: not attached). */
+  readonly metadataOf?: (id: string) => Readonly<Record<string, string>> | undefined;
   /** How interface attachments are made on this kernel ("tcx" or "clsact"), "" if unknown. */
   readonly tcAttachMethod?: () => string;
 }
@@ -125,6 +127,8 @@ export class DaemonServiceImpl {
           attachedAt: timestampFromMs(a.attachedAtMs),
           attachMethod: a.method,
           packetsAudited: s?.packetsAudited ?? 0n,
+          audit: a.audit,
+          eventsLost: s?.eventsLost ?? 0n,
         });
       }),
       nextPageToken: last !== undefined && start + pageSize < all.length ? encodePageToken(last) : "",
@@ -212,7 +216,8 @@ export class DaemonServiceImpl {
       for (;;) {
         const next = await Promise.race([iterator.next(), aborted]);
         if (next.done) return;
-        if (id === "" || next.value.attachmentId === id) yield packetEventToWire(next.value);
+        const e = next.value;
+        if (id === "" || e.attachmentId === id) yield packetEventToWire(e, e.attachmentId === null ? undefined : this.deps.metadataOf?.(e.attachmentId));
       }
     } finally {
       await iterator.return?.();
