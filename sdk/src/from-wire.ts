@@ -46,6 +46,8 @@ export function statsFromWire(s: AttachmentStats): AttachmentStatsInfo {
     packetsBlocked: s.packetsBlocked,
     dnsQueriesAllowed: s.dnsQueriesAllowed,
     dnsQueriesBlocked: s.dnsQueriesBlocked,
+    packetsAudited: s.packetsAudited,
+    eventsLost: s.eventsLost,
   };
 }
 

@@ -38,11 +38,18 @@ export interface PolicySpec {
    * Go-original daemon clears them). Absent in a SubscribedAck: DNS filtering starts disabled.
    */
   readonly dns?: DnsSpec;
+  /**
+   * Audit mode (extension): evaluate and report, never drop on the policy's account — what the mode
+   * would block passes and is reported as a "would block" (VERDICT_AUDIT) event. A policy restates
+   * it: absent = false = enforcing (in a BulkUpdate too). A Go-original daemon ignores it and enforces.
+   */
+  readonly audit?: boolean;
 }
 
 /** One command for one attachment. */
 export type Command =
-  | { readonly kind: "set-mode"; readonly mode: Mode }
+  /** audit absent: the attachment's audit mode stays as it is; true/false turns it on/off. */
+  | { readonly kind: "set-mode"; readonly mode: Mode; readonly audit?: boolean }
   | { readonly kind: "allow-cidr"; readonly cidr: string; readonly ttlSeconds?: number }
   | { readonly kind: "deny-cidr"; readonly cidr: string; readonly ttlSeconds?: number }
   | { readonly kind: "remove-cidr"; readonly cidr: string }
@@ -87,6 +94,10 @@ export interface AttachmentStatsInfo {
   readonly packetsBlocked: bigint;
   readonly dnsQueriesAllowed: bigint;
   readonly dnsQueriesBlocked: bigint;
+  /** Audit mode: packets that would have been blocked and passed (0 from a Go-original daemon). */
+  readonly packetsAudited: bigint;
+  /** Packet events lost because the daemon's kernel ring buffer was full. */
+  readonly eventsLost: bigint;
 }
 
 export type UnsubscribeReason = "removed" | "detached" | "error" | "unspecified";

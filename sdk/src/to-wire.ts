@@ -52,6 +52,7 @@ export function policyToSubscribedAck(policy: PolicySpec): SubscribedAck {
     allowCidrs: (policy.allow ?? []).map(cidrToWire),
     denyCidrs: (policy.deny ?? []).map(cidrToWire),
     dns: policy.dns === undefined ? undefined : dnsToWire(policy.dns),
+    audit: policy.audit ?? false,
   });
 }
 
@@ -63,6 +64,7 @@ export function policyToBulkUpdate(policy: PolicySpec): BulkUpdate {
     dns: policy.dns === undefined ? undefined : dnsToWire(policy.dns),
     // Without dns the daemon would turn DNS filtering off (Go semantics); this SDK promises to keep it.
     keepDns: policy.dns === undefined,
+    audit: policy.audit ?? false,
   });
 }
 
@@ -71,7 +73,7 @@ export function commandToWire(attachmentId: string, command: Command, commandId:
   const base = { id: attachmentId, commandId };
   switch (command.kind) {
     case "set-mode":
-      return create(ControlCommandSchema, { ...base, command: { case: "setMode", value: { mode: modeToWire(command.mode) } } });
+      return create(ControlCommandSchema, { ...base, command: { case: "setMode", value: { mode: modeToWire(command.mode), ...(command.audit === undefined ? {} : { audit: command.audit }) } } });
     case "allow-cidr":
       return create(ControlCommandSchema, { ...base, command: { case: "allowCidr", value: cidrToWire(command) } });
     case "deny-cidr":
