@@ -8,6 +8,7 @@ import {
   DaemonService,
   DetachOrphanRequestSchema,
   DetachRequestSchema,
+  SetAuditRequestSchema,
   ListRequestSchema,
   WatchEventsRequestSchema,
   type AdoptOrphansResponse,
@@ -129,6 +130,10 @@ export class DaemonClient {
 
   adoptOrphans(target: { id: string } | { all: true }): Promise<AdoptOrphansResponse> {
     return this.unary(DaemonService.method.adoptOrphans, create(AdoptOrphansRequestSchema, "all" in target ? { all: true } : { id: target.id }));
+  }
+
+  async setAudit(id: string, audit: boolean): Promise<void> {
+    await this.unary(DaemonService.method.setAudit, create(SetAuditRequestSchema, { id, audit }));
   }
 
   async detachOrphan(id: string): Promise<void> {

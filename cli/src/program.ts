@@ -9,6 +9,7 @@ import { statusCommand } from "./commands/status.js";
 import { eventsCommand } from "./commands/events.js";
 import { adoptCommand } from "./commands/adopt.js";
 import { installUnitCommand } from "./commands/install-unit.js";
+import { auditCommand } from "./commands/audit.js";
 
 /** `netfenced: the daemon (`start`) and a thin client of its DaemonService socket. */
 export function buildProgram(): Command {
@@ -18,7 +19,7 @@ export function buildProgram(): Command {
     .option("-s, --socket <path>", "DaemonService unix socket", process.env.NETFENCE_SOCKET ?? DEFAULT_SOCKET)
     .showHelpAfterError("(run `netfenced --help` for usage)")
     .exitOverride();
-  for (const cmd of [startCommand(), attachCommand(), detachCommand(), listCommand(), statusCommand(), eventsCommand(), adoptCommand(), installUnitCommand()]) {
+  for (const cmd of [startCommand(), attachCommand(), detachCommand(), listCommand(), statusCommand(), eventsCommand(), adoptCommand(), installUnitCommand(), auditCommand()]) {
     program.addCommand(cmd.exitOverride());
   }
   return program;

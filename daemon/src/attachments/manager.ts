@@ -175,6 +175,11 @@ export class AttachmentManager {
     return this.orphanOps.detach(id);
   }
 
+  /** Audit mode on/off, the mode unchanged (`netfenced audit`, standalone daemons): a SetMode with audit. */
+  setAudit(id: string, audit: boolean): Promise<void> {
+    return this.applyCommand(id, { kind: "set-mode", mode: this.get(id).mode, audit });
+  }
+
   // ---------------------------------------------------------------- views
 
   get(id: string): AttachmentView {

@@ -18,6 +18,7 @@ import {
   type DaemonStatus,
   type DetachOrphanRequest,
   type DetachRequest,
+  type SetAuditRequest,
   type ListOrphansResponse,
   type ListRequest,
   type ListResponse,
@@ -52,6 +53,8 @@ export interface AttachmentService {
   orphans?(): OrphanInfo[];
   adoptOrphan?(id: string): Promise<AttachmentView>;
   detachOrphan?(id: string): Promise<void>;
+  /** Audit mode on/off for one attachment, its mode unchanged (standalone daemons). */
+  setAudit?(id: string, audit: boolean): Promise<void>;
   /** Start-up problems for the operator. */
   warnings?(): string[];
 }
@@ -201,6 +204,22 @@ export class DaemonServiceImpl {
     return create(EmptySchema);
   }
 
+  /**
+   * Audit mode for one attachment of a standalone daemon. With a control plane it owns the policy
+   * (SetMode/BulkUpdate/SubscribedAck.audit): a local change would be silently overwritten by its
+   * next BulkUpdate, so it is refused.
+   */
+  async setAudit(req: SetAuditRequest): Promise<Empty> {
+    const id = req.id.trim();
+    if (id === "") throw invalidArgument("audit needs an attachment id");
+    if (this.deps.controlPlane !== null) {
+      throw new NetfenceError("FAILED_PRECONDITION", "this daemon takes its policy from a control plane (control_plane.url): turn audit mode on there (SetMode/BulkUpdate audit)");
+    }
+    if (this.deps.registry.setAudit === undefined) throw new NetfenceError("FAILED_PRECONDITION", "this daemon cannot change audit mode");
+    await this.deps.registry.setAudit(id, req.audit);
+    return create(EmptySchema);
+  }
+
   /** Packet events, optionally for one attachment; ends when `signal` aborts or events end. */
   async *watchEvents(req: WatchEventsRequest, signal: AbortSignal): AsyncGenerator<PacketEvent> {
     const id = req.attachmentId.trim();
@@ -295,6 +314,7 @@ export function daemonServiceHandlers(impl: DaemonServiceImpl | Promise<DaemonSe
     ListOrphans: unary((s, _r: Empty) => s.listOrphans()),
     AdoptOrphans: unary((s, r: AdoptOrphansRequest) => s.adoptOrphans(r)),
     DetachOrphan: unary((s, r: DetachOrphanRequest) => s.detachOrphan(r)),
+    SetAudit: unary((s, r: SetAuditRequest) => s.setAudit(r)),
     WatchEvents: (call: grpc.ServerWritableStream<WatchEventsRequest, PacketEvent>) => {
       const ac = new AbortController();
       call.on("cancelled", () => ac.abort());
