@@ -16,7 +16,8 @@ import { CommandRunner, errorMessage, kindOf, type CommandKind } from "./command
 import { PendingSubscriptions } from "./pending-subscriptions.js";
 import { queryDnsCall } from "./query-dns-call.js";
 import { parseCommand, parseSubscribedAck } from "./parse-command.js";
-import { commandResultEvent, heartbeatEvent, subscribedEvent, syncRequestEvent, unsubscribedEvent } from "./wire-events.js";
+import { HeartbeatTimer } from "./heartbeat-timer.js";
+import { commandResultEvent, subscribedEvent, syncRequestEvent, unsubscribedEvent } from "./wire-events.js";
 
 export type ControlPlaneState = "disconnected" | "connecting" | "connected";
 
@@ -86,8 +87,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
   private client: grpc.Client | null = null;
   private call: grpc.ClientDuplexStream<DaemonEvent, ControlCommand> | null = null;
   private reconnectTimer: NodeJS.Timeout | null = null;
-  private heartbeatTimer: NodeJS.Timeout | null = null;
-  private heartbeatInFlight = false;
+  private readonly heartbeat: HeartbeatTimer;
   private readonly pending: PendingSubscriptions;
   /** Live attachments whose SubscribedAck may still come and will then apply (timeout 0, adopted orphans). */
   private readonly awaitingAck = new Map<string, AttachmentView>();
@@ -103,6 +103,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     this.backoff = new Backoff(opts.backoff ?? { baseMs: 200, capMs: 30_000 });
     this.pending = new PendingSubscriptions(opts.subscribeAckTimeoutMs, (view) => this.ackTimedOut(view));
     this.commands = new CommandRunner(opts.host, this.log, opts.onCommandOutcome);
+    this.heartbeat = new HeartbeatTimer(opts.heartbeatIntervalMs, () => opts.host.stats(), this.log);
   }
 
   state(): ControlPlaneState {
@@ -125,7 +126,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     this.stopped = true;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = null;
-    this.stopHeartbeat();
+    this.heartbeat.stop();
     this.pending.rejectAll((id) => new NetfenceError("UNAVAILABLE", "control-plane client stopped", { details: { attachmentId: id } }));
     const call = this.call;
     this.call = null;
@@ -274,7 +275,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     this.log.info({ attachments: attachments.length, pendingSubscriptions: this.pending.size }, "sent SyncRequest");
     for (const view of this.pending.views()) call.write(subscribedEvent(view));
     for (const view of this.awaitingAck.values()) call.write(subscribedEvent(view));
-    this.startHeartbeat(call);
+    this.heartbeat.start((e) => this.send(e, call));
   }
 
   private onStreamEnd(call: grpc.ClientDuplexStream<DaemonEvent, ControlCommand>, client: grpc.Client, err: grpc.ServiceError | null): void {
@@ -287,7 +288,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
   }
 
   private disconnected(client: grpc.Client): void {
-    this.stopHeartbeat();
+    this.heartbeat.stop();
     client.close();
     if (this.client === client) this.client = null;
     this.setState("disconnected");
@@ -305,33 +306,6 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
 
   private callMetadata(): grpc.Metadata {
     return callMetadata(this.opts.token);
-  }
-
-  // ---------------------------------------------------------------- heartbeat
-
-  private startHeartbeat(call: grpc.ClientDuplexStream<DaemonEvent, ControlCommand>): void {
-    this.stopHeartbeat();
-    this.heartbeatTimer = setInterval(() => void this.heartbeat(call), this.opts.heartbeatIntervalMs);
-    this.heartbeatTimer.unref();
-  }
-
-  private stopHeartbeat(): void {
-    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
-    this.heartbeatTimer = null;
-  }
-
-  private async heartbeat(call: grpc.ClientDuplexStream<DaemonEvent, ControlCommand>): Promise<void> {
-    // A slow stats read must not pile up heartbeats behind it.
-    if (this.heartbeatInFlight) return;
-    this.heartbeatInFlight = true;
-    try {
-      const stats = await this.opts.host.stats();
-      this.send(heartbeatEvent(stats), call);
-    } catch (err) {
-      this.log.warn({ err: errorMessage(err) }, "heartbeat skipped: reading stats failed");
-    } finally {
-      this.heartbeatInFlight = false;
-    }
   }
 
   // ---------------------------------------------------------------- commands
