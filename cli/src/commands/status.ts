@@ -29,6 +29,9 @@ export function statusCommand(): Command {
           for (const o of orphans) lines.push(`  ${o.id}  ${o.target}  ${o.attached ? "attached" : "NOT attached"}  ${o.entries} entries${o.problem ? `  (${o.problem})` : ""}`);
           lines.push("  re-register: netfenced adopt --id ID | --all;  remove: netfenced detach --orphan ID");
         }
+        // Packet events the kernel could not queue (ring buffer full), summed over attachments.
+        const lost = s.attachmentCount === 0 ? 0n : (await client.listAll(1000)).attachments.reduce((n, a) => n + a.eventsLost, 0n);
+        if (lost > 0n) lines.push(`Events lost:   ${lost} (kernel ring buffer full; per attachment: list --json eventsLost)`);
         for (const w of s.warnings) lines.push(`Warning:       ${w}`);
         process.stdout.write(lines.join("\n") + "\n");
       });
