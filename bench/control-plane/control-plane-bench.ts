@@ -67,7 +67,7 @@ import { manyDaemons } from "./many-daemons.js";
 class MemoryHost implements ControlPlaneHost {
   applied = 0;
   readonly views: AttachmentView[] = [{
-    id: "bench-att", target: "veth-bench", type: "interface", mode: "allowlist", dnsMode: "disabled",
+    id: "bench-att", target: "veth-bench", type: "interface", mode: "allowlist", audit: false, dnsMode: "disabled",
     dnsAddress: "127.0.0.1:11000", metadata: {}, attachedAtMs: 0, method: "tcx",
   }];
   attachments(): readonly AttachmentView[] {

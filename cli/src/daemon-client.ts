@@ -9,6 +9,7 @@ import {
   DetachOrphanRequestSchema,
   DetachRequestSchema,
   ExplainRequestSchema,
+  SetAuditRequestSchema,
   ListRequestSchema,
   ListRulesRequestSchema,
   WatchEventsRequestSchema,
@@ -156,6 +157,10 @@ export class DaemonClient {
         ...(req.sinceMs !== undefined ? { since: timestampFromMs(req.sinceMs) } : {}),
       }),
     );
+  }
+
+  async setAudit(id: string, audit: boolean): Promise<void> {
+    await this.unary(DaemonService.method.setAudit, create(SetAuditRequestSchema, { id, audit }));
   }
 
   async detachOrphan(id: string): Promise<void> {

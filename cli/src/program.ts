@@ -12,6 +12,7 @@ import { installUnitCommand } from "./commands/install-unit.js";
 import { explainCommand } from "./commands/explain.js";
 import { rulesCommand } from "./commands/rules.js";
 import { historyCommand } from "./commands/history.js";
+import { auditCommand } from "./commands/audit.js";
 
 /** `netfenced: the daemon (`start`) and a thin client of its DaemonService socket. */
 export function buildProgram(): Command {
@@ -21,7 +22,7 @@ export function buildProgram(): Command {
     .option("-s, --socket <path>", "DaemonService unix socket", process.env.NETFENCE_SOCKET ?? DEFAULT_SOCKET)
     .showHelpAfterError("(run `netfenced --help` for usage)")
     .exitOverride();
-  for (const cmd of [startCommand(), attachCommand(), detachCommand(), listCommand(), statusCommand(), eventsCommand(), adoptCommand(), installUnitCommand(), explainCommand(), rulesCommand(), historyCommand()]) {
+  for (const cmd of [startCommand(), attachCommand(), detachCommand(), listCommand(), statusCommand(), eventsCommand(), adoptCommand(), installUnitCommand(), explainCommand(), rulesCommand(), historyCommand(), auditCommand()]) {
     program.addCommand(cmd.exitOverride());
   }
   return program;

@@ -18,6 +18,7 @@ interface CliOptions {
   tlsKey?: string;
   tlsClientCa?: string;
   logStats?: boolean;
+  logEvents?: boolean;
   logLevel: string;
 }
 
@@ -40,6 +41,7 @@ export function netfenceCpCommand(onStarted?: (cp: RunningNetfenceCp) => void, o
     .option("--tls-key <file>", "private key (PEM) of --tls-cert")
     .option("--tls-client-ca <file>", "require daemon client certificates signed by this CA (mutual TLS)")
     .option("--log-stats", "log each attachment's packet/DNS counters when a heartbeat changes them")
+    .option("--log-events", "ask daemons for their packet events (blocked, would-block, allowed flows) and log each one")
     .option("--log-level <level>", "pino log level", "info")
     .action(async (opts: CliOptions) => {
       const logger = pino({ level: opts.logLevel });
@@ -82,6 +84,7 @@ export function netfenceCpCommand(onStarted?: (cp: RunningNetfenceCp) => void, o
           token: opts.token ?? process.env["NETFENCE_CP_TOKEN"] ?? null,
           tls,
           logStats: opts.logStats ?? false,
+          logEvents: opts.logEvents ?? false,
           logger,
         });
         if (onStarted) {

@@ -16,6 +16,8 @@ export interface NetfenceCpOptions {
   readonly tls?: { readonly cert: string; readonly key: string; readonly clientCa?: string | null } | null;
   /** Log every attachment's counters at info when they changed (default: debug only). */
   readonly logStats?: boolean;
+  /** Ask daemons for packet events (SyncAck.packet_events) and log each one at info. */
+  readonly logEvents?: boolean;
   readonly debounceMs?: number;
   /** How long a pushed command waits for the daemon's CommandResult (default 10 s). */
   readonly commandTimeoutMs?: number;
@@ -46,6 +48,7 @@ export async function startNetfenceCp(opts: NetfenceCpOptions): Promise<RunningN
     authenticate: token === null ? undefined : (auth) => auth === `Bearer ${token}`,
     credentials: opts.tls ? serverCredentials(opts.tls) : undefined,
     commandTimeoutMs: opts.commandTimeoutMs,
+    packetEvents: opts.logEvents ?? false,
   });
   const port = await server.listen(opts.listen);
   const watcher = new PolicyWatcher({

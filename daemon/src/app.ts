@@ -220,10 +220,12 @@ export class App {
     watcher.start();
     this.onStop("target watcher", () => watcher.stop());
 
+    let eventsForwarder: EventForwarder | null = null;
     if (controlPlane !== null) {
       controlPlane.start();
       this.onStop("control plane", () => controlPlane.stop());
-      const forwarder = new EventForwarder(events(), (batch) => controlPlane.publishEvents(batch));
+      const forwarder = new EventForwarder(events(), controlPlane, { metadataOf: (id) => manager.metadataOf(id), onDropped: (n) => counters.eventLost(n) });
+      eventsForwarder = forwarder;
       forwarder.start();
       this.onStop("event forwarder", () => forwarder.stop());
     }
@@ -239,6 +241,7 @@ export class App {
         orphans: () => manager.orphans().length,
         dnsStates: () => manager.dnsStates(),
         ...(filter.exactTables !== undefined ? { mapUsage: () => mapUsage.read() } : {}),
+        eventsForwardDropped: () => eventsForwarder?.dropped ?? 0,
       },
       counters,
     );
@@ -255,6 +258,7 @@ export class App {
         hostname: os.hostname(),
         controlPlane,
         events,
+        metadataOf: (id) => manager.metadataOf(id),
         tcAttachMethod: () => filter.tcAttachMethod(),
         explain: (q) => explainer.explain(q),
         history,

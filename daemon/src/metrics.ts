@@ -22,6 +22,8 @@ export interface MetricsSources {
   dnsStates?(): readonly { id: string; listening: boolean; learned: number; outcomes: Readonly<Record<string, number>> }[];
   /** Map entries against capacity (map-usage.ts: read from the loader, cached ≥ 5 s); absent: not exported. */
   mapUsage?(): Promise<MapUsageSnapshot>;
+  /** Packet events the control-plane forwarder dropped (slow or absent stream) since start. */
+  eventsForwardDropped?(): number;
 }
 
 /**
@@ -79,6 +81,12 @@ export class DaemonMetrics {
       },
     });
     if (sources.mapUsage !== undefined) this.mapUsageGauges(sources.mapUsage);
+    // --- events (audit mode, ring-buffer loss, forwarding) ---
+    perAttachment("netfence_packets_audited", "Packets audit mode let through that the policy would have blocked, per attachment", (s) => s.packetsAudited);
+    if (sources.eventsForwardDropped !== undefined) {
+      const read = sources.eventsForwardDropped;
+      new Gauge({ name: "netfence_events_forward_dropped_total", help: "Packet events not forwarded to the control plane (stream slow or down)", registers: [r], collect() { this.set(read()); } });
+    }
     new Gauge({ name: "netfence_attachments", help: "Live attachments", registers: [r], collect() { this.set(sources.attachmentCount()); } });
     new Gauge({ name: "netfence_op_queue_depth", help: "Kernel operations waiting in the manager queue", registers: [r], collect() { this.set(sources.queueDepth()); } });
     new Gauge({

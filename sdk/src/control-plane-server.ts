@@ -61,6 +61,12 @@ export interface ControlPlaneServerOptions {
    * instead of being applied without it. A Go-original daemon ignores the field.
    */
   readonly strict?: boolean;
+  /**
+   * Ask daemons to forward their packet events (SyncAck.packet_events): blocked, audited ("would
+   * block") and allowed-flow events, in PacketEventBatch, to `onPacketEvents`. Default: true when
+   * that hook is set. A Go-original daemon ignores the field.
+   */
+  readonly packetEvents?: boolean;
 }
 
 /**
@@ -183,7 +189,7 @@ export class ControlPlaneServer {
         this.byDaemon.set(next.daemonId, next);
         for (const id of next.attachments.keys()) this.byAttachment.set(id, next);
         this.log.info({ daemonId: next.daemonId, hostname: next.info.hostname, attachments: next.attachments.size }, "daemon synced");
-        next.write(create(ControlCommandSchema, { command: { case: "syncAck", value: { strict: this.opts.strict ?? true } } }));
+        next.write(create(ControlCommandSchema, { command: { case: "syncAck", value: { strict: this.opts.strict ?? true, packetEvents: this.opts.packetEvents ?? this.opts.hooks.onPacketEvents !== undefined } } }));
         const hook = this.opts.hooks.onDaemonSynced;
         if (hook) run("onDaemonSynced", () => hook.call(this.opts.hooks, next));
         return;

@@ -107,8 +107,9 @@ export class DaemonHandle {
     if (this.open) this.stream.write(commandToWire(attachmentId, command, ""));
   }
 
-  setMode(attachmentId: string, mode: Mode): Promise<CommandOutcome> {
-    return this.send(attachmentId, { kind: "set-mode", mode });
+  /** `audit` absent: the attachment's audit mode stays; true/false turns audit mode on/off with the mode. */
+  setMode(attachmentId: string, mode: Mode, audit?: boolean): Promise<CommandOutcome> {
+    return this.send(attachmentId, audit === undefined ? { kind: "set-mode", mode } : { kind: "set-mode", mode, audit });
   }
 
   allowCidr(attachmentId: string, cidr: string, ttlSeconds?: number): Promise<CommandOutcome> {

@@ -53,6 +53,8 @@ export function statsFromWire(s: AttachmentStats): AttachmentStatsInfo {
       lastHitMs: h.lastHit === undefined ? 0 : Number(h.lastHit.seconds) * 1000 + Math.floor(h.lastHit.nanos / 1e6),
     })),
     ruleHitsOmitted: s.ruleHitsOmitted,
+    packetsAudited: s.packetsAudited,
+    eventsLost: s.eventsLost,
   };
 }
 

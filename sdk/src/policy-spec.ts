@@ -44,11 +44,18 @@ export interface PolicySpec {
    * the kernel holds the policy. Part of the policy's identity: a new version is a new policy.
    */
   readonly version?: string;
+  /**
+   * Audit mode (extension): evaluate and report, never drop on the policy's account — what the mode
+   * would block passes and is reported as a "would block" (VERDICT_AUDIT) event. A policy restates
+   * it: absent = false = enforcing (in a BulkUpdate too). A Go-original daemon ignores it and enforces.
+   */
+  readonly audit?: boolean;
 }
 
 /** One command for one attachment. */
 export type Command =
-  | { readonly kind: "set-mode"; readonly mode: Mode }
+  /** audit absent: the attachment's audit mode stays as it is; true/false turns it on/off. */
+  | { readonly kind: "set-mode"; readonly mode: Mode; readonly audit?: boolean }
   | { readonly kind: "allow-cidr"; readonly cidr: string; readonly ttlSeconds?: number }
   | { readonly kind: "deny-cidr"; readonly cidr: string; readonly ttlSeconds?: number }
   | { readonly kind: "remove-cidr"; readonly cidr: string }
@@ -99,6 +106,10 @@ export interface AttachmentStatsInfo {
   readonly ruleHits: readonly RuleHitsInfo[];
   /** Rules that moved but did not fit this heartbeat (they come in a later one). */
   readonly ruleHitsOmitted: number;
+  /** Audit mode: packets that would have been blocked and passed (0 from a Go-original daemon). */
+  readonly packetsAudited: bigint;
+  /** Packet events lost because the daemon's kernel ring buffer was full. */
+  readonly eventsLost: bigint;
 }
 
 /** One rule's kernel hit counter, as a heartbeat carries it (see `netfenced rules` for the rule texts). */

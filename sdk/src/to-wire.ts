@@ -53,6 +53,7 @@ export function policyToSubscribedAck(policy: PolicySpec): SubscribedAck {
     denyCidrs: (policy.deny ?? []).map(cidrToWire),
     dns: policy.dns === undefined ? undefined : dnsToWire(policy.dns),
     policyVersion: policy.version ?? "",
+    audit: policy.audit ?? false,
   });
 }
 
@@ -65,6 +66,7 @@ export function policyToBulkUpdate(policy: PolicySpec): BulkUpdate {
     // Without dns the daemon would turn DNS filtering off (Go semantics); this SDK promises to keep it.
     keepDns: policy.dns === undefined,
     policyVersion: policy.version ?? "",
+    audit: policy.audit ?? false,
   });
 }
 
@@ -73,7 +75,7 @@ export function commandToWire(attachmentId: string, command: Command, commandId:
   const base = { id: attachmentId, commandId };
   switch (command.kind) {
     case "set-mode":
-      return create(ControlCommandSchema, { ...base, command: { case: "setMode", value: { mode: modeToWire(command.mode) } } });
+      return create(ControlCommandSchema, { ...base, command: { case: "setMode", value: { mode: modeToWire(command.mode), ...(command.audit === undefined ? {} : { audit: command.audit }) } } });
     case "allow-cidr":
       return create(ControlCommandSchema, { ...base, command: { case: "allowCidr", value: cidrToWire(command) } });
     case "deny-cidr":

@@ -122,7 +122,7 @@ describe("wire compatibility with a Python grpcio control plane", () => {
     expect(py.ofKind("commandResult")[0]).toMatchObject({ commandId: "bu-1", attachmentId: "att-4", applied: true });
     expect(py.ofKind("commandResult")[0]!["skipped"]).toEqual([expect.stringMatching(/^bulk_update\.deny_cidrs\[1\]\.cidr: /)]);
     await py.waitFor(() => host.applied.length === 2, "both commands applied");
-    expect(host.applied[0]!.command).toEqual({ kind: "set-mode", mode: "disabled" });
+    expect(host.applied[0]!.command).toEqual({ kind: "set-mode", mode: "disabled", audit: null });
     const bulk = host.applied[1]!.command;
     expect(bulk.kind === "bulk-update" && [bulk.mode, bulk.denyCidrs.map((r) => formatCidr(r.cidr)), bulk.dns]).toEqual([
       "denylist", ["192.0.2.0/24"], { mode: "disabled", allowDomains: [], denyDomains: [], upstreams: [] },

@@ -29,7 +29,7 @@ export function attachmentRows(list: readonly AttachmentInfo[]): string[][] {
     a.target,
     a.type === AttachmentType.TC ? "interface" : a.type === AttachmentType.CGROUP ? "cgroup" : "?",
     a.attachMethod || "-",
-    MODE[a.mode] ?? "?",
+    `${MODE[a.mode] ?? "?"}${a.audit ? " (audit)" : ""}`,
     DNS_MODE[a.dnsMode] ?? "?",
     a.dnsAddress,
     a.packetsAllowed.toString(),

@@ -31,6 +31,9 @@ export function statusCommand(): Command {
         }
         lines.push(`History:       ${s.historyEntries} policy changes kept (netfenced history)`);
         if (s.historyWriteErrors > 0) lines.push(`Warning:       ${s.historyWriteErrors} write(s) of history.journal failed; those entries are kept in memory only (see the daemon log)`);
+        // Packet events the kernel could not queue (ring buffer full), summed over attachments.
+        const lost = s.attachmentCount === 0 ? 0n : (await client.listAll(1000)).attachments.reduce((n, a) => n + a.eventsLost, 0n);
+        if (lost > 0n) lines.push(`Events lost:   ${lost} (kernel ring buffer full; per attachment: list --json eventsLost)`);
         for (const w of s.warnings) lines.push(`Warning:       ${w}`);
         process.stdout.write(lines.join("\n") + "\n");
       });

@@ -14,7 +14,7 @@ export class PolicyFileError extends Error {
 
 const MODES: readonly Mode[] = ["disabled", "allowlist", "denylist", "block-all"];
 const DNS_MODES: readonly DnsMode[] = ["disabled", "allowlist", "denylist", "proxy"];
-const POLICY_KEYS = ["mode", "allow", "deny", "dns"];
+const POLICY_KEYS = ["mode", "allow", "deny", "dns", "audit"];
 const NO_ANSWERS: ReadonlyMap<string, readonly string[]> = new Map();
 const RULE_KEYS = ["name", "match", ...POLICY_KEYS];
 const LABEL_KEY = /^[A-Za-z0-9_.\/-]{1,253}$/;
@@ -170,8 +170,17 @@ class Validator {
     const dnsNode = this.get(node, "dns");
     // DNS is always fully specified in what we push, so a BulkUpdate replaces it atomically too.
     const dns = dnsNode === undefined ? { mode: "disabled" as const } : this.dns(dnsNode, `${where}: dns`);
-    if (mode === null || allow === null || deny === null || dns === null) return null;
-    return { mode, allow, deny, dns };
+    // audit: true = the daemon reports what the policy would block and lets it through (roll-outs).
+    const auditNode = this.get(node, "audit");
+    let audit: boolean | null = false;
+    if (auditNode !== undefined) {
+      if (!isScalar(auditNode) || typeof auditNode.value !== "boolean") {
+        this.error(auditNode, `${where}: audit must be true or false`);
+        audit = null;
+      } else audit = auditNode.value;
+    }
+    if (mode === null || allow === null || deny === null || dns === null || audit === null) return null;
+    return audit ? { mode, allow, deny, dns, audit } : { mode, allow, deny, dns };
   }
 
   oneOf<T extends string>(node: Node, values: readonly T[], what: string): T | null {

@@ -8,6 +8,9 @@ import type { DnsRuleSet } from "@netfence/proto/domain-match";
 import type { DomainRule } from "@netfence/proto/parse";
 import { labelsOf, selectPolicy, type PolicyFile } from "./policy-file.js";
 import { runWindowed } from "./push-window.js";
+import { Verdict, type PacketEvent } from "@netfence/proto/control";
+
+const VERDICTS: Record<number, string> = { [Verdict.BLOCKED]: "blocked", [Verdict.AUDIT]: "would-block", [Verdict.ALLOWED]: "allowed" };
 
 /** BulkUpdates awaiting their CommandResult per daemon (push-window.ts). */
 export const PUSH_WINDOW = 32;
@@ -100,6 +103,17 @@ export class PolicyController implements ControlPlaneHooks {
       }
     }
     this.log.debug({ daemonId: daemon.daemonId, attachments: stats.length }, "heartbeat");
+  }
+
+  /** Packet events (only sent when netfence-cp asked: --log-events): one log line each. */
+  onPacketEvents(daemon: DaemonHandle, events: readonly PacketEvent[]): void {
+    for (const e of events) {
+      this.log.info({
+        daemonId: daemon.daemonId, attachmentId: e.attachmentId, verdict: VERDICTS[e.verdict] ?? "unspecified", protocol: e.protocol,
+        src: e.src, srcPort: e.srcPort, dst: e.dst, dstPort: e.dstPort, reason: e.reason, rule: e.rule || undefined,
+        suppressed: Number(e.suppressed), metadata: e.metadata,
+      }, "packet event");
+    }
   }
 
   /**

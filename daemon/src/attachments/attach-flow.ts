@@ -73,6 +73,7 @@ export class AttachFlow {
       target: target.text,
       type: target.spec.kind,
       mode: "disabled",
+      audit: false,
       dnsMode: "disabled",
       dnsAddress: this.resources.dnsAddress(r.port),
       metadata: { ...input.metadata },

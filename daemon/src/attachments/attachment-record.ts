@@ -36,6 +36,7 @@ export function recordView(rec: AttachmentRecord): AttachmentView {
     target: rec.targetText,
     type: rec.target.kind,
     mode: rec.state.mode,
+    audit: rec.state.audit,
     dnsMode: rec.state.dns.mode,
     dnsAddress: rec.dnsAddress,
     metadata: rec.metadata,

@@ -21,9 +21,9 @@ export class AttachmentStats {
         packetsAllowed: c?.allowed ?? 0n,
         packetsBlocked: c?.blocked ?? 0n,
         packetsAudited: c?.audited ?? 0n,
+        eventsLost: c?.eventsLost ?? 0n,
         dnsQueriesAllowed: d?.allowed ?? 0n,
         dnsQueriesBlocked: d?.blocked ?? 0n,
-        eventsLost: c?.eventsLost ?? 0n,
       };
     });
   }

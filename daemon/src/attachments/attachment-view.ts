@@ -8,6 +8,8 @@ export interface AttachmentView {
   readonly target: string;
   readonly type: "interface" | "cgroup";
   readonly mode: FilterMode;
+  /** Audit mode: the policy reports what it would block and drops nothing. */
+  readonly audit: boolean;
   readonly dnsMode: DnsModeName;
   /** "ip:port" of the attachment's DNS server. */
   readonly dnsAddress: string;
@@ -21,8 +23,8 @@ export interface AttachmentStatsView {
   readonly packetsAllowed: bigint;
   readonly packetsBlocked: bigint;
   readonly packetsAudited: bigint;
+  /** Packet events the kernel could not queue (ring buffer full). */
+  readonly eventsLost: bigint;
   readonly dnsQueriesAllowed: bigint;
   readonly dnsQueriesBlocked: bigint;
-  /** Packet events the kernel dropped (ring buffer full); absent: not known. */
-  readonly eventsLost?: bigint;
 }

@@ -181,10 +181,20 @@ export class AttachmentManager {
     return this.orphanOps.detach(id);
   }
 
+  /** Audit mode on/off, the mode unchanged (`netfenced audit`, standalone daemons): a SetMode with audit. */
+  setAudit(id: string, audit: boolean): Promise<void> {
+    return this.applyCommand(id, { kind: "set-mode", mode: this.get(id).mode, audit });
+  }
+
   // ---------------------------------------------------------------- views
 
   get(id: string): AttachmentView {
     return this.core.registry.get(id);
+  }
+
+  /** An attachment's metadata (packet events carry it); undefined when not attached. */
+  metadataOf(id: string): Readonly<Record<string, string>> | undefined {
+    return this.core.registry.metadataOf(id);
   }
 
   /** All live attachments, oldest first (stable order for paging). */

@@ -85,6 +85,11 @@ export class AttachmentRegistry {
     return recordView(this.require(id));
   }
 
+  /** The attachment's metadata, undefined when it is not (or no longer) attached: for packet events. */
+  metadataOf(id: string): Readonly<Record<string, string>> | undefined {
+    return this.records.get(id)?.metadata;
+  }
+
   /** All live attachments, oldest first (stable order for paging). */
   list(): AttachmentView[] {
     return [...this.records.values()].sort((a, b) => a.attachedAtMs - b.attachedAtMs || (a.id < b.id ? -1 : 1)).map((r) => recordView(r));

@@ -50,7 +50,7 @@ export class CommandRunner {
       try {
         await this.host.applyCommand(
           id,
-          { kind: "bulk-update", mode: policy.mode, allowCidrs: policy.allowCidrs, denyCidrs: policy.denyCidrs, dns: policy.dns },
+          { kind: "bulk-update", mode: policy.mode, audit: policy.audit, allowCidrs: policy.allowCidrs, denyCidrs: policy.denyCidrs, dns: policy.dns },
           { source: "control-plane", commandId, controlPlane: this.address, skipped, action: "subscribed-ack" },
         );
         this.log.info({ attachmentId: id, commandId }, "SubscribedAck applied to the live attachment");

@@ -18,7 +18,8 @@ import { PendingSubscriptions } from "./pending-subscriptions.js";
 import { queryDnsCall } from "./query-dns-call.js";
 import { parseCommand, parseSubscribedAck } from "./parse-command.js";
 import { acceptedAck, rejectedCommand } from "./command-history.js";
-import { commandResultEvent, heartbeatEvent, subscribedEvent, syncRequestEvent, unsubscribedEvent } from "./wire-events.js";
+import { HeartbeatTimer } from "./heartbeat-timer.js";
+import { commandResultEvent, subscribedEvent, syncRequestEvent, unsubscribedEvent } from "./wire-events.js";
 
 export type ControlPlaneState = "disconnected" | "connecting" | "connected";
 
@@ -57,6 +58,8 @@ export interface ControlPlaneClientOptions {
 }
 
 const CONNECT_METHOD = methodDefinition(ControlPlane.method.connect);
+/** Packet-event batches are dropped (counted by the forwarder) while gRPC holds more than this unsent. */
+export const PUBLISH_BACKLOG_BYTES = 4 * 1024 * 1024;
 
 /**
  * The daemon's side of `ControlPlane.Connect`: one long-lived bidirectional stream per daemon.
@@ -87,13 +90,14 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
   private client: grpc.Client | null = null;
   private call: grpc.ClientDuplexStream<DaemonEvent, ControlCommand> | null = null;
   private reconnectTimer: NodeJS.Timeout | null = null;
-  private heartbeatTimer: NodeJS.Timeout | null = null;
-  private heartbeatInFlight = false;
+  private readonly heartbeat: HeartbeatTimer;
   private readonly pending: PendingSubscriptions;
   /** Live attachments whose SubscribedAck may still come and will then apply (timeout 0, adopted orphans). */
   private readonly awaitingAck = new Map<string, AttachmentView>();
   /** The current stream asked for strict semantics (SyncAck.strict). */
   private strict = false;
+  /** The current stream asked for packet events (SyncAck.packet_events). */
+  private packetEvents = false;
   private readonly commands: CommandRunner;
   readonly historySource = "control-plane";
 
@@ -104,6 +108,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     this.backoff = new Backoff(opts.backoff ?? { baseMs: 200, capMs: 30_000 });
     this.pending = new PendingSubscriptions(opts.subscribeAckTimeoutMs, (view) => this.ackTimedOut(view));
     this.commands = new CommandRunner(opts.host, this.log, opts.onCommandOutcome, opts.url);
+    this.heartbeat = new HeartbeatTimer(opts.heartbeatIntervalMs, () => opts.host.stats(), this.log, opts.host.ruleHits?.bind(opts.host));
   }
 
   state(): ControlPlaneState {
@@ -126,7 +131,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     this.stopped = true;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = null;
-    this.stopHeartbeat();
+    this.heartbeat.stop();
     this.pending.rejectAll((id) => new NetfenceError("UNAVAILABLE", "control-plane client stopped", { details: { attachmentId: id } }));
     const call = this.call;
     this.call = null;
@@ -198,9 +203,18 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
 
   // ---------------------------------------------------------------- extension: packet events
 
-  /** Forwards blocked/audited packet events as one PacketEventBatch. False when not connected (dropped). */
+  /** The current stream's SyncAck asked for packet events (a Go-original control plane never does). */
+  wantsPacketEvents(): boolean {
+    return this.packetEvents && this.call !== null;
+  }
+
+  /**
+   * Forwards packet events as one PacketEventBatch. False when not connected, not asked for, or
+   * when the stream is slow (more than PUBLISH_BACKLOG_BYTES not yet taken by gRPC): dropped.
+   */
   publishEvents(events: readonly PacketEvent[]): boolean {
     if (events.length === 0) return true;
+    if (!this.wantsPacketEvents() || this.call === null || this.call.writableLength > PUBLISH_BACKLOG_BYTES) return false;
     return this.send(create(DaemonEventSchema, { event: { case: "packetEvents", value: { events: [...events] } } }));
   }
 
@@ -241,6 +255,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     this.call = call;
     this.backoff.opened();
     this.strict = false; // until this stream's SyncAck says otherwise
+    this.packetEvents = false;
     call.on("data", (cmd: ControlCommand) => this.onCommand(call, cmd));
     call.on("error", (err: grpc.ServiceError) => this.onStreamEnd(call, client, err));
     call.on("end", () => this.onStreamEnd(call, client, null));
@@ -255,7 +270,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     this.log.info({ attachments: attachments.length, pendingSubscriptions: this.pending.size }, "sent SyncRequest");
     for (const view of this.pending.views()) call.write(subscribedEvent(view));
     for (const view of this.awaitingAck.values()) call.write(subscribedEvent(view));
-    this.startHeartbeat(call);
+    this.heartbeat.start((e) => this.send(e, call));
   }
 
   private onStreamEnd(call: grpc.ClientDuplexStream<DaemonEvent, ControlCommand>, client: grpc.Client, err: grpc.ServiceError | null): void {
@@ -268,7 +283,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
   }
 
   private disconnected(client: grpc.Client): void {
-    this.stopHeartbeat();
+    this.heartbeat.stop();
     client.close();
     if (this.client === client) this.client = null;
     this.setState("disconnected");
@@ -289,33 +304,6 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     return callMetadata(this.opts.token);
   }
 
-  // ---------------------------------------------------------------- heartbeat
-
-  private startHeartbeat(call: grpc.ClientDuplexStream<DaemonEvent, ControlCommand>): void {
-    this.stopHeartbeat();
-    this.heartbeatTimer = setInterval(() => void this.heartbeat(call), this.opts.heartbeatIntervalMs);
-    this.heartbeatTimer.unref();
-  }
-
-  private stopHeartbeat(): void {
-    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
-    this.heartbeatTimer = null;
-  }
-
-  private async heartbeat(call: grpc.ClientDuplexStream<DaemonEvent, ControlCommand>): Promise<void> {
-    // A slow stats read must not pile up heartbeats behind it.
-    if (this.heartbeatInFlight) return;
-    this.heartbeatInFlight = true;
-    try {
-      const [stats, hits] = await Promise.all([this.opts.host.stats(), this.opts.host.ruleHits?.()]);
-      this.send(heartbeatEvent(stats, hits), call);
-    } catch (err) {
-      this.log.warn({ err: errorMessage(err) }, "heartbeat skipped: reading stats failed");
-    } finally {
-      this.heartbeatInFlight = false;
-    }
-  }
-
   // ---------------------------------------------------------------- commands
 
   private onCommand(call: grpc.ClientDuplexStream<DaemonEvent, ControlCommand>, cmd: ControlCommand): void {
@@ -328,8 +316,11 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     };
     switch (cmd.command.case) {
       case "syncAck":
-        if (this.call === call) this.strict = cmd.command.value.strict;
-        this.log.debug({ commandId, strict: cmd.command.value.strict }, "SyncAck");
+        if (this.call === call) {
+          this.strict = cmd.command.value.strict;
+          this.packetEvents = cmd.command.value.packetEvents;
+        }
+        this.log.debug({ commandId, strict: cmd.command.value.strict, packetEvents: cmd.command.value.packetEvents }, "SyncAck");
         respond(null);
         return;
       case "subscribedAck":

@@ -62,7 +62,7 @@ export function parseCommand(cmd: ControlCommand, nowMs: number = Date.now(), op
   let command: PolicyCommand;
   switch (c.case) {
     case "setMode":
-      command = { kind: "set-mode", mode: parsePolicyMode(c.value.mode, "set_mode.mode", strict) };
+      command = { kind: "set-mode", mode: parsePolicyMode(c.value.mode, "set_mode.mode", strict), audit: c.value.audit ?? null };
       break;
     case "allowCidr":
       command = { kind: "allow-cidr", rule: parseCidrEntry(c.value, "allow_cidr", nowMs) };
@@ -108,7 +108,7 @@ export function parseSubscribedAck(ack: SubscribedAck, nowMs: number = Date.now(
   const skipped: string[] = [];
   const policy: AttachmentPolicy = {
     mode: parsePolicyMode(ack.mode, "subscribed_ack.mode", false),
-    audit: false,
+    audit: ack.audit,
     allowCidrs: parseCidrList(ack.allowCidrs, "subscribed_ack.allow_cidrs", nowMs, strict, skipped),
     denyCidrs: parseCidrList(ack.denyCidrs, "subscribed_ack.deny_cidrs", nowMs, strict, skipped),
     dns: ack.dns === undefined ? EMPTY_DNS_POLICY : parseDnsConfig(ack.dns, "subscribed_ack.dns", false, strict, skipped),
@@ -129,11 +129,14 @@ export function parseAttachmentId(id: string): string {
  * BulkUpdate: a full replacement. Without `dns`, DNS filtering is turned off and its rules
  * cleared, as the Go original does — unless the extension `keep_dns` asks to leave them as they
  * are. (Addresses learned from DNS answers stay until their TTL either way.)
+ * Audit mode (extension `audit`) is restated too: absent means enforcing, which is all a control
+ * plane written for the Go original can mean (it never turns audit on).
  */
 function parseBulkUpdate(b: BulkUpdate, nowMs: number, strict: boolean, skipped: string[]): PolicyCommand {
   return {
     kind: "bulk-update",
     mode: parsePolicyMode(b.mode, "bulk_update.mode", strict),
+    audit: b.audit,
     allowCidrs: parseCidrList(b.allowCidrs, "bulk_update.allow_cidrs", nowMs, strict, skipped),
     denyCidrs: parseCidrList(b.denyCidrs, "bulk_update.deny_cidrs", nowMs, strict, skipped),
     dns: b.dns === undefined ? (b.keepDns ? null : EMPTY_DNS_POLICY) : parseDnsConfig(b.dns, "bulk_update.dns", strict, strict, skipped),

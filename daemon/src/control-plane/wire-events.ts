@@ -85,6 +85,8 @@ export function heartbeatEvent(stats: readonly AttachmentStatsView[], hits: Read
       ...(h.lastHitMs > 0 ? { lastHit: timestampFromMs(h.lastHitMs) } : {}),
     })),
     ruleHitsOmitted: hits.get(s.id)?.omitted ?? 0,
+    packetsAudited: s.packetsAudited,
+    eventsLost: s.eventsLost,
   }));
   return create(DaemonEventSchema, { event: { case: "heartbeat", value: { stats: wire } } });
 }

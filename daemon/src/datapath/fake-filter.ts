@@ -145,7 +145,7 @@ export class FakeFilter implements Filter {
     const out = new Map<string, FilterCounters>();
     for (const id of ids) {
       const p = this.bpffs.pinned.get(id);
-      if (p !== undefined) out.set(id, { allowed: p.allowed, blocked: p.blocked, audited: 0n });
+      if (p !== undefined) out.set(id, { allowed: p.allowed, blocked: p.blocked, audited: 0n, eventsLost: 0n });
     }
     return out;
   }

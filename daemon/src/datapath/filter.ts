@@ -125,8 +125,8 @@ export interface FilterCounters {
   readonly allowed: bigint;
   readonly blocked: bigint;
   readonly audited: bigint;
-  /** Events the kernel dropped because the ring buffer was full (absent: not known, e.g. a fake). */
-  readonly eventsLost?: bigint;
+  /** Events the kernel could not put on the ring buffer (full): NF_CNT_EVENTS_LOST. */
+  readonly eventsLost: bigint;
 }
 
 export type PacketVerdict = "blocked" | "audit";

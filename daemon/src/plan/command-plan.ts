@@ -42,13 +42,16 @@ export const REPLACE_THRESHOLD = 256;
 
 export function planCommand(state: PolicyState, command: PolicyCommand, nowMs: number, guard: LearnedGuard | null = null): Plan {
   switch (command.kind) {
-    case "set-mode":
+    case "set-mode": {
+      const audit = command.audit ?? state.audit;
       return {
-        op: state.mode === command.mode ? { kind: "none" } : { kind: "mode", mode: command.mode, audit: state.audit },
+        op: state.mode === command.mode && state.audit === audit ? { kind: "none" } : { kind: "mode", mode: command.mode, audit },
         commit: () => {
           state.mode = command.mode;
+          state.audit = audit;
         },
       };
+    }
     case "allow-cidr":
     case "deny-cidr": {
       const rule = command.rule;
@@ -79,16 +82,17 @@ export function planCommand(state: PolicyState, command: PolicyCommand, nowMs: n
       // The same policy again (a control plane that reconciles every attachment after its own
       // restart, a late SubscribedAck): no kernel write at all. TTL rules are never the same
       // again (their deadline is counted from now), so those still refresh.
-      if (command.mode === state.mode && dropped.size === 0 && refused.length === 0 && sameDns(dns, state.dns) && sameRules(rules, state.rules)) {
+      if (command.mode === state.mode && command.audit === state.audit && dropped.size === 0 && refused.length === 0 && sameDns(dns, state.dns) && sameRules(rules, state.rules)) {
         return { op: { kind: "none" }, unchanged: true, commit: () => undefined };
       }
       const drop = (l: LearnedRecord): boolean => dropped.has(l.name) || (refusedDrop !== null && refusedDrop(l));
       const policy = state.compile(nowMs, drop, rules, dns);
       return {
-        op: { kind: "replace", policy: { ...policy, mode: command.mode } },
+        op: { kind: "replace", policy: { ...policy, mode: command.mode, audit: command.audit } },
         refused,
         commit: () => {
           state.mode = command.mode;
+          state.audit = command.audit;
           state.rules = rules;
           state.dns = dns;
           for (const n of dropped) state.learned.removeName(n);

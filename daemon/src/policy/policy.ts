@@ -34,13 +34,16 @@ export interface AttachmentPolicy {
 
 /** A validated policy change for one attachment (what a ControlCommand becomes after parsing). */
 export type PolicyCommand =
-  | { readonly kind: "set-mode"; readonly mode: FilterMode }
+  /** audit null: the attachment's audit setting stays (SetMode without the extension field). */
+  | { readonly kind: "set-mode"; readonly mode: FilterMode; readonly audit: boolean | null }
   | { readonly kind: "allow-cidr"; readonly rule: CidrRule }
   | { readonly kind: "deny-cidr"; readonly rule: CidrRule }
   | { readonly kind: "remove-cidr"; readonly cidr: Cidr }
   | {
       readonly kind: "bulk-update";
       readonly mode: FilterMode;
+      /** A BulkUpdate restates the whole policy: audit mode on or off (absent on the wire = off). */
+      readonly audit: boolean;
       readonly allowCidrs: readonly CidrRule[];
       readonly denyCidrs: readonly CidrRule[];
       /** Absent: DNS rules are left as they are (BulkUpdate without `dns`). */

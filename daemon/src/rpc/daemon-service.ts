@@ -18,6 +18,7 @@ import {
   type DaemonStatus,
   type DetachOrphanRequest,
   type DetachRequest,
+  type SetAuditRequest,
   type ListOrphansResponse,
   type ListRequest,
   type ListResponse,
@@ -62,6 +63,8 @@ export interface AttachmentService {
   orphans?(): OrphanInfo[];
   adoptOrphan?(id: string): Promise<AttachmentView>;
   detachOrphan?(id: string): Promise<void>;
+  /** Audit mode on/off for one attachment, its mode unchanged (standalone daemons). */
+  setAudit?(id: string, audit: boolean): Promise<void>;
   /** Start-up problems for the operator. */
   warnings?(): string[];
   /** The effective policy as the kernel holds it, with per-rule hit counts (optional). */
@@ -76,6 +79,8 @@ export interface DaemonServiceDeps {
   readonly controlPlane: { state(): "disconnected" | "connecting" | "connected"; address(): string } | null;
   /** A fresh subscription to packet events per call. */
   readonly events: () => AsyncIterable<KernelPacketEvent>;
+  /** An attachment's metadata, carried by its packet events (undefined: not attached). */
+  readonly metadataOf?: (id: string) => Readonly<Record<string, string>> | undefined;
   /** How interface attachments are made on this kernel ("tcx" or "clsact"), "" if unknown. */
   readonly tcAttachMethod?: () => string;
   /** `netfenced explain` (explain/explainer.ts); absent: FAILED_PRECONDITION. */
@@ -141,6 +146,8 @@ export class DaemonServiceImpl {
           attachedAt: timestampFromMs(a.attachedAtMs),
           attachMethod: a.method,
           packetsAudited: s?.packetsAudited ?? 0n,
+          audit: a.audit,
+          eventsLost: s?.eventsLost ?? 0n,
         });
       }),
       nextPageToken: last !== undefined && start + pageSize < all.length ? encodePageToken(last) : "",
@@ -223,6 +230,22 @@ export class DaemonServiceImpl {
     return create(EmptySchema);
   }
 
+  /**
+   * Audit mode for one attachment of a standalone daemon. With a control plane it owns the policy
+   * (SetMode/BulkUpdate/SubscribedAck.audit): a local change would be silently overwritten by its
+   * next BulkUpdate, so it is refused.
+   */
+  async setAudit(req: SetAuditRequest): Promise<Empty> {
+    const id = req.id.trim();
+    if (id === "") throw invalidArgument("audit needs an attachment id");
+    if (this.deps.controlPlane !== null) {
+      throw new NetfenceError("FAILED_PRECONDITION", "this daemon takes its policy from a control plane (control_plane.url): turn audit mode on there (SetMode/BulkUpdate audit)");
+    }
+    if (this.deps.registry.setAudit === undefined) throw new NetfenceError("FAILED_PRECONDITION", "this daemon cannot change audit mode");
+    await this.deps.registry.setAudit(id, req.audit);
+    return create(EmptySchema);
+  }
+
   /** Packet events, optionally for one attachment; ends when `signal` aborts or events end. */
   async explain(req: ExplainRequest): Promise<ExplainResponse> {
     if (this.deps.explain === undefined) throw new NetfenceError("FAILED_PRECONDITION", "this daemon cannot explain verdicts");
@@ -243,7 +266,8 @@ export class DaemonServiceImpl {
       for (;;) {
         const next = await Promise.race([iterator.next(), aborted]);
         if (next.done) return;
-        if (id === "" || next.value.attachmentId === id) yield packetEventToWire(next.value);
+        const e = next.value;
+        if (id === "" || e.attachmentId === id) yield packetEventToWire(e, e.attachmentId === null ? undefined : this.deps.metadataOf?.(e.attachmentId));
       }
     } finally {
       await iterator.return?.();
@@ -324,6 +348,7 @@ export function daemonServiceHandlers(impl: DaemonServiceImpl | Promise<DaemonSe
     Explain: unary((s, r: ExplainRequest) => s.explain(r)),
     ListRules: unary((s, r: ListRulesRequest) => s.listRules(r)),
     History: unary((s, r: HistoryRequest) => s.history(r)),
+    SetAudit: unary((s, r: SetAuditRequest) => s.setAudit(r)),
     WatchEvents: (call: grpc.ServerWritableStream<WatchEventsRequest, PacketEvent>) => {
       const ac = new AbortController();
       call.on("cancelled", () => ac.abort());

@@ -3,6 +3,7 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Direction, PacketEventSchema, Verdict, type PacketEvent } from "@netfence/proto/control";
 import type { KernelPacketEvent } from "../datapath/filter.js";
 
+const VERDICTS = { blocked: Verdict.BLOCKED, audit: Verdict.AUDIT, allowed: Verdict.ALLOWED } as const;
 const PROTOCOLS: Record<number, string> = { 1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6" };
 
 /** IP events: the protocol's name or number; L2 frames (family 0): "arp" or "ether-0x88b5". */
@@ -11,8 +12,11 @@ function protocolName(e: KernelPacketEvent): string {
   return PROTOCOLS[e.protocol] ?? String(e.protocol);
 }
 
-/** Kernel event → wire PacketEvent. Packets are always sent by the workload (egress from its view). */
-export function packetEventToWire(e: KernelPacketEvent): PacketEvent {
+/**
+ * Kernel event → wire PacketEvent. Packets are always sent by the workload (egress from its view).
+ * `metadata`: the attachment's (PacketEvent.metadata, extension 13), when it is still attached.
+ */
+export function packetEventToWire(e: KernelPacketEvent, metadata?: Readonly<Record<string, string>>): PacketEvent {
   return create(PacketEventSchema, {
     time: timestampFromMs(e.timeMs),
     attachmentId: e.attachmentId ?? "",
@@ -22,9 +26,10 @@ export function packetEventToWire(e: KernelPacketEvent): PacketEvent {
     dstPort: e.dstPort,
     protocol: protocolName(e),
     direction: Direction.EGRESS,
-    verdict: e.verdict === "audit" ? Verdict.AUDIT : Verdict.BLOCKED,
+    verdict: VERDICTS[e.verdict],
     reason: e.reason,
     rule: e.rule ?? "",
     suppressed: BigInt(e.suppressed),
+    metadata: metadata === undefined ? {} : { ...metadata },
   });
 }

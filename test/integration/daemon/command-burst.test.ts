@@ -64,7 +64,7 @@ describe("10k-command burst (real kernel, file store)", () => {
     for (let i = 0; i < 10_000; i++) {
       ops.push(manager.applyCommand(id, { kind: "allow-cidr", rule: { cidr: parseCidr(`100.${64 + (i >> 8)}.${i & 255}.0/24`), expiresAtMs: null } }));
       if (i === 5000) ops.push(manager.applyCommand(id, { kind: "allow-cidr", rule: { cidr: server, expiresAtMs: null } }));
-      if (i === 7000) ops.push(manager.applyCommand("nf-doesnotexist", { kind: "set-mode", mode: "disabled" }).catch((e: NetfenceError) => e.code));
+      if (i === 7000) ops.push(manager.applyCommand("nf-doesnotexist", { kind: "set-mode", mode: "disabled", audit: null }).catch((e: NetfenceError) => e.code));
       if (i === 9000) ops.push(manager.applyCommand(id, { kind: "remove-cidr", cidr: parseCidr("100.64.1.0/24") }));
     }
     const results = await Promise.all(ops);

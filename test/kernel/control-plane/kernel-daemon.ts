@@ -7,6 +7,7 @@ import { createDnsServerFactory } from "../../../daemon/src/dns/dns-server-facto
 import { ControlPlaneClient } from "../../../daemon/src/control-plane/connection.js";
 import type { ControlPlaneHost } from "../../../daemon/src/control-plane/control-plane-host.js";
 import type { LearnedAddressSink } from "../../../daemon/src/dns/learned-sink.js";
+import { EventForwarder } from "../../../daemon/src/event-forwarder.js";
 
 /**
  * The daemon's control-plane half composed for kernel tests: AttachmentManager (real
@@ -25,6 +26,8 @@ export async function startKernelDaemon(opts: {
   subscribeAckTimeoutMs: number;
   dnsPorts: { min: number; max: number };
   heartbeatIntervalMs?: number;
+  /** Forward the kernel's packet events to the control plane when it asks (as app.ts does). */
+  forwardEvents?: { intervalMs: number };
 }): Promise<KernelDaemon> {
   const silent = pino({ level: "silent" });
   let mgr: AttachmentManager | null = null;
@@ -59,10 +62,15 @@ export async function startKernelDaemon(opts: {
   cpClient = client;
   await manager.start();
   client.start();
+  const forwarder = opts.forwardEvents === undefined
+    ? null
+    : new EventForwarder(opts.filter.events(), client, { intervalMs: opts.forwardEvents.intervalMs, metadataOf: (id) => manager.metadataOf(id) });
+  forwarder?.start();
   return {
     manager,
     client,
     async stop() {
+      forwarder?.stop();
       client.stop();
       for (const a of manager.list()) await manager.detach(a.id).catch(() => undefined);
       await manager.stop().catch(() => undefined);

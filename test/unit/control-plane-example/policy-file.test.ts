@@ -137,3 +137,17 @@ describe("durations", () => {
     expect(parseDurationSeconds(-1)).toBeNull();
   });
 });
+
+describe("policy file: audit (audit mode per rule)", () => {
+  it("audit: true is carried in the policy pushed (SubscribedAck/BulkUpdate.audit); absent = enforcing", () => {
+    const file = parsePolicyFile(["defaults: {mode: block-all}", "rules:", "  - name: rollout", "    match: {env: canary}", "    mode: allowlist", "    allow: [10.0.0.0/8]", "    audit: true", "  - name: plain", "    mode: denylist"].join("\n"), "p.yaml");
+    expect(file.rules[0]!.policy).toMatchObject({ mode: "allowlist", audit: true });
+    expect(file.rules[1]!.policy.audit).toBeUndefined();
+    expect(file.defaults.audit).toBeUndefined();
+  });
+
+  it("rejects an audit that is not a boolean", () => {
+    expect(problems("defaults:\n  mode: allowlist\n  audit: yes please\n").join("\n")).toMatch(/defaults: audit must be true or false/);
+  });
+});
+

@@ -183,7 +183,7 @@ describe("ControlPlaneClient", () => {
       "set-mode", "allow-cidr", "deny-cidr", "remove-cidr", "bulk-update", "set-dns-mode", "allow-domain", "deny-domain", "remove-domain",
     ]);
     expect(host.applied.every((a) => a.id === id)).toBe(true);
-    expect(host.applied[0]!.command).toEqual({ kind: "set-mode", mode: "denylist" });
+    expect(host.applied[0]!.command).toEqual({ kind: "set-mode", mode: "denylist", audit: null });
     expect(host.applied[5]!.command).toEqual({ kind: "set-dns-mode", mode: "proxy" });
     expect(cp.ofCase("commandResult")).toEqual([]);
   });
@@ -209,7 +209,7 @@ describe("ControlPlaneClient", () => {
     expect(results.get("c5")!.error).toMatch(/no command set/);
     expect(results.get("c6")).toMatchObject({ applied: true, error: "", attachmentId: "att-a" });
     expect(host.applied.map((a) => a.command.kind)).toEqual(["set-mode", "set-mode", "allow-cidr"]);
-    expect(host.applied[0]!.command).toEqual({ kind: "set-mode", mode: "disabled" });
+    expect(host.applied[0]!.command).toEqual({ kind: "set-mode", mode: "disabled", audit: null });
     expect(client.state()).toBe("connected");
     expect(cp.streams).toBe(1);
   });
@@ -228,7 +228,7 @@ describe("ControlPlaneClient", () => {
       .filter((i) => i % 10 !== 9 || i < 256)
       .map((i) => (i % 10 === 9 ? "10.0.0.0/8" : `10.${(i >> 8) & 255}.${i & 255}.0/24`));
     expect(applied).toEqual(expected);
-    expect(host.applied[host.applied.length - 1]!.command).toEqual({ kind: "set-mode", mode: "denylist" });
+    expect(host.applied[host.applied.length - 1]!.command).toEqual({ kind: "set-mode", mode: "denylist", audit: null });
     expect(client.state()).toBe("connected");
     expect(cp.streams).toBe(1);
   });
@@ -293,11 +293,23 @@ describe("ControlPlaneClient", () => {
     expect(cp.dnsQueries.map((q) => [q.id, q.domain, q.queryType])).toEqual([["att-a", "svc.internal.", "A"]]);
   });
 
-  it("forwards packet events as a PacketEventBatch", async () => {
+  it("forwards packet events as a PacketEventBatch only once the control plane asked (SyncAck.packet_events)", async () => {
     const { cp, client } = await setup();
-    expect(client.publishEvents([create(PacketEventSchema, { attachmentId: "att-a", dst: "1.1.1.1", protocol: "udp" })])).toBe(true);
+    const ev = create(PacketEventSchema, { attachmentId: "att-a", dst: "1.1.1.1", protocol: "udp", metadata: { team: "a" } });
+    // A Go-original control plane never asks: nothing is sent to it.
+    expect(client.wantsPacketEvents()).toBe(false);
+    expect(client.publishEvents([ev])).toBe(false);
+    cp.send({ commandId: "ask", command: { case: "syncAck", value: { packetEvents: true } } });
+    await cp.waitFor(() => cp.ofCase("commandResult").some((r) => r.commandId === "ask"));
+    expect(client.wantsPacketEvents()).toBe(true);
+    expect(client.publishEvents([ev])).toBe(true);
     await cp.waitFor(() => cp.ofCase("packetEvents").length === 1);
-    expect(cp.ofCase("packetEvents")[0]!.events[0]).toMatchObject({ attachmentId: "att-a", dst: "1.1.1.1" });
+    expect(cp.ofCase("packetEvents")[0]!.events[0]).toMatchObject({ attachmentId: "att-a", dst: "1.1.1.1", metadata: { team: "a" } });
+    // A later SyncAck without it stops them again.
+    cp.send({ commandId: "stop", command: { case: "syncAck", value: {} } });
+    await cp.waitFor(() => cp.ofCase("commandResult").some((r) => r.commandId === "stop"));
+    expect(client.publishEvents([ev])).toBe(false);
+    expect(cp.ofCase("packetEvents")).toHaveLength(1);
   });
 
   it("is fail-static: reconnects with backoff after the control plane dies and resyncs", async () => {

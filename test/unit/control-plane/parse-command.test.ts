@@ -1,8 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { create } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { DurationSchema } from "@bufbuild/protobuf/wkt";
 import {
   ControlCommandSchema,
+  SetModeSchema,
   SubscribedAckSchema,
   type ControlCommand,
 } from "@netfence/proto/control";
@@ -41,7 +42,7 @@ describe("parseCommand", () => {
     ];
     for (const [mode, name] of modes) {
       const parsed = parseCommand(cmd({ case: "setMode", value: { $typeName: "netfence.v1.SetMode", mode } }), NOW);
-      expect(parsed.command).toEqual({ kind: "set-mode", mode: name });
+      expect(parsed.command).toEqual({ kind: "set-mode", mode: name, audit: null });
     }
   });
 
@@ -91,7 +92,7 @@ describe("parseCommand", () => {
 
   it("treats UNSPECIFIED modes as DISABLED (Go original), rejects them when strict; unknown modes always rejected", () => {
     const unspecified = cmd({ case: "setMode", value: { $typeName: "netfence.v1.SetMode", mode: PolicyMode.UNSPECIFIED } });
-    expect(parseCommand(unspecified, NOW).command).toEqual({ kind: "set-mode", mode: "disabled" });
+    expect(parseCommand(unspecified, NOW).command).toEqual({ kind: "set-mode", mode: "disabled", audit: null });
     rejects(unspecified, /UNSPECIFIED/, true);
     const bulk = create(ControlCommandSchema, { id: "a", command: { case: "bulkUpdate", value: { allowCidrs: [{ cidr: "10.0.0.0/8" }] } } });
     expect(parseCommand(bulk, NOW).command).toMatchObject({ kind: "bulk-update", mode: "disabled" });
@@ -235,5 +236,34 @@ describe("parseUpstream", () => {
     expect(() => parseUpstream("10.0.0.2:99999", "f")).toThrow(/out of range/);
     expect(() => parseUpstream("dns.google:53", "f")).toThrow(/not an IP/);
     expect(() => parseUpstream("10.0.0.0/8", "f")).toThrow();
+  });
+});
+
+describe("audit mode fields (extensions SetMode.audit 100, BulkUpdate.audit 101, SubscribedAck.audit 100)", () => {
+  it("SetMode: absent keeps the attachment's setting (null), present sets it", () => {
+    const setMode = (value: { mode: PolicyMode; audit?: boolean }): unknown =>
+      parseCommand(cmd({ case: "setMode", value: { $typeName: "netfence.v1.SetMode", ...value } }), NOW).command;
+    expect(setMode({ mode: PolicyMode.ALLOWLIST })).toEqual({ kind: "set-mode", mode: "allowlist", audit: null });
+    expect(setMode({ mode: PolicyMode.ALLOWLIST, audit: true })).toEqual({ kind: "set-mode", mode: "allowlist", audit: true });
+    expect(setMode({ mode: PolicyMode.ALLOWLIST, audit: false })).toEqual({ kind: "set-mode", mode: "allowlist", audit: false });
+  });
+
+  it("BulkUpdate restates it: absent (a Go-original control plane) is false", () => {
+    const bulk = (audit?: boolean): unknown =>
+      parseCommand(create(ControlCommandSchema, { id: "a", command: { case: "bulkUpdate", value: { mode: PolicyMode.ALLOWLIST, ...(audit === undefined ? {} : { audit }) } } }), NOW).command;
+    expect(bulk()).toMatchObject({ kind: "bulk-update", audit: false });
+    expect(bulk(true)).toMatchObject({ kind: "bulk-update", audit: true });
+  });
+
+  it("SubscribedAck: the initial policy's audit flag, false when absent", () => {
+    expect(parseSubscribedAck(create(SubscribedAckSchema, { mode: PolicyMode.ALLOWLIST }), NOW).policy.audit).toBe(false);
+    expect(parseSubscribedAck(create(SubscribedAckSchema, { mode: PolicyMode.ALLOWLIST, audit: true }), NOW).policy.audit).toBe(true);
+  });
+
+  it("a Go-original encoder's SetMode (no field 100 on the wire) decodes as absent", () => {
+    // SetMode{mode: ALLOWLIST} as protoc for the original schema writes it: field 1, varint 1.
+    const wire = new Uint8Array([0x08, 0x01]);
+    expect(fromBinary(SetModeSchema, wire).audit).toBeUndefined();
+    expect(fromBinary(SetModeSchema, toBinary(SetModeSchema, create(SetModeSchema, { mode: PolicyMode.ALLOWLIST, audit: false }))).audit).toBe(false);
   });
 });

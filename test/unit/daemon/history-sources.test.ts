@@ -49,26 +49,26 @@ describe("audit trail sources", () => {
     expect(entries.at(-1)).toMatchObject({ attachmentId: v.id, source: "default-policy", action: "attach", result: "applied" });
     expect(entries.at(-1)!.summary).toContain("mode allowlist; allow 1 [10.0.0.0/8]");
 
-    await manager.applyCommand(v.id, { kind: "set-mode", mode: "denylist" });
+    await manager.applyCommand(v.id, { kind: "set-mode", mode: "denylist", audit: null });
     await settle();
     expect(entries.at(-1)).toMatchObject({ source: "cli", action: "set-mode", summary: "mode allowlist→denylist", result: "applied", commandId: "" });
 
-    await manager.applyCommand(v.id, { kind: "set-mode", mode: "denylist" });
+    await manager.applyCommand(v.id, { kind: "set-mode", mode: "denylist", audit: null });
     await settle();
     expect(entries.at(-1)).toMatchObject({ action: "set-mode", result: "applied" });
 
-    await manager.applyCommand(v.id, { kind: "bulk-update", mode: "denylist", allowCidrs: [{ cidr: parseCidr("10.0.0.0/8"), expiresAtMs: null }], denyCidrs: [], dns: null });
+    await manager.applyCommand(v.id, { kind: "bulk-update", mode: "denylist", audit: false, allowCidrs: [{ cidr: parseCidr("10.0.0.0/8"), expiresAtMs: null }], denyCidrs: [], dns: null });
     await settle();
     expect(entries.at(-1)).toMatchObject({ action: "bulk-update", result: "unchanged" });
 
-    await expect(manager.applyCommand("nf-nope", { kind: "set-mode", mode: "block-all" })).rejects.toThrow(/no attachment/);
+    await expect(manager.applyCommand("nf-nope", { kind: "set-mode", mode: "block-all", audit: null })).rejects.toThrow(/no attachment/);
     await settle();
     expect(entries.at(-1)).toMatchObject({ attachmentId: "nf-nope", source: "cli", result: "rejected" });
     expect(entries.at(-1)!.error).toMatch(/no attachment/);
 
     // A kernel failure: rejected, and the policy is what it was.
     filter.failNext("setMode", new NetfenceError("INTERNAL", "map update failed"));
-    await expect(manager.applyCommand(v.id, { kind: "set-mode", mode: "block-all" })).rejects.toThrow(/map update failed/);
+    await expect(manager.applyCommand(v.id, { kind: "set-mode", mode: "block-all", audit: null })).rejects.toThrow(/map update failed/);
     await settle();
     expect(entries.at(-1)).toMatchObject({ attachmentId: v.id, action: "set-mode", result: "rejected", error: "map update failed" });
     expect(manager.policyOf(v.id).mode).toBe("denylist");

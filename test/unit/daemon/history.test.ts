@@ -150,14 +150,14 @@ describe("change summaries", () => {
 
   it("a BulkUpdate is a diff: +N/-M per side with the first few shown", () => {
     const s = commandSummary(
-      { kind: "bulk-update", mode: "denylist", allowCidrs: [rule("10.0.0.0/8"), rule("172.16.0.0/12")], denyCidrs: [], dns: null },
+      { kind: "bulk-update", mode: "denylist", audit: false, allowCidrs: [rule("10.0.0.0/8"), rule("172.16.0.0/12")], denyCidrs: [], dns: null },
       before,
     );
     expect(s).toBe("mode allowlist→denylist; allow +1/-1 (+172.16.0.0/12, -192.168.1.0/24); deny +0/-1 (-10.9.0.0/16); dns rules kept");
   });
 
   it("the diff against the installed rule index (no formatting) says the same", () => {
-    const command = { kind: "bulk-update" as const, mode: "denylist" as const, allowCidrs: [rule("10.0.0.0/8"), rule("172.16.0.0/12")], denyCidrs: [], dns: null };
+    const command = { kind: "bulk-update" as const, mode: "denylist" as const, audit: false, allowCidrs: [rule("10.0.0.0/8"), rule("172.16.0.0/12")], denyCidrs: [], dns: null };
     const after = new RuleIndex(indexRules(command.allowCidrs, command.denyCidrs));
     expect(commandSummary(command, before, after)).toBe(commandSummary(command, before));
     const many = Array.from({ length: 1000 }, (_, i) => rule(`10.${i >> 8}.${i & 255}.0/24`));
@@ -167,7 +167,7 @@ describe("change summaries", () => {
   });
 
   it("single commands", () => {
-    expect(commandSummary({ kind: "set-mode", mode: "block-all" }, before)).toBe("mode allowlist→block-all");
+    expect(commandSummary({ kind: "set-mode", mode: "block-all", audit: null }, before)).toBe("mode allowlist→block-all");
     expect(commandSummary({ kind: "deny-cidr", rule: rule("1.2.3.4/32") }, before)).toBe("deny +1.2.3.4/32");
     expect(commandSummary({ kind: "allow-domain", rule: { domain: "example.com", includeSubdomains: true } }, before)).toBe("allow domain +*.example.com");
   });

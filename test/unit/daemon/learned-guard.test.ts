@@ -144,7 +144,7 @@ describe("learned addresses under the guard (manager + fake kernel)", () => {
     const r = await rig(policy({ mode: "allowlist", dns: anyName }));
     await r.learn("a.test", "198.51.100.7", "203.0.113.1");
     r.filter.calls.length = 0;
-    await r.manager.applyCommand(r.id, { kind: "bulk-update", mode: "allowlist", allowCidrs: [], denyCidrs: [rule("198.51.100.0/25")], dns: null });
+    await r.manager.applyCommand(r.id, { kind: "bulk-update", mode: "allowlist", audit: false, allowCidrs: [], denyCidrs: [rule("198.51.100.0/25")], dns: null });
     expect(r.filter.calls.map((c) => c.method)).toEqual(["replacePolicy"]);
     expect(r.filter.verdict(r.id, "198.51.100.7")).toBe("block");
     expect(r.filter.verdict(r.id, "203.0.113.1")).toBe("allow");

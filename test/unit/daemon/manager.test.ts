@@ -261,7 +261,7 @@ describe("AttachmentManager commands", () => {
     expect(await codeOf(r.manager.applyCommand(r.id, { kind: "allow-cidr", rule: rule("198.51.100.0/24") }))).toBe("INTERNAL");
     expect(r.filter.verdict(r.id, "198.51.100.1")).toBe("block");
     expect(r.manager.policyOf(r.id).allowCidrs.map((c) => formatCidr(c.cidr))).toEqual(["192.0.2.0/24"]);
-    expect(await codeOf(r.manager.applyCommand("nf-unknown", { kind: "set-mode", mode: "block-all" }))).toBe("NOT_FOUND");
+    expect(await codeOf(r.manager.applyCommand("nf-unknown", { kind: "set-mode", mode: "block-all", audit: null }))).toBe("NOT_FOUND");
   });
 
   it("a command that reached the kernel is not reported failed when the state write fails; the next write carries it", async () => {
@@ -281,11 +281,32 @@ describe("AttachmentManager commands", () => {
 
   it("set-mode switches the kernel mode", async () => {
     const r = await attached(policy({ allowCidrs: [rule("10.0.0.0/8")] }));
-    await r.manager.applyCommand(r.id, { kind: "set-mode", mode: "block-all" });
+    await r.manager.applyCommand(r.id, { kind: "set-mode", mode: "block-all", audit: null });
     expect(r.filter.verdict(r.id, "10.0.0.1")).toBe("block");
-    await r.manager.applyCommand(r.id, { kind: "set-mode", mode: "denylist" });
+    await r.manager.applyCommand(r.id, { kind: "set-mode", mode: "denylist", audit: null });
     expect(r.filter.verdict(r.id, "11.0.0.1")).toBe("allow");
     expect(r.manager.get(r.id).mode).toBe("denylist");
+  });
+
+  it("audit mode: SetMode without it keeps it, with it sets it; a BulkUpdate restates it (false when absent)", async () => {
+    const r = await attached(policy({ allowCidrs: [rule("10.0.0.0/8")] }));
+    const kernelAudit = (): boolean | undefined => r.filter.bpffs.pinned.get(r.id)?.audit;
+    await r.manager.applyCommand(r.id, { kind: "set-mode", mode: "allowlist", audit: true });
+    expect(r.filter.calls.map((c) => c.method)).toEqual(["setMode"]);
+    expect([kernelAudit(), r.manager.get(r.id).audit, r.manager.policyOf(r.id).audit]).toEqual([true, true, true]);
+    await r.manager.applyCommand(r.id, { kind: "set-mode", mode: "block-all", audit: null }); // a Go-original SetMode
+    expect([kernelAudit(), r.manager.get(r.id).mode]).toEqual([true, "block-all"]);
+    await r.manager.applyCommand(r.id, { kind: "set-mode", mode: "block-all", audit: null }); // nothing changes
+    expect(r.filter.calls.map((c) => c.method)).toEqual(["setMode", "setMode"]);
+    const bulk = { kind: "bulk-update" as const, mode: "allowlist" as const, audit: true, allowCidrs: [rule("10.0.0.0/8")], denyCidrs: [], dns: null };
+    await r.manager.applyCommand(r.id, bulk);
+    expect(kernelAudit()).toBe(true);
+    await r.manager.applyCommand(r.id, { ...bulk, audit: false }); // only the audit flag differs: still written
+    expect(r.filter.calls.map((c) => c.method)).toEqual(["setMode", "setMode", "replacePolicy", "replacePolicy"]);
+    expect([kernelAudit(), r.manager.get(r.id).audit]).toEqual([false, false]);
+    expect(r.manager.snapshot().attachments[0]!.policy.audit).toBe(false);
+    await r.manager.applyCommand(r.id, { kind: "set-mode", mode: "allowlist", audit: true });
+    expect(r.manager.snapshot().attachments[0]!.policy.audit).toBe(true); // persisted: survives a restart
   });
 
   it("bulk-update replaces the whole policy atomically", async () => {
@@ -293,6 +314,7 @@ describe("AttachmentManager commands", () => {
     await r.manager.applyCommand(r.id, {
       kind: "bulk-update",
       mode: "allowlist",
+      audit: false,
       allowCidrs: [rule("10.0.0.0/8"), rule("192.168.0.0/16")],
       denyCidrs: [rule("10.9.0.0/16")],
       dns: null,
@@ -304,14 +326,14 @@ describe("AttachmentManager commands", () => {
     expect(r.filter.verdict(r.id, "192.168.3.3")).toBe("allow");
     r.filter.failNext("replacePolicy");
     const before = r.filter.entries(r.id);
-    expect(await codeOf(r.manager.applyCommand(r.id, { kind: "bulk-update", mode: "block-all", allowCidrs: [], denyCidrs: [], dns: null }))).toBe("INTERNAL");
+    expect(await codeOf(r.manager.applyCommand(r.id, { kind: "bulk-update", mode: "block-all", audit: false, allowCidrs: [], denyCidrs: [], dns: null }))).toBe("INTERNAL");
     expect(r.filter.entries(r.id)).toEqual(before);
     expect(r.manager.get(r.id).mode).toBe("allowlist");
   });
 
   it("a bulk-update restating the current policy writes nothing (kernel or store); a changed mode, rule or TTL still replaces", async () => {
     const r = await attached(policy({ allowCidrs: [rule("10.0.0.0/8"), rule("172.16.0.0/12")], denyCidrs: [rule("10.9.0.0/16")] }));
-    const same = { kind: "bulk-update" as const, mode: "allowlist" as const, allowCidrs: [rule("172.16.0.0/12"), rule("10.0.0.0/8")], denyCidrs: [rule("10.9.0.0/16")], dns: null };
+    const same = { kind: "bulk-update" as const, mode: "allowlist" as const, audit: false, allowCidrs: [rule("172.16.0.0/12"), rule("10.0.0.0/8")], denyCidrs: [rule("10.9.0.0/16")], dns: null };
     await r.manager.applyCommand(r.id, same);
     const stored = r.manager.snapshot().attachments[0];
     await r.manager.applyCommand(r.id, same);
@@ -346,6 +368,7 @@ describe("AttachmentManager commands", () => {
     await r.manager.applyCommand(r.id, {
       kind: "bulk-update",
       mode: "allowlist",
+      audit: false,
       allowCidrs: [],
       denyCidrs: [],
       dns: { ...dns, allowDomains: [{ domain: "example.com", includeSubdomains: true }] },
@@ -400,6 +423,7 @@ describe("AttachmentManager commands", () => {
     await r.manager.applyCommand(v.id, {
       kind: "bulk-update",
       mode: "allowlist",
+      audit: false,
       allowCidrs: [rule("198.51.100.0/24", clock.now + 2_000), rule("203.0.113.0/24", clock.now + 4_000)],
       denyCidrs: [],
       dns: null,
@@ -472,7 +496,7 @@ describe("AttachmentManager restart", () => {
     expect(second.filter.calls.filter((x) => x.method === "detach").map((x) => x.id)).toEqual([b.id]);
     expect(second.source.unsubscribedCalls.map((u) => [u.id, u.reason])).toEqual([[b.id, "removed"]]);
     // Still driveable, and learned addresses survived (removing the name's rule drops them).
-    await second.manager.applyCommand(a.id, { kind: "set-mode", mode: "allowlist" });
+    await second.manager.applyCommand(a.id, { kind: "set-mode", mode: "allowlist", audit: null });
     expect(second.filter.verdict(a.id, "203.0.113.1")).toBe("allow");
     clock.now += 100_000;
     await second.manager.collectExpired();
@@ -533,7 +557,7 @@ describe("AttachmentManager restart", () => {
     expect(second.dns.running.get(a.id)?.listen.port).toBe(Number(a.dnsAddress.split(":")[1]));
     expect(second.manager.orphans().map((o) => o.id)).toEqual([b.id]);
     expect(second.manager.snapshot().attachments.map((x) => x.id)).toEqual([a.id]);
-    await second.manager.applyCommand(a.id, { kind: "set-mode", mode: "block-all" });
+    await second.manager.applyCommand(a.id, { kind: "set-mode", mode: "block-all", audit: null });
     expect(second.filter.verdict(a.id, "10.0.0.1")).toBe("block");
     expect(await codeOf(second.manager.adoptOrphan(a.id))).toBe("NOT_FOUND");
 

@@ -9,11 +9,12 @@ describe("DaemonMetrics", () => {
     let blocked = 3n;
     let reads = 0;
     const m = new DaemonMetrics({
-      stats: async () => (reads++, [{ id: "nf-a", packetsAllowed: 10n, packetsBlocked: blocked, packetsAudited: 0n, dnsQueriesAllowed: 2n, dnsQueriesBlocked: 1n }]),
+      stats: async () => (reads++, [{ id: "nf-a", packetsAllowed: 10n, packetsBlocked: blocked, packetsAudited: 4n, eventsLost: 5n, dnsQueriesAllowed: 2n, dnsQueriesBlocked: 1n }]),
       attachmentCount: () => 1,
       queueDepth: () => 0,
       controlPlaneState: () => "connected",
       integrityRestores: () => 2,
+      eventsForwardDropped: () => 6,
     });
     m.commandOutcome("allow-cidr", true, 2);
     m.commandOutcome("allow-cidr", false, 1);
@@ -23,6 +24,9 @@ describe("DaemonMetrics", () => {
     expect(text).toContain("netfence_attachments 1");
     expect(text).toContain("netfence_control_plane_connected 1");
     expect(text).toContain("netfence_integrity_restores 2");
+    expect(text).toContain('netfence_packets_audited{attachment="nf-a"} 4');
+    expect(text).toContain('netfence_events_lost{attachment="nf-a"} 5');
+    expect(text).toContain("netfence_events_forward_dropped_total 6");
     expect(text).toContain('netfence_commands_total{kind="allow-cidr",outcome="applied"} 1');
     expect(text).toContain('netfence_commands_total{kind="allow-cidr",outcome="rejected"} 1');
     expect(reads).toBe(1); // one kernel read per scrape, whatever the number of per-attachment series

@@ -86,7 +86,7 @@ describe("ListRules and heartbeat rule hits (FakeFilter)", () => {
     const { manager, filter, id } = await attached(policy({ allowCidrs: [rule("10.0.0.0/8"), rule("192.0.2.0/24")] }));
     filter.sendPacket(id, "192.0.2.1");
     const gone = (await manager.listRules(id)).rules.find((r) => r.rule === "allow-cidr 192.0.2.0/24")!.ruleId;
-    const bulk = (allowCidrs: string[]) => manager.applyCommand(id, { kind: "bulk-update", mode: "allowlist", allowCidrs: allowCidrs.map(rule), denyCidrs: [], dns: null });
+    const bulk = (allowCidrs: string[]) => manager.applyCommand(id, { kind: "bulk-update", mode: "allowlist", audit: false, allowCidrs: allowCidrs.map(rule), denyCidrs: [], dns: null });
     await bulk(["10.0.0.0/8"]); // replace N: the rule goes, its id is quarantined (generation N-1 still has it)
     expect(filter.clearedHits).toEqual([]);
     await bulk(["10.0.0.0/8", "203.0.113.0/24"]); // replace N+1: N-1 retired; the id is zeroed first, not reused yet

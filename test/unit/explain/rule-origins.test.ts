@@ -24,19 +24,19 @@ describe("RuleOrigins", () => {
     expect(p.cidr("allow", "10.0.0.0/8")).toMatchObject({ source: "default-policy" });
     p.noteCommand({ kind: "allow-cidr", rule: cidr("10.0.0.0/8") }, o("allow-cidr", 2, "c-2"));
     p.noteCommand({ kind: "allow-domain", rule: { domain: "x.com", includeSubdomains: false } }, o("allow-domain", 3, "c-3"));
-    p.noteCommand({ kind: "set-mode", mode: "denylist" }, o("set-mode", 4, "c-4"));
+    p.noteCommand({ kind: "set-mode", mode: "denylist", audit: null }, o("set-mode", 4, "c-4"));
     expect(p.cidr("allow", "10.0.0.0/8")).toMatchObject({ commandId: "c-2", atMs: 2 });
     expect(p.cidr("deny", "10.0.0.0/8")).toMatchObject({ source: "default-policy" });
     expect(p.mode()).toMatchObject({ commandId: "c-4" });
     // BulkUpdate without dns: CIDR rules and mode from it, DNS rules keep theirs.
-    p.noteCommand({ kind: "bulk-update", mode: "allowlist", allowCidrs: [], denyCidrs: [], dns: null }, o("bulk-update", 5, "c-5"));
+    p.noteCommand({ kind: "bulk-update", mode: "allowlist", audit: false, allowCidrs: [], denyCidrs: [], dns: null }, o("bulk-update", 5, "c-5"));
     expect(p.cidr("allow", "10.0.0.0/8")).toMatchObject({ commandId: "c-5" });
     expect(p.mode()).toMatchObject({ commandId: "c-5" });
     expect(p.domain("allow", "x.com")).toMatchObject({ commandId: "c-3" });
     expect(p.domain("allow", "y.com")).toMatchObject({ source: "default-policy" });
     expect(p.dnsMode()).toMatchObject({ source: "default-policy" });
     // With dns: everything from it.
-    p.noteCommand({ kind: "bulk-update", mode: "allowlist", allowCidrs: [], denyCidrs: [], dns: { mode: "disabled", allowDomains: [], denyDomains: [], upstreams: [] } }, o("bulk-update", 6, "c-6"));
+    p.noteCommand({ kind: "bulk-update", mode: "allowlist", audit: false, allowCidrs: [], denyCidrs: [], dns: { mode: "disabled", allowDomains: [], denyDomains: [], upstreams: [] } }, o("bulk-update", 6, "c-6"));
     expect(p.domain("allow", "x.com")).toMatchObject({ commandId: "c-6" });
     p.noteCommand({ kind: "deny-cidr", rule: cidr("10.1.0.0/16") }, o("deny-cidr", 7, "c-7"));
     p.noteCommand({ kind: "remove-cidr", cidr: parseCidr("10.1.0.0/16") }, o("remove-cidr", 8, "c-8"));

@@ -20,7 +20,7 @@ const idsOf = (p: FilterPolicy): Record<string, number> => Object.fromEntries(p.
 
 /** Applies a BulkUpdate's plan (as the command applier does) and returns the policy it installs. */
 function bulk(st: PolicyState, allow: string[], deny: string[] = [], dns: DnsPolicy | null = null): FilterPolicy {
-  const plan = planCommand(st, { kind: "bulk-update", mode: "allowlist", allowCidrs: allow.map(rule), denyCidrs: deny.map(rule), dns }, NOW);
+  const plan = planCommand(st, { kind: "bulk-update", mode: "allowlist", audit: false, allowCidrs: allow.map(rule), denyCidrs: deny.map(rule), dns }, NOW);
   plan.commit();
   if (plan.op.kind !== "replace") throw new Error(`expected a replace, got ${plan.op.kind}`);
   return plan.op.policy;
