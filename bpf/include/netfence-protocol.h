@@ -225,4 +225,32 @@ struct nf_tables_reply {
 	struct nf_tables_family fam[2];
 };
 
+
+/*
+ * Migration of pins written with another layout (lane M, issue 14): ops 50..52. A stored attachment
+ * whose pins ADOPT refuses with EPROTO (another NF_LAYOUT_VERSION or magic, or maps of another
+ * shape) is re-created beside its old self: MIGRATE_BEGIN moves <pin_root>/<id> aside to
+ * <pin_root>/_migrating-<id> (a rename within bpffs: the old program stays attached and enforcing),
+ * the daemon re-creates the attachment (LOAD, REPLACE, LINK: the new program runs beside the old
+ * one, TCX/cgroup multi-attach or a clsact filter at a priority of its own), MIGRATE_FINISH detaches
+ * the old program and removes the old pins; MIGRATE_ABORT renames them back (nothing changed).
+ * An old layout is read only through the fields every layout keeps at the same place (nf_state up
+ * to and including tc_priority: see NF_STATE_STABLE_PREFIX in netfence.h).
+ */
+#define NF_OP_MIGRATE_BEGIN 50  /* req: nf_id_req; reply: nf_migrate_reply */
+#define NF_OP_MIGRATE_FINISH 51 /* req: nf_id_req; reply: nf_migrate_reply (what was detached) */
+#define NF_OP_MIGRATE_ABORT 52  /* req: nf_id_req */
+
+struct nf_migrate_reply {
+	__u32 layout;      /* the old pins' nf_state.layout (0 if unreadable) */
+	__u32 magic;       /* their nf_state.magic */
+	__u32 prog_id;     /* the old program (0: its pin is gone) */
+	__u32 ifindex;     /* tc: where it is attached */
+	__u32 tc_priority; /* clsact: its filter's priority */
+	__u8 method;       /* enum nf_method the old state records */
+	__u8 kind;         /* enum nf_kind */
+	__u8 direction;
+	__u8 detached;     /* FINISH: 1 if an attached old filter or link was found and detached */
+};
+
 #endif /* NETFENCE_PROTOCOL_H */

@@ -18,6 +18,7 @@
  *   events.c       the shared ring buffer (EVENTS frames) and COUNTERS
  *   host.c         host-wide maps and the protected sets (PROTECTED)
  *   portguard.c    the DNS port guard (PORT_GUARD, PORT_UNGUARD)
+ *   migrate.c      MIGRATE_BEGIN/FINISH/ABORT: re-creating pins of another layout beside the old ones
  */
 #ifndef NETFENCE_LOADER_H
 #define NETFENCE_LOADER_H
@@ -302,5 +303,11 @@ int op_protected(const void *req, size_t len);
 
 int op_port_guard(const void *req, size_t len, void *reply, size_t *reply_len);
 int op_port_unguard(void);
+
+/* ---------------------------------------------------------------- migrate.c */
+
+int op_migrate_begin(const void *req, size_t len, void *reply, size_t *reply_len);
+int op_migrate_finish(const void *req, size_t len, void *reply, size_t *reply_len);
+int op_migrate_abort(const void *req, size_t len);
 
 #endif

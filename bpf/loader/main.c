@@ -205,6 +205,9 @@ static void handle(const struct nf_frame_hdr *h, void *payload, size_t len)
 		case NF_OP_RELINK: err = op_relink(payload, len, reply, &reply_len); break;
 		case NF_OP_DUMP: err = op_dump(payload, len, &heap, &reply_len); reply = heap; break;
 		case NF_OP_TABLES: err = op_tables(payload, len, reply, &reply_len); break;
+		case NF_OP_MIGRATE_BEGIN: err = op_migrate_begin(payload, len, reply, &reply_len); break;
+		case NF_OP_MIGRATE_FINISH: err = op_migrate_finish(payload, len, reply, &reply_len); break;
+		case NF_OP_MIGRATE_ABORT: err = op_migrate_abort(payload, len); break;
 		default: err = fail(EOPNOTSUPP, "unknown op %u", h->op);
 		}
 	}

@@ -20,6 +20,8 @@ export interface StartReport {
    * left in place (still enforcing), kept in the store for the next start, and detachable.
    */
   readonly unadopted: string[];
+  /** Stored attachments whose pins were of another layout, re-created in this one (migration.ts). */
+  readonly migrated: string[];
 }
 
 export interface StartupOptions {
@@ -55,7 +57,7 @@ export async function restoreAttachments(
   });
   for (const s of result.unadopted) registry.unadopted.set(s.id, s);
   for (const o of result.orphans) registry.orphans.set(o.id, o);
-  const warnings = [...(store.warnings ?? [])];
+  const warnings = [...(store.warnings ?? []), ...result.warnings];
   if (result.unadopted.length > 0) {
     warnings.push(`${result.unadopted.length} stored attachment(s) could not be adopted or re-created and are kept for the next start: ${result.unadopted.map((s) => s.id).join(", ")}`);
   }
@@ -85,6 +87,7 @@ export async function restoreAttachments(
       relinked: result.relinked,
       recreated: result.recreated,
       cleaned: result.cleaned,
+      migrated: result.migrated,
     },
     warnings,
   };

@@ -12,11 +12,13 @@ import type {
   FilterMode,
   FilterPolicy,
   KernelPacketEvent,
+  MigrationInfo,
   PortGuardSpec,
   PinnedAttachment,
   ProtectedEntry,
   TargetSpec,
 } from "./filter.js";
+import { PINNED_LAYOUT } from "./filter.js";
 
 /**
  * In-memory Filter for unit tests (never used by the daemon itself). It evaluates verdicts with
@@ -43,15 +45,21 @@ export interface FakePinned {
   targetGone: boolean;
   /** Set to true to simulate a filter that is pinned but no longer attached (`tc filter del`). */
   detached?: boolean;
+  /** Set to simulate pins of another layout: adopt and inspect refuse them (PINNED_LAYOUT). */
+  layout?: number;
 }
 
 export class FakeBpffs {
   readonly pinned = new Map<string, FakePinned>();
+  /** Pins a migration moved aside (<pin_root>/_migrating-<id>): still attached, still enforcing. */
+  readonly aside = new Map<string, FakePinned>();
   protectedEntries: readonly ProtectedEntry[] = [];
   portGuard: PortGuardSpec | null = null;
 }
 
-export type FakeFilterMethod = "attach" | "detach" | "replacePolicy" | "upsertEntries" | "deleteEntries" | "setMode" | "adopt" | "relink" | "inspect";
+export type FakeFilterMethod =
+  | "attach" | "detach" | "replacePolicy" | "upsertEntries" | "deleteEntries" | "setMode" | "adopt" | "relink" | "inspect"
+  | "beginMigration" | "finishMigration" | "abortMigration";
 
 const ID_RE = /^[A-Za-z0-9_-]{1,63}$/;
 const LOOPBACK: readonly Cidr[] = ["127.0.0.0/8", "::1/128"].map(parseCidr);
@@ -170,6 +178,9 @@ export class FakeFilter implements Filter {
     this.enter("adopt", id);
     const p = this.bpffs.pinned.get(id);
     if (p === undefined) throw new NetfenceError("NOT_FOUND", `attachment ${id} is not pinned`, { details: { id } });
+    if (p.layout !== undefined) {
+      throw new NetfenceError("FAILED_PRECONDITION", `ADOPT ${id}: pinned state has layout ${p.layout}`, { details: { id, reason: PINNED_LAYOUT } });
+    }
     this.driven.add(id);
     return {
       id,
@@ -189,6 +200,38 @@ export class FakeFilter implements Filter {
     p.detached = false;
     p.spec = { ...p.spec, target };
     return target.kind === "interface" ? { method: "tcx", ifindex: 100 + p.spec.slot } : { method: "cgroup-link", ifindex: 0 };
+  }
+
+  async beginMigration(id: string): Promise<MigrationInfo> {
+    this.enter("beginMigration", id);
+    const p = this.bpffs.pinned.get(id);
+    if (p?.layout === undefined) throw new NetfenceError("FAILED_PRECONDITION", `attachment ${id} has no pins of another layout`);
+    if (this.bpffs.aside.has(id)) throw new NetfenceError("ALREADY_EXISTS", `pins of ${id} are set aside already`);
+    this.bpffs.pinned.delete(id);
+    this.bpffs.aside.set(id, p);
+    return { layout: p.layout, magic: 0, progId: 1, method: p.spec.target.kind === "interface" ? "tcx" : "cgroup-link", detached: false };
+  }
+
+  async finishMigration(id: string): Promise<MigrationInfo> {
+    this.enter("finishMigration", id);
+    this.get(id);
+    const old = this.bpffs.aside.get(id);
+    if (old === undefined) throw new NetfenceError("NOT_FOUND", `no pins of ${id} set aside`);
+    this.bpffs.aside.delete(id);
+    return { layout: old.layout ?? 0, magic: 0, progId: 1, method: old.spec.target.kind === "interface" ? "tcx" : "cgroup-link", detached: old.detached !== true };
+  }
+
+  async abortMigration(id: string): Promise<void> {
+    this.enter("abortMigration", id);
+    const old = this.bpffs.aside.get(id);
+    if (old === undefined) throw new NetfenceError("NOT_FOUND", `no pins of ${id} set aside`);
+    if (this.bpffs.pinned.has(id)) throw new NetfenceError("ALREADY_EXISTS", `attachment ${id} is pinned again`);
+    this.bpffs.aside.delete(id);
+    this.bpffs.pinned.set(id, old);
+  }
+
+  async listMigrating(): Promise<string[]> {
+    return [...this.bpffs.aside.keys()];
   }
 
   async inspect(id: string): Promise<PinnedAttachment> {

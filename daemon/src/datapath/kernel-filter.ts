@@ -21,13 +21,15 @@ import type {
   ProtectedEntry,
   TargetSpec,
   AttachMethodPreference,
+  MigrationInfo,
 } from "./filter.js";
+import { PINNED_LAYOUT } from "./filter.js";
 import { kernelEvent } from "./kernel-event.js";
 import { linkLayerOf, readLinkType, type LinkLayer } from "./link-type.js";
 import { exactCapacityFor, loadRequestFor } from "./load-request.js";
 import { LoaderProcess } from "./loader-process.js";
 import { projectRoot } from "./project-root.js";
-import { decodeCounters, decodeDump, decodeEvents, decodeHello, decodePortGuard, decodeState, decodeTables, type ExactTables, type HelloReply } from "./wire-decode.js";
+import { decodeCounters, decodeDump, decodeEvents, decodeHello, decodeMigrate, decodePortGuard, decodeState, decodeTables, type ExactTables, type HelloReply } from "./wire-decode.js";
 import {
   DIR_EGRESS,
   encodeCountersRequest,
@@ -279,7 +281,9 @@ export class KernelFilter implements Filter {
 
   async adopt(id: string): Promise<AdoptedAttachment> {
     if (!ID_RE.test(id)) throw invalidArgument(`invalid attachment id "${id}"`);
-    const reply = await this.call(Op.ADOPT, encodeId(id));
+    const reply = await this.call(Op.ADOPT, encodeId(id)).catch((err: unknown) => {
+      throw markPinnedLayout(err);
+    });
     const state = decodeState(reply, LAYOUT.nf_adopt_reply.state);
     return { ...this.remember(id, state), attached: reply.readUInt32LE(LAYOUT.nf_adopt_reply.attached) !== 0 };
   }
@@ -310,7 +314,9 @@ export class KernelFilter implements Filter {
 
   async inspect(id: string): Promise<PinnedAttachment> {
     if (!ID_RE.test(id)) throw invalidArgument(`invalid attachment id "${id}"`);
-    const d = decodeDump(await this.call(Op.DUMP, encodeId(id)));
+    const d = decodeDump(await this.call(Op.DUMP, encodeId(id)).catch((err: unknown) => {
+      throw markPinnedLayout(err);
+    }));
     return {
       ...this.remember(id, d),
       attached: d.attached,
@@ -319,6 +325,26 @@ export class KernelFilter implements Filter {
       dnsPort: d.dnsPort,
       policy: { mode: d.mode, audit: d.audit, entries: d.entries },
     };
+  }
+
+  async beginMigration(id: string): Promise<MigrationInfo> {
+    if (!ID_RE.test(id)) throw invalidArgument(`invalid attachment id "${id}"`);
+    return decodeMigrate(await this.call(Op.MIGRATE_BEGIN, encodeId(id)));
+  }
+
+  async finishMigration(id: string): Promise<MigrationInfo> {
+    this.requireKnown(id);
+    return decodeMigrate(await this.call(Op.MIGRATE_FINISH, encodeId(id)));
+  }
+
+  async abortMigration(id: string): Promise<void> {
+    if (!ID_RE.test(id)) throw invalidArgument(`invalid attachment id "${id}"`);
+    await this.call(Op.MIGRATE_ABORT, encodeId(id));
+  }
+
+  async listMigrating(): Promise<string[]> {
+    const names = await readdir(this.pinRoot).catch(() => [] as string[]);
+    return names.filter((n) => n.startsWith(MIGRATING_PREFIX) && ID_RE.test(n.slice(MIGRATING_PREFIX.length))).map((n) => n.slice(MIGRATING_PREFIX.length)).sort();
   }
 
   /** Where the active generation's entries are, counted from the maps (diagnostics, tests). */
@@ -366,6 +392,17 @@ export class KernelFilter implements Filter {
     for (const raw of decodeEvents(payload)) this.fanout.publish(kernelEvent(raw, this.slotToId.get(raw.slot) ?? null));
   }
 }
+
+/** Where MIGRATE_BEGIN moves pins of another layout: <pin_root>/_migrating-<id> (bpf/loader/migrate.c). */
+// Not ".migrating-": bpffs refuses names with a dot; ids never start with "_".
+const MIGRATING_PREFIX = "_migrating-";
+
+/** The loader refuses pins of another layout with EPROTO: marked with the closed reason PINNED_LAYOUT. */
+function markPinnedLayout(err: unknown): unknown {
+  if (!isNetfenceError(err) || err.details.errno !== EPROTO) return err;
+  return new NetfenceError("FAILED_PRECONDITION", err.message, { details: { ...err.details, reason: PINNED_LAYOUT }, cause: err });
+}
+const EPROTO = 71;
 
 /** ifindex (interfaces) or cgroup directory (cgroups) of a target, for LINK and RELINK. */
 async function locateTarget(target: TargetSpec): Promise<{ ifindex: number; cgroupPath: string }> {

@@ -32,6 +32,10 @@ export const Op = {
   RELINK: 41,
   DUMP: 42,
   TABLES: 43,
+  /** Migration of pins of another layout (lane M), numbered from 50 in netfence-protocol.h. */
+  MIGRATE_BEGIN: 50,
+  MIGRATE_FINISH: 51,
+  MIGRATE_ABORT: 52,
   EVENTS: 100,
 } as const;
 export type OpCode = (typeof Op)[keyof typeof Op];
@@ -119,6 +123,7 @@ export const LAYOUT = {
   },
   nf_tables_family: { size: 32, small_cap: 0, small_n: 4, large_cap: 8, large_n: 12, uses_large: 16, lpm_n: 20, lpm_host_n: 24, other_large_cap: 28 },
   nf_tables_reply: { size: 64, fam: 0 },
+  nf_migrate_reply: { size: 24, layout: 0, magic: 4, prog_id: 8, ifindex: 12, tc_priority: 16, method: 20, kind: 21, direction: 22, detached: 23 },
   nf_event: {
     size: 80, ts_ns: 0, suppressed: 8, slot: 16, sport: 20, dport: 22, family: 24, proto: 25, verdict: 26,
     reason: 27, direction: 28, rule_prefixlen: 29, saddr: 32, daddr: 48, rule_addr: 64,

@@ -23,7 +23,7 @@ describe("wire-format.ts matches bpf/include/netfence.h", () => {
     "NF_PROTOCOL_VERSION", "NF_LAYOUT_VERSION", "NF_OP_HELLO", "NF_OP_LOAD", "NF_OP_LINK", "NF_OP_UNLOAD", "NF_OP_ADOPT", "NF_OP_REPLACE",
     "NF_OP_UPSERT", "NF_OP_DELETE", "NF_OP_SET_MODE", "NF_OP_COUNTERS", "NF_OP_PROTECTED", "NF_OP_EVENTS",
     "NF_OP_PORT_GUARD", "NF_OP_PORT_UNGUARD",
-    "NF_OP_NOTIFY", "NF_OP_RELINK", "NF_OP_DUMP", "NF_OP_TABLES", "NF_SETTING_V4_LARGE", "NF_SETTING_V6_LARGE",
+    "NF_OP_NOTIFY", "NF_OP_RELINK", "NF_OP_DUMP", "NF_OP_TABLES", "NF_OP_MIGRATE_BEGIN", "NF_OP_MIGRATE_FINISH", "NF_OP_MIGRATE_ABORT", "NF_STATE_STABLE_PREFIX", "NF_SETTING_V4_LARGE", "NF_SETTING_V6_LARGE",
     "NF_MODE_DISABLED", "NF_MODE_ALLOWLIST", "NF_MODE_DENYLIST", "NF_MODE_BLOCK_ALL", "NF_REASON_MALFORMED", "NF_CNT_MAX",
     "NF_REASON_SPOOFED", "NF_REASON_NON_IP", "NF_REASON_OTHER_TENANT_DNS", "NF_REASON_ROUTER_MESSAGE", "NF_REASON_PROTECTED_DENY",
     "NF_REASON_LOCAL_CLOSED", "NF_PROT_DENY", "NF_MAX_WORKLOAD_ADDRS",
@@ -69,6 +69,8 @@ describe("wire-format.ts matches bpf/include/netfence.h", () => {
     for (const [name, bit] of Object.entries(GUARD)) expect(out.get(`NF_GUARD_${name}`), name).toBe(bit);
     expect(out.get("NF_PROT_DENY")).toBe(PROT_DENY);
     expect(out.get("NF_MAX_WORKLOAD_ADDRS")).toBe(MAX_WORKLOAD_ADDRS);
+    // The migration reads an old layout's nf_state only up to tc_priority.
+    expect(out.get("NF_STATE_STABLE_PREFIX")).toBe(LAYOUT.nf_state.tc_priority + 4);
   });
 });
 
