@@ -19,6 +19,7 @@
  *   host.c         host-wide maps and the protected sets (PROTECTED)
  *   portguard.c    the DNS port guard (PORT_GUARD, PORT_UNGUARD)
  *   migrate.c      MIGRATE_BEGIN/FINISH/ABORT: re-creating pins of another layout beside the old ones
+ *   tamper.c       VERIFY, RESTORE: tamper detection (attach point, pins, nf_state, content checksum)
  */
 #ifndef NETFENCE_LOADER_H
 #define NETFENCE_LOADER_H
@@ -90,6 +91,8 @@ struct att {
 	bool large_idle_failed; /* the idle loop's last large-table work failed: wait for a REPLACE */
 	struct nf_state *st; /* mmap of the state map */
 	struct nf_gens gens;
+	struct nf_state fixed;    /* tamper.c: nf_state's fixed fields as loaded or adopted */
+	__u32 obj_id[10];         /* tamper.c: our objects' ids, by pin (PIN_COUNT); 0 = not read yet */
 };
 
 /* ---------------------------------------------------------------- process-wide state */
@@ -309,5 +312,12 @@ int op_port_unguard(void);
 int op_migrate_begin(const void *req, size_t len, void *reply, size_t *reply_len);
 int op_migrate_finish(const void *req, size_t len, void *reply, size_t *reply_len);
 int op_migrate_abort(const void *req, size_t len);
+
+/* ---------------------------------------------------------------- tamper.c */
+
+/* Records what an attachment is as loaded or adopted (nf_state's fixed fields), for VERIFY. */
+void tamper_note(struct att *a);
+int op_verify(const void *req, size_t len, void **reply, size_t *reply_len);
+int op_restore(const void *req, size_t len, void *reply, size_t *reply_len);
 
 #endif

@@ -1,4 +1,5 @@
 import { Counter, Histogram, Registry } from "prom-client";
+import { TAMPER_KINDS } from "./datapath/filter.js";
 
 /**
  * The metrics pushed by hooks (command outcomes, learned-address refusals, DNS events). Built
@@ -11,6 +12,7 @@ export class MetricCounters {
   private readonly commandLatency: Histogram<"kind">;
   private readonly learnedRefused: Counter<"reason">;
   private readonly dnsEvents: Counter<"reason">;
+  private readonly tamper: Counter<"kind">; // lane M: tamper detection
 
   constructor() {
     const r = this.registry;
@@ -26,6 +28,13 @@ export class MetricCounters {
       labelNames: ["reason"],
       registers: [r],
     });
+    this.tamper = new Counter({
+      name: "netfence_tamper_detected_total",
+      help: "Tampering with an attachment's kernel objects detected (and then restored), by kind",
+      labelNames: ["kind"],
+      registers: [r],
+    });
+    for (const kind of TAMPER_KINDS) this.tamper.inc({ kind }, 0);
     this.commands = new Counter({ name: "netfence_commands_total", help: "Control-plane commands by kind and outcome", labelNames: ["kind", "outcome"], registers: [r] });
     this.commandLatency = new Histogram({
       name: "netfence_command_apply_seconds",
@@ -45,6 +54,11 @@ export class MetricCounters {
   /** Hook: a learned address refused by the rebinding guard or the quota. */
   learnedAddressRefused(reason: string, count = 1): void {
     this.learnedRefused.inc({ reason }, count);
+  }
+
+  /** Hook: tampering detected (TamperWatch's onTamper). */
+  tamperDetected(kind: string): void {
+    this.tamper.inc({ kind });
   }
 
   /** Hook: a DNS-side event (DnsEventReporter's onEvent). */

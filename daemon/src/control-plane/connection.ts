@@ -1,7 +1,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { create } from "@bufbuild/protobuf";
 import type pino from "pino";
-import { ControlPlane, DaemonEventSchema, type ControlCommand, type DaemonEvent, type PacketEvent } from "@netfence/proto/control";
+import { ControlPlane, DaemonEventSchema, type ControlCommand, type DaemonEvent, type PacketEvent, type TamperReport } from "@netfence/proto/control";
 import { NetfenceError, isNetfenceError } from "@netfence/proto/errors";
 import { methodDefinition } from "@netfence/proto/grpc";
 import type { AttachmentView } from "../attachments/attachment-view.js";
@@ -197,6 +197,11 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
   publishEvents(events: readonly PacketEvent[]): boolean {
     if (events.length === 0) return true;
     return this.send(create(DaemonEventSchema, { event: { case: "packetEvents", value: { events: [...events] } } }));
+  }
+
+  /** Extension (lane M): one TamperReport (DaemonEvent 102). False when not connected. */
+  publishTamper(report: TamperReport): boolean {
+    return this.send(create(DaemonEventSchema, { event: { case: "tamperReport", value: report } }));
   }
 
   // ---------------------------------------------------------------- connection lifecycle

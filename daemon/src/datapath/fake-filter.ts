@@ -14,6 +14,8 @@ import type {
   KernelPacketEvent,
   MigrationInfo,
   PortGuardSpec,
+  TamperFinding,
+  VerifyRequest,
   PinnedAttachment,
   ProtectedEntry,
   TargetSpec,
@@ -53,6 +55,8 @@ export class FakeBpffs {
   readonly pinned = new Map<string, FakePinned>();
   /** Pins a migration moved aside (<pin_root>/_migrating-<id>): still attached, still enforcing. */
   readonly aside = new Map<string, FakePinned>();
+  /** Tampering `verify` reports (tests set it); cleared by the repair each finding names. */
+  readonly tamper = new Map<string, TamperFinding[]>();
   protectedEntries: readonly ProtectedEntry[] = [];
   portGuard: PortGuardSpec | null = null;
 }
@@ -124,6 +128,7 @@ export class FakeFilter implements Filter {
     p.mode = policy.mode;
     p.audit = policy.audit;
     p.entries = new Map(policy.entries.map((e) => [formatCidr(e.cidr), e]));
+    this.repaired(id, "rewrite");
   }
 
   async upsertEntries(id: string, entries: readonly FilterEntry[]): Promise<void> {
@@ -199,6 +204,7 @@ export class FakeFilter implements Filter {
     const p = this.get(id);
     p.detached = false;
     p.spec = { ...p.spec, target };
+    this.repaired(id, "relink");
     return target.kind === "interface" ? { method: "tcx", ifindex: 100 + p.spec.slot } : { method: "cgroup-link", ifindex: 0 };
   }
 
@@ -228,6 +234,23 @@ export class FakeFilter implements Filter {
     if (this.bpffs.pinned.has(id)) throw new NetfenceError("ALREADY_EXISTS", `attachment ${id} is pinned again`);
     this.bpffs.aside.delete(id);
     this.bpffs.pinned.set(id, old);
+  }
+
+  async verify(requests: ReadonlyMap<string, VerifyRequest>): Promise<Map<string, TamperFinding[]>> {
+    return new Map([...requests.keys()].map((id) => [id, [...(this.bpffs.tamper.get(id) ?? [])]]));
+  }
+
+  async restorePins(id: string): Promise<void> {
+    this.get(id);
+    this.repaired(id, "repin");
+  }
+
+  expectPolicy(): void {}
+
+  private repaired(id: string, repair: TamperFinding["repair"]): void {
+    const left = (this.bpffs.tamper.get(id) ?? []).filter((f) => f.repair !== repair);
+    if (left.length === 0) this.bpffs.tamper.delete(id);
+    else this.bpffs.tamper.set(id, left);
   }
 
   async listMigrating(): Promise<string[]> {

@@ -136,6 +136,28 @@ export interface MigrationInfo {
   readonly detached: boolean;
 }
 
+/**
+ * Tamper detection (issue 14): what someone else changed about an attachment. Closed set; the
+ * `kind` label of netfence_tamper_detected_total and TamperReport.kind.
+ */
+export type TamperKind = "filter-detached" | "program-replaced" | "map-replaced" | "map-content" | "pins-removed";
+export const TAMPER_KINDS: readonly TamperKind[] = ["filter-detached", "program-replaced", "map-replaced", "map-content", "pins-removed"];
+
+export interface TamperFinding {
+  readonly kind: TamperKind;
+  readonly detail: string;
+  /** What puts it right: attach again (relink), pin our objects again and rewrite nf_state's fixed fields (repin), replace the policy (rewrite). */
+  readonly repair: "relink" | "repin" | "rewrite";
+}
+
+/** What `verify` checks besides the attach point and nf_state (always checked). */
+export interface VerifyRequest {
+  /** Open every pin and compare it with our object (a few system calls per pin). */
+  readonly pins?: boolean;
+  /** Checksum the active generation and compare it with what the daemon wrote. */
+  readonly content?: boolean;
+}
+
 export interface FilterCounters {
   readonly allowed: bigint;
   readonly blocked: bigint;
@@ -232,6 +254,15 @@ export interface Filter {
   abortMigration(id: string): Promise<void>;
   /** Ids whose pins a migration set aside and did not finish (a crash in the middle). */
   listMigrating(): Promise<string[]>;
+  /** Checks attachments against what this daemon made (tamper detection); an id maps to [] when all is well. */
+  verify(requests: ReadonlyMap<string, VerifyRequest>): Promise<Map<string, TamperFinding[]>>;
+  /** Pins our objects again where a pin is missing or names another object; rewrites nf_state's fixed fields. */
+  restorePins(id: string): Promise<void>;
+  /**
+   * After adoption: the policy the kernel should hold (the state store's, deadlines passed or not),
+   * so content checks can compare; replaced by every write from then on.
+   */
+  expectPolicy(id: string, policy: FilterPolicy): void;
   /** Adopts a pinned attachment and reads back what it is and enforces (orphans: pins the store lost). */
   inspect(id: string): Promise<PinnedAttachment>;
   /** Blocked/audited packet events; ends when the filter is closed. */

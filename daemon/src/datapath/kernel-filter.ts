@@ -22,7 +22,12 @@ import type {
   TargetSpec,
   AttachMethodPreference,
   MigrationInfo,
+  TamperFinding,
+  VerifyRequest,
 } from "./filter.js";
+import { ContentShadows } from "./content-shadow.js";
+import { decodeRestore, decodeVerify, encodeVerify, type VerifyItem } from "./tamper-wire.js";
+import { findingsOf } from "./tamper-findings.js";
 import { PINNED_LAYOUT } from "./filter.js";
 import { kernelEvent } from "./kernel-event.js";
 import { linkLayerOf, readLinkType, type LinkLayer } from "./link-type.js";
@@ -86,6 +91,7 @@ export class KernelFilter implements Filter {
   private readonly known = new Map<string, Known>();
   private readonly slotToId = new Map<number, string>();
   private readonly fanout = new EventFanout<KernelPacketEvent>();
+  private readonly shadows = new ContentShadows();
   hello: HelloReply | null = null;
 
   private constructor(
@@ -165,6 +171,21 @@ export class KernelFilter implements Filter {
     return this.loader.request(op, payload);
   }
 
+  /**
+   * A write to an attachment's maps: the content shadow is updated in the same turn as the frame
+   * is sent (content-shadow.ts: the loader answers in order, so VERIFY sees exactly what was sent
+   * before it); a failed write leaves it unknown.
+   */
+  private async write(id: string, op: number, payload: Buffer, sent: () => void): Promise<void> {
+    await this.ready;
+    const reply = this.loader.request(op, payload);
+    sent();
+    await reply.catch((err: unknown) => {
+      this.shadows.unknown(id);
+      throw err;
+    });
+  }
+
   private requireKnown(id: string): Known {
     const k = this.known.get(id);
     if (!k) throw new NetfenceError("NOT_FOUND", `attachment ${id} is not loaded in the data path`, { details: { id } });
@@ -187,7 +208,7 @@ export class KernelFilter implements Filter {
     const policyFrame = encodePolicy(spec.id, policy.mode, policy.audit, policy.entries); // checks every entry first
     await this.call(Op.LOAD, encodeLoad(load));
     try {
-      await this.call(Op.REPLACE, policyFrame);
+      await this.write(spec.id, Op.REPLACE, policyFrame, () => this.shadows.replaced(spec.id, policy, Date.now()));
       const reply = await this.call(Op.LINK, encodeLink(spec.id, ifindex, METHOD_PREF[spec.method ?? "auto"], cgroupPath));
       const method = METHOD_NAMES[reply.readUInt32LE(LAYOUT.nf_link_reply.method)];
       if (!method) throw new NetfenceError("INTERNAL", "loader reported an unknown attach method");
@@ -207,28 +228,29 @@ export class KernelFilter implements Filter {
     const k = this.known.get(id);
     await this.call(Op.UNLOAD, encodeId(id));
     this.known.delete(id);
+    this.shadows.forget(id);
     if (k && this.slotToId.get(k.slot) === id) this.slotToId.delete(k.slot);
   }
 
   async replacePolicy(id: string, policy: FilterPolicy): Promise<void> {
     this.requireKnown(id);
-    await this.call(Op.REPLACE, encodePolicy(id, policy.mode, policy.audit, policy.entries));
+    await this.write(id, Op.REPLACE, encodePolicy(id, policy.mode, policy.audit, policy.entries), () => this.shadows.replaced(id, policy, Date.now()));
   }
 
   async upsertEntries(id: string, entries: readonly FilterEntry[]): Promise<void> {
     this.requireKnown(id);
-    if (entries.length) await this.call(Op.UPSERT, encodeEntries(id, entries));
+    if (entries.length) await this.write(id, Op.UPSERT, encodeEntries(id, entries), () => this.shadows.upserted(id, entries, Date.now()));
   }
 
   async deleteEntries(id: string, cidrs: readonly Cidr[]): Promise<void> {
     this.requireKnown(id);
     const entries = cidrs.map((cidr) => ({ cidr, allow: false, deny: false, expiresAtMs: null }));
-    if (entries.length) await this.call(Op.DELETE, encodeEntries(id, entries));
+    if (entries.length) await this.write(id, Op.DELETE, encodeEntries(id, entries), () => this.shadows.deleted(id, cidrs));
   }
 
   async setMode(id: string, mode: FilterMode, audit: boolean): Promise<void> {
     this.requireKnown(id);
-    await this.call(Op.SET_MODE, encodeMode(id, mode, audit));
+    await this.write(id, Op.SET_MODE, encodeMode(id, mode, audit), () => this.shadows.modeSet(id, mode, audit));
   }
 
   async counters(ids: readonly string[]): Promise<Map<string, FilterCounters>> {
@@ -345,6 +367,32 @@ export class KernelFilter implements Filter {
   async listMigrating(): Promise<string[]> {
     const names = await readdir(this.pinRoot).catch(() => [] as string[]);
     return names.filter((n) => n.startsWith(MIGRATING_PREFIX) && ID_RE.test(n.slice(MIGRATING_PREFIX.length))).map((n) => n.slice(MIGRATING_PREFIX.length)).sort();
+  }
+
+  async verify(requests: ReadonlyMap<string, VerifyRequest>): Promise<Map<string, TamperFinding[]>> {
+    const items: VerifyItem[] = [];
+    for (const [id, r] of requests) {
+      if (!ID_RE.test(id)) throw invalidArgument(`invalid attachment id "${id}"`);
+      items.push({ id, pins: r.pins === true, content: r.content === true });
+    }
+    const out = new Map<string, TamperFinding[]>();
+    if (items.length === 0) return out;
+    await this.ready;
+    const reply = this.loader.request(Op.VERIFY, encodeVerify(items));
+    const expected = items.map((it) => (it.content ? this.shadows.expect(it.id) : null)); // as of this frame
+    const results = decodeVerify(await reply, items.length);
+    items.forEach((it, i) => out.set(it.id, findingsOf(results[i]!, expected[i]!)));
+    return out;
+  }
+
+  async restorePins(id: string): Promise<void> {
+    this.requireKnown(id);
+    const r = decodeRestore(await this.call(Op.RESTORE, encodeId(id)));
+    this.logger.info({ attachmentId: id, repinned: r.repinned, stateFixed: r.stateFixed }, "pins restored");
+  }
+
+  expectPolicy(id: string, policy: FilterPolicy): void {
+    this.shadows.replaced(id, policy, Date.now());
   }
 
   /** Where the active generation's entries are, counted from the maps (diagnostics, tests). */

@@ -36,6 +36,9 @@ export const Op = {
   MIGRATE_BEGIN: 50,
   MIGRATE_FINISH: 51,
   MIGRATE_ABORT: 52,
+  /** Tamper detection (lane M): tamper-wire.ts. */
+  VERIFY: 53,
+  RESTORE: 54,
   EVENTS: 100,
 } as const;
 export type OpCode = (typeof Op)[keyof typeof Op];
@@ -123,6 +126,9 @@ export const LAYOUT = {
   },
   nf_tables_family: { size: 32, small_cap: 0, small_n: 4, large_cap: 8, large_n: 12, uses_large: 16, lpm_n: 20, lpm_host_n: 24, other_large_cap: 28 },
   nf_tables_reply: { size: 64, fam: 0 },
+  nf_verify_item: { size: 72, id: 0, checks: 64 },
+  nf_verify_result: { size: 40, tamper: 0, prog_id: 4, seen_prog_id: 8, mode: 12, flags: 16, entries: 20, sum_a: 24, sum_b: 28, bad_pins: 32, checked: 36 },
+  nf_restore_reply: { size: 8, repinned: 0, state_fixed: 4 },
   nf_migrate_reply: { size: 24, layout: 0, magic: 4, prog_id: 8, ifindex: 12, tc_priority: 16, method: 20, kind: 21, direction: 22, detached: 23 },
   nf_event: {
     size: 80, ts_ns: 0, suppressed: 8, slot: 16, sport: 20, dport: 22, family: 24, proto: 25, verdict: 26,
