@@ -128,7 +128,7 @@ static void check_attach_point(struct att *a, struct nf_verify_result *r)
 		struct bpf_tc_hook hook = { .sz = sizeof(hook), .ifindex = (int)a->st->ifindex,
 					    .attach_point = a->st->direction == NF_DIR_EGRESS ? BPF_TC_EGRESS : BPF_TC_INGRESS };
 		LIBBPF_OPTS(bpf_tc_opts, q, .handle = a->st->tc_handle, .priority = a->st->tc_priority);
-		if (bpf_tc_query(&hook, &q))
+		if (bpf_tc_query(&hook, &q)) /* gone (also: replaced by a classic BPF classifier, which has no id) */
 			r->tamper |= NF_TAMPER_DETACHED;
 		else if (q.prog_id != r->prog_id) {
 			r->tamper |= NF_TAMPER_PROG_REPLACED;

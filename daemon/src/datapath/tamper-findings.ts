@@ -15,7 +15,7 @@ export function findingsOf(r: VerifyResult, expected: ContentExpectation | null)
     out.push({ kind: "pins-removed", detail: "the loader neither holds this attachment nor can adopt its pins", repair: "repin" });
     return out;
   }
-  if (r.tamper & TAMPER.DETACHED) out.push({ kind: "filter-detached", detail: "our filter is not attached any more (clsact filter deleted or link detached)", repair: "relink" });
+  if (r.tamper & TAMPER.DETACHED) out.push({ kind: "filter-detached", detail: "our filter is not attached any more (clsact filter deleted or replaced by a classic BPF one, link detached)", repair: "relink" });
   if (r.tamper & TAMPER.PROG_REPLACED) {
     out.push({ kind: "program-replaced", detail: `program ${r.seenProgId} runs where ours (${r.progId}) was attached`, repair: "relink" });
   }

@@ -54,7 +54,13 @@ describe("tamper detection and repair (real kernel, real daemon, SDK control pla
       logger: pino({ level: "silent" }),
       hooks: {
         // Donors (attachments whose programs an intruder swaps in) let everything through.
-        onSubscribed: (_d, a) => (a.metadata.role === "donor" ? { mode: "disabled" } : { mode: "allowlist", allow: [`${net.serverIp4[0]}/32`] }),
+        // The others: entries of every table (exact and LPM, v4 and v6, with and without a deadline),
+        // so "no false report" also shows the loader's checksum and the daemon's agree on each.
+        onSubscribed: (_d, a) => (a.metadata.role === "donor" ? { mode: "disabled" } : {
+          mode: "allowlist",
+          allow: [`${net.serverIp4[0]}/32`, "198.51.100.0/24", "2001:db8:1::/48", "2001:db8::7/128", { cidr: "203.0.113.0/25", ttlSeconds: 3600 }],
+          deny: ["198.51.100.128/25"],
+        }),
         onTamperReport: (_d, r) => void reports.push(r),
       },
     });
@@ -204,14 +210,16 @@ describe("clsact: a deleted filter is re-attached, also when deleted while the d
   let net: SandboxNetwork;
   let daemon: E2eDaemon;
   let id: string;
+  let pins: string;
 
   beforeAll(async () => {
     await requireKernel();
     sb = await Sandbox.create("nftc");
     net = await sb.network();
     await sb.echoServer(net.serverNs, PORT);
+    pins = await sb.pinRoot();
     daemon = new E2eDaemon({
-      pinRoot: await sb.pinRoot(),
+      pinRoot: pins,
       dns: { listenAddr: "127.0.0.1", upstream: "127.0.0.1:9" },
       attachMethod: "clsact",
       metrics: true,
@@ -241,9 +249,27 @@ describe("clsact: a deleted filter is re-attached, also when deleted while the d
     expect((await daemon.metrics()).get('netfence_tamper_detected_total{kind="filter-detached"}')).toBe(1);
   });
 
+  it("our clsact filter replaced at its handle by another program (tc filter replace) → ours attached again", async () => {
+    // The intruder's program: another attachment's, pinned (any eBPF classifier would do).
+    const donor = await addBridgeHost(sb, net, 41);
+    const donorId = (await daemon.attachInterface(donor.hostIf)).id;
+    const m = /pref (\d+) bpf chain 0 handle (0x[0-9a-f]+) netfence_tc/.exec(await filters());
+    expect(m).not.toBeNull();
+    const ours = (await json<{ id: number }>(["prog", "show", "pinned", path.join(pins, id, "prog")])).id;
+    const theirs = (await json<{ id: number }>(["prog", "show", "pinned", path.join(pins, donorId, "prog")])).id;
+    await run("tc", ["filter", "replace", "dev", net.hostIf, "ingress", "pref", m![1]!, "handle", m![2]!, "bpf", "object-pinned", path.join(pins, donorId, "prog"), "da"]);
+    expect(await filters()).toMatch(new RegExp(`id ${theirs} `));
+    await waitFor(() => tamperLines("program-replaced").some((l) => l.includes('"restored":true')), "program-replaced report", 5000);
+    expect(tamperLines("program-replaced")[0]).toContain(`program ${theirs} runs where ours (${ours})`);
+    expect(await filters()).toMatch(new RegExp(`id ${ours} `));
+    expect(await reach(net.serverIp4[1]!)).toBe(false);
+    expect(await reach(net.serverIp4[0]!)).toBe(true);
+  });
+
   it("tc filter del while the daemon is down: never re-adopted as enforcing; attached again at start and reported", async () => {
     expect(await daemon.stop()).toBe(0);
     await run("tc", ["filter", "del", "dev", net.hostIf, "ingress"]);
+    expect(await filters()).not.toMatch(/netfence_tc/);
     expect(await reach(net.serverIp4[1]!)).toBe(true);
     await daemon.start();
     // Ready means enforcing again: no wait.
