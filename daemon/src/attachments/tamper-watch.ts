@@ -146,15 +146,13 @@ export class TamperWatch {
    */
   async checkNow(requests: ReadonlyMap<string, VerifyRequest>, when: string): Promise<TamperReport[]> {
     const { filter, registry } = this.core;
-    const live = new Map([...requests].filter(([id]) => {
-      const rec = registry.records.get(id);
-      return rec !== undefined && targetAlive(rec.target, rec.ifindex); // a vanished target is the target watcher's
-    }));
+    const live = new Map([...requests].filter(([id]) => registry.records.has(id)));
     const found = await filter.verify(live);
     const reports: TamperReport[] = [];
     for (const [id, findings] of found) {
       const rec = registry.records.get(id);
-      if (findings.length === 0 || rec === undefined) continue;
+      // A vanished target (checked only here: a system call per attachment) is the target watcher's business.
+      if (findings.length === 0 || rec === undefined || !targetAlive(rec.target, rec.ifindex)) continue;
       const restored = await this.repair(rec, findings, live.get(id) ?? {});
       for (const f of findings) reports.push(this.report(id, f.kind, when + f.detail, restored));
     }

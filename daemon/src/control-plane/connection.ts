@@ -188,7 +188,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     if (client === null || this.call === null) {
       return Promise.reject(new NetfenceError("UNAVAILABLE", `control plane not connected (${this.currentState})`, { details: { attachmentId } }));
     }
-    return queryDnsCall(client, this.callMetadata(), { attachmentId, domain, queryType, timeoutMs: this.opts.queryDnsTimeoutMs ?? 2000 });
+    return queryDnsCall(client, callMetadata(this.opts.token), { attachmentId, domain, queryType, timeoutMs: this.opts.queryDnsTimeoutMs ?? 2000 });
   }
 
   // ---------------------------------------------------------------- extension: packet events
@@ -198,7 +198,6 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     if (events.length === 0) return true;
     return this.send(create(DaemonEventSchema, { event: { case: "packetEvents", value: { events: [...events] } } }));
   }
-
   /** Extension (lane M): one TamperReport (DaemonEvent 102). False when not connected. */
   publishTamper(report: TamperReport): boolean {
     return this.send(create(DaemonEventSchema, { event: { case: "tamperReport", value: report } }));
@@ -245,7 +244,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
       CONNECT_METHOD.path,
       CONNECT_METHOD.requestSerialize,
       CONNECT_METHOD.responseDeserialize,
-      this.callMetadata(),
+      callMetadata(this.opts.token),
       {},
     );
     this.call = call;
@@ -292,10 +291,6 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     if (call === null || this.call !== call) return false;
     call.write(event);
     return true;
-  }
-
-  private callMetadata(): grpc.Metadata {
-    return callMetadata(this.opts.token);
   }
 
   // ---------------------------------------------------------------- heartbeat

@@ -72,6 +72,12 @@ export class ContentShadows {
     if (s !== undefined) s.known = false;
   }
 
+  /** `unknown`, then rethrows the write's error. */
+  failed(id: string, err: unknown): never {
+    this.unknown(id);
+    throw err;
+  }
+
   forget(id: string): void {
     this.shadows.delete(id);
   }

@@ -241,21 +241,17 @@ export class FakeFilter implements Filter {
   }
 
   async restorePins(id: string): Promise<void> {
-    this.get(id);
-    this.repaired(id, "repin");
+    this.repaired(this.get(id) && id, "repin");
   }
 
   expectPolicy(): void {}
-
   private repaired(id: string, repair: TamperFinding["repair"]): void {
     const left = (this.bpffs.tamper.get(id) ?? []).filter((f) => f.repair !== repair);
     if (left.length === 0) this.bpffs.tamper.delete(id);
     else this.bpffs.tamper.set(id, left);
   }
 
-  async listMigrating(): Promise<string[]> {
-    return [...this.bpffs.aside.keys()];
-  }
+  listMigrating = async (): Promise<string[]> => [...this.bpffs.aside.keys()];
 
   async inspect(id: string): Promise<PinnedAttachment> {
     const adopted = await this.adopt(id);

@@ -1,9 +1,8 @@
-import { requireInterfaceIndex } from "./interface-index.js";
-import { access, readdir, readFile, stat } from "node:fs/promises";
+import { access } from "node:fs/promises";
 import { constants as fsConstants } from "node:fs";
 import path from "node:path";
 import pino, { type Logger } from "pino";
-import { NetfenceError, invalidArgument, isNetfenceError } from "@netfence/proto/errors";
+import { NetfenceError, invalidArgument } from "@netfence/proto/errors";
 import type { Cidr } from "@netfence/proto/parse";
 import type {
   AdoptedAttachment,
@@ -26,9 +25,9 @@ import type {
   VerifyRequest,
 } from "./filter.js";
 import { ContentShadows } from "./content-shadow.js";
-import { decodeRestore, decodeVerify, encodeVerify, type VerifyItem } from "./tamper-wire.js";
-import { findingsOf } from "./tamper-findings.js";
-import { PINNED_LAYOUT } from "./filter.js";
+import { decodeRestore } from "./tamper-wire.js";
+import { verifyWith } from "./tamper-findings.js";
+import { locateTarget, withLayoutReason, migratingIds, pinnedIds, validateCgroupDir } from "./kernel-targets.js";
 import { kernelEvent } from "./kernel-event.js";
 import { linkLayerOf, readLinkType, type LinkLayer } from "./link-type.js";
 import { exactCapacityFor, loadRequestFor } from "./load-request.js";
@@ -171,21 +170,17 @@ export class KernelFilter implements Filter {
     return this.loader.request(op, payload);
   }
 
-  /**
-   * A write to an attachment's maps: the content shadow is updated in the same turn as the frame
-   * is sent (content-shadow.ts: the loader answers in order, so VERIFY sees exactly what was sent
-   * before it); a failed write leaves it unknown.
-   */
+  // Writes update the content shadow as their frame is sent (content-shadow.ts); idCall: one checked id.
   private async write(id: string, op: number, payload: Buffer, sent: () => void): Promise<void> {
     await this.ready;
     const reply = this.loader.request(op, payload);
     sent();
-    await reply.catch((err: unknown) => {
-      this.shadows.unknown(id);
-      throw err;
-    });
+    await reply.catch((err: unknown) => this.shadows.failed(id, err));
   }
-
+  private idCall(op: number, id: string): Promise<Buffer> {
+    if (!ID_RE.test(id)) throw invalidArgument(`invalid attachment id "${id}"`);
+    return this.call(op, encodeId(id));
+  }
   private requireKnown(id: string): Known {
     const k = this.known.get(id);
     if (!k) throw new NetfenceError("NOT_FOUND", `attachment ${id} is not loaded in the data path`, { details: { id } });
@@ -285,27 +280,13 @@ export class KernelFilter implements Filter {
     await this.call(Op.PORT_UNGUARD, Buffer.alloc(0));
   }
 
-  async listPinned(): Promise<string[]> {
-    let names: string[];
-    try {
-      names = await readdir(this.pinRoot);
-    } catch {
-      return [];
-    }
-    const ids: string[] = [];
-    for (const name of names) {
-      if (!ID_RE.test(name)) continue;
-      const st = await stat(path.join(this.pinRoot, name)).catch(() => null);
-      if (st?.isDirectory()) ids.push(name);
-    }
-    return ids.sort();
+  listPinned(): Promise<string[]> {
+    return pinnedIds(this.pinRoot, ID_RE);
   }
 
   async adopt(id: string): Promise<AdoptedAttachment> {
     if (!ID_RE.test(id)) throw invalidArgument(`invalid attachment id "${id}"`);
-    const reply = await this.call(Op.ADOPT, encodeId(id)).catch((err: unknown) => {
-      throw markPinnedLayout(err);
-    });
+    const reply = await withLayoutReason(this.call(Op.ADOPT, encodeId(id)));
     const state = decodeState(reply, LAYOUT.nf_adopt_reply.state);
     return { ...this.remember(id, state), attached: reply.readUInt32LE(LAYOUT.nf_adopt_reply.attached) !== 0 };
   }
@@ -336,9 +317,7 @@ export class KernelFilter implements Filter {
 
   async inspect(id: string): Promise<PinnedAttachment> {
     if (!ID_RE.test(id)) throw invalidArgument(`invalid attachment id "${id}"`);
-    const d = decodeDump(await this.call(Op.DUMP, encodeId(id)).catch((err: unknown) => {
-      throw markPinnedLayout(err);
-    }));
+    const d = decodeDump(await withLayoutReason(this.call(Op.DUMP, encodeId(id))));
     return {
       ...this.remember(id, d),
       attached: d.attached,
@@ -349,48 +328,27 @@ export class KernelFilter implements Filter {
     };
   }
 
+  // Layout migration and tamper checks (lane M): migrate.c, tamper.c.
   async beginMigration(id: string): Promise<MigrationInfo> {
-    if (!ID_RE.test(id)) throw invalidArgument(`invalid attachment id "${id}"`);
-    return decodeMigrate(await this.call(Op.MIGRATE_BEGIN, encodeId(id)));
+    return decodeMigrate(await this.idCall(Op.MIGRATE_BEGIN, id));
   }
-
   async finishMigration(id: string): Promise<MigrationInfo> {
-    this.requireKnown(id);
-    return decodeMigrate(await this.call(Op.MIGRATE_FINISH, encodeId(id)));
+    return decodeMigrate(await this.idCall(Op.MIGRATE_FINISH, this.requireKnown(id) && id));
   }
-
   async abortMigration(id: string): Promise<void> {
-    if (!ID_RE.test(id)) throw invalidArgument(`invalid attachment id "${id}"`);
-    await this.call(Op.MIGRATE_ABORT, encodeId(id));
+    await this.idCall(Op.MIGRATE_ABORT, id);
   }
-
-  async listMigrating(): Promise<string[]> {
-    const names = await readdir(this.pinRoot).catch(() => [] as string[]);
-    return names.filter((n) => n.startsWith(MIGRATING_PREFIX) && ID_RE.test(n.slice(MIGRATING_PREFIX.length))).map((n) => n.slice(MIGRATING_PREFIX.length)).sort();
+  listMigrating(): Promise<string[]> {
+    return migratingIds(this.pinRoot, ID_RE);
   }
-
   async verify(requests: ReadonlyMap<string, VerifyRequest>): Promise<Map<string, TamperFinding[]>> {
-    const items: VerifyItem[] = [];
-    for (const [id, r] of requests) {
-      if (!ID_RE.test(id)) throw invalidArgument(`invalid attachment id "${id}"`);
-      items.push({ id, pins: r.pins === true, content: r.content === true });
-    }
-    const out = new Map<string, TamperFinding[]>();
-    if (items.length === 0) return out;
     await this.ready;
-    const reply = this.loader.request(Op.VERIFY, encodeVerify(items));
-    const expected = items.map((it) => (it.content ? this.shadows.expect(it.id) : null)); // as of this frame
-    const results = decodeVerify(await reply, items.length);
-    items.forEach((it, i) => out.set(it.id, findingsOf(results[i]!, expected[i]!)));
-    return out;
+    return verifyWith((payload) => this.loader.request(Op.VERIFY, payload), this.shadows, requests, ID_RE);
   }
-
   async restorePins(id: string): Promise<void> {
-    this.requireKnown(id);
-    const r = decodeRestore(await this.call(Op.RESTORE, encodeId(id)));
+    const r = decodeRestore(await this.idCall(Op.RESTORE, this.requireKnown(id) && id));
     this.logger.info({ attachmentId: id, repinned: r.repinned, stateFixed: r.stateFixed }, "pins restored");
   }
-
   expectPolicy(id: string, policy: FilterPolicy): void {
     this.shadows.replaced(id, policy, Date.now());
   }
@@ -439,31 +397,4 @@ export class KernelFilter implements Filter {
   private onEvents(payload: Buffer): void {
     for (const raw of decodeEvents(payload)) this.fanout.publish(kernelEvent(raw, this.slotToId.get(raw.slot) ?? null));
   }
-}
-
-/** Where MIGRATE_BEGIN moves pins of another layout: <pin_root>/_migrating-<id> (bpf/loader/migrate.c). */
-// Not ".migrating-": bpffs refuses names with a dot; ids never start with "_".
-const MIGRATING_PREFIX = "_migrating-";
-
-/** The loader refuses pins of another layout with EPROTO: marked with the closed reason PINNED_LAYOUT. */
-function markPinnedLayout(err: unknown): unknown {
-  if (!isNetfenceError(err) || err.details.errno !== EPROTO) return err;
-  return new NetfenceError("FAILED_PRECONDITION", err.message, { details: { ...err.details, reason: PINNED_LAYOUT }, cause: err });
-}
-const EPROTO = 71;
-
-/** ifindex (interfaces) or cgroup directory (cgroups) of a target, for LINK and RELINK. */
-async function locateTarget(target: TargetSpec): Promise<{ ifindex: number; cgroupPath: string }> {
-  if (target.kind === "interface") return { ifindex: requireInterfaceIndex(target.name), cgroupPath: "" };
-  return { ifindex: 0, cgroupPath: await validateCgroupDir(target.path) };
-}
-
-async function validateCgroupDir(p: string): Promise<string> {
-  if (!path.isAbsolute(p)) throw invalidArgument(`cgroup path "${p}" must be absolute`);
-  try {
-    await access(path.join(p, "cgroup.procs"));
-  } catch {
-    throw invalidArgument(`"${p}" is not a cgroup v2 directory`);
-  }
-  return p;
 }

@@ -1,6 +1,7 @@
-import type { TamperFinding } from "./filter.js";
-import type { ContentExpectation } from "./content-shadow.js";
-import { TAMPER, type VerifyResult } from "./tamper-wire.js";
+import { invalidArgument } from "@netfence/proto/errors";
+import type { TamperFinding, VerifyRequest } from "./filter.js";
+import type { ContentExpectation, ContentShadows } from "./content-shadow.js";
+import { TAMPER, decodeVerify, encodeVerify, type VerifyItem, type VerifyResult } from "./tamper-wire.js";
 
 const MAP_PINS = new Set(["state", "counters", "v4_exact", "v4_lpm", "v6_exact", "v6_lpm", "v4_large", "v6_large"]);
 
@@ -37,5 +38,26 @@ export function findingsOf(r: VerifyResult, expected: ContentExpectation | null)
       out.push({ kind: "map-content", detail: `the active policy differs from what the daemon wrote: ${what}`, repair: "rewrite" });
     }
   }
+  return out;
+}
+
+/**
+ * One VERIFY round trip: `send` puts the frame on the wire synchronously (the loader answers in
+ * order), and the expected contents are taken in the same turn, so they match the writes sent before it.
+ */
+export async function verifyWith(
+  send: (payload: Buffer) => Promise<Buffer>, shadows: ContentShadows, requests: ReadonlyMap<string, VerifyRequest>, validId: RegExp,
+): Promise<Map<string, TamperFinding[]>> {
+  const items: VerifyItem[] = [];
+  for (const [id, r] of requests) {
+    if (!validId.test(id)) throw invalidArgument(`invalid attachment id "${id}"`);
+    items.push({ id, pins: r.pins === true, content: r.content === true });
+  }
+  const out = new Map<string, TamperFinding[]>();
+  if (items.length === 0) return out;
+  const reply = send(encodeVerify(items));
+  const expected = items.map((it) => (it.content ? shadows.expect(it.id) : null)); // as of this frame
+  const results = decodeVerify(await reply, items.length);
+  items.forEach((it, i) => out.set(it.id, findingsOf(results[i]!, expected[i]!)));
   return out;
 }
