@@ -211,6 +211,13 @@ struct nf_state {
 	__u8 ip6[NF_MAX_WORKLOAD_ADDRS][16];
 };
 
+/*
+ * The prefix of nf_state that every layout keeps at the same offsets (magic … tc_priority, 72
+ * bytes): how an attachment was made and where it is attached. A new layout adds or changes fields
+ * after it only, so a loader can still detach pins of an older layout (MIGRATE, netfence-protocol.h).
+ */
+#define NF_STATE_STABLE_PREFIX 72
+
 /* Per-CPU counters: PERCPU_ARRAY "nf_counters" indexed by these. */
 enum nf_counter {
 	NF_CNT_ALLOWED = 0,

@@ -20,6 +20,8 @@
  *   host.c         host-wide maps and the protected sets (PROTECTED)
  *   hits.c         the per-rule hit counters (HITS, HITS_CLEAR)
  *   portguard.c    the DNS port guard (PORT_GUARD, PORT_UNGUARD)
+ *   migrate.c      MIGRATE_BEGIN/FINISH/ABORT: re-creating pins of another layout beside the old ones
+ *   tamper.c       VERIFY, RESTORE: tamper detection (attach point, pins, nf_state, content checksum)
  */
 #ifndef NETFENCE_LOADER_H
 #define NETFENCE_LOADER_H
@@ -92,6 +94,8 @@ struct att {
 	bool large_idle_failed; /* the idle loop's last large-table work failed: wait for a REPLACE */
 	struct nf_state *st; /* mmap of the state map */
 	struct nf_gens gens;
+	struct nf_state fixed;    /* tamper.c: nf_state's fixed fields as loaded or adopted */
+	__u32 obj_id[11];         /* tamper.c: our objects' ids, by pin (PIN_COUNT, below); 0 = not read yet */
 };
 
 /* ---------------------------------------------------------------- process-wide state */
@@ -130,8 +134,9 @@ void close_fd(int *fd);
 /* ---------------------------------------------------------------- registry.c */
 
 /* pin_names: state, counters, the tables (as table_names), v4_large, v6_large, "prog", "link", then "hits" */
-enum { PIN_COUNT = 11, PIN_V4_LARGE = 6, PIN_PROG = 8, PIN_HITS = 10 };
+enum { PIN_COUNT = 11, PIN_V4_LARGE = 6, PIN_PROG = 8, PIN_LINK = 9, PIN_HITS = 10 };
 extern const char *const pin_names[PIN_COUNT];
+_Static_assert(sizeof(((struct att *)0)->obj_id) / sizeof(__u32) == PIN_COUNT, "att.obj_id holds one id per pin");
 bool valid_id(const char *id);
 /* Copies a request's fixed-size id field into a NUL-terminated string. */
 void id_of(char out[NF_ID_LEN], const char *raw);
@@ -314,5 +319,18 @@ int op_protected(const void *req, size_t len);
 
 int op_port_guard(const void *req, size_t len, void *reply, size_t *reply_len);
 int op_port_unguard(void);
+
+/* ---------------------------------------------------------------- migrate.c */
+
+int op_migrate_begin(const void *req, size_t len, void *reply, size_t *reply_len);
+int op_migrate_finish(const void *req, size_t len, void *reply, size_t *reply_len);
+int op_migrate_abort(const void *req, size_t len);
+
+/* ---------------------------------------------------------------- tamper.c */
+
+/* Records what an attachment is as loaded or adopted (nf_state's fixed fields), for VERIFY. */
+void tamper_note(struct att *a);
+int op_verify(const void *req, size_t len, void **reply, size_t *reply_len);
+int op_restore(const void *req, size_t len, void *reply, size_t *reply_len);
 
 #endif

@@ -211,6 +211,11 @@ static void handle(const struct nf_frame_hdr *h, void *payload, size_t len)
 		case NF_OP_LOOKUP: err = op_lookup(payload, len, reply, &reply_len); break;
 		case NF_OP_HITS: err = op_hits(payload, len, &heap, &reply_len); reply = heap; break;
 		case NF_OP_HITS_CLEAR: err = op_hits_clear(payload, len); break;
+		case NF_OP_MIGRATE_BEGIN: err = op_migrate_begin(payload, len, reply, &reply_len); break;
+		case NF_OP_MIGRATE_FINISH: err = op_migrate_finish(payload, len, reply, &reply_len); break;
+		case NF_OP_MIGRATE_ABORT: err = op_migrate_abort(payload, len); break;
+		case NF_OP_VERIFY: err = op_verify(payload, len, &heap, &reply_len); reply = heap; break;
+		case NF_OP_RESTORE: err = op_restore(payload, len, reply, &reply_len); break;
 		default: err = fail(EOPNOTSUPP, "unknown op %u", h->op);
 		}
 	}

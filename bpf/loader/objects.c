@@ -184,6 +184,7 @@ int op_load(const void *req, size_t len)
 		err = fail(errno, "LOAD %s: mmap of the state map", id);
 	if (!err) {
 		init_state(a->st, r, id);
+		tamper_note(a);
 		gens_loaded(&a->gens);
 		if (mkdir(dir, 0700))
 			err = fail(errno, "LOAD %s: creating %s", id, dir);
@@ -262,6 +263,7 @@ static int adopt(const char *id, struct att **out)
 	gens_adopted(&a->gens); /* what the inactive generation holds is unknown: empty it before use */
 	a->st->protected_n = g.protected_n;
 	a->st->pdeny_n = g.pdeny_n;
+	tamper_note(a); /* what it is now is what it was made: checked by VERIFY from here on */
 	*out = a;
 	return 0;
 }

@@ -24,6 +24,7 @@ import { DaemonServiceImpl } from "./rpc/daemon-service.js";
 import { DaemonServer } from "./rpc/daemon-server.js";
 import { DaemonMetrics } from "./metrics.js";
 import { EventForwarder } from "./event-forwarder.js";
+import { TamperForwarder } from "./tamper-forwarder.js";
 import { NetfenceError } from "@netfence/proto/errors";
 import { netfenceVersion } from "./version.js";
 import { HostAddresses } from "./dns/host-addresses.js";
@@ -177,6 +178,8 @@ export class App {
             onCommandOutcome: (kind, applied, ms) => counters.commandOutcome(kind, applied, ms),
           });
     this.controlPlane = controlPlane;
+    const tamperForwarder = controlPlane === null ? null : new TamperForwarder((r) => controlPlane.publishTamper(r));
+    this.onStop("tamper forwarder", () => tamperForwarder?.stop());
     const dnsServers =
       overrides.dnsServers ??
       createDnsServerFactory({
@@ -206,6 +209,10 @@ export class App {
       // Watched by the integrity check; not when a test put its own filter in.
       ...(overrides.filter === undefined ? { pinRoot: config.bpf.pinRoot } : {}),
       hostAddressesVersion: () => hostAddressGate.version(),
+      onTamper: (r) => {
+        counters.tamperDetected(r.kind);
+        tamperForwarder?.report(r);
+      },
     });
     this.manager = manager;
     // Registered before start: a start that fails half-way (e.g. the state cannot be saved) must

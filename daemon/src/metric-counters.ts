@@ -1,4 +1,5 @@
 import { Counter, Histogram, Registry } from "prom-client";
+import { TAMPER_KINDS } from "./datapath/filter.js";
 
 /** DNS event reasons that are quota hits → the quota ("tcp": by the event's rule). */
 const QUOTA_OF_EVENT: Readonly<Record<string, string>> = {
@@ -25,6 +26,7 @@ export class MetricCounters {
   /** Events lost in the daemon (after the kernel), for `netfence_events_lost_total{where="daemon"}` (metrics.ts). */
   eventsLostInDaemon = 0;
   private readonly commandPhase: Histogram<"phase">;
+  private readonly tamper: Counter<"kind">; // lane M: tamper detection
 
   constructor() {
     const r = this.registry;
@@ -40,6 +42,13 @@ export class MetricCounters {
       labelNames: ["reason"],
       registers: [r],
     });
+    this.tamper = new Counter({
+      name: "netfence_tamper_detected_total",
+      help: "Tampering with an attachment's kernel objects detected (and then restored), by kind",
+      labelNames: ["kind"],
+      registers: [r],
+    });
+    for (const kind of TAMPER_KINDS) this.tamper.inc({ kind }, 0);
     this.commands = new Counter({ name: "netfence_commands_total", help: "Control-plane commands by kind and outcome", labelNames: ["kind", "outcome"], registers: [r] });
     this.commandLatency = new Histogram({
       name: "netfence_command_apply_seconds",
@@ -95,6 +104,11 @@ export class MetricCounters {
   /** Hook: a learned address refused by the rebinding guard or the quota. */
   learnedAddressRefused(reason: string, count = 1): void {
     this.learnedRefused.inc({ reason }, count);
+  }
+
+  /** Hook: tampering detected (TamperWatch's onTamper). */
+  tamperDetected(kind: string): void {
+    this.tamper.inc({ kind });
   }
 
   /** Hook: a DNS-side event (DnsEventReporter's onEvent); quota events also count as quota hits. */

@@ -9,6 +9,7 @@ import {
   type DnsQueryRequest,
   type DnsQueryResponse,
   type PacketEvent,
+  type TamperReport,
 } from "@netfence/proto/control";
 import { serviceDefinition } from "@netfence/proto/grpc";
 import { canonicalQueryName } from "@netfence/proto/parse";
@@ -43,6 +44,8 @@ export interface ControlPlaneHooks {
   /** DNS proxy mode. Without this hook QueryDns answers UNIMPLEMENTED (the daemon then fails closed). */
   onQueryDns?(query: DnsQuery, daemon: DaemonHandle | undefined): DnsDecision | Promise<DnsDecision>;
   onPacketEvents?(daemon: DaemonHandle, events: readonly PacketEvent[]): void | Promise<void>;
+  /** Extension: the daemon found an attachment's kernel objects tampered with (and whether it restored them). */
+  onTamperReport?(daemon: DaemonHandle, report: TamperReport): void | Promise<void>;
   onDaemonDisconnected?(daemon: DaemonHandle, reason: string): void | Promise<void>;
 }
 
@@ -237,6 +240,12 @@ export class ControlPlaneServer {
           const hook = this.opts.hooks.onPacketEvents;
           const events = e.value.events;
           if (hook) run("onPacketEvents", () => hook.call(this.opts.hooks, h, events));
+          return;
+        }
+        case "tamperReport": {
+          const hook = this.opts.hooks.onTamperReport;
+          const report = e.value;
+          if (hook) run("onTamperReport", () => hook.call(this.opts.hooks, h, report));
           return;
         }
         default:

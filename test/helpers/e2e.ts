@@ -37,6 +37,8 @@ export interface E2eDaemonOptions {
   readonly ports?: number;
   /** Serve Prometheus metrics on 127.0.0.1 (a port at the end of this daemon's own port block). */
   readonly metrics?: boolean;
+  /** bpf.attach_method (default: the daemon's, auto). */
+  readonly attachMethod?: "auto" | "tcx" | "clsact";
 }
 
 /**
@@ -61,7 +63,7 @@ export class E2eDaemon extends DaemonProcess {
         `socket: ${this.socket}`,
         `data_dir: ${path.join(this.dir, "data")}`,
         `log_level: ${e2e.logLevel ?? "info"}`,
-        `bpf: { pin_root: ${e2e.pinRoot} }`,
+        `bpf: { pin_root: ${e2e.pinRoot}${e2e.attachMethod ? `, attach_method: ${e2e.attachMethod}` : ""} }`,
         "dns:",
         `  listen_addr: "${e2e.dns.listenAddr}"`,
         `  port_min: ${this.portMin}`,

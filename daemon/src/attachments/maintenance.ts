@@ -3,6 +3,7 @@ import type { AttachmentResources } from "./attachment-resources.js";
 import { planExpiry } from "../plan/expiry-plan.js";
 import { targetAlive } from "./target.js";
 import { watchDir, type DirWatch } from "./dir-events.js";
+import type { TamperWatch } from "./tamper-watch.js";
 
 export interface MaintenanceOptions {
   /** Period of the TTL collection; 0 = off. Default 1000. */
@@ -45,6 +46,7 @@ export class Maintenance {
     private readonly core: AttachmentCore,
     private readonly resources: AttachmentResources,
     private readonly opts: MaintenanceOptions,
+    private readonly tamper: TamperWatch,
   ) {}
 
   /** The host addresses the learned addresses were last checked against (start-up). */
@@ -192,15 +194,27 @@ export class Maintenance {
         if (pinned.has(rec.id) || !targetAlive(rec.target, rec.ifindex)) continue;
         const alog = log.child({ attachmentId: rec.id });
         alog.error({ target: rec.targetText }, "the pins of this attachment were removed by someone else; restoring the filter");
-        // Let the filter drop whatever it still holds for the id, then attach afresh.
+        const detail = "the pin directory was removed";
+        // The loader still holds every object (a removed link pin does not detach a link it holds):
+        // pin them again, with no moment unfiltered.
+        if (await this.tamper.repair(rec, [{ kind: "pins-removed", detail, repair: "repin" }], { pins: true })) {
+          restored.push(rec.id);
+          this.integrityRestores++;
+          this.tamper.report(rec.id, "pins-removed", `${detail}; pinned again`, true);
+          continue;
+        }
+        // Else (e.g. the loader was restarted meanwhile and could not adopt): drop whatever the
+        // filter still holds for the id, then attach afresh.
         await filter.detach(rec.id).catch(() => undefined);
         try {
           await filter.attach(this.resources.specOf(rec), rec.state.compile(this.core.now()));
           restored.push(rec.id);
           this.integrityRestores++;
           alog.warn("filter restored");
+          this.tamper.report(rec.id, "pins-removed", `${detail}; attachment re-created`, true);
         } catch (err) {
           alog.error({ err }, "restoring the filter failed; will retry");
+          this.tamper.report(rec.id, "pins-removed", detail, false);
         }
       }
       return restored;

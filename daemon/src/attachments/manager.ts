@@ -16,6 +16,7 @@ import { AttachmentResources, type AttachmentDnsConfig } from "./attachment-reso
 import { AttachFlow, type AttachInput } from "./attach-flow.js";
 import { CommandApplier } from "./command-applier.js";
 import { Maintenance } from "./maintenance.js";
+import { TamperWatch, type TamperWatchOptions } from "./tamper-watch.js";
 import { OrphanOps } from "./orphan-ops.js";
 import { AttachmentStats } from "./attachment-stats.js";
 import { HitsTracker, type HitsDelta } from "./hits-tracker.js";
@@ -37,6 +38,7 @@ export type { WatchedTarget } from "./registry.js";
  *   command-applier.ts     policy commands → plan → one kernel operation
  *   learned-writer.ts      DNS-learned addresses: write, re-check, expiry (the sink DNS servers use)
  *   maintenance.ts         TTL collection and integrity timers
+ *   tamper-watch.ts        tamper detection and repair (attach point, pins, map contents)
  *   persistence.ts         the snapshot in the state store
  *   orphan-ops.ts          orphans: adopt, detach
  *   startup.ts             the start-up restore
@@ -44,7 +46,7 @@ export type { WatchedTarget } from "./registry.js";
  * This class only wires them and is the surface the daemon's services use.
  */
 
-export interface ManagerOptions {
+export interface ManagerOptions extends TamperWatchOptions {
   readonly filter: Filter;
   readonly policySource: PolicySource;
   readonly store: StateStore;
@@ -91,6 +93,7 @@ export class AttachmentManager {
   private readonly flow: AttachFlow;
   private readonly commands: CommandApplier;
   private readonly maintenance: Maintenance;
+  private readonly tamper: TamperWatch;
   private readonly orphanOps: OrphanOps;
   private readonly statsReader: AttachmentStats;
   private readonly hitsTracker: HitsTracker;
@@ -103,7 +106,8 @@ export class AttachmentManager {
     this.resources = new AttachmentResources(opts.dns, opts.dnsServers, registry, log, opts.attachMethod);
     this.flow = new AttachFlow(this.core, this.resources, opts.policySource, { cgroupRoot: opts.cgroupRoot, netClassDir: opts.netClassDir });
     this.commands = opts.commands ?? new CommandApplier(this.core);
-    this.maintenance = new Maintenance(this.core, this.resources, opts);
+    this.tamper = new TamperWatch(this.core, this.resources, opts);
+    this.maintenance = new Maintenance(this.core, this.resources, opts, this.tamper);
     this.orphanOps = new OrphanOps(this.core, this.resources, opts.policySource);
     this.statsReader = new AttachmentStats(registry, opts.filter, log);
     this.hitsTracker = new HitsTracker(registry, opts.filter, log);
@@ -117,6 +121,11 @@ export class AttachmentManager {
     return this.core.queue.depth;
   }
 
+  /** Tampering reports since start (tamper-watch.ts). */
+  get tamperDetected(): number {
+    return this.tamper.detected;
+  }
+
   /** Attachments restored by the integrity check since start (metrics, tests). */
   get integrityRestores(): number {
     return this.maintenance.integrityRestores;
@@ -126,10 +135,11 @@ export class AttachmentManager {
   async start(): Promise<StartReport> {
     this.maintenance.noteHostVersion();
     const { report, warnings } = await this.core.queue.run("restore", () =>
-      restoreAttachments(this.core, this.resources, this.opts.policySource, this.opts),
+      restoreAttachments(this.core, this.resources, this.opts.policySource, this.opts, this.tamper),
     );
     this.startWarnings = warnings;
     this.maintenance.start();
+    this.tamper.start();
     return report;
   }
 
@@ -265,6 +275,7 @@ export class AttachmentManager {
   /** Stops timers and DNS servers after the queue drains; pinned filters keep enforcing. */
   async stop(): Promise<void> {
     this.maintenance.stop();
+    this.tamper.stop();
     this.core.persistence.stop();
     await this.core.queue.run("stop", async () => {
       this.core.registry.close();

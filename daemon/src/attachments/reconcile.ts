@@ -10,6 +10,8 @@ import { isCgroupDir, targetKey } from "./target.js";
 import { interfaceIndex } from "../datapath/interface-index.js";
 import { storedAttachOptions, type AttachOptions } from "./attach-options.js";
 import { inspectOrphan, orphanKey, type OrphanInfo } from "./orphan.js";
+import { isPinnedLayoutError } from "../datapath/filter.js";
+import { migrateStored, recoverMigrations } from "./migration.js";
 
 /**
  * Start-up reconciliation of the state store with the pins in bpffs (after a restart, a kill -9
@@ -24,6 +26,9 @@ import { inspectOrphan, orphanKey, type OrphanInfo } from "./orphan.js";
  *   name, a cgroup re-created) → re-created with the same id, slot, DNS port, policy, TTL
  *   deadlines and learned addresses — unless `restore` is off, or its slot, port or target is
  *   held by a pinned attachment (then dropped and reported);
+ * - stored and pinned with another layout (an upgrade changed NF_LAYOUT_VERSION) → migrated
+ *   (migration.ts: re-created beside the old program, then the old one detached); if that fails,
+ *   rolled back and left as below;
  * - stored, pinned, but not adoptable, or its re-creation failed → reported, kept in the store
  *   for the next start (left in place when pinned: still enforcing);
  * - stored, target gone → dropped (reported as removed; its pins are detached);
@@ -43,6 +48,10 @@ export interface ReconcileResult {
   readonly recreated: string[];
   /** Pins of attaches that never linked, removed. */
   readonly cleaned: string[];
+  /** Pins of another layout re-created in this layout (migration.ts). */
+  readonly migrated: string[];
+  /** Lines for DaemonStatus warnings (migrations done or refused). */
+  readonly warnings: string[];
 }
 
 export interface ReconcileOptions {
@@ -65,8 +74,11 @@ export interface ReconcileOptions {
 export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult> {
   const { filter, logger: log } = opts;
   const limit = opts.concurrency ?? 32;
+  // A migration a crash interrupted: old pins set aside without a new attachment go back first.
+  const unfinished = await recoverMigrations(filter, log, new Set(await filter.listPinned()));
   const pinned = new Set(await filter.listPinned());
-  const result: ReconcileResult = { records: [], unadopted: [], removed: [], orphans: [], relinked: [], recreated: [], cleaned: [] };
+  const result: ReconcileResult = { records: [], unadopted: [], removed: [], orphans: [], relinked: [], recreated: [], cleaned: [], migrated: [], warnings: [] };
+  const stale: StoredAttachment[] = [];
   const candidates: StoredAttachment[] = [];
   const vanished: StoredAttachment[] = [];
   const unpinned: StoredAttachment[] = [];
@@ -112,10 +124,21 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
       }
       result.records.push(rec);
     } catch (err) {
+      if (isPinnedLayoutError(err)) {
+        stale.push(stored);
+        return;
+      }
       log.error({ attachmentId: stored.id, err, target: stored.targetText }, "pinned attachment cannot be adopted; left in place and kept for the next start");
       result.unadopted.push(stored);
     }
   });
+  for (const id of unfinished) {
+    if (!result.records.some((r) => r.id === id)) continue;
+    await filter.finishMigration(id).then(
+      () => log.info({ attachmentId: id }, "an interrupted migration finished: the old program is detached"),
+      (err: unknown) => log.error({ attachmentId: id, err }, "an interrupted migration could not detach the old program"),
+    );
+  }
   // Orphans: kept enforcing, reported. Read before re-creating, whose slots, ports and targets they may hold.
   await mapLimit([...pinned], limit, async (id) => {
     const o = await inspectOrphan(filter, id, opts.cgroupRoot ?? null);
@@ -131,8 +154,28 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
     );
     result.orphans.push(o);
   });
+  for (const stored of stale) await migrate(opts, stored, result);
   await recreateUnpinned(opts, unpinned, result);
   return result;
+}
+
+/** A stored attachment whose pins are of another layout: migrated, or left unadopted (rolled back). */
+async function migrate(opts: ReconcileOptions, stored: StoredAttachment, result: ReconcileResult): Promise<void> {
+  const log = opts.logger;
+  const { options, problem } = storedAttachOptions(stored.metadata, stored.target.kind);
+  if (problem !== null) log.warn({ attachmentId: stored.id, problem }, "stored attach options are not valid any more; the closed defaults apply");
+  const ifindex = stored.target.kind === "interface" ? (interfaceIndex(stored.target.name) ?? 0) : 0;
+  const draft = toRecord(stored, { id: stored.id, slot: stored.slot, kind: stored.target.kind, method: stored.method, ifindex, mode: "block-all", audit: false, attached: false }, opts.dnsAddress(stored.dnsPort), options, ifindex);
+  try {
+    const { result: r, warning } = await migrateStored({ filter: opts.filter, logger: log, recreate: opts.recreate }, stored, options, draft.state.compile(opts.nowMs));
+    result.records.push({ ...draft, method: r.method, ifindex: r.ifindex || ifindex });
+    result.migrated.push(stored.id);
+    result.warnings.push(warning);
+  } catch (err) {
+    log.error({ attachmentId: stored.id, err, target: stored.targetText }, "pins of another layout could not be migrated; left in place (still enforcing, unmanaged) and kept for the next start");
+    result.warnings.push(`attachment ${stored.id} (${stored.targetText}): pins of another layout could not be migrated (${err instanceof Error ? err.message : String(err)}); the old filter keeps enforcing, unmanaged, without its DNS server`);
+    result.unadopted.push(stored);
+  }
 }
 
 /** Re-creates stored attachments whose pins are gone (a reboot), one at a time, avoiding what pinned ones hold. */

@@ -2,6 +2,7 @@ import type { PolicySource } from "./policy-source.js";
 import { reconcile } from "./reconcile.js";
 import type { AttachmentCore } from "./attachment-core.js";
 import type { AttachmentResources } from "./attachment-resources.js";
+import type { TamperWatch } from "./tamper-watch.js";
 
 export interface StartReport {
   readonly adopted: string[];
@@ -20,6 +21,8 @@ export interface StartReport {
    * left in place (still enforcing), kept in the store for the next start, and detachable.
    */
   readonly unadopted: string[];
+  /** Stored attachments whose pins were of another layout, re-created in this one (migration.ts). */
+  readonly migrated: string[];
 }
 
 export interface StartupOptions {
@@ -37,7 +40,7 @@ export interface StartupOptions {
  * Returns the report and the warnings the operator should see.
  */
 export async function restoreAttachments(
-  core: AttachmentCore, resources: AttachmentResources, policySource: PolicySource, opts: StartupOptions,
+  core: AttachmentCore, resources: AttachmentResources, policySource: PolicySource, opts: StartupOptions, tamper: TamperWatch,
 ): Promise<{ report: StartReport; warnings: string[] }> {
   const { registry, persistence, filter, log } = core;
   const store = persistence.store;
@@ -55,11 +58,18 @@ export async function restoreAttachments(
   });
   for (const s of result.unadopted) registry.unadopted.set(s.id, s);
   for (const o of result.orphans) registry.orphans.set(o.id, o);
-  const warnings = [...(store.warnings ?? [])];
+  const warnings = [...(store.warnings ?? []), ...result.warnings];
   if (result.unadopted.length > 0) {
     warnings.push(`${result.unadopted.length} stored attachment(s) could not be adopted or re-created and are kept for the next start: ${result.unadopted.map((s) => s.id).join(", ")}`);
   }
   for (const rec of result.records) registry.records.set(rec.id, rec);
+  // What the kernel should hold for the adopted ones, for the content check below (the re-created
+  // and migrated ones were just written). compile(0): expired entries too, as the kernel keeps them
+  // until the garbage collection deletes them.
+  const written = new Set([...result.recreated, ...result.migrated]);
+  for (const rec of result.records) if (!written.has(rec.id)) filter.expectPolicy(rec.id, rec.state.compile(0));
+  // An adopted filter found detached is never taken as enforcing: re-attached by reconcile, reported here.
+  for (const id of result.relinked) tamper.report(id, "filter-detached", "found at start: the pinned filter was not attached any more (clsact filter deleted, link detached); attached again", true);
   // DNS servers come back on their ports; binding is cheap, so all at once.
   await Promise.all(
     result.records.map(async (rec) => {
@@ -76,6 +86,7 @@ export async function restoreAttachments(
     for (const attachmentId of ids) core.history.record({ attachmentId, source: "daemon", action, summary, result: "applied" });
   };
   lifecycle(result.recreated, "restore", "re-created from the state store (its pins were gone: a reboot)");
+  lifecycle(result.migrated, "migrate", "pins of another kernel layout re-created in this one beside the old program, then the old one removed");
   lifecycle(result.relinked, "relink", "pinned filter was not attached any more; attached again");
   lifecycle(result.removed, "removed", "target gone while the daemon was down (or could not be re-created)");
   lifecycle(result.cleaned, "cleaned", "pins of an attach that never linked removed");
@@ -84,6 +95,9 @@ export async function restoreAttachments(
   for (const rec of result.records) {
     await core.learned.recheck(rec).catch((err: unknown) => log.warn({ attachmentId: rec.id, err }, "re-checking learned addresses failed"));
   }
+  // Verified, not taken on the loader's word: attach point, pins and the policy in the maps.
+  await tamper.checkNow(new Map(result.records.map((r) => [r.id, { pins: true, content: true }])), "found at start: ")
+    .catch((err: unknown) => log.error({ err }, "the start-up tamper check failed"));
   await persistence.persist();
   return {
     report: {
@@ -94,6 +108,7 @@ export async function restoreAttachments(
       relinked: result.relinked,
       recreated: result.recreated,
       cleaned: result.cleaned,
+      migrated: result.migrated,
     },
     warnings,
   };

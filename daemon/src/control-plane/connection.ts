@@ -1,7 +1,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { create } from "@bufbuild/protobuf";
 import type pino from "pino";
-import { ControlPlane, DaemonEventSchema, type ControlCommand, type DaemonEvent, type PacketEvent } from "@netfence/proto/control";
+import { ControlPlane, DaemonEventSchema, type ControlCommand, type DaemonEvent, type PacketEvent, type TamperReport } from "@netfence/proto/control";
 import { NetfenceError, isNetfenceError } from "@netfence/proto/errors";
 import { methodDefinition } from "@netfence/proto/grpc";
 import type { AttachmentView } from "../attachments/attachment-view.js";
@@ -198,7 +198,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     if (client === null || this.call === null) {
       return Promise.reject(new NetfenceError("UNAVAILABLE", `control plane not connected (${this.currentState})`, { details: { attachmentId } }));
     }
-    return queryDnsCall(client, this.callMetadata(), { attachmentId, domain, queryType, timeoutMs: this.opts.queryDnsTimeoutMs ?? 2000 });
+    return queryDnsCall(client, callMetadata(this.opts.token), { attachmentId, domain, queryType, timeoutMs: this.opts.queryDnsTimeoutMs ?? 2000 });
   }
 
   // ---------------------------------------------------------------- extension: packet events
@@ -216,6 +216,10 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     if (events.length === 0) return true;
     if (!this.wantsPacketEvents() || this.call === null || this.call.writableLength > PUBLISH_BACKLOG_BYTES) return false;
     return this.send(create(DaemonEventSchema, { event: { case: "packetEvents", value: { events: [...events] } } }));
+  }
+  /** Extension (lane M): one TamperReport (DaemonEvent 102). False when not connected. */
+  publishTamper(report: TamperReport): boolean {
+    return this.send(create(DaemonEventSchema, { event: { case: "tamperReport", value: report } }));
   }
 
   // ---------------------------------------------------------------- connection lifecycle
@@ -249,7 +253,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
       CONNECT_METHOD.path,
       CONNECT_METHOD.requestSerialize,
       CONNECT_METHOD.responseDeserialize,
-      this.callMetadata(),
+      callMetadata(this.opts.token),
       {},
     );
     this.call = call;
@@ -298,10 +302,6 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     if (call === null || this.call !== call) return false;
     call.write(event);
     return true;
-  }
-
-  private callMetadata(): grpc.Metadata {
-    return callMetadata(this.opts.token);
   }
 
   // ---------------------------------------------------------------- commands

@@ -1,8 +1,7 @@
-import net from "node:net";
 import { statSync } from "node:fs";
 import { NetfenceError } from "@netfence/proto/errors";
-import { cidrContains, formatCidr, parseCidr, type Cidr } from "@netfence/proto/parse";
-import { HITS_CAP, HITS_OVERFLOW, RULE_ID } from "./hits-wire.js";
+import { formatCidr, parseCidr, type Cidr } from "@netfence/proto/parse";
+import { HITS_CAP, HITS_OVERFLOW } from "./hits-wire.js";
 import type {
   AdoptedAttachment,
   AttachResult,
@@ -13,15 +12,21 @@ import type {
   FilterMode,
   FilterPolicy,
   KernelPacketEvent,
+  MigrationInfo,
   PortGuardSpec,
+  TamperFinding,
+  VerifyRequest,
   PinnedAttachment,
   ProtectedEntry,
   RuleHitCount,
   TargetSpec,
 } from "./filter.js";
+import { PINNED_LAYOUT } from "./filter.js";
+import { fakeDecide } from "./fake-verdict.js";
+import { FakeBpffs, type FakePinned } from "./fake-bpffs.js";
 
 /**
- * In-memory Filter for unit tests (never used by the daemon itself). It evaluates verdicts with
+ * In-memory Filter for unit tests (never used by the daemon itself). It evaluates verdicts (fake-verdict.ts) with
  * the kernel's semantics for IP packets — own DNS server, other tenants' DNS ports, protected
  * allow and deny, longest live prefix wins, deny wins at equal prefix, allowlist / denylist /
  * block-all / disabled, closed loopback and link-local, deadlines — so manager tests can assert
@@ -34,32 +39,13 @@ import type {
  * building a second FakeFilter over the same FakeBpffs.
  */
 
-export interface FakePinned {
-  spec: AttachSpec;
-  mode: FilterMode;
-  audit: boolean;
-  entries: Map<string, FilterEntry>;
-  allowed: bigint;
-  blocked: bigint;
-  /** Set to true to make the target look gone to the fake (tests). */
-  targetGone: boolean;
-  /** Set to true to simulate a filter that is pinned but no longer attached (`tc filter del`). */
-  detached?: boolean;
-  /** Per-rule hit counters (nf_hits), by rule id; sendPacket counts them. */
-  hits?: Map<number, RuleHitCount>;
-}
+export { FakeBpffs, type FakePinned } from "./fake-bpffs.js";
 
-export class FakeBpffs {
-  readonly pinned = new Map<string, FakePinned>();
-  protectedEntries: readonly ProtectedEntry[] = [];
-  portGuard: PortGuardSpec | null = null;
-}
-
-export type FakeFilterMethod = "attach" | "detach" | "replacePolicy" | "upsertEntries" | "deleteEntries" | "setMode" | "adopt" | "relink" | "inspect";
+export type FakeFilterMethod =
+  | "attach" | "detach" | "replacePolicy" | "upsertEntries" | "deleteEntries" | "setMode" | "adopt" | "relink" | "inspect"
+  | "beginMigration" | "finishMigration" | "abortMigration";
 
 const ID_RE = /^[A-Za-z0-9_-]{1,63}$/;
-const LOOPBACK: readonly Cidr[] = ["127.0.0.0/8", "::1/128"].map(parseCidr);
-const LINK_LOCAL: readonly Cidr[] = ["169.254.0.0/16", "fe80::/10"].map(parseCidr);
 
 export class FakeFilter implements Filter {
   /** Every mutating call, in order (tests check which primitive the manager used). */
@@ -120,6 +106,7 @@ export class FakeFilter implements Filter {
     p.mode = policy.mode;
     p.audit = policy.audit;
     p.entries = new Map(policy.entries.map((e) => [formatCidr(e.cidr), e]));
+    this.repaired(id, "rewrite");
   }
 
   async upsertEntries(id: string, entries: readonly FilterEntry[]): Promise<void> {
@@ -189,6 +176,9 @@ export class FakeFilter implements Filter {
     this.enter("adopt", id);
     const p = this.bpffs.pinned.get(id);
     if (p === undefined) throw new NetfenceError("NOT_FOUND", `attachment ${id} is not pinned`, { details: { id } });
+    if (p.layout !== undefined) {
+      throw new NetfenceError("FAILED_PRECONDITION", `ADOPT ${id}: pinned state has layout ${p.layout}`, { details: { id, reason: PINNED_LAYOUT } });
+    }
     this.driven.add(id);
     return {
       id,
@@ -207,8 +197,54 @@ export class FakeFilter implements Filter {
     const p = this.get(id);
     p.detached = false;
     p.spec = { ...p.spec, target };
+    this.repaired(id, "relink");
     return target.kind === "interface" ? { method: "tcx", ifindex: 100 + p.spec.slot } : { method: "cgroup-link", ifindex: 0 };
   }
+
+  async beginMigration(id: string): Promise<MigrationInfo> {
+    this.enter("beginMigration", id);
+    const p = this.bpffs.pinned.get(id);
+    if (p?.layout === undefined) throw new NetfenceError("FAILED_PRECONDITION", `attachment ${id} has no pins of another layout`);
+    if (this.bpffs.aside.has(id)) throw new NetfenceError("ALREADY_EXISTS", `pins of ${id} are set aside already`);
+    this.bpffs.pinned.delete(id);
+    this.bpffs.aside.set(id, p);
+    return { layout: p.layout, magic: 0, progId: 1, method: p.spec.target.kind === "interface" ? "tcx" : "cgroup-link", detached: false };
+  }
+
+  async finishMigration(id: string): Promise<MigrationInfo> {
+    this.enter("finishMigration", id);
+    this.get(id);
+    const old = this.bpffs.aside.get(id);
+    if (old === undefined) throw new NetfenceError("NOT_FOUND", `no pins of ${id} set aside`);
+    this.bpffs.aside.delete(id);
+    return { layout: old.layout ?? 0, magic: 0, progId: 1, method: old.spec.target.kind === "interface" ? "tcx" : "cgroup-link", detached: old.detached !== true };
+  }
+
+  async abortMigration(id: string): Promise<void> {
+    this.enter("abortMigration", id);
+    const old = this.bpffs.aside.get(id);
+    if (old === undefined) throw new NetfenceError("NOT_FOUND", `no pins of ${id} set aside`);
+    if (this.bpffs.pinned.has(id)) throw new NetfenceError("ALREADY_EXISTS", `attachment ${id} is pinned again`);
+    this.bpffs.aside.delete(id);
+    this.bpffs.pinned.set(id, old);
+  }
+
+  async verify(requests: ReadonlyMap<string, VerifyRequest>): Promise<Map<string, TamperFinding[]>> {
+    return new Map([...requests.keys()].map((id) => [id, [...(this.bpffs.tamper.get(id) ?? [])]]));
+  }
+
+  async restorePins(id: string): Promise<void> {
+    this.repaired(this.get(id) && id, "repin");
+  }
+
+  expectPolicy(): void {}
+  private repaired(id: string, repair: TamperFinding["repair"]): void {
+    const left = (this.bpffs.tamper.get(id) ?? []).filter((f) => f.repair !== repair);
+    if (left.length === 0) this.bpffs.tamper.delete(id);
+    else this.bpffs.tamper.set(id, left);
+  }
+
+  listMigrating = async (): Promise<string[]> => [...this.bpffs.aside.keys()];
 
   async inspect(id: string): Promise<PinnedAttachment> {
     const adopted = await this.adopt(id);
@@ -277,53 +313,12 @@ export class FakeFilter implements Filter {
 
   /** What the kernel would do with a packet to `dst` from attachment `id`. Pure (no counters). */
   verdict(id: string, dst: string, opts: { protocol?: number; port?: number } = {}): "allow" | "block" {
-    return this.decide(id, dst, opts).verdict;
-  }
-
-  private decide(id: string, dst: string, opts: { protocol?: number; port?: number }): { verdict: "allow" | "block"; reason: string; rule: number } {
-    const allow = (rule: number) => ({ verdict: "allow", reason: "", rule }) as const;
-    const block = (reason: string, rule: number) => ({ verdict: "block", reason, rule }) as const;
-    const p = this.bpffs.pinned.get(id);
-    if (p === undefined) return allow(RULE_ID.NONE);
-    const ip = parseCidr(dst);
-    const { dns, guards } = p.spec;
-    const dnsAddr = ip.family === 4 ? dns.ipv4 : dns.ipv6;
-    const l4 = opts.protocol === 6 || opts.protocol === 17;
-    if (dnsAddr !== null && net.isIP(dnsAddr) !== 0 && formatCidr(parseCidr(dnsAddr)) === formatCidr(ip) && l4) {
-      if (opts.port === dns.port) return allow(RULE_ID.ALWAYS_ALLOWED);
-      if (dns.portMin !== undefined && dns.portMax !== undefined && opts.port !== undefined && opts.port >= dns.portMin && opts.port <= dns.portMax) {
-        return block("other-tenant-dns", RULE_ID.GUARD);
-      }
-    }
-    const inSet = (deny: boolean) =>
-      this.bpffs.protectedEntries.some(
-        (e) =>
-          (e.action === "deny") === deny &&
-          cidrContains(e.cidr, ip) &&
-          (e.protocol === 0 || e.protocol === opts.protocol) &&
-          (e.port === 0 || e.port === opts.port),
-      );
-    if (inSet(false)) return allow(RULE_ID.PROTECTED);
-    if (inSet(true)) return block("protected-deny", RULE_ID.PROTECTED_DENY);
-    if (p.mode === "disabled") return allow(RULE_ID.DISABLED);
-    if (p.mode === "block-all") return block("mode:block-all", RULE_ID.BLOCK_ALL);
-    const now = this.now();
-    let best: FilterEntry | null = null;
-    for (const e of p.entries.values()) {
-      if (e.expiresAtMs !== null && e.expiresAtMs <= now) continue;
-      if (!cidrContains(e.cidr, ip)) continue;
-      if (best === null || e.cidr.prefixLen > best.cidr.prefixLen || (e.cidr.prefixLen === best.cidr.prefixLen && e.deny)) best = e;
-    }
-    if (best?.deny) return block("deny-cidr", best.ruleId ?? RULE_ID.NONE);
-    const local = [...(guards?.openLoopback ? [] : LOOPBACK), ...(guards?.openLinkLocal ? [] : LINK_LOCAL)].find((c) => cidrContains(c, ip));
-    if (best?.allow && (local === undefined || best.cidr.prefixLen >= local.prefixLen)) return allow(best.ruleId ?? RULE_ID.NONE);
-    if (local !== undefined) return block("local-closed", RULE_ID.LOCAL_CLOSED);
-    return p.mode === "denylist" ? allow(RULE_ID.DEFAULT_ALLOW) : block("not-in-allowlist", RULE_ID.DEFAULT_DENY);
+    return fakeDecide(this.bpffs, id, dst, opts, this.now()).verdict;
   }
 
   /** Simulates one packet: counts it and emits an event when blocked. */
   sendPacket(id: string, dst: string, opts: { protocol?: number; port?: number } = {}): "allow" | "block" {
-    const { verdict: v, reason, rule } = this.decide(id, dst, opts);
+    const { verdict: v, reason, rule } = fakeDecide(this.bpffs, id, dst, opts, this.now());
     const p = this.bpffs.pinned.get(id);
     if (p === undefined) return v;
     const slot = rule >= HITS_CAP ? HITS_OVERFLOW : rule;

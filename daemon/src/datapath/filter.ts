@@ -121,6 +121,52 @@ export interface PinnedAttachment extends AdoptedAttachment {
   readonly policy: FilterPolicy;
 }
 
+/**
+ * `details.reason` of the error `adopt` (and `inspect`) throw for pins written with another layout
+ * (NF_LAYOUT_VERSION or magic of an older or newer loader, maps of another shape): the start-up
+ * migrates such a stored attachment (attachments/migration.ts). A closed value, not a message.
+ */
+export const PINNED_LAYOUT = "pinned-layout";
+
+export function isPinnedLayoutError(err: unknown): boolean {
+  return typeof err === "object" && err !== null && (err as { name?: unknown }).name === "NetfenceError" &&
+    (err as { details?: { reason?: unknown } }).details?.reason === PINNED_LAYOUT;
+}
+
+/** Pins of another layout, moved aside for a migration (still attached until `finishMigration`). */
+export interface MigrationInfo {
+  /** nf_state.layout and .magic of the old pins (0 when unreadable). */
+  readonly layout: number;
+  readonly magic: number;
+  /** The old program's id (0: its pin was gone). */
+  readonly progId: number;
+  readonly method: AttachMethod | null;
+  /** finishMigration: an old filter or link was still attached and has been detached. */
+  readonly detached: boolean;
+}
+
+/**
+ * Tamper detection (issue 14): what someone else changed about an attachment. Closed set; the
+ * `kind` label of netfence_tamper_detected_total and TamperReport.kind.
+ */
+export type TamperKind = "filter-detached" | "program-replaced" | "map-replaced" | "map-content" | "pins-removed";
+export const TAMPER_KINDS: readonly TamperKind[] = ["filter-detached", "program-replaced", "map-replaced", "map-content", "pins-removed"];
+
+export interface TamperFinding {
+  readonly kind: TamperKind;
+  readonly detail: string;
+  /** What puts it right: attach again (relink), pin our objects again and rewrite nf_state's fixed fields (repin), replace the policy (rewrite). */
+  readonly repair: "relink" | "repin" | "rewrite";
+}
+
+/** What `verify` checks besides the attach point and nf_state (always checked). */
+export interface VerifyRequest {
+  /** Open every pin and compare it with our object (a few system calls per pin). */
+  readonly pins?: boolean;
+  /** Checksum the active generation and compare it with what the daemon wrote. */
+  readonly content?: boolean;
+}
+
 export interface FilterCounters {
   readonly allowed: bigint;
   readonly blocked: bigint;
@@ -215,6 +261,26 @@ export interface Filter {
    * still attached there is left as it is.
    */
   relink(id: string, target: TargetSpec, method?: AttachMethodPreference): Promise<AttachResult>;
+  /**
+   * Migration of pins of another layout (adopt threw PINNED_LAYOUT): moves them aside, still
+   * attached and enforcing, so `attach` can re-create the attachment under the same id beside them.
+   */
+  beginMigration(id: string): Promise<MigrationInfo>;
+  /** Detaches the old program set aside and removes its pins (the new attachment must be attached). */
+  finishMigration(id: string): Promise<MigrationInfo>;
+  /** Moves the pins set aside back (the new attachment must be detached first): nothing changed. */
+  abortMigration(id: string): Promise<void>;
+  /** Ids whose pins a migration set aside and did not finish (a crash in the middle). */
+  listMigrating(): Promise<string[]>;
+  /** Checks attachments against what this daemon made (tamper detection); an id maps to [] when all is well. */
+  verify(requests: ReadonlyMap<string, VerifyRequest>): Promise<Map<string, TamperFinding[]>>;
+  /** Pins our objects again where a pin is missing or names another object; rewrites nf_state's fixed fields. */
+  restorePins(id: string): Promise<void>;
+  /**
+   * After adoption: the policy the kernel should hold (the state store's, deadlines passed or not),
+   * so content checks can compare; replaced by every write from then on.
+   */
+  expectPolicy(id: string, policy: FilterPolicy): void;
   /** Adopts a pinned attachment and reads back what it is and enforces (orphans: pins the store lost). */
   inspect(id: string): Promise<PinnedAttachment>;
   /**

@@ -1,38 +1,28 @@
-import { requireInterfaceIndex } from "./interface-index.js";
-import { access, readdir, readFile, stat } from "node:fs/promises";
+import { access } from "node:fs/promises";
 import { constants as fsConstants } from "node:fs";
 import path from "node:path";
 import pino, { type Logger } from "pino";
-import { NetfenceError, invalidArgument, isNetfenceError } from "@netfence/proto/errors";
+import { NetfenceError, invalidArgument } from "@netfence/proto/errors";
 import type { Cidr } from "@netfence/proto/parse";
 import type {
   AdoptedAttachment, AttachMethod, AttachResult, AttachSpec, Filter, FilterCounters, FilterEntry, FilterMode,
   FilterPolicy, KernelPacketEvent, PortGuardSpec, PinnedAttachment, ProtectedEntry, RuleHitCount, TargetSpec, AttachMethodPreference,
+  MigrationInfo, TamperFinding, VerifyRequest,
 } from "./filter.js";
 import { decodeHits, encodeHitsClear, encodeHitsRequest } from "./hits-wire.js";
+import { ContentShadows } from "./content-shadow.js";
+import { decodeRestore } from "./tamper-wire.js";
+import { verifyWith } from "./tamper-findings.js";
+import { locateTarget, withLayoutReason, migratingIds, pinnedIds, validateCgroupDir } from "./kernel-targets.js";
 import { kernelEvent } from "./kernel-event.js";
 import { linkLayerOf, readLinkType, type LinkLayer } from "./link-type.js";
 import { exactCapacityFor, loadRequestFor } from "./load-request.js";
 import { LoaderProcess } from "./loader-process.js";
 import { projectRoot } from "./project-root.js";
-import { decodeCounters, decodeDump, decodeEvents, decodeHello, decodePortGuard, decodeState, decodeTables, type ExactTables, type HelloReply } from "./wire-decode.js";
+import { decodeCounters, decodeDump, decodeEvents, decodeHello, decodeMigrate, decodePortGuard, decodeState, decodeTables, type ExactTables, type HelloReply } from "./wire-decode.js";
 import {
-  DIR_EGRESS,
-  encodeCountersRequest,
-  encodeEntries,
-  encodeHello,
-  encodeId,
-  encodeLink,
-  encodeLoad,
-  encodeMode,
-  encodeNotify,
-  encodePolicy,
-  encodePortGuard,
-  encodeProtected,
-  KIND_TC,
-  LAYOUT,
-  METHOD,
-  Op,
+  DIR_EGRESS, encodeCountersRequest, encodeEntries, encodeHello, encodeId, encodeLink, encodeLoad, encodeMode, encodeNotify,
+  encodePolicy, encodePortGuard, encodeProtected, KIND_TC, LAYOUT, METHOD, Op,
 } from "./wire-format.js";
 import { EventFanout } from "./event-fanout.js";
 import { decodeLookup, encodeLookup, type KernelLookup } from "./lookup-wire.js";
@@ -73,6 +63,7 @@ export class KernelFilter implements Filter {
   private readonly known = new Map<string, Known>();
   private readonly slotToId = new Map<number, string>();
   private readonly fanout = new EventFanout<KernelPacketEvent>();
+  private readonly shadows = new ContentShadows();
   hello: HelloReply | null = null;
 
   private constructor(
@@ -152,6 +143,17 @@ export class KernelFilter implements Filter {
     return this.loader.request(op, payload);
   }
 
+  // Writes update the content shadow as their frame is sent (content-shadow.ts); idCall: one checked id.
+  private async write(id: string, op: number, payload: Buffer, sent: () => void): Promise<void> {
+    await this.ready;
+    const reply = this.loader.request(op, payload);
+    sent();
+    await reply.catch((err: unknown) => this.shadows.failed(id, err));
+  }
+  private idCall(op: number, id: string): Promise<Buffer> {
+    if (!ID_RE.test(id)) throw invalidArgument(`invalid attachment id "${id}"`);
+    return this.call(op, encodeId(id));
+  }
   private requireKnown(id: string): Known {
     const k = this.known.get(id);
     if (!k) throw new NetfenceError("NOT_FOUND", `attachment ${id} is not loaded in the data path`, { details: { id } });
@@ -174,7 +176,7 @@ export class KernelFilter implements Filter {
     const policyFrame = encodePolicy(spec.id, policy.mode, policy.audit, policy.entries); // checks every entry first
     await this.call(Op.LOAD, encodeLoad(load));
     try {
-      await this.call(Op.REPLACE, policyFrame);
+      await this.write(spec.id, Op.REPLACE, policyFrame, () => this.shadows.replaced(spec.id, policy, Date.now()));
       const reply = await this.call(Op.LINK, encodeLink(spec.id, ifindex, METHOD_PREF[spec.method ?? "auto"], cgroupPath));
       const method = METHOD_NAMES[reply.readUInt32LE(LAYOUT.nf_link_reply.method)];
       if (!method) throw new NetfenceError("INTERNAL", "loader reported an unknown attach method");
@@ -194,28 +196,29 @@ export class KernelFilter implements Filter {
     const k = this.known.get(id);
     await this.call(Op.UNLOAD, encodeId(id));
     this.known.delete(id);
+    this.shadows.forget(id);
     if (k && this.slotToId.get(k.slot) === id) this.slotToId.delete(k.slot);
   }
 
   async replacePolicy(id: string, policy: FilterPolicy): Promise<void> {
     this.requireKnown(id);
-    await this.call(Op.REPLACE, encodePolicy(id, policy.mode, policy.audit, policy.entries));
+    await this.write(id, Op.REPLACE, encodePolicy(id, policy.mode, policy.audit, policy.entries), () => this.shadows.replaced(id, policy, Date.now()));
   }
 
   async upsertEntries(id: string, entries: readonly FilterEntry[]): Promise<void> {
     this.requireKnown(id);
-    if (entries.length) await this.call(Op.UPSERT, encodeEntries(id, entries));
+    if (entries.length) await this.write(id, Op.UPSERT, encodeEntries(id, entries), () => this.shadows.upserted(id, entries, Date.now()));
   }
 
   async deleteEntries(id: string, cidrs: readonly Cidr[]): Promise<void> {
     this.requireKnown(id);
     const entries = cidrs.map((cidr) => ({ cidr, allow: false, deny: false, expiresAtMs: null }));
-    if (entries.length) await this.call(Op.DELETE, encodeEntries(id, entries));
+    if (entries.length) await this.write(id, Op.DELETE, encodeEntries(id, entries), () => this.shadows.deleted(id, cidrs));
   }
 
   async setMode(id: string, mode: FilterMode, audit: boolean): Promise<void> {
     this.requireKnown(id);
-    await this.call(Op.SET_MODE, encodeMode(id, mode, audit));
+    await this.write(id, Op.SET_MODE, encodeMode(id, mode, audit), () => this.shadows.modeSet(id, mode, audit));
   }
 
   async ruleHits(id: string, upto = 0): Promise<RuleHitCount[]> {
@@ -260,25 +263,13 @@ export class KernelFilter implements Filter {
     await this.call(Op.PORT_UNGUARD, Buffer.alloc(0));
   }
 
-  async listPinned(): Promise<string[]> {
-    let names: string[];
-    try {
-      names = await readdir(this.pinRoot);
-    } catch {
-      return [];
-    }
-    const ids: string[] = [];
-    for (const name of names) {
-      if (!ID_RE.test(name)) continue;
-      const st = await stat(path.join(this.pinRoot, name)).catch(() => null);
-      if (st?.isDirectory()) ids.push(name);
-    }
-    return ids.sort();
+  listPinned(): Promise<string[]> {
+    return pinnedIds(this.pinRoot, ID_RE);
   }
 
   async adopt(id: string): Promise<AdoptedAttachment> {
     if (!ID_RE.test(id)) throw invalidArgument(`invalid attachment id "${id}"`);
-    const reply = await this.call(Op.ADOPT, encodeId(id));
+    const reply = await withLayoutReason(this.call(Op.ADOPT, encodeId(id)));
     const state = decodeState(reply, LAYOUT.nf_adopt_reply.state);
     return { ...this.remember(id, state), attached: reply.readUInt32LE(LAYOUT.nf_adopt_reply.attached) !== 0 };
   }
@@ -309,7 +300,7 @@ export class KernelFilter implements Filter {
 
   async inspect(id: string): Promise<PinnedAttachment> {
     if (!ID_RE.test(id)) throw invalidArgument(`invalid attachment id "${id}"`);
-    const d = decodeDump(await this.call(Op.DUMP, encodeId(id)));
+    const d = decodeDump(await withLayoutReason(this.call(Op.DUMP, encodeId(id))));
     return {
       ...this.remember(id, d),
       attached: d.attached,
@@ -318,6 +309,31 @@ export class KernelFilter implements Filter {
       dnsPort: d.dnsPort,
       policy: { mode: d.mode, audit: d.audit, entries: d.entries },
     };
+  }
+
+  // Layout migration and tamper checks (lane M): migrate.c, tamper.c.
+  async beginMigration(id: string): Promise<MigrationInfo> {
+    return decodeMigrate(await this.idCall(Op.MIGRATE_BEGIN, id));
+  }
+  async finishMigration(id: string): Promise<MigrationInfo> {
+    return decodeMigrate(await this.idCall(Op.MIGRATE_FINISH, this.requireKnown(id) && id));
+  }
+  async abortMigration(id: string): Promise<void> {
+    await this.idCall(Op.MIGRATE_ABORT, id);
+  }
+  listMigrating(): Promise<string[]> {
+    return migratingIds(this.pinRoot, ID_RE);
+  }
+  async verify(requests: ReadonlyMap<string, VerifyRequest>): Promise<Map<string, TamperFinding[]>> {
+    await this.ready;
+    return verifyWith((payload) => this.loader.request(Op.VERIFY, payload), this.shadows, requests, ID_RE);
+  }
+  async restorePins(id: string): Promise<void> {
+    const r = decodeRestore(await this.idCall(Op.RESTORE, this.requireKnown(id) && id));
+    this.logger.info({ attachmentId: id, repinned: r.repinned, stateFixed: r.stateFixed }, "pins restored");
+  }
+  expectPolicy(id: string, policy: FilterPolicy): void {
+    this.shadows.replaced(id, policy, Date.now());
   }
 
   /** Where the active generation's entries are, counted from the maps (diagnostics, tests). */
@@ -370,20 +386,4 @@ export class KernelFilter implements Filter {
   private onEvents(payload: Buffer): void {
     for (const raw of decodeEvents(payload)) this.fanout.publish(kernelEvent(raw, this.slotToId.get(raw.slot) ?? null));
   }
-}
-
-/** ifindex (interfaces) or cgroup directory (cgroups) of a target, for LINK and RELINK. */
-async function locateTarget(target: TargetSpec): Promise<{ ifindex: number; cgroupPath: string }> {
-  if (target.kind === "interface") return { ifindex: requireInterfaceIndex(target.name), cgroupPath: "" };
-  return { ifindex: 0, cgroupPath: await validateCgroupDir(target.path) };
-}
-
-async function validateCgroupDir(p: string): Promise<string> {
-  if (!path.isAbsolute(p)) throw invalidArgument(`cgroup path "${p}" must be absolute`);
-  try {
-    await access(path.join(p, "cgroup.procs"));
-  } catch {
-    throw invalidArgument(`"${p}" is not a cgroup v2 directory`);
-  }
-  return p;
 }

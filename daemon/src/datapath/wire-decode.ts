@@ -3,8 +3,8 @@
  * half of the protocol whose layout, constants and request encoders are wire-format.ts. Every
  * offset comes from its LAYOUT table (checked against netfence.h by a test).
  */
-import type { ExactTables, ExactTablesFamily, FilterEntry, FilterMode } from "./filter.js";
-import { COUNTERS_PER_ATTACHMENT, ENTRY_ALLOW, ENTRY_DENY, FEAT_TCX, ID_LEN, LAYOUT, MODE_NAMES, SETTING_AUDIT } from "./wire-format.js";
+import type { ExactTables, ExactTablesFamily, FilterEntry, FilterMode, MigrationInfo } from "./filter.js";
+import { COUNTERS_PER_ATTACHMENT, ENTRY_ALLOW, ENTRY_DENY, FEAT_TCX, ID_LEN, LAYOUT, METHOD, MODE_NAMES, SETTING_AUDIT } from "./wire-format.js";
 
 /** NF_CNT_* indexes of the per-attachment u64 counters in a COUNTERS reply. */
 export const CNT = { ALLOWED: 0, BLOCKED: 1, AUDITED: 2, EVENTS_LOST: 3 } as const;
@@ -195,4 +195,18 @@ export function decodeTables(b: Buffer): ExactTables {
     };
   };
   return { v4: fam(0), v6: fam(1) };
+}
+
+/** MIGRATE_BEGIN / MIGRATE_FINISH: the old pins' layout, magic, program and attach method. */
+export function decodeMigrate(b: Buffer): MigrationInfo {
+  const L = LAYOUT.nf_migrate_reply;
+  if (b.length < L.size) throw new RangeError(`MIGRATE reply of ${b.length} bytes`);
+  const method = b.readUInt8(L.method);
+  return {
+    layout: b.readUInt32LE(L.layout),
+    magic: b.readUInt32LE(L.magic),
+    progId: b.readUInt32LE(L.prog_id),
+    method: method === METHOD.TCX ? "tcx" : method === METHOD.CLSACT ? "clsact" : method === METHOD.CGROUP_LINK ? "cgroup-link" : null,
+    detached: b.readUInt8(L.detached) !== 0,
+  };
 }

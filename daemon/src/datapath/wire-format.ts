@@ -37,6 +37,13 @@ export const Op = {
   /** Rule hit counts (issue 14), numbered from 55 in netfence-protocol.h: hits-wire.ts. */
   HITS: 55,
   HITS_CLEAR: 56,
+  /** Migration of pins of another layout (lane M), numbered from 50 in netfence-protocol.h. */
+  MIGRATE_BEGIN: 50,
+  MIGRATE_FINISH: 51,
+  MIGRATE_ABORT: 52,
+  /** Tamper detection (lane M): tamper-wire.ts. */
+  VERIFY: 53,
+  RESTORE: 54,
   EVENTS: 100,
 } as const;
 export type OpCode = (typeof Op)[keyof typeof Op];
@@ -130,6 +137,10 @@ export const LAYOUT = {
     size: 368, state: 0, expires_ms: 320, rule_id: 328, table: 332, flags: 333, prefixlen: 334, expired_skipped: 335, addr: 336,
     prot: 352, pdeny: 360,
   },
+  nf_verify_item: { size: 72, id: 0, checks: 64 },
+  nf_verify_result: { size: 40, tamper: 0, prog_id: 4, seen_prog_id: 8, mode: 12, flags: 16, entries: 20, sum_a: 24, sum_b: 28, bad_pins: 32, checked: 36 },
+  nf_restore_reply: { size: 8, repinned: 0, state_fixed: 4 },
+  nf_migrate_reply: { size: 24, layout: 0, magic: 4, prog_id: 8, ifindex: 12, tc_priority: 16, method: 20, kind: 21, direction: 22, detached: 23 },
   nf_event: {
     size: 80, ts_ns: 0, suppressed: 8, slot: 16, sport: 20, dport: 22, family: 24, proto: 25, verdict: 26,
     reason: 27, direction: 28, rule_prefixlen: 29, saddr: 32, daddr: 48, rule_addr: 64,

@@ -6,6 +6,7 @@ import { describe, expect, it } from "vitest";
 import { GUARD, LAYOUT, MAX_WORKLOAD_ADDRS, MODE_CODES, Op, PROT_DENY, REASONS, PROTOCOL_VERSION, LAYOUT_VERSION, SETTING_V4_LARGE, SETTING_V6_LARGE } from "../../../daemon/src/datapath/wire-format.js";
 import { projectRoot } from "../../../daemon/src/datapath/project-root.js";
 import { HITS_CAP, HITS_OVERFLOW, RULE_ID } from "../../../daemon/src/datapath/hits-wire.js";
+import { SUM_BASIS_A, SUM_BASIS_B, TAMPER, VERIFY } from "../../../daemon/src/datapath/tamper-wire.js";
 
 /**
  * wire-format.ts mirrors bpf/include/netfence.h by hand. This test compiles a C probe against the
@@ -26,12 +27,15 @@ describe("wire-format.ts matches bpf/include/netfence.h", () => {
     "NF_OP_PORT_GUARD", "NF_OP_PORT_UNGUARD",
     "NF_OP_NOTIFY", "NF_OP_RELINK", "NF_OP_DUMP", "NF_OP_TABLES", "NF_OP_LOOKUP", "NF_LOOKUP_NONE", "NF_LOOKUP_SMALL", "NF_LOOKUP_LARGE", "NF_LOOKUP_LPM",
     "NF_OP_HITS", "NF_OP_HITS_CLEAR", "NF_HITS_CAP", "NF_HITS_OVERFLOW",
-    ...Object.keys(RULE_ID).map((k) => `NF_RULE_${k}`), "NF_SETTING_V4_LARGE", "NF_SETTING_V6_LARGE",
+    ...Object.keys(RULE_ID).map((k) => `NF_RULE_${k}`),
+    "NF_OP_MIGRATE_BEGIN", "NF_OP_MIGRATE_FINISH", "NF_OP_MIGRATE_ABORT", "NF_STATE_STABLE_PREFIX", "NF_OP_VERIFY", "NF_OP_RESTORE",
+    "NF_VERIFY_PINS", "NF_VERIFY_CONTENT", "NF_TAMPER_DETACHED", "NF_TAMPER_PROG_REPLACED", "NF_TAMPER_PIN_REPLACED", "NF_TAMPER_PIN_MISSING",
+    "NF_TAMPER_STATE", "NF_TAMPER_UNKNOWN", "NF_SETTING_V4_LARGE", "NF_SETTING_V6_LARGE",
     "NF_MODE_DISABLED", "NF_MODE_ALLOWLIST", "NF_MODE_DENYLIST", "NF_MODE_BLOCK_ALL", "NF_REASON_MALFORMED", "NF_CNT_MAX",
     "NF_REASON_SPOOFED", "NF_REASON_NON_IP", "NF_REASON_OTHER_TENANT_DNS", "NF_REASON_ROUTER_MESSAGE", "NF_REASON_PROTECTED_DENY",
     "NF_REASON_LOCAL_CLOSED", "NF_PROT_DENY", "NF_MAX_WORKLOAD_ADDRS",
     ...Object.keys(GUARD).map((k) => `NF_GUARD_${k}`),
-  ].map((c) => `printf("${c}=%d\\n", (int)${c});`).join("\n");
+  ].map((c) => `printf("${c}=%d\\n", (int)${c});`).join("\n") + `\nprintf("NF_SUM_BASIS_A=%u\\n", NF_SUM_BASIS_A);\nprintf("NF_SUM_BASIS_B=%u\\n", NF_SUM_BASIS_B);`;
   const src = `#include <stdio.h>\n#include <stddef.h>\n#include "netfence.h"\nint main(void){\n${prints}\n${consts}\nreturn 0;}\n`;
 
   const dir = mkdtempSync(path.join(tmpdir(), "nf-layout-"));
@@ -76,6 +80,11 @@ describe("wire-format.ts matches bpf/include/netfence.h", () => {
     expect(out.get("NF_HITS_CAP")).toBe(HITS_CAP);
     expect(out.get("NF_HITS_OVERFLOW")).toBe(HITS_OVERFLOW);
     for (const [name, id] of Object.entries(RULE_ID)) expect(out.get(`NF_RULE_${name}`), name).toBe(id);
+    expect([out.get("NF_VERIFY_PINS"), out.get("NF_VERIFY_CONTENT")]).toEqual([VERIFY.PINS, VERIFY.CONTENT]);
+    for (const [name, bit] of Object.entries(TAMPER)) expect(out.get(`NF_TAMPER_${name}`), name).toBe(bit);
+    expect([out.get("NF_SUM_BASIS_A"), out.get("NF_SUM_BASIS_B")]).toEqual([SUM_BASIS_A, SUM_BASIS_B]);
+    // The migration reads an old layout's nf_state only up to tc_priority.
+    expect(out.get("NF_STATE_STABLE_PREFIX")).toBe(LAYOUT.nf_state.tc_priority + 4);
   });
 });
 

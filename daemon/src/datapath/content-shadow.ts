@@ -1,0 +1,138 @@
+import { formatCidr, type Cidr } from "@netfence/proto/parse";
+import type { FilterEntry, FilterMode, FilterPolicy } from "./filter.js";
+import { SUM_BASIS_A, SUM_BASIS_B } from "./tamper-wire.js";
+
+/**
+ * What the kernel maps of each attachment should hold, as a checksum the loader's VERIFY can be
+ * compared with (issue 14: map contents changed behind the daemon's back). The loader is the only
+ * writer of the maps and answers requests in order, so the checksum of everything the daemon SENT
+ * before a VERIFY is exactly what VERIFY must find — no race with DNS learning or expiry: the
+ * shadow is updated when a write is sent, and VERIFY's expectation is taken when it is sent.
+ *
+ * Per entry: {family, prefixlen, allow|deny flags, has-expiry, address masked to the prefix}
+ * hashed with FNV-1a 32 from two bases and summed mod 2^32 (order-independent; the C side is
+ * bpf/loader/tamper.c). Expired entries count until the daemon's garbage collection deletes them
+ * (the kernel keeps them until then too); an entry sent already expired is not written by the
+ * loader and not counted here. The deadline itself is not compared (the kernel stores it on
+ * another clock): only whether there is one. A write that failed leaves the shadow unknown until
+ * the next full replace, and an unknown shadow is not compared.
+ */
+export interface ContentExpectation {
+  readonly mode: FilterMode;
+  readonly audit: boolean;
+  readonly entries: number;
+  readonly sumA: number;
+  readonly sumB: number;
+}
+
+interface Shadow {
+  mode: FilterMode;
+  audit: boolean;
+  readonly entries: Map<string, readonly [number, number]>;
+  sumA: number;
+  sumB: number;
+  known: boolean;
+}
+
+export class ContentShadows {
+  private readonly shadows = new Map<string, Shadow>();
+
+  /** A full replace (attach, REPLACE) was sent. */
+  replaced(id: string, policy: FilterPolicy, nowMs: number): void {
+    const s: Shadow = { mode: policy.mode, audit: policy.audit, entries: new Map(), sumA: 0, sumB: 0, known: true };
+    this.shadows.set(id, s);
+    for (const e of policy.entries) if (live(e, nowMs)) put(s, e);
+  }
+
+  upserted(id: string, entries: readonly FilterEntry[], nowMs: number): void {
+    const s = this.shadows.get(id);
+    if (s === undefined) return;
+    for (const e of entries) {
+      drop(s, formatCidr(e.cidr));
+      if (live(e, nowMs)) put(s, e);
+    }
+  }
+
+  deleted(id: string, cidrs: readonly Cidr[]): void {
+    const s = this.shadows.get(id);
+    if (s === undefined) return;
+    for (const c of cidrs) drop(s, formatCidr(c));
+  }
+
+  modeSet(id: string, mode: FilterMode, audit: boolean): void {
+    const s = this.shadows.get(id);
+    if (s === undefined) return;
+    s.mode = mode;
+    s.audit = audit;
+  }
+
+  /** A write failed: what the kernel holds is not known until the next full replace. */
+  unknown(id: string): void {
+    const s = this.shadows.get(id);
+    if (s !== undefined) s.known = false;
+  }
+
+  /** `unknown`, then rethrows the write's error. */
+  failed(id: string, err: unknown): never {
+    this.unknown(id);
+    throw err;
+  }
+
+  forget(id: string): void {
+    this.shadows.delete(id);
+  }
+
+  /** What VERIFY must find now; null when not known (never written by this process, or a write failed). */
+  expect(id: string): ContentExpectation | null {
+    const s = this.shadows.get(id);
+    if (s === undefined || !s.known) return null;
+    return { mode: s.mode, audit: s.audit, entries: s.entries.size, sumA: s.sumA, sumB: s.sumB };
+  }
+}
+
+function live(e: FilterEntry, nowMs: number): boolean {
+  return e.expiresAtMs === null || e.expiresAtMs > nowMs;
+}
+
+function put(s: Shadow, e: FilterEntry): void {
+  const [a, b] = entryHash(e);
+  s.entries.set(formatCidr(e.cidr), [a, b]);
+  s.sumA = (s.sumA + a) >>> 0;
+  s.sumB = (s.sumB + b) >>> 0;
+}
+
+function drop(s: Shadow, key: string): void {
+  const old = s.entries.get(key);
+  if (old === undefined) return;
+  s.entries.delete(key);
+  s.sumA = (s.sumA - old[0]) >>> 0;
+  s.sumB = (s.sumB - old[1]) >>> 0;
+}
+
+const rec = new Uint8Array(20);
+
+/** The two FNV-1a 32 hashes of an entry's record (bpf/loader/tamper.c add_entry). */
+export function entryHash(e: FilterEntry): [number, number] {
+  const v6 = e.cidr.family === 6;
+  const plen = e.cidr.prefixLen;
+  rec.fill(0);
+  rec[0] = v6 ? 6 : 4;
+  rec[1] = plen;
+  rec[2] = (e.allow ? 1 : 0) | (e.deny ? 2 : 0);
+  rec[3] = e.expiresAtMs !== null ? 1 : 0;
+  const bytes = e.cidr.addr;
+  for (let i = 0; i < bytes.length && i < 16; i++) {
+    const keep = plen - i * 8;
+    rec[4 + i] = bytes[i]! & (keep >= 8 ? 0xff : keep <= 0 ? 0 : (0xff << (8 - keep)) & 0xff);
+  }
+  return [fnv1a(SUM_BASIS_A), fnv1a(SUM_BASIS_B)];
+}
+
+function fnv1a(basis: number): number {
+  let h = basis >>> 0;
+  for (let i = 0; i < rec.length; i++) {
+    h ^= rec[i]!;
+    h = Math.imul(h, 16777619) >>> 0;
+  }
+  return h;
+}
