@@ -172,6 +172,7 @@ enum nf_direction {
 #define NF_GUARD_ALLOW_NON_IP (1u << 6)    /* L2: frames that are neither IPv4, IPv6 nor ARP pass */
 #define NF_GUARD_L3_DEVICE (1u << 7)       /* TC on an L3 device (tun, wireguard): data starts at the IP header */
 #define NF_GUARD_MAC (1u << 8)             /* nf_state.mac is the workload's MAC: other source MACs are dropped */
+#define NF_GUARD_ALLOWED_FLOWS (1u << 9)   /* report the first allowed packet of each flow (report.h nf_flow) */
 #define NF_MAX_WORKLOAD_ADDRS 8            /* per family */
 
 /*
@@ -288,7 +289,7 @@ enum nf_reason {
 };
 
 /*
- * One blocked/audited packet, on the shared ring buffer "nf_events". 80 bytes.
+ * One blocked/audited packet or allowed flow, on the shared ring buffer "nf_events". 80 bytes.
  * family 0 = an L2 frame decided before any IP parsing (spoofed source MAC, ARP, non-IP): saddr and
  * daddr hold the source and destination MAC (6 bytes), dport the ethertype, proto 0, sport 0.
  */
@@ -325,6 +326,31 @@ struct nf_throttle_key {
 struct nf_throttle_val {
 	__u64 last_ns;
 	__u64 suppressed;
+};
+
+/*
+ * Allowed-flow events (NF_GUARD_ALLOWED_FLOWS, issue 14): an allowed packet is reported only when
+ * its flow (slot, family, L4 protocol, source and destination address and port; ICMP: the type in
+ * dport) was not seen for NF_FLOW_WINDOW_NS. Shared LRU hash "nf_flows" (host-wide, pinned as
+ * _host/flows like the throttle), value: the CLOCK_MONOTONIC ns the flow was last seen, refreshed
+ * at most once per NF_FLOW_REFRESH_NS so that a busy flow does not write the entry on every packet.
+ * 60 s: a connection that sends at least once a minute (every keepalive-style heartbeat does) is
+ * reported once for its whole life, while a destination contacted again after a pause shows up
+ * again during an audit roll-out; it is also the staleness bound the daemon already uses for the
+ * throttle. An evicted entry (more live flows than the map holds) only costs one more event.
+ */
+#define NF_FLOW_WINDOW_NS (60ull * 1000 * 1000 * 1000)
+#define NF_FLOW_REFRESH_NS (1000ull * 1000 * 1000)
+#define NF_FLOWS_CAP 65536
+struct nf_flows_key {
+	__u32 slot;
+	__u16 sport; /* host byte order */
+	__u16 dport;
+	__u8 family;
+	__u8 proto;
+	__u8 _pad[2];
+	__u8 saddr[16];
+	__u8 daddr[16];
 };
 
 /* ---------------------------------------------------------------- loader protocol */

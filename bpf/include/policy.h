@@ -157,6 +157,14 @@ struct {
 	__type(value, struct nf_throttle_val);
 } nf_throttle SEC(".maps");
 
+/* Allowed flows already reported (netfence.h "allowed-flow events"). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, NF_FLOWS_CAP);
+	__type(key, struct nf_flows_key);
+	__type(value, __u64);
+} nf_flows SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, 4096);
@@ -351,17 +359,17 @@ static __always_inline int nf_decide(struct __sk_buff *skb, struct nf_pkt *p, co
 		return nf_guard_drop(skb, p, st, NF_REASON_MALFORMED);
 	int sp = nf_special(skb, p, st, &reason);
 	if (sp == NF_SPECIAL_PASS)
-		return nf_pass(NF_RULE_ALWAYS_ALLOWED);
+		return nf_pass_flow(skb, p, st, NF_RULE_ALWAYS_ALLOWED, NF_REASON_ALWAYS_ALLOWED, 0);
 	if (sp == NF_SPECIAL_DROP)
 		return nf_guard_drop(skb, p, st, reason);
 	if (st->protected_n && nf_protected_match(skb, p, 0))
-		return nf_pass(NF_RULE_PROTECTED);
+		return nf_pass_flow(skb, p, st, NF_RULE_PROTECTED, NF_REASON_PROTECTED, 0);
 	if (st->pdeny_n && nf_protected_match(skb, p, 1))
 		return nf_guard_drop(skb, p, st, NF_REASON_PROTECTED_DENY);
 
 	__u32 rule = NF_RULE_BLOCK_ALL;
 	if (s.mode == NF_MODE_DISABLED)
-		return nf_pass(NF_RULE_DISABLED);
+		return nf_pass_flow(skb, p, st, NF_RULE_DISABLED, NF_REASON_MODE_DISABLED, 0);
 	if (s.mode == NF_MODE_BLOCK_ALL) {
 		reason = NF_REASON_MODE_BLOCK_ALL;
 		goto block;
@@ -377,7 +385,7 @@ static __always_inline int nf_decide(struct __sk_buff *skb, struct nf_pkt *p, co
 	}
 	__u8 local = nf_local_closed(p, st->guards);
 	if (matched && (m.flags & NF_ENTRY_ALLOW) && m.prefixlen >= local)
-		return nf_pass(m.rule_id);
+		return nf_pass_flow(skb, p, st, m.rule_id, NF_REASON_ALLOW_CIDR, &m);
 	matched = 0;
 	if (local) {
 		reason = NF_REASON_LOCAL_CLOSED;
@@ -385,7 +393,7 @@ static __always_inline int nf_decide(struct __sk_buff *skb, struct nf_pkt *p, co
 		goto block;
 	}
 	if (s.mode == NF_MODE_DENYLIST)
-		return nf_pass(NF_RULE_DEFAULT_ALLOW);
+		return nf_pass_flow(skb, p, st, NF_RULE_DEFAULT_ALLOW, NF_REASON_DENYLIST_DEFAULT, 0);
 	reason = NF_REASON_NOT_IN_ALLOWLIST;
 	rule = NF_RULE_DEFAULT_DENY;
 block:

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * report.h — per-CPU counters and blocked/audited packet events (throttled in the kernel).
+ * report.h — per-CPU counters, blocked/audited packet events (throttled in the kernel) and allowed-flow events.
  * Included by policy.h after the maps and packet.h.
  */
 #ifndef NETFENCE_REPORT_H
@@ -40,6 +40,37 @@ static __always_inline void nf_hit(__u32 rule)
 	}
 }
 
+/* Writes one event to the shared ring buffer (a full buffer counts as lost). */
+static __always_inline void nf_emit(const struct nf_state *st, const struct nf_pkt *p, __u32 vr, const struct nf_match *m,
+				   __u64 suppressed, __u64 now, __u16 sport, __u16 dport, __u8 proto, const __u8 *saddr,
+				   const __u8 *daddr)
+{
+	struct nf_event *ev = bpf_ringbuf_reserve(&nf_events, sizeof(*ev), 0);
+	if (!ev) {
+		nf_count(NF_CNT_EVENTS_LOST);
+		return;
+	}
+	ev->ts_ns = now;
+	ev->suppressed = suppressed;
+	ev->slot = st->slot;
+	ev->sport = sport;
+	ev->dport = dport;
+	ev->family = p->family;
+	ev->proto = proto;
+	ev->verdict = vr >> 8;
+	ev->reason = vr & 0xff;
+	ev->direction = 1;
+	ev->rule_prefixlen = m ? m->prefixlen : NF_NO_RULE;
+	ev->_pad[0] = ev->_pad[1] = 0;
+	__builtin_memcpy(ev->saddr, saddr, 16);
+	__builtin_memcpy(ev->daddr, daddr, 16);
+	if (m)
+		__builtin_memcpy(ev->rule_addr, m->addr, 16);
+	else
+		__builtin_memset(ev->rule_addr, 0, 16);
+	bpf_ringbuf_submit(ev, 0);
+}
+
 /*
  * One event per (slot, source, destination, port, protocol, reason) per 10 s: a flood of drops
  * to the same destination is first folded per CPU in nf_recent (before the dearer L4 reads and
@@ -51,7 +82,7 @@ static __always_inline void nf_hit(__u32 rule)
 __noinline int nf_report(struct __sk_buff *skb, struct nf_pkt *p, const struct nf_state *st, __u32 vr,
 			 const struct nf_match *m)
 {
-	__u8 verdict = vr >> 8, reason = vr & 0xff;
+	__u8 reason = vr & 0xff;
 	if (!p || !st)
 		return 0;
 #ifdef NF_NO_EVENTS
@@ -59,7 +90,7 @@ __noinline int nf_report(struct __sk_buff *skb, struct nf_pkt *p, const struct n
 	 * event path (fold, throttle, ring buffer), to measure what that path costs per packet. */
 	/* Read the arguments, so that the compiler still passes them (the verifier wants the context
 	 * in r1 of a global function) and the callers still build them: only the event path is gone. */
-	volatile __u32 keep = skb->len + (m ? m->prefixlen : 0) + verdict + reason;
+	volatile __u32 keep = skb->len + (m ? m->prefixlen : 0) + (vr >> 8) + reason;
 	(void)keep;
 	return 0;
 #endif
@@ -119,30 +150,7 @@ __noinline int nf_report(struct __sk_buff *skb, struct nf_pkt *p, const struct n
 		struct nf_throttle_val nv = { .last_ns = now, .suppressed = 0 };
 		bpf_map_update_elem(&nf_throttle, &tk, &nv, BPF_ANY);
 	}
-	struct nf_event *ev = bpf_ringbuf_reserve(&nf_events, sizeof(*ev), 0);
-	if (!ev) {
-		nf_count(NF_CNT_EVENTS_LOST);
-		return 0;
-	}
-	ev->ts_ns = now;
-	ev->suppressed = suppressed;
-	ev->slot = st->slot;
-	ev->sport = sport;
-	ev->dport = dport;
-	ev->family = p->family;
-	ev->proto = proto;
-	ev->verdict = verdict;
-	ev->reason = reason;
-	ev->direction = 1;
-	ev->rule_prefixlen = m ? m->prefixlen : NF_NO_RULE;
-	ev->_pad[0] = ev->_pad[1] = 0;
-	__builtin_memcpy(ev->saddr, tk.saddr, 16);
-	__builtin_memcpy(ev->daddr, tk.daddr, 16);
-	if (m)
-		__builtin_memcpy(ev->rule_addr, m->addr, 16);
-	else
-		__builtin_memset(ev->rule_addr, 0, 16);
-	bpf_ringbuf_submit(ev, 0);
+	nf_emit(st, p, vr, m, suppressed, now, sport, dport, proto, tk.saddr, tk.daddr);
 	return 0;
 }
 
@@ -154,6 +162,60 @@ static __always_inline int nf_guard_drop(struct __sk_buff *skb, struct nf_pkt *p
 	nf_hit(reason == NF_REASON_PROTECTED_DENY ? NF_RULE_PROTECTED_DENY : NF_RULE_GUARD);
 	nf_report(skb, p, st, NF_VR(NF_VERDICT_BLOCKED, reason), 0);
 	return 0;
+}
+
+/*
+ * An allowed packet of an attachment with allowed-flow events (netfence.h "allowed-flow events"):
+ * reported when its flow was not seen within NF_FLOW_WINDOW_NS. No fold or throttle: the flow table
+ * is the rate limit (one event per flow per window); the ring buffer bounds the rest, and a full
+ * buffer is counted as lost like any event. A global function: only such attachments get here.
+ */
+__noinline int nf_flow(struct __sk_buff *skb, struct nf_pkt *p, const struct nf_state *st, __u32 vr,
+		       const struct nf_match *m)
+{
+	if (!p || !st)
+		return 0;
+	nf_l4(skb, p);
+	struct nf_flows_key k = {};
+	k.slot = st->slot;
+	k.family = p->family;
+	k.proto = p->l4_proto;
+	k.sport = p->sport;
+	k.dport = p->dport;
+	if (p->family == 4) {
+		bpf_skb_load_bytes(skb, p->l3_off + 12, k.saddr, 4);
+		__builtin_memcpy(k.daddr, &p->daddr.v4, 4);
+	} else {
+		bpf_skb_load_bytes(skb, p->l3_off + 8, k.saddr, 16);
+		__builtin_memcpy(k.daddr, p->daddr.v6, 16);
+	}
+	__u64 now = bpf_ktime_get_ns();
+	__u64 *seen = bpf_map_lookup_elem(&nf_flows, &k);
+	if (seen) {
+		__u64 last = *seen;
+		if (now - last < NF_FLOW_WINDOW_NS) {
+			if (now - last >= NF_FLOW_REFRESH_NS)
+				*seen = now; /* still active: the window restarts */
+			return 0;
+		}
+		*seen = now;
+	} else {
+		bpf_map_update_elem(&nf_flows, &k, &now, BPF_ANY);
+	}
+	nf_emit(st, p, vr, m, 0, now, k.sport, k.dport, k.proto, k.saddr, k.daddr);
+	return 0;
+}
+
+/* A pass decided by rule `rule`, for an IP packet: reported as an allowed flow when the attachment
+ * asks (one flags test otherwise). */
+static __always_inline int nf_pass_flow(struct __sk_buff *skb, struct nf_pkt *p, const struct nf_state *st, __u32 rule,
+					__u8 reason, const struct nf_match *m)
+{
+	nf_count(NF_CNT_ALLOWED);
+	nf_hit(rule);
+	if (st->guards & NF_GUARD_ALLOWED_FLOWS)
+		nf_flow(skb, p, st, NF_VR(NF_VERDICT_ALLOWED, reason), m);
+	return 1;
 }
 
 /* A pass decided by rule `rule` (an entry's rule id or a reserved one). */

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * host.c — the host-wide maps every attachment shares, pinned under <pin_root>/_host/:
- *   events (ring buffer), throttle (event rate limit), protected_v4/v6 (destinations that pass in
+ *   events (ring buffer), throttle (event rate limit), flows (allowed flows already reported), protected_v4/v6 (destinations that pass in
  *   every mode), pdeny_v4/v6 (destinations dropped in every mode)
  * opened or created at HELLO and handed to each loaded object (objects.c), and the request that
  * replaces both protected sets (PROTECTED), whose sizes are mirrored into every nf_state.
@@ -80,6 +80,9 @@ int host_maps_open(void)
 	if ((g.throttle_fd = host_map("throttle", BPF_MAP_TYPE_LRU_HASH, sizeof(struct nf_throttle_key),
 				      sizeof(struct nf_throttle_val), 16384, 0)) < 0)
 		return g.throttle_fd;
+	if ((g.flows_fd = host_map("flows", BPF_MAP_TYPE_LRU_HASH, sizeof(struct nf_flows_key), sizeof(__u64), NF_FLOWS_CAP,
+				   0)) < 0)
+		return g.flows_fd;
 	if ((g.prot_fd[0] = host_map("protected_v4", lpm, v4, pv, 4096, np)) < 0)
 		return g.prot_fd[0];
 	if ((g.prot_fd[1] = host_map("protected_v6", lpm, v6, pv, 4096, np)) < 0)

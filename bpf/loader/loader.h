@@ -105,7 +105,7 @@ struct loader_globals {
 	char bpf_dir[256];
 	bool hello;
 	__u32 features;
-	int events_fd, throttle_fd, prot_fd[2], pdeny_fd[2];
+	int events_fd, throttle_fd, flows_fd, prot_fd[2], pdeny_fd[2];
 	__u32 protected_n; /* entries in the host-wide protected(-allow) set, mirrored into every nf_state */
 	__u32 pdeny_n;     /* entries in the host-wide protected-deny set, likewise */
 	struct ring_buffer *rb;

@@ -7,7 +7,7 @@
  * atomic policy replace, counters, protected set, and it streams the shared ring buffer of
  * packet events. It holds no policy. Everything it creates is pinned under
  *   <pin_root>/<id>/{state,counters,v4_exact,v4_lpm,v6_exact,v6_lpm,v4_large,v6_large,prog,link}
- *   <pin_root>/_host/{events,throttle,protected_v4,protected_v6,pdeny_v4,pdeny_v6}
+ *   <pin_root>/_host/{events,throttle,flows,protected_v4,protected_v6,pdeny_v4,pdeny_v6}
  *   <pin_root>/_host/{portguard_cfg,portguard_bind4,portguard_bind6}   (the DNS port guard, when installed)
  * so the kernel keeps enforcing when this process (or the daemon) dies, and a fresh loader can
  * re-adopt everything from the pins alone (nf_state records how each attachment was made).
@@ -31,7 +31,7 @@
 
 #include "loader.h"
 
-struct loader_globals g = { .events_fd = -1, .throttle_fd = -1, .prot_fd = { -1, -1 }, .pdeny_fd = { -1, -1 } };
+struct loader_globals g = { .events_fd = -1, .throttle_fd = -1, .flows_fd = -1, .prot_fd = { -1, -1 }, .pdeny_fd = { -1, -1 } };
 __thread struct loader_tls tls;
 
 /* ---------------------------------------------------------------- small helpers */

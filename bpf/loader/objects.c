@@ -56,7 +56,7 @@ struct att_obj {
 	struct bpf_object_skeleton *skel;
 	struct bpf_program *prog;
 	struct bpf_map *state, *counters, *hits, *table[T_COUNT], *large[FAM_COUNT];
-	struct bpf_map *shared[6]; /* the host-wide maps, in the order of shared_fd in load_att_obj */
+	struct bpf_map *shared[7]; /* the host-wide maps, in the order of shared_fd in load_att_obj */
 };
 #define ATT_OBJ(s, program)                                                                                         \
 	((struct att_obj){                                                                                          \
@@ -67,17 +67,17 @@ struct att_obj {
 		.hits = (s)->maps.nf_hits,                                                                          \
 		.table = { (s)->maps.nf_v4_exact, (s)->maps.nf_v4_lpm, (s)->maps.nf_v6_exact, (s)->maps.nf_v6_lpm }, \
 		.large = { (s)->maps.nf_v4_large, (s)->maps.nf_v6_large },                                         \
-		.shared = { (s)->maps.nf_events, (s)->maps.nf_throttle, (s)->maps.nf_protected_v4,                  \
+		.shared = { (s)->maps.nf_events, (s)->maps.nf_throttle, (s)->maps.nf_flows, (s)->maps.nf_protected_v4,                \
 			    (s)->maps.nf_protected_v6, (s)->maps.nf_pdeny_v4, (s)->maps.nf_pdeny_v6 },              \
 	})
 
 /* Sizes the exact tables, shares the host-wide maps, loads, and keeps the fds in `a`. */
 static int load_att_obj(const char *id, const char *path, const struct att_obj *o, __u32 cap, struct att *a)
 {
-	int shared_fd[6] = { g.events_fd, g.throttle_fd, g.prot_fd[0], g.prot_fd[1], g.pdeny_fd[0], g.pdeny_fd[1] };
+	int shared_fd[7] = { g.events_fd, g.throttle_fd, g.flows_fd, g.prot_fd[0], g.prot_fd[1], g.pdeny_fd[0], g.pdeny_fd[1] };
 	if (bpf_map__set_max_entries(o->table[T_V4_EXACT], cap) || bpf_map__set_max_entries(o->table[T_V6_EXACT], cap))
 		return fail(errno ? errno : EINVAL, "LOAD %s: sizing the exact tables to %u", id, cap);
-	for (int i = 0; i < 6; i++)
+	for (int i = 0; i < 7; i++)
 		if (bpf_map__reuse_fd(o->shared[i], shared_fd[i]))
 			return fail(errno ? errno : ENOENT, "LOAD %s: sharing %s", id, bpf_map__name(o->shared[i]));
 	tls.liblog_len = 0;

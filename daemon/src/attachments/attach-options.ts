@@ -22,6 +22,8 @@ import { parseQueryType } from "../dns/query-types.js";
  *   netfence.dns.qps | inflight | learned | answer-records | tcp-connections | tcp-per-source
  *                               quota overrides (integers)
  *   netfence.dns.refuse-types   TXT,NULL,ANY: query types this attachment's DNS server refuses
+ *   netfence.events             allowed-flows: also report the first allowed packet of each flow
+ *                               (once per flow per 60 s; blocked/audited packets are always reported)
  */
 
 export const OPTION_PREFIX = "netfence.";
@@ -53,6 +55,7 @@ export const OPTION_KEYS: readonly string[] = [
   "netfence.workload-mac",
   "netfence.workload-ips",
   "netfence.dns.refuse-types",
+  "netfence.events",
   ...Object.keys(QUOTA_KEYS),
 ];
 
@@ -112,6 +115,12 @@ export function parseAttachOptions(metadata: Readonly<Record<string, string>>, k
           else if (item === "mld") guards.mld = true;
           else if (item === "router") guards.router = true;
           else problems.push(`${key}: "${item.slice(0, 32)}" is not one of dhcp, dhcpv6, mld, router`);
+        }
+        break;
+      case "netfence.events":
+        for (const item of list(value)) {
+          if (item === "allowed-flows") guards.allowedFlows = true;
+          else problems.push(`${key}: "${item.slice(0, 32)}" is not one of allowed-flows`);
         }
         break;
       case "netfence.non-ip":

@@ -57,6 +57,8 @@ export interface AttachGuards {
   readonly workloadMac: string | null;
   /** The workload's own addresses: ARP replies and neighbour advertisements for any other address are dropped. */
   readonly workloadAddresses: readonly string[];
+  /** Report the first allowed packet of each flow (once per flow per 60 s) as an "allowed" event. Absent: off. */
+  readonly allowedFlows?: boolean;
 }
 
 export const CLOSED_GUARDS: AttachGuards = {
@@ -175,7 +177,8 @@ export interface FilterCounters {
   readonly eventsLost: bigint;
 }
 
-export type PacketVerdict = "blocked" | "audit";
+/** "allowed": the first packet of a new flow of an attachment with allowed-flow events (netfence.events=allowed-flows). */
+export type PacketVerdict = "blocked" | "audit" | "allowed";
 
 /** A blocked (or audited) packet as reported by the kernel, after in-kernel throttling. */
 export interface KernelPacketEvent {

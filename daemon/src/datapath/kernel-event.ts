@@ -24,7 +24,7 @@ export function kernelEvent(raw: RawEvent, attachmentId: string | null): KernelP
     dst: fam === 0 ? formatMac(raw.daddr) : formatAddr(fam, raw.daddr),
     srcPort: raw.sport,
     dstPort: raw.dport,
-    verdict: raw.verdict === 3 ? "audit" : "blocked",
+    verdict: raw.verdict === 3 ? "audit" : raw.verdict === 1 ? "allowed" : "blocked",
     reason: REASONS[raw.reason] ?? `reason-${raw.reason}`,
     rule,
     suppressed: Number(raw.suppressed),

@@ -26,7 +26,8 @@ export function loadRequestFor(spec: AttachSpec, linkLayer: LinkLayer | null, ex
     (g.dhcpv6 ? GUARD.DHCPV6 : 0) |
     (g.mld ? GUARD.MLD : 0) |
     (g.router ? GUARD.ROUTER : 0) |
-    (g.allowNonIp ? GUARD.ALLOW_NON_IP : 0);
+    (g.allowNonIp ? GUARD.ALLOW_NON_IP : 0) |
+    (g.allowedFlows === true ? GUARD.ALLOWED_FLOWS : 0);
   if (linkLayer === "l3") guards |= GUARD.L3_DEVICE;
   let mac: Uint8Array | null = null;
   if (g.workloadMac !== null) {

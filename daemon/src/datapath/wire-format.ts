@@ -78,6 +78,7 @@ export const GUARD = {
   ALLOW_NON_IP: 1 << 6,
   L3_DEVICE: 1 << 7,
   MAC: 1 << 8,
+  ALLOWED_FLOWS: 1 << 9,
 } as const;
 
 /** enum nf_reason → the text used in PacketEvent.reason. */

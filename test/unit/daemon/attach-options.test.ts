@@ -20,13 +20,14 @@ describe("netfence.* attach options", () => {
         "netfence.dns.qps": "50",
         "netfence.dns.answer-records": "4",
         "netfence.dns.refuse-types": "txt,NULL,ANY,TYPE65",
+        "netfence.events": "allowed-flows",
       },
       "interface",
     );
     expect(o.direction).toBe("egress");
     expect(o.guards).toEqual({
       openLoopback: true, openLinkLocal: true, dhcp: true, dhcpv6: true, mld: true, router: true, allowNonIp: true,
-      workloadMac: "02:aa:bb:00:00:01", workloadAddresses: ["10.0.0.2", "fd00::2"],
+      workloadMac: "02:aa:bb:00:00:01", workloadAddresses: ["10.0.0.2", "fd00::2"], allowedFlows: true,
     });
     expect(o.quotas).toEqual({ qps: 50, answerRecords: 4 });
     expect(o.refuseTypes).toEqual([16, 10, 255, 65]);
@@ -35,7 +36,7 @@ describe("netfence.* attach options", () => {
   it("reports every problem at once; unknown netfence.* keys are refused", () => {
     let message = "";
     try {
-      parseAttachOptions({ "netfence.opne": "loopback", "netfence.dns.qps": "0", "netfence.workload-mac": "01:00:5e:00:00:01", "netfence.open": "host" }, "interface");
+      parseAttachOptions({ "netfence.opne": "loopback", "netfence.dns.qps": "0", "netfence.workload-mac": "01:00:5e:00:00:01", "netfence.open": "host", "netfence.events": "all" }, "interface");
     } catch (err) {
       message = (err as Error).message;
     }
@@ -43,11 +44,13 @@ describe("netfence.* attach options", () => {
     expect(message).toContain("netfence.dns.qps must be an integer");
     expect(message).toContain("not a unicast MAC");
     expect(message).toContain('"host" is not one of loopback, link-local');
+    expect(message).toContain('netfence.events: "all" is not one of allowed-flows');
   });
 
   it("interface-only options are refused for cgroups", () => {
     expect(() => parseAttachOptions({ "netfence.non-ip": "allow" }, "cgroup")).toThrow(/interface attachments only/);
     expect(parseAttachOptions({ "netfence.open": "loopback" }, "cgroup").guards.openLoopback).toBe(true);
+    expect(parseAttachOptions({ "netfence.events": "allowed-flows" }, "cgroup").guards.allowedFlows).toBe(true);
   });
 
   it("stored metadata that no longer parses falls back to the closed defaults", () => {
