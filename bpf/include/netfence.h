@@ -332,7 +332,7 @@ struct nf_throttle_val {
  * Allowed-flow events (NF_GUARD_ALLOWED_FLOWS, issue 14): an allowed packet is reported only when
  * its flow (slot, family, L4 protocol, source and destination address and port; ICMP: the type in
  * dport) was not seen for NF_FLOW_WINDOW_NS. Shared LRU hash "nf_flows" (host-wide, pinned as
- * _host/flows like the throttle), value: the CLOCK_MONOTONIC ns the flow was last seen, refreshed
+ * _host/flows like the throttle), value: the CLOCK_MONOTONIC_COARSE ns the flow was last seen, refreshed
  * at most once per NF_FLOW_REFRESH_NS so that a busy flow does not write the entry on every packet.
  * 60 s: a connection that sends at least once a minute (every keepalive-style heartbeat does) is
  * reported once for its whole life, while a destination contacted again after a pause shows up

@@ -142,6 +142,20 @@ struct {
 	__type(value, struct nf_recent);
 } nf_recent SEC(".maps");
 
+/* The last allowed flow this CPU looked up for this attachment (report.h nf_flow): a busy flow is
+ * answered here, before the shared LRU's hash of a 44-byte key. Not pinned: only the program uses it. */
+struct nf_flow_recent {
+	struct nf_flows_key key;
+	__u64 ts_ns; /* coarse clock of the last LRU check of `key` */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nf_flow_recent);
+} nf_flow_recent SEC(".maps");
+
 /* ---------------------------------------------------------------- host-wide shared maps */
 /* The loader replaces these with the pinned host-wide instances (bpf_map__reuse_fd). */
 

@@ -176,7 +176,7 @@ __noinline int nf_flow(struct __sk_buff *skb, struct nf_pkt *p, const struct nf_
 	if (!p || !st)
 		return 0;
 	nf_l4(skb, p);
-	struct nf_flows_key k = {};
+	struct nf_flows_key k __attribute__((aligned(8))) = {}; /* compared as 8-byte words below */
 	k.slot = st->slot;
 	k.family = p->family;
 	k.proto = p->l4_proto;
@@ -189,7 +189,18 @@ __noinline int nf_flow(struct __sk_buff *skb, struct nf_pkt *p, const struct nf_
 		bpf_skb_load_bytes(skb, p->l3_off + 8, k.saddr, 16);
 		__builtin_memcpy(k.daddr, p->daddr.v6, 16);
 	}
-	__u64 now = bpf_ktime_get_ns();
+	/* The coarse clock (a plain read) is precise enough for a window of seconds. */
+	__u64 now = bpf_ktime_get_coarse_ns();
+	__u32 zero = 0;
+	struct nf_flow_recent *r = bpf_map_lookup_elem(&nf_flow_recent, &zero);
+	if (r) {
+		const __u64 *a = (const __u64 *)&r->key, *b = (const __u64 *)&k;
+		if (now - r->ts_ns < NF_FLOW_REFRESH_NS && a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3] &&
+		    a[4] == b[4] && ((const __u32 *)a)[10] == ((const __u32 *)b)[10])
+			return 0; /* this CPU checked this flow in the table less than a second ago */
+		r->key = k;
+		r->ts_ns = now;
+	}
 	__u64 *seen = bpf_map_lookup_elem(&nf_flows, &k);
 	if (seen) {
 		__u64 last = *seen;
@@ -202,7 +213,7 @@ __noinline int nf_flow(struct __sk_buff *skb, struct nf_pkt *p, const struct nf_
 	} else {
 		bpf_map_update_elem(&nf_flows, &k, &now, BPF_ANY);
 	}
-	nf_emit(st, p, vr, m, 0, now, k.sport, k.dport, k.proto, k.saddr, k.daddr);
+	nf_emit(st, p, vr, m, 0, bpf_ktime_get_ns(), k.sport, k.dport, k.proto, k.saddr, k.daddr);
 	return 0;
 }
 
