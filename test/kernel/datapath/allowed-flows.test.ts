@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KernelFilter } from "../../../daemon/src/datapath/kernel-filter.js";
 import { CLOSED_GUARDS, type KernelPacketEvent } from "../../../daemon/src/datapath/filter.js";
-import { allow, closeFilterSandbox, echoCollector, filterSandbox, interfaceSpec, policy, sleep, type FilterSandbox } from "../../helpers/kernel-filter-fixture.js";
+import { allow, closeFilterSandbox, noDns, echoCollector, filterSandbox, interfaceSpec, policy, sleep, type FilterSandbox } from "../../helpers/kernel-filter-fixture.js";
 import { fixture, probe, type Sandbox, type SandboxNetwork } from "../../helpers/sandbox.js";
 
 // Allowed-flow events (issue 14, netfence.events=allowed-flows → NF_GUARD_ALLOWED_FLOWS): a workload
@@ -100,6 +100,32 @@ describe("allowed-flow events: the first packet of each new flow, not every pack
       expect(toBlocked.length).toBeGreaterThanOrEqual(1);
       expect(toBlocked.every((e) => e.verdict === "blocked" && e.reason === "not-in-allowlist")).toBe(true);
       expect((await filter.counters([id])).get(id)!.eventsLost).toBe(0n);
+    } finally {
+      await ev.stop();
+      await filter.detach(id).catch(() => undefined);
+    }
+  }, 60_000);
+
+  it("cgroup attachments too: 50 UDP datagrams from one socket are one flow, a second socket a second", async () => {
+    const id = `t-aflow-cg-${process.pid}`;
+    const dst = net.serverIp4[4]!;
+    const cg = await sb.cgroup();
+    await filter.attach(
+      { id, slot: 23, target: { kind: "cgroup", path: cg }, dns: noDns, guards: { ...CLOSED_GUARDS, allowedFlows: true } },
+      policy("allowlist", [allow(`${dst}/32`)]),
+    );
+    const ev = collect(id);
+    try {
+      // The burst fixture sends from one fixed source port: one flow however many datagrams.
+      const r = await sb.exec(net.workloadNs, ["python3", fixture("udp-burst.py"), dst, String(PORT), "50", "40124"], { cgroup: cg, timeoutMs: 20_000 });
+      expect((JSON.parse(r.stdout.trim()) as { sent: number }).sent).toBe(50);
+      expect(await probe(sb, net.workloadNs, "udp", dst, { port: PORT, cgroup: cg })).toBe(true);
+      const udp = () => ev.seen.filter((e) => e.verdict === "allowed" && e.dst === dst && e.dstPort === PORT && e.protocol === 17);
+      await waitFor(() => udp().length >= 2, 3000);
+      await sleep(300);
+      expect(udp()).toHaveLength(2);
+      expect(udp()[0]!.srcPort).toBe(40124);
+      expect(udp()[1]!.srcPort).not.toBe(40124);
     } finally {
       await ev.stop();
       await filter.detach(id).catch(() => undefined);
