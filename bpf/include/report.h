@@ -136,11 +136,24 @@ __noinline int nf_report(struct __sk_buff *skb, struct nf_pkt *p, const struct n
 		bpf_skb_load_bytes(skb, 6, tk.saddr, 6);
 		__builtin_memcpy(tk.daddr, p->daddr.mac, 6);
 	}
-	__u64 suppressed = folded;
+	__u64 suppressed = 0;
+	if (r) {
+		/* The packets folded on this CPU belong to the flow that started the fold, not to this
+		 * one: add them to that flow's throttle record, so its next event carries them. Carried
+		 * by this event instead only when that record was evicted (never lost). */
+		if (folded) {
+			struct nf_throttle_val *pv = bpf_map_lookup_elem(&nf_throttle, &r->tk);
+			if (pv)
+				__sync_fetch_and_add(&pv->suppressed, folded);
+			else
+				suppressed = folded;
+		}
+		r->tk = tk;
+	}
 	struct nf_throttle_val *tv = bpf_map_lookup_elem(&nf_throttle, &tk);
 	if (tv) {
 		if (now - tv->last_ns < NF_EVENT_THROTTLE_NS) {
-			__sync_fetch_and_add(&tv->suppressed, 1 + folded);
+			__sync_fetch_and_add(&tv->suppressed, 1 + suppressed);
 			return 0;
 		}
 		suppressed += tv->suppressed;

@@ -40,6 +40,7 @@ describe("event throttling (seed 000): one event per identical blocked flow per 
     await filter.attach(interfaceSpec(id, 11, net.hostIf), policy("block-all", []));
 
     const seen: KernelPacketEvent[] = [];
+    const others: KernelPacketEvent[] = [];
     const it = filter.events()[Symbol.asyncIterator]();
     let reading = true;
     const reader = (async () => {
@@ -47,6 +48,7 @@ describe("event throttling (seed 000): one event per identical blocked flow per 
         const n = await it.next();
         if (n.done) return;
         if (n.value.attachmentId === id && n.value.dst === dst && n.value.dstPort === PORT) seen.push(n.value);
+        else if (n.value.attachmentId === id && n.value.dstPort === PORT) others.push(n.value);
       }
     })();
     try {
@@ -61,6 +63,14 @@ describe("event throttling (seed 000): one event per identical blocked flow per 
       await sleep(Math.max(0, 8_000 - (Date.now() - t0)));
       expect(seen).toHaveLength(1);
       expect(seen[0]).toMatchObject({ verdict: "blocked", reason: "mode:block-all", protocol: 17, srcPort: SPORT, suppressed: 0 });
+
+      // Another blocked flow on the same CPU ends the per-CPU fold: what was folded there belongs to
+      // the first flow, not to this one (its event says 0 suppressed; the first flow's next one has them).
+      const other = net.serverIp4[2]!;
+      expect((await burst(other, 1)).sent).toBe(1);
+      const otherDeadline = Date.now() + 5000;
+      while (!others.some((e) => e.dst === other) && Date.now() < otherDeadline) await sleep(25);
+      expect(others.filter((e) => e.dst === other)).toMatchObject([{ verdict: "blocked", suppressed: 0 }]);
 
       // Past the window: the next identical packet is reported, with every folded one counted.
       await sleep(Math.max(0, 10_500 - (Date.now() - seen[0]!.timeMs)));
