@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * policy.h — maps and the verdict shared by the TC and cgroup programs (with packet.h: parsing,
+ * policy.h — the verdict shared by the TC and cgroup programs (with maps.h: the maps, packet.h: parsing,
  * report.h: counters and events, guards.h: the always-allowed set and anti-spoofing).
  * Layout of every value and key: netfence.h (the contract). Policy logic lives in these headers
  * and only here: the loader holds none, the daemon only computes which entries exist.
@@ -37,181 +37,7 @@ struct vlan_hdr_ {
  * expired but is not yet garbage-collected must not hide a shorter live prefix). */
 #define NF_LPM_EXPIRED_HOPS 4
 
-/* ---------------------------------------------------------------- per-attachment maps */
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__type(key, __u32);
-	__type(value, struct nf_state);
-} nf_state SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, NF_CNT_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} nf_counters SEC(".maps");
-
-/* Per-rule hit counters (netfence.h "rule hit counts"). */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, NF_HITS_CAP);
-	__type(key, __u32);
-	__type(value, struct nf_hit);
-} nf_hits SEC(".maps");
-
-/* The policy tables (see netfence.h): the small exact hashes and the LPM tries carry the
- * generation in their keys; the loader sets the small hashes' max_entries at load time. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, NF_EXACT_CAP_DEFAULT);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct nf_exact_v4_key);
-	__type(value, struct nf_entry);
-} nf_v4_exact SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, NF_EXACT_CAP_DEFAULT);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct nf_exact_v6_key);
-	__type(value, struct nf_entry);
-} nf_v6_exact SEC(".maps");
-
-/* The large exact tables: one slot per generation, each an inner hash keyed by the address,
- * created at the size its generation needs and installed by the loader (empty slots at load). */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, NF_GENERATIONS);
-	__type(key, __u32);
-	__array(values, struct {
-		__uint(type, BPF_MAP_TYPE_HASH);
-		__uint(max_entries, NF_LARGE_CAP_MIN);
-		__uint(map_flags, BPF_F_NO_PREALLOC);
-		__uint(key_size, sizeof(struct nf_large_v4_key)); /* sizes: BTF would only see */
-		__uint(value_size, sizeof(struct nf_entry));     /* a forward declaration here */
-	});
-} nf_v4_large SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, NF_GENERATIONS);
-	__type(key, __u32);
-	__array(values, struct {
-		__uint(type, BPF_MAP_TYPE_HASH);
-		__uint(max_entries, NF_LARGE_CAP_MIN);
-		__uint(map_flags, BPF_F_NO_PREALLOC);
-		__uint(key_size, sizeof(struct nf_large_v6_key)); /* sizes: BTF would only see */
-		__uint(value_size, sizeof(struct nf_entry));     /* a forward declaration here */
-	});
-} nf_v6_large SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, NF_MAX_ENTRIES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct nf_lpm_v4_key);
-	__type(value, struct nf_entry);
-} nf_v4_lpm SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, NF_MAX_ENTRIES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct nf_lpm_v6_key);
-	__type(value, struct nf_entry);
-} nf_v6_lpm SEC(".maps");
-
-/* The last event this CPU reported for this attachment: a flood of drops to the same destination
- * is folded here, before the (much dearer) L4 reads and throttle lookup. Not pinned: only the
- * program uses it. */
-struct nf_recent {
-	__u64 ts_ns;
-	__u64 folded; /* packets folded since; added to that flow's throttle record (report.h) */
-	__u8 daddr[16];
-	__u8 family, proto, reason, _pad[5];
-	struct nf_throttle_key tk; /* the throttle key of the packet that started the fold */
-};
-#define NF_RECENT_NS (1000ull * 1000 * 1000)
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct nf_recent);
-} nf_recent SEC(".maps");
-
-/* The last allowed flow this CPU looked up for this attachment (report.h nf_flow): a busy flow is
- * answered here, before the shared LRU's hash of a 44-byte key. Not pinned: only the program uses it. */
-struct nf_flow_recent {
-	struct nf_flows_key key;
-	__u64 ts_ns; /* coarse clock of the last LRU check of `key` */
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct nf_flow_recent);
-} nf_flow_recent SEC(".maps");
-
-/* ---------------------------------------------------------------- host-wide shared maps */
-/* The loader replaces these with the pinned host-wide instances (bpf_map__reuse_fd). */
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 20);
-} nf_events SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, struct nf_throttle_key);
-	__type(value, struct nf_throttle_val);
-} nf_throttle SEC(".maps");
-
-/* Allowed flows already reported (netfence.h "allowed-flow events"). */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, NF_FLOWS_CAP);
-	__type(key, struct nf_flows_key);
-	__type(value, __u64);
-} nf_flows SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 4096);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct nf_prot_v4_key);
-	__type(value, struct nf_protected);
-} nf_protected_v4 SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 4096);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct nf_prot_v6_key);
-	__type(value, struct nf_protected);
-} nf_protected_v6 SEC(".maps");
-
-/* The host-wide protected-DENY set (config `protected_deny`): dropped in every mode. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 4096);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct nf_prot_v4_key);
-	__type(value, struct nf_protected);
-} nf_pdeny_v4 SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 4096);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct nf_prot_v6_key);
-	__type(value, struct nf_protected);
-} nf_pdeny_v6 SEC(".maps");
+#include "maps.h" /* every map the programs use: per attachment, then host-wide */
 
 /*
  * The rare paths (reading L4 headers, events, the DNS/ICMPv6/ARP/protected checks) are GLOBAL
@@ -361,6 +187,8 @@ __noinline int nf_protected_match(struct __sk_buff *skb, struct nf_pkt *p, int d
  *      matched or the attachment opens them                            → drop ("local-closed")
  *   k. denylist → pass; allowlist → drop
  * Drops in c-g are guards: enforced in audit mode too. Audit applies to h-k.
+ * daemon/src/explain/verdict.ts applies the same order to the maps read back (netfenced explain):
+ * a change here changes it there.
  */
 static __always_inline int nf_decide(struct __sk_buff *skb, struct nf_pkt *p, const struct nf_state *st)
 {
