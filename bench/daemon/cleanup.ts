@@ -93,3 +93,29 @@ export async function cleanUpBench(r: BenchResources): Promise<void> {
   if (problems.length > 0) log(`cleanup problems: ${problems.join(" | ")}`);
   else log("cleanup: everything removed");
 }
+
+/**
+ * The clean-up of the single-daemon cgroup benchmarks (scale-push, metrics-scrape): their
+ * attachments detached through the daemon (bounded to 60 s), the daemon stopped, their cgroups
+ * and the cgroup2 mount they made (if any) removed; what could not be removed is reported.
+ */
+export async function tearDownCgroupBench(
+  daemon: BenchDaemon,
+  ids: readonly string[],
+  targets: CgroupTargets,
+  cg: { release(): Promise<void> },
+): Promise<void> {
+  if (daemon.running) {
+    const client = new DaemonClient(daemon.socket);
+    const deadline = Date.now() + 60_000;
+    for (const id of ids) {
+      if (Date.now() > deadline) break;
+      await client.detach(id).catch(() => undefined);
+    }
+    client.close();
+    await daemon.stop("SIGTERM").catch(() => undefined);
+  }
+  const left = await targets.remove();
+  if (left.length > 0) console.error(`cgroups not removed: ${left.join(", ")}`);
+  await cg.release();
+}

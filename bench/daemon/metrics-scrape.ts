@@ -16,6 +16,7 @@ import { projectRoot } from "../../daemon/src/datapath/project-root.js";
 import { DaemonClient } from "../../cli/src/daemon-client.js";
 import { BenchDaemon } from "./daemon-process.js";
 import { CgroupTargets } from "./bench-targets.js";
+import { tearDownCgroupBench } from "./cleanup.js";
 import { cgroup2InNetns } from "../lib/cgroup-mount.js";
 import { clamped, walkArgs } from "../lib/bench-args.js";
 import { loadAverage, machineRecord, writeJsonFile } from "../lib/run-record.js";
@@ -111,19 +112,7 @@ async function inner(args: Args, workdir: string): Promise<void> {
     });
     console.log(`wrote ${args.out} · load ${loadAverage()[0]}`);
   } finally {
-    if (daemon.running) {
-      const client = new DaemonClient(daemon.socket);
-      const deadline = Date.now() + 60_000;
-      for (const id of ids) {
-        if (Date.now() > deadline) break;
-        await client.detach(id).catch(() => undefined);
-      }
-      client.close();
-      await daemon.stop("SIGTERM").catch(() => undefined);
-    }
-    const left = await targets.remove();
-    if (left.length > 0) console.error(`cgroups not removed: ${left.join(", ")}`);
-    await cg.release();
+    await tearDownCgroupBench(daemon, ids, targets, cg);
   }
 }
 
