@@ -7,6 +7,7 @@ import { startKernelDaemon, type KernelDaemon } from "./kernel-daemon.js";
 import { ControlPlaneServer, type DaemonHandle, type PolicySpec } from "../../../sdk/src/index.js";
 import { startFilter } from "../../helpers/kernel-filter-fixture.js";
 import { probe, requireKernel, Sandbox, type SandboxNetwork } from "../../helpers/sandbox.js";
+import { waitFor } from "../../helpers/daemon-harness.js";
 
 // Allowed-flow events end to end (issue 14): an attachment made with the option
 // `netfence.events=allowed-flows` in its metadata reports the first packet of each new flow; the
@@ -15,14 +16,6 @@ import { probe, requireKernel, Sandbox, type SandboxNetwork } from "../../helper
 
 const PORT = 7244;
 const silent = pino({ level: "silent" });
-
-async function waitFor(pred: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await pred())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 describe("allowed-flow events through the daemon and the control plane, on the kernel data path", () => {
   let sb: Sandbox;

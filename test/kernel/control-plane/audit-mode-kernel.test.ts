@@ -7,6 +7,7 @@ import { startKernelDaemon, type KernelDaemon } from "./kernel-daemon.js";
 import { ControlPlaneServer, type DaemonHandle, type PolicySpec } from "../../../sdk/src/index.js";
 import { startFilter } from "../../helpers/kernel-filter-fixture.js";
 import { probe, requireKernel, Sandbox, type SandboxNetwork } from "../../helpers/sandbox.js";
+import { waitFor } from "../../helpers/daemon-harness.js";
 
 // Audit mode set by a control plane (SubscribedAck.audit, SetMode.audit, BulkUpdate.audit), on real
 // packets: what the policy would block reaches the far side (the echo server answers) and the control
@@ -15,14 +16,6 @@ import { probe, requireKernel, Sandbox, type SandboxNetwork } from "../../helper
 
 const PORT = 7243;
 const silent = pino({ level: "silent" });
-
-async function waitFor(pred: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await pred())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 describe("audit mode from the control plane, on the kernel data path", () => {
   let sb: Sandbox;
