@@ -1,4 +1,4 @@
-import type { Cidr } from "@netfence/proto/parse";
+import type { Cidr, RuleScope } from "@netfence/proto/parse";
 import type { PolicyModeName } from "@netfence/proto/modes";
 
 /**
@@ -22,6 +22,23 @@ export interface FilterEntry {
   readonly expiresAtMs: number | null;
   /** Opaque rule number reported with packet events (0 = none). */
   readonly ruleId?: number;
+  /**
+   * Scoped rules on this same prefix (issue 15). `allow`/`deny` above are the UNSCOPED rules' flags
+   * (both may be false when the prefix has only scoped rules). A packet that matches the prefix but
+   * none of its rules (unscoped or scoped) is decided by the next shorter prefix, as if this entry
+   * did not exist (docs/operator-guide.md "Scoped rules"). Absent or empty = no scoped rule.
+   */
+  readonly scoped?: readonly ScopedRuleEntry[];
+}
+
+/** One scoped rule on a prefix, as the driver compiles it into the kernel's scope table. */
+export interface ScopedRuleEntry {
+  readonly scope: RuleScope;
+  readonly allow: boolean;
+  readonly deny: boolean;
+  readonly ruleId: number;
+  /** Wall-clock deadline in ms since the epoch; null = never expires. */
+  readonly expiresAtMs: number | null;
 }
 
 export interface FilterPolicy {
@@ -29,4 +46,6 @@ export interface FilterPolicy {
   /** Evaluate and report, but let blocked packets pass (counted as audited). */
   readonly audit: boolean;
   readonly entries: readonly FilterEntry[];
+  /** Keep TCP connections set up while allowed when a change would block them (NF_SETTING_KEEP). Absent: sever. */
+  readonly keepEstablished?: boolean;
 }

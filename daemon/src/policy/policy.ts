@@ -1,8 +1,13 @@
-import type { Cidr, DomainRule } from "@netfence/proto/parse";
+import type { Cidr, DomainRule, RuleScope } from "@netfence/proto/parse";
 import type { DnsModeName } from "@netfence/proto/modes";
 import type { FilterMode } from "./compiled.js";
 
-export type { DnsModeName, DomainRule, FilterMode };
+export type { DnsModeName, DomainRule, FilterMode, RuleScope };
+
+/** What happens to connections established before a policy change that would now block them (issue 15):
+ * "sever" (the default, and the only behaviour before) cuts them at their next packet; "keep" lets TCP
+ * connections that were allowed when they were set up go on (docs/operator-guide.md "Keep or sever"). */
+export type EstablishedMode = "sever" | "keep";
 
 /**
  * The typed policy model of one attachment, independent of protobuf and of the kernel.
@@ -14,6 +19,9 @@ export interface CidrRule {
   readonly cidr: Cidr;
   /** Wall-clock deadline (ms since epoch), null = permanent. */
   readonly expiresAtMs: number | null;
+  /** Protocols, destination ports, users, groups the rule is limited to; absent = unscoped (issue 15).
+   * Several rules may name the same CIDR with different scopes; (cidr, scope) identifies a rule. */
+  readonly scope?: RuleScope;
 }
 
 export interface DnsPolicy {
@@ -30,6 +38,8 @@ export interface AttachmentPolicy {
   readonly allowCidrs: readonly CidrRule[];
   readonly denyCidrs: readonly CidrRule[];
   readonly dns: DnsPolicy;
+  /** Absent = "sever". */
+  readonly established?: EstablishedMode;
 }
 
 /** A validated policy change for one attachment (what a ControlCommand becomes after parsing). */

@@ -1,4 +1,5 @@
 import { invalidArgument } from "../errors.js";
+import type { RuleScope } from "./rule-scope.js";
 
 /**
  * Domain names as the policy and the DNS server compare them: lower case, no trailing dot,
@@ -16,6 +17,9 @@ export interface DomainRule {
   /** Lower case, no trailing dot, validated (1..253 chars, labels 1..63). */
   readonly domain: string;
   readonly includeSubdomains: boolean;
+  /** Protocols, destination ports, users and groups the addresses it allows (or denies) are limited to;
+   * absent = unscoped (issue 15; see rule-scope.ts). */
+  readonly scope?: RuleScope;
 }
 
 /** Normalises and validates a domain name; throws NetfenceError INVALID_ARGUMENT when it is not one. */

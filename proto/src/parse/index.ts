@@ -5,3 +5,4 @@ export { canonicalQueryName, normalizeDomain, parseDomainPattern, MAX_DOMAIN_LEN
 export { formatHostPort, parseHostPort, type HostPort, type HostPortOptions } from "./host-port.js";
 export { durationToMs, parseDurationMs, parseDurationSeconds, MAX_TTL_SECONDS } from "./duration.js";
 export { ATTACHMENT_ID_FORM, isAttachmentId } from "./attachment-id.js";
+export { hasOwnerScope, isUnscoped, scopeKey, type PortRange, type Principal, type RuleScope } from "./rule-scope.js";
