@@ -6,7 +6,7 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_timestamp, file_google_protobuf_wrappers } from "@bufbuild/protobuf/wkt";
-import type { AttachmentType, DnsMode, PolicyMode } from "./types_pb.js";
+import type { AttachmentType, DnsMode, EstablishedMode, PolicyMode } from "./types_pb.js";
 import { file_netfence_v1_types } from "./types_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file netfence/v1/control.proto.
  */
 export const file_netfence_v1_control: GenFile = /*@__PURE__*/
-  fileDesc("ChluZXRmZW5jZS92MS9jb250cm9sLnByb3RvEgtuZXRmZW5jZS52MSLxAgoLRGFlbW9uRXZlbnQSKAoEc3luYxgBIAEoCzIYLm5ldGZlbmNlLnYxLlN5bmNSZXF1ZXN0SAASLQoKc3Vic2NyaWJlZBgCIAEoCzIXLm5ldGZlbmNlLnYxLlN1YnNjcmliZWRIABIxCgx1bnN1YnNjcmliZWQYAyABKAsyGS5uZXRmZW5jZS52MS5VbnN1YnNjcmliZWRIABIrCgloZWFydGJlYXQYBCABKAsyFi5uZXRmZW5jZS52MS5IZWFydGJlYXRIABI0Cg5jb21tYW5kX3Jlc3VsdBhkIAEoCzIaLm5ldGZlbmNlLnYxLkNvbW1hbmRSZXN1bHRIABI2Cg1wYWNrZXRfZXZlbnRzGGUgASgLMh0ubmV0ZmVuY2UudjEuUGFja2V0RXZlbnRCYXRjaEgAEjIKDXRhbXBlcl9yZXBvcnQYZiABKAsyGS5uZXRmZW5jZS52MS5UYW1wZXJSZXBvcnRIAEIHCgVldmVudCLLAQoLU3luY1JlcXVlc3QSEQoJZGFlbW9uX2lkGAEgASgJEhAKCGhvc3RuYW1lGAIgASgJEiwKC2F0dGFjaG1lbnRzGAMgAygLMhcubmV0ZmVuY2UudjEuQXR0YWNobWVudBI4CghtZXRhZGF0YRgEIAMoCzImLm5ldGZlbmNlLnYxLlN5bmNSZXF1ZXN0Lk1ldGFkYXRhRW50cnkaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIowCCgpBdHRhY2htZW50EgoKAmlkGAEgASgJEg4KBnRhcmdldBgCIAEoCRIpCgR0eXBlGAMgASgOMhsubmV0ZmVuY2UudjEuQXR0YWNobWVudFR5cGUSJQoEbW9kZRgEIAEoDjIXLm5ldGZlbmNlLnYxLlBvbGljeU1vZGUSJgoIZG5zX21vZGUYBSABKA4yFC5uZXRmZW5jZS52MS5EbnNNb2RlEjcKCG1ldGFkYXRhGAYgAygLMiUubmV0ZmVuY2UudjEuQXR0YWNobWVudC5NZXRhZGF0YUVudHJ5Gi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKhAgoKU3Vic2NyaWJlZBIKCgJpZBgBIAEoCRIOCgZ0YXJnZXQYAiABKAkSKQoEdHlwZRgDIAEoDjIbLm5ldGZlbmNlLnYxLkF0dGFjaG1lbnRUeXBlEiUKBG1vZGUYBCABKA4yFy5uZXRmZW5jZS52MS5Qb2xpY3lNb2RlEiYKCGRuc19tb2RlGAUgASgOMhQubmV0ZmVuY2UudjEuRG5zTW9kZRITCgtkbnNfYWRkcmVzcxgGIAEoCRI3CghtZXRhZGF0YRgHIAMoCzIlLm5ldGZlbmNlLnYxLlN1YnNjcmliZWQuTWV0YWRhdGFFbnRyeRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiWQoMVW5zdWJzY3JpYmVkEgoKAmlkGAEgASgJEi4KBnJlYXNvbhgCIAEoDjIeLm5ldGZlbmNlLnYxLlVuc3Vic2NyaWJlUmVhc29uEg0KBWVycm9yGAMgASgJIjgKCUhlYXJ0YmVhdBIrCgVzdGF0cxgBIAMoCzIcLm5ldGZlbmNlLnYxLkF0dGFjaG1lbnRTdGF0cyL8AQoPQXR0YWNobWVudFN0YXRzEgoKAmlkGAEgASgJEhcKD3BhY2tldHNfYWxsb3dlZBgCIAEoBBIXCg9wYWNrZXRzX2Jsb2NrZWQYAyABKAQSGwoTZG5zX3F1ZXJpZXNfYWxsb3dlZBgEIAEoBBIbChNkbnNfcXVlcmllc19ibG9ja2VkGAUgASgEEigKCXJ1bGVfaGl0cxhkIAMoCzIVLm5ldGZlbmNlLnYxLlJ1bGVIaXRzEhkKEXJ1bGVfaGl0c19vbWl0dGVkGGUgASgNEhcKD3BhY2tldHNfYXVkaXRlZBhmIAEoBBITCgtldmVudHNfbG9zdBhnIAEoBCKUBAoOQ29udHJvbENvbW1hbmQSCgoCaWQYASABKAkSKAoIc3luY19hY2sYAiABKAsyFC5uZXRmZW5jZS52MS5TeW5jQWNrSAASKAoIc2V0X21vZGUYAyABKAsyFC5uZXRmZW5jZS52MS5TZXRNb2RlSAASLAoKYWxsb3dfY2lkchgEIAEoCzIWLm5ldGZlbmNlLnYxLkNJRFJFbnRyeUgAEisKCWRlbnlfY2lkchgFIAEoCzIWLm5ldGZlbmNlLnYxLkNJRFJFbnRyeUgAEhUKC3JlbW92ZV9jaWRyGAYgASgJSAASLgoLYnVsa191cGRhdGUYByABKAsyFy5uZXRmZW5jZS52MS5CdWxrVXBkYXRlSAASLwoMc2V0X2Ruc19tb2RlGAggASgLMhcubmV0ZmVuY2UudjEuU2V0RG5zTW9kZUgAEjAKDGFsbG93X2RvbWFpbhgJIAEoCzIYLm5ldGZlbmNlLnYxLkRvbWFpbkVudHJ5SAASLwoLZGVueV9kb21haW4YCiABKAsyGC5uZXRmZW5jZS52MS5Eb21haW5FbnRyeUgAEhcKDXJlbW92ZV9kb21haW4YCyABKAlIABI0Cg5zdWJzY3JpYmVkX2FjaxgMIAEoCzIaLm5ldGZlbmNlLnYxLlN1YnNjcmliZWRBY2tIABISCgpjb21tYW5kX2lkGGQgASgJQgkKB2NvbW1hbmQiMAoHU3luY0FjaxIOCgZzdHJpY3QYZCABKAgSFQoNcGFja2V0X2V2ZW50cxhlIAEoCCLbAQoNU3Vic2NyaWJlZEFjaxIlCgRtb2RlGAEgASgOMhcubmV0ZmVuY2UudjEuUG9saWN5TW9kZRIrCgthbGxvd19jaWRycxgCIAMoCzIWLm5ldGZlbmNlLnYxLkNJRFJFbnRyeRIqCgpkZW55X2NpZHJzGAMgAygLMhYubmV0ZmVuY2UudjEuQ0lEUkVudHJ5EiMKA2RucxgEIAEoCzIWLm5ldGZlbmNlLnYxLkRuc0NvbmZpZxIWCg5wb2xpY3lfdmVyc2lvbhhlIAEoCRINCgVhdWRpdBhkIAEoCCJbCgdTZXRNb2RlEiUKBG1vZGUYASABKA4yFy5uZXRmZW5jZS52MS5Qb2xpY3lNb2RlEikKBWF1ZGl0GGQgASgLMhouZ29vZ2xlLnByb3RvYnVmLkJvb2xWYWx1ZSLqAQoKQnVsa1VwZGF0ZRIlCgRtb2RlGAEgASgOMhcubmV0ZmVuY2UudjEuUG9saWN5TW9kZRIrCgthbGxvd19jaWRycxgCIAMoCzIWLm5ldGZlbmNlLnYxLkNJRFJFbnRyeRIqCgpkZW55X2NpZHJzGAMgAygLMhYubmV0ZmVuY2UudjEuQ0lEUkVudHJ5EiMKA2RucxgEIAEoCzIWLm5ldGZlbmNlLnYxLkRuc0NvbmZpZxIQCghrZWVwX2RucxhkIAEoCBIWCg5wb2xpY3lfdmVyc2lvbhhmIAEoCRINCgVhdWRpdBhlIAEoCCKqAQoJRG5zQ29uZmlnEiIKBG1vZGUYASABKA4yFC5uZXRmZW5jZS52MS5EbnNNb2RlEi8KDWFsbG93X2RvbWFpbnMYAiADKAsyGC5uZXRmZW5jZS52MS5Eb21haW5FbnRyeRIuCgxkZW55X2RvbWFpbnMYAyADKAsyGC5uZXRmZW5jZS52MS5Eb21haW5FbnRyeRIYChB1cHN0cmVhbV9zZXJ2ZXJzGAQgAygJIkEKCUNJRFJFbnRyeRIMCgRjaWRyGAEgASgJEiYKA3R0bBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiI5CgtEb21haW5FbnRyeRIOCgZkb21haW4YASABKAkSGgoSaW5jbHVkZV9zdWJkb21haW5zGAIgASgIIjAKClNldERuc01vZGUSIgoEbW9kZRgBIAEoDjIULm5ldGZlbmNlLnYxLkRuc01vZGUiQQoPRG5zUXVlcnlSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBmRvbWFpbhgCIAEoCRISCgpxdWVyeV90eXBlGAMgASgJIloKEERuc1F1ZXJ5UmVzcG9uc2USDQoFYWxsb3cYASABKAgSFQoNYWRkX3RvX2ZpbHRlchgCIAEoCBILCgNpcHMYAyADKAkSEwoLdHRsX3NlY29uZHMYBCABKA0igwEKDUNvbW1hbmRSZXN1bHQSEgoKY29tbWFuZF9pZBgBIAEoCRIVCg1hdHRhY2htZW50X2lkGAIgASgJEg8KB2FwcGxpZWQYAyABKAgSDQoFZXJyb3IYBCABKAkSDwoHc2tpcHBlZBgFIAMoCRIWCg5wb2xpY3lfdmVyc2lvbhgGIAEoCSKNAwoLUGFja2V0RXZlbnQSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNYXR0YWNobWVudF9pZBgCIAEoCRILCgNzcmMYAyABKAkSCwoDZHN0GAQgASgJEhAKCHNyY19wb3J0GAUgASgNEhAKCGRzdF9wb3J0GAYgASgNEhAKCHByb3RvY29sGAcgASgJEikKCWRpcmVjdGlvbhgIIAEoDjIWLm5ldGZlbmNlLnYxLkRpcmVjdGlvbhIlCgd2ZXJkaWN0GAkgASgOMhQubmV0ZmVuY2UudjEuVmVyZGljdBIOCgZyZWFzb24YCiABKAkSDAoEcnVsZRgLIAEoCRISCgpzdXBwcmVzc2VkGAwgASgEEjgKCG1ldGFkYXRhGA0gAygLMiYubmV0ZmVuY2UudjEuUGFja2V0RXZlbnQuTWV0YWRhdGFFbnRyeRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiPAoQUGFja2V0RXZlbnRCYXRjaBIoCgZldmVudHMYASADKAsyGC5uZXRmZW5jZS52MS5QYWNrZXRFdmVudCJoCghSdWxlSGl0cxIPCgdydWxlX2lkGAEgASgNEgwKBHJ1bGUYAiABKAkSDwoHcGFja2V0cxgDIAEoBBIsCghsYXN0X2hpdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAifwoMVGFtcGVyUmVwb3J0EhUKDWF0dGFjaG1lbnRfaWQYASABKAkSDAoEa2luZBgCIAEoCRIOCgZkZXRhaWwYAyABKAkSKAoEdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIcmVzdG9yZWQYBSABKAgqlgEKEVVuc3Vic2NyaWJlUmVhc29uEiIKHlVOU1VCU0NSSUJFX1JFQVNPTl9VTlNQRUNJRklFRBAAEh4KGlVOU1VCU0NSSUJFX1JFQVNPTl9SRU1PVkVEEAESHwobVU5TVUJTQ1JJQkVfUkVBU09OX0RFVEFDSEVEEAISHAoYVU5TVUJTQ1JJQkVfUkVBU09OX0VSUk9SEAMqUwoJRGlyZWN0aW9uEhkKFURJUkVDVElPTl9VTlNQRUNJRklFRBAAEhQKEERJUkVDVElPTl9FR1JFU1MQARIVChFESVJFQ1RJT05fSU5HUkVTUxACKl8KB1ZlcmRpY3QSFwoTVkVSRElDVF9VTlNQRUNJRklFRBAAEhMKD1ZFUkRJQ1RfQUxMT1dFRBABEhMKD1ZFUkRJQ1RfQkxPQ0tFRBACEhEKDVZFUkRJQ1RfQVVESVQQAzKdAQoMQ29udHJvbFBsYW5lEkQKB0Nvbm5lY3QSGC5uZXRmZW5jZS52MS5EYWVtb25FdmVudBobLm5ldGZlbmNlLnYxLkNvbnRyb2xDb21tYW5kKAEwARJHCghRdWVyeURucxIcLm5ldGZlbmNlLnYxLkRuc1F1ZXJ5UmVxdWVzdBodLm5ldGZlbmNlLnYxLkRuc1F1ZXJ5UmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_google_protobuf_wrappers, file_netfence_v1_types]);
+  fileDesc("ChluZXRmZW5jZS92MS9jb250cm9sLnByb3RvEgtuZXRmZW5jZS52MSLxAgoLRGFlbW9uRXZlbnQSKAoEc3luYxgBIAEoCzIYLm5ldGZlbmNlLnYxLlN5bmNSZXF1ZXN0SAASLQoKc3Vic2NyaWJlZBgCIAEoCzIXLm5ldGZlbmNlLnYxLlN1YnNjcmliZWRIABIxCgx1bnN1YnNjcmliZWQYAyABKAsyGS5uZXRmZW5jZS52MS5VbnN1YnNjcmliZWRIABIrCgloZWFydGJlYXQYBCABKAsyFi5uZXRmZW5jZS52MS5IZWFydGJlYXRIABI0Cg5jb21tYW5kX3Jlc3VsdBhkIAEoCzIaLm5ldGZlbmNlLnYxLkNvbW1hbmRSZXN1bHRIABI2Cg1wYWNrZXRfZXZlbnRzGGUgASgLMh0ubmV0ZmVuY2UudjEuUGFja2V0RXZlbnRCYXRjaEgAEjIKDXRhbXBlcl9yZXBvcnQYZiABKAsyGS5uZXRmZW5jZS52MS5UYW1wZXJSZXBvcnRIAEIHCgVldmVudCLLAQoLU3luY1JlcXVlc3QSEQoJZGFlbW9uX2lkGAEgASgJEhAKCGhvc3RuYW1lGAIgASgJEiwKC2F0dGFjaG1lbnRzGAMgAygLMhcubmV0ZmVuY2UudjEuQXR0YWNobWVudBI4CghtZXRhZGF0YRgEIAMoCzImLm5ldGZlbmNlLnYxLlN5bmNSZXF1ZXN0Lk1ldGFkYXRhRW50cnkaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIowCCgpBdHRhY2htZW50EgoKAmlkGAEgASgJEg4KBnRhcmdldBgCIAEoCRIpCgR0eXBlGAMgASgOMhsubmV0ZmVuY2UudjEuQXR0YWNobWVudFR5cGUSJQoEbW9kZRgEIAEoDjIXLm5ldGZlbmNlLnYxLlBvbGljeU1vZGUSJgoIZG5zX21vZGUYBSABKA4yFC5uZXRmZW5jZS52MS5EbnNNb2RlEjcKCG1ldGFkYXRhGAYgAygLMiUubmV0ZmVuY2UudjEuQXR0YWNobWVudC5NZXRhZGF0YUVudHJ5Gi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKhAgoKU3Vic2NyaWJlZBIKCgJpZBgBIAEoCRIOCgZ0YXJnZXQYAiABKAkSKQoEdHlwZRgDIAEoDjIbLm5ldGZlbmNlLnYxLkF0dGFjaG1lbnRUeXBlEiUKBG1vZGUYBCABKA4yFy5uZXRmZW5jZS52MS5Qb2xpY3lNb2RlEiYKCGRuc19tb2RlGAUgASgOMhQubmV0ZmVuY2UudjEuRG5zTW9kZRITCgtkbnNfYWRkcmVzcxgGIAEoCRI3CghtZXRhZGF0YRgHIAMoCzIlLm5ldGZlbmNlLnYxLlN1YnNjcmliZWQuTWV0YWRhdGFFbnRyeRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiWQoMVW5zdWJzY3JpYmVkEgoKAmlkGAEgASgJEi4KBnJlYXNvbhgCIAEoDjIeLm5ldGZlbmNlLnYxLlVuc3Vic2NyaWJlUmVhc29uEg0KBWVycm9yGAMgASgJIjgKCUhlYXJ0YmVhdBIrCgVzdGF0cxgBIAMoCzIcLm5ldGZlbmNlLnYxLkF0dGFjaG1lbnRTdGF0cyL8AQoPQXR0YWNobWVudFN0YXRzEgoKAmlkGAEgASgJEhcKD3BhY2tldHNfYWxsb3dlZBgCIAEoBBIXCg9wYWNrZXRzX2Jsb2NrZWQYAyABKAQSGwoTZG5zX3F1ZXJpZXNfYWxsb3dlZBgEIAEoBBIbChNkbnNfcXVlcmllc19ibG9ja2VkGAUgASgEEigKCXJ1bGVfaGl0cxhkIAMoCzIVLm5ldGZlbmNlLnYxLlJ1bGVIaXRzEhkKEXJ1bGVfaGl0c19vbWl0dGVkGGUgASgNEhcKD3BhY2tldHNfYXVkaXRlZBhmIAEoBBITCgtldmVudHNfbG9zdBhnIAEoBCKUBAoOQ29udHJvbENvbW1hbmQSCgoCaWQYASABKAkSKAoIc3luY19hY2sYAiABKAsyFC5uZXRmZW5jZS52MS5TeW5jQWNrSAASKAoIc2V0X21vZGUYAyABKAsyFC5uZXRmZW5jZS52MS5TZXRNb2RlSAASLAoKYWxsb3dfY2lkchgEIAEoCzIWLm5ldGZlbmNlLnYxLkNJRFJFbnRyeUgAEisKCWRlbnlfY2lkchgFIAEoCzIWLm5ldGZlbmNlLnYxLkNJRFJFbnRyeUgAEhUKC3JlbW92ZV9jaWRyGAYgASgJSAASLgoLYnVsa191cGRhdGUYByABKAsyFy5uZXRmZW5jZS52MS5CdWxrVXBkYXRlSAASLwoMc2V0X2Ruc19tb2RlGAggASgLMhcubmV0ZmVuY2UudjEuU2V0RG5zTW9kZUgAEjAKDGFsbG93X2RvbWFpbhgJIAEoCzIYLm5ldGZlbmNlLnYxLkRvbWFpbkVudHJ5SAASLwoLZGVueV9kb21haW4YCiABKAsyGC5uZXRmZW5jZS52MS5Eb21haW5FbnRyeUgAEhcKDXJlbW92ZV9kb21haW4YCyABKAlIABI0Cg5zdWJzY3JpYmVkX2FjaxgMIAEoCzIaLm5ldGZlbmNlLnYxLlN1YnNjcmliZWRBY2tIABISCgpjb21tYW5kX2lkGGQgASgJQgkKB2NvbW1hbmQiMAoHU3luY0FjaxIOCgZzdHJpY3QYZCABKAgSFQoNcGFja2V0X2V2ZW50cxhlIAEoCCKOAgoNU3Vic2NyaWJlZEFjaxIlCgRtb2RlGAEgASgOMhcubmV0ZmVuY2UudjEuUG9saWN5TW9kZRIrCgthbGxvd19jaWRycxgCIAMoCzIWLm5ldGZlbmNlLnYxLkNJRFJFbnRyeRIqCgpkZW55X2NpZHJzGAMgAygLMhYubmV0ZmVuY2UudjEuQ0lEUkVudHJ5EiMKA2RucxgEIAEoCzIWLm5ldGZlbmNlLnYxLkRuc0NvbmZpZxIWCg5wb2xpY3lfdmVyc2lvbhhlIAEoCRINCgVhdWRpdBhkIAEoCBIxCgtlc3RhYmxpc2hlZBhmIAEoDjIcLm5ldGZlbmNlLnYxLkVzdGFibGlzaGVkTW9kZSJbCgdTZXRNb2RlEiUKBG1vZGUYASABKA4yFy5uZXRmZW5jZS52MS5Qb2xpY3lNb2RlEikKBWF1ZGl0GGQgASgLMhouZ29vZ2xlLnByb3RvYnVmLkJvb2xWYWx1ZSKdAgoKQnVsa1VwZGF0ZRIlCgRtb2RlGAEgASgOMhcubmV0ZmVuY2UudjEuUG9saWN5TW9kZRIrCgthbGxvd19jaWRycxgCIAMoCzIWLm5ldGZlbmNlLnYxLkNJRFJFbnRyeRIqCgpkZW55X2NpZHJzGAMgAygLMhYubmV0ZmVuY2UudjEuQ0lEUkVudHJ5EiMKA2RucxgEIAEoCzIWLm5ldGZlbmNlLnYxLkRuc0NvbmZpZxIQCghrZWVwX2RucxhkIAEoCBIWCg5wb2xpY3lfdmVyc2lvbhhmIAEoCRINCgVhdWRpdBhlIAEoCBIxCgtlc3RhYmxpc2hlZBhnIAEoDjIcLm5ldGZlbmNlLnYxLkVzdGFibGlzaGVkTW9kZSKqAQoJRG5zQ29uZmlnEiIKBG1vZGUYASABKA4yFC5uZXRmZW5jZS52MS5EbnNNb2RlEi8KDWFsbG93X2RvbWFpbnMYAiADKAsyGC5uZXRmZW5jZS52MS5Eb21haW5FbnRyeRIuCgxkZW55X2RvbWFpbnMYAyADKAsyGC5uZXRmZW5jZS52MS5Eb21haW5FbnRyeRIYChB1cHN0cmVhbV9zZXJ2ZXJzGAQgAygJImgKCUNJRFJFbnRyeRIMCgRjaWRyGAEgASgJEiYKA3R0bBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIlCgVzY29wZRhkIAEoCzIWLm5ldGZlbmNlLnYxLlJ1bGVTY29wZSJgCgtEb21haW5FbnRyeRIOCgZkb21haW4YASABKAkSGgoSaW5jbHVkZV9zdWJkb21haW5zGAIgASgIEiUKBXNjb3BlGGQgASgLMhYubmV0ZmVuY2UudjEuUnVsZVNjb3BlIiUKCVBvcnRSYW5nZRIMCgRmcm9tGAEgASgNEgoKAnRvGAIgASgNImQKCVJ1bGVTY29wZRIRCglwcm90b2NvbHMYASADKAkSJQoFcG9ydHMYAiADKAsyFi5uZXRmZW5jZS52MS5Qb3J0UmFuZ2USDQoFdXNlcnMYAyADKAkSDgoGZ3JvdXBzGAQgAygJIjAKClNldERuc01vZGUSIgoEbW9kZRgBIAEoDjIULm5ldGZlbmNlLnYxLkRuc01vZGUiQQoPRG5zUXVlcnlSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBmRvbWFpbhgCIAEoCRISCgpxdWVyeV90eXBlGAMgASgJIloKEERuc1F1ZXJ5UmVzcG9uc2USDQoFYWxsb3cYASABKAgSFQoNYWRkX3RvX2ZpbHRlchgCIAEoCBILCgNpcHMYAyADKAkSEwoLdHRsX3NlY29uZHMYBCABKA0igwEKDUNvbW1hbmRSZXN1bHQSEgoKY29tbWFuZF9pZBgBIAEoCRIVCg1hdHRhY2htZW50X2lkGAIgASgJEg8KB2FwcGxpZWQYAyABKAgSDQoFZXJyb3IYBCABKAkSDwoHc2tpcHBlZBgFIAMoCRIWCg5wb2xpY3lfdmVyc2lvbhgGIAEoCSKNAwoLUGFja2V0RXZlbnQSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNYXR0YWNobWVudF9pZBgCIAEoCRILCgNzcmMYAyABKAkSCwoDZHN0GAQgASgJEhAKCHNyY19wb3J0GAUgASgNEhAKCGRzdF9wb3J0GAYgASgNEhAKCHByb3RvY29sGAcgASgJEikKCWRpcmVjdGlvbhgIIAEoDjIWLm5ldGZlbmNlLnYxLkRpcmVjdGlvbhIlCgd2ZXJkaWN0GAkgASgOMhQubmV0ZmVuY2UudjEuVmVyZGljdBIOCgZyZWFzb24YCiABKAkSDAoEcnVsZRgLIAEoCRISCgpzdXBwcmVzc2VkGAwgASgEEjgKCG1ldGFkYXRhGA0gAygLMiYubmV0ZmVuY2UudjEuUGFja2V0RXZlbnQuTWV0YWRhdGFFbnRyeRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiPAoQUGFja2V0RXZlbnRCYXRjaBIoCgZldmVudHMYASADKAsyGC5uZXRmZW5jZS52MS5QYWNrZXRFdmVudCJoCghSdWxlSGl0cxIPCgdydWxlX2lkGAEgASgNEgwKBHJ1bGUYAiABKAkSDwoHcGFja2V0cxgDIAEoBBIsCghsYXN0X2hpdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAifwoMVGFtcGVyUmVwb3J0EhUKDWF0dGFjaG1lbnRfaWQYASABKAkSDAoEa2luZBgCIAEoCRIOCgZkZXRhaWwYAyABKAkSKAoEdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIcmVzdG9yZWQYBSABKAgqlgEKEVVuc3Vic2NyaWJlUmVhc29uEiIKHlVOU1VCU0NSSUJFX1JFQVNPTl9VTlNQRUNJRklFRBAAEh4KGlVOU1VCU0NSSUJFX1JFQVNPTl9SRU1PVkVEEAESHwobVU5TVUJTQ1JJQkVfUkVBU09OX0RFVEFDSEVEEAISHAoYVU5TVUJTQ1JJQkVfUkVBU09OX0VSUk9SEAMqUwoJRGlyZWN0aW9uEhkKFURJUkVDVElPTl9VTlNQRUNJRklFRBAAEhQKEERJUkVDVElPTl9FR1JFU1MQARIVChFESVJFQ1RJT05fSU5HUkVTUxACKl8KB1ZlcmRpY3QSFwoTVkVSRElDVF9VTlNQRUNJRklFRBAAEhMKD1ZFUkRJQ1RfQUxMT1dFRBABEhMKD1ZFUkRJQ1RfQkxPQ0tFRBACEhEKDVZFUkRJQ1RfQVVESVQQAzKdAQoMQ29udHJvbFBsYW5lEkQKB0Nvbm5lY3QSGC5uZXRmZW5jZS52MS5EYWVtb25FdmVudBobLm5ldGZlbmNlLnYxLkNvbnRyb2xDb21tYW5kKAEwARJHCghRdWVyeURucxIcLm5ldGZlbmNlLnYxLkRuc1F1ZXJ5UmVxdWVzdBodLm5ldGZlbmNlLnYxLkRuc1F1ZXJ5UmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_google_protobuf_wrappers, file_netfence_v1_types]);
 
 /**
  * @generated from message netfence.v1.DaemonEvent
@@ -477,6 +477,13 @@ export type SubscribedAck = Message<"netfence.v1.SubscribedAck"> & {
    * @generated from field: bool audit = 100;
    */
   audit: boolean;
+
+  /**
+   * Extension (issue 15, keep or sever): absent (UNSPECIFIED) = sever, today's behaviour.
+   *
+   * @generated from field: netfence.v1.EstablishedMode established = 102;
+   */
+  established: EstablishedMode;
 };
 
 /**
@@ -559,6 +566,13 @@ export type BulkUpdate = Message<"netfence.v1.BulkUpdate"> & {
    * @generated from field: bool audit = 101;
    */
   audit: boolean;
+
+  /**
+   * Extension (issue 15, keep or sever): restated like audit, absent (UNSPECIFIED) = sever.
+   *
+   * @generated from field: netfence.v1.EstablishedMode established = 103;
+   */
+  established: EstablishedMode;
 };
 
 /**
@@ -613,6 +627,14 @@ export type CIDREntry = Message<"netfence.v1.CIDREntry"> & {
    * @generated from field: google.protobuf.Duration ttl = 2;
    */
   ttl?: Duration | undefined;
+
+  /**
+   * Extension (issue 15): limits the rule to protocols, destination ports, socket owners. Absent
+   * (a control plane written for the Go original) = unscoped, as before. (cidr, scope) names a rule.
+   *
+   * @generated from field: netfence.v1.RuleScope scope = 100;
+   */
+  scope?: RuleScope | undefined;
 };
 
 /**
@@ -635,6 +657,14 @@ export type DomainEntry = Message<"netfence.v1.DomainEntry"> & {
    * @generated from field: bool include_subdomains = 2;
    */
   includeSubdomains: boolean;
+
+  /**
+   * Extension (issue 15): the addresses this name's answers open are limited to this scope.
+   * Absent = unscoped. Allow rules only (a deny rule refuses the resolution itself).
+   *
+   * @generated from field: netfence.v1.RuleScope scope = 100;
+   */
+  scope?: RuleScope | undefined;
 };
 
 /**
@@ -643,6 +673,67 @@ export type DomainEntry = Message<"netfence.v1.DomainEntry"> & {
  */
 export const DomainEntrySchema: GenMessage<DomainEntry> = /*@__PURE__*/
   messageDesc(file_netfence_v1_control, 14);
+
+/**
+ * Extension (issue 15): destination ports from..to inclusive (1..65535); to 0 or absent = from only.
+ *
+ * @generated from message netfence.v1.PortRange
+ */
+export type PortRange = Message<"netfence.v1.PortRange"> & {
+  /**
+   * @generated from field: uint32 from = 1;
+   */
+  from: number;
+
+  /**
+   * @generated from field: uint32 to = 2;
+   */
+  to: number;
+};
+
+/**
+ * Describes the message netfence.v1.PortRange.
+ * Use `create(PortRangeSchema)` to create a new message.
+ */
+export const PortRangeSchema: GenMessage<PortRange> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_control, 15);
+
+/**
+ * Extension (issue 15): what a rule is limited to (docs/operator-guide.md "Scoped rules").
+ * Empty lists limit nothing. protocols: "tcp", "udp", "icmp", "icmpv6", "sctp" or decimal numbers;
+ * ports only with tcp, udp, sctp (ports without protocols = tcp and udp); users/groups: names or
+ * decimal ids, resolved by the daemon when the rule is applied, cgroup attachments only.
+ *
+ * @generated from message netfence.v1.RuleScope
+ */
+export type RuleScope = Message<"netfence.v1.RuleScope"> & {
+  /**
+   * @generated from field: repeated string protocols = 1;
+   */
+  protocols: string[];
+
+  /**
+   * @generated from field: repeated netfence.v1.PortRange ports = 2;
+   */
+  ports: PortRange[];
+
+  /**
+   * @generated from field: repeated string users = 3;
+   */
+  users: string[];
+
+  /**
+   * @generated from field: repeated string groups = 4;
+   */
+  groups: string[];
+};
+
+/**
+ * Describes the message netfence.v1.RuleScope.
+ * Use `create(RuleScopeSchema)` to create a new message.
+ */
+export const RuleScopeSchema: GenMessage<RuleScope> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_control, 16);
 
 /**
  * @generated from message netfence.v1.SetDnsMode
@@ -659,7 +750,7 @@ export type SetDnsMode = Message<"netfence.v1.SetDnsMode"> & {
  * Use `create(SetDnsModeSchema)` to create a new message.
  */
 export const SetDnsModeSchema: GenMessage<SetDnsMode> = /*@__PURE__*/
-  messageDesc(file_netfence_v1_control, 15);
+  messageDesc(file_netfence_v1_control, 17);
 
 /**
  * @generated from message netfence.v1.DnsQueryRequest
@@ -686,7 +777,7 @@ export type DnsQueryRequest = Message<"netfence.v1.DnsQueryRequest"> & {
  * Use `create(DnsQueryRequestSchema)` to create a new message.
  */
 export const DnsQueryRequestSchema: GenMessage<DnsQueryRequest> = /*@__PURE__*/
-  messageDesc(file_netfence_v1_control, 16);
+  messageDesc(file_netfence_v1_control, 18);
 
 /**
  * @generated from message netfence.v1.DnsQueryResponse
@@ -718,7 +809,7 @@ export type DnsQueryResponse = Message<"netfence.v1.DnsQueryResponse"> & {
  * Use `create(DnsQueryResponseSchema)` to create a new message.
  */
 export const DnsQueryResponseSchema: GenMessage<DnsQueryResponse> = /*@__PURE__*/
-  messageDesc(file_netfence_v1_control, 17);
+  messageDesc(file_netfence_v1_control, 19);
 
 /**
  * ---------------------------------------------------------------- additive extensions
@@ -772,7 +863,7 @@ export type CommandResult = Message<"netfence.v1.CommandResult"> & {
  * Use `create(CommandResultSchema)` to create a new message.
  */
 export const CommandResultSchema: GenMessage<CommandResult> = /*@__PURE__*/
-  messageDesc(file_netfence_v1_control, 18);
+  messageDesc(file_netfence_v1_control, 20);
 
 /**
  * One decided packet (blocked, or audited), after throttling.
@@ -863,7 +954,7 @@ export type PacketEvent = Message<"netfence.v1.PacketEvent"> & {
  * Use `create(PacketEventSchema)` to create a new message.
  */
 export const PacketEventSchema: GenMessage<PacketEvent> = /*@__PURE__*/
-  messageDesc(file_netfence_v1_control, 19);
+  messageDesc(file_netfence_v1_control, 21);
 
 /**
  * @generated from message netfence.v1.PacketEventBatch
@@ -880,7 +971,7 @@ export type PacketEventBatch = Message<"netfence.v1.PacketEventBatch"> & {
  * Use `create(PacketEventBatchSchema)` to create a new message.
  */
 export const PacketEventBatchSchema: GenMessage<PacketEventBatch> = /*@__PURE__*/
-  messageDesc(file_netfence_v1_control, 20);
+  messageDesc(file_netfence_v1_control, 22);
 
 /**
  * ---- Rule hit counts (issue 14): AttachmentStats.rule_hits ----
@@ -917,7 +1008,7 @@ export type RuleHits = Message<"netfence.v1.RuleHits"> & {
  * Use `create(RuleHitsSchema)` to create a new message.
  */
 export const RuleHitsSchema: GenMessage<RuleHits> = /*@__PURE__*/
-  messageDesc(file_netfence_v1_control, 21);
+  messageDesc(file_netfence_v1_control, 23);
 
 /**
  * --- tamper detection (lane M, issue 14) ---
@@ -967,7 +1058,7 @@ export type TamperReport = Message<"netfence.v1.TamperReport"> & {
  * Use `create(TamperReportSchema)` to create a new message.
  */
 export const TamperReportSchema: GenMessage<TamperReport> = /*@__PURE__*/
-  messageDesc(file_netfence_v1_control, 22);
+  messageDesc(file_netfence_v1_control, 24);
 
 /**
  * @generated from enum netfence.v1.UnsubscribeReason
