@@ -1,7 +1,9 @@
-import { formatCidr, parseCidr, type Cidr } from "@netfence/proto/parse";
+import { formatCidr, parseCidr, scopeKey, type Cidr } from "@netfence/proto/parse";
 import { nameAllowed } from "@netfence/proto/domain-match";
 import type { FilterEntry, FilterMode, FilterPolicy } from "../policy/compiled.js";
-import type { CidrRule, DnsPolicy, DomainRule, PolicyCommand } from "../policy/policy.js";
+import type { DnsPolicy, DomainRule, EstablishedMode, PolicyCommand } from "../policy/policy.js";
+import { samePrefixRules, setCommandRule } from "../policy/scoped-rules.js";
+import { dnsHasScopes, learnedScopes, learnedScopesKey } from "../policy/learned-scope.js";
 import { indexRules, type PolicyState, type PrefixRules } from "../policy/policy-state.js";
 import { RuleIndex } from "../policy/rule-index.js";
 import type { LearnedGuard } from "./learned-guard.js";
@@ -56,8 +58,8 @@ export function planCommand(state: PolicyState, command: PolicyCommand, nowMs: n
     case "deny-cidr": {
       const rule = command.rule;
       const key = formatCidr(rule.cidr);
-      const next: PrefixRules =
-        command.kind === "allow-cidr" ? { cidr: rule.cidr, allow: rule, deny: null } : { cidr: rule.cidr, allow: null, deny: rule };
+      // (cidr, scope) names the rule: the one this command names is replaced, other scopes stay.
+      const next: PrefixRules = setCommandRule(state.rules.get(key), command.kind === "allow-cidr" ? "allow" : "deny", rule);
       const plan = prefixPlan(state, key, next, nowMs, command.kind === "deny-cidr" ? guard : null);
       return {
         op: plan.op,
@@ -76,23 +78,25 @@ export function planCommand(state: PolicyState, command: PolicyCommand, nowMs: n
     case "bulk-update": {
       const rules = new RuleIndex(indexRules(command.allowCidrs, command.denyCidrs));
       const dns = command.dns ?? state.dns;
+      const established = command.established ?? "sever";
       const dropped = droppedNames(state, dns);
       const refused = guard === null ? [] : refusedLearned(state, guard, rules, nowMs).filter((r) => !dropped.has(r.name));
       const refusedDrop = refused.length === 0 ? null : dropRefused(refused);
       // The same policy again (a control plane that reconciles every attachment after its own
       // restart, a late SubscribedAck): no kernel write at all. TTL rules are never the same
       // again (their deadline is counted from now), so those still refresh.
-      if (command.mode === state.mode && command.audit === state.audit && dropped.size === 0 && refused.length === 0 && sameDns(dns, state.dns) && sameRules(rules, state.rules)) {
+      if (command.mode === state.mode && command.audit === state.audit && established === state.established && dropped.size === 0 && refused.length === 0 && sameDns(dns, state.dns) && sameRules(rules, state.rules)) {
         return { op: { kind: "none" }, unchanged: true, commit: () => undefined };
       }
       const drop = (l: LearnedRecord): boolean => dropped.has(l.name) || (refusedDrop !== null && refusedDrop(l));
       const policy = state.compile(nowMs, drop, rules, dns);
       return {
-        op: { kind: "replace", policy: { ...policy, mode: command.mode, audit: command.audit } },
+        op: { kind: "replace", policy: withKeep({ ...policy, mode: command.mode, audit: command.audit }, established) },
         refused,
         commit: () => {
           state.mode = command.mode;
           state.audit = command.audit;
+          state.established = established;
           state.rules = rules;
           state.dns = dns;
           for (const n of dropped) state.learned.removeName(n);
@@ -157,18 +161,36 @@ function prefixPlan(state: PolicyState, key: string, next: PrefixRules | null, n
   };
 }
 
-/** DNS rules changed: learned addresses of names no longer allowed go, the rest stay exactly. */
+/**
+ * DNS rules changed: learned addresses of names no longer allowed go, the rest stay exactly — but
+ * the addresses of names whose domain rule's scope changed (issue 15) are recompiled with the new scope.
+ */
 function dnsPlan(state: PolicyState, dns: DnsPolicy, nowMs: number): Plan {
   const dropped = droppedNames(state, dns);
+  const rescoped = rescopedNames(state, dns, dropped);
   const commit = (): void => {
     state.dns = dns;
     for (const n of dropped) state.learned.removeName(n);
   };
-  if (dropped.size === 0) return { op: { kind: "none" }, commit };
+  if (dropped.size === 0 && rescoped.length === 0) return { op: { kind: "none" }, commit };
   const affected = new Set<string>();
-  for (const n of dropped) for (const k of state.learned.prefixesOf(n)) affected.add(k);
-  if (affected.size > REPLACE_THRESHOLD) return { op: { kind: "replace", policy: state.compile(nowMs, (l) => dropped.has(l.name)) }, commit };
+  for (const n of [...dropped, ...rescoped]) for (const k of state.learned.prefixesOf(n)) affected.add(k);
+  if (affected.size > REPLACE_THRESHOLD || rescoped.length > 0) {
+    // The entries must be compiled under the new DNS rules (their scopes): a full replace.
+    return { op: { kind: "replace", policy: state.compile(nowMs, (l) => dropped.has(l.name), state.rules, dns) }, commit };
+  }
   return { op: prefixesOp(state, affected, nowMs, dropped), commit };
+}
+
+/** Learned names still allowed whose scopes differ under `dns` (learned-scope.ts). */
+function rescopedNames(state: PolicyState, dns: DnsPolicy, dropped: ReadonlySet<string>): string[] {
+  if (!dnsHasScopes(dns) && !dnsHasScopes(state.dns)) return [];
+  return state.learned.names().filter((n) => !dropped.has(n) && learnedScopesKey(learnedScopes(dns, n)) !== learnedScopesKey(learnedScopes(state.dns, n)));
+}
+
+function withKeep(policy: FilterPolicy, established: EstablishedMode): FilterPolicy {
+  const { keepEstablished: _drop, ...rest } = policy;
+  return established === "keep" ? { ...rest, keepEstablished: true } : rest;
 }
 
 /**
@@ -193,10 +215,9 @@ export function prefixesOp(state: PolicyState, keys: Iterable<string>, nowMs: nu
 
 function sameRules(a: RuleIndex, b: RuleIndex): boolean {
   if (a.size !== b.size) return false;
-  const sameRule = (x: CidrRule | null, y: CidrRule | null): boolean => (x === null ? y === null : y !== null && x.expiresAtMs === y.expiresAtMs);
   for (const [key, r] of a) {
     const o = b.get(key);
-    if (o === undefined || !sameRule(r.allow, o.allow) || !sameRule(r.deny, o.deny)) return false;
+    if (o === undefined || !samePrefixRules(r, o)) return false;
   }
   return true;
 }
@@ -204,7 +225,8 @@ function sameRules(a: RuleIndex, b: RuleIndex): boolean {
 function sameDns(a: DnsPolicy, b: DnsPolicy): boolean {
   if (a === b) return true;
   const sameDomains = (x: readonly DomainRule[], y: readonly DomainRule[]): boolean =>
-    x.length === y.length && x.every((d, i) => d.domain === y[i]!.domain && d.includeSubdomains === y[i]!.includeSubdomains);
+    x.length === y.length &&
+    x.every((d, i) => d.domain === y[i]!.domain && d.includeSubdomains === y[i]!.includeSubdomains && scopeKey(d.scope) === scopeKey(y[i]!.scope));
   return a.mode === b.mode && sameDomains(a.allowDomains, b.allowDomains) && sameDomains(a.denyDomains, b.denyDomains) &&
     a.upstreams.length === b.upstreams.length && a.upstreams.every((u, i) => u === b.upstreams[i]);
 }

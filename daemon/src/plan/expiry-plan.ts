@@ -1,6 +1,7 @@
 import { formatCidr, parseCidr, type Cidr } from "@netfence/proto/parse";
 import type { FilterEntry } from "../policy/compiled.js";
 import type { PolicyState, PrefixRules } from "../policy/policy-state.js";
+import { withoutExpired } from "../policy/scoped-rules.js";
 
 /**
  * What TTL garbage collection does to one attachment at `nowMs`: expired CIDR rules and learned
@@ -19,17 +20,14 @@ export interface ExpiryPlan {
 
 export function planExpiry(st: PolicyState, nowMs: number): ExpiryPlan | null {
   if (st.nextExpiryMs > nowMs) return null;
-  const dead = (ms: number | null | undefined): boolean => ms !== null && ms !== undefined && ms <= nowMs;
   const newRules = new Map<string, PrefixRules | null>();
   const allowsExpired: Cidr[] = [];
   for (const [key, r] of st.rules) {
-    const allowDead = r.allow !== null && dead(r.allow.expiresAtMs);
-    const denyDead = r.deny !== null && dead(r.deny.expiresAtMs);
-    if (!allowDead && !denyDead) continue;
-    if (allowDead) allowsExpired.push(r.cidr);
-    const allow = allowDead ? null : r.allow;
-    const deny = denyDead ? null : r.deny;
-    newRules.set(key, allow === null && deny === null ? null : { cidr: r.cidr, allow, deny });
+    // Scoped rules (issue 15) expire one by one too; the prefix goes when none is left.
+    const change = withoutExpired(r, nowMs);
+    if (change === null) continue;
+    if (change.allowExpired) allowsExpired.push(r.cidr);
+    newRules.set(key, change.next);
   }
   const expiredLearned = st.learned.expired(nowMs);
   if (newRules.size === 0 && expiredLearned.length === 0) {

@@ -1,5 +1,5 @@
 import { formatCidr, parseCidr, type Cidr } from "@netfence/proto/parse";
-import { verdictOf, type RuleIndex, type RuleOverride } from "../policy/rule-index.js";
+import type { RuleIndex, RuleOverride } from "../policy/rule-index.js";
 
 /**
  * The DNS rebinding guard (SPEC §6 "learned addresses never override denies"). The kernel looks
@@ -9,6 +9,9 @@ import { verdictOf, type RuleIndex, type RuleOverride } from "../policy/rule-ind
  *   1. covered by the operator's protected-deny set           → refused, never overridable
  *   2. the longest matching CIDR rule of the policy is a deny  → refused ("deny-cidr")
  *   3. the longest matching CIDR rule is an allow              → opened (the policy allows it explicitly)
+ *      (scoped rules, issue 15: a scoped deny counts as a deny — it decides some packets, which the
+ *      learned /32 would otherwise let through; a prefix with only scoped allows is walked past —
+ *      RuleIndex.guardVerdict)
  *   4. in a special range (below) or one of the host's own addresses → refused
  *   5. otherwise                                                → opened
  *
@@ -81,12 +84,9 @@ export class LearnedGuard {
    */
   check(addr: Cidr, key: string, rules: RuleIndex, nowMs: number, override?: RuleOverride): LearnedRefusal | null {
     for (const p of this.opts.protectedDeny) if (covers(p, addr)) return "protected-deny";
-    const longest = rules.longest(addr, nowMs, override);
-    if (longest !== null) {
-      const verdict = verdictOf(longest, nowMs);
-      if (verdict === "deny") return "deny-cidr";
-      if (verdict === "allow") return null;
-    }
+    const verdict = rules.guardVerdict(addr, nowMs, override);
+    if (verdict === "deny") return "deny-cidr";
+    if (verdict === "allow") return null;
     const special = specialRange(addr);
     if (special !== null) return special;
     if (this.opts.hostAddresses().has(key)) return "host-address";

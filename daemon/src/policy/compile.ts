@@ -1,6 +1,7 @@
-import { formatCidr, type Cidr } from "@netfence/proto/parse";
+import { formatCidr, scopeKey, type Cidr, type RuleScope } from "@netfence/proto/parse";
 import type { AttachmentPolicy } from "./policy.js";
-import type { FilterEntry, FilterPolicy } from "./compiled.js";
+import type { FilterEntry, FilterPolicy, ScopedRuleEntry } from "./compiled.js";
+import { learnedScopes } from "./learned-scope.js";
 import { indexRules, type PrefixRules } from "./rule-index.js";
 
 /**
@@ -35,16 +36,25 @@ const NONE: readonly LearnedAddress[] = [];
 
 /**
  * Gives a kernel entry the id of the rule that decides a packet matching it (policy/rule-ids.ts):
- * its deny rule, else its allow rule, else the domain rule of its first live learned name.
+ * its deny rule, else its allow rule, else the domain rule of its first live learned name. Scoped
+ * rules (issue 15) each get their own id: `cidr` with the scope key appended to the prefix key
+ * ("10.0.0.0/8 p=6;d=443;u=;g="), learned names their domain rule's.
  */
 export interface RuleStamper {
   cidr(kind: "allow" | "deny", prefixKey: string): number;
   learned(name: string): number;
+  /** The scopes a learned name's addresses are limited to (learned-scope.ts); null or absent = unscoped. */
+  learnedScopes?(name: string): readonly RuleScope[] | null;
 }
 
 /**
  * The entry one prefix should have from its rules and learned deadlines, or null when nothing live
  * remains; with a stamper, carrying its deciding rule's id (`key`: the prefix's canonical text).
+ * `allow`/`deny` are the unscoped rules' (and unscoped learned names'); the scoped rules and the
+ * learned names with scoped domain rules become `scoped` entries. The entry's own deadline is the
+ * latest of everything live on it (the kernel entry must outlive each of its scoped rules).
+ * The stamper is asked for the scoped ids first and for the entry's own id last (rule-ids-restore.ts
+ * records the last key asked).
  */
 export function entryOf(
   cidr: Cidr,
@@ -59,29 +69,60 @@ export function entryOf(
   let ruleAllow = false;
   let learnedName: string | null = null;
   let expiresAtMs: number | null | undefined;
+  let scoped: ScopedRuleEntry[] | null = null;
   const live = (deadline: number | null): boolean => deadline === null || deadline > nowMs;
+  const extend = (deadline: number | null): void => {
+    expiresAtMs = expiresAtMs === undefined ? deadline : expiresAtMs === null || deadline === null ? null : Math.max(expiresAtMs, deadline);
+  };
   const take = (deadline: number | null, isDeny: boolean): void => {
     if (isDeny) deny = true;
     else allow = true;
-    expiresAtMs = expiresAtMs === undefined ? deadline : expiresAtMs === null || deadline === null ? null : Math.max(expiresAtMs, deadline);
+    extend(deadline);
   };
+  const k = (): string => key ?? formatCidr(cidr);
   if (rules !== null) {
     if (rules.allow !== null && live(rules.allow.expiresAtMs)) {
       take(rules.allow.expiresAtMs, false);
       ruleAllow = true;
     }
     if (rules.deny !== null && live(rules.deny.expiresAtMs)) take(rules.deny.expiresAtMs, true);
+    if (rules.scoped !== undefined) {
+      for (const s of rules.scoped) {
+        for (const [rule, isDeny] of [[s.allow, false], [s.deny, true]] as const) {
+          if (rule === null || !live(rule.expiresAtMs)) continue;
+          extend(rule.expiresAtMs);
+          const ruleId = stamp === null ? 0 : stamp.cidr(isDeny ? "deny" : "allow", `${k()} ${s.key}`);
+          (scoped ??= []).push({ scope: s.scope, allow: !isDeny, deny: isDeny, ruleId, expiresAtMs: rule.expiresAtMs });
+        }
+      }
+    }
   }
+  let learnedScoped: Map<string, { scope: RuleScope; ruleId: number; expiresAtMs: number }> | null = null;
   for (const l of learned) {
     if (!live(l.expiresAtMs)) continue;
-    take(l.expiresAtMs, false);
-    if (learnedName === null && "name" in l && typeof l.name === "string") learnedName = l.name;
+    const name = "name" in l && typeof l.name === "string" ? l.name : null;
+    const scopes = name === null || stamp?.learnedScopes === undefined ? null : stamp.learnedScopes(name);
+    if (scopes === null) {
+      take(l.expiresAtMs, false);
+      if (learnedName === null && name !== null) learnedName = name;
+      continue;
+    }
+    extend(l.expiresAtMs);
+    const ruleId = stamp!.learned(name!);
+    for (const scope of scopes) {
+      const id = `${ruleId} ${scopeKey(scope)}`;
+      const prev = (learnedScoped ??= new Map()).get(id);
+      if (prev === undefined || prev.expiresAtMs < l.expiresAtMs) learnedScoped.set(id, { scope, ruleId, expiresAtMs: l.expiresAtMs });
+    }
   }
   if (expiresAtMs === undefined) return null;
-  if (stamp === null) return { cidr, allow, deny, expiresAtMs, ruleId: 0 };
-  const k = key ?? formatCidr(cidr);
-  const ruleId = deny ? stamp.cidr("deny", k) : ruleAllow ? stamp.cidr("allow", k) : learnedName !== null ? stamp.learned(learnedName) : 0;
-  return { cidr, allow, deny, expiresAtMs, ruleId };
+  if (learnedScoped !== null) {
+    for (const e of learnedScoped.values()) (scoped ??= []).push({ scope: e.scope, allow: true, deny: false, ruleId: e.ruleId, expiresAtMs: e.expiresAtMs });
+  }
+  const extra = scoped === null ? {} : { scoped };
+  if (stamp === null) return { cidr, allow, deny, expiresAtMs, ruleId: 0, ...extra };
+  const ruleId = deny ? stamp.cidr("deny", k()) : ruleAllow ? stamp.cidr("allow", k()) : learnedName !== null ? stamp.learned(learnedName) : 0;
+  return { cidr, allow, deny, expiresAtMs, ruleId, ...extra };
 }
 
 /**
@@ -151,6 +192,9 @@ export function compilePrefix(
   return entryOf(cidr, indexRules(policy.allowCidrs, policy.denyCidrs).get(key) ?? null, learnedIndex(learned).forPrefix(key), nowMs);
 }
 
+/** A whole policy (without rule ids: every entry carries 0); learned names get their domain rules' scopes. */
 export function compilePolicy(policy: AttachmentPolicy, learned: Iterable<LearnedAddress>, nowMs: number): FilterPolicy {
-  return { mode: policy.mode, audit: policy.audit, entries: compileEntries(policy, learned, nowMs) };
+  const stamp: RuleStamper = { cidr: () => 0, learned: () => 0, learnedScopes: (name) => learnedScopes(policy.dns, name) };
+  const entries = compileIndexed(indexRules(policy.allowCidrs, policy.denyCidrs), learnedIndex(learned), nowMs, null, stamp);
+  return { mode: policy.mode, audit: policy.audit, entries, ...(policy.established === "keep" ? { keepEstablished: true } : {}) };
 }

@@ -1,7 +1,9 @@
 import type { Cidr } from "@netfence/proto/parse";
 import { compileIndexed, entryOf, type LearnedAddress } from "./compile.js";
 import type { FilterEntry, FilterMode, FilterPolicy } from "./compiled.js";
-import type { AttachmentPolicy, CidrRule, DnsPolicy } from "./policy.js";
+import type { AttachmentPolicy, CidrRule, DnsPolicy, EstablishedMode } from "./policy.js";
+import { learnedScopes } from "./learned-scope.js";
+import { earliestDeadline, rulesOf } from "./scoped-rules.js";
 import { LearnedAddresses, type LearnedRecord } from "./learned-addresses.js";
 import { RuleIndex, indexRules, type PrefixRules } from "./rule-index.js";
 import { RuleOrigins } from "./rule-origins.js";
@@ -19,6 +21,8 @@ export { indexRules } from "./rule-index.js";
 export class PolicyState {
   mode: FilterMode;
   audit: boolean;
+  /** Keep or sever connections set up before a change (issue 15); "sever" = the default. */
+  established: EstablishedMode;
   dns: DnsPolicy;
   rules: RuleIndex;
   readonly learned: LearnedAddresses;
@@ -35,12 +39,14 @@ export class PolicyState {
   private readonly stamper: RuleStamper = {
     cidr: (kind, key) => this.ruleIds.idForCidr(kind, key),
     learned: (name) => this.ruleIds.idForLearned(this.dns, name),
+    learnedScopes: (name) => learnedScopes(this.dns, name),
   };
 
   constructor(policy: AttachmentPolicy, learned: LearnedAddresses = new LearnedAddresses(), origins: RuleOrigins = new RuleOrigins()) {
     this.origins = origins;
     this.mode = policy.mode;
     this.audit = policy.audit;
+    this.established = policy.established ?? "sever";
     this.dns = policy.dns;
     this.rules = new RuleIndex(indexRules(policy.allowCidrs, policy.denyCidrs));
     this.learned = learned;
@@ -56,6 +62,7 @@ export class PolicyState {
     for (const r of this.rules.values()) {
       if (r.allow?.expiresAtMs != null && r.allow.expiresAtMs < next) next = r.allow.expiresAtMs;
       if (r.deny?.expiresAtMs != null && r.deny.expiresAtMs < next) next = r.deny.expiresAtMs;
+      if (r.scoped !== undefined) next = Math.min(next, earliestDeadline(r));
     }
     for (const l of this.learned.all()) if (l.expiresAtMs < next) next = l.expiresAtMs;
     this.nextExpiryMs = next;
@@ -65,10 +72,14 @@ export class PolicyState {
     const allowCidrs: CidrRule[] = [];
     const denyCidrs: CidrRule[] = [];
     for (const r of this.rules.values()) {
-      if (r.allow !== null) allowCidrs.push(r.allow);
-      if (r.deny !== null) denyCidrs.push(r.deny);
+      for (const [kind, rule] of rulesOf(r)) (kind === "allow" ? allowCidrs : denyCidrs).push(rule);
     }
-    return { mode: this.mode, audit: this.audit, allowCidrs, denyCidrs, dns: this.dns };
+    return { mode: this.mode, audit: this.audit, allowCidrs, denyCidrs, dns: this.dns, ...this.establishedField() };
+  }
+
+  /** `established` as the policy and store carry it: absent = sever (files and acks from before issue 15). */
+  establishedField(): { established?: EstablishedMode } {
+    return this.established === "keep" ? { established: "keep" } : {};
   }
 
   /**
@@ -84,11 +95,17 @@ export class PolicyState {
         stamped.add(name);
         return this.ruleIds.idForLearned(dns, name);
       },
+      learnedScopes: (name) => learnedScopes(dns, name),
     };
     const entries = compileIndexed(rules, this.learned, nowMs, drop, stamper);
     const other = liveOtherKeys(dns);
-    this.ruleIds.sweep((kind, key) => (kind === "allow" ? rules.get(key)?.allow : rules.get(key)?.deny) != null, (key) => other.has(key), stamped);
-    return { mode: this.mode, audit: this.audit, entries };
+    this.ruleIds.sweep((kind, key) => cidrRuleLive(rules, kind, key), (key) => other.has(key), stamped);
+    return { mode: this.mode, audit: this.audit, entries, ...this.keepField() };
+  }
+
+  /** FilterPolicy.keepEstablished as the driver takes it (absent = sever). */
+  keepField(): { keepEstablished?: boolean } {
+    return this.established === "keep" ? { keepEstablished: true } : {};
   }
 
   /** What one prefix's kernel entry should be (null = none), given optional replacement rules/learned. */
@@ -101,6 +118,16 @@ export class PolicyState {
     const rules = opts.rules === undefined ? (this.rules.get(key) ?? null) : opts.rules;
     return entryOf(cidr, rules, opts.learned ?? this.learned.forPrefix(key), nowMs, this.stamper, key);
   }
+}
+
+/** Whether a CIDR rule id key ("10.0.0.0/8", or "10.0.0.0/8 <scope key>" for a scoped rule) is still a rule of `rules`. */
+function cidrRuleLive(rules: RuleIndex, kind: "allow" | "deny", key: string): boolean {
+  const space = key.indexOf(" ");
+  const r = rules.get(space === -1 ? key : key.slice(0, space));
+  if (r === undefined) return false;
+  if (space === -1) return (kind === "allow" ? r.allow : r.deny) !== null;
+  const s = r.scoped?.find((x) => x.key === key.slice(space + 1));
+  return s !== undefined && (kind === "allow" ? s.allow : s.deny) !== null;
 }
 
 /** The domain and DNS-mode rule keys a DNS policy holds (rule-ids.ts). */

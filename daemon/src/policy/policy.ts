@@ -48,6 +48,7 @@ export type PolicyCommand =
   | { readonly kind: "set-mode"; readonly mode: FilterMode; readonly audit: boolean | null }
   | { readonly kind: "allow-cidr"; readonly rule: CidrRule }
   | { readonly kind: "deny-cidr"; readonly rule: CidrRule }
+  /** Removes every rule of the prefix, whatever its scope. */
   | { readonly kind: "remove-cidr"; readonly cidr: Cidr }
   | {
       readonly kind: "bulk-update";
@@ -58,6 +59,8 @@ export type PolicyCommand =
       readonly denyCidrs: readonly CidrRule[];
       /** Absent: DNS rules are left as they are (BulkUpdate without `dns`). */
       readonly dns: DnsPolicy | null;
+      /** Restated like audit: absent = "sever" (BulkUpdate.established UNSPECIFIED). */
+      readonly established?: EstablishedMode;
     }
   | { readonly kind: "set-dns-mode"; readonly mode: DnsModeName }
   | { readonly kind: "allow-domain"; readonly rule: DomainRule }

@@ -1,5 +1,6 @@
 import { formatAddr, formatCidr, type Cidr } from "@netfence/proto/parse";
 import type { CidrRule } from "./policy.js";
+import { addListRule, anyDenyLive, anyLive, isLive, longestLived, type PrefixRules } from "./scoped-rules.js";
 
 /**
  * One attachment's control-plane CIDR rules indexed by prefix (canonical text), with what a
@@ -8,11 +9,7 @@ import type { CidrRule } from "./policy.js";
  * would the kernel's LPM pick for this address" without scanning every rule (the DNS rebinding
  * guard asks it for each learned address).
  */
-export interface PrefixRules {
-  readonly cidr: Cidr;
-  readonly allow: CidrRule | null;
-  readonly deny: CidrRule | null;
-}
+export type { PrefixRules, ScopedRules } from "./scoped-rules.js";
 
 /** A change not yet applied, seen by `longest` as if it were (for planning before a commit). */
 export interface RuleOverride {
@@ -20,9 +17,7 @@ export interface RuleOverride {
   readonly rules: PrefixRules | null;
 }
 
-function live(rule: CidrRule | null, nowMs: number): boolean {
-  return rule !== null && (rule.expiresAtMs === null || rule.expiresAtMs > nowMs);
-}
+const live = isLive;
 
 /** The network of `addr` at `len` bits, as canonical prefix text. */
 export function maskedKey(family: 4 | 6, addr: Uint8Array, len: number): string {
@@ -91,19 +86,41 @@ export class RuleIndex implements Iterable<[string, PrefixRules]> {
   }
 
   /**
-   * The most specific prefix covering `cidr` (itself included) that has a live rule at `nowMs`
-   * — what the kernel's longest-prefix match would find among the control-plane rules — or null.
+   * The most specific prefix covering `cidr` (itself included) that has a live rule at `nowMs`,
+   * scoped or not — what the kernel's longest-prefix match would find among the control-plane
+   * rules — or null.
    */
   longest(cidr: Cidr, nowMs: number, override?: RuleOverride): PrefixRules | null {
+    for (const r of this.covering(cidr, nowMs, override)) return r;
+    return null;
+  }
+
+  /**
+   * What the rebinding guard sees (plan/learned-guard.ts): walking the prefixes covering `cidr`
+   * from the most specific, "deny" when one with a live deny rule — unscoped, or scoped (it decides
+   * some packets, which an unscoped learned /32 would otherwise let through) — comes before one with
+   * a live unscoped allow; "allow" when the unscoped allow comes first (it decides every packet
+   * there); null when neither covers it. A prefix with only scoped allow rules is walked past: the
+   * packets outside their scopes fall through to the shorter prefixes.
+   */
+  guardVerdict(cidr: Cidr, nowMs: number, override?: RuleOverride): "deny" | "allow" | null {
+    for (const r of this.covering(cidr, nowMs, override)) {
+      if (anyDenyLive(r, nowMs)) return "deny";
+      if (live(r.allow, nowMs)) return "allow";
+    }
+    return null;
+  }
+
+  /** The prefixes covering `cidr` with a live rule, most specific first. */
+  private *covering(cidr: Cidr, nowMs: number, override?: RuleOverride): IterableIterator<PrefixRules> {
     const base = cidr.family === 4 ? 0 : 33;
     const overrideLen = override === undefined ? -1 : lengthOfKey(override.key);
     for (let len = cidr.prefixLen; len >= 0; len--) {
       if (this.perLength[base + len] === 0 && len !== overrideLen) continue;
       const key = maskedKey(cidr.family, cidr.addr, len);
       const r = override !== undefined && override.key === key ? override.rules : (this.map.get(key) ?? null);
-      if (r !== null && (live(r.allow, nowMs) || live(r.deny, nowMs))) return r;
+      if (r !== null && anyLive(r, nowMs)) yield r;
     }
-    return null;
   }
 }
 
@@ -115,17 +132,10 @@ function lengthOfKey(key: string): number {
   return Number(key.slice(key.lastIndexOf("/") + 1));
 }
 
-/** Whether the rules of a prefix say deny / allow at `nowMs` (deny wins at equal prefix, as in the kernel). */
-export function verdictOf(r: PrefixRules, nowMs: number): "deny" | "allow" | null {
-  if (live(r.deny, nowMs)) return "deny";
-  if (live(r.allow, nowMs)) return "allow";
-  return null;
-}
-
 /**
  * Rule lists (as a command or policy carries them) → rules keyed by canonical prefix: each rule's
- * key is computed once, here. Duplicates of one prefix in one list keep the longest-lived
- * (null = permanent).
+ * key is computed once, here. Duplicates of one (prefix, scope) in one list keep the longest-lived
+ * (null = permanent); rules of one prefix with other scopes are rules of their own (scoped-rules.ts).
  */
 export function indexRules(allow: readonly CidrRule[], deny: readonly CidrRule[]): Map<string, PrefixRules> {
   const out = new Map<string, PrefixRules>();
@@ -134,19 +144,14 @@ export function indexRules(allow: readonly CidrRule[], deny: readonly CidrRule[]
   for (const r of allow) {
     const key = formatCidr(r.cidr);
     const cur = out.get(key);
-    out.set(key, cur === undefined ? { cidr: r.cidr, allow: r, deny: null } : { cidr: cur.cidr, allow: longestLived(cur.allow, r), deny: cur.deny });
+    if (r.scope !== undefined || cur?.scoped !== undefined) out.set(key, addListRule(cur, "allow", r));
+    else out.set(key, cur === undefined ? { cidr: r.cidr, allow: r, deny: null } : { cidr: cur.cidr, allow: longestLived(cur.allow, r), deny: cur.deny });
   }
   for (const r of deny) {
     const key = formatCidr(r.cidr);
     const cur = out.get(key);
-    out.set(key, cur === undefined ? { cidr: r.cidr, allow: null, deny: r } : { cidr: cur.cidr, allow: cur.allow, deny: longestLived(cur.deny, r) });
+    if (r.scope !== undefined || cur?.scoped !== undefined) out.set(key, addListRule(cur, "deny", r));
+    else out.set(key, cur === undefined ? { cidr: r.cidr, allow: null, deny: r } : { cidr: cur.cidr, allow: cur.allow, deny: longestLived(cur.deny, r) });
   }
   return out;
-}
-
-/** Of two rules for one prefix, the longer-lived (null = permanent wins; the first at a tie). */
-function longestLived(prev: CidrRule | null, r: CidrRule): CidrRule {
-  if (prev === null) return r;
-  if (prev.expiresAtMs === null) return prev;
-  return r.expiresAtMs === null || r.expiresAtMs > prev.expiresAtMs ? r : prev;
 }

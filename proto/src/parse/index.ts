@@ -6,3 +6,8 @@ export { formatHostPort, parseHostPort, type HostPort, type HostPortOptions } fr
 export { durationToMs, parseDurationMs, parseDurationSeconds, MAX_TTL_SECONDS } from "./duration.js";
 export { ATTACHMENT_ID_FORM, isAttachmentId } from "./attachment-id.js";
 export { hasOwnerScope, isUnscoped, scopeKey, type PortRange, type Principal, type RuleScope } from "./rule-scope.js";
+export {
+  formatRuleScope, mergePortRanges, parsePortRange, parseProtocol, parseRuleScope, principalNamesOf, protocolName, ruleScopeToInput,
+  MAX_PRINCIPAL_ID, MAX_SCOPE_ITEMS, PORT_PROTOCOLS, PROTOCOL_NUMBERS,
+  type PortInput, type PrincipalKind, type PrincipalLookup, type RuleScopeInput,
+} from "./rule-scope-parse.js";
