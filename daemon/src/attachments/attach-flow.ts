@@ -2,6 +2,7 @@ import { NetfenceError, isNetfenceError } from "@netfence/proto/errors";
 import type { TargetSpec } from "../datapath/filter.js";
 import type { AttachmentPolicy } from "../policy/policy.js";
 import { PolicyState } from "../policy/policy-state.js";
+import { checkPolicyOwnerScopes } from "../policy/owner-scope-check.js";
 import type { AttachmentView } from "./attachment-view.js";
 import type { PolicySource } from "./policy-source.js";
 import { parseAttachOptions } from "./attach-options.js";
@@ -125,6 +126,7 @@ export class AttachFlow {
     if (spec.kind === "interface" && ifindex === null) {
       throw new NetfenceError("NOT_FOUND", `interface "${spec.name}" disappeared during attach`);
     }
+    checkPolicyOwnerScopes(policy, spec.kind);
     const state = new PolicyState(policy);
     const result = await filter.attach(this.resources.attachSpec(r.id, r.slot, spec, r.port, r.options), state.compile(this.core.now()));
     const rec: AttachmentRecord = {

@@ -1,5 +1,5 @@
 import type { AttachMethod, TargetSpec } from "../datapath/filter.js";
-import type { StoredAttachment, StoredCidrRule, StoredPolicy } from "../store/snapshot.js";
+import { toStoredRule, type StoredAttachment, type StoredCidrRule, type StoredPolicy } from "../store/snapshot.js";
 import { packLearned } from "./learned-store.js";
 import type { AttachmentView } from "./attachment-view.js";
 import type { DnsServerHandle } from "../dns/dns-servers.js";
@@ -53,8 +53,13 @@ export function recordToStored(rec: AttachmentRecord): StoredAttachment {
   for (const [key, r] of st.rules) {
     if (r.allow !== null) allowCidrs.push({ cidr: key, expiresAtMs: r.allow.expiresAtMs });
     if (r.deny !== null) denyCidrs.push({ cidr: key, expiresAtMs: r.deny.expiresAtMs });
+    // Scoped rules (issue 15) with their scopes; restored as they were (snapshot.ts loadPolicy).
+    for (const s of r.scoped ?? []) {
+      if (s.allow !== null) allowCidrs.push(toStoredRule(key, s.allow));
+      if (s.deny !== null) denyCidrs.push(toStoredRule(key, s.deny));
+    }
   }
-  const policy: StoredPolicy = { mode: st.mode, audit: st.audit, allowCidrs, denyCidrs, dns: st.dns };
+  const policy: StoredPolicy = { mode: st.mode, audit: st.audit, allowCidrs, denyCidrs, dns: st.dns, ...st.establishedField() };
   const learned = packLearned(st.learned);
   const origins = st.origins.toStored();
   return {

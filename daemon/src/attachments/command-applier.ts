@@ -8,6 +8,7 @@ import type { RuleOrigin } from "../policy/rule-origins.js";
 import type { CommandOrigin } from "../history/history-entry.js";
 import { commandSummary, type PolicyBefore } from "../history/change-summary.js";
 import type { RuleIndex } from "../policy/rule-index.js";
+import { checkCommandOwnerScopes } from "../policy/owner-scope-check.js";
 
 /** The local API (DaemonService, i.e. the CLI) when the caller says nothing else. */
 const LOCAL: CommandOrigin = { source: "cli" };
@@ -45,6 +46,7 @@ export class CommandApplier {
     try {
       await queue.run("command", async () => {
         const rec = registry.require(attachmentId);
+        checkCommandOwnerScopes(command, rec.target.kind);
         const s = rec.state;
         before = { mode: s.mode, audit: s.audit, rules: s.rules, dns: s.dns };
         const t0 = performance.now();

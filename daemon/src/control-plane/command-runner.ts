@@ -27,7 +27,36 @@ export class CommandRunner {
 
   /** Applies `command` after the ones before it for the same attachment. */
   run(attachmentId: string, command: PolicyCommand, commandId: string | null, respond: (error: string | null) => void, skipped: readonly string[] = []): void {
-    this.queue.run(attachmentId, async () => {
+    this.queue.run(attachmentId, () => this.applyNow(attachmentId, command, commandId, respond, skipped));
+  }
+
+  /**
+   * A command that needs an asynchronous step before it can be parsed (user and group names to
+   * resolve, command-principals.ts): `prepare` runs in the attachment's queue, where the command
+   * arrived, so it still applies after the commands before it and before the ones after it.
+   * `queueKey` is the command's raw attachment id; a command `prepare` rejects goes to `onInvalid`.
+   */
+  runResolving(
+    queueKey: string,
+    prepare: () => Promise<{ attachmentId: string; command: PolicyCommand; skipped: readonly string[] }>,
+    commandId: string | null,
+    respond: (error: string | null, skipped: readonly string[]) => void,
+    onInvalid: (err: unknown) => void,
+  ): void {
+    this.queue.run(queueKey, async () => {
+      let parsed: Awaited<ReturnType<typeof prepare>>;
+      try {
+        parsed = await prepare();
+      } catch (err) {
+        onInvalid(err);
+        return;
+      }
+      await this.applyNow(parsed.attachmentId, parsed.command, commandId, (error) => respond(error, error === null ? parsed.skipped : []), parsed.skipped);
+    });
+  }
+
+  private async applyNow(attachmentId: string, command: PolicyCommand, commandId: string | null, respond: (error: string | null) => void, skipped: readonly string[]): Promise<void> {
+    {
       const started = performance.now();
       try {
         await this.host.applyCommand(attachmentId, command, { source: "control-plane", commandId, controlPlane: this.address, skipped });
@@ -40,7 +69,7 @@ export class CommandRunner {
         this.onOutcome?.(command.kind, false, performance.now() - started);
         respond(message);
       }
-    });
+    }
   }
 
   /** A SubscribedAck for a live attachment (timeout 0, adopted orphan): applied as a full replacement, in order with its commands. */
@@ -50,7 +79,10 @@ export class CommandRunner {
       try {
         await this.host.applyCommand(
           id,
-          { kind: "bulk-update", mode: policy.mode, audit: policy.audit, allowCidrs: policy.allowCidrs, denyCidrs: policy.denyCidrs, dns: policy.dns },
+          {
+            kind: "bulk-update", mode: policy.mode, audit: policy.audit, allowCidrs: policy.allowCidrs, denyCidrs: policy.denyCidrs, dns: policy.dns,
+            established: policy.established ?? "sever",
+          },
           { source: "control-plane", commandId, controlPlane: this.address, skipped, action: "subscribed-ack" },
         );
         this.log.info({ attachmentId: id, commandId }, "SubscribedAck applied to the live attachment");

@@ -17,6 +17,8 @@ import { CommandRunner, errorMessage, formatSeconds, kindOf, type CommandKind } 
 import { PendingSubscriptions } from "./pending-subscriptions.js";
 import { queryDnsCall } from "./query-dns-call.js";
 import { parseCommand, parseSubscribedAck } from "./parse-command.js";
+import { hasPrincipalNames, principalNamesOfCommand, resolvePrincipalNames } from "./command-principals.js";
+import type { PrincipalLookup } from "@netfence/proto/parse";
 import { acceptedAck, rejectedCommand } from "./command-history.js";
 import { HeartbeatTimer } from "./heartbeat-timer.js";
 import { commandResultEvent, subscribedEvent, syncRequestEvent, unsubscribedEvent } from "./wire-events.js";
@@ -329,26 +331,64 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
       default:
         break;
     }
+    const names = principalNamesOfCommand(cmd);
+    if (hasPrincipalNames(names)) {
+      // User/group names (issue 15): resolved and parsed in the attachment's queue, in arrival order.
+      const strict = this.strict;
+      const prepare = async (): Promise<ReturnType<typeof parseCommand>> => {
+        const parsed = parseCommand(cmd, Date.now(), { strict, principals: await resolvePrincipalNames(names) });
+        this.noteSkipped(parsed, commandId);
+        return parsed;
+      };
+      this.commands.runResolving(cmd.id, prepare, commandId, respond, (err) => this.rejectInvalid(cmd, commandId, err, respond));
+      return;
+    }
     let parsed: ReturnType<typeof parseCommand>;
     try {
       parsed = parseCommand(cmd, Date.now(), { strict: this.strict });
     } catch (err) {
-      const message = errorMessage(err);
-      this.log.warn({ attachmentId: cmd.id, commandId, command: cmd.command.case ?? "none", err: message }, "rejected invalid command");
-      this.opts.onCommandOutcome?.(kindOf(cmd), false, 0);
-      this.opts.host.recordHistory?.(rejectedCommand(this.opts.url, cmd.id, kindOf(cmd), commandId, message)); // audit trail
-      respond(message);
+      this.rejectInvalid(cmd, commandId, err, respond);
       return;
     }
-    if (parsed.skipped.length > 0) {
-      this.log.warn({ attachmentId: parsed.attachmentId, commandId, command: parsed.command.kind, skipped: parsed.skipped }, "bad entries skipped; the rest applies");
-    }
+    this.noteSkipped(parsed, commandId);
     this.commands.run(parsed.attachmentId, parsed.command, commandId, (error) => respond(error, error === null ? parsed.skipped : []), parsed.skipped);
   }
 
-  private onSubscribedAck(cmd: ControlCommand, commandId: string | null, respond: (error: string | null, skipped?: readonly string[]) => void): void {
+  private noteSkipped(parsed: ReturnType<typeof parseCommand>, commandId: string | null): void {
+    if (parsed.skipped.length > 0) {
+      this.log.warn({ attachmentId: parsed.attachmentId, commandId, command: parsed.command.kind, skipped: parsed.skipped }, "bad entries skipped; the rest applies");
+    }
+  }
+
+  /** An invalid command: nothing changes; logged, counted, recorded, answered with the reason. */
+  private rejectInvalid(cmd: ControlCommand, commandId: string | null, err: unknown, respond: (error: string | null) => void): void {
+    const message = errorMessage(err);
+    this.log.warn({ attachmentId: cmd.id, commandId, command: cmd.command.case ?? "none", err: message }, "rejected invalid command");
+    this.opts.onCommandOutcome?.(kindOf(cmd), false, 0);
+    this.opts.host.recordHistory?.(rejectedCommand(this.opts.url, cmd.id, kindOf(cmd), commandId, message)); // audit trail
+    respond(message);
+  }
+
+  private onSubscribedAck(
+    cmd: ControlCommand,
+    commandId: string | null,
+    respond: (error: string | null, skipped?: readonly string[]) => void,
+    principals?: PrincipalLookup,
+  ): void {
     if (cmd.command.case !== "subscribedAck") return;
     const ack = cmd.command.value;
+    const names = principalNamesOfCommand(cmd);
+    if (principals === undefined && hasPrincipalNames(names)) {
+      // User/group names (issue 15): looked up first, then the ack is taken as usual (its pending
+      // subscription is checked again then: it may have timed out meanwhile).
+      resolvePrincipalNames(names).then(
+        (lookup) => this.onSubscribedAck(cmd, commandId, respond, lookup),
+        (err: unknown) => this.onSubscribedAck(cmd, commandId, respond, () => {
+          throw NetfenceError.from(err, "INVALID_ARGUMENT");
+        }),
+      );
+      return;
+    }
     const late = !this.pending.has(cmd.id) && this.awaitingAck.has(cmd.id);
     if (!this.pending.has(cmd.id) && !late) {
       const message = `no pending subscription for attachment "${cmd.id}" (unknown, or its SubscribedAck already timed out)`;
@@ -359,7 +399,7 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
     }
     let parsed: ReturnType<typeof parseSubscribedAck>;
     try {
-      parsed = parseSubscribedAck(ack, Date.now(), { strict: this.strict });
+      parsed = parseSubscribedAck(ack, Date.now(), { strict: this.strict, ...(principals !== undefined ? { principals } : {}) });
     } catch (err) {
       const nfe = NetfenceError.from(err, "INVALID_ARGUMENT");
       const invalid = new NetfenceError(nfe.code, `invalid SubscribedAck: ${nfe.message}`, { details: nfe.details, cause: nfe });

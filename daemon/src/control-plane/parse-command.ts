@@ -6,12 +6,18 @@ import {
   type DomainEntry,
   type SubscribedAck,
 } from "@netfence/proto/control";
-import { DnsMode, PolicyMode } from "@netfence/proto/types";
+import { DnsMode, EstablishedMode as WireEstablished, PolicyMode } from "@netfence/proto/types";
 import { NetfenceError, invalidArgument, isNetfenceError } from "@netfence/proto/errors";
 import { dnsModeFromWire, policyModeFromWire } from "@netfence/proto/modes";
-import { ATTACHMENT_ID_FORM, MAX_TTL_SECONDS, durationToMs, isAttachmentId, parseCidr, parseDomainPattern, parseHostPort, type Cidr } from "@netfence/proto/parse";
+import {
+  ATTACHMENT_ID_FORM, MAX_TTL_SECONDS, durationToMs, isAttachmentId, parseCidr, parseDomainPattern, parseHostPort, parseRuleScope,
+  type Cidr, type PrincipalLookup, type RuleScope,
+} from "@netfence/proto/parse";
+import type { RuleScope as WireRuleScope } from "@netfence/proto/control";
 import type { FilterMode } from "../datapath/filter.js";
-import { EMPTY_DNS_POLICY, type AttachmentPolicy, type CidrRule, type DnsModeName, type DnsPolicy, type DomainRule, type PolicyCommand } from "../policy/policy.js";
+import {
+  EMPTY_DNS_POLICY, type AttachmentPolicy, type CidrRule, type DnsModeName, type DnsPolicy, type DomainRule, type EstablishedMode, type PolicyCommand,
+} from "../policy/policy.js";
 
 /**
  * The validation edge for control-plane commands: protobuf in, typed policy values out, or one
@@ -27,6 +33,8 @@ import { EMPTY_DNS_POLICY, type AttachmentPolicy, type CidrRule, type DnsModeNam
 export interface ParseOptions {
   /** Netfence's stricter validation (SyncAck.strict): UNSPECIFIED modes and any bad list entry reject the whole command. */
   readonly strict?: boolean;
+  /** User and group names → ids, resolved beforehand (command-principals.ts); absent: a name is an error. */
+  readonly principals?: PrincipalLookup;
 }
 
 export interface ParsedCommand {
@@ -58,6 +66,7 @@ export function parseCommand(cmd: ControlCommand, nowMs: number = Date.now(), op
   const attachmentId = parseAttachmentId(cmd.id);
   const c = cmd.command;
   const strict = opts.strict === true;
+  const lookup = opts.principals ?? null;
   const skipped: string[] = [];
   let command: PolicyCommand;
   switch (c.case) {
@@ -65,25 +74,25 @@ export function parseCommand(cmd: ControlCommand, nowMs: number = Date.now(), op
       command = { kind: "set-mode", mode: parsePolicyMode(c.value.mode, "set_mode.mode", strict), audit: c.value.audit ?? null };
       break;
     case "allowCidr":
-      command = { kind: "allow-cidr", rule: parseCidrEntry(c.value, "allow_cidr", nowMs) };
+      command = { kind: "allow-cidr", rule: parseCidrEntry(c.value, "allow_cidr", nowMs, lookup) };
       break;
     case "denyCidr":
-      command = { kind: "deny-cidr", rule: parseCidrEntry(c.value, "deny_cidr", nowMs) };
+      command = { kind: "deny-cidr", rule: parseCidrEntry(c.value, "deny_cidr", nowMs, lookup) };
       break;
     case "removeCidr":
       command = { kind: "remove-cidr", cidr: parseCidrField(c.value, "remove_cidr") };
       break;
     case "bulkUpdate":
-      command = parseBulkUpdate(c.value, nowMs, strict, skipped);
+      command = parseBulkUpdate(c.value, nowMs, strict, skipped, lookup);
       break;
     case "setDnsMode":
       command = { kind: "set-dns-mode", mode: parseDnsMode(c.value.mode, "set_dns_mode.mode", strict) };
       break;
     case "allowDomain":
-      command = { kind: "allow-domain", rule: parseDomainEntry(c.value, "allow_domain") };
+      command = { kind: "allow-domain", rule: parseDomainEntry(c.value, "allow_domain", lookup) };
       break;
     case "denyDomain":
-      command = { kind: "deny-domain", rule: parseDomainEntry(c.value, "deny_domain") };
+      command = { kind: "deny-domain", rule: parseDenyDomainEntry(c.value, "deny_domain") };
       break;
     case "removeDomain":
       command = { kind: "remove-domain", domain: parseDomainField(c.value, "remove_domain").domain };
@@ -105,13 +114,16 @@ export function parseCommand(cmd: ControlCommand, nowMs: number = Date.now(), op
  */
 export function parseSubscribedAck(ack: SubscribedAck, nowMs: number = Date.now(), opts: ParseOptions = {}): ParsedSubscribedAck {
   const strict = opts.strict === true;
+  const lookup = opts.principals ?? null;
   const skipped: string[] = [];
+  const established = parseEstablished(ack.established, "subscribed_ack.established");
   const policy: AttachmentPolicy = {
     mode: parsePolicyMode(ack.mode, "subscribed_ack.mode", false),
     audit: ack.audit,
-    allowCidrs: parseCidrList(ack.allowCidrs, "subscribed_ack.allow_cidrs", nowMs, strict, skipped),
-    denyCidrs: parseCidrList(ack.denyCidrs, "subscribed_ack.deny_cidrs", nowMs, strict, skipped),
-    dns: ack.dns === undefined ? EMPTY_DNS_POLICY : parseDnsConfig(ack.dns, "subscribed_ack.dns", false, strict, skipped),
+    allowCidrs: parseCidrList(ack.allowCidrs, "subscribed_ack.allow_cidrs", nowMs, strict, skipped, lookup),
+    denyCidrs: parseCidrList(ack.denyCidrs, "subscribed_ack.deny_cidrs", nowMs, strict, skipped, lookup),
+    dns: ack.dns === undefined ? EMPTY_DNS_POLICY : parseDnsConfig(ack.dns, "subscribed_ack.dns", false, strict, skipped, lookup),
+    ...(established === "keep" ? { established } : {}),
   };
   return { policy, skipped };
 }
@@ -130,18 +142,47 @@ export function parseAttachmentId(id: string): string {
  * cleared, as the Go original does — unless the extension `keep_dns` asks to leave them as they
  * are. (Addresses learned from DNS answers stay until their TTL either way.)
  * Audit mode (extension `audit`) is restated too: absent means enforcing, which is all a control
- * plane written for the Go original can mean (it never turns audit on).
+ * plane written for the Go original can mean (it never turns audit on). So is `established`
+ * (issue 15): absent = sever.
  */
-function parseBulkUpdate(b: BulkUpdate, nowMs: number, strict: boolean, skipped: string[]): PolicyCommand {
+function parseBulkUpdate(b: BulkUpdate, nowMs: number, strict: boolean, skipped: string[], lookup: PrincipalLookup | null): PolicyCommand {
   return {
     kind: "bulk-update",
     mode: parsePolicyMode(b.mode, "bulk_update.mode", strict),
     audit: b.audit,
-    allowCidrs: parseCidrList(b.allowCidrs, "bulk_update.allow_cidrs", nowMs, strict, skipped),
-    denyCidrs: parseCidrList(b.denyCidrs, "bulk_update.deny_cidrs", nowMs, strict, skipped),
-    dns: b.dns === undefined ? (b.keepDns ? null : EMPTY_DNS_POLICY) : parseDnsConfig(b.dns, "bulk_update.dns", strict, strict, skipped),
+    allowCidrs: parseCidrList(b.allowCidrs, "bulk_update.allow_cidrs", nowMs, strict, skipped, lookup),
+    denyCidrs: parseCidrList(b.denyCidrs, "bulk_update.deny_cidrs", nowMs, strict, skipped, lookup),
+    dns: b.dns === undefined ? (b.keepDns ? null : EMPTY_DNS_POLICY) : parseDnsConfig(b.dns, "bulk_update.dns", strict, strict, skipped, lookup),
+    established: parseEstablished(b.established, "bulk_update.established"),
   };
 }
+
+/** EstablishedMode (issue 15): UNSPECIFIED (a control plane written for the Go original) = sever. */
+export function parseEstablished(mode: WireEstablished, field: string): EstablishedMode {
+  switch (mode) {
+    case WireEstablished.UNSPECIFIED:
+    case WireEstablished.SEVER:
+      return "sever";
+    case WireEstablished.KEEP:
+      return "keep";
+    default:
+      throw invalidArgument(`${field} has unknown established mode ${String(mode)}`);
+  }
+}
+
+/** A RuleScope message → the shared parser (undefined = unscoped). Errors are never skipped (see the header). */
+function parseScopeField(scope: WireRuleScope | undefined, field: string, lookup: PrincipalLookup | null): RuleScope | undefined {
+  if (scope === undefined) return undefined;
+  try {
+    return parseRuleScope({ protocols: scope.protocols, ports: scope.ports.map((p) => ({ from: p.from, to: p.to })), users: scope.users, groups: scope.groups }, field, lookup);
+  } catch (err) {
+    const nfe = NetfenceError.from(err, "INVALID_ARGUMENT");
+    throw new NetfenceError(nfe.code, nfe.message, { details: { ...nfe.details, field, [NOT_SKIPPABLE]: true }, cause: nfe });
+  }
+}
+
+/** Set in the details of an error that rejects the whole command even under the Go original's semantics. */
+const NOT_SKIPPABLE = "wholeCommand";
 
 /** UNSPECIFIED is DISABLED (the Go original, and proto3's zero value) unless `strict`. */
 export function parsePolicyMode(mode: PolicyMode, field: string, strict = true): FilterMode {
@@ -180,7 +221,7 @@ function parseEach<E, T>(entries: readonly E[], field: string, strict: boolean, 
 }
 
 function skipOrThrow(err: unknown, strict: boolean, skipped: string[]): void {
-  if (strict || !(isNetfenceError(err) && err.code === "INVALID_ARGUMENT")) throw err;
+  if (strict || !(isNetfenceError(err) && err.code === "INVALID_ARGUMENT") || err.details[NOT_SKIPPABLE] === true) throw err;
   skipped.push(err.message);
 }
 
@@ -188,13 +229,14 @@ function skipOrThrow(err: unknown, strict: boolean, skipped: string[]): void {
  * parseEach for CIDR lists, written out: a BulkUpdate carries up to 10k+ of them, and the field
  * name of each entry (`bulk_update.allow_cidrs[i].cidr`) is only built for an entry that is bad.
  */
-function parseCidrList(entries: readonly CIDREntry[], field: string, nowMs: number, strict: boolean, skipped: string[]): CidrRule[] {
+function parseCidrList(entries: readonly CIDREntry[], field: string, nowMs: number, strict: boolean, skipped: string[], lookup: PrincipalLookup | null): CidrRule[] {
   if (entries.length > MAX_RULES_PER_LIST) throw invalidArgument(`${field} has ${entries.length} entries (max ${MAX_RULES_PER_LIST})`);
   const out: CidrRule[] = [];
   for (let i = 0; i < entries.length; i++) {
     const e = entries[i]!;
     try {
-      if (e.ttl === undefined) {
+      if (e.scope !== undefined) out.push(parseCidrEntry(e, `${field}[${i}]`, nowMs, lookup));
+      else if (e.ttl === undefined) {
         let cidr: Cidr;
         try {
           cidr = parseCidr(e.cidr);
@@ -202,7 +244,7 @@ function parseCidrList(entries: readonly CIDREntry[], field: string, nowMs: numb
           cidr = parseCidrField(e.cidr, `${field}[${i}].cidr`); // throws again, naming the field
         }
         out.push({ cidr, expiresAtMs: null });
-      } else out.push(parseCidrEntry(e, `${field}[${i}]`, nowMs));
+      } else out.push(parseCidrEntry(e, `${field}[${i}]`, nowMs, null));
     } catch (err) {
       skipOrThrow(err, strict, skipped);
     }
@@ -210,10 +252,12 @@ function parseCidrList(entries: readonly CIDREntry[], field: string, nowMs: numb
   return out;
 }
 
-function parseCidrEntry(entry: CIDREntry, field: string, nowMs: number): CidrRule {
+function parseCidrEntry(entry: CIDREntry, field: string, nowMs: number, lookup: PrincipalLookup | null): CidrRule {
+  const scope = parseScopeField(entry.scope, `${field}.scope`, lookup);
   const cidr = parseCidrField(entry.cidr, `${field}.cidr`);
   const ttlMs = entry.ttl === undefined ? 0 : durationToMs(entry.ttl, `${field}.ttl`);
-  return { cidr, expiresAtMs: ttlMs === 0 ? null : nowMs + ttlMs };
+  const expiresAtMs = ttlMs === 0 ? null : nowMs + ttlMs;
+  return scope === undefined ? { cidr, expiresAtMs } : { cidr, expiresAtMs, scope };
 }
 
 function parseCidrField(text: string, field: string): Cidr {
@@ -221,21 +265,34 @@ function parseCidrField(text: string, field: string): Cidr {
 }
 
 /** `strictMode`: an UNSPECIFIED DNS mode is rejected; `strict`: a bad entry is too (else skipped). */
-function parseDnsConfig(dns: DnsConfig, field: string, strictMode: boolean, strict: boolean, skipped: string[]): DnsPolicy {
+function parseDnsConfig(dns: DnsConfig, field: string, strictMode: boolean, strict: boolean, skipped: string[], lookup: PrincipalLookup | null): DnsPolicy {
   if (dns.upstreamServers.length > MAX_UPSTREAMS) {
     throw invalidArgument(`${field}.upstream_servers has ${dns.upstreamServers.length} entries (max ${MAX_UPSTREAMS})`);
   }
   return {
     mode: parseDnsMode(dns.mode, `${field}.mode`, strictMode),
-    allowDomains: parseEach(dns.allowDomains, `${field}.allow_domains`, strict, skipped, parseDomainEntry),
-    denyDomains: parseEach(dns.denyDomains, `${field}.deny_domains`, strict, skipped, parseDomainEntry),
+    allowDomains: parseEach(dns.allowDomains, `${field}.allow_domains`, strict, skipped, (e, f) => parseDomainEntry(e, f, lookup)),
+    denyDomains: parseEach(dns.denyDomains, `${field}.deny_domains`, strict, skipped, parseDenyDomainEntry),
     upstreams: parseEach(dns.upstreamServers, `${field}.upstream_servers`, strict, skipped, parseUpstream),
   };
 }
 
-function parseDomainEntry(entry: DomainEntry, field: string): DomainRule {
+function parseDomainEntry(entry: DomainEntry, field: string, lookup: PrincipalLookup | null): DomainRule {
+  const scope = parseScopeField(entry.scope, `${field}.scope`, lookup);
   const parsed = parseDomainField(entry.domain, `${field}.domain`);
-  return { domain: parsed.domain, includeSubdomains: entry.includeSubdomains || parsed.wildcard };
+  const rule = { domain: parsed.domain, includeSubdomains: entry.includeSubdomains || parsed.wildcard };
+  return scope === undefined ? rule : { ...rule, scope };
+}
+
+/** A deny-domain rule refuses the name's resolution itself (every query, whoever asks): it takes no scope. */
+function parseDenyDomainEntry(entry: DomainEntry, field: string): DomainRule {
+  const sc = entry.scope;
+  if (sc !== undefined && sc.protocols.length + sc.ports.length + sc.users.length + sc.groups.length > 0) {
+    throw new NetfenceError("INVALID_ARGUMENT", `${field}.scope: a deny-domain rule refuses the name's resolution, it cannot be scoped; deny its addresses with a scoped deny CIDR instead`, {
+      details: { field, [NOT_SKIPPABLE]: true },
+    });
+  }
+  return parseDomainEntry(entry, field, null);
 }
 
 /**

@@ -71,6 +71,21 @@ export async function resolvePrincipals(kind: PrincipalKind, items: readonly (st
   return out.sort((a, b) => a.id - b.id);
 }
 
+/**
+ * Names → ids for whatever of `names` NSS knows (one getent call); unknown names are simply absent,
+ * for a caller that reports them itself, naming the rule (control-plane/command-principals.ts).
+ */
+export async function lookupPrincipalNames(kind: PrincipalKind, names: readonly string[]): Promise<Map<string, number>> {
+  const valid = [...new Set(names.filter((n) => NAME.test(n) && !NUMBER.test(n)))];
+  const known = await getent(kind === "user" ? "passwd" : "group", valid);
+  const out = new Map<string, number>();
+  for (const n of valid) {
+    const rec = known.get(n);
+    if (rec !== undefined && rec.name === n) out.set(n, rec.id);
+  }
+  return out;
+}
+
 /** uid → user name for events and status, cached (a uid without a user gets no name). */
 export class OwnerNames {
   private readonly cache = new Map<number, string | null>();

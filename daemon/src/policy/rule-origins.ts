@@ -1,5 +1,5 @@
 import type { PolicyCommand } from "./policy.js";
-import { formatCidr } from "@netfence/proto/parse";
+import { formatCidr, scopeKey } from "@netfence/proto/parse";
 
 /**
  * Where each rule of one attachment came from (explain): the control-plane command (its id and
@@ -81,12 +81,21 @@ export class RuleOrigins {
         return;
       case "allow-cidr":
       case "deny-cidr":
-        this.rules.set(`cidr:${command.kind === "allow-cidr" ? "allow" : "deny"}:${formatCidr(command.rule.cidr)}`, origin);
+      {
+        // A scoped rule (issue 15) is its own rule: "cidr:allow:10.0.0.0/8 <scope key>".
+        const scope = scopeKey(command.rule.scope);
+        this.rules.set(`cidr:${command.kind === "allow-cidr" ? "allow" : "deny"}:${formatCidr(command.rule.cidr)}${scope === "" ? "" : ` ${scope}`}`, origin);
         return;
+      }
       case "remove-cidr": {
+        // Every rule of the prefix, whatever its scope.
         const key = formatCidr(command.cidr);
-        this.rules.delete(`cidr:allow:${key}`);
-        this.rules.delete(`cidr:deny:${key}`);
+        for (const k of [...this.rules.keys()]) {
+          for (const kind of ["allow", "deny"]) {
+            const base = `cidr:${kind}:${key}`;
+            if (k === base || k.startsWith(`${base} `)) this.rules.delete(k);
+          }
+        }
         return;
       }
       case "set-dns-mode":
@@ -103,7 +112,7 @@ export class RuleOrigins {
     }
   }
 
-  /** The origin of a CIDR rule (canonical prefix), or null: not recorded (an adopted attachment). */
+  /** The origin of a CIDR rule (canonical prefix, with " <scope key>" for a scoped rule), or null: not recorded (an adopted attachment). */
   cidr(action: "allow" | "deny", key: string): RuleOrigin | null {
     return this.rules.get(`cidr:${action}:${key}`) ?? this.base;
   }
