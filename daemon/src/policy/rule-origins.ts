@@ -39,6 +39,8 @@ export class RuleOrigins {
   private base: RuleOrigin | null = null;
   /** Rules changed on their own since base: "cidr:allow:10.0.0.0/8", "domain:deny:x.com", "mode", "dns-mode", "dns-rules". */
   private readonly rules = new Map<string, RuleOrigin>();
+  /** The keys of `rules` that name scoped CIDR rules (few), so RemoveCIDR finds them without a scan. */
+  private readonly scopedKeys = new Set<string>();
 
   /** From the stored form; anything malformed (a hand-edited file) is left out, never fatal. */
   static fromStored(s: unknown): RuleOrigins {
@@ -46,7 +48,10 @@ export class RuleOrigins {
     if (typeof s !== "object" || s === null) return out;
     const { base, rules } = s as { base?: unknown; rules?: unknown };
     if (validOrigin(base)) out.base = base;
-    if (Array.isArray(rules)) for (const r of rules) if (Array.isArray(r) && typeof r[0] === "string" && validOrigin(r[1])) out.rules.set(r[0], r[1]);
+    if (Array.isArray(rules)) for (const r of rules) if (Array.isArray(r) && typeof r[0] === "string" && validOrigin(r[1])) {
+      out.rules.set(r[0], r[1]);
+      if (r[0].startsWith("cidr:") && r[0].includes(" ")) out.scopedKeys.add(r[0]);
+    }
     return out;
   }
 
@@ -60,6 +65,7 @@ export class RuleOrigins {
   noteInitial(origin: RuleOrigin): void {
     this.base = origin;
     this.rules.clear();
+    this.scopedKeys.clear();
   }
 
   /** A command was applied (after its plan committed). */
@@ -71,9 +77,13 @@ export class RuleOrigins {
           const dnsBase = this.rules.get("dns-rules") ?? this.base;
           const kept = [...this.rules].filter(([k]) => k.startsWith("domain:") || k === "dns-mode");
           this.rules.clear();
+          this.scopedKeys.clear();
           for (const [k, v] of kept) this.rules.set(k, v);
           if (dnsBase !== null) this.rules.set("dns-rules", dnsBase);
-        } else this.rules.clear();
+        } else {
+          this.rules.clear();
+          this.scopedKeys.clear();
+        }
         this.base = origin;
         return;
       case "set-mode":
@@ -84,16 +94,20 @@ export class RuleOrigins {
       {
         // A scoped rule (issue 15) is its own rule: "cidr:allow:10.0.0.0/8 <scope key>".
         const scope = scopeKey(command.rule.scope);
-        this.rules.set(`cidr:${command.kind === "allow-cidr" ? "allow" : "deny"}:${formatCidr(command.rule.cidr)}${scope === "" ? "" : ` ${scope}`}`, origin);
+        const key = `cidr:${command.kind === "allow-cidr" ? "allow" : "deny"}:${formatCidr(command.rule.cidr)}${scope === "" ? "" : ` ${scope}`}`;
+        this.rules.set(key, origin);
+        if (scope !== "") this.scopedKeys.add(key);
         return;
       }
       case "remove-cidr": {
         // Every rule of the prefix, whatever its scope.
         const key = formatCidr(command.cidr);
-        for (const k of [...this.rules.keys()]) {
-          for (const kind of ["allow", "deny"]) {
-            const base = `cidr:${kind}:${key}`;
-            if (k === base || k.startsWith(`${base} `)) this.rules.delete(k);
+        this.rules.delete(`cidr:allow:${key}`);
+        this.rules.delete(`cidr:deny:${key}`);
+        for (const k of this.scopedKeys) {
+          if (k.startsWith(`cidr:allow:${key} `) || k.startsWith(`cidr:deny:${key} `)) {
+            this.rules.delete(k);
+            this.scopedKeys.delete(k);
           }
         }
         return;
