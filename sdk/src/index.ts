@@ -15,8 +15,10 @@ export type {
   DnsQuery,
   DnsSpec,
   DomainSpec,
+  EstablishedSpec,
   Mode,
   PolicySpec,
+  ScopeSpec,
   UnsubscribeReason,
 } from "./policy-spec.js";
 export type { SdkLogger } from "./logger.js";

@@ -8,17 +8,45 @@ import type { DnsModeName, PolicyModeName } from "@netfence/proto/modes";
 export type Mode = PolicyModeName;
 export type DnsMode = DnsModeName;
 
-/** A CIDR ("10.0.0.0/8", "2001:db8::/32", a bare address) with an optional TTL counted from when the daemon receives it. */
+/**
+ * Extension (issue 15): what a rule is limited to besides its addresses — the rule matches a packet
+ * only when all of the given lists match it (an empty or absent list matches everything). A Netfence
+ * daemon enforces it; a Go-original daemon ignores the field and applies the rule unscoped.
+ *   protocols  "tcp", "udp", "icmp", "icmpv6", "sctp" or numbers 1..255
+ *   ports      destination ports: 443, "8000-8100"; only with tcp, udp, sctp (ports alone = tcp and udp)
+ *   users      socket owner: user names or uids; groups: group names or gids — resolved by the daemon
+ *              when it applies the rule (unknown name = the command is rejected); cgroup attachments only
+ * Validated when the command is built (an invalid scope throws INVALID_ARGUMENT naming the field).
+ */
+export interface ScopeSpec {
+  readonly protocols?: readonly (string | number)[];
+  readonly ports?: readonly (number | string)[];
+  readonly users?: readonly (string | number)[];
+  readonly groups?: readonly (string | number)[];
+}
+
+/**
+ * A CIDR ("10.0.0.0/8", "2001:db8::/32", a bare address) with an optional TTL counted from when the
+ * daemon receives it, and an optional scope: (cidr, scope) names a rule, so the same CIDR may be
+ * allowed with several scopes (remove-cidr removes all of them).
+ */
 export interface CidrSpec {
   readonly cidr: string;
   readonly ttlSeconds?: number;
+  readonly scope?: ScopeSpec;
 }
 
-/** "*.example.com" is the same as { domain: "example.com", includeSubdomains: true }. */
+/** "*.example.com" is the same as { domain: "example.com", includeSubdomains: true }. A scope limits
+ * the addresses the name's answers open (allow rules only: a deny rule refuses the name itself). */
 export interface DomainSpec {
   readonly domain: string;
   readonly includeSubdomains?: boolean;
+  readonly scope?: ScopeSpec;
 }
+
+/** Extension (issue 15): connections set up while allowed survive a change that would block them
+ * ("keep": TCP only) or are cut at their next packet ("sever", the default and the Go original's behaviour). */
+export type EstablishedSpec = "keep" | "sever";
 
 export interface DnsSpec {
   readonly mode: DnsMode;
@@ -50,18 +78,20 @@ export interface PolicySpec {
    * it: absent = false = enforcing (in a BulkUpdate too). A Go-original daemon ignores it and enforces.
    */
   readonly audit?: boolean;
+  /** Keep or sever (extension, issue 15). A policy restates it: absent = "sever" (in a BulkUpdate too). */
+  readonly established?: EstablishedSpec;
 }
 
 /** One command for one attachment. */
 export type Command =
   /** audit absent: the attachment's audit mode stays as it is; true/false turns it on/off. */
   | { readonly kind: "set-mode"; readonly mode: Mode; readonly audit?: boolean }
-  | { readonly kind: "allow-cidr"; readonly cidr: string; readonly ttlSeconds?: number }
-  | { readonly kind: "deny-cidr"; readonly cidr: string; readonly ttlSeconds?: number }
+  | { readonly kind: "allow-cidr"; readonly cidr: string; readonly ttlSeconds?: number; readonly scope?: ScopeSpec }
+  | { readonly kind: "deny-cidr"; readonly cidr: string; readonly ttlSeconds?: number; readonly scope?: ScopeSpec }
   | { readonly kind: "remove-cidr"; readonly cidr: string }
   | { readonly kind: "bulk-update"; readonly policy: PolicySpec }
   | { readonly kind: "set-dns-mode"; readonly mode: DnsMode }
-  | { readonly kind: "allow-domain"; readonly domain: string; readonly includeSubdomains?: boolean }
+  | { readonly kind: "allow-domain"; readonly domain: string; readonly includeSubdomains?: boolean; readonly scope?: ScopeSpec }
   | { readonly kind: "deny-domain"; readonly domain: string; readonly includeSubdomains?: boolean }
   | { readonly kind: "remove-domain"; readonly domain: string };
 

@@ -6,7 +6,9 @@ import {
   ControlCommandSchema,
   DnsConfigSchema,
   DomainEntrySchema,
+  RuleScopeSchema,
   SubscribedAckSchema,
+  type RuleScope,
   type BulkUpdate,
   type CIDREntry,
   type ControlCommand,
@@ -15,7 +17,9 @@ import {
   type SubscribedAck,
 } from "@netfence/proto/control";
 import { dnsModeToWire, policyModeToWire as modeToWire } from "@netfence/proto/modes";
-import type { CidrSpec, Command, DnsSpec, DomainSpec, PolicySpec } from "./policy-spec.js";
+import { parseRuleScope, protocolName } from "@netfence/proto/parse";
+import { EstablishedMode } from "@netfence/proto/types";
+import type { CidrSpec, Command, DnsSpec, DomainSpec, EstablishedSpec, PolicySpec, ScopeSpec } from "./policy-spec.js";
 
 export { dnsModeToWire, modeToWire };
 
@@ -27,14 +31,39 @@ function ttlToWire(ttlSeconds: number | undefined): Duration | undefined {
   return create(DurationSchema, { seconds: BigInt(whole), nanos: Math.round((ttlSeconds - whole) * 1e9) });
 }
 
+/**
+ * A scope → RuleScope (undefined when it limits nothing), checked by the daemon's own parser first
+ * (proto/src/parse/rule-scope-parse.ts): protocols by name, ports merged; user and group names are
+ * only checked for their form here (the daemon resolves them).
+ */
+export function scopeToWire(scope: ScopeSpec | undefined, field = "scope"): RuleScope | undefined {
+  const parsed = parseRuleScope(scope, field, () => 0);
+  if (parsed === undefined || scope === undefined) return undefined;
+  return create(RuleScopeSchema, {
+    protocols: parsed.protocols.map(protocolName),
+    ports: parsed.ports.map((r) => ({ from: r.from, to: r.to === r.from ? 0 : r.to })),
+    users: (scope.users ?? []).map((u) => String(u).trim()),
+    groups: (scope.groups ?? []).map((g) => String(g).trim()),
+  });
+}
+
+export function establishedToWire(mode: EstablishedSpec | undefined): EstablishedMode {
+  if (mode === undefined) return EstablishedMode.UNSPECIFIED;
+  if (mode === "keep") return EstablishedMode.KEEP;
+  if (mode === "sever") return EstablishedMode.SEVER;
+  throw new Error(`established must be "keep" or "sever", not ${JSON.stringify(mode)}`);
+}
+
 export function cidrToWire(entry: string | CidrSpec): CIDREntry {
   const spec: CidrSpec = typeof entry === "string" ? { cidr: entry } : entry;
-  return create(CIDREntrySchema, { cidr: spec.cidr, ttl: ttlToWire(spec.ttlSeconds) });
+  const scope = spec.scope === undefined ? undefined : scopeToWire(spec.scope, `${spec.cidr} scope`);
+  return create(CIDREntrySchema, { cidr: spec.cidr, ttl: ttlToWire(spec.ttlSeconds), ...(scope === undefined ? {} : { scope }) });
 }
 
 export function domainToWire(entry: string | DomainSpec): DomainEntry {
   const spec: DomainSpec = typeof entry === "string" ? { domain: entry } : entry;
-  return create(DomainEntrySchema, { domain: spec.domain, includeSubdomains: spec.includeSubdomains ?? false });
+  const scope = spec.scope === undefined ? undefined : scopeToWire(spec.scope, `${spec.domain} scope`);
+  return create(DomainEntrySchema, { domain: spec.domain, includeSubdomains: spec.includeSubdomains ?? false, ...(scope === undefined ? {} : { scope }) });
 }
 
 export function dnsToWire(dns: DnsSpec): DnsConfig {
@@ -54,6 +83,7 @@ export function policyToSubscribedAck(policy: PolicySpec): SubscribedAck {
     dns: policy.dns === undefined ? undefined : dnsToWire(policy.dns),
     policyVersion: policy.version ?? "",
     audit: policy.audit ?? false,
+    established: establishedToWire(policy.established),
   });
 }
 
@@ -67,6 +97,7 @@ export function policyToBulkUpdate(policy: PolicySpec): BulkUpdate {
     keepDns: policy.dns === undefined,
     policyVersion: policy.version ?? "",
     audit: policy.audit ?? false,
+    established: establishedToWire(policy.established),
   });
 }
 

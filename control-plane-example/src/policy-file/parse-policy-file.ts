@@ -1,7 +1,8 @@
 import { isIP } from "node:net";
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node, type Pair, type YAMLMap } from "yaml";
 import { MAX_TTL_SECONDS, normalizeDomain, parseCidr, parseDomainPattern, parseDurationSeconds, parseHostPort } from "@netfence/proto/parse";
-import type { CidrSpec, DnsMode, DnsSpec, DomainSpec, Mode, PolicySpec } from "@netfence/control-plane-sdk";
+import type { CidrSpec, DnsMode, DnsSpec, DomainSpec, EstablishedSpec, Mode, PolicySpec } from "@netfence/control-plane-sdk";
+import { SCOPE_KEYS, scopeOfEntry } from "./scope-node.js";
 import { BUILTIN_DEFAULT_POLICY, type PolicyFile, type PolicyRule } from "./policy-file.js";
 
 /** Every problem of a rejected policy file, each as "file:line:col: message". */
@@ -14,7 +15,7 @@ export class PolicyFileError extends Error {
 
 const MODES: readonly Mode[] = ["disabled", "allowlist", "denylist", "block-all"];
 const DNS_MODES: readonly DnsMode[] = ["disabled", "allowlist", "denylist", "proxy"];
-const POLICY_KEYS = ["mode", "allow", "deny", "dns", "audit"];
+const POLICY_KEYS = ["mode", "allow", "deny", "dns", "audit", "established"];
 const NO_ANSWERS: ReadonlyMap<string, readonly string[]> = new Map();
 const RULE_KEYS = ["name", "match", ...POLICY_KEYS];
 const LABEL_KEY = /^[A-Za-z0-9_.\/-]{1,253}$/;
@@ -179,8 +180,11 @@ class Validator {
         audit = null;
       } else audit = auditNode.value;
     }
-    if (mode === null || allow === null || deny === null || dns === null || audit === null) return null;
-    return audit ? { mode, allow, deny, dns, audit } : { mode, allow, deny, dns };
+    // established: keep = connections set up while allowed survive a change that would block them (issue 15).
+    const estNode = this.get(node, "established");
+    const established: EstablishedSpec | null | undefined = estNode === undefined ? undefined : this.oneOf(estNode, ["keep", "sever"] as const, `${where}: established`);
+    if (mode === null || allow === null || deny === null || dns === null || audit === null || established === null) return null;
+    return { mode, allow, deny, dns, ...(audit ? { audit } : {}), ...(established === "keep" ? { established } : {}) };
   }
 
   oneOf<T extends string>(node: Node, values: readonly T[], what: string): T | null {
@@ -211,8 +215,12 @@ class Validator {
   cidr(node: Node, what: string): CidrSpec | null {
     let cidrNode: Node = node;
     let ttlSeconds: number | undefined;
+    let scope: CidrSpec["scope"];
     if (isMap(node)) {
-      this.onlyKeys(node, ["cidr", "ttl"]);
+      this.onlyKeys(node, ["cidr", "ttl", ...SCOPE_KEYS]);
+      const sc = scopeOfEntry(this, node, what);
+      if (sc === null) return null;
+      scope = sc;
       const c = this.get(node, "cidr");
       if (c === undefined) {
         this.error(node, `${what}: "cidr" is required`);
@@ -238,7 +246,7 @@ class Validator {
       this.error(cidrNode, `${what}: ${(err as Error).message}`);
       return null;
     }
-    return ttlSeconds === undefined ? { cidr: text } : { cidr: text, ttlSeconds };
+    return { cidr: text, ...(ttlSeconds === undefined ? {} : { ttlSeconds }), ...(scope === undefined ? {} : { scope }) };
   }
 
   dns(node: Node, what: string): DnsSpec | null {
@@ -252,7 +260,12 @@ class Validator {
     if (modeNode === undefined) this.error(node, `${what}: "mode" is required (${DNS_MODES.join(", ")})`);
     else mode = this.oneOf(modeNode, DNS_MODES, `${what}: mode`);
     const allow = this.domains(this.get(node, "allow"), `${what}: allow`);
-    const deny = this.domains(this.get(node, "deny"), `${what}: deny`);
+    const denyNode = this.get(node, "deny");
+    let deny = this.domains(denyNode, `${what}: deny`);
+    if (deny !== null && deny.some((d) => d.scope !== undefined)) {
+      this.error(denyNode!, `${what}: deny: a denied domain cannot be scoped (denying a name refuses its resolution); deny its addresses with a scoped deny CIDR`);
+      deny = null;
+    }
     const upstreams = this.upstreams(this.get(node, "upstreams"), `${what}: upstreams`);
     if (mode === null || allow === null || deny === null || upstreams === null) return null;
     return { mode, allow, deny, upstreams };
@@ -277,8 +290,12 @@ class Validator {
   domain(node: Node, what: string): DomainSpec | null {
     let domainNode: Node = node;
     let includeSubdomains = false;
+    let scope: DomainSpec["scope"];
     if (isMap(node)) {
-      this.onlyKeys(node, ["domain", "include_subdomains"]);
+      this.onlyKeys(node, ["domain", "include_subdomains", ...SCOPE_KEYS]);
+      const sc = scopeOfEntry(this, node, what);
+      if (sc === null) return null;
+      scope = sc;
       const d = this.get(node, "domain");
       if (d === undefined) {
         this.error(node, `${what}: "domain" is required`);
@@ -298,7 +315,7 @@ class Validator {
     if (text === null) return null;
     try {
       const { domain, wildcard } = parseDomainPattern(text);
-      return { domain, includeSubdomains: includeSubdomains || wildcard };
+      return { domain, includeSubdomains: includeSubdomains || wildcard, ...(scope === undefined ? {} : { scope }) };
     } catch (err) {
       this.error(domainNode, `${what}: ${(err as Error).message} ("${text}")`);
       return null;
