@@ -1,5 +1,6 @@
 import type { CIDREntry, ControlCommand, DnsConfig, DomainEntry } from "@netfence/proto/control";
 import { principalNamesOf, type PrincipalLookup } from "@netfence/proto/parse";
+import { NetfenceError } from "@netfence/proto/errors";
 import { lookupPrincipalNames } from "../policy/principals.js";
 
 /**
@@ -57,4 +58,20 @@ export function hasPrincipalNames(names: PrincipalNames): boolean {
 export async function resolvePrincipalNames(names: PrincipalNames): Promise<PrincipalLookup> {
   const [users, groups] = await Promise.all([lookupPrincipalNames("user", names.users), lookupPrincipalNames("group", names.groups)]);
   return (kind, name) => (kind === "user" ? users : groups).get(name) ?? null;
+}
+
+/**
+ * For a command handled outside the queue (a SubscribedAck): when it names users or groups, resolves
+ * them and calls `then` with the lookup (one that throws when NSS failed: the parser then rejects the
+ * command naming the field), returning true; false when there is nothing to resolve.
+ */
+export function deferForPrincipals(cmd: ControlCommand, then: (lookup: PrincipalLookup) => void): boolean {
+  const names = principalNamesOfCommand(cmd);
+  if (!hasPrincipalNames(names)) return false;
+  resolvePrincipalNames(names).then(then, (err: unknown) =>
+    then(() => {
+      throw NetfenceError.from(err, "INVALID_ARGUMENT");
+    }),
+  );
+  return true;
 }

@@ -16,8 +16,9 @@ import { CHANNEL_OPTIONS, callMetadata, channelCredentials, type ControlPlaneTls
 import { CommandRunner, errorMessage, formatSeconds, kindOf, type CommandKind } from "./command-runner.js";
 import { PendingSubscriptions } from "./pending-subscriptions.js";
 import { queryDnsCall } from "./query-dns-call.js";
-import { parseCommand, parseSubscribedAck } from "./parse-command.js";
-import { hasPrincipalNames, principalNamesOfCommand, resolvePrincipalNames } from "./command-principals.js";
+import { parseSubscribedAck } from "./parse-command.js";
+import { deferForPrincipals } from "./command-principals.js";
+import { intakeCommand } from "./command-intake.js";
 import type { PrincipalLookup } from "@netfence/proto/parse";
 import { acceptedAck, rejectedCommand } from "./command-history.js";
 import { HeartbeatTimer } from "./heartbeat-timer.js";
@@ -331,42 +332,17 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
       default:
         break;
     }
-    const names = principalNamesOfCommand(cmd);
-    if (hasPrincipalNames(names)) {
-      // User/group names (issue 15): resolved and parsed in the attachment's queue, in arrival order.
-      const strict = this.strict;
-      const prepare = async (): Promise<ReturnType<typeof parseCommand>> => {
-        const parsed = parseCommand(cmd, Date.now(), { strict, principals: await resolvePrincipalNames(names) });
-        this.noteSkipped(parsed, commandId);
-        return parsed;
-      };
-      this.commands.runResolving(cmd.id, prepare, commandId, respond, (err) => this.rejectInvalid(cmd, commandId, err, respond));
-      return;
-    }
-    let parsed: ReturnType<typeof parseCommand>;
-    try {
-      parsed = parseCommand(cmd, Date.now(), { strict: this.strict });
-    } catch (err) {
-      this.rejectInvalid(cmd, commandId, err, respond);
-      return;
-    }
-    this.noteSkipped(parsed, commandId);
-    this.commands.run(parsed.attachmentId, parsed.command, commandId, (error) => respond(error, error === null ? parsed.skipped : []), parsed.skipped);
-  }
-
-  private noteSkipped(parsed: ReturnType<typeof parseCommand>, commandId: string | null): void {
-    if (parsed.skipped.length > 0) {
-      this.log.warn({ attachmentId: parsed.attachmentId, commandId, command: parsed.command.kind, skipped: parsed.skipped }, "bad entries skipped; the rest applies");
-    }
-  }
-
-  /** An invalid command: nothing changes; logged, counted, recorded, answered with the reason. */
-  private rejectInvalid(cmd: ControlCommand, commandId: string | null, err: unknown, respond: (error: string | null) => void): void {
-    const message = errorMessage(err);
-    this.log.warn({ attachmentId: cmd.id, commandId, command: cmd.command.case ?? "none", err: message }, "rejected invalid command");
-    this.opts.onCommandOutcome?.(kindOf(cmd), false, 0);
-    this.opts.host.recordHistory?.(rejectedCommand(this.opts.url, cmd.id, kindOf(cmd), commandId, message)); // audit trail
-    respond(message);
+    intakeCommand(cmd, commandId, respond, {
+      strict: this.strict,
+      log: this.log,
+      runner: this.commands,
+      onInvalid: (err) => {
+        const message = errorMessage(err);
+        this.opts.onCommandOutcome?.(kindOf(cmd), false, 0);
+        this.opts.host.recordHistory?.(rejectedCommand(this.opts.url, cmd.id, kindOf(cmd), commandId, message)); // audit trail
+        respond(message);
+      },
+    });
   }
 
   private onSubscribedAck(
@@ -377,18 +353,9 @@ export class ControlPlaneClient implements PolicySource, DnsProxy {
   ): void {
     if (cmd.command.case !== "subscribedAck") return;
     const ack = cmd.command.value;
-    const names = principalNamesOfCommand(cmd);
-    if (principals === undefined && hasPrincipalNames(names)) {
-      // User/group names (issue 15): looked up first, then the ack is taken as usual (its pending
-      // subscription is checked again then: it may have timed out meanwhile).
-      resolvePrincipalNames(names).then(
-        (lookup) => this.onSubscribedAck(cmd, commandId, respond, lookup),
-        (err: unknown) => this.onSubscribedAck(cmd, commandId, respond, () => {
-          throw NetfenceError.from(err, "INVALID_ARGUMENT");
-        }),
-      );
-      return;
-    }
+    // User/group names (issue 15): looked up first, then the ack is taken as usual (its pending
+    // subscription is checked again then: it may have timed out meanwhile).
+    if (principals === undefined && deferForPrincipals(cmd, (lookup) => this.onSubscribedAck(cmd, commandId, respond, lookup))) return;
     const late = !this.pending.has(cmd.id) && this.awaitingAck.has(cmd.id);
     if (!this.pending.has(cmd.id) && !late) {
       const message = `no pending subscription for attachment "${cmd.id}" (unknown, or its SubscribedAck already timed out)`;
