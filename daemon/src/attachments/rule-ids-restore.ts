@@ -1,4 +1,4 @@
-import { formatCidr } from "@netfence/proto/parse";
+import { formatCidr, scopeKey } from "@netfence/proto/parse";
 import type { Filter } from "../datapath/filter.js";
 import { HITS_CAP, RULE_ID } from "../datapath/hits-wire.js";
 import { entryOf, type RuleStamper } from "../policy/compile.js";
@@ -19,7 +19,6 @@ export async function restoreRuleIds(filter: Filter, id: string, state: PolicySt
   const learnedClaims: [string, string][] = [];
   for (const e of kernel.policy.entries) {
     const rid = e.ruleId ?? RULE_ID.NONE;
-    if (rid < RULE_ID.FIRST) continue;
     const key = formatCidr(e.cidr);
     let chosen: string | null = null;
     const recorder: RuleStamper = {
@@ -33,8 +32,15 @@ export async function restoreRuleIds(filter: Filter, id: string, state: PolicySt
         return 0;
       },
     };
-    entryOf(e.cidr, state.rules.get(key) ?? null, state.learned.forPrefix(key), nowMs, recorder, key);
-    if (chosen !== null) claims.push([chosen, rid]);
+    const rules = state.rules.get(key) ?? null;
+    entryOf(e.cidr, rules, state.learned.forPrefix(key), nowMs, recorder, key);
+    if (chosen !== null && rid >= RULE_ID.FIRST) claims.push([chosen, rid]);
+    // Scoped CIDR rules (issue 15) take back their ids too, when the driver reads them back.
+    for (const se of e.scoped ?? []) {
+      const pair = rules?.scoped?.find((p) => p.key === scopeKey(se.scope));
+      const kind = se.deny ? "deny" : "allow";
+      if (pair !== undefined && se.ruleId >= RULE_ID.FIRST && (kind === "deny" ? pair.deny : pair.allow) !== null) claims.push([cidrRuleKey(kind, `${key} ${pair.key}`), se.ruleId]);
+    }
   }
   state.ruleIds.restore(claims, hits.filter((h) => h.packets > 0n).map((h) => h.ruleId), learnedClaims);
 }
