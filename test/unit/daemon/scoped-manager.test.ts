@@ -5,6 +5,7 @@ import { AttachmentManager } from "../../../daemon/src/attachments/manager.js";
 import { FakeBpffs, FakeFilter } from "../../../daemon/src/datapath/fake-filter.js";
 import { MemoryStateStore, type StateStore } from "../../../daemon/src/store/state-store.js";
 import type { AttachmentPolicy, CidrRule } from "../../../daemon/src/policy/policy.js";
+import type { FilterPolicy } from "../../../daemon/src/policy/compiled.js";
 import { PolicyState } from "../../../daemon/src/policy/policy-state.js";
 import { restoreRuleIds } from "../../../daemon/src/attachments/rule-ids-restore.js";
 import { FakeDnsServers, RecordingPolicySource, fakeCgroupRoot, policy, silentLogger } from "./fakes.js";
@@ -30,13 +31,19 @@ const rule = (c: string, scope?: RuleScopeInput): CidrRule => {
 async function rig(pol: AttachmentPolicy, bpffs: FakeBpffs, store: StateStore, cgroupRoot: string) {
   const filter = new FakeFilter(bpffs);
   filter.now = () => T0;
+  // What the driver is given as whole policies (attach, replace).
+  const policies: FilterPolicy[] = [];
+  const attach = filter.attach.bind(filter);
+  const replace = filter.replacePolicy.bind(filter);
+  filter.attach = (spec, p) => (policies.push(p), attach(spec, p));
+  filter.replacePolicy = (id, p) => (policies.push(p), replace(id, p));
   const manager = new AttachmentManager({
     filter, policySource: new RecordingPolicySource(pol), store, dnsServers: new FakeDnsServers(), logger: silentLogger,
     dns: { listenAddr: "127.0.0.1", portMin: 11000, portMax: 11010 }, cgroupRoot, now: () => T0, gcIntervalMs: 0, fallbackDaemonId: "nfd-test",
   });
   managers.push(manager);
   await manager.start();
-  return { manager, filter };
+  return { manager, filter, policies };
 }
 
 describe("scoped rules and keep mode through the manager", () => {
@@ -54,6 +61,7 @@ describe("scoped rules and keep mode through the manager", () => {
     const { id } = await first.manager.attach({ target: { kind: "cgroup", path: "a" }, metadata: {} });
     const e = first.filter.entries(id).get("10.0.0.0/24")!;
     expect([e.allow, e.deny, e.scoped?.length]).toEqual([true, false, 2]);
+    expect(first.policies.map((p) => p.keepEstablished)).toEqual([true]);
     expect(bpffs.pinned.get(id)).toBeDefined();
     // A scoped rule added by command: its own id; the unscoped rule of the prefix stays.
     await first.manager.applyCommand(id, { kind: "allow-cidr", rule: rule("10.0.0.0/24", { protocols: ["icmp"] }) });
@@ -82,6 +90,7 @@ describe("scoped rules and keep mode through the manager", () => {
     const allowCidrs = [...restored.allowCidrs, rule("10.0.1.0/24")];
     await second.manager.applyCommand(id, { kind: "bulk-update", mode: "allowlist", audit: false, allowCidrs, denyCidrs: restored.denyCidrs, dns: null, established: "keep" });
     expect(second.filter.calls.slice(calls).map((c) => c.method)).toContain("replacePolicy");
+    expect(second.policies.at(-1)!.keepEstablished).toBe(true);
     const after = second.filter.entries(id).get("10.0.0.0/24")!;
     expect(after.ruleId).toBe(before.ruleId);
     expect(after.scoped!.map((s) => s.ruleId).sort()).toEqual([...ids].sort());
