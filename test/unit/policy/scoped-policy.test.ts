@@ -266,3 +266,43 @@ describe("property: compiled entries decide every packet as the rules say", () =
     );
   });
 });
+
+describe("property: DNS-learned addresses decide packets as allow rules with their domain rules' scopes", () => {
+  it("random domain rules (scoped or not), learned names and CIDR rules", () => {
+    const arbDomainScope = arbScopeInput.map((s) => parseRuleScope(s));
+    const names = ["a.test", "b.test", "x.a.test", "c.test"];
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ domain: fc.constantFrom("a.test", "b.test", "c.test"), sub: fc.boolean(), scope: arbDomainScope }), { maxLength: 4 }),
+        fc.array(fc.record({ name: fc.constantFrom(...names), host: fc.constantFrom("10.0.0.4", "10.0.0.5", "10.0.1.7") }), { maxLength: 6 }),
+        fc.array(arbRule, { maxLength: 6 }),
+        fc.array(arbPacket, { minLength: 1, maxLength: 20 }),
+        (domains, learned, rules, packets) => {
+          const allowDomains: DomainRule[] = domains.map((d) => (d.scope === undefined ? { domain: d.domain, includeSubdomains: d.sub } : { domain: d.domain, includeSubdomains: d.sub, scope: d.scope }));
+          const st = new PolicyState({
+            ...base,
+            allowCidrs: rules.filter((r) => !r.deny).map(toCidrRule),
+            denyCidrs: rules.filter((r) => r.deny).map(toCidrRule),
+            dns: { ...DNS, allowDomains },
+          });
+          for (const l of learned) st.learned.add(l.name, parseCidr(l.host), T0 + 60_000);
+          const kept = st.toPolicy();
+          const ref: RefRule[] = [...kept.allowCidrs.map((r) => ({ ...r, deny: false })), ...kept.denyCidrs.map((r) => ({ ...r, deny: true }))];
+          // The reference: a learned address is an allow rule at /32 for each scope of the most specific
+          // domain rule naming its name (rule-ids.ts learnedRuleKey); unscoped when that rule is, or when none does.
+          for (const l of learned) {
+            const exact = allowDomains.filter((d) => d.domain === l.name);
+            const parent = l.name.endsWith(".a.test") ? allowDomains.filter((d) => d.domain === "a.test" && d.includeSubdomains) : [];
+            const deciding = exact.length > 0 ? exact : parent;
+            const cidr = parseCidr(l.host);
+            if (deciding.length === 0 || deciding.some((d) => d.scope === undefined)) ref.push({ cidr, deny: false, expiresAtMs: T0 + 60_000 });
+            else for (const d of deciding) ref.push({ cidr, deny: false, expiresAtMs: T0 + 60_000, scope: d.scope! });
+          }
+          const entries = st.compile(T0).entries;
+          for (const p of packets) expect(entriesVerdict(entries, p, T0)).toBe(referenceVerdict(ref, p, T0));
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});
