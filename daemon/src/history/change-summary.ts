@@ -1,4 +1,4 @@
-import { formatCidr } from "@netfence/proto/parse";
+import { formatCidr, formatRuleScope, type RuleScope } from "@netfence/proto/parse";
 import type { AttachmentPolicy, CidrRule, DnsPolicy, DomainRule, FilterMode, PolicyCommand } from "../policy/policy.js";
 import type { RuleIndex } from "../policy/rule-index.js";
 
@@ -26,15 +26,15 @@ export function commandSummary(command: PolicyCommand, before: PolicyBefore, aft
     case "set-mode":
       return `mode ${arrow(before.mode, command.mode)}`;
     case "allow-cidr":
-      return `allow +${formatCidr(command.rule.cidr)}${ttl(command.rule)}`;
+      return `allow +${formatCidr(command.rule.cidr)}${scoped(command.rule)}${ttl(command.rule)}`;
     case "deny-cidr":
-      return `deny +${formatCidr(command.rule.cidr)}${ttl(command.rule)}`;
+      return `deny +${formatCidr(command.rule.cidr)}${scoped(command.rule)}${ttl(command.rule)}`;
     case "remove-cidr":
       return `remove ${formatCidr(command.cidr)}`;
     case "set-dns-mode":
       return `dns mode ${arrow(before.dns.mode, command.mode)}`;
     case "allow-domain":
-      return `allow domain +${domain(command.rule)}`;
+      return `allow domain +${domain(command.rule)}${scoped(command.rule)}`;
     case "deny-domain":
       return `deny domain +${domain(command.rule)}`;
     case "remove-domain":
@@ -43,6 +43,7 @@ export function commandSummary(command: PolicyCommand, before: PolicyBefore, aft
       if (after !== undefined) {
         const parts = [`mode ${arrow(before.mode, command.mode)}`, `allow ${indexDiff(before.rules, after, "allow")}`, `deny ${indexDiff(before.rules, after, "deny")}`];
         parts.push(command.dns === null ? "dns rules kept" : dnsDiff(before.dns, command.dns));
+        if (command.established === "keep") parts.push("established keep");
         return parts.join("; ");
       }
       const beforeAllow: string[] = [];
@@ -72,6 +73,11 @@ export function policySummary(p: AttachmentPolicy): string {
 
 function arrow(a: string, b: string): string {
   return a === b ? `${b} (unchanged)` : `${a}→${b}`;
+}
+
+/** " (tcp/443 users=web(33))" for a scoped rule (issue 15), "" for an unscoped one. */
+function scoped(r: { readonly scope?: RuleScope }): string {
+  return r.scope === undefined ? "" : ` (${formatRuleScope(r.scope)})`;
 }
 
 function ttl(r: CidrRule): string {
