@@ -45,6 +45,7 @@ function withScoped(cur: PrefixRules, scoped: ScopedRules[]): PrefixRules {
 
 /** Sets the scoped pair `key` (null pair = removed), keeping the list sorted. */
 function putScoped(list: readonly ScopedRules[] | undefined, pair: ScopedRules, keepEmpty = false): ScopedRules[] {
+  if (list === undefined || list.length === 0) return keepEmpty || pair.allow !== null || pair.deny !== null ? [pair] : [];
   const out = (list ?? []).filter((s) => s.key !== pair.key);
   if (keepEmpty || pair.allow !== null || pair.deny !== null) out.push(pair);
   return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
@@ -63,6 +64,11 @@ export function addListRule(cur: PrefixRules | undefined, kind: RuleKind, rule: 
     return base.scoped === undefined ? { cidr: base.cidr, allow, deny } : { cidr: base.cidr, allow, deny, scoped: base.scoped };
   }
   const key = scopeKey(rule.scope);
+  if (cur === undefined) {
+    // The common case of a list: the prefix's first rule.
+    const pair: ScopedRules = { key, scope: rule.scope!, allow: kind === "allow" ? rule : null, deny: kind === "deny" ? rule : null };
+    return { cidr: rule.cidr, allow: null, deny: null, scoped: [pair] };
+  }
   const prev = base.scoped?.find((s) => s.key === key);
   const pair: ScopedRules = {
     key,
