@@ -120,7 +120,7 @@ export class PolicyState {
   }
 }
 
-/** Whether a CIDR rule id key ("10.0.0.0/8", or "10.0.0.0/8 <scope key>" for a scoped rule) is still a rule of `rules`. */
+/** Whether a CIDR rule id key ("10.0.0.0/8", or "10.0.0.0/8 <scope text>" for a scoped rule) is still a rule of `rules`. */
 function cidrRuleLive(rules: RuleIndex, kind: "allow" | "deny", key: string): boolean {
   const space = key.indexOf(" ");
   const r = rules.get(space === -1 ? key : key.slice(0, space));

@@ -1,4 +1,4 @@
-import { isUnscoped, scopeKey, type Cidr, type RuleScope } from "@netfence/proto/parse";
+import { isUnscoped, protocolName, type Cidr, type RuleScope } from "@netfence/proto/parse";
 import type { CidrRule } from "./policy.js";
 
 /**
@@ -19,7 +19,7 @@ export interface PrefixRules {
 }
 
 export interface ScopedRules {
-  /** scopeKey(scope): equal scopes, equal keys. */
+  /** scopeText(scope): equal scopes, equal keys; also the rule's text after its prefix in rule ids and listings. */
   readonly key: string;
   readonly scope: RuleScope;
   readonly allow: CidrRule | null;
@@ -27,6 +27,23 @@ export interface ScopedRules {
 }
 
 export type RuleKind = "allow" | "deny";
+
+/**
+ * The canonical text of a scope, by ids (names are not part of a rule's identity): "tcp/443,8000-8100
+ * users=33", "icmp", "tcp,udp/53 groups=50", "users=0". Equal scopes give equal texts (protocols and
+ * ids sorted, ports merged: the parser's output). It names a scoped rule after its prefix — in its
+ * rule id key ("allow-cidr 10.0.0.0/24 tcp/443 users=33"), which `netfenced rules` and the heartbeat
+ * rule hits show.
+ */
+export function scopeText(scope: RuleScope): string {
+  const parts: string[] = [];
+  const protos = scope.protocols.map(protocolName).join(",");
+  const ports = scope.ports.map((r) => (r.from === r.to ? `${r.from}` : `${r.from}-${r.to}`)).join(",");
+  if (protos !== "" || ports !== "") parts.push(ports === "" ? protos : `${protos === "" ? "any" : protos}/${ports}`);
+  if (scope.users.length > 0) parts.push(`users=${scope.users.map((p) => p.id).join(",")}`);
+  if (scope.groups.length > 0) parts.push(`groups=${scope.groups.map((p) => p.id).join(",")}`);
+  return parts.join(" ");
+}
 
 export function isLive(rule: CidrRule | null, nowMs: number): rule is CidrRule {
   return rule !== null && (rule.expiresAtMs === null || rule.expiresAtMs > nowMs);
@@ -63,7 +80,7 @@ export function addListRule(cur: PrefixRules | undefined, kind: RuleKind, rule: 
     const deny = kind === "deny" ? longestLived(base.deny, rule) : base.deny;
     return base.scoped === undefined ? { cidr: base.cidr, allow, deny } : { cidr: base.cidr, allow, deny, scoped: base.scoped };
   }
-  const key = scopeKey(rule.scope);
+  const key = scopeText(rule.scope!);
   if (cur === undefined) {
     // The common case of a list: the prefix's first rule.
     const pair: ScopedRules = { key, scope: rule.scope!, allow: kind === "allow" ? rule : null, deny: kind === "deny" ? rule : null };
@@ -86,7 +103,7 @@ export function setCommandRule(cur: PrefixRules | undefined, kind: RuleKind, rul
     const next = { cidr: base.cidr, allow: kind === "allow" ? rule : null, deny: kind === "deny" ? rule : null };
     return base.scoped === undefined || base.scoped.length === 0 ? next : { ...next, scoped: base.scoped };
   }
-  const key = scopeKey(rule.scope);
+  const key = scopeText(rule.scope!);
   const pair: ScopedRules = { key, scope: rule.scope!, allow: kind === "allow" ? rule : null, deny: kind === "deny" ? rule : null };
   return withScoped(base, putScoped(base.scoped, pair));
 }

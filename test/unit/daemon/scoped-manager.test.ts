@@ -74,9 +74,9 @@ describe("scoped rules and keep mode through the manager", () => {
     const st = new PolicyState(first.manager.policyOf(id));
     await restoreRuleIds(first.filter, id, st, T0);
     expect(before.scoped!.map((s) => st.ruleIds.keyOf(s.ruleId)).sort()).toEqual([
-      "allow-cidr 10.0.0.0/24 p=1;d=;u=;g=",
-      "allow-cidr 10.0.0.0/24 p=6;d=443;u=33;g=",
-      "deny-cidr 10.0.0.0/24 p=17;d=;u=;g=",
+      "allow-cidr 10.0.0.0/24 icmp",
+      "allow-cidr 10.0.0.0/24 tcp/443 users=33",
+      "deny-cidr 10.0.0.0/24 udp",
     ]);
 
     const second = await rig(policy(), bpffs, store, cgroupRoot);

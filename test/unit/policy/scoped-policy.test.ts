@@ -82,7 +82,7 @@ describe("scoped CIDR rules: identity and compile", () => {
     const ids = [e!.ruleId!, ...e!.scoped!.map((s) => s.ruleId)];
     expect(new Set(ids).size).toBe(3);
     expect(ids.every((id) => id >= 16)).toBe(true);
-    expect(st.ruleIds.keyOf(e!.scoped![0]!.ruleId)).toMatch(/^allow-cidr 10\.0\.0\.0\/24 p=/);
+    expect(st.ruleIds.keyOf(e!.scoped![0]!.ruleId)).toMatch(/^allow-cidr 10\.0\.0\.0\/24 (tcp\/443|udp\/53)$/);
     const again = st.compile(T0).entries[0]!;
     expect([again.ruleId, ...again.scoped!.map((s) => s.ruleId)]).toEqual(ids);
   });
