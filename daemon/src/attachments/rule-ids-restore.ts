@@ -1,5 +1,5 @@
 import { formatCidr } from "@netfence/proto/parse";
-import { scopeText } from "../policy/scoped-rules.js";
+import { scopeRuleKey } from "../policy/scoped-rules.js";
 import type { Filter } from "../datapath/filter.js";
 import { HITS_CAP, RULE_ID } from "../datapath/hits-wire.js";
 import { entryOf, type RuleStamper } from "../policy/compile.js";
@@ -38,7 +38,7 @@ export async function restoreRuleIds(filter: Filter, id: string, state: PolicySt
     if (chosen !== null && rid >= RULE_ID.FIRST) claims.push([chosen, rid]);
     // Scoped CIDR rules (issue 15) take back their ids too, when the driver reads them back.
     for (const se of e.scoped ?? []) {
-      const pair = rules?.scoped?.find((p) => p.key === scopeText(se.scope));
+      const pair = rules?.scoped?.find((p) => p.key === scopeRuleKey(se.scope));
       const kind = se.deny ? "deny" : "allow";
       if (pair !== undefined && se.ruleId >= RULE_ID.FIRST && (kind === "deny" ? pair.deny : pair.allow) !== null) claims.push([cidrRuleKey(kind, `${key} ${pair.key}`), se.ruleId]);
     }

@@ -70,11 +70,8 @@ function describeKey(key: string, state: PolicyState): { rule: string; kind: Rul
   const head = space === -1 ? key : key.slice(0, space);
   const rest = space === -1 ? "" : key.slice(space + 1);
   if (head === "allow-cidr" || head === "deny-cidr") {
-    // "10.0.0.0/8", or "10.0.0.0/8 tcp/443 users=33" for a scoped rule (issue 15).
-    const sp = rest.indexOf(" ");
-    const r = state.rules.get(sp === -1 ? rest : rest.slice(0, sp));
-    const pair = sp === -1 ? r : r?.scoped?.find((x) => x.key === rest.slice(sp + 1));
-    const cr = head === "allow-cidr" ? pair?.allow : pair?.deny;
+    const r = state.rules.get(rest);
+    const cr = head === "allow-cidr" ? r?.allow : r?.deny;
     return { rule: key, kind: "cidr", action: head === "allow-cidr" ? "allow" : "deny", expiresAtMs: cr?.expiresAtMs ?? null };
   }
   if (head === "allow-domain") {
@@ -99,10 +96,6 @@ function policyKeys(state: PolicyState): string[] {
   for (const [prefix, r] of state.rules) {
     if (r.allow !== null) keys.push(cidrRuleKey("allow", prefix));
     if (r.deny !== null) keys.push(cidrRuleKey("deny", prefix));
-    for (const sc of r.scoped ?? []) {
-      if (sc.allow !== null) keys.push(cidrRuleKey("allow", `${prefix} ${sc.key}`));
-      if (sc.deny !== null) keys.push(cidrRuleKey("deny", `${prefix} ${sc.key}`));
-    }
   }
   for (const d of state.dns.allowDomains) keys.push(domainRuleKey(d.domain));
   return keys;
@@ -118,13 +111,6 @@ export function buildRulesView(id: string, kernel: PinnedAttachment, hits: reado
     if (g === undefined) byId.set(rid, (g = { n: 0, prefixes: [] }));
     g.n++;
     if (g.prefixes.length < PREFIXES_SHOWN) g.prefixes.push(formatCidr(e.cidr));
-    // Scoped rules (issue 15) are their own rules, each with its id, on the same prefix.
-    for (const se of e.scoped ?? []) {
-      let sg = byId.get(se.ruleId);
-      if (sg === undefined) byId.set(se.ruleId, (sg = { n: 0, prefixes: [] }));
-      sg.n++;
-      if (sg.prefixes.length < PREFIXES_SHOWN) sg.prefixes.push(formatCidr(e.cidr));
-    }
   }
   const hitOf = new Map(hits.map((h) => [h.ruleId, h]));
   const out = new Map<number, RuleView>();

@@ -1,5 +1,5 @@
 import { formatCidr, type Cidr, type RuleScope } from "@netfence/proto/parse";
-import { scopeText } from "./scoped-rules.js";
+import { scopeRuleKey } from "./scoped-rules.js";
 import type { AttachmentPolicy } from "./policy.js";
 import type { FilterEntry, FilterPolicy, ScopedRuleEntry } from "./compiled.js";
 import { learnedScopes } from "./learned-scope.js";
@@ -39,7 +39,7 @@ const NONE: readonly LearnedAddress[] = [];
  * Gives a kernel entry the id of the rule that decides a packet matching it (policy/rule-ids.ts):
  * its deny rule, else its allow rule, else the domain rule of its first live learned name. Scoped
  * rules (issue 15) each get their own id: `cidr` with the scope's text appended to the prefix key
- * ("10.0.0.0/8 tcp/443", scoped-rules.ts scopeText), learned names their domain rule's.
+ * ("10.0.0.0/8 tcp/443", scoped-rules.ts scopeRuleKey), learned names their domain rule's.
  */
 export interface RuleStamper {
   cidr(kind: "allow" | "deny", prefixKey: string): number;
@@ -111,7 +111,7 @@ export function entryOf(
     extend(l.expiresAtMs);
     const ruleId = stamp!.learned(name!);
     for (const scope of scopes) {
-      const id = `${ruleId} ${scopeText(scope)}`;
+      const id = `${ruleId} ${scopeRuleKey(scope)}`;
       const prev = (learnedScoped ??= new Map()).get(id);
       if (prev === undefined || prev.expiresAtMs < l.expiresAtMs) learnedScoped.set(id, { scope, ruleId, expiresAtMs: l.expiresAtMs });
     }

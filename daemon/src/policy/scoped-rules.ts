@@ -19,7 +19,7 @@ export interface PrefixRules {
 }
 
 export interface ScopedRules {
-  /** scopeText(scope): equal scopes, equal keys; also the rule's text after its prefix in rule ids and listings. */
+  /** scopeRuleKey(scope): equal scopes, equal keys; also the rule's text after its prefix in rule ids and listings. */
   readonly key: string;
   readonly scope: RuleScope;
   readonly allow: CidrRule | null;
@@ -35,7 +35,7 @@ export type RuleKind = "allow" | "deny";
  * rule id key ("allow-cidr 10.0.0.0/24 tcp/443 users=33"), which `netfenced rules` and the heartbeat
  * rule hits show.
  */
-export function scopeText(scope: RuleScope): string {
+export function scopeRuleKey(scope: RuleScope): string {
   const parts: string[] = [];
   const protos = scope.protocols.map(protocolName).join(",");
   const ports = scope.ports.map((r) => (r.from === r.to ? `${r.from}` : `${r.from}-${r.to}`)).join(",");
@@ -80,7 +80,7 @@ export function addListRule(cur: PrefixRules | undefined, kind: RuleKind, rule: 
     const deny = kind === "deny" ? longestLived(base.deny, rule) : base.deny;
     return base.scoped === undefined ? { cidr: base.cidr, allow, deny } : { cidr: base.cidr, allow, deny, scoped: base.scoped };
   }
-  const key = scopeText(rule.scope!);
+  const key = scopeRuleKey(rule.scope!);
   if (cur === undefined) {
     // The common case of a list: the prefix's first rule.
     const pair: ScopedRules = { key, scope: rule.scope!, allow: kind === "allow" ? rule : null, deny: kind === "deny" ? rule : null };
@@ -103,7 +103,7 @@ export function setCommandRule(cur: PrefixRules | undefined, kind: RuleKind, rul
     const next = { cidr: base.cidr, allow: kind === "allow" ? rule : null, deny: kind === "deny" ? rule : null };
     return base.scoped === undefined || base.scoped.length === 0 ? next : { ...next, scoped: base.scoped };
   }
-  const key = scopeText(rule.scope!);
+  const key = scopeRuleKey(rule.scope!);
   const pair: ScopedRules = { key, scope: rule.scope!, allow: kind === "allow" ? rule : null, deny: kind === "deny" ? rule : null };
   return withScoped(base, putScoped(base.scoped, pair));
 }
