@@ -9,8 +9,10 @@ import { ControlPlaneServer, type DaemonHandle, type PolicySpec } from "../../sd
 // rules (CIDREntry.scope) — real kernel, real packets between sandbox namespaces, processes running
 // as two different users (`daemon`, uid 1, and `nobody`, uid 65534) in a test cgroup.
 //
-// The enforcement cases need the kernel side of issue 15 (the scope table, lanes K and S); the
-// validation cases (owner scopes on an interface, unknown users) hold on any kernel.
+// The enforcement cases need the kernel side of issue 15 (the scope table and its compiler, lanes K
+// and S): on the policy lane's branch alone they fail (the old kernel ignores FilterEntry.scoped: a
+// prefix with only scoped rules denies everything — fail closed); all five passed on a trial merge
+// of s20-policy + s20-scope + s20-kernel. The validation cases hold on any kernel.
 
 const PORT_A = 7441;
 const PORT_B = 7442;
