@@ -213,6 +213,12 @@ export interface ProtectedEntry {
   readonly protocol: number;
   readonly port: number;
   readonly action?: "allow" | "deny";
+  /**
+   * Management "from" entry (issue 15, config `management`): `port` is the SOURCE port and the entry
+   * matches only TCP packets of a stream socket bound to it (replies of the host's sshd) — cgroup
+   * programs only, the TC program ignores such entries. Wire flag NF_PROT_FROM.
+   */
+  readonly from?: boolean;
 }
 
 /**

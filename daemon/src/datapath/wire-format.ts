@@ -65,6 +65,8 @@ export const FEAT_TCX = 1;
 export const COUNTERS_PER_ATTACHMENT = 4; // NF_CNT_MAX: allowed, blocked, audited, events lost
 export const NO_RULE = 255;
 export const PROT_DENY = 1;
+/** nf_wire_protected.flags: a management "from" entry (the port is the source port; cgroup programs only). */
+export const PROT_FROM = 1 << 1;
 export const MAX_WORKLOAD_ADDRS = 8; // NF_MAX_WORKLOAD_ADDRS, per family
 
 /** NF_GUARD_* (nf_state.guards). */
@@ -332,7 +334,7 @@ export function encodeProtected(entries: readonly ProtectedEntry[]): Buffer {
     b.writeUInt8(e.cidr.family, off + L.family);
     b.writeUInt8(e.cidr.prefixLen, off + L.prefixlen);
     b.writeUInt8(e.protocol, off + L.proto);
-    b.writeUInt8(e.action === "deny" ? PROT_DENY : 0, off + L.flags);
+    b.writeUInt8((e.action === "deny" ? PROT_DENY : 0) | (e.from === true ? PROT_FROM : 0), off + L.flags);
     b.writeUInt16LE(e.port, off + L.port);
     b.set(e.cidr.addr.subarray(0, 16), off + L.addr);
   });

@@ -45,6 +45,8 @@ import type { RulesView } from "../attachments/rules-view.js";
 import type { ListRulesRequest, ListRulesResponse } from "@netfence/proto/daemon";
 import { listRules } from "./list-rules.js";
 import { historyCall, type HistoryReader } from "./history-rpc.js";
+import { applyPolicyCall, flushCall, type ApplyPolicyFn, type FlushFn } from "./apply-rpc.js";
+import type { ApplyPolicyRequest, ApplyPolicyResponse, FlushResponse } from "@netfence/proto/daemon";
 
 /**
  * DaemonService: request validation at the edge, then the attachment manager. The typed
@@ -87,6 +89,10 @@ export interface DaemonServiceDeps {
   readonly explain?: (q: ExplainQuery) => Promise<Explanation>;
   /** The audit trail of policy changes (History); absent: an empty history. */
   readonly history?: HistoryReader;
+  /** `netfenced apply -f` (apply/apply-policy.ts); absent: FAILED_PRECONDITION. */
+  readonly applyPolicy?: ApplyPolicyFn;
+  /** `netfenced flush` (apply/flush.ts); absent: FAILED_PRECONDITION. */
+  readonly flush?: FlushFn;
 }
 
 /** Metadata key selecting the TC hook of an interface attachment (the proto has no field). */
@@ -246,6 +252,15 @@ export class DaemonServiceImpl {
     return create(EmptySchema);
   }
 
+  /** The standalone policy file; refused with a control plane (it owns the policy). */
+  applyPolicy(req: ApplyPolicyRequest): Promise<ApplyPolicyResponse> {
+    return applyPolicyCall(req, this.deps.applyPolicy, this.deps.controlPlane !== null);
+  }
+
+  flush(): Promise<FlushResponse> {
+    return flushCall(this.deps.flush);
+  }
+
   /** Packet events, optionally for one attachment; ends when `signal` aborts or events end. */
   async explain(req: ExplainRequest): Promise<ExplainResponse> {
     if (this.deps.explain === undefined) throw new NetfenceError("FAILED_PRECONDITION", "this daemon cannot explain verdicts");
@@ -349,6 +364,8 @@ export function daemonServiceHandlers(impl: DaemonServiceImpl | Promise<DaemonSe
     ListRules: unary((s, r: ListRulesRequest) => s.listRules(r)),
     History: unary((s, r: HistoryRequest) => s.history(r)),
     SetAudit: unary((s, r: SetAuditRequest) => s.setAudit(r)),
+    ApplyPolicy: unary((s, r: ApplyPolicyRequest) => s.applyPolicy(r)),
+    Flush: unary((s, _r: Empty) => s.flush()),
     WatchEvents: (call: grpc.ServerWritableStream<WatchEventsRequest, PacketEvent>) => {
       const ac = new AbortController();
       call.on("cancelled", () => ac.abort());
