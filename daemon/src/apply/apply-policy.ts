@@ -110,11 +110,6 @@ export class PolicyApplier {
       if (!(err instanceof PlanError)) throw err;
       problems.push(...err.problems);
     }
-    for (const c of plan?.change ?? []) {
-      if ((c.before.established ?? "sever") !== (c.desired.policy.established ?? "sever")) {
-        problems.push(`${c.desired.where}: attachment "${c.desired.name}": established cannot be changed on an attachment in force yet; remove it and add it under another name`);
-      }
-    }
     if (problems.length > 0 || plan === null) throw new PlanError(problems);
     return plan;
   }
@@ -159,8 +154,10 @@ function metadataOf(t: TargetRequest): Record<string, string> {
   return t.kind === "interface" ? { [APPLIED_KEY]: "true", [DIRECTION_KEY]: t.direction } : { [APPLIED_KEY]: "true" };
 }
 
+/** The whole policy restated (BulkUpdate restates established like audit: absent = sever). */
 function bulkUpdate(p: AttachmentPolicy): PolicyCommand {
-  return { kind: "bulk-update", mode: p.mode, audit: p.audit, allowCidrs: p.allowCidrs, denyCidrs: p.denyCidrs, dns: p.dns };
+  const established = { established: p.established ?? "sever" };
+  return { kind: "bulk-update", mode: p.mode, audit: p.audit, allowCidrs: p.allowCidrs, denyCidrs: p.denyCidrs, dns: p.dns, ...established };
 }
 
 const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err));

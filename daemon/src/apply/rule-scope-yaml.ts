@@ -55,8 +55,8 @@ export async function parseRuleScope(
   for (const item of sequence(fields.get("protocols"), `${what} protocols`, p)) {
     const s = text(item, `${what} protocol`, p);
     if (s === null) continue;
-    const n = PROTOCOLS[s.toLowerCase()] ?? (/^\d{1,3}$/.test(s) && Number(s) <= 255 ? Number(s) : undefined);
-    if (n === undefined) p.at(item, `${what}: protocol "${s.slice(0, 20)}" is not one of ${Object.keys(PROTOCOLS).join(", ")} or a number 0..255`);
+    const n = PROTOCOLS[s.toLowerCase()] ?? (/^\d{1,3}$/.test(s) && Number(s) >= 1 && Number(s) <= 255 ? Number(s) : undefined);
+    if (n === undefined) p.at(item, `${what}: protocol "${s.slice(0, 20)}" is not one of ${Object.keys(PROTOCOLS).join(", ")} or a number 1..255`);
     else protocols.add(n);
   }
   const ranges: PortRange[] = [];
