@@ -214,9 +214,9 @@ export interface ProtectedEntry {
   readonly port: number;
   readonly action?: "allow" | "deny";
   /**
-   * Management "from" entry (issue 15, config `management`): `port` is the SOURCE port and the entry
-   * matches only TCP packets of a stream socket bound to it (replies of the host's sshd) — cgroup
-   * programs only, the TC program ignores such entries. Wire flag NF_PROT_FROM.
+   * Issue 15 (management replies): `port` is the TCP SOURCE port of a stream socket bound to it (the
+   * host's sshd answering). Matched by cgroup attachments only; a TC attachment ignores it (a workload
+   * crafts any source port). Allow set only.
    */
   readonly from?: boolean;
 }

@@ -65,8 +65,8 @@ export const FEAT_TCX = 1;
 export const COUNTERS_PER_ATTACHMENT = 4; // NF_CNT_MAX: allowed, blocked, audited, events lost
 export const NO_RULE = 255;
 export const PROT_DENY = 1;
-/** nf_wire_protected.flags: a management "from" entry (the port is the source port; cgroup programs only). */
-export const PROT_FROM = 1 << 1;
+/** NF_PROT_FROM: `port` is the TCP source port of a stream socket bound to it (cgroup attachments only). */
+export const PROT_FROM = 2;
 export const MAX_WORKLOAD_ADDRS = 8; // NF_MAX_WORKLOAD_ADDRS, per family
 
 /** NF_GUARD_* (nf_state.guards). */
