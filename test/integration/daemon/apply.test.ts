@@ -69,6 +69,15 @@ ${body}`;
     const list = JSON.parse((await daemon.cli("list", "--json")).stdout) as { attachments: { id: string; target: string }[] };
     expect(list.attachments.map((a) => a.id)).toEqual(["web"]);
 
+    // status --rules: every attachment's rules with the kernel's hit counts.
+    const st = JSON.parse((await daemon.cli("status", "--rules", "--json")).stdout) as { rules: { id: string; rules: { rule: string; packets?: string }[] }[] };
+    expect(st.rules.map((r) => r.id)).toEqual(["web"]);
+    const hits = Object.fromEntries(st.rules[0]!.rules.map((r) => [r.rule, Number(r.packets ?? 0)]));
+    expect(hits[`allow-cidr ${net.serverIp4[0]}/32`]).toBeGreaterThan(0);
+    expect(hits["default-deny"]).toBeGreaterThan(0);
+    const text = (await daemon.cli("status", "--rules")).stdout;
+    expect(text).toMatch(new RegExp(`Attachment web: mode allowlist in the kernel[\\s\\S]*allow-cidr ${net.serverIp4[0]!.replace(/\./g, "\\.")}/32`));
+
     const again = await daemon.cli("apply", "-f", file);
     expect(again.code).toBe(0);
     expect(again.stdout.trim()).toBe("No changes: the policy file is what is in force.");
