@@ -1,8 +1,10 @@
 import { describe, expect, it } from "vitest";
+import { readFileSync } from "node:fs";
 import { formatCidr } from "@netfence/proto/parse";
 import { parsePolicyFile } from "../../../daemon/src/apply/policy-file.js";
 import { lockoutProblems, parseManagement } from "../../../daemon/src/apply/management.js";
 import { planApply, policyLines } from "../../../daemon/src/apply/policy-diff.js";
+import { ConfigError, loadConfig } from "../../../daemon/src/config.js";
 
 // The standalone policy file (issue 15): the whole file is validated, every problem named as
 // file:line:col, users resolved through NSS (the test uses the host's "daemon" and "nobody").
@@ -53,6 +55,12 @@ describe("policy file", () => {
     expect(web.policy.dns.allowDomains[0]).toMatchObject({ domain: "pypi.org", includeSubdomains: true, scope: { protocols: [6, 17] } });
     expect(web.denyAt[0]!.where).toBe("policy.yaml:15:9");
     expect(f.attachments[1]!.target).toEqual({ kind: "interface", name: "tap0", direction: "egress" });
+  });
+
+  it("the example in examples/host-policy.yaml is valid", async () => {
+    const text = readFileSync(new URL("../../../examples/host-policy.yaml", import.meta.url), "utf8");
+    const f = await parsePolicyFile("host-policy.yaml", text);
+    expect(f.attachments[0]!.policy.allowCidrs[0]!.scope?.users.map((u) => u.name)).toEqual(["www-data"]);
   });
 
   it("reports every problem of a broken file with its line and column", async () => {
@@ -128,6 +136,14 @@ attachments:
     expect(problems).toEqual([]);
     parseManagement(["10.0.0.300/8"], [0], problems);
     expect(problems).toHaveLength(2);
+  });
+
+  it("config: management from the file or NETFENCE_MANAGEMENT_*; a bad value or a protected_deny overlap is a config error", () => {
+    const c = loadConfig({ text: "management: {networks: [192.0.2.0/24]}\n", env: {} });
+    expect(c.management.ports).toEqual([22]);
+    expect(loadConfig({ env: { NETFENCE_MANAGEMENT_NETWORKS: "10.0.0.0/8,2001:db8::/32", NETFENCE_MANAGEMENT_PORTS: "2222" } }).management).toMatchObject({ ports: [2222] });
+    expect(() => loadConfig({ env: { NETFENCE_MANAGEMENT_PORTS: "ssh" } })).toThrow(ConfigError);
+    expect(() => loadConfig({ text: "management: {networks: [192.0.2.0/24]}\nprotected_deny: [192.0.2.5/32]\n", env: {} })).toThrow(/overlaps protected_deny 192\.0\.2\.5\/32/);
   });
 
   it("diff: the same file is no change; rules and modes are listed; a name keeps its target", async () => {
