@@ -4,7 +4,9 @@ import { ConnectionState, DaemonStatusSchema } from "@netfence/proto/daemon";
 import { ListRulesResponseSchema } from "@netfence/proto/daemon";
 import { isNetfenceError } from "@netfence/proto/errors";
 import { formatTable, printJson, withClient } from "../output.js";
-import { MODE, RULES_HEADER, ruleRows } from "./rules.js";
+import { ago, MODE, RULES_HEADER, ruleRows } from "./rules.js";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import type { BlockedByOwner } from "@netfence/proto/daemon";
 import type { DaemonClient } from "../daemon-client.js";
 
 const STATE: Record<number, string> = {
@@ -47,6 +49,7 @@ export function statusCommand(): Command {
           for (const r of await allRules(client)) {
             process.stdout.write(`\nAttachment ${r.id}: mode ${MODE[r.mode] ?? "?"}${r.audit ? " (audit)" : ""} in the kernel\n`);
             process.stdout.write(formatTable(RULES_HEADER, ruleRows(r.rules, now)));
+            process.stdout.write(r.blockedByOwner.length === 0 ? "Blocked attempts by user: none recorded since the daemon started\n" : `Blocked attempts by user:\n${formatTable(OWNER_HEADER, ownerRows(r.blockedByOwner, now))}`);
           }
         }
       });
@@ -65,4 +68,17 @@ async function allRules(client: DaemonClient) {
     }
   }
   return out;
+}
+
+export const OWNER_HEADER = ["USER", "UID", "BLOCKED", "AUDITED", "LAST"];
+
+/** One row per socket owner: "web", 33, … ; "(unknown)" / "(other uids)" for the aggregate rows. */
+export function ownerRows(owners: readonly BlockedByOwner[], nowMs: number): string[][] {
+  return owners.map((o) => [
+    o.kind === "uid" ? (o.user || "-") : o.kind === "unknown" ? "(unknown owner)" : "(other uids)",
+    o.kind === "uid" ? String(o.uid) : "-",
+    o.blocked.toString(),
+    o.audited.toString(),
+    ago(o.last ? timestampMs(o.last) : 0, nowMs),
+  ]);
 }

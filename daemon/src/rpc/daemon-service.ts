@@ -43,7 +43,7 @@ import { explainQueryFromWire, explanationToWire } from "./explain-wire.js";
 import type { ExplainRequest, ExplainResponse } from "@netfence/proto/daemon";
 import type { RulesView } from "../attachments/rules-view.js";
 import type { ListRulesRequest, ListRulesResponse } from "@netfence/proto/daemon";
-import { listRules } from "./list-rules.js";
+import { listRules, type OwnerCountView } from "./list-rules.js";
 import { historyCall, type HistoryReader } from "./history-rpc.js";
 import { applyPolicyCall, flushCall, type ApplyPolicyFn, type FlushFn } from "./apply-rpc.js";
 import type { ApplyPolicyRequest, ApplyPolicyResponse, FlushResponse } from "@netfence/proto/daemon";
@@ -93,6 +93,8 @@ export interface DaemonServiceDeps {
   readonly applyPolicy?: ApplyPolicyFn;
   /** `netfenced flush` (apply/flush.ts); absent: FAILED_PRECONDITION. */
   readonly flush?: FlushFn;
+  /** Blocked attempts by socket owner per attachment (issue 15, ListRules.blocked_by_owner); absent: none counted. */
+  readonly blockedOwners?: (id: string) => readonly OwnerCountView[];
 }
 
 /** Metadata key selecting the TC hook of an interface attachment (the proto has no field). */
@@ -221,7 +223,7 @@ export class DaemonServiceImpl {
   }
 
   listRules(req: ListRulesRequest): Promise<ListRulesResponse> {
-    return listRules(req, this.deps.registry.listRules?.bind(this.deps.registry));
+    return listRules(req, this.deps.registry.listRules?.bind(this.deps.registry), this.deps.blockedOwners);
   }
 
   async history(req: HistoryRequest): Promise<HistoryResponse> {
