@@ -26,6 +26,9 @@ import { DaemonMetrics } from "./metrics.js";
 import { EventForwarder } from "./event-forwarder.js";
 import { TamperForwarder } from "./tamper-forwarder.js";
 import { NetfenceError } from "@netfence/proto/errors";
+import { flushAttachments, removeHostPins } from "./apply/flush.js";
+import { PolicyApplier } from "./apply/apply-policy.js";
+import { managementProtected } from "./apply/management.js";
 import { netfenceVersion } from "./version.js";
 import { HostAddresses } from "./dns/host-addresses.js";
 import { DnsEventReporter } from "./dns/dns-events.js";
@@ -34,9 +37,6 @@ import { mergeAsync } from "./merged-events.js";
 import { Explainer } from "./explain/explainer.js";
 import { PolicyHistory } from "./history/policy-history.js";
 import { MapUsage } from "./map-usage.js";
-import { flushAttachments, removeHostPins } from "./apply/flush.js";
-import { PolicyApplier } from "./apply/apply-policy.js";
-import { managementProtected } from "./apply/management.js";
 
 /**
  * The composition root: builds the parts in order (filter → store → attachment core → control
