@@ -1240,7 +1240,7 @@ export type HistoryEntry = Message<"netfence.v1.HistoryEntry"> & {
   attachmentId: string;
 
   /**
-   * control-plane | cli | default-policy | dns-learned | daemon
+   * control-plane | cli | default-policy | dns-learned | daemon | apply | flush
    *
    * @generated from field: string source = 4;
    */
