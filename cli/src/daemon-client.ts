@@ -25,6 +25,7 @@ import {
   type ListRulesResponse,
 } from "@netfence/proto/daemon";
 import type { PacketEvent } from "@netfence/proto/control";
+import { ApplyPolicyRequestSchema, FlushRequestSchema, type ApplyPolicyResponse, type FlushResponse } from "@netfence/proto/daemon";
 import { NetfenceError } from "@netfence/proto/errors";
 import { ConnectionFailed, Http2GrpcChannel } from "./grpc-over-http2.js";
 
@@ -157,6 +158,15 @@ export class DaemonClient {
         ...(req.sinceMs !== undefined ? { since: timestampFromMs(req.sinceMs) } : {}),
       }),
     );
+  }
+
+  /** The standalone policy file; no client deadline (the daemon bounds each step itself). */
+  applyPolicy(fileName: string, content: string, dryRun: boolean): Promise<ApplyPolicyResponse> {
+    return this.unary(DaemonService.method.applyPolicy, create(ApplyPolicyRequestSchema, { fileName, content, dryRun }), Infinity);
+  }
+
+  flush(): Promise<FlushResponse> {
+    return this.unary(DaemonService.method.flush, create(FlushRequestSchema), Infinity);
   }
 
   async setAudit(id: string, audit: boolean): Promise<void> {

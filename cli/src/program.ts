@@ -13,6 +13,8 @@ import { explainCommand } from "./commands/explain.js";
 import { rulesCommand } from "./commands/rules.js";
 import { historyCommand } from "./commands/history.js";
 import { auditCommand } from "./commands/audit.js";
+import { applyCommand } from "./commands/apply.js";
+import { flushCommand } from "./commands/flush.js";
 
 /** `netfenced: the daemon (`start`) and a thin client of its DaemonService socket. */
 export function buildProgram(): Command {
@@ -22,7 +24,7 @@ export function buildProgram(): Command {
     .option("-s, --socket <path>", "DaemonService unix socket", process.env.NETFENCE_SOCKET ?? DEFAULT_SOCKET)
     .showHelpAfterError("(run `netfenced --help` for usage)")
     .exitOverride();
-  for (const cmd of [startCommand(), attachCommand(), detachCommand(), listCommand(), statusCommand(), eventsCommand(), adoptCommand(), installUnitCommand(), explainCommand(), rulesCommand(), historyCommand(), auditCommand()]) {
+  for (const cmd of [startCommand(), attachCommand(), detachCommand(), listCommand(), statusCommand(), eventsCommand(), adoptCommand(), installUnitCommand(), explainCommand(), rulesCommand(), historyCommand(), auditCommand(), applyCommand(), flushCommand()]) {
     program.addCommand(cmd.exitOverride());
   }
   return program;

@@ -26,6 +26,9 @@ import { DaemonMetrics } from "./metrics.js";
 import { EventForwarder } from "./event-forwarder.js";
 import { TamperForwarder } from "./tamper-forwarder.js";
 import { NetfenceError } from "@netfence/proto/errors";
+import { flushAttachments, removeHostPins } from "./apply/flush.js";
+import { PolicyApplier } from "./apply/apply-policy.js";
+import { managementProtected } from "./apply/management.js";
 import { netfenceVersion } from "./version.js";
 import { HostAddresses } from "./dns/host-addresses.js";
 import { DnsEventReporter } from "./dns/dns-events.js";
@@ -58,6 +61,11 @@ export class App {
   controlPlane: ControlPlaneClient | null = null;
   private notifySocket: string | null = null;
   private stopping = false;
+  /** Set by `netfenced flush`: the host-wide pins are removed once the loader has exited. */
+  private flushed = false;
+  private requestStop!: (reason: string) => void;
+  /** Resolves when the daemon asks to be stopped (after `netfenced flush`); main.ts races it with the signals. */
+  readonly stopRequested = new Promise<string>((resolve) => (this.requestStop = resolve));
 
   private constructor(
     readonly config: DaemonConfig,
@@ -108,7 +116,7 @@ export class App {
       overrides.filter ?? (await KernelFilter.start({ pinRoot: config.bpf.pinRoot, loaderPath: config.bpf.loaderPath ?? undefined, logger }));
     this.filter = filter;
     this.onStop("filter", () => filter.close());
-    await filter.setProtected(config.protected);
+    await this.setProtected(filter);
     // Before any DNS server binds (the manager's start re-creates them).
     await this.installPortGuard(filter, cgroupRoot);
 
@@ -257,6 +265,10 @@ export class App {
       this.onStop("metrics", () => metrics.close());
     }
 
+    const applier = new PolicyApplier({
+      host: manager, cgroupRoot, management: config.management, logger: logger.child({ component: "apply" }),
+      record: (r) => history.record(r),
+    });
     const explainer = new Explainer({ filter, record: (id) => core.registry.records.get(id), now: core.now });
     serviceReady(
       new DaemonServiceImpl({
@@ -269,6 +281,14 @@ export class App {
         tcAttachMethod: () => filter.tcAttachMethod(),
         explain: (q) => explainer.explain(q),
         history,
+        applyPolicy: (file, content, dryRun) => applier.apply(file, content, dryRun),
+        flush: async () => {
+          const r = await flushAttachments({ manager, filter });
+          this.flushed = true;
+          // After the response is on its way; stop() gives running calls 500 ms.
+          setTimeout(() => this.requestStop("flush"), 50);
+          return r;
+        },
       }),
     );
     logger.info({ daemonId: manager.daemonId, attachments: manager.size, orphans: manager.orphans().length }, "netfenced ready");
@@ -303,6 +323,22 @@ export class App {
     this.logger.info({ cgroup, portMin: dns.portMin, portMax: dns.portMax, uid }, "DNS port guard active: only this uid may bind the DNS port range");
   }
 
+
+  /**
+   * The host-wide protected sets: config `protected`/`protected_deny` plus the management entries
+   * (apply/management.ts). A loader without management "from" entries (NF_PROT_FROM, issue 15)
+   * refuses them: the others are installed and a start-up warning says so.
+   */
+  private async setProtected(filter: Filter): Promise<void> {
+    const mgmt = managementProtected(this.config.management);
+    try {
+      await filter.setProtected([...this.config.protected, ...mgmt]);
+    } catch (err) {
+      if (!mgmt.some((e) => e.from === true)) throw err;
+      this.logger.error({ err }, "the loader refused management \"from\" entries; management access is protected towards the management networks only");
+      await filter.setProtected([...this.config.protected, ...mgmt.filter((e) => e.from !== true)]);
+    }
+  }
 
   /** sd_notify through the loader child; best effort (a stop must go on without it). */
   private async sdNotify(message: string): Promise<void> {
@@ -347,6 +383,7 @@ export class App {
         this.logger.warn({ err, part: name }, "stop failed");
       }
     }
-    this.logger.info("netfenced stopped; pinned filters keep enforcing");
+    if (this.flushed) removeHostPins(this.config.bpf.pinRoot, this.logger);
+    this.logger.info(this.flushed ? "netfenced stopped after flush: nothing of Netfence is left in the kernel" : "netfenced stopped; pinned filters keep enforcing");
   }
 }

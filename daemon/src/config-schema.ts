@@ -50,6 +50,8 @@ export const CONFIG_KEYS = [
   "default_policy.dns.upstreams",
   "protected",
   "protected_deny",
+  "management.networks",
+  "management.ports",
   "bpf.pin_root",
   "bpf.loader_path",
   "bpf.attach_method",

@@ -4,6 +4,7 @@ import type { AttachMethodPreference, ProtectedEntry } from "./datapath/filter.j
 import type { AttachmentPolicy } from "./policy/policy.js";
 import { DEFAULT_DNS_QUOTAS, DNS_QUOTA_LIMITS, type DnsQuotas } from "./dns/dns-quotas.js";
 import { DEFAULT_ANSWER_CACHE_ENTRIES, MAX_ANSWER_CACHE_ENTRIES } from "./dns/answer-cache.js";
+import { parseManagement, protectedDenyOverlaps, type ManagementConfig } from "./apply/management.js";
 import {
   CONFIG_KEYS,
   envName,
@@ -74,6 +75,8 @@ export interface DaemonConfig {
   readonly defaultPolicy: AttachmentPolicy;
   /** Host-wide protected destinations: action "allow" (config `protected`) and "deny" (`protected_deny`). */
   readonly protected: readonly ProtectedEntry[];
+  /** Lockout safety (apply/management.ts): management networks and ports no policy can cut; networks [] = off. */
+  readonly management: ManagementConfig;
   readonly bpf: {
     readonly pinRoot: string;
     readonly loaderPath: string | null;
@@ -179,6 +182,9 @@ function build(f: Map<string, unknown>, p: Problems): DaemonConfig {
     parseInteger(`dns.quotas.${key}`, f.get(`dns.quotas.${key}`), DEFAULT_DNS_QUOTAS[name], 1, DNS_QUOTA_LIMITS[name], p);
   const portGuardCgroup = parseString("dns.port_guard_cgroup", f.get("dns.port_guard_cgroup"), p);
   if (portGuardCgroup !== null && !portGuardCgroup.startsWith("/")) p.push(`dns.port_guard_cgroup: "${portGuardCgroup}" must be an absolute path`);
+  const protectedEntries = [...parseProtected("protected", f.get("protected"), p), ...parseProtectedDeny("protected_deny", f.get("protected_deny"), p)];
+  const management = parseManagement(f.get("management.networks"), f.get("management.ports"), p);
+  p.push(...protectedDenyOverlaps(management, protectedEntries.filter((e) => e.action === "deny").map((e) => e.cidr)));
   return {
     socket,
     dataDir: parseString("data_dir", f.get("data_dir"), p),
@@ -224,7 +230,8 @@ function build(f: Map<string, unknown>, p: Problems): DaemonConfig {
         ),
       },
     },
-    protected: [...parseProtected("protected", f.get("protected"), p), ...parseProtectedDeny("protected_deny", f.get("protected_deny"), p)],
+    protected: protectedEntries,
+    management,
     bpf: { pinRoot, loaderPath: parseString("bpf.loader_path", f.get("bpf.loader_path"), p), attachMethod: parseAttachMethod("bpf.attach_method", f.get("bpf.attach_method"), p) },
     restore: parseBoolean("restore", f.get("restore"), true, p),
     cgroupRoot,

@@ -53,7 +53,8 @@ export async function runDaemon(opts: {
     process.stderr.write(`netfenced: cannot start: ${message}\n`);
     return 1;
   }
-  const signal = await signalled;
+  // A signal, or the daemon's own request (`netfenced flush` stops it once everything is removed).
+  const signal = await Promise.race([signalled, app.stopRequested]);
   const started = performance.now();
   logger.info({ signal }, "stopping");
   await app.stop();

@@ -5,7 +5,7 @@ import { ListRulesResponseSchema, type RuleInfo } from "@netfence/proto/daemon";
 import { PolicyMode } from "@netfence/proto/types";
 import { formatTable, printJson, withClient } from "../output.js";
 
-const MODE: Record<number, string> = {
+export const MODE: Record<number, string> = {
   [PolicyMode.DISABLED]: "disabled",
   [PolicyMode.ALLOWLIST]: "allowlist",
   [PolicyMode.DENYLIST]: "denylist",

@@ -1,7 +1,13 @@
 import { Command } from "commander";
 import { toJson } from "@bufbuild/protobuf";
 import { ConnectionState, DaemonStatusSchema } from "@netfence/proto/daemon";
-import { printJson, withClient } from "../output.js";
+import { ListRulesResponseSchema } from "@netfence/proto/daemon";
+import { isNetfenceError } from "@netfence/proto/errors";
+import { formatTable, printJson, withClient } from "../output.js";
+import { ago, MODE, RULES_HEADER, ruleRows } from "./rules.js";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import type { BlockedByOwner } from "@netfence/proto/daemon";
+import type { DaemonClient } from "../daemon-client.js";
 
 const STATE: Record<number, string> = {
   [ConnectionState.CONNECTED]: "connected",
@@ -13,11 +19,13 @@ export function statusCommand(): Command {
   return new Command("status")
     .description("show the daemon's version, id, control-plane state and attachment count")
     .option("--json", "print JSON")
-    .action(async (opts: { json?: boolean }, cmd: Command) => {
+    .option("--rules", "also every attachment's rules with their kernel hit counts (as `netfenced rules`)")
+    .action(async (opts: { json?: boolean; rules?: boolean }, cmd: Command) => {
       await withClient(cmd, async (client) => {
         const s = await client.getStatus();
         if (opts.json) {
-          printJson(toJson(DaemonStatusSchema, s, { alwaysEmitImplicit: true }));
+          const status = toJson(DaemonStatusSchema, s, { alwaysEmitImplicit: true }) as Record<string, unknown>;
+          printJson(opts.rules ? { ...status, rules: (await allRules(client)).map((r) => toJson(ListRulesResponseSchema, r)) } : status);
           return;
         }
         const cp = s.controlPlaneAddress === "" ? "none (local default policy)" : `${STATE[s.controlPlaneState] ?? "unknown"} (${s.controlPlaneAddress})`;
@@ -36,6 +44,41 @@ export function statusCommand(): Command {
         if (lost > 0n) lines.push(`Events lost:   ${lost} (kernel ring buffer full; per attachment: list --json eventsLost)`);
         for (const w of s.warnings) lines.push(`Warning:       ${w}`);
         process.stdout.write(lines.join("\n") + "\n");
+        if (opts.rules) {
+          const now = Date.now();
+          for (const r of await allRules(client)) {
+            process.stdout.write(`\nAttachment ${r.id}: mode ${MODE[r.mode] ?? "?"}${r.audit ? " (audit)" : ""} in the kernel\n`);
+            process.stdout.write(formatTable(RULES_HEADER, ruleRows(r.rules, now)));
+            process.stdout.write(r.blockedByOwner.length === 0 ? "Blocked attempts by user: none recorded since the daemon started\n" : `Blocked attempts by user:\n${formatTable(OWNER_HEADER, ownerRows(r.blockedByOwner, now))}`);
+          }
+        }
       });
     });
+}
+
+/** ListRules of every attachment (an attachment detached meanwhile is skipped). */
+async function allRules(client: DaemonClient) {
+  const { attachments } = await client.listAll(1000);
+  const out = [];
+  for (const a of attachments) {
+    try {
+      out.push(await client.listRules(a.id));
+    } catch (err) {
+      if (!(isNetfenceError(err) && err.code === "NOT_FOUND")) throw err; // detached between List and ListRules
+    }
+  }
+  return out;
+}
+
+export const OWNER_HEADER = ["USER", "UID", "BLOCKED", "AUDITED", "LAST"];
+
+/** One row per socket owner: "web", 33, … ; "(unknown)" / "(other uids)" for the aggregate rows. */
+export function ownerRows(owners: readonly BlockedByOwner[], nowMs: number): string[][] {
+  return owners.map((o) => [
+    o.kind === "uid" ? (o.user || "-") : o.kind === "unknown" ? "(unknown owner)" : "(other uids)",
+    o.kind === "uid" ? String(o.uid) : "-",
+    o.blocked.toString(),
+    o.audited.toString(),
+    ago(o.last ? timestampMs(o.last) : 0, nowMs),
+  ]);
 }

@@ -13,10 +13,19 @@ import type { AttachmentCore } from "./attachment-core.js";
 import type { AttachmentResources } from "./attachment-resources.js";
 import type { Reservation } from "./registry.js";
 import { policySummary } from "../history/change-summary.js";
+import type { HistorySource } from "../history/history-entry.js";
+import { invalidArgument } from "@netfence/proto/errors";
+import { isAttachmentId } from "@netfence/proto/parse";
 
 export interface AttachInput {
   readonly target: TargetRequest;
   readonly metadata: Readonly<Record<string, string>>;
+  /** The attachment id to use (the policy file's attachment name); absent: a new random id. */
+  readonly id?: string;
+  /** The initial policy (the policy file); absent: asked from the policy source. */
+  readonly policy?: AttachmentPolicy;
+  /** Who the attach is recorded as in the audit trail (default: the policy source's). */
+  readonly source?: HistorySource;
 }
 
 export interface TargetLocation {
@@ -63,8 +72,15 @@ export class AttachFlow {
         });
       }
       const options = parseAttachOptions(input.metadata, target.spec.kind);
+      const id = input.id ?? registry.uniqueId();
+      if (input.id !== undefined) {
+        if (!isAttachmentId(id)) throw invalidArgument(`"${id.slice(0, 70)}" is not a valid attachment id`);
+        if (registry.records.has(id) || registry.reservations.has(id) || registry.unadopted.has(id) || registry.orphans.has(id)) {
+          throw new NetfenceError("ALREADY_EXISTS", `the attachment id "${id}" is taken`, { details: { id } });
+        }
+      }
       const { port, held } = await this.resources.reservePort();
-      const r: Reservation = { id: registry.uniqueId(), options, slot: registry.freeSlot(), port, held, key: target.key, settled };
+      const r: Reservation = { id, options, slot: registry.freeSlot(), port, held, key: target.key, settled };
       registry.reservations.set(r.id, r);
       return { r, target };
     });
@@ -84,11 +100,15 @@ export class AttachFlow {
     let subscribed = false;
     let policy: AttachmentPolicy;
     try {
-      policy = await this.policySource.subscribe(view);
-      subscribed = true;
+      if (input.policy !== undefined) policy = input.policy;
+      else {
+        policy = await this.policySource.subscribe(view);
+        subscribed = true;
+      }
       const rec = await queue.run("attach-install", () => this.install(r, target.spec, target.text, view, policy));
-      const source = this.policySource.origin ?? "control-plane";
-      rec.state.origins.noteInitial({ source, commandId: "", what: source === "default-policy" ? "default-policy" : "subscribed-ack", atMs: this.core.now() });
+      const source = input.policy !== undefined ? "local-api" : (this.policySource.origin ?? "control-plane");
+      const what = input.policy !== undefined ? "apply" : source === "default-policy" ? "default-policy" : "subscribed-ack";
+      rec.state.origins.noteInitial({ source, commandId: "", what, atMs: this.core.now() });
       try {
         await persistence.persist();
       } catch (err) {
@@ -99,14 +119,14 @@ export class AttachFlow {
       }
       alog.info({ target: rec.targetText, type: rec.target.kind, method: rec.method, dnsAddress: rec.dnsAddress }, "attached");
       this.core.history.record({
-        attachmentId: rec.id, source: this.policySource.historySource ?? "default-policy", action: "attach",
+        attachmentId: rec.id, source: input.source ?? this.policySource.historySource ?? "default-policy", action: "attach",
         summary: `${rec.targetText}: ${policySummary(policy)}`, result: "applied",
       });
       return recordView(rec);
     } catch (err) {
       alog.warn({ err, target: target.text }, "attach failed; rolled back");
       this.core.history.record({
-        attachmentId: r.id, source: this.policySource.historySource ?? "default-policy", action: "attach",
+        attachmentId: r.id, source: input.source ?? this.policySource.historySource ?? "default-policy", action: "attach",
         summary: target.text, result: "rejected", error: err instanceof Error ? err.message : String(err),
       });
       if (subscribed) this.policySource.unsubscribed(r.id, "error", err instanceof Error ? err.message : String(err));
@@ -160,8 +180,9 @@ export class AttachFlow {
     return rec;
   }
 
-  async detach(id: string): Promise<void> {
-    await this.core.queue.run("detach", () => this.remove(id, "detached"));
+  /** `source`: who the detach is recorded as in the audit trail (default the local API, "cli"). */
+  async detach(id: string, source: HistorySource = "cli"): Promise<void> {
+    await this.core.queue.run("detach", () => this.remove(id, "detached", source));
     await this.core.persistence.persistOrLog();
   }
 
@@ -175,7 +196,7 @@ export class AttachFlow {
   }
 
   /** Removes a live or unadopted attachment. Runs in the queue. */
-  private async remove(id: string, reason: RemoveReason): Promise<void> {
+  private async remove(id: string, reason: RemoveReason, source: HistorySource = "cli"): Promise<void> {
     const { registry, filter, log } = this.core;
     const rec = registry.records.get(id);
     if (rec === undefined && registry.unadopted.has(id)) {
@@ -200,7 +221,7 @@ export class AttachFlow {
     await rec.dns?.stop().catch((err: unknown) => log.warn({ attachmentId: id, err }, "DNS server stop failed"));
     if (reason !== "error") {
       this.core.history.record({
-        attachmentId: id, source: reason === "detached" ? "cli" : "daemon", action: reason === "detached" ? "detach" : "removed",
+        attachmentId: id, source: reason === "detached" ? source : "daemon", action: reason === "detached" ? "detach" : "removed",
         summary: reason === "detached" ? rec.targetText : `${rec.targetText} vanished`, result: "applied",
       });
     }

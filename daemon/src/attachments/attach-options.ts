@@ -24,10 +24,14 @@ import { parseQueryType } from "../dns/query-types.js";
  *   netfence.dns.refuse-types   TXT,NULL,ANY: query types this attachment's DNS server refuses
  *   netfence.events             allowed-flows: also report the first allowed packet of each flow
  *                               (once per flow per 60 s; blocked/audited packets are always reported)
+ *   netfence.applied            true: the attachment belongs to the standalone policy file
+ *                               (`netfenced apply -f`): an apply without it detaches it
  */
 
 export const OPTION_PREFIX = "netfence.";
 export const DIRECTION_KEY = "netfence.direction";
+/** Marks the attachments of the standalone policy file (apply/apply-policy.ts). */
+export const APPLIED_KEY = "netfence.applied";
 
 export interface AttachOptions {
   readonly direction: "ingress" | "egress";
@@ -56,6 +60,7 @@ export const OPTION_KEYS: readonly string[] = [
   "netfence.workload-ips",
   "netfence.dns.refuse-types",
   "netfence.events",
+  APPLIED_KEY,
   ...Object.keys(QUOTA_KEYS),
 ];
 
@@ -122,6 +127,9 @@ export function parseAttachOptions(metadata: Readonly<Record<string, string>>, k
           if (item === "allowed-flows") guards.allowedFlows = true;
           else problems.push(`${key}: "${item.slice(0, 32)}" is not one of allowed-flows`);
         }
+        break;
+      case APPLIED_KEY:
+        if (value !== "true") problems.push(`${key} must be "true" (got "${value.slice(0, 32)}")`);
         break;
       case "netfence.non-ip":
         if (value === "allow" || value === "drop") guards.allowNonIp = value === "allow";

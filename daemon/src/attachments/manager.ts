@@ -22,7 +22,7 @@ import { AttachmentStats } from "./attachment-stats.js";
 import { HitsTracker, type HitsDelta } from "./hits-tracker.js";
 import { buildRulesView, type RulesView } from "./rules-view.js";
 import { restoreAttachments, type StartReport } from "./startup.js";
-import type { CommandOrigin } from "../history/history-entry.js";
+import type { CommandOrigin, HistorySource } from "../history/history-entry.js";
 
 export type { AttachInput } from "./attach-flow.js";
 export type { StartReport } from "./startup.js";
@@ -149,8 +149,9 @@ export class AttachmentManager {
     return this.flow.attach(input);
   }
 
-  detach(id: string): Promise<void> {
-    return this.flow.detach(id);
+  /** `source`: who it is recorded as in the audit trail (default the local API). */
+  detach(id: string, source?: HistorySource): Promise<void> {
+    return this.flow.detach(id, source);
   }
 
   /** The target watcher saw the interface/cgroup vanish. */
@@ -189,6 +190,26 @@ export class AttachmentManager {
 
   detachOrphan(id: string): Promise<void> {
     return this.orphanOps.detach(id);
+  }
+
+  /**
+   * `netfenced flush`: every attachment (live, unadopted) detached and forgotten — the state store
+   * no longer holds them, so a start does not re-create them — and every orphan's pins removed.
+   * Returns the ids removed. The host-wide pins are the caller's (app.ts removes them on stop).
+   */
+  async flush(): Promise<{ detached: string[]; orphans: string[] }> {
+    const detached: string[] = [];
+    for (const id of [...this.core.registry.records.keys(), ...this.core.registry.unadopted.keys()]) {
+      await this.flow.detach(id, "flush");
+      detached.push(id);
+    }
+    const orphans: string[] = [];
+    for (const o of this.orphanOps.list()) {
+      await this.orphanOps.detach(o.id);
+      orphans.push(o.id);
+    }
+    await this.persist();
+    return { detached, orphans };
   }
 
   /** Audit mode on/off, the mode unchanged (`netfenced audit`, standalone daemons): a SetMode with audit. */

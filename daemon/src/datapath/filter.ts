@@ -213,6 +213,12 @@ export interface ProtectedEntry {
   readonly protocol: number;
   readonly port: number;
   readonly action?: "allow" | "deny";
+  /**
+   * Issue 15 (management replies): `port` is the TCP SOURCE port of a stream socket bound to it (the
+   * host's sshd answering). Matched by cgroup attachments only; a TC attachment ignores it (a workload
+   * crafts any source port). Allow set only.
+   */
+  readonly from?: boolean;
 }
 
 /**

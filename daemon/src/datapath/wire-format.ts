@@ -65,6 +65,12 @@ export const FEAT_TCX = 1;
 export const COUNTERS_PER_ATTACHMENT = 4; // NF_CNT_MAX: allowed, blocked, audited, events lost
 export const NO_RULE = 255;
 export const PROT_DENY = 1;
+/** NF_PROT_FROM: `port` is the TCP source port of a stream socket bound to it (cgroup attachments only). */
+export const PROT_FROM = 2;
+/** NF_OWNER_UNKNOWN: events' uid/gid when the owner is not known. */
+export const OWNER_UNKNOWN = 0xffffffff;
+/** nf_wire_entry.family of a scope-table entry (layout 6; scope-wire.ts writes them). */
+export const WIRE_FAMILY_SCOPE = 2;
 export const MAX_WORKLOAD_ADDRS = 8; // NF_MAX_WORKLOAD_ADDRS, per family
 
 /** NF_GUARD_* (nf_state.guards). */
@@ -332,7 +338,7 @@ export function encodeProtected(entries: readonly ProtectedEntry[]): Buffer {
     b.writeUInt8(e.cidr.family, off + L.family);
     b.writeUInt8(e.cidr.prefixLen, off + L.prefixlen);
     b.writeUInt8(e.protocol, off + L.proto);
-    b.writeUInt8(e.action === "deny" ? PROT_DENY : 0, off + L.flags);
+    b.writeUInt8((e.action === "deny" ? PROT_DENY : 0) | (e.from === true ? PROT_FROM : 0), off + L.flags);
     b.writeUInt16LE(e.port, off + L.port);
     b.set(e.cidr.addr.subarray(0, 16), off + L.addr);
   });

@@ -6,7 +6,8 @@
  */
 
 /** Where a change came from (a closed set: it is a metric label). */
-export const HISTORY_SOURCES = ["control-plane", "cli", "default-policy", "dns-learned", "daemon"] as const;
+/** "apply": the standalone policy file (`netfenced apply -f`); "flush": `netfenced flush`. */
+export const HISTORY_SOURCES = ["control-plane", "cli", "default-policy", "dns-learned", "daemon", "apply", "flush"] as const;
 export type HistorySource = (typeof HISTORY_SOURCES)[number];
 
 /**

@@ -43,8 +43,10 @@ import { explainQueryFromWire, explanationToWire } from "./explain-wire.js";
 import type { ExplainRequest, ExplainResponse } from "@netfence/proto/daemon";
 import type { RulesView } from "../attachments/rules-view.js";
 import type { ListRulesRequest, ListRulesResponse } from "@netfence/proto/daemon";
-import { listRules } from "./list-rules.js";
+import { listRules, type OwnerCountView } from "./list-rules.js";
 import { historyCall, type HistoryReader } from "./history-rpc.js";
+import { applyPolicyCall, flushCall, type ApplyPolicyFn, type FlushFn } from "./apply-rpc.js";
+import type { ApplyPolicyRequest, ApplyPolicyResponse, FlushResponse } from "@netfence/proto/daemon";
 
 /**
  * DaemonService: request validation at the edge, then the attachment manager. The typed
@@ -87,6 +89,12 @@ export interface DaemonServiceDeps {
   readonly explain?: (q: ExplainQuery) => Promise<Explanation>;
   /** The audit trail of policy changes (History); absent: an empty history. */
   readonly history?: HistoryReader;
+  /** `netfenced apply -f` (apply/apply-policy.ts); absent: FAILED_PRECONDITION. */
+  readonly applyPolicy?: ApplyPolicyFn;
+  /** `netfenced flush` (apply/flush.ts); absent: FAILED_PRECONDITION. */
+  readonly flush?: FlushFn;
+  /** Blocked attempts by socket owner per attachment (issue 15, ListRules.blocked_by_owner); absent: none counted. */
+  readonly blockedOwners?: (id: string) => readonly OwnerCountView[];
 }
 
 /** Metadata key selecting the TC hook of an interface attachment (the proto has no field). */
@@ -215,7 +223,7 @@ export class DaemonServiceImpl {
   }
 
   listRules(req: ListRulesRequest): Promise<ListRulesResponse> {
-    return listRules(req, this.deps.registry.listRules?.bind(this.deps.registry));
+    return listRules(req, this.deps.registry.listRules?.bind(this.deps.registry), this.deps.blockedOwners);
   }
 
   async history(req: HistoryRequest): Promise<HistoryResponse> {
@@ -244,6 +252,15 @@ export class DaemonServiceImpl {
     if (this.deps.registry.setAudit === undefined) throw new NetfenceError("FAILED_PRECONDITION", "this daemon cannot change audit mode");
     await this.deps.registry.setAudit(id, req.audit);
     return create(EmptySchema);
+  }
+
+  /** The standalone policy file; refused with a control plane (it owns the policy). */
+  applyPolicy(req: ApplyPolicyRequest): Promise<ApplyPolicyResponse> {
+    return applyPolicyCall(req, this.deps.applyPolicy, this.deps.controlPlane !== null);
+  }
+
+  flush(): Promise<FlushResponse> {
+    return flushCall(this.deps.flush);
   }
 
   /** Packet events, optionally for one attachment; ends when `signal` aborts or events end. */
@@ -349,6 +366,8 @@ export function daemonServiceHandlers(impl: DaemonServiceImpl | Promise<DaemonSe
     ListRules: unary((s, r: ListRulesRequest) => s.listRules(r)),
     History: unary((s, r: HistoryRequest) => s.history(r)),
     SetAudit: unary((s, r: SetAuditRequest) => s.setAudit(r)),
+    ApplyPolicy: unary((s, r: ApplyPolicyRequest) => s.applyPolicy(r)),
+    Flush: unary((s, _r: Empty) => s.flush()),
     WatchEvents: (call: grpc.ServerWritableStream<WatchEventsRequest, PacketEvent>) => {
       const ac = new AbortController();
       call.on("cancelled", () => ac.abort());

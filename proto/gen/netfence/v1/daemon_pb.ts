@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file netfence/v1/daemon.proto.
  */
 export const file_netfence_v1_daemon: GenFile = /*@__PURE__*/
-  fileDesc("ChhuZXRmZW5jZS92MS9kYWVtb24ucHJvdG8SC25ldGZlbmNlLnYxIisKEldhdGNoRXZlbnRzUmVxdWVzdBIVCg1hdHRhY2htZW50X2lkGAEgASgJIrcBCg1BdHRhY2hSZXF1ZXN0EhgKDmludGVyZmFjZV9uYW1lGAEgASgJSAASFQoLY2dyb3VwX3BhdGgYAiABKAlIABI6CghtZXRhZGF0YRgDIAMoCzIoLm5ldGZlbmNlLnYxLkF0dGFjaFJlcXVlc3QuTWV0YWRhdGFFbnRyeRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCAoGdGFyZ2V0IjEKDkF0dGFjaFJlc3BvbnNlEgoKAmlkGAEgASgJEhMKC2Ruc19hZGRyZXNzGAIgASgJIhsKDURldGFjaFJlcXVlc3QSCgoCaWQYASABKAkiNAoLTGlzdFJlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkibgoMTGlzdFJlc3BvbnNlEjAKC2F0dGFjaG1lbnRzGAEgAygLMhsubmV0ZmVuY2UudjEuQXR0YWNobWVudEluZm8SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhMKC3RvdGFsX2NvdW50GAMgASgFIpoECg5BdHRhY2htZW50SW5mbxIKCgJpZBgBIAEoCRIOCgZ0YXJnZXQYAiABKAkSKQoEdHlwZRgDIAEoDjIbLm5ldGZlbmNlLnYxLkF0dGFjaG1lbnRUeXBlEiUKBG1vZGUYBCABKA4yFy5uZXRmZW5jZS52MS5Qb2xpY3lNb2RlEiYKCGRuc19tb2RlGAUgASgOMhQubmV0ZmVuY2UudjEuRG5zTW9kZRITCgtkbnNfYWRkcmVzcxgGIAEoCRI7CghtZXRhZGF0YRgHIAMoCzIpLm5ldGZlbmNlLnYxLkF0dGFjaG1lbnRJbmZvLk1ldGFkYXRhRW50cnkSFwoPcGFja2V0c19hbGxvd2VkGAggASgEEhcKD3BhY2tldHNfYmxvY2tlZBgJIAEoBBIbChNkbnNfcXVlcmllc19hbGxvd2VkGAogASgEEhsKE2Ruc19xdWVyaWVzX2Jsb2NrZWQYCyABKAQSLwoLYXR0YWNoZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWF0dGFjaF9tZXRob2QYZCABKAkSFwoPcGFja2V0c19hdWRpdGVkGGUgASgEEg0KBWF1ZGl0GGkgASgIEhMKC2V2ZW50c19sb3N0GGogASgEGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKxAgoMRGFlbW9uU3RhdHVzEg8KB3ZlcnNpb24YASABKAkSEQoJZGFlbW9uX2lkGAIgASgJEhAKCGhvc3RuYW1lGAMgASgJEjkKE2NvbnRyb2xfcGxhbmVfc3RhdGUYBCABKA4yHC5uZXRmZW5jZS52MS5Db25uZWN0aW9uU3RhdGUSHQoVY29udHJvbF9wbGFuZV9hZGRyZXNzGAUgASgJEhgKEGF0dGFjaG1lbnRfY291bnQYBiABKAUSGAoQdGNfYXR0YWNoX21ldGhvZBhkIAEoCRIUCgxvcnBoYW5fY291bnQYZSABKAUSEAoId2FybmluZ3MYZiADKAkSFwoPaGlzdG9yeV9lbnRyaWVzGGkgASgFEhwKFGhpc3Rvcnlfd3JpdGVfZXJyb3JzGGogASgFIt0BChBPcnBoYW5BdHRhY2htZW50EgoKAmlkGAEgASgJEg4KBnRhcmdldBgCIAEoCRIpCgR0eXBlGAMgASgOMhsubmV0ZmVuY2UudjEuQXR0YWNobWVudFR5cGUSJQoEbW9kZRgEIAEoDjIXLm5ldGZlbmNlLnYxLlBvbGljeU1vZGUSEAoIYXR0YWNoZWQYBSABKAgSEAoIZG5zX3BvcnQYBiABKA0SDwoHZW50cmllcxgHIAEoDRIVCg1hdHRhY2hfbWV0aG9kGAggASgJEg8KB3Byb2JsZW0YCSABKAkiRQoTTGlzdE9ycGhhbnNSZXNwb25zZRIuCgdvcnBoYW5zGAEgAygLMh0ubmV0ZmVuY2UudjEuT3JwaGFuQXR0YWNobWVudCIuChNBZG9wdE9ycGhhbnNSZXF1ZXN0EgoKAmlkGAEgASgJEgsKA2FsbBgCIAEoCCIpCgxBZG9wdEZhaWx1cmUSCgoCaWQYASABKAkSDQoFZXJyb3IYAiABKAkibwoUQWRvcHRPcnBoYW5zUmVzcG9uc2USLAoHYWRvcHRlZBgBIAMoCzIbLm5ldGZlbmNlLnYxLkF0dGFjaFJlc3BvbnNlEikKBmZhaWxlZBgCIAMoCzIZLm5ldGZlbmNlLnYxLkFkb3B0RmFpbHVyZSIhChNEZXRhY2hPcnBoYW5SZXF1ZXN0EgoKAmlkGAEgASgJImgKDkV4cGxhaW5SZXF1ZXN0EhUKDWF0dGFjaG1lbnRfaWQYASABKAkSDwoHYWRkcmVzcxgCIAEoCRIOCgZkb21haW4YAyABKAkSDAoEcG9ydBgEIAEoDRIQCghwcm90b2NvbBgFIAEoCSJmCgpSdWxlT3JpZ2luEg4KBnNvdXJjZRgBIAEoCRISCgpjb21tYW5kX2lkGAIgASgJEgwKBHdoYXQYAyABKAkSJgoCYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIqwBCgxFeHBsYWluRW50cnkSDAoEY2lkchgBIAEoCRINCgVhbGxvdxgCIAEoCBIMCgRkZW55GAMgASgIEg8KB3J1bGVfaWQYBCABKA0SLgoKZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLdHRsX2xlZnRfbXMYBiABKAMSDQoFdGFibGUYByABKAkSDAoEdXNlZBgIIAEoCCLuAQoNRXhwbGFpblNvdXJjZRIMCgRraW5kGAEgASgJEg4KBmFjdGlvbhgCIAEoCRIMCgRjaWRyGAMgASgJEi4KCmV4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKBm9yaWdpbhgFIAEoCzIXLm5ldGZlbmNlLnYxLlJ1bGVPcmlnaW4SDAoEbmFtZRgGIAEoCRIuCgpsZWFybmVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIaChJhbnN3ZXJfdHRsX3NlY29uZHMYCCABKA0i/gIKEkFkZHJlc3NFeHBsYW5hdGlvbhIPCgdhZGRyZXNzGAEgASgJEhAKCHByb3RvY29sGAIgASgNEgwKBHBvcnQYAyABKA0SDwoHdmVyZGljdBgEIAEoCRIOCgZyZWFzb24YBSABKAkSDAoEc3RlcBgGIAEoCRIlCgRtb2RlGAcgASgOMhcubmV0ZmVuY2UudjEuUG9saWN5TW9kZRINCgVhdWRpdBgIIAEoCBIsCgttb2RlX29yaWdpbhgJIAEoCzIXLm5ldGZlbmNlLnYxLlJ1bGVPcmlnaW4SKAoFZW50cnkYCiABKAsyGS5uZXRmZW5jZS52MS5FeHBsYWluRW50cnkSKwoHc291cmNlcxgLIAMoCzIaLm5ldGZlbmNlLnYxLkV4cGxhaW5Tb3VyY2USFgoOcHJvdGVjdGVkX2NpZHIYDCABKAkSDQoFbmFtZXMYDSADKAkSDQoFbm90ZXMYDiADKAkSFwoPZXhwaXJlZF9za2lwcGVkGA8gASgNIs0BChREb21haW5MZWFybmVkQWRkcmVzcxIPCgdhZGRyZXNzGAEgASgJEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3R0bF9sZWZ0X21zGAMgASgDEi4KCmxlYXJuZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhoKEmFuc3dlcl90dGxfc2Vjb25kcxgFIAEoDRITCgtzaGFyZWRfd2l0aBgGIAMoCSLLAgoRRG9tYWluRXhwbGFuYXRpb24SDgoGZG9tYWluGAEgASgJEiYKCGRuc19tb2RlGAIgASgOMhQubmV0ZmVuY2UudjEuRG5zTW9kZRIwCg9kbnNfbW9kZV9vcmlnaW4YAyABKAsyFy5uZXRmZW5jZS52MS5SdWxlT3JpZ2luEhAKCHJlc29sdmVzGAQgASgIEhMKC3J1bGVfYWN0aW9uGAUgASgJEhMKC3J1bGVfZG9tYWluGAYgASgJEh8KF3J1bGVfaW5jbHVkZV9zdWJkb21haW5zGAcgASgIEiwKC3J1bGVfb3JpZ2luGAggASgLMhcubmV0ZmVuY2UudjEuUnVsZU9yaWdpbhIyCgdsZWFybmVkGAkgAygLMiEubmV0ZmVuY2UudjEuRG9tYWluTGVhcm5lZEFkZHJlc3MSDQoFbm90ZXMYCiADKAkiigEKD0V4cGxhaW5SZXNwb25zZRIVCg1hdHRhY2htZW50X2lkGAEgASgJEjAKB2FkZHJlc3MYAiABKAsyHy5uZXRmZW5jZS52MS5BZGRyZXNzRXhwbGFuYXRpb24SLgoGZG9tYWluGAMgASgLMh4ubmV0ZmVuY2UudjEuRG9tYWluRXhwbGFuYXRpb24iHgoQTGlzdFJ1bGVzUmVxdWVzdBIKCgJpZBgBIAEoCSLzAQoIUnVsZUluZm8SDwoHcnVsZV9pZBgBIAEoDRIMCgRydWxlGAIgASgJEgwKBGtpbmQYAyABKAkSDgoGYWN0aW9uGAQgASgJEhYKDmtlcm5lbF9lbnRyaWVzGAUgASgNEhAKCHByZWZpeGVzGAYgAygJEg8KB3BhY2tldHMYByABKAQSLAoIbGFzdF9oaXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCWluX2RhZW1vbhgKIAEoCCKnAQoRTGlzdFJ1bGVzUmVzcG9uc2USCgoCaWQYASABKAkSJQoEbW9kZRgCIAEoDjIXLm5ldGZlbmNlLnYxLlBvbGljeU1vZGUSDQoFYXVkaXQYAyABKAgSJAoFcnVsZXMYBCADKAsyFS5uZXRmZW5jZS52MS5SdWxlSW5mbxIQCghjYXBhY2l0eRgFIAEoDRIYChBvdmVyZmxvd2VkX3J1bGVzGAYgASgNImEKDkhpc3RvcnlSZXF1ZXN0EhUKDWF0dGFjaG1lbnRfaWQYASABKAkSKQoFc2luY2UYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWxpbWl0GAMgASgFIugBCgxIaXN0b3J5RW50cnkSCwoDc2VxGAEgASgEEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWF0dGFjaG1lbnRfaWQYAyABKAkSDgoGc291cmNlGAQgASgJEg4KBmFjdGlvbhgFIAEoCRISCgpjb21tYW5kX2lkGAYgASgJEhUKDWNvbnRyb2xfcGxhbmUYByABKAkSDwoHc3VtbWFyeRgIIAEoCRIOCgZyZXN1bHQYCSABKAkSDQoFZXJyb3IYCiABKAkSDwoHc2tpcHBlZBgLIAMoCSI9Cg9IaXN0b3J5UmVzcG9uc2USKgoHZW50cmllcxgBIAMoCzIZLm5ldGZlbmNlLnYxLkhpc3RvcnlFbnRyeSIsCg9TZXRBdWRpdFJlcXVlc3QSCgoCaWQYASABKAkSDQoFYXVkaXQYAiABKAgqlwEKD0Nvbm5lY3Rpb25TdGF0ZRIgChxDT05ORUNUSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASIQodQ09OTkVDVElPTl9TVEFURV9ESVNDT05ORUNURUQQARIfChtDT05ORUNUSU9OX1NUQVRFX0NPTk5FQ1RJTkcQAhIeChpDT05ORUNUSU9OX1NUQVRFX0NPTk5FQ1RFRBADMtsGCg1EYWVtb25TZXJ2aWNlEkEKBkF0dGFjaBIaLm5ldGZlbmNlLnYxLkF0dGFjaFJlcXVlc3QaGy5uZXRmZW5jZS52MS5BdHRhY2hSZXNwb25zZRI8CgZEZXRhY2gSGi5uZXRmZW5jZS52MS5EZXRhY2hSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EjsKBExpc3QSGC5uZXRmZW5jZS52MS5MaXN0UmVxdWVzdBoZLm5ldGZlbmNlLnYxLkxpc3RSZXNwb25zZRI+CglHZXRTdGF0dXMSFi5nb29nbGUucHJvdG9idWYuRW1wdHkaGS5uZXRmZW5jZS52MS5EYWVtb25TdGF0dXMSSgoLV2F0Y2hFdmVudHMSHy5uZXRmZW5jZS52MS5XYXRjaEV2ZW50c1JlcXVlc3QaGC5uZXRmZW5jZS52MS5QYWNrZXRFdmVudDABEkcKC0xpc3RPcnBoYW5zEhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5GiAubmV0ZmVuY2UudjEuTGlzdE9ycGhhbnNSZXNwb25zZRJTCgxBZG9wdE9ycGhhbnMSIC5uZXRmZW5jZS52MS5BZG9wdE9ycGhhbnNSZXF1ZXN0GiEubmV0ZmVuY2UudjEuQWRvcHRPcnBoYW5zUmVzcG9uc2USSAoMRGV0YWNoT3JwaGFuEiAubmV0ZmVuY2UudjEuRGV0YWNoT3JwaGFuUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJECgdFeHBsYWluEhsubmV0ZmVuY2UudjEuRXhwbGFpblJlcXVlc3QaHC5uZXRmZW5jZS52MS5FeHBsYWluUmVzcG9uc2USSgoJTGlzdFJ1bGVzEh0ubmV0ZmVuY2UudjEuTGlzdFJ1bGVzUmVxdWVzdBoeLm5ldGZlbmNlLnYxLkxpc3RSdWxlc1Jlc3BvbnNlEkQKB0hpc3RvcnkSGy5uZXRmZW5jZS52MS5IaXN0b3J5UmVxdWVzdBocLm5ldGZlbmNlLnYxLkhpc3RvcnlSZXNwb25zZRJACghTZXRBdWRpdBIcLm5ldGZlbmNlLnYxLlNldEF1ZGl0UmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eWIGcHJvdG8z", [file_google_protobuf_empty, file_google_protobuf_timestamp, file_netfence_v1_types, file_netfence_v1_control]);
+  fileDesc("ChhuZXRmZW5jZS92MS9kYWVtb24ucHJvdG8SC25ldGZlbmNlLnYxIisKEldhdGNoRXZlbnRzUmVxdWVzdBIVCg1hdHRhY2htZW50X2lkGAEgASgJIrcBCg1BdHRhY2hSZXF1ZXN0EhgKDmludGVyZmFjZV9uYW1lGAEgASgJSAASFQoLY2dyb3VwX3BhdGgYAiABKAlIABI6CghtZXRhZGF0YRgDIAMoCzIoLm5ldGZlbmNlLnYxLkF0dGFjaFJlcXVlc3QuTWV0YWRhdGFFbnRyeRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCAoGdGFyZ2V0IjEKDkF0dGFjaFJlc3BvbnNlEgoKAmlkGAEgASgJEhMKC2Ruc19hZGRyZXNzGAIgASgJIhsKDURldGFjaFJlcXVlc3QSCgoCaWQYASABKAkiNAoLTGlzdFJlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkibgoMTGlzdFJlc3BvbnNlEjAKC2F0dGFjaG1lbnRzGAEgAygLMhsubmV0ZmVuY2UudjEuQXR0YWNobWVudEluZm8SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhMKC3RvdGFsX2NvdW50GAMgASgFIpoECg5BdHRhY2htZW50SW5mbxIKCgJpZBgBIAEoCRIOCgZ0YXJnZXQYAiABKAkSKQoEdHlwZRgDIAEoDjIbLm5ldGZlbmNlLnYxLkF0dGFjaG1lbnRUeXBlEiUKBG1vZGUYBCABKA4yFy5uZXRmZW5jZS52MS5Qb2xpY3lNb2RlEiYKCGRuc19tb2RlGAUgASgOMhQubmV0ZmVuY2UudjEuRG5zTW9kZRITCgtkbnNfYWRkcmVzcxgGIAEoCRI7CghtZXRhZGF0YRgHIAMoCzIpLm5ldGZlbmNlLnYxLkF0dGFjaG1lbnRJbmZvLk1ldGFkYXRhRW50cnkSFwoPcGFja2V0c19hbGxvd2VkGAggASgEEhcKD3BhY2tldHNfYmxvY2tlZBgJIAEoBBIbChNkbnNfcXVlcmllc19hbGxvd2VkGAogASgEEhsKE2Ruc19xdWVyaWVzX2Jsb2NrZWQYCyABKAQSLwoLYXR0YWNoZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWF0dGFjaF9tZXRob2QYZCABKAkSFwoPcGFja2V0c19hdWRpdGVkGGUgASgEEg0KBWF1ZGl0GGkgASgIEhMKC2V2ZW50c19sb3N0GGogASgEGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKxAgoMRGFlbW9uU3RhdHVzEg8KB3ZlcnNpb24YASABKAkSEQoJZGFlbW9uX2lkGAIgASgJEhAKCGhvc3RuYW1lGAMgASgJEjkKE2NvbnRyb2xfcGxhbmVfc3RhdGUYBCABKA4yHC5uZXRmZW5jZS52MS5Db25uZWN0aW9uU3RhdGUSHQoVY29udHJvbF9wbGFuZV9hZGRyZXNzGAUgASgJEhgKEGF0dGFjaG1lbnRfY291bnQYBiABKAUSGAoQdGNfYXR0YWNoX21ldGhvZBhkIAEoCRIUCgxvcnBoYW5fY291bnQYZSABKAUSEAoId2FybmluZ3MYZiADKAkSFwoPaGlzdG9yeV9lbnRyaWVzGGkgASgFEhwKFGhpc3Rvcnlfd3JpdGVfZXJyb3JzGGogASgFIt0BChBPcnBoYW5BdHRhY2htZW50EgoKAmlkGAEgASgJEg4KBnRhcmdldBgCIAEoCRIpCgR0eXBlGAMgASgOMhsubmV0ZmVuY2UudjEuQXR0YWNobWVudFR5cGUSJQoEbW9kZRgEIAEoDjIXLm5ldGZlbmNlLnYxLlBvbGljeU1vZGUSEAoIYXR0YWNoZWQYBSABKAgSEAoIZG5zX3BvcnQYBiABKA0SDwoHZW50cmllcxgHIAEoDRIVCg1hdHRhY2hfbWV0aG9kGAggASgJEg8KB3Byb2JsZW0YCSABKAkiRQoTTGlzdE9ycGhhbnNSZXNwb25zZRIuCgdvcnBoYW5zGAEgAygLMh0ubmV0ZmVuY2UudjEuT3JwaGFuQXR0YWNobWVudCIuChNBZG9wdE9ycGhhbnNSZXF1ZXN0EgoKAmlkGAEgASgJEgsKA2FsbBgCIAEoCCIpCgxBZG9wdEZhaWx1cmUSCgoCaWQYASABKAkSDQoFZXJyb3IYAiABKAkibwoUQWRvcHRPcnBoYW5zUmVzcG9uc2USLAoHYWRvcHRlZBgBIAMoCzIbLm5ldGZlbmNlLnYxLkF0dGFjaFJlc3BvbnNlEikKBmZhaWxlZBgCIAMoCzIZLm5ldGZlbmNlLnYxLkFkb3B0RmFpbHVyZSIhChNEZXRhY2hPcnBoYW5SZXF1ZXN0EgoKAmlkGAEgASgJImgKDkV4cGxhaW5SZXF1ZXN0EhUKDWF0dGFjaG1lbnRfaWQYASABKAkSDwoHYWRkcmVzcxgCIAEoCRIOCgZkb21haW4YAyABKAkSDAoEcG9ydBgEIAEoDRIQCghwcm90b2NvbBgFIAEoCSJmCgpSdWxlT3JpZ2luEg4KBnNvdXJjZRgBIAEoCRISCgpjb21tYW5kX2lkGAIgASgJEgwKBHdoYXQYAyABKAkSJgoCYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIqwBCgxFeHBsYWluRW50cnkSDAoEY2lkchgBIAEoCRINCgVhbGxvdxgCIAEoCBIMCgRkZW55GAMgASgIEg8KB3J1bGVfaWQYBCABKA0SLgoKZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLdHRsX2xlZnRfbXMYBiABKAMSDQoFdGFibGUYByABKAkSDAoEdXNlZBgIIAEoCCLuAQoNRXhwbGFpblNvdXJjZRIMCgRraW5kGAEgASgJEg4KBmFjdGlvbhgCIAEoCRIMCgRjaWRyGAMgASgJEi4KCmV4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKBm9yaWdpbhgFIAEoCzIXLm5ldGZlbmNlLnYxLlJ1bGVPcmlnaW4SDAoEbmFtZRgGIAEoCRIuCgpsZWFybmVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIaChJhbnN3ZXJfdHRsX3NlY29uZHMYCCABKA0i/gIKEkFkZHJlc3NFeHBsYW5hdGlvbhIPCgdhZGRyZXNzGAEgASgJEhAKCHByb3RvY29sGAIgASgNEgwKBHBvcnQYAyABKA0SDwoHdmVyZGljdBgEIAEoCRIOCgZyZWFzb24YBSABKAkSDAoEc3RlcBgGIAEoCRIlCgRtb2RlGAcgASgOMhcubmV0ZmVuY2UudjEuUG9saWN5TW9kZRINCgVhdWRpdBgIIAEoCBIsCgttb2RlX29yaWdpbhgJIAEoCzIXLm5ldGZlbmNlLnYxLlJ1bGVPcmlnaW4SKAoFZW50cnkYCiABKAsyGS5uZXRmZW5jZS52MS5FeHBsYWluRW50cnkSKwoHc291cmNlcxgLIAMoCzIaLm5ldGZlbmNlLnYxLkV4cGxhaW5Tb3VyY2USFgoOcHJvdGVjdGVkX2NpZHIYDCABKAkSDQoFbmFtZXMYDSADKAkSDQoFbm90ZXMYDiADKAkSFwoPZXhwaXJlZF9za2lwcGVkGA8gASgNIs0BChREb21haW5MZWFybmVkQWRkcmVzcxIPCgdhZGRyZXNzGAEgASgJEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3R0bF9sZWZ0X21zGAMgASgDEi4KCmxlYXJuZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhoKEmFuc3dlcl90dGxfc2Vjb25kcxgFIAEoDRITCgtzaGFyZWRfd2l0aBgGIAMoCSLLAgoRRG9tYWluRXhwbGFuYXRpb24SDgoGZG9tYWluGAEgASgJEiYKCGRuc19tb2RlGAIgASgOMhQubmV0ZmVuY2UudjEuRG5zTW9kZRIwCg9kbnNfbW9kZV9vcmlnaW4YAyABKAsyFy5uZXRmZW5jZS52MS5SdWxlT3JpZ2luEhAKCHJlc29sdmVzGAQgASgIEhMKC3J1bGVfYWN0aW9uGAUgASgJEhMKC3J1bGVfZG9tYWluGAYgASgJEh8KF3J1bGVfaW5jbHVkZV9zdWJkb21haW5zGAcgASgIEiwKC3J1bGVfb3JpZ2luGAggASgLMhcubmV0ZmVuY2UudjEuUnVsZU9yaWdpbhIyCgdsZWFybmVkGAkgAygLMiEubmV0ZmVuY2UudjEuRG9tYWluTGVhcm5lZEFkZHJlc3MSDQoFbm90ZXMYCiADKAkiigEKD0V4cGxhaW5SZXNwb25zZRIVCg1hdHRhY2htZW50X2lkGAEgASgJEjAKB2FkZHJlc3MYAiABKAsyHy5uZXRmZW5jZS52MS5BZGRyZXNzRXhwbGFuYXRpb24SLgoGZG9tYWluGAMgASgLMh4ubmV0ZmVuY2UudjEuRG9tYWluRXhwbGFuYXRpb24iHgoQTGlzdFJ1bGVzUmVxdWVzdBIKCgJpZBgBIAEoCSLzAQoIUnVsZUluZm8SDwoHcnVsZV9pZBgBIAEoDRIMCgRydWxlGAIgASgJEgwKBGtpbmQYAyABKAkSDgoGYWN0aW9uGAQgASgJEhYKDmtlcm5lbF9lbnRyaWVzGAUgASgNEhAKCHByZWZpeGVzGAYgAygJEg8KB3BhY2tldHMYByABKAQSLAoIbGFzdF9oaXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCWluX2RhZW1vbhgKIAEoCCLeAQoRTGlzdFJ1bGVzUmVzcG9uc2USCgoCaWQYASABKAkSJQoEbW9kZRgCIAEoDjIXLm5ldGZlbmNlLnYxLlBvbGljeU1vZGUSDQoFYXVkaXQYAyABKAgSJAoFcnVsZXMYBCADKAsyFS5uZXRmZW5jZS52MS5SdWxlSW5mbxIQCghjYXBhY2l0eRgFIAEoDRIYChBvdmVyZmxvd2VkX3J1bGVzGAYgASgNEjUKEGJsb2NrZWRfYnlfb3duZXIYByADKAsyGy5uZXRmZW5jZS52MS5CbG9ja2VkQnlPd25lciKFAQoOQmxvY2tlZEJ5T3duZXISDAoEa2luZBgBIAEoCRILCgN1aWQYAiABKA0SDAoEdXNlchgDIAEoCRIPCgdibG9ja2VkGAQgASgEEg8KB2F1ZGl0ZWQYBSABKAQSKAoEbGFzdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiYQoOSGlzdG9yeVJlcXVlc3QSFQoNYXR0YWNobWVudF9pZBgBIAEoCRIpCgVzaW5jZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFbGltaXQYAyABKAUi6AEKDEhpc3RvcnlFbnRyeRILCgNzZXEYASABKAQSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNYXR0YWNobWVudF9pZBgDIAEoCRIOCgZzb3VyY2UYBCABKAkSDgoGYWN0aW9uGAUgASgJEhIKCmNvbW1hbmRfaWQYBiABKAkSFQoNY29udHJvbF9wbGFuZRgHIAEoCRIPCgdzdW1tYXJ5GAggASgJEg4KBnJlc3VsdBgJIAEoCRINCgVlcnJvchgKIAEoCRIPCgdza2lwcGVkGAsgAygJIj0KD0hpc3RvcnlSZXNwb25zZRIqCgdlbnRyaWVzGAEgAygLMhkubmV0ZmVuY2UudjEuSGlzdG9yeUVudHJ5IiwKD1NldEF1ZGl0UmVxdWVzdBIKCgJpZBgBIAEoCRINCgVhdWRpdBgCIAEoCCJJChJBcHBseVBvbGljeVJlcXVlc3QSEQoJZmlsZV9uYW1lGAEgASgJEg8KB2NvbnRlbnQYAiABKAkSDwoHZHJ5X3J1bhgDIAEoCCJIChNBcHBseVBvbGljeVJlc3BvbnNlEg8KB2NoYW5nZWQYASABKAgSDwoHYXBwbGllZBgCIAEoCBIPCgdjaGFuZ2VzGAMgAygJIg4KDEZsdXNoUmVxdWVzdCIyCg1GbHVzaFJlc3BvbnNlEhAKCGRldGFjaGVkGAEgAygJEg8KB3JlbW92ZWQYAiADKAkqlwEKD0Nvbm5lY3Rpb25TdGF0ZRIgChxDT05ORUNUSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASIQodQ09OTkVDVElPTl9TVEFURV9ESVNDT05ORUNURUQQARIfChtDT05ORUNUSU9OX1NUQVRFX0NPTk5FQ1RJTkcQAhIeChpDT05ORUNUSU9OX1NUQVRFX0NPTk5FQ1RFRBADMu0HCg1EYWVtb25TZXJ2aWNlEkEKBkF0dGFjaBIaLm5ldGZlbmNlLnYxLkF0dGFjaFJlcXVlc3QaGy5uZXRmZW5jZS52MS5BdHRhY2hSZXNwb25zZRI8CgZEZXRhY2gSGi5uZXRmZW5jZS52MS5EZXRhY2hSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EjsKBExpc3QSGC5uZXRmZW5jZS52MS5MaXN0UmVxdWVzdBoZLm5ldGZlbmNlLnYxLkxpc3RSZXNwb25zZRI+CglHZXRTdGF0dXMSFi5nb29nbGUucHJvdG9idWYuRW1wdHkaGS5uZXRmZW5jZS52MS5EYWVtb25TdGF0dXMSSgoLV2F0Y2hFdmVudHMSHy5uZXRmZW5jZS52MS5XYXRjaEV2ZW50c1JlcXVlc3QaGC5uZXRmZW5jZS52MS5QYWNrZXRFdmVudDABEkcKC0xpc3RPcnBoYW5zEhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5GiAubmV0ZmVuY2UudjEuTGlzdE9ycGhhbnNSZXNwb25zZRJTCgxBZG9wdE9ycGhhbnMSIC5uZXRmZW5jZS52MS5BZG9wdE9ycGhhbnNSZXF1ZXN0GiEubmV0ZmVuY2UudjEuQWRvcHRPcnBoYW5zUmVzcG9uc2USSAoMRGV0YWNoT3JwaGFuEiAubmV0ZmVuY2UudjEuRGV0YWNoT3JwaGFuUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJECgdFeHBsYWluEhsubmV0ZmVuY2UudjEuRXhwbGFpblJlcXVlc3QaHC5uZXRmZW5jZS52MS5FeHBsYWluUmVzcG9uc2USSgoJTGlzdFJ1bGVzEh0ubmV0ZmVuY2UudjEuTGlzdFJ1bGVzUmVxdWVzdBoeLm5ldGZlbmNlLnYxLkxpc3RSdWxlc1Jlc3BvbnNlEkQKB0hpc3RvcnkSGy5uZXRmZW5jZS52MS5IaXN0b3J5UmVxdWVzdBocLm5ldGZlbmNlLnYxLkhpc3RvcnlSZXNwb25zZRJACghTZXRBdWRpdBIcLm5ldGZlbmNlLnYxLlNldEF1ZGl0UmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJQCgtBcHBseVBvbGljeRIfLm5ldGZlbmNlLnYxLkFwcGx5UG9saWN5UmVxdWVzdBogLm5ldGZlbmNlLnYxLkFwcGx5UG9saWN5UmVzcG9uc2USPgoFRmx1c2gSGS5uZXRmZW5jZS52MS5GbHVzaFJlcXVlc3QaGi5uZXRmZW5jZS52MS5GbHVzaFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_empty, file_google_protobuf_timestamp, file_netfence_v1_types, file_netfence_v1_control]);
 
 /**
  * @generated from message netfence.v1.WatchEventsRequest
@@ -1110,6 +1110,13 @@ export type ListRulesResponse = Message<"netfence.v1.ListRulesResponse"> & {
    * @generated from field: uint32 overflowed_rules = 6;
    */
   overflowedRules: number;
+
+  /**
+   * issue 15: blocked attempts by socket owner since the daemon started, most first
+   *
+   * @generated from field: repeated netfence.v1.BlockedByOwner blocked_by_owner = 7;
+   */
+  blockedByOwner: BlockedByOwner[];
 };
 
 /**
@@ -1118,6 +1125,60 @@ export type ListRulesResponse = Message<"netfence.v1.ListRulesResponse"> & {
  */
 export const ListRulesResponseSchema: GenMessage<ListRulesResponse> = /*@__PURE__*/
   messageDesc(file_netfence_v1_daemon, 24);
+
+/**
+ * counted from the packet events (an event folding N identical ones counts 1 + N)
+ *
+ * @generated from message netfence.v1.BlockedByOwner
+ */
+export type BlockedByOwner = Message<"netfence.v1.BlockedByOwner"> & {
+  /**
+   * "uid" (one owner), "unknown" (no owner known: TC, sockets older than the attachment), "other" (beyond the per-attachment bound)
+   *
+   * @generated from field: string kind = 1;
+   */
+  kind: string;
+
+  /**
+   * kind "uid"
+   *
+   * @generated from field: uint32 uid = 2;
+   */
+  uid: number;
+
+  /**
+   * the user name, "" when none is known
+   *
+   * @generated from field: string user = 3;
+   */
+  user: string;
+
+  /**
+   * @generated from field: uint64 blocked = 4;
+   */
+  blocked: bigint;
+
+  /**
+   * would-be blocks in audit mode (they passed)
+   *
+   * @generated from field: uint64 audited = 5;
+   */
+  audited: bigint;
+
+  /**
+   * the newest of them
+   *
+   * @generated from field: google.protobuf.Timestamp last = 6;
+   */
+  last?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message netfence.v1.BlockedByOwner.
+ * Use `create(BlockedByOwnerSchema)` to create a new message.
+ */
+export const BlockedByOwnerSchema: GenMessage<BlockedByOwner> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_daemon, 25);
 
 /**
  * --- additive extension: audit trail (History). Every policy change the daemon made or refused:
@@ -1155,7 +1216,7 @@ export type HistoryRequest = Message<"netfence.v1.HistoryRequest"> & {
  * Use `create(HistoryRequestSchema)` to create a new message.
  */
 export const HistoryRequestSchema: GenMessage<HistoryRequest> = /*@__PURE__*/
-  messageDesc(file_netfence_v1_daemon, 25);
+  messageDesc(file_netfence_v1_daemon, 26);
 
 /**
  * @generated from message netfence.v1.HistoryEntry
@@ -1179,7 +1240,7 @@ export type HistoryEntry = Message<"netfence.v1.HistoryEntry"> & {
   attachmentId: string;
 
   /**
-   * control-plane | cli | default-policy | dns-learned | daemon
+   * control-plane | cli | default-policy | dns-learned | daemon | apply | flush
    *
    * @generated from field: string source = 4;
    */
@@ -1240,7 +1301,7 @@ export type HistoryEntry = Message<"netfence.v1.HistoryEntry"> & {
  * Use `create(HistoryEntrySchema)` to create a new message.
  */
 export const HistoryEntrySchema: GenMessage<HistoryEntry> = /*@__PURE__*/
-  messageDesc(file_netfence_v1_daemon, 26);
+  messageDesc(file_netfence_v1_daemon, 27);
 
 /**
  * @generated from message netfence.v1.HistoryResponse
@@ -1257,7 +1318,7 @@ export type HistoryResponse = Message<"netfence.v1.HistoryResponse"> & {
  * Use `create(HistoryResponseSchema)` to create a new message.
  */
 export const HistoryResponseSchema: GenMessage<HistoryResponse> = /*@__PURE__*/
-  messageDesc(file_netfence_v1_daemon, 27);
+  messageDesc(file_netfence_v1_daemon, 28);
 
 /**
  * ---------------------------------------------------------------- extension: audit mode (standalone)
@@ -1283,7 +1344,120 @@ export type SetAuditRequest = Message<"netfence.v1.SetAuditRequest"> & {
  * Use `create(SetAuditRequestSchema)` to create a new message.
  */
 export const SetAuditRequestSchema: GenMessage<SetAuditRequest> = /*@__PURE__*/
-  messageDesc(file_netfence_v1_daemon, 28);
+  messageDesc(file_netfence_v1_daemon, 29);
+
+/**
+ * ---------------------------------------------------------------- issue 15 (apply/flush)
+ * ApplyPolicy: the standalone policy file (`netfenced apply -f`), parsed and validated by the
+ * daemon (users and groups resolve on the host), diffed against what is in force, applied as a
+ * whole or not at all. Refused (FAILED_PRECONDITION) when a control plane is configured.
+ *
+ * @generated from message netfence.v1.ApplyPolicyRequest
+ */
+export type ApplyPolicyRequest = Message<"netfence.v1.ApplyPolicyRequest"> & {
+  /**
+   * for error positions: "policy.yaml:3:7: …"
+   *
+   * @generated from field: string file_name = 1;
+   */
+  fileName: string;
+
+  /**
+   * the YAML text
+   *
+   * @generated from field: string content = 2;
+   */
+  content: string;
+
+  /**
+   * validate and diff only
+   *
+   * @generated from field: bool dry_run = 3;
+   */
+  dryRun: boolean;
+};
+
+/**
+ * Describes the message netfence.v1.ApplyPolicyRequest.
+ * Use `create(ApplyPolicyRequestSchema)` to create a new message.
+ */
+export const ApplyPolicyRequestSchema: GenMessage<ApplyPolicyRequest> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_daemon, 30);
+
+/**
+ * @generated from message netfence.v1.ApplyPolicyResponse
+ */
+export type ApplyPolicyResponse = Message<"netfence.v1.ApplyPolicyResponse"> & {
+  /**
+   * false: the file is what is in force ("no changes")
+   *
+   * @generated from field: bool changed = 1;
+   */
+  changed: boolean;
+
+  /**
+   * false for a dry run
+   *
+   * @generated from field: bool applied = 2;
+   */
+  applied: boolean;
+
+  /**
+   * the diff, one line per change ("+ attachment web (cgroup /sys/fs/cgroup/web)", …)
+   *
+   * @generated from field: repeated string changes = 3;
+   */
+  changes: string[];
+};
+
+/**
+ * Describes the message netfence.v1.ApplyPolicyResponse.
+ * Use `create(ApplyPolicyResponseSchema)` to create a new message.
+ */
+export const ApplyPolicyResponseSchema: GenMessage<ApplyPolicyResponse> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_daemon, 31);
+
+/**
+ * Flush: every attachment detached and forgotten (not re-created at boot), the host-wide pins
+ * (protected sets, port guard) removed. Programs, links and maps of others are not touched.
+ *
+ * @generated from message netfence.v1.FlushRequest
+ */
+export type FlushRequest = Message<"netfence.v1.FlushRequest"> & {
+};
+
+/**
+ * Describes the message netfence.v1.FlushRequest.
+ * Use `create(FlushRequestSchema)` to create a new message.
+ */
+export const FlushRequestSchema: GenMessage<FlushRequest> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_daemon, 32);
+
+/**
+ * @generated from message netfence.v1.FlushResponse
+ */
+export type FlushResponse = Message<"netfence.v1.FlushResponse"> & {
+  /**
+   * attachment ids removed
+   *
+   * @generated from field: repeated string detached = 1;
+   */
+  detached: string[];
+
+  /**
+   * other pins removed (host-wide, orphans)
+   *
+   * @generated from field: repeated string removed = 2;
+   */
+  removed: string[];
+};
+
+/**
+ * Describes the message netfence.v1.FlushResponse.
+ * Use `create(FlushResponseSchema)` to create a new message.
+ */
+export const FlushResponseSchema: GenMessage<FlushResponse> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_daemon, 33);
 
 /**
  * @generated from enum netfence.v1.ConnectionState
@@ -1430,6 +1604,24 @@ export const DaemonService: GenService<{
     methodKind: "unary";
     input: typeof SetAuditRequestSchema;
     output: typeof EmptySchema;
+  },
+  /**
+   * issue 15 (apply/flush): the standalone policy file and the removal of everything Netfence installed.
+   *
+   * @generated from rpc netfence.v1.DaemonService.ApplyPolicy
+   */
+  applyPolicy: {
+    methodKind: "unary";
+    input: typeof ApplyPolicyRequestSchema;
+    output: typeof ApplyPolicyResponseSchema;
+  },
+  /**
+   * @generated from rpc netfence.v1.DaemonService.Flush
+   */
+  flush: {
+    methodKind: "unary";
+    input: typeof FlushRequestSchema;
+    output: typeof FlushResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_netfence_v1_daemon, 0);
