@@ -133,6 +133,17 @@ static __always_inline void nf_l4(struct __sk_buff *skb, struct nf_pkt *p)
 /* ---------------------------------------------------------------- the socket owner (issue 15) */
 
 #ifdef NF_CGROUP_PROG
+/* The socket that sends the packet, as the cgroup hook sees it: the full socket, or for a SYN-ACK
+ * (sent by a request socket) the listener it belongs to. */
+static __always_inline struct bpf_sock *nf_owner_sock(struct __sk_buff *skb)
+{
+	struct bpf_sock *sk = skb->sk;
+	if (!sk)
+		return 0;
+	struct bpf_sock *fs = bpf_sk_fullsock(sk);
+	return fs ? fs : bpf_get_listener_sock(sk);
+}
+
 /* Reads the socket owner into p->uid/gid once (NF_OWNER_UNKNOWN when unknown): the uid from the
  * socket, the gid from its nf_sk stamp (sockets created before the attach have none). */
 __noinline int nf_owner_read(struct __sk_buff *skb, struct nf_pkt *p)
@@ -142,13 +153,10 @@ __noinline int nf_owner_read(struct __sk_buff *skb, struct nf_pkt *p)
 	p->owner_done = 1;
 	p->uid = NF_OWNER_UNKNOWN;
 	p->gid = NF_OWNER_UNKNOWN;
-	struct bpf_sock *sk = skb->sk;
+	struct bpf_sock *sk = nf_owner_sock(skb);
 	if (!sk)
 		return 0;
-	sk = bpf_sk_fullsock(sk);
-	if (!sk)
-		return 0;
-	p->uid = bpf_get_socket_uid(skb);
+	p->uid = bpf_get_socket_uid(skb); /* (of the full socket: the listener for a SYN-ACK) */
 	struct nf_sk *s = bpf_sk_storage_get(&nf_sk, sk, 0, 0);
 	if (s)
 		p->gid = s->gid;

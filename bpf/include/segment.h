@@ -181,15 +181,16 @@ __noinline int nf_keep_stamp(struct __sk_buff *skb, struct nf_pkt *p, const stru
 /* ---------------------------------------------------------------- management "from" port */
 
 /* A protected entry with NF_PROT_FROM_PORT: a TCP packet from a stream socket bound to `port` (the
- * replies of the host's sshd). cgroup programs only: a TC workload can craft any source port. */
+ * replies of the host's sshd: its connections' sockets, and for the SYN-ACK its listener). cgroup
+ * programs only: a TC workload can craft any source port. */
 static __always_inline int nf_from_port(struct __sk_buff *skb, struct nf_pkt *p, __u16 port)
 {
 #ifdef NF_CGROUP_PROG
 	nf_l4(skb, p);
 	if (p->l4_proto != IPPROTO_TCP || p->sport != port)
 		return 0;
-	struct bpf_sock *sk = nf_tcp_sock(skb);
-	return sk && sk->src_port == port;
+	struct bpf_sock *sk = nf_owner_sock(skb);
+	return sk && sk->type == SOCK_STREAM_ && sk->protocol == IPPROTO_TCP && sk->src_port == port;
 #else
 	return 0;
 #endif

@@ -201,6 +201,9 @@ export interface KernelPacketEvent {
   readonly rule: string | null;
   /** Identical events folded into this one by throttling. */
   readonly suppressed: number;
+  /** The sending socket's owner (cgroup attachments, issue 15); null = unknown (TC attachments, no socket). */
+  readonly uid?: number | null;
+  readonly gid?: number | null;
 }
 
 /**

@@ -22,7 +22,7 @@ import { projectRoot } from "./project-root.js";
 import { decodeCounters, decodeDump, decodeEvents, decodeHello, decodeMigrate, decodePortGuard, decodeState, decodeTables, type ExactTables, type HelloReply } from "./wire-decode.js";
 import {
   DIR_EGRESS, encodeCountersRequest, encodeEntries, encodeHello, encodeId, encodeLink, encodeLoad, encodeMode, encodeNotify,
-  encodePolicy, encodePortGuard, encodeProtected, KIND_TC, LAYOUT, METHOD, Op,
+  encodePolicy, encodePortGuard, encodeProtected, KIND_TC, LAYOUT, METHOD, Op, type WireEntry,
 } from "./wire-format.js";
 import { EventFanout } from "./event-fanout.js";
 import { decodeLookup, encodeLookup, type KernelLookup } from "./lookup-wire.js";
@@ -210,6 +210,40 @@ export class KernelFilter implements Filter {
       k.keep = keep;
       this.shadows.replaced(id, policy, Date.now());
     });
+  }
+
+  /**
+   * A REPLACE with its scope table (issue 15): address entries with their scope-set ids, and the
+   * scope-table entries serialised as 40-byte wire records (scope-wire.ts). What replacePolicy
+   * sends once scope-compile.ts has turned FilterEntry.scoped into both.
+   */
+  async replaceCompiled(id: string, policy: FilterPolicy, entries: readonly WireEntry[], scopeWire: Uint8Array): Promise<void> {
+    const k = this.requireKnown(id);
+    const keep = policy.keepEstablished === true;
+    await this.write(id, Op.REPLACE, encodePolicy(id, policy.mode, policy.audit, entries, keep, scopeWire), () => {
+      k.keep = keep;
+      this.shadows.replaced(id, { ...policy, entries }, Date.now(), scopeWire);
+    });
+  }
+
+  /** UPSERT into the active generation with scope-table entries (learned addresses of scoped domain rules). */
+  async upsertCompiled(id: string, entries: readonly WireEntry[], scopeWire: Uint8Array): Promise<void> {
+    this.requireKnown(id);
+    if (entries.length || scopeWire.length) {
+      await this.write(id, Op.UPSERT, encodeEntries(id, entries, scopeWire), () => this.shadows.upserted(id, entries, Date.now(), scopeWire));
+    }
+  }
+
+  /** DELETE of scope-table entries (wire records; their values are ignored) and address entries. */
+  async deleteCompiled(id: string, cidrs: readonly Cidr[], scopeWire: Uint8Array): Promise<void> {
+    this.requireKnown(id);
+    const entries = cidrs.map((cidr) => ({ cidr, allow: false, deny: false, expiresAtMs: null }));
+    if (entries.length || scopeWire.length) {
+      await this.write(id, Op.DELETE, encodeEntries(id, entries, scopeWire), () => {
+        this.shadows.deleted(id, cidrs);
+        this.shadows.scopesDeleted(id, scopeWire);
+      });
+    }
   }
 
   async upsertEntries(id: string, entries: readonly FilterEntry[]): Promise<void> {

@@ -69,6 +69,8 @@ export const NO_RULE = 255;
 export const PROT_DENY = 1;
 /** NF_PROT_FROM: `port` is the TCP source port of a stream socket bound to it (cgroup attachments only). */
 export const PROT_FROM = 2;
+/** NF_OWNER_UNKNOWN: events' uid/gid when the owner is not known. */
+export const OWNER_UNKNOWN = 0xffffffff;
 /** nf_wire_entry.family of a scope-table entry (layout 6; scope-wire.ts writes them). */
 export const WIRE_FAMILY_SCOPE = 2;
 export const MAX_WORKLOAD_ADDRS = 8; // NF_MAX_WORKLOAD_ADDRS, per family
