@@ -35,7 +35,7 @@ describe("keep or sever (real TCP streams)", () => {
     expect(c.echoes.length, "the stream flows while allowed").toBeGreaterThan(10);
     return { c, child };
   }
-  const echoesAfter = (c: ReturnType<typeof echoCollector>, t: number) => c.echoes.filter((e) => e.t > t + 100).length;
+  const echoesAfter = (c: ReturnType<typeof echoCollector>, t: number) => c.echoes.filter((e) => e.t > t + 300).length; // in-flight echoes may land just after (loaded machine)
 
   async function keepThenSever(id: string, dst: string, cg?: string) {
     // keep: the stream survives a replace that no longer allows its destination...
