@@ -104,15 +104,21 @@ struct nf_adopt_reply {
 	                 * and runs prog_id, or the clsact filter at tc_handle/tc_priority runs prog_id */
 };
 
-/* One policy entry on the wire. 32 bytes. */
+/* One policy entry on the wire. 40 bytes.
+ * family NF_WIRE_SCOPE: an entry of the scope table nf_scope (netfence.h): prefixlen = the key bits
+ * after the generation byte (56..80), addr[0..9] = the key bytes after it (kind, scope, principal,
+ * proto, port[2]); flags/rule_id/expires_ms as for an address entry; scope unused. */
+#define NF_WIRE_SCOPE 2
 struct nf_wire_entry {
-	__u8 family;    /* 4 or 6 */
+	__u8 family;    /* 4 or 6, or NF_WIRE_SCOPE */
 	__u8 prefixlen;
 	__u8 flags;     /* NF_ENTRY_* */
 	__u8 _pad;
 	__u32 rule_id;
 	__u64 expires_ms; /* wall clock (CLOCK_REALTIME) ms since epoch, 0 = never */
 	__u8 addr[16];
+	__u16 scope;    /* nf_entry.scope */
+	__u8 _pad2[6];
 };
 
 struct nf_policy_req {
@@ -136,6 +142,7 @@ struct nf_mode_req {
 };
 
 #define NF_PROT_DENY (1u << 0) /* nf_wire_protected.flags: an entry of the protected-deny set */
+#define NF_PROT_FROM (1u << 1) /* port is the source port (NF_PROT_FROM_PORT, netfence.h); allow set only */
 struct nf_wire_protected {
 	__u8 family;
 	__u8 prefixlen;
@@ -223,6 +230,8 @@ struct nf_tables_family {
 };
 struct nf_tables_reply {
 	struct nf_tables_family fam[2];
+	__u32 scope_n; /* active-generation keys in the scope table nf_scope (layout 6) */
+	__u32 _pad;
 };
 
 /*
