@@ -1,5 +1,6 @@
 import { formatCidr, type Cidr, type RuleScope } from "@netfence/proto/parse";
 import type { FilterEntry, ScopedRuleEntry } from "../policy/compiled.js";
+import { scopeText as formatScope } from "../policy/scope-text.js";
 
 /**
  * The policy lookup of a packet with its protocol, port and owner (issue 15), mirrored from
@@ -62,17 +63,9 @@ export interface PolicyWalk {
   readonly owners: boolean;
 }
 
-/** "tcp/443,8000-8100 users 33(web) groups 5"; "any" for an unscoped rule. */
+/** "tcp/443,8000-8100 users web(33) groups 5"; "any" for an unscoped rule. */
 export function scopeText(s: RuleScope): string {
-  const names: Record<number, string> = { 1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp" };
-  const protos = s.protocols.length > 0 ? s.protocols : s.ports.length > 0 ? [TCP, UDP] : [];
-  const ports = s.ports.map((r) => (r.from === r.to ? `${r.from}` : `${r.from}-${r.to}`)).join(",");
-  const parts: string[] = [];
-  if (protos.length > 0) parts.push(protos.map((p) => `${names[p] ?? p}${ports ? `/${ports}` : ""}`).join(" "));
-  const who = (list: RuleScope["users"]): string => list.map((p) => (p.name ? `${p.name}(${p.id})` : `${p.id}`)).join(",");
-  if (s.users.length > 0) parts.push(`users ${who(s.users)}`);
-  if (s.groups.length > 0) parts.push(`groups ${who(s.groups)}`);
-  return parts.length > 0 ? parts.join(" ") : "any";
+  return formatScope(s) || "any";
 }
 
 /** rule-scope.ts's matching, for a question whose protocol, port or owner may be left open (then it does not match a rule that needs it). */
