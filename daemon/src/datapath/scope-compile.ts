@@ -160,5 +160,8 @@ export function withScope(e: FilterEntry, scopeId: number, scopeKinds: number): 
 }
 
 export function withScopeId(blocks: readonly ScopeWireEntry[], scope: number): ScopeWireEntry[] {
-  return blocks.map((b) => ({ ...b, scope }));
+  return blocks.map((b) => ({
+    scope, kind: b.kind, principal: b.principal, proto: b.proto, port: b.port, portBits: b.portBits,
+    allow: b.allow, deny: b.deny, ruleId: b.ruleId, expiresAtMs: b.expiresAtMs,
+  }));
 }
