@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseCidr, type RuleScope } from "@netfence/proto/parse";
+import { formatCidr, parseCidr, type RuleScope } from "@netfence/proto/parse";
 import type { KernelFilter } from "../../../daemon/src/datapath/kernel-filter.js";
 import type { FilterEntry, ScopedRuleEntry } from "../../../daemon/src/policy/compiled.js";
 import { ScopeRegistry } from "../../../daemon/src/datapath/scope-registry.js";
@@ -7,13 +7,17 @@ import { encodeScopeWire } from "../../../daemon/src/datapath/scope-wire.js";
 import { type FilterSandbox, closeFilterSandbox, filterSandbox, noDns, policy } from "../../helpers/kernel-filter-fixture.js";
 import { fixture, type Sandbox, type SandboxNetwork } from "../../helpers/sandbox.js";
 import { bruteForce } from "../../unit/datapath/scope-sim.js";
+import { Explainer } from "../../../daemon/src/explain/explainer.js";
+import { PolicyState } from "../../../daemon/src/policy/policy-state.js";
+import type { AttachmentRecord } from "../../../daemon/src/attachments/attachment-record.js";
 
 // Issue 15: the daemon's scope compiler (datapath/scope-compile.ts, scope-registry.ts) against the
 // real kernel. Scoped rules go through the compiler and KernelFilter.replaceCompiled/upsertCompiled/
 // deleteCompiled into a cgroup attachment; processes of two users in the cgroup connect to TCP
 // servers on the namespace's 127.0.0.1, and each outcome must be what the brute-force matcher of
 // the rule semantics (test/unit/datapath/scope-sim.ts) says — including the fall-through from a
-// scoped /32 that does not match to a /8, and deny winning over an allow for the same user.
+// scoped /32 that does not match to a /8, and deny winning over an allow for the same user — and
+// `explain` (the kernel's LOOKUP + the daemon-side scoped walk) must give the verdict the packets got.
 const PORT = 7431; // the sandbox's server-namespace echo server (unused here)
 const P1 = 7441;
 const P2 = 7442;
@@ -57,13 +61,25 @@ describe("the scope compiler's output decides real connections as the rules say 
     await closeFilterSandbox(ctx);
   });
 
+  /** `netfenced explain` over this attachment: the kernel's LOOKUP plus the daemon-side scoped walk over `entries`. */
+  function explainer(entries: FilterEntry[]): Explainer {
+    const state = new PolicyState({ mode: "allowlist", audit: false, allowCidrs: [], denyCidrs: [], dns: { mode: "disabled", allowDomains: [], denyDomains: [], upstreams: [] } });
+    const byKey = new Map(entries.map((e) => [formatCidr(e.cidr), e]));
+    state.entryFor = (key: string) => byKey.get(key) ?? null;
+    const rec = { id, state } as unknown as AttachmentRecord;
+    return new Explainer({ filter, record: () => rec, now: () => Date.now() });
+  }
+
   async function expectAsRules(entries: FilterEntry[], label: string): Promise<void> {
     const dst = new Uint8Array([127, 0, 0, 1]);
+    const ex = explainer(entries);
     for (const who of [A, B]) {
       for (const port of [P1, P2, P3]) {
         const want = bruteForce(entries, { dst, proto: TCP, port, uid: who.uid, gid: who.gid }, Date.now()).action === "allow";
         const got = await connectAs(sb, net.workloadNs, cg, who, port, want ? 2000 : 600);
         expect(got, `${label}: uid ${who.uid} to 127.0.0.1:${port}`).toBe(want);
+        const e = await ex.explain({ attachmentId: id, address: "127.0.0.1", domain: "", port, protocol: "tcp", user: String(who.uid), group: String(who.gid) });
+        expect(e.address!.verdict, `${label}: explain for uid ${who.uid} to 127.0.0.1:${port}`).toBe(got ? "allowed" : "blocked");
       }
     }
   }
