@@ -86,6 +86,7 @@ describe("BlockedOwners: blocked attempts per owner, bounded", () => {
     fanout.publish({ ...base, uid: 9 });
     await new Promise((r) => setImmediate(r));
     await c.stop();
+    await new Promise((r) => setImmediate(r));
     fanout.publish({ ...base, uid: 9 });
     expect(b.forAttachment("nf-1")[0]!.blocked).toBe(1);
   });
