@@ -24,6 +24,8 @@ import {
   DIR_EGRESS, encodeCountersRequest, encodeEntries, encodeHello, encodeId, encodeLink, encodeLoad, encodeMode, encodeNotify,
   encodePolicy, encodePortGuard, encodeProtected, KIND_TC, LAYOUT, METHOD, Op, type WireEntry,
 } from "./wire-format.js";
+import { ScopeRegistry } from "./scope-registry.js";
+import { scopeWireBytes } from "./scope-frames.js";
 import { EventFanout } from "./event-fanout.js";
 import { decodeLookup, encodeLookup, type KernelLookup } from "./lookup-wire.js";
 
@@ -49,6 +51,8 @@ interface Known {
   readonly slot: number;
   /** NF_SETTING_KEEP as last sent (SET_MODE sends it again: the loader stores the flags whole). */
   keep: boolean;
+  /** The scope sets of its generations (issue 15): FilterEntry.scoped → scope ids and scope-table entries. */
+  readonly scopes: ScopeRegistry;
 }
 
 /**
@@ -176,14 +180,18 @@ export class KernelFilter implements Filter {
     }
     const load = loadRequestFor(spec, linkLayer, exactCapacityFor(policy.entries));
     const keep = policy.keepEstablished === true;
-    const policyFrame = encodePolicy(spec.id, policy.mode, policy.audit, policy.entries, keep); // checks every entry first
+    const scopes = new ScopeRegistry();
+    const plan = scopes.replace(policy.entries, Date.now()); // RESOURCE_EXHAUSTED before anything is loaded
+    const scopeWire = scopeWireBytes(plan.scopeWire);
+    const policyFrame = encodePolicy(spec.id, policy.mode, policy.audit, plan.entries, keep, scopeWire); // checks every entry first
     await this.call(Op.LOAD, encodeLoad(load));
     try {
-      await this.write(spec.id, Op.REPLACE, policyFrame, () => this.shadows.replaced(spec.id, policy, Date.now()));
+      await this.write(spec.id, Op.REPLACE, policyFrame, () => this.shadows.replaced(spec.id, { ...policy, entries: plan.entries }, Date.now(), scopeWire));
+      plan.commit();
       const reply = await this.call(Op.LINK, encodeLink(spec.id, ifindex, METHOD_PREF[spec.method ?? "auto"], cgroupPath));
       const method = METHOD_NAMES[reply.readUInt32LE(LAYOUT.nf_link_reply.method)];
       if (!method) throw new NetfenceError("INTERNAL", "loader reported an unknown attach method");
-      this.known.set(spec.id, { slot: spec.slot, keep });
+      this.known.set(spec.id, { slot: spec.slot, keep, scopes });
       this.slotToId.set(spec.slot, spec.id);
       return { method, ifindex };
     } catch (err) {
@@ -205,11 +213,9 @@ export class KernelFilter implements Filter {
 
   async replacePolicy(id: string, policy: FilterPolicy): Promise<void> {
     const k = this.requireKnown(id);
-    const keep = policy.keepEstablished === true;
-    await this.write(id, Op.REPLACE, encodePolicy(id, policy.mode, policy.audit, policy.entries, keep), () => {
-      k.keep = keep;
-      this.shadows.replaced(id, policy, Date.now());
-    });
+    const plan = k.scopes.replace(policy.entries, Date.now());
+    await this.replaceCompiled(id, policy, plan.entries, scopeWireBytes(plan.scopeWire));
+    plan.commit();
   }
 
   /**
@@ -246,15 +252,25 @@ export class KernelFilter implements Filter {
     }
   }
 
+  /** Into the active generation; scoped entries (learned addresses of scoped domain rules) reuse or add scope sets. */
   async upsertEntries(id: string, entries: readonly FilterEntry[]): Promise<void> {
-    this.requireKnown(id);
-    if (entries.length) await this.write(id, Op.UPSERT, encodeEntries(id, entries), () => this.shadows.upserted(id, entries, Date.now()));
+    const k = this.requireKnown(id);
+    if (!entries.length) return;
+    const plan = k.scopes.upsert(entries, Date.now());
+    await this.upsertCompiled(id, plan.entries, scopeWireBytes(plan.scopeWire));
+    plan.commit();
+    if (plan.scopeRemove.length) await this.deleteCompiled(id, [], scopeWireBytes(plan.scopeRemove)); // sets no prefix uses any more
+    plan.released();
   }
 
   async deleteEntries(id: string, cidrs: readonly Cidr[]): Promise<void> {
-    this.requireKnown(id);
-    const entries = cidrs.map((cidr) => ({ cidr, allow: false, deny: false, expiresAtMs: null }));
-    if (entries.length) await this.write(id, Op.DELETE, encodeEntries(id, entries), () => this.shadows.deleted(id, cidrs));
+    const k = this.requireKnown(id);
+    if (!cidrs.length) return;
+    const plan = k.scopes.delete(cidrs);
+    // One frame: the loader deletes the address entries first and the scope table last.
+    await this.deleteCompiled(id, cidrs, scopeWireBytes(plan.scopeRemove));
+    plan.commit();
+    plan.released();
   }
 
   async setMode(id: string, mode: FilterMode, audit: boolean): Promise<void> {
@@ -329,7 +345,9 @@ export class KernelFilter implements Filter {
   ): Omit<AdoptedAttachment, "attached"> {
     const method = METHOD_NAMES[s.method];
     if (!method) throw new NetfenceError("FAILED_PRECONDITION", `pinned attachment ${id} was never attached`, { details: { id } });
-    this.known.set(id, { slot: s.slot, keep: s.keep === true });
+    const scopes = new ScopeRegistry();
+    scopes.markUnknown(); // its scope ids were assigned by another run: scoped UPSERTs wait for a REPLACE
+    this.known.set(id, { slot: s.slot, keep: s.keep === true, scopes });
     this.slotToId.set(s.slot, id);
     return { id, slot: s.slot, kind: s.kind === KIND_TC ? "interface" : "cgroup", method, ifindex: s.ifindex, mode: s.mode, audit: s.audit };
   }

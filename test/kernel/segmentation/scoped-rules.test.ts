@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KernelFilter } from "../../../daemon/src/datapath/kernel-filter.js";
-import type { KernelPacketEvent } from "../../../daemon/src/datapath/filter.js";
+import type { FilterEntry, KernelPacketEvent } from "../../../daemon/src/datapath/filter.js";
+import { parseCidr } from "@netfence/proto/parse";
 import { type FilterSandbox, closeFilterSandbox, filterSandbox, interfaceSpec, noDns, policy, sleep } from "../../helpers/kernel-filter-fixture.js";
 import { KIND, SCOPE_FLAG, TCP, UDP, scopeWire, scopedEntry } from "../../helpers/scope-wire-fixture.js";
 import { fixture, probe, type Sandbox, type SandboxNetwork } from "../../helpers/sandbox.js";
@@ -156,5 +157,48 @@ describe("user and group rules (cgroup attachment, 127.0.0.1)", () => {
     ]));
     expect(await probeAs(sb, net.workloadNs, cg, 65534, 1, "127.0.0.1", LPORT), "uid 65534 gid 1").toBe(true);
     expect(await probeAs(sb, net.workloadNs, cg, 1, 65534, "127.0.0.1", LPORT, 600), "uid 1 gid 65534").toBe(false);
+  });
+});
+
+describe("FilterEntry.scoped through the scope compiler (replacePolicy, upsertEntries, deleteEntries)", () => {
+  let sb: Sandbox;
+  let net: SandboxNetwork;
+  let filter: KernelFilter;
+  let ctx: FilterSandbox | undefined;
+  let cg: string;
+  const id = `t-scope-cc-${process.pid}`;
+  const web = (ports: Array<[number, number]>, users: number[]): FilterEntry["scoped"] => [
+    { scope: { protocols: [TCP], ports: ports.map(([from, to]) => ({ from, to })), users: users.map((u) => ({ id: u, name: null })), groups: [] }, allow: true, deny: false, ruleId: 70, expiresAtMs: null },
+  ];
+
+  beforeAll(async () => {
+    ctx = await filterSandbox("scpx", PORT);
+    ({ sb, net, filter } = ctx);
+    await sb.echoServer(net.serverNs, 7402);
+    await sb.echoServer(net.workloadNs, LPORT);
+    cg = await sb.cgroup();
+    const loopback: FilterEntry = { cidr: parseCidr("127.0.0.1/32"), allow: false, deny: false, expiresAtMs: null, scoped: web([[LPORT, LPORT]], [1]) };
+    await filter.attach({ id, slot: 43, target: { kind: "cgroup", path: cg }, dns: noDns }, policy("allowlist", [loopback]));
+  });
+  afterAll(async () => {
+    await closeFilterSandbox(ctx);
+  });
+
+  it("a scoped rule for user daemon on 127.0.0.1: uid 1 passes, uid 65534 does not", async () => {
+    expect(await probeAs(sb, net.workloadNs, cg, 1, 1, "127.0.0.1", LPORT)).toBe(true);
+    expect(await probeAs(sb, net.workloadNs, cg, 65534, 65534, "127.0.0.1", LPORT, 600)).toBe(false);
+  });
+
+  it("a learned address (UPSERT) with a port-scoped rule, then deleted: its scope entries come and go", async () => {
+    const a = net.serverIp4[0]!;
+    const before = (await filter.exactTables(id)).scopeCount ?? 0;
+    const learned: FilterEntry = { cidr: parseCidr(`${a}/32`), allow: false, deny: false, expiresAtMs: null, scoped: web([[7400, 7401]], []) };
+    await filter.upsertEntries(id, [learned]);
+    expect(await probeAs(sb, net.workloadNs, cg, 65534, 65534, a, PORT), "tcp/7401 (in 7400-7401), any user").toBe(true);
+    expect(await probeAs(sb, net.workloadNs, cg, 65534, 65534, a, 7402, 600), "tcp/7402").toBe(false);
+    expect((await filter.exactTables(id)).scopeCount).toBeGreaterThan(before);
+    await filter.deleteEntries(id, [parseCidr(`${a}/32`)]);
+    expect(await probeAs(sb, net.workloadNs, cg, 65534, 65534, a, PORT, 600), "deleted").toBe(false);
+    expect((await filter.exactTables(id)).scopeCount).toBe(before);
   });
 });
