@@ -51,5 +51,5 @@ export function scopeWire(list: readonly HandScope[]): Buffer {
 
 /** An address entry pointing at scope set `scope` with the kinds `kinds` (SCOPE_FLAG bits); unscoped flags optional. */
 export function scopedEntry(cidr: string, scope: number, kinds: number, unscoped: Partial<Pick<FilterEntry, "allow" | "deny">> = {}): WireEntry {
-  return { cidr: parseCidr(cidr), allow: unscoped.allow ?? false, deny: unscoped.deny ?? false, expiresAtMs: null, scopeId: scope, scopeFlags: kinds };
+  return { cidr: parseCidr(cidr), allow: unscoped.allow ?? false, deny: unscoped.deny ?? false, expiresAtMs: null, scopeId: scope, scopeKinds: kinds };
 }

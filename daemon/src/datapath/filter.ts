@@ -201,7 +201,7 @@ export interface KernelPacketEvent {
   readonly rule: string | null;
   /** Identical events folded into this one by throttling. */
   readonly suppressed: number;
-  /** The socket owner's uid and gid (issue 15; cgroup attachments); absent or null = unknown. */
+  /** The sending socket's owner (cgroup attachments, issue 15); null = unknown (TC attachments, no socket). */
   readonly uid?: number | null;
   readonly gid?: number | null;
   /** The uid's user name (attachments/owner-events.ts); absent or null = none known. */

@@ -1,23 +1,14 @@
 import { formatAddr, formatCidr } from "@netfence/proto/parse";
 import type { KernelPacketEvent } from "./filter.js";
-import { NO_RULE, REASONS } from "./wire-format.js";
+import { NO_RULE, OWNER_UNKNOWN, REASONS } from "./wire-format.js";
 import type { RawEvent } from "./wire-decode.js";
-import { OWNER_UNKNOWN } from "./scope-wire.js";
-
-/** The owner fields of a layout-6 event (nf_event.uid/gid, NF_OWNER_UNKNOWN when unknown); absent before. */
-interface OwnerFields {
-  readonly uid?: number;
-  readonly gid?: number;
-}
-
-const owner = (v: number | undefined): number | null => (v === undefined || v === OWNER_UNKNOWN ? null : v);
 
 /**
  * A ring-buffer event as the kernel wrote it (wire-format.ts RawEvent) → KernelPacketEvent.
  * Family 0 is an L2 frame dropped before any IP parsing: its addresses are MACs, dstPort the
- * ethertype, and no rule decided it. The owner (uid/gid) is known for cgroup attachments only.
+ * ethertype, and no rule decided it.
  */
-export function kernelEvent(raw: RawEvent & OwnerFields, attachmentId: string | null): KernelPacketEvent {
+export function kernelEvent(raw: RawEvent, attachmentId: string | null): KernelPacketEvent {
   const fam = raw.family;
   const rule =
     raw.rulePrefixLen === NO_RULE || fam === 0
@@ -37,8 +28,8 @@ export function kernelEvent(raw: RawEvent & OwnerFields, attachmentId: string | 
     reason: REASONS[raw.reason] ?? `reason-${raw.reason}`,
     rule,
     suppressed: Number(raw.suppressed),
-    uid: owner(raw.uid),
-    gid: owner(raw.gid),
+    uid: raw.uid === OWNER_UNKNOWN ? null : raw.uid,
+    gid: raw.gid === OWNER_UNKNOWN ? null : raw.gid,
   };
 }
 

@@ -25,7 +25,7 @@ import {
   encodePolicy, encodePortGuard, encodeProtected, KIND_TC, LAYOUT, METHOD, Op, type WireEntry,
 } from "./wire-format.js";
 import { ScopeRegistry } from "./scope-registry.js";
-import { scopeWireBytes } from "./scope-frames.js";
+import { encodeScopeWire as scopeWireBytes } from "./scope-wire.js";
 import { EventFanout } from "./event-fanout.js";
 import { decodeLookup, encodeLookup, type KernelLookup } from "./lookup-wire.js";
 

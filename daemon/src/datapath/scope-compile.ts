@@ -32,16 +32,13 @@ import { invalidArgument } from "@netfence/proto/errors";
 import { scopeKey, type RuleScope } from "@netfence/proto/parse";
 import type { FilterEntry, ScopedRuleEntry } from "../policy/compiled.js";
 import { flattenTable, type TableRule } from "./scope-blocks.js";
+import type { WireEntry } from "./wire-format.js";
 import {
   ENTRY_SCOPE_ANY, ENTRY_SCOPE_GID, ENTRY_SCOPE_UID, SCOPE_KIND, type ScopeKind, type ScopeWireEntry,
 } from "./scope-wire.js";
 
-/** An address entry as the driver writes it: `scopeId`/`scopeFlags` absent or 0 = no scoped rule. */
-export interface WireEntry extends FilterEntry {
-  readonly scopeId?: number;
-  /** ENTRY_SCOPE_* bits, OR-ed into nf_entry.flags. */
-  readonly scopeFlags?: number;
-}
+/** An address entry as the driver writes it (wire-format.ts): `scopeId` absent or 0 = no scoped rule. */
+export type { WireEntry };
 
 const TCP = 6;
 const UDP = 17;
@@ -155,8 +152,8 @@ export function compileScopeSet(rules: readonly ScopedRuleEntry[], key: string, 
 }
 
 /** The address entry with its scope id and kinds (a plain literal: one object shape for the hot path). */
-export function withScope(e: FilterEntry, scopeId: number, scopeFlags: number): WireEntry {
-  return { cidr: e.cidr, allow: e.allow, deny: e.deny, expiresAtMs: e.expiresAtMs, ruleId: e.ruleId ?? 0, scopeId, scopeFlags };
+export function withScope(e: FilterEntry, scopeId: number, scopeKinds: number): WireEntry {
+  return { cidr: e.cidr, allow: e.allow, deny: e.deny, expiresAtMs: e.expiresAtMs, ruleId: e.ruleId ?? 0, scopeId, scopeKinds };
 }
 
 export function withScopeId(blocks: readonly ScopeWireEntry[], scope: number): ScopeWireEntry[] {

@@ -15,9 +15,14 @@
  * SCOPE_GEN_CAP = NF_SCOPE_CAP / 2 = 32768 scope entries per generation — the trie holds the active
  * generation while the next one is written, so any policy that was accepted can be replaced by any
  * other accepted one.
- * Recommended driver sequence: REPLACE frame = scope entries first, then the address entries;
- * UPSERT likewise, then commit(), then DELETE(scopeRemove) and released(); DELETE = the address
- * entries, commit(), then DELETE(scopeRemove) and released().
+ * Driver sequence (KernelFilter, lane K; scope-wire.ts encodeScopeWire serialises ScopeWireEntry[]):
+ *   REPLACE  p = registry.replace(entries, now); replaceCompiled(id, policy, p.entries, enc(p.scopeWire)); p.commit()
+ *   UPSERT   p = registry.upsert(entries, now);  upsertCompiled(id, p.entries, enc(p.scopeWire)); p.commit();
+ *            deleteCompiled(id, [], enc(p.scopeRemove)); p.released()
+ *   DELETE   p = registry.delete(cidrs); deleteCompiled(id, cidrs, new Uint8Array()); p.commit();
+ *            deleteCompiled(id, [], enc(p.scopeRemove)); p.released()
+ * (the frames carry the scope entries before the address entries). After adopting pins written by
+ * another daemon run: markUnknown() until the first REPLACE.
  */
 import { NetfenceError } from "@netfence/proto/errors";
 import type { Cidr } from "@netfence/proto/parse";
@@ -54,7 +59,7 @@ class Generation {
 
 /** What one change writes; call commit() once it is written (and released() after scopeRemove is deleted). */
 export interface ScopePlan {
-  /** The address entries, same order as given, with scopeId/scopeFlags where scoped. */
+  /** The address entries, same order as given, with scopeId/scopeKinds where scoped. */
   readonly entries: readonly WireEntry[];
   /** Scope entries to write before the address entries. */
   readonly scopeWire: readonly ScopeWireEntry[];

@@ -13,7 +13,9 @@
  * flags (ALLOW/DENY), rule_id and expires_ms as for an address entry; the trailing `scope` field of
  * the wire entry is 0 for scope entries. Bytes outside the prefix are 0.
  */
-export const WIRE_SCOPE_FAMILY = 2;
+import { LAYOUT, OWNER_UNKNOWN, WIRE_FAMILY_SCOPE } from "./wire-format.js";
+
+export { OWNER_UNKNOWN };
 export const SCOPE_KIND = { ANY: 0, UID: 1, GID: 2 } as const;
 export type ScopeKind = (typeof SCOPE_KIND)[keyof typeof SCOPE_KIND];
 /** nf_entry flags of an address entry whose prefix has scoped rules (which kinds to look up). */
@@ -24,8 +26,6 @@ export const ENTRY_SCOPE_GID = 1 << 4;
 export const SCOPE_CAP = 65536;
 /** Scope ids of one generation: 1..SCOPE_ID_MAX (0 = no scoped rule). */
 export const SCOPE_ID_MAX = 65535;
-/** NF_OWNER_UNKNOWN: the uid/gid the kernel reports when it does not know the owner. */
-export const OWNER_UNKNOWN = 0xffffffff;
 /** Key bits after the generation byte: kind 8 + scope 16 + principal 32. */
 export const SCOPE_WIRE_PREFIX_ANY = 56;
 export const SCOPE_KEY_BYTES = 10;
@@ -73,17 +73,16 @@ export function writeScopeKey(view: DataView, off: number, e: ScopeWireEntry): v
   view.setUint16(off + 8, e.port & mask, false);
 }
 
-/** nf_wire_entry field offsets that do not move in layout 6 (the 40-byte entry adds `scope` at 32). */
-const W = { family: 0, prefixlen: 1, flags: 2, rule_id: 4, expires_ms: 8, addr: 16 } as const;
 const ALLOW = 1;
 const DENY = 2;
 
 /**
- * Writes one scope entry as an nf_wire_entry at `off` of a zeroed buffer (the driver's frame
- * writer calls this for each ScopeWireEntry, before the address entries that point to it).
+ * Writes one scope entry as an nf_wire_entry at `off` of a zeroed buffer (the trailing `scope`
+ * field stays 0: the id is in the key).
  */
 export function writeScopeWireEntry(view: DataView, off: number, e: ScopeWireEntry): void {
-  view.setUint8(off + W.family, WIRE_SCOPE_FAMILY);
+  const W = LAYOUT.nf_wire_entry;
+  view.setUint8(off + W.family, WIRE_FAMILY_SCOPE);
   view.setUint8(off + W.prefixlen, scopeWirePrefixLen(e));
   view.setUint8(off + W.flags, (e.allow ? ALLOW : 0) | (e.deny ? DENY : 0));
   view.setUint32(off + W.rule_id, e.ruleId >>> 0, true);
@@ -91,4 +90,16 @@ export function writeScopeWireEntry(view: DataView, off: number, e: ScopeWireEnt
   view.setUint32(off + W.expires_ms, ms % 0x100000000, true);
   view.setUint32(off + W.expires_ms + 4, Math.floor(ms / 0x100000000), true);
   writeScopeKey(view, off + W.addr, e);
+}
+
+/**
+ * Scope entries as the `scopeWire` bytes KernelFilter.replaceCompiled/upsertCompiled/deleteCompiled
+ * send (40 bytes each, in order; for a DELETE only the keys matter).
+ */
+export function encodeScopeWire(entries: readonly ScopeWireEntry[]): Uint8Array {
+  const size = LAYOUT.nf_wire_entry.size;
+  const b = new Uint8Array(entries.length * size);
+  const view = new DataView(b.buffer);
+  for (let i = 0; i < entries.length; i++) writeScopeWireEntry(view, i * size, entries[i]!);
+  return b;
 }

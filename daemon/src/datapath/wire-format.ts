@@ -122,7 +122,7 @@ const NO_SCOPES = new Uint8Array(0);
  */
 export interface WireEntry extends FilterEntry {
   readonly scopeId?: number;
-  readonly scopeFlags?: number;
+  readonly scopeKinds?: number;
 }
 
 /** Sizes and offsets this module relies on (checked against the C header by a test). */
@@ -297,7 +297,7 @@ function writeEntry(view: DataView, bytes: Uint8Array, off: number, e: WireEntry
   view.setUint8(off + E.prefixlen, prefixLen);
   const scope = e.scopeId ?? 0;
   if (!Number.isInteger(scope) || scope < 0 || scope > 0xffff) throw invalidArgument(`entry ${i}: invalid scope id ${scope}`);
-  const kinds = scope === 0 ? 0 : (e.scopeFlags ?? 0) & ENTRY_SCOPE_KINDS;
+  const kinds = scope === 0 ? 0 : (e.scopeKinds ?? 0) & ENTRY_SCOPE_KINDS;
   view.setUint8(off + E.flags, (e.allow ? ENTRY_ALLOW : 0) | (e.deny ? ENTRY_DENY : 0) | kinds);
   view.setUint16(off + E.scope, scope, true);
   view.setUint32(off + E.rule_id, e.ruleId ?? 0, true);

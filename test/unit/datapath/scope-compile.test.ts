@@ -8,9 +8,10 @@ import { compileScopeSet, scopeSetKey } from "../../../daemon/src/datapath/scope
 import { compileScopes, SCOPE_GEN_CAP, ScopeRegistry } from "../../../daemon/src/datapath/scope-registry.js";
 import {
   ENTRY_SCOPE_ANY, ENTRY_SCOPE_GID, ENTRY_SCOPE_UID, OWNER_UNKNOWN, scopeWireKey, scopeWirePrefixLen, type ScopeWireEntry,
-  writeScopeWireEntry,
+  encodeScopeWire, writeScopeWireEntry,
 } from "../../../daemon/src/datapath/scope-wire.js";
 import { bruteForce, duplicateKeys, kernelSim, type Packet } from "./scope-sim.js";
+import { scopeWire as handBuilt } from "../../helpers/scope-wire-fixture.js";
 
 const NOW = 1_800_000_000_000;
 const DST = new Uint8Array([10, 1, 2, 3]);
@@ -181,11 +182,11 @@ describe("scope compiler: ids, flags and wire", () => {
     const out = compileScopes([entry(1, [web]), entry(2, [web]), entry(3, [web, grp]), entry(4, [])], new ScopeRegistry(), NOW);
     const ids = out.entries.map((e) => e.scopeId ?? 0);
     expect(ids).toEqual([1, 1, 2, 0]);
-    expect(out.entries[0]!.scopeFlags).toBe(ENTRY_SCOPE_UID);
-    expect(out.entries[2]!.scopeFlags).toBe(ENTRY_SCOPE_UID | ENTRY_SCOPE_GID);
+    expect(out.entries[0]!.scopeKinds).toBe(ENTRY_SCOPE_UID);
+    expect(out.entries[2]!.scopeKinds).toBe(ENTRY_SCOPE_UID | ENTRY_SCOPE_GID);
     expect(out.scopeWire.filter((e) => e.scope === 1)).toHaveLength(1);
     const any = compileScopes([entry(1, [rule({ protocols: [17] })])], new ScopeRegistry(), NOW);
-    expect(any.entries[0]!.scopeFlags).toBe(ENTRY_SCOPE_ANY);
+    expect(any.entries[0]!.scopeKinds).toBe(ENTRY_SCOPE_ANY);
   });
 
   it("serialises the contract's key: kind, scope LE, principal LE, proto, port BE; prefixlen after the gen byte", () => {
@@ -199,6 +200,17 @@ describe("scope compiler: ids, flags and wire", () => {
     writeScopeWireEntry(new DataView(b.buffer), 0, { ...e, deny: true, allow: false, expiresAtMs: 5000 });
     expect([b[0], b[1], b[2], b.readUInt32LE(4), Number(b.readBigUInt64LE(8))]).toEqual([2, 80, 2, 7, 5000]);
     expect(b.subarray(16, 26).toString("hex")).toBe("0102010d0c0b0a061f90");
+  });
+
+  it("serialises exactly as the kernel tests' hand-built entries (test/helpers/scope-wire-fixture.ts, lane K)", () => {
+    const es: ScopeWireEntry[] = [
+      { scope: 3, kind: 0, principal: 0, proto: null, port: 0, portBits: 0, allow: true, deny: false, ruleId: 4, expiresAtMs: null },
+      { scope: 3, kind: 1, principal: 1000, proto: 6, port: 8080, portBits: 16, allow: false, deny: true, ruleId: 5, expiresAtMs: null },
+      { scope: 7, kind: 2, principal: 65534, proto: 17, port: 0, portBits: 0, allow: true, deny: false, ruleId: 6, expiresAtMs: null },
+      { scope: 9, kind: 0, principal: 0, proto: 6, port: 1024, portBits: 6, allow: true, deny: false, ruleId: 7, expiresAtMs: null },
+    ];
+    const hand = handBuilt(es.map((e) => ({ scope: e.scope, kind: e.kind, principal: e.principal, proto: e.proto, port: e.port, portBits: e.portBits, allow: e.allow, deny: e.deny, ruleId: e.ruleId })));
+    expect(Buffer.from(encodeScopeWire(es)).toString("hex")).toBe(hand.toString("hex"));
   });
 
   it("a learned address refreshed with a new TTL keeps its scope id (deadlines at the entry's are 'never')", () => {
@@ -217,7 +229,7 @@ describe("scope compiler: ids, flags and wire", () => {
   it("shorter-lived unscoped rules fold into the set so the entry lives as long as its scoped rules", () => {
     const out = compileScopes([entry(1, [rule({ protocols: [6] }, { ruleId: 3 })], { allow: true, ruleId: 4, expiresAtMs: NOW + 100 })], new ScopeRegistry(), NOW);
     const e = out.entries[0]!;
-    expect([e.allow, e.deny, e.expiresAtMs, e.scopeFlags]).toEqual([false, false, null, ENTRY_SCOPE_ANY]);
+    expect([e.allow, e.deny, e.expiresAtMs, e.scopeKinds]).toEqual([false, false, null, ENTRY_SCOPE_ANY]);
     expect(out.scopeWire).toContainEqual(expect.objectContaining({ proto: null, ruleId: 4, expiresAtMs: NOW + 100 }));
   });
 

@@ -102,7 +102,7 @@ export function kernelSim(entries: readonly WireEntry[], table: readonly ScopeWi
     const parts: Array<{ allow: boolean; deny: boolean; ruleId: number }> = [];
     if (e.allow || e.deny) parts.push({ allow: e.allow, deny: e.deny, ruleId: e.ruleId ?? 0 });
     const id = e.scopeId ?? 0;
-    const kinds = e.scopeFlags ?? 0;
+    const kinds = e.scopeKinds ?? 0;
     if (id !== 0) {
       const asks: Array<[number, number]> = [];
       if (kinds & ENTRY_SCOPE_ANY) asks.push([SCOPE_KIND.ANY, 0]);
