@@ -27,7 +27,7 @@ import {
 import { ScopeRegistry } from "./scope-registry.js";
 import { encodeScopeWire as scopeWireBytes } from "./scope-wire.js";
 import { EventFanout } from "./event-fanout.js";
-import { decodeLookup, encodeLookup, type KernelLookup } from "./lookup-wire.js";
+import { decodeLookup, encodeLookup, type KernelLookup, type LookupPacket } from "./lookup-wire.js";
 
 export interface KernelFilterOptions {
   /** The loader binary; default <project>/bpf/loader/netfence-loader. */
@@ -406,9 +406,10 @@ export class KernelFilter implements Filter {
   }
 
   /** Explain: the destination looked up in the kernel maps as packets look it up (NF_OP_LOOKUP). */
-  async lookup(id: string, family: 4 | 6, addr: Uint8Array): Promise<KernelLookup> {
+  /** `packet`: the protocol, port and owner scoped entries are evaluated for (layout 6; absent = unknown). */
+  async lookup(id: string, family: 4 | 6, addr: Uint8Array, packet?: LookupPacket): Promise<KernelLookup> {
     this.requireKnown(id);
-    return decodeLookup(await this.call(Op.LOOKUP, encodeLookup(id, family, addr)), family);
+    return decodeLookup(await this.call(Op.LOOKUP, encodeLookup(id, family, addr, packet)), family);
   }
 
   tcAttachMethod(): "tcx" | "clsact" | "" {

@@ -55,6 +55,12 @@ describe("scoped rules in the kernel: protocol, destination port and port range 
     expect(await probe(sb, net.workloadNs, "tcp", b!, { port: 7401, timeoutMs: 600 }), "tcp/7401 to the udp-only address").toBe(false);
     const tables = await filter.exactTables(id);
     expect(tables.scopeCount).toBe(3);
+    // LOOKUP (explain) evaluates the scope set for the packet asked about, as the program does.
+    const addr = parseCidr(`${a}/32`).addr;
+    const hit = await filter.lookup(id, 4, addr, { protocol: TCP, port: 7405, uid: null, gid: null });
+    expect([hit.match?.allow, hit.match?.ruleId, hit.scoped?.scope, hit.scoped?.allow]).toEqual([true, 21, 1, true]);
+    const miss = await filter.lookup(id, 4, addr, { protocol: TCP, port: 7402, uid: null, gid: null });
+    expect([miss.match, miss.scopedSkipped, miss.depthExhausted]).toEqual([null, 1, false]);
   });
 
   it("denylist: a scoped deny drops only its port, an unscoped allow on the same prefix loses to it (deny wins)", async () => {
