@@ -203,8 +203,12 @@ describe("FilterEntry.scoped through the scope compiler (replacePolicy, upsertEn
     expect(await probeAs(sb, net.workloadNs, cg, 65534, 65534, a, PORT), "tcp/7401 (in 7400-7401), any user").toBe(true);
     expect(await probeAs(sb, net.workloadNs, cg, 65534, 65534, a, 7402, 600), "tcp/7402").toBe(false);
     expect((await filter.exactTables(id)).scopeCount).toBeGreaterThan(before);
+    // VERIFY: pins (scope, sk, prog_sock, link_sock included), both links, and the content checksum
+    // (scope entries included) agree with what the daemon wrote.
+    expect((await filter.verify(new Map([[id, { pins: true, content: true }]]))).get(id) ?? []).toEqual([]);
     await filter.deleteEntries(id, [parseCidr(`${a}/32`)]);
     expect(await probeAs(sb, net.workloadNs, cg, 65534, 65534, a, PORT, 600), "deleted").toBe(false);
     expect((await filter.exactTables(id)).scopeCount).toBe(before);
+    expect((await filter.verify(new Map([[id, { pins: true, content: true }]]))).get(id) ?? []).toEqual([]);
   });
 });
