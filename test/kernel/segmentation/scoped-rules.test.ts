@@ -41,7 +41,9 @@ describe("scoped rules in the kernel: protocol, destination port and port range 
 
   it("allowlist: tcp/7401 passes and tcp/7402 is dropped to the same address; a port range; a udp-only rule", async () => {
     const [a, b] = net.serverIp4;
-    await filter.replaceCompiled(id, policy("allowlist", []), [scopedEntry(`${a}/32`, 1, SCOPE_FLAG.ANY), scopedEntry(`${b}/32`, 2, SCOPE_FLAG.ANY)], scopeWire([
+    const a6 = net.serverIp6[0]!;
+    const entries = [scopedEntry(`${a}/32`, 1, SCOPE_FLAG.ANY), scopedEntry(`${b}/32`, 2, SCOPE_FLAG.ANY), scopedEntry(`${a6}/128`, 1, SCOPE_FLAG.ANY)];
+    await filter.replaceCompiled(id, policy("allowlist", []), entries, scopeWire([
       { scope: 1, kind: KIND.ANY, proto: TCP, port: 7401, allow: true, ruleId: 20 },
       { scope: 1, kind: KIND.ANY, proto: TCP, port: 7404, portBits: 14, allow: true, ruleId: 21 }, // 7404-7407
       { scope: 2, kind: KIND.ANY, proto: UDP, port: 7401, allow: true, ruleId: 22 },
@@ -53,6 +55,8 @@ describe("scoped rules in the kernel: protocol, destination port and port range 
     expect(await probe(sb, net.workloadNs, "icmp", a!, { timeoutMs: 600 }), "icmp (no rule)").toBe(false);
     expect(await probe(sb, net.workloadNs, "udp", b!, { port: 7401 }), "udp/7401").toBe(true);
     expect(await probe(sb, net.workloadNs, "tcp", b!, { port: 7401, timeoutMs: 600 }), "tcp/7401 to the udp-only address").toBe(false);
+    expect(await probe(sb, net.workloadNs, "tcp", a6, { port: 7401 }), "IPv6 tcp/7401").toBe(true);
+    expect(await probe(sb, net.workloadNs, "tcp", a6, { port: 7402, timeoutMs: 600 }), "IPv6 tcp/7402").toBe(false);
     const tables = await filter.exactTables(id);
     expect(tables.scopeCount).toBe(3);
     // LOOKUP (explain) evaluates the scope set for the packet asked about, as the program does.
