@@ -214,8 +214,9 @@ export class KernelFilter implements Filter {
   async replacePolicy(id: string, policy: FilterPolicy): Promise<void> {
     const k = this.requireKnown(id);
     const plan = k.scopes.replace(policy.entries, Date.now());
-    await this.replaceCompiled(id, policy, plan.entries, scopeWireBytes(plan.scopeWire));
-    plan.commit();
+    // The registry follows the frame as it is sent (like the content shadow): the loader answers in
+    // order, so an UPSERT sent after it lands in this generation.
+    await this.replaceCompiled(id, policy, plan.entries, scopeWireBytes(plan.scopeWire), () => plan.commit());
   }
 
   /**
@@ -223,12 +224,13 @@ export class KernelFilter implements Filter {
    * scope-table entries serialised as 40-byte wire records (scope-wire.ts). What replacePolicy
    * sends once scope-compile.ts has turned FilterEntry.scoped into both.
    */
-  async replaceCompiled(id: string, policy: FilterPolicy, entries: readonly WireEntry[], scopeWire: Uint8Array): Promise<void> {
+  async replaceCompiled(id: string, policy: FilterPolicy, entries: readonly WireEntry[], scopeWire: Uint8Array, sent?: () => void): Promise<void> {
     const k = this.requireKnown(id);
     const keep = policy.keepEstablished === true;
     await this.write(id, Op.REPLACE, encodePolicy(id, policy.mode, policy.audit, entries, keep, scopeWire), () => {
       k.keep = keep;
       this.shadows.replaced(id, { ...policy, entries }, Date.now(), scopeWire);
+      sent?.();
     });
   }
 
@@ -396,7 +398,17 @@ export class KernelFilter implements Filter {
     this.logger.info({ attachmentId: id, repinned: r.repinned, stateFixed: r.stateFixed }, "pins restored");
   }
   expectPolicy(id: string, policy: FilterPolicy): void {
-    this.shadows.replaced(id, policy, Date.now());
+    if (!policy.entries.some((e) => (e.scoped?.length ?? 0) > 0)) {
+      this.shadows.replaced(id, policy, Date.now());
+      return;
+    }
+    // Scoped rules: the scope ids in the kernel were assigned by the run that wrote them, and learned
+    // addresses of scoped domain rules need this run's registry. The same policy is written again (an
+    // atomic REPLACE: packets see the old or the new generation, both this policy) — the frame goes
+    // out now, ahead of any UPSERT.
+    this.replacePolicy(id, policy).catch((err: unknown) =>
+      this.logger.error({ err, attachmentId: id }, "re-writing an adopted attachment's scoped policy failed; its content is not compared until the next replace"),
+    );
   }
 
   /** Where the active generation's entries are, counted from the maps (diagnostics, tests). */
