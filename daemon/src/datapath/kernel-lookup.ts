@@ -32,6 +32,8 @@ export interface KernelMatch {
 export interface KernelLookup {
   readonly mode: FilterMode;
   readonly audit: boolean;
+  /** NF_SETTING_KEEP of the active generation (issue 15); absent before layout 6. */
+  readonly keep?: boolean;
   /** NF_GUARD_* bits. */
   readonly guards: number;
   readonly dnsIp4: string | null;

@@ -6,7 +6,7 @@
 import { formatAddr, formatCidr } from "@netfence/proto/parse";
 import type { KernelLookup, KernelMatch, LookupPacket, ProtectedMatch } from "./kernel-lookup.js";
 export type { KernelLookup, KernelMatch, LookupPacket, ProtectedMatch, ScopedAnswer } from "./kernel-lookup.js";
-import { ENTRY_ALLOW, ENTRY_DENY, ID_LEN, LAYOUT, MODE_NAMES, OWNER_UNKNOWN, SETTING_AUDIT } from "./wire-format.js";
+import { ENTRY_ALLOW, ENTRY_DENY, ID_LEN, LAYOUT, MODE_NAMES, OWNER_UNKNOWN, SETTING_AUDIT, SETTING_KEEP } from "./wire-format.js";
 
 /** `packet` absent: protocol 0, port 0, owner unknown (a scoped entry then matches only rules for any protocol and owner). */
 export function encodeLookup(id: string, family: 4 | 6, addr: Uint8Array, packet?: LookupPacket): Buffer {
@@ -59,6 +59,7 @@ export function decodeLookup(b: Buffer, family: 4 | 6): KernelLookup {
   return {
     mode,
     audit: (flags & SETTING_AUDIT) !== 0,
+    keep: (flags & SETTING_KEEP) !== 0,
     guards: b.readUInt32LE(L.state + S.guards),
     dnsIp4: dns4.every((x) => x === 0) ? null : formatAddr(4, dns4),
     dnsIp6: dns6.every((x) => x === 0) ? null : formatAddr(6, dns6),

@@ -104,8 +104,28 @@ export function alignedBlocks(from: number, to: number): Array<{ port: number; p
 
 const covers = (ranges: readonly PortRange[], from: number, to: number): boolean => ranges.some((r) => r.from <= from && to <= r.to);
 
+/** One rule alone (the common case: a rule per scope set): the same blocks, without the interval arithmetic. */
+function singleRule(r: TableRule, nowMs: number): Block[] {
+  const value = decide([r], nowMs);
+  if (value === null) return [];
+  if (r.protocols === null) return [{ proto: null, port: 0, portBits: 0, value }];
+  const ranges: PortRange[] = [];
+  for (const pr of [...r.ports].sort((a, b) => a.from - b.from)) {
+    const last = ranges[ranges.length - 1];
+    if (last !== undefined && pr.from <= last.to + 1) ranges[ranges.length - 1] = { from: last.from, to: Math.max(last.to, pr.to) };
+    else ranges.push(pr);
+  }
+  const out: Block[] = [];
+  for (const proto of [...new Set(r.protocols)].sort((a, b) => a - b)) {
+    if (ranges.length === 0) out.push({ proto, port: 0, portBits: 0, value });
+    for (const pr of ranges) for (const b of alignedBlocks(pr.from, pr.to)) out.push({ proto, port: b.port, portBits: b.portBits, value });
+  }
+  return out;
+}
+
 /** The blocks of one table, sorted by (proto, port, portBits); deterministic for equal input. */
 export function flattenTable(rules: readonly TableRule[], nowMs: number): Block[] {
+  if (rules.length === 1) return singleRule(rules[0]!, nowMs);
   const out: Block[] = [];
   const anyRules = rules.filter((r) => r.protocols === null);
   const v0 = decide(anyRules, nowMs);

@@ -21,8 +21,11 @@
  * until the daemon re-pushes at `repushAtMs` (null when never needed). Deadlines at or beyond the
  * address entry's own deadline are written as "never" (the address entry dies first): a learned
  * address refreshed with a new TTL keeps the same scope set and id.
- * When the unscoped rules of a prefix expire before its scoped ones, they are folded into the scope
- * set as an any-protocol, any-owner rule, so the address entry can live as long as the scoped rules.
+ * The address entry must outlive its scoped rules. policy/compile.ts already gives it the latest
+ * deadline of everything on the prefix (so its unscoped flags are exactly as precise as before
+ * issue 15: the daemon's TTL collector re-pushes a prefix when one of its rules expires). An input
+ * whose unscoped deadline is earlier than a scoped one is still handled: the unscoped rules are
+ * folded into the scope set as an any-protocol, any-owner rule and the entry gets the later deadline.
  *
  * Worst cases (blocks per rule and protocol, measured by test/unit/datapath/scope-compile.test.ts):
  * a single port 1; a range 1..65535 16; the worst range 1..65534 30; "ports without protocols"
@@ -157,5 +160,8 @@ export function withScope(e: FilterEntry, scopeId: number, scopeKinds: number): 
 }
 
 export function withScopeId(blocks: readonly ScopeWireEntry[], scope: number): ScopeWireEntry[] {
-  return blocks.map((b) => ({ ...b, scope }));
+  return blocks.map((b) => ({
+    scope, kind: b.kind, principal: b.principal, proto: b.proto, port: b.port, portBits: b.portBits,
+    allow: b.allow, deny: b.deny, ruleId: b.ruleId, expiresAtMs: b.expiresAtMs,
+  }));
 }

@@ -30,6 +30,7 @@ export async function listRules(req: ListRulesRequest, rulesOf: ((id: string) =>
         ...(r.lastHitMs > 0 ? { lastHit: timestampFromMs(r.lastHitMs) } : {}),
         ...(r.expiresAtMs !== null ? { expiresAt: timestampFromMs(r.expiresAtMs) } : {}),
         inDaemon: r.inDaemon,
+        scope: r.scope,
       }),
     ),
   });
