@@ -6,7 +6,7 @@ directory under /sys/fs/bpf, removed at the end), its nf_state set to allowlist 
 through it: host hit, prefix hit, miss (dropped: the event path), and — layout 6 only — a scoped hit
 (the /32 entry with scope 1 and an ANY scope entry for tcp/443: one nf_scope lookup more) and a
 scoped miss (tcp/80 to that entry: the scope lookup, then the walk goes on to the /16).
-Rounds are interleaved object by object; figures are medians of the kernel-reported ns/packet.
+Rounds are interleaved object by object, the order alternating round by round; figures are medians of the kernel-reported ns/packet.
 usage: scope-cost.py OLD_TC_OBJ NEW_TC_OBJ [rounds] [repeat]     (root; one private pin directory)"""
 import json, os, shutil, struct, subprocess, sys, tempfile
 
@@ -50,14 +50,15 @@ def setup(obj, d, layout6):
             "value", "hex", *hexs(entry(16, 1, 32)))
     bpftool("map", "update", "pinned", d + "/maps/nf_v4_lpm", "key", "hex", *hexs(struct.pack("<IB", 8 + 16, 0) + PREFIX_ADDR[:2] + bytes(2 + 3)),
             "value", "hex", *hexs(entry(17, 1, 16)))
+    # 93.184/16 behind the hosts (both objects: the same tries): where the scoped miss continues
+    bpftool("map", "update", "pinned", d + "/maps/nf_v4_lpm", "key", "hex", *hexs(struct.pack("<IB", 8 + 16, 0) + HOST[:2] + bytes(2 + 3)),
+            "value", "hex", *hexs(entry(19, 1, 16)))
     if layout6:  # scope 1, kind ANY, principal 0, tcp, port 443 (prefix 64 + 8 + 16)
         key = struct.pack("<IBBHIB", 88, 0, 0, 1, 0, 6) + struct.pack("!H", 443) + bytes(1)
         bpftool("map", "update", "pinned", d + "/maps/nf_scope", "key", "hex", *hexs(key), "value", "hex", *hexs(entry(18, 1, 32)))
         bpftool("map", "update", "pinned", d + "/maps/nf_v4_exact", "key", "hex", *hexs(struct.pack("<I", 0) + SCOPED),
                 "value", "hex", *hexs(entry(0, 1 << 2, 32, 1)))  # scope 1, kind ANY, no unscoped rule
-        # the scoped miss continues to 93.184/16
-        bpftool("map", "update", "pinned", d + "/maps/nf_v4_lpm", "key", "hex", *hexs(struct.pack("<IB", 8 + 16, 0) + HOST[:2] + bytes(2 + 3)),
-                "value", "hex", *hexs(entry(19, 1, 16)))
+
     return d + "/progs/netfence_tc"
 
 
@@ -79,7 +80,10 @@ try:
         open(files[name], "wb").write(f)
     res = {}
     for r in range(rounds):
-        for pname, prog in progs.items():
+        order = list(progs.items())
+        if r % 2:
+            order.reverse()  # alternate which object runs first (the first one pays colder caches)
+        for pname, prog in order:
             for cname, fname in files.items():
                 if cname.startswith("scoped") and pname != "layout6":
                     continue

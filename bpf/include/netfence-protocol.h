@@ -246,6 +246,13 @@ struct nf_lookup_req {
 	__u8 family; /* 4 or 6 */
 	__u8 _pad[3];
 	__u8 addr[16]; /* network byte order; IPv4 in the first 4 bytes */
+	/* Layout 6 (scoped entries; a request of the older 84 bytes means proto 0, port 0, owner unknown):
+	 * the packet's L4 protocol, destination port (host order; 0 for protocols without ports) and owner. */
+	__u8 proto;
+	__u8 _pad2;
+	__u16 port;
+	__u32 uid; /* NF_OWNER_UNKNOWN: unknown (as the TC program sees every packet) */
+	__u32 gid;
 };
 
 /* Where the policy match was found (nf_lookup_reply.table). */
@@ -275,6 +282,15 @@ struct nf_lookup_reply {
 	__u8 addr[16];         /* the matching entry's prefix, network byte order */
 	struct nf_lookup_prot prot;  /* protected(-allow) set */
 	struct nf_lookup_prot pdeny; /* protected-deny set */
+	/* Layout 6: the matching entry's scope set (0: none) and what it answered for the packet (the
+	 * ALLOW/DENY above already include it); prefixes whose rules did not match were stepped over
+	 * (counted in expired_skipped); depth = 1: the walk ran out of hops (the program drops: policy-depth). */
+	__u16 scope;
+	__u8 scope_flags;
+	__u8 depth;
+	__u32 scope_rule_id;
+	__u32 scoped_skipped; /* scoped prefixes stepped over because none of their rules matched */
+	__u32 _pad3;
 };
 
 /*

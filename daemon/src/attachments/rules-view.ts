@@ -58,6 +58,8 @@ const RESERVED: ReadonlyMap<number, { rule: string; action: "allow" | "deny" }> 
   [RULE_ID.ALWAYS_ALLOWED, { rule: "always-allowed", action: "allow" }],
   [RULE_ID.GUARD, { rule: "guard", action: "deny" }],
   [RULE_ID.LOCAL_CLOSED, { rule: "local-closed", action: "deny" }],
+  [RULE_ID.KEPT, { rule: "kept-established", action: "allow" }],
+  [RULE_ID.POLICY_DEPTH, { rule: "policy-depth", action: "deny" }],
 ]);
 
 /** The reserved rule a mode decides unmatched packets with (always listed). */

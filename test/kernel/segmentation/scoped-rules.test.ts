@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KernelFilter } from "../../../daemon/src/datapath/kernel-filter.js";
-import type { KernelPacketEvent } from "../../../daemon/src/datapath/filter.js";
+import type { FilterEntry, KernelPacketEvent } from "../../../daemon/src/datapath/filter.js";
+import { parseCidr } from "@netfence/proto/parse";
 import { type FilterSandbox, closeFilterSandbox, filterSandbox, interfaceSpec, noDns, policy, sleep } from "../../helpers/kernel-filter-fixture.js";
 import { KIND, SCOPE_FLAG, TCP, UDP, scopeWire, scopedEntry } from "../../helpers/scope-wire-fixture.js";
 import { fixture, probe, type Sandbox, type SandboxNetwork } from "../../helpers/sandbox.js";
@@ -40,7 +41,9 @@ describe("scoped rules in the kernel: protocol, destination port and port range 
 
   it("allowlist: tcp/7401 passes and tcp/7402 is dropped to the same address; a port range; a udp-only rule", async () => {
     const [a, b] = net.serverIp4;
-    await filter.replaceCompiled(id, policy("allowlist", []), [scopedEntry(`${a}/32`, 1, SCOPE_FLAG.ANY), scopedEntry(`${b}/32`, 2, SCOPE_FLAG.ANY)], scopeWire([
+    const a6 = net.serverIp6[0]!;
+    const entries = [scopedEntry(`${a}/32`, 1, SCOPE_FLAG.ANY), scopedEntry(`${b}/32`, 2, SCOPE_FLAG.ANY), scopedEntry(`${a6}/128`, 1, SCOPE_FLAG.ANY)];
+    await filter.replaceCompiled(id, policy("allowlist", []), entries, scopeWire([
       { scope: 1, kind: KIND.ANY, proto: TCP, port: 7401, allow: true, ruleId: 20 },
       { scope: 1, kind: KIND.ANY, proto: TCP, port: 7404, portBits: 14, allow: true, ruleId: 21 }, // 7404-7407
       { scope: 2, kind: KIND.ANY, proto: UDP, port: 7401, allow: true, ruleId: 22 },
@@ -52,8 +55,16 @@ describe("scoped rules in the kernel: protocol, destination port and port range 
     expect(await probe(sb, net.workloadNs, "icmp", a!, { timeoutMs: 600 }), "icmp (no rule)").toBe(false);
     expect(await probe(sb, net.workloadNs, "udp", b!, { port: 7401 }), "udp/7401").toBe(true);
     expect(await probe(sb, net.workloadNs, "tcp", b!, { port: 7401, timeoutMs: 600 }), "tcp/7401 to the udp-only address").toBe(false);
+    expect(await probe(sb, net.workloadNs, "tcp", a6, { port: 7401 }), "IPv6 tcp/7401").toBe(true);
+    expect(await probe(sb, net.workloadNs, "tcp", a6, { port: 7402, timeoutMs: 600 }), "IPv6 tcp/7402").toBe(false);
     const tables = await filter.exactTables(id);
     expect(tables.scopeCount).toBe(3);
+    // LOOKUP (explain) evaluates the scope set for the packet asked about, as the program does.
+    const addr = parseCidr(`${a}/32`).addr;
+    const hit = await filter.lookup(id, 4, addr, { protocol: TCP, port: 7405, uid: null, gid: null });
+    expect([hit.match?.allow, hit.match?.ruleId, hit.scoped?.scope, hit.scoped?.allow]).toEqual([true, 21, 1, true]);
+    const miss = await filter.lookup(id, 4, addr, { protocol: TCP, port: 7402, uid: null, gid: null });
+    expect([miss.match, miss.scopedSkipped, miss.depthExhausted]).toEqual([null, 1, false]);
   });
 
   it("denylist: a scoped deny drops only its port, an unscoped allow on the same prefix loses to it (deny wins)", async () => {
@@ -156,5 +167,52 @@ describe("user and group rules (cgroup attachment, 127.0.0.1)", () => {
     ]));
     expect(await probeAs(sb, net.workloadNs, cg, 65534, 1, "127.0.0.1", LPORT), "uid 65534 gid 1").toBe(true);
     expect(await probeAs(sb, net.workloadNs, cg, 1, 65534, "127.0.0.1", LPORT, 600), "uid 1 gid 65534").toBe(false);
+  });
+});
+
+describe("FilterEntry.scoped through the scope compiler (replacePolicy, upsertEntries, deleteEntries)", () => {
+  let sb: Sandbox;
+  let net: SandboxNetwork;
+  let filter: KernelFilter;
+  let ctx: FilterSandbox | undefined;
+  let cg: string;
+  const id = `t-scope-cc-${process.pid}`;
+  const web = (ports: Array<[number, number]>, users: number[]): FilterEntry["scoped"] => [
+    { scope: { protocols: [TCP], ports: ports.map(([from, to]) => ({ from, to })), users: users.map((u) => ({ id: u, name: null })), groups: [] }, allow: true, deny: false, ruleId: 70, expiresAtMs: null },
+  ];
+
+  beforeAll(async () => {
+    ctx = await filterSandbox("scpx", PORT);
+    ({ sb, net, filter } = ctx);
+    await sb.echoServer(net.serverNs, 7402);
+    await sb.echoServer(net.workloadNs, LPORT);
+    cg = await sb.cgroup();
+    const loopback: FilterEntry = { cidr: parseCidr("127.0.0.1/32"), allow: false, deny: false, expiresAtMs: null, scoped: web([[LPORT, LPORT]], [1]) };
+    await filter.attach({ id, slot: 43, target: { kind: "cgroup", path: cg }, dns: noDns }, policy("allowlist", [loopback]));
+  });
+  afterAll(async () => {
+    await closeFilterSandbox(ctx);
+  });
+
+  it("a scoped rule for user daemon on 127.0.0.1: uid 1 passes, uid 65534 does not", async () => {
+    expect(await probeAs(sb, net.workloadNs, cg, 1, 1, "127.0.0.1", LPORT)).toBe(true);
+    expect(await probeAs(sb, net.workloadNs, cg, 65534, 65534, "127.0.0.1", LPORT, 600)).toBe(false);
+  });
+
+  it("a learned address (UPSERT) with a port-scoped rule, then deleted: its scope entries come and go", async () => {
+    const a = net.serverIp4[0]!;
+    const before = (await filter.exactTables(id)).scopeCount ?? 0;
+    const learned: FilterEntry = { cidr: parseCidr(`${a}/32`), allow: false, deny: false, expiresAtMs: null, scoped: web([[7400, 7401]], []) };
+    await filter.upsertEntries(id, [learned]);
+    expect(await probeAs(sb, net.workloadNs, cg, 65534, 65534, a, PORT), "tcp/7401 (in 7400-7401), any user").toBe(true);
+    expect(await probeAs(sb, net.workloadNs, cg, 65534, 65534, a, 7402, 600), "tcp/7402").toBe(false);
+    expect((await filter.exactTables(id)).scopeCount).toBeGreaterThan(before);
+    // VERIFY: pins (scope, sk, prog_sock, link_sock included), both links, and the content checksum
+    // (scope entries included) agree with what the daemon wrote.
+    expect((await filter.verify(new Map([[id, { pins: true, content: true }]]))).get(id) ?? []).toEqual([]);
+    await filter.deleteEntries(id, [parseCidr(`${a}/32`)]);
+    expect(await probeAs(sb, net.workloadNs, cg, 65534, 65534, a, PORT, 600), "deleted").toBe(false);
+    expect((await filter.exactTables(id)).scopeCount).toBe(before);
+    expect((await filter.verify(new Map([[id, { pins: true, content: true }]]))).get(id) ?? []).toEqual([]);
   });
 });

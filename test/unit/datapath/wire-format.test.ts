@@ -142,4 +142,41 @@ describe("wire-format encoders for the guards, protected-deny and L2 events", ()
     expect(ev?.family).toBe(0);
     expect(ev?.dport).toBe(0x88b5);
   });
+
+  it("layout 6: REPLACE carries the keep flag, the scope entries first, then address entries with their scope id and kinds", async () => {
+    const { encodePolicy, encodeMode } = await import("../../../daemon/src/datapath/wire-format.js");
+    const { parseCidr } = await import("@netfence/proto/parse");
+    const scope = Buffer.alloc(LAYOUT.nf_wire_entry.size);
+    scope.writeUInt8(WIRE_FAMILY_SCOPE, 0);
+    scope.writeUInt8(80, 1);
+    const b = encodePolicy("a", "allowlist", true, [{ cidr: parseCidr("10.0.0.1/32"), allow: false, deny: false, expiresAtMs: null, scopeId: 7, scopeKinds: 1 << 3 }], true, scope);
+    const P = LAYOUT.nf_policy_req;
+    const E = LAYOUT.nf_wire_entry;
+    expect(b.readUInt32LE(P.flags)).toBe(1 | SETTING_KEEP);
+    expect(b.readUInt32LE(P.count)).toBe(2);
+    expect(b.readUInt8(P.size + E.family)).toBe(WIRE_FAMILY_SCOPE);
+    const addr = P.size + E.size;
+    expect([b.readUInt8(addr + E.family), b.readUInt8(addr + E.flags), b.readUInt16LE(addr + E.scope)]).toEqual([4, 1 << 3, 7]);
+    // kinds without a scope id are not sent; a bad id or a partial scope record is refused
+    const plain = encodePolicy("a", "allowlist", false, [{ cidr: parseCidr("10.0.0.1/32"), allow: true, deny: false, expiresAtMs: null, scopeKinds: ENTRY_SCOPE_KINDS }]);
+    expect(plain.readUInt8(P.size + E.flags)).toBe(1);
+    expect(() => encodePolicy("a", "allowlist", false, [{ cidr: parseCidr("10.0.0.1/32"), allow: true, deny: false, expiresAtMs: null, scopeId: 70000 }])).toThrow();
+    expect(() => encodePolicy("a", "allowlist", false, [], false, new Uint8Array(10))).toThrow();
+    expect(encodeMode("a", "denylist", false, true).readUInt32LE(LAYOUT.nf_mode_req.flags)).toBe(SETTING_KEEP);
+  });
+
+  it("layout 6: events carry the owner; PROTECTED marks management from-port entries", async () => {
+    const { decodeEvents } = await import("../../../daemon/src/datapath/wire-decode.js");
+    const { encodeProtected } = await import("../../../daemon/src/datapath/wire-format.js");
+    const { parseCidr } = await import("@netfence/proto/parse");
+    const L = LAYOUT.nf_event;
+    const b = Buffer.alloc(L.size);
+    b.writeUInt8(4, L.family);
+    b.writeUInt32LE(1000, L.uid);
+    b.writeUInt32LE(0xffffffff, L.gid);
+    const [ev] = decodeEvents(b);
+    expect([ev?.uid, ev?.gid]).toEqual([1000, 0xffffffff]);
+    const p = encodeProtected([{ cidr: parseCidr("192.0.2.0/24"), protocol: 6, port: 22, from: true }]);
+    expect(p.readUInt8(4 + LAYOUT.nf_wire_protected.flags)).toBe(PROT_FROM);
+  });
 });
