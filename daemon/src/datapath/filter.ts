@@ -1,6 +1,6 @@
 import type { Cidr } from "@netfence/proto/parse";
 import type { FilterEntry, FilterMode, FilterPolicy } from "../policy/compiled.js";
-import type { KernelLookup } from "./kernel-lookup.js";
+import type { KernelLookup, LookupPacket } from "./kernel-lookup.js";
 
 export type { FilterEntry, FilterMode, FilterPolicy };
 
@@ -302,7 +302,7 @@ export interface Filter {
    * (settings, the matching entry, the protected sets). Optional: only the kernel filter reads
    * maps; without it explain answers FAILED_PRECONDITION.
    */
-  lookup?(id: string, family: 4 | 6, addr: Uint8Array): Promise<KernelLookup>;
+  lookup?(id: string, family: 4 | 6, addr: Uint8Array, packet?: LookupPacket): Promise<KernelLookup>;
   /** Blocked/audited packet events; ends when the filter is closed. */
   events(): AsyncIterable<KernelPacketEvent>;
   /** How interface attachments are made on this kernel ("tcx" or "clsact"); "" when not known. */

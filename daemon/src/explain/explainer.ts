@@ -7,7 +7,7 @@ import type { AttachmentRecord } from "../attachments/attachment-record.js";
 import type { RuleOrigin } from "../policy/rule-origins.js";
 import { parseExplainQuery, type ExplainQuery } from "./explain-query.js";
 import { decide, type Verdict } from "./verdict.js";
-import { explainScoped, resolveOwner } from "./scoped-explain.js";
+import { explainScoped, lookupPacket, resolveOwner } from "./scoped-explain.js";
 import type { ScopedRuleView } from "./scope-walk.js";
 
 /**
@@ -86,7 +86,7 @@ export class Explainer {
     const probe = { ...parsed.probe!, uid: owner.uid, gid: owner.gid };
     const lookup = this.deps.filter.lookup;
     if (lookup === undefined) throw new NetfenceError("FAILED_PRECONDITION", "this data path cannot be read back (explain needs the kernel filter)");
-    const k = await lookup.call(this.deps.filter, rec.id, probe.family, probe.addr);
+    const k = await lookup.call(this.deps.filter, rec.id, probe.family, probe.addr, lookupPacket(probe));
     const nowMs = this.deps.now();
     const st = rec.state;
     const sc = explainScoped(st, k, probe, nowMs);
@@ -136,9 +136,9 @@ export class Explainer {
         notes,
         owner: owner.text,
         scoped: sc.scoped,
-        skipped: sc.policy !== undefined ? sc.walk.skipped : [],
+        skipped: sc.walk.scoped ? sc.walk.skipped : [],
         keep: k.keep === true,
-        scopeSource: sc.policy !== undefined ? "daemon" : "kernel",
+        scopeSource: sc.source,
       },
     };
   }

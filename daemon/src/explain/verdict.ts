@@ -15,9 +15,10 @@ import { GUARD } from "../datapath/wire-format.js";
  *   f  protected(-allow) set → pass                        policy.h nf_protected_match(.., 0)
  *   g  protected-deny set → drop                           policy.h nf_protected_match(.., 1)
  *   h  mode disabled → pass; block-all → block             policy.h nf_decide()
- *   i  policy lookup (exact, then LPM): deny → block       policy.h nf_lookup_v4/v6 (done by the loader: lookup.c;
- *      scoped entries (issue 15): explain/scope-walk.ts — a prefix none of whose rules match the
- *      packet is stepped over; more than NF_LPM_EXPIRED_HOPS steps fail closed: "policy-depth")
+ *   i  policy lookup (exact, then LPM): deny → block       policy.h nf_lookup_v4/v6 (done by the loader: lookup.c,
+ *      for the question's protocol, port and owner — issue 15: a prefix none of whose rules match the
+ *      packet is stepped over; more than NF_LPM_EXPIRED_HOPS steps fail closed: "policy-depth";
+ *      explain/scope-walk.ts walks the daemon's compiled policy the same way, for the listing)
  *   j  loopback/link-local closed unless an allow entry inside the range matched   packet.h nf_local_closed()
  *   k  denylist → pass; allowlist → block                  policy.h nf_decide()
  *   audit: a block in h-k passes and is reported ("audited"); c-g are enforced in audit mode too.
@@ -171,7 +172,7 @@ export function decide(k: KernelLookup, p: ExplainProbe, policy?: PolicyAnswer):
   if (k.keep === true && (p.protocol === null || p.protocol === IPPROTO.tcp)) {
     notes.push("keep mode: a TCP connection set up while it was allowed keeps passing (kept-established) whatever this says; explain cannot see sockets, the verdict is for a new connection");
   }
-  if (policy?.depth === true) {
+  if (policy !== undefined ? policy.depth : k.depthExhausted === true) {
     notes.push("the policy walk stepped over more prefixes than the data path follows (expired, or scoped rules that do not match): it fails closed");
     return block("policy-depth", "i", false);
   }

@@ -17,7 +17,8 @@ import type { AttachmentRecord } from "../../../daemon/src/attachments/attachmen
 // servers on the namespace's 127.0.0.1, and each outcome must be what the brute-force matcher of
 // the rule semantics (test/unit/datapath/scope-sim.ts) says — including the fall-through from a
 // scoped /32 that does not match to a /8, and deny winning over an allow for the same user — and
-// `explain` (the kernel's LOOKUP + the daemon-side scoped walk) must give the verdict the packets got.
+// `explain` (the kernel's LOOKUP for the question's protocol, port and owner) must give the verdict
+// the packets got, and the daemon-side walk it lists the rules from must agree with it.
 const PORT = 7431; // the sandbox's server-namespace echo server (unused here)
 const P1 = 7441;
 const P2 = 7442;
@@ -80,6 +81,9 @@ describe("the scope compiler's output decides real connections as the rules say 
         expect(got, `${label}: uid ${who.uid} to 127.0.0.1:${port}`).toBe(want);
         const e = await ex.explain({ attachmentId: id, address: "127.0.0.1", domain: "", port, protocol: "tcp", user: String(who.uid), group: String(who.gid) });
         expect(e.address!.verdict, `${label}: explain for uid ${who.uid} to 127.0.0.1:${port}`).toBe(got ? "allowed" : "blocked");
+        expect(e.address!.scopeSource).toBe("kernel");
+        // The daemon's own walk (scope-walk.ts, for the listing) agrees with the kernel's LOOKUP.
+        expect(e.address!.notes.filter((n) => n.includes("but the kernel at")), `${label}: uid ${who.uid} port ${port}`).toEqual([]);
       }
     }
   }

@@ -130,6 +130,34 @@ describe("Explainer with scoped rules (daemon-side walk)", () => {
     await expect(q("127.0.0.1", 6379, "no-such-user-nf")).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
   });
 
+  it("a layout-6 LOOKUP walked the scope tables for the question: its answer stands; a daemon walk that disagrees is called out", async () => {
+    const asked: unknown[] = [];
+    const state = new PolicyState(policy({ mode: "allowlist" }));
+    const byKey = new Map(entries.map((e) => [formatCidr(e.cidr), e]));
+    state.entryFor = (key: string) => byKey.get(key) ?? null;
+    const kernelAnswer = { ...answer({ ...kernelFirst, allow: true, ruleId: 21 }), scoped: { scope: 1, allow: true, deny: false, ruleId: 21 }, scopedSkipped: 0, depthExhausted: false };
+    const filter = { lookup: async (...args: unknown[]) => (asked.push(args[3]), kernelAnswer) } as unknown as Filter;
+    const rec = { id: "nf-1", state } as unknown as AttachmentRecord;
+    const ex = new Explainer({ filter, record: () => rec, now: () => NOW });
+    const q = (user: string) => ex.explain({ attachmentId: "nf-1", address: "127.0.0.1", domain: "", port: 6379, protocol: "tcp", user, group: "" });
+    const root = (await q("0")).address!;
+    expect(asked[0]).toEqual({ protocol: 6, port: 6379, uid: 0, gid: null });
+    expect(root).toMatchObject({ verdict: "allowed", scopeSource: "kernel", entry: { cidr: "127.0.0.1/32", ruleId: 21 } });
+    expect(root.notes.join("\n")).not.toMatch(/but the kernel at/);
+    // The kernel (stub) allows uid 65534 too: the kernel's answer is reported, with the disagreement.
+    const other = (await q("65534")).address!;
+    expect(other).toMatchObject({ verdict: "allowed", scopeSource: "kernel" });
+    expect(other.notes.join("\n")).toMatch(/daemon's compiled policy decides this packet at no entry but the kernel at 127.0.0.1\/32/);
+  });
+
+  it("a kernel walk out of hops blocks with policy-depth", async () => {
+    const state = new PolicyState(policy({ mode: "allowlist" }));
+    const filter = { lookup: async () => ({ ...answer(null), scoped: null, scopedSkipped: 4, depthExhausted: true }) } as unknown as Filter;
+    const ex = new Explainer({ filter, record: () => ({ id: "nf-1", state }) as unknown as AttachmentRecord, now: () => NOW });
+    const a = (await ex.explain({ attachmentId: "nf-1", address: "10.1.2.3", domain: "", port: 80, protocol: "tcp" })).address!;
+    expect(a).toMatchObject({ verdict: "blocked", reason: "policy-depth", step: "i" });
+  });
+
   it("without scoped rules on the way the kernel's answer stands (scope source kernel)", async () => {
     const q = world([entry("192.0.2.0/24", [], { allow: true })], { cidr: "192.0.2.0/24", prefixLen: 24, allow: true, deny: false, ruleId: 3, expiresAtMs: null, table: "lpm" });
     const a = (await q("192.0.2.7", 443)).address!;
