@@ -18,7 +18,8 @@
  * latest deadline of the rules of that answer, so a deny is exact for its whole life. When a deny
  * expires before an allow of the same block, the kernel sees a dead block from then on: "no
  * answer" — the prefix falls through to shorter prefixes, never more permissive than the truth —
- * until the daemon re-pushes at `repushAtMs` (null when never needed). Deadlines at or beyond the
+ * until the daemon re-pushes — its TTL collector recompiles a prefix when one of its rules expires
+ * (within a second); `repushAtMs` says when a set needs it (null: never). Deadlines at or beyond the
  * address entry's own deadline are written as "never" (the address entry dies first): a learned
  * address refreshed with a new TTL keeps the same scope set and id.
  * The address entry must outlive its scoped rules. policy/compile.ts already gives it the latest
