@@ -60,7 +60,7 @@ export class App {
   filter: Filter | undefined = undefined;
   controlPlane: ControlPlaneClient | null = null;
   /** Blocked attempts by socket owner per attachment (issue 15; `status --rules`). */
-  readonly blockedOwners = new BlockedOwners();
+  readonly blockedOwners = new BlockedOwners(1000, (id) => this.manager?.metadataOf(id) !== undefined);
   private notifySocket: string | null = null;
   private stopping = false;
 

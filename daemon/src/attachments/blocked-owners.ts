@@ -11,7 +11,7 @@ import type { KernelPacketEvent } from "../datapath/filter.js";
  * API (for ListRules / status --rules):
  *   note(event)            count one event (allowed events are ignored)
  *   forAttachment(id)      the attachment's counts, most blocked first (ties: lower uid first)
- *   forget(id)             drop an attachment's counts (detach)
+ *   forget(id)             drop an attachment's counts (detach; or give the constructor isLive)
  *   countFrom(events)      consume an event stream into note() until stop()
  */
 
@@ -41,12 +41,22 @@ const OTHER = -2;
 export class BlockedOwners {
   private readonly byAttachment = new Map<string, Map<number, Counter>>();
 
-  constructor(private readonly maxOwners = 1000) {}
+  /**
+   * `isLive`: whether an attachment still exists; the counts of gone ones are dropped when another
+   * attachment gets its first count (so detached attachments do not pile up). Absent: kept until forget().
+   */
+  constructor(
+    private readonly maxOwners = 1000,
+    private readonly isLive?: (id: string) => boolean,
+  ) {}
 
   note(e: KernelPacketEvent): void {
     if (e.attachmentId === null || e.verdict === "allowed") return;
     let m = this.byAttachment.get(e.attachmentId);
-    if (m === undefined) this.byAttachment.set(e.attachmentId, (m = new Map()));
+    if (m === undefined) {
+      if (this.isLive !== undefined) for (const id of [...this.byAttachment.keys()]) if (!this.isLive(id)) this.byAttachment.delete(id);
+      this.byAttachment.set(e.attachmentId, (m = new Map()));
+    }
     let key = e.uid == null ? UNKNOWN : e.uid;
     if (key >= 0 && !m.has(key) && this.owners(m) >= this.maxOwners) key = OTHER;
     let c = m.get(key);

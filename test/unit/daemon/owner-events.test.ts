@@ -79,6 +79,16 @@ describe("BlockedOwners: blocked attempts per owner, bounded", () => {
     expect(rows.map((r) => [r.kind, r.uid, r.blocked])).toEqual([["uid", 1, 2], ["other", null, 2], ["uid", 2, 1], ["uid", 3, 1]]);
   });
 
+  it("counts of attachments that are gone are dropped when another attachment is counted", () => {
+    const live = new Set(["nf-1", "nf-2"]);
+    const b = new BlockedOwners(1000, (id) => live.has(id));
+    b.note({ ...base, uid: 1 });
+    live.delete("nf-1");
+    b.note({ ...base, attachmentId: "nf-2", uid: 2 });
+    expect(b.forAttachment("nf-1")).toEqual([]);
+    expect(b.forAttachment("nf-2")).toHaveLength(1);
+  });
+
   it("countFrom consumes a stream until stopped", async () => {
     const fanout = new EventFanout<KernelPacketEvent>();
     const b = new BlockedOwners();
