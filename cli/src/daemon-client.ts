@@ -139,7 +139,7 @@ export class DaemonClient {
     return this.unary(DaemonService.method.adoptOrphans, create(AdoptOrphansRequestSchema, "all" in target ? { all: true } : { id: target.id }));
   }
 
-  explain(req: { attachmentId: string; address: string; domain: string; port: number; protocol: string }): Promise<ExplainResponse> {
+  explain(req: { attachmentId: string; address: string; domain: string; port: number; protocol: string; user?: string; group?: string }): Promise<ExplainResponse> {
     return this.unary(DaemonService.method.explain, create(ExplainRequestSchema, req));
   }
 

@@ -40,12 +40,15 @@ export function originText(o: RuleOrigin | undefined): string {
 export function formatAddressExplanation(id: string, a: AddressExplanation): string {
   const dest = a.port !== 0 ? `${a.address.includes(":") ? `[${a.address}]` : a.address}:${a.port}/${PROTO_NAMES[a.protocol] ?? a.protocol}` : a.address;
   const lines = [`${id}: ${dest} is ${a.verdict.toUpperCase()} (${a.reason}, step ${a.step})`];
-  lines.push(`  mode:     ${MODE[a.mode] ?? "?"}${a.audit ? " + audit" : ""} — ${originText(a.modeOrigin)}`);
+  lines.push(`  mode:     ${MODE[a.mode] ?? "?"}${a.audit ? " + audit" : ""}${a.keep ? " + keep established" : ""} — ${originText(a.modeOrigin)}`);
+  if (a.owner !== "") lines.push(`  owner:    ${a.owner}`);
+  for (const s of a.skipped) lines.push(`  skipped:  ${s.cidr} (${s.why === "expired" ? "expired" : "none of its rules matches this packet"})`);
   if (a.protectedCidr !== "") lines.push(`  protected: ${a.protectedCidr} (operator config, host-wide)`);
   const e = a.entry;
   if (e !== undefined) {
     const what = e.deny && e.allow ? "deny+allow" : e.deny ? "deny" : "allow";
     lines.push(`  entry:    ${e.cidr} ${what}, ${durationText(Number(e.ttlLeftMs))} [${e.table}${e.ruleId ? `, rule ${e.ruleId}` : ""}]${e.used ? "" : " (found, but not what decided)"}`);
+    for (const r of e.scoped) lines.push(`  scoped:   rule ${r.ruleId} ${r.action} ${r.scope} — ${r.matched ? "matches" : "does not match"}`);
   } else lines.push("  entry:    none (no live kernel entry covers this address)");
   for (const s of a.sources) {
     if (s.kind === "cidr-rule") lines.push(`  because:  ${s.action} ${s.cidr}${s.expiresAt ? ` until ${iso(s.expiresAt)}` : ""} — ${originText(s.origin)}`);
@@ -80,8 +83,17 @@ export function explainCommand(): Command {
     .argument("[destination]", "ADDRESS[:PORT[/PROTO]] (IPv6 with a port: [ADDRESS]:PORT/PROTO)")
     .requiredOption("--id <id>", "attachment id")
     .option("--domain <name>", "explain a domain name instead: the DNS rule that decides it and the addresses learned from it")
+    .option("--user <name>", "the socket owner: a user name or uid (rules for users; cgroup attachments)")
+    .option("--uid <uid>", "same as --user with a number")
+    .option("--group <name>", "the socket owner's group: a group name or gid")
+    .option("--gid <gid>", "same as --group with a number")
     .option("--json", "print JSON")
-    .action(async (destination: string | undefined, opts: { id: string; domain?: string; json?: boolean }, cmd: Command) => {
+    .action(async (destination: string | undefined, opts: { id: string; domain?: string; user?: string; uid?: string; group?: string; gid?: string; json?: boolean }, cmd: Command) => {
+      if ((opts.user !== undefined && opts.uid !== undefined) || (opts.group !== undefined && opts.gid !== undefined)) {
+        usageError("give --user or --uid (and --group or --gid), not both");
+        return;
+      }
+      const owner = { user: opts.user ?? opts.uid ?? "", group: opts.group ?? opts.gid ?? "" };
       if ((destination === undefined) === (opts.domain === undefined)) {
         usageError("give either a destination ADDRESS[:PORT[/PROTO]] or --domain NAME");
         return;
@@ -96,7 +108,7 @@ export function explainCommand(): Command {
         }
       }
       await withClient(cmd, async (client) => {
-        const r = await client.explain({ attachmentId: opts.id, domain: opts.domain ?? "", ...target });
+        const r = await client.explain({ attachmentId: opts.id, domain: opts.domain ?? "", ...target, ...owner });
         if (opts.json) {
           printJson(toJson(ExplainResponseSchema, r));
           return;

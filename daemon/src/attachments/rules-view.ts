@@ -1,8 +1,10 @@
-import { formatCidr } from "@netfence/proto/parse";
+import { formatCidr, type RuleScope } from "@netfence/proto/parse";
 import type { FilterMode, PinnedAttachment, RuleHitCount } from "../datapath/filter.js";
 import { RULE_ID } from "../datapath/hits-wire.js";
 import type { PolicyState } from "../policy/policy-state.js";
 import { cidrRuleKey, domainRuleKey } from "../policy/rule-ids.js";
+import { scopeText } from "../policy/scope-text.js";
+import type { CidrRule } from "../policy/policy.js";
 
 /**
  * `netfenced rules` / DaemonService.ListRules: an attachment's effective policy as the KERNEL holds
@@ -28,6 +30,8 @@ export interface RuleView {
   readonly expiresAtMs: number | null;
   /** False: the kernel carries an id the daemon's table does not know (drift). */
   readonly inDaemon: boolean;
+  /** What the rule is limited to (issue 15): "tcp/443 users web(33)"; "" = unscoped. */
+  readonly scope: string;
 }
 
 export interface RulesView {
@@ -54,6 +58,8 @@ const RESERVED: ReadonlyMap<number, { rule: string; action: "allow" | "deny" }> 
   [RULE_ID.ALWAYS_ALLOWED, { rule: "always-allowed", action: "allow" }],
   [RULE_ID.GUARD, { rule: "guard", action: "deny" }],
   [RULE_ID.LOCAL_CLOSED, { rule: "local-closed", action: "deny" }],
+  [RULE_ID.KEPT, { rule: "kept-established", action: "allow" }],
+  [RULE_ID.POLICY_DEPTH, { rule: "policy-depth", action: "deny" }],
 ]);
 
 /** The reserved rule a mode decides unmatched packets with (always listed). */
@@ -64,21 +70,48 @@ const MODE_DEFAULT: Record<FilterMode, number> = {
   disabled: RULE_ID.DISABLED,
 };
 
-/** What a rule key of the daemon's table means (rule-ids.ts keys). */
-function describeKey(key: string, state: PolicyState): { rule: string; kind: RuleKind; action: "allow" | "deny"; expiresAtMs: number | null } {
+/**
+ * The scoped rule pairs of a prefix (issue 15, policy/scoped-rules.ts: one allow/deny pair per
+ * distinct scope, keyed by scopeKey). Read structurally so this view works before and after the
+ * rule index carries them.
+ */
+interface ScopedPair {
+  readonly key: string;
+  readonly scope: RuleScope;
+  readonly allow: CidrRule | null;
+  readonly deny: CidrRule | null;
+}
+const scopedPairs = (r: unknown): readonly ScopedPair[] => (r as { scoped?: readonly ScopedPair[] } | undefined)?.scoped ?? [];
+
+type KeyView = { rule: string; kind: RuleKind; action: "allow" | "deny"; expiresAtMs: number | null; scope: string };
+
+/** What a rule key of the daemon's table means (rule-ids.ts keys; a scoped CIDR rule's key is "<kind>-cidr <prefix> <scope key>"). */
+function describeKey(key: string, state: PolicyState): KeyView {
   const space = key.indexOf(" ");
   const head = space === -1 ? key : key.slice(0, space);
   const rest = space === -1 ? "" : key.slice(space + 1);
   if (head === "allow-cidr" || head === "deny-cidr") {
-    const r = state.rules.get(rest);
-    const cr = head === "allow-cidr" ? r?.allow : r?.deny;
-    return { rule: key, kind: "cidr", action: head === "allow-cidr" ? "allow" : "deny", expiresAtMs: cr?.expiresAtMs ?? null };
+    const action = head === "allow-cidr" ? "allow" : "deny";
+    const cut = rest.indexOf(" ");
+    const prefix = cut === -1 ? rest : rest.slice(0, cut);
+    const r = state.rules.get(prefix);
+    if (cut === -1) {
+      const cr = action === "allow" ? r?.allow : r?.deny;
+      return { rule: key, kind: "cidr", action, expiresAtMs: cr?.expiresAtMs ?? null, scope: "" };
+    }
+    const sk = rest.slice(cut + 1);
+    const pair = scopedPairs(r).find((p) => p.key === sk);
+    const text = pair === undefined ? sk : scopeText(pair.scope);
+    const cr = action === "allow" ? pair?.allow : pair?.deny;
+    return { rule: `${head} ${prefix} ${text}${pair === undefined ? " (removed)" : ""}`, kind: "cidr", action, expiresAtMs: cr?.expiresAtMs ?? null, scope: text };
   }
   if (head === "allow-domain") {
     const d = state.dns.allowDomains.find((x) => x.domain === rest);
-    return { rule: `allow-domain ${d?.includeSubdomains === true ? "*." : ""}${rest}${d === undefined ? " (removed; still holds learned addresses)" : ""}`, kind: "domain", action: "allow", expiresAtMs: null };
+    const scope = scopeText(d?.scope);
+    const name = `allow-domain ${d?.includeSubdomains === true ? "*." : ""}${rest}${scope ? ` ${scope}` : ""}`;
+    return { rule: `${name}${d === undefined ? " (removed; still holds learned addresses)" : ""}`, kind: "domain", action: "allow", expiresAtMs: null, scope };
   }
-  return { rule: key, kind: "dns", action: "allow", expiresAtMs: null };
+  return { rule: key, kind: "dns", action: "allow", expiresAtMs: null, scope: "" };
 }
 
 /** A rule id's text for an attachment (heartbeats): reserved, overflow, a rule key's, or unknown. */
@@ -96,6 +129,10 @@ function policyKeys(state: PolicyState): string[] {
   for (const [prefix, r] of state.rules) {
     if (r.allow !== null) keys.push(cidrRuleKey("allow", prefix));
     if (r.deny !== null) keys.push(cidrRuleKey("deny", prefix));
+    for (const p of scopedPairs(r)) {
+      if (p.allow !== null) keys.push(cidrRuleKey("allow", `${prefix} ${p.key}`));
+      if (p.deny !== null) keys.push(cidrRuleKey("deny", `${prefix} ${p.key}`));
+    }
   }
   for (const d of state.dns.allowDomains) keys.push(domainRuleKey(d.domain));
   return keys;
@@ -114,7 +151,7 @@ export function buildRulesView(id: string, kernel: PinnedAttachment, hits: reado
   }
   const hitOf = new Map(hits.map((h) => [h.ruleId, h]));
   const out = new Map<number, RuleView>();
-  const add = (ruleId: number, d: { rule: string; kind: RuleKind; action: "allow" | "deny"; expiresAtMs: number | null }, inDaemon: boolean): void => {
+  const add = (ruleId: number, d: KeyView, inDaemon: boolean): void => {
     const g = byId.get(ruleId);
     const h = hitOf.get(ruleId);
     out.set(ruleId, { ruleId, ...d, kernelEntries: g?.n ?? 0, prefixes: g?.prefixes ?? [], packets: h?.packets ?? 0n, lastHitMs: h?.lastHitMs ?? 0, inDaemon });
@@ -125,14 +162,14 @@ export function buildRulesView(id: string, kernel: PinnedAttachment, hits: reado
     else add(rid, describeKey(key, state), true);
   }
   for (const [rid, r] of RESERVED) {
-    if (rid === MODE_DEFAULT[kernel.mode] || (hitOf.get(rid)?.packets ?? 0n) > 0n || byId.has(rid)) add(rid, { ...r, kind: "reserved", expiresAtMs: null }, true);
+    if (rid === MODE_DEFAULT[kernel.mode] || (hitOf.get(rid)?.packets ?? 0n) > 0n || byId.has(rid)) add(rid, { ...r, kind: "reserved", expiresAtMs: null, scope: "" }, true);
   }
   if (overflowed > 0 || hitOf.has(ids.overflowId)) {
-    add(ids.overflowId, { rule: `overflow (${overflowed} rules beyond the kernel's capacity)`, kind: "overflow", action: "allow", expiresAtMs: null }, true);
+    add(ids.overflowId, { rule: `overflow (${overflowed} rules beyond the kernel's capacity)`, kind: "overflow", action: "allow", expiresAtMs: null, scope: "" }, true);
   }
   // Ids the kernel has (entries or counts) that the daemon's table does not know: drift, shown as such.
   for (const rid of new Set([...byId.keys(), ...hitOf.keys()])) {
-    if (!out.has(rid)) add(rid, { rule: `unknown rule id ${rid}`, kind: "unknown", action: "allow", expiresAtMs: null }, false);
+    if (!out.has(rid)) add(rid, { rule: `unknown rule id ${rid}`, kind: "unknown", action: "allow", expiresAtMs: null, scope: "" }, false);
   }
   return {
     id,

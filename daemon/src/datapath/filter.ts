@@ -1,6 +1,6 @@
 import type { Cidr } from "@netfence/proto/parse";
 import type { FilterEntry, FilterMode, FilterPolicy } from "../policy/compiled.js";
-import type { KernelLookup } from "./kernel-lookup.js";
+import type { KernelLookup, LookupPacket } from "./kernel-lookup.js";
 
 export type { FilterEntry, FilterMode, FilterPolicy };
 
@@ -201,6 +201,11 @@ export interface KernelPacketEvent {
   readonly rule: string | null;
   /** Identical events folded into this one by throttling. */
   readonly suppressed: number;
+  /** The sending socket's owner (cgroup attachments, issue 15); null = unknown (TC attachments, no socket). */
+  readonly uid?: number | null;
+  readonly gid?: number | null;
+  /** The uid's user name (attachments/owner-events.ts); absent or null = none known. */
+  readonly user?: string | null;
 }
 
 /**
@@ -297,7 +302,7 @@ export interface Filter {
    * (settings, the matching entry, the protected sets). Optional: only the kernel filter reads
    * maps; without it explain answers FAILED_PRECONDITION.
    */
-  lookup?(id: string, family: 4 | 6, addr: Uint8Array): Promise<KernelLookup>;
+  lookup?(id: string, family: 4 | 6, addr: Uint8Array, packet?: LookupPacket): Promise<KernelLookup>;
   /** Blocked/audited packet events; ends when the filter is closed. */
   events(): AsyncIterable<KernelPacketEvent>;
   /** How interface attachments are made on this kernel ("tcx" or "clsact"); "" when not known. */
@@ -331,4 +336,6 @@ export interface ExactTablesFamily {
 export interface ExactTables {
   readonly v4: ExactTablesFamily;
   readonly v6: ExactTablesFamily;
+  /** Active-generation entries of the scope table (issue 15; layout 6). */
+  readonly scopeCount?: number;
 }

@@ -13,6 +13,9 @@ export interface ExplainQuery {
   readonly protocol: string;
   /** A domain name; "" = not asked. */
   readonly domain: string;
+  /** The socket owner (issue 15): a user name or uid, a group name or gid; "" or absent = not given. */
+  readonly user?: string;
+  readonly group?: string;
 }
 
 export interface ParsedQuery {
@@ -20,6 +23,9 @@ export interface ParsedQuery {
   readonly probe: ExplainProbe | null;
   readonly addressText: string;
   readonly domain: string | null;
+  /** The owner as given (names or numbers; resolved by the explainer); null = not given. */
+  readonly user: string | null;
+  readonly group: string | null;
 }
 
 /** The IP protocol number of a name or number; throws INVALID_ARGUMENT. */
@@ -37,9 +43,12 @@ export function parseExplainQuery(q: ExplainQuery): ParsedQuery {
   const hasAddress = q.address.trim() !== "";
   const hasDomain = q.domain.trim() !== "";
   if (hasAddress === hasDomain) throw invalidArgument("explain needs exactly one of an address or a domain");
+  const user = (q.user ?? "").trim() || null;
+  const group = (q.group ?? "").trim() || null;
   if (hasDomain) {
     if (q.port !== 0 || q.protocol !== "") throw invalidArgument("a port or protocol goes with an address, not with --domain");
-    return { attachmentId: q.attachmentId, probe: null, addressText: "", domain: normalizeDomain(q.domain) };
+    if (user !== null || group !== null) throw invalidArgument("a user or group goes with an address, not with --domain");
+    return { attachmentId: q.attachmentId, probe: null, addressText: "", domain: normalizeDomain(q.domain), user: null, group: null };
   }
   if (q.address.includes("/")) throw invalidArgument(`"${q.address}" is a prefix: explain takes one address`);
   const cidr = parseCidr(q.address.trim());
@@ -54,5 +63,7 @@ export function parseExplainQuery(q: ExplainQuery): ParsedQuery {
     probe: { family: cidr.family, addr: cidr.addr, protocol, port: q.port === 0 ? null : q.port },
     addressText: q.address.trim(),
     domain: null,
+    user,
+    group,
   };
 }

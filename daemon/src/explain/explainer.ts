@@ -7,6 +7,8 @@ import type { AttachmentRecord } from "../attachments/attachment-record.js";
 import type { RuleOrigin } from "../policy/rule-origins.js";
 import { parseExplainQuery, type ExplainQuery } from "./explain-query.js";
 import { decide, type Verdict } from "./verdict.js";
+import { explainScoped, lookupPacket, resolveOwner } from "./scoped-explain.js";
+import type { ScopedRuleView } from "./scope-walk.js";
 
 /**
  * `netfenced explain`: the verdict the kernel gives a destination now and why. The verdict is
@@ -40,6 +42,12 @@ export interface AddressExplanation {
   /** Every DNS name that produced this very address (a shared CDN address has several). */
   readonly names: readonly string[];
   readonly notes: readonly string[];
+  /** Issue 15: the owner asked about ("" = not given), the deciding entry's scoped rules, entries stepped over, keep mode, who walked step i. */
+  readonly owner: string;
+  readonly scoped: readonly ScopedRuleView[];
+  readonly skipped: readonly { readonly cidr: string; readonly why: string }[];
+  readonly keep: boolean;
+  readonly scopeSource: "kernel" | "daemon";
 }
 
 export interface DomainExplanation {
@@ -74,32 +82,35 @@ export class Explainer {
     const rec = this.deps.record(parsed.attachmentId);
     if (rec === undefined) throw new NetfenceError("NOT_FOUND", `no attachment with id "${parsed.attachmentId}"`, { details: { id: parsed.attachmentId } });
     if (parsed.domain !== null) return { attachmentId: rec.id, address: null, domain: this.domain(rec, parsed.domain) };
-    const probe = parsed.probe!;
+    const owner = await resolveOwner(parsed.user, parsed.group);
+    const probe = { ...parsed.probe!, uid: owner.uid, gid: owner.gid };
     const lookup = this.deps.filter.lookup;
     if (lookup === undefined) throw new NetfenceError("FAILED_PRECONDITION", "this data path cannot be read back (explain needs the kernel filter)");
-    const k = await lookup.call(this.deps.filter, rec.id, probe.family, probe.addr);
+    const k = await lookup.call(this.deps.filter, rec.id, probe.family, probe.addr, lookupPacket(probe));
     const nowMs = this.deps.now();
-    const v = decide(k, probe);
-    const notes = [...v.notes];
     const st = rec.state;
+    const sc = explainScoped(st, k, probe, nowMs);
+    const v = decide(k, probe, sc.policy);
+    const notes = [...v.notes, ...sc.notes];
+    const match = sc.policy !== undefined ? sc.policy.match : k.match;
     const sources: EntrySource[] = [];
-    if (k.match !== null) {
-      const rules = st.rules.get(k.match.cidr);
+    if (match !== null) {
+      const rules = st.rules.get(match.cidr);
       for (const action of ["deny", "allow"] as const) {
         const r = rules?.[action] ?? null;
-        if (r !== null) sources.push({ kind: "cidr-rule", action, cidr: k.match.cidr, expiresAtMs: r.expiresAtMs, origin: st.origins.cidr(action, k.match.cidr) });
+        if (r !== null) sources.push({ kind: "cidr-rule", action, cidr: match.cidr, expiresAtMs: r.expiresAtMs, origin: st.origins.cidr(action, match.cidr) });
       }
-      for (const l of st.learned.forPrefix(k.match.cidr)) {
+      for (const l of st.learned.forPrefix(match.cidr)) {
         sources.push({ kind: "dns", name: l.name, expiresAtMs: l.expiresAtMs, learnedAtMs: l.learnedAtMs ?? null, ttlSeconds: l.ttlSeconds ?? null });
       }
-      if (sources.length === 0) notes.push(`the kernel holds ${k.match.cidr} but the daemon's policy has no rule or learned address for it (changed behind the daemon's back?)`);
+      if (sources.length === 0 && sc.scoped.length === 0) notes.push(`the kernel holds ${match.cidr} but the daemon's policy has no rule or learned address for it (changed behind the daemon's back?)`);
     }
     if (k.expiredSkipped > 0) notes.push(`${k.expiredSkipped} expired entr${k.expiredSkipped === 1 ? "y" : "ies"} (TTL passed, not yet collected) did not count`);
     const hostKey = `${formatAddr(probe.family, probe.addr)}/${probe.family === 4 ? 32 : 128}`;
     const allNames = st.learned.namesOf(hostKey).sort();
     const names = capNames(allNames, notes, "names");
     if (allNames.length > 1) notes.push(`${allNames.length} DNS names resolved to this address (a shared address, e.g. a CDN): allowing any of them opens it for all`);
-    if (names.length > 0 && (k.match === null || k.match.cidr !== hostKey)) {
+    if (names.length > 0 && (match === null || match.cidr !== hostKey)) {
       notes.push(`learned from ${names.join(", ")}, but a wider entry decides`);
     }
     const prot = v.step === "f" ? k.protectedAllow : v.step === "g" ? k.protectedDeny : null;
@@ -116,13 +127,18 @@ export class Explainer {
         mode: k.mode,
         audit: k.audit,
         modeOrigin: st.origins.mode(),
-        entry: k.match === null ? null : { ...k.match, ttlLeftMs: k.match.expiresAtMs === null ? null : Math.max(0, k.match.expiresAtMs - nowMs) },
+        entry: match === null ? null : { ...match, ttlLeftMs: match.expiresAtMs === null ? null : Math.max(0, match.expiresAtMs - nowMs) },
         entryUsed: v.usedMatch,
         expiredSkipped: k.expiredSkipped,
         sources,
         protectedCidr: prot === null ? null : formatCidr(maskTo(probe.family, probe.addr, prot.prefixLen)),
         names,
         notes,
+        owner: owner.text,
+        scoped: sc.scoped,
+        skipped: sc.walk.scoped ? sc.walk.skipped : [],
+        keep: k.keep === true,
+        scopeSource: sc.source,
       },
     };
   }

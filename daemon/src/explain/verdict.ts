@@ -1,5 +1,5 @@
 import { formatAddr } from "@netfence/proto/parse";
-import type { KernelLookup, ProtectedMatch } from "../datapath/lookup-wire.js";
+import type { KernelLookup, KernelMatch, ProtectedMatch } from "../datapath/lookup-wire.js";
 import { GUARD } from "../datapath/wire-format.js";
 
 /**
@@ -15,10 +15,15 @@ import { GUARD } from "../datapath/wire-format.js";
  *   f  protected(-allow) set → pass                        policy.h nf_protected_match(.., 0)
  *   g  protected-deny set → drop                           policy.h nf_protected_match(.., 1)
  *   h  mode disabled → pass; block-all → block             policy.h nf_decide()
- *   i  policy lookup (exact, then LPM): deny → block       policy.h nf_lookup_v4/v6 (done by the loader: lookup.c)
+ *   i  policy lookup (exact, then LPM): deny → block       policy.h nf_lookup_v4/v6 (done by the loader: lookup.c,
+ *      for the question's protocol, port and owner — issue 15: a prefix none of whose rules match the
+ *      packet is stepped over; more than NF_LPM_EXPIRED_HOPS steps fail closed: "policy-depth";
+ *      explain/scope-walk.ts walks the daemon's compiled policy the same way, for the listing)
  *   j  loopback/link-local closed unless an allow entry inside the range matched   packet.h nf_local_closed()
  *   k  denylist → pass; allowlist → block                  policy.h nf_decide()
  *   audit: a block in h-k passes and is reported ("audited"); c-g are enforced in audit mode too.
+ *   keep (NF_SETTING_KEEP, issue 15): before i, a TCP packet of a connection set up while allowed
+ *      passes ("kept-established"); explain cannot see sockets, so it only says the mode is on.
  *
  * A packet's L4 details matter only for the DNS address, ICMPv6, DHCP and scoped protected
  * entries; when the question leaves them open (no port/protocol) the answer is for an ordinary
@@ -33,6 +38,16 @@ export interface ExplainProbe {
   readonly protocol: number | null;
   /** Destination port (ICMP: the type); null = not given. */
   readonly port: number | null;
+  /** The socket owner (issue 15); null or absent = not given. */
+  readonly uid?: number | null;
+  readonly gid?: number | null;
+}
+
+/** The policy step's answer when the daemon walked scoped entries itself (scope-walk.ts). */
+export interface PolicyAnswer {
+  readonly match: KernelMatch | null;
+  /** The walk ran out of hops: the data path drops (policy-depth). */
+  readonly depth: boolean;
 }
 
 export type Verdict = "allowed" | "blocked" | "audited";
@@ -134,8 +149,11 @@ function special(k: KernelLookup, p: ExplainProbe, notes: string[]): VerdictResu
   return null;
 }
 
-/** The verdict for `p` from the kernel's answers `k` (see the step table above). */
-export function decide(k: KernelLookup, p: ExplainProbe): VerdictResult {
+/**
+ * The verdict for `p` from the kernel's answers `k` (see the step table above); `policy`, when
+ * given, replaces the kernel's policy match (step i) with the daemon's scoped walk.
+ */
+export function decide(k: KernelLookup, p: ExplainProbe, policy?: PolicyAnswer): VerdictResult {
   const notes: string[] = [];
   const sp = special(k, p, notes);
   if (sp !== null) return sp;
@@ -151,7 +169,14 @@ export function decide(k: KernelLookup, p: ExplainProbe): VerdictResult {
       : { verdict: "blocked", reason, step, usedMatch, notes };
   if (k.mode === "disabled") return { verdict: "allowed", reason: "mode:disabled", step: "h", usedMatch: false, notes };
   if (k.mode === "block-all") return block("mode:block-all", "h", false);
-  const m = k.match;
+  if (k.keep === true && (p.protocol === null || p.protocol === IPPROTO.tcp)) {
+    notes.push("keep mode: a TCP connection set up while it was allowed keeps passing (kept-established) whatever this says; explain cannot see sockets, the verdict is for a new connection");
+  }
+  if (policy !== undefined ? policy.depth : k.depthExhausted === true) {
+    notes.push("the policy walk stepped over more prefixes than the data path follows (expired, or scoped rules that do not match): it fails closed");
+    return block("policy-depth", "i", false);
+  }
+  const m = policy !== undefined ? policy.match : k.match;
   if (m !== null && m.deny) return block("deny-cidr", "i", true);
   const local = localClosed(p, k.guards);
   if (m !== null && m.allow && m.prefixLen >= local) return { verdict: "allowed", reason: "allow-cidr", step: "i", usedMatch: true, notes };

@@ -7,6 +7,8 @@ import {
   ExplainEntrySchema,
   ExplainResponseSchema,
   ExplainSourceSchema,
+  ExplainScopedRuleSchema,
+  ExplainSkippedSchema,
   RuleOriginSchema,
   type ExplainRequest,
   type ExplainResponse,
@@ -21,7 +23,7 @@ import type { DnsModeName } from "../policy/policy.js";
 
 /** The RPC's request as the explainer's question (validated there). */
 export function explainQueryFromWire(req: ExplainRequest): ExplainQuery {
-  return { attachmentId: req.attachmentId, address: req.address, domain: req.domain, port: req.port, protocol: req.protocol };
+  return { attachmentId: req.attachmentId, address: req.address, domain: req.domain, port: req.port, protocol: req.protocol, user: req.user, group: req.group };
 }
 
 /** A missing origin (an attachment adopted from its pins) is sent as an empty RuleOrigin. */
@@ -62,6 +64,7 @@ export function explanationToWire(e: Explanation): ExplainResponse {
                     ttlLeftMs: BigInt(a.entry.ttlLeftMs ?? -1),
                     table: a.entry.table,
                     used: a.entryUsed,
+                    scoped: a.scoped.map((r) => create(ExplainScopedRuleSchema, { ruleId: r.ruleId, action: r.action, scope: r.scope, matched: r.matched })),
                   }),
             sources: a.sources.map((s) =>
               s.kind === "cidr-rule"
@@ -72,6 +75,10 @@ export function explanationToWire(e: Explanation): ExplainResponse {
             names: [...a.names],
             notes: [...a.notes],
             expiredSkipped: a.expiredSkipped,
+            owner: a.owner,
+            skipped: a.skipped.map((x) => create(ExplainSkippedSchema, { cidr: x.cidr, why: x.why })),
+            keep: a.keep,
+            scopeSource: a.scopeSource,
           }),
     domain:
       d === null

@@ -46,6 +46,7 @@ export async function listRules(
         ...(r.lastHitMs > 0 ? { lastHit: timestampFromMs(r.lastHitMs) } : {}),
         ...(r.expiresAtMs !== null ? { expiresAt: timestampFromMs(r.expiresAtMs) } : {}),
         inDaemon: r.inDaemon,
+        scope: r.scope,
       }),
     ),
     blockedByOwner: (ownersOf?.(v.id) ?? []).map((o) =>

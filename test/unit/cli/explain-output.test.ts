@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { AddressExplanationSchema, DomainExplanationSchema, ExplainEntrySchema, ExplainSourceSchema, RuleOriginSchema } from "@netfence/proto/daemon";
+import { AddressExplanationSchema, DomainExplanationSchema, ExplainEntrySchema, ExplainScopedRuleSchema, ExplainSkippedSchema, ExplainSourceSchema, RuleOriginSchema } from "@netfence/proto/daemon";
 import { DnsMode, PolicyMode } from "@netfence/proto/types";
 import { durationText, formatAddressExplanation, formatDomainExplanation } from "../../../cli/src/commands/explain.js";
 
@@ -10,6 +10,30 @@ import { durationText, formatAddressExplanation, formatDomainExplanation } from 
 const T = Date.UTC(2026, 11, 3, 9, 0, 0);
 
 describe("explain's human output", () => {
+  it("issue 15: the owner, the entries stepped over, the deciding entry's scoped rules, keep mode", () => {
+    const text = formatAddressExplanation(
+      "nf-1",
+      create(AddressExplanationSchema, {
+        address: "127.0.0.1", protocol: 6, port: 6379, verdict: "blocked", reason: "deny-cidr", step: "i", mode: PolicyMode.ALLOWLIST, keep: true,
+        modeOrigin: create(RuleOriginSchema, {}), owner: "uid 34 (app)",
+        skipped: [create(ExplainSkippedSchema, { cidr: "127.0.0.1/32", why: "no rule matches" })],
+        entry: create(ExplainEntrySchema, {
+          cidr: "127.0.0.0/8", deny: true, ttlLeftMs: -1n, table: "lpm", used: true, ruleId: 9,
+          scoped: [create(ExplainScopedRuleSchema, { ruleId: 9, action: "deny", scope: "tcp/6000-6999", matched: true })],
+        }),
+        scopeSource: "daemon",
+      }),
+    );
+    expect(text.split("\n").slice(0, 6)).toEqual([
+      "nf-1: 127.0.0.1:6379/tcp is BLOCKED (deny-cidr, step i)",
+      "  mode:     allowlist + keep established — origin not recorded (an attachment adopted from its pins: re-registered from the kernel maps)",
+      "  owner:    uid 34 (app)",
+      "  skipped:  127.0.0.1/32 (none of its rules matches this packet)",
+      "  entry:    127.0.0.0/8 deny, never expires [lpm, rule 9]",
+      "  scoped:   rule 9 deny tcp/6000-6999 — matches",
+    ]);
+  });
+
   it("an address: verdict line, mode and origin, the kernel entry with its TTL, why it exists, every name, notes", () => {
     const text = formatAddressExplanation(
       "nf-1",

@@ -3,7 +3,10 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { GUARD, LAYOUT, MAX_WORKLOAD_ADDRS, MODE_CODES, Op, PROT_DENY, REASONS, PROTOCOL_VERSION, LAYOUT_VERSION, SETTING_V4_LARGE, SETTING_V6_LARGE } from "../../../daemon/src/datapath/wire-format.js";
+import {
+  ENTRY_SCOPE_KINDS, GUARD, LAYOUT, MAX_WORKLOAD_ADDRS, MODE_CODES, Op, PROT_DENY, PROT_FROM, REASONS, PROTOCOL_VERSION, LAYOUT_VERSION,
+  SETTING_KEEP, SETTING_V4_LARGE, SETTING_V6_LARGE, WIRE_FAMILY_SCOPE,
+} from "../../../daemon/src/datapath/wire-format.js";
 import { projectRoot } from "../../../daemon/src/datapath/project-root.js";
 import { HITS_CAP, HITS_OVERFLOW, RULE_ID } from "../../../daemon/src/datapath/hits-wire.js";
 import { SUM_BASIS_A, SUM_BASIS_B, TAMPER, VERIFY } from "../../../daemon/src/datapath/tamper-wire.js";
@@ -34,6 +37,7 @@ describe("wire-format.ts matches bpf/include/netfence.h", () => {
     "NF_MODE_DISABLED", "NF_MODE_ALLOWLIST", "NF_MODE_DENYLIST", "NF_MODE_BLOCK_ALL", "NF_REASON_MALFORMED", "NF_CNT_MAX",
     "NF_REASON_SPOOFED", "NF_REASON_NON_IP", "NF_REASON_OTHER_TENANT_DNS", "NF_REASON_ROUTER_MESSAGE", "NF_REASON_PROTECTED_DENY",
     "NF_REASON_LOCAL_CLOSED", "NF_PROT_DENY", "NF_MAX_WORKLOAD_ADDRS",
+    "NF_REASON_POLICY_DEPTH", "NF_REASON_KEPT", "NF_SETTING_KEEP", "NF_PROT_FROM", "NF_WIRE_SCOPE", "NF_ENTRY_SCOPE_KINDS",
     ...Object.keys(GUARD).map((k) => `NF_GUARD_${k}`),
   ].map((c) => `printf("${c}=%d\\n", (int)${c});`).join("\n") + `\nprintf("NF_SUM_BASIS_A=%u\\n", NF_SUM_BASIS_A);\nprintf("NF_SUM_BASIS_B=%u\\n", NF_SUM_BASIS_B);`;
   const src = `#include <stdio.h>\n#include <stddef.h>\n#include "netfence.h"\nint main(void){\n${prints}\n${consts}\nreturn 0;}\n`;
@@ -73,7 +77,13 @@ describe("wire-format.ts matches bpf/include/netfence.h", () => {
       PROTECTED_DENY: "protected-deny", LOCAL_CLOSED: "local-closed",
     };
     for (const [c, text] of Object.entries(reasons)) expect(REASONS[out.get(`NF_REASON_${c}`)!], c).toBe(text);
-    expect(REASONS).toHaveLength(out.get("NF_REASON_LOCAL_CLOSED")! + 1);
+    expect(REASONS[out.get("NF_REASON_POLICY_DEPTH")!]).toBe("policy-depth");
+    expect(REASONS[out.get("NF_REASON_KEPT")!]).toBe("kept-established");
+    expect(REASONS).toHaveLength(out.get("NF_REASON_KEPT")! + 1);
+    expect(out.get("NF_SETTING_KEEP")).toBe(SETTING_KEEP);
+    expect(out.get("NF_PROT_FROM")).toBe(PROT_FROM);
+    expect(out.get("NF_WIRE_SCOPE")).toBe(WIRE_FAMILY_SCOPE);
+    expect(out.get("NF_ENTRY_SCOPE_KINDS")).toBe(ENTRY_SCOPE_KINDS);
     for (const [name, bit] of Object.entries(GUARD)) expect(out.get(`NF_GUARD_${name}`), name).toBe(bit);
     expect(out.get("NF_PROT_DENY")).toBe(PROT_DENY);
     expect(out.get("NF_MAX_WORKLOAD_ADDRS")).toBe(MAX_WORKLOAD_ADDRS);
@@ -131,5 +141,42 @@ describe("wire-format encoders for the guards, protected-deny and L2 events", ()
     const [ev] = decodeEvents(b);
     expect(ev?.family).toBe(0);
     expect(ev?.dport).toBe(0x88b5);
+  });
+
+  it("layout 6: REPLACE carries the keep flag, the scope entries first, then address entries with their scope id and kinds", async () => {
+    const { encodePolicy, encodeMode } = await import("../../../daemon/src/datapath/wire-format.js");
+    const { parseCidr } = await import("@netfence/proto/parse");
+    const scope = Buffer.alloc(LAYOUT.nf_wire_entry.size);
+    scope.writeUInt8(WIRE_FAMILY_SCOPE, 0);
+    scope.writeUInt8(80, 1);
+    const b = encodePolicy("a", "allowlist", true, [{ cidr: parseCidr("10.0.0.1/32"), allow: false, deny: false, expiresAtMs: null, scopeId: 7, scopeKinds: 1 << 3 }], true, scope);
+    const P = LAYOUT.nf_policy_req;
+    const E = LAYOUT.nf_wire_entry;
+    expect(b.readUInt32LE(P.flags)).toBe(1 | SETTING_KEEP);
+    expect(b.readUInt32LE(P.count)).toBe(2);
+    expect(b.readUInt8(P.size + E.family)).toBe(WIRE_FAMILY_SCOPE);
+    const addr = P.size + E.size;
+    expect([b.readUInt8(addr + E.family), b.readUInt8(addr + E.flags), b.readUInt16LE(addr + E.scope)]).toEqual([4, 1 << 3, 7]);
+    // kinds without a scope id are not sent; a bad id or a partial scope record is refused
+    const plain = encodePolicy("a", "allowlist", false, [{ cidr: parseCidr("10.0.0.1/32"), allow: true, deny: false, expiresAtMs: null, scopeKinds: ENTRY_SCOPE_KINDS }]);
+    expect(plain.readUInt8(P.size + E.flags)).toBe(1);
+    expect(() => encodePolicy("a", "allowlist", false, [{ cidr: parseCidr("10.0.0.1/32"), allow: true, deny: false, expiresAtMs: null, scopeId: 70000 }])).toThrow();
+    expect(() => encodePolicy("a", "allowlist", false, [], false, new Uint8Array(10))).toThrow();
+    expect(encodeMode("a", "denylist", false, true).readUInt32LE(LAYOUT.nf_mode_req.flags)).toBe(SETTING_KEEP);
+  });
+
+  it("layout 6: events carry the owner; PROTECTED marks management from-port entries", async () => {
+    const { decodeEvents } = await import("../../../daemon/src/datapath/wire-decode.js");
+    const { encodeProtected } = await import("../../../daemon/src/datapath/wire-format.js");
+    const { parseCidr } = await import("@netfence/proto/parse");
+    const L = LAYOUT.nf_event;
+    const b = Buffer.alloc(L.size);
+    b.writeUInt8(4, L.family);
+    b.writeUInt32LE(1000, L.uid);
+    b.writeUInt32LE(0xffffffff, L.gid);
+    const [ev] = decodeEvents(b);
+    expect([ev?.uid, ev?.gid]).toEqual([1000, 0xffffffff]);
+    const p = encodeProtected([{ cidr: parseCidr("192.0.2.0/24"), protocol: 6, port: 22, from: true }]);
+    expect(p.readUInt8(4 + LAYOUT.nf_wire_protected.flags)).toBe(PROT_FROM);
   });
 });

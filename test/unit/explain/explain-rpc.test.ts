@@ -30,15 +30,19 @@ describe("Explain RPC", () => {
           entryUsed: true, expiredSkipped: 0,
           sources: [{ kind: "cidr-rule", action: "allow", cidr: "192.0.2.0/24", expiresAtMs: null, origin: { source: "control-plane", commandId: "c-1", what: "allow-cidr", atMs: T } }],
           protectedCidr: null, names: [], notes: ["n"],
+          owner: "uid 33 (web)", scoped: [{ ruleId: 4, action: "allow", scope: "tcp/443 users web(33)", matched: true, expiresAtMs: null }],
+          skipped: [{ cidr: "192.0.2.7/32", why: "no rule matches" }], keep: true, scopeSource: "daemon",
         },
       };
     });
-    const r = await s.explain(create(ExplainRequestSchema, { attachmentId: "nf-1", address: "192.0.2.7", port: 443, protocol: "tcp" }));
-    expect(asked).toEqual([{ attachmentId: "nf-1", address: "192.0.2.7", domain: "", port: 443, protocol: "tcp" }]);
+    const r = await s.explain(create(ExplainRequestSchema, { attachmentId: "nf-1", address: "192.0.2.7", port: 443, protocol: "tcp", user: "web" }));
+    expect(asked).toEqual([{ attachmentId: "nf-1", address: "192.0.2.7", domain: "", port: 443, protocol: "tcp", user: "web", group: "" }]);
     const a = r.address!;
     expect([a.verdict, a.reason, a.step, a.mode, a.protocol, a.port]).toEqual(["allowed", "allow-cidr", "i", PolicyMode.ALLOWLIST, 6, 443]);
     expect(a.entry).toMatchObject({ cidr: "192.0.2.0/24", allow: true, ttlLeftMs: -1n, table: "lpm", used: true });
     expect(a.entry!.expiresAt).toBeUndefined();
+    expect(a.entry!.scoped).toEqual([expect.objectContaining({ ruleId: 4, action: "allow", scope: "tcp/443 users web(33)", matched: true })]);
+    expect([a.owner, a.keep, a.scopeSource, a.skipped[0]?.cidr, a.skipped[0]?.why]).toEqual(["uid 33 (web)", true, "daemon", "192.0.2.7/32", "no rule matches"]);
     expect(a.modeOrigin).toMatchObject({ source: "", commandId: "" });
     expect(a.sources[0]!.origin).toMatchObject({ source: "control-plane", commandId: "c-1", what: "allow-cidr" });
     expect(timestampMs(a.sources[0]!.origin!.at!)).toBe(T);
