@@ -290,6 +290,7 @@ export class App {
         tcAttachMethod: () => filter.tcAttachMethod(),
         explain: (q) => explainer.explain(q),
         history,
+        blockedOwners: (id) => this.blockedOwners.forAttachment(id),
         applyPolicy: (file, content, dryRun) => applier.apply(file, content, dryRun),
         flush: async () => {
           const r = await flushAttachments({ manager, filter });
