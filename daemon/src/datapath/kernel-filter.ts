@@ -5,7 +5,7 @@ import pino, { type Logger } from "pino";
 import { NetfenceError, invalidArgument } from "@netfence/proto/errors";
 import type { Cidr } from "@netfence/proto/parse";
 import type {
-  AdoptedAttachment, AttachMethod, AttachResult, AttachSpec, Filter, FilterCounters, FilterEntry, FilterMode,
+  AdoptedAttachment, AttachResult, AttachSpec, Filter, FilterCounters, FilterEntry, FilterMode,
   FilterPolicy, KernelPacketEvent, PortGuardSpec, PinnedAttachment, ProtectedEntry, RuleHitCount, TargetSpec, AttachMethodPreference,
   MigrationInfo, TamperFinding, VerifyRequest,
 } from "./filter.js";
@@ -13,7 +13,9 @@ import { decodeHits, encodeHitsClear, encodeHitsRequest } from "./hits-wire.js";
 import { ContentShadows } from "./content-shadow.js";
 import { decodeRestore } from "./tamper-wire.js";
 import { verifyWith } from "./tamper-findings.js";
-import { locateTarget, withLayoutReason, migratingIds, pinnedIds, validateCgroupDir } from "./kernel-targets.js";
+import {
+  ID_RE, type KernelFilterOptions, locateTarget, METHOD_NAMES, METHOD_PREF, withLayoutReason, migratingIds, pinnedIds, validateCgroupDir,
+} from "./kernel-targets.js";
 import { kernelEvent } from "./kernel-event.js";
 import { linkLayerOf, readLinkType, type LinkLayer } from "./link-type.js";
 import { exactCapacityFor, loadRequestFor } from "./load-request.js";
@@ -21,39 +23,19 @@ import { LoaderProcess } from "./loader-process.js";
 import { projectRoot } from "./project-root.js";
 import { decodeCounters, decodeDump, decodeEvents, decodeHello, decodeMigrate, decodePortGuard, decodeState, decodeTables, type ExactTables, type HelloReply } from "./wire-decode.js";
 import {
-  DIR_EGRESS, encodeCountersRequest, encodeEntries, encodeHello, encodeId, encodeLink, encodeLoad, encodeMode, encodeNotify,
-  encodePolicy, encodePortGuard, encodeProtected, KIND_TC, LAYOUT, METHOD, Op, type WireEntry,
+  DIR_EGRESS, encodeCountersRequest, encodeHello, encodeId, encodeLink, encodeLoad, encodeMode, encodeNotify,
+  encodePolicy, encodePortGuard, encodeProtected, KIND_TC, LAYOUT, Op, type WireEntry,
 } from "./wire-format.js";
 import { ScopeRegistry } from "./scope-registry.js";
-import { encodeScopeWire as scopeWireBytes } from "./scope-wire.js";
+import { encodeScopeWire } from "./scope-wire.js";
+import * as W from "./policy-writes.js";
 import { EventFanout } from "./event-fanout.js";
 import { decodeLookup, encodeLookup, type KernelLookup, type LookupPacket } from "./lookup-wire.js";
 
-export interface KernelFilterOptions {
-  /** The loader binary; default <project>/bpf/loader/netfence-loader. */
-  readonly loaderPath?: string;
-  /** Directory of netfence_tc.bpf.o / netfence_cgroup.bpf.o; default <project>/bpf/prebuilt. */
-  readonly bpfDir?: string;
-  /** bpffs directory for pins; default /sys/fs/bpf/netfence. */
-  readonly pinRoot?: string;
-  readonly logger?: Logger;
-}
+export type { KernelFilterOptions } from "./kernel-targets.js";
 
-const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
-const METHOD_NAMES: Record<number, AttachMethod> = {
-  [METHOD.TCX]: "tcx",
-  [METHOD.CLSACT]: "clsact",
-  [METHOD.CGROUP_LINK]: "cgroup-link",
-};
-const METHOD_PREF = { auto: 0, tcx: METHOD.TCX, clsact: METHOD.CLSACT } as const;
 
-interface Known {
-  readonly slot: number;
-  /** NF_SETTING_KEEP as last sent (SET_MODE sends it again: the loader stores the flags whole). */
-  keep: boolean;
-  /** The scope sets of its generations (issue 15): FilterEntry.scoped → scope ids and scope-table entries. */
-  readonly scopes: ScopeRegistry;
-}
+type Known = W.KnownAttachment;
 
 /**
  * The real data path: eBPF programs loaded, pinned and driven by the loader child.
@@ -70,6 +52,7 @@ export class KernelFilter implements Filter {
   private readonly slotToId = new Map<number, string>();
   private readonly fanout = new EventFanout<KernelPacketEvent>();
   private readonly shadows = new ContentShadows();
+  private readonly out: W.FrameWriter = { write: (id, op, payload, sent) => this.write(id, op, payload, sent), shadows: this.shadows };
   hello: HelloReply | null = null;
 
   private constructor(
@@ -179,10 +162,9 @@ export class KernelFilter implements Filter {
       linkLayer = linkLayerOf(spec.target.name, type);
     }
     const load = loadRequestFor(spec, linkLayer, exactCapacityFor(policy.entries));
-    const keep = policy.keepEstablished === true;
-    const scopes = new ScopeRegistry();
+    const [keep, scopes] = [policy.keepEstablished === true, new ScopeRegistry()];
     const plan = scopes.replace(policy.entries, Date.now()); // RESOURCE_EXHAUSTED before anything is loaded
-    const scopeWire = scopeWireBytes(plan.scopeWire);
+    const scopeWire = encodeScopeWire(plan.scopeWire);
     const policyFrame = encodePolicy(spec.id, policy.mode, policy.audit, plan.entries, keep, scopeWire); // checks every entry first
     await this.call(Op.LOAD, encodeLoad(load));
     try {
@@ -212,67 +194,22 @@ export class KernelFilter implements Filter {
   }
 
   async replacePolicy(id: string, policy: FilterPolicy): Promise<void> {
-    const k = this.requireKnown(id);
-    const plan = k.scopes.replace(policy.entries, Date.now());
-    // The registry follows the frame as it is sent (like the content shadow): the loader answers in
-    // order, so an UPSERT sent after it lands in this generation.
-    await this.replaceCompiled(id, policy, plan.entries, scopeWireBytes(plan.scopeWire), () => plan.commit());
+    await W.replacePolicy(this.out, this.requireKnown(id), id, policy);
   }
-
-  /**
-   * A REPLACE with its scope table (issue 15): address entries with their scope-set ids, and the
-   * scope-table entries serialised as 40-byte wire records (scope-wire.ts). What replacePolicy
-   * sends once scope-compile.ts has turned FilterEntry.scoped into both.
-   */
-  async replaceCompiled(id: string, policy: FilterPolicy, entries: readonly WireEntry[], scopeWire: Uint8Array, sent?: () => void): Promise<void> {
-    const k = this.requireKnown(id);
-    const keep = policy.keepEstablished === true;
-    await this.write(id, Op.REPLACE, encodePolicy(id, policy.mode, policy.audit, entries, keep, scopeWire), () => {
-      k.keep = keep;
-      this.shadows.replaced(id, { ...policy, entries }, Date.now(), scopeWire);
-      sent?.();
-    });
+  async replaceCompiled(id: string, policy: FilterPolicy, entries: readonly WireEntry[], scopeWire: Uint8Array): Promise<void> {
+    await W.replaceCompiled(this.out, this.requireKnown(id), id, policy, entries, scopeWire);
   }
-
-  /** UPSERT into the active generation with scope-table entries (learned addresses of scoped domain rules). */
   async upsertCompiled(id: string, entries: readonly WireEntry[], scopeWire: Uint8Array): Promise<void> {
-    this.requireKnown(id);
-    if (entries.length || scopeWire.length) {
-      await this.write(id, Op.UPSERT, encodeEntries(id, entries, scopeWire), () => this.shadows.upserted(id, entries, Date.now(), scopeWire));
-    }
+    await W.upsertCompiled(this.out, this.requireKnown(id) && id, entries, scopeWire);
   }
-
-  /** DELETE of scope-table entries (wire records; their values are ignored) and address entries. */
   async deleteCompiled(id: string, cidrs: readonly Cidr[], scopeWire: Uint8Array): Promise<void> {
-    this.requireKnown(id);
-    const entries = cidrs.map((cidr) => ({ cidr, allow: false, deny: false, expiresAtMs: null }));
-    if (entries.length || scopeWire.length) {
-      await this.write(id, Op.DELETE, encodeEntries(id, entries, scopeWire), () => {
-        this.shadows.deleted(id, cidrs);
-        this.shadows.scopesDeleted(id, scopeWire);
-      });
-    }
+    await W.deleteCompiled(this.out, this.requireKnown(id) && id, cidrs, scopeWire);
   }
-
-  /** Into the active generation; scoped entries (learned addresses of scoped domain rules) reuse or add scope sets. */
   async upsertEntries(id: string, entries: readonly FilterEntry[]): Promise<void> {
-    const k = this.requireKnown(id);
-    if (!entries.length) return;
-    const plan = k.scopes.upsert(entries, Date.now());
-    await this.upsertCompiled(id, plan.entries, scopeWireBytes(plan.scopeWire));
-    plan.commit();
-    if (plan.scopeRemove.length) await this.deleteCompiled(id, [], scopeWireBytes(plan.scopeRemove)); // sets no prefix uses any more
-    plan.released();
+    await W.upsertEntries(this.out, this.requireKnown(id), id, entries);
   }
-
   async deleteEntries(id: string, cidrs: readonly Cidr[]): Promise<void> {
-    const k = this.requireKnown(id);
-    if (!cidrs.length) return;
-    const plan = k.scopes.delete(cidrs);
-    // One frame: the loader deletes the address entries first and the scope table last.
-    await this.deleteCompiled(id, cidrs, scopeWireBytes(plan.scopeRemove));
-    plan.commit();
-    plan.released();
+    await W.deleteEntries(this.out, this.requireKnown(id), id, cidrs);
   }
 
   async setMode(id: string, mode: FilterMode, audit: boolean): Promise<void> {
@@ -347,8 +284,8 @@ export class KernelFilter implements Filter {
   ): Omit<AdoptedAttachment, "attached"> {
     const method = METHOD_NAMES[s.method];
     if (!method) throw new NetfenceError("FAILED_PRECONDITION", `pinned attachment ${id} was never attached`, { details: { id } });
-    const scopes = new ScopeRegistry();
-    scopes.markUnknown(); // its scope ids were assigned by another run: scoped UPSERTs wait for a REPLACE
+    const scopes = new ScopeRegistry(); // its scope ids are another run's: scoped UPSERTs wait for a REPLACE
+    scopes.markUnknown();
     this.known.set(id, { slot: s.slot, keep: s.keep === true, scopes });
     this.slotToId.set(s.slot, id);
     return { id, slot: s.slot, kind: s.kind === KIND_TC ? "interface" : "cgroup", method, ifindex: s.ifindex, mode: s.mode, audit: s.audit };
@@ -402,10 +339,8 @@ export class KernelFilter implements Filter {
       this.shadows.replaced(id, policy, Date.now());
       return;
     }
-    // Scoped rules: the scope ids in the kernel were assigned by the run that wrote them, and learned
-    // addresses of scoped domain rules need this run's registry. The same policy is written again (an
-    // atomic REPLACE: packets see the old or the new generation, both this policy) — the frame goes
-    // out now, ahead of any UPSERT.
+    // Scoped: the kernel's scope ids are the previous run's; this run's registry needs them (learned
+    // addresses). The same policy is written again (an atomic REPLACE), ahead of any UPSERT.
     this.replacePolicy(id, policy).catch((err: unknown) =>
       this.logger.error({ err, attachmentId: id }, "re-writing an adopted attachment's scoped policy failed; its content is not compared until the next replace"),
     );

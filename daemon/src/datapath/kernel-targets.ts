@@ -1,7 +1,9 @@
 import { access, readdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { NetfenceError, invalidArgument, isNetfenceError } from "@netfence/proto/errors";
-import { PINNED_LAYOUT, type TargetSpec } from "./filter.js";
+import type { Logger } from "pino";
+import { PINNED_LAYOUT, type AttachMethod, type TargetSpec } from "./filter.js";
+import { METHOD } from "./wire-format.js";
 import { requireInterfaceIndex } from "./interface-index.js";
 
 /**
@@ -59,3 +61,22 @@ export function withLayoutReason<T>(reply: Promise<T>): Promise<T> {
     throw new NetfenceError("FAILED_PRECONDITION", err.message, { details: { ...err.details, reason: PINNED_LAYOUT }, cause: err });
   });
 }
+
+export interface KernelFilterOptions {
+  /** The loader binary; default <project>/bpf/loader/netfence-loader. */
+  readonly loaderPath?: string;
+  /** Directory of netfence_tc.bpf.o / netfence_cgroup.bpf.o; default <project>/bpf/prebuilt. */
+  readonly bpfDir?: string;
+  /** bpffs directory for pins; default /sys/fs/bpf/netfence. */
+  readonly pinRoot?: string;
+  readonly logger?: Logger;
+}
+
+/** Attachment ids (pin directory names) and the attach methods on the wire. */
+export const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
+export const METHOD_NAMES: Record<number, AttachMethod> = {
+  [METHOD.TCX]: "tcx",
+  [METHOD.CLSACT]: "clsact",
+  [METHOD.CGROUP_LINK]: "cgroup-link",
+};
+export const METHOD_PREF = { auto: 0, tcx: METHOD.TCX, clsact: METHOD.CLSACT } as const;

@@ -89,27 +89,7 @@ export const GUARD = {
   ALLOWED_FLOWS: 1 << 9,
 } as const;
 
-/** enum nf_reason → the text used in PacketEvent.reason. */
-export const REASONS: readonly string[] = [
-  "none",
-  "mode:block-all",
-  "not-in-allowlist",
-  "deny-cidr",
-  "allow-cidr",
-  "mode:disabled",
-  "denylist-default",
-  "always-allowed",
-  "protected",
-  "malformed",
-  "spoofed",
-  "non-ip",
-  "other-tenant-dns",
-  "router-message",
-  "protected-deny",
-  "local-closed",
-  "policy-depth",
-  "kept-established",
-];
+export { REASONS } from "./reasons.js";
 
 /** NF_ENTRY_SCOPE_ANY | _UID | _GID: which kinds of scope-table entries the address entry's scope set has. */
 export const ENTRY_SCOPE_KINDS = (1 << 2) | (1 << 3) | (1 << 4);
