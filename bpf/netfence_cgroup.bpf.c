@@ -6,6 +6,7 @@
  * header here; skb->protocol says which. Raw sockets are covered too (their packets take the same
  * output path); AF_PACKET sockets are not (they bypass IP: see docs/operator-guide.md).
  */
+#define NF_CGROUP_PROG /* the socket-aware owner, keep and from-port checks (include/segment.h) */
 #include "policy.h"
 
 SEC("cgroup_skb/egress")
@@ -19,6 +20,25 @@ int netfence_cgroup(struct __sk_buff *skb)
 	if (!p.family)
 		return 1; /* only IPv4/IPv6 reach this hook */
 	return nf_decide(skb, &p, st); /* 1 = pass, 0 = drop (the sender sees EPERM) */
+}
+
+/*
+ * cgroup/sock_create, attached next to the skb program with its own link (pinned "link_sock"): stamps
+ * each new socket of the cgroup with its creator's uid and gid (nf_sk), the owner that user and
+ * group rules match (the uid is also read per packet with bpf_get_socket_uid; the gid only exists
+ * here). Never refuses a socket.
+ */
+SEC("cgroup/sock_create")
+int netfence_sock(struct bpf_sock *sk)
+{
+	__u64 ug = bpf_get_current_uid_gid();
+	struct nf_sk init = { .uid = (__u32)ug, .gid = (__u32)(ug >> 32) };
+	struct nf_sk *s = bpf_sk_storage_get(&nf_sk, sk, &init, BPF_SK_STORAGE_GET_F_CREATE);
+	if (s) { /* (a new socket has no storage yet: init was used; set anyway for clarity) */
+		s->uid = init.uid;
+		s->gid = init.gid;
+	}
+	return 1;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

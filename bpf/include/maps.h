@@ -96,6 +96,24 @@ struct {
 	__type(value, struct nf_entry);
 } nf_v6_lpm SEC(".maps");
 
+/* The scope table (netfence.h "scoped rules"): generation in the key like the LPM tries. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, NF_SCOPE_CAP);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct nf_scope_key);
+	__type(value, struct nf_entry);
+} nf_scope SEC(".maps");
+
+/* Per-socket owner and keep stamp (netfence.h struct nf_sk); used by the cgroup programs only, declared
+ * in both objects so that they keep one shape of maps. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct nf_sk);
+} nf_sk SEC(".maps");
+
 /* The last event this CPU reported for this attachment: a flood of drops to the same destination
  * is folded here, before the (much dearer) L4 reads and throttle lookup. Not pinned: only the
  * program uses it. */

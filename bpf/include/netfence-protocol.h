@@ -104,15 +104,21 @@ struct nf_adopt_reply {
 	                 * and runs prog_id, or the clsact filter at tc_handle/tc_priority runs prog_id */
 };
 
-/* One policy entry on the wire. 32 bytes. */
+/* One policy entry on the wire. 40 bytes.
+ * family NF_WIRE_SCOPE: an entry of the scope table nf_scope (netfence.h): prefixlen = the key bits
+ * after the generation byte (56..80), addr[0..9] = the key bytes after it (kind, scope, principal,
+ * proto, port[2]); flags/rule_id/expires_ms as for an address entry; scope unused. */
+#define NF_WIRE_SCOPE 2
 struct nf_wire_entry {
-	__u8 family;    /* 4 or 6 */
+	__u8 family;    /* 4 or 6, or NF_WIRE_SCOPE */
 	__u8 prefixlen;
 	__u8 flags;     /* NF_ENTRY_* */
 	__u8 _pad;
 	__u32 rule_id;
 	__u64 expires_ms; /* wall clock (CLOCK_REALTIME) ms since epoch, 0 = never */
 	__u8 addr[16];
+	__u16 scope;    /* nf_entry.scope */
+	__u8 _pad2[6];
 };
 
 struct nf_policy_req {
@@ -136,6 +142,7 @@ struct nf_mode_req {
 };
 
 #define NF_PROT_DENY (1u << 0) /* nf_wire_protected.flags: an entry of the protected-deny set */
+#define NF_PROT_FROM (1u << 1) /* port is the source port (NF_PROT_FROM_PORT, netfence.h); allow set only */
 struct nf_wire_protected {
 	__u8 family;
 	__u8 prefixlen;
@@ -223,6 +230,8 @@ struct nf_tables_family {
 };
 struct nf_tables_reply {
 	struct nf_tables_family fam[2];
+	__u32 scope_n; /* active-generation keys in the scope table nf_scope (layout 6) */
+	__u32 _pad;
 };
 
 /*
@@ -237,6 +246,13 @@ struct nf_lookup_req {
 	__u8 family; /* 4 or 6 */
 	__u8 _pad[3];
 	__u8 addr[16]; /* network byte order; IPv4 in the first 4 bytes */
+	/* Layout 6 (scoped entries; a request of the older 84 bytes means proto 0, port 0, owner unknown):
+	 * the packet's L4 protocol, destination port (host order; 0 for protocols without ports) and owner. */
+	__u8 proto;
+	__u8 _pad2;
+	__u16 port;
+	__u32 uid; /* NF_OWNER_UNKNOWN: unknown (as the TC program sees every packet) */
+	__u32 gid;
 };
 
 /* Where the policy match was found (nf_lookup_reply.table). */
@@ -266,6 +282,15 @@ struct nf_lookup_reply {
 	__u8 addr[16];         /* the matching entry's prefix, network byte order */
 	struct nf_lookup_prot prot;  /* protected(-allow) set */
 	struct nf_lookup_prot pdeny; /* protected-deny set */
+	/* Layout 6: the matching entry's scope set (0: none) and what it answered for the packet (the
+	 * ALLOW/DENY above already include it); prefixes whose rules did not match were stepped over
+	 * (counted in expired_skipped); depth = 1: the walk ran out of hops (the program drops: policy-depth). */
+	__u16 scope;
+	__u8 scope_flags;
+	__u8 depth;
+	__u32 scope_rule_id;
+	__u32 scoped_skipped; /* scoped prefixes stepped over because none of their rules matched */
+	__u32 _pad3;
 };
 
 /*

@@ -18,7 +18,7 @@
 #include <linux/types.h>
 #endif
 
-#define NF_LAYOUT_VERSION 5 /* 5: the per-rule hit counters nf_hits (issue 14) */
+#define NF_LAYOUT_VERSION 6 /* 5: the per-rule hit counters nf_hits (issue 14); 6: scopes, owner, keep (issue 15) */
 #define NF_STATE_MAGIC 0x4e464e31u /* "NFN1" */
 
 /* ---------------------------------------------------------------- policy */
@@ -38,10 +38,18 @@ enum nf_mode {
 #define NF_SETTING_V4_LARGE (1u << 1)
 #define NF_SETTING_V6_LARGE (1u << 2)
 #define NF_SETTING_LARGE(v6) ((v6) ? NF_SETTING_V6_LARGE : NF_SETTING_V4_LARGE)
+/* Keep (issue 15): TCP connections established before a policy change keep working (see "keep" below). */
+#define NF_SETTING_KEEP (1u << 3)
 
 /* nf_entry.flags: both may be set for one prefix; deny wins at equal prefix length. */
 #define NF_ENTRY_ALLOW (1u << 0)
 #define NF_ENTRY_DENY (1u << 1)
+/* The entry's scope set (nf_entry.scope) has rules for any owner / for uids / for gids: the kinds
+ * nf_scope_match looks up (issue 15). */
+#define NF_ENTRY_SCOPE_ANY (1u << 2)
+#define NF_ENTRY_SCOPE_UID (1u << 3)
+#define NF_ENTRY_SCOPE_GID (1u << 4)
+#define NF_ENTRY_SCOPE_KINDS (NF_ENTRY_SCOPE_ANY | NF_ENTRY_SCOPE_UID | NF_ENTRY_SCOPE_GID)
 
 /*
  * Value of every policy entry (exact hash and LPM trie alike). 16 bytes.
@@ -58,8 +66,58 @@ struct nf_entry {
 	__u32 rule_id;
 	__u8 flags;
 	__u8 prefixlen; /* the entry's own prefix length (lets the LPM walk skip expired entries) */
-	__u8 _pad[2];
+	__u16 scope;    /* 0: the prefix has no scoped rule; else its scope-set id in this generation (nf_scope) */
 };
+
+/*
+ * Scoped rules (issue 15): rules limited to protocols, destination ports and socket owners. An
+ * address entry whose prefix carries scoped rules names its scope set (nf_entry.scope, with the
+ * NF_ENTRY_SCOPE_* kinds present); the set's answers live in the per-attachment LPM trie nf_scope
+ * (pinned "scope", value struct nf_entry: flags ALLOW/DENY, rule_id, expires_ns; its prefixlen is the
+ * address prefix length of the entry it belongs to). Within one (gen, scope, kind, principal) the
+ * daemon writes disjoint, flattened blocks, so one LPM lookup gives the complete answer of that kind.
+ * prefixlen = 64 + (protocol given ? 8 + port bits (0..16) : 0); a packet without ports looks up port 0.
+ */
+#define NF_SCOPE_KIND_ANY 0 /* principal 0 */
+#define NF_SCOPE_KIND_UID 1
+#define NF_SCOPE_KIND_GID 2
+#define NF_SCOPE_CAP 65536
+struct nf_scope_key {
+	__u32 prefixlen;
+	__u8 gen;
+	__u8 kind;       /* NF_SCOPE_KIND_* */
+	__u16 scope;     /* host byte order (always matched whole) */
+	__u32 principal; /* uid or gid, host byte order (always matched whole); 0 for ANY */
+	__u8 proto;      /* IPPROTO_* */
+	__u8 port[2];    /* destination port, NETWORK byte order (ranges: aligned blocks) */
+	__u8 _pad;       /* 0, never inside a prefix */
+};
+#define NF_OWNER_UNKNOWN 0xffffffffu /* uid/gid not known (TC programs; sockets created before attach) */
+
+/*
+ * Per-socket storage nf_sk (BPF_MAP_TYPE_SK_STORAGE, per attachment, pinned "sk"; cgroup programs
+ * only): the owner stamped by the cgroup/sock_create program when the socket is created (the creating
+ * task's uid and gid), and the keep stamp: the destination (slot, family, address, port) an allowed TCP
+ * packet of this socket was last sent to while keep was on. A socket created before the attach has no
+ * storage: its gid is unknown (its uid still comes from bpf_get_socket_uid).
+ */
+struct nf_sk {
+	__u32 uid;
+	__u32 gid;
+	__u32 kept_slot;
+	__u16 kept_dport;  /* host byte order */
+	__u8 kept_family;  /* 4 or 6 */
+	__u8 kept;         /* 1: the stamp below is set */
+	__u8 kept_daddr[16];
+};
+
+/*
+ * Keep (NF_SETTING_KEEP): a TCP packet of a connection seen allowed passes even when the policy now
+ * blocks its destination (after the guards, the protected sets and disabled/block-all; block-all still
+ * severs). cgroup: the socket's nf_sk stamp; TC: the host-wide nf_flows LRU holds the flow (slot,
+ * 5-tuple), seen allowed within NF_KEEP_IDLE_NS. Kept packets refresh the stamp.
+ */
+#define NF_KEEP_IDLE_NS (2ull * 3600 * 1000 * 1000 * 1000)
 
 /*
  * Double buffering by key: every policy key carries the generation (0 or 1) it belongs to, so
@@ -123,10 +181,17 @@ struct nf_prot_v6_key {
 /* Operator-protected destinations (host-wide, shared by all attachments): the value of the
  * protected-allow tries (pass in every mode) and of the protected-deny tries (dropped in every mode). */
 struct nf_protected {
-	__u16 port;  /* destination port, host byte order; 0 = any */
+	__u16 port;  /* destination port, host byte order; 0 = any (NF_PROT_FROM_PORT: the source port) */
 	__u8 proto;  /* IPPROTO_*; 0 = any */
-	__u8 _pad;
+	__u8 flags;  /* NF_PROT_FROM_PORT */
 };
+/* nf_protected.flags: `port` is the SOURCE port; the entry matches only TCP packets of a SOCK_STREAM
+ * socket bound to that port (replies of the host's sshd). cgroup programs only: the TC program ignores
+ * such entries (a workload crafts any source port). */
+#define NF_PROT_FROM_PORT (1u << 0)
+/* With NF_PROT_FROM_PORT: the same prefix also has the ordinary entry (TCP/UDP... to `port`): the loader
+ * merges a "to" and a "from" entry of one prefix and port into one value (the trie holds one per prefix). */
+#define NF_PROT_ALSO_TO (1u << 1)
 
 #define NF_GENERATIONS 2
 #define NF_MAX_ENTRIES 262144 /* per LPM trie (allow and deny share a table): >= 10^5 each */
@@ -254,6 +319,8 @@ enum nf_rule_reserved {
 	NF_RULE_ALWAYS_ALLOWED = 7,  /* own DNS server, ND, DHCP/DHCPv6/MLD where enabled, allowed non-IP/ARP */
 	NF_RULE_GUARD = 8,           /* malformed, spoofed, non-IP, another tenant's DNS, RA guard */
 	NF_RULE_LOCAL_CLOSED = 9,    /* loopback / link-local destination without an explicit allow */
+	NF_RULE_KEPT = 10,           /* a packet of a kept connection (NF_SETTING_KEEP) */
+	NF_RULE_POLICY_DEPTH = 11,   /* the LPM walk ran out of hops (scoped misses, expired entries): fail closed */
 	NF_RULE_FIRST = 16,          /* the daemon's policy rules start here */
 };
 #define NF_HITS_CAP 8192
@@ -286,10 +353,12 @@ enum nf_reason {
 	NF_REASON_ROUTER_MESSAGE = 13,  /* ICMPv6 router advertisement or redirect (RA guard) */
 	NF_REASON_PROTECTED_DENY = 14,  /* the host-wide protected-deny set */
 	NF_REASON_LOCAL_CLOSED = 15,    /* loopback / link-local destination without an explicit allow */
+	NF_REASON_POLICY_DEPTH = 16,    /* more than NF_LPM_EXPIRED_HOPS non-matching prefixes: fail closed */
+	NF_REASON_KEPT = 17,            /* a packet of a connection kept across a policy change */
 };
 
 /*
- * One blocked/audited packet or allowed flow, on the shared ring buffer "nf_events". 80 bytes.
+ * One blocked/audited packet or allowed flow, on the shared ring buffer "nf_events". 88 bytes.
  * family 0 = an L2 frame decided before any IP parsing (spoofed source MAC, ARP, non-IP): saddr and
  * daddr hold the source and destination MAC (6 bytes), dport the ethertype, proto 0, sport 0.
  */
@@ -309,6 +378,8 @@ struct nf_event {
 	__u8 saddr[16];   /* IPv4 in the first 4 bytes */
 	__u8 daddr[16];
 	__u8 rule_addr[16];
+	__u32 uid;        /* the socket owner (cgroup programs); NF_OWNER_UNKNOWN when unknown */
+	__u32 gid;
 };
 
 /* Throttle: identical events (same slot, src, dst, dport, proto, reason) within

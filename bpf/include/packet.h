@@ -15,12 +15,14 @@ struct nf_pkt {
 	__u8 hop_limit;   /* IPv6 hop limit, IPv4 TTL */
 	__u8 l4_done;     /* the L4 fields below have been read (nf_l4) */
 	__u8 l4_proto;    /* the L4 protocol after IPv6 extension headers; 255 = unknown */
-	__u8 _pad;
+	__u8 owner_done;  /* uid/gid below have been read (nf_owner) */
 	__u16 sport;      /* host byte order; ICMP/ICMPv6: 0 */
 	__u16 dport;      /* host byte order; ICMP/ICMPv6: the type; family 0: the ethertype */
 	__u32 l4_off;     /* offset of the L4 header (or of the first IPv6 extension header) */
 	__u32 l4_data;    /* after nf_l4: offset of the L4 header proper */
 	__u32 l3_off;
+	__u32 uid;        /* after nf_owner: the socket owner, NF_OWNER_UNKNOWN when unknown (TC: always) */
+	__u32 gid;
 	union {
 		__u32 v4;
 		__u8 v6[16];
@@ -108,7 +110,7 @@ __noinline int nf_l4_read(struct __sk_buff *skb, struct nf_pkt *p)
 	p->l4_data = off;
 	if (p->is_fragment)
 		return 0;
-	if (nh == IPPROTO_TCP || nh == IPPROTO_UDP) {
+	if (nh == IPPROTO_TCP || nh == IPPROTO_UDP || nh == IPPROTO_SCTP) {
 		__u16 ports[2];
 		if (bpf_skb_load_bytes(skb, off, ports, 4) == 0) {
 			p->sport = bpf_ntohs(ports[0]);
@@ -126,6 +128,54 @@ static __always_inline void nf_l4(struct __sk_buff *skb, struct nf_pkt *p)
 {
 	if (!p->l4_done)
 		nf_l4_read(skb, p);
+}
+
+/* ---------------------------------------------------------------- the socket owner (issue 15) */
+
+#ifdef NF_CGROUP_PROG
+/* The socket that sends the packet, as the cgroup hook sees it: the full socket, or for a SYN-ACK
+ * (sent by a request socket) the listener it belongs to. */
+static __always_inline struct bpf_sock *nf_owner_sock(struct __sk_buff *skb)
+{
+	struct bpf_sock *sk = skb->sk;
+	if (!sk)
+		return 0;
+	struct bpf_sock *fs = bpf_sk_fullsock(sk);
+	return fs ? fs : bpf_get_listener_sock(sk);
+}
+
+/* Reads the socket owner into p->uid/gid once (NF_OWNER_UNKNOWN when unknown): the uid from the
+ * socket, the gid from its nf_sk stamp (sockets created before the attach have none). */
+__noinline int nf_owner_read(struct __sk_buff *skb, struct nf_pkt *p)
+{
+	if (!p)
+		return 0;
+	p->owner_done = 1;
+	p->uid = NF_OWNER_UNKNOWN;
+	p->gid = NF_OWNER_UNKNOWN;
+	struct bpf_sock *sk = nf_owner_sock(skb);
+	if (!sk)
+		return 0;
+	p->uid = bpf_get_socket_uid(skb); /* (of the full socket: the listener for a SYN-ACK) */
+	struct nf_sk *s = bpf_sk_storage_get(&nf_sk, sk, 0, 0);
+	if (s)
+		p->gid = s->gid;
+	return 0;
+}
+#endif
+
+/* The socket owner, read once. TC programs: always unknown (the packet comes from another network
+ * namespace, or is crafted). */
+static __always_inline void nf_owner(struct __sk_buff *skb, struct nf_pkt *p)
+{
+#ifdef NF_CGROUP_PROG
+	if (!p->owner_done)
+		nf_owner_read(skb, p);
+#else
+	p->owner_done = 1;
+	p->uid = NF_OWNER_UNKNOWN;
+	p->gid = NF_OWNER_UNKNOWN;
+#endif
 }
 
 /* ---------------------------------------------------------------- address classes */

@@ -33,9 +33,11 @@ struct vlan_hdr_ {
 	__be16 proto;
 };
 #define NF_NO_RULE 255
-/* How many expired LPM matches a lookup steps over before giving up (a TTL'd prefix that
- * expired but is not yet garbage-collected must not hide a shorter live prefix). */
+/* How many LPM matches a lookup steps over (an expired prefix not yet garbage-collected, or a scoped
+ * prefix none of whose rules matches the packet) before it gives up; giving up FAILS CLOSED
+ * ("policy-depth"): a shorter prefix that would have decided is not known. */
 #define NF_LPM_EXPIRED_HOPS 4
+#define NF_MATCH_DEPTH 2 /* nf_lookup_v4/v6: the hops ran out */
 
 #include "maps.h" /* every map the programs use: per attachment, then host-wide */
 
@@ -56,6 +58,8 @@ static __always_inline int nf_entry_live(const struct nf_entry *e)
 {
 	return e->expires_ns == 0 || e->expires_ns > bpf_ktime_get_ns();
 }
+
+#include "segment.h" /* scoped lookups, keep, the management "from" port */
 
 /* The generation's exact entry for the address: in its large table when the settings say so. */
 static __always_inline struct nf_entry *nf_exact_v4(__u32 gen, __u32 sflags, __u32 daddr)
@@ -82,12 +86,34 @@ static __always_inline struct nf_entry *nf_exact_v6(__u32 gen, __u32 sflags, con
 	return bpf_map_lookup_elem(&nf_v6_exact, &k);
 }
 
-static __always_inline int nf_lookup_v4(__u32 gen, __u32 sflags, __u32 daddr, struct nf_match *m)
+/*
+ * The verdict of a live entry for the packet (nf_entry.scope, netfence.h): its unscoped ALLOW/DENY,
+ * plus the answer of its scope set (one LPM lookup per kind of owner it has). Equal prefix: deny wins.
+ * 0 = no rule of this prefix matches the packet (the walk goes on to a shorter prefix). An entry without
+ * a scope costs one test more than before.
+ */
+static __always_inline int nf_entry_match(struct __sk_buff *skb, struct nf_pkt *p, __u32 gen, const struct nf_entry *e,
+					  struct nf_match *m)
 {
+	m->flags = e->flags & (NF_ENTRY_ALLOW | NF_ENTRY_DENY);
+	m->rule_id = e->rule_id;
+	if (e->scope) {
+		struct nf_match sm = {};
+		if (nf_scope_match(skb, p, (gen << 16) | e->scope, e->flags & NF_ENTRY_SCOPE_KINDS, &sm)) {
+			if (!(m->flags & NF_ENTRY_DENY) && ((sm.flags & NF_ENTRY_DENY) || !m->flags))
+				m->rule_id = sm.rule_id;
+			m->flags |= sm.flags;
+		}
+	}
+	return m->flags != 0;
+}
+
+/* 1 = matched (m), 0 = no entry matches, NF_MATCH_DEPTH = the walk ran out of hops (fail closed). */
+static __always_inline int nf_lookup_v4(struct __sk_buff *skb, struct nf_pkt *p, __u32 gen, __u32 sflags, struct nf_match *m)
+{
+	__u32 daddr = p->daddr.v4;
 	struct nf_entry *e = nf_exact_v4(gen, sflags, daddr);
-	if (e && nf_entry_live(e)) {
-		m->flags = e->flags;
-		m->rule_id = e->rule_id;
+	if (e && nf_entry_live(e) && nf_entry_match(skb, p, gen, e, m)) {
 		m->prefixlen = 32;
 		__builtin_memcpy(m->addr, &daddr, 4);
 		return 1;
@@ -99,26 +125,23 @@ static __always_inline int nf_lookup_v4(__u32 gen, __u32 sflags, __u32 daddr, st
 		e = bpf_map_lookup_elem(&nf_v4_lpm, &lk);
 		if (!e)
 			return 0;
-		if (nf_entry_live(e)) {
-			m->flags = e->flags;
-			m->rule_id = e->rule_id;
+		if (nf_entry_live(e) && nf_entry_match(skb, p, gen, e, m)) {
 			m->prefixlen = e->prefixlen;
 			__builtin_memcpy(m->addr, &daddr, 4);
 			return 1;
 		}
 		if (e->prefixlen == 0)
 			return 0;
-		lk.prefixlen = 8 + e->prefixlen - 1; /* look for a shorter live prefix */
+		lk.prefixlen = 8 + e->prefixlen - 1; /* look for a shorter prefix that matches */
 	}
-	return 0;
+	return NF_MATCH_DEPTH;
 }
 
-static __always_inline int nf_lookup_v6(__u32 gen, __u32 sflags, const __u8 *daddr, struct nf_match *m)
+static __always_inline int nf_lookup_v6(struct __sk_buff *skb, struct nf_pkt *p, __u32 gen, __u32 sflags, struct nf_match *m)
 {
+	const __u8 *daddr = p->daddr.v6;
 	struct nf_entry *e = nf_exact_v6(gen, sflags, daddr);
-	if (e && nf_entry_live(e)) {
-		m->flags = e->flags;
-		m->rule_id = e->rule_id;
+	if (e && nf_entry_live(e) && nf_entry_match(skb, p, gen, e, m)) {
 		m->prefixlen = 128;
 		__builtin_memcpy(m->addr, daddr, 16);
 		return 1;
@@ -130,9 +153,7 @@ static __always_inline int nf_lookup_v6(__u32 gen, __u32 sflags, const __u8 *dad
 		e = bpf_map_lookup_elem(&nf_v6_lpm, &lk);
 		if (!e)
 			return 0;
-		if (nf_entry_live(e)) {
-			m->flags = e->flags;
-			m->rule_id = e->rule_id;
+		if (nf_entry_live(e) && nf_entry_match(skb, p, gen, e, m)) {
 			m->prefixlen = e->prefixlen;
 			__builtin_memcpy(m->addr, daddr, 16);
 			return 1;
@@ -141,7 +162,7 @@ static __always_inline int nf_lookup_v6(__u32 gen, __u32 sflags, const __u8 *dad
 			return 0;
 		lk.prefixlen = 8 + e->prefixlen - 1;
 	}
-	return 0;
+	return NF_MATCH_DEPTH;
 }
 
 /* A match in a host-wide protected trie pair (deny = 0: protected, 1: protected-deny), scoped to
@@ -162,6 +183,12 @@ __noinline int nf_protected_match(struct __sk_buff *skb, struct nf_pkt *p, int d
 	}
 	if (!v)
 		return 0;
+	if (v->flags & NF_PROT_FROM_PORT) { /* the allow set only (the loader refuses it in the deny set) */
+		if (nf_from_port(skb, p, v->port))
+			return 1;
+		if (!(v->flags & NF_PROT_ALSO_TO))
+			return 0;
+	}
 	if (v->port == 0 && v->proto == 0)
 		return 1;
 	nf_l4(skb, p);
@@ -182,10 +209,15 @@ __noinline int nf_protected_match(struct __sk_buff *skb, struct nf_pkt *p, int d
  *   f. the protected(-allow) set                                        → pass (lockout safety)
  *   g. the protected-deny set                                           → drop, every mode
  *   h. mode disabled → pass; block-all → drop
- *   i. policy lookup (exact /32,/128 hash — small or large, see netfence.h — then LPM): deny → drop; allow → pass, except that
+ *   i. policy lookup (exact /32,/128 hash — small or large, see netfence.h — then LPM; an entry whose
+ *      scoped rules do not match the packet is stepped over like an expired one; more than
+ *      NF_LPM_EXPIRED_HOPS steps → drop, "policy-depth"): deny → drop; allow → pass, except that
  *   j. loopback and link-local destinations are closed unless an allow entry inside their range
  *      matched or the attachment opens them                            → drop ("local-closed")
  *   k. denylist → pass; allowlist → drop
+ * Keep (NF_SETTING_KEEP): a packet that i-k would drop passes when it belongs to a TCP connection seen
+ * allowed (segment.h nf_kept: "kept-established"); block-all (h) still severs. Allowed TCP packets of
+ * i and k stamp their connection.
  * Drops in c-g are guards: enforced in audit mode too. Audit applies to h-k.
  * daemon/src/explain/verdict.ts applies the same order to the maps read back (netfenced explain):
  * a change here changes it there.
@@ -218,27 +250,45 @@ static __always_inline int nf_decide(struct __sk_buff *skb, struct nf_pkt *p, co
 		goto block;
 	}
 	if (p->family == 4)
-		matched = nf_lookup_v4(gen, s.flags, p->daddr.v4, &m);
+		matched = nf_lookup_v4(skb, p, gen, s.flags, &m);
 	else
-		matched = nf_lookup_v6(gen, s.flags, p->daddr.v6, &m);
+		matched = nf_lookup_v6(skb, p, gen, s.flags, &m);
+	if (matched == NF_MATCH_DEPTH) {
+		matched = 0;
+		reason = NF_REASON_POLICY_DEPTH;
+		rule = NF_RULE_POLICY_DEPTH;
+		goto policy_block;
+	}
 	if (matched && (m.flags & NF_ENTRY_DENY)) { /* deny wins at equal prefix length */
 		reason = NF_REASON_DENY_CIDR;
 		rule = m.rule_id;
-		goto block;
+		goto policy_block;
 	}
 	__u8 local = nf_local_closed(p, st->guards);
-	if (matched && (m.flags & NF_ENTRY_ALLOW) && m.prefixlen >= local)
-		return nf_pass_flow(skb, p, st, m.rule_id, NF_REASON_ALLOW_CIDR, &m);
+	if (matched && (m.flags & NF_ENTRY_ALLOW) && m.prefixlen >= local) {
+		nf_pass_flow(skb, p, st, m.rule_id, NF_REASON_ALLOW_CIDR, &m);
+		if (s.flags & NF_SETTING_KEEP)
+			nf_keep_stamp(skb, p, st);
+		return 1;
+	}
 	matched = 0;
 	if (local) {
 		reason = NF_REASON_LOCAL_CLOSED;
 		rule = NF_RULE_LOCAL_CLOSED;
-		goto block;
+		goto policy_block;
 	}
-	if (s.mode == NF_MODE_DENYLIST)
-		return nf_pass_flow(skb, p, st, NF_RULE_DEFAULT_ALLOW, NF_REASON_DENYLIST_DEFAULT, 0);
+	if (s.mode == NF_MODE_DENYLIST) {
+		nf_pass_flow(skb, p, st, NF_RULE_DEFAULT_ALLOW, NF_REASON_DENYLIST_DEFAULT, 0);
+		if (s.flags & NF_SETTING_KEEP)
+			nf_keep_stamp(skb, p, st);
+		return 1;
+	}
 	reason = NF_REASON_NOT_IN_ALLOWLIST;
 	rule = NF_RULE_DEFAULT_DENY;
+policy_block:
+	/* Keep: only a packet the policy drops needs the check (block-all jumped past it). */
+	if ((s.flags & NF_SETTING_KEEP) && nf_kept(skb, p, st))
+		return nf_pass_flow(skb, p, st, NF_RULE_KEPT, NF_REASON_KEPT, 0);
 block:
 	nf_hit(rule); /* audited packets count against the rule that would have dropped them */
 	if (s.flags & NF_SETTING_AUDIT) {

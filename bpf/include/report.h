@@ -68,6 +68,8 @@ static __always_inline void nf_emit(const struct nf_state *st, const struct nf_p
 		__builtin_memcpy(ev->rule_addr, m->addr, 16);
 	else
 		__builtin_memset(ev->rule_addr, 0, 16);
+	ev->uid = p->owner_done ? p->uid : NF_OWNER_UNKNOWN;
+	ev->gid = p->owner_done ? p->gid : NF_OWNER_UNKNOWN;
 	bpf_ringbuf_submit(ev, 0);
 }
 
@@ -163,6 +165,8 @@ __noinline int nf_report(struct __sk_buff *skb, struct nf_pkt *p, const struct n
 		struct nf_throttle_val nv = { .last_ns = now, .suppressed = 0 };
 		bpf_map_update_elem(&nf_throttle, &tk, &nv, BPF_ANY);
 	}
+	if (p->family)
+		nf_owner(skb, p);
 	nf_emit(st, p, vr, m, suppressed, now, sport, dport, proto, tk.saddr, tk.daddr);
 	return 0;
 }
@@ -177,6 +181,25 @@ static __always_inline int nf_guard_drop(struct __sk_buff *skb, struct nf_pkt *p
 	return 0;
 }
 
+/* The flow of an IP packet (slot, family, L4 protocol, addresses and ports): nf_flows' key. */
+static __always_inline void nf_flows_key_of(struct __sk_buff *skb, struct nf_pkt *p, const struct nf_state *st,
+					    struct nf_flows_key *k)
+{
+	nf_l4(skb, p);
+	k->slot = st->slot;
+	k->family = p->family;
+	k->proto = p->l4_proto;
+	k->sport = p->sport;
+	k->dport = p->dport;
+	if (p->family == 4) {
+		bpf_skb_load_bytes(skb, p->l3_off + 12, k->saddr, 4);
+		__builtin_memcpy(k->daddr, &p->daddr.v4, 4);
+	} else {
+		bpf_skb_load_bytes(skb, p->l3_off + 8, k->saddr, 16);
+		__builtin_memcpy(k->daddr, p->daddr.v6, 16);
+	}
+}
+
 /*
  * An allowed packet of an attachment with allowed-flow events (netfence.h "allowed-flow events"):
  * reported when its flow was not seen within NF_FLOW_WINDOW_NS. No fold or throttle: the flow table
@@ -188,20 +211,8 @@ __noinline int nf_flow(struct __sk_buff *skb, struct nf_pkt *p, const struct nf_
 {
 	if (!p || !st)
 		return 0;
-	nf_l4(skb, p);
 	struct nf_flows_key k __attribute__((aligned(8))) = {}; /* compared as 8-byte words below */
-	k.slot = st->slot;
-	k.family = p->family;
-	k.proto = p->l4_proto;
-	k.sport = p->sport;
-	k.dport = p->dport;
-	if (p->family == 4) {
-		bpf_skb_load_bytes(skb, p->l3_off + 12, k.saddr, 4);
-		__builtin_memcpy(k.daddr, &p->daddr.v4, 4);
-	} else {
-		bpf_skb_load_bytes(skb, p->l3_off + 8, k.saddr, 16);
-		__builtin_memcpy(k.daddr, p->daddr.v6, 16);
-	}
+	nf_flows_key_of(skb, p, st, &k);
 	/* The coarse clock (a plain read) is precise enough for a window of seconds. */
 	__u64 now = bpf_ktime_get_coarse_ns();
 	__u32 zero = 0;
@@ -226,6 +237,7 @@ __noinline int nf_flow(struct __sk_buff *skb, struct nf_pkt *p, const struct nf_
 	} else {
 		bpf_map_update_elem(&nf_flows, &k, &now, BPF_ANY);
 	}
+	nf_owner(skb, p);
 	nf_emit(st, p, vr, m, 0, bpf_ktime_get_ns(), k.sport, k.dport, k.proto, k.saddr, k.daddr);
 	return 0;
 }

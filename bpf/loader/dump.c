@@ -24,8 +24,9 @@ static bool wire_entry_of(int t, const void *key, const struct nf_entry *v, __s6
 	if (v->expires_ns && (__s64)v->expires_ns <= now_mono_ns)
 		return false;
 	memset(e, 0, sizeof(*e));
-	e->family = (t == T_V4_EXACT || t == T_V4_LPM || t == T_V4_LARGE) ? 4 : 6;
+	e->family = t == T_SCOPE ? NF_WIRE_SCOPE : (t == T_V4_EXACT || t == T_V4_LPM || t == T_V4_LARGE) ? 4 : 6;
 	e->flags = v->flags;
+	e->scope = v->scope;
 	e->rule_id = v->rule_id;
 	if (v->expires_ns) /* CLOCK_MONOTONIC deadline → wall clock ms, rounded up */
 		e->expires_ms = (__u64)((now_real_ns + ((__s64)v->expires_ns - now_mono_ns) + 999999) / 1000000);
@@ -50,9 +51,13 @@ static bool wire_entry_of(int t, const void *key, const struct nf_entry *v, __s6
 		e->prefixlen = (__u8)(((const struct nf_lpm_v4_key *)key)->prefixlen - 8);
 		memcpy(e->addr, ((const struct nf_lpm_v4_key *)key)->addr, 4);
 		break;
-	default:
+	case T_V6_LPM:
 		e->prefixlen = (__u8)(((const struct nf_lpm_v6_key *)key)->prefixlen - 8);
 		memcpy(e->addr, ((const struct nf_lpm_v6_key *)key)->addr, 16);
+		break;
+	default: /* T_SCOPE: the key bytes after the generation (nf_wire_entry, NF_WIRE_SCOPE) */
+		e->prefixlen = (__u8)(((const struct nf_scope_key *)key)->prefixlen - 8);
+		memcpy(e->addr, (const __u8 *)key + 5, 10);
 	}
 	return true;
 }
@@ -96,7 +101,7 @@ int op_dump(const void *req, size_t len, void **reply, size_t *reply_len)
 	h.slot = a->st->slot;
 	h.ifindex = a->st->ifindex;
 	h.mode = a->st->gen[gen].mode;
-	h.flags = a->st->gen[gen].flags & NF_SETTING_AUDIT;
+	h.flags = a->st->gen[gen].flags & (NF_SETTING_AUDIT | NF_SETTING_KEEP);
 	h.prog_id = prog_id_of(a->prog_fd);
 	h.attached = is_attached(a, &h.cgroup_id);
 	h.dns_port = a->st->dns_port;

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <netinet/in.h>
 #include <bpf/bpf.h>
 
 #include "loader.h"
@@ -109,6 +110,11 @@ static void set_protected_n(__u32 n, __u32 deny_n)
 		}
 }
 
+static bool same_prefix(const struct nf_wire_protected *x, const struct nf_wire_protected *y)
+{
+	return x->family == y->family && x->prefixlen == y->prefixlen && memcmp(x->addr, y->addr, x->family == 4 ? 4 : 16) == 0;
+}
+
 /* Replaces one host-wide set (fds[2]: v4, v6) with the entries of `es` whose NF_PROT_DENY flag is
  * `deny`: new entries are written before stale ones are removed, so a destination in the set
  * before and after is never out of it in between. Returns the set's new size, or -errno. */
@@ -120,6 +126,15 @@ static int replace_protected_set(int fds[2], const struct nf_wire_protected *es,
 		struct nf_prot_v6_key k = { .prefixlen = es[i].prefixlen };
 		memcpy(k.addr, es[i].addr, es[i].family == 4 ? 4 : 16);
 		struct nf_protected v = { .port = es[i].port, .proto = es[i].proto };
+		if (!deny) /* "from" and "to" entries of one prefix share its value (see NF_PROT_ALSO_TO) */
+			for (__u32 j = 0; j < count; j++)
+				if (!(es[j].flags & NF_PROT_DENY) && same_prefix(&es[i], &es[j])) {
+					v.flags |= (es[j].flags & NF_PROT_FROM) ? NF_PROT_FROM_PORT : NF_PROT_ALSO_TO;
+					if (!(es[j].flags & NF_PROT_FROM))
+						v.proto = es[j].proto; /* the "to" entry's protocol (a "from" entry is TCP) */
+				}
+		if (v.flags == NF_PROT_ALSO_TO)
+			v.flags = 0; /* an ordinary entry */
 		if (bpf_map_update_elem(fds[es[i].family == 6], &k, &v, BPF_ANY))
 			return fail(errno, "PROTECTED: writing %s entry %u", deny ? "deny" : "allow", i);
 	}
@@ -158,8 +173,16 @@ int op_protected(const void *req, size_t len)
 	for (__u32 i = 0; i < count; i++) {
 		if ((es[i].family != 4 && es[i].family != 6) || es[i].prefixlen > (es[i].family == 4 ? 32 : 128))
 			return fail(EINVAL, "PROTECTED: entry %u is not a valid prefix", i);
-		if (es[i].flags & ~NF_PROT_DENY)
+		if (es[i].flags & ~(NF_PROT_DENY | NF_PROT_FROM))
 			return fail(EINVAL, "PROTECTED: entry %u has unknown flags %#x", i, es[i].flags);
+		if ((es[i].flags & NF_PROT_FROM) &&
+		    ((es[i].flags & NF_PROT_DENY) || es[i].port == 0 || (es[i].proto && es[i].proto != IPPROTO_TCP)))
+			return fail(EINVAL, "PROTECTED: entry %u: a \"from\" entry is a TCP source port of the allow set", i);
+		/* One value per prefix: a "to" and a "from" entry of one prefix must name the same port. */
+		for (__u32 j = 0; j < i; j++)
+			if (!((es[i].flags | es[j].flags) & NF_PROT_DENY) && same_prefix(&es[i], &es[j]) &&
+			    ((es[i].flags ^ es[j].flags) & NF_PROT_FROM) && es[i].port != es[j].port)
+				return fail(EINVAL, "PROTECTED: entries %u and %u: one prefix, \"to\" and \"from\" ports differ", j, i);
 	}
 	int n = replace_protected_set(g.prot_fd, es, count, false);
 	if (n < 0)

@@ -52,6 +52,7 @@ int op_tables(const void *req, size_t len, void *reply, size_t *reply_len)
 		r->lpm_n = count_keys(a->table_fd[tl], tl, gen, false, &r->lpm_host_n);
 		r->other_large_cap = a->large[f][gen ^ 1].fd >= 0 ? a->large[f][gen ^ 1].cap : 0;
 	}
+	out->scope_n = count_keys(a->table_fd[T_SCOPE], T_SCOPE, gen, false, NULL);
 	*reply_len = sizeof(*out);
 	return 0;
 }

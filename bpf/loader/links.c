@@ -4,7 +4,8 @@
  * has TCX, a clsact filter otherwise or when asked, a cgroup link for cgroups), the TCX probe,
  * detach, the check that a pinned filter is really still attached (ADOPT, DUMP, RELINK), and the
  * requests LINK and RELINK. A link is pinned at <pin_root>/<id>/link; a clsact filter has no pin,
- * nf_state records its handle and priority instead.
+ * nf_state records its handle and priority instead. A cgroup attachment has a second link, its
+ * cgroup/sock_create program's (the socket owner stamp, issue 15), pinned at <pin_root>/<id>/link_sock.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -110,6 +111,32 @@ static int link_tc(struct att *a, const struct nf_link_req *r, const char *pin, 
 	return 0;
 }
 
+/* The cgroup/sock_create link (its own pin), made first: sockets created from then on are stamped
+ * before the skb program sees their first packet. A link still attached is kept. */
+static int link_sock(struct att *a, int cgfd, const char *cg)
+{
+	if (a->sock_prog_fd < 0)
+		return fail(ENOENT, "LINK %s: no cgroup/sock_create program", a->id);
+	if (a->link_sock_fd >= 0) {
+		struct bpf_link_info info;
+		memset(&info, 0, sizeof(info));
+		__u32 len = sizeof(info);
+		if (bpf_obj_get_info_by_fd(a->link_sock_fd, &info, &len) == 0 && info.prog_id == prog_id_of(a->sock_prog_fd) &&
+		    info.cgroup.cgroup_id != 0)
+			return 0;
+		bpf_link_detach(a->link_sock_fd);
+		close_fd(&a->link_sock_fd);
+	}
+	char p[512];
+	pin_path(p, sizeof(p), a->id, pin_names[PIN_LINK_SOCK]);
+	if (unlink(p) && errno != ENOENT)
+		return fail(errno, "LINK %s: removing the stale %s", a->id, p);
+	int fd = bpf_link_create(a->sock_prog_fd, cgfd, BPF_CGROUP_INET_SOCK_CREATE, NULL);
+	if (fd < 0)
+		return fail(errno, "LINK %s: cgroup/sock_create attach to %s", a->id, cg);
+	return pin_link(a->id, fd, p, &a->link_sock_fd);
+}
+
 static int link_cgroup(struct att *a, const struct nf_link_req *r, const char *pin, __u32 *method)
 {
 	char cg[4097];
@@ -117,11 +144,18 @@ static int link_cgroup(struct att *a, const struct nf_link_req *r, const char *p
 	int cgfd = open(cg, O_RDONLY | O_DIRECTORY);
 	if (cgfd < 0)
 		return fail(errno, "LINK %s: opening cgroup %s", a->id, cg);
+	int err = link_sock(a, cgfd, cg);
+	if (err) {
+		close(cgfd);
+		return err;
+	}
 	int fd = bpf_link_create(a->prog_fd, cgfd, BPF_CGROUP_INET_EGRESS, NULL);
-	int err = errno;
+	err = errno;
 	close(cgfd);
-	if (fd < 0)
+	if (fd < 0) {
+		detach_sock(a);
 		return fail(err, "LINK %s: cgroup attach to %s", a->id, cg);
+	}
 	*method = NF_METHOD_CGROUP_LINK;
 	return pin_link(a->id, fd, pin, &a->link_fd);
 }
@@ -166,9 +200,19 @@ int op_link(const void *req, size_t len, void *reply, size_t *reply_len)
 	return 0;
 }
 
+/* Detaches a cgroup attachment's cgroup/sock_create link (its pin is removed with the others). */
+void detach_sock(struct att *a)
+{
+	if (a->link_sock_fd >= 0) {
+		bpf_link_detach(a->link_sock_fd);
+		close_fd(&a->link_sock_fd);
+	}
+}
+
 /* Detaches whatever the state says was attached. A vanished interface or cgroup is not an error. */
 void detach(struct att *a)
 {
+	detach_sock(a);
 	if (a->link_fd >= 0) {
 		bpf_link_detach(a->link_fd);
 		close_fd(&a->link_fd);
@@ -221,6 +265,17 @@ int op_relink(const void *req, size_t len, void *reply, size_t *reply_len)
 	const char *id = a->id;
 	if (a->st->method != NF_METHOD_NONE && is_attached(a, NULL) &&
 	    (a->st->kind != NF_KIND_TC || a->st->ifindex == r->ifindex)) {
+		if (a->st->kind == NF_KIND_CGROUP) { /* the owner-stamp link too (kept when still attached) */
+			char cg[4097];
+			snprintf(cg, sizeof(cg), "%.*s", (int)sizeof(r->cgroup_path), r->cgroup_path);
+			int cgfd = open(cg, O_RDONLY | O_DIRECTORY);
+			if (cgfd < 0)
+				return fail(errno, "RELINK %s: opening cgroup %s", id, cg);
+			err = link_sock(a, cgfd, cg);
+			close(cgfd);
+			if (err)
+				return err;
+		}
 		link_reply(a, a->st->method, reply, reply_len);
 		return 0;
 	}

@@ -40,7 +40,9 @@
 
 /* ---------------------------------------------------------------- the four policy tables */
 
-enum { T_V4_EXACT, T_V4_LPM, T_V6_EXACT, T_V6_LPM, T_COUNT };
+/* T_SCOPE: the scope table nf_scope (issue 15): an LPM trie with the generation at byte 4 like the
+ * address tries, filled by wire entries of family NF_WIRE_SCOPE. */
+enum { T_V4_EXACT, T_V4_LPM, T_V6_EXACT, T_V6_LPM, T_SCOPE, T_COUNT };
 enum { FAM_V4, FAM_V6, FAM_COUNT };
 extern const char *const table_names[T_COUNT]; /* also their pin names */
 extern const __u32 table_key_size[T_COUNT];
@@ -86,6 +88,8 @@ struct att {
 	char id[NF_ID_LEN];
 	int state_fd, counters_fd, prog_fd, link_fd;
 	int hits_fd; /* nf_hits (hits.c) */
+	int sk_fd;   /* nf_sk: per-socket owner and keep stamp (issue 15) */
+	int sock_prog_fd, link_sock_fd; /* cgroup: the cgroup/sock_create program and its link; -1 for tc */
 	int table_fd[T_COUNT];
 	int large_fd[FAM_COUNT];                 /* the ARRAY_OF_MAPS nf_v4_large, nf_v6_large */
 	struct nf_large large[FAM_COUNT][NF_GENERATIONS];
@@ -95,7 +99,7 @@ struct att {
 	struct nf_state *st; /* mmap of the state map */
 	struct nf_gens gens;
 	struct nf_state fixed;    /* tamper.c: nf_state's fixed fields as loaded or adopted */
-	__u32 obj_id[11];         /* tamper.c: our objects' ids, by pin (PIN_COUNT, below); 0 = not read yet */
+	__u32 obj_id[15];         /* tamper.c: our objects' ids, by pin (PIN_COUNT, below); 0 = not read yet */
 };
 
 /* ---------------------------------------------------------------- process-wide state */
@@ -133,8 +137,10 @@ void close_fd(int *fd);
 
 /* ---------------------------------------------------------------- registry.c */
 
-/* pin_names: state, counters, the tables (as table_names), v4_large, v6_large, "prog", "link", then "hits" */
-enum { PIN_COUNT = 11, PIN_V4_LARGE = 6, PIN_PROG = 8, PIN_LINK = 9, PIN_HITS = 10 };
+/* pin_names: state, counters, the address tables (as table_names), v4_large, v6_large, "prog", "link", "hits",
+ * then (layout 6) "scope" (table T_SCOPE), "sk", "prog_sock", "link_sock" (the last two: cgroup attachments) */
+enum { PIN_COUNT = 15, PIN_V4_LARGE = 6, PIN_PROG = 8, PIN_LINK = 9, PIN_HITS = 10, PIN_SCOPE = 11, PIN_SK = 12,
+       PIN_PROG_SOCK = 13, PIN_LINK_SOCK = 14 };
 extern const char *const pin_names[PIN_COUNT];
 _Static_assert(sizeof(((struct att *)0)->obj_id) / sizeof(__u32) == PIN_COUNT, "att.obj_id holds one id per pin");
 bool valid_id(const char *id);
@@ -195,6 +201,7 @@ int op_unload(const void *req, size_t len);
 bool probe_tcx(void);
 __u32 prog_id_of(int fd);
 void detach(struct att *a);
+void detach_sock(struct att *a);
 /* Whether the filter is really attached where nf_state says; `cgroup_id` (optional) receives a
  * cgroup link's cgroup. */
 bool is_attached(struct att *a, __u64 *cgroup_id);

@@ -8,6 +8,7 @@
  * Read-only: no counter, no event, no map is written.
  */
 #include <string.h>
+#include <arpa/inet.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
 
@@ -55,9 +56,70 @@ static int exact_lookup(struct att *a, int fam, __u32 gen, __u32 sflags, const _
 	return bpf_map_lookup_elem(a->table_fd[fam == FAM_V6 ? T_V6_EXACT : T_V4_EXACT], &k, v) == 0;
 }
 
-/* nf_lookup_v4/v6: the exact entry if live, else the LPM walk that steps over up to
- * LOOKUP_EXPIRED_HOPS expired prefixes to a shorter live one. */
-static int policy_lookup(struct att *a, int fam, __u32 gen, __u32 sflags, const __u8 *addr, struct nf_lookup_reply *r)
+/* What the packet of the request is (nf_lookup_req's layout-6 tail; an older request: unknown). */
+struct pkt {
+	__u8 proto;
+	__u16 port;
+	__u32 uid, gid;
+};
+
+/* segment.h nf_scope_match: the scope set's answer for the packet, one LPM lookup per kind present. */
+static __u8 scope_match(struct att *a, __u32 gen, const struct nf_entry *v, const struct pkt *q, __s64 now_mono, __u32 *rule)
+{
+	struct nf_scope_key k;
+	memset(&k, 0, sizeof(k));
+	k.prefixlen = 64 + 8 + 16;
+	k.gen = (__u8)gen;
+	k.scope = v->scope;
+	k.proto = q->proto;
+	__u16 port = (q->proto == 6 || q->proto == 17 || q->proto == 132) ? htons(q->port) : 0;
+	memcpy(k.port, &port, 2);
+	__u8 flags = 0;
+	for (int kind = NF_SCOPE_KIND_ANY; kind <= NF_SCOPE_KIND_GID; kind++) {
+		if (!(v->flags & (NF_ENTRY_SCOPE_ANY << kind)))
+			continue;
+		__u32 who = kind == NF_SCOPE_KIND_ANY ? 0 : kind == NF_SCOPE_KIND_UID ? q->uid : q->gid;
+		if (kind != NF_SCOPE_KIND_ANY && who == NF_OWNER_UNKNOWN)
+			continue;
+		k.kind = (__u8)kind;
+		k.principal = who;
+		struct nf_entry e;
+		if (bpf_map_lookup_elem(a->table_fd[T_SCOPE], &k, &e) != 0 || !live(&e, now_mono))
+			continue;
+		__u8 f = e.flags & (NF_ENTRY_ALLOW | NF_ENTRY_DENY);
+		if ((f & NF_ENTRY_DENY) ? !(flags & NF_ENTRY_DENY) : (f && !flags))
+			*rule = e.rule_id;
+		flags |= f;
+	}
+	return flags;
+}
+
+/* policy.h nf_entry_match: a live entry's unscoped flags plus its scope set's answer; 0 = no match. */
+static bool entry_match(struct att *a, __u32 gen, struct nf_entry *v, const struct pkt *q, __s64 now_mono, struct nf_lookup_reply *r)
+{
+	__u8 flags = v->flags & (NF_ENTRY_ALLOW | NF_ENTRY_DENY);
+	if (v->scope) {
+		__u32 srule = 0;
+		__u8 sf = scope_match(a, gen, v, q, now_mono, &srule);
+		if (sf && !(flags & NF_ENTRY_DENY) && ((sf & NF_ENTRY_DENY) || !flags))
+			v->rule_id = srule;
+		if (!(flags | sf)) {
+			r->scoped_skipped++;
+			return false;
+		}
+		r->scope = v->scope;
+		r->scope_flags = sf;
+		r->scope_rule_id = srule;
+		flags |= sf;
+	}
+	v->flags = (v->flags & ~(NF_ENTRY_ALLOW | NF_ENTRY_DENY)) | flags;
+	return flags != 0;
+}
+
+/* nf_lookup_v4/v6: the exact entry if it is live and matches, else the LPM walk that steps over up to
+ * LOOKUP_EXPIRED_HOPS expired or non-matching prefixes to a shorter one (then: depth, fail closed). */
+static int policy_lookup(struct att *a, int fam, __u32 gen, __u32 sflags, const __u8 *addr, const struct pkt *q,
+			 struct nf_lookup_reply *r)
 {
 	__s64 now_real = clock_ns(CLOCK_REALTIME), now_mono = clock_ns(CLOCK_MONOTONIC);
 	size_t alen = fam == FAM_V6 ? 16 : 4;
@@ -66,13 +128,13 @@ static int policy_lookup(struct att *a, int fam, __u32 gen, __u32 sflags, const 
 	int found = exact_lookup(a, fam, gen, sflags, addr, &v, &table);
 	if (found < 0)
 		return found;
-	if (found && live(&v, now_mono)) {
+	if (found && live(&v, now_mono) && entry_match(a, gen, &v, q, now_mono, r)) {
 		take(r, &v, table, now_real, now_mono);
 		r->prefixlen = (__u8)(alen * 8);
 		memcpy(r->addr, addr, alen);
 		return 0;
 	}
-	r->expired_skipped += found ? 1 : 0;
+	r->expired_skipped += found && !live(&v, now_mono) ? 1 : 0;
 	struct nf_lpm_v6_key lk; /* v4 key: prefixlen, gen, 4 address bytes — same head */
 	memset(&lk, 0, sizeof(lk));
 	lk.prefixlen = 8 + (__u32)alen * 8;
@@ -82,7 +144,8 @@ static int policy_lookup(struct att *a, int fam, __u32 gen, __u32 sflags, const 
 	for (int i = 0; i < LOOKUP_EXPIRED_HOPS; i++) {
 		if (bpf_map_lookup_elem(fd, &lk, &v) != 0)
 			return 0;
-		if (live(&v, now_mono)) {
+		bool alive = live(&v, now_mono);
+		if (alive && entry_match(a, gen, &v, q, now_mono, r)) {
 			take(r, &v, NF_LOOKUP_LPM, now_real, now_mono);
 			r->prefixlen = v.prefixlen;
 			for (size_t b = 0; b < alen; b++) { /* the entry's prefix: the address masked */
@@ -91,11 +154,13 @@ static int policy_lookup(struct att *a, int fam, __u32 gen, __u32 sflags, const 
 			}
 			return 0;
 		}
-		r->expired_skipped++;
+		if (!alive)
+			r->expired_skipped++;
 		if (v.prefixlen == 0)
 			return 0;
 		lk.prefixlen = 8 + v.prefixlen - 1u;
 	}
+	r->depth = 1;
 	return 0;
 }
 
@@ -129,7 +194,7 @@ static void prot_lookup(const int fds[2], int fam, const __u8 *addr, struct nf_l
 
 int op_lookup(const void *req, size_t len, void *reply, size_t *reply_len)
 {
-	if (len < sizeof(struct nf_lookup_req))
+	if (len < offsetof(struct nf_lookup_req, proto))
 		return fail(EINVAL, "LOOKUP: short request");
 	const struct nf_lookup_req *q = req;
 	if (q->family != 4 && q->family != 6)
@@ -143,7 +208,14 @@ int op_lookup(const void *req, size_t len, void *reply, size_t *reply_len)
 	memcpy(&r->state, a->st, sizeof(r->state)); /* one snapshot of what packets read */
 	int fam = q->family == 6 ? FAM_V6 : FAM_V4;
 	__u32 gen = r->state.active_gen & 1;
-	err = policy_lookup(a, fam, gen, r->state.gen[gen].flags, q->addr, r);
+	struct pkt p = { .uid = NF_OWNER_UNKNOWN, .gid = NF_OWNER_UNKNOWN };
+	if (len >= sizeof(struct nf_lookup_req)) {
+		p.proto = q->proto;
+		p.port = q->port;
+		p.uid = q->uid;
+		p.gid = q->gid;
+	}
+	err = policy_lookup(a, fam, gen, r->state.gen[gen].flags, q->addr, &p, r);
 	if (err)
 		return err;
 	prot_lookup(g.prot_fd, fam, q->addr, &r->prot);

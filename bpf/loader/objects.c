@@ -3,7 +3,8 @@
  * objects.c — attachments' objects and pins:
  * LOAD opens the tc or cgroup object through its skeleton (bpf/build/netfence_{tc,cgroup}.skel.h, generated
  * from bpf/prebuilt), sizes the exact tables, shares the pinned host-wide maps, loads it and pins
- *   <pin_root>/<id>/{state,counters,v4_exact,v4_lpm,v6_exact,v6_lpm,v4_large,v6_large,prog,hits}   (link: links.c)
+ *   <pin_root>/<id>/{state,counters,v4_exact,v4_lpm,v6_exact,v6_lpm,v4_large,v6_large,prog,hits,scope,sk}
+ *   and, cgroup attachments, prog_sock (the cgroup/sock_create program)   (link, link_sock: links.c)
  * ADOPT rebuilds an attachment from those pins alone (nf_state says how it was made), so a fresh
  * loader takes over what an earlier one left enforcing; UNLOAD detaches and removes the pins.
  */
@@ -54,18 +55,21 @@ int read_object_file(const char *what, const char *path, void **data, size_t *si
  * with: both objects declare the same maps (include/policy.h). */
 struct att_obj {
 	struct bpf_object_skeleton *skel;
-	struct bpf_program *prog;
-	struct bpf_map *state, *counters, *hits, *table[T_COUNT], *large[FAM_COUNT];
+	struct bpf_program *prog, *sock_prog; /* sock_prog: cgroup only (NULL for tc) */
+	struct bpf_map *state, *counters, *hits, *sk, *table[T_COUNT], *large[FAM_COUNT];
 	struct bpf_map *shared[7]; /* the host-wide maps, in the order of shared_fd in load_att_obj */
 };
-#define ATT_OBJ(s, program)                                                                                         \
+#define ATT_OBJ(s, program, sock_program)                                                                            \
 	((struct att_obj){                                                                                          \
 		.skel = (s)->skeleton,                                                                              \
 		.prog = (s)->progs.program,                                                                         \
+		.sock_prog = sock_program,                                                                          \
 		.state = (s)->maps.nf_state,                                                                        \
 		.counters = (s)->maps.nf_counters,                                                                  \
 		.hits = (s)->maps.nf_hits,                                                                          \
-		.table = { (s)->maps.nf_v4_exact, (s)->maps.nf_v4_lpm, (s)->maps.nf_v6_exact, (s)->maps.nf_v6_lpm }, \
+		.sk = (s)->maps.nf_sk,                                                                              \
+		.table = { (s)->maps.nf_v4_exact, (s)->maps.nf_v4_lpm, (s)->maps.nf_v6_exact, (s)->maps.nf_v6_lpm,   \
+			   (s)->maps.nf_scope },                                                                    \
 		.large = { (s)->maps.nf_v4_large, (s)->maps.nf_v6_large },                                         \
 		.shared = { (s)->maps.nf_events, (s)->maps.nf_throttle, (s)->maps.nf_flows, (s)->maps.nf_protected_v4,                \
 			    (s)->maps.nf_protected_v6, (s)->maps.nf_pdeny_v4, (s)->maps.nf_pdeny_v6 },              \
@@ -88,6 +92,8 @@ static int load_att_obj(const char *id, const char *path, const struct att_obj *
 	a->state_fd = dup(bpf_map__fd(o->state));
 	a->counters_fd = dup(bpf_map__fd(o->counters));
 	a->hits_fd = dup(bpf_map__fd(o->hits));
+	a->sk_fd = dup(bpf_map__fd(o->sk));
+	a->sock_prog_fd = o->sock_prog ? dup(bpf_program__fd(o->sock_prog)) : -1;
 	for (int t = 0; t < T_COUNT; t++)
 		a->table_fd[t] = dup(bpf_map__fd(o->table[t]));
 	for (int f = 0; f < FAM_COUNT; f++)
@@ -115,7 +121,8 @@ int load_object(const char *id, __u8 kind, __u32 cap, struct att *a)
 	if (err)
 		err = fail(-err, "%s: opening %s — %.400s", what, path, tls.liblog);
 	else
-		err = load_att_obj(id, path, tc ? &ATT_OBJ(tc, netfence_tc) : &ATT_OBJ(cg, netfence_cgroup), cap, a);
+		err = load_att_obj(id, path, tc ? &ATT_OBJ(tc, netfence_tc, NULL) : &ATT_OBJ(cg, netfence_cgroup, cg->progs.netfence_sock),
+				   cap, a);
 	netfence_tc__destroy(tc);
 	netfence_cgroup__destroy(cg);
 	free(data);
@@ -189,13 +196,16 @@ int op_load(const void *req, size_t len)
 		if (mkdir(dir, 0700))
 			err = fail(errno, "LOAD %s: creating %s", id, dir);
 	}
-	int pins[PIN_PROG + 1] = { a->state_fd,    a->counters_fd, a->table_fd[0], a->table_fd[1], a->table_fd[2],
-				   a->table_fd[3], a->large_fd[0], a->large_fd[1], a->prog_fd };
-	for (int i = 0; i <= PIN_PROG + 1 && !err; i++) {
+	/* By pin (pin_names); -1: not pinned here ("link", "link_sock": LINK; "prog_sock": tc has none). */
+	int pins[PIN_COUNT] = { a->state_fd,     a->counters_fd, a->table_fd[0],       a->table_fd[1], a->table_fd[2],
+				a->table_fd[3],  a->large_fd[0], a->large_fd[1],       a->prog_fd,     -1,
+				a->hits_fd,      a->table_fd[T_SCOPE], a->sk_fd,       a->sock_prog_fd, -1 };
+	for (int n = 0; n < PIN_COUNT && !err; n++) {
 		char p[512];
-		int n = i <= PIN_PROG ? i : PIN_HITS; /* "link" is pinned by LINK */
+		if (pins[n] < 0)
+			continue;
 		pin_path(p, sizeof(p), id, pin_names[n]);
-		if (bpf_obj_pin(n == PIN_HITS ? a->hits_fd : pins[n], p)) {
+		if (bpf_obj_pin(pins[n], p)) {
 			err = fail(errno, "LOAD %s: pinning %s", id, p);
 			unpin_all(id);
 		}
@@ -242,6 +252,8 @@ static int adopt(const char *id, struct att **out)
 		err = open_pinned_map(id, pin_names[PIN_HITS], BPF_MAP_TYPE_PERCPU_ARRAY, sizeof(struct nf_hit), &a->hits_fd);
 	for (int t = 0; t < T_COUNT && !err; t++)
 		err = open_pinned_map(id, table_names[t], table_type[t], sizeof(struct nf_entry), &a->table_fd[t]);
+	if (!err)
+		err = open_pinned_map(id, pin_names[PIN_SK], BPF_MAP_TYPE_SK_STORAGE, sizeof(struct nf_sk), &a->sk_fd);
 	for (int f = 0; f < FAM_COUNT && !err; f++)
 		err = open_pinned_map(id, pin_names[PIN_V4_LARGE + f], BPF_MAP_TYPE_ARRAY_OF_MAPS, sizeof(__u32), &a->large_fd[f]);
 	if (!err)
@@ -252,9 +264,17 @@ static int adopt(const char *id, struct att **out)
 		if (a->prog_fd < 0)
 			err = fail(errno, "ADOPT %s: opening %s", id, p);
 	}
+	if (!err && a->st->kind == NF_KIND_CGROUP) {
+		pin_path(p, sizeof(p), id, pin_names[PIN_PROG_SOCK]);
+		a->sock_prog_fd = bpf_obj_get(p);
+		if (a->sock_prog_fd < 0)
+			err = fail(errno, "ADOPT %s: opening %s", id, p);
+	}
 	if (!err) {
 		pin_path(p, sizeof(p), id, "link");
 		a->link_fd = bpf_obj_get(p); /* absent for clsact */
+		pin_path(p, sizeof(p), id, pin_names[PIN_LINK_SOCK]);
+		a->link_sock_fd = bpf_obj_get(p); /* cgroup only */
 	}
 	if (err) {
 		free_att(a);

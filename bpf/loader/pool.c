@@ -48,6 +48,7 @@ static void *worker(void *arg)
 		struct att a;
 		memset(&a, 0, sizeof(a));
 		a.state_fd = a.counters_fd = a.prog_fd = a.link_fd = a.hits_fd = -1;
+		a.sk_fd = a.sock_prog_fd = a.link_sock_fd = -1;
 		for (int t = 0; t < T_COUNT; t++)
 			a.table_fd[t] = -1;
 		for (int f = 0; f < FAM_COUNT; f++) {
@@ -100,6 +101,8 @@ bool pool_take(__u8 kind, __u32 cap, struct att *a)
 		a->counters_fd = s->counters_fd;
 		a->hits_fd = s->hits_fd;
 		a->prog_fd = s->prog_fd;
+		a->sk_fd = s->sk_fd;
+		a->sock_prog_fd = s->sock_prog_fd;
 		memcpy(a->table_fd, s->table_fd, sizeof(a->table_fd));
 		memcpy(a->large_fd, s->large_fd, sizeof(a->large_fd));
 		large_loaded(a, NF_EXACT_CAP_DEFAULT);

@@ -82,6 +82,7 @@ struct att *new_att(const char *id)
 	a->used = true;
 	snprintf(a->id, sizeof(a->id), "%s", id);
 	a->state_fd = a->counters_fd = a->prog_fd = a->link_fd = a->hits_fd = -1;
+	a->sk_fd = a->sock_prog_fd = a->link_sock_fd = -1;
 	for (int t = 0; t < T_COUNT; t++)
 		a->table_fd[t] = -1;
 	for (int f = 0; f < FAM_COUNT; f++) {
@@ -101,6 +102,9 @@ void free_att(struct att *a)
 	close_fd(&a->hits_fd);
 	close_fd(&a->prog_fd);
 	close_fd(&a->link_fd);
+	close_fd(&a->sk_fd);
+	close_fd(&a->sock_prog_fd);
+	close_fd(&a->link_sock_fd);
 	for (int t = 0; t < T_COUNT; t++)
 		close_fd(&a->table_fd[t]);
 	for (int f = 0; f < FAM_COUNT; f++) {
@@ -113,7 +117,7 @@ void free_att(struct att *a)
 
 const char *const pin_names[PIN_COUNT] = { "state",    "counters", "v4_exact", "v4_lpm", "v6_exact",
 					   "v6_lpm",   "v4_large", "v6_large", "prog",   "link",
-					   "hits" };
+					   "hits",     "scope",    "sk",       "prog_sock", "link_sock" };
 
 void unpin_all(const char *id)
 {

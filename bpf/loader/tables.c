@@ -10,13 +10,13 @@
 
 #include "loader.h"
 
-const char *const table_names[T_COUNT] = { "v4_exact", "v4_lpm", "v6_exact", "v6_lpm" };
+const char *const table_names[T_COUNT] = { "v4_exact", "v4_lpm", "v6_exact", "v6_lpm", "scope" };
 const __u32 table_key_size[T_COUNT] = {
 	sizeof(struct nf_exact_v4_key), sizeof(struct nf_lpm_v4_key),
-	sizeof(struct nf_exact_v6_key), sizeof(struct nf_lpm_v6_key),
+	sizeof(struct nf_exact_v6_key), sizeof(struct nf_lpm_v6_key), sizeof(struct nf_scope_key),
 };
 const __u32 table_type[T_COUNT] = {
-	BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LPM_TRIE, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LPM_TRIE,
+	BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LPM_TRIE, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LPM_TRIE, BPF_MAP_TYPE_LPM_TRIE,
 };
 
 bool is_exact(int t)
@@ -24,7 +24,8 @@ bool is_exact(int t)
 	return t == T_V4_EXACT || t == T_V6_EXACT;
 }
 
-/* Layouts in netfence.h: exact keys start with a __u32 generation, LPM keys have it at byte 4. */
+/* Layouts in netfence.h: exact keys start with a __u32 generation, LPM keys (the scope table's too)
+ * have it at byte 4. */
 __u32 key_gen(int t, const void *key)
 {
 	if (is_exact(t)) {
@@ -39,13 +40,28 @@ __u32 key_gen(int t, const void *key)
 
 static int table_of(const struct nf_wire_entry *e)
 {
+	if (e->family == NF_WIRE_SCOPE)
+		return T_SCOPE;
 	if (e->family == 4)
 		return e->prefixlen == 32 ? T_V4_EXACT : T_V4_LPM;
 	return e->prefixlen == 128 ? T_V6_EXACT : T_V6_LPM;
 }
 
+/* The key bits of a scope entry after the generation byte: kind, scope, principal (56), then
+ * protocol (8) and up to 16 port bits. */
+#define SCOPE_BITS_MIN 56
+#define SCOPE_BITS_MAX 80
+
 static int check_entry(const struct nf_wire_entry *e, __u32 i)
 {
+	if (e->family == NF_WIRE_SCOPE) {
+		if (e->prefixlen < SCOPE_BITS_MIN || e->prefixlen > SCOPE_BITS_MAX ||
+		    (e->prefixlen > SCOPE_BITS_MIN && e->prefixlen < SCOPE_BITS_MIN + 8))
+			return fail(EINVAL, "entry %u: scope key length %u (56, or 64..80)", i, e->prefixlen);
+		if (e->addr[0] > NF_SCOPE_KIND_GID)
+			return fail(EINVAL, "entry %u: scope kind %u", i, e->addr[0]);
+		return 0;
+	}
 	if (e->family != 4 && e->family != 6)
 		return fail(EINVAL, "entry %u: family %u", i, e->family);
 	if (e->prefixlen > (e->family == 4 ? 32 : 128))
@@ -75,9 +91,21 @@ static void make_key(int table, const __u8 *addr, __u8 prefixlen, __u32 gen, voi
 		memcpy(key, &k, sizeof(k));
 		break;
 	}
-	default: {
+	case T_V6_LPM: {
 		struct nf_lpm_v6_key k = { .prefixlen = 8u + prefixlen, .gen = (__u8)gen };
 		memcpy(k.addr, addr, 16);
+		memcpy(key, &k, sizeof(k));
+		break;
+	}
+	default: { /* T_SCOPE: addr[0..9] are the key bytes after the generation; bits past the prefix are 0 */
+		struct nf_scope_key k;
+		memset(&k, 0, sizeof(k));
+		k.prefixlen = 8u + prefixlen;
+		k.gen = (__u8)gen;
+		__u8 *after = (__u8 *)&k + 5;
+		memcpy(after, addr, 10);
+		for (unsigned bit = prefixlen; bit < 88; bit++)
+			after[bit / 8] &= (__u8)~(0x80 >> (bit % 8));
 		memcpy(key, &k, sizeof(k));
 	}
 	}
@@ -88,8 +116,15 @@ static bool make_value(const struct nf_wire_entry *e, struct nf_entry *v, __s64 
 {
 	memset(v, 0, sizeof(*v));
 	v->flags = e->flags;
-	v->prefixlen = e->prefixlen;
 	v->rule_id = e->rule_id;
+	if (e->family == NF_WIRE_SCOPE) { /* only ALLOW/DENY mean something in a scope entry */
+		v->flags &= NF_ENTRY_ALLOW | NF_ENTRY_DENY;
+	} else {
+		v->prefixlen = e->prefixlen;
+		v->scope = e->scope;
+		if (!e->scope) /* kinds without a scope set would only cost lookups */
+			v->flags &= NF_ENTRY_ALLOW | NF_ENTRY_DENY;
+	}
 	if (e->expires_ms) {
 		__s64 left = (__s64)e->expires_ms * 1000000ll - now_real_ns;
 		if (left <= 0)
@@ -188,6 +223,9 @@ static int delete_table(struct att *a, int t, const struct batch *b)
 
 /* ---------------------------------------------------------------- requests */
 
+/* The settings bits the daemon sets (the others are the loader's). */
+#define DAEMON_SETTINGS (NF_SETTING_AUDIT | NF_SETTING_KEEP)
+
 void store_settings(struct att *a, __u32 gen, __u32 mode, __u32 flags)
 {
 	struct nf_gen_settings set = { .mode = mode, .flags = flags };
@@ -232,7 +270,7 @@ int op_replace(const void *req, size_t len)
 			/* Nothing was visible to packets until here: the generation's settings, then the
 			 * one store that flips it. The retired generation is cleared later, off this path. */
 			__u32 bits = (want[FAM_V4] ? NF_SETTING_V4_LARGE : 0) | (want[FAM_V6] ? NF_SETTING_V6_LARGE : 0);
-			store_settings(a, next, r->mode, (r->flags & NF_SETTING_AUDIT) | bits);
+			store_settings(a, next, r->mode, (r->flags & DAEMON_SETTINGS) | bits);
 			__atomic_store_n(&a->st->active_gen, next, __ATOMIC_RELEASE);
 			gens_flipped(&a->gens);
 		}
@@ -258,7 +296,10 @@ int op_entries(const void *req, size_t len, bool del)
 	int err = build_batches((const void *)(r + 1), r->count, a->st->active_gen & 1, b, x);
 	if (!del)
 		gens_active_written(&a->gens);
-	for (int t = 0; t < T_COUNT && !err; t++) {
+	/* Into the active generation: an UPSERT writes the scope entries before the address entries
+	 * that name them, a DELETE removes them after (T_SCOPE is the last table). */
+	for (int i = 0; i < T_COUNT && !err; i++) {
+		int t = del ? i : (i + T_SCOPE) % T_COUNT;
 		/* DELETE removes both; UPSERT writes the live ones and makes sure expired ones are gone. */
 		err = del ? delete_table(a, t, &b[t]) : write_table(a, t, &b[t]);
 		if (!err)
@@ -279,6 +320,6 @@ int op_set_mode(const void *req, size_t len)
 	if (!a)
 		return -ENOENT;
 	__u32 gen = a->st->active_gen & 1;
-	store_settings(a, gen, r->mode, (r->flags & NF_SETTING_AUDIT) | large_bits(a, gen));
+	store_settings(a, gen, r->mode, (r->flags & DAEMON_SETTINGS) | large_bits(a, gen));
 	return 0;
 }

@@ -88,14 +88,18 @@ static int pin_fd(const struct att *a, int i)
 	case PIN_PROG: return a->prog_fd;
 	case PIN_LINK: return a->link_fd;
 	case PIN_HITS: return a->hits_fd;
+	case PIN_SCOPE: return a->table_fd[T_SCOPE];
+	case PIN_SK: return a->sk_fd;
+	case PIN_PROG_SOCK: return a->sock_prog_fd;
+	case PIN_LINK_SOCK: return a->link_sock_fd;
 	default: return a->table_fd[i - 2];
 	}
 }
 
 static __u32 our_id(struct att *a, int i)
 {
-	if (i == PIN_LINK)
-		return obj_id_of(a->link_fd); /* RELINK makes a new link: not cached */
+	if (i == PIN_LINK || i == PIN_LINK_SOCK)
+		return obj_id_of(pin_fd(a, i)); /* RELINK makes a new link: not cached */
 	if (!a->obj_id[i])
 		a->obj_id[i] = obj_id_of(pin_fd(a, i));
 	return a->obj_id[i];
@@ -156,6 +160,16 @@ static void check_attach_point(struct att *a, struct nf_verify_result *r)
 		r->tamper |= NF_TAMPER_PROG_REPLACED;
 		r->seen_prog_id = info.prog_id;
 	}
+	if (a->st->kind != NF_KIND_CGROUP)
+		return;
+	/* The cgroup/sock_create link (owner stamps): detached or updated counts like the main link's
+	 * (RELINK re-creates it). */
+	memset(&info, 0, sizeof(info));
+	len = sizeof(info);
+	if (a->link_sock_fd < 0 || bpf_obj_get_info_by_fd(a->link_sock_fd, &info, &len) || info.cgroup.cgroup_id == 0)
+		r->tamper |= NF_TAMPER_DETACHED;
+	else if (info.prog_id != our_id(a, PIN_PROG_SOCK))
+		r->tamper |= NF_TAMPER_PROG_REPLACED;
 }
 
 /* ---------------------------------------------------------------- the content checksum */
@@ -176,7 +190,7 @@ static __u32 fnv1a(__u32 h, const __u8 *p, size_t n)
 static void add_entry(struct sums *s, __u8 family, __u8 prefixlen, const __u8 *addr, const struct nf_entry *v)
 {
 	__u8 rec[20] = { family, prefixlen, (__u8)(v->flags & (NF_ENTRY_ALLOW | NF_ENTRY_DENY)), v->expires_ns != 0 };
-	memcpy(rec + 4, addr, family == 4 ? 4 : 16);
+	memcpy(rec + 4, addr, family == 4 ? 4 : family == NF_WIRE_SCOPE ? 10 : 16);
 	for (int i = 0; i < 16; i++) { /* masked to the prefix, as the lookups see it */
 		int keep = (int)prefixlen - i * 8;
 		rec[4 + i] &= keep >= 8 ? 0xff : keep <= 0 ? 0 : (__u8)(0xff << (8 - keep));
@@ -214,7 +228,7 @@ static void sum_walk(struct sums *s, int fd, int t, __u32 gen, bool large)
 			addr = (const __u8 *)cur + 5;
 			plen = (__u8)(kp - 8);
 		}
-		add_entry(s, v6 ? 6 : 4, plen, addr, &v);
+		add_entry(s, t == T_SCOPE ? NF_WIRE_SCOPE : v6 ? 6 : 4, plen, addr, &v);
 	}
 }
 
@@ -230,6 +244,7 @@ static void sum_active(struct att *a, struct nf_verify_result *r)
 			sum_walk(&s, a->table_fd[te], te, gen, false);
 		sum_walk(&s, a->table_fd[tl], tl, gen, false);
 	}
+	sum_walk(&s, a->table_fd[T_SCOPE], T_SCOPE, gen, false); /* scope entries: family NF_WIRE_SCOPE, key bytes */
 	r->sum_a = s.a;
 	r->sum_b = s.b;
 	r->entries = s.n;

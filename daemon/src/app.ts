@@ -34,6 +34,9 @@ import { mergeAsync } from "./merged-events.js";
 import { Explainer } from "./explain/explainer.js";
 import { PolicyHistory } from "./history/policy-history.js";
 import { MapUsage } from "./map-usage.js";
+import { OwnerNames } from "./policy/principals.js";
+import { withOwnerNames } from "./attachments/owner-events.js";
+import { BlockedOwners } from "./attachments/blocked-owners.js";
 
 /**
  * The composition root: builds the parts in order (filter → store → attachment core → control
@@ -56,6 +59,8 @@ export class App {
   private server: DaemonServer | null = null;
   filter: Filter | undefined = undefined;
   controlPlane: ControlPlaneClient | null = null;
+  /** Blocked attempts by socket owner per attachment (issue 15; `status --rules`). */
+  readonly blockedOwners = new BlockedOwners();
   private notifySocket: string | null = null;
   private stopping = false;
 
@@ -136,7 +141,11 @@ export class App {
     const hostAddressGate = new HostAddressGate(() => hostAddresses.version, () => targetWatcher?.linkEventsLive ?? false);
     const dnsEvents = new DnsEventReporter((e) => counters.dnsEvent(e.reason, e.rule));
     this.onStop("DNS events", () => dnsEvents.close());
-    const events = () => mergeAsync(filter.events(), dnsEvents.events());
+    // Issue 15: events name the socket owner (PacketEvent.user); blocked attempts are counted per owner.
+    const ownerNames = new OwnerNames();
+    const events = () => mergeAsync(withOwnerNames(filter.events(), ownerNames), dnsEvents.events());
+    const ownerCounting = this.blockedOwners.countFrom(events());
+    this.onStop("blocked-owner counts", () => ownerCounting.stop());
     const learnedGuard = new LearnedGuard({
       protectedDeny: config.protected.filter((p) => p.action === "deny").map((p) => p.cidr),
       hostAddresses: () => hostAddresses.addressKeys(),

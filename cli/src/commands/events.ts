@@ -16,7 +16,9 @@ export function eventLine(e: PacketEvent): string {
   const l2 = e.protocol === "arp" || e.protocol.startsWith("ether-");
   const flow = l2 ? `${e.src} -> ${e.dst}` : `${e.src}:${e.srcPort} -> ${e.dst}:${e.dstPort}`;
   const folded = e.suppressed > 0n ? ` [+${e.suppressed} identical]` : "";
-  return `${t} ${e.attachmentId} ${VERDICT[e.verdict] ?? "?"} ${e.protocol} ${flow} ${e.reason}${e.rule ? ` (${e.rule})` : ""}${folded}\n`;
+  // issue 15: the socket owner, when the kernel knew it (cgroup attachments)
+  const owner = e.uid !== undefined ? ` uid=${e.uid}${e.user ? `(${e.user})` : ""}` : "";
+  return `${t} ${e.attachmentId} ${VERDICT[e.verdict] ?? "?"} ${e.protocol} ${flow} ${e.reason}${e.rule ? ` (${e.rule})` : ""}${owner}${folded}\n`;
 }
 
 /**

@@ -111,7 +111,7 @@ export class PolicyController implements ControlPlaneHooks {
       this.log.info({
         daemonId: daemon.daemonId, attachmentId: e.attachmentId, verdict: VERDICTS[e.verdict] ?? "unspecified", protocol: e.protocol,
         src: e.src, srcPort: e.srcPort, dst: e.dst, dstPort: e.dstPort, reason: e.reason, rule: e.rule || undefined,
-        suppressed: Number(e.suppressed), metadata: e.metadata,
+        suppressed: Number(e.suppressed), metadata: e.metadata, uid: e.uid, user: e.user || undefined,
       }, "packet event");
     }
   }

@@ -37,20 +37,29 @@ interface Shadow {
 export class ContentShadows {
   private readonly shadows = new Map<string, Shadow>();
 
-  /** A full replace (attach, REPLACE) was sent. */
-  replaced(id: string, policy: FilterPolicy, nowMs: number): void {
+  /** A full replace (attach, REPLACE) was sent; `scopeWire`: its scope-table entries (40-byte wire records). */
+  replaced(id: string, policy: FilterPolicy, nowMs: number, scopeWire?: Uint8Array): void {
     const s: Shadow = { mode: policy.mode, audit: policy.audit, entries: new Map(), sumA: 0, sumB: 0, known: true };
     this.shadows.set(id, s);
     for (const e of policy.entries) if (live(e, nowMs)) put(s, e);
+    if (scopeWire) scopesPut(s, scopeWire, nowMs);
   }
 
-  upserted(id: string, entries: readonly FilterEntry[], nowMs: number): void {
+  upserted(id: string, entries: readonly FilterEntry[], nowMs: number, scopeWire?: Uint8Array): void {
     const s = this.shadows.get(id);
     if (s === undefined) return;
     for (const e of entries) {
       drop(s, formatCidr(e.cidr));
       if (live(e, nowMs)) put(s, e);
     }
+    if (scopeWire) scopesPut(s, scopeWire, nowMs);
+  }
+
+  /** Scope-table entries (wire records) were deleted. */
+  scopesDeleted(id: string, scopeWire: Uint8Array): void {
+    const s = this.shadows.get(id);
+    if (s === undefined) return;
+    for (let off = 0; off + WIRE_ENTRY_SIZE <= scopeWire.length; off += WIRE_ENTRY_SIZE) drop(s, scopeKeyOf(scopeWire, off));
   }
 
   deleted(id: string, cidrs: readonly Cidr[]): void {
@@ -107,6 +116,40 @@ function drop(s: Shadow, key: string): void {
   s.entries.delete(key);
   s.sumA = (s.sumA - old[0]) >>> 0;
   s.sumB = (s.sumB - old[1]) >>> 0;
+}
+
+const WIRE_ENTRY_SIZE = 40; // nf_wire_entry (layout 6)
+const WIRE_FAMILY_SCOPE = 2;
+
+/** A scope entry's shadow key: its key bits (prefix length and the key bytes after the generation). */
+function scopeKeyOf(w: Uint8Array, off: number): string {
+  return `scope:${w[off + 1]}:${Buffer.from(w.subarray(off + 16, off + 26)).toString("hex")}`;
+}
+
+/** Scope-table entries: each wire record hashed like the loader hashes the stored key (tamper.c). */
+function scopesPut(s: Shadow, w: Uint8Array, nowMs: number): void {
+  const view = new DataView(w.buffer, w.byteOffset, w.byteLength);
+  for (let off = 0; off + WIRE_ENTRY_SIZE <= w.length; off += WIRE_ENTRY_SIZE) {
+    if (w[off] !== WIRE_FAMILY_SCOPE) continue;
+    const key = scopeKeyOf(w, off);
+    drop(s, key);
+    const ms = view.getUint32(off + 8, true) + view.getUint32(off + 12, true) * 0x100000000;
+    if (ms !== 0 && ms <= nowMs) continue; // not written by the loader
+    const plen = w[off + 1]!;
+    rec.fill(0);
+    rec[0] = WIRE_FAMILY_SCOPE;
+    rec[1] = plen;
+    rec[2] = w[off + 2]! & 3;
+    rec[3] = ms !== 0 ? 1 : 0;
+    for (let i = 0; i < 10; i++) {
+      const keep = plen - i * 8;
+      rec[4 + i] = w[off + 16 + i]! & (keep >= 8 ? 0xff : keep <= 0 ? 0 : (0xff << (8 - keep)) & 0xff);
+    }
+    const a = fnv1a(SUM_BASIS_A), b = fnv1a(SUM_BASIS_B);
+    s.entries.set(key, [a, b]);
+    s.sumA = (s.sumA + a) >>> 0;
+    s.sumB = (s.sumB + b) >>> 0;
+  }
 }
 
 const rec = new Uint8Array(20);

@@ -201,6 +201,11 @@ export interface KernelPacketEvent {
   readonly rule: string | null;
   /** Identical events folded into this one by throttling. */
   readonly suppressed: number;
+  /** The sending socket's owner (cgroup attachments, issue 15); null = unknown (TC attachments, no socket). */
+  readonly uid?: number | null;
+  readonly gid?: number | null;
+  /** The uid's user name (attachments/owner-events.ts); absent or null = none known. */
+  readonly user?: string | null;
 }
 
 /**
@@ -213,6 +218,12 @@ export interface ProtectedEntry {
   readonly protocol: number;
   readonly port: number;
   readonly action?: "allow" | "deny";
+  /**
+   * Issue 15 (management replies): `port` is the TCP SOURCE port of a stream socket bound to it (the
+   * host's sshd answering). Matched by cgroup attachments only; a TC attachment ignores it (a workload
+   * crafts any source port). Allow set only.
+   */
+  readonly from?: boolean;
 }
 
 /**
@@ -325,4 +336,6 @@ export interface ExactTablesFamily {
 export interface ExactTables {
   readonly v4: ExactTablesFamily;
   readonly v6: ExactTablesFamily;
+  /** Active-generation entries of the scope table (issue 15; layout 6). */
+  readonly scopeCount?: number;
 }

@@ -23,6 +23,10 @@ export const RULE_ID = {
   ALWAYS_ALLOWED: 7,
   GUARD: 8,
   LOCAL_CLOSED: 9,
+  /** A packet of a connection kept across a policy change (NF_SETTING_KEEP, issue 15). */
+  KEPT: 10,
+  /** The policy lookup ran out of hops over non-matching prefixes: dropped (fail closed). */
+  POLICY_DEPTH: 11,
   FIRST: 16,
 } as const;
 

@@ -1,6 +1,6 @@
 import { formatAddr, formatCidr } from "@netfence/proto/parse";
 import type { KernelPacketEvent } from "./filter.js";
-import { NO_RULE, REASONS } from "./wire-format.js";
+import { NO_RULE, OWNER_UNKNOWN, REASONS } from "./wire-format.js";
 import type { RawEvent } from "./wire-decode.js";
 
 /**
@@ -28,6 +28,8 @@ export function kernelEvent(raw: RawEvent, attachmentId: string | null): KernelP
     reason: REASONS[raw.reason] ?? `reason-${raw.reason}`,
     rule,
     suppressed: Number(raw.suppressed),
+    uid: raw.uid === OWNER_UNKNOWN ? null : raw.uid,
+    gid: raw.gid === OWNER_UNKNOWN ? null : raw.gid,
   };
 }
 

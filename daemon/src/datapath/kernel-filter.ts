@@ -22,10 +22,12 @@ import { projectRoot } from "./project-root.js";
 import { decodeCounters, decodeDump, decodeEvents, decodeHello, decodeMigrate, decodePortGuard, decodeState, decodeTables, type ExactTables, type HelloReply } from "./wire-decode.js";
 import {
   DIR_EGRESS, encodeCountersRequest, encodeEntries, encodeHello, encodeId, encodeLink, encodeLoad, encodeMode, encodeNotify,
-  encodePolicy, encodePortGuard, encodeProtected, KIND_TC, LAYOUT, METHOD, Op,
+  encodePolicy, encodePortGuard, encodeProtected, KIND_TC, LAYOUT, METHOD, Op, type WireEntry,
 } from "./wire-format.js";
+import { ScopeRegistry } from "./scope-registry.js";
+import { encodeScopeWire as scopeWireBytes } from "./scope-wire.js";
 import { EventFanout } from "./event-fanout.js";
-import { decodeLookup, encodeLookup, type KernelLookup } from "./lookup-wire.js";
+import { decodeLookup, encodeLookup, type KernelLookup, type LookupPacket } from "./lookup-wire.js";
 
 export interface KernelFilterOptions {
   /** The loader binary; default <project>/bpf/loader/netfence-loader. */
@@ -47,6 +49,10 @@ const METHOD_PREF = { auto: 0, tcx: METHOD.TCX, clsact: METHOD.CLSACT } as const
 
 interface Known {
   readonly slot: number;
+  /** NF_SETTING_KEEP as last sent (SET_MODE sends it again: the loader stores the flags whole). */
+  keep: boolean;
+  /** The scope sets of its generations (issue 15): FilterEntry.scoped → scope ids and scope-table entries. */
+  readonly scopes: ScopeRegistry;
 }
 
 /**
@@ -173,14 +179,19 @@ export class KernelFilter implements Filter {
       linkLayer = linkLayerOf(spec.target.name, type);
     }
     const load = loadRequestFor(spec, linkLayer, exactCapacityFor(policy.entries));
-    const policyFrame = encodePolicy(spec.id, policy.mode, policy.audit, policy.entries); // checks every entry first
+    const keep = policy.keepEstablished === true;
+    const scopes = new ScopeRegistry();
+    const plan = scopes.replace(policy.entries, Date.now()); // RESOURCE_EXHAUSTED before anything is loaded
+    const scopeWire = scopeWireBytes(plan.scopeWire);
+    const policyFrame = encodePolicy(spec.id, policy.mode, policy.audit, plan.entries, keep, scopeWire); // checks every entry first
     await this.call(Op.LOAD, encodeLoad(load));
     try {
-      await this.write(spec.id, Op.REPLACE, policyFrame, () => this.shadows.replaced(spec.id, policy, Date.now()));
+      await this.write(spec.id, Op.REPLACE, policyFrame, () => this.shadows.replaced(spec.id, { ...policy, entries: plan.entries }, Date.now(), scopeWire));
+      plan.commit();
       const reply = await this.call(Op.LINK, encodeLink(spec.id, ifindex, METHOD_PREF[spec.method ?? "auto"], cgroupPath));
       const method = METHOD_NAMES[reply.readUInt32LE(LAYOUT.nf_link_reply.method)];
       if (!method) throw new NetfenceError("INTERNAL", "loader reported an unknown attach method");
-      this.known.set(spec.id, { slot: spec.slot });
+      this.known.set(spec.id, { slot: spec.slot, keep, scopes });
       this.slotToId.set(spec.slot, spec.id);
       return { method, ifindex };
     } catch (err) {
@@ -201,24 +212,70 @@ export class KernelFilter implements Filter {
   }
 
   async replacePolicy(id: string, policy: FilterPolicy): Promise<void> {
-    this.requireKnown(id);
-    await this.write(id, Op.REPLACE, encodePolicy(id, policy.mode, policy.audit, policy.entries), () => this.shadows.replaced(id, policy, Date.now()));
+    const k = this.requireKnown(id);
+    const plan = k.scopes.replace(policy.entries, Date.now());
+    await this.replaceCompiled(id, policy, plan.entries, scopeWireBytes(plan.scopeWire));
+    plan.commit();
   }
 
-  async upsertEntries(id: string, entries: readonly FilterEntry[]): Promise<void> {
+  /**
+   * A REPLACE with its scope table (issue 15): address entries with their scope-set ids, and the
+   * scope-table entries serialised as 40-byte wire records (scope-wire.ts). What replacePolicy
+   * sends once scope-compile.ts has turned FilterEntry.scoped into both.
+   */
+  async replaceCompiled(id: string, policy: FilterPolicy, entries: readonly WireEntry[], scopeWire: Uint8Array): Promise<void> {
+    const k = this.requireKnown(id);
+    const keep = policy.keepEstablished === true;
+    await this.write(id, Op.REPLACE, encodePolicy(id, policy.mode, policy.audit, entries, keep, scopeWire), () => {
+      k.keep = keep;
+      this.shadows.replaced(id, { ...policy, entries }, Date.now(), scopeWire);
+    });
+  }
+
+  /** UPSERT into the active generation with scope-table entries (learned addresses of scoped domain rules). */
+  async upsertCompiled(id: string, entries: readonly WireEntry[], scopeWire: Uint8Array): Promise<void> {
     this.requireKnown(id);
-    if (entries.length) await this.write(id, Op.UPSERT, encodeEntries(id, entries), () => this.shadows.upserted(id, entries, Date.now()));
+    if (entries.length || scopeWire.length) {
+      await this.write(id, Op.UPSERT, encodeEntries(id, entries, scopeWire), () => this.shadows.upserted(id, entries, Date.now(), scopeWire));
+    }
+  }
+
+  /** DELETE of scope-table entries (wire records; their values are ignored) and address entries. */
+  async deleteCompiled(id: string, cidrs: readonly Cidr[], scopeWire: Uint8Array): Promise<void> {
+    this.requireKnown(id);
+    const entries = cidrs.map((cidr) => ({ cidr, allow: false, deny: false, expiresAtMs: null }));
+    if (entries.length || scopeWire.length) {
+      await this.write(id, Op.DELETE, encodeEntries(id, entries, scopeWire), () => {
+        this.shadows.deleted(id, cidrs);
+        this.shadows.scopesDeleted(id, scopeWire);
+      });
+    }
+  }
+
+  /** Into the active generation; scoped entries (learned addresses of scoped domain rules) reuse or add scope sets. */
+  async upsertEntries(id: string, entries: readonly FilterEntry[]): Promise<void> {
+    const k = this.requireKnown(id);
+    if (!entries.length) return;
+    const plan = k.scopes.upsert(entries, Date.now());
+    await this.upsertCompiled(id, plan.entries, scopeWireBytes(plan.scopeWire));
+    plan.commit();
+    if (plan.scopeRemove.length) await this.deleteCompiled(id, [], scopeWireBytes(plan.scopeRemove)); // sets no prefix uses any more
+    plan.released();
   }
 
   async deleteEntries(id: string, cidrs: readonly Cidr[]): Promise<void> {
-    this.requireKnown(id);
-    const entries = cidrs.map((cidr) => ({ cidr, allow: false, deny: false, expiresAtMs: null }));
-    if (entries.length) await this.write(id, Op.DELETE, encodeEntries(id, entries), () => this.shadows.deleted(id, cidrs));
+    const k = this.requireKnown(id);
+    if (!cidrs.length) return;
+    const plan = k.scopes.delete(cidrs);
+    // One frame: the loader deletes the address entries first and the scope table last.
+    await this.deleteCompiled(id, cidrs, scopeWireBytes(plan.scopeRemove));
+    plan.commit();
+    plan.released();
   }
 
   async setMode(id: string, mode: FilterMode, audit: boolean): Promise<void> {
-    this.requireKnown(id);
-    await this.write(id, Op.SET_MODE, encodeMode(id, mode, audit), () => this.shadows.modeSet(id, mode, audit));
+    const k = this.requireKnown(id);
+    await this.write(id, Op.SET_MODE, encodeMode(id, mode, audit, k.keep), () => this.shadows.modeSet(id, mode, audit));
   }
 
   async ruleHits(id: string, upto = 0): Promise<RuleHitCount[]> {
@@ -280,11 +337,17 @@ export class KernelFilter implements Filter {
    * and LINK) is not a live attachment: FAILED_PRECONDITION.
    */
   private remember(
-    id: string, s: { readonly slot: number; readonly method: number; readonly kind: number; readonly ifindex: number; readonly mode: FilterMode; readonly audit: boolean },
+    id: string,
+    s: {
+      readonly slot: number; readonly method: number; readonly kind: number; readonly ifindex: number; readonly mode: FilterMode;
+      readonly audit: boolean; readonly keep?: boolean;
+    },
   ): Omit<AdoptedAttachment, "attached"> {
     const method = METHOD_NAMES[s.method];
     if (!method) throw new NetfenceError("FAILED_PRECONDITION", `pinned attachment ${id} was never attached`, { details: { id } });
-    this.known.set(id, { slot: s.slot });
+    const scopes = new ScopeRegistry();
+    scopes.markUnknown(); // its scope ids were assigned by another run: scoped UPSERTs wait for a REPLACE
+    this.known.set(id, { slot: s.slot, keep: s.keep === true, scopes });
     this.slotToId.set(s.slot, id);
     return { id, slot: s.slot, kind: s.kind === KIND_TC ? "interface" : "cgroup", method, ifindex: s.ifindex, mode: s.mode, audit: s.audit };
   }
@@ -343,9 +406,10 @@ export class KernelFilter implements Filter {
   }
 
   /** Explain: the destination looked up in the kernel maps as packets look it up (NF_OP_LOOKUP). */
-  async lookup(id: string, family: 4 | 6, addr: Uint8Array): Promise<KernelLookup> {
+  /** `packet`: the protocol, port and owner scoped entries are evaluated for (layout 6; absent = unknown). */
+  async lookup(id: string, family: 4 | 6, addr: Uint8Array, packet?: LookupPacket): Promise<KernelLookup> {
     this.requireKnown(id);
-    return decodeLookup(await this.call(Op.LOOKUP, encodeLookup(id, family, addr)), family);
+    return decodeLookup(await this.call(Op.LOOKUP, encodeLookup(id, family, addr, packet)), family);
   }
 
   tcAttachMethod(): "tcx" | "clsact" | "" {

@@ -47,4 +47,27 @@ export interface KernelLookup {
   readonly expiredSkipped: number;
   readonly protectedAllow: ProtectedMatch | null;
   readonly protectedDeny: ProtectedMatch | null;
+  /** Layout 6: the matching entry's scope set and its answer for the packet asked about (null: not scoped). */
+  readonly scoped: ScopedAnswer | null;
+  /** Scoped prefixes stepped over because none of their rules matched the packet. */
+  readonly scopedSkipped: number;
+  /** The walk ran out of hops: the program drops the packet ("policy-depth"). */
+  readonly depthExhausted: boolean;
+}
+
+/** What a matching entry's scope set answered (match.allow/deny already include it). */
+export interface ScopedAnswer {
+  readonly scope: number;
+  readonly allow: boolean;
+  readonly deny: boolean;
+  readonly ruleId: number;
+}
+
+/** The packet a layout-6 LOOKUP evaluates scoped entries for; uid/gid null = unknown. */
+export interface LookupPacket {
+  readonly protocol: number;
+  /** Destination port (0 for protocols without ports). */
+  readonly port: number;
+  readonly uid: number | null;
+  readonly gid: number | null;
 }

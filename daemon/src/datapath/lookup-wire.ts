@@ -4,16 +4,21 @@
  * wire-format.ts LAYOUT, checked against netfence-protocol.h by test/unit/datapath/wire-format.test.ts.
  */
 import { formatAddr, formatCidr } from "@netfence/proto/parse";
-import type { KernelLookup, KernelMatch, ProtectedMatch } from "./kernel-lookup.js";
-export type { KernelLookup, KernelMatch, ProtectedMatch } from "./kernel-lookup.js";
-import { ENTRY_ALLOW, ENTRY_DENY, ID_LEN, LAYOUT, MODE_NAMES, SETTING_AUDIT } from "./wire-format.js";
+import type { KernelLookup, KernelMatch, LookupPacket, ProtectedMatch } from "./kernel-lookup.js";
+export type { KernelLookup, KernelMatch, LookupPacket, ProtectedMatch, ScopedAnswer } from "./kernel-lookup.js";
+import { ENTRY_ALLOW, ENTRY_DENY, ID_LEN, LAYOUT, MODE_NAMES, OWNER_UNKNOWN, SETTING_AUDIT } from "./wire-format.js";
 
-export function encodeLookup(id: string, family: 4 | 6, addr: Uint8Array): Buffer {
+/** `packet` absent: protocol 0, port 0, owner unknown (a scoped entry then matches only rules for any protocol and owner). */
+export function encodeLookup(id: string, family: 4 | 6, addr: Uint8Array, packet?: LookupPacket): Buffer {
   const L = LAYOUT.nf_lookup_req;
   const b = Buffer.alloc(L.size);
   b.write(id, L.id, ID_LEN - 1, "utf8");
   b.writeUInt8(family, L.family);
   b.set(addr, L.addr);
+  b.writeUInt8(packet?.protocol ?? 0, L.proto);
+  b.writeUInt16LE(packet?.port ?? 0, L.port);
+  b.writeUInt32LE(packet?.uid ?? OWNER_UNKNOWN, L.uid);
+  b.writeUInt32LE(packet?.gid ?? OWNER_UNKNOWN, L.gid);
   return b;
 }
 
@@ -66,5 +71,15 @@ export function decodeLookup(b: Buffer, family: 4 | 6): KernelLookup {
     expiredSkipped: b.readUInt8(L.expired_skipped),
     protectedAllow: prot(b, L.prot),
     protectedDeny: prot(b, L.pdeny),
+    scoped: match !== null && b.readUInt16LE(L.scope) !== 0
+      ? {
+          scope: b.readUInt16LE(L.scope),
+          allow: (b.readUInt8(L.scope_flags) & ENTRY_ALLOW) !== 0,
+          deny: (b.readUInt8(L.scope_flags) & ENTRY_DENY) !== 0,
+          ruleId: b.readUInt32LE(L.scope_rule_id),
+        }
+      : null,
+    scopedSkipped: b.readUInt32LE(L.scoped_skipped),
+    depthExhausted: b.readUInt8(L.depth) !== 0,
   };
 }

@@ -11,7 +11,11 @@ export const TAMPER = { DETACHED: 1, PROG_REPLACED: 2, PIN_REPLACED: 4, PIN_MISS
 export const SUM_BASIS_A = 0x811c9dc5;
 export const SUM_BASIS_B = 0x5bd1e995;
 /** pin_names in bpf/loader/registry.c, by bit of nf_verify_result.bad_pins. */
-export const PIN_NAMES = ["state", "counters", "v4_exact", "v4_lpm", "v6_exact", "v6_lpm", "v4_large", "v6_large", "prog", "link", "hits"] as const;
+/** pin_names in bpf/loader/registry.c, by bit; the last two exist for cgroup attachments only (layout 6). */
+export const PIN_NAMES = [
+  "state", "counters", "v4_exact", "v4_lpm", "v6_exact", "v6_lpm", "v4_large", "v6_large", "prog", "link", "hits",
+  "scope", "sk", "prog_sock", "link_sock",
+] as const;
 
 export interface VerifyItem {
   readonly id: string;

@@ -4,7 +4,7 @@
  * offset comes from its LAYOUT table (checked against netfence.h by a test).
  */
 import type { ExactTables, ExactTablesFamily, FilterEntry, FilterMode, MigrationInfo } from "./filter.js";
-import { COUNTERS_PER_ATTACHMENT, ENTRY_ALLOW, ENTRY_DENY, FEAT_TCX, ID_LEN, LAYOUT, METHOD, MODE_NAMES, SETTING_AUDIT } from "./wire-format.js";
+import { COUNTERS_PER_ATTACHMENT, ENTRY_ALLOW, ENTRY_DENY, FEAT_TCX, ID_LEN, LAYOUT, METHOD, MODE_NAMES, SETTING_AUDIT, SETTING_KEEP, WIRE_FAMILY_SCOPE } from "./wire-format.js";
 
 /** NF_CNT_* indexes of the per-attachment u64 counters in a COUNTERS reply. */
 export const CNT = { ALLOWED: 0, BLOCKED: 1, AUDITED: 2, EVENTS_LOST: 3 } as const;
@@ -54,6 +54,7 @@ export interface StateView {
   slot: number;
   mode: FilterMode;
   audit: boolean;
+  keep: boolean;
   kind: number;
   method: number;
   direction: number;
@@ -73,6 +74,7 @@ export function decodeState(b: Buffer, off = 0): StateView {
     slot: b.readUInt32LE(off + L.slot),
     mode: MODE_NAMES[modeCode] ?? "block-all",
     audit: (flags & SETTING_AUDIT) !== 0,
+    keep: (flags & SETTING_KEEP) !== 0,
     kind: b.readUInt8(off + L.kind),
     method: b.readUInt8(off + L.method),
     direction: b.readUInt8(off + L.direction),
@@ -95,6 +97,10 @@ export interface DumpView {
   method: number;
   direction: number;
   entries: FilterEntry[];
+  /** NF_SETTING_KEEP of the active generation. */
+  keep: boolean;
+  /** Entries of the scope table (layout 6) in the active generation; not rebuilt into `entries`. */
+  scopeEntries: number;
 }
 
 export function decodeDump(b: Buffer): DumpView {
@@ -103,9 +109,15 @@ export function decodeDump(b: Buffer): DumpView {
   const count = b.readUInt32LE(L.count);
   if (b.length < L.size + count * E.size) throw new RangeError(`DUMP reply announces ${count} entries in ${b.length} bytes`);
   const entries: FilterEntry[] = [];
+  let scopeEntries = 0;
   for (let i = 0; i < count; i++) {
     const off = L.size + i * E.size;
-    const family = b.readUInt8(off + E.family) === 6 ? 6 : 4;
+    const rawFamily = b.readUInt8(off + E.family);
+    if (rawFamily === WIRE_FAMILY_SCOPE) { // the scope table: not a FilterEntry (counted only)
+      scopeEntries++;
+      continue;
+    }
+    const family = rawFamily === 6 ? 6 : 4;
     const flags = b.readUInt8(off + E.flags);
     const ms = Number(b.readBigUInt64LE(off + E.expires_ms));
     entries.push({
@@ -122,6 +134,8 @@ export function decodeDump(b: Buffer): DumpView {
     ifindex: b.readUInt32LE(L.ifindex),
     mode: MODE_NAMES[b.readUInt32LE(L.mode)] ?? "block-all",
     audit: (b.readUInt32LE(L.flags) & SETTING_AUDIT) !== 0,
+    keep: (b.readUInt32LE(L.flags) & SETTING_KEEP) !== 0,
+    scopeEntries,
     progId: b.readUInt32LE(L.prog_id),
     attached: b.readUInt32LE(L.attached) !== 0,
     dnsPort: b.readUInt16LE(L.dns_port),
@@ -147,6 +161,9 @@ export interface RawEvent {
   saddr: Uint8Array;
   daddr: Uint8Array;
   ruleAddr: Uint8Array;
+  /** The socket owner (cgroup attachments); OWNER_UNKNOWN (0xffffffff) when unknown. */
+  uid: number;
+  gid: number;
 }
 
 export function decodeEvents(b: Buffer): RawEvent[] {
@@ -167,6 +184,8 @@ export function decodeEvents(b: Buffer): RawEvent[] {
       saddr: Uint8Array.from(b.subarray(off + L.saddr, off + L.saddr + 16)),
       daddr: Uint8Array.from(b.subarray(off + L.daddr, off + L.daddr + 16)),
       ruleAddr: Uint8Array.from(b.subarray(off + L.rule_addr, off + L.rule_addr + 16)),
+      uid: b.readUInt32LE(off + L.uid),
+      gid: b.readUInt32LE(off + L.gid),
     });
   }
   return out;
@@ -194,7 +213,7 @@ export function decodeTables(b: Buffer): ExactTables {
       otherLargeCap: b.readUInt32LE(o + L.other_large_cap),
     };
   };
-  return { v4: fam(0), v6: fam(1) };
+  return { v4: fam(0), v6: fam(1), scopeCount: b.readUInt32LE(LAYOUT.nf_tables_reply.scope_n) };
 }
 
 /** MIGRATE_BEGIN / MIGRATE_FINISH: the old pins' layout, magic, program and attach method. */

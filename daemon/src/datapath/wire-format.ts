@@ -8,7 +8,7 @@ import { invalidArgument } from "@netfence/proto/errors";
 import type { FilterEntry, FilterMode, ProtectedEntry } from "./filter.js";
 
 export const PROTOCOL_VERSION = 2;
-export const LAYOUT_VERSION = 5;
+export const LAYOUT_VERSION = 6;
 export const ID_LEN = 64;
 export const FRAME_HDR_SIZE = 16;
 export const MAX_FRAME = 64 * 1024 * 1024;
@@ -51,6 +51,8 @@ export type OpCode = (typeof Op)[keyof typeof Op];
 export const MODE_CODES: Record<FilterMode, number> = { disabled: 0, allowlist: 1, denylist: 2, "block-all": 3 };
 export const MODE_NAMES: readonly FilterMode[] = ["disabled", "allowlist", "denylist", "block-all"];
 export const SETTING_AUDIT = 1;
+/** NF_SETTING_KEEP (issue 15): connections established while allowed survive a change that blocks them. */
+export const SETTING_KEEP = 8;
 /** Loader-owned settings bits (a generation's exact entries are in its large table); never sent. */
 export const SETTING_V4_LARGE = 2;
 export const SETTING_V6_LARGE = 4;
@@ -65,6 +67,12 @@ export const FEAT_TCX = 1;
 export const COUNTERS_PER_ATTACHMENT = 4; // NF_CNT_MAX: allowed, blocked, audited, events lost
 export const NO_RULE = 255;
 export const PROT_DENY = 1;
+/** NF_PROT_FROM: `port` is the TCP source port of a stream socket bound to it (cgroup attachments only). */
+export const PROT_FROM = 2;
+/** NF_OWNER_UNKNOWN: events' uid/gid when the owner is not known. */
+export const OWNER_UNKNOWN = 0xffffffff;
+/** nf_wire_entry.family of a scope-table entry (layout 6; scope-wire.ts writes them). */
+export const WIRE_FAMILY_SCOPE = 2;
 export const MAX_WORKLOAD_ADDRS = 8; // NF_MAX_WORKLOAD_ADDRS, per family
 
 /** NF_GUARD_* (nf_state.guards). */
@@ -99,7 +107,23 @@ export const REASONS: readonly string[] = [
   "router-message",
   "protected-deny",
   "local-closed",
+  "policy-depth",
+  "kept-established",
 ];
+
+/** NF_ENTRY_SCOPE_ANY | _UID | _GID: which kinds of scope-table entries the address entry's scope set has. */
+export const ENTRY_SCOPE_KINDS = (1 << 2) | (1 << 3) | (1 << 4);
+const NO_SCOPES = new Uint8Array(0);
+
+/**
+ * An address entry as the kernel gets it (layout 6): a FilterEntry plus, when its prefix has scoped
+ * rules, the id of its scope set in the generation and the NF_ENTRY_SCOPE_* kinds that set has
+ * (scope-compile.ts assigns both; absent = no scoped rule).
+ */
+export interface WireEntry extends FilterEntry {
+  readonly scopeId?: number;
+  readonly scopeKinds?: number;
+}
 
 /** Sizes and offsets this module relies on (checked against the C header by a test). */
 export const LAYOUT = {
@@ -118,7 +142,7 @@ export const LAYOUT = {
     pdeny_n: 140, guards: 144, dns_port_min: 148, dns_port_max: 150, mac: 152, n_ip4: 158, n_ip6: 159, ip4: 160, ip6: 192,
   },
   nf_adopt_reply: { size: 328, state: 0, prog_id: 320, attached: 324 },
-  nf_wire_entry: { size: 32, family: 0, prefixlen: 1, flags: 2, rule_id: 4, expires_ms: 8, addr: 16 },
+  nf_wire_entry: { size: 40, family: 0, prefixlen: 1, flags: 2, rule_id: 4, expires_ms: 8, addr: 16, scope: 32 },
   nf_policy_req: { size: 80, id: 0, mode: 64, flags: 68, count: 72 },
   nf_entries_req: { size: 72, id: 0, count: 64 },
   nf_mode_req: { size: 72, id: 0, mode: 64, flags: 68 },
@@ -131,20 +155,20 @@ export const LAYOUT = {
     kind: 38, method: 39, direction: 40,
   },
   nf_tables_family: { size: 32, small_cap: 0, small_n: 4, large_cap: 8, large_n: 12, uses_large: 16, lpm_n: 20, lpm_host_n: 24, other_large_cap: 28 },
-  nf_tables_reply: { size: 64, fam: 0 },
-  nf_lookup_req: { size: 84, id: 0, family: 64, addr: 68 },
+  nf_tables_reply: { size: 72, fam: 0, scope_n: 64 },
+  nf_lookup_req: { size: 96, id: 0, family: 64, addr: 68, proto: 84, port: 86, uid: 88, gid: 92 },
   nf_lookup_prot: { size: 8, found: 0, prefixlen: 1, proto: 2, port: 4 },
   nf_lookup_reply: {
-    size: 368, state: 0, expires_ms: 320, rule_id: 328, table: 332, flags: 333, prefixlen: 334, expired_skipped: 335, addr: 336,
-    prot: 352, pdeny: 360,
+    size: 384, state: 0, expires_ms: 320, rule_id: 328, table: 332, flags: 333, prefixlen: 334, expired_skipped: 335, addr: 336,
+    prot: 352, pdeny: 360, scope: 368, scope_flags: 370, depth: 371, scope_rule_id: 372, scoped_skipped: 376,
   },
   nf_verify_item: { size: 72, id: 0, checks: 64 },
   nf_verify_result: { size: 40, tamper: 0, prog_id: 4, seen_prog_id: 8, mode: 12, flags: 16, entries: 20, sum_a: 24, sum_b: 28, bad_pins: 32, checked: 36 },
   nf_restore_reply: { size: 8, repinned: 0, state_fixed: 4 },
   nf_migrate_reply: { size: 24, layout: 0, magic: 4, prog_id: 8, ifindex: 12, tc_priority: 16, method: 20, kind: 21, direction: 22, detached: 23 },
   nf_event: {
-    size: 80, ts_ns: 0, suppressed: 8, slot: 16, sport: 20, dport: 22, family: 24, proto: 25, verdict: 26,
-    reason: 27, direction: 28, rule_prefixlen: 29, saddr: 32, daddr: 48, rule_addr: 64,
+    size: 88, ts_ns: 0, suppressed: 8, slot: 16, sport: 20, dport: 22, family: 24, proto: 25, verdict: 26,
+    reason: 27, direction: 28, rule_prefixlen: 29, saddr: 32, daddr: 48, rule_addr: 64, uid: 80, gid: 84,
   },
   /** Rule hit counts (issue 14): encoded and decoded in hits-wire.ts. */
   nf_hit: { size: 24, packets: 0, last_ns: 8, last_jiffies: 16 },
@@ -261,7 +285,7 @@ export function encodeLink(id: string, ifindex: number, methodPref: number, cgro
  * validation pass would read every entry twice): a malformed entry rejects the whole frame with
  * INVALID_ARGUMENT before anything is sent.
  */
-function writeEntry(view: DataView, bytes: Uint8Array, off: number, e: FilterEntry, i: number): void {
+function writeEntry(view: DataView, bytes: Uint8Array, off: number, e: WireEntry, i: number): void {
   const E = LAYOUT.nf_wire_entry;
   const { family, prefixLen, addr } = e.cidr;
   if ((family !== 4 && family !== 6) || !Number.isInteger(prefixLen) || prefixLen < 0 || prefixLen > (family === 4 ? 32 : 128)) {
@@ -271,7 +295,11 @@ function writeEntry(view: DataView, bytes: Uint8Array, off: number, e: FilterEnt
   if (e.expiresAtMs !== null && !(Number.isFinite(e.expiresAtMs) && e.expiresAtMs > 0)) throw invalidArgument(`entry ${i}: invalid deadline`);
   view.setUint8(off + E.family, family);
   view.setUint8(off + E.prefixlen, prefixLen);
-  view.setUint8(off + E.flags, (e.allow ? ENTRY_ALLOW : 0) | (e.deny ? ENTRY_DENY : 0));
+  const scope = e.scopeId ?? 0;
+  if (!Number.isInteger(scope) || scope < 0 || scope > 0xffff) throw invalidArgument(`entry ${i}: invalid scope id ${scope}`);
+  const kinds = scope === 0 ? 0 : (e.scopeKinds ?? 0) & ENTRY_SCOPE_KINDS;
+  view.setUint8(off + E.flags, (e.allow ? ENTRY_ALLOW : 0) | (e.deny ? ENTRY_DENY : 0) | kinds);
+  view.setUint16(off + E.scope, scope, true);
   view.setUint32(off + E.rule_id, e.ruleId ?? 0, true);
   const ms = e.expiresAtMs === null ? 0 : Math.max(1, Math.ceil(e.expiresAtMs));
   view.setUint32(off + E.expires_ms, ms % 0x100000000, true);
@@ -279,40 +307,62 @@ function writeEntry(view: DataView, bytes: Uint8Array, off: number, e: FilterEnt
   bytes.set(addr, off + E.addr);
 }
 
-function writeEntries(b: Buffer, start: number, entries: readonly FilterEntry[]): void {
+/**
+ * Writes the scope entries (already serialised, 40 bytes each: scope-wire.ts) and then the address
+ * entries: the loader writes an UPSERT's tables scope first anyway, and a frame that lists the
+ * scope table first reads in the order the kernel needs.
+ */
+function writeEntries(b: Buffer, start: number, entries: readonly WireEntry[], scopeWire: Uint8Array): void {
   const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const E = LAYOUT.nf_wire_entry.size;
-  for (let i = 0; i < entries.length; i++) writeEntry(view, b, start + i * E, entries[i]!, i);
+  b.set(scopeWire, start);
+  const first = start + scopeWire.length;
+  for (let i = 0; i < entries.length; i++) writeEntry(view, b, first + i * E, entries[i]!, i);
 }
 
-export function encodePolicy(id: string, mode: FilterMode, audit: boolean, entries: readonly FilterEntry[]): Buffer {
+function scopeCount(scopeWire: Uint8Array): number {
+  const E = LAYOUT.nf_wire_entry.size;
+  if (scopeWire.length % E !== 0) throw invalidArgument(`scope entries of ${scopeWire.length} bytes (not a multiple of ${E})`);
+  return scopeWire.length / E;
+}
+
+/** nf_policy_req/nf_mode_req.flags: the settings the daemon sets. */
+export function settingsFlags(audit: boolean, keep = false): number {
+  return (audit ? SETTING_AUDIT : 0) | (keep ? SETTING_KEEP : 0);
+}
+
+export function encodePolicy(
+  id: string, mode: FilterMode, audit: boolean, entries: readonly WireEntry[], keep = false, scopeWire: Uint8Array = NO_SCOPES,
+): Buffer {
   const L = LAYOUT.nf_policy_req;
   const E = LAYOUT.nf_wire_entry.size;
-  const b = Buffer.alloc(L.size + entries.length * E);
+  const n = entries.length + scopeCount(scopeWire);
+  const b = Buffer.alloc(L.size + n * E);
   writeCString(b, L.id, ID_LEN, id);
   b.writeUInt32LE(MODE_CODES[mode], L.mode);
-  b.writeUInt32LE(audit ? SETTING_AUDIT : 0, L.flags);
-  b.writeUInt32LE(entries.length, L.count);
-  writeEntries(b, L.size, entries);
+  b.writeUInt32LE(settingsFlags(audit, keep), L.flags);
+  b.writeUInt32LE(n, L.count);
+  writeEntries(b, L.size, entries, scopeWire);
   return b;
 }
 
-export function encodeEntries(id: string, entries: readonly FilterEntry[]): Buffer {
+export function encodeEntries(id: string, entries: readonly WireEntry[], scopeWire: Uint8Array = NO_SCOPES): Buffer {
   const L = LAYOUT.nf_entries_req;
   const E = LAYOUT.nf_wire_entry.size;
-  const b = Buffer.alloc(L.size + entries.length * E);
+  const n = entries.length + scopeCount(scopeWire);
+  const b = Buffer.alloc(L.size + n * E);
   writeCString(b, L.id, ID_LEN, id);
-  b.writeUInt32LE(entries.length, L.count);
-  writeEntries(b, L.size, entries);
+  b.writeUInt32LE(n, L.count);
+  writeEntries(b, L.size, entries, scopeWire);
   return b;
 }
 
-export function encodeMode(id: string, mode: FilterMode, audit: boolean): Buffer {
+export function encodeMode(id: string, mode: FilterMode, audit: boolean, keep = false): Buffer {
   const L = LAYOUT.nf_mode_req;
   const b = Buffer.alloc(L.size);
   writeCString(b, L.id, ID_LEN, id);
   b.writeUInt32LE(MODE_CODES[mode], L.mode);
-  b.writeUInt32LE(audit ? SETTING_AUDIT : 0, L.flags);
+  b.writeUInt32LE(settingsFlags(audit, keep), L.flags);
   return b;
 }
 
@@ -332,7 +382,7 @@ export function encodeProtected(entries: readonly ProtectedEntry[]): Buffer {
     b.writeUInt8(e.cidr.family, off + L.family);
     b.writeUInt8(e.cidr.prefixLen, off + L.prefixlen);
     b.writeUInt8(e.protocol, off + L.proto);
-    b.writeUInt8(e.action === "deny" ? PROT_DENY : 0, off + L.flags);
+    b.writeUInt8((e.action === "deny" ? PROT_DENY : 0) | (e.from === true ? PROT_FROM : 0), off + L.flags);
     b.writeUInt16LE(e.port, off + L.port);
     b.set(e.cidr.addr.subarray(0, 16), off + L.addr);
   });

@@ -15,6 +15,7 @@ function protocolName(e: KernelPacketEvent): string {
 /**
  * Kernel event → wire PacketEvent. Packets are always sent by the workload (egress from its view).
  * `metadata`: the attachment's (PacketEvent.metadata, extension 13), when it is still attached.
+ * The owner (issue 15): uid (14, unset = unknown) and its user name (15).
  */
 export function packetEventToWire(e: KernelPacketEvent, metadata?: Readonly<Record<string, string>>): PacketEvent {
   return create(PacketEventSchema, {
@@ -31,5 +32,7 @@ export function packetEventToWire(e: KernelPacketEvent, metadata?: Readonly<Reco
     rule: e.rule ?? "",
     suppressed: BigInt(e.suppressed),
     metadata: metadata === undefined ? {} : { ...metadata },
+    ...(e.uid != null ? { uid: e.uid } : {}),
+    user: e.user ?? "",
   });
 }

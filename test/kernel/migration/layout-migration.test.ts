@@ -113,8 +113,9 @@ describe("migration of pinned state of an older layout on start (real kernel)", 
       await waitFor(async () => (await sh("bpftool", ["prog", "show", "id", String(old)], { allowFail: true })).code !== 0, `old program ${old} freed`, 5000);
     }
     expect(await Promise.all([tc.id, cgId].map(progIdOf))).not.toContain(oldProgs[0]);
-    const cgProgs = JSON.parse((await sh("bpftool", ["-j", "cgroup", "show", cg])).stdout) as unknown[];
-    expect(cgProgs).toHaveLength(1);
+    // Layout 6: the new attachment's egress program and its cgroup/sock_create owner stamp; one egress program.
+    const cgProgs = JSON.parse((await sh("bpftool", ["-j", "cgroup", "show", cg])).stdout) as Array<{ attach_type?: string }>;
+    expect(cgProgs.map((p) => p.attach_type ?? "").sort()).toEqual(["cgroup_inet_egress", "cgroup_inet_sock_create"].sort());
 
     // Enforced by the new programs; DNS answered by the restarted daemon.
     expect(await reach(net.serverIp4[0]!)).toBe(true);

@@ -3,7 +3,10 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { GUARD, LAYOUT, MAX_WORKLOAD_ADDRS, MODE_CODES, Op, PROT_DENY, REASONS, PROTOCOL_VERSION, LAYOUT_VERSION, SETTING_V4_LARGE, SETTING_V6_LARGE } from "../../../daemon/src/datapath/wire-format.js";
+import {
+  ENTRY_SCOPE_KINDS, GUARD, LAYOUT, MAX_WORKLOAD_ADDRS, MODE_CODES, Op, PROT_DENY, PROT_FROM, REASONS, PROTOCOL_VERSION, LAYOUT_VERSION,
+  SETTING_KEEP, SETTING_V4_LARGE, SETTING_V6_LARGE, WIRE_FAMILY_SCOPE,
+} from "../../../daemon/src/datapath/wire-format.js";
 import { projectRoot } from "../../../daemon/src/datapath/project-root.js";
 import { HITS_CAP, HITS_OVERFLOW, RULE_ID } from "../../../daemon/src/datapath/hits-wire.js";
 import { SUM_BASIS_A, SUM_BASIS_B, TAMPER, VERIFY } from "../../../daemon/src/datapath/tamper-wire.js";
@@ -34,6 +37,7 @@ describe("wire-format.ts matches bpf/include/netfence.h", () => {
     "NF_MODE_DISABLED", "NF_MODE_ALLOWLIST", "NF_MODE_DENYLIST", "NF_MODE_BLOCK_ALL", "NF_REASON_MALFORMED", "NF_CNT_MAX",
     "NF_REASON_SPOOFED", "NF_REASON_NON_IP", "NF_REASON_OTHER_TENANT_DNS", "NF_REASON_ROUTER_MESSAGE", "NF_REASON_PROTECTED_DENY",
     "NF_REASON_LOCAL_CLOSED", "NF_PROT_DENY", "NF_MAX_WORKLOAD_ADDRS",
+    "NF_REASON_POLICY_DEPTH", "NF_REASON_KEPT", "NF_SETTING_KEEP", "NF_PROT_FROM", "NF_WIRE_SCOPE", "NF_ENTRY_SCOPE_KINDS",
     ...Object.keys(GUARD).map((k) => `NF_GUARD_${k}`),
   ].map((c) => `printf("${c}=%d\\n", (int)${c});`).join("\n") + `\nprintf("NF_SUM_BASIS_A=%u\\n", NF_SUM_BASIS_A);\nprintf("NF_SUM_BASIS_B=%u\\n", NF_SUM_BASIS_B);`;
   const src = `#include <stdio.h>\n#include <stddef.h>\n#include "netfence.h"\nint main(void){\n${prints}\n${consts}\nreturn 0;}\n`;
@@ -73,7 +77,13 @@ describe("wire-format.ts matches bpf/include/netfence.h", () => {
       PROTECTED_DENY: "protected-deny", LOCAL_CLOSED: "local-closed",
     };
     for (const [c, text] of Object.entries(reasons)) expect(REASONS[out.get(`NF_REASON_${c}`)!], c).toBe(text);
-    expect(REASONS).toHaveLength(out.get("NF_REASON_LOCAL_CLOSED")! + 1);
+    expect(REASONS[out.get("NF_REASON_POLICY_DEPTH")!]).toBe("policy-depth");
+    expect(REASONS[out.get("NF_REASON_KEPT")!]).toBe("kept-established");
+    expect(REASONS).toHaveLength(out.get("NF_REASON_KEPT")! + 1);
+    expect(out.get("NF_SETTING_KEEP")).toBe(SETTING_KEEP);
+    expect(out.get("NF_PROT_FROM")).toBe(PROT_FROM);
+    expect(out.get("NF_WIRE_SCOPE")).toBe(WIRE_FAMILY_SCOPE);
+    expect(out.get("NF_ENTRY_SCOPE_KINDS")).toBe(ENTRY_SCOPE_KINDS);
     for (const [name, bit] of Object.entries(GUARD)) expect(out.get(`NF_GUARD_${name}`), name).toBe(bit);
     expect(out.get("NF_PROT_DENY")).toBe(PROT_DENY);
     expect(out.get("NF_MAX_WORKLOAD_ADDRS")).toBe(MAX_WORKLOAD_ADDRS);

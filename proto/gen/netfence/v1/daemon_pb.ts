@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file netfence/v1/daemon.proto.
  */
 export const file_netfence_v1_daemon: GenFile = /*@__PURE__*/
-  fileDesc("ChhuZXRmZW5jZS92MS9kYWVtb24ucHJvdG8SC25ldGZlbmNlLnYxIisKEldhdGNoRXZlbnRzUmVxdWVzdBIVCg1hdHRhY2htZW50X2lkGAEgASgJIrcBCg1BdHRhY2hSZXF1ZXN0EhgKDmludGVyZmFjZV9uYW1lGAEgASgJSAASFQoLY2dyb3VwX3BhdGgYAiABKAlIABI6CghtZXRhZGF0YRgDIAMoCzIoLm5ldGZlbmNlLnYxLkF0dGFjaFJlcXVlc3QuTWV0YWRhdGFFbnRyeRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCAoGdGFyZ2V0IjEKDkF0dGFjaFJlc3BvbnNlEgoKAmlkGAEgASgJEhMKC2Ruc19hZGRyZXNzGAIgASgJIhsKDURldGFjaFJlcXVlc3QSCgoCaWQYASABKAkiNAoLTGlzdFJlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkibgoMTGlzdFJlc3BvbnNlEjAKC2F0dGFjaG1lbnRzGAEgAygLMhsubmV0ZmVuY2UudjEuQXR0YWNobWVudEluZm8SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhMKC3RvdGFsX2NvdW50GAMgASgFIpoECg5BdHRhY2htZW50SW5mbxIKCgJpZBgBIAEoCRIOCgZ0YXJnZXQYAiABKAkSKQoEdHlwZRgDIAEoDjIbLm5ldGZlbmNlLnYxLkF0dGFjaG1lbnRUeXBlEiUKBG1vZGUYBCABKA4yFy5uZXRmZW5jZS52MS5Qb2xpY3lNb2RlEiYKCGRuc19tb2RlGAUgASgOMhQubmV0ZmVuY2UudjEuRG5zTW9kZRITCgtkbnNfYWRkcmVzcxgGIAEoCRI7CghtZXRhZGF0YRgHIAMoCzIpLm5ldGZlbmNlLnYxLkF0dGFjaG1lbnRJbmZvLk1ldGFkYXRhRW50cnkSFwoPcGFja2V0c19hbGxvd2VkGAggASgEEhcKD3BhY2tldHNfYmxvY2tlZBgJIAEoBBIbChNkbnNfcXVlcmllc19hbGxvd2VkGAogASgEEhsKE2Ruc19xdWVyaWVzX2Jsb2NrZWQYCyABKAQSLwoLYXR0YWNoZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWF0dGFjaF9tZXRob2QYZCABKAkSFwoPcGFja2V0c19hdWRpdGVkGGUgASgEEg0KBWF1ZGl0GGkgASgIEhMKC2V2ZW50c19sb3N0GGogASgEGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKxAgoMRGFlbW9uU3RhdHVzEg8KB3ZlcnNpb24YASABKAkSEQoJZGFlbW9uX2lkGAIgASgJEhAKCGhvc3RuYW1lGAMgASgJEjkKE2NvbnRyb2xfcGxhbmVfc3RhdGUYBCABKA4yHC5uZXRmZW5jZS52MS5Db25uZWN0aW9uU3RhdGUSHQoVY29udHJvbF9wbGFuZV9hZGRyZXNzGAUgASgJEhgKEGF0dGFjaG1lbnRfY291bnQYBiABKAUSGAoQdGNfYXR0YWNoX21ldGhvZBhkIAEoCRIUCgxvcnBoYW5fY291bnQYZSABKAUSEAoId2FybmluZ3MYZiADKAkSFwoPaGlzdG9yeV9lbnRyaWVzGGkgASgFEhwKFGhpc3Rvcnlfd3JpdGVfZXJyb3JzGGogASgFIt0BChBPcnBoYW5BdHRhY2htZW50EgoKAmlkGAEgASgJEg4KBnRhcmdldBgCIAEoCRIpCgR0eXBlGAMgASgOMhsubmV0ZmVuY2UudjEuQXR0YWNobWVudFR5cGUSJQoEbW9kZRgEIAEoDjIXLm5ldGZlbmNlLnYxLlBvbGljeU1vZGUSEAoIYXR0YWNoZWQYBSABKAgSEAoIZG5zX3BvcnQYBiABKA0SDwoHZW50cmllcxgHIAEoDRIVCg1hdHRhY2hfbWV0aG9kGAggASgJEg8KB3Byb2JsZW0YCSABKAkiRQoTTGlzdE9ycGhhbnNSZXNwb25zZRIuCgdvcnBoYW5zGAEgAygLMh0ubmV0ZmVuY2UudjEuT3JwaGFuQXR0YWNobWVudCIuChNBZG9wdE9ycGhhbnNSZXF1ZXN0EgoKAmlkGAEgASgJEgsKA2FsbBgCIAEoCCIpCgxBZG9wdEZhaWx1cmUSCgoCaWQYASABKAkSDQoFZXJyb3IYAiABKAkibwoUQWRvcHRPcnBoYW5zUmVzcG9uc2USLAoHYWRvcHRlZBgBIAMoCzIbLm5ldGZlbmNlLnYxLkF0dGFjaFJlc3BvbnNlEikKBmZhaWxlZBgCIAMoCzIZLm5ldGZlbmNlLnYxLkFkb3B0RmFpbHVyZSIhChNEZXRhY2hPcnBoYW5SZXF1ZXN0EgoKAmlkGAEgASgJImgKDkV4cGxhaW5SZXF1ZXN0EhUKDWF0dGFjaG1lbnRfaWQYASABKAkSDwoHYWRkcmVzcxgCIAEoCRIOCgZkb21haW4YAyABKAkSDAoEcG9ydBgEIAEoDRIQCghwcm90b2NvbBgFIAEoCSJmCgpSdWxlT3JpZ2luEg4KBnNvdXJjZRgBIAEoCRISCgpjb21tYW5kX2lkGAIgASgJEgwKBHdoYXQYAyABKAkSJgoCYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIqwBCgxFeHBsYWluRW50cnkSDAoEY2lkchgBIAEoCRINCgVhbGxvdxgCIAEoCBIMCgRkZW55GAMgASgIEg8KB3J1bGVfaWQYBCABKA0SLgoKZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLdHRsX2xlZnRfbXMYBiABKAMSDQoFdGFibGUYByABKAkSDAoEdXNlZBgIIAEoCCLuAQoNRXhwbGFpblNvdXJjZRIMCgRraW5kGAEgASgJEg4KBmFjdGlvbhgCIAEoCRIMCgRjaWRyGAMgASgJEi4KCmV4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKBm9yaWdpbhgFIAEoCzIXLm5ldGZlbmNlLnYxLlJ1bGVPcmlnaW4SDAoEbmFtZRgGIAEoCRIuCgpsZWFybmVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIaChJhbnN3ZXJfdHRsX3NlY29uZHMYCCABKA0i/gIKEkFkZHJlc3NFeHBsYW5hdGlvbhIPCgdhZGRyZXNzGAEgASgJEhAKCHByb3RvY29sGAIgASgNEgwKBHBvcnQYAyABKA0SDwoHdmVyZGljdBgEIAEoCRIOCgZyZWFzb24YBSABKAkSDAoEc3RlcBgGIAEoCRIlCgRtb2RlGAcgASgOMhcubmV0ZmVuY2UudjEuUG9saWN5TW9kZRINCgVhdWRpdBgIIAEoCBIsCgttb2RlX29yaWdpbhgJIAEoCzIXLm5ldGZlbmNlLnYxLlJ1bGVPcmlnaW4SKAoFZW50cnkYCiABKAsyGS5uZXRmZW5jZS52MS5FeHBsYWluRW50cnkSKwoHc291cmNlcxgLIAMoCzIaLm5ldGZlbmNlLnYxLkV4cGxhaW5Tb3VyY2USFgoOcHJvdGVjdGVkX2NpZHIYDCABKAkSDQoFbmFtZXMYDSADKAkSDQoFbm90ZXMYDiADKAkSFwoPZXhwaXJlZF9za2lwcGVkGA8gASgNIs0BChREb21haW5MZWFybmVkQWRkcmVzcxIPCgdhZGRyZXNzGAEgASgJEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3R0bF9sZWZ0X21zGAMgASgDEi4KCmxlYXJuZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhoKEmFuc3dlcl90dGxfc2Vjb25kcxgFIAEoDRITCgtzaGFyZWRfd2l0aBgGIAMoCSLLAgoRRG9tYWluRXhwbGFuYXRpb24SDgoGZG9tYWluGAEgASgJEiYKCGRuc19tb2RlGAIgASgOMhQubmV0ZmVuY2UudjEuRG5zTW9kZRIwCg9kbnNfbW9kZV9vcmlnaW4YAyABKAsyFy5uZXRmZW5jZS52MS5SdWxlT3JpZ2luEhAKCHJlc29sdmVzGAQgASgIEhMKC3J1bGVfYWN0aW9uGAUgASgJEhMKC3J1bGVfZG9tYWluGAYgASgJEh8KF3J1bGVfaW5jbHVkZV9zdWJkb21haW5zGAcgASgIEiwKC3J1bGVfb3JpZ2luGAggASgLMhcubmV0ZmVuY2UudjEuUnVsZU9yaWdpbhIyCgdsZWFybmVkGAkgAygLMiEubmV0ZmVuY2UudjEuRG9tYWluTGVhcm5lZEFkZHJlc3MSDQoFbm90ZXMYCiADKAkiigEKD0V4cGxhaW5SZXNwb25zZRIVCg1hdHRhY2htZW50X2lkGAEgASgJEjAKB2FkZHJlc3MYAiABKAsyHy5uZXRmZW5jZS52MS5BZGRyZXNzRXhwbGFuYXRpb24SLgoGZG9tYWluGAMgASgLMh4ubmV0ZmVuY2UudjEuRG9tYWluRXhwbGFuYXRpb24iHgoQTGlzdFJ1bGVzUmVxdWVzdBIKCgJpZBgBIAEoCSLzAQoIUnVsZUluZm8SDwoHcnVsZV9pZBgBIAEoDRIMCgRydWxlGAIgASgJEgwKBGtpbmQYAyABKAkSDgoGYWN0aW9uGAQgASgJEhYKDmtlcm5lbF9lbnRyaWVzGAUgASgNEhAKCHByZWZpeGVzGAYgAygJEg8KB3BhY2tldHMYByABKAQSLAoIbGFzdF9oaXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCWluX2RhZW1vbhgKIAEoCCKnAQoRTGlzdFJ1bGVzUmVzcG9uc2USCgoCaWQYASABKAkSJQoEbW9kZRgCIAEoDjIXLm5ldGZlbmNlLnYxLlBvbGljeU1vZGUSDQoFYXVkaXQYAyABKAgSJAoFcnVsZXMYBCADKAsyFS5uZXRmZW5jZS52MS5SdWxlSW5mbxIQCghjYXBhY2l0eRgFIAEoDRIYChBvdmVyZmxvd2VkX3J1bGVzGAYgASgNImEKDkhpc3RvcnlSZXF1ZXN0EhUKDWF0dGFjaG1lbnRfaWQYASABKAkSKQoFc2luY2UYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWxpbWl0GAMgASgFIugBCgxIaXN0b3J5RW50cnkSCwoDc2VxGAEgASgEEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWF0dGFjaG1lbnRfaWQYAyABKAkSDgoGc291cmNlGAQgASgJEg4KBmFjdGlvbhgFIAEoCRISCgpjb21tYW5kX2lkGAYgASgJEhUKDWNvbnRyb2xfcGxhbmUYByABKAkSDwoHc3VtbWFyeRgIIAEoCRIOCgZyZXN1bHQYCSABKAkSDQoFZXJyb3IYCiABKAkSDwoHc2tpcHBlZBgLIAMoCSI9Cg9IaXN0b3J5UmVzcG9uc2USKgoHZW50cmllcxgBIAMoCzIZLm5ldGZlbmNlLnYxLkhpc3RvcnlFbnRyeSIsCg9TZXRBdWRpdFJlcXVlc3QSCgoCaWQYASABKAkSDQoFYXVkaXQYAiABKAgqlwEKD0Nvbm5lY3Rpb25TdGF0ZRIgChxDT05ORUNUSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASIQodQ09OTkVDVElPTl9TVEFURV9ESVNDT05ORUNURUQQARIfChtDT05ORUNUSU9OX1NUQVRFX0NPTk5FQ1RJTkcQAhIeChpDT05ORUNUSU9OX1NUQVRFX0NPTk5FQ1RFRBADMtsGCg1EYWVtb25TZXJ2aWNlEkEKBkF0dGFjaBIaLm5ldGZlbmNlLnYxLkF0dGFjaFJlcXVlc3QaGy5uZXRmZW5jZS52MS5BdHRhY2hSZXNwb25zZRI8CgZEZXRhY2gSGi5uZXRmZW5jZS52MS5EZXRhY2hSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EjsKBExpc3QSGC5uZXRmZW5jZS52MS5MaXN0UmVxdWVzdBoZLm5ldGZlbmNlLnYxLkxpc3RSZXNwb25zZRI+CglHZXRTdGF0dXMSFi5nb29nbGUucHJvdG9idWYuRW1wdHkaGS5uZXRmZW5jZS52MS5EYWVtb25TdGF0dXMSSgoLV2F0Y2hFdmVudHMSHy5uZXRmZW5jZS52MS5XYXRjaEV2ZW50c1JlcXVlc3QaGC5uZXRmZW5jZS52MS5QYWNrZXRFdmVudDABEkcKC0xpc3RPcnBoYW5zEhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5GiAubmV0ZmVuY2UudjEuTGlzdE9ycGhhbnNSZXNwb25zZRJTCgxBZG9wdE9ycGhhbnMSIC5uZXRmZW5jZS52MS5BZG9wdE9ycGhhbnNSZXF1ZXN0GiEubmV0ZmVuY2UudjEuQWRvcHRPcnBoYW5zUmVzcG9uc2USSAoMRGV0YWNoT3JwaGFuEiAubmV0ZmVuY2UudjEuRGV0YWNoT3JwaGFuUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJECgdFeHBsYWluEhsubmV0ZmVuY2UudjEuRXhwbGFpblJlcXVlc3QaHC5uZXRmZW5jZS52MS5FeHBsYWluUmVzcG9uc2USSgoJTGlzdFJ1bGVzEh0ubmV0ZmVuY2UudjEuTGlzdFJ1bGVzUmVxdWVzdBoeLm5ldGZlbmNlLnYxLkxpc3RSdWxlc1Jlc3BvbnNlEkQKB0hpc3RvcnkSGy5uZXRmZW5jZS52MS5IaXN0b3J5UmVxdWVzdBocLm5ldGZlbmNlLnYxLkhpc3RvcnlSZXNwb25zZRJACghTZXRBdWRpdBIcLm5ldGZlbmNlLnYxLlNldEF1ZGl0UmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eWIGcHJvdG8z", [file_google_protobuf_empty, file_google_protobuf_timestamp, file_netfence_v1_types, file_netfence_v1_control]);
+  fileDesc("ChhuZXRmZW5jZS92MS9kYWVtb24ucHJvdG8SC25ldGZlbmNlLnYxIisKEldhdGNoRXZlbnRzUmVxdWVzdBIVCg1hdHRhY2htZW50X2lkGAEgASgJIrcBCg1BdHRhY2hSZXF1ZXN0EhgKDmludGVyZmFjZV9uYW1lGAEgASgJSAASFQoLY2dyb3VwX3BhdGgYAiABKAlIABI6CghtZXRhZGF0YRgDIAMoCzIoLm5ldGZlbmNlLnYxLkF0dGFjaFJlcXVlc3QuTWV0YWRhdGFFbnRyeRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCAoGdGFyZ2V0IjEKDkF0dGFjaFJlc3BvbnNlEgoKAmlkGAEgASgJEhMKC2Ruc19hZGRyZXNzGAIgASgJIhsKDURldGFjaFJlcXVlc3QSCgoCaWQYASABKAkiNAoLTGlzdFJlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkibgoMTGlzdFJlc3BvbnNlEjAKC2F0dGFjaG1lbnRzGAEgAygLMhsubmV0ZmVuY2UudjEuQXR0YWNobWVudEluZm8SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhMKC3RvdGFsX2NvdW50GAMgASgFIpoECg5BdHRhY2htZW50SW5mbxIKCgJpZBgBIAEoCRIOCgZ0YXJnZXQYAiABKAkSKQoEdHlwZRgDIAEoDjIbLm5ldGZlbmNlLnYxLkF0dGFjaG1lbnRUeXBlEiUKBG1vZGUYBCABKA4yFy5uZXRmZW5jZS52MS5Qb2xpY3lNb2RlEiYKCGRuc19tb2RlGAUgASgOMhQubmV0ZmVuY2UudjEuRG5zTW9kZRITCgtkbnNfYWRkcmVzcxgGIAEoCRI7CghtZXRhZGF0YRgHIAMoCzIpLm5ldGZlbmNlLnYxLkF0dGFjaG1lbnRJbmZvLk1ldGFkYXRhRW50cnkSFwoPcGFja2V0c19hbGxvd2VkGAggASgEEhcKD3BhY2tldHNfYmxvY2tlZBgJIAEoBBIbChNkbnNfcXVlcmllc19hbGxvd2VkGAogASgEEhsKE2Ruc19xdWVyaWVzX2Jsb2NrZWQYCyABKAQSLwoLYXR0YWNoZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWF0dGFjaF9tZXRob2QYZCABKAkSFwoPcGFja2V0c19hdWRpdGVkGGUgASgEEg0KBWF1ZGl0GGkgASgIEhMKC2V2ZW50c19sb3N0GGogASgEGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKxAgoMRGFlbW9uU3RhdHVzEg8KB3ZlcnNpb24YASABKAkSEQoJZGFlbW9uX2lkGAIgASgJEhAKCGhvc3RuYW1lGAMgASgJEjkKE2NvbnRyb2xfcGxhbmVfc3RhdGUYBCABKA4yHC5uZXRmZW5jZS52MS5Db25uZWN0aW9uU3RhdGUSHQoVY29udHJvbF9wbGFuZV9hZGRyZXNzGAUgASgJEhgKEGF0dGFjaG1lbnRfY291bnQYBiABKAUSGAoQdGNfYXR0YWNoX21ldGhvZBhkIAEoCRIUCgxvcnBoYW5fY291bnQYZSABKAUSEAoId2FybmluZ3MYZiADKAkSFwoPaGlzdG9yeV9lbnRyaWVzGGkgASgFEhwKFGhpc3Rvcnlfd3JpdGVfZXJyb3JzGGogASgFIt0BChBPcnBoYW5BdHRhY2htZW50EgoKAmlkGAEgASgJEg4KBnRhcmdldBgCIAEoCRIpCgR0eXBlGAMgASgOMhsubmV0ZmVuY2UudjEuQXR0YWNobWVudFR5cGUSJQoEbW9kZRgEIAEoDjIXLm5ldGZlbmNlLnYxLlBvbGljeU1vZGUSEAoIYXR0YWNoZWQYBSABKAgSEAoIZG5zX3BvcnQYBiABKA0SDwoHZW50cmllcxgHIAEoDRIVCg1hdHRhY2hfbWV0aG9kGAggASgJEg8KB3Byb2JsZW0YCSABKAkiRQoTTGlzdE9ycGhhbnNSZXNwb25zZRIuCgdvcnBoYW5zGAEgAygLMh0ubmV0ZmVuY2UudjEuT3JwaGFuQXR0YWNobWVudCIuChNBZG9wdE9ycGhhbnNSZXF1ZXN0EgoKAmlkGAEgASgJEgsKA2FsbBgCIAEoCCIpCgxBZG9wdEZhaWx1cmUSCgoCaWQYASABKAkSDQoFZXJyb3IYAiABKAkibwoUQWRvcHRPcnBoYW5zUmVzcG9uc2USLAoHYWRvcHRlZBgBIAMoCzIbLm5ldGZlbmNlLnYxLkF0dGFjaFJlc3BvbnNlEikKBmZhaWxlZBgCIAMoCzIZLm5ldGZlbmNlLnYxLkFkb3B0RmFpbHVyZSIhChNEZXRhY2hPcnBoYW5SZXF1ZXN0EgoKAmlkGAEgASgJIoUBCg5FeHBsYWluUmVxdWVzdBIVCg1hdHRhY2htZW50X2lkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSDgoGZG9tYWluGAMgASgJEgwKBHBvcnQYBCABKA0SEAoIcHJvdG9jb2wYBSABKAkSDAoEdXNlchgGIAEoCRINCgVncm91cBgHIAEoCSJmCgpSdWxlT3JpZ2luEg4KBnNvdXJjZRgBIAEoCRISCgpjb21tYW5kX2lkGAIgASgJEgwKBHdoYXQYAyABKAkSJgoCYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wItwBCgxFeHBsYWluRW50cnkSDAoEY2lkchgBIAEoCRINCgVhbGxvdxgCIAEoCBIMCgRkZW55GAMgASgIEg8KB3J1bGVfaWQYBCABKA0SLgoKZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLdHRsX2xlZnRfbXMYBiABKAMSDQoFdGFibGUYByABKAkSDAoEdXNlZBgIIAEoCBIuCgZzY29wZWQYCSADKAsyHi5uZXRmZW5jZS52MS5FeHBsYWluU2NvcGVkUnVsZSJUChFFeHBsYWluU2NvcGVkUnVsZRIPCgdydWxlX2lkGAEgASgNEg4KBmFjdGlvbhgCIAEoCRINCgVzY29wZRgDIAEoCRIPCgdtYXRjaGVkGAQgASgIIisKDkV4cGxhaW5Ta2lwcGVkEgwKBGNpZHIYASABKAkSCwoDd2h5GAIgASgJIu4BCg1FeHBsYWluU291cmNlEgwKBGtpbmQYASABKAkSDgoGYWN0aW9uGAIgASgJEgwKBGNpZHIYAyABKAkSLgoKZXhwaXJlc19hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJwoGb3JpZ2luGAUgASgLMhcubmV0ZmVuY2UudjEuUnVsZU9yaWdpbhIMCgRuYW1lGAYgASgJEi4KCmxlYXJuZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhoKEmFuc3dlcl90dGxfc2Vjb25kcxgIIAEoDSLfAwoSQWRkcmVzc0V4cGxhbmF0aW9uEg8KB2FkZHJlc3MYASABKAkSEAoIcHJvdG9jb2wYAiABKA0SDAoEcG9ydBgDIAEoDRIPCgd2ZXJkaWN0GAQgASgJEg4KBnJlYXNvbhgFIAEoCRIMCgRzdGVwGAYgASgJEiUKBG1vZGUYByABKA4yFy5uZXRmZW5jZS52MS5Qb2xpY3lNb2RlEg0KBWF1ZGl0GAggASgIEiwKC21vZGVfb3JpZ2luGAkgASgLMhcubmV0ZmVuY2UudjEuUnVsZU9yaWdpbhIoCgVlbnRyeRgKIAEoCzIZLm5ldGZlbmNlLnYxLkV4cGxhaW5FbnRyeRIrCgdzb3VyY2VzGAsgAygLMhoubmV0ZmVuY2UudjEuRXhwbGFpblNvdXJjZRIWCg5wcm90ZWN0ZWRfY2lkchgMIAEoCRINCgVuYW1lcxgNIAMoCRINCgVub3RlcxgOIAMoCRIXCg9leHBpcmVkX3NraXBwZWQYDyABKA0SDQoFb3duZXIYECABKAkSLAoHc2tpcHBlZBgRIAMoCzIbLm5ldGZlbmNlLnYxLkV4cGxhaW5Ta2lwcGVkEgwKBGtlZXAYEiABKAgSFAoMc2NvcGVfc291cmNlGBMgASgJIs0BChREb21haW5MZWFybmVkQWRkcmVzcxIPCgdhZGRyZXNzGAEgASgJEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3R0bF9sZWZ0X21zGAMgASgDEi4KCmxlYXJuZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhoKEmFuc3dlcl90dGxfc2Vjb25kcxgFIAEoDRITCgtzaGFyZWRfd2l0aBgGIAMoCSLLAgoRRG9tYWluRXhwbGFuYXRpb24SDgoGZG9tYWluGAEgASgJEiYKCGRuc19tb2RlGAIgASgOMhQubmV0ZmVuY2UudjEuRG5zTW9kZRIwCg9kbnNfbW9kZV9vcmlnaW4YAyABKAsyFy5uZXRmZW5jZS52MS5SdWxlT3JpZ2luEhAKCHJlc29sdmVzGAQgASgIEhMKC3J1bGVfYWN0aW9uGAUgASgJEhMKC3J1bGVfZG9tYWluGAYgASgJEh8KF3J1bGVfaW5jbHVkZV9zdWJkb21haW5zGAcgASgIEiwKC3J1bGVfb3JpZ2luGAggASgLMhcubmV0ZmVuY2UudjEuUnVsZU9yaWdpbhIyCgdsZWFybmVkGAkgAygLMiEubmV0ZmVuY2UudjEuRG9tYWluTGVhcm5lZEFkZHJlc3MSDQoFbm90ZXMYCiADKAkiigEKD0V4cGxhaW5SZXNwb25zZRIVCg1hdHRhY2htZW50X2lkGAEgASgJEjAKB2FkZHJlc3MYAiABKAsyHy5uZXRmZW5jZS52MS5BZGRyZXNzRXhwbGFuYXRpb24SLgoGZG9tYWluGAMgASgLMh4ubmV0ZmVuY2UudjEuRG9tYWluRXhwbGFuYXRpb24iHgoQTGlzdFJ1bGVzUmVxdWVzdBIKCgJpZBgBIAEoCSLzAQoIUnVsZUluZm8SDwoHcnVsZV9pZBgBIAEoDRIMCgRydWxlGAIgASgJEgwKBGtpbmQYAyABKAkSDgoGYWN0aW9uGAQgASgJEhYKDmtlcm5lbF9lbnRyaWVzGAUgASgNEhAKCHByZWZpeGVzGAYgAygJEg8KB3BhY2tldHMYByABKAQSLAoIbGFzdF9oaXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCWluX2RhZW1vbhgKIAEoCCKnAQoRTGlzdFJ1bGVzUmVzcG9uc2USCgoCaWQYASABKAkSJQoEbW9kZRgCIAEoDjIXLm5ldGZlbmNlLnYxLlBvbGljeU1vZGUSDQoFYXVkaXQYAyABKAgSJAoFcnVsZXMYBCADKAsyFS5uZXRmZW5jZS52MS5SdWxlSW5mbxIQCghjYXBhY2l0eRgFIAEoDRIYChBvdmVyZmxvd2VkX3J1bGVzGAYgASgNImEKDkhpc3RvcnlSZXF1ZXN0EhUKDWF0dGFjaG1lbnRfaWQYASABKAkSKQoFc2luY2UYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWxpbWl0GAMgASgFIugBCgxIaXN0b3J5RW50cnkSCwoDc2VxGAEgASgEEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWF0dGFjaG1lbnRfaWQYAyABKAkSDgoGc291cmNlGAQgASgJEg4KBmFjdGlvbhgFIAEoCRISCgpjb21tYW5kX2lkGAYgASgJEhUKDWNvbnRyb2xfcGxhbmUYByABKAkSDwoHc3VtbWFyeRgIIAEoCRIOCgZyZXN1bHQYCSABKAkSDQoFZXJyb3IYCiABKAkSDwoHc2tpcHBlZBgLIAMoCSI9Cg9IaXN0b3J5UmVzcG9uc2USKgoHZW50cmllcxgBIAMoCzIZLm5ldGZlbmNlLnYxLkhpc3RvcnlFbnRyeSIsCg9TZXRBdWRpdFJlcXVlc3QSCgoCaWQYASABKAkSDQoFYXVkaXQYAiABKAgqlwEKD0Nvbm5lY3Rpb25TdGF0ZRIgChxDT05ORUNUSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASIQodQ09OTkVDVElPTl9TVEFURV9ESVNDT05ORUNURUQQARIfChtDT05ORUNUSU9OX1NUQVRFX0NPTk5FQ1RJTkcQAhIeChpDT05ORUNUSU9OX1NUQVRFX0NPTk5FQ1RFRBADMtsGCg1EYWVtb25TZXJ2aWNlEkEKBkF0dGFjaBIaLm5ldGZlbmNlLnYxLkF0dGFjaFJlcXVlc3QaGy5uZXRmZW5jZS52MS5BdHRhY2hSZXNwb25zZRI8CgZEZXRhY2gSGi5uZXRmZW5jZS52MS5EZXRhY2hSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EjsKBExpc3QSGC5uZXRmZW5jZS52MS5MaXN0UmVxdWVzdBoZLm5ldGZlbmNlLnYxLkxpc3RSZXNwb25zZRI+CglHZXRTdGF0dXMSFi5nb29nbGUucHJvdG9idWYuRW1wdHkaGS5uZXRmZW5jZS52MS5EYWVtb25TdGF0dXMSSgoLV2F0Y2hFdmVudHMSHy5uZXRmZW5jZS52MS5XYXRjaEV2ZW50c1JlcXVlc3QaGC5uZXRmZW5jZS52MS5QYWNrZXRFdmVudDABEkcKC0xpc3RPcnBoYW5zEhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5GiAubmV0ZmVuY2UudjEuTGlzdE9ycGhhbnNSZXNwb25zZRJTCgxBZG9wdE9ycGhhbnMSIC5uZXRmZW5jZS52MS5BZG9wdE9ycGhhbnNSZXF1ZXN0GiEubmV0ZmVuY2UudjEuQWRvcHRPcnBoYW5zUmVzcG9uc2USSAoMRGV0YWNoT3JwaGFuEiAubmV0ZmVuY2UudjEuRGV0YWNoT3JwaGFuUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJECgdFeHBsYWluEhsubmV0ZmVuY2UudjEuRXhwbGFpblJlcXVlc3QaHC5uZXRmZW5jZS52MS5FeHBsYWluUmVzcG9uc2USSgoJTGlzdFJ1bGVzEh0ubmV0ZmVuY2UudjEuTGlzdFJ1bGVzUmVxdWVzdBoeLm5ldGZlbmNlLnYxLkxpc3RSdWxlc1Jlc3BvbnNlEkQKB0hpc3RvcnkSGy5uZXRmZW5jZS52MS5IaXN0b3J5UmVxdWVzdBocLm5ldGZlbmNlLnYxLkhpc3RvcnlSZXNwb25zZRJACghTZXRBdWRpdBIcLm5ldGZlbmNlLnYxLlNldEF1ZGl0UmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eWIGcHJvdG8z", [file_google_protobuf_empty, file_google_protobuf_timestamp, file_netfence_v1_types, file_netfence_v1_control]);
 
 /**
  * @generated from message netfence.v1.WatchEventsRequest
@@ -553,6 +553,22 @@ export type ExplainRequest = Message<"netfence.v1.ExplainRequest"> & {
    * @generated from field: string protocol = 5;
    */
   protocol: string;
+
+  /**
+   * --- issue 15 (scoped rules): the socket owner the question is for ---
+   *
+   * a user name or decimal uid; "" = not given (rules for users do not match)
+   *
+   * @generated from field: string user = 6;
+   */
+  user: string;
+
+  /**
+   * a group name or decimal gid; "" = not given
+   *
+   * @generated from field: string group = 7;
+   */
+  group: string;
 };
 
 /**
@@ -653,6 +669,13 @@ export type ExplainEntry = Message<"netfence.v1.ExplainEntry"> & {
    * @generated from field: bool used = 8;
    */
   used: boolean;
+
+  /**
+   * issue 15: the entry's scoped rules and whether each matched the question
+   *
+   * @generated from field: repeated netfence.v1.ExplainScopedRule scoped = 9;
+   */
+  scoped: ExplainScopedRule[];
 };
 
 /**
@@ -661,6 +684,72 @@ export type ExplainEntry = Message<"netfence.v1.ExplainEntry"> & {
  */
 export const ExplainEntrySchema: GenMessage<ExplainEntry> = /*@__PURE__*/
   messageDesc(file_netfence_v1_daemon, 16);
+
+/**
+ * issue 15: one scoped rule on the entry's prefix
+ *
+ * @generated from message netfence.v1.ExplainScopedRule
+ */
+export type ExplainScopedRule = Message<"netfence.v1.ExplainScopedRule"> & {
+  /**
+   * @generated from field: uint32 rule_id = 1;
+   */
+  ruleId: number;
+
+  /**
+   * "allow" / "deny"
+   *
+   * @generated from field: string action = 2;
+   */
+  action: string;
+
+  /**
+   * "tcp/443,8000-8100 users web(33)"
+   *
+   * @generated from field: string scope = 3;
+   */
+  scope: string;
+
+  /**
+   * it matches the question's protocol, port and owner
+   *
+   * @generated from field: bool matched = 4;
+   */
+  matched: boolean;
+};
+
+/**
+ * Describes the message netfence.v1.ExplainScopedRule.
+ * Use `create(ExplainScopedRuleSchema)` to create a new message.
+ */
+export const ExplainScopedRuleSchema: GenMessage<ExplainScopedRule> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_daemon, 17);
+
+/**
+ * issue 15: an entry the data path's walk stepped over
+ *
+ * @generated from message netfence.v1.ExplainSkipped
+ */
+export type ExplainSkipped = Message<"netfence.v1.ExplainSkipped"> & {
+  /**
+   * @generated from field: string cidr = 1;
+   */
+  cidr: string;
+
+  /**
+   * "expired" or "no rule matches" (scoped rules only, none for this packet)
+   *
+   * @generated from field: string why = 2;
+   */
+  why: string;
+};
+
+/**
+ * Describes the message netfence.v1.ExplainSkipped.
+ * Use `create(ExplainSkippedSchema)` to create a new message.
+ */
+export const ExplainSkippedSchema: GenMessage<ExplainSkipped> = /*@__PURE__*/
+  messageDesc(file_netfence_v1_daemon, 18);
 
 /**
  * why the entry exists; one per rule or DNS name behind it
@@ -726,7 +815,7 @@ export type ExplainSource = Message<"netfence.v1.ExplainSource"> & {
  * Use `create(ExplainSourceSchema)` to create a new message.
  */
 export const ExplainSourceSchema: GenMessage<ExplainSource> = /*@__PURE__*/
-  messageDesc(file_netfence_v1_daemon, 17);
+  messageDesc(file_netfence_v1_daemon, 19);
 
 /**
  * @generated from message netfence.v1.AddressExplanation
@@ -822,6 +911,36 @@ export type AddressExplanation = Message<"netfence.v1.AddressExplanation"> & {
    * @generated from field: uint32 expired_skipped = 15;
    */
   expiredSkipped: number;
+
+  /**
+   * --- issue 15 (scoped rules, keep) ---
+   *
+   * the owner asked about: "uid 33 (web), gid 33"; "" = not given
+   *
+   * @generated from field: string owner = 16;
+   */
+  owner: string;
+
+  /**
+   * longer entries the walk stepped over before the deciding one
+   *
+   * @generated from field: repeated netfence.v1.ExplainSkipped skipped = 17;
+   */
+  skipped: ExplainSkipped[];
+
+  /**
+   * the attachment keeps established connections (a kept TCP connection passes whatever this says)
+   *
+   * @generated from field: bool keep = 18;
+   */
+  keep: boolean;
+
+  /**
+   * "kernel" (the loader's LOOKUP walked the scope tables) or "daemon" (the daemon's compiled policy)
+   *
+   * @generated from field: string scope_source = 19;
+   */
+  scopeSource: string;
 };
 
 /**
@@ -829,7 +948,7 @@ export type AddressExplanation = Message<"netfence.v1.AddressExplanation"> & {
  * Use `create(AddressExplanationSchema)` to create a new message.
  */
 export const AddressExplanationSchema: GenMessage<AddressExplanation> = /*@__PURE__*/
-  messageDesc(file_netfence_v1_daemon, 18);
+  messageDesc(file_netfence_v1_daemon, 20);
 
 /**
  * @generated from message netfence.v1.DomainLearnedAddress
@@ -873,7 +992,7 @@ export type DomainLearnedAddress = Message<"netfence.v1.DomainLearnedAddress"> &
  * Use `create(DomainLearnedAddressSchema)` to create a new message.
  */
 export const DomainLearnedAddressSchema: GenMessage<DomainLearnedAddress> = /*@__PURE__*/
-  messageDesc(file_netfence_v1_daemon, 19);
+  messageDesc(file_netfence_v1_daemon, 21);
 
 /**
  * @generated from message netfence.v1.DomainExplanation
@@ -937,7 +1056,7 @@ export type DomainExplanation = Message<"netfence.v1.DomainExplanation"> & {
  * Use `create(DomainExplanationSchema)` to create a new message.
  */
 export const DomainExplanationSchema: GenMessage<DomainExplanation> = /*@__PURE__*/
-  messageDesc(file_netfence_v1_daemon, 20);
+  messageDesc(file_netfence_v1_daemon, 22);
 
 /**
  * @generated from message netfence.v1.ExplainResponse
@@ -964,7 +1083,7 @@ export type ExplainResponse = Message<"netfence.v1.ExplainResponse"> & {
  * Use `create(ExplainResponseSchema)` to create a new message.
  */
 export const ExplainResponseSchema: GenMessage<ExplainResponse> = /*@__PURE__*/
-  messageDesc(file_netfence_v1_daemon, 21);
+  messageDesc(file_netfence_v1_daemon, 23);
 
 /**
  * ---- Rule hit counts (issue 14) ----------------------------------------------------------------
@@ -987,7 +1106,7 @@ export type ListRulesRequest = Message<"netfence.v1.ListRulesRequest"> & {
  * Use `create(ListRulesRequestSchema)` to create a new message.
  */
 export const ListRulesRequestSchema: GenMessage<ListRulesRequest> = /*@__PURE__*/
-  messageDesc(file_netfence_v1_daemon, 22);
+  messageDesc(file_netfence_v1_daemon, 24);
 
 /**
  * @generated from message netfence.v1.RuleInfo
@@ -1069,7 +1188,7 @@ export type RuleInfo = Message<"netfence.v1.RuleInfo"> & {
  * Use `create(RuleInfoSchema)` to create a new message.
  */
 export const RuleInfoSchema: GenMessage<RuleInfo> = /*@__PURE__*/
-  messageDesc(file_netfence_v1_daemon, 23);
+  messageDesc(file_netfence_v1_daemon, 25);
 
 /**
  * @generated from message netfence.v1.ListRulesResponse
@@ -1117,7 +1236,7 @@ export type ListRulesResponse = Message<"netfence.v1.ListRulesResponse"> & {
  * Use `create(ListRulesResponseSchema)` to create a new message.
  */
 export const ListRulesResponseSchema: GenMessage<ListRulesResponse> = /*@__PURE__*/
-  messageDesc(file_netfence_v1_daemon, 24);
+  messageDesc(file_netfence_v1_daemon, 26);
 
 /**
  * --- additive extension: audit trail (History). Every policy change the daemon made or refused:
@@ -1155,7 +1274,7 @@ export type HistoryRequest = Message<"netfence.v1.HistoryRequest"> & {
  * Use `create(HistoryRequestSchema)` to create a new message.
  */
 export const HistoryRequestSchema: GenMessage<HistoryRequest> = /*@__PURE__*/
-  messageDesc(file_netfence_v1_daemon, 25);
+  messageDesc(file_netfence_v1_daemon, 27);
 
 /**
  * @generated from message netfence.v1.HistoryEntry
@@ -1240,7 +1359,7 @@ export type HistoryEntry = Message<"netfence.v1.HistoryEntry"> & {
  * Use `create(HistoryEntrySchema)` to create a new message.
  */
 export const HistoryEntrySchema: GenMessage<HistoryEntry> = /*@__PURE__*/
-  messageDesc(file_netfence_v1_daemon, 26);
+  messageDesc(file_netfence_v1_daemon, 28);
 
 /**
  * @generated from message netfence.v1.HistoryResponse
@@ -1257,7 +1376,7 @@ export type HistoryResponse = Message<"netfence.v1.HistoryResponse"> & {
  * Use `create(HistoryResponseSchema)` to create a new message.
  */
 export const HistoryResponseSchema: GenMessage<HistoryResponse> = /*@__PURE__*/
-  messageDesc(file_netfence_v1_daemon, 27);
+  messageDesc(file_netfence_v1_daemon, 29);
 
 /**
  * ---------------------------------------------------------------- extension: audit mode (standalone)
@@ -1283,7 +1402,7 @@ export type SetAuditRequest = Message<"netfence.v1.SetAuditRequest"> & {
  * Use `create(SetAuditRequestSchema)` to create a new message.
  */
 export const SetAuditRequestSchema: GenMessage<SetAuditRequest> = /*@__PURE__*/
-  messageDesc(file_netfence_v1_daemon, 28);
+  messageDesc(file_netfence_v1_daemon, 30);
 
 /**
  * @generated from enum netfence.v1.ConnectionState

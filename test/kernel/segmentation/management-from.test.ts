@@ -1,0 +1,91 @@
+import type { ChildProcess } from "node:child_process";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { KernelFilter } from "../../../daemon/src/datapath/kernel-filter.js";
+import { parseCidr } from "@netfence/proto/parse";
+import { type FilterSandbox, closeFilterSandbox, filterSandbox, interfaceSpec, noDns, policy, sleep } from "../../helpers/kernel-filter-fixture.js";
+import { fixture, probe, type Sandbox, type SandboxNetwork } from "../../helpers/sandbox.js";
+
+// Issue 15, lockout safety: a protected "from" entry (NF_PROT_FROM) lets the replies of a server bound to
+// the management port (sshd) through in every mode — for cgroup attachments, where the kernel knows the
+// sending socket. A socket sending from another port is not let through, nor a UDP socket on the port, and
+// a TC workload that forges the source port is still dropped (a sniffer on the far side sees nothing).
+const PORT = 7431; // echo server in the server namespace (the "management client" side)
+const MPORT = 7432; // the management port: a server bound to it in the workload cgroup
+
+describe("management replies from the protected port", () => {
+  let sb: Sandbox;
+  let net: SandboxNetwork;
+  let filter: KernelFilter;
+  let ctx: FilterSandbox | undefined;
+  let client: string;
+
+  beforeAll(async () => {
+    ctx = await filterSandbox("mgmt", PORT);
+    ({ sb, net, filter } = ctx);
+    client = net.serverIp4[0]!;
+    await filter.setProtected([{ cidr: parseCidr(`${client}/32`), protocol: 6, port: MPORT, from: true }]);
+  });
+  afterAll(async () => {
+    await closeFilterSandbox(ctx);
+  });
+
+  it("cgroup, block-all: a server bound to the port answers; other ports, outgoing connections and UDP from the port stay blocked", async () => {
+    const id = `t-mgmt-cg-${process.pid}`;
+    const cg = await sb.cgroup();
+    // Servers inside the cgroup: one on the management port, one on another port.
+    const servers = [await serverIn(sb, net.workloadNs, MPORT, cg), await serverIn(sb, net.workloadNs, MPORT + 1, cg)];
+    await filter.attach({ id, slot: 61, target: { kind: "cgroup", path: cg }, dns: noDns }, policy("block-all", []));
+    expect(await probe(sb, net.serverNs, "tcp", net.workloadIp4, { port: MPORT }), "the management server's replies").toBe(true);
+    expect(await probe(sb, net.serverNs, "tcp", net.workloadIp4, { port: MPORT + 1, timeoutMs: 600 }), "a server on another port").toBe(false);
+    expect(await probe(sb, net.workloadNs, "tcp", client, { port: PORT, cgroup: cg, timeoutMs: 600 }), "an outgoing connection to the management network").toBe(false);
+    // The management server's own UDP socket on the port answers a UDP probe: not a TCP stream, dropped.
+    expect(await probe(sb, net.serverNs, "udp", net.workloadIp4, { port: MPORT, timeoutMs: 600 }), "UDP replies from the management port").toBe(false);
+    await filter.detach(id);
+    expect(await probe(sb, net.serverNs, "udp", net.workloadIp4, { port: MPORT }), "control: the same UDP probe without the filter").toBe(true);
+    for (const s of servers) s.kill("SIGKILL");
+    await sleep(200);
+  });
+
+  it("attack: a TC workload forging the management source port is still dropped (sniffer on the far side)", async () => {
+    const id = `t-mgmt-if-${process.pid}`;
+    await filter.attach(interfaceSpec(id, 62, net.hostIf), policy("block-all", []));
+    const seen: Array<{ src: string; sport: number; dport: number }> = [];
+    let ready!: () => void;
+    const sniffing = new Promise<void>((r) => (ready = r));
+    const sniffer = sb.spawn(net.serverNs, ["python3", fixture("sniff.py"), "sv0"], {
+      onLine: (l) => {
+        if (l === "ready") return ready();
+        try {
+          const p = JSON.parse(l) as { dir: string; src: string; sport: number; dport: number; proto: number };
+          if (p.dir === "in" && p.proto === 6 && p.src === net.workloadIp4) seen.push(p);
+        } catch {
+          /* not JSON */
+        }
+      },
+    });
+    await sniffing;
+    const craft = ["python3", fixture("craft-tcp.py"), net.workloadIp4, String(MPORT), client, String(PORT), "20"];
+    await sb.exec(net.workloadNs, craft, { timeoutMs: 10_000 });
+    // A real server bound to the port in the workload answering a client: its replies are dropped too.
+    await serverIn(sb, net.workloadNs, MPORT);
+    expect(await probe(sb, net.serverNs, "tcp", net.workloadIp4, { port: MPORT, timeoutMs: 600 })).toBe(false);
+    await sleep(300);
+    expect(seen.filter((p) => p.sport === MPORT), "forged segments that reached the far side").toEqual([]);
+    // Control: with the filter disabled the same forged segments do arrive (the sniffer and the forgery work).
+    await filter.setMode(id, "disabled", false);
+    await sb.exec(net.workloadNs, craft, { timeoutMs: 10_000 });
+    for (let i = 0; i < 20 && !seen.some((p) => p.sport === MPORT); i++) await sleep(100);
+    expect(seen.filter((p) => p.sport === MPORT).length).toBeGreaterThan(0);
+    sniffer.kill("SIGKILL");
+    await filter.detach(id);
+  });
+});
+
+/** An echo server (TCP and UDP) on `port` in `ns` (inside `cg` if given), waited for. */
+async function serverIn(sb: Sandbox, ns: string, port: number, cg?: string): Promise<ChildProcess> {
+  let ready!: () => void;
+  const listening = new Promise<void>((r) => (ready = r));
+  const child = sb.spawn(ns, [process.execPath, fixture("echo-server.mjs"), String(port)], { cgroup: cg, onLine: (l) => (l.includes("listening") ? ready() : undefined) });
+  await Promise.race([listening, new Promise((_, rej) => setTimeout(() => rej(new Error("server did not start")), 10_000))]);
+  return child;
+}
