@@ -118,6 +118,25 @@ export async function packetPhase(engines: readonly Placed[], sizes: readonly nu
   return out;
 }
 
+/**
+ * The rule sets enforce what they claim: with each engine's N rules in force, a UDP round trip to the
+ * bench's port as the test user passes and as `otherUid` (no rule of its own) does not — except for
+ * netfence-unscoped, whose /32 entries cannot name a user (reported, not hidden).
+ */
+export async function enforcementCheck(engines: readonly Placed[], n: number, client: Client, otherUid: number, log: Log) {
+  const out: Record<string, { test_user_passes: boolean; other_user_blocked: boolean }> = {};
+  for (const p of engines) {
+    await clearBaselines();
+    await p.engine.apply(n, "a");
+    const mine = await measureRound(client, p.cgroup, "udp-rtt", 20);
+    const other = await measureRound({ ...client, uid: otherUid, gid: otherUid }, p.cgroup, "udp-rtt", 20);
+    out[p.engine.name] = { test_user_passes: mine.failed === 0, other_user_blocked: other.ok === 0 };
+    log(`enforcement ${p.engine.name} n=${n}: test user ${mine.ok}/20 answered, uid ${otherUid} ${other.ok}/20 answered`);
+  }
+  await clearBaselines();
+  return out;
+}
+
 export interface DropRow {
   applies: number;
   apply_ms: Stat;

@@ -28,7 +28,7 @@ import { loadAverage, machineRecord, writeJsonFile } from "../lib/run-record.js"
 import { withTimeout } from "../lib/time-limit.js";
 import { baselineEngines, baselineVersions, clearBaselines } from "./engines.js";
 import { startNetfence, type NetfenceEngine } from "./netfence-engine.js";
-import { applyPhase, dropPhase, packetPhase, type Placed } from "./phases.js";
+import { applyPhase, dropPhase, enforcementCheck, packetPhase, type Placed } from "./phases.js";
 import { DENIES } from "./rulesets.js";
 import { segclientPath, type Client } from "./traffic.js";
 
@@ -48,6 +48,8 @@ const LIMIT_MS = 25 * 60_000;
 const BENCH_PORT = 7400;
 /** The test user: `daemon` (uid 1, gid 1), an existing system user (no user is created). */
 const TEST_USER = { uid: 1, gid: 1 };
+/** A user with no rule of its own: `nobody` (uid and gid 65534). */
+const OTHER_UID = 65534;
 
 function parseArgs(argv: readonly string[]): Args {
   const a: Args = { sizes: [100, 10_000], applyRuns: 15, rounds: 7, count: 2000, applies: 20, intervalUs: 500, appendLimitS: 150, scoped: false, out: null };
@@ -105,6 +107,7 @@ async function inner(args: Args, workdir: string): Promise<void> {
     await clearBaselines();
     log(`engines: ${engines.map((p) => p.engine.name).join(", ")}; netfence layout ${nf.layout}, policy ${nf.policyKind}; load ${loadAtStart.join(" ")}`);
 
+    const enforcement = await enforcementCheck(engines.filter((p) => p.engine.name !== "iptables-append"), Math.min(...args.sizes), client, OTHER_UID, log);
     const apply_ms = await applyPhase(engines, args.sizes, args.applyRuns, log, args.appendLimitS * 1000);
     // The per-packet and drop phases leave the seed's rule-by-rule loop out above 100 rules (minutes per apply).
     const noSlowAppend = engines.map((p) => (p.engine.name === "iptables-append" ? { ...p, maxRules: 100 } : p));
@@ -133,6 +136,7 @@ async function inner(args: Args, workdir: string): Promise<void> {
           : "NOT the same policy: main's kernel (layout 5) has no owner or port in an entry; the same NUMBER of rules as unscoped /32 entries (127.0.0.1/32 allowed for every user in the cgroup, the rest other loopback /32s), allowlist mode",
         test_user: "daemon (uid 1, gid 1), no supplementary groups",
       },
+      enforcement_check: { rules: Math.min(...args.sizes), other_uid: OTHER_UID, engines: enforcement },
       apply_ms,
       per_packet,
       drops,
