@@ -1,8 +1,9 @@
+import { mkdir, rmdir } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { allow, policy } from "../helpers/kernel-filter-fixture.js";
-import { fixture } from "../helpers/sandbox.js";
+import { fixture, sh } from "../helpers/sandbox.js";
 import { marker, sniff } from "./tools/nfpkt.js";
 import { closeWorld, eventLog, securityWorld, type World } from "./world.js";
 
@@ -11,7 +12,8 @@ import { closeWorld, eventLog, securityWorld, type World } from "./world.js";
  * processes of two users (`daemon` uid 1 and `nobody` uid 65534, via setpriv) inside a cgroup
  * attachment try to reach a local service of their own namespace through every loopback path an
  * operator may forget — loopback with no rule for it, other 127/8 addresses, the namespace's own
- * address, ::1, the IPv4-mapped path of an IPv6 socket, and raw sockets (root in the cgroup). The
+ * address, ::1, the IPv4-mapped path of an IPv6 socket, raw sockets (root in the cgroup) — and try to
+ * leave the cgroup. The
  * proof is a sniffer on the namespace's `lo` (the far side: every loopback packet crosses it) that
  * counts marked datagrams, plus TCP round trips; legitimate traffic is checked each time.
  */
@@ -178,5 +180,32 @@ describe("segmentation: a cgroup's loopback paths are closed unless a rule opens
     } finally {
       await filter.detach(id);
     }
+  });
+
+  it("a test user cannot move itself out of the segmented cgroup: the write to cgroup.procs fails and its traffic is still filtered", async () => {
+    const { filter, sb } = w!;
+    // The attachment is on a child of our cgroup; the escape targets our cgroup (never the root cgroup).
+    const inner = path.join(cg, "seg-inner");
+    await mkdir(inner);
+    sb.onCleanup(async () => void (await rmdir(inner).catch(() => undefined)));
+    await filter.attach({ id, slot: slot++, target: { kind: "cgroup", path: inner }, dns: { ipv4: null, ipv6: null, port: 0 } }, policy("allowlist", [allow("192.0.2.1/32")]));
+    try {
+      // Root joins `inner`, becomes nobody, tries to leave, then sends to 127.0.0.1 of the root
+      // namespace's loopback (a port nothing listens on: the answer is the send's own result —
+      // a cgroup egress drop fails it with EPERM).
+      const r = await sh("sh", ["-c",
+        'echo $$ > "$1/cgroup.procs" && exec setpriv --reuid=65534 --regid=65534 --clear-groups sh -c ' +
+        '\'if echo $$ 2>/dev/null > "$1/cgroup.procs"; then echo escaped; else echo stayed; fi; cat /proc/self/cgroup; exec "$2" "$3" udp 127.0.0.1 7264 "$4" 3\' sh "$2" "$3" "$4" "$5"',
+        "sh", inner, cg, PYTHON, SEG_SEND, marker("seg-escape")], { allowFail: true });
+      const lines = r.stdout.trim().split("\n");
+      expect(lines[0], r.stderr).toBe("stayed");
+      expect(lines.some((l) => l.endsWith(`/${path.basename(cg)}/seg-inner`)), r.stdout).toBe(true);
+      expect(lines.at(-1)).toMatch(/^error send EPERM/);
+    } finally {
+      await filter.detach(id);
+    }
+    // Legitimate: without the attachment the same user's same datagrams leave.
+    const ok = await sh("sh", ["-c", 'echo $$ > "$1/cgroup.procs" && exec setpriv --reuid=65534 --regid=65534 --clear-groups "$2" "$3" udp 127.0.0.1 7264 "$4" 3', "sh", inner, PYTHON, SEG_SEND, marker("seg-escape2")], { allowFail: true });
+    expect(ok.stdout.trim()).toBe("sent 3");
   });
 });
