@@ -12,10 +12,10 @@ import { closeWorld, eventLog, securityWorld, type World } from "./world.js";
  * processes of two users (`daemon` uid 1 and `nobody` uid 65534, via setpriv) inside a cgroup
  * attachment try to reach a local service of their own namespace through every loopback path an
  * operator may forget — loopback with no rule for it, other 127/8 addresses, the namespace's own
- * address, ::1, the IPv4-mapped path of an IPv6 socket, raw sockets (root in the cgroup) — and try to
- * leave the cgroup. The
- * proof is a sniffer on the namespace's `lo` (the far side: every loopback packet crosses it) that
- * counts marked datagrams, plus TCP round trips; legitimate traffic is checked each time.
+ * address, ::1, the IPv4-mapped path of an IPv6 socket, raw sockets (root in the cgroup) — and try
+ * to leave the cgroup. The proof is a sniffer on the namespace's `lo` (the far side: every loopback
+ * packet crosses it) that counts marked datagrams, plus TCP round trips; legitimate traffic is
+ * checked each time.
  */
 
 const PORT = 7263; // the "local service": echo server on every address of the workload namespace, outside the cgroup
