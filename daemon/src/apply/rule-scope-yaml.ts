@@ -1,5 +1,5 @@
 import type { Node } from "yaml";
-import type { PortRange, Principal, RuleScope } from "@netfence/proto/parse";
+import { mergePortRanges, parsePortRange, parseProtocol, PORT_PROTOCOLS, protocolName, type PortRange, type Principal, type RuleScope } from "@netfence/proto/parse";
 import { resolvePrincipals, type PrincipalKind } from "../policy/principals.js";
 import { sequence, text, type YamlProblems } from "./yaml-walk.js";
 
@@ -7,10 +7,9 @@ import { sequence, text, type YamlProblems } from "./yaml-walk.js";
  * The scope of one rule of the policy file (`protocols`, `ports`, `users`, `groups`; types in
  * proto/src/parse/rule-scope.ts), validated with positions. Users and groups are resolved on this
  * host (NSS) — each distinct name once per file — and only allowed on cgroup attachments.
+ * Protocols and ports go through the shared parser (proto/src/parse/rule-scope-parse.ts) that the
+ * control plane and netfence-cp use, so the three inputs accept and refuse the same values.
  */
-
-const PROTOCOLS: Readonly<Record<string, number>> = { tcp: 6, udp: 17, icmp: 1, icmpv6: 58, sctp: 132 };
-const PORTED = new Set([6, 17, 132]);
 
 /** Name → principal lookups shared by one file's rules (one getent per distinct name). */
 export class PrincipalCache {
@@ -30,20 +29,14 @@ export class PrincipalCache {
   }
 }
 
-function parsePort(s: string): number | null {
-  return /^\d{1,5}$/.test(s) && Number(s) >= 1 && Number(s) <= 65535 ? Number(s) : null;
-}
-
-/** Sorted, merged ranges (adjacent and overlapping ones joined). */
-function mergeRanges(ranges: PortRange[]): PortRange[] {
-  const sorted = [...ranges].sort((a, b) => a.from - b.from);
-  const out: PortRange[] = [];
-  for (const r of sorted) {
-    const last = out.at(-1);
-    if (last !== undefined && r.from <= last.to + 1) out[out.length - 1] = { from: last.from, to: Math.max(last.to, r.to) };
-    else out.push(r);
+/** The shared parser's value for one YAML item, or null with its error reported at the item's position. */
+function located<T>(item: Node, p: YamlProblems, parse: () => T): T | null {
+  try {
+    return parse();
+  } catch (err) {
+    p.at(item, err instanceof Error ? err.message : String(err));
+    return null;
   }
-  return out;
 }
 
 /** A rule's scope fields; undefined when it has none. `ownerAllowed`: the attachment is a cgroup one. */
@@ -55,20 +48,16 @@ export async function parseRuleScope(
   for (const item of sequence(fields.get("protocols"), `${what} protocols`, p)) {
     const s = text(item, `${what} protocol`, p);
     if (s === null) continue;
-    const n = PROTOCOLS[s.toLowerCase()] ?? (/^\d{1,3}$/.test(s) && Number(s) >= 1 && Number(s) <= 255 ? Number(s) : undefined);
-    if (n === undefined) p.at(item, `${what}: protocol "${s.slice(0, 20)}" is not one of ${Object.keys(PROTOCOLS).join(", ")} or a number 1..255`);
-    else protocols.add(n);
+    const n = located(item, p, () => parseProtocol(s, `${what}`));
+    if (n !== null) protocols.add(n);
   }
   const ranges: PortRange[] = [];
   const portItems = sequence(fields.get("ports"), `${what} ports`, p);
   for (const item of portItems) {
     const s = text(item, `${what} port`, p);
     if (s === null) continue;
-    const m = /^(\d+)\s*-\s*(\d+)$/.exec(s.trim());
-    const from = parsePort(m ? m[1]! : s.trim());
-    const to = m ? parsePort(m[2]!) : from;
-    if (from === null || to === null || from > to) p.at(item, `${what}: port "${s.slice(0, 20)}" is not a port 1..65535 or a range "from-to"`);
-    else ranges.push({ from, to });
+    const r = located(item, p, () => parsePortRange(s.trim(), `${what}`));
+    if (r !== null) ranges.push(r);
   }
   if (portItems.length > 0 && protocols.size === 0) {
     protocols.add(6);
@@ -76,7 +65,7 @@ export async function parseRuleScope(
   }
   if (portItems.length > 0) {
     for (const n of protocols) {
-      if (!PORTED.has(n)) p.at(fields.get("ports"), `${what}: ports need protocols tcp, udp or sctp only (protocol ${n} has no ports)`);
+      if (!PORT_PROTOCOLS.includes(n)) p.at(fields.get("ports"), `${what}: ports need protocols tcp, udp or sctp only (protocol ${n} has no ports)`);
     }
   }
   const owners = async (kind: PrincipalKind, key: "users" | "groups"): Promise<Principal[]> => {
@@ -97,17 +86,16 @@ export async function parseRuleScope(
   };
   const users = await owners("user", "users");
   const groups = await owners("group", "groups");
-  return { protocols: [...protocols].sort((a, b) => a - b), ports: mergeRanges(ranges), users, groups };
+  return { protocols: [...protocols].sort((a, b) => a - b), ports: mergePortRanges(ranges), users, groups };
 }
 
 /** "tcp/22,443 users web" — a scope in a diff line or an error message. */
 export function scopeText(scope: RuleScope | undefined): string {
   if (scope === undefined) return "";
-  const names = Object.fromEntries(Object.entries(PROTOCOLS).map(([k, v]) => [v, k]));
   const parts: string[] = [];
   if (scope.protocols.length > 0) {
     const ports = scope.ports.map((r) => (r.from === r.to ? `${r.from}` : `${r.from}-${r.to}`)).join(",");
-    parts.push(scope.protocols.map((n) => names[n] ?? String(n)).join("+") + (ports !== "" ? `/${ports}` : ""));
+    parts.push(scope.protocols.map(protocolName).join("+") + (ports !== "" ? `/${ports}` : ""));
   }
   const who = (ps: readonly Principal[]): string => ps.map((x) => x.name ?? String(x.id)).join(",");
   if (scope.users.length > 0) parts.push(`users ${who(scope.users)}`);

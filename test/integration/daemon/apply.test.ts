@@ -107,7 +107,7 @@ attachments:
     const b = await daemon.cli("apply", "-f", broken);
     expect(b.code).toBe(2);
     expect(b.stderr).toMatch(/broken\.yaml:7:15: cidr: /);
-    expect(b.stderr).toMatch(/broken\.yaml:9:17: .*port "99999"/);
+    expect(b.stderr).toMatch(/broken\.yaml:9:17: .*"99999" is not a port/);
     expect(b.stderr).toMatch(/broken\.yaml:10:17: .*unknown user: no-such-user-nf/);
     expect(b.stdout).toBe("");
 

@@ -87,7 +87,7 @@ attachments:
     expect(p).toContainEqual(expect.stringMatching(/^policy\.yaml:5:11: mode "allowlst" is not one of/));
     expect(p).toContainEqual(expect.stringMatching(/^policy\.yaml:6:5: unknown key "colour"/));
     expect(p).toContainEqual(expect.stringMatching(/^policy\.yaml:8:15: cidr: /));
-    expect(p).toContainEqual(expect.stringMatching(/^policy\.yaml:10:17: .*port "70000"/));
+    expect(p).toContainEqual(expect.stringMatching(/^policy\.yaml:10:17: .*"70000" is not a port/));
     expect(p).toContainEqual(expect.stringMatching(/^policy\.yaml:12:17: .*unknown user.*no-such-user-nf/));
     expect(p).toContainEqual(expect.stringMatching(/^policy\.yaml:13:11: name "bad\/name"/));
     expect(p).toContainEqual(expect.stringMatching(/^policy\.yaml:17:16: .*users are only enforceable on cgroup attachments/));
