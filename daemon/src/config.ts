@@ -4,7 +4,7 @@ import type { AttachMethodPreference, ProtectedEntry } from "./datapath/filter.j
 import type { AttachmentPolicy } from "./policy/policy.js";
 import { DEFAULT_DNS_QUOTAS, DNS_QUOTA_LIMITS, type DnsQuotas } from "./dns/dns-quotas.js";
 import { DEFAULT_ANSWER_CACHE_ENTRIES, MAX_ANSWER_CACHE_ENTRIES } from "./dns/answer-cache.js";
-import { parseManagement, protectedDenyOverlaps, type ManagementConfig } from "./apply/management.js";
+import { managementProtected, parseManagement, protectedDenyOverlaps, protectedPrefixClashes, type ManagementConfig } from "./apply/management.js";
 import {
   CONFIG_KEYS,
   envName,
@@ -185,6 +185,7 @@ function build(f: Map<string, unknown>, p: Problems): DaemonConfig {
   const protectedEntries = [...parseProtected("protected", f.get("protected"), p), ...parseProtectedDeny("protected_deny", f.get("protected_deny"), p)];
   const management = parseManagement(f.get("management.networks"), f.get("management.ports"), p);
   p.push(...protectedDenyOverlaps(management, protectedEntries.filter((e) => e.action === "deny").map((e) => e.cidr)));
+  p.push(...new Set(protectedPrefixClashes([...protectedEntries, ...managementProtected(management)])));
   return {
     socket,
     dataDir: parseString("data_dir", f.get("data_dir"), p),

@@ -75,6 +75,32 @@ export function protectedDenyOverlaps(m: ManagementConfig, protectedDeny: readon
   return out;
 }
 
+/**
+ * The kernel's protected-allow trie holds ONE value (protocol, port) per prefix (bpf/loader/host.c):
+ * two `protected`/management entries on the same prefix with different ports would leave only one in
+ * force (and a "to" and "from" pair with different ports is refused by the loader). Such a config is
+ * refused at start with this message instead of half-protecting. `from` entries pair with the "to"
+ * entry of their prefix.
+ */
+export function protectedPrefixClashes(entries: readonly ProtectedEntry[]): string[] {
+  const byPrefix = new Map<string, ProtectedEntry>();
+  const out: string[] = [];
+  for (const e of entries) {
+    if (e.action === "deny") continue;
+    const key = `${formatCidr(e.cidr)}${e.from === true ? " from" : ""}`;
+    const prior = byPrefix.get(key) ?? byPrefix.get(`${formatCidr(e.cidr)}${e.from === true ? "" : " from"}`);
+    if (prior !== undefined && (prior.port !== e.port || (prior.from === e.from && prior.protocol !== e.protocol))) {
+      out.push(
+        `protected/management: ${formatCidr(e.cidr)} is protected for port ${prior.port} and port ${e.port}; the kernel's protected set ` +
+          "holds one port per prefix — protect distinct addresses per port, or use port 0 (any) in `protected`",
+      );
+      continue;
+    }
+    byPrefix.set(key, e);
+  }
+  return out;
+}
+
 /** Parses config `management.networks` (list or comma-separated env text) and `management.ports`. */
 export function parseManagement(networks: unknown, ports: unknown, problems: string[]): ManagementConfig {
   const list = (key: string, v: unknown): string[] => {

@@ -144,6 +144,11 @@ attachments:
     expect(loadConfig({ env: { NETFENCE_MANAGEMENT_NETWORKS: "10.0.0.0/8,2001:db8::/32", NETFENCE_MANAGEMENT_PORTS: "2222" } }).management).toMatchObject({ ports: [2222] });
     expect(() => loadConfig({ env: { NETFENCE_MANAGEMENT_PORTS: "ssh" } })).toThrow(ConfigError);
     expect(() => loadConfig({ text: "management: {networks: [192.0.2.0/24]}\nprotected_deny: [192.0.2.5/32]\n", env: {} })).toThrow(/overlaps protected_deny 192\.0\.2\.5\/32/);
+    // The kernel's protected set holds one port per prefix: two management ports on one network, or a
+    // `protected` entry of another port on a management network, would leave one unprotected.
+    expect(() => loadConfig({ text: "management: {networks: [192.0.2.0/24], ports: [22, 2222]}\n", env: {} })).toThrow(/192\.0\.2\.0\/24 is protected for port 22 and port 2222/);
+    expect(() => loadConfig({ text: "management: {networks: [192.0.2.0/24]}\nprotected: [{cidr: 192.0.2.0/24, protocol: tcp, port: 443}]\n", env: {} })).toThrow(/one port per prefix/);
+    expect(loadConfig({ text: "management: {networks: [192.0.2.0/24, 198.51.100.0/24], ports: [22]}\nprotected: [{cidr: 192.0.2.0/24, protocol: tcp, port: 22}]\n", env: {} }).management.networks).toHaveLength(2);
   });
 
   it("diff: the same file is no change; rules and modes are listed; a name keeps its target", async () => {
