@@ -121,9 +121,13 @@ function drop(s: Shadow, key: string): void {
 const WIRE_ENTRY_SIZE = 40; // nf_wire_entry (layout 6)
 const WIRE_FAMILY_SCOPE = 2;
 
-/** A scope entry's shadow key: its key bits (prefix length and the key bytes after the generation). */
+/**
+ * A scope entry's shadow key: its key bits (prefix length and the key bytes after the generation),
+ * one char per byte after a NUL (no address key, formatCidr's text, starts with one).
+ */
 function scopeKeyOf(w: Uint8Array, off: number): string {
-  return `scope:${w[off + 1]}:${Buffer.from(w.subarray(off + 16, off + 26)).toString("hex")}`;
+  const b = off + 16;
+  return String.fromCharCode(0, w[off + 1]!, w[b]!, w[b + 1]!, w[b + 2]!, w[b + 3]!, w[b + 4]!, w[b + 5]!, w[b + 6]!, w[b + 7]!, w[b + 8]!, w[b + 9]!);
 }
 
 /** Scope-table entries: each wire record hashed like the loader hashes the stored key (tamper.c). */

@@ -53,11 +53,15 @@ export interface Block {
 
 const later = (a: number | null, b: number | null): boolean => (a === null ? b !== null : b !== null && a > b);
 
+/** True when `r` decides for longer than `best` (never-expiring first, then the lower rule id). */
+const longerLived = (r: TableRule, best: TableRule): boolean =>
+  later(r.expiresAtMs, best.expiresAtMs) || (r.expiresAtMs === best.expiresAtMs && r.ruleId < best.ruleId);
+
 /** The live rule of `rules` that decides for the longest time (never-expiring first, then lowest rule id). */
 function longestLived(rules: readonly TableRule[]): TableRule {
   let best = rules[0]!;
   for (const r of rules) {
-    if (later(r.expiresAtMs, best.expiresAtMs) || (r.expiresAtMs === best.expiresAtMs && r.ruleId < best.ruleId)) best = r;
+    if (longerLived(r, best)) best = r;
   }
   return best;
 }
@@ -91,18 +95,30 @@ export function sameValue(a: BlockValue | null, b: BlockValue | null): boolean {
 /** [from, to] (inclusive, 0..65535) as aligned power-of-two blocks, ascending. At most 30 blocks. */
 export function alignedBlocks(from: number, to: number): Array<{ port: number; portBits: number }> {
   const out: Array<{ port: number; portBits: number }> = [];
-  let p = from;
-  while (p <= to) {
-    let size = 1;
-    // Grow while the block stays aligned at p and inside [p, to].
-    while (size < 65536 && p % (size * 2) === 0 && p + size * 2 - 1 <= to) size *= 2;
-    out.push({ port: p, portBits: 16 - Math.log2(size) });
-    p += size;
-  }
+  eachAligned(from, to, (port, portBits) => out.push({ port, portBits }));
   return out;
 }
 
-const covers = (ranges: readonly PortRange[], from: number, to: number): boolean => ranges.some((r) => r.from <= from && to <= r.to);
+/** The blocks of `value` over [from, to] for `proto`, appended to `out` (no intermediate list). */
+function pushAligned(out: Block[], proto: number, from: number, to: number, value: BlockValue): void {
+  if (from === to) out.push({ proto, port: from, portBits: 16, value }); // one port: the usual case
+  else eachAligned(from, to, (port, portBits) => out.push({ proto, port, portBits, value }));
+}
+
+function eachAligned(from: number, to: number, each: (port: number, portBits: number) => void): void {
+  let p = from;
+  while (p <= to) {
+    let size = 1;
+    let bits = 16;
+    // Grow while the block stays aligned at p and inside [p, to].
+    while (size < 65536 && p % (size * 2) === 0 && p + size * 2 - 1 <= to) {
+      size *= 2;
+      bits--;
+    }
+    each(p, bits);
+    p += size;
+  }
+}
 
 /** One rule alone (the common case: a rule per scope set): the same blocks, without the interval arithmetic. */
 function singleRule(r: TableRule, nowMs: number): Block[] {
@@ -118,44 +134,107 @@ function singleRule(r: TableRule, nowMs: number): Block[] {
   const out: Block[] = [];
   for (const proto of [...new Set(r.protocols)].sort((a, b) => a - b)) {
     if (ranges.length === 0) out.push({ proto, port: 0, portBits: 0, value });
-    for (const pr of ranges) for (const b of alignedBlocks(pr.from, pr.to)) out.push({ proto, port: b.port, portBits: b.portBits, value });
+    for (const pr of ranges) pushAligned(out, proto, pr.from, pr.to, value);
   }
   return out;
+}
+
+/** The rules of `rules` in force at `nowMs` (the others never decide anything). */
+const liveRules = (rules: readonly TableRule[], nowMs: number): TableRule[] => rules.filter((r) => r.expiresAtMs === null || r.expiresAtMs > nowMs);
+
+/**
+ * decide() over `base` plus the rules of `rules` whose count in `active` is positive, without
+ * building the union (the sweep's inner step). Every rule given is live.
+ */
+function decideActive(base: readonly TableRule[], rules: readonly TableRule[], active: Int32Array): BlockValue | null {
+  let deny: TableRule | null = null;
+  let allow: TableRule | null = null;
+  for (let i = 0, n = base.length + rules.length; i < n; i++) {
+    const r = i < base.length ? base[i]! : rules[i - base.length]!;
+    if (i >= base.length && active[i - base.length]! <= 0) continue;
+    if (r.deny && (deny === null || longerLived(r, deny))) deny = r;
+    if (r.allow && (allow === null || longerLived(r, allow))) allow = r;
+  }
+  if (deny !== null) {
+    // The longest-lived allow outlives the deny iff any allow does.
+    const allowOutlives = deny.expiresAtMs !== null && allow !== null && (allow.expiresAtMs === null || allow.expiresAtMs > deny.expiresAtMs);
+    return { allow: false, deny: true, ruleId: deny.ruleId, expiresAtMs: deny.expiresAtMs, allowOutlives };
+  }
+  if (allow === null) return null;
+  return { allow: true, deny: false, ruleId: allow.ruleId, expiresAtMs: allow.expiresAtMs, allowOutlives: false };
+}
+
+const SHIFT = 0x100000000;
+
+/**
+ * The port runs of one protocol: a sweep over the sorted range endpoints (each range opens at
+ * `from` and closes at `to + 1`); each elementary interval between two consecutive endpoints is
+ * answered by the base rules and the port rules open over it; equal neighbours are merged.
+ */
+function portRuns(base: readonly TableRule[], portRules: readonly TableRule[], v1: BlockValue | null): Array<{ from: number; to: number; value: BlockValue }> {
+  // Events packed as point * 2^32 + rule index * 2 + (1 when the range closes): sorted numerically
+  // (exact: below 2^49).
+  const events: number[] = [];
+  for (let j = 0; j < portRules.length; j++) {
+    for (const pr of portRules[j]!.ports) events.push(pr.from * SHIFT + j * 2, (pr.to + 1) * SHIFT + j * 2 + 1);
+  }
+  events.sort((a, b) => a - b);
+  const active = new Int32Array(portRules.length);
+  let open = 0;
+  const runs: Array<{ from: number; to: number; value: BlockValue }> = [];
+  let k = 0;
+  while (k < events.length) {
+    const from = Math.floor(events[k]! / SHIFT);
+    for (; k < events.length && Math.floor(events[k]! / SHIFT) === from; k++) {
+      const ev = events[k]! % SHIFT;
+      const j = ev >>> 1;
+      if ((ev & 1) === 0) { if (active[j]!++ === 0) open++; } else if (--active[j]! === 0) open--;
+    }
+    if (k === events.length || open === 0) continue;
+    const to = Math.floor(events[k]! / SHIFT) - 1;
+    const v = decideActive(base, portRules, active);
+    if (v === null || sameValue(v, v1)) continue;
+    const last = runs[runs.length - 1];
+    if (last && last.to + 1 === from && sameValue(last.value, v)) last.to = to;
+    else runs.push({ from, to, value: v });
+  }
+  return runs;
 }
 
 /** The blocks of one table, sorted by (proto, port, portBits); deterministic for equal input. */
 export function flattenTable(rules: readonly TableRule[], nowMs: number): Block[] {
   if (rules.length === 1) return singleRule(rules[0]!, nowMs);
+  // Rules no longer in force are left out: they decide nothing, and the cuts they would add
+  // only split runs that merge again.
+  const live = liveRules(rules, nowMs);
   const out: Block[] = [];
-  const anyRules = rules.filter((r) => r.protocols === null);
+  const anyRules: TableRule[] = [];
+  const byProto = new Map<number, TableRule[]>();
+  for (const r of live) {
+    if (r.protocols === null) {
+      anyRules.push(r);
+      continue;
+    }
+    for (let i = 0; i < r.protocols.length; i++) {
+      const proto = r.protocols[i]!;
+      if (r.protocols.indexOf(proto) !== i) continue; // a protocol named twice
+      const mine = byProto.get(proto);
+      if (mine) mine.push(r);
+      else byProto.set(proto, [r]);
+    }
+  }
   const v0 = decide(anyRules, nowMs);
   if (v0) out.push({ proto: null, port: 0, portBits: 0, value: v0 });
-  const protos = [...new Set(rules.flatMap((r) => r.protocols ?? []))].sort((a, b) => a - b);
+  const protos = [...byProto.keys()].sort((a, b) => a - b);
   for (const proto of protos) {
-    const mine = rules.filter((r) => r.protocols !== null && r.protocols.includes(proto));
+    const mine = byProto.get(proto)!;
     const protoOnly = mine.filter((r) => r.ports.length === 0);
     const portRules = mine.filter((r) => r.ports.length > 0);
-    const baseRules = [...anyRules, ...protoOnly];
+    const baseRules = protoOnly.length > 0 ? [...anyRules, ...protoOnly] : anyRules;
     const v1 = protoOnly.length > 0 ? decide(baseRules, nowMs) : v0;
     if (protoOnly.length > 0 && !sameValue(v1, v0) && v1) out.push({ proto, port: 0, portBits: 0, value: v1 });
     if (portRules.length === 0) continue;
-    const cuts = [...new Set(portRules.flatMap((r) => r.ports.flatMap((pr) => [pr.from, pr.to + 1])))].sort((a, b) => a - b);
-    // Elementary intervals between cuts, with their answers; equal neighbours merged.
-    const runs: Array<{ from: number; to: number; value: BlockValue }> = [];
-    for (let i = 0; i + 1 < cuts.length; i++) {
-      const from = cuts[i]!;
-      const to = cuts[i + 1]! - 1;
-      const covering = portRules.filter((r) => covers(r.ports, from, to));
-      if (covering.length === 0) continue;
-      const v = decide([...baseRules, ...covering], nowMs);
-      if (v === null || sameValue(v, v1)) continue;
-      const last = runs[runs.length - 1];
-      if (last && last.to + 1 === from && sameValue(last.value, v)) last.to = to;
-      else runs.push({ from, to, value: v });
-    }
-    for (const run of runs) {
-      for (const b of alignedBlocks(run.from, run.to)) out.push({ proto, port: b.port, portBits: b.portBits, value: run.value });
-    }
+    for (const run of portRuns(baseRules, portRules, v1)) pushAligned(out, proto, run.from, run.to, run.value);
   }
   return out;
 }

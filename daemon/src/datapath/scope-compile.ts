@@ -66,7 +66,15 @@ export interface PreparedEntry {
 }
 
 const isLive = (d: number | null, nowMs: number): boolean => d === null || d > nowMs;
-const maxDeadline = (ds: readonly (number | null)[]): number | null => (ds.some((d) => d === null) ? null : Math.max(...(ds as number[])));
+/** The latest deadline of `rules` (null = one never expires). */
+function maxDeadline(rules: readonly ScopedRuleEntry[]): number | null {
+  let max = -Infinity;
+  for (const r of rules) {
+    if (r.expiresAtMs === null) return null;
+    if (r.expiresAtMs > max) max = r.expiresAtMs;
+  }
+  return max;
+}
 
 function checkRule(r: ScopedRuleEntry): void {
   const s = r.scope;
@@ -86,9 +94,18 @@ function checkRule(r: ScopedRuleEntry): void {
 
 /** The content key of a scoped-rule set: order-independent, names ignored. */
 export function scopeSetKey(rules: readonly ScopedRuleEntry[]): string {
-  const one = (r: ScopedRuleEntry): string => `${scopeKey(r.scope) || "*"}|${r.allow ? "a" : ""}${r.deny ? "d" : ""}|${r.ruleId}|${r.expiresAtMs ?? "-"}`;
-  return rules.length === 1 ? one(rules[0]!) : rules.map(one).sort().join("\n");
+  if (rules.length === 1) return ruleKey(rules[0]!);
+  // Canonical order: by rule id, then by the rule's text (a total order on the texts, so equal
+  // sets give equal keys); rules usually arrive sorted by id, which the sort then merely checks.
+  const keyed = rules.map((r) => ({ id: r.ruleId, text: ruleKey(r) }));
+  keyed.sort((a, b) => a.id - b.id || (a.text < b.text ? -1 : a.text > b.text ? 1 : 0));
+  let out = keyed[0]?.text ?? "";
+  for (let i = 1; i < keyed.length; i++) out += "\n" + keyed[i]!.text;
+  return out;
 }
+
+const ruleKey = (r: ScopedRuleEntry): string =>
+  (scopeKey(r.scope) || "*") + "|" + (r.allow ? "a" : "") + (r.deny ? "d" : "") + "|" + r.ruleId + "|" + (r.expiresAtMs ?? "-");
 
 /**
  * Rewrites one entry for the kernel (see "Expiry" above): drops expired scoped rules, folds
@@ -100,7 +117,7 @@ export function prepareEntry(e: FilterEntry, nowMs: number): PreparedEntry {
   const scoped = all.every((r) => isLive(r.expiresAtMs, nowMs)) ? all : all.filter((r) => isLive(r.expiresAtMs, nowMs));
   if (scoped.length === 0) return { entry: e, rules: null, key: "" };
   for (const r of scoped) checkRule(r);
-  const scopedUntil = maxDeadline(scoped.map((r) => r.expiresAtMs));
+  const scopedUntil = maxDeadline(scoped);
   const unscopedLive = (e.allow || e.deny) && isLive(e.expiresAtMs, nowMs);
   const rules: ScopedRuleEntry[] = [...scoped];
   let entry: FilterEntry;
@@ -124,9 +141,9 @@ function tableRule(r: ScopedRuleEntry): TableRule {
 
 /** Compiles one scope set's tables (deterministic: tables by kind, then principal). */
 export function compileScopeSet(rules: readonly ScopedRuleEntry[], key: string, nowMs: number): CompiledScopeSet {
-  const tables = new Map<string, { kind: ScopeKind; principal: number; rules: TableRule[] }>();
+  const tables = new Map<number, { kind: ScopeKind; principal: number; rules: TableRule[] }>();
   const add = (kind: ScopeKind, principal: number, r: TableRule): void => {
-    const k = `${kind}:${principal}`;
+    const k = kind * 0x100000000 + principal; // principal <= 0xfffffffe
     let t = tables.get(k);
     if (!t) tables.set(k, (t = { kind, principal, rules: [] }));
     t.rules.push(r);

@@ -34,7 +34,8 @@ export const SCOPE_GEN_CAP = SCOPE_CAP / 2;
 
 interface SetState {
   readonly id: number;
-  readonly set: CompiledScopeSet;
+  /** The set without its blocks (`wire` has them with the id; not keeping both halves the retained objects). */
+  readonly set: Omit<CompiledScopeSet, "blocks">;
   readonly wire: readonly ScopeWireEntry[];
   refs: number;
 }
@@ -133,7 +134,7 @@ export class ScopeRegistry {
         if (set.blocks.length > 0) {
           if (gen.count + set.blocks.length > SCOPE_GEN_CAP) throw exhausted(gen.count + set.blocks.length);
           const id = gen.allocate();
-          s = { id, set, wire: withScopeId(set.blocks, id), refs: 0 };
+          s = { id, set: { key: set.key, flags: set.flags, repushAtMs: set.repushAtMs }, wire: withScopeId(set.blocks, id), refs: 0 };
           gen.byKey.set(p.key, s);
           gen.byId.set(id, s);
           gen.count += s.wire.length;
@@ -179,7 +180,7 @@ export class ScopeRegistry {
         const set = compileScopeSet(p.rules, p.key, nowMs);
         if (set.blocks.length > 0) {
           const id = gen.allocate(); // burned even if this plan is dropped
-          s = { id, set, wire: withScopeId(set.blocks, id), refs: 0 };
+          s = { id, set: { key: set.key, flags: set.flags, repushAtMs: set.repushAtMs }, wire: withScopeId(set.blocks, id), refs: 0 };
           fresh.set(p.key, s);
         }
       }

@@ -49,8 +49,17 @@ export function hasOwnerScope(scope: RuleScope | undefined): boolean {
 /** A stable text key of a scope: equal scopes (same protocols, ports, ids) give equal keys. Names are ignored. */
 export function scopeKey(scope: RuleScope | undefined): string {
   if (isUnscoped(scope) || scope === undefined) return "";
-  const ports = scope.ports.map((r) => (r.from === r.to ? `${r.from}` : `${r.from}-${r.to}`)).join(",");
-  const users = scope.users.map((p) => p.id).join(",");
-  const groups = scope.groups.map((p) => p.id).join(",");
-  return `p=${scope.protocols.join(",")};d=${ports};u=${users};g=${groups}`;
+  // Plain concatenation (no intermediate arrays): the scope compiler keys every rule of a set.
+  let k = "p=";
+  for (let i = 0; i < scope.protocols.length; i++) k += (i > 0 ? "," : "") + scope.protocols[i]!;
+  k += ";d=";
+  for (let i = 0; i < scope.ports.length; i++) {
+    const r = scope.ports[i]!;
+    k += (i > 0 ? "," : "") + (r.from === r.to ? `${r.from}` : `${r.from}-${r.to}`);
+  }
+  k += ";u=";
+  for (let i = 0; i < scope.users.length; i++) k += (i > 0 ? "," : "") + scope.users[i]!.id;
+  k += ";g=";
+  for (let i = 0; i < scope.groups.length; i++) k += (i > 0 ? "," : "") + scope.groups[i]!.id;
+  return k;
 }
