@@ -76,19 +76,20 @@ function maxDeadline(rules: readonly ScopedRuleEntry[]): number | null {
   return max;
 }
 
+const LISTS = ["users", "groups"] as const;
+
 function checkRule(r: ScopedRuleEntry): void {
   const s = r.scope;
-  const name = `scoped rule ${r.ruleId}`;
-  if (!Number.isInteger(r.ruleId) || r.ruleId < 0 || r.ruleId > 0xffffffff) throw invalidArgument(`${name}: invalid rule id`);
-  if (r.expiresAtMs !== null && !(Number.isFinite(r.expiresAtMs) && r.expiresAtMs > 0)) throw invalidArgument(`${name}: invalid deadline`);
-  for (const p of s.protocols) if (!Number.isInteger(p) || p < 0 || p > 255) throw invalidArgument(`${name}: invalid protocol ${p}`);
+  if (!Number.isInteger(r.ruleId) || r.ruleId < 0 || r.ruleId > 0xffffffff) throw invalidArgument(`scoped rule ${r.ruleId}: invalid rule id`);
+  if (r.expiresAtMs !== null && !(Number.isFinite(r.expiresAtMs) && r.expiresAtMs > 0)) throw invalidArgument(`scoped rule ${r.ruleId}: invalid deadline`);
+  for (const p of s.protocols) if (!Number.isInteger(p) || p < 0 || p > 255) throw invalidArgument(`scoped rule ${r.ruleId}: invalid protocol ${p}`);
   for (const pr of s.ports) {
     if (!Number.isInteger(pr.from) || !Number.isInteger(pr.to) || pr.from < 1 || pr.to > 65535 || pr.from > pr.to) {
-      throw invalidArgument(`${name}: invalid port range ${pr.from}-${pr.to}`);
+      throw invalidArgument(`scoped rule ${r.ruleId}: invalid port range ${pr.from}-${pr.to}`);
     }
   }
-  for (const list of [s.users, s.groups]) {
-    for (const p of list) if (!Number.isInteger(p.id) || p.id < 0 || p.id > MAX_PRINCIPAL) throw invalidArgument(`${name}: invalid user or group id ${p.id}`);
+  for (const list of LISTS) {
+    for (const p of s[list]) if (!Number.isInteger(p.id) || p.id < 0 || p.id > MAX_PRINCIPAL) throw invalidArgument(`scoped rule ${r.ruleId}: invalid user or group id ${p.id}`);
   }
 }
 
@@ -96,7 +97,14 @@ function checkRule(r: ScopedRuleEntry): void {
 export function scopeSetKey(rules: readonly ScopedRuleEntry[]): string {
   if (rules.length === 1) return ruleKey(rules[0]!);
   // Canonical order: by rule id, then by the rule's text (a total order on the texts, so equal
-  // sets give equal keys); rules usually arrive sorted by id, which the sort then merely checks.
+  // sets give equal keys). Rules usually arrive with strictly increasing ids: already in that order.
+  let ascending = true;
+  for (let i = 1; i < rules.length && ascending; i++) ascending = rules[i - 1]!.ruleId < rules[i]!.ruleId;
+  if (ascending) {
+    let key = ruleKey(rules[0]!);
+    for (let i = 1; i < rules.length; i++) key += "\n" + ruleKey(rules[i]!);
+    return key;
+  }
   const keyed = rules.map((r) => ({ id: r.ruleId, text: ruleKey(r) }));
   keyed.sort((a, b) => a.id - b.id || (a.text < b.text ? -1 : a.text > b.text ? 1 : 0));
   let out = keyed[0]?.text ?? "";
