@@ -86,10 +86,24 @@ export async function lookupPrincipalNames(kind: PrincipalKind, names: readonly 
   return out;
 }
 
-/** uid → user name for events and status, cached (a uid without a user gets no name). */
+/**
+ * uid → user name for events and status, cached (a uid without a user gets no name; negative answers
+ * are cached too). Bounded, because the uids come from packets: a workload that is root in its cgroup
+ * can send from any number of uids. At most `maxEntries` names are kept (the oldest go first), and at
+ * most `lookupsPerSecond` new uids are looked up (one `getent` each, which the event stream waits for);
+ * beyond that an event goes out without a name (not cached: a later event of that uid is named).
+ */
 export class OwnerNames {
   private readonly cache = new Map<number, string | null>();
   private readonly pending = new Map<number, Promise<string | null>>();
+  private windowStartMs = 0;
+  private windowLookups = 0;
+
+  constructor(
+    private readonly maxEntries = 4096,
+    private readonly lookupsPerSecond = 50,
+    private readonly nowMs: () => number = Date.now,
+  ) {}
 
   /** The cached name, or undefined when not looked up yet (then call lookup()). */
   cached(uid: number): string | null | undefined {
@@ -101,10 +115,18 @@ export class OwnerNames {
     if (hit !== undefined) return hit;
     let p = this.pending.get(uid);
     if (!p) {
+      const now = this.nowMs();
+      if (now - this.windowStartMs >= 1000) {
+        this.windowStartMs = now;
+        this.windowLookups = 0;
+      }
+      if (this.windowLookups >= this.lookupsPerSecond) return null;
+      this.windowLookups++;
       p = getent("passwd", [String(uid)])
         .then((m) => m.get(String(uid))?.name ?? null)
         .catch(() => null)
         .then((name) => {
+          if (this.cache.size >= this.maxEntries) this.cache.delete(this.cache.keys().next().value as number);
           this.cache.set(uid, name);
           this.pending.delete(uid);
           return name;
