@@ -1,5 +1,5 @@
 /**
- * enum nf_reason (bpf/include/netfence.h) → the text used in PacketEvent.reason, by code; re-exported by
+ * enum nf_reason (bpf/include/netfence-events.h, part of netfence.h) → the text used in PacketEvent.reason, by code; re-exported by
  * wire-format.ts and checked against the header by test/unit/datapath/wire-format.test.ts.
  */
 export const REASONS: readonly string[] = [
