@@ -293,7 +293,7 @@ export class App {
         blockedOwners: (id) => this.blockedOwners.forAttachment(id),
         applyPolicy: (file, content, dryRun) => applier.apply(file, content, dryRun),
         flush: async () => {
-          const r = await flushAttachments({ manager, filter });
+          const r = await applier.flush(() => flushAttachments({ manager, filter }));
           this.flushed = true;
           // After the response is on its way; stop() gives running calls 500 ms.
           setTimeout(() => this.requestStop("flush"), 50);

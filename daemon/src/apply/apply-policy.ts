@@ -58,11 +58,33 @@ export class PolicyApplier {
 
   constructor(private readonly deps: ApplyDeps) {}
 
-  /** Serialised: one apply at a time. */
+  /** Set once a flush ran: applies refuse from then on (the daemon is stopping). */
+  private flushed = false;
+
+  /** Serialised: one apply at a time, and never beside a flush. */
   apply(fileName: string, content: string, dryRun: boolean): Promise<ApplyResult> {
-    const run = this.tail.then(() => this.applyNow(fileName, content, dryRun));
-    this.tail = run.catch(() => undefined);
-    return run;
+    return this.serial(() => {
+      if (this.flushed) throw new NetfenceError("FAILED_PRECONDITION", "netfenced was flushed and is stopping: nothing is applied");
+      return this.applyNow(fileName, content, dryRun);
+    });
+  }
+
+  /**
+   * `netfenced flush` in the same queue as the applies: an apply in progress finishes (or rolls
+   * back) first — never half of its attachments created after the flush removed the rest — and
+   * every apply after it is refused.
+   */
+  flush<T>(run: () => Promise<T>): Promise<T> {
+    return this.serial(async () => {
+      this.flushed = true;
+      return run();
+    });
+  }
+
+  private serial<T>(run: () => Promise<T>): Promise<T> {
+    const next = this.tail.then(run);
+    this.tail = next.catch(() => undefined);
+    return next;
   }
 
   private async applyNow(fileName: string, content: string, dryRun: boolean): Promise<ApplyResult> {

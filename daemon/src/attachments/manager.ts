@@ -23,6 +23,7 @@ import { HitsTracker, type HitsDelta } from "./hits-tracker.js";
 import { buildRulesView, type RulesView } from "./rules-view.js";
 import { restoreAttachments, type StartReport } from "./startup.js";
 import type { CommandOrigin, HistorySource } from "../history/history-entry.js";
+import { NetfenceError } from "@netfence/proto/errors";
 
 export type { AttachInput } from "./attach-flow.js";
 export type { StartReport } from "./startup.js";
@@ -98,6 +99,9 @@ export class AttachmentManager {
   private readonly statsReader: AttachmentStats;
   private readonly hitsTracker: HitsTracker;
   private readonly resources: AttachmentResources;
+  /** Set by flush(): attach and adopt refuse from then on. */
+  private flushing = false;
+  private readonly inFlight = new Set<Promise<AttachmentView>>();
   private startWarnings: string[] = [];
 
   constructor(private readonly opts: ManagerOptions) {
@@ -146,7 +150,7 @@ export class AttachmentManager {
   // ---------------------------------------------------------------- attach / detach / commands
 
   attach(input: AttachInput): Promise<AttachmentView> {
-    return this.flow.attach(input);
+    return this.creating(() => this.flow.attach(input));
   }
 
   /** `source`: who it is recorded as in the audit trail (default the local API). */
@@ -185,7 +189,7 @@ export class AttachmentManager {
   }
 
   adoptOrphan(id: string): Promise<AttachmentView> {
-    return this.orphanOps.adopt(id);
+    return this.creating(() => this.orphanOps.adopt(id));
   }
 
   detachOrphan(id: string): Promise<void> {
@@ -198,6 +202,10 @@ export class AttachmentManager {
    * Returns the ids removed. The host-wide pins are the caller's (app.ts removes them on stop).
    */
   async flush(): Promise<{ detached: string[]; orphans: string[] }> {
+    // From here on nothing new is attached or adopted, and the ones already on their way finish
+    // first: an attach that completed after the list below was taken would outlive the flush.
+    this.flushing = true;
+    await Promise.allSettled([...this.inFlight]);
     const detached: string[] = [];
     for (const id of [...this.core.registry.records.keys(), ...this.core.registry.unadopted.keys()]) {
       await this.flow.detach(id, "flush");
@@ -215,6 +223,16 @@ export class AttachmentManager {
   /** Audit mode on/off, the mode unchanged (`netfenced audit`, standalone daemons): a SetMode with audit. */
   setAudit(id: string, audit: boolean): Promise<void> {
     return this.applyCommand(id, { kind: "set-mode", mode: this.get(id).mode, audit });
+  }
+
+  /** Attach and adopt: refused once a flush began; tracked until done so that flush can wait for them. */
+  private creating(run: () => Promise<AttachmentView>): Promise<AttachmentView> {
+    if (this.flushing) return Promise.reject(new NetfenceError("FAILED_PRECONDITION", "netfenced is flushing: everything is being detached and the daemon stops; nothing new is attached"));
+    const p = run();
+    this.inFlight.add(p);
+    const done = (): void => void this.inFlight.delete(p);
+    p.then(done, done);
+    return p;
   }
 
   // ---------------------------------------------------------------- views

@@ -103,6 +103,34 @@ describe("PolicyApplier", () => {
     expect(host.policies.get("a")).toEqual(before.get("a"));
   });
 
+  it("a flush waits for the apply in progress and every apply after it is refused", async () => {
+    const root = cgroupRoot();
+    const host = new FakeHost();
+    let release = (): void => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    const attach = host.attach.bind(host);
+    host.attach = async (input) => {
+      await gate; // the apply is in the middle of its first attach
+      return attach(input);
+    };
+    const applier = new PolicyApplier({ host, cgroupRoot: root, management: MANAGEMENT_OFF, record: () => undefined, logger: pino({ level: "silent" }) });
+    const applying = applier.apply("p.yaml", file(root, ["{name: a, cgroup: ROOT/a}", "{name: b, cgroup: ROOT/b}"]), false);
+    const order: string[] = [];
+    const flushing = applier.flush(async () => {
+      order.push(`flush sees ${[...host.views.keys()].sort().join(",")}`);
+      for (const id of [...host.views.keys()]) await host.detach(id);
+    });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(order).toEqual([]); // not beside the apply
+    release();
+    await applying;
+    await flushing;
+    expect(order).toEqual(["flush sees a,b"]);
+    expect(host.views.size).toBe(0);
+    await expect(applier.apply("p.yaml", file(root, ["{name: c, cgroup: ROOT/c}"]), false)).rejects.toMatchObject({ code: "FAILED_PRECONDITION" });
+    expect(host.views.size).toBe(0);
+  });
+
   it("ApplyPolicy is refused when a control plane is configured", async () => {
     let called = false;
     const svc = (cp: boolean) => new DaemonServiceImpl({
