@@ -10,7 +10,7 @@ import { encodeEntries, encodePolicy, Op, type WireEntry } from "./wire-format.j
  * scope compiler's registry (scope-registry.ts) turns FilterEntry.scoped into scope ids and
  * scope-table entries; the frames carry both (scope entries first); the content shadow follows every
  * frame as it is sent, and so does the registry for a REPLACE (the loader answers in order: an UPSERT
- * sent after it lands in that generation).
+ * sent after it lands in that generation); a REPLACE the loader refuses leaves the registry unknown.
  */
 export interface KnownAttachment {
   readonly slot: number;
@@ -54,9 +54,24 @@ export async function deleteCompiled(w: FrameWriter, id: string, cidrs: readonly
   });
 }
 
+/**
+ * The registry takes the new generation when the REPLACE is sent (UPSERTs written after it are
+ * compiled against it). If the loader then refuses the REPLACE, the kernel still runs the old
+ * generation, whose ids the registry no longer holds: it is marked unknown, so scoped UPSERTs are
+ * refused (learned scoped addresses are not added: closed) until the next REPLACE succeeds.
+ */
 export async function replacePolicy(w: FrameWriter, k: KnownAttachment, id: string, policy: FilterPolicy): Promise<void> {
   const plan = k.scopes.replace(policy.entries, Date.now());
-  await replaceCompiled(w, k, id, policy, plan.entries, encodeScopeWire(plan.scopeWire), () => plan.commit());
+  let sent = false;
+  try {
+    await replaceCompiled(w, k, id, policy, plan.entries, encodeScopeWire(plan.scopeWire), () => {
+      plan.commit();
+      sent = true;
+    });
+  } catch (err) {
+    if (sent) k.scopes.markUnknown();
+    throw err;
+  }
 }
 
 /** Into the active generation; scoped entries reuse or add scope sets, sets no prefix uses any more are deleted after. */
