@@ -256,13 +256,18 @@ export function fixture(name: string): string {
 }
 
 /** Probes from inside a namespace: true if the destination answered. Bounded by timeoutMs. */
-export async function probe(sb: Sandbox, ns: string, kind: "tcp" | "udp" | "icmp", ip: string, opts: { port?: number; cgroup?: string; timeoutMs?: number } = {}): Promise<boolean> {
+/** `uid` (and `gid`, default the uid): the probe runs as that owner (setpriv, no supplementary groups). */
+export async function probe(
+  sb: Sandbox, ns: string, kind: "tcp" | "udp" | "icmp", ip: string,
+  opts: { port?: number; cgroup?: string; timeoutMs?: number; uid?: number; gid?: number } = {},
+): Promise<boolean> {
   const timeoutMs = opts.timeoutMs ?? 1000;
+  const as = opts.uid === undefined ? [] : ["setpriv", `--reuid=${opts.uid}`, `--regid=${opts.gid ?? opts.uid}`, "--clear-groups"];
   if (kind === "icmp") {
-    const r = await sb.exec(ns, ["ping", "-n", "-c", "1", "-W", String(Math.max(1, Math.ceil(timeoutMs / 1000))), ip], { cgroup: opts.cgroup, allowFail: true, timeoutMs: timeoutMs + 3000 });
+    const r = await sb.exec(ns, [...as, "ping", "-n", "-c", "1", "-W", String(Math.max(1, Math.ceil(timeoutMs / 1000))), ip], { cgroup: opts.cgroup, allowFail: true, timeoutMs: timeoutMs + 3000 });
     return r.code === 0;
   }
-  const r = await sb.exec(ns, [process.execPath, fixture("probe.mjs"), kind, ip, String(opts.port ?? 7000), String(timeoutMs)], { cgroup: opts.cgroup, allowFail: true, timeoutMs: timeoutMs + 5000 });
+  const r = await sb.exec(ns, [...as, process.execPath, fixture("probe.mjs"), kind, ip, String(opts.port ?? 7000), String(timeoutMs)], { cgroup: opts.cgroup, allowFail: true, timeoutMs: timeoutMs + 5000 });
   return r.stdout.trim() === "ok";
 }
 

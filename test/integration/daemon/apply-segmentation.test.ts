@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { fixture, requireKernel, Sandbox, type SandboxNetwork } from "../../helpers/sandbox.js";
-import { DaemonProcess } from "../../helpers/daemon-harness.js";
+import { probe, type Sandbox, type SandboxNetwork } from "../../helpers/sandbox.js";
+import type { DaemonProcess } from "../../helpers/daemon-harness.js";
+import { daemonRig, type DaemonRig } from "../../helpers/daemon-rig.js";
 
 // Host micro-segmentation through the standalone policy file (issue 15, seed 004's own example:
 // "only processes of user web may reach redis on 127.0.0.1:6379"), end to end: `netfenced apply -f`
@@ -16,14 +17,9 @@ import { DaemonProcess } from "../../helpers/daemon-harness.js";
 const PORT = 7481;
 const OTHER = 7482;
 
-async function probeAs(sb: Sandbox, ns: string, cg: string, uid: number, port: number): Promise<boolean> {
-  const r = await sb.exec(
-    ns,
-    ["setpriv", `--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", process.execPath, fixture("probe.mjs"), "tcp", "127.0.0.1", String(port), "800"],
-    { cgroup: cg, allowFail: true, timeoutMs: 6000 },
-  );
-  return r.stdout.trim() === "ok";
-}
+/** A TCP connect to the namespace's 127.0.0.1 as `uid`, inside the test cgroup. */
+const probeAs = (sb: Sandbox, ns: string, cg: string, uid: number, port: number): Promise<boolean> =>
+  probe(sb, ns, "tcp", "127.0.0.1", { port, uid, cgroup: cg, timeoutMs: 800 });
 
 describe("apply -f: user and port rules on loopback (real kernel)", () => {
   let sb: Sandbox;
@@ -32,23 +28,15 @@ describe("apply -f: user and port rules on loopback (real kernel)", () => {
   let cg: string;
   let daemon: DaemonProcess;
 
+  let rig: DaemonRig | undefined;
+
   beforeAll(async () => {
-    await requireKernel();
-    sb = await Sandbox.create("nfas");
-    net = await sb.network();
-    pinRoot = await sb.pinRoot();
-    cg = await sb.cgroup();
     // Servers on the workload namespace's loopback, outside the cgroup.
-    await sb.echoServer(net.workloadNs, PORT);
-    await sb.echoServer(net.workloadNs, OTHER);
-    daemon = new DaemonProcess({ pinRoot });
-    await daemon.start();
+    rig = await daemonRig("nfas", { servers: { ns: "workload", ports: [PORT, OTHER] } });
+    ({ sb, net, pinRoot, cg, daemon } = rig);
   }, 120_000);
 
-  afterAll(async () => {
-    await daemon?.cleanup();
-    await sb?.cleanup();
-  }, 60_000);
+  afterAll(() => rig?.cleanup(), 60_000);
 
   const verdicts = async () => [
     await probeAs(sb, net.workloadNs, cg, 1, PORT),

@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { existsSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { probe, requireKernel, Sandbox, type SandboxNetwork } from "../../helpers/sandbox.js";
-import { DaemonProcess } from "../../helpers/daemon-harness.js";
+import { probe, type Sandbox, type SandboxNetwork } from "../../helpers/sandbox.js";
+import type { DaemonProcess } from "../../helpers/daemon-harness.js";
+import { daemonRig, type DaemonRig } from "../../helpers/daemon-rig.js";
 
 // `netfenced apply -f` (issue 15) against the real binary and kernel: processes in a test cgroup
 // really connect to an echo server in another namespace. A file applies and enforces; the same
@@ -22,24 +23,16 @@ describe("netfenced apply -f (real kernel)", () => {
   let daemon: DaemonProcess;
   let dir: string;
 
+  let rig: DaemonRig | undefined;
+
   beforeAll(async () => {
-    await requireKernel();
-    sb = await Sandbox.create("nfap");
-    net = await sb.network();
-    pinRoot = await sb.pinRoot();
-    cg = await sb.cgroup();
-    await sb.echoServer(net.serverNs, PORT);
-    await sb.echoServer(net.serverNs, OTHER);
     // Management: the third server address, on PORT (standing in for sshd's 22).
-    daemon = new DaemonProcess({ pinRoot, yaml: `management: { networks: ["${net.serverIp4[2]}/32"], ports: [${PORT}] }` });
+    rig = await daemonRig("nfap", { servers: { ports: [PORT, OTHER] }, yaml: (n) => `management: { networks: ["${n.serverIp4[2]}/32"], ports: [${PORT}] }` });
+    ({ sb, net, pinRoot, cg, daemon } = rig);
     dir = daemon.dir;
-    await daemon.start();
   }, 120_000);
 
-  afterAll(async () => {
-    await daemon?.cleanup();
-    await sb?.cleanup();
-  }, 60_000);
+  afterAll(() => rig?.cleanup(), 60_000);
 
   const reach = (ip: string, port = PORT) => probe(sb, net.workloadNs, "tcp", ip, { port, timeoutMs: 800, cgroup: cg });
   const writePolicy = (name: string, text: string): string => {

@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { existsSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { probe, requireKernel, Sandbox, sh, type SandboxNetwork } from "../../helpers/sandbox.js";
-import { DaemonProcess } from "../../helpers/daemon-harness.js";
+import { probe, sh, type Sandbox, type SandboxNetwork } from "../../helpers/sandbox.js";
+import type { DaemonProcess } from "../../helpers/daemon-harness.js";
+import { daemonRig, type DaemonRig } from "../../helpers/daemon-rig.js";
 
 // `netfenced flush` (issue 15, seed 004 FR-6) against the real binary and kernel: every program,
 // link, map and pin of OUR daemon (found from its pin root and attach points before the flush) is
@@ -67,27 +68,24 @@ describe("netfenced flush (real kernel)", () => {
   let daemon: DaemonProcess;
   let ownPin: string;
 
+  let rig: DaemonRig | undefined;
+
   beforeAll(async () => {
-    await requireKernel();
-    sb = await Sandbox.create("nffl");
-    net = await sb.network();
-    pinRoot = await sb.pinRoot();
-    cg = await sb.cgroup();
-    await sb.echoServer(net.serverNs, PORT);
-    // The test's own unrelated objects: a bpffs pin outside our pin root, a tc u32 filter on the interface we attach to.
-    ownPin = `/sys/fs/bpf/nftest-${sb.tag}-own`;
-    sb.onCleanup(async () => void (await sh("rm", ["-f", ownPin], { allowFail: true })));
-    await sh("bpftool", ["map", "create", ownPin, "type", "array", "key", "4", "value", "4", "entries", "1", "name", "nft_own"]);
-    await sh("tc", ["qdisc", "add", "dev", net.hostIf, "clsact"]);
-    await sh("tc", ["filter", "add", "dev", net.hostIf, "ingress", "pref", "7", "protocol", "all", "u32", "match", "u32", "0", "0", "classid", "1:1"]);
-    daemon = new DaemonProcess({ pinRoot });
-    await daemon.start();
+    rig = await daemonRig("nffl", {
+      servers: { ports: [PORT] },
+      // The test's own unrelated objects: a bpffs pin outside our pin root, a tc u32 filter on the interface we attach to.
+      before: async (s, n) => {
+        ownPin = `/sys/fs/bpf/nftest-${s.tag}-own`;
+        s.onCleanup(async () => void (await sh("rm", ["-f", ownPin], { allowFail: true })));
+        await sh("bpftool", ["map", "create", ownPin, "type", "array", "key", "4", "value", "4", "entries", "1", "name", "nft_own"]);
+        await sh("tc", ["qdisc", "add", "dev", n.hostIf, "clsact"]);
+        await sh("tc", ["filter", "add", "dev", n.hostIf, "ingress", "pref", "7", "protocol", "all", "u32", "match", "u32", "0", "0", "classid", "1:1"]);
+      },
+    });
+    ({ sb, net, pinRoot, cg, daemon } = rig);
   }, 120_000);
 
-  afterAll(async () => {
-    await daemon?.cleanup();
-    await sb?.cleanup();
-  }, 60_000);
+  afterAll(() => rig?.cleanup(), 60_000);
 
   const reach = (ip: string, cgroup?: string) => probe(sb, net.workloadNs, "tcp", ip, { port: PORT, timeoutMs: 800, cgroup });
 

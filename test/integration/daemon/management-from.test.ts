@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
-import { fixture, probe, requireKernel, Sandbox, type SandboxNetwork } from "../../helpers/sandbox.js";
-import { DaemonProcess } from "../../helpers/daemon-harness.js";
+import { fixture, probe, type Sandbox, type SandboxNetwork } from "../../helpers/sandbox.js";
+import type { DaemonProcess } from "../../helpers/daemon-harness.js";
+import { daemonRig, type DaemonRig } from "../../helpers/daemon-rig.js";
 
 // Management access from the config (issue 15, lockout safety), the "from" direction: a server in
 // a cgroup under block-all (standing in for the host's sshd inside a host-wide cgroup attachment)
@@ -21,27 +22,25 @@ describe("management access: replies of a server in a blocked cgroup (real kerne
   let cg: string;
   let daemon: DaemonProcess;
 
+  let rig: DaemonRig | undefined;
+
   beforeAll(async () => {
-    await requireKernel();
-    sb = await Sandbox.create("nfmf");
-    net = await sb.network();
-    pinRoot = await sb.pinRoot();
-    cg = await sb.cgroup();
-    // Two servers in the workload namespace, as members of the test cgroup.
-    for (const port of [PORT, OTHER]) {
-      let ready!: () => void;
-      const listening = new Promise<void>((r) => (ready = r));
-      sb.spawn(net.workloadNs, [process.execPath, fixture("echo-server.mjs"), String(port)], { cgroup: cg, onLine: (l) => l.includes("listening") && ready() });
-      await Promise.race([listening, new Promise((_, rej) => setTimeout(() => rej(new Error("server did not start")), 10_000))]);
-    }
-    daemon = new DaemonProcess({ pinRoot, yaml: `management: { networks: ["${net.subnet4}.0/24"], ports: [${PORT}] }` });
-    await daemon.start();
+    rig = await daemonRig("nfmf", {
+      yaml: (n) => `management: { networks: ["${n.subnet4}.0/24"], ports: [${PORT}] }`,
+      // Two servers in the workload namespace, as members of the test cgroup.
+      before: async (s, n, c) => {
+        for (const port of [PORT, OTHER]) {
+          let ready!: () => void;
+          const listening = new Promise<void>((r) => (ready = r));
+          s.spawn(n.workloadNs, [process.execPath, fixture("echo-server.mjs"), String(port)], { cgroup: c, onLine: (l) => l.includes("listening") && ready() });
+          await Promise.race([listening, new Promise((_, rej) => setTimeout(() => rej(new Error("server did not start")), 10_000))]);
+        }
+      },
+    });
+    ({ sb, net, pinRoot, cg, daemon } = rig);
   }, 120_000);
 
-  afterAll(async () => {
-    await daemon?.cleanup();
-    await sb?.cleanup();
-  }, 60_000);
+  afterAll(() => rig?.cleanup(), 60_000);
 
   const connect = (port: number) => probe(sb, net.serverNs, "tcp", net.workloadIp4, { port, timeoutMs: 800 });
 

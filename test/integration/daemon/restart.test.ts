@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { existsSync, readdirSync } from "node:fs";
 import path from "node:path";
-import { probe, requireKernel, Sandbox, type SandboxNetwork } from "../../helpers/sandbox.js";
-import { DaemonProcess } from "../../helpers/daemon-harness.js";
+import { probe, type Sandbox, type SandboxNetwork } from "../../helpers/sandbox.js";
+import type { DaemonProcess } from "../../helpers/daemon-harness.js";
+import { daemonRig, type DaemonRig } from "../../helpers/daemon-rig.js";
 
 // kill -9 of the daemon: the pinned filters keep enforcing while it is down, and the restarted
 // daemon re-adopts the same attachments (ids, DNS ports, policy) with nothing duplicated or orphaned.
@@ -21,24 +22,14 @@ describe("restart after kill -9 (real kernel)", () => {
   let pinRoot: string;
   let cg: string;
 
+  let rig: DaemonRig | undefined;
+
   beforeAll(async () => {
-    await requireKernel();
-    sb = await Sandbox.create("nfrs");
-    net = await sb.network();
-    pinRoot = await sb.pinRoot();
-    cg = await sb.cgroup();
-    await sb.echoServer(net.serverNs, PORT);
-    daemon = new DaemonProcess({
-      pinRoot,
-      yaml: `default_policy: { mode: allowlist, allow_cidrs: ["${net.serverIp4[0]}/32"] }`,
-    });
-    await daemon.start();
+    rig = await daemonRig("nfrs", { servers: { ports: [PORT] }, yaml: (n) => `default_policy: { mode: allowlist, allow_cidrs: ["${n.serverIp4[0]}/32"] }` });
+    ({ sb, net, pinRoot, cg, daemon } = rig);
   }, 120_000);
 
-  afterAll(async () => {
-    await daemon?.cleanup();
-    await sb?.cleanup();
-  }, 60_000);
+  afterAll(() => rig?.cleanup(), 60_000);
 
   const reach = (ip: string, cgroup?: string) => probe(sb, net.workloadNs, "tcp", ip, { port: PORT, timeoutMs: 800, cgroup });
   const list = async (): Promise<ListJson> => JSON.parse((await daemon.cli("list", "--all", "--json")).stdout) as ListJson;
