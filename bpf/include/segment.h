@@ -56,7 +56,11 @@ __noinline int nf_scope_match(struct __sk_buff *skb, struct nf_pkt *p, __u32 gen
 		if (!(kinds & (NF_ENTRY_SCOPE_ANY << kind)))
 			continue;
 		__u32 who = kind == NF_SCOPE_KIND_ANY ? 0 : kind == NF_SCOPE_KIND_UID ? p->uid : p->gid;
-		if (kind != NF_SCOPE_KIND_ANY && who == NF_OWNER_UNKNOWN)
+		/* An unknown uid (TC: no owner scopes are written there) looks nothing up. An unknown gid (a
+		 * socket created before the attach) looks up the principal NF_OWNER_UNKNOWN, where the
+		 * daemon writes the deny part of every group rule: a group deny closes such a socket too,
+		 * a group allow never opens it (fail closed both ways). */
+		if (kind == NF_SCOPE_KIND_UID && who == NF_OWNER_UNKNOWN)
 			continue;
 		k.kind = (__u8)kind;
 		k.principal = who;

@@ -79,8 +79,8 @@ static __u8 scope_match(struct att *a, __u32 gen, const struct nf_entry *v, cons
 		if (!(v->flags & (NF_ENTRY_SCOPE_ANY << kind)))
 			continue;
 		__u32 who = kind == NF_SCOPE_KIND_ANY ? 0 : kind == NF_SCOPE_KIND_UID ? q->uid : q->gid;
-		if (kind != NF_SCOPE_KIND_ANY && who == NF_OWNER_UNKNOWN)
-			continue;
+		if (kind == NF_SCOPE_KIND_UID && who == NF_OWNER_UNKNOWN)
+			continue; /* as nf_scope_match: an unknown gid looks up NF_OWNER_UNKNOWN */
 		k.kind = (__u8)kind;
 		k.principal = who;
 		struct nf_entry e;

@@ -11,7 +11,10 @@
  * address a domain rule learned shares its rule's set. scope-registry.ts keeps the ids per generation.
  *
  * Normalisation: "ports without protocols" = tcp and udp; a rule with users and groups is in both
- * the UID and the GID tables (uid in users OR gid in groups); a rule with neither is in ANY.
+ * the UID and the GID tables (uid in users OR gid in groups); a rule with neither is in ANY. A deny
+ * rule with groups is also in the GID table of principal OWNER_UNKNOWN (0xffffffff, never a real gid:
+ * MAX_PRINCIPAL): a socket created before the attach has no gid stamp, and any group deny applies to
+ * it — fail closed — while no group allow does.
  *
  * Expiry. A block can combine rules with different deadlines; the kernel checks one deadline per
  * block. The block holds the answer at compile time (deny if any live deny, else allow) with the
@@ -38,7 +41,7 @@ import type { FilterEntry, ScopedRuleEntry } from "../policy/compiled.js";
 import { flattenTable, type TableRule } from "./scope-blocks.js";
 import type { WireEntry } from "./wire-format.js";
 import {
-  ENTRY_SCOPE_ANY, ENTRY_SCOPE_GID, ENTRY_SCOPE_UID, SCOPE_KIND, type ScopeKind, type ScopeWireEntry,
+  ENTRY_SCOPE_ANY, ENTRY_SCOPE_GID, ENTRY_SCOPE_UID, OWNER_UNKNOWN, SCOPE_KIND, type ScopeKind, type ScopeWireEntry,
 } from "./scope-wire.js";
 
 /** An address entry as the driver writes it (wire-format.ts): `scopeId` absent or 0 = no scoped rule. */
@@ -151,7 +154,7 @@ function tableRule(r: ScopedRuleEntry): TableRule {
 export function compileScopeSet(rules: readonly ScopedRuleEntry[], key: string, nowMs: number): CompiledScopeSet {
   const tables = new Map<number, { kind: ScopeKind; principal: number; rules: TableRule[] }>();
   const add = (kind: ScopeKind, principal: number, r: TableRule): void => {
-    const k = kind * 0x100000000 + principal; // principal <= 0xfffffffe
+    const k = kind * 0x100000000 + principal; // principal <= 0xffffffff (OWNER_UNKNOWN)
     let t = tables.get(k);
     if (!t) tables.set(k, (t = { kind, principal, rules: [] }));
     t.rules.push(r);
@@ -161,6 +164,9 @@ export function compileScopeSet(rules: readonly ScopedRuleEntry[], key: string, 
     if (r.scope.users.length === 0 && r.scope.groups.length === 0) add(SCOPE_KIND.ANY, 0, tr);
     for (const u of r.scope.users) add(SCOPE_KIND.UID, u.id, tr);
     for (const g of r.scope.groups) add(SCOPE_KIND.GID, g.id, tr);
+    // A socket whose gid the kernel does not know (created before the attach) looks up this
+    // principal: the deny part of every group rule, so that a group deny is not escaped by it.
+    if (r.deny && r.scope.groups.length > 0) add(SCOPE_KIND.GID, OWNER_UNKNOWN, { ...tr, allow: false });
   }
   const order = [...tables.values()].sort((a, b) => a.kind - b.kind || a.principal - b.principal);
   const blocks: ScopeWireEntry[] = [];

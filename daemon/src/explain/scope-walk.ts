@@ -68,19 +68,24 @@ export function scopeText(s: RuleScope): string {
   return formatScope(s) || "any";
 }
 
-/** rule-scope.ts's matching, for a question whose protocol, port or owner may be left open (then it does not match a rule that needs it). */
-export function scopeMatches(s: RuleScope, p: WalkProbe): boolean {
+/**
+ * rule-scope.ts's matching, for a question whose protocol, port or owner may be left open (then it
+ * does not match a rule that needs it) — except an open group for a deny rule with groups: the
+ * kernel applies group denies to a socket whose gid it does not know (scope-compile.ts).
+ */
+export function scopeMatches(s: RuleScope, p: WalkProbe, deny = false): boolean {
   const protos = s.protocols.length > 0 ? s.protocols : s.ports.length > 0 ? [TCP, UDP] : null;
   if (protos !== null && (p.protocol === null || !protos.includes(p.protocol))) return false;
   if (s.ports.length > 0 && (p.port === null || !s.ports.some((r) => r.from <= p.port! && p.port! <= r.to))) return false;
   if (s.users.length === 0 && s.groups.length === 0) return true;
-  return (p.uid !== null && s.users.some((u) => u.id === p.uid)) || (p.gid !== null && s.groups.some((g) => g.id === p.gid));
+  if (p.uid !== null && s.users.some((u) => u.id === p.uid)) return true;
+  return p.gid === null ? deny && s.groups.length > 0 : s.groups.some((g) => g.id === p.gid);
 }
 
 const live = (d: number | null, nowMs: number): boolean => d === null || d > nowMs;
 
 function view(r: ScopedRuleEntry, p: WalkProbe): ScopedRuleView {
-  return { ruleId: r.ruleId, action: r.deny ? "deny" : "allow", scope: scopeText(r.scope), matched: scopeMatches(r.scope, p), expiresAtMs: r.expiresAtMs };
+  return { ruleId: r.ruleId, action: r.deny ? "deny" : "allow", scope: scopeText(r.scope), matched: scopeMatches(r.scope, p, r.deny), expiresAtMs: r.expiresAtMs };
 }
 
 /** nf_entry_match(): the entry's combined answer for the packet, or null when no rule of it matches. */
@@ -89,7 +94,7 @@ function entryMatch(e: FilterEntry, p: WalkProbe, nowMs: number): WalkEntry | nu
   let deny = e.deny;
   let ruleId = e.ruleId ?? 0;
   const scoped = (e.scoped ?? []).map((r) => view(r, p));
-  const hits = (e.scoped ?? []).filter((r) => live(r.expiresAtMs, nowMs) && scopeMatches(r.scope, p));
+  const hits = (e.scoped ?? []).filter((r) => live(r.expiresAtMs, nowMs) && scopeMatches(r.scope, p, r.deny));
   const sDeny = hits.find((r) => r.deny);
   const sAny = sDeny ?? hits.find((r) => r.allow);
   if (sAny !== undefined && !deny && (sDeny !== undefined || (!allow && !deny))) ruleId = sAny.ruleId;

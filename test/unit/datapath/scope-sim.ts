@@ -52,7 +52,9 @@ export function bruteForce(entries: readonly FilterEntry[], p: Packet, t: number
       if (protos !== null && !protos.includes(p.proto)) continue;
       if (s.ports.length > 0 && !s.ports.some((pr) => pr.from <= p.port && p.port <= pr.to)) continue;
       const owners = s.users.length > 0 || s.groups.length > 0;
-      if (owners && !s.users.some((u) => u.id === p.uid) && !(p.gid !== OWNER_UNKNOWN && s.groups.some((g) => g.id === p.gid))) continue;
+      // An unknown gid: a group deny applies (closed), a group allow does not.
+      const groupHit = p.gid === OWNER_UNKNOWN ? r.deny && s.groups.length > 0 : s.groups.some((g) => g.id === p.gid);
+      if (owners && !s.users.some((u) => u.id === p.uid) && !groupHit) continue;
       hits.push(r);
     }
     const deny = hits.filter((h) => h.deny);
@@ -107,7 +109,7 @@ export function kernelSim(entries: readonly WireEntry[], table: readonly ScopeWi
       const asks: Array<[number, number]> = [];
       if (kinds & ENTRY_SCOPE_ANY) asks.push([SCOPE_KIND.ANY, 0]);
       if (kinds & ENTRY_SCOPE_UID) asks.push([SCOPE_KIND.UID, p.uid]);
-      if (kinds & ENTRY_SCOPE_GID && p.gid !== OWNER_UNKNOWN) asks.push([SCOPE_KIND.GID, p.gid]);
+      if (kinds & ENTRY_SCOPE_GID) asks.push([SCOPE_KIND.GID, p.gid]); // unknown: principal OWNER_UNKNOWN
       for (const [kind, principal] of asks) {
         const hit = lpmLookup(table, lookupKey(kind, id, principal, p.proto, p.port));
         if (hit && live(hit.expiresAtMs, t)) parts.push(hit);
