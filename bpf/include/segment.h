@@ -186,13 +186,18 @@ __noinline int nf_keep_stamp(struct __sk_buff *skb, struct nf_pkt *p, const stru
 
 /* A protected entry with NF_PROT_FROM_PORT: a TCP packet from a stream socket bound to `port` (the
  * replies of the host's sshd: its connections' sockets, and for the SYN-ACK its listener). cgroup
- * programs only: a TC workload can craft any source port. */
+ * programs only: a TC workload can craft any source port. A bare SYN is never a reply: a workload
+ * that binds the port itself (root in its own network namespace) and connects out from it would
+ * otherwise reach the management network on any port. */
 static __always_inline int nf_from_port(struct __sk_buff *skb, struct nf_pkt *p, __u16 port)
 {
 #ifdef NF_CGROUP_PROG
 	nf_l4(skb, p);
-	if (p->l4_proto != IPPROTO_TCP || p->sport != port)
+	if (p->l4_proto != IPPROTO_TCP || p->sport != port || p->is_fragment)
 		return 0;
+	__u8 tcp_flags;
+	if (bpf_skb_load_bytes(skb, p->l4_data + 13, &tcp_flags, 1) < 0 || (tcp_flags & 0x12) == 0x02)
+		return 0; /* SYN without ACK: an active open */
 	struct bpf_sock *sk = nf_owner_sock(skb);
 	return sk && sk->type == SOCK_STREAM_ && sk->protocol == IPPROTO_TCP && sk->src_port == port;
 #else

@@ -256,10 +256,10 @@ export function fixture(name: string): string {
 }
 
 /** Probes from inside a namespace: true if the destination answered. Bounded by timeoutMs. */
-/** `uid` (and `gid`, default the uid): the probe runs as that owner (setpriv, no supplementary groups). */
+/** `uid` (and `gid`, default the uid): the probe runs as that owner (setpriv, no supplementary groups); `localPort`: TCP from that source port. */
 export async function probe(
   sb: Sandbox, ns: string, kind: "tcp" | "udp" | "icmp", ip: string,
-  opts: { port?: number; cgroup?: string; timeoutMs?: number; uid?: number; gid?: number } = {},
+  opts: { port?: number; cgroup?: string; timeoutMs?: number; uid?: number; gid?: number; localPort?: number } = {},
 ): Promise<boolean> {
   const timeoutMs = opts.timeoutMs ?? 1000;
   const as = opts.uid === undefined ? [] : ["setpriv", `--reuid=${opts.uid}`, `--regid=${opts.gid ?? opts.uid}`, "--clear-groups"];
@@ -267,7 +267,7 @@ export async function probe(
     const r = await sb.exec(ns, [...as, "ping", "-n", "-c", "1", "-W", String(Math.max(1, Math.ceil(timeoutMs / 1000))), ip], { cgroup: opts.cgroup, allowFail: true, timeoutMs: timeoutMs + 3000 });
     return r.code === 0;
   }
-  const r = await sb.exec(ns, [...as, process.execPath, fixture("probe.mjs"), kind, ip, String(opts.port ?? 7000), String(timeoutMs)], { cgroup: opts.cgroup, allowFail: true, timeoutMs: timeoutMs + 5000 });
+  const r = await sb.exec(ns, [...as, process.execPath, fixture("probe.mjs"), kind, ip, String(opts.port ?? 7000), String(timeoutMs), ...(opts.localPort ? [String(opts.localPort)] : [])], { cgroup: opts.cgroup, allowFail: true, timeoutMs: timeoutMs + 5000 });
   return r.stdout.trim() === "ok";
 }
 

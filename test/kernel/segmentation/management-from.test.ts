@@ -46,24 +46,32 @@ describe("management replies from the protected port", () => {
     await sleep(200);
   });
 
+  it("attack: a cgroup workload connecting out FROM the management port (its own bound socket) reaches nothing (sniffer on the far side)", async () => {
+    // A workload that can bind the management port (root in its own network namespace, or sshd not
+    // bound on every address) opens a connection from it to the management network on any port: its
+    // SYN is a stream socket's packet from the port, but a bare SYN is never a reply.
+    const id = `t-mgmt-out-${process.pid}`;
+    const cg = await sb.cgroup();
+    await filter.attach({ id, slot: 63, target: { kind: "cgroup", path: cg }, dns: noDns }, policy("block-all", []));
+    const sniff = await sniffFrom(sb, net);
+    try {
+      expect(await probe(sb, net.workloadNs, "tcp", client, { port: PORT, cgroup: cg, localPort: MPORT, timeoutMs: 800 }), "connect from the management port").toBe(false);
+      await sleep(300);
+      expect(sniff.seen.filter((p) => p.sport === MPORT), "segments from the management port that reached the far side").toEqual([]);
+      // Control: the same connection without the filter completes (and the sniffer sees it).
+      await filter.detach(id);
+      expect(await probe(sb, net.workloadNs, "tcp", client, { port: PORT, cgroup: cg, localPort: MPORT })).toBe(true);
+      for (let i = 0; i < 20 && !sniff.seen.some((p) => p.sport === MPORT); i++) await sleep(100);
+      expect(sniff.seen.some((p) => p.sport === MPORT)).toBe(true);
+    } finally {
+      sniff.stop();
+    }
+  });
+
   it("attack: a TC workload forging the management source port is still dropped (sniffer on the far side)", async () => {
     const id = `t-mgmt-if-${process.pid}`;
     await filter.attach(interfaceSpec(id, 62, net.hostIf), policy("block-all", []));
-    const seen: Array<{ src: string; sport: number; dport: number }> = [];
-    let ready!: () => void;
-    const sniffing = new Promise<void>((r) => (ready = r));
-    const sniffer = sb.spawn(net.serverNs, ["python3", fixture("sniff.py"), "sv0"], {
-      onLine: (l) => {
-        if (l === "ready") return ready();
-        try {
-          const p = JSON.parse(l) as { dir: string; src: string; sport: number; dport: number; proto: number };
-          if (p.dir === "in" && p.proto === 6 && p.src === net.workloadIp4) seen.push(p);
-        } catch {
-          /* not JSON */
-        }
-      },
-    });
-    await sniffing;
+    const { seen, stop } = await sniffFrom(sb, net);
     const craft = ["python3", fixture("craft-tcp.py"), net.workloadIp4, String(MPORT), client, String(PORT), "20"];
     await sb.exec(net.workloadNs, craft, { timeoutMs: 10_000 });
     // A real server bound to the port in the workload answering a client: its replies are dropped too.
@@ -76,10 +84,30 @@ describe("management replies from the protected port", () => {
     await sb.exec(net.workloadNs, craft, { timeoutMs: 10_000 });
     for (let i = 0; i < 20 && !seen.some((p) => p.sport === MPORT); i++) await sleep(100);
     expect(seen.filter((p) => p.sport === MPORT).length).toBeGreaterThan(0);
-    sniffer.kill("SIGKILL");
+    stop();
     await filter.detach(id);
   });
 });
+
+/** TCP segments from the workload's address arriving in the server namespace (sniffer on sv0), from when it answers "ready". */
+async function sniffFrom(sb: Sandbox, net: SandboxNetwork): Promise<{ seen: Array<{ src: string; sport: number; dport: number }>; stop: () => void }> {
+  const seen: Array<{ src: string; sport: number; dport: number }> = [];
+  let ready!: () => void;
+  const sniffing = new Promise<void>((r) => (ready = r));
+  const sniffer = sb.spawn(net.serverNs, ["python3", fixture("sniff.py"), "sv0"], {
+    onLine: (l) => {
+      if (l === "ready") return ready();
+      try {
+        const p = JSON.parse(l) as { dir: string; src: string; sport: number; dport: number; proto: number };
+        if (p.dir === "in" && p.proto === 6 && p.src === net.workloadIp4) seen.push(p);
+      } catch {
+        /* not JSON */
+      }
+    },
+  });
+  await sniffing;
+  return { seen, stop: () => void sniffer.kill("SIGKILL") };
+}
 
 /** An echo server (TCP and UDP) on `port` in `ns` (inside `cg` if given), waited for. */
 async function serverIn(sb: Sandbox, ns: string, port: number, cg?: string): Promise<ChildProcess> {
