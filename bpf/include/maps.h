@@ -106,10 +106,12 @@ struct {
 } nf_scope SEC(".maps");
 
 /* Per-socket owner and keep stamp (netfence.h struct nf_sk); used by the cgroup programs only, declared
- * in both objects so that they keep one shape of maps. */
+ * in both objects so that they keep one shape of maps. BPF_F_CLONE: a connection accepted by a listener
+ * gets a copy of the listener's stamp (sock_create does not run for accepted sockets), so a server's
+ * connections have its owner's gid — not "unknown", to which every group deny applies. */
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE);
 	__type(key, int);
 	__type(value, struct nf_sk);
 } nf_sk SEC(".maps");

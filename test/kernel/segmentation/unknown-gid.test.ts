@@ -84,5 +84,36 @@ describe("group rules and sockets created before the attach (cgroup attachment, 
     // LOOKUP (explain) without a group: the group deny applies.
     const q = await filter.lookup(id, 4, new Uint8Array([127, 0, 0, 1]), { protocol: TCP, port: LPORT, uid: 1, gid: null });
     expect(q.scoped?.deny ?? false).toBe(true);
+    await filter.detach(id);
+  });
+
+  it("connections a server accepts carry its group (the listener's stamp is cloned): a group allow lets its replies out, another group's deny does not cut them", async () => {
+    const sid = `${id}-srv`;
+    const client = net.serverIp4[0]!;
+    const srvPort = LPORT + 1;
+    const group = (gid: number, allow: boolean, ruleId: number): NonNullable<FilterEntry["scoped"]>[number] => ({
+      scope: { protocols: [TCP], ports: [], users: [], groups: [{ id: gid, name: null }] }, allow, deny: !allow, ruleId, expiresAtMs: null,
+    });
+    // The client's address open to group 65534 only (a group allow).
+    const allowOnly: FilterEntry[] = [{ cidr: parseCidr(`${client}/32`), allow: false, deny: false, expiresAtMs: null, scoped: [group(65534, true, 90)] }];
+    // The client's address open to all, but denied to group 1 (another group's deny).
+    const denyOther: FilterEntry[] = [{ cidr: parseCidr(`${client}/32`), allow: true, deny: false, expiresAtMs: null, ruleId: 91, scoped: [group(1, false, 92)] }];
+    await filter.attach({ id: sid, slot: 45, target: { kind: "cgroup", path: cg }, dns: noDns }, policy("allowlist", allowOnly));
+    try {
+      // The server starts after the attach (its listener is stamped), as nobody/nogroup, in the cgroup.
+      let ready!: () => void;
+      const listening = new Promise<void>((r) => (ready = r));
+      sb.spawn(net.workloadNs, ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, fixture("echo-server.mjs"), String(srvPort)], {
+        cgroup: cg, onLine: (l) => (l.includes("listening") ? ready() : undefined),
+      });
+      await Promise.race([listening, new Promise((_, rej) => setTimeout(() => rej(new Error("server did not start")), 10_000))]);
+      expect(await probe(sb, net.serverNs, "tcp", net.workloadIp4, { port: srvPort }), "replies under a group allow for the server's group").toBe(true);
+      await filter.replacePolicy(sid, policy("allowlist", denyOther));
+      expect(await probe(sb, net.serverNs, "tcp", net.workloadIp4, { port: srvPort }), "replies under another group's deny").toBe(true);
+      await filter.replacePolicy(sid, policy("allowlist", [{ ...denyOther[0]!, scoped: [group(65534, false, 93)] }]));
+      expect(await probe(sb, net.serverNs, "tcp", net.workloadIp4, { port: srvPort, timeoutMs: 600 }), "control: the server's own group denied").toBe(false);
+    } finally {
+      await filter.detach(sid);
+    }
   });
 });
