@@ -33,10 +33,14 @@ int netfence_sock(struct bpf_sock *sk)
 {
 	__u64 ug = bpf_get_current_uid_gid();
 	struct nf_sk init = { .uid = (__u32)ug, .gid = (__u32)(ug >> 32) };
+	/* bpf_get_netns_cookie(NULL): the initial (host) network namespace's cookie. */
+	if (bpf_get_netns_cookie(sk) != bpf_get_netns_cookie(0))
+		init.flags = NF_SK_OTHER_NS;
 	struct nf_sk *s = bpf_sk_storage_get(&nf_sk, sk, &init, BPF_SK_STORAGE_GET_F_CREATE);
 	if (s) { /* (a new socket has no storage yet: init was used; set anyway for clarity) */
 		s->uid = init.uid;
 		s->gid = init.gid;
+		s->flags = init.flags;
 	}
 	return 1;
 }

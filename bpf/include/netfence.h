@@ -109,7 +109,13 @@ struct nf_sk {
 	__u8 kept_family;  /* 4 or 6 */
 	__u8 kept;         /* 1: the stamp below is set */
 	__u8 kept_daddr[16];
+	__u32 flags;       /* NF_SK_* */
 };
+/* Set by sock_create for a socket created in a network namespace other than the host's (the initial
+ * one): management "from" entries (the host's sshd replies) never apply to it — a workload with its
+ * own namespace (and CAP_NET_ADMIN there) can make its own sockets look like replies (TCP_REPAIR, a
+ * spoofed SYN into its own stack). Storage made elsewhere (sockets from before the attach) has 0. */
+#define NF_SK_OTHER_NS (1u << 0)
 
 /*
  * Keep (NF_SETTING_KEEP): a TCP packet of a connection seen allowed passes even when the policy now

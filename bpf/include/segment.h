@@ -184,9 +184,10 @@ __noinline int nf_keep_stamp(struct __sk_buff *skb, struct nf_pkt *p, const stru
 
 /* ---------------------------------------------------------------- management "from" port */
 
-/* A protected entry with NF_PROT_FROM_PORT: a TCP packet from a stream socket bound to `port` (the
- * replies of the host's sshd: its connections' sockets, and for the SYN-ACK its listener). cgroup
- * programs only: a TC workload can craft any source port. A bare SYN is never a reply: a workload
+/* A protected entry with NF_PROT_FROM_PORT: a TCP packet from a stream socket bound to `port` in the
+ * host's network namespace (the replies of the host's sshd: its connections' sockets, and for the
+ * SYN-ACK its listener). cgroup programs only: a TC workload can craft any source port. A bare SYN is
+ * never a reply: a workload
  * that binds the port itself (root in its own network namespace) and connects out from it would
  * otherwise reach the management network on any port. */
 static __always_inline int nf_from_port(struct __sk_buff *skb, struct nf_pkt *p, __u16 port)
@@ -199,7 +200,11 @@ static __always_inline int nf_from_port(struct __sk_buff *skb, struct nf_pkt *p,
 	if (bpf_skb_load_bytes(skb, p->l4_data + 13, &tcp_flags, 1) < 0 || (tcp_flags & 0x12) == 0x02)
 		return 0; /* SYN without ACK: an active open */
 	struct bpf_sock *sk = nf_owner_sock(skb);
-	return sk && sk->type == SOCK_STREAM_ && sk->protocol == IPPROTO_TCP && sk->src_port == port;
+	if (!sk || sk->type != SOCK_STREAM_ || sk->protocol != IPPROTO_TCP || sk->src_port != port)
+		return 0;
+	/* Only the host's network namespace: see NF_SK_OTHER_NS (for a SYN-ACK, the listener's stamp). */
+	struct nf_sk *s = bpf_sk_storage_get(&nf_sk, sk, 0, 0);
+	return !s || !(s->flags & NF_SK_OTHER_NS);
 #else
 	return 0;
 #endif

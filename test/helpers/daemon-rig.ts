@@ -20,6 +20,8 @@ export interface DaemonRigOptions {
   readonly servers?: { readonly ns?: "server" | "workload"; readonly ports: readonly number[] };
   /** Extra daemon config, written once the network's addresses are known. */
   readonly yaml?: (net: SandboxNetwork) => string;
+  /** The test bridge gets an address in the root namespace (network({ hostAddress: true })). */
+  readonly hostAddress?: boolean;
   /** Runs after the sandbox is made and before the daemon starts (the test's own objects). */
   readonly before?: (sb: Sandbox, net: SandboxNetwork, cg: string) => Promise<void>;
 }
@@ -33,7 +35,7 @@ export async function daemonRig(prefix: string, opts: DaemonRigOptions = {}): Pr
     await sb.cleanup();
   };
   try {
-    const net = await sb.network();
+    const net = await sb.network({ hostAddress: opts.hostAddress === true });
     const pinRoot = await sb.pinRoot();
     const cg = await sb.cgroup();
     const ns = opts.servers?.ns === "workload" ? net.workloadNs : net.serverNs;

@@ -50,10 +50,10 @@ export interface FilterSandbox {
 }
 
 /** The common kernel-test world: a sandbox network, an echo server on `port`, a KernelFilter on its own pin root. */
-export async function filterSandbox(prefix: string, port: number): Promise<FilterSandbox> {
+export async function filterSandbox(prefix: string, port: number, netOpts: { hostAddress?: boolean } = {}): Promise<FilterSandbox> {
   await requireKernel();
   const sb = await Sandbox.create(prefix);
-  const net = await sb.network();
+  const net = await sb.network(netOpts);
   await sb.echoServer(net.serverNs, port);
   return { sb, net, filter: await startFilter(sb) };
 }

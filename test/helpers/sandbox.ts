@@ -246,7 +246,11 @@ export class Sandbox {
  * argv that runs `argv` inside netns `ns`, optionally as a member of `cgroup`. The cgroup is
  * joined first: `ip netns exec` remounts /sys, which hides a cgroup2 mount below it.
  */
+/** The root (host) network namespace as `ns`: a process of the test's own (a server bound to the test bridge's address only). */
+export const ROOT_NS = "";
+
 function inNamespace(ns: string, argv: string[], cgroup?: string): [string, string[]] {
+  if (ns === ROOT_NS) return cgroup ? ["sh", ["-c", `echo $$ > "${cgroup}/cgroup.procs" && exec "$@"`, "sh", ...argv]] : [argv[0]!, argv.slice(1)];
   if (!cgroup) return ["ip", ["netns", "exec", ns, ...argv]];
   return ["sh", ["-c", `echo $$ > "${cgroup}/cgroup.procs" && exec ip netns exec "$0" "$@"`, ns, ...argv]];
 }
@@ -255,8 +259,7 @@ export function fixture(name: string): string {
   return path.join(path.dirname(new URL(import.meta.url).pathname), "..", "fixtures", name);
 }
 
-/** Probes from inside a namespace: true if the destination answered. Bounded by timeoutMs. */
-/** `uid` (and `gid`, default the uid): the probe runs as that owner (setpriv, no supplementary groups); `localPort`: TCP from that source port. */
+/** Probes from inside a namespace: true if the destination answered. Bounded by timeoutMs. `uid` (and `gid`, default the uid): the probe runs as that owner (setpriv, no supplementary groups); `localPort`: TCP from that source port. */
 export async function probe(
   sb: Sandbox, ns: string, kind: "tcp" | "udp" | "icmp", ip: string,
   opts: { port?: number; cgroup?: string; timeoutMs?: number; uid?: number; gid?: number; localPort?: number } = {},

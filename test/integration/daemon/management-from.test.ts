@@ -1,12 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
-import { fixture, probe, type Sandbox, type SandboxNetwork } from "../../helpers/sandbox.js";
+import { fixture, probe, ROOT_NS, type Sandbox, type SandboxNetwork } from "../../helpers/sandbox.js";
 import type { DaemonProcess } from "../../helpers/daemon-harness.js";
 import { daemonRig, type DaemonRig } from "../../helpers/daemon-rig.js";
 
-// Management access from the config (issue 15, lockout safety), the "from" direction: a server in
-// a cgroup under block-all (standing in for the host's sshd inside a host-wide cgroup attachment)
+// Management access from the config (issue 15, lockout safety), the "from" direction: a server of
+// the host's network namespace in a cgroup under block-all (standing in for the host's sshd inside a host-wide cgroup attachment)
 // still answers a client on the management network on the management port — its replies match the
 // daemon-installed "from" entries — while the same server on another port does not get its replies
 // out. Needs lane K's kernel (NF_PROT_FROM); with an older loader the daemon logs that it refused
@@ -26,13 +26,15 @@ describe("management access: replies of a server in a blocked cgroup (real kerne
 
   beforeAll(async () => {
     rig = await daemonRig("nfmf", {
+      hostAddress: true,
       yaml: (n) => `management: { networks: ["${n.subnet4}.0/24"], ports: [${PORT}] }`,
-      // Two servers in the workload namespace, as members of the test cgroup.
+      // Two servers in the host's network namespace (as sshd is), bound to the test bridge's address
+      // only, as members of the test cgroup.
       before: async (s, n, c) => {
         for (const port of [PORT, OTHER]) {
           let ready!: () => void;
           const listening = new Promise<void>((r) => (ready = r));
-          s.spawn(n.workloadNs, [process.execPath, fixture("echo-server.mjs"), String(port)], { cgroup: c, onLine: (l) => l.includes("listening") && ready() });
+          s.spawn(ROOT_NS, [process.execPath, fixture("echo-server.mjs"), String(port), n.hostIp4!], { cgroup: c, onLine: (l) => l.includes("listening") && ready() });
           await Promise.race([listening, new Promise((_, rej) => setTimeout(() => rej(new Error("server did not start")), 10_000))]);
         }
       },
@@ -42,7 +44,7 @@ describe("management access: replies of a server in a blocked cgroup (real kerne
 
   afterAll(() => rig?.cleanup(), 60_000);
 
-  const connect = (port: number) => probe(sb, net.serverNs, "tcp", net.workloadIp4, { port, timeoutMs: 800 });
+  const connect = (port: number) => probe(sb, net.serverNs, "tcp", net.hostIp4!, { port, timeoutMs: 800 });
 
   it("block-all on the server's cgroup: the management port still answers the management network, another port does not", async () => {
     expect(await connect(PORT)).toBe(true);
