@@ -34,6 +34,8 @@ export interface ApplyHost {
   attach(input: AttachInput): Promise<AttachmentView>;
   detach(id: string, source?: HistorySource): Promise<void>;
   applyCommand(id: string, command: PolicyCommand, origin?: CommandOrigin): Promise<void>;
+  /** The id holding a target (resolveTarget's key: live, attaching, unadopted or orphaned), or null. */
+  holderOf(targetKey: string): string | null;
 }
 
 export interface ApplyDeps {
@@ -113,7 +115,10 @@ export class PolicyApplier {
     const problems: string[] = [];
     for (const d of desired) {
       try {
-        resolveTarget(d.target, this.deps.cgroupRoot, this.deps.netClassDir);
+        const t = resolveTarget(d.target, this.deps.cgroupRoot, this.deps.netClassDir);
+        const holder = this.deps.host.holderOf(t.key);
+        // Held by another attachment than the file's own of this name: caught here, before anything changes.
+        if (holder !== null && holder !== d.name) problems.push(`${d.targetWhere}: attachment "${d.name}": ${t.text} is already attached as ${holder}: detach it first`);
       } catch (err) {
         problems.push(`${d.targetWhere}: attachment "${d.name}": ${errorText(err)}`);
       }

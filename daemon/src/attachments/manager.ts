@@ -263,6 +263,11 @@ export class AttachmentManager {
     return this.core.registry.policyOf(id);
   }
 
+  /** Which attachment (live, attaching, unadopted or orphaned) holds the target with this key (target.ts), or null. */
+  holderOf(targetKey: string): string | null {
+    return this.core.registry.findByKey(targetKey);
+  }
+
   watchedTargets(): WatchedTarget[] {
     return this.core.registry.watchedTargets();
   }

@@ -36,6 +36,10 @@ class FakeHost implements ApplyHost {
   list(): AttachmentView[] {
     return [...this.views.values()];
   }
+  holderOf(key: string): string | null {
+    for (const v of this.views.values()) if (key === (v.type === "cgroup" ? `cg:${v.target}` : `if:${v.target}:ingress`)) return v.id;
+    return null;
+  }
   policyOf(id: string): AttachmentPolicy {
     return this.policies.get(id)!;
   }
@@ -101,6 +105,18 @@ describe("PolicyApplier", () => {
     await expect(applier.apply("p.yaml", "version: 1\nattachments: []\n", false)).rejects.toThrow(/detach failed/);
     expect(host.calls).toEqual(["detach a", "detach b", "attach a"]);
     expect(host.policies.get("a")).toEqual(before.get("a"));
+  });
+
+  it("a target already held by an attachment the file did not make is refused at validation, naming its line; nothing is called", async () => {
+    const root = cgroupRoot();
+    const host = new FakeHost();
+    const applier = new PolicyApplier({ host, cgroupRoot: root, management: MANAGEMENT_OFF, record: () => undefined, logger: pino({ level: "silent" }) });
+    await applier.apply("p.yaml", file(root, ["{name: a, cgroup: ROOT/a}"]), false);
+    host.views.set("nf-made-by-attach", { ...host.views.get("a")!, id: "nf-made-by-attach", target: path.join(root, "b"), metadata: {} });
+    host.calls.length = 0;
+    const text = file(root, ["{name: a, cgroup: ROOT/a}", "{name: b, cgroup: ROOT/b}"]);
+    await expect(applier.apply("p.yaml", text, false)).rejects.toThrow(/p\.yaml:4:\d+: attachment "b": .*b is already attached as nf-made-by-attach: detach it first/);
+    expect(host.calls).toEqual([]);
   });
 
   it("a flush waits for the apply in progress and every apply after it is refused", async () => {
