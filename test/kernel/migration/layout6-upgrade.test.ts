@@ -107,6 +107,7 @@ describe("upgrade from real layout-6 pins (the loader of b209e45) to layout 7", 
     expect(readdirSync(pinRoot).filter((n) => n.startsWith("_migrating-"))).toEqual([]);
     // The layout-6 throttle pin is gone; the new one has the owner in its key.
     expect(existsSync(path.join(hostDir, "throttle"))).toBe(false);
+    expect(daemon.log()).toMatch(/"loader":"netfence-loader: removed [^"]*\/_host\/throttle \(the event throttle of layouts before 7; now throttle_owner\)"/);
     expect((await mapInfo(path.join(hostDir, THROTTLE_PIN))).bytes_key).toBe(LAYOUT.nf_throttle_key.size);
     // The old program is retired, and with it the old throttle map (nothing else held it).
     await waitFor(async () => (await sh("bpftool", ["prog", "show", "id", String(oldProg)], { allowFail: true })).code !== 0, `old program ${oldProg} freed`, 5000);
