@@ -8,7 +8,7 @@ import { sh } from "../../test/helpers/sandbox.js";
  */
 
 /** Names of the host-wide maps (as the loader creates them, or as the object declares them). */
-const SHARED = new Set(["events", "throttle", "protected_v4", "protected_v6", "pdeny_v4", "pdeny_v6", "nf_events", "nf_throttle", "nf_protected_v4", "nf_protected_v6", "nf_pdeny_v4", "nf_pdeny_v6"]);
+const SHARED = new Set(["events", "throttle", "throttle_owner", "protected_v4", "protected_v6", "pdeny_v4", "pdeny_v6", "nf_events", "nf_throttle", "nf_protected_v4", "nf_protected_v6", "nf_pdeny_v4", "nf_pdeny_v6"]);
 
 interface MapInfo {
   readonly id: number;

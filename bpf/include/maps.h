@@ -123,7 +123,8 @@ struct nf_recent {
 	__u64 ts_ns;
 	__u64 folded; /* packets folded since; added to that flow's throttle record (report.h) */
 	__u8 daddr[16];
-	__u8 family, proto, reason, _pad[5];
+	__u8 family, proto, reason, _pad;
+	__u32 uid;                 /* the socket owner (layout 7): one owner's drops never fold into another's */
 	struct nf_throttle_key tk; /* the throttle key of the packet that started the fold */
 };
 #define NF_RECENT_NS (1000ull * 1000 * 1000)

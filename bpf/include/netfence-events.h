@@ -64,10 +64,17 @@ struct nf_event {
 	__u32 gid;
 };
 
-/* Throttle: identical events (same slot, src, dst, dport, proto, reason) within
+/* Throttle: identical events (same slot, owner, src, dst, dport, proto, reason) within
  * NF_EVENT_THROTTLE_NS are folded into one. Kept in a shared LRU hash, so stale entries are
- * evicted under pressure; the daemon ignores entries older than a minute. */
+ * evicted under pressure; the daemon ignores entries older than a minute.
+ * Layout 7: the key carries the socket owner's uid (the event's uid: NF_OWNER_UNKNOWN for TC
+ * programs and unknown sockets), so that one user's blocked attempts are never folded into another
+ * user's event: each owner gets its own event and its own `suppressed` count. 44 bytes, 4-aligned,
+ * no holes. The shape changed, so the host-wide map is pinned under a new name (NF_THROTTLE_PIN;
+ * the loader's host.c drops the older "throttle" pin, which the programs of older layouts still
+ * hold until they are migrated). */
 #define NF_EVENT_THROTTLE_NS (10ull * 1000 * 1000 * 1000)
+#define NF_THROTTLE_PIN "throttle_owner"
 struct nf_throttle_key {
 	__u32 slot;
 	__u16 dport;
@@ -75,6 +82,7 @@ struct nf_throttle_key {
 	__u8 reason;
 	__u8 saddr[16];
 	__u8 daddr[16];
+	__u32 uid;        /* the socket owner, as in nf_event.uid */
 };
 struct nf_throttle_val {
 	__u64 last_ns;

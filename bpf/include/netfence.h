@@ -18,7 +18,8 @@
 #include <linux/types.h>
 #endif
 
-#define NF_LAYOUT_VERSION 6 /* 5: the per-rule hit counters nf_hits (issue 14); 6: scopes, owner, keep (issue 15) */
+#define NF_LAYOUT_VERSION 7 /* 5: the per-rule hit counters nf_hits (issue 14); 6: scopes, owner, keep (issue 15);
+                             * 7: the event throttle key carries the owner uid (host pin "throttle_owner") */
 #define NF_STATE_MAGIC 0x4e464e31u /* "NFN1" */
 
 /* ---------------------------------------------------------------- policy */

@@ -74,10 +74,12 @@ static __always_inline void nf_emit(const struct nf_state *st, const struct nf_p
 }
 
 /*
- * One event per (slot, source, destination, port, protocol, reason) per 10 s: a flood of drops
- * to the same destination is first folded per CPU in nf_recent (before the dearer L4 reads and
- * throttle lookup), then in the shared LRU throttle. L2 frames (family 0) carry MACs and the
- * ethertype instead (netfence.h). A global function: only dropped and audited packets get here.
+ * One event per (slot, owner, source, destination, port, protocol, reason) per 10 s: a flood of
+ * drops to the same destination is first folded per CPU in nf_recent (before the dearer L4 reads
+ * and throttle lookup), then in the shared LRU throttle. L2 frames (family 0) carry MACs and the
+ * ethertype instead (netfence.h). The owner (cgroup programs: the socket's uid) is read first, so
+ * that neither fold mixes two users' attempts: each gets its own event and `suppressed` count.
+ * A global function: only dropped and audited packets get here.
  */
 #define NF_VR(verdict, reason) (((__u32)(verdict) << 8) | (reason)) /* a BPF function takes at most 5 arguments */
 
@@ -99,11 +101,14 @@ __noinline int nf_report(struct __sk_buff *skb, struct nf_pkt *p, const struct n
 	__u32 zero = 0;
 	__u64 now = bpf_ktime_get_ns();
 	__u64 folded = 0;
+	if (p->family)
+		nf_owner(skb, p); /* TC: constants; cgroup: read once per packet (the scoped lookup may have) */
+	__u32 uid = p->owner_done ? p->uid : NF_OWNER_UNKNOWN; /* the event's uid (nf_emit) */
 	struct nf_recent *r = bpf_map_lookup_elem(&nf_recent, &zero);
 	if (r) {
 		const __u64 *a = (const __u64 *)r->daddr, *b = (const __u64 *)p->daddr.v6;
 		if (now - r->ts_ns < NF_RECENT_NS && r->reason == reason && r->proto == p->proto && r->family == p->family &&
-		    a[0] == b[0] && a[1] == b[1]) {
+		    r->uid == uid && a[0] == b[0] && a[1] == b[1]) {
 			r->folded++;
 			return 0;
 		}
@@ -113,6 +118,7 @@ __noinline int nf_report(struct __sk_buff *skb, struct nf_pkt *p, const struct n
 		r->reason = reason;
 		r->proto = p->proto;
 		r->family = p->family;
+		r->uid = uid;
 		__builtin_memcpy(r->daddr, p->daddr.v6, 16);
 	}
 	struct nf_throttle_key tk = {};
@@ -128,6 +134,7 @@ __noinline int nf_report(struct __sk_buff *skb, struct nf_pkt *p, const struct n
 	tk.dport = dport;
 	tk.proto = proto;
 	tk.reason = reason;
+	tk.uid = uid;
 	if (p->family == 4) {
 		bpf_skb_load_bytes(skb, p->l3_off + 12, tk.saddr, 4);
 		__builtin_memcpy(tk.daddr, &p->daddr.v4, 4);
@@ -165,8 +172,6 @@ __noinline int nf_report(struct __sk_buff *skb, struct nf_pkt *p, const struct n
 		struct nf_throttle_val nv = { .last_ns = now, .suppressed = 0 };
 		bpf_map_update_elem(&nf_throttle, &tk, &nv, BPF_ANY);
 	}
-	if (p->family)
-		nf_owner(skb, p);
 	nf_emit(st, p, vr, m, suppressed, now, sport, dport, proto, tk.saddr, tk.daddr);
 	return 0;
 }

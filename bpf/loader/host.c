@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * host.c — the host-wide maps every attachment shares, pinned under <pin_root>/_host/:
- *   events (ring buffer), throttle (event rate limit), flows (allowed flows already reported), protected_v4/v6 (destinations that pass in
- *   every mode), pdeny_v4/v6 (destinations dropped in every mode)
+ *   events (ring buffer), throttle_owner (event rate limit, NF_THROTTLE_PIN), flows (allowed flows already reported),
+ *   protected_v4/v6 (destinations that pass in every mode), pdeny_v4/v6 (destinations dropped in every mode)
  * opened or created at HELLO and handed to each loaded object (objects.c), and the request that
  * replaces both protected sets (PROTECTED), whose sizes are mirrored into every nf_state.
  */
@@ -67,6 +67,24 @@ static __u32 set_size(const int fds[2])
 	return count_keys(fds[0]) + count_keys(fds[1]);
 }
 
+/*
+ * Layouts 1-6 pinned the throttle as "throttle", keyed without the owner; layout 7 pins its own map
+ * under NF_THROTTLE_PIN. The older pin is only a rate-limit cache: programs of an older layout still
+ * running hold the map itself (not the pin) and keep using it until they are migrated, after which
+ * the kernel frees it. Removing the pin frees the name for an older loader started on these pins
+ * (a downgrade), which then creates its own; never an error.
+ */
+static void drop_old_throttle_pin(void)
+{
+	char p[512];
+	host_pin_path(p, sizeof(p), "throttle");
+	if (unlink(p) == 0)
+		fprintf(stderr, "netfence-loader: removed %s (the event throttle of layouts before 7; now %s)\n", p,
+			NF_THROTTLE_PIN);
+	else if (errno != ENOENT)
+		fprintf(stderr, "netfence-loader: removing %s: %s\n", p, strerror(errno));
+}
+
 /* The layouts must match the maps the objects declare (include/policy.h): a mismatch fails LOAD. */
 int host_maps_open(void)
 {
@@ -78,9 +96,10 @@ int host_maps_open(void)
 	const __u32 pv = sizeof(struct nf_protected), np = BPF_F_NO_PREALLOC;
 	if ((g.events_fd = host_map("events", BPF_MAP_TYPE_RINGBUF, 0, 0, 1 << 20, 0)) < 0)
 		return g.events_fd;
-	if ((g.throttle_fd = host_map("throttle", BPF_MAP_TYPE_LRU_HASH, sizeof(struct nf_throttle_key),
+	if ((g.throttle_fd = host_map(NF_THROTTLE_PIN, BPF_MAP_TYPE_LRU_HASH, sizeof(struct nf_throttle_key),
 				      sizeof(struct nf_throttle_val), 16384, 0)) < 0)
 		return g.throttle_fd;
+	drop_old_throttle_pin();
 	if ((g.flows_fd = host_map("flows", BPF_MAP_TYPE_LRU_HASH, sizeof(struct nf_flows_key), sizeof(__u64), NF_FLOWS_CAP,
 				   0)) < 0)
 		return g.flows_fd;

@@ -7,7 +7,7 @@
  * atomic policy replace, counters, protected set, and it streams the shared ring buffer of
  * packet events. It holds no policy. Everything it creates is pinned under
  *   <pin_root>/<id>/{state,counters,v4_exact,v4_lpm,v6_exact,v6_lpm,v4_large,v6_large,prog,link}
- *   <pin_root>/_host/{events,throttle,flows,protected_v4,protected_v6,pdeny_v4,pdeny_v6}
+ *   <pin_root>/_host/{events,throttle_owner,flows,protected_v4,protected_v6,pdeny_v4,pdeny_v6}
  *   <pin_root>/_host/{portguard_cfg,portguard_bind4,portguard_bind6}   (the DNS port guard, when installed)
  * so the kernel keeps enforcing when this process (or the daemon) dies, and a fresh loader can
  * re-adopt everything from the pins alone (nf_state records how each attachment was made).

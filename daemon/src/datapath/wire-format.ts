@@ -8,7 +8,7 @@ import { invalidArgument } from "@netfence/proto/errors";
 import type { FilterEntry, FilterMode, ProtectedEntry } from "./filter.js";
 
 export const PROTOCOL_VERSION = 2;
-export const LAYOUT_VERSION = 6;
+export const LAYOUT_VERSION = 7;
 export const ID_LEN = 64;
 export const FRAME_HDR_SIZE = 16;
 export const MAX_FRAME = 64 * 1024 * 1024;
@@ -73,6 +73,8 @@ export const PROT_FROM = 2;
 export const OWNER_UNKNOWN = 0xffffffff;
 /** nf_wire_entry.family of a scope-table entry (layout 6; scope-wire.ts writes them). */
 export const WIRE_FAMILY_SCOPE = 2;
+/** NF_THROTTLE_PIN: the event throttle's name under <pin_root>/_host (layout 7; "throttle" before). */
+export const THROTTLE_PIN = "throttle_owner";
 export const MAX_WORKLOAD_ADDRS = 8; // NF_MAX_WORKLOAD_ADDRS, per family
 
 /** NF_GUARD_* (nf_state.guards). */
@@ -150,6 +152,9 @@ export const LAYOUT = {
     size: 88, ts_ns: 0, suppressed: 8, slot: 16, sport: 20, dport: 22, family: 24, proto: 25, verdict: 26,
     reason: 27, direction: 28, rule_prefixlen: 29, saddr: 32, daddr: 48, rule_addr: 64, uid: 80, gid: 84,
   },
+  /** The kernel's event throttle key (host-wide LRU, pinned as THROTTLE_PIN); not read by the daemon,
+   * mirrored so that its shape (layout 7: the owner uid) is checked with the rest. */
+  nf_throttle_key: { size: 44, slot: 0, dport: 4, proto: 6, reason: 7, saddr: 8, daddr: 24, uid: 40 },
   /** Rule hit counts (issue 14): encoded and decoded in hits-wire.ts. */
   nf_hit: { size: 24, packets: 0, last_ns: 8, last_jiffies: 16 },
   nf_hits_req: { size: 72, id: 0, upto: 64 },

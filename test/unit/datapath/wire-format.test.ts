@@ -5,7 +5,7 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import {
   ENTRY_SCOPE_KINDS, GUARD, LAYOUT, MAX_WORKLOAD_ADDRS, MODE_CODES, Op, PROT_DENY, PROT_FROM, REASONS, PROTOCOL_VERSION, LAYOUT_VERSION,
-  SETTING_KEEP, SETTING_V4_LARGE, SETTING_V6_LARGE, WIRE_FAMILY_SCOPE,
+  SETTING_KEEP, SETTING_V4_LARGE, SETTING_V6_LARGE, THROTTLE_PIN, WIRE_FAMILY_SCOPE,
 } from "../../../daemon/src/datapath/wire-format.js";
 import { projectRoot } from "../../../daemon/src/datapath/project-root.js";
 import { HITS_CAP, HITS_OVERFLOW, RULE_ID } from "../../../daemon/src/datapath/hits-wire.js";
@@ -39,18 +39,20 @@ describe("wire-format.ts matches bpf/include/netfence.h", () => {
     "NF_REASON_LOCAL_CLOSED", "NF_PROT_DENY", "NF_MAX_WORKLOAD_ADDRS",
     "NF_REASON_POLICY_DEPTH", "NF_REASON_KEPT", "NF_SETTING_KEEP", "NF_PROT_FROM", "NF_WIRE_SCOPE", "NF_ENTRY_SCOPE_KINDS",
     ...Object.keys(GUARD).map((k) => `NF_GUARD_${k}`),
-  ].map((c) => `printf("${c}=%d\\n", (int)${c});`).join("\n") + `\nprintf("NF_SUM_BASIS_A=%u\\n", NF_SUM_BASIS_A);\nprintf("NF_SUM_BASIS_B=%u\\n", NF_SUM_BASIS_B);`;
+  ].map((c) => `printf("${c}=%d\\n", (int)${c});`).join("\n") + `\nprintf("NF_SUM_BASIS_A=%u\\n", NF_SUM_BASIS_A);\nprintf("NF_SUM_BASIS_B=%u\\n", NF_SUM_BASIS_B);\nprintf("NF_THROTTLE_PIN=%s\\n", NF_THROTTLE_PIN);`;
   const src = `#include <stdio.h>\n#include <stddef.h>\n#include "netfence.h"\nint main(void){\n${prints}\n${consts}\nreturn 0;}\n`;
 
   const dir = mkdtempSync(path.join(tmpdir(), "nf-layout-"));
   let out: Map<string, number>;
+  let text: Map<string, string>;
   try {
     writeFileSync(path.join(dir, "probe.c"), src);
     execFileSync("cc", ["-I", header, "-o", path.join(dir, "probe"), path.join(dir, "probe.c")]);
-    out = new Map(execFileSync(path.join(dir, "probe")).toString().trim().split("\n").map((l) => {
+    text = new Map(execFileSync(path.join(dir, "probe")).toString().trim().split("\n").map((l) => {
       const [k, v] = l.split("=");
-      return [k!, Number(v)];
+      return [k!, v ?? ""];
     }));
+    out = new Map([...text].map(([k, v]) => [k, Number(v)]));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -93,6 +95,7 @@ describe("wire-format.ts matches bpf/include/netfence.h", () => {
     expect([out.get("NF_VERIFY_PINS"), out.get("NF_VERIFY_CONTENT")]).toEqual([VERIFY.PINS, VERIFY.CONTENT]);
     for (const [name, bit] of Object.entries(TAMPER)) expect(out.get(`NF_TAMPER_${name}`), name).toBe(bit);
     expect([out.get("NF_SUM_BASIS_A"), out.get("NF_SUM_BASIS_B")]).toEqual([SUM_BASIS_A, SUM_BASIS_B]);
+    expect(text.get("NF_THROTTLE_PIN")).toBe(THROTTLE_PIN);
     // The migration reads an old layout's nf_state only up to tc_priority.
     expect(out.get("NF_STATE_STABLE_PREFIX")).toBe(LAYOUT.nf_state.tc_priority + 4);
   });
@@ -163,6 +166,15 @@ describe("wire-format encoders for the guards, protected-deny and L2 events", ()
     expect(() => encodePolicy("a", "allowlist", false, [{ cidr: parseCidr("10.0.0.1/32"), allow: true, deny: false, expiresAtMs: null, scopeId: 70000 }])).toThrow();
     expect(() => encodePolicy("a", "allowlist", false, [], false, new Uint8Array(10))).toThrow();
     expect(encodeMode("a", "denylist", false, true).readUInt32LE(LAYOUT.nf_mode_req.flags)).toBe(SETTING_KEEP);
+  });
+
+  it("layout 7: the event throttle key carries the owner uid, packed (44 bytes, no holes, 4-aligned)", () => {
+    const K = LAYOUT.nf_throttle_key;
+    expect(LAYOUT_VERSION).toBe(7);
+    expect(K.uid).toBe(K.daddr + 16);
+    expect(K.size).toBe(K.uid + 4); // slot 4 + dport 2 + proto 1 + reason 1 + saddr 16 + daddr 16 + uid 4
+    expect(K.size % 4).toBe(0);
+    expect(THROTTLE_PIN).not.toBe("throttle"); // a new pin: layouts before 7 pinned the 40-byte key as "throttle"
   });
 
   it("layout 6: events carry the owner; PROTECTED marks management from-port entries", async () => {
