@@ -1,7 +1,7 @@
 import { formatCidr } from "@netfence/proto/parse";
 import type { KernelLookup, LookupPacket } from "../datapath/lookup-wire.js";
 import type { PolicyState } from "../policy/policy-state.js";
-import { resolvePrincipals } from "../policy/principals.js";
+import { primaryGroupOf, resolvePrincipals } from "../policy/principals.js";
 import { prefixOf, walkPolicy, type PolicyWalk, type ScopedRuleView } from "./scope-walk.js";
 import type { ExplainProbe, PolicyAnswer } from "./verdict.js";
 
@@ -22,10 +22,15 @@ export interface ExplainOwner {
 export async function resolveOwner(user: string | null, group: string | null): Promise<ExplainOwner> {
   const u = user === null ? null : (await resolvePrincipals("user", [user]))[0]!;
   const g = group === null ? null : (await resolvePrincipals("group", [group]))[0]!;
+  // A user without --group: the socket of a process of that user carries its primary group (the
+  // sock_create stamp), so the question is asked for it — not for an unknown gid, to which every
+  // group deny applies (only a socket from before the attach has one).
+  const primary = g === null && u !== null ? await primaryGroupOf(u.id) : null;
   const parts: string[] = [];
   if (u !== null) parts.push(`uid ${u.id}${u.name ? ` (${u.name})` : ""}`);
   if (g !== null) parts.push(`gid ${g.id}${g.name ? ` (${g.name})` : ""}`);
-  return { uid: u?.id ?? null, gid: g?.id ?? null, text: parts.join(", ") };
+  else if (primary !== null) parts.push(`gid ${primary} (the user's primary group)`);
+  return { uid: u?.id ?? null, gid: g?.id ?? primary, text: parts.join(", ") };
 }
 
 export interface ScopedExplanation {

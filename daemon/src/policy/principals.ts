@@ -20,8 +20,8 @@ export const MAX_PRINCIPAL_ID = 0xfffffffe;
 export type PrincipalKind = "user" | "group";
 
 /** getent: "name:x:id:..." lines for the keys it knows; exit 2 when one is unknown (the others still print). */
-async function getent(database: "passwd" | "group", keys: readonly string[]): Promise<Map<string, { name: string; id: number }>> {
-  const out = new Map<string, { name: string; id: number }>();
+async function getent(database: "passwd" | "group", keys: readonly string[]): Promise<Map<string, { name: string; id: number; gid: number | null }>> {
+  const out = new Map<string, { name: string; id: number; gid: number | null }>();
   if (keys.length === 0) return out;
   let stdout = "";
   try {
@@ -37,7 +37,8 @@ async function getent(database: "passwd" | "group", keys: readonly string[]): Pr
     if (f.length < 3) continue;
     const id = Number(f[2]);
     if (!Number.isInteger(id)) continue;
-    const rec = { name: f[0] ?? "", id };
+    const gid = database === "passwd" ? Number(f[3]) : NaN; // passwd: name:x:uid:gid:...
+    const rec = { name: f[0] ?? "", id, gid: Number.isInteger(gid) ? gid : null };
     out.set(rec.name, rec);
     out.set(String(id), rec);
   }
@@ -84,6 +85,11 @@ export async function lookupPrincipalNames(kind: PrincipalKind, names: readonly 
     if (rec !== undefined && rec.name === n) out.set(n, rec.id);
   }
   return out;
+}
+
+/** A user's primary gid from NSS (by uid), or null when no user has that uid. */
+export async function primaryGroupOf(uid: number): Promise<number | null> {
+  return (await getent("passwd", [String(uid)])).get(String(uid))?.gid ?? null;
 }
 
 /**

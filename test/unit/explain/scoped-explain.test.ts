@@ -117,10 +117,11 @@ describe("Explainer with scoped rules (daemon-side walk)", () => {
   it("the owner decides: root (by name, resolved through NSS) is allowed, nobody is not, and the answer says why", async () => {
     const q = world(entries, kernelFirst);
     const root = (await q("127.0.0.1", 6379, "root")).address!;
-    expect(root).toMatchObject({ verdict: "allowed", reason: "allow-cidr", owner: "uid 0 (root)", scopeSource: "daemon", entry: { cidr: "127.0.0.1/32", ruleId: 21 } });
+    // Without --group, the user's primary group (NSS) is asked for: the gid its sockets carry.
+    expect(root).toMatchObject({ verdict: "allowed", reason: "allow-cidr", owner: "uid 0 (root), gid 0 (the user's primary group)", scopeSource: "daemon", entry: { cidr: "127.0.0.1/32", ruleId: 21 } });
     expect(root.scoped).toEqual([expect.objectContaining({ ruleId: 21, action: "allow", scope: "tcp/6379 users root(0)", matched: true })]);
     const nobody = (await q("127.0.0.1", 6379, "65534")).address!;
-    expect(nobody).toMatchObject({ verdict: "blocked", reason: "local-closed", owner: "uid 65534", entry: null, skipped: [{ cidr: "127.0.0.1/32", why: "no rule matches" }] });
+    expect(nobody).toMatchObject({ verdict: "blocked", reason: "local-closed", owner: "uid 65534, gid 65534 (the user's primary group)", entry: null, skipped: [{ cidr: "127.0.0.1/32", why: "no rule matches" }] });
     const anyone = (await q("127.0.0.1", 6379)).address!;
     expect(anyone.notes.join("\n")).toMatch(/no --user\/--group given/);
   });
@@ -141,7 +142,7 @@ describe("Explainer with scoped rules (daemon-side walk)", () => {
     const ex = new Explainer({ filter, record: () => rec, now: () => NOW });
     const q = (user: string) => ex.explain({ attachmentId: "nf-1", address: "127.0.0.1", domain: "", port: 6379, protocol: "tcp", user, group: "" });
     const root = (await q("0")).address!;
-    expect(asked[0]).toEqual({ protocol: 6, port: 6379, uid: 0, gid: null });
+    expect(asked[0]).toEqual({ protocol: 6, port: 6379, uid: 0, gid: 0 }); // root's primary group
     expect(root).toMatchObject({ verdict: "allowed", scopeSource: "kernel", entry: { cidr: "127.0.0.1/32", ruleId: 21 } });
     expect(root.notes.join("\n")).not.toMatch(/but the kernel at/);
     // The kernel (stub) allows uid 65534 too: the kernel's answer is reported, with the disagreement.
