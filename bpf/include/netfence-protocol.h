@@ -208,7 +208,7 @@ struct nf_dump_reply {
 	__u32 flags;     /* active generation's NF_SETTING_* */
 	__u32 prog_id;
 	__u32 attached;  /* 1 if the filter is attached (as in nf_adopt_reply) */
-	__u32 count;     /* entries of the active generation that follow (expired ones left out) */
+	__u32 count;     /* entries of the active generation that follow (expired address entries left out; scope entries all) */
 	__u16 dns_port;
 	__u8 kind;       /* enum nf_kind */
 	__u8 method;     /* enum nf_method */
