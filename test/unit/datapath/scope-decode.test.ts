@@ -8,14 +8,15 @@ import { encodePolicy, KIND_CGROUP, KIND_TC, LAYOUT, type WireEntry } from "../.
 import { decodeDump } from "../../../daemon/src/datapath/wire-decode.js";
 import { orphanPolicy } from "../../../daemon/src/attachments/orphan.js";
 import { PolicyState } from "../../../daemon/src/policy/policy-state.js";
+import { loadPolicy, storePolicy, type StoredPolicy } from "../../../daemon/src/store/snapshot.js";
 import { kernelSim, type Packet } from "./scope-sim.js";
 
 // Session 21: DUMP rebuilds each address entry's scoped rules from the scope table
 // (datapath/scope-decode.ts), the inverse of the scope compiler. Property: compile random scoped
 // policies → the loader's DUMP reply of what REPLACE wrote → decode → compile again: the kernel
 // (scope-sim.ts's simulation of the contract) decides every packet the same, directly and through
-// the adopted policy (orphanPolicy → PolicyState → compile). Content that cannot be rebuilt exactly
-// is reported (adoption refuses), never rebuilt wider.
+// the adopted policy (orphanPolicy → state.json round trip → PolicyState → compile). Content that
+// cannot be rebuilt exactly is reported (adoption refuses), never rebuilt wider.
 
 const NOW = 1_800_000_000_000;
 const PREFIXES: Array<[number[], number]> = [[[10, 0, 0, 0], 8], [[10, 1, 0, 0], 16], [[10, 1, 2, 0], 24], [[10, 1, 2, 3], 32], [[10, 1, 2, 2], 31]];
@@ -94,8 +95,11 @@ function kernelOf(entries: readonly FilterEntry[], at: number): { entries: WireE
   return { entries: out.entries.filter((e) => live(e.expiresAtMs, at)), table: out.scopeWire.filter((e) => live(e.expiresAtMs, at)), repushAtMs: out.repushAtMs };
 }
 
-const adopted = (entries: readonly FilterEntry[], at: number): FilterEntry[] =>
-  [...new PolicyState(orphanPolicy({ mode: "allowlist", audit: false, entries })).compile(at).entries];
+/** The adopted policy as the adopting daemon holds it after a restart (state.json round trip), compiled. */
+function adopted(entries: readonly FilterEntry[], at: number): FilterEntry[] {
+  const stored = JSON.parse(JSON.stringify(storePolicy(orphanPolicy({ mode: "allowlist", audit: false, entries })))) as StoredPolicy;
+  return [...new PolicyState(loadPolicy(stored)).compile(at).entries];
+}
 
 function sameDecisions(a: ReturnType<typeof kernelOf>, b: ReturnType<typeof kernelOf>, packets: readonly Packet[], t: number, label: string): void {
   for (const p of packets) {
