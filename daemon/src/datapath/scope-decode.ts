@@ -107,7 +107,7 @@ function tableRules(blocks: readonly ScopeWireEntry[], nowMs: number): TableRule
   for (const b of blocks) {
     const above = liveAncestors(b);
     if (dead(b)) {
-      if (above.length > 0) return `an expired scoped block (${describe(b)}) hides a live shorter one: the kernel answers "no match" there until its policy is written again`;
+      if (above.length > 0) return `an expired or empty scoped block (${describe(b)}) hides a live shorter one: the kernel answers "no match" there until its policy is written again`;
       continue;
     }
     if (!b.deny && above.some((a) => a.deny)) return `a scoped allow (${describe(b)}) lies under a scoped deny`;

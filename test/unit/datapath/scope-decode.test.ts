@@ -6,7 +6,8 @@ import { compileScopes, ScopeRegistry } from "../../../daemon/src/datapath/scope
 import { encodeScopeWire, OWNER_UNKNOWN, type ScopeWireEntry } from "../../../daemon/src/datapath/scope-wire.js";
 import { encodePolicy, KIND_CGROUP, KIND_TC, LAYOUT, type WireEntry } from "../../../daemon/src/datapath/wire-format.js";
 import { decodeDump } from "../../../daemon/src/datapath/wire-decode.js";
-import { orphanPolicy } from "../../../daemon/src/attachments/orphan.js";
+import { adoptedPolicy, orphanPolicy } from "../../../daemon/src/attachments/orphan.js";
+import type { PinnedAttachment } from "../../../daemon/src/datapath/filter.js";
 import { PolicyState } from "../../../daemon/src/policy/policy-state.js";
 import { loadPolicy, storePolicy, type StoredPolicy } from "../../../daemon/src/store/snapshot.js";
 import { kernelSim, type Packet } from "./scope-sim.js";
@@ -188,7 +189,23 @@ describe("DUMP rebuilds scoped rules: cases", () => {
     const policy = [at([10, 1, 2, 3], 32, [rule({ protocols: [6] }), rule({ protocols: [6], ports: [{ from: 22, to: 22 }] }, { allow: false, deny: true, ruleId: 21, expiresAtMs: NOW + 100 })])];
     const k = kernelOf(policy, NOW);
     expect(decodeDump(dumpReply(k.entries, k.table, NOW + 50), NOW + 50).scopeProblem).toBeNull();
-    expect(decodeDump(dumpReply(k.entries, k.table, NOW + 150), NOW + 150).scopeProblem).toMatch(/^10\.1\.2\.3\/32: an expired scoped block \(protocol 6 ports 22-22\) hides a live shorter one/);
+    expect(decodeDump(dumpReply(k.entries, k.table, NOW + 150), NOW + 150).scopeProblem).toMatch(/^10\.1\.2\.3\/32: an expired or empty scoped block \(protocol 6 ports 22-22\) hides a live shorter one/);
+  });
+
+  it("adoption of a dump with a problem is refused (FAILED_PRECONDITION, naming the problem and what to do)", () => {
+    const policy = [at([10, 1, 2, 3], 32, [rule({ protocols: [6] }), rule({ protocols: [6], ports: [{ from: 22, to: 22 }] }, { allow: false, deny: true, ruleId: 21, expiresAtMs: NOW + 100 })])];
+    const k = kernelOf(policy, NOW);
+    const d = decodeDump(dumpReply(k.entries, k.table, NOW + 150), NOW + 150);
+    const pinned = { policy: { mode: d.mode, audit: d.audit, entries: d.entries }, scopeProblem: d.scopeProblem } as unknown as PinnedAttachment;
+    let err: unknown;
+    try {
+      adoptedPolicy("orph-1", pinned);
+    } catch (e) {
+      err = e;
+    }
+    expect((err as { code?: string }).code).toBe("FAILED_PRECONDITION");
+    expect(String((err as Error).message)).toMatch(/^the scoped rules of orphan orph-1 cannot be read back exactly \(10\.1\.2\.3\/32: .*netfenced detach --orphan orph-1/);
+    expect(adoptedPolicy("orph-1", { ...pinned, scopeProblem: null }).denyCidrs).toEqual([]);
   });
 
   it("content the compiler never writes is refused, not guessed", () => {
