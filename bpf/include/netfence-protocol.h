@@ -208,7 +208,7 @@ struct nf_dump_reply {
 	__u32 flags;     /* active generation's NF_SETTING_* */
 	__u32 prog_id;
 	__u32 attached;  /* 1 if the filter is attached (as in nf_adopt_reply) */
-	__u32 count;     /* entries of the active generation that follow (expired ones left out) */
+	__u32 count;     /* entries of the active generation that follow (expired address entries left out; scope entries all) */
 	__u16 dns_port;
 	__u8 kind;       /* enum nf_kind */
 	__u8 method;     /* enum nf_method */
@@ -376,12 +376,17 @@ struct nf_verify_item {
 
 /*
  * The content checksum: over the active generation's entries (expired ones included: their removal
- * is the daemon's garbage collection), each one's 20-byte record {family, prefixlen, flags &
- * (ALLOW|DENY), has_expiry, addr[16] masked to the prefix} hashed with FNV-1a 32 from two offset
- * bases, summed (mod 2^32) so the order does not matter. Mirrored by datapath/content-checksum.ts.
+ * is the daemon's garbage collection), each one's 24-byte record {family, prefixlen, flags,
+ * has_expiry, addr[16] masked to the prefix, scope (u16 LE), 0, 0} hashed with FNV-1a 32 from two
+ * offset bases, summed (mod 2^32) so the order does not matter. flags: an address entry's
+ * ALLOW|DENY|SCOPE_ANY|SCOPE_UID|SCOPE_GID, a scope entry's ALLOW|DENY; scope: an address entry's
+ * scope-set id (nf_entry.scope), 0 for a scope entry (its id is in its key bytes). Mirrored by
+ * daemon/src/datapath/content-shadow.ts; the loader and the daemon of one build agree (the record
+ * changed in session 21: scope id and kinds added), a VERIFY reply is never compared across builds.
  */
 #define NF_SUM_BASIS_A 0x811c9dc5u
 #define NF_SUM_BASIS_B 0x5bd1e995u
+#define NF_SUM_RECORD 24
 
 struct nf_verify_result {
 	__u32 tamper;       /* NF_TAMPER_* */

@@ -2,8 +2,9 @@
 /*
  * dump.c — DUMP: what a pinned attachment is and enforces, read back from the kernel alone (its
  * nf_state settings, whether it is really attached, and the live entries of its active
- * generation: its small exact hash's keys or its large tables, and its LPM keys), so the daemon
- * can re-register an attachment its state store lost.
+ * generation: its small exact hash's keys or its large tables, its LPM keys, and its scope table
+ * with the expired scope entries too), so the daemon can re-register an attachment its state store
+ * lost with the rules it enforces, scoped ones included.
  */
 #include <string.h>
 #include <bpf/bpf.h>
@@ -17,19 +18,27 @@ struct entries {
 
 enum { T_V4_LARGE = T_COUNT, T_V6_LARGE }; /* a large table's keys: the address alone */
 
-/* The wire entry of a stored key and value; false for an expired one (left out). */
+/*
+ * The wire entry of a stored key and value; false for an expired address entry (left out: the
+ * kernel steps over it). Expired scope entries are sent, with their past deadline: the kernel's
+ * scope lookup takes the longest block and an expired one answers "no match" for its whole block,
+ * hiding any shorter live block, so the daemon must see it to rebuild the rules exactly (or refuse
+ * to: daemon/src/datapath/scope-decode.ts).
+ */
 static bool wire_entry_of(int t, const void *key, const struct nf_entry *v, __s64 now_real_ns, __s64 now_mono_ns,
 			  struct nf_wire_entry *e)
 {
-	if (v->expires_ns && (__s64)v->expires_ns <= now_mono_ns)
+	if (t != T_SCOPE && v->expires_ns && (__s64)v->expires_ns <= now_mono_ns)
 		return false;
 	memset(e, 0, sizeof(*e));
 	e->family = t == T_SCOPE ? NF_WIRE_SCOPE : (t == T_V4_EXACT || t == T_V4_LPM || t == T_V4_LARGE) ? 4 : 6;
 	e->flags = v->flags;
 	e->scope = v->scope;
 	e->rule_id = v->rule_id;
-	if (v->expires_ns) /* CLOCK_MONOTONIC deadline → wall clock ms, rounded up */
-		e->expires_ms = (__u64)((now_real_ns + ((__s64)v->expires_ns - now_mono_ns) + 999999) / 1000000);
+	if (v->expires_ns) { /* CLOCK_MONOTONIC deadline → wall clock ms, rounded up (never 0: 0 means none) */
+		__s64 ms = (now_real_ns + ((__s64)v->expires_ns - now_mono_ns) + 999999) / 1000000;
+		e->expires_ms = ms > 0 ? (__u64)ms : 1;
+	}
 	switch (t) {
 	case T_V4_EXACT:
 		e->prefixlen = 32;

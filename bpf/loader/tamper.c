@@ -187,13 +187,25 @@ static __u32 fnv1a(__u32 h, const __u8 *p, size_t n)
 	return h;
 }
 
+/*
+ * One entry's record (netfence-protocol.h, "The content checksum"). An address entry's scope set
+ * (nf_entry.scope) and the kinds of owner it looks up (NF_ENTRY_SCOPE_*) are part of it: an entry
+ * pointed at another scope set, or made to skip a kind, drops its scoped denies without anything
+ * else changing. A scope entry's id is in its key bytes; its flags mean ALLOW/DENY only.
+ */
 static void add_entry(struct sums *s, __u8 family, __u8 prefixlen, const __u8 *addr, const struct nf_entry *v)
 {
-	__u8 rec[20] = { family, prefixlen, (__u8)(v->flags & (NF_ENTRY_ALLOW | NF_ENTRY_DENY)), v->expires_ns != 0 };
-	memcpy(rec + 4, addr, family == 4 ? 4 : family == NF_WIRE_SCOPE ? 10 : 16);
+	bool scope_entry = family == NF_WIRE_SCOPE;
+	__u8 keep_flags = NF_ENTRY_ALLOW | NF_ENTRY_DENY | (scope_entry ? 0 : NF_ENTRY_SCOPE_KINDS);
+	__u8 rec[NF_SUM_RECORD] = { family, prefixlen, (__u8)(v->flags & keep_flags), v->expires_ns != 0 };
+	memcpy(rec + 4, addr, family == 4 ? 4 : scope_entry ? 10 : 16);
 	for (int i = 0; i < 16; i++) { /* masked to the prefix, as the lookups see it */
 		int keep = (int)prefixlen - i * 8;
 		rec[4 + i] &= keep >= 8 ? 0xff : keep <= 0 ? 0 : (__u8)(0xff << (8 - keep));
+	}
+	if (!scope_entry) { /* little endian, as nf_wire_entry.scope */
+		rec[20] = (__u8)(v->scope & 0xff);
+		rec[21] = (__u8)(v->scope >> 8);
 	}
 	s->a += fnv1a(NF_SUM_BASIS_A, rec, sizeof(rec));
 	s->b += fnv1a(NF_SUM_BASIS_B, rec, sizeof(rec));

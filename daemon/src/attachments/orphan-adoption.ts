@@ -2,7 +2,7 @@ import { NetfenceError } from "@netfence/proto/errors";
 import type { AttachmentRecord } from "./attachment-record.js";
 import { DIRECTION_KEY, parseAttachOptions } from "./attach-options.js";
 import { PolicyState } from "../policy/policy-state.js";
-import { orphanPolicy, type OrphanInfo } from "./orphan.js";
+import { adoptedPolicy, type OrphanInfo } from "./orphan.js";
 import { targetKey } from "./target.js";
 
 /**
@@ -40,7 +40,7 @@ export function orphanRecord(
     attachedAtMs: ctx.now,
     method: p.method,
     ifindex: target.kind === "interface" ? p.ifindex : 0,
-    state: new PolicyState(orphanPolicy(p.policy)),
+    state: new PolicyState(adoptedPolicy(o.id, p)),
     dns: null,
     stored: null,
   };

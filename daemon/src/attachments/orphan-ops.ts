@@ -42,7 +42,10 @@ export class OrphanOps {
         throw new NetfenceError("FAILED_PRECONDITION", `the DNS port ${o.dnsPort} of orphan ${id} is used by another attachment`, { details: { id } });
       }
       const { portMin, portMax } = this.resources.portRange;
-      const rec = orphanRecord(o, { now: this.core.now(), dnsAddress: (port) => this.resources.dnsAddress(port), portMin, portMax });
+      // The pins were read at start; read them again: deadlines passed since change what the kernel
+      // enforces (an expired scoped deny hides the allow under it: scope-decode.ts refuses that).
+      const fresh: OrphanInfo = o.pinned === null ? o : { ...o, pinned: await filter.inspect(id) };
+      const rec = orphanRecord(fresh, { now: this.core.now(), dnsAddress: (port) => this.resources.dnsAddress(port), portMin, portMax });
       if (!o.attached) {
         const r = await filter.relink(id, rec.target, this.resources.method);
         log.warn({ attachmentId: id, method: r.method }, "orphan was not attached any more; attached it again");

@@ -1,6 +1,7 @@
 import { readFileSync, readdirSync, statSync } from "node:fs";
 import path from "node:path";
-import { isNetfenceError } from "@netfence/proto/errors";
+import { isNetfenceError, NetfenceError } from "@netfence/proto/errors";
+import { isUnscoped } from "@netfence/proto/parse";
 import type { AttachMethod, Filter, FilterMode, FilterPolicy, PinnedAttachment, TargetSpec } from "../datapath/filter.js";
 import type { AttachmentPolicy, CidrRule } from "../policy/policy.js";
 import { EMPTY_DNS_POLICY } from "../policy/policy.js";
@@ -70,9 +71,11 @@ export function orphanKey(o: OrphanInfo): string | null {
 
 /**
  * The policy an adopted orphan starts with: what its maps enforce. CIDR rules keep their
- * deadlines; addresses it once learned from DNS answers become CIDR rules (the kernel does not
- * know which name produced them); DNS rules are not in the kernel, so DNS filtering starts
- * disabled until the control plane (or an operator) sends a policy.
+ * deadlines; scoped rules (issue 15) come back from the scope table (datapath/scope-decode.ts) as
+ * CIDR rules with their scope, each living no longer than its kernel entry; addresses it once
+ * learned from DNS answers become CIDR rules (the kernel does not know which name produced them);
+ * DNS rules are not in the kernel, so DNS filtering starts disabled until the control plane (or an
+ * operator) sends a policy. Compiled again, it decides every packet as the maps did.
  */
 export function orphanPolicy(p: FilterPolicy): AttachmentPolicy {
   const allowCidrs: CidrRule[] = [];
@@ -80,8 +83,32 @@ export function orphanPolicy(p: FilterPolicy): AttachmentPolicy {
   for (const e of p.entries) {
     if (e.allow) allowCidrs.push({ cidr: e.cidr, expiresAtMs: e.expiresAtMs });
     if (e.deny) denyCidrs.push({ cidr: e.cidr, expiresAtMs: e.expiresAtMs });
+    for (const r of e.scoped ?? []) {
+      const until = e.expiresAtMs === null ? r.expiresAtMs : r.expiresAtMs === null ? e.expiresAtMs : Math.min(r.expiresAtMs, e.expiresAtMs);
+      // An any-protocol, any-owner block (the compiler folds short-lived unscoped rules into one) is an unscoped rule.
+      const rule: CidrRule = isUnscoped(r.scope) ? { cidr: e.cidr, expiresAtMs: until } : { cidr: e.cidr, expiresAtMs: until, scope: r.scope };
+      if (r.deny) denyCidrs.push(rule);
+      else if (r.allow) allowCidrs.push(rule);
+    }
   }
-  return { mode: p.mode, audit: p.audit, allowCidrs, denyCidrs, dns: EMPTY_DNS_POLICY };
+  const policy: AttachmentPolicy = { mode: p.mode, audit: p.audit, allowCidrs, denyCidrs, dns: EMPTY_DNS_POLICY };
+  return p.keepEstablished === true ? { ...policy, established: "keep" } : policy;
+}
+
+/**
+ * orphanPolicy of what DUMP read, refused when the scope table holds something that cannot be
+ * rebuilt into rules exactly: adopting it would decide some packets otherwise than the kernel does
+ * (possibly opening them), so nothing is adopted and the orphan keeps enforcing as it is.
+ */
+export function adoptedPolicy(id: string, p: PinnedAttachment): AttachmentPolicy {
+  if (p.scopeProblem) {
+    throw new NetfenceError(
+      "FAILED_PRECONDITION",
+      `the scoped rules of orphan ${id} cannot be read back exactly (${p.scopeProblem}); it keeps enforcing as it is — remove it with \`netfenced detach --orphan ${id}\` and attach the target again with its policy`,
+      { details: { id } },
+    );
+  }
+  return orphanPolicy(p.policy);
 }
 
 /** The interface with this ifindex in our network namespace, or null. */

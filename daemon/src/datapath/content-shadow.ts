@@ -1,6 +1,7 @@
 import { formatCidr, type Cidr } from "@netfence/proto/parse";
 import type { FilterEntry, FilterMode, FilterPolicy } from "./filter.js";
-import { SUM_BASIS_A, SUM_BASIS_B } from "./tamper-wire.js";
+import { SUM_BASIS_A, SUM_BASIS_B, SUM_RECORD } from "./tamper-wire.js";
+import { ENTRY_SCOPE_KINDS, type WireEntry } from "./wire-format.js";
 
 /**
  * What the kernel maps of each attachment should hold, as a checksum the loader's VERIFY can be
@@ -9,9 +10,12 @@ import { SUM_BASIS_A, SUM_BASIS_B } from "./tamper-wire.js";
  * before a VERIFY is exactly what VERIFY must find — no race with DNS learning or expiry: the
  * shadow is updated when a write is sent, and VERIFY's expectation is taken when it is sent.
  *
- * Per entry: {family, prefixlen, allow|deny flags, has-expiry, address masked to the prefix}
+ * Per entry: {family, prefixlen, flags, has-expiry, address masked to the prefix, scope id}
  * hashed with FNV-1a 32 from two bases and summed mod 2^32 (order-independent; the C side is
- * bpf/loader/tamper.c). Expired entries count until the daemon's garbage collection deletes them
+ * bpf/loader/tamper.c, the record netfence-protocol.h "The content checksum"). An address entry's
+ * flags are its allow|deny and the kinds of owner its scope set is looked up for, and its scope id
+ * is the set's (WireEntry.scopeId/scopeKinds, as wire-format.ts writes them): an entry pointed at
+ * another set, or made to skip a kind, would drop its scoped denies without anything else changing. Expired entries count until the daemon's garbage collection deletes them
  * (the kernel keeps them until then too); an entry sent already expired is not written by the
  * loader and not counted here. The deadline itself is not compared (the kernel stores it on
  * another clock): only whether there is one. A write that failed leaves the shadow unknown until
@@ -156,17 +160,24 @@ function scopesPut(s: Shadow, w: Uint8Array, nowMs: number): void {
   }
 }
 
-const rec = new Uint8Array(20);
+const rec = new Uint8Array(SUM_RECORD);
 
-/** The two FNV-1a 32 hashes of an entry's record (bpf/loader/tamper.c add_entry). */
-export function entryHash(e: FilterEntry): [number, number] {
+/**
+ * The two FNV-1a 32 hashes of an entry's record (bpf/loader/tamper.c add_entry). A WireEntry's
+ * scope id and kinds count as the loader stores them: kinds only with a scope id (wire-format.ts).
+ */
+export function entryHash(e: FilterEntry | WireEntry): [number, number] {
   const v6 = e.cidr.family === 6;
   const plen = e.cidr.prefixLen;
+  const scope = ("scopeId" in e ? e.scopeId : undefined) ?? 0;
+  const kinds = scope === 0 ? 0 : (("scopeKinds" in e ? e.scopeKinds : undefined) ?? 0) & ENTRY_SCOPE_KINDS;
   rec.fill(0);
   rec[0] = v6 ? 6 : 4;
   rec[1] = plen;
-  rec[2] = (e.allow ? 1 : 0) | (e.deny ? 2 : 0);
+  rec[2] = (e.allow ? 1 : 0) | (e.deny ? 2 : 0) | kinds;
   rec[3] = e.expiresAtMs !== null ? 1 : 0;
+  rec[20] = scope & 0xff; // u16 little endian, as nf_wire_entry.scope
+  rec[21] = (scope >>> 8) & 0xff;
   const bytes = e.cidr.addr;
   for (let i = 0; i < bytes.length && i < 16; i++) {
     const keep = plen - i * 8;

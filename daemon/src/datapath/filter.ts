@@ -119,8 +119,10 @@ export interface PinnedAttachment extends AdoptedAttachment {
   readonly cgroupId: bigint;
   /** The DNS port the filter lets through (0 = none). */
   readonly dnsPort: number;
-  /** Mode, audit flag and the live entries of the active generation. */
+  /** Mode, audit flag and the live entries of the active generation, with their scoped rules (FilterEntry.scoped). */
   readonly policy: FilterPolicy;
+  /** Why some scoped rules could not be read back exactly (datapath/scope-decode.ts); absent or null: all were. */
+  readonly scopeProblem?: string | null;
 }
 
 /**

@@ -309,7 +309,7 @@ export class KernelFilter implements Filter {
       direction: d.direction === DIR_EGRESS ? "egress" : "ingress",
       cgroupId: d.cgroupId,
       dnsPort: d.dnsPort,
-      policy: { mode: d.mode, audit: d.audit, entries: d.entries, keepEstablished: d.keep },
+      policy: { mode: d.mode, audit: d.audit, entries: d.entries, keepEstablished: d.keep }, scopeProblem: d.scopeProblem,
     };
   }
 

@@ -10,6 +10,8 @@ export const VERIFY = { PINS: 1, CONTENT: 2 } as const;
 export const TAMPER = { DETACHED: 1, PROG_REPLACED: 2, PIN_REPLACED: 4, PIN_MISSING: 8, STATE: 16, UNKNOWN: 32 } as const;
 export const SUM_BASIS_A = 0x811c9dc5;
 export const SUM_BASIS_B = 0x5bd1e995;
+/** NF_SUM_RECORD: bytes of one entry's checksum record (24 since session 21: the scope id and kinds). */
+export const SUM_RECORD = 24;
 /** pin_names in bpf/loader/registry.c, by bit of nf_verify_result.bad_pins. */
 /** pin_names in bpf/loader/registry.c, by bit; the last two exist for cgroup attachments only (layout 6). */
 export const PIN_NAMES = [

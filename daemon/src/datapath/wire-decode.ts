@@ -4,7 +4,12 @@
  * offset comes from its LAYOUT table (checked against netfence.h by a test).
  */
 import type { ExactTables, ExactTablesFamily, FilterEntry, FilterMode, MigrationInfo } from "./filter.js";
-import { COUNTERS_PER_ATTACHMENT, ENTRY_ALLOW, ENTRY_DENY, FEAT_TCX, ID_LEN, LAYOUT, METHOD, MODE_NAMES, SETTING_AUDIT, SETTING_KEEP, WIRE_FAMILY_SCOPE } from "./wire-format.js";
+import {
+  COUNTERS_PER_ATTACHMENT, ENTRY_ALLOW, ENTRY_DENY, ENTRY_SCOPE_KINDS, FEAT_TCX, ID_LEN, KIND_CGROUP, LAYOUT, METHOD, MODE_NAMES, SETTING_AUDIT, SETTING_KEEP,
+  WIRE_FAMILY_SCOPE,
+} from "./wire-format.js";
+import { decodeScopeWireEntry, rebuildScoped, type DumpedAddress } from "./scope-decode.js";
+import type { ScopeWireEntry } from "./scope-wire.js";
 
 /** NF_CNT_* indexes of the per-attachment u64 counters in a COUNTERS reply. */
 export const CNT = { ALLOWED: 0, BLOCKED: 1, AUDITED: 2, EVENTS_LOST: 3 } as const;
@@ -96,38 +101,52 @@ export interface DumpView {
   kind: number;
   method: number;
   direction: number;
+  /** Address entries, each with the scoped rules its scope set holds (FilterEntry.scoped, scope-decode.ts). */
   entries: FilterEntry[];
   /** NF_SETTING_KEEP of the active generation. */
   keep: boolean;
-  /** Entries of the scope table (layout 6) in the active generation; not rebuilt into `entries`. */
+  /** Entries of the scope table (layout 6) in the active generation, expired ones included. */
   scopeEntries: number;
+  /** Why some scoped rules could not be rebuilt exactly (adoption refuses then); null when all could. */
+  scopeProblem: string | null;
 }
 
-export function decodeDump(b: Buffer): DumpView {
+/** `nowMs`: what counts as expired among the scope entries (the loader sends them all: dump.c). */
+export function decodeDump(b: Buffer, nowMs = Date.now()): DumpView {
   const L = LAYOUT.nf_dump_reply;
   const E = LAYOUT.nf_wire_entry;
   const count = b.readUInt32LE(L.count);
   if (b.length < L.size + count * E.size) throw new RangeError(`DUMP reply announces ${count} entries in ${b.length} bytes`);
-  const entries: FilterEntry[] = [];
-  let scopeEntries = 0;
+  const addresses: DumpedAddress[] = [];
+  const table: ScopeWireEntry[] = [];
+  let scopeProblem: string | null = null;
   for (let i = 0; i < count; i++) {
     const off = L.size + i * E.size;
     const rawFamily = b.readUInt8(off + E.family);
-    if (rawFamily === WIRE_FAMILY_SCOPE) { // the scope table: not a FilterEntry (counted only)
-      scopeEntries++;
+    if (rawFamily === WIRE_FAMILY_SCOPE) { // the scope table: rebuilt into the address entries below
+      const s = decodeScopeWireEntry(b, off);
+      if (typeof s === "string") scopeProblem ??= s;
+      else table.push(s);
       continue;
     }
     const family = rawFamily === 6 ? 6 : 4;
     const flags = b.readUInt8(off + E.flags);
     const ms = Number(b.readBigUInt64LE(off + E.expires_ms));
-    entries.push({
-      cidr: { family, addr: Uint8Array.from(b.subarray(off + E.addr, off + E.addr + (family === 4 ? 4 : 16))), prefixLen: b.readUInt8(off + E.prefixlen) },
-      allow: (flags & ENTRY_ALLOW) !== 0,
-      deny: (flags & ENTRY_DENY) !== 0,
-      expiresAtMs: ms === 0 ? null : ms,
-      ruleId: b.readUInt32LE(off + E.rule_id),
+    const scopeId = b.readUInt16LE(off + E.scope);
+    addresses.push({
+      entry: {
+        cidr: { family, addr: Uint8Array.from(b.subarray(off + E.addr, off + E.addr + (family === 4 ? 4 : 16))), prefixLen: b.readUInt8(off + E.prefixlen) },
+        allow: (flags & ENTRY_ALLOW) !== 0,
+        deny: (flags & ENTRY_DENY) !== 0,
+        expiresAtMs: ms === 0 ? null : ms,
+        ruleId: b.readUInt32LE(off + E.rule_id),
+      },
+      scopeId,
+      scopeKinds: scopeId === 0 ? 0 : flags & ENTRY_SCOPE_KINDS,
     });
   }
+  const kind = b.readUInt8(L.kind);
+  const rebuilt = rebuildScoped(addresses, table, kind === KIND_CGROUP, nowMs);
   return {
     cgroupId: b.readBigUInt64LE(L.cgroup_id),
     slot: b.readUInt32LE(L.slot),
@@ -135,14 +154,15 @@ export function decodeDump(b: Buffer): DumpView {
     mode: MODE_NAMES[b.readUInt32LE(L.mode)] ?? "block-all",
     audit: (b.readUInt32LE(L.flags) & SETTING_AUDIT) !== 0,
     keep: (b.readUInt32LE(L.flags) & SETTING_KEEP) !== 0,
-    scopeEntries,
+    scopeEntries: table.length,
+    scopeProblem: scopeProblem ?? rebuilt.problem,
     progId: b.readUInt32LE(L.prog_id),
     attached: b.readUInt32LE(L.attached) !== 0,
     dnsPort: b.readUInt16LE(L.dns_port),
-    kind: b.readUInt8(L.kind),
+    kind,
     method: b.readUInt8(L.method),
     direction: b.readUInt8(L.direction),
-    entries,
+    entries: rebuilt.entries,
   };
 }
 

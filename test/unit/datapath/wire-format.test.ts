@@ -9,7 +9,7 @@ import {
 } from "../../../daemon/src/datapath/wire-format.js";
 import { projectRoot } from "../../../daemon/src/datapath/project-root.js";
 import { HITS_CAP, HITS_OVERFLOW, RULE_ID } from "../../../daemon/src/datapath/hits-wire.js";
-import { SUM_BASIS_A, SUM_BASIS_B, TAMPER, VERIFY } from "../../../daemon/src/datapath/tamper-wire.js";
+import { SUM_BASIS_A, SUM_BASIS_B, SUM_RECORD, TAMPER, VERIFY } from "../../../daemon/src/datapath/tamper-wire.js";
 
 /**
  * wire-format.ts mirrors bpf/include/netfence.h by hand. This test compiles a C probe against the
@@ -39,7 +39,7 @@ describe("wire-format.ts matches bpf/include/netfence.h", () => {
     "NF_REASON_LOCAL_CLOSED", "NF_PROT_DENY", "NF_MAX_WORKLOAD_ADDRS",
     "NF_REASON_POLICY_DEPTH", "NF_REASON_KEPT", "NF_SETTING_KEEP", "NF_PROT_FROM", "NF_WIRE_SCOPE", "NF_ENTRY_SCOPE_KINDS",
     ...Object.keys(GUARD).map((k) => `NF_GUARD_${k}`),
-  ].map((c) => `printf("${c}=%d\\n", (int)${c});`).join("\n") + `\nprintf("NF_SUM_BASIS_A=%u\\n", NF_SUM_BASIS_A);\nprintf("NF_SUM_BASIS_B=%u\\n", NF_SUM_BASIS_B);\nprintf("NF_THROTTLE_PIN=%s\\n", NF_THROTTLE_PIN);`;
+  ].map((c) => `printf("${c}=%d\\n", (int)${c});`).join("\n") + `\nprintf("NF_SUM_BASIS_A=%u\\n", NF_SUM_BASIS_A);\nprintf("NF_SUM_BASIS_B=%u\\n", NF_SUM_BASIS_B);\nprintf("NF_THROTTLE_PIN=%s\\n", NF_THROTTLE_PIN);\nprintf("NF_SUM_RECORD=%u\\n", NF_SUM_RECORD);`;
   const src = `#include <stdio.h>\n#include <stddef.h>\n#include "netfence.h"\nint main(void){\n${prints}\n${consts}\nreturn 0;}\n`;
 
   const dir = mkdtempSync(path.join(tmpdir(), "nf-layout-"));
@@ -94,7 +94,7 @@ describe("wire-format.ts matches bpf/include/netfence.h", () => {
     for (const [name, id] of Object.entries(RULE_ID)) expect(out.get(`NF_RULE_${name}`), name).toBe(id);
     expect([out.get("NF_VERIFY_PINS"), out.get("NF_VERIFY_CONTENT")]).toEqual([VERIFY.PINS, VERIFY.CONTENT]);
     for (const [name, bit] of Object.entries(TAMPER)) expect(out.get(`NF_TAMPER_${name}`), name).toBe(bit);
-    expect([out.get("NF_SUM_BASIS_A"), out.get("NF_SUM_BASIS_B")]).toEqual([SUM_BASIS_A, SUM_BASIS_B]);
+    expect([out.get("NF_SUM_BASIS_A"), out.get("NF_SUM_BASIS_B"), out.get("NF_SUM_RECORD")]).toEqual([SUM_BASIS_A, SUM_BASIS_B, SUM_RECORD]);
     expect(text.get("NF_THROTTLE_PIN")).toBe(THROTTLE_PIN);
     // The migration reads an old layout's nf_state only up to tc_priority.
     expect(out.get("NF_STATE_STABLE_PREFIX")).toBe(LAYOUT.nf_state.tc_priority + 4);
