@@ -156,6 +156,8 @@ function setRules(tables: ReadonlyMap<number, ScopeWireEntry[]>, kinds: number, 
     const kind = Math.floor(k / 0x100000000) as ScopeKind;
     const principal = k % 0x100000000;
     if ((kinds & KIND_FLAG[kind]) === 0) continue; // never looked up
+    // OWNER_UNKNOWN: the deny part of the group rules (for sockets without a gid stamp), derived from
+    // the other GID tables: the compiler writes it again from the rules rebuilt here.
     if (kind === SCOPE_KIND.ANY ? principal !== 0 : !owners || principal === OWNER_UNKNOWN) continue;
     const rules = tableRules(blocks, nowMs);
     if (typeof rules === "string") return rules;
