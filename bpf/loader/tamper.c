@@ -11,7 +11,7 @@
  *     the attachment was loaded or adopted (STATE);
  *   - NF_VERIFY_PINS: every pin opened, its object id compared with ours (MISSING, REPLACED);
  *   - NF_VERIFY_CONTENT: the active generation's mode, flags and an order-independent checksum of
- *     its entries (netfence-protocol.h), which the daemon compares with what it wrote.
+ *     its entries (netfence-repair.h), which the daemon compares with what it wrote.
  * RESTORE: re-pins our objects where a pin is missing or names another object (the directory too),
  * and rewrites nf_state's fixed fields. Re-attaching is RELINK; rewriting the policy is REPLACE.
  */

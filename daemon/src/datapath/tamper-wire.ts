@@ -1,5 +1,5 @@
 /**
- * VERIFY and RESTORE on the wire (bpf/include/netfence-protocol.h, bpf/loader/tamper.c): the
+ * VERIFY and RESTORE on the wire (bpf/include/netfence-repair.h, bpf/loader/tamper.c): the
  * request encoder, the reply decoders and the constants, checked against the header by
  * test/unit/datapath/wire-format.test.ts like the rest of wire-format.ts.
  */

@@ -37,7 +37,7 @@ export const Op = {
   /** Rule hit counts (issue 14), numbered from 55 in netfence-protocol.h: hits-wire.ts. */
   HITS: 55,
   HITS_CLEAR: 56,
-  /** Migration of pins of another layout (lane M), numbered from 50 in netfence-protocol.h. */
+  /** Migration of pins of another layout (lane M), numbered from 50 in netfence-repair.h. */
   MIGRATE_BEGIN: 50,
   MIGRATE_FINISH: 51,
   MIGRATE_ABORT: 52,
