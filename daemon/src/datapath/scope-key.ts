@@ -10,9 +10,10 @@
  * 10,000 rules ≈ 5 MB that the young-generation GC copied, which was most of the scope compiler's
  * time (bench/segmentation/apply-probe.ts; docs/architecture.md).
  *
- * Field widths: protocols, ports, user and group ids are checked integers (scope-compile.ts
- * checkRule: 0..255, 1..65535, 0..0xfffffffe) before a key is made, 4 bytes each; the rule id and
- * the deadline as float64, exact for any number.
+ * Numbers: a list length as an unsigned LEB128 varint; every value (protocol, port, id, rule id,
+ * deadline) as a tag byte, then a varint (0: a non-negative safe integer, the usual case, 1–3 bytes)
+ * or its float64 bytes (1: anything else), so the encoding is exact for any number and short for
+ * the usual ones (≈ 21 bytes for a one-port, one-user rule; the latin1 decode is most of a key's cost).
  */
 import type { ScopedRuleEntry } from "../policy/compiled.js";
 
@@ -26,13 +27,29 @@ function room(n: number): void {
   buf = next;
 }
 
-function u32(v: number): void {
-  room(4);
-  buf.writeUInt32LE(v >>> 0, len);
-  len += 4;
+function byte(v: number): void {
+  room(1);
+  buf[len++] = v;
 }
 
-function f64(v: number): void {
+/** Unsigned LEB128 of a non-negative safe integer (arithmetic: beyond 32 bits too). */
+function varint(v: number): void {
+  room(8);
+  while (v >= 0x80) {
+    buf[len++] = (v % 0x80) | 0x80;
+    v = Math.floor(v / 0x80);
+  }
+  buf[len++] = v;
+}
+
+/** Any number, exactly: tag 0 + varint for a non-negative safe integer, else tag 1 + float64. */
+function num(v: number): void {
+  if (Number.isSafeInteger(v) && v >= 0) {
+    byte(0);
+    varint(v);
+    return;
+  }
+  byte(1);
   room(8);
   buf.writeDoubleLE(v, len);
   len += 8;
@@ -40,20 +57,20 @@ function f64(v: number): void {
 
 function writeRule(r: ScopedRuleEntry): void {
   const s = r.scope;
-  u32(s.protocols.length);
-  for (const p of s.protocols) u32(p);
-  u32(s.ports.length);
+  varint(s.protocols.length);
+  for (const p of s.protocols) num(p);
+  varint(s.ports.length);
   for (const p of s.ports) {
-    u32(p.from);
-    u32(p.to);
+    num(p.from);
+    num(p.to);
   }
-  u32(s.users.length);
-  for (const p of s.users) u32(p.id);
-  u32(s.groups.length);
-  for (const p of s.groups) u32(p.id);
-  u32((r.allow ? 1 : 0) | (r.deny ? 2 : 0) | (r.expiresAtMs === null ? 4 : 0));
-  f64(r.ruleId);
-  if (r.expiresAtMs !== null) f64(r.expiresAtMs);
+  varint(s.users.length);
+  for (const p of s.users) num(p.id);
+  varint(s.groups.length);
+  for (const p of s.groups) num(p.id);
+  byte((r.allow ? 1 : 0) | (r.deny ? 2 : 0) | (r.expiresAtMs === null ? 4 : 0));
+  num(r.ruleId);
+  if (r.expiresAtMs !== null) num(r.expiresAtMs);
 }
 
 /** The bytes written since `from`, as a string (and the scratch buffer rewound to `from`). */
