@@ -35,9 +35,10 @@
  * it. REPLACE clears it only when it reuses it (gens_prepare_fill's `want`); the idle loop drops
  * the large tables no generation uses (lazy shrink) once the retired generation is EMPTY.
  *
- * Grace periods pass on grace.c's thread, never in the request loop's idle time: a flip asks for
- * one at once, and one wait passes every generation retired before it started (a control plane's
- * full push of REPLACEs over many attachments waits in the background, not once per gap). The
+ * Grace periods pass on grace.c's thread, not in the request loop's idle time (only if the thread
+ * could not start does the idle loop wait itself): a flip asks for one at once, and one wait passes
+ * every generation retired before it started (a control plane's full push of REPLACEs over many
+ * attachments waits in the background, not once per gap). The
  * idle loop (main.c) empties STALE generations between requests, one attachment per turn, as soon
  * as their grace period has passed — typically within a few ms of the flip, so that a REPLACE
  * that follows finds its retired generation EMPTY and does not clear it on its own path.
