@@ -13,19 +13,20 @@
  *   event                         retired before        retired after          other fields
  *   ----------------------------  --------------------  ---------------------  -----------------------
  *   LOAD (fresh attachment)       -                     EMPTY                  active_used = 0
- *   ADOPT (pins of another run)   -                     GRACE                  active_used = 1
+ *   ADOPT (pins of another run)   -                     GRACE                  active_used = 1,
  *                                                                              (unknown: stay conservative)
+ *                                                                              grace_epoch = grace_retire()
  *   UPSERT into the active gen.   any                   unchanged              active_used = 1
- *   grace period passed           GRACE                 STALE
+ *   grace period passed           GRACE                 STALE                  (grace.c: grace_passed)
  *   clear succeeded               STALE, CLEAR_FAILED   EMPTY
  *   clear failed                  STALE, CLEAR_FAILED   CLEAR_FAILED           (the idle loop skips it;
  *                                                                              the next REPLACE retries)
- *   REPLACE: before filling       GRACE → STALE → EMPTY (waits for the grace period, which moves
- *                                 every attachment in GRACE to STALE, then clears; a failed clear
- *                                 fails the REPLACE with nothing visible to packets)
+ *   REPLACE: before filling       GRACE → STALE → EMPTY (waits for the grace period unless the
+ *                                 grace thread has passed it, then clears; a failed clear fails the
+ *                                 REPLACE with nothing visible to packets)
  *   REPLACE: a write failed       EMPTY                 STALE                  (never visible: no grace)
- *   REPLACE: flip                 EMPTY                 active_used ? GRACE    active_used = 1
- *                                                         : EMPTY
+ *   REPLACE: flip                 EMPTY                 active_used ? GRACE    active_used = 1,
+ *                                                         : EMPTY              grace_epoch = grace_retire()
  *
  * A fresh attachment's first flip retires a generation that never held a key (active_used = 0):
  * it needs neither a grace period nor a clear, so LINK never waits.
@@ -34,15 +35,16 @@
  * it. REPLACE clears it only when it reuses it (gens_prepare_fill's `want`); the idle loop drops
  * the large tables no generation uses (lazy shrink) once the retired generation is EMPTY.
  *
- * The idle loop (main.c) empties retired generations between requests, one attachment per turn,
- * with one grace period for every attachment waiting for one (after a restart, all of them).
+ * Grace periods pass on grace.c's thread, not in the request loop's idle time (only if the thread
+ * could not start does the idle loop wait itself): a flip asks for one at once, and one wait passes
+ * every generation retired before it started (a control plane's full push of REPLACEs over many
+ * attachments waits in the background, not once per gap). The
+ * idle loop (main.c) empties STALE generations between requests, one attachment per turn, as soon
+ * as their grace period has passed — typically within a few ms of the flip, so that a REPLACE
+ * that follows finds its retired generation EMPTY and does not clear it on its own path.
  */
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
-#include <sys/syscall.h>
-#include <linux/membarrier.h>
 #include <bpf/bpf.h>
 
 #include "loader.h"
@@ -52,53 +54,9 @@ void gens_loaded(struct nf_gens *s)
 	*s = (struct nf_gens){ .retired = RETIRED_EMPTY, .active_used = false };
 }
 
-/*
- * When the idle loop waits for a grace period. A wait (membarrier, ~10 ms here) blocks the
- * request loop, and a control plane's full push sends REPLACEs back to back: waiting in every gap
- * between two of them cost one grace period per REPLACE (500 attachments × 1,000 CIDRs: 7.4 s, of
- * which ~5 s were these waits). So the idle loop waits only once requests have paused for
- * GRACE_QUIET_MS, or once a generation has waited GRACE_MAX_DEFER_MS (progress under a steady
- * stream). Deferring only keeps retired keys longer; a REPLACE that needs its retired generation
- * waits itself, and that one wait passes every attachment (pass_grace_period_for_all).
- */
-#define GRACE_QUIET_MS 20
-#define GRACE_MAX_DEFER_MS 1000
-static __u64 last_request_ms;
-static __u64 grace_pending_since_ms; /* 0: no generation in GRACE */
-
-static __u64 monotonic_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (__u64)ts.tv_sec * 1000 + (__u64)ts.tv_nsec / 1000000;
-}
-
-static void grace_pending(void)
-{
-	if (!grace_pending_since_ms)
-		grace_pending_since_ms = monotonic_ms();
-}
-
-void gens_request_done(void)
-{
-	last_request_ms = monotonic_ms();
-}
-
-/* Milliseconds until the idle loop may wait for a grace period (0: now), or -1 if none is pending. */
-int gens_grace_wait_ms(void)
-{
-	if (!grace_pending_since_ms)
-		return -1;
-	__u64 now = monotonic_ms();
-	__u64 quiet_at = last_request_ms + GRACE_QUIET_MS, forced_at = grace_pending_since_ms + GRACE_MAX_DEFER_MS;
-	__u64 at = quiet_at < forced_at ? quiet_at : forced_at;
-	return at <= now ? 0 : (int)(at - now);
-}
-
 void gens_adopted(struct nf_gens *s)
 {
-	*s = (struct nf_gens){ .retired = RETIRED_GRACE, .active_used = true };
-	grace_pending();
+	*s = (struct nf_gens){ .retired = RETIRED_GRACE, .active_used = true, .grace_epoch = grace_retire() };
 }
 
 void gens_active_written(struct nf_gens *s)
@@ -106,9 +64,10 @@ void gens_active_written(struct nf_gens *s)
 	s->active_used = true;
 }
 
-static void gens_grace_passed(struct nf_gens *s)
+/* GRACE → STALE once grace.c has passed the generation's epoch. */
+static void gens_grace_check(struct nf_gens *s)
 {
-	if (s->retired == RETIRED_GRACE)
+	if (s->retired == RETIRED_GRACE && grace_passed(s->grace_epoch))
 		s->retired = RETIRED_STALE;
 }
 
@@ -122,64 +81,89 @@ void gens_flipped(struct nf_gens *s)
 	s->retired = s->active_used ? RETIRED_GRACE : RETIRED_EMPTY;
 	s->active_used = true;
 	if (s->retired == RETIRED_GRACE)
-		grace_pending();
+		s->grace_epoch = grace_retire();
 }
 
-/*
- * Waits until every BPF program run that started before now has finished. Programs run inside
- * RCU read-side sections, and membarrier(MEMBARRIER_CMD_GLOBAL) is synchronize_rcu(). Without it
- * (nohz_full kernels refuse the command) fall back to a wait far longer than any program run.
- */
-static void wait_for_running_programs(void)
+/* Appends the keys of `chunk` (n keys of table t) that belong to generation `gen` to *keys. */
+static int keep_gen_keys(int t, __u32 gen, const char *chunk, __u32 n, char **keys, size_t *cnt, size_t *cap)
 {
-	if (syscall(__NR_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) != 0) {
-		struct timespec ts = { 0, 100 * 1000000l };
-		nanosleep(&ts, NULL);
+	size_t ks = table_key_size[t];
+	for (__u32 i = 0; i < n; i++) {
+		const char *k = chunk + (size_t)i * ks;
+		if (key_gen(t, k) != gen)
+			continue;
+		if (*cnt == *cap) {
+			char *p = realloc(*keys, *cap * 2 * ks);
+			if (!p)
+				return -ENOMEM;
+			*keys = p;
+			*cap *= 2;
+		}
+		memcpy(*keys + (*cnt)++ * ks, k, ks);
 	}
+	return 0;
 }
+
+#define LIST_CHUNK 4096
 
 /*
- * One grace period serves every attachment waiting for one: every generation now in GRACE was
- * retired by a flip this (single-threaded) request loop made before the wait started, so no
- * packet can still see it afterwards. Used by the idle loop and by a REPLACE that finds its own
- * retired generation in GRACE: a burst of REPLACEs over many attachments (a control plane's full
- * push) then waits once, not once per attachment (measured 10.8 ms per membarrier here).
+ * Lists generation `gen`'s keys of table t into *out (malloc'ed, *out_n keys). Batched reads
+ * (BPF_MAP_LOOKUP_BATCH: the hashes, and the LPM tries since Linux 5.13): a per-key
+ * bpf_map_get_next_key cursor was 42 ms for a scope trie of 2 × 10,000 entries, the batches 8 ms.
+ * A kernel that refuses the first batch gets the cursor.
  */
-static void pass_grace_period_for_all(void)
-{
-	wait_for_running_programs();
-	for (size_t i = 0; i < g.n_atts; i++)
-		if (g.atts[i].used)
-			gens_grace_passed(&g.atts[i].gens);
-	grace_pending_since_ms = 0;
-}
-
-/* Deletes every key of generation `gen` from table t: keys listed first (cursor iteration),
- * then deleted (in one batch where the kernel can). */
-static int clear_generation(int fd, int t, __u32 gen)
+static int list_generation(int fd, int t, __u32 gen, char **out, size_t *out_n)
 {
 	size_t ks = table_key_size[t], cap = 1024, cnt = 0;
-	char *keys = malloc(cap * ks), cur[32], last[32];
-	if (!keys)
-		return fail(ENOMEM, "clearing %s", table_names[t]);
-	const void *prev = NULL;
-	while (bpf_map_get_next_key(fd, prev, cur) == 0) {
-		if (key_gen(t, cur) == gen) {
-			if (cnt == cap) {
-				char *k = realloc(keys, cap * 2 * ks);
-				if (!k) {
-					free(keys);
-					return fail(ENOMEM, "clearing %s", table_names[t]);
-				}
-				keys = k;
-				cap *= 2;
-			}
-			memcpy(keys + cnt++ * ks, cur, ks);
+	char *keys = malloc(cap * ks), *chunk = malloc((size_t)LIST_CHUNK * ks);
+	struct nf_entry *vals = malloc(LIST_CHUNK * sizeof(*vals));
+	char in[32], next[32]; /* the batch cursor: a key (LPM: generic batches) or a bucket (hash) */
+	bool first = true, batched = true;
+	int err = (keys && chunk && vals) ? 0 : -ENOMEM;
+	while (!err) {
+		__u32 n = LIST_CHUNK;
+		int rc = bpf_map_lookup_batch(fd, first ? NULL : in, next, chunk, vals, &n, NULL);
+		int e = rc ? errno : 0;
+		if (rc && e != ENOENT) { /* ENOENT: the last chunk (n may be > 0) */
+			if (first && (e == EINVAL || e == ENOTSUPP || e == EOPNOTSUPP || e == ENOTSUP))
+				batched = false;
+			else
+				err = -e;
+			break;
 		}
+		err = keep_gen_keys(t, gen, chunk, n, &keys, &cnt, &cap);
+		if (rc)
+			break;
+		memcpy(in, next, sizeof(in));
+		first = false;
+	}
+	const void *prev = NULL;
+	char cur[32], last[32];
+	while (!err && !batched && bpf_map_get_next_key(fd, prev, cur) == 0) {
+		err = keep_gen_keys(t, gen, cur, 1, &keys, &cnt, &cap);
 		memcpy(last, cur, ks); /* the cursor must not alias the output buffer */
 		prev = last;
 	}
-	int err = 0;
+	free(chunk);
+	free(vals);
+	if (err) {
+		free(keys);
+		return fail(-err, "listing %s", table_names[t]);
+	}
+	*out = keys;
+	*out_n = cnt;
+	return 0;
+}
+
+/* Deletes every key of generation `gen` from table t: keys listed first, then deleted (in one
+ * batch where the kernel can). */
+static int clear_generation(int fd, int t, __u32 gen)
+{
+	size_t ks = table_key_size[t], cnt = 0;
+	char *keys = NULL;
+	int err = list_generation(fd, t, gen, &keys, &cnt);
+	if (err)
+		return err;
 	__u32 done = (__u32)cnt;
 	/* One system call for the whole list, the LPM tries included (generic_map_delete_batch): a
 	 * per-key delete was 1,000 calls per 1,000-entry generation. If the batch fails part-way
@@ -213,13 +197,16 @@ static int clear_retired(struct att *a)
 }
 
 /* Brings the retired generation to EMPTY before REPLACE fills it: waits for the grace period if
- * it is due, then clears. On error it is CLEAR_FAILED, and nothing was visible to packets. */
+ * the grace thread has not passed it yet, then clears. On error it is CLEAR_FAILED, and nothing
+ * was visible to packets. */
 int gens_prepare_fill(struct att *a, const __u32 want[FAM_COUNT])
 {
 	a->large_idle_failed = false;
+	if (a->gens.retired == RETIRED_GRACE) {
+		grace_wait(a->gens.grace_epoch);
+		a->gens.retired = RETIRED_STALE;
+	}
 	if (a->gens.retired != RETIRED_EMPTY) {
-		if (a->gens.retired == RETIRED_GRACE)
-			pass_grace_period_for_all();
 		int err = clear_retired(a);
 		if (err)
 			return err;
@@ -237,17 +224,23 @@ int gens_prepare_fill(struct att *a, const __u32 want[FAM_COUNT])
 	return 0;
 }
 
-static bool idle_candidate(const struct att *a, bool grace_ok)
+/* Whether the idle loop has work on `a`: a STALE generation to clear (GRACE ones once the grace
+ * thread passed them; without the thread, GRACE ones too: the idle loop then waits itself), or
+ * large-table work once the retired generation is past its grace period. */
+static bool idle_candidate(struct att *a)
 {
-	return a->used && ((grace_ok && a->gens.retired == RETIRED_GRACE) || a->gens.retired == RETIRED_STALE ||
-			   (!a->large_idle_failed && large_idle_due(a)));
+	if (!a->used)
+		return false;
+	gens_grace_check(&a->gens);
+	if (a->gens.retired == RETIRED_GRACE)
+		return !grace_async();
+	return a->gens.retired == RETIRED_STALE || (!a->large_idle_failed && large_idle_due(a));
 }
 
 bool gens_idle_due(void)
 {
-	bool grace_ok = gens_grace_wait_ms() == 0;
 	for (size_t i = 0; i < g.n_atts; i++)
-		if (idle_candidate(&g.atts[i], grace_ok))
+		if (idle_candidate(&g.atts[i]))
 			return true;
 	return false;
 }
@@ -255,23 +248,19 @@ bool gens_idle_due(void)
 void gens_idle_work(void)
 {
 	struct att *next = NULL;
-	bool need_grace = false, grace_ok = gens_grace_wait_ms() == 0;
-	for (size_t i = 0; i < g.n_atts; i++) {
-		struct att *a = &g.atts[i];
-		if (idle_candidate(a, grace_ok)) {
-			if (!next)
-				next = a;
-			need_grace |= a->gens.retired == RETIRED_GRACE;
-		}
-	}
+	for (size_t i = 0; i < g.n_atts && !next; i++)
+		if (idle_candidate(&g.atts[i]))
+			next = &g.atts[i];
 	if (!next)
 		return;
-	if (need_grace)
-		pass_grace_period_for_all();
+	if (next->gens.retired == RETIRED_GRACE) { /* no grace thread: wait here */
+		grace_wait(next->gens.grace_epoch);
+		next->gens.retired = RETIRED_STALE;
+	}
 	int err = 0;
 	if (next->gens.retired == RETIRED_STALE) {
 		err = clear_retired(next);
-	} else if (next->gens.retired != RETIRED_GRACE && (err = large_idle_work(next))) {
+	} else if ((err = large_idle_work(next))) {
 		next->large_idle_failed = true; /* not retried until the next REPLACE */
 	}
 	if (err)

@@ -9,6 +9,7 @@
  *   links.c        attach methods (TCX link, clsact, cgroup link), detach, the attached check,
  *                  LINK, RELINK, the TCX probe
  *   generations.c  the generation state machine of an attachment (struct nf_gens), idle clearing
+ *   grace.c        RCU grace periods on a thread of their own (epochs), so the request loop never waits
  *   tables.c       policy keys and entries, batches, REPLACE, UPSERT/DELETE, SET_MODE
  *   exact.c        the exact /32 /128 entries: small hash or large table per generation, growth
  *   large.c        the large tables' inner hashes: create, install, copy, clear, drop, adopt
@@ -64,6 +65,7 @@ enum nf_retired {
 struct nf_gens {
 	enum nf_retired retired;
 	bool active_used; /* the active generation may hold keys (false only on a fresh LOAD's first) */
+	__u64 grace_epoch; /* GRACE: the retirement's epoch (grace.c) */
 };
 
 /* A large exact table: the inner hash installed in slot `gen` of a family's ARRAY_OF_MAPS. */
@@ -221,9 +223,21 @@ void gens_fill_failed(struct nf_gens *s);
 void gens_flipped(struct nf_gens *s);
 /* Idle work: whether a retired generation waits to be emptied; empty one (main loop, stdin idle). */
 bool gens_idle_due(void);
-int gens_grace_wait_ms(void);
-void gens_request_done(void);
 void gens_idle_work(void);
+
+/* ---------------------------------------------------------------- grace.c */
+
+/* A retirement (flip, adoption) happened: its epoch, and a grace period is asked for at once. */
+__u64 grace_retire(void);
+/* Whether the generation retired at `epoch` is past a grace period. */
+bool grace_passed(__u64 epoch);
+/* Blocks until it is (a synchronous wait when the thread has not passed it yet). */
+void grace_wait(__u64 epoch);
+/* Whether grace periods pass on the thread (false: the idle loop waits itself). */
+bool grace_async(void);
+/* The eventfd the thread signals after each grace period (-1 without the thread); drained by grace_drain. */
+int grace_fd(void);
+void grace_drain(void);
 
 /* ---------------------------------------------------------------- tables.c */
 

@@ -238,10 +238,12 @@ int main(void)
 	void *payload = NULL;
 	size_t cap = 0;
 	for (;;) {
-		struct pollfd pfd[2] = { { .fd = STDIN_FILENO, .events = POLLIN }, { .fd = -1, .events = POLLIN } };
+		struct pollfd pfd[3] = { { .fd = STDIN_FILENO, .events = POLLIN }, { .fd = -1, .events = POLLIN },
+					 { .fd = grace_fd(), .events = POLLIN } };
 		if (g.rb)
 			pfd[1].fd = ring_buffer__epoll_fd(g.rb);
-		/* Idle work: empty retired generations, one attachment per turn so a request is never
+		/* Idle work: empty retired generations once their grace period has passed (grace.c's
+		 * thread wakes this poll through pfd[2]), one attachment per turn so a request is never
 		 * kept waiting for more than one (generations.c). */
 		int timeout = 1000;
 		if (gens_idle_due()) {
@@ -249,18 +251,16 @@ int main(void)
 			if (poll(&in, 1, 0) == 0) /* nothing waiting: do it now */
 				gens_idle_work();
 			timeout = 0;
-		} else {
-			int grace_in = gens_grace_wait_ms(); /* a deferred grace period (generations.c) */
-			if (grace_in >= 0 && grace_in < timeout)
-				timeout = grace_in;
 		}
-		int n = poll(pfd, 2, timeout);
+		int n = poll(pfd, 3, timeout);
 		if (n < 0 && errno != EINTR)
 			return 1;
 		if (pfd[0].revents & POLLNVAL)
 			return 4; /* stdin is not open: nobody can talk to us any more */
 		if (pfd[1].revents & POLLIN)
 			pump_events();
+		if (pfd[2].revents & POLLIN)
+			grace_drain();
 		if (!(pfd[0].revents & (POLLIN | POLLHUP | POLLERR)))
 			continue;
 		struct nf_frame_hdr h;
@@ -282,7 +282,6 @@ int main(void)
 		if (len && transfer(STDIN_FILENO, payload, len, false) <= 0)
 			return 0;
 		handle(&h, payload, len);
-		gens_request_done();
 		pump_events();
 	}
 }

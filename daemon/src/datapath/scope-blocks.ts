@@ -99,10 +99,13 @@ export function alignedBlocks(from: number, to: number): Array<{ port: number; p
   return out;
 }
 
-/** The blocks of `value` over [from, to] for `proto`, appended to `out` (no intermediate list). */
-function pushAligned(out: Block[], proto: number, from: number, to: number, value: BlockValue): void {
-  if (from === to) out.push({ proto, port: from, portBits: 16, value }); // one port: the usual case
-  else eachAligned(from, to, (port, portBits) => out.push({ proto, port, portBits, value }));
+/** Receives the blocks of a table in order (no Block object per block: the compiler builds its own entry). */
+export type BlockSink = (proto: number | null, port: number, portBits: number, value: BlockValue) => void;
+
+/** The blocks of `value` over [from, to] for `proto`, given to `emit` (no intermediate list). */
+function emitAligned(emit: BlockSink, proto: number, from: number, to: number, value: BlockValue): void {
+  if (from === to) emit(proto, from, 16, value); // one port: the usual case
+  else eachAligned(from, to, (port, portBits) => emit(proto, port, portBits, value));
 }
 
 function eachAligned(from: number, to: number, each: (port: number, portBits: number) => void): void {
@@ -121,22 +124,23 @@ function eachAligned(from: number, to: number, each: (port: number, portBits: nu
 }
 
 /** One rule alone (the common case: a rule per scope set): the same blocks, without the interval arithmetic. */
-function singleRule(r: TableRule, nowMs: number): Block[] {
+function singleRule(r: TableRule, nowMs: number, emit: BlockSink): void {
   const value = decide([r], nowMs);
-  if (value === null) return [];
-  if (r.protocols === null) return [{ proto: null, port: 0, portBits: 0, value }];
+  if (value === null) return;
+  if (r.protocols === null) {
+    emit(null, 0, 0, value);
+    return;
+  }
   const ranges: PortRange[] = [];
   for (const pr of [...r.ports].sort((a, b) => a.from - b.from)) {
     const last = ranges[ranges.length - 1];
     if (last !== undefined && pr.from <= last.to + 1) ranges[ranges.length - 1] = { from: last.from, to: Math.max(last.to, pr.to) };
     else ranges.push(pr);
   }
-  const out: Block[] = [];
   for (const proto of [...new Set(r.protocols)].sort((a, b) => a - b)) {
-    if (ranges.length === 0) out.push({ proto, port: 0, portBits: 0, value });
-    for (const pr of ranges) pushAligned(out, proto, pr.from, pr.to, value);
+    if (ranges.length === 0) emit(proto, 0, 0, value);
+    for (const pr of ranges) emitAligned(emit, proto, pr.from, pr.to, value);
   }
-  return out;
 }
 
 /** The rules of `rules` in force at `nowMs` (the others never decide anything). */
@@ -203,11 +207,17 @@ function portRuns(base: readonly TableRule[], portRules: readonly TableRule[], v
 
 /** The blocks of one table, sorted by (proto, port, portBits); deterministic for equal input. */
 export function flattenTable(rules: readonly TableRule[], nowMs: number): Block[] {
-  if (rules.length === 1) return singleRule(rules[0]!, nowMs);
+  const out: Block[] = [];
+  eachBlock(rules, nowMs, (proto, port, portBits, value) => out.push({ proto, port, portBits, value }));
+  return out;
+}
+
+/** flattenTable's blocks, in the same order, given to `emit` one by one. */
+export function eachBlock(rules: readonly TableRule[], nowMs: number, emit: BlockSink): void {
+  if (rules.length === 1) return singleRule(rules[0]!, nowMs, emit);
   // Rules no longer in force are left out: they decide nothing, and the cuts they would add
   // only split runs that merge again.
   const live = liveRules(rules, nowMs);
-  const out: Block[] = [];
   const anyRules: TableRule[] = [];
   const byProto = new Map<number, TableRule[]>();
   for (const r of live) {
@@ -224,7 +234,7 @@ export function flattenTable(rules: readonly TableRule[], nowMs: number): Block[
     }
   }
   const v0 = decide(anyRules, nowMs);
-  if (v0) out.push({ proto: null, port: 0, portBits: 0, value: v0 });
+  if (v0) emit(null, 0, 0, v0);
   const protos = [...byProto.keys()].sort((a, b) => a - b);
   for (const proto of protos) {
     const mine = byProto.get(proto)!;
@@ -232,9 +242,8 @@ export function flattenTable(rules: readonly TableRule[], nowMs: number): Block[
     const portRules = mine.filter((r) => r.ports.length > 0);
     const baseRules = protoOnly.length > 0 ? [...anyRules, ...protoOnly] : anyRules;
     const v1 = protoOnly.length > 0 ? decide(baseRules, nowMs) : v0;
-    if (protoOnly.length > 0 && !sameValue(v1, v0) && v1) out.push({ proto, port: 0, portBits: 0, value: v1 });
+    if (protoOnly.length > 0 && !sameValue(v1, v0) && v1) emit(proto, 0, 0, v1);
     if (portRules.length === 0) continue;
-    for (const run of portRuns(baseRules, portRules, v1)) pushAligned(out, proto, run.from, run.to, run.value);
+    for (const run of portRuns(baseRules, portRules, v1)) emitAligned(emit, proto, run.from, run.to, run.value);
   }
-  return out;
 }

@@ -36,9 +36,10 @@
  * doubles it (tcp and udp); each user or group of a rule repeats the rule's blocks in its own table.
  */
 import { invalidArgument } from "@netfence/proto/errors";
-import { scopeKey, type RuleScope } from "@netfence/proto/parse";
+import type { RuleScope } from "@netfence/proto/parse";
 import type { FilterEntry, ScopedRuleEntry } from "../policy/compiled.js";
-import { flattenTable, type TableRule } from "./scope-blocks.js";
+import { eachBlock, type TableRule } from "./scope-blocks.js";
+import { scopeSetKey } from "./scope-key.js";
 import type { WireEntry } from "./wire-format.js";
 import {
   ENTRY_SCOPE_ANY, ENTRY_SCOPE_GID, ENTRY_SCOPE_UID, OWNER_UNKNOWN, SCOPE_KIND, type ScopeKind, type ScopeWireEntry,
@@ -46,6 +47,7 @@ import {
 
 /** An address entry as the driver writes it (wire-format.ts): `scopeId` absent or 0 = no scoped rule. */
 export type { WireEntry };
+export { scopeSetKey };
 
 const TCP = 6;
 const UDP = 17;
@@ -56,7 +58,7 @@ const UNSCOPED: RuleScope = { protocols: [], ports: [], users: [], groups: [] };
 export interface CompiledScopeSet {
   readonly key: string;
   readonly flags: number;
-  /** Blocks with scope 0; stamp the id with withScopeId(). */
+  /** Blocks with the scope id compileScopeSet was given (0 if none: stamp one with withScopeId()). */
   readonly blocks: readonly ScopeWireEntry[];
   readonly repushAtMs: number | null;
 }
@@ -96,28 +98,6 @@ function checkRule(r: ScopedRuleEntry): void {
   }
 }
 
-/** The content key of a scoped-rule set: order-independent, names ignored. */
-export function scopeSetKey(rules: readonly ScopedRuleEntry[]): string {
-  if (rules.length === 1) return ruleKey(rules[0]!);
-  // Canonical order: by rule id, then by the rule's text (a total order on the texts, so equal
-  // sets give equal keys). Rules usually arrive with strictly increasing ids: already in that order.
-  let ascending = true;
-  for (let i = 1; i < rules.length && ascending; i++) ascending = rules[i - 1]!.ruleId < rules[i]!.ruleId;
-  if (ascending) {
-    let key = ruleKey(rules[0]!);
-    for (let i = 1; i < rules.length; i++) key += "\n" + ruleKey(rules[i]!);
-    return key;
-  }
-  const keyed = rules.map((r) => ({ id: r.ruleId, text: ruleKey(r) }));
-  keyed.sort((a, b) => a.id - b.id || (a.text < b.text ? -1 : a.text > b.text ? 1 : 0));
-  let out = keyed[0]?.text ?? "";
-  for (let i = 1; i < keyed.length; i++) out += "\n" + keyed[i]!.text;
-  return out;
-}
-
-const ruleKey = (r: ScopedRuleEntry): string =>
-  (scopeKey(r.scope) || "*") + "|" + (r.allow ? "a" : "") + (r.deny ? "d" : "") + "|" + r.ruleId + "|" + (r.expiresAtMs ?? "-");
-
 /**
  * Rewrites one entry for the kernel (see "Expiry" above): drops expired scoped rules, folds
  * shorter-lived unscoped rules into the set, sets the address entry's deadline and normalises the
@@ -150,8 +130,11 @@ function tableRule(r: ScopedRuleEntry): TableRule {
   return { protocols, ports: s.ports, allow: r.allow, deny: r.deny, ruleId: r.ruleId, expiresAtMs: r.expiresAtMs };
 }
 
-/** Compiles one scope set's tables (deterministic: tables by kind, then principal). */
-export function compileScopeSet(rules: readonly ScopedRuleEntry[], key: string, nowMs: number): CompiledScopeSet {
+/**
+ * Compiles one scope set's tables (deterministic: tables by kind, then principal). `scope`: the id
+ * the blocks carry (the registry passes the id it is about to allocate, so no copy is needed).
+ */
+export function compileScopeSet(rules: readonly ScopedRuleEntry[], key: string, nowMs: number, scope = 0): CompiledScopeSet {
   const tables = new Map<number, { kind: ScopeKind; principal: number; rules: TableRule[] }>();
   const add = (kind: ScopeKind, principal: number, r: TableRule): void => {
     const k = kind * 0x100000000 + principal; // principal <= 0xffffffff (OWNER_UNKNOWN)
@@ -173,15 +156,15 @@ export function compileScopeSet(rules: readonly ScopedRuleEntry[], key: string, 
   let flags = 0;
   let repushAtMs: number | null = null;
   for (const t of order) {
-    for (const b of flattenTable(t.rules, nowMs)) {
-      flags |= t.kind === SCOPE_KIND.ANY ? ENTRY_SCOPE_ANY : t.kind === SCOPE_KIND.UID ? ENTRY_SCOPE_UID : ENTRY_SCOPE_GID;
-      const v = b.value;
+    const kindFlag = t.kind === SCOPE_KIND.ANY ? ENTRY_SCOPE_ANY : t.kind === SCOPE_KIND.UID ? ENTRY_SCOPE_UID : ENTRY_SCOPE_GID;
+    eachBlock(t.rules, nowMs, (proto, port, portBits, v) => {
+      flags |= kindFlag;
       if (v.allowOutlives && v.expiresAtMs !== null && (repushAtMs === null || v.expiresAtMs < repushAtMs)) repushAtMs = v.expiresAtMs;
       blocks.push({
-        scope: 0, kind: t.kind, principal: t.principal, proto: b.proto, port: b.port, portBits: b.portBits,
+        scope, kind: t.kind, principal: t.principal, proto, port, portBits,
         allow: v.allow, deny: v.deny, ruleId: v.ruleId, expiresAtMs: v.expiresAtMs,
       });
-    }
+    });
   }
   return { key, flags, blocks, repushAtMs };
 }

@@ -27,7 +27,7 @@
 import { NetfenceError } from "@netfence/proto/errors";
 import type { Cidr } from "@netfence/proto/parse";
 import type { FilterEntry } from "../policy/compiled.js";
-import { compileScopeSet, prepareEntry, withScope, withScopeId, type CompiledScopeSet, type WireEntry } from "./scope-compile.js";
+import { compileScopeSet, prepareEntry, withScope, type CompiledScopeSet, type WireEntry } from "./scope-compile.js";
 import { SCOPE_CAP, SCOPE_ID_MAX, type ScopeWireEntry } from "./scope-wire.js";
 
 export const SCOPE_GEN_CAP = SCOPE_CAP / 2;
@@ -47,6 +47,11 @@ class Generation {
   count = 0;
   nextFresh = 1;
   readonly free: number[] = [];
+
+  /** The id allocate() would return now (compile with it, allocate only if the set has blocks). */
+  peek(): number {
+    return this.free.length > 0 ? this.free[this.free.length - 1]! : this.nextFresh;
+  }
 
   allocate(): number {
     const reused = this.free.pop();
@@ -130,15 +135,15 @@ export class ScopeRegistry {
       const p = prepareEntry(e, nowMs);
       let s = p.rules ? gen.byKey.get(p.key) : undefined;
       if (p.rules && !s) {
-        const set = compileScopeSet(p.rules, p.key, nowMs);
+        const set = compileScopeSet(p.rules, p.key, nowMs, gen.peek());
         if (set.blocks.length > 0) {
           if (gen.count + set.blocks.length > SCOPE_GEN_CAP) throw exhausted(gen.count + set.blocks.length);
-          const id = gen.allocate();
-          s = { id, set: { key: set.key, flags: set.flags, repushAtMs: set.repushAtMs }, wire: withScopeId(set.blocks, id), refs: 0 };
+          const id = gen.allocate(); // = peek(): the blocks already carry it
+          s = { id, set: { key: set.key, flags: set.flags, repushAtMs: set.repushAtMs }, wire: set.blocks, refs: 0 };
           gen.byKey.set(p.key, s);
           gen.byId.set(id, s);
           gen.count += s.wire.length;
-          scopeWire.push(...s.wire);
+          for (const b of s.wire) scopeWire.push(b);
           repush = minDeadline(repush, set.repushAtMs);
         }
       }
@@ -177,10 +182,10 @@ export class ScopeRegistry {
       const p = e.scoped && e.scoped.length > 0 ? prepareEntry(e, nowMs) : null;
       let s = p?.rules ? gen.byKey.get(p.key) ?? fresh.get(p.key) : undefined;
       if (p?.rules && !s) {
-        const set = compileScopeSet(p.rules, p.key, nowMs);
+        const set = compileScopeSet(p.rules, p.key, nowMs, gen.peek());
         if (set.blocks.length > 0) {
-          const id = gen.allocate(); // burned even if this plan is dropped
-          s = { id, set: { key: set.key, flags: set.flags, repushAtMs: set.repushAtMs }, wire: withScopeId(set.blocks, id), refs: 0 };
+          const id = gen.allocate(); // = peek(); burned even if this plan is dropped
+          s = { id, set: { key: set.key, flags: set.flags, repushAtMs: set.repushAtMs }, wire: set.blocks, refs: 0 };
           fresh.set(p.key, s);
         }
       }
