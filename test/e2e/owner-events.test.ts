@@ -1,8 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { fixture, requireKernel, Sandbox, type SandboxNetwork } from "../helpers/sandbox.js";
-import { spawn } from "node:child_process";
-import { CLI } from "../helpers/daemon-harness.js";
-import { E2eDaemon } from "../helpers/e2e.js";
+import { probe, type Sandbox, type SandboxNetwork } from "../helpers/sandbox.js";
+import type { E2eDaemon } from "../helpers/e2e.js";
+import { followEvents, ownerEventsWorld, type OwnerEventsWorld } from "../helpers/owner-events.js";
 
 // Issue 15, end to end: blocked attempts are reported with the socket owner. The real `netfenced`
 // (dist/) with a cgroup attachment in allowlist mode; processes of uid 1 (daemon) and uid 65534
@@ -23,6 +22,7 @@ interface WireEvent {
 }
 
 describe("events name the socket owner (real daemon, cgroup attachment, real packets)", () => {
+  let world: OwnerEventsWorld | undefined;
   let sb: Sandbox;
   let net: SandboxNetwork;
   let daemon: E2eDaemon;
@@ -30,56 +30,15 @@ describe("events name the socket owner (real daemon, cgroup attachment, real pac
   let id = "";
 
   beforeAll(async () => {
-    await requireKernel();
-    sb = await Sandbox.create("nfow");
-    net = await sb.network();
-    await sb.exec(net.workloadNs, ["ip", "link", "set", "lo", "up"]);
-    for (const p of [PORT, PORT + 1]) await sb.echoServer(net.workloadNs, p);
-    daemon = new E2eDaemon({ pinRoot: await sb.pinRoot(), dns: { listenAddr: "127.0.0.1", upstream: "127.0.0.1:9" }, yaml: "default_policy: { mode: allowlist }" });
-    await daemon.start();
-    cgroup = await sb.cgroup();
-    const c = await daemon.cli("attach", "-g", cgroup, "--json");
-    if (c.code !== 0) throw new Error(`cgroup attach failed: ${c.stderr}`);
-    id = (JSON.parse(c.stdout) as { id: string }).id;
+    world = await ownerEventsWorld("nfow", [PORT, PORT + 1]);
+    ({ sb, net, daemon, cgroup, id } = world);
   }, 120_000);
 
-  afterAll(async () => {
-    if (daemon?.alive() && id) await daemon.cli("detach", "--id", id);
-    await daemon?.cleanup();
-    await sb?.cleanup();
-  });
+  afterAll(() => world?.cleanup());
 
-  const connectAs = async (uid: number, port: number): Promise<boolean> => {
-    const r = await sb.exec(
-      net.workloadNs,
-      ["setpriv", `--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", process.execPath, fixture("probe.mjs"), "tcp", "127.0.0.1", String(port), "600"],
-      { cgroup, allowFail: true, timeoutMs: 6000 },
-    );
-    return r.stdout.trim() === "ok";
-  };
+  const connectAs = (uid: number, port: number): Promise<boolean> => probe(sb, net.workloadNs, "tcp", "127.0.0.1", { port, uid, cgroup, timeoutMs: 600 });
 
-  /** `netfenced events --follow` (JSON or text) read until `enough` says so or the deadline passes; then stopped. */
-  function follow(json: boolean): { lines: string[]; stop: () => Promise<void> } {
-    const child = spawn(process.execPath, [CLI, "--socket", daemon.socket, "events", "--id", id, "--follow", ...(json ? ["--json"] : [])], { stdio: ["ignore", "pipe", "ignore"] });
-    const lines: string[] = [];
-    let buf = "";
-    child.stdout.on("data", (d: Buffer) => {
-      buf += d.toString("utf8");
-      const parts = buf.split("\n");
-      buf = parts.pop() ?? "";
-      lines.push(...parts.filter((l) => l.trim() !== ""));
-    });
-    const exited = new Promise<void>((r) => child.on("exit", () => r()));
-    const killer = setTimeout(() => child.kill("SIGKILL"), 120_000);
-    return {
-      lines,
-      stop: async () => {
-        clearTimeout(killer);
-        child.kill("SIGTERM");
-        await exited;
-      },
-    };
-  }
+  const follow = (json: boolean) => followEvents(daemon, id, json);
 
   it("a blocked connect of uid 65534 and one of uid 1: each event carries its uid and user name", async () => {
     const json = follow(true);

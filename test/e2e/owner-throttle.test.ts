@@ -1,8 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { spawn } from "node:child_process";
-import { fixture, requireKernel, Sandbox, type SandboxNetwork } from "../helpers/sandbox.js";
-import { CLI } from "../helpers/daemon-harness.js";
-import { E2eDaemon } from "../helpers/e2e.js";
+import { fixture, type Sandbox, type SandboxNetwork } from "../helpers/sandbox.js";
+import type { E2eDaemon } from "../helpers/e2e.js";
+import { followEvents, ownerEventsWorld, type OwnerEventsWorld } from "../helpers/owner-events.js";
 
 // Layout 7: the kernel's event throttle is per socket owner. Two users of one cgroup attachment
 // (allowlist, nothing allowed) connect to the SAME address and port within the throttle's 10 s:
@@ -37,6 +36,7 @@ interface OwnerRow {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("the event throttle is per socket owner (real daemon, cgroup attachment, real packets)", () => {
+  let world: OwnerEventsWorld | undefined;
   let sb: Sandbox;
   let net: SandboxNetwork;
   let daemon: E2eDaemon;
@@ -44,24 +44,11 @@ describe("the event throttle is per socket owner (real daemon, cgroup attachment
   let id = "";
 
   beforeAll(async () => {
-    await requireKernel();
-    sb = await Sandbox.create("nfot");
-    net = await sb.network();
-    await sb.exec(net.workloadNs, ["ip", "link", "set", "lo", "up"]);
-    await sb.echoServer(net.workloadNs, PORT);
-    daemon = new E2eDaemon({ pinRoot: await sb.pinRoot(), dns: { listenAddr: "127.0.0.1", upstream: "127.0.0.1:9" }, yaml: "default_policy: { mode: allowlist }" });
-    await daemon.start();
-    cgroup = await sb.cgroup();
-    const c = await daemon.cli("attach", "-g", cgroup, "--json");
-    if (c.code !== 0) throw new Error(`cgroup attach failed: ${c.stderr}`);
-    id = (JSON.parse(c.stdout) as { id: string }).id;
+    world = await ownerEventsWorld("nfot", [PORT]);
+    ({ sb, net, daemon, cgroup, id } = world);
   }, 120_000);
 
-  afterAll(async () => {
-    if (daemon?.alive() && id) await daemon.cli("detach", "--id", id);
-    await daemon?.cleanup();
-    await sb?.cleanup();
-  });
+  afterAll(() => world?.cleanup());
 
   /** One TCP connect from a process of `uid` in the cgroup (a single SYN: the probe gives up after 600 ms),
    * on CPU 0: back-to-back attempts then also meet the kernel's per-CPU fold (1 s), which must not mix owners either. */
@@ -76,25 +63,8 @@ describe("the event throttle is per socket owner (real daemon, cgroup attachment
 
   /** `netfenced events --id ID --follow --json`, collected until stopped. */
   function follow(): { events: () => WireEvent[]; stop: () => Promise<void> } {
-    const child = spawn(process.execPath, [CLI, "--socket", daemon.socket, "events", "--id", id, "--follow", "--json"], { stdio: ["ignore", "pipe", "ignore"] });
-    const lines: string[] = [];
-    let buf = "";
-    child.stdout.on("data", (d: Buffer) => {
-      buf += d.toString("utf8");
-      const parts = buf.split("\n");
-      buf = parts.pop() ?? "";
-      lines.push(...parts.filter((l) => l.trim() !== ""));
-    });
-    const exited = new Promise<void>((r) => child.on("exit", () => r()));
-    const killer = setTimeout(() => child.kill("SIGKILL"), 90_000);
-    return {
-      events: () => lines.map((l) => JSON.parse(l) as WireEvent),
-      stop: async () => {
-        clearTimeout(killer);
-        child.kill("SIGTERM");
-        await exited;
-      },
-    };
+    const f = followEvents(daemon, id, true, 90_000);
+    return { events: () => f.lines.map((l) => JSON.parse(l) as WireEvent), stop: f.stop };
   }
 
   const waitUntil = async (cond: () => boolean, ms: number): Promise<void> => {
