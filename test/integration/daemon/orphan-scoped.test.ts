@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { fixture, requireKernel, Sandbox, type SandboxNetwork } from "../../helpers/sandbox.js";
-import { DaemonProcess } from "../../helpers/daemon-harness.js";
+import { probe, type Sandbox, type SandboxNetwork } from "../../helpers/sandbox.js";
+import type { DaemonProcess } from "../../helpers/daemon-harness.js";
+import { daemonRig, type DaemonRig } from "../../helpers/daemon-rig.js";
 
 // Session 21, the real `netfenced`: a cgroup attachment made by `apply -f` with scoped rules — under
 // an unscoped allow of 127.0.0.0/8 a scoped deny (127.0.0.1 tcp/P2 for everyone, tcp/P3 for user
@@ -36,14 +37,8 @@ describe("netfenced adopt: an orphan's scoped rules are read back and kept (real
   let daemon: DaemonProcess;
   const name = "scoped-orphan";
 
-  async function probeAs(uid: number, ip: string, port: number, timeoutMs: number): Promise<boolean> {
-    const r = await sb.exec(
-      net.workloadNs,
-      ["setpriv", `--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", process.execPath, fixture("probe.mjs"), "tcp", ip, String(port), String(timeoutMs)],
-      { cgroup: cg, allowFail: true, timeoutMs: timeoutMs + 5000 },
-    );
-    return r.stdout.trim() === "ok";
-  }
+  const probeAs = (uid: number, ip: string, port: number, timeoutMs: number): Promise<boolean> =>
+    probe(sb, net.workloadNs, "tcp", ip, { port, uid, cgroup: cg, timeoutMs });
 
   /** The (uid, address, port) whose connect does not get the rules' answer. */
   async function wrong(): Promise<string[]> {
@@ -59,14 +54,11 @@ describe("netfenced adopt: an orphan's scoped rules are read back and kept (real
 
   const stateFile = (): string => path.join(daemon.dir, "data", "state.json");
 
+  let rig: DaemonRig | undefined;
+
   beforeAll(async () => {
-    await requireKernel();
-    sb = await Sandbox.create("nfos");
-    net = await sb.network();
-    cg = await sb.cgroup();
-    for (const p of [P1, P2, P3]) await sb.echoServer(net.workloadNs, p);
-    daemon = new DaemonProcess({ pinRoot: await sb.pinRoot() });
-    await daemon.start();
+    rig = await daemonRig("nfos", { servers: { ns: "workload", ports: [P1, P2, P3] } });
+    ({ sb, net, cg, daemon } = rig);
     const file = path.join(daemon.dir, "policy.yaml");
     writeFileSync(file, `version: 1
 attachments:
@@ -93,10 +85,7 @@ attachments:
     expect(r.code, r.stderr).toBe(0);
   }, 120_000);
 
-  afterAll(async () => {
-    await daemon?.cleanup();
-    await sb?.cleanup();
-  }, 60_000);
+  afterAll(() => rig?.cleanup(), 60_000);
 
   it("enforces the scoped rules as applied", async () => {
     const w = await wrong();
