@@ -74,12 +74,13 @@ export class PolicyApplier {
   /**
    * `netfenced flush` in the same queue as the applies: an apply in progress finishes (or rolls
    * back) first — never half of its attachments created after the flush removed the rest — and
-   * every apply after it is refused.
+   * every apply after a successful flush is refused.
    */
   flush<T>(run: () => Promise<T>): Promise<T> {
     return this.serial(async () => {
-      this.flushed = true;
-      return run();
+      const r = await run(); // applies wait in the queue meanwhile
+      this.flushed = true; // a flush that failed leaves the daemon running: applies stay possible
+      return r;
     });
   }
 
