@@ -205,19 +205,24 @@ export class AttachmentManager {
     // From here on nothing new is attached or adopted, and the ones already on their way finish
     // first: an attach that completed after the list below was taken would outlive the flush.
     this.flushing = true;
-    await Promise.allSettled([...this.inFlight]);
-    const detached: string[] = [];
-    for (const id of [...this.core.registry.records.keys(), ...this.core.registry.unadopted.keys()]) {
-      await this.flow.detach(id, "flush");
-      detached.push(id);
+    try {
+      await Promise.allSettled([...this.inFlight]);
+      const detached: string[] = [];
+      for (const id of [...this.core.registry.records.keys(), ...this.core.registry.unadopted.keys()]) {
+        await this.flow.detach(id, "flush");
+        detached.push(id);
+      }
+      const orphans: string[] = [];
+      for (const o of this.orphanOps.list()) {
+        await this.orphanOps.detach(o.id);
+        orphans.push(o.id);
+      }
+      await this.persist();
+      return { detached, orphans };
+    } catch (err) {
+      this.flushing = false; // the flush failed and the daemon keeps running: attaches are possible again
+      throw err;
     }
-    const orphans: string[] = [];
-    for (const o of this.orphanOps.list()) {
-      await this.orphanOps.detach(o.id);
-      orphans.push(o.id);
-    }
-    await this.persist();
-    return { detached, orphans };
   }
 
   /** Audit mode on/off, the mode unchanged (`netfenced audit`, standalone daemons): a SetMode with audit. */
