@@ -3,12 +3,17 @@
  * (state.json), one record per line, appended and fdatasync'd once per group commit.
  *
  *   line 1:  {"journal":1,"generation":G}            G = the base snapshot's generation
- *   then:    <crc32, 8 hex digits> <JSON record>\n   record = {"put":<StoredAttachment>} | {"del":"<id>"}
+ *   then:    <crc32, 8 hex digits> <JSON>\n          one line per save: {"save":[<record>, …]}
+ *                                                    record = {"put":<StoredAttachment>} | {"del":"<id>"}
  *
- * A crash in the middle of an append leaves a torn last line (no newline, or a checksum that does
- * not match): it and anything after it are ignored, which is exactly the state before that
- * append (whose save() had not resolved). A journal whose generation is not the base's is left
- * over from before a compaction that completed (the base already holds all of it) and is ignored.
+ * One save is one line, under one checksum: a crash in the middle of an append leaves a torn last
+ * line (no newline, or a checksum that does not match), and it and anything after it are ignored,
+ * which is exactly the state before that save (whose save() had not resolved). (Before session 21
+ * each record had its own line: a SIGKILL can cut a write() of several pages short, and the whole
+ * lines before the cut replayed half a save — some attachments new, the rest old. Such single-record
+ * lines, from a journal written before, are still read.) A journal whose generation is not the
+ * base's is left over from before a compaction that completed (the base already holds all of it)
+ * and is ignored.
  */
 import zlib from "node:zlib";
 import type { StoreSnapshot, StoredAttachment } from "./snapshot.js";
@@ -21,9 +26,10 @@ export function journalHeader(generation: number): string {
   return `${JSON.stringify({ journal: 1, generation })}\n`;
 }
 
-/** One record line (the JSON text of the record is given, so the caller can reuse it). */
-export function journalLine(recordJson: string): string {
-  return `${crcHex(recordJson)} ${recordJson}\n`;
+/** One save's line: the JSON texts of its records (given, so the caller can reuse them) under one checksum. */
+export function journalSaveLine(recordJsons: readonly string[]): string {
+  const json = `{"save":[${recordJsons.join(",")}]}`;
+  return `${crcHex(json)} ${json}\n`;
 }
 
 export interface ReadJournal {
@@ -52,28 +58,43 @@ export function readJournal(text: string): ReadJournal {
   while (pos < text.length) {
     const nl = text.indexOf("\n", pos);
     if (nl === -1) break;
-    const record = parseLine(text.slice(pos, nl));
-    if (record === null) break;
-    records.push(record);
+    const line = parseLine(text.slice(pos, nl));
+    if (line === null) break;
+    records.push(...line);
     pos = nl + 1;
   }
   const goodBytes = Buffer.byteLength(text.slice(0, pos));
   return { generation, records, goodBytes, tornBytes: Buffer.byteLength(text) - goodBytes };
 }
 
-function parseLine(line: string): JournalRecord | null {
+/** One line's records: a save's (all or none), or one record of an older journal; null when not whole. */
+function parseLine(line: string): JournalRecord[] | null {
   if (line.length < 10 || line[8] !== " ") return null;
   const json = line.slice(9);
   if (crcHex(json) !== line.slice(0, 8)) return null;
   try {
     const r = JSON.parse(json) as Record<string, unknown>;
-    if (typeof r.del === "string") return { del: r.del };
-    const put = r.put as Record<string, unknown> | undefined;
-    if (typeof put === "object" && put !== null && typeof put.id === "string") return { put: put as unknown as StoredAttachment };
-    return null;
+    if (!Array.isArray(r.save)) {
+      const one = asRecord(r);
+      return one === null ? null : [one];
+    }
+    const out: JournalRecord[] = [];
+    for (const item of r.save as unknown[]) {
+      const rec = typeof item === "object" && item !== null ? asRecord(item as Record<string, unknown>) : null;
+      if (rec === null) return null; // not ours: the line (the save) is not applied at all
+      out.push(rec);
+    }
+    return out;
   } catch {
     return null;
   }
+}
+
+function asRecord(r: Record<string, unknown>): JournalRecord | null {
+  if (typeof r.del === "string") return { del: r.del };
+  const put = r.put as Record<string, unknown> | undefined;
+  if (typeof put === "object" && put !== null && typeof put.id === "string") return { put: put as unknown as StoredAttachment };
+  return null;
 }
 
 const CRC_TABLE = (() => {

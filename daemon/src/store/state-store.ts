@@ -20,7 +20,7 @@ import { mkdir, open, readFile, readdir, rename, unlink } from "node:fs/promises
 import path from "node:path";
 import { NetfenceError } from "@netfence/proto/errors";
 import type { StoreSnapshot, StoredAttachment } from "./snapshot.js";
-import { JOURNAL_FILE, journalHeader, journalLine, replayJournal } from "./journal.js";
+import { JOURNAL_FILE, journalHeader, journalSaveLine, replayJournal } from "./journal.js";
 
 export interface StateStore {
   /** The last saved snapshot, or null when there is none yet. */
@@ -142,7 +142,7 @@ export class FileStateStore implements StateStore {
       if (this.compactNext || snapshot.daemonId !== this.baseDaemonId) return await this.compact(snapshot, new Map());
       const fresh = new Map<StoredAttachment, string>();
       const seen = new Set<string>();
-      const lines: string[] = [];
+      const records: string[] = [];
       let live = this.liveBytes;
       for (const a of snapshot.attachments) {
         seen.add(a.id);
@@ -151,15 +151,15 @@ export class FileStateStore implements StateStore {
         const text = JSON.stringify(a);
         fresh.set(a, text);
         live += text.length - (w?.text.length ?? 0);
-        lines.push(journalLine(`{"put":${text}}`));
+        records.push(`{"put":${text}}`);
       }
       for (const [id, w] of this.written) {
         if (seen.has(id)) continue;
         live -= w.text.length;
-        lines.push(journalLine(JSON.stringify({ del: id })));
+        records.push(JSON.stringify({ del: id }));
       }
-      if (lines.length === 0) return;
-      const chunk = Buffer.from(lines.join(""), "utf8");
+      if (records.length === 0) return;
+      const chunk = Buffer.from(journalSaveLine(records), "utf8"); // one line: the save replays whole or not at all
       const chunkBytes = chunk.length;
       if (this.journalBytes + chunkBytes > Math.max(live, MIN_COMPACT_BYTES)) return await this.compact(snapshot, fresh);
       target = this.journalFile;
