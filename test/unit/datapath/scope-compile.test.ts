@@ -11,16 +11,12 @@ import {
   encodeScopeWire, writeScopeWireEntry,
 } from "../../../daemon/src/datapath/scope-wire.js";
 import { bruteForce, duplicateKeys, kernelSim, type Packet } from "./scope-sim.js";
+import { GIDS, PORT_PROTOS, UIDS, portArb, scopedPolicyArbs } from "./scope-arbitraries.js";
 import { scopeWire as handBuilt } from "../../helpers/scope-wire-fixture.js";
 
 const NOW = 1_800_000_000_000;
 const DST = new Uint8Array([10, 1, 2, 3]);
 const PREFIXES: Array<[number[], number]> = [[[10, 0, 0, 0], 8], [[10, 1, 0, 0], 16], [[10, 1, 2, 0], 24], [[10, 1, 2, 3], 32], [[10, 1, 2, 3], 31]];
-const PORT_PROTOS = [6, 17, 132];
-const UIDS = [0, 1, 2, 1000];
-const GIDS = [0, 1, 5, 100];
-const PORT_EDGES = [1, 2, 3, 4, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 443, 1000, 1023, 1024, 2000, 65534, 65535];
-
 function merge(ranges: PortRange[]): PortRange[] {
   const sorted = [...ranges].sort((a, b) => a.from - b.from);
   const out: PortRange[] = [];
@@ -32,45 +28,7 @@ function merge(ranges: PortRange[]): PortRange[] {
   return out;
 }
 
-const portArb = fc.constantFrom(...PORT_EDGES);
-const rangeArb: fc.Arbitrary<PortRange> = fc.tuple(portArb, portArb).map(([a, b]) => ({ from: Math.min(a, b), to: Math.max(a, b) }));
-const deadlineArb = fc.constantFrom<number | null>(null, null, NOW - 10, NOW + 50, NOW + 100, NOW + 200);
-
-const scopeArb: fc.Arbitrary<RuleScope> = fc
-  .record({
-    withPorts: fc.boolean(),
-    ports: fc.array(rangeArb, { minLength: 1, maxLength: 3 }),
-    protos: fc.subarray([1, 6, 17, 58, 132]),
-    portProtos: fc.subarray(PORT_PROTOS),
-    users: fc.subarray(UIDS, { maxLength: 2 }),
-    groups: fc.subarray(GIDS, { maxLength: 2 }),
-  })
-  .map((r) => ({
-    protocols: (r.withPorts ? r.portProtos : r.protos).sort((a, b) => a - b),
-    ports: r.withPorts ? merge(r.ports) : [],
-    users: r.users.map((id) => ({ id, name: null })),
-    groups: r.groups.map((id) => ({ id, name: null })),
-  }));
-
-const actionArb = fc.constantFrom({ allow: true, deny: false }, { allow: false, deny: true }, { allow: true, deny: true }, { allow: true, deny: false });
-const ruleArb: fc.Arbitrary<ScopedRuleEntry> = fc
-  .record({ scope: scopeArb, action: actionArb, ruleId: fc.integer({ min: 1, max: 40 }), expiresAtMs: deadlineArb })
-  .map((r) => ({ scope: r.scope, ...r.action, ruleId: r.ruleId, expiresAtMs: r.expiresAtMs }));
-
-const entryArb = (i: number): fc.Arbitrary<FilterEntry | null> =>
-  fc.option(
-    fc.record({
-      unscoped: fc.constantFrom({ allow: false, deny: false }, { allow: true, deny: false }, { allow: false, deny: true }),
-      expiresAtMs: deadlineArb,
-      scoped: fc.array(ruleArb, { maxLength: 4 }),
-      ruleId: fc.integer({ min: 41, max: 60 }),
-    }).map((r) => ({
-      cidr: { family: 4 as const, addr: new Uint8Array(PREFIXES[i]![0]), prefixLen: PREFIXES[i]![1] },
-      ...r.unscoped, expiresAtMs: r.expiresAtMs, ruleId: r.ruleId, scoped: r.scoped,
-    })),
-    { freq: 3 },
-  );
-const policyArb: fc.Arbitrary<FilterEntry[]> = fc.tuple(...PREFIXES.map((_, i) => entryArb(i))).map((es) => es.filter((e): e is FilterEntry => e !== null));
+const { policyArb } = scopedPolicyArbs(NOW, { prefixes: PREFIXES, minRuleId: 1, ports: merge });
 
 const packetArb: fc.Arbitrary<Packet> = fc
   .record({
